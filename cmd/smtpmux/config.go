@@ -1,0 +1,251 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// fileConfig is the TOML file as written. Every key is documented, with
+// its default, in config.example.toml; unknown keys are an error.
+type fileConfig struct {
+	DataDir          string `toml:"data_dir"`
+	Hostname         string `toml:"hostname"`
+	SecretKey        string `toml:"secret_key"`
+	BootstrapRootKey string `toml:"bootstrap_root_key"`
+	OperatorToken    string `toml:"operator_token"`
+	LogLevel         string `toml:"log_level"`
+
+	SMTP struct {
+		Listen            []string `toml:"listen"`
+		ListenTLS         []string `toml:"listen_tls"`
+		TLSCertFile       string   `toml:"tls_cert_file"`
+		TLSKeyFile        string   `toml:"tls_key_file"`
+		AllowInsecureAuth bool     `toml:"allow_insecure_auth"`
+		MaxMessageBytes   int64    `toml:"max_message_bytes"`
+		MaxRecipients     int      `toml:"max_recipients"`
+		MaxConnections    int      `toml:"max_connections"`
+		ReadTimeout       string   `toml:"read_timeout"`
+		WriteTimeout      string   `toml:"write_timeout"`
+		AuthFailDelay     string   `toml:"auth_fail_delay"`
+	} `toml:"smtp"`
+
+	HTTP struct {
+		Listen string `toml:"listen"`
+	} `toml:"http"`
+
+	Managed struct {
+		Backend     string `toml:"backend"`
+		OutboxDir   string `toml:"outbox_dir"`
+		HourlyLimit int    `toml:"hourly_limit"`
+		DailyLimit  int    `toml:"daily_limit"`
+	} `toml:"managed"`
+
+	Delivery struct {
+		RetrySchedule    []string `toml:"retry_schedule"`
+		MaxInflight      int      `toml:"max_inflight"`
+		ConnsPerProvider int      `toml:"connections_per_provider"`
+		AttemptTimeout   string   `toml:"attempt_timeout"`
+		UpstreamCAFile   string   `toml:"upstream_ca_file"`
+		ShutdownGrace    string   `toml:"shutdown_grace"`
+	} `toml:"delivery"`
+
+	Limits struct {
+		ProvidersPerTeam int `toml:"providers_per_team"`
+	} `toml:"limits"`
+}
+
+// config is the validated, typed form the daemon runs on.
+type config struct {
+	file             fileConfig
+	dataDir          string
+	secretKey        string
+	bootstrapRootKey string
+	operatorToken    string
+	readTimeout      time.Duration
+	writeTimeout     time.Duration
+	authFailDelay    time.Duration
+	retrySchedule    []time.Duration
+	attemptTimeout   time.Duration
+	shutdownGrace    time.Duration
+}
+
+func defaults() fileConfig {
+	var c fileConfig
+	c.DataDir = "./data"
+	c.Hostname = "localhost"
+	c.LogLevel = "info"
+	c.SMTP.Listen = []string{"127.0.0.1:2525"}
+	c.SMTP.MaxMessageBytes = 25 << 20
+	c.SMTP.MaxRecipients = 50
+	c.SMTP.MaxConnections = 1000
+	c.SMTP.ReadTimeout = "2m"
+	c.SMTP.WriteTimeout = "1m"
+	c.SMTP.AuthFailDelay = "1s"
+	c.HTTP.Listen = "127.0.0.1:8025"
+	c.Managed.Backend = "outbox"
+	c.Managed.HourlyLimit = 2
+	c.Managed.DailyLimit = 50
+	c.Delivery.RetrySchedule = []string{"5m", "2h", "12h"}
+	c.Delivery.MaxInflight = 256
+	c.Delivery.ConnsPerProvider = 8
+	c.Delivery.AttemptTimeout = "10m"
+	c.Delivery.ShutdownGrace = "30s"
+	c.Limits.ProvidersPerTeam = 200
+	return c
+}
+
+// configError names the offending key, so check-config can point at it.
+type configError struct {
+	key string
+	msg string
+}
+
+func (e *configError) Error() string { return e.key + ": " + e.msg }
+
+// loadConfig reads defaults, then the file (strictly), then the
+// environment overrides, and validates the result.
+func loadConfig(path string) (*config, error) {
+	fc := defaults()
+	md, err := toml.DecodeFile(path, &fc)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s: %s", path, pe.ErrorWithPosition())
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, &configError{und[0].String(), "unknown key"}
+	}
+	for env, dst := range map[string]*string{
+		"SMTPMUX_SECRET_KEY": &fc.SecretKey, "SMTPMUX_BOOTSTRAP_ROOT_KEY": &fc.BootstrapRootKey,
+		"SMTPMUX_OPERATOR_TOKEN": &fc.OperatorToken,
+	} {
+		if v := os.Getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	return validate(fc)
+}
+
+func validate(fc fileConfig) (*config, error) {
+	c := &config{file: fc, secretKey: fc.SecretKey, bootstrapRootKey: fc.BootstrapRootKey, operatorToken: fc.OperatorToken}
+	if fc.DataDir == "" {
+		return nil, &configError{"data_dir", "must not be empty"}
+	}
+	c.dataDir = fc.DataDir
+	if fc.Hostname == "" || strings.ContainsAny(fc.Hostname, " \t\r\n") {
+		return nil, &configError{"hostname", "must be a host name"}
+	}
+	if fc.SecretKey != "" && len(fc.SecretKey) < 16 {
+		return nil, &configError{"secret_key", "must be at least 16 characters (or empty to generate one)"}
+	}
+	if fc.BootstrapRootKey != "" && (!strings.HasPrefix(fc.BootstrapRootKey, "smx_root_") || len(fc.BootstrapRootKey) < 41) {
+		return nil, &configError{"bootstrap_root_key", "must start with smx_root_ and carry at least 32 characters after it"}
+	}
+	if fc.OperatorToken != "" && len(fc.OperatorToken) < 16 {
+		return nil, &configError{"operator_token", "must be at least 16 characters"}
+	}
+	switch fc.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, &configError{"log_level", "must be debug, info, warn or error"}
+	}
+	if len(fc.SMTP.Listen)+len(fc.SMTP.ListenTLS) == 0 {
+		return nil, &configError{"smtp.listen", "at least one SMTP listener is needed"}
+	}
+	for _, a := range fc.SMTP.Listen {
+		if err := checkAddr(a); err != nil {
+			return nil, &configError{"smtp.listen", err.Error()}
+		}
+	}
+	for _, a := range fc.SMTP.ListenTLS {
+		if err := checkAddr(a); err != nil {
+			return nil, &configError{"smtp.listen_tls", err.Error()}
+		}
+	}
+	if (fc.SMTP.TLSCertFile == "") != (fc.SMTP.TLSKeyFile == "") {
+		return nil, &configError{"smtp.tls_cert_file", "tls_cert_file and tls_key_file go together"}
+	}
+	if fc.SMTP.MaxMessageBytes < 1024 || fc.SMTP.MaxMessageBytes > 100<<20 {
+		return nil, &configError{"smtp.max_message_bytes", "must be between 1024 and 104857600"}
+	}
+	if fc.SMTP.MaxRecipients < 1 || fc.SMTP.MaxRecipients > 1000 {
+		return nil, &configError{"smtp.max_recipients", "must be between 1 and 1000"}
+	}
+	if fc.SMTP.MaxConnections < 1 {
+		return nil, &configError{"smtp.max_connections", "must be at least 1"}
+	}
+	var err error
+	for _, d := range []struct {
+		key string
+		val string
+		dst *time.Duration
+	}{
+		{"smtp.read_timeout", fc.SMTP.ReadTimeout, &c.readTimeout},
+		{"smtp.write_timeout", fc.SMTP.WriteTimeout, &c.writeTimeout},
+		{"smtp.auth_fail_delay", fc.SMTP.AuthFailDelay, &c.authFailDelay},
+		{"delivery.attempt_timeout", fc.Delivery.AttemptTimeout, &c.attemptTimeout},
+		{"delivery.shutdown_grace", fc.Delivery.ShutdownGrace, &c.shutdownGrace},
+	} {
+		if *d.dst, err = time.ParseDuration(d.val); err != nil || *d.dst < 0 {
+			return nil, &configError{d.key, fmt.Sprintf("%q is not a duration like \"30s\"", d.val)}
+		}
+	}
+	if err := checkAddr(fc.HTTP.Listen); err != nil {
+		return nil, &configError{"http.listen", err.Error()}
+	}
+	switch fc.Managed.Backend {
+	case "outbox":
+		if fc.Managed.OutboxDir == "" {
+			fc.Managed.OutboxDir = filepath.Join(fc.DataDir, "outbox")
+			c.file.Managed.OutboxDir = fc.Managed.OutboxDir
+		}
+	default:
+		return nil, &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\")", fc.Managed.Backend)}
+	}
+	if fc.Managed.HourlyLimit < 0 || fc.Managed.DailyLimit < 0 {
+		return nil, &configError{"managed.hourly_limit", "limits must not be negative"}
+	}
+	if len(fc.Delivery.RetrySchedule) == 0 {
+		return nil, &configError{"delivery.retry_schedule", "needs at least one step"}
+	}
+	for _, s := range fc.Delivery.RetrySchedule {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return nil, &configError{"delivery.retry_schedule", fmt.Sprintf("%q is not a positive duration", s)}
+		}
+		c.retrySchedule = append(c.retrySchedule, d)
+	}
+	if fc.Delivery.MaxInflight < 1 || fc.Delivery.MaxInflight > 10000 {
+		return nil, &configError{"delivery.max_inflight", "must be between 1 and 10000"}
+	}
+	if fc.Delivery.ConnsPerProvider < 1 || fc.Delivery.ConnsPerProvider > 1000 {
+		return nil, &configError{"delivery.connections_per_provider", "must be between 1 and 1000"}
+	}
+	if fc.Limits.ProvidersPerTeam < 0 {
+		return nil, &configError{"limits.providers_per_team", "must not be negative"}
+	}
+	return c, nil
+}
+
+func checkAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", a)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q has a bad host", a)
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", a)
+	}
+	return nil
+}

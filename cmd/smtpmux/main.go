@@ -1,0 +1,79 @@
+// Command smtpmux is the smtpmux daemon and its command-line tools.
+//
+//	smtpmux serve --config FILE         run the daemon
+//	smtpmux check-config --config FILE  validate a config file (exit 1 naming the bad key)
+//	smtpmux version                     print the version
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		path, ok := configFlag("serve", args[1:], stderr)
+		if !ok {
+			return 2
+		}
+		return serve(path, stderr)
+	case "check-config":
+		path, ok := configFlag("check-config", args[1:], stderr)
+		if !ok {
+			return 2
+		}
+		if _, err := loadConfig(path); err != nil {
+			fmt.Fprintf(stderr, "config invalid: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "config ok")
+		return 0
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "smtpmux", version)
+		return 0
+	case "help", "--help", "-h":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/smtpmux/config.toml", "path to the TOML config file")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		return "", false
+	}
+	return *path, true
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: smtpmux <command> [flags]
+
+commands:
+  serve --config FILE         run the relay daemon
+  check-config --config FILE  validate a config file; exit 1 naming the offending key
+  version                     print the version
+`)
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// daemon is everything serve starts, in start order; shutdown runs in
+// reverse: stop taking mail, finish attempts, stop the API, close the store.
+type daemon struct {
+	cfg    *config
+	log    *slog.Logger
+	store  *store.Store
+	reg    *relay.Registry
+	sched  *relay.Scheduler
+	smtp   *relay.Server
+	http   *http.Server
+	certs  *certStore
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func serve(path string, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "config invalid: %v\n", err)
+		return 1
+	}
+	logger := newLogger(cfg.file.LogLevel, stderr)
+	d, err := start(cfg, logger, stderr)
+	if err != nil {
+		logger.Error("start failed", "err", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			d.reloadCerts()
+			continue
+		}
+		logger.Info("shutting down", "signal", sig.String())
+		go func() {
+			// A second signal exits at once. Mail that got its 250 is
+			// already durable, and in-flight attempts are retried at the
+			// next start.
+			<-sigs
+			logger.Warn("second signal, exiting now")
+			os.Exit(1)
+		}()
+		break
+	}
+	d.shutdown()
+	logger.Info("stopped")
+	return 0
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	key, err := secretKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("secret_key: %w", err)
+	}
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
+	}
+	d := &daemon{cfg: cfg, log: logger, store: st, certs: &certStore{}, done: make(chan struct{})}
+	fail := func(err error) (*daemon, error) {
+		st.Close()
+		return nil, err
+	}
+	if err := bootstrap(st, cfg, stderr); err != nil {
+		return fail(fmt.Errorf("bootstrap: %w", err))
+	}
+	cert, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname)
+	if err != nil {
+		return fail(err)
+	}
+	d.certs.set(cert)
+	upstreamTLS, err := upstreamTLSConfig(cfg.file.Delivery.UpstreamCAFile)
+	if err != nil {
+		return fail(err)
+	}
+
+	d.reg = relay.NewRegistry(st, sealer)
+	if err := registerProviders(d.reg, cfg, upstreamTLS); err != nil {
+		return fail(err)
+	}
+	d.sched = relay.NewScheduler(relay.SchedulerConfig{
+		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
+		AttemptTimeout: cfg.attemptTimeout,
+	}, st, d.reg, logger, nil)
+	if n, err := d.sched.Recover(); err != nil {
+		return fail(fmt.Errorf("recovering interrupted attempts: %w", err))
+	} else if n > 0 {
+		logger.Info("requeued attempts interrupted by the last stop", "count", n)
+	}
+
+	d.smtp = relay.NewServer(relay.Config{
+		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
+		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
+		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
+		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
+		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay,
+	}, st, d.reg, d.sched, logger, nil)
+
+	api := admin.New(admin.Options{
+		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
+		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
+	})
+	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
+	}
+	d.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	if err := d.smtp.Start(); err != nil {
+		ln.Close()
+		return fail(err)
+	}
+	go func() {
+		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", "err", err)
+		}
+	}()
+	logger.Info("http listening", "addr", ln.Addr().String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { d.sched.Run(ctx); close(d.done) }()
+	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
+	return d, nil
+}
+
+func (d *daemon) shutdown() {
+	grace := d.cfg.shutdownGrace
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := d.smtp.Shutdown(ctx); err != nil {
+		d.log.Warn("smtp sessions cut at shutdown", "err", err)
+	}
+	d.cancel()
+	<-d.done
+	d.sched.Stop(ctx)
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	d.http.Shutdown(hctx)
+	d.reg.Close()
+	if err := d.store.Close(); err != nil {
+		d.log.Error("closing store", "err", err)
+	}
+}
+
+func (d *daemon) reloadCerts() {
+	cert, err := loadCert(d.cfg.file.SMTP.TLSCertFile, d.cfg.file.SMTP.TLSKeyFile, d.cfg.file.Hostname)
+	if err != nil {
+		d.log.Error("reloading TLS certificate failed; keeping the old one", "err", err)
+		return
+	}
+	d.certs.set(cert)
+	d.log.Info("TLS certificate reloaded")
+}
+
+// upstreamTLSConfig trusts the system roots plus an optional extra CA file
+// (a private relay's CA, or a test upstream's self-signed certificate).
+func upstreamTLSConfig(caFile string) (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("delivery.upstream_ca_file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("delivery.upstream_ca_file: no PEM certificate in %s", caFile)
+		}
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}

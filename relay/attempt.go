@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// noProviderDelay is how long a message waits when every provider in scope
+// is only temporarily unable (over quota, pulled) before looking again.
+const noProviderDelay = time.Second
+
+// attempt runs one delivery attempt of message id.
+func (s *Scheduler) attempt(id string) {
+	m, err := s.store.Message(id)
+	if err != nil {
+		s.log.Error("loading message failed", "msg_id", id, "err", err)
+		return
+	}
+	if m.State != store.StateQueued {
+		return // finished or claimed meanwhile
+	}
+	ps, err := s.reg.TeamProviders(m.TeamID)
+	if err != nil {
+		s.log.Error("loading providers failed", "msg_id", id, "err", err)
+		s.requeue(id, s.now().Add(noProviderDelay))
+		return
+	}
+	ex := routing.Pick(routingScope(m.Scope), candidates(ps, m.AuthFailed), s.draw)
+	explanation, _ := json.Marshal(ex)
+	if ex.Picked == "" {
+		s.noProvider(m, ex, explanation)
+		return
+	}
+	var prov *store.Provider
+	for _, p := range ps {
+		if p.ID == ex.Picked {
+			prov = p
+		}
+	}
+
+	// Record the attempt before any network I/O: after a crash the
+	// in-flight index shows exactly which attempts were under way.
+	started := s.now().UTC()
+	m, err = s.store.UpdateMessage(id, func(m *store.Message) error {
+		if m.State != store.StateQueued {
+			return errNotQueued
+		}
+		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, ProviderID: prov.ID,
+			ProviderType: prov.Type, StartedAt: started, Status: store.AttemptInProgress, Routing: explanation})
+		m.State, m.UpdatedAt = store.StateInflight, started
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errNotQueued) {
+			s.log.Error("claiming message failed", "msg_id", id, "err", err)
+		}
+		return
+	}
+	body, err := s.store.Body(id)
+	if err != nil {
+		s.log.Error("loading body failed", "msg_id", id, "err", err)
+		s.finish(m, prov, outcome{class: routing.Transient, reply: "internal: body unreadable"})
+		return
+	}
+	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
+		"n", len(m.Attempts))
+
+	out := s.send(prov, m, body)
+	out.duration = s.now().Sub(started)
+	if out.interrupted {
+		s.requeue(id, s.now()) // shutdown cut it before the body went out
+		return
+	}
+	s.finish(m, prov, out)
+}
+
+var errNotQueued = errors.New("message is not queued")
+
+// outcome is the classified result of one attempt.
+type outcome struct {
+	ok          bool
+	class       routing.Class
+	code        int
+	reply       string
+	upstreamID  string
+	refused     []RecipientReply
+	duration    time.Duration
+	interrupted bool
+}
+
+func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) outcome {
+	p, err := s.reg.Get(prov)
+	if err != nil {
+		// A provider that cannot even be built is misconfigured.
+		return outcome{class: routing.Auth, reply: "provider unusable: " + err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(s.sendCtx, s.cfg.AttemptTimeout)
+	defer cancel()
+	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients()}, body)
+	if err == nil {
+		return outcome{ok: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
+	}
+	var de *DeliveryError
+	if !errors.As(err, &de) {
+		de = &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect, Text: err.Error()}, Err: err}
+	}
+	if s.sendCtx.Err() != nil && !de.Failure.BodySent && de.Failure.Code == 0 {
+		return outcome{interrupted: true}
+	}
+	reply := de.Failure.Text
+	if de.Failure.Code != 0 {
+		reply = fmt.Sprintf("%d %s %s", de.Failure.Code, de.Failure.Enhanced, de.Failure.Text)
+	} else if de.Err != nil {
+		reply = de.Err.Error()
+	}
+	return outcome{class: de.Classified(), code: de.Failure.Code, reply: reply, refused: de.RcptRefused}
+}
+
+// requeue puts a claimed or skipped message back in the queue at t without
+// counting a retry.
+func (s *Scheduler) requeue(id string, t time.Time) {
+	_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
+		if n := len(m.Attempts); n > 0 && m.State == store.StateInflight {
+			m.Attempts[n-1].Status = store.AttemptInterrupt
+		}
+		if m.State == store.StateDone {
+			return nil
+		}
+		m.State, m.NextAttemptAt, m.UpdatedAt = store.StateQueued, t.UTC(), s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		s.log.Error("requeue failed", "msg_id", id, "err", err)
+	}
+}
+
+// noProvider handles a pick that found nothing eligible: wait if waiting
+// can help (quota, breaker), otherwise count it as a transient failure so
+// the retry schedule bounds how long the message is kept.
+func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte) {
+	if ex.Waiting {
+		s.requeue(m.ID, s.now().Add(noProviderDelay))
+		return
+	}
+	now := s.now().UTC()
+	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
+		if m.State != store.StateQueued {
+			return errNotQueued
+		}
+		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, StartedAt: now,
+			Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
+		s.deferOrFail(m, now, "no_active_providers")
+		return nil
+	})
+	if err == nil {
+		s.logFinal(final, nil, outcome{reply: "no_active_providers"})
+	}
+}

@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// finish records an attempt's outcome on the message and the provider.
+func (s *Scheduler) finish(m *store.Message, prov *store.Provider, out outcome) {
+	now := s.now().UTC()
+	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
+		applyOutcome(m, prov.ID, out, now)
+		if len(m.PendingRecipients()) == 0 {
+			m.State, m.Status = store.StateDone, aggregateStatus(m)
+			return nil
+		}
+		if !out.ok && out.class == routing.Auth {
+			// Move on to another provider at once; this one is skipped
+			// for this message from now on.
+			m.AuthFailed = append(m.AuthFailed, prov.ID)
+			m.State, m.NextAttemptAt = store.StateQueued, now
+			return nil
+		}
+		s.deferOrFail(m, now, "retries_exhausted")
+		return nil
+	})
+	if err != nil {
+		// The attempt stays in flight in the store and is retried after
+		// a restart; nothing is lost, at worst it is sent twice.
+		s.log.Error("recording attempt result failed", "msg_id", m.ID, "err", err)
+		return
+	}
+	if !out.ok && out.class == routing.Auth {
+		s.markProviderError(prov, out.reply)
+	}
+	s.logFinal(final, prov, out)
+}
+
+// applyOutcome updates the last attempt and the pending recipients.
+func applyOutcome(m *store.Message, providerID string, out outcome, now time.Time) {
+	a := &m.Attempts[len(m.Attempts)-1]
+	a.DurationMS, a.Code, a.Reply, a.UpstreamID = out.duration.Milliseconds(), out.code, out.reply, out.upstreamID
+	refused := make(map[string]RecipientReply, len(out.refused))
+	for _, r := range out.refused {
+		refused[strings.ToLower(r.Rcpt)] = r
+	}
+	anyRefused := false
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.Status != store.MsgPending {
+			continue
+		}
+		t := now
+		if rr, ok := refused[strings.ToLower(r.Address)]; ok {
+			anyRefused = true
+			r.Code, r.Reply, r.UpdatedAt = rr.Code, fmt.Sprintf("%d %s %s", rr.Code, rr.Enhanced, rr.Text), &t
+			if rr.Code >= 500 {
+				r.Status = store.MsgRejected
+			}
+			continue // a 4xx for this recipient: it stays pending
+		}
+		switch {
+		case out.ok:
+			r.Status, r.ProviderID, r.Code, r.Reply, r.UpdatedAt = store.MsgSent, providerID, 250, out.reply, &t
+		case out.class == routing.Permanent:
+			r.Status, r.Code, r.Reply, r.UpdatedAt = store.MsgRejected, out.code, out.reply, &t
+		case out.class == routing.Uncertain:
+			r.Status, r.Reply, r.UpdatedAt = store.MsgFailed, out.reply, &t
+		}
+	}
+	switch {
+	case out.ok && anyRefused:
+		a.Status = store.AttemptPartial
+	case out.ok:
+		a.Status = store.AttemptSent
+	case out.class == routing.Permanent:
+		a.Status, a.Class = store.AttemptRejected, out.class.String()
+	case out.class == routing.Uncertain:
+		a.Status, a.Class = store.AttemptFailed, out.class.String()
+		m.Reason = "uncertain"
+	default:
+		a.Status, a.Class = store.AttemptDeferred, out.class.String()
+	}
+	m.UpdatedAt = now
+}
+
+// deferOrFail schedules the next try of a message with pending recipients
+// on the retry schedule, or fails them when the schedule is exhausted.
+func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) {
+	if t, ok := routing.NextRetry(s.cfg.RetrySchedule, m.Retries, now); ok {
+		m.Retries++
+		m.State, m.NextAttemptAt = store.StateQueued, t
+		return
+	}
+	for i := range m.Recipients {
+		if r := &m.Recipients[i]; r.Status == store.MsgPending {
+			r.Status = store.MsgFailed
+		}
+	}
+	m.Reason = reason
+	m.State, m.Status = store.StateDone, aggregateStatus(m)
+}
+
+// aggregateStatus is the message status once no recipient is pending:
+// sent if any recipient got it, else failed if any failed, else rejected.
+func aggregateStatus(m *store.Message) string {
+	status := store.MsgRejected
+	for _, r := range m.Recipients {
+		switch r.Status {
+		case store.MsgSent:
+			return store.MsgSent
+		case store.MsgPending:
+			return store.MsgPending
+		case store.MsgFailed:
+			status = store.MsgFailed
+		}
+	}
+	return status
+}
+
+// markProviderError takes a provider whose credentials or configuration
+// the upstream refused out of rotation until an operator fixes it.
+func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
+	_, err := s.store.UpdateProvider("", prov.ID, 0, func(p *store.Provider) error {
+		p.Status = store.StatusError
+		p.StatusReason = "authentication failed: " + reply
+		p.UpdatedAt = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		s.log.Error("marking provider error failed", "provider", prov.ID, "err", err)
+		return
+	}
+	s.log.Warn("provider status changed", "event", "provider_status", "provider", prov.ID, "status", store.StatusError)
+}
+
+// logFinal writes the one log line of an attempt's result.
+func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome) {
+	provID := ""
+	if prov != nil {
+		provID = prov.ID
+	}
+	event := "deferred"
+	switch {
+	case m.State == store.StateDone && m.Status == store.MsgSent:
+		event = "sent"
+	case m.State == store.StateDone && m.Status == store.MsgRejected:
+		event = "rejected"
+	case m.State == store.StateDone:
+		event = "failed"
+	}
+	attrs := []any{"event", event, "msg_id", m.ID, "team", m.TeamID, "provider", provID, "code", out.code}
+	if !out.ok {
+		attrs = append(attrs, "class", out.class.String(), "reply", out.reply)
+	}
+	if m.State == store.StateQueued {
+		attrs = append(attrs, "next_attempt_at", m.NextAttemptAt)
+	}
+	s.log.Info(event, attrs...)
+}

@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Factory builds a Provider from its stored record and its unsealed secret.
+type Factory func(p *store.Provider, secret string) (Provider, error)
+
+// Registry maps provider types to factories and caches one live Provider
+// per stored provider (with its connection pool), rebuilding it when the
+// record's version changes. It also caches each team's provider list,
+// reloading it only when the store says providers changed.
+type Registry struct {
+	store     *store.Store
+	sealer    *store.Sealer
+	factories map[string]Factory
+
+	mu        sync.Mutex
+	instances map[string]instance
+	gen       int64
+	byTeam    map[string][]*store.Provider
+}
+
+type instance struct {
+	version int64
+	prov    Provider
+}
+
+// NewRegistry returns an empty registry over st.
+func NewRegistry(st *store.Store, sealer *store.Sealer) *Registry {
+	return &Registry{store: st, sealer: sealer, factories: map[string]Factory{},
+		instances: map[string]instance{}, gen: -1}
+}
+
+// Register installs the factory for a provider type. It is called by cmd
+// while wiring, before the scheduler starts.
+func (r *Registry) Register(typ string, f Factory) { r.factories[typ] = f }
+
+// Supports reports whether a factory is registered for typ.
+func (r *Registry) Supports(typ string) bool { _, ok := r.factories[typ]; return ok }
+
+// Build constructs a fresh, uncached Provider (for one-off use such as
+// a connection test); the caller closes it.
+func (r *Registry) Build(p *store.Provider) (Provider, error) {
+	f, ok := r.factories[p.Type]
+	if !ok {
+		return nil, fmt.Errorf("provider type %q is not available in this build", p.Type)
+	}
+	secret, err := r.sealer.Open(p.SMTPPasswordSealed)
+	if err != nil {
+		return nil, err
+	}
+	return f(p, secret)
+}
+
+// Get returns the live Provider for p, building it on first use or after p
+// changed.
+func (r *Registry) Get(p *store.Provider) (Provider, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in, ok := r.instances[p.ID]; ok && in.version == p.Version {
+		return in.prov, nil
+	}
+	prov, err := r.Build(p)
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := r.instances[p.ID]; ok {
+		closeProvider(old.prov)
+	}
+	r.instances[p.ID] = instance{p.Version, prov}
+	return prov, nil
+}
+
+// TeamProviders returns the team's providers from a cache that is reloaded
+// whenever any provider was written. Callers must not modify the records.
+func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g := r.store.ProvidersGen(); g != r.gen {
+		all, err := r.store.Providers("")
+		if err != nil {
+			return nil, err
+		}
+		byTeam := map[string][]*store.Provider{}
+		for _, p := range all {
+			byTeam[p.TeamID] = append(byTeam[p.TeamID], p)
+		}
+		r.byTeam, r.gen = byTeam, g
+	}
+	return r.byTeam[teamID], nil
+}
+
+// Close closes every cached provider's connections.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, in := range r.instances {
+		closeProvider(in.prov)
+		delete(r.instances, id)
+	}
+}
+
+func closeProvider(p Provider) {
+	if c, ok := p.(Closer); ok {
+		c.Close()
+	}
+}

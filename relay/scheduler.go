@@ -1,0 +1,188 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// SchedulerConfig holds the delivery side's settings.
+type SchedulerConfig struct {
+	RetrySchedule []time.Duration
+	// MaxInflight bounds attempts in progress across all providers.
+	MaxInflight int
+	// AttemptTimeout bounds one upstream attempt end to end.
+	AttemptTimeout time.Duration
+	// IdlePoll is how often the queue is looked at when nothing kicks it.
+	IdlePoll time.Duration
+}
+
+// Scheduler moves due messages to providers: claim (attempt recorded
+// before any network I/O), pick, send, classify, record.
+type Scheduler struct {
+	cfg   SchedulerConfig
+	store *store.Store
+	reg   *Registry
+	log   *slog.Logger
+	now   func() time.Time
+	draw  func(n int) int
+
+	kick chan struct{}
+	slot chan struct{}
+
+	mu     sync.Mutex
+	active map[string]bool // messages with an attempt running in this process
+	wg     sync.WaitGroup
+	// sendCtx is cancelled only when shutdown gives up waiting, so that
+	// attempts in progress get the chance to finish and be recorded.
+	sendCtx    context.Context
+	cancelSend context.CancelFunc
+}
+
+// NewScheduler returns a scheduler; call Run to start it.
+func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *slog.Logger, now func() time.Time) *Scheduler {
+	if now == nil {
+		now = time.Now
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 256
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 10 * time.Minute
+	}
+	if cfg.IdlePoll <= 0 {
+		cfg.IdlePoll = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now,
+		draw: func(n int) int { return rand.IntN(n) },
+		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
+		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
+}
+
+// Kick wakes the scheduler because something became due.
+func (s *Scheduler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Recover returns attempts that were in progress when the daemon last
+// stopped to the queue, due now. Their upstream may or may not have
+// accepted them; resending is the only way never to lose one.
+func (s *Scheduler) Recover() (int, error) {
+	ids, err := s.store.Inflight()
+	if err != nil {
+		return 0, err
+	}
+	now := s.now().UTC()
+	for _, id := range ids {
+		_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
+			if n := len(m.Attempts); n > 0 && m.Attempts[n-1].Status == store.AttemptInProgress {
+				m.Attempts[n-1].Status = store.AttemptInterrupt
+			}
+			m.State, m.NextAttemptAt, m.UpdatedAt = store.StateQueued, now, now
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		s.log.Info("attempt interrupted by restart, requeued", "event", "requeued", "msg_id", id)
+	}
+	return len(ids), nil
+}
+
+// Run claims and delivers due messages until ctx is cancelled, then waits
+// for attempts in progress (see Stop).
+func (s *Scheduler) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		next := s.dispatch()
+		wait := s.cfg.IdlePoll
+		if !next.IsZero() {
+			if d := next.Sub(s.now()); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// dispatch starts an attempt for every due message while slots are free,
+// and returns when the next queued message falls due.
+func (s *Scheduler) dispatch() time.Time {
+	for {
+		free := cap(s.slot) - len(s.slot)
+		if free == 0 {
+			return time.Time{} // a finishing attempt kicks us
+		}
+		ids, next, err := s.store.Due(s.now(), free, s.isActive)
+		if err != nil {
+			s.log.Error("reading due queue failed", "err", err)
+			return s.now().Add(time.Second)
+		}
+		for _, id := range ids {
+			s.start(id)
+		}
+		if len(ids) < free {
+			return next
+		}
+	}
+}
+
+func (s *Scheduler) isActive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[id]
+}
+
+func (s *Scheduler) start(id string) {
+	s.mu.Lock()
+	s.active[id] = true
+	s.mu.Unlock()
+	s.slot <- struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.active, id)
+			s.mu.Unlock()
+			<-s.slot
+			s.wg.Done()
+			s.Kick()
+		}()
+		s.attempt(id)
+	}()
+}
+
+// Stop waits for attempts in progress until ctx ends; then it cancels them.
+// A cancelled attempt stays recorded as in progress and is retried at the
+// next start, so stopping never loses a message.
+func (s *Scheduler) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancelSend()
+		<-done
+	}
+}

@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Config is the inbound SMTP side's settings, already validated by cmd.
+type Config struct {
+	Hostname          string
+	Listen            []string // submission with STARTTLS
+	ListenTLS         []string // implicit TLS
+	TLSConfig         *tls.Config
+	AllowInsecureAuth bool
+	MaxMessageBytes   int64
+	MaxRecipients     int
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	MaxConnections    int
+	AuthFailDelay     time.Duration
+}
+
+// Counters is a small set of live figures (the Prometheus exporter reads them).
+type Counters struct {
+	accepted, rejected, authFailures, sessions atomic.Int64
+}
+
+// Server is the inbound SMTP relay: it owns the listeners and hands
+// accepted mail to the store and the scheduler.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	reg     *Registry
+	sched   *Scheduler
+	auth    *Authenticator
+	log     *slog.Logger
+	now     func() time.Time
+	metrics Counters
+
+	smtp      *smtp.Server
+	mu        sync.Mutex
+	listeners []net.Listener
+	wg        sync.WaitGroup
+}
+
+// NewServer wires the inbound side. now may be nil (time.Now).
+func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, logger *slog.Logger, now func() time.Time) *Server {
+	if now == nil {
+		now = time.Now
+	}
+	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now,
+		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}}
+	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
+	s.Domain = cfg.Hostname
+	s.TLSConfig = cfg.TLSConfig
+	s.AllowInsecureAuth = cfg.AllowInsecureAuth
+	s.MaxMessageBytes = cfg.MaxMessageBytes
+	s.MaxRecipients = cfg.MaxRecipients
+	s.MaxLineLength = 2000 // RFC 5321 says 1000; leave room for long AUTH lines
+	s.ReadTimeout = cfg.ReadTimeout
+	s.WriteTimeout = cfg.WriteTimeout
+	s.ErrorLog = log.New(io.Discard, "", 0) // go-smtp's per-connection noise; our own log has the events
+	srv.smtp = s
+	return srv
+}
+
+func (srv *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{srv: srv, remote: c.Conn().RemoteAddr().String()}, nil
+}
+
+// Start binds every listener and serves in the background. A bind failure
+// closes what was already bound and is returned.
+func (srv *Server) Start() error {
+	var sem chan struct{}
+	if srv.cfg.MaxConnections > 0 {
+		sem = make(chan struct{}, srv.cfg.MaxConnections)
+	}
+	bind := func(addr string, implicitTLS bool) error {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("smtp listen %s: %w", addr, err)
+		}
+		var ln net.Listener = &capListener{Listener: l, sem: sem, hostname: srv.cfg.Hostname}
+		if implicitTLS {
+			ln = tls.NewListener(ln, srv.cfg.TLSConfig)
+		}
+		srv.mu.Lock()
+		srv.listeners = append(srv.listeners, ln)
+		srv.mu.Unlock()
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			if err := srv.smtp.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				srv.log.Error("smtp listener stopped", "addr", addr, "err", err)
+			}
+		}()
+		srv.log.Info("smtp listening", "addr", l.Addr().String(), "implicit_tls", implicitTLS)
+		return nil
+	}
+	for _, a := range srv.cfg.Listen {
+		if err := bind(a, false); err != nil {
+			srv.closeListeners()
+			return err
+		}
+	}
+	for _, a := range srv.cfg.ListenTLS {
+		if err := bind(a, true); err != nil {
+			srv.closeListeners()
+			return err
+		}
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses (useful with port 0 in tests).
+func (srv *Server) Addrs() []net.Addr {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	out := make([]net.Addr, len(srv.listeners))
+	for i, l := range srv.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+func (srv *Server) closeListeners() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, l := range srv.listeners {
+		l.Close()
+	}
+}
+
+// Shutdown stops accepting, lets sessions finish their transaction until
+// ctx ends, then closes what is left. A transaction cut off before its 250
+// was never acknowledged, so nothing acknowledged is lost.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	err := srv.smtp.Shutdown(ctx)
+	if err != nil {
+		srv.smtp.Close()
+	}
+	srv.wg.Wait()
+	return err
+}
+
+// capListener bounds concurrent connections; over the cap a client gets a
+// 421 at once instead of waiting in the kernel backlog.
+type capListener struct {
+	net.Listener
+	sem      chan struct{}
+	hostname string
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.sem == nil {
+			return c, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &releaseConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "421 4.7.0 "+l.hostname+" Too many connections, try again later\r\n")
+			c.Close()
+		}
+	}
+}
+
+type releaseConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releaseConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

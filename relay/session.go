@@ -1,0 +1,244 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Replies of the inbound dialogue (SPEC §4). Texts are generic on purpose:
+// details go to the log, never to the client.
+var (
+	errNeedAuth = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errBadAuth  = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	errNoActive = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "no_active_providers"}
+	errBadAddr  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Malformed address"}
+	errTempFail = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	errNoBody   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}
+)
+
+// session is one inbound SMTP connection's state.
+type session struct {
+	srv    *Server
+	remote string
+	cred   *Credential
+	from   string
+	rcpts  []string
+}
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.AuthSession = (*session)(nil)
+)
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.cred != nil {
+		return nil, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Already authenticated"}
+	}
+	check := func(_, password string) error { return s.authenticate(password) }
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(_, username, password string) error { return check(username, password) }), nil
+	case sasl.Login:
+		return newLoginServer(check), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authenticate checks the password (a sending key); the username is
+// ignored, as SPEC §4 says.
+func (s *session) authenticate(password string) error {
+	cred, err := s.srv.auth.Check(password)
+	if err != nil {
+		s.srv.metrics.authFailures.Add(1)
+		s.srv.log.Info("auth failed", "event", "auth_failed", "remote", s.remote)
+		return errBadAuth
+	}
+	s.cred = cred
+	return nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.cred == nil {
+		return errNeedAuth
+	}
+	// Revocation takes effect at the next transaction of an open session.
+	if err := s.srv.auth.Recheck(s.cred); err != nil {
+		s.cred = nil
+		return errBadAuth
+	}
+	if from != "" && !validAddress(from) {
+		return errBadAddr
+	}
+	ok, err := s.srv.hasActiveProvider(s.cred)
+	if err != nil {
+		s.srv.log.Error("provider lookup failed", "err", err)
+		return errTempFail
+	}
+	if !ok {
+		s.srv.reject(s.cred, "no_active_providers")
+		return errNoActive
+	}
+	s.from = from
+	s.rcpts = s.rcpts[:0]
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.cred == nil {
+		return errNeedAuth
+	}
+	if !validAddress(to) {
+		return errBadAddr
+	}
+	for _, r := range s.rcpts {
+		if strings.EqualFold(r, to) {
+			return nil // a duplicate recipient gets one copy
+		}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if s.cred == nil {
+		return errNeedAuth
+	}
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se // 552 5.3.4 from go-smtp's size limit
+		}
+		return errTempFail
+	}
+	if len(body) == 0 {
+		return errNoBody
+	}
+	msg := s.srv.newMessage(s.cred, "smtp", s.from, s.rcpts, body)
+	if err := s.srv.enqueue(msg, body); err != nil {
+		s.srv.log.Error("enqueue failed", "msg_id", msg.ID, "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+			Message: "Temporary failure storing message " + msg.ID}
+	}
+	// go-smtp writes whatever status Data returns; a 250 "error" is how a
+	// backend chooses the text of the success reply.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}
+}
+
+func (s *session) Reset() {
+	s.from = ""
+	s.rcpts = s.rcpts[:0]
+}
+
+func (s *session) Logout() error { return nil }
+
+// newMessage builds the record of an accepted message.
+func (srv *Server) newMessage(cred *Credential, source, from string, rcpts []string, body []byte) *store.Message {
+	now := srv.now().UTC()
+	m := &store.Message{
+		ID: store.NewID(store.PrefixMessage), TeamID: cred.TeamID, CredentialID: cred.ID,
+		MailboxID: cred.MailboxID, Source: source, Scope: cred.Scope, From: from,
+		Size: int64(len(body)), Status: store.MsgPending, NextAttemptAt: now,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	m.Recipients = make([]store.Recipient, len(rcpts))
+	for i, r := range rcpts {
+		m.Recipients[i] = store.Recipient{Address: r, Status: store.MsgPending}
+	}
+	m.Subject, m.HeaderMessageID = headerSummary(body)
+	return m
+}
+
+// enqueue stores the message durably, then wakes the scheduler.
+func (srv *Server) enqueue(m *store.Message, body []byte) error {
+	start := time.Now()
+	if err := srv.store.Enqueue(m, body); err != nil {
+		return err
+	}
+	srv.metrics.accepted.Add(1)
+	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,
+		"rcpts", len(m.Recipients), "size", m.Size, "commit_ms", time.Since(start).Milliseconds())
+	srv.sched.Kick()
+	return nil
+}
+
+func (srv *Server) hasActiveProvider(c *Credential) (bool, error) {
+	ps, err := srv.reg.TeamProviders(c.TeamID)
+	if err != nil {
+		return false, err
+	}
+	return routing.HasActive(routingScope(c.Scope), candidates(ps, nil)), nil
+}
+
+func (srv *Server) reject(c *Credential, reason string) {
+	srv.metrics.rejected.Add(1)
+	srv.log.Info("rejected", slog.String("event", "rejected"), slog.String("team", c.TeamID),
+		slog.String("reason", reason))
+}
+
+// headerSummary extracts Subject and Message-ID for the message log. A
+// malformed header block is not an error: the message is relayed as is.
+func headerSummary(body []byte) (subject, messageID string) {
+	end := bytes.Index(body, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(body)
+	}
+	if end > 64<<10 {
+		end = 64 << 10
+	}
+	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(body[:end:end], "\r\n\r\n"...))))
+	h, _ := tr.ReadMIMEHeader()
+	subject = h.Get("Subject")
+	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = dec
+	}
+	if len(subject) > 998 {
+		subject = subject[:998]
+	}
+	return subject, strings.Trim(h.Get("Message-Id"), "<> ")
+}
+
+// validAddress is a conservative check of an envelope address: local@domain
+// within RFC 5321 lengths, no whitespace or control characters.
+func validAddress(a string) bool {
+	if len(a) > 254 {
+		return false
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at < 1 || at > 64 || at == len(a)-1 {
+		return false
+	}
+	for _, c := range a {
+		if c <= ' ' || c == 0x7f || c == '<' || c == '>' {
+			return false
+		}
+	}
+	domain := a[at+1:]
+	if strings.HasPrefix(domain, "[") {
+		return strings.HasSuffix(domain, "]")
+	}
+	if strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
+		return false
+	}
+	for _, c := range domain {
+		if !(c == '.' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c > 0x7f) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,173 @@
+package routing
+
+import "sort"
+
+// Scope mirrors a credential's send scope (SPEC §1).
+type Scope struct {
+	Type        string // "all", "providers", "group"
+	ProviderIDs []string
+	GroupIDs    []string
+}
+
+// Candidate is one provider of the team as routing sees it at pick time.
+type Candidate struct {
+	ID      string
+	GroupID string
+	Status  string // active, inactive, error, pending
+	Shared  bool   // the managed account
+	// Weight is the provider's percentage; nil means unset (counts as 100).
+	Weight *int
+	// Pulled is set while the breaker keeps the provider out of rotation.
+	Pulled bool
+	// OverQuota is set when some quota window has no headroom.
+	OverQuota bool
+	// AuthFailed is set when this provider already failed authentication
+	// for this message.
+	AuthFailed bool
+}
+
+// Exclusion reasons, stable strings shown in routing explanations.
+const (
+	ReasonOutOfScope = "out_of_scope"
+	ReasonInactive   = "inactive"
+	ReasonError      = "status_error"
+	ReasonPending    = "status_pending"
+	ReasonPulled     = "pulled_by_breaker"
+	ReasonOverQuota  = "over_quota"
+	ReasonZeroWeight = "zero_weight"
+	ReasonAuthFailed = "auth_failed_for_message"
+)
+
+// Exclusion records why a candidate was not eligible.
+type Exclusion struct {
+	ProviderID string `json:"provider_id"`
+	Reason     string `json:"reason"`
+}
+
+// Weighted is an eligible provider with the weight used in the draw.
+type Weighted struct {
+	ProviderID string `json:"provider_id"`
+	Weight     int    `json:"weight"`
+}
+
+// Explanation is the record of one routing decision (SPEC §4, message log).
+type Explanation struct {
+	ScopeType string      `json:"scope_type"`
+	InScope   []string    `json:"in_scope"`
+	Excluded  []Exclusion `json:"excluded,omitempty"`
+	Eligible  []Weighted  `json:"eligible,omitempty"`
+	// Draw is the random number in [0, total weight) that chose Picked.
+	Draw   int    `json:"draw"`
+	Total  int    `json:"total_weight"`
+	Picked string `json:"picked,omitempty"`
+	// Waiting is true when nothing is eligible now only because of quota
+	// or the breaker: the message waits instead of failing.
+	Waiting bool `json:"waiting,omitempty"`
+}
+
+// DefaultWeight is the weight of a provider whose percentage is unset.
+const DefaultWeight = 100
+
+// InScope reports whether c may carry mail of a credential with scope s.
+func InScope(s Scope, c Candidate) bool {
+	switch s.Type {
+	case "providers":
+		return contains(s.ProviderIDs, c.ID)
+	case "group":
+		return c.GroupID != "" && contains(s.GroupIDs, c.GroupID)
+	default: // "all" and unset
+		return true
+	}
+}
+
+// exclusionReason returns why c is not eligible, or "" if it is.
+func exclusionReason(c Candidate) string {
+	switch {
+	case c.Status == "error":
+		return ReasonError
+	case c.Status == "pending":
+		return ReasonPending
+	case c.Status != "active":
+		return ReasonInactive
+	case c.AuthFailed:
+		return ReasonAuthFailed
+	case c.Weight != nil && *c.Weight <= 0:
+		return ReasonZeroWeight
+	case c.Pulled:
+		return ReasonPulled
+	case c.OverQuota:
+		return ReasonOverQuota
+	}
+	return ""
+}
+
+// Pick chooses a provider for one attempt. draw maps a total weight n > 0 to
+// a uniformly random integer in [0, n); it is a parameter so tests can fix
+// it. The returned Explanation says what happened; Picked is "" when no
+// candidate is eligible, and Waiting tells whether waiting can help.
+func Pick(scope Scope, cands []Candidate, draw func(n int) int) Explanation {
+	ex := Explanation{ScopeType: scope.Type}
+	if ex.ScopeType == "" {
+		ex.ScopeType = "all"
+	}
+	// Deterministic order so that a fixed draw always picks the same.
+	sorted := append([]Candidate(nil), cands...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	for _, c := range sorted {
+		if !InScope(scope, c) {
+			continue
+		}
+		ex.InScope = append(ex.InScope, c.ID)
+		if r := exclusionReason(c); r != "" {
+			ex.Excluded = append(ex.Excluded, Exclusion{c.ID, r})
+			if r == ReasonPulled || r == ReasonOverQuota {
+				ex.Waiting = true
+			}
+			continue
+		}
+		w := DefaultWeight
+		if c.Weight != nil {
+			w = *c.Weight
+		}
+		ex.Eligible = append(ex.Eligible, Weighted{c.ID, w})
+		ex.Total += w
+	}
+	if ex.Total == 0 {
+		return ex
+	}
+	ex.Waiting = false
+	ex.Draw = draw(ex.Total)
+	if ex.Draw < 0 || ex.Draw >= ex.Total {
+		ex.Draw = 0 // a broken draw function must not pick outside the set
+	}
+	acc := 0
+	for _, e := range ex.Eligible {
+		acc += e.Weight
+		if ex.Draw < acc {
+			ex.Picked = e.ProviderID
+			break
+		}
+	}
+	return ex
+}
+
+// HasActive reports whether any provider in scope is active and could ever
+// be picked (weight > 0), ignoring quota and breaker state. The SMTP
+// session answers no_active_providers when it is false.
+func HasActive(scope Scope, cands []Candidate) bool {
+	for _, c := range cands {
+		if InScope(scope, c) && c.Status == "active" && (c.Weight == nil || *c.Weight > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

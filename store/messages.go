@@ -1,0 +1,250 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Queue states of a message: queued messages have a due-index entry,
+// in-flight ones an in-flight entry (so a restart finds interrupted
+// attempts), done ones neither.
+const (
+	StateQueued   = "queued"
+	StateInflight = "inflight"
+	StateDone     = "done"
+)
+
+// Public message and recipient statuses (SPEC §4).
+const (
+	MsgPending  = "pending"
+	MsgSent     = "sent"
+	MsgFailed   = "failed"
+	MsgRejected = "rejected"
+)
+
+// Attempt statuses.
+const (
+	AttemptInProgress = "in_progress"
+	AttemptSent       = "sent"
+	AttemptPartial    = "partial" // some recipients refused
+	AttemptDeferred   = "deferred"
+	AttemptFailed     = "failed"
+	AttemptRejected   = "rejected"
+	AttemptInterrupt  = "interrupted" // the daemon stopped mid-attempt
+)
+
+// Recipient is one envelope recipient and what became of it.
+type Recipient struct {
+	Address    string     `json:"address"`
+	Status     string     `json:"status"`
+	Code       int        `json:"code,omitempty"`
+	Reply      string     `json:"reply,omitempty"`
+	ProviderID string     `json:"provider_id,omitempty"`
+	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+}
+
+// Attempt is one delivery try. It is written (status in_progress) before
+// any network I/O and completed afterwards.
+type Attempt struct {
+	N            int       `json:"n"`
+	ProviderID   string    `json:"provider_id,omitempty"`
+	ProviderType string    `json:"provider_type,omitempty"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   int64     `json:"duration_ms"`
+	Status       string    `json:"status"`
+	Class        string    `json:"class,omitempty"`
+	Code         int       `json:"code,omitempty"`
+	Reply        string    `json:"reply,omitempty"`
+	UpstreamID   string    `json:"upstream_id,omitempty"`
+	// Routing is the routing explanation of this attempt's pick, kept as
+	// opaque JSON so this package need not know its shape.
+	Routing json.RawMessage `json:"routing,omitempty"`
+}
+
+// Message is a queued or finished message. The body is stored separately.
+type Message struct {
+	ID           string `json:"id"`
+	TeamID       string `json:"team_id"`
+	CredentialID string `json:"credential_id"`
+	MailboxID    string `json:"mailbox_id,omitempty"`
+	Source       string `json:"source"` // smtp | http
+	// Scope is the sending credential's scope when the message was
+	// accepted; routing honours it on every attempt.
+	Scope           Scope       `json:"scope"`
+	From            string      `json:"from"`
+	Recipients      []Recipient `json:"recipients"`
+	Size            int64       `json:"size"`
+	Subject         string      `json:"subject,omitempty"`
+	HeaderMessageID string      `json:"header_message_id,omitempty"`
+
+	Status        string    `json:"status"`
+	Reason        string    `json:"reason,omitempty"`
+	State         string    `json:"state"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// Retries counts transient deferrals; it indexes the retry schedule.
+	Retries int `json:"retries"`
+	// AuthFailed lists providers that failed authentication for this
+	// message; each is tried at most once per message.
+	AuthFailed    []string  `json:"auth_failed,omitempty"`
+	SentFromEmail string    `json:"sent_from_email,omitempty"`
+	Attempts      []Attempt `json:"attempts,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// PendingRecipients returns the addresses still to be delivered.
+func (m *Message) PendingRecipients() []string {
+	var out []string
+	for _, r := range m.Recipients {
+		if r.Status == MsgPending {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}
+
+func dueKey(at time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
+	return append(k, id...)
+}
+
+// Enqueue durably stores a new message and its body and makes it due at
+// m.NextAttemptAt. It returns after the fsync.
+func (s *Store) Enqueue(m *Message, body []byte) error {
+	m.State = StateQueued
+	return s.update(func(tx *bolt.Tx) error {
+		if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
+			return err
+		}
+		return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
+	})
+}
+
+// Message returns a message record.
+func (s *Store) Message(id string) (*Message, error) {
+	var m Message
+	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMessages), id, &m) }); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Body returns a copy of a message's bytes.
+func (s *Store) Body(id string) ([]byte, error) {
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bBodies).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// UpdateMessage applies fn to the stored message and saves it, keeping the
+// due and in-flight indexes consistent with the old and new State and
+// NextAttemptAt. It returns the saved record after the fsync.
+func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, error) {
+	var out Message
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bMessages)
+		var m Message
+		if err := getJSON(b, id, &m); err != nil {
+			return err
+		}
+		oldState, oldDue := m.State, m.NextAttemptAt
+		if err := fn(&m); err != nil {
+			return err
+		}
+		if err := reindex(tx, id, oldState, oldDue, m.State, m.NextAttemptAt); err != nil {
+			return err
+		}
+		out = m
+		return putJSON(b, id, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func reindex(tx *bolt.Tx, id, oldState string, oldDue time.Time, newState string, newDue time.Time) error {
+	due, inflight := tx.Bucket(bDue), tx.Bucket(bInflight)
+	switch oldState {
+	case StateQueued:
+		if err := due.Delete(dueKey(oldDue, id)); err != nil {
+			return err
+		}
+	case StateInflight:
+		if err := inflight.Delete([]byte(id)); err != nil {
+			return err
+		}
+	}
+	switch newState {
+	case StateQueued:
+		return due.Put(dueKey(newDue, id), nil)
+	case StateInflight:
+		return inflight.Put([]byte(id), nil)
+	}
+	return nil
+}
+
+// Due returns up to limit IDs of queued messages due at or before now, in
+// due order, skipping those skip reports true for; and the due time of the
+// first queued message after now (zero if none), for the scheduler's timer.
+func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) (ids []string, next time.Time, err error) {
+	end := uint64(now.UnixNano())
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bDue).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			at := binary.BigEndian.Uint64(k[:8])
+			if at > end {
+				next = time.Unix(0, int64(at))
+				return nil
+			}
+			id := string(k[8:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			if len(ids) >= limit {
+				return nil
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids, next, err
+}
+
+// Inflight lists messages whose attempt was in progress, i.e. after a
+// crash the attempts that were interrupted.
+func (s *Store) Inflight() ([]string, error) {
+	var ids []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bInflight).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	})
+	return ids, err
+}
+
+// QueueDepth counts queued and in-flight messages.
+func (s *Store) QueueDepth() (queued, inflight int, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		queued = tx.Bucket(bDue).Stats().KeyN
+		inflight = tx.Bucket(bInflight).Stats().KeyN
+		return nil
+	})
+	return
+}

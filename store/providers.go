@@ -1,0 +1,173 @@
+package store
+
+import (
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Provider types (SPEC §2).
+const (
+	TypeManagedSES = "amazon_ses"
+	TypeSMTP       = "smtp"
+	TypeSES        = "ses"
+	TypeGmail      = "gmail_api"
+	TypeOutlook    = "outlook_api"
+)
+
+// Provider statuses.
+const (
+	StatusActive   = "active"
+	StatusInactive = "inactive"
+	StatusError    = "error"
+	StatusPending  = "pending"
+)
+
+// Range is a quota value: fixed when Min == Max, otherwise a value in
+// [Min, Max] is drawn at each hourly refresh.
+type Range struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Quotas are per-window caps; nil means unlimited.
+type Quotas struct {
+	PerSecond *Range `json:"per_second"`
+	PerMinute *Range `json:"per_minute"`
+	PerHour   *Range `json:"per_hour"`
+	PerDay    *Range `json:"per_day"`
+}
+
+// Provider is one sending account of a team. Secret fields hold sealed
+// bytes (see Sealer) and never leave the daemon.
+type Provider struct {
+	ID           string `json:"id"`
+	TeamID       string `json:"team_id"`
+	Name         string `json:"name"`
+	Type         string `json:"type"`
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason,omitempty"`
+	IsShared     bool   `json:"is_shared"`
+
+	SMTPHost           string `json:"smtp_host,omitempty"`
+	SMTPPort           int    `json:"smtp_port,omitempty"`
+	SMTPProtocol       string `json:"smtp_protocol,omitempty"`
+	SMTPUsername       string `json:"smtp_username,omitempty"`
+	SMTPPasswordSealed []byte `json:"smtp_password_sealed,omitempty"`
+
+	FromEmail      string `json:"from_email,omitempty"`
+	FromName       string `json:"from_name,omitempty"`
+	ReplyToEmail   string `json:"reply_to_email,omitempty"`
+	ReplyToName    string `json:"reply_to_name,omitempty"`
+	TrackingDomain string `json:"tracking_domain,omitempty"`
+	Quotas         Quotas `json:"quotas"`
+	// Percentage is the routing weight 0–100; nil means unset (equal split).
+	Percentage *int   `json:"percentage,omitempty"`
+	GroupID    string `json:"group_id,omitempty"`
+
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	LastTestedAt *time.Time `json:"last_tested_at,omitempty"`
+	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
+	// Version increases with every write; it is the ETag and lets the
+	// scheduler rebuild a provider's connection pool after an edit.
+	Version int64 `json:"version"`
+}
+
+// CreateProvider stores a new provider.
+func (s *Store) CreateProvider(p *Provider) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bProviders)
+		if b.Get([]byte(p.ID)) != nil {
+			return ErrConflict
+		}
+		p.Version = 1
+		return putJSON(b, p.ID, p)
+	})
+	s.providersGen.Add(1)
+	return err
+}
+
+// Provider returns one provider regardless of team (for the scheduler).
+func (s *Store) Provider(id string) (*Provider, error) {
+	var p Provider
+	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bProviders), id, &p) }); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// TeamProvider returns a provider only if it belongs to teamID.
+func (s *Store) TeamProvider(teamID, id string) (*Provider, error) {
+	p, err := s.Provider(id)
+	if err != nil {
+		return nil, err
+	}
+	if p.TeamID != teamID {
+		return nil, ErrNotFound
+	}
+	return p, nil
+}
+
+// Providers lists a team's providers in creation order; teamID "" lists all.
+func (s *Store) Providers(teamID string) ([]*Provider, error) {
+	var out []*Provider
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachJSON(tx.Bucket(bProviders), func() any { return new(Provider) }, func(v any) {
+			if p := v.(*Provider); teamID == "" || p.TeamID == teamID {
+				out = append(out, p)
+			}
+		})
+	})
+	return out, err
+}
+
+// UpdateProvider applies fn to the team's stored provider and saves it with
+// a new version. ifVersion > 0 makes the write conditional (If-Match).
+func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Provider) error) (*Provider, error) {
+	var out Provider
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bProviders)
+		var p Provider
+		if err := getJSON(b, id, &p); err != nil {
+			return err
+		}
+		if teamID != "" && p.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && p.Version != ifVersion {
+			return ErrConflict
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		p.Version++
+		out = p
+		return putJSON(b, id, &p)
+	})
+	s.providersGen.Add(1)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteProvider removes a team's provider. Messages keep its ID in their
+// attempts; the scheduler simply no longer finds it.
+func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
+	defer s.providersGen.Add(1)
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bProviders)
+		var p Provider
+		if err := getJSON(b, id, &p); err != nil {
+			return err
+		}
+		if p.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && p.Version != ifVersion {
+			return ErrConflict
+		}
+		return b.Delete([]byte(id))
+	})
+}

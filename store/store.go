@@ -1,0 +1,206 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout this code reads and writes. Open migrates
+// older files forward and refuses newer ones.
+const SchemaVersion = 1
+
+var (
+	bMeta      = []byte("meta")
+	bTeams     = []byte("teams")
+	bKeys      = []byte("keys")
+	bCredHash  = []byte("cred_hash") // sha256(secret) → "key:<id>"
+	bProviders = []byte("providers")
+	bMessages  = []byte("messages")
+	bBodies    = []byte("bodies")
+	bDue       = []byte("due")      // be64(unix nanos) || msg id → nil
+	bInflight  = []byte("inflight") // msg id → nil
+	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight}
+)
+
+// Errors callers branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrClosed   = errors.New("store closed")
+)
+
+// maxBatch bounds how many writes share one transaction, so one commit never
+// holds a huge dirty set in memory.
+const maxBatch = 256
+
+// Store is an open bbolt file. Reads run concurrently; writes are grouped.
+type Store struct {
+	db   *bolt.DB
+	ops  chan *op
+	quit chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+	// providersGen increases after every committed provider write, so
+	// readers can cache provider lists and reload only when it moved.
+	providersGen atomic.Int64
+}
+
+type op struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// Open opens (creating if needed) the store at path. A second process
+// opening the same file fails after timeout instead of corrupting it.
+func Open(path string, timeout time.Duration) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The freelist is rebuilt at open instead of written at every
+		// commit: less I/O on the hot path, a slower open of big files.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{})}
+	s.wg.Add(1)
+	go s.commitLoop()
+	return s, nil
+}
+
+func migrate(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		v := meta.Get([]byte("schema_version"))
+		switch {
+		case v == nil:
+			// fresh file (or version 0): nothing to migrate
+		case binary.BigEndian.Uint64(v) > SchemaVersion:
+			return fmt.Errorf("store schema version %d is newer than this binary supports (%d)", binary.BigEndian.Uint64(v), SchemaVersion)
+		}
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], SchemaVersion)
+		return meta.Put([]byte("schema_version"), buf[:])
+	})
+}
+
+// Close stops the committer after pending writes and closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.quit)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// update runs fn in a grouped, fsync'd write transaction and returns once
+// it is durable (or failed). fn may run more than once.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return ErrClosed
+	}
+	return <-o.done
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error { return s.db.View(fn) }
+
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	batch := make([]*op, 0, maxBatch)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = append(batch[:0], o)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+				default:
+					break drain
+				}
+			}
+			s.runBatch(batch)
+		case <-s.quit:
+			// Finish what was already handed over, then refuse.
+			for {
+				select {
+				case o := <-s.ops:
+					s.runBatch([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// runBatch commits all ops in one transaction. When one op fails, the
+// transaction is rolled back, that op gets its error, and the rest are
+// re-run without it (as bbolt's own Batch does).
+func (s *Store) runBatch(batch []*op) {
+	for len(batch) > 0 {
+		failed := -1
+		var failErr error
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, o := range batch {
+				if err := o.fn(tx); err != nil {
+					failed, failErr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, o := range batch {
+				o.done <- err
+			}
+			return
+		}
+		batch[failed].done <- failErr
+		batch = append(batch[:failed:failed], batch[failed+1:]...)
+	}
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) error {
+	data := b.Get([]byte(key))
+	if data == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(data, v)
+}
+
+var jsonUnmarshal = json.Unmarshal
+
+// ProvidersGen is a counter that changes whenever any provider changed.
+func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }

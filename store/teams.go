@@ -1,0 +1,69 @@
+package store
+
+import (
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Team is a tenant; every other record belongs to exactly one team.
+type Team struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Managed account limits for this team; nil means the operator default.
+	ManagedHourlyLimit *int `json:"managed_hourly_limit,omitempty"`
+	ManagedDailyLimit  *int `json:"managed_daily_limit,omitempty"`
+	// ProviderLimit overrides the default number of own providers.
+	ProviderLimit *int `json:"provider_limit,omitempty"`
+}
+
+// PutTeam creates or replaces a team.
+func (s *Store) PutTeam(t *Team) error {
+	return s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bTeams), t.ID, t) })
+}
+
+// Team returns one team.
+func (s *Store) Team(id string) (*Team, error) {
+	var t Team
+	err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bTeams), id, &t) })
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// TeamByName returns the team with that name (names are unique).
+func (s *Store) TeamByName(name string) (*Team, error) {
+	teams, err := s.Teams()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range teams {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+// Teams lists all teams in creation order.
+func (s *Store) Teams() ([]*Team, error) {
+	var out []*Team
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachJSON(tx.Bucket(bTeams), func() any { return new(Team) }, func(v any) { out = append(out, v.(*Team)) })
+	})
+	return out, err
+}
+
+// forEachJSON decodes every value of b in key order.
+func forEachJSON(b *bolt.Bucket, mk func() any, add func(any)) error {
+	return b.ForEach(func(_, v []byte) error {
+		x := mk()
+		if err := jsonUnmarshal(v, x); err != nil {
+			return err
+		}
+		add(x)
+		return nil
+	})
+}
