@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type Config struct {
 	MaxConnections    int
 	AuthFailDelay     time.Duration
 }
+
+// maxLineLength is the longest command or body line accepted.
+const maxLineLength = 64 << 10
 
 // Counters is a small set of live figures (the Prometheus exporter reads them).
 type Counters struct {
@@ -69,7 +73,9 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	s.AllowInsecureAuth = cfg.AllowInsecureAuth
 	s.MaxMessageBytes = cfg.MaxMessageBytes
 	s.MaxRecipients = cfg.MaxRecipients
-	s.MaxLineLength = 2000 // RFC 5321 says 1000; leave room for long AUTH lines
+	// RFC 5321 allows 1000, but real mail (unwrapped HTML) has longer body
+	// lines; 64 KiB bounds what one connection can make us buffer.
+	s.MaxLineLength = maxLineLength
 	s.ReadTimeout = cfg.ReadTimeout
 	s.WriteTimeout = cfg.WriteTimeout
 	s.ErrorLog = log.New(io.Discard, "", 0) // go-smtp's per-connection noise; our own log has the events
@@ -77,7 +83,15 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	return srv
 }
 
+// errBadHelo answers an EHLO/HELO name no real client sends.
+var errBadHelo = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid EHLO name"}
+
+// newSession runs at EHLO/HELO, so it is where the greeting name is checked.
 func (srv *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if h := c.Hostname(); len(h) == 0 || len(h) > 255 || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, errBadHelo
+	}
+	srv.metrics.sessions.Add(1)
 	return &session{srv: srv, remote: c.Conn().RemoteAddr().String()}, nil
 }
 

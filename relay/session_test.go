@@ -1,0 +1,344 @@
+package relay
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+var queuedRe = regexp.MustCompile(`OK queued as (eml_[0-9a-z]{24})$`)
+
+const testBody = "From: a@example.com\r\nTo: b@example.com\r\nSubject: hello\r\nMessage-ID: <m1@example.com>\r\n\r\n.leading dot\r\nbody\r\n"
+
+func TestAcceptAndDeliver(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial(h.secret)
+	reply, err := send(c, "a@example.com", []string{"b@example.com", "c@example.com", "B@example.com"}, testBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := queuedRe.FindStringSubmatch(reply)
+	if mm == nil {
+		t.Fatalf("reply %q lacks the eml_ id", reply)
+	}
+	m := h.waitMessage(mm[1])
+	if m.Status != store.MsgSent || m.Subject != "hello" || m.HeaderMessageID != "m1@example.com" {
+		t.Fatalf("message = %+v", m)
+	}
+	if len(m.Recipients) != 2 {
+		t.Fatalf("duplicate recipient not folded: %+v", m.Recipients)
+	}
+	if len(m.Attempts) != 1 || m.Attempts[0].Status != store.AttemptSent || m.Attempts[0].ProviderID != h.provID {
+		t.Fatalf("attempts = %+v", m.Attempts)
+	}
+	h.fake.mu.Lock()
+	defer h.fake.mu.Unlock()
+	if string(h.fake.bodies[0]) != testBody {
+		t.Fatalf("upstream got %q, want the exact bytes %q", h.fake.bodies[0], testBody)
+	}
+	if env := h.fake.sent[0]; env.From != "a@example.com" || len(env.To) != 2 || env.MessageID != mm[1] {
+		t.Fatalf("envelope = %+v", env)
+	}
+}
+
+func TestReplyCodes(t *testing.T) {
+	h := newHarness(t, nil)
+	tests := []struct {
+		name string
+		run  func() error
+		want int
+	}{
+		{"no auth", func() error {
+			_, err := send(h.dial(""), "a@example.com", []string{"b@example.com"}, testBody)
+			return err
+		}, 530},
+		{"bad address syntax", func() error {
+			_, err := send(h.dial(h.secret), "a@example.com", []string{"not-an-address"}, testBody)
+			return err
+		}, 501},
+		{"bad address domain", func() error {
+			_, err := send(h.dial(h.secret), "a@example.com", []string{"x@-bad..com"}, testBody)
+			return err
+		}, 553},
+		{"long address", func() error {
+			_, err := send(h.dial(h.secret), "a@example.com", []string{strings.Repeat("x", 300) + "@example.com"}, testBody)
+			return err
+		}, 553},
+		{"long body line", func() error {
+			_, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, strings.Repeat("x", 65<<10)+"\r\n")
+			return err
+		}, 552},
+		{"bad sender", func() error {
+			_, err := send(h.dial(h.secret), "bad sender@", []string{"b@example.com"}, testBody)
+			return err
+		}, 501},
+		{"too many rcpts", func() error {
+			var to []string
+			for i := 0; i < 6; i++ {
+				to = append(to, fmt.Sprintf("r%d@example.com", i))
+			}
+			_, err := send(h.dial(h.secret), "a@example.com", to, testBody)
+			return err
+		}, 452},
+		{"oversize", func() error {
+			_, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, strings.Repeat(strings.Repeat("x", 998)+"\r\n", 70))
+			return err
+		}, 552},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := smtpCode(tc.run()); got != tc.want {
+				t.Fatalf("code %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if q, f, _ := h.store.QueueDepth(); q+f != 0 {
+		t.Fatalf("rejected transactions stored %d messages", q+f)
+	}
+}
+
+func TestBadCredentials(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.dial("")
+	err := c.Auth(plainAuth("smx_mbx_wrongwrongwrongwrongwrongwrong"))
+	if smtpCode(err) != 535 {
+		t.Fatalf("wrong key: %v, want 535", err)
+	}
+	// Revocation applies to an open session's next transaction.
+	c = h.dial(h.secret)
+	if _, err := send(c, "a@example.com", []string{"b@example.com"}, testBody); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := h.store.UpdateKey(h.team, h.keyID, func(k *store.APIKey) error { k.RevokedAt = &now; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(c, "a@example.com", []string{"b@example.com"}, testBody); smtpCode(err) != 535 {
+		t.Fatalf("revoked key in open session: %v, want 535", err)
+	}
+	if err := h.dial("").Auth(plainAuth(h.secret)); smtpCode(err) != 535 {
+		t.Fatalf("revoked key at AUTH: %v, want 535", err)
+	}
+}
+
+func TestNoActiveProviders(t *testing.T) {
+	h := newHarness(t, nil)
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.Status = store.StatusInactive; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, testBody)
+	if smtpCode(err) != 451 || !strings.Contains(err.Error(), "no_active_providers") {
+		t.Fatalf("got %v, want 451 4.3.0 no_active_providers", err)
+	}
+}
+
+// rawDialogue sends lines and returns every reply line, for abuse tests the
+// client library would refuse to produce.
+func rawDialogue(t *testing.T, addr string, lines ...string) []string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(conn)
+	var out []string
+	readReply := func() {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			out = append(out, strings.TrimRight(l, "\r\n"))
+			if len(l) < 4 || l[3] != '-' {
+				return
+			}
+		}
+	}
+	readReply() // greeting
+	for _, l := range lines {
+		if _, err := conn.Write([]byte(l + "\r\n")); err != nil {
+			break
+		}
+		readReply()
+	}
+	return out
+}
+
+func TestHostileDialogue(t *testing.T) {
+	h := newHarness(t, nil)
+	cases := []struct {
+		name  string
+		lines []string
+		want  string // a reply line prefix that must appear
+	}{
+		{"data before mail", []string{"EHLO x", "DATA"}, "502 5.5.1"},
+		{"rcpt before mail", []string{"EHLO x", "RCPT TO:<b@example.com>"}, "502 5.5.1"},
+		{"mail before helo", []string{"MAIL FROM:<a@example.com>"}, "502 5.5.1"},
+		{"long helo", []string{"EHLO " + strings.Repeat("x", 10000)}, "501 5.5.2"},
+		{"very long line", []string{"EHLO x", "NOOP " + strings.Repeat("x", 70000)}, "500 5.4.0"},
+		{"long mail", []string{"EHLO x", "MAIL FROM:<" + strings.Repeat("x", 10000) + "@example.com>"}, "530"},
+		{"nul byte", []string{"EHLO x", "MAIL FROM:<a\x00b@example.com>"}, "5"},
+		{"garbage", []string{"\x01\x02\x03"}, "501"},
+		{"auth garbage", []string{"EHLO x", "AUTH PLAIN !!!notbase64"}, "454"},
+		{"unknown mech", []string{"EHLO x", "AUTH CRAM-MD5"}, "504"},
+		{"pipelined junk", []string{"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhello\r\n.", "QUIT"}, "530"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := rawDialogue(t, h.addr, tc.lines...)
+			found := false
+			for _, l := range out {
+				if strings.HasPrefix(l, tc.want) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("replies %q lack %q", out, tc.want)
+			}
+		})
+	}
+	// The daemon is still up and nothing was stored.
+	if _, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, testBody); err != nil {
+		t.Fatalf("server unusable after abuse: %v", err)
+	}
+	if n := len(mustDue(t, h)); n > 1 {
+		t.Fatalf("abuse stored messages: %d", n)
+	}
+}
+
+func mustDue(t *testing.T, h *harness) []string {
+	ids, _, err := h.store.Due(time.Now().Add(time.Hour), 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf, _ := h.store.Inflight()
+	return append(ids, inf...)
+}
+
+func TestAuthLogin(t *testing.T) {
+	h := newHarness(t, nil)
+	enc := func(s string) string { return b64(s) }
+	out := rawDialogue(t, h.addr, "EHLO x", "AUTH LOGIN", enc("user"), enc(h.secret))
+	if last := out[len(out)-1]; !strings.HasPrefix(last, "235") {
+		t.Fatalf("AUTH LOGIN replies %q", out)
+	}
+	out = rawDialogue(t, h.addr, "EHLO x", "AUTH LOGIN "+enc("user"), enc("smx_mbx_wrongwrongwrongwrong"))
+	if last := out[len(out)-1]; !strings.HasPrefix(last, "535 5.7.8") {
+		t.Fatalf("bad AUTH LOGIN replies %q", out)
+	}
+}
+
+func TestConnectionCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxConnections = 2 })
+	var conns []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		conns = append(conns, c)
+	}
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "421") {
+		t.Fatalf("third connection got %q, want 421", line)
+	}
+	conns[0].Close()
+	time.Sleep(50 * time.Millisecond)
+	c2, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if line, _ := bufio.NewReader(c2).ReadString('\n'); !strings.HasPrefix(line, "220") {
+		t.Fatalf("after a slot freed got %q, want 220", line)
+	}
+}
+
+func TestOutcomes(t *testing.T) {
+	refuse := &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseFinal, Code: 451, Enhanced: "4.3.0", Text: "try later"}}
+	tests := []struct {
+		name       string
+		answer     func(n int, env Envelope) (*Result, error)
+		wantStatus string
+		wantSends  int
+		wantReason string
+	}{
+		{"451 then 250", func(n int, _ Envelope) (*Result, error) {
+			if n == 0 {
+				return nil, refuse
+			}
+			return &Result{Reply: "250 ok"}, nil
+		}, store.MsgSent, 2, ""},
+		{"451 forever", func(int, Envelope) (*Result, error) { return nil, refuse }, store.MsgFailed, 3, "retries_exhausted"},
+		{"550 at data", func(int, Envelope) (*Result, error) {
+			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseFinal, Code: 550, Text: "spam"}}
+		}, store.MsgRejected, 1, ""},
+		{"uncertain", func(int, Envelope) (*Result, error) {
+			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseFinal, BodySent: true}}
+		}, store.MsgFailed, 1, "uncertain"},
+		{"one rcpt refused", func(_ int, env Envelope) (*Result, error) {
+			return &Result{Reply: "250 ok", Refused: []RecipientReply{{Rcpt: env.To[0], Code: 550, Text: "no such user"}}}, nil
+		}, store.MsgSent, 1, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.fake.answer = tc.answer
+			reply, err := send(h.dial(h.secret), "a@example.com", []string{"x@example.com", "y@example.com"}, testBody)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
+			if m.Status != tc.wantStatus || h.fake.count() != tc.wantSends || m.Reason != tc.wantReason {
+				t.Fatalf("status %s after %d sends reason %q, want %s after %d reason %q; %+v",
+					m.Status, h.fake.count(), m.Reason, tc.wantStatus, tc.wantSends, tc.wantReason, m)
+			}
+		})
+	}
+}
+
+func TestAuthFaultMovesToOtherProvider(t *testing.T) {
+	h := newHarness(t, nil)
+	zero := 1
+	second := h.addProvider("fake", &zero)
+	h.fake.answer = func(n int, _ Envelope) (*Result, error) {
+		if n == 0 {
+			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseAuth, Code: 535, Text: "bad creds"}}
+		}
+		return &Result{Reply: "250 ok"}, nil
+	}
+	// Force the first pick onto the first provider by weight.
+	h.sched.draw = func(n int) int { return 0 }
+	reply, err := send(h.dial(h.secret), "a@example.com", []string{"x@example.com"}, testBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
+	if m.Status != store.MsgSent || len(m.Attempts) != 2 || m.Attempts[0].ProviderID == m.Attempts[1].ProviderID {
+		t.Fatalf("message %+v", m)
+	}
+	failed := m.Attempts[0].ProviderID
+	p, _ := h.store.Provider(failed)
+	if p.Status != store.StatusError || !strings.Contains(p.StatusReason, "535") {
+		t.Fatalf("auth-failing provider status %q reason %q", p.Status, p.StatusReason)
+	}
+	_ = second
+}
