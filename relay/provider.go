@@ -8,6 +8,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/smtpmux/smtpmux/routing"
 )
@@ -29,6 +30,12 @@ type Provider interface {
 	Send(ctx context.Context, env Envelope, body []byte) (*Result, error)
 }
 
+// Tester is implemented by providers that can check their connection and
+// credentials without sending anything (POST /providers/{id}/test).
+type Tester interface {
+	Test(ctx context.Context) (time.Duration, error)
+}
+
 // Closer is implemented by providers that hold pooled connections.
 type Closer interface {
 	Close() error
@@ -41,7 +48,7 @@ type Result struct {
 	UpstreamID string
 	// Reply is the upstream's final reply, e.g. "250 2.0.0 Ok: queued as X".
 	Reply string
-	// Recipients lists the envelope recipients the upstream refused at
+	// Refused lists the envelope recipients the upstream refused at
 	// RCPT; recipients not listed were accepted.
 	Refused []RecipientReply
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/outbox"
+	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// registerProviders installs one factory per provider type this build
+// supports; relay never imports the provider packages itself.
+func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config) error {
+	reg.Register(store.TypeSMTP, func(p *store.Provider, password string) (relay.Provider, error) {
+		return smtpprov.New(smtpprov.Config{
+			Host: p.SMTPHost, Port: p.SMTPPort, Protocol: p.SMTPProtocol,
+			Username: p.SMTPUsername, Password: password, HeloName: cfg.file.Hostname,
+			TLSConfig: upstreamTLS, MaxConns: cfg.file.Delivery.ConnsPerProvider,
+		})
+	})
+	switch cfg.file.Managed.Backend {
+	case "outbox":
+		ob, err := outbox.New(cfg.file.Managed.OutboxDir)
+		if err != nil {
+			return fmt.Errorf("managed.outbox_dir: %w", err)
+		}
+		reg.Register(store.TypeManagedSES, func(*store.Provider, string) (relay.Provider, error) { return ob, nil })
+	}
+	return nil
+}
+
+// providerTester runs POST /providers/{id}/test: a real connection and
+// authentication against the upstream, nothing sent.
+type providerTester struct{ reg *relay.Registry }
+
+// testTimeout bounds a connection test; past it the result is "deferred".
+const testTimeout = 20 * time.Second
+
+func (t providerTester) TestProvider(ctx context.Context, p *store.Provider) (string, error) {
+	prov, err := t.reg.Build(p)
+	if err != nil {
+		return "", err
+	}
+	if c, ok := prov.(relay.Closer); ok {
+		defer c.Close()
+	}
+	tester, ok := prov.(relay.Tester)
+	if !ok {
+		return "", fmt.Errorf("provider type %s cannot be tested", p.Type)
+	}
+	ctx, cancel := context.WithTimeout(ctx, testTimeout)
+	defer cancel()
+	latency, err := tester.Test(ctx)
+	if err != nil {
+		return "", testFailure(err)
+	}
+	return fmt.Sprintf("connected and authenticated in %d ms", latency.Milliseconds()), nil
+}
+
+// timeoutError marks a test that ran out of time: the API keeps the
+// provider's status ("deferred") instead of calling it broken.
+type timeoutError struct{ error }
+
+func (timeoutError) Timeout() bool { return true }
+
+func testFailure(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return timeoutError{fmt.Errorf("timed out: %w", err)}
+	}
+	var de *relay.DeliveryError
+	if errors.As(err, &de) && de.Classified() == routing.Connection && de.Failure.Code == 0 && de.Err != nil {
+		if errors.Is(de.Err, context.DeadlineExceeded) {
+			return timeoutError{err}
+		}
+	}
+	return err
+}

@@ -1,0 +1,228 @@
+package smtp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/routing"
+)
+
+// quitTimeout bounds the courtesy QUIT before a connection is closed.
+const quitTimeout = time.Second
+
+// Provider is a Custom SMTP upstream with its connection pool. It is safe
+// for concurrent use. Close it when the provider is removed or its
+// settings change (build a new one then): that ends its pooled sessions
+// and the goroutine that reaps idle ones.
+type Provider struct {
+	cfg Config
+
+	// slots holds one token per open connection, idle or busy, so its
+	// capacity is MaxConns. idle holds authenticated sessions ready for
+	// reuse; it never blocks a sender because there are never more
+	// connections than its capacity.
+	slots chan struct{}
+	idle  chan *pconn
+
+	mu      sync.Mutex
+	closed  bool
+	janitor bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var (
+	_ relay.Provider = (*Provider)(nil)
+	_ relay.Closer   = (*Provider)(nil)
+)
+
+// New validates cfg, fills in defaults and returns a provider. It does
+// not connect; the first Send (or Test) does.
+func New(cfg Config) (*Provider, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Provider{
+		cfg:   cfg,
+		slots: make(chan struct{}, cfg.MaxConns),
+		idle:  make(chan *pconn, cfg.MaxConns),
+		done:  make(chan struct{}),
+	}, nil
+}
+
+// Config returns the validated configuration, defaults filled in.
+func (p *Provider) Config() Config { return p.cfg }
+
+// acquire returns a session bound to ctx: a pooled one that still answers
+// RSET, or a new one when a connection slot is free. It waits, within
+// ctx, while MaxConns connections are busy.
+func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
+	for {
+		select {
+		case <-p.done:
+			return nil, closedErr()
+		default:
+		}
+		select {
+		case pc := <-p.idle:
+			if p.revive(ctx, pc) {
+				return pc, nil
+			}
+			continue
+		default:
+		}
+		select {
+		case pc := <-p.idle:
+			if p.revive(ctx, pc) {
+				return pc, nil
+			}
+		case p.slots <- struct{}{}:
+			pc, err := p.dial(ctx)
+			if err != nil {
+				<-p.slots
+				return nil, err
+			}
+			return pc, nil
+		case <-ctx.Done():
+			// Waiting for our own pool is not the upstream's fault: do
+			// not let it count toward the breaker.
+			return nil, &relay.DeliveryError{
+				Failure: routing.Failure{Phase: routing.PhaseConnect},
+				Class:   relay.ClassPtr(routing.Transient),
+				Err:     fmt.Errorf("smtp: waiting for one of %d connections: %w", p.cfg.MaxConns, ctx.Err()),
+			}
+		case <-p.done:
+			return nil, closedErr()
+		}
+	}
+}
+
+// revive checks that an idle session is still usable: not idle too long
+// and answering RSET. A failed one is closed; the caller then takes
+// another or dials.
+func (p *Provider) revive(ctx context.Context, pc *pconn) bool {
+	if time.Since(pc.idleAt) > p.cfg.IdleTimeout {
+		p.discard(pc, false)
+		return false
+	}
+	pc.bind(ctx)
+	if err := pc.client.Reset(); err != nil {
+		p.discard(pc, false)
+		return false
+	}
+	return true
+}
+
+// release returns a healthy session to the pool.
+func (p *Provider) release(pc *pconn) {
+	if !pc.unbind() {
+		p.discard(pc, true)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.discard(pc, true)
+		return
+	}
+	pc.idleAt = time.Now()
+	p.idle <- pc // never blocks: at most cap(p.idle) connections exist
+	if !p.janitor {
+		p.janitor = true
+		p.wg.Add(1)
+		go p.reap()
+	}
+	p.mu.Unlock()
+}
+
+// discard closes a session and frees its slot; polite sends QUIT first,
+// for sessions whose last exchange was a complete reply.
+func (p *Provider) discard(pc *pconn, polite bool) {
+	pc.unbind()
+	if polite {
+		pc.conn.setOp(time.Now().Add(quitTimeout))
+		pc.client.Quit()
+	}
+	pc.client.Close()
+	<-p.slots
+}
+
+// reap closes sessions idle for longer than IdleTimeout until Close.
+func (p *Provider) reap() {
+	defer p.wg.Done()
+	t := time.NewTicker(max(p.cfg.IdleTimeout/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		var keep []*pconn
+	drain:
+		for range cap(p.idle) {
+			select {
+			case pc := <-p.idle:
+				if time.Since(pc.idleAt) > p.cfg.IdleTimeout {
+					p.discard(pc, true)
+				} else {
+					keep = append(keep, pc)
+				}
+			default:
+				break drain
+			}
+		}
+		p.mu.Lock()
+		closed := p.closed
+		if !closed {
+			for _, pc := range keep {
+				p.idle <- pc
+			}
+		}
+		p.mu.Unlock()
+		if closed {
+			for _, pc := range keep {
+				p.discard(pc, true)
+			}
+			return
+		}
+	}
+}
+
+// Close closes idle sessions (with QUIT) and makes later and waiting Sends
+// fail; sessions in use are closed when their Send ends. It implements
+// relay.Closer and is idempotent.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.done)
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for {
+		select {
+		case pc := <-p.idle:
+			wg.Go(func() { p.discard(pc, true) })
+			continue
+		default:
+		}
+		break
+	}
+	wg.Wait()
+	p.wg.Wait()
+	return nil
+}
+
+func closedErr() *relay.DeliveryError {
+	return &relay.DeliveryError{
+		Failure: routing.Failure{Phase: routing.PhaseConnect},
+		Class:   relay.ClassPtr(routing.Transient),
+		Err:     ErrClosed,
+	}
+}
