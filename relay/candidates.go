@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"time"
+
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -11,17 +13,16 @@ func routingScope(s store.Scope) routing.Scope {
 }
 
 // candidates converts a team's providers to routing candidates. authFailed
-// lists providers that already failed authentication for the message.
-func candidates(ps []*store.Provider, authFailed []string) []routing.Candidate {
+// holds when providers failed authentication for the message; such a
+// provider stays excluded unless it was reactivated since.
+func candidates(ps []*store.Provider, authFailed map[string]time.Time) []routing.Candidate {
 	out := make([]routing.Candidate, 0, len(ps))
 	for _, p := range ps {
 		c := routing.Candidate{
 			ID: p.ID, GroupID: p.GroupID, Status: p.Status, Shared: p.IsShared, Weight: p.Percentage,
 		}
-		for _, id := range authFailed {
-			if id == p.ID {
-				c.AuthFailed = true
-			}
+		if at, ok := authFailed[p.ID]; ok && !p.ActivatedAt.After(at) {
+			c.AuthFailed = true
 		}
 		out = append(out, c)
 	}

@@ -21,7 +21,10 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, out outcome) 
 		if !out.ok && out.class == routing.Auth {
 			// Move on to another provider at once; this one is skipped
 			// for this message from now on.
-			m.AuthFailed = append(m.AuthFailed, prov.ID)
+			if m.AuthFailed == nil {
+				m.AuthFailed = map[string]time.Time{}
+			}
+			m.AuthFailed[prov.ID] = now
 			m.State, m.NextAttemptAt = store.StateQueued, now
 			return nil
 		}

@@ -87,13 +87,14 @@ type Message struct {
 	NextAttemptAt time.Time `json:"next_attempt_at"`
 	// Retries counts transient deferrals; it indexes the retry schedule.
 	Retries int `json:"retries"`
-	// AuthFailed lists providers that failed authentication for this
-	// message; each is tried at most once per message.
-	AuthFailed    []string  `json:"auth_failed,omitempty"`
-	SentFromEmail string    `json:"sent_from_email,omitempty"`
-	Attempts      []Attempt `json:"attempts,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	// AuthFailed maps providers that failed authentication for this
+	// message to when; each is tried at most once per message until an
+	// operator reactivates it.
+	AuthFailed    map[string]time.Time `json:"auth_failed,omitempty"`
+	SentFromEmail string               `json:"sent_from_email,omitempty"`
+	Attempts      []Attempt            `json:"attempts,omitempty"`
+	CreatedAt     time.Time            `json:"created_at"`
+	UpdatedAt     time.Time            `json:"updated_at"`
 }
 
 // PendingRecipients returns the addresses still to be delivered.

@@ -69,6 +69,10 @@ type Provider struct {
 	UpdatedAt    time.Time  `json:"updated_at"`
 	LastTestedAt *time.Time `json:"last_tested_at,omitempty"`
 	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
+	// ActivatedAt is when an operator last (re)activated the provider or
+	// a test cleared its error; auth failures recorded on messages before
+	// it no longer exclude the provider.
+	ActivatedAt time.Time `json:"activated_at"`
 	// Version increases with every write; it is the ETag and lets the
 	// scheduler rebuild a provider's connection pool after an edit.
 	Version int64 `json:"version"`

@@ -106,5 +106,5 @@ func ensureManaged(st *store.Store, team *store.Team, now time.Time) error {
 	}
 	return st.CreateProvider(&store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: team.ID,
 		Name: "Managed Amazon SES", Type: store.TypeManagedSES, Status: store.StatusActive, IsShared: true,
-		CreatedAt: now, UpdatedAt: now})
+		CreatedAt: now, UpdatedAt: now, ActivatedAt: now})
 }

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binPath is the smtpmux binary built once for the end-to-end tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "smtpmux-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "smtpmux")
+	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building smtpmux: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const testRootKey = "smx_root_e2eTestRootKey0123456789abcdefghijklmnop"
+
+// proc is one running smtpmux process on a temp config.
+type proc struct {
+	t        *testing.T
+	dir      string
+	cfgPath  string
+	smtpAddr string
+	httpAddr string
+	cmd      *exec.Cmd
+	logMu    sync.Mutex
+	log      bytes.Buffer
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// newDaemon writes a config (extra TOML lines appended to sections by
+// name) and starts the binary.
+func newDaemon(t *testing.T, extra map[string]string) *proc {
+	t.Helper()
+	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	d.cfgPath = filepath.Join(d.dir, "config.toml")
+	delivery := extra["delivery"]
+	if !strings.Contains(delivery, "retry_schedule") {
+		delivery += "\nretry_schedule = [\"300ms\", \"300ms\"]"
+	}
+	cfg := fmt.Sprintf(`data_dir = %q
+hostname = "relay.test"
+bootstrap_root_key = %q
+secret_key = "e2e-secret-key-0123456789"
+%s
+[smtp]
+listen = [%q]
+auth_fail_delay = "50ms"
+%s
+[http]
+listen = %q
+[delivery]
+%s
+`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, delivery)
+	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *proc) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(binPath, "serve", "--config", d.cfgPath)
+	d.cmd.Stdout = d
+	d.cmd.Stderr = d
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + d.httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if c, err := net.Dial("tcp", d.smtpAddr); err == nil {
+				c.Close()
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("daemon did not come up; log:\n%s", d.logText())
+}
+
+// Write collects the daemon's output (it implements io.Writer).
+func (d *proc) Write(p []byte) (int, error) {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	return d.log.Write(p)
+}
+
+func (d *proc) logText() string {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	return d.log.String()
+}
+
+// stop terminates the daemon gracefully (SIGTERM) and waits.
+func (d *proc) stop() {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// kill9 kills the daemon without any chance to clean up.
+func (d *proc) kill9() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.cmd.Wait()
+}
+
+// api calls the Management API with the root key and decodes the envelope.
+func (d *proc) api(method, path string, body any) (int, map[string]any) {
+	d.t.Helper()
+	return d.apiAs(testRootKey, method, path, body)
+}
+
+func (d *proc) apiAs(key, method, path string, body any) (int, map[string]any) {
+	d.t.Helper()
+	var r io.Reader
+	if s, ok := body.(string); ok {
+		r = strings.NewReader(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+d.httpAddr+"/api/v1"+path, r)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		d.t.Fatalf("%s %s: non-JSON answer %d %q", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out
+}
+
+// data returns the envelope's data object.
+func data(m map[string]any) map[string]any {
+	d, _ := m["data"].(map[string]any)
+	return d
+}
+
+// setupRelay points the daemon's default team at upstream: it adds an smtp
+// provider, deactivates the managed account and returns a sending key.
+func (d *proc) setupRelay(provider map[string]any) (providerID, sendingKey string) {
+	d.t.Helper()
+	code, resp := d.api("POST", "/providers", provider)
+	if code != 201 {
+		d.t.Fatalf("create provider: %d %v", code, resp)
+	}
+	providerID = data(resp)["id"].(string)
+	_, resp = d.api("GET", "/providers", nil)
+	for _, p := range resp["data"].([]any) {
+		if pm := p.(map[string]any); pm["is_shared"] == true {
+			if code, r := d.api("POST", "/providers/"+pm["id"].(string)+"/deactivate", nil); code != 200 {
+				d.t.Fatalf("deactivate managed: %d %v", code, r)
+			}
+		}
+	}
+	code, resp = d.api("POST", "/api-keys", map[string]any{"name": "e2e", "type": "sending"})
+	if code != 201 {
+		d.t.Fatalf("create key: %d %v", code, resp)
+	}
+	return providerID, data(resp)["key"].(string)
+}
+
+// waitEmail polls GET /emails/{id} until its status is final.
+func (d *proc) waitEmail(id string) map[string]any {
+	d.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		code, resp := d.api("GET", "/emails/"+id, nil)
+		if code == 200 {
+			last = data(resp)
+			if s := last["status"]; s != "pending" {
+				return last
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("email %s still pending: %v", id, last)
+	return nil
+}
+
+// requirePeer skips a test whose third-party peer is missing, except under
+// CI, where a missing peer is a failure: the suite must not go green by
+// silently testing less.
+func requirePeer(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("test peer %s is missing (run ./scripts/install-test-peers.sh)", name)
+		}
+		t.Skipf("test peer %s is missing (run ./scripts/install-test-peers.sh)", name)
+	}
+	return p
+}
