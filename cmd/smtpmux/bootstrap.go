@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -104,7 +105,5 @@ func ensureManaged(st *store.Store, team *store.Team, now time.Time) error {
 			return nil
 		}
 	}
-	return st.CreateProvider(&store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: team.ID,
-		Name: "Managed Amazon SES", Type: store.TypeManagedSES, Status: store.StatusActive, IsShared: true,
-		CreatedAt: now, UpdatedAt: now, ActivatedAt: now})
+	return st.CreateProvider(admin.ManagedProvider(team.ID, now))
 }

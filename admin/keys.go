@@ -1,0 +1,306 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// keyItem is the public shape of an API key. The secret is never part of
+// it (only create returns it, once), nor is the hash.
+type keyItem struct {
+	ID          string       `json:"id"`
+	Name        string       `json:"name"`
+	Type        string       `json:"type"`
+	Prefix      string       `json:"prefix"`
+	Permissions []string     `json:"permissions"` // root keys; null for sending keys
+	SendScope   *store.Scope `json:"send_scope"`  // sending keys; null for root keys
+	Status      string       `json:"status"`      // active | revoked
+	CreatedAt   string       `json:"created_at"`
+	RevokedAt   *string      `json:"revoked_at"`
+	LastUsedAt  *string      `json:"last_used_at"`
+}
+
+// createdKey is the create answer: the item plus the secret, shown once.
+type createdKey struct {
+	keyItem
+	Key string `json:"key"`
+}
+
+func keyView(k *store.APIKey) keyItem {
+	it := keyItem{
+		ID: k.ID, Name: k.Name, Type: k.Type, Prefix: k.Prefix, Status: "active",
+		CreatedAt: rfc3339(k.CreatedAt), RevokedAt: rfc3339p(k.RevokedAt), LastUsedAt: rfc3339p(k.LastUsedAt),
+	}
+	if !k.Active() {
+		it.Status = "revoked"
+	}
+	if k.Type == store.KeyRoot {
+		it.Permissions = append([]string{}, k.Permissions...)
+	} else {
+		sc := k.SendScope
+		it.SendScope = &sc
+	}
+	return it
+}
+
+// keyPrefixLen is how much of a secret is kept in clear to recognise it
+// in lists ("smx_root_AbC"): the type prefix plus three characters, far
+// too little to help guess the remaining 40.
+const keyPrefixLen = 12
+
+func (s *Server) createKey(c *call) error {
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	if err := o.allow("name", "type", "permissions", "send_scope"); err != nil {
+		return err
+	}
+	name, err := field[string](o, "name")
+	if err != nil {
+		return err
+	}
+	typ, err := field[string](o, "type")
+	if err != nil {
+		return err
+	}
+	perms, err := field[[]string](o, "permissions")
+	if err != nil {
+		return err
+	}
+	scopeObj, err := o.child("send_scope")
+	if err != nil {
+		return err
+	}
+	var scopeIn *scopeInput
+	if scopeObj != nil {
+		if scopeIn, err = decodeScope(scopeObj); err != nil {
+			return err
+		}
+	}
+
+	v := &validator{}
+	k := &store.APIKey{ID: store.NewID(store.PrefixKey), TeamID: c.team(), CreatedAt: s.now()}
+	if !name.Set || name.Null {
+		v.add("name", fcRequired, "name is required")
+	} else {
+		k.Name = checkName(v, "name", name.V, 100)
+	}
+	// Without a type the key is a sending key: the least privileged kind.
+	k.Type = store.KeySending
+	if typ.Set && !typ.Null {
+		k.Type = typ.V
+	}
+	switch k.Type {
+	case store.KeyRoot:
+		if scopeObj != nil {
+			v.add("send_scope", fcInvalid, "send_scope applies to sending keys only")
+		}
+		if k.Permissions, err = s.checkPermissions(c, perms, v); err != nil {
+			return err
+		}
+	case store.KeySending:
+		if perms.Set && !perms.Null {
+			v.add("permissions", fcInvalid, "permissions apply to root keys only")
+		}
+		k.SendScope = store.Scope{Type: "all"}
+		if scopeIn != nil {
+			k.SendScope = s.checkScope(c.team(), scopeIn, v)
+		}
+	default:
+		v.add("type", fcInvalid, `type must be "sending" or "root"`)
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+
+	prefix := store.SecretPrefixSending
+	if k.Type == store.KeyRoot {
+		prefix = store.SecretPrefixRoot
+	}
+	secret := store.NewSecret(prefix)
+	k.Prefix = secret[:keyPrefixLen]
+	k.Hash = store.HashSecret(secret)
+	if err := s.st.CreateKey(k); err != nil {
+		return err
+	}
+	s.log.Info("api key created", "request_id", c.reqID, "key", k.ID, "type", k.Type, "by", c.key.ID)
+	c.w.Header().Set("Location", "/api/v1/api-keys/"+k.ID)
+	c.ok(http.StatusCreated, createdKey{keyItem: keyView(k), Key: secret})
+	return nil
+}
+
+// checkPermissions validates a root key's permission list. Absent means
+// "*" (full access, as a first root key has); an explicit empty list is
+// refused because such a key could do nothing. A key can only grant what
+// it holds: otherwise key.create alone would escalate to "*".
+func (s *Server) checkPermissions(c *call, perms opt[[]string], v *validator) ([]string, error) {
+	if !perms.Set || perms.Null {
+		if !canGrant(c.key, "*") {
+			return nil, &apiError{Status: http.StatusForbidden, Code: codeForbidden, Param: "permissions",
+				Message: `this key cannot grant "*"; list the permissions the new key needs`}
+		}
+		return []string{"*"}, nil
+	}
+	if len(perms.V) == 0 {
+		v.add("permissions", fcRequired, "permissions must list at least one permission")
+		return nil, nil
+	}
+	var out []string
+	for i, p := range perms.V {
+		f := "permissions[" + strconv.Itoa(i) + "]"
+		if expandPermission(p) == nil {
+			v.add(f, fcInvalid, "unknown permission "+strconv.Quote(p)+`; use e.g. "provider.read", "provider.*" or "*"`)
+			continue
+		}
+		if !canGrant(c.key, p) {
+			return nil, &apiError{Status: http.StatusForbidden, Code: codeForbidden, Param: f,
+				Message: "this key cannot grant " + strconv.Quote(p) + " because it does not hold it"}
+		}
+		if !containsStr(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// scopeInput is a decoded send_scope object.
+type scopeInput struct {
+	typ       opt[string]
+	providers opt[[]string]
+	groups    opt[[]string]
+}
+
+func decodeScope(o *object) (*scopeInput, error) {
+	if err := o.allow("type", "provider_public_ids", "group_public_ids"); err != nil {
+		return nil, err
+	}
+	in := &scopeInput{}
+	var err error
+	if in.typ, err = field[string](o, "type"); err != nil {
+		return nil, err
+	}
+	if in.providers, err = field[[]string](o, "provider_public_ids"); err != nil {
+		return nil, err
+	}
+	if in.groups, err = field[[]string](o, "group_public_ids"); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// checkScope validates a sending key's scope against the team's
+// providers. Naming a provider of another team gets the same answer as a
+// non-existent one, so scopes cannot probe other tenants.
+func (s *Server) checkScope(teamID string, in *scopeInput, v *validator) store.Scope {
+	sc := store.Scope{Type: in.typ.V}
+	switch sc.Type {
+	case "all":
+		if len(in.providers.V) > 0 || len(in.groups.V) > 0 {
+			v.add("send_scope.type", fcInvalid, `a scope of type "all" takes no provider or group IDs`)
+		}
+	case "providers":
+		if len(in.groups.V) > 0 {
+			v.add("send_scope.group_public_ids", fcInvalid, `group_public_ids belongs to a scope of type "group"`)
+		}
+		if len(in.providers.V) == 0 {
+			v.add("send_scope.provider_public_ids", fcRequired, "provider_public_ids must list at least one provider")
+		}
+		for i, id := range in.providers.V {
+			f := "send_scope.provider_public_ids[" + strconv.Itoa(i) + "]"
+			if !store.ValidID(store.PrefixProvider, id) {
+				v.add(f, fcUnknownRef, "unknown provider "+strconv.Quote(id))
+				continue
+			}
+			if _, err := s.st.TeamProvider(teamID, id); err != nil {
+				v.add(f, fcUnknownRef, "unknown provider "+strconv.Quote(id))
+				continue
+			}
+			if !containsStr(sc.ProviderPublicIDs, id) {
+				sc.ProviderPublicIDs = append(sc.ProviderPublicIDs, id)
+			}
+		}
+	case "group":
+		// Delivery groups arrive in a later issue; none can exist yet.
+		v.add("send_scope.group_public_ids", fcUnknownRef, "unknown group: delivery groups are not available yet")
+	case "":
+		v.add("send_scope.type", fcRequired, `send_scope.type is required: "all", "providers" or "group"`)
+	default:
+		v.add("send_scope.type", fcInvalid, `send_scope.type must be "all", "providers" or "group"`)
+	}
+	return sc
+}
+
+func (s *Server) listKeys(c *call) error {
+	typ := c.r.URL.Query().Get("type")
+	if typ != "" && typ != store.KeyRoot && typ != store.KeySending {
+		return errInvalidParam("type", `type must be "root" or "sending"`)
+	}
+	pg, err := parsePage(c.r)
+	if err != nil {
+		return err
+	}
+	all, err := s.st.Keys(c.team())
+	if err != nil {
+		return err
+	}
+	matched := all[:0:0]
+	for _, k := range all {
+		if typ == "" || k.Type == typ {
+			matched = append(matched, k)
+		}
+	}
+	items, pag := paginate(matched, func(k *store.APIKey) string { return k.ID }, pg)
+	out := make([]keyItem, 0, len(items))
+	for _, k := range items {
+		out = append(out, keyView(k))
+	}
+	c.list(out, pag)
+	return nil
+}
+
+func (s *Server) getKey(c *call) error {
+	id, ok := c.pathID(store.PrefixKey)
+	if !ok {
+		return errNotFound("API key")
+	}
+	k, err := s.st.Key(id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && k.TeamID != c.team() {
+		return errNotFound("API key")
+	}
+	if err != nil {
+		return err
+	}
+	c.ok(http.StatusOK, keyView(k))
+	return nil
+}
+
+// revokeKey revokes a key. It takes effect on the key's next use because
+// every request and SMTP transaction re-reads the key. A key may revoke
+// itself (a deliberate "log out"); the answer to that request still goes
+// out, its next request gets 401. Revoking twice keeps the first time.
+func (s *Server) revokeKey(c *call) error {
+	id, ok := c.pathID(store.PrefixKey)
+	if !ok {
+		return errNotFound("API key")
+	}
+	now := s.now()
+	k, err := s.st.UpdateKey(c.team(), id, func(k *store.APIKey) error {
+		if k.RevokedAt == nil {
+			k.RevokedAt = &now
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("API key")
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("api key revoked", "request_id", c.reqID, "key", k.ID, "by", c.key.ID)
+	c.ok(http.StatusOK, keyView(k))
+	return nil
+}

@@ -1,0 +1,326 @@
+package admin
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// providerFields are the members a create or PATCH body may carry; read-only
+// fields of ProviderItem (id, status, …) are unknown here on purpose.
+var providerFields = []string{
+	"type", "name", "smtp_host", "smtp_port", "smtp_protocol", "smtp_username", "smtp_password",
+	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain",
+	"quotas", "percentage", "group_id",
+}
+
+// quotaWindows are the quota members in the order they are reported.
+var quotaWindows = []string{"per_second", "per_minute", "per_hour", "per_day"}
+
+// maxQuota keeps quota arithmetic far from integer overflow while being
+// far above any real upstream's limit.
+const maxQuota = 1_000_000_000
+
+var smtpProtocols = []string{"none", "plain", "starttls", "tls", "ssl"}
+
+// providerInput is a decoded (type-checked, not yet validated) provider
+// body. Every member keeps its presence, because PATCH leaves absent
+// fields unchanged and treats null specially.
+type providerInput struct {
+	typ, name, host, protocol, username, password opt[string]
+	fromEmail, fromName, replyEmail, replyName    opt[string]
+	tracking, group                               opt[string]
+	port, percentage                              opt[int]
+	quotasSet, quotasNull                         bool
+	windows                                       [4]rangeInput
+}
+
+// rangeInput is one quota window: absent, null, a fixed integer, or a
+// {min,max} object.
+type rangeInput struct {
+	set, null bool
+	fixed     *int
+	min, max  opt[int]
+}
+
+// decodeProvider type-checks a provider body; its errors are 400s.
+func decodeProvider(o *object) (*providerInput, error) {
+	if err := o.allow(providerFields...); err != nil {
+		return nil, err
+	}
+	in := &providerInput{}
+	var err error
+	strs := []struct {
+		name string
+		dst  *opt[string]
+	}{
+		{"type", &in.typ}, {"name", &in.name}, {"smtp_host", &in.host}, {"smtp_protocol", &in.protocol},
+		{"smtp_username", &in.username}, {"smtp_password", &in.password},
+		{"from_email", &in.fromEmail}, {"from_name", &in.fromName},
+		{"reply_to_email", &in.replyEmail}, {"reply_to_name", &in.replyName},
+		{"tracking_domain", &in.tracking}, {"group_id", &in.group},
+	}
+	for _, f := range strs {
+		if *f.dst, err = field[string](o, f.name); err != nil {
+			return nil, err
+		}
+	}
+	if in.port, err = field[int](o, "smtp_port"); err != nil {
+		return nil, err
+	}
+	if in.percentage, err = field[int](o, "percentage"); err != nil {
+		return nil, err
+	}
+	if !o.has("quotas") {
+		return in, nil
+	}
+	in.quotasSet = true
+	if o.isNull("quotas") {
+		in.quotasNull = true
+		return in, nil
+	}
+	q, err := o.child("quotas")
+	if err != nil {
+		return nil, err
+	}
+	if err := q.allow(quotaWindows...); err != nil {
+		return nil, err
+	}
+	for i, w := range quotaWindows {
+		if in.windows[i], err = decodeRange(q, w); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func decodeRange(q *object, name string) (rangeInput, error) {
+	var r rangeInput
+	raw, ok := q.members[name]
+	if !ok {
+		return r, nil
+	}
+	r.set = true
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case q.isNull(name):
+		r.null = true
+	case len(raw) > 0 && raw[0] == '{':
+		obj, err := q.child(name)
+		if err != nil {
+			return r, err
+		}
+		if err := obj.allow("min", "max"); err != nil {
+			return r, err
+		}
+		if r.min, err = field[int](obj, "min"); err != nil {
+			return r, err
+		}
+		if r.max, err = field[int](obj, "max"); err != nil {
+			return r, err
+		}
+	default:
+		n, err := field[int](q, name)
+		if err != nil {
+			return r, errInvalidParam(q.path+name, "%s must be an integer, an object {\"min\",\"max\"} or null", q.path+name)
+		}
+		r.fixed = &n.V
+	}
+	return r, nil
+}
+
+// checkType validates the type of a new provider. Only custom SMTP can be
+// created today; the others get a message saying why rather than a bare
+// "invalid".
+func checkType(in *providerInput) (string, error) {
+	if !in.typ.Set || in.typ.Null {
+		return store.TypeSMTP, nil
+	}
+	switch t := in.typ.V; t {
+	case store.TypeSMTP:
+		return t, nil
+	case store.TypeSES:
+		return "", errValidation("type", fcNotSupported, `type "ses" (your own Amazon SES account) is not available yet; use "smtp"`)
+	case store.TypeManagedSES:
+		return "", errValidation("type", fcNotSupported, "the managed Amazon SES account is created automatically and cannot be added")
+	case store.TypeGmail, store.TypeOutlook:
+		return "", errValidation("type", fcNotSupported, t+" accounts are added through the OAuth connect flow, which is not available yet")
+	case "http":
+		return "", errValidation("type", fcNotSupported, `type "http" is coming soon`)
+	default:
+		return "", errValidation("type", fcInvalid, `type must be "smtp"`)
+	}
+}
+
+// applyProvider validates in and applies it to p, recording every problem
+// in v. create makes the required fields required; in a PATCH absent
+// fields stay as they are. sealed is the already-sealed smtp_password (nil
+// when none was given), sealed outside so that a retried store transaction
+// does not re-encrypt.
+//
+// It must be deterministic: the store may run it more than once.
+func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed []byte) {
+	if in.typ.Set && !create && (in.typ.Null || in.typ.V != p.Type) {
+		v.add("type", fcNotEditable, "type cannot be changed; create a new provider instead")
+	}
+	switch {
+	case in.name.Set && !in.name.Null:
+		p.Name = checkName(v, "name", in.name.V, 100)
+	case in.name.Set || create:
+		v.add("name", fcRequired, "name is required")
+	}
+	if in.host.Set {
+		h := ""
+		if !in.host.Null {
+			h = in.host.V
+		}
+		switch {
+		case h == "":
+			p.SMTPHost = "" // reported as required below
+		case len(h) > 253 || !validHost(h):
+			v.add("smtp_host", fcInvalidHost, "smtp_host must be a hostname or IP address, without scheme, port or spaces (e.g. smtp.example.com)")
+		default:
+			p.SMTPHost = strings.ToLower(h)
+		}
+	}
+	if in.port.Set {
+		switch {
+		case in.port.Null:
+			p.SMTPPort = 0 // reported as required below
+		case in.port.V < 1 || in.port.V > 65535:
+			v.add("smtp_port", fcOutOfRange, "smtp_port must be between 1 and 65535")
+		default:
+			p.SMTPPort = in.port.V
+		}
+	}
+	switch {
+	case in.protocol.Set && (in.protocol.Null || !containsStr(smtpProtocols, in.protocol.V)):
+		v.add("smtp_protocol", fcInvalid, "smtp_protocol must be one of: "+strings.Join(smtpProtocols, ", "))
+	case in.protocol.Set:
+		p.SMTPProtocol = in.protocol.V
+	case create:
+		p.SMTPProtocol = "starttls"
+	}
+	if in.username.Set {
+		p.SMTPUsername = checkText(v, "smtp_username", in.username.V, 255)
+	}
+	// Password: a value replaces, "" keeps the stored one (forms resend
+	// blank password fields), null removes it (unauthenticated relays).
+	if in.password.Set {
+		switch {
+		case in.password.Null:
+			p.SMTPPasswordSealed = nil
+		case in.password.V == "":
+		case len(in.password.V) > 1024 || strings.ContainsAny(in.password.V, "\x00\r\n"):
+			v.add("smtp_password", fcInvalid, "smtp_password must be at most 1024 characters without NUL, CR or LF")
+		default:
+			p.SMTPPasswordSealed = sealed
+		}
+	}
+	if in.fromEmail.Set {
+		p.FromEmail = checkEmail(v, "from_email", in.fromEmail.V)
+	}
+	if in.fromName.Set {
+		p.FromName = checkText(v, "from_name", strings.TrimSpace(in.fromName.V), 200)
+	}
+	if in.replyEmail.Set {
+		p.ReplyToEmail = checkEmail(v, "reply_to_email", in.replyEmail.V)
+	}
+	if in.replyName.Set {
+		p.ReplyToName = checkText(v, "reply_to_name", strings.TrimSpace(in.replyName.V), 200)
+	}
+	if in.tracking.Set {
+		d := strings.ToLower(strings.TrimSpace(in.tracking.V))
+		if d != "" && !validDomain(d) {
+			v.add("tracking_domain", fcInvalidHost, "tracking_domain must be a domain name such as links.example.com")
+		}
+		p.TrackingDomain = d
+	}
+	if in.group.Set && in.group.V != "" {
+		// Delivery groups arrive in a later issue; until then no group
+		// exists, so any reference is to an unknown one.
+		v.add("group_id", fcUnknownRef, "unknown group "+strconv.Quote(in.group.V))
+	} else if in.group.Set {
+		p.GroupID = ""
+	}
+	if in.percentage.Set {
+		switch {
+		case in.percentage.Null:
+			p.Percentage = nil
+		case in.percentage.V < 0 || in.percentage.V > 100:
+			v.add("percentage", fcOutOfRange, "percentage must be between 0 and 100")
+		default:
+			n := in.percentage.V
+			p.Percentage = &n
+		}
+	}
+	applyQuotas(in, &p.Quotas, v)
+
+	if p.Type == store.TypeSMTP {
+		if p.SMTPHost == "" && !hasField(v, "smtp_host") {
+			v.add("smtp_host", fcRequired, "smtp_host is required")
+		}
+		if p.SMTPPort == 0 && !hasField(v, "smtp_port") {
+			v.add("smtp_port", fcRequired, "smtp_port is required")
+		}
+	}
+}
+
+func applyQuotas(in *providerInput, q *store.Quotas, v *validator) {
+	if !in.quotasSet {
+		return
+	}
+	dst := []**store.Range{&q.PerSecond, &q.PerMinute, &q.PerHour, &q.PerDay}
+	for i, w := range in.windows {
+		if !in.quotasNull && !w.set {
+			continue // absent window: unchanged
+		}
+		if in.quotasNull || w.null {
+			*dst[i] = nil
+			continue
+		}
+		name := "quotas." + quotaWindows[i]
+		if w.fixed != nil {
+			n := *w.fixed
+			if n < 1 || n > maxQuota {
+				v.add(name, fcOutOfRange, name+" must be an integer greater than 0 (or a {min,max} range, or null for unlimited)")
+				continue
+			}
+			*dst[i] = &store.Range{Min: n, Max: n}
+			continue
+		}
+		ok := true
+		for _, part := range []struct {
+			key string
+			o   opt[int]
+		}{{"min", w.min}, {"max", w.max}} {
+			switch {
+			case !part.o.Set || part.o.Null:
+				v.add(name+"."+part.key, fcRequired, name+"."+part.key+" is required in a range")
+				ok = false
+			case part.o.V < 1 || part.o.V > maxQuota:
+				v.add(name+"."+part.key, fcOutOfRange, name+"."+part.key+" must be greater than 0")
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		if w.min.V > w.max.V {
+			v.add(name, fcInvalid, name+".min must not exceed "+name+".max")
+			continue
+		}
+		*dst[i] = &store.Range{Min: w.min.V, Max: w.max.V}
+	}
+}
+
+func hasField(v *validator, f string) bool {
+	for _, e := range v.errs {
+		if e.Field == f {
+			return true
+		}
+	}
+	return false
+}

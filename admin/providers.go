@@ -1,0 +1,384 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Filter values accepted by GET /providers.
+var (
+	providerStatuses = []string{store.StatusActive, store.StatusInactive, store.StatusError, store.StatusPending}
+	providerTypes    = []string{store.TypeManagedSES, store.TypeSMTP, store.TypeSES, store.TypeGmail, store.TypeOutlook}
+)
+
+// maxReasonLen bounds status_reason, which may quote an upstream reply.
+const maxReasonLen = 500
+
+func (s *Server) listProviders(c *call) error {
+	q := c.r.URL.Query()
+	status, typ := q.Get("status"), q.Get("type")
+	if status != "" && !containsStr(providerStatuses, status) {
+		return errInvalidParam("status", "status must be one of: %s", strings.Join(providerStatuses, ", "))
+	}
+	if typ != "" && !containsStr(providerTypes, typ) {
+		return errInvalidParam("type", "type must be one of: %s", strings.Join(providerTypes, ", "))
+	}
+	pg, err := parsePage(c.r)
+	if err != nil {
+		return err
+	}
+	all, err := s.st.Providers(c.team())
+	if err != nil {
+		return err
+	}
+	matched := all[:0:0]
+	for _, p := range all {
+		if (status == "" || p.Status == status) && (typ == "" || p.Type == typ) {
+			matched = append(matched, p)
+		}
+	}
+	pageItems, pag := paginate(matched, func(p *store.Provider) string { return p.ID }, pg)
+	out := make([]providerItem, 0, len(pageItems))
+	for _, p := range pageItems {
+		out = append(out, s.providerView(p))
+	}
+	c.list(out, pag)
+	return nil
+}
+
+func (s *Server) createProvider(c *call) error {
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeProvider(o)
+	if err != nil {
+		return err
+	}
+	typ, err := checkType(in)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	p := &store.Provider{
+		ID: store.NewID(store.PrefixProvider), TeamID: c.team(), Type: typ,
+		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
+	}
+	v := &validator{}
+	applyProvider(in, p, v, true, s.sealPassword(in))
+	if err := v.err(); err != nil {
+		return err
+	}
+
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	limit, err := s.providerLimit(c.team())
+	if err != nil {
+		return err
+	}
+	existing, err := s.st.Providers(c.team())
+	if err != nil {
+		return err
+	}
+	own := 0
+	for _, e := range existing {
+		if !e.IsShared {
+			own++
+		}
+	}
+	if own >= limit {
+		return errLimitExceeded("this team may add " + strconv.Itoa(limit) +
+			" providers of its own (the managed account does not count); delete one or request an increase")
+	}
+	if err := s.st.CreateProvider(p); err != nil {
+		return err
+	}
+	s.log.Info("provider created", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID)
+	c.w.Header().Set("Location", "/api/v1/providers/"+p.ID)
+	c.w.Header().Set("ETag", etag(p.Version))
+	c.ok(http.StatusCreated, s.providerView(p))
+	return nil
+}
+
+// sealPassword encrypts a new smtp_password once, before the store
+// transaction (which may run its function more than once).
+func (s *Server) sealPassword(in *providerInput) []byte {
+	if !in.password.Set || in.password.Null || in.password.V == "" {
+		return nil
+	}
+	return s.opts.Sealer.Seal(in.password.V)
+}
+
+// providerLimit is the team's own-provider cap: its override or the
+// operator default.
+func (s *Server) providerLimit(teamID string) (int, error) {
+	t, err := s.st.Team(teamID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	if t != nil && t.ProviderLimit != nil {
+		return *t.ProviderLimit, nil
+	}
+	return s.opts.ProviderLimit, nil
+}
+
+// loadProvider resolves {id} to one of the caller's providers; another
+// team's provider is indistinguishable from a missing one.
+func (s *Server) loadProvider(c *call) (*store.Provider, error) {
+	id, ok := c.pathID(store.PrefixProvider)
+	if !ok {
+		return nil, errNotFound("provider")
+	}
+	p, err := s.st.TeamProvider(c.team(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("provider")
+	}
+	return p, err
+}
+
+// storeErr maps the store's sentinel errors of a provider write.
+func storeErr(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound(what)
+	case errors.Is(err, store.ErrConflict):
+		return errConflict(what + " was modified concurrently; fetch it again and retry")
+	}
+	return err
+}
+
+func errManaged(action string) error {
+	return errValidation("id", fcNotEditable, "the managed Amazon SES account cannot be "+action)
+}
+
+func (s *Server) getProvider(c *call) error {
+	p, err := s.loadProvider(c)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("ETag", etag(p.Version))
+	c.ok(http.StatusOK, s.providerView(p))
+	return nil
+}
+
+func (s *Server) patchProvider(c *call) error {
+	cur, err := s.loadProvider(c)
+	if err != nil {
+		return err
+	}
+	if cur.IsShared {
+		return errManaged("edited")
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeProvider(o)
+	if err != nil {
+		return err
+	}
+	if o.empty() { // nothing to change: no new version, no pool rebuild
+		c.w.Header().Set("ETag", etag(cur.Version))
+		c.ok(http.StatusOK, s.providerView(cur))
+		return nil
+	}
+	sealed := s.sealPassword(in)
+	now := s.now()
+	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
+		if p.IsShared {
+			return errManaged("edited")
+		}
+		v := &validator{}
+		applyProvider(in, p, v, false, sealed)
+		if err := v.err(); err != nil {
+			return err
+		}
+		p.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return storeErr(err, "provider")
+	}
+	s.log.Info("provider updated", "request_id", c.reqID, "provider", p.ID)
+	c.w.Header().Set("ETag", etag(p.Version))
+	c.ok(http.StatusOK, s.providerView(p))
+	return nil
+}
+
+func (s *Server) deleteProvider(c *call) error {
+	cur, err := s.loadProvider(c)
+	if err != nil {
+		return err
+	}
+	if cur.IsShared {
+		return errManaged("deleted")
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	if err := s.st.DeleteProvider(c.team(), cur.ID, ver); err != nil {
+		return storeErr(err, "provider")
+	}
+	s.log.Info("provider deleted", "request_id", c.reqID, "provider", cur.ID)
+	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
+	return nil
+}
+
+func (s *Server) activateProvider(c *call) error   { return s.setStatus(c, store.StatusActive) }
+func (s *Server) deactivateProvider(c *call) error { return s.setStatus(c, store.StatusInactive) }
+
+// errUnchanged aborts a store write that would not change anything.
+var errUnchanged = errors.New("unchanged")
+
+// setStatus switches a provider on or off. It is allowed on the managed
+// account (a team may pause it). Activating is also the manual recovery
+// from "error", so it clears the reason. A no-op skips the write, so the
+// version (the ETag, and the scheduler's pool key) only moves on change.
+func (s *Server) setStatus(c *call, target string) error {
+	cur, err := s.loadProvider(c)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	p, err := s.st.UpdateProvider(c.team(), cur.ID, 0, func(p *store.Provider) error {
+		if target == store.StatusActive && p.Status == store.StatusPending {
+			return errValidation("id", fcInvalid, "this account has no usable token; reconnect it instead")
+		}
+		if p.Status == target && p.StatusReason == "" {
+			return errUnchanged
+		}
+		p.Status, p.StatusReason, p.UpdatedAt = target, "", now
+		if target == store.StatusActive {
+			// Messages that saw this provider fail authentication may
+			// try it again (relay compares against this time).
+			p.ActivatedAt = now
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		p, err = cur, nil
+	}
+	if err != nil {
+		return storeErr(err, "provider")
+	}
+	if p != cur {
+		s.log.Info("provider status changed", "request_id", c.reqID, "provider", p.ID, "status", p.Status)
+	}
+	c.w.Header().Set("ETag", etag(p.Version))
+	c.ok(http.StatusOK, s.providerView(p))
+	return nil
+}
+
+// testResult is the answer of POST /providers/{id}/test.
+type testResult struct {
+	Success   bool   `json:"success"`
+	Message   string `json:"message"`
+	LatencyMS int64  `json:"latency_ms"`
+	TestedAt  string `json:"tested_at"`
+	// Deferred is true when the upstream timed out: inconclusive, the
+	// provider's status was left as it was.
+	Deferred bool `json:"deferred"`
+}
+
+func (s *Server) testProvider(c *call) error {
+	cur, err := s.loadProvider(c)
+	if err != nil {
+		return err
+	}
+	if cur.IsShared {
+		return errManaged("tested")
+	}
+	if s.opts.Tester == nil {
+		return errUnavailable("provider testing is not available")
+	}
+	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.TestTimeout)
+	defer cancel()
+	start := time.Now()
+	msg, terr := s.opts.Tester.TestProvider(ctx, cur)
+	latency := time.Since(start)
+	testedAt := s.now()
+
+	res := testResult{Success: terr == nil, LatencyMS: latency.Milliseconds(), TestedAt: rfc3339(testedAt)}
+	var to interface{ Timeout() bool }
+	res.Deferred = terr != nil && (errors.As(terr, &to) && to.Timeout() || errors.Is(terr, context.DeadlineExceeded))
+	switch {
+	case msg != "":
+		res.Message = msg
+	case terr != nil:
+		res.Message = terr.Error()
+	default:
+		res.Message = "connection and authentication succeeded"
+	}
+	res.Message = truncate(res.Message, maxReasonLen)
+
+	_, err = s.st.UpdateProvider(c.team(), cur.ID, 0, func(p *store.Provider) error {
+		p.LastTestedAt = &testedAt
+		// The verdict is about the settings that were tested; if the
+		// provider was edited meanwhile it says nothing about the new
+		// ones, so only the timestamp is recorded.
+		if p.Version != cur.Version {
+			return nil
+		}
+		switch {
+		case res.Success && p.Status == store.StatusError:
+			p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", testedAt
+		case !res.Success && !res.Deferred:
+			p.Status, p.StatusReason = store.StatusError, res.Message
+		}
+		return nil
+	})
+	if err != nil {
+		return storeErr(err, "provider")
+	}
+	s.log.Info("provider tested", "request_id", c.reqID, "provider", cur.ID, "success", res.Success,
+		"deferred", res.Deferred, "latency_ms", res.LatencyMS)
+	c.ok(http.StatusOK, res)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary so the JSON stays valid UTF-8.
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// etag is the weak validator of a provider: its store version.
+func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
+
+// ifMatch checks If-Match against the current version and returns the
+// version the store write must be conditional on (0: unconditional). A
+// weak comparison is used, which is safe here because the version changes
+// on every write. "*" matches any existing resource.
+func ifMatch(r *http.Request, cur int64) (int64, error) {
+	h := r.Header.Get("If-Match")
+	if strings.TrimSpace(h) == "" {
+		return 0, nil
+	}
+	for tag := range strings.SplitSeq(h, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return 0, nil
+		}
+		tag = strings.TrimPrefix(tag, "W/")
+		if n, err := strconv.ParseInt(strings.Trim(tag, `"`), 10, 64); err == nil && n == cur {
+			return cur, nil
+		}
+	}
+	return 0, errConflict("If-Match does not match the current version " + etag(cur) + "; fetch the resource again")
+}

@@ -1,0 +1,388 @@
+// Package admin is smtpmux's HTTP face: the Management API under /api/v1
+// (providers, API keys, message log, operator endpoints), /healthz and
+// /readyz.
+//
+// Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
+// for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
+// for failure, including unknown routes and wrong methods, so that clients
+// never have to parse a plain-text error.
+//
+// The package talks to persistence only through *store.Store and to the
+// delivery side only through the small interfaces declared here
+// (ProviderTester, Options.Health, Options.Ready), so cmd can wire it
+// without admin importing relay.
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// ProviderTester checks a provider's connection and credentials for
+// POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A nil error
+// is success. An error with Timeout() true is "deferred": the upstream did
+// not answer in time, which says nothing about the credentials, so the
+// provider keeps its status. message is shown to the user either way and
+// must not contain secrets.
+type ProviderTester interface {
+	TestProvider(ctx context.Context, p *store.Provider) (message string, err error)
+}
+
+// Options configure a Server. Store and Sealer are required.
+type Options struct {
+	Store  *store.Store
+	Sealer *store.Sealer // seals smtp_password before it is stored
+	// Tester runs provider tests; nil answers 503 on the test endpoint.
+	Tester ProviderTester
+	Logger *slog.Logger // nil discards
+	// Version is reported by /readyz.
+	Version string
+	// OperatorToken guards /api/v1/operator/…; empty disables that API.
+	OperatorToken string
+	// ProviderLimit is the default number of own providers per team
+	// (SPEC §2: 200); Team.ProviderLimit overrides it.
+	ProviderLimit int
+	// RateLimit requests per RateWindow per management key (SPEC §3:
+	// 600 per 60 s, the defaults).
+	RateLimit  int
+	RateWindow time.Duration
+	// TestTimeout bounds one provider test (default 30 s).
+	TestTimeout time.Duration
+	// Ready reports readiness for /readyz; nil means always ready.
+	Ready func() error
+	// Health returns a provider's breaker/health snapshot for
+	// ProviderItem.health; nil reports {"state":"closed"}.
+	Health func(providerID string) any
+	// Now is the clock (test seam); nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the admin HTTP handler. It is safe for concurrent use.
+type Server struct {
+	opts    Options
+	st      *store.Store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	limiter *rateLimiter
+	// createMu serialises "count own providers, then create" so that two
+	// concurrent creates cannot both pass the limit check. One process
+	// owns the store, so a process-local lock is enough.
+	createMu sync.Mutex
+}
+
+// New builds a Server from opts, filling defaults.
+func New(opts Options) *Server {
+	if opts.Store == nil || opts.Sealer == nil {
+		panic("admin.New: Options.Store and Options.Sealer are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ProviderLimit <= 0 {
+		opts.ProviderLimit = 200
+	}
+	if opts.RateLimit <= 0 {
+		opts.RateLimit = 600
+	}
+	if opts.RateWindow <= 0 {
+		opts.RateWindow = time.Minute
+	}
+	if opts.TestTimeout <= 0 {
+		opts.TestTimeout = 30 * time.Second
+	}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
+	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
+	s.register()
+	return s
+}
+
+func (s *Server) now() time.Time { return s.opts.Now().UTC() }
+
+// authKind says how a route authenticates.
+type authKind int
+
+const (
+	authNone     authKind = iota // health probes
+	authRoot                     // a team's root key
+	authOperator                 // the operator token
+)
+
+// route is one endpoint. Keeping the table in one place makes the API
+// surface reviewable at a glance and lets register derive the 405 answers.
+type route struct {
+	method, path string
+	auth         authKind
+	perm         string
+	h            func(*call) error
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/healthz", authNone, "", s.healthz},
+		{"GET", "/readyz", authNone, "", s.readyz},
+
+		{"GET", "/api/v1/providers", authRoot, permProviderRead, s.listProviders},
+		{"POST", "/api/v1/providers", authRoot, permProviderCreate, s.createProvider},
+		{"GET", "/api/v1/providers/{id}", authRoot, permProviderRead, s.getProvider},
+		{"PATCH", "/api/v1/providers/{id}", authRoot, permProviderUpdate, s.patchProvider},
+		{"DELETE", "/api/v1/providers/{id}", authRoot, permProviderDelete, s.deleteProvider},
+		{"POST", "/api/v1/providers/{id}/activate", authRoot, permProviderUpdate, s.activateProvider},
+		{"POST", "/api/v1/providers/{id}/deactivate", authRoot, permProviderUpdate, s.deactivateProvider},
+		{"POST", "/api/v1/providers/{id}/test", authRoot, permProviderUpdate, s.testProvider},
+
+		{"GET", "/api/v1/api-keys", authRoot, permKeyRead, s.listKeys},
+		{"POST", "/api/v1/api-keys", authRoot, permKeyCreate, s.createKey},
+		{"GET", "/api/v1/api-keys/{id}", authRoot, permKeyRead, s.getKey},
+		{"DELETE", "/api/v1/api-keys/{id}", authRoot, permKeyDelete, s.revokeKey},
+
+		{"GET", "/api/v1/emails/{id}", authRoot, permEmailRead, s.getEmail},
+
+		{"GET", "/api/v1/operator/teams", authOperator, "", s.listTeams},
+		{"POST", "/api/v1/operator/teams", authOperator, "", s.createTeam},
+	}
+}
+
+// register installs the route table plus, per path, a method-less pattern
+// that answers 405 in JSON (ServeMux's own 405 is plain text), and a
+// catch-all 404.
+func (s *Server) register() {
+	allowed := map[string][]string{}
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	for path, methods := range allowed {
+		if containsStr(methods, "GET") {
+			methods = append(methods, "HEAD")
+		}
+		sort.Strings(methods)
+		allow := strings.Join(methods, ", ")
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, requestID(r), &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
+				Message: r.Method + " is not allowed here; allowed: " + allow})
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, requestID(r), &apiError{Status: http.StatusNotFound, Code: codeNotFound,
+			Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+}
+
+func containsStr(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// call is one request being served by a route handler.
+type call struct {
+	s     *Server
+	w     http.ResponseWriter
+	r     *http.Request
+	reqID string
+	key   *store.APIKey // the authenticated root key (authRoot routes)
+}
+
+// team is the authenticated key's team: every resource is scoped to it.
+func (c *call) team() string { return c.key.TeamID }
+
+func (c *call) ok(status int, data any)             { writeOK(c.w, c.reqID, status, data) }
+func (c *call) list(data any, p pagination)         { writeList(c.w, c.reqID, data, p) }
+func (c *call) fail(err error)                      { c.s.fail(c.w, c.r, err) }
+func (c *call) pathID(prefix string) (string, bool) { return pathID(c.r, prefix) }
+
+// pathID returns {id} when it has the shape of an ID of that kind. Other
+// values cannot exist, so they answer 404 without a store lookup.
+func pathID(r *http.Request, prefix string) (string, bool) {
+	id := r.PathValue("id")
+	return id, store.ValidID(prefix, id)
+}
+
+// wrap authenticates, rate-limits and authorises before the handler runs,
+// in that order: an unauthenticated caller learns nothing about limits or
+// permissions, and a refused permission still counts toward the rate.
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
+		err := s.guard(c, rt)
+		if err == nil {
+			err = rt.h(c)
+		}
+		if err != nil {
+			c.fail(err)
+		}
+	})
+}
+
+func (s *Server) guard(c *call, rt route) error {
+	switch rt.auth {
+	case authNone:
+		return nil
+	case authOperator:
+		if err := s.operatorAuth(c.r); err != nil {
+			return err
+		}
+		return s.checkRate(c.w, "operator")
+	}
+	key, err := s.authenticate(c.r)
+	if err != nil {
+		return err
+	}
+	if info := infoFrom(c.r); info != nil {
+		info.keyID = key.ID
+	}
+	if err := s.checkRate(c.w, key.ID); err != nil {
+		return err
+	}
+	if rt.perm != "" && !key.Allows(rt.perm) {
+		return errForbidden("this API key lacks the " + rt.perm + " permission")
+	}
+	c.key = key
+	return nil
+}
+
+// fail renders err. Only *apiError reaches the client as-is; anything else
+// is logged with the request ID and answered with a generic 500.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeError(w, requestID(r), ae)
+		return
+	}
+	s.log.Error("admin request failed", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, requestID(r), &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
+		Message: "internal error; quote request " + requestID(r) + " when reporting it", Retryable: true})
+}
+
+// reqInfo travels in the request context so that the outer ServeHTTP can
+// log what the inner handler learned (the key ID) without the handlers
+// doing their own logging.
+type reqInfo struct {
+	id    string
+	keyID string
+}
+
+type ctxKey struct{}
+
+func infoFrom(r *http.Request) *reqInfo {
+	info, _ := r.Context().Value(ctxKey{}).(*reqInfo)
+	return info
+}
+
+// requestID returns the request's req_… ID.
+func requestID(r *http.Request) string {
+	if info := infoFrom(r); info != nil {
+		return info.id
+	}
+	return ""
+}
+
+// statusWriter remembers the status for the access log and whether the
+// header went out, so a panic can still be answered with a 500.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServeHTTP assigns the request ID, dispatches, recovers from handler
+// panics with a JSON 500 (net/http would just drop the connection), and
+// writes one access-log line. Headers and bodies are never logged: they
+// carry keys and passwords.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	info := &reqInfo{id: store.NewID(store.PrefixRequest)}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
+	sw := &statusWriter{ResponseWriter: w}
+	sw.Header().Set("X-Request-Id", info.id)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("admin handler panic", "request_id", info.id, "panic", v)
+			if sw.status == 0 {
+				writeError(sw, info.id, &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
+					Message: "internal error; quote request " + info.id + " when reporting it", Retryable: true})
+			}
+		}
+		// Probes hit every few seconds; at Info they would drown the log.
+		level := slog.LevelInfo
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			level = slog.LevelDebug
+		}
+		s.log.Log(r.Context(), level, "http request", "request_id", info.id, "method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "key_id", info.keyID)
+	}()
+	// ServeMux answers unclean paths ("//x", "/a/../b") with an HTML
+	// redirect, which a JSON client cannot follow for a PATCH anyway;
+	// such paths name no endpoint, so they get the JSON 404.
+	if p := r.URL.Path; p == "" || p[0] != '/' || cleanPath(p) != p {
+		writeError(sw, info.id, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such endpoint"})
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// cleanPath is path.Clean that keeps a trailing slash, as ServeMux does.
+func cleanPath(p string) string {
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
+// healthz is the liveness probe: it answers as long as the process serves
+// HTTP, and deliberately checks nothing else, so an orchestrator does not
+// restart a daemon that is merely waiting on a slow upstream.
+func (s *Server) healthz(c *call) error {
+	c.ok(http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz is the readiness probe: Options.Ready decides (store open,
+// listeners up, …). The reason goes to the log only; probes are often
+// reachable by more people than the API is.
+func (s *Server) readyz(c *call) error {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			s.log.Warn("not ready", "request_id", c.reqID, "err", err)
+			return errUnavailable("not ready")
+		}
+	}
+	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})
+	return nil
+}

@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"net"
+	"net/mail"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Field error codes inside a 422's errors[]. Like the top-level codes they
+// are part of the contract.
+const (
+	fcRequired     = "required"
+	fcInvalid      = "invalid"
+	fcTooLong      = "too_long"
+	fcOutOfRange   = "out_of_range"
+	fcInvalidEmail = "invalid_email"
+	fcInvalidHost  = "invalid_hostname"
+	fcNotSupported = "not_supported"
+	fcUnknownRef   = "unknown_reference"
+	fcNotEditable  = "not_editable"
+)
+
+// checkName validates a display name of a resource: 1..max characters
+// after trimming, no control characters (they break logs and UIs).
+func checkName(v *validator, field, s string, max int) string {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		v.add(field, fcRequired, field+" must not be empty")
+	case utf8.RuneCountInString(s) > max:
+		v.add(field, fcTooLong, field+" must be at most "+strconv.Itoa(max)+" characters")
+	case hasControl(s):
+		v.add(field, fcInvalid, field+" must not contain control characters")
+	}
+	return s
+}
+
+// checkText validates an optional free-text value that ends up in a mail
+// header or an SMTP command (display names, usernames): CR, LF and other
+// control characters would allow header or command injection.
+func checkText(v *validator, field, s string, max int) string {
+	switch {
+	case utf8.RuneCountInString(s) > max:
+		v.add(field, fcTooLong, field+" must be at most "+strconv.Itoa(max)+" characters")
+	case hasControl(s):
+		v.add(field, fcInvalid, field+" must not contain control characters")
+	}
+	return s
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return !utf8.ValidString(s)
+}
+
+// checkEmail validates a bare address (no display name, no angle
+// brackets): it becomes an envelope/header value, so "Bob <b@x>" is
+// refused rather than silently split.
+func checkEmail(v *validator, field, s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s || len(s) > 254 {
+		v.add(field, fcInvalidEmail, field+" must be a valid email address like name@example.com")
+		return s
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || !validHostname(s[at+1:]) {
+		v.add(field, fcInvalidEmail, field+" must be a valid email address like name@example.com")
+	}
+	return s
+}
+
+// validHost accepts an IP address or a DNS hostname, nothing else: no
+// scheme, port, path or whitespace, because the value is handed to the
+// dialer as-is and a "smtp://host:25" would fail only at send time.
+func validHost(s string) bool {
+	return net.ParseIP(s) != nil || validHostname(s)
+}
+
+// validHostname checks RFC 1123 syntax: labels of letters, digits and
+// inner hyphens, 1–63 characters each, 253 in total; one trailing dot
+// (a fully qualified name) is tolerated.
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validDomain is a hostname with at least two labels that is not an IP
+// address: what a tracking domain (a DNS name the team points at us) must
+// be.
+func validDomain(s string) bool {
+	return net.ParseIP(s) == nil && validHostname(s) && strings.Contains(strings.TrimSuffix(s, "."), ".")
+}
