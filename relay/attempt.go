@@ -31,9 +31,11 @@ func (s *Scheduler) attempt(id string) {
 		s.requeue(id, s.now().Add(noProviderDelay))
 		return
 	}
-	ex := routing.Pick(routingScope(m.Scope), candidates(ps, m.AuthFailed), s.draw)
+	team, _ := s.store.Team(m.TeamID) // nil only in tests without teams: defaults apply
+	now := s.now()
+	ex, res := s.health.pick(m, ps, team, now, s.draw)
 	explanation, _ := json.Marshal(ex)
-	if ex.Picked == "" {
+	if res == nil {
 		s.noProvider(m, ex, explanation)
 		return
 	}
@@ -45,9 +47,10 @@ func (s *Scheduler) attempt(id string) {
 	}
 
 	// Record the attempt before any network I/O: after a crash the
-	// in-flight index shows exactly which attempts were under way.
-	started := s.now().UTC()
-	m, err = s.store.UpdateMessage(id, func(m *store.Message) error {
+	// in-flight index shows exactly which attempts were under way. The
+	// reserved quota is written in the same transaction.
+	started := now.UTC()
+	m, err = s.store.ClaimMessage(id, func(m *store.Message) error {
 		if m.State != store.StateQueued {
 			return errNotQueued
 		}
@@ -55,8 +58,9 @@ func (s *Scheduler) attempt(id string) {
 			ProviderType: prov.Type, StartedAt: started, Status: store.AttemptInProgress, Routing: explanation})
 		m.State, m.UpdatedAt = store.StateInflight, started
 		return nil
-	})
+	}, res.providerID, res.record)
 	if err != nil {
+		s.health.complete(res, false, s.now())
 		if !errors.Is(err, errNotQueued) {
 			s.log.Error("claiming message failed", "msg_id", id, "err", err)
 		}
@@ -65,7 +69,7 @@ func (s *Scheduler) attempt(id string) {
 	body, err := s.store.Body(id)
 	if err != nil {
 		s.log.Error("loading body failed", "msg_id", id, "err", err)
-		s.finish(m, prov, outcome{class: routing.Transient, reply: "internal: body unreadable"})
+		s.finish(m, prov, res, outcome{class: routing.Transient, reply: "internal: body unreadable"})
 		return
 	}
 	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
@@ -74,10 +78,11 @@ func (s *Scheduler) attempt(id string) {
 	out := s.send(prov, m, body)
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
+		s.health.complete(res, false, s.now())
 		s.requeue(id, s.now()) // shutdown cut it before the body went out
 		return
 	}
-	s.finish(m, prov, out)
+	s.finish(m, prov, res, out)
 }
 
 var errNotQueued = errors.New("message is not queued")
@@ -92,6 +97,9 @@ type outcome struct {
 	refused     []RecipientReply
 	duration    time.Duration
 	interrupted bool
+	// bodySent is true when the upstream received the whole message, so
+	// the attempt consumed quota even if it then failed.
+	bodySent bool
 }
 
 func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) outcome {
@@ -104,7 +112,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	defer cancel()
 	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients()}, body)
 	if err == nil {
-		return outcome{ok: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
+		return outcome{ok: true, bodySent: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
 	}
 	var de *DeliveryError
 	if !errors.As(err, &de) {
@@ -119,7 +127,8 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	} else if de.Err != nil {
 		reply = de.Err.Error()
 	}
-	return outcome{class: de.Classified(), code: de.Failure.Code, reply: reply, refused: de.RcptRefused}
+	return outcome{class: de.Classified(), code: de.Failure.Code, reply: reply, refused: de.RcptRefused,
+		bodySent: de.Failure.BodySent || de.Failure.Phase == routing.PhaseFinal && de.Failure.Code != 0}
 }
 
 // requeue puts a claimed or skipped message back in the queue at t without
@@ -140,21 +149,41 @@ func (s *Scheduler) requeue(id string, t time.Time) {
 	}
 }
 
-// noProvider handles a pick that found nothing eligible: wait if waiting
-// can help (quota, breaker), otherwise count it as a transient failure so
-// the retry schedule bounds how long the message is kept.
+// noProvider handles a pick that found nothing eligible. If waiting can
+// help (quota, breaker) the message waits for the earliest chance, checking
+// at least every maxWait for new or reactivated providers. If only
+// providers that just failed this message remain, it defers on the retry
+// schedule. Otherwise nothing in scope can send: that is recorded as an
+// attempt and counts as a temporary failure, so the schedule bounds how
+// long the message is kept.
 func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte) {
+	now := s.now().UTC()
 	if ex.Waiting {
-		s.requeue(m.ID, s.now().Add(noProviderDelay))
+		at := ex.RetryAt
+		if at.IsZero() || at.Sub(now) > maxWait {
+			at = now.Add(maxWait)
+		}
+		s.requeue(m.ID, at)
 		return
 	}
-	now := s.now().UTC()
+	onlyAvoided := len(ex.Excluded) > 0
+	for _, e := range ex.Excluded {
+		if e.Reason != routing.ReasonAvoid && e.Reason != routing.ReasonInactive && e.Reason != routing.ReasonZeroWeight {
+			onlyAvoided = false
+		}
+	}
+	hasAvoided := false
+	for _, e := range ex.Excluded {
+		hasAvoided = hasAvoided || e.Reason == routing.ReasonAvoid
+	}
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
 		if m.State != store.StateQueued {
 			return errNotQueued
 		}
-		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, StartedAt: now,
-			Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
+		if !(onlyAvoided && hasAvoided) {
+			m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, StartedAt: now,
+				Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
+		}
 		s.deferOrFail(m, now, "no_active_providers")
 		return nil
 	})
@@ -162,3 +191,6 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 		s.logFinal(final, nil, outcome{reply: "no_active_providers"})
 	}
 }
+
+// maxWait bounds how long a waiting message goes without a fresh pick.
+const maxWait = time.Minute

@@ -10,8 +10,14 @@ import (
 )
 
 // finish records an attempt's outcome on the message and the provider.
-func (s *Scheduler) finish(m *store.Message, prov *store.Provider, out outcome) {
+func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservation, out outcome) {
 	now := s.now().UTC()
+	s.health.complete(res, out.bodySent, now)
+	if s.health.outcome(prov.ID, out.ok, out.class, now) {
+		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
+			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())
+	}
+	failover := !out.ok && (out.class == routing.Connection || out.class == routing.Quota)
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
 		applyOutcome(m, prov.ID, out, now)
 		if len(m.PendingRecipients()) == 0 {
@@ -25,6 +31,16 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, out outcome) 
 				m.AuthFailed = map[string]time.Time{}
 			}
 			m.AuthFailed[prov.ID] = now
+			m.State, m.NextAttemptAt = store.StateQueued, now
+			return nil
+		}
+		if failover {
+			// Try the other providers in scope at once; this one is
+			// avoided until the message's next scheduled retry.
+			if m.Avoid == nil {
+				m.Avoid = map[string]time.Time{}
+			}
+			m.Avoid[prov.ID] = now.Add(s.retryDelay(m.Retries))
 			m.State, m.NextAttemptAt = store.StateQueued, now
 			return nil
 		}
@@ -89,6 +105,15 @@ func applyOutcome(m *store.Message, providerID string, out outcome, now time.Tim
 		a.Status, a.Class = store.AttemptDeferred, out.class.String()
 	}
 	m.UpdatedAt = now
+}
+
+// retryDelay is the wait before retry number n (the last step repeats).
+func (s *Scheduler) retryDelay(n int) time.Duration {
+	sched := s.cfg.RetrySchedule
+	if len(sched) == 0 {
+		return time.Minute
+	}
+	return sched[min(n, len(sched)-1)]
 }
 
 // deferOrFail schedules the next try of a message with pending recipients

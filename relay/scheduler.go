@@ -19,17 +19,20 @@ type SchedulerConfig struct {
 	AttemptTimeout time.Duration
 	// IdlePoll is how often the queue is looked at when nothing kicks it.
 	IdlePoll time.Duration
+	// Managed are the default limits of managed accounts.
+	Managed ManagedLimits
 }
 
 // Scheduler moves due messages to providers: claim (attempt recorded
 // before any network I/O), pick, send, classify, record.
 type Scheduler struct {
-	cfg   SchedulerConfig
-	store *store.Store
-	reg   *Registry
-	log   *slog.Logger
-	now   func() time.Time
-	draw  func(n int) int
+	cfg    SchedulerConfig
+	store  *store.Store
+	reg    *Registry
+	health *health
+	log    *slog.Logger
+	now    func() time.Time
+	draw   func(n int) int
 
 	kick chan struct{}
 	slot chan struct{}
@@ -58,7 +61,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 		cfg.IdlePoll = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now,
+	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
 		draw: func(n int) int { return rand.IntN(n) },
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
@@ -76,6 +79,11 @@ func (s *Scheduler) Kick() {
 // stopped to the queue, due now. Their upstream may or may not have
 // accepted them; resending is the only way never to lose one.
 func (s *Scheduler) Recover() (int, error) {
+	usage, err := s.store.Usage()
+	if err != nil {
+		return 0, err
+	}
+	s.health.load(usage)
 	ids, err := s.store.Inflight()
 	if err != nil {
 		return 0, err
@@ -172,6 +180,9 @@ func (s *Scheduler) start(id string) {
 		s.attempt(id)
 	}()
 }
+
+// Health returns a provider's breaker state for the API.
+func (s *Scheduler) Health(providerID string) any { return s.health.snapshot(providerID, s.now()) }
 
 // Stop waits for attempts in progress until ctx ends; then it cancels them.
 // A cancelled attempt stays recorded as in progress and is retried at the

@@ -96,6 +96,10 @@ func Classify(f Failure) Class {
 		return Quota
 	}
 	switch {
+	case f.Code == 421:
+		// 421 is the server closing the channel: the service, not the
+		// message, is the problem.
+		return Connection
 	case f.Code >= 400 && f.Code < 500:
 		if f.Phase == PhaseConnect {
 			return Connection

@@ -19,6 +19,7 @@ func TestClassify(t *testing.T) {
 		{Failure{Phase: PhaseAuth, Code: 454, Text: "temporary auth failure"}, Connection},
 		{Failure{Phase: PhaseAuth}, Connection},
 		{Failure{Phase: PhaseMail, Code: 451, Text: "try later"}, Transient},
+		{Failure{Phase: PhaseMail, Code: 421, Enhanced: "4.3.2", Text: "shutting down"}, Connection},
 		{Failure{Phase: PhaseFinal, Code: 451, Text: "local error"}, Transient},
 		{Failure{Phase: PhaseMail, Code: 421, Enhanced: "4.7.0", Text: "Daily sending quota exceeded"}, Quota},
 		{Failure{Phase: PhaseMail, Code: 550, Enhanced: "5.4.5", Text: "Daily user sending limit exceeded"}, Quota},

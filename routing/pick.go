@@ -1,6 +1,9 @@
 package routing
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // Scope mirrors a credential's send scope (SPEC §1).
 type Scope struct {
@@ -24,6 +27,12 @@ type Candidate struct {
 	// AuthFailed is set when this provider already failed authentication
 	// for this message.
 	AuthFailed bool
+	// Avoid is set when this provider just failed this message with a
+	// connection or quota error: the message tries others first.
+	Avoid bool
+	// NotBefore, for a pulled or over-quota candidate, is when it may be
+	// eligible again.
+	NotBefore time.Time
 }
 
 // Exclusion reasons, stable strings shown in routing explanations.
@@ -36,6 +45,7 @@ const (
 	ReasonOverQuota  = "over_quota"
 	ReasonZeroWeight = "zero_weight"
 	ReasonAuthFailed = "auth_failed_for_message"
+	ReasonAvoid      = "failed_for_message_recently"
 )
 
 // Exclusion records why a candidate was not eligible.
@@ -61,8 +71,9 @@ type Explanation struct {
 	Total  int    `json:"total_weight"`
 	Picked string `json:"picked,omitempty"`
 	// Waiting is true when nothing is eligible now only because of quota
-	// or the breaker: the message waits instead of failing.
-	Waiting bool `json:"waiting,omitempty"`
+	// or the breaker: the message waits instead of failing, until RetryAt.
+	Waiting bool      `json:"waiting,omitempty"`
+	RetryAt time.Time `json:"retry_at,omitzero"`
 }
 
 // DefaultWeight is the weight of a provider whose percentage is unset.
@@ -91,6 +102,8 @@ func exclusionReason(c Candidate) string {
 		return ReasonInactive
 	case c.AuthFailed:
 		return ReasonAuthFailed
+	case c.Avoid:
+		return ReasonAvoid
 	case c.Weight != nil && *c.Weight <= 0:
 		return ReasonZeroWeight
 	case c.Pulled:
@@ -122,6 +135,9 @@ func Pick(scope Scope, cands []Candidate, draw func(n int) int) Explanation {
 			ex.Excluded = append(ex.Excluded, Exclusion{c.ID, r})
 			if r == ReasonPulled || r == ReasonOverQuota {
 				ex.Waiting = true
+				if ex.RetryAt.IsZero() || c.NotBefore.Before(ex.RetryAt) {
+					ex.RetryAt = c.NotBefore
+				}
 			}
 			continue
 		}
@@ -135,7 +151,7 @@ func Pick(scope Scope, cands []Candidate, draw func(n int) int) Explanation {
 	if ex.Total == 0 {
 		return ex
 	}
-	ex.Waiting = false
+	ex.Waiting, ex.RetryAt = false, time.Time{}
 	ex.Draw = draw(ex.Total)
 	if ex.Draw < 0 || ex.Draw >= ex.Total {
 		ex.Draw = 0 // a broken draw function must not pick outside the set

@@ -90,7 +90,10 @@ type Message struct {
 	// AuthFailed maps providers that failed authentication for this
 	// message to when; each is tried at most once per message until an
 	// operator reactivates it.
-	AuthFailed    map[string]time.Time `json:"auth_failed,omitempty"`
+	AuthFailed map[string]time.Time `json:"auth_failed,omitempty"`
+	// Avoid maps providers that just failed this message with a
+	// connection or quota error to when the message may use them again.
+	Avoid         map[string]time.Time `json:"avoid,omitempty"`
 	SentFromEmail string               `json:"sent_from_email,omitempty"`
 	Attempts      []Attempt            `json:"attempts,omitempty"`
 	CreatedAt     time.Time            `json:"created_at"`
@@ -156,6 +159,10 @@ func (s *Store) Body(id string) ([]byte, error) {
 // due and in-flight indexes consistent with the old and new State and
 // NextAttemptAt. It returns the saved record after the fsync.
 func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, error) {
+	return s.updateMessage(id, fn, nil)
+}
+
+func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error) (*Message, error) {
 	var out Message
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bMessages)
@@ -169,6 +176,11 @@ func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, err
 		}
 		if err := reindex(tx, id, oldState, oldDue, m.State, m.NextAttemptAt); err != nil {
 			return err
+		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
 		}
 		out = m
 		return putJSON(b, id, &m)

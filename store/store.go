@@ -20,13 +20,14 @@ var (
 	bMeta      = []byte("meta")
 	bTeams     = []byte("teams")
 	bKeys      = []byte("keys")
-	bCredHash  = []byte("cred_hash") // sha256(secret) → "key:<id>"
+	bCredHash  = []byte("cred_hash") // sha256(secret) → "key:<id>" or "mbxpw:<id>"
 	bProviders = []byte("providers")
 	bMessages  = []byte("messages")
 	bBodies    = []byte("bodies")
 	bDue       = []byte("due")      // be64(unix nanos) || msg id → nil
 	bInflight  = []byte("inflight") // msg id → nil
-	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight}
+	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight, bUsage,
+		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords}
 )
 
 // Errors callers branch on.

@@ -118,6 +118,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	d.sched = relay.NewScheduler(relay.SchedulerConfig{
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
+		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 	}, st, d.reg, logger, nil)
 	if n, err := d.sched.Recover(); err != nil {
 		return fail(fmt.Errorf("recovering interrupted attempts: %w", err))
@@ -136,6 +137,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	api := admin.New(admin.Options{
 		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
+		Health: d.sched.Health,
 	})
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {

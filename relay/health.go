@@ -1,0 +1,182 @@
+package relay
+
+import (
+	"sync"
+	"time"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// ManagedLimits are the operator's defaults for managed accounts.
+type ManagedLimits struct {
+	Hourly, Daily int
+}
+
+// health holds every provider's live quota usage and breaker state. One
+// mutex covers the pick and the reservation, so two attempts can never
+// both take the last unit of a window.
+type health struct {
+	mu      sync.Mutex
+	managed ManagedLimits
+	state   map[string]*provState
+}
+
+type provState struct {
+	usage   routing.Usage
+	breaker routing.Breaker
+}
+
+func newHealth(managed ManagedLimits) *health {
+	return &health{managed: managed, state: map[string]*provState{}}
+}
+
+// load seeds the hour and day counters from the store after a restart.
+func (h *health) load(recs map[string]store.UsageRecord) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, r := range recs {
+		st := h.get(id)
+		st.usage.Start[routing.Hour], st.usage.Count[routing.Hour] = r.HourStart, r.Hour
+		st.usage.Start[routing.Day], st.usage.Count[routing.Day] = r.DayStart, r.Day
+	}
+}
+
+func (h *health) get(id string) *provState {
+	st, ok := h.state[id]
+	if !ok {
+		st = &provState{}
+		h.state[id] = st
+	}
+	return st
+}
+
+// limits converts a provider's quotas to routing's form. The managed
+// account's limits are the team's override or the operator default.
+func (h *health) limits(p *store.Provider, team *store.Team) routing.Limits {
+	var l routing.Limits
+	conv := func(r *store.Range) *routing.Limit {
+		if r == nil {
+			return nil
+		}
+		return &routing.Limit{Min: r.Min, Max: r.Max}
+	}
+	if p.IsShared {
+		hourly, daily := h.managed.Hourly, h.managed.Daily
+		if team != nil && team.ManagedHourlyLimit != nil {
+			hourly = *team.ManagedHourlyLimit
+		}
+		if team != nil && team.ManagedDailyLimit != nil {
+			daily = *team.ManagedDailyLimit
+		}
+		if hourly > 0 {
+			l[routing.Hour] = &routing.Limit{Min: hourly, Max: hourly}
+		}
+		if daily > 0 {
+			l[routing.Day] = &routing.Limit{Min: daily, Max: daily}
+		}
+		return l
+	}
+	l[routing.Second] = conv(p.Quotas.PerSecond)
+	l[routing.Minute] = conv(p.Quotas.PerMinute)
+	l[routing.Hour] = conv(p.Quotas.PerHour)
+	l[routing.Day] = conv(p.Quotas.PerDay)
+	return l
+}
+
+// units is what one attempt of m costs on p: the managed account counts
+// accepted recipients (SPEC §2), other providers count messages.
+func units(p *store.Provider, m *store.Message) int {
+	if p.IsShared {
+		return max(1, len(m.PendingRecipients()))
+	}
+	return 1
+}
+
+// reservation is capacity taken at pick time.
+type reservation struct {
+	providerID string
+	n          int
+	at         time.Time
+	record     store.UsageRecord
+}
+
+// pick chooses a provider for m and reserves its capacity, atomically.
+func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, now time.Time, draw func(int) int) (routing.Explanation, *reservation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cands := candidates(ps, m.AuthFailed)
+	for i := range cands {
+		p := ps[i]
+		st := h.get(p.ID)
+		if st.breaker.Pulled(now) {
+			cands[i].Pulled, cands[i].NotBefore = true, st.breaker.PulledUntil
+		}
+		if ok, retry := st.usage.Check(p.ID, h.limits(p, team), units(p, m), now); !ok {
+			cands[i].OverQuota, cands[i].NotBefore = true, retry
+		}
+		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) {
+			cands[i].Avoid = true
+		}
+	}
+	ex := routing.Pick(routingScope(m.Scope), cands, draw)
+	if ex.Picked == "" {
+		return ex, nil
+	}
+	for _, p := range ps {
+		if p.ID == ex.Picked {
+			st := h.get(p.ID)
+			n := units(p, m)
+			st.usage.Reserve(n, now)
+			u := st.usage
+			return ex, &reservation{providerID: p.ID, n: n, at: now, record: store.UsageRecord{
+				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
+				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
+		}
+	}
+	return ex, nil
+}
+
+// complete ends a reservation; consumed reports whether the upstream got
+// the message (a failure before the body went out returns the capacity).
+func (h *health) complete(r *reservation, consumed bool, now time.Time) {
+	if r == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.get(r.providerID).usage.Complete(r.n, r.at, consumed, now)
+}
+
+// outcome feeds an attempt's result to the provider's breaker and reports
+// whether it pulled the provider.
+func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.get(providerID)
+	if ok {
+		st.breaker.Success()
+		return false
+	}
+	return st.breaker.Record(class, now)
+}
+
+// Snapshot is a provider's health as the API shows it.
+type Snapshot struct {
+	State          string     `json:"state"`
+	RecentFailures int        `json:"recent_failures"`
+	PulledUntil    *time.Time `json:"pulled_until"`
+	Reason         string     `json:"reason,omitempty"`
+}
+
+func (h *health) snapshot(id string, now time.Time) Snapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.get(id).breaker
+	s := Snapshot{State: b.State(now), RecentFailures: len(b.Failures)}
+	if b.Pulled(now) {
+		t := b.PulledUntil
+		s.PulledUntil, s.Reason = &t, b.Reason
+	}
+	return s
+}

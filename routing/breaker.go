@@ -1,0 +1,63 @@
+package routing
+
+import "time"
+
+// Breaker rules (SPEC §5.5).
+const (
+	BreakerThreshold   = 3
+	BreakerSpan        = 5 * time.Minute
+	PullAfterConnError = time.Hour
+	PullAfterQuota     = 24 * time.Hour
+)
+
+// Breaker is one provider's health: recent failures and, once tripped,
+// until when it is out of rotation. Plain data; the relay serialises access.
+type Breaker struct {
+	Failures    []time.Time `json:"recent_failures"`
+	PulledUntil time.Time   `json:"pulled_until"`
+	Reason      string      `json:"reason,omitempty"`
+}
+
+// State is "closed" (in rotation) or "open" (pulled) at now.
+func (b *Breaker) State(now time.Time) string {
+	if b.Pulled(now) {
+		return "open"
+	}
+	return "closed"
+}
+
+// Pulled reports whether the provider is out of rotation at now.
+func (b *Breaker) Pulled(now time.Time) bool { return now.Before(b.PulledUntil) }
+
+// Record notes a failed attempt of class c and reports whether this
+// failure pulled the provider. Only connection failures and quota blocks
+// count: a refused recipient or a temporary reply is not the account's
+// health.
+func (b *Breaker) Record(c Class, now time.Time) bool {
+	if c != Connection && c != Quota {
+		return false
+	}
+	cut := now.Add(-BreakerSpan)
+	kept := b.Failures[:0]
+	for _, t := range b.Failures {
+		if t.After(cut) {
+			kept = append(kept, t)
+		}
+	}
+	b.Failures = append(kept, now)
+	if len(b.Failures) < BreakerThreshold || b.Pulled(now) {
+		return false
+	}
+	if c == Quota {
+		b.PulledUntil, b.Reason = now.Add(PullAfterQuota), "quota_block"
+	} else {
+		b.PulledUntil, b.Reason = now.Add(PullAfterConnError), "connection_failures"
+	}
+	b.Failures = nil
+	return true
+}
+
+// Success clears the failure history (SPEC: a success clears the history).
+func (b *Breaker) Success() {
+	b.Failures = nil
+}

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"errors"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Credential kinds.
+const (
+	CredKindKey             = "key"
+	CredKindMailboxPassword = "mailbox_password"
+)
+
+// Credential is what a presented secret stands for, whichever kind it is:
+// the relay authenticates SMTP and HTTP sends with sending keys and
+// mailbox passwords alike, and needs one answer to "whose is it, where may
+// its mail go, may it send now".
+type Credential struct {
+	Kind   string // CredKindKey or CredKindMailboxPassword
+	ID     string // the key's or the password's ID
+	TeamID string
+	// KeyType is the key's type (KeyRoot or KeySending); empty for
+	// mailbox passwords. Only sending keys may send.
+	KeyType string
+	// Scope is the key's send scope, or the mailbox's.
+	Scope Scope
+	// MailboxID and MailboxAddress are set for mailbox passwords; the
+	// address is the only From such a send may use.
+	MailboxID      string
+	MailboxAddress string
+	// Active is false for a revoked key, a revoked password, and a
+	// password whose mailbox is suspended or gone. Inactive credentials
+	// are still returned (not ErrNotFound) so that callers can tell a
+	// revoked credential from a wrong one in their logs.
+	Active bool
+}
+
+// CredentialBySecret resolves a presented secret. The index is keyed by
+// the hash, and the stored hash is compared in constant time anyway (as in
+// KeyBySecret), so a lookup never short-circuits on secret bytes. An
+// unknown secret is ErrNotFound.
+func (s *Store) CredentialBySecret(secret string) (*Credential, error) {
+	h := HashSecret(secret)
+	var c *Credential
+	var stored []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		ref := tx.Bucket(bCredHash).Get(h)
+		if ref == nil {
+			return ErrNotFound
+		}
+		var err error
+		c, stored, err = credentialTx(tx, string(ref))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !EqualHash(stored, h) {
+		return nil, ErrNotFound
+	}
+	return c, nil
+}
+
+// CredentialByID re-reads a credential an open session authenticated
+// earlier, so that revoking a key or password, suspending or deleting a
+// mailbox takes effect on the session's next transaction. A credential
+// that no longer exists is ErrNotFound.
+func (s *Store) CredentialByID(kind, id string) (*Credential, error) {
+	var ref string
+	switch kind {
+	case CredKindKey:
+		ref = "key:" + id
+	case CredKindMailboxPassword:
+		ref = credRefPassword + id
+	default:
+		return nil, ErrNotFound
+	}
+	var c *Credential
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		c, _, err = credentialTx(tx, ref)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// credentialTx builds the Credential a cred_hash reference ("key:<id>" or
+// "mbxpw:<id>") points at, and returns the stored hash for the caller's
+// comparison.
+func credentialTx(tx *bolt.Tx, ref string) (*Credential, []byte, error) {
+	switch {
+	case strings.HasPrefix(ref, "key:"):
+		var k APIKey
+		if err := getJSON(tx.Bucket(bKeys), ref[len("key:"):], &k); err != nil {
+			return nil, nil, err
+		}
+		return &Credential{
+			Kind: CredKindKey, ID: k.ID, TeamID: k.TeamID, KeyType: k.Type,
+			Scope: k.SendScope, Active: k.Active(),
+		}, k.Hash, nil
+	case strings.HasPrefix(ref, credRefPassword):
+		var p MailboxPassword
+		if err := getJSON(tx.Bucket(bMailboxPasswords), ref[len(credRefPassword):], &p); err != nil {
+			return nil, nil, err
+		}
+		c := &Credential{Kind: CredKindMailboxPassword, ID: p.ID, TeamID: p.TeamID, MailboxID: p.MailboxID}
+		var m Mailbox
+		err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Deleting a mailbox removes its passwords, so this is
+			// an inconsistency; refuse rather than guess a scope.
+			return c, p.Hash, nil
+		case err != nil:
+			return nil, nil, err
+		case m.TeamID != p.TeamID:
+			return c, p.Hash, nil
+		}
+		c.Scope, c.MailboxAddress = m.SendScope, m.Address
+		c.Active = p.Active() && !m.Suspended
+		return c, p.Hash, nil
+	}
+	return nil, nil, ErrNotFound
+}

@@ -1,0 +1,197 @@
+package store
+
+import (
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bGroups holds DeliveryGroup records keyed by ID.
+var bGroups = []byte("groups")
+
+// DeliveryGroup is a named set of a team's providers. A provider belongs to
+// at most one group (Provider.GroupID); a credential whose scope names the
+// group may send through its members only.
+type DeliveryGroup struct {
+	ID          string    `json:"id"`
+	TeamID      string    `json:"team_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	// Version increases with every write; it is the ETag.
+	Version int64 `json:"version"`
+}
+
+// GroupDeletion is what deleting a group changed or left pointing at it.
+type GroupDeletion struct {
+	// MovedProviders are the providers that were members and now belong
+	// to no group.
+	MovedProviders []string
+	// AffectedKeys are the team's unrevoked API keys whose send scope
+	// names the group. Their scopes are left as they are: a scope that
+	// names only deleted groups reaches no provider, and silently widening
+	// or narrowing it would be worse than telling the caller.
+	AffectedKeys []string
+	// AffectedMailboxes are the team's mailboxes whose scope names it,
+	// left as they are for the same reason.
+	AffectedMailboxes []string
+}
+
+// CreateGroup stores a new group with version 1.
+func (s *Store) CreateGroup(g *DeliveryGroup) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bGroups)
+		if b.Get([]byte(g.ID)) != nil {
+			return ErrConflict
+		}
+		g.Version = 1
+		return putJSON(b, g.ID, g)
+	})
+}
+
+// Group returns a group of teamID; another team's group is ErrNotFound.
+func (s *Store) Group(teamID, id string) (*DeliveryGroup, error) {
+	var g DeliveryGroup
+	err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bGroups), id, &g) })
+	if err != nil {
+		return nil, err
+	}
+	if g.TeamID != teamID {
+		return nil, ErrNotFound
+	}
+	return &g, nil
+}
+
+// Groups lists a team's groups in creation order.
+func (s *Store) Groups(teamID string) ([]*DeliveryGroup, error) {
+	var out []*DeliveryGroup
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachJSON(tx.Bucket(bGroups), func() any { return new(DeliveryGroup) }, func(v any) {
+			if g := v.(*DeliveryGroup); g.TeamID == teamID {
+				out = append(out, g)
+			}
+		})
+	})
+	return out, err
+}
+
+// UpdateGroup applies fn to the team's stored group and saves it with a new
+// version. ifVersion > 0 makes the write conditional (If-Match). fn may run
+// more than once and must be deterministic.
+func (s *Store) UpdateGroup(teamID, id string, ifVersion int64, fn func(*DeliveryGroup) error) (*DeliveryGroup, error) {
+	var out DeliveryGroup
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bGroups)
+		var g DeliveryGroup
+		if err := getJSON(b, id, &g); err != nil {
+			return err
+		}
+		if g.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && g.Version != ifVersion {
+			return ErrConflict
+		}
+		if err := fn(&g); err != nil {
+			return err
+		}
+		g.ID, g.TeamID = id, teamID // identity is not fn's to change
+		g.Version++
+		out = g
+		return putJSON(b, id, &g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteGroup removes a team's group and, in the same transaction, moves
+// its member providers to no group (bumping their versions and UpdatedAt
+// to now, so ETags and the scheduler's pool keys see the change). Doing
+// both in one transaction means no reader ever sees a provider pointing at
+// a group that no longer exists. The answer also lists the keys and
+// mailboxes whose scope still names the group.
+func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (*GroupDeletion, error) {
+	var res GroupDeletion
+	err := s.update(func(tx *bolt.Tx) error {
+		// The function may be re-run after a sibling in its batch failed:
+		// start from a clean result each time.
+		res = GroupDeletion{}
+		b := tx.Bucket(bGroups)
+		var g DeliveryGroup
+		if err := getJSON(b, id, &g); err != nil {
+			return err
+		}
+		if g.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && g.Version != ifVersion {
+			return ErrConflict
+		}
+		if err := b.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := ungroupProviders(tx, teamID, id, now, &res); err != nil {
+			return err
+		}
+		return scopesNaming(tx, teamID, id, &res)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.MovedProviders) > 0 {
+		// After the commit, so a reader that sees the new generation
+		// also sees the new provider records.
+		s.providersGen.Add(1)
+	}
+	return &res, nil
+}
+
+// ungroupProviders clears GroupID on every provider of the team that is in
+// group id. Providers are collected first and written afterwards, because
+// bbolt forbids writing to a bucket while a ForEach walks it.
+func ungroupProviders(tx *bolt.Tx, teamID, id string, now time.Time, res *GroupDeletion) error {
+	b := tx.Bucket(bProviders)
+	var members []*Provider
+	err := forEachJSON(b, func() any { return new(Provider) }, func(v any) {
+		if p := v.(*Provider); p.TeamID == teamID && p.GroupID == id {
+			members = append(members, p)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range members {
+		p.GroupID = ""
+		p.Version++
+		p.UpdatedAt = now
+		if err := putJSON(b, p.ID, p); err != nil {
+			return err
+		}
+		res.MovedProviders = append(res.MovedProviders, p.ID)
+	}
+	return nil
+}
+
+// scopesNaming lists the team's unrevoked keys and its mailboxes whose
+// group scope names id. Revoked keys can never send again, so reporting
+// them would only be noise.
+func scopesNaming(tx *bolt.Tx, teamID, id string, res *GroupDeletion) error {
+	names := func(sc Scope) bool { return sc.Type == "group" && slices.Contains(sc.GroupPublicIDs, id) }
+	err := forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
+		if k := v.(*APIKey); k.TeamID == teamID && k.Active() && names(k.SendScope) {
+			res.AffectedKeys = append(res.AffectedKeys, k.ID)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return forEachJSON(tx.Bucket(bMailboxes), func() any { return new(Mailbox) }, func(v any) {
+		if m := v.(*Mailbox); m.TeamID == teamID && names(m.SendScope) {
+			res.AffectedMailboxes = append(res.AffectedMailboxes, m.ID)
+		}
+	})
+}

@@ -1,0 +1,315 @@
+package store
+
+import (
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bMailboxes = []byte("mailboxes")
+	// bMailboxAddr makes addresses unique per team:
+	// team id || 0x00 || lowercased address → mailbox id.
+	bMailboxAddr = []byte("mailbox_addr")
+	// bMailboxPasswords holds MailboxPassword records keyed by their ID;
+	// their hashes are indexed in cred_hash as "mbxpw:<id>".
+	bMailboxPasswords = []byte("mailbox_passwords")
+)
+
+// credRefPassword prefixes a mailbox password's entry in cred_hash (keys
+// use "key:").
+const credRefPassword = "mbxpw:"
+
+// Mailbox is one sender address of a team (SPEC §1). Mail authenticated
+// by one of its passwords must use Address as From and is routed within
+// SendScope.
+type Mailbox struct {
+	ID          string    `json:"id"`
+	TeamID      string    `json:"team_id"`
+	Address     string    `json:"address"` // lowercased; unique per team
+	DisplayName string    `json:"display_name,omitempty"`
+	SendScope   Scope     `json:"send_scope"`
+	Suspended   bool      `json:"suspended"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	// Version increases with every write; it is the ETag.
+	Version int64 `json:"version"`
+}
+
+// MailboxPassword is one named, individually revocable credential of a
+// mailbox. Like an API key, only the hash of the secret is stored.
+type MailboxPassword struct {
+	ID         string     `json:"id"`
+	MailboxID  string     `json:"mailbox_id"`
+	TeamID     string     `json:"team_id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"` // first characters of the secret, for recognising it
+	Hash       []byte     `json:"hash"`
+	CreatedAt  time.Time  `json:"created_at"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// Active reports whether the password itself is unrevoked; whether it may
+// send also depends on its mailbox (see Credential.Active).
+func (p *MailboxPassword) Active() bool { return p.RevokedAt == nil }
+
+// NormalizeAddress is the stored and compared form of a mailbox address.
+// Local parts are case-sensitive in theory only; treating them as such
+// would let "Bob@x" and "bob@x" be two mailboxes that receive the same mail.
+func NormalizeAddress(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+
+func addrKey(teamID, address string) []byte {
+	return []byte(teamID + "\x00" + NormalizeAddress(address))
+}
+
+// CreateMailbox stores a new mailbox with version 1, normalising its
+// address. An address the team already uses is ErrConflict.
+func (s *Store) CreateMailbox(m *Mailbox) error {
+	m.Address = NormalizeAddress(m.Address)
+	return s.update(func(tx *bolt.Tx) error {
+		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
+		if b.Get([]byte(m.ID)) != nil {
+			return ErrConflict
+		}
+		ak := addrKey(m.TeamID, m.Address)
+		if v := idx.Get(ak); v != nil && string(v) != m.ID {
+			return ErrConflict
+		}
+		if err := idx.Put(ak, []byte(m.ID)); err != nil {
+			return err
+		}
+		m.Version = 1
+		return putJSON(b, m.ID, m)
+	})
+}
+
+// Mailbox returns a mailbox regardless of team (for credential checks).
+func (s *Store) Mailbox(id string) (*Mailbox, error) {
+	var m Mailbox
+	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMailboxes), id, &m) }); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// TeamMailbox returns a mailbox only if it belongs to teamID.
+func (s *Store) TeamMailbox(teamID, id string) (*Mailbox, error) {
+	m, err := s.Mailbox(id)
+	if err != nil {
+		return nil, err
+	}
+	if m.TeamID != teamID {
+		return nil, ErrNotFound
+	}
+	return m, nil
+}
+
+// MailboxByAddress finds the team's mailbox with that address (compared
+// case-insensitively).
+func (s *Store) MailboxByAddress(teamID, address string) (*Mailbox, error) {
+	var m Mailbox
+	err := s.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bMailboxAddr).Get(addrKey(teamID, address))
+		if id == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx.Bucket(bMailboxes), string(id), &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Mailboxes lists a team's mailboxes in creation order.
+func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
+	var out []*Mailbox
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachJSON(tx.Bucket(bMailboxes), func() any { return new(Mailbox) }, func(v any) {
+			if m := v.(*Mailbox); m.TeamID == teamID {
+				out = append(out, m)
+			}
+		})
+	})
+	return out, err
+}
+
+// UpdateMailbox applies fn to the team's stored mailbox and saves it with
+// a new version. ifVersion > 0 makes the write conditional (If-Match). If
+// fn changes the address, the uniqueness index follows (ErrConflict when
+// the new address is taken). fn may run more than once.
+func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailbox) error) (*Mailbox, error) {
+	var out Mailbox
+	err := s.update(func(tx *bolt.Tx) error {
+		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
+		var m Mailbox
+		if err := getJSON(b, id, &m); err != nil {
+			return err
+		}
+		if m.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && m.Version != ifVersion {
+			return ErrConflict
+		}
+		oldAddr := m.Address
+		if err := fn(&m); err != nil {
+			return err
+		}
+		m.ID, m.TeamID = id, teamID // identity is not fn's to change
+		m.Address = NormalizeAddress(m.Address)
+		if m.Address != oldAddr {
+			nk := addrKey(teamID, m.Address)
+			if v := idx.Get(nk); v != nil && string(v) != id {
+				return ErrConflict
+			}
+			if err := idx.Delete(addrKey(teamID, oldAddr)); err != nil {
+				return err
+			}
+			if err := idx.Put(nk, []byte(id)); err != nil {
+				return err
+			}
+		}
+		m.Version++
+		out = m
+		return putJSON(b, id, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteMailbox removes a team's mailbox together with its passwords and
+// their credential index entries, in one transaction: from the commit on,
+// none of its passwords authenticates any more.
+func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bMailboxes)
+		var m Mailbox
+		if err := getJSON(b, id, &m); err != nil {
+			return err
+		}
+		if m.TeamID != teamID {
+			return ErrNotFound
+		}
+		if ifVersion > 0 && m.Version != ifVersion {
+			return ErrConflict
+		}
+		pws, err := passwordsOf(tx, id)
+		if err != nil {
+			return err
+		}
+		pb, idx := tx.Bucket(bMailboxPasswords), tx.Bucket(bCredHash)
+		for _, p := range pws {
+			if v := idx.Get(p.Hash); string(v) == credRefPassword+p.ID {
+				if err := idx.Delete(p.Hash); err != nil {
+					return err
+				}
+			}
+			if err := pb.Delete([]byte(p.ID)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address)); err != nil {
+			return err
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+// passwordsOf lists a mailbox's passwords in creation order. It scans all
+// passwords: there are few (people, not messages, create them), and a
+// second index would be one more thing to keep consistent.
+func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
+	var out []*MailboxPassword
+	err := forEachJSON(tx.Bucket(bMailboxPasswords), func() any { return new(MailboxPassword) }, func(v any) {
+		if p := v.(*MailboxPassword); p.MailboxID == mailboxID {
+			out = append(out, p)
+		}
+	})
+	return out, err
+}
+
+// CreateMailboxPassword stores a new password of an existing mailbox of
+// p.TeamID and indexes its hash. The caller generated the secret and set
+// Hash; the secret itself never reaches the store. A mailbox deleted
+// meanwhile is ErrNotFound, so no password can outlive its mailbox.
+func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
+	return s.update(func(tx *bolt.Tx) error {
+		var m Mailbox
+		if err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m); err != nil {
+			return err
+		}
+		if m.TeamID != p.TeamID {
+			return ErrNotFound
+		}
+		idx := tx.Bucket(bCredHash)
+		if v := idx.Get(p.Hash); v != nil && string(v) != credRefPassword+p.ID {
+			return ErrConflict
+		}
+		if err := idx.Put(p.Hash, []byte(credRefPassword+p.ID)); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bMailboxPasswords), p.ID, p)
+	})
+}
+
+// MailboxPasswords lists the passwords of one of the team's mailboxes;
+// a mailbox of another team is ErrNotFound.
+func (s *Store) MailboxPasswords(teamID, mailboxID string) ([]*MailboxPassword, error) {
+	var out []*MailboxPassword
+	err := s.view(func(tx *bolt.Tx) error {
+		var m Mailbox
+		if err := getJSON(tx.Bucket(bMailboxes), mailboxID, &m); err != nil {
+			return err
+		}
+		if m.TeamID != teamID {
+			return ErrNotFound
+		}
+		var err error
+		out, err = passwordsOf(tx, mailboxID)
+		return err
+	})
+	return out, err
+}
+
+// MailboxPassword returns one password regardless of team (for credential
+// checks).
+func (s *Store) MailboxPassword(id string) (*MailboxPassword, error) {
+	var p MailboxPassword
+	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMailboxPasswords), id, &p) }); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// RevokeMailboxPassword revokes a password of the team's mailbox at the
+// given time. Revoking twice keeps the first time. The hash stays indexed
+// so that a lookup finds the password and reports it inactive, exactly as
+// revoked keys behave.
+func (s *Store) RevokeMailboxPassword(teamID, mailboxID, id string, at time.Time) (*MailboxPassword, error) {
+	var out MailboxPassword
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bMailboxPasswords)
+		var p MailboxPassword
+		if err := getJSON(b, id, &p); err != nil {
+			return err
+		}
+		if p.TeamID != teamID || p.MailboxID != mailboxID {
+			return ErrNotFound
+		}
+		if p.RevokedAt == nil {
+			t := at
+			p.RevokedAt = &t
+		}
+		out = p
+		return putJSON(b, id, &p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// NewIDAt is NewID with the time part taken from t instead of the clock.
+// It exists for tests that need records "created" at a given time, and for
+// building seek keys.
+func NewIDAt(prefix string, t time.Time) string {
+	id := NewID(prefix)
+	floor := idFloor(prefix, t)
+	// The first 10 characters carry the 48 time bits (and 2 random bits,
+	// zero in the floor); keep the random tail of the fresh ID.
+	return floor[:len(prefix)+10] + id[len(prefix)+10:]
+}
+
+// idFloor is the smallest ID of that kind created at or after t: the time
+// part of NewID with every random bit zero. IDs sort by creation time
+// because their encoding preserves byte order.
+func idFloor(prefix string, t time.Time) string {
+	var raw [15]byte
+	ms := t.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(ms)<<16)
+	copy(raw[:6], ts[:6])
+	return prefix + lowerBase32.EncodeToString(raw[:])
+}
+
+// scanChunk bounds how many records one read transaction visits. A
+// long-lived bbolt read transaction holds the old mmap, so a writer that
+// must grow the file would wait for the whole scan; chunking lets the
+// committer (and thus SMTP DATA replies) through between chunks.
+const scanChunk = 512
+
+// seekSlack widens the ID seek: a message's ID is taken when it is
+// accepted while CreatedAt may come from a different clock reading, so
+// the seek starts a little early and CreatedAt decides.
+const seekSlack = time.Hour
+
+// MessagesSince calls fn for each message of teamID created at or after
+// since, in ID (creation) order, until fn returns false. It is read-only
+// and does not see messages committed after it passed their position.
+//
+// Message IDs start with their creation time, so the cursor seeks straight
+// to the first candidate instead of walking the whole history; other
+// teams' records are skipped by a byte search before being decoded.
+func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
+	seek := []byte(idFloor(PrefixMessage, since.Add(-seekSlack)))
+	needle := []byte(`"team_id":"` + teamID + `"`)
+	for {
+		var next []byte
+		stop := false
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bMessages).Cursor()
+			n := 0
+			for k, v := c.Seek(seek); k != nil; k, v = c.Next() {
+				if !bytes.HasPrefix(k, []byte(PrefixMessage)) {
+					stop = true
+					return nil
+				}
+				if n == scanChunk {
+					next = bytes.Clone(k) // resume here in a new transaction
+					return nil
+				}
+				n++
+				if !bytes.Contains(v, needle) {
+					continue
+				}
+				var m Message
+				if err := jsonUnmarshal(v, &m); err != nil {
+					return err
+				}
+				if m.TeamID != teamID || m.CreatedAt.Before(since) {
+					continue
+				}
+				if !fn(&m) {
+					stop = true
+					return nil
+				}
+			}
+			stop = true
+			return nil
+		})
+		if err != nil || stop || next == nil {
+			return err
+		}
+		seek = next
+	}
+}
