@@ -10,10 +10,12 @@ import (
 // Credential is an authenticated sender: whose mail it is and where it may go.
 type Credential struct {
 	TeamID string
-	// ID is the sending key's ID (or, later, the mailbox password's).
+	// Kind and ID name the sending key or mailbox password.
+	Kind      string
 	ID        string
 	MailboxID string
-	// RequiredFrom, when set, is the only envelope/header sender allowed.
+	// RequiredFrom, when set, is the only envelope/header sender allowed
+	// (a mailbox password sends as its mailbox).
 	RequiredFrom string
 	Scope        store.Scope
 }
@@ -22,7 +24,8 @@ type Credential struct {
 // which part was wrong.
 var ErrBadCredential = errors.New("bad credential")
 
-// Authenticator resolves presented secrets to credentials.
+// Authenticator resolves presented secrets (sending keys and mailbox
+// passwords) to credentials.
 type Authenticator struct {
 	Store *store.Store
 	// MinDelay is the fixed minimum time a failed check takes, so that
@@ -43,11 +46,11 @@ func (a *Authenticator) Check(secret string) (*Credential, error) {
 	return c, nil
 }
 
-// Recheck re-reads a credential by ID so that a revocation takes effect on
-// an open session's next transaction.
+// Recheck re-reads a credential so that revoking a key or password, or
+// suspending a mailbox, takes effect on an open session's next transaction.
 func (a *Authenticator) Recheck(c *Credential) error {
-	k, err := a.Store.Key(c.ID)
-	if err != nil || !k.Active() || k.Type != store.KeySending {
+	sc, err := a.Store.CredentialByID(c.Kind, c.ID)
+	if err != nil || !canSend(sc) {
 		return ErrBadCredential
 	}
 	return nil
@@ -57,9 +60,19 @@ func (a *Authenticator) lookup(secret string) (*Credential, error) {
 	if len(secret) < 16 || len(secret) > 256 {
 		return nil, ErrBadCredential
 	}
-	k, err := a.Store.KeyBySecret(secret)
-	if err != nil || !k.Active() || k.Type != store.KeySending {
+	sc, err := a.Store.CredentialBySecret(secret)
+	if err != nil || !canSend(sc) {
 		return nil, ErrBadCredential
 	}
-	return &Credential{TeamID: k.TeamID, ID: k.ID, Scope: k.SendScope}, nil
+	return &Credential{TeamID: sc.TeamID, Kind: sc.Kind, ID: sc.ID, MailboxID: sc.MailboxID,
+		RequiredFrom: sc.MailboxAddress, Scope: sc.Scope}, nil
+}
+
+// canSend: only active sending keys and active mailbox passwords send;
+// root keys are for the Management API.
+func canSend(c *store.Credential) bool {
+	if !c.Active {
+		return false
+	}
+	return c.Kind == store.CredKindMailboxPassword || c.KeyType == store.KeySending
 }

@@ -23,6 +23,7 @@ type fakeProvider struct {
 	mu     sync.Mutex
 	sent   []Envelope
 	bodies [][]byte
+	times  []time.Time
 	// answer, when set, decides each send's outcome.
 	answer func(n int, env Envelope) (*Result, error)
 }
@@ -32,6 +33,7 @@ func (f *fakeProvider) Send(_ context.Context, env Envelope, body []byte) (*Resu
 	n := len(f.sent)
 	f.sent = append(f.sent, env)
 	f.bodies = append(f.bodies, body)
+	f.times = append(f.times, time.Now())
 	answer := f.answer
 	f.mu.Unlock()
 	if answer != nil {
@@ -52,7 +54,9 @@ type harness struct {
 	store  *store.Store
 	srv    *Server
 	sched  *Scheduler
-	fake   *fakeProvider
+	fake   *fakeProvider // the first provider's upstream
+	fakes  map[string]*fakeProvider
+	fakeMu sync.Mutex
 	team   string
 	secret string
 	keyID  string
@@ -67,9 +71,9 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	sealer, _ := store.NewSealer("test-secret-key-0123456789")
-	h := &harness{t: t, store: st, fake: &fakeProvider{}, team: store.NewID(store.PrefixTeam)}
+	h := &harness{t: t, store: st, fakes: map[string]*fakeProvider{}, team: store.NewID(store.PrefixTeam)}
 	reg := NewRegistry(st, sealer)
-	reg.Register("fake", func(*store.Provider, string) (Provider, error) { return h.fake, nil })
+	reg.Register("fake", func(p *store.Provider, _ string) (Provider, error) { return h.upstream(p.ID), nil })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h.sched = NewScheduler(SchedulerConfig{RetrySchedule: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}, IdlePoll: 20 * time.Millisecond}, st, reg, logger, nil)
 	cfg := Config{Hostname: "relay.test", Listen: []string{"127.0.0.1:0"}, AllowInsecureAuth: true,
@@ -80,6 +84,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	}
 	h.srv = NewServer(cfg, st, reg, h.sched, logger, nil)
 	h.provID = h.addProvider("fake", nil)
+	h.fake = h.upstream(h.provID)
 	h.secret = store.NewSecret(store.SecretPrefixSending)
 	h.keyID = store.NewID(store.PrefixKey)
 	if err := st.CreateKey(&store.APIKey{ID: h.keyID, TeamID: h.team, Type: store.KeySending,
@@ -106,12 +111,31 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 }
 
 func (h *harness) addProvider(typ string, weight *int) string {
-	id := store.NewID(store.PrefixProvider)
-	if err := h.store.CreateProvider(&store.Provider{ID: id, TeamID: h.team, Type: typ, Status: store.StatusActive,
-		Percentage: weight, CreatedAt: time.Now()}); err != nil {
+	return h.addProviderWith(&store.Provider{Type: typ, Percentage: weight})
+}
+
+func (h *harness) addProviderWith(p *store.Provider) string {
+	p.ID, p.TeamID, p.Status, p.CreatedAt = store.NewID(store.PrefixProvider), h.team, store.StatusActive, time.Now()
+	if p.Type == "" {
+		p.Type = "fake"
+	}
+	id := p.ID
+	if err := h.store.CreateProvider(p); err != nil {
 		h.t.Fatal(err)
 	}
 	return id
+}
+
+// upstream returns the fake upstream of provider id.
+func (h *harness) upstream(id string) *fakeProvider {
+	h.fakeMu.Lock()
+	defer h.fakeMu.Unlock()
+	f, ok := h.fakes[id]
+	if !ok {
+		f = &fakeProvider{}
+		h.fakes[id] = f
+	}
+	return f
 }
 
 // dial opens an SMTP client, authenticated with secret unless it is "".

@@ -32,6 +32,8 @@ type Config struct {
 	WriteTimeout      time.Duration
 	MaxConnections    int
 	AuthFailDelay     time.Duration
+	// Limiter is the per-credential request limit shared with HTTP sends.
+	Limiter *RateLimiter
 }
 
 // maxLineLength is the longest command or body line accepted.
@@ -50,6 +52,7 @@ type Server struct {
 	reg     *Registry
 	sched   *Scheduler
 	auth    *Authenticator
+	limiter *RateLimiter
 	log     *slog.Logger
 	now     func() time.Time
 	metrics Counters
@@ -65,7 +68,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	if now == nil {
 		now = time.Now
 	}
-	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now,
+	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter,
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
+	"net/mail"
 	"net/textproto"
 	"strings"
 	"time"
@@ -28,6 +30,7 @@ var (
 	errTempFail    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	errLineTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message line too long"}
 	errNoBody      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}
+	errNotMailbox  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address must be the mailbox address"}
 )
 
 // session is one inbound SMTP connection's state.
@@ -85,6 +88,15 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if from != "" && !validAddress(from) {
 		return errBadAddr
 	}
+	if s.cred.RequiredFrom != "" && !strings.EqualFold(from, s.cred.RequiredFrom) {
+		s.srv.reject(s.cred, "sender_not_mailbox")
+		return errNotMailbox
+	}
+	if ok, wait := s.srv.limiter.Allow(s.cred.ID); !ok {
+		s.srv.reject(s.cred, "rate_limited")
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+			Message: fmt.Sprintf("Rate limit exceeded, retry in %d s", int(wait.Seconds())+1)}
+	}
 	ok, err := s.srv.hasActiveProvider(s.cred)
 	if err != nil {
 		s.srv.log.Error("provider lookup failed", "err", err)
@@ -132,6 +144,10 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if len(body) == 0 {
 		return errNoBody
+	}
+	if s.cred.RequiredFrom != "" && !headerFromIs(body, s.cred.RequiredFrom) {
+		s.srv.reject(s.cred, "header_from_not_mailbox")
+		return errNotMailbox
 	}
 	msg := s.srv.newMessage(s.cred, "smtp", s.from, s.rcpts, body)
 	if err := s.srv.enqueue(msg, body); err != nil {
@@ -195,9 +211,19 @@ func (srv *Server) reject(c *Credential, reason string) {
 		slog.String("reason", reason))
 }
 
-// headerSummary extracts Subject and Message-ID for the message log. A
-// malformed header block is not an error: the message is relayed as is.
-func headerSummary(body []byte) (subject, messageID string) {
+// headerFromIs reports whether the header From is exactly the address want
+// (display name allowed), so a mailbox password cannot send as anyone else.
+func headerFromIs(body []byte, want string) bool {
+	h := readHeader(body)
+	list, err := mail.ParseAddressList(h.Get("From"))
+	if err != nil || len(list) != 1 {
+		return false
+	}
+	return strings.EqualFold(list[0].Address, want)
+}
+
+// readHeader parses the header block (at most 64 KiB of it).
+func readHeader(body []byte) textproto.MIMEHeader {
 	end := bytes.Index(body, []byte("\r\n\r\n"))
 	if end < 0 {
 		end = len(body)
@@ -207,6 +233,13 @@ func headerSummary(body []byte) (subject, messageID string) {
 	}
 	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(body[:end:end], "\r\n\r\n"...))))
 	h, _ := tr.ReadMIMEHeader()
+	return h
+}
+
+// headerSummary extracts Subject and Message-ID for the message log. A
+// malformed header block is not an error: the message is relayed as is.
+func headerSummary(body []byte) (subject, messageID string) {
+	h := readHeader(body)
 	subject = h.Get("Subject")
 	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = dec

@@ -317,15 +317,12 @@ func TestOutcomes(t *testing.T) {
 
 func TestAuthFaultMovesToOtherProvider(t *testing.T) {
 	h := newHarness(t, nil)
-	zero := 1
-	second := h.addProvider("fake", &zero)
+	second := h.addProvider("fake", nil)
 	h.fake.answer = func(n int, _ Envelope) (*Result, error) {
-		if n == 0 {
-			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseAuth, Code: 535, Text: "bad creds"}}
-		}
-		return &Result{Reply: "250 ok"}, nil
+		return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseAuth, Code: 535, Text: "bad creds"}}
 	}
-	// Force the first pick onto the first provider by weight.
+	// Force the first pick onto the first provider (candidates are
+	// ordered by ID, and the first provider's ID is older).
 	h.sched.draw = func(n int) int { return 0 }
 	reply, err := send(h.dial(h.secret), "a@example.com", []string{"x@example.com"}, testBody)
 	if err != nil {
@@ -336,9 +333,11 @@ func TestAuthFaultMovesToOtherProvider(t *testing.T) {
 		t.Fatalf("message %+v", m)
 	}
 	failed := m.Attempts[0].ProviderID
+	if failed != h.provID || m.Attempts[1].ProviderID != second {
+		t.Fatalf("attempts went to %s then %s", failed, m.Attempts[1].ProviderID)
+	}
 	p, _ := h.store.Provider(failed)
 	if p.Status != store.StatusError || !strings.Contains(p.StatusReason, "535") {
 		t.Fatalf("auth-failing provider status %q reason %q", p.Status, p.StatusReason)
 	}
-	_ = second
 }

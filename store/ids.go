@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,19 +25,43 @@ const (
 	PrefixRequest  = "req_"
 )
 
-// NewID returns prefix + 24 lowercase base32 characters: 48 bits of
-// millisecond time (so IDs of one kind sort by creation in bbolt) followed
-// by 72 random bits.
+// NewID returns prefix + 24 lowercase base32 characters encoding 120 bits:
+// 48 bits of millisecond time, a 16-bit per-process sequence, 56 random
+// bits. IDs of one kind made by one process therefore sort strictly by
+// creation, in bbolt and in API lists, even within one millisecond.
 func NewID(prefix string) string {
 	var raw [15]byte
-	ms := uint64(time.Now().UnixMilli())
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], ms<<16)
-	copy(raw[:6], ts[:6])
-	if _, err := rand.Read(raw[6:]); err != nil {
+	ms, seq := nextTick()
+	binary.BigEndian.PutUint64(raw[:8], ms<<16|uint64(seq))
+	if _, err := rand.Read(raw[8:]); err != nil {
 		panic("crypto/rand failed: " + err.Error()) // the OS RNG does not fail on Linux
 	}
 	return prefix + lowerBase32.EncodeToString(raw[:])
+}
+
+var (
+	idMu     sync.Mutex
+	idLastMS uint64
+	idSeq    uint16
+)
+
+// nextTick returns a (millisecond, sequence) pair greater than the last
+// one, even if the clock stood still or stepped back.
+func nextTick() (uint64, uint16) {
+	ms := uint64(time.Now().UnixMilli()) & (1<<48 - 1)
+	idMu.Lock()
+	defer idMu.Unlock()
+	if ms <= idLastMS {
+		ms = idLastMS
+		idSeq++
+		if idSeq == 0 {
+			ms++
+		}
+	} else {
+		idSeq = 0
+	}
+	idLastMS = ms
+	return ms, idSeq
 }
 
 // ValidID reports whether id is prefix followed by 24 base32 characters; it

@@ -207,6 +207,17 @@ func TestSealer(t *testing.T) {
 	}
 }
 
+func TestIDsSortByCreation(t *testing.T) {
+	prev := NewID(PrefixMessage)
+	for i := 0; i < 10000; i++ {
+		id := NewID(PrefixMessage)
+		if id <= prev {
+			t.Fatalf("%s made after %s sorts before it", id, prev)
+		}
+		prev = id
+	}
+}
+
 func TestIDs(t *testing.T) {
 	a, b := NewID(PrefixMessage), NewID(PrefixMessage)
 	if a == b || !ValidID(PrefixMessage, a) || len(a) != 28 {

@@ -58,6 +58,7 @@ type fileConfig struct {
 
 	Limits struct {
 		ProvidersPerTeam int `toml:"providers_per_team"`
+		SendsPerMinute   int `toml:"sends_per_minute"`
 	} `toml:"limits"`
 }
 
@@ -98,6 +99,7 @@ func defaults() fileConfig {
 	c.Delivery.AttemptTimeout = "10m"
 	c.Delivery.ShutdownGrace = "30s"
 	c.Limits.ProvidersPerTeam = 200
+	c.Limits.SendsPerMinute = 1800
 	return c
 }
 
@@ -229,6 +231,9 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.Delivery.ConnsPerProvider < 1 || fc.Delivery.ConnsPerProvider > 1000 {
 		return nil, &configError{"delivery.connections_per_provider", "must be between 1 and 1000"}
+	}
+	if fc.Limits.SendsPerMinute < 1 {
+		return nil, &configError{"limits.sends_per_minute", "must be at least 1"}
 	}
 	if fc.Limits.ProvidersPerTeam < 0 {
 		return nil, &configError{"limits.providers_per_team", "must not be negative"}

@@ -24,16 +24,17 @@ import (
 // daemon is everything serve starts, in start order; shutdown runs in
 // reverse: stop taking mail, finish attempts, stop the API, close the store.
 type daemon struct {
-	cfg    *config
-	log    *slog.Logger
-	store  *store.Store
-	reg    *relay.Registry
-	sched  *relay.Scheduler
-	smtp   *relay.Server
-	http   *http.Server
-	certs  *certStore
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg     *config
+	log     *slog.Logger
+	store   *store.Store
+	reg     *relay.Registry
+	sched   *relay.Scheduler
+	smtp    *relay.Server
+	limiter *relay.RateLimiter
+	http    *http.Server
+	certs   *certStore
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func serve(path string, stderr io.Writer) int {
@@ -126,12 +127,14 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		logger.Info("requeued attempts interrupted by the last stop", "count", n)
 	}
 
+	d.limiter = relay.NewRateLimiter(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
 	d.smtp = relay.NewServer(relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay,
+		Limiter: d.limiter,
 	}, st, d.reg, d.sched, logger, nil)
 
 	api := admin.New(admin.Options{

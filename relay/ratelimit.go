@@ -1,0 +1,64 @@
+package relay
+
+import (
+	"sync"
+	"time"
+)
+
+// RateLimiter bounds requests per credential in fixed one-minute windows
+// (SPEC §4: 1,800 requests/min per key, shared by SMTP and HTTP; one SMTP
+// transaction or one HTTP send/batch call is one request). It is exported
+// so the HTTP Sending API shares the same counters.
+type RateLimiter struct {
+	limit  int
+	window time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*rateBucket
+	sweep   time.Time
+}
+
+type rateBucket struct {
+	start time.Time
+	n     int
+}
+
+// NewRateLimiter allows limit requests per window per credential; limit
+// <= 0 disables limiting.
+func NewRateLimiter(limit int, window time.Duration, now func() time.Time) *RateLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &RateLimiter{limit: limit, window: window, now: now, buckets: map[string]*rateBucket{}}
+}
+
+// Allow counts one request of credential id and reports whether it is
+// within the limit; if not, how long until the window resets.
+func (r *RateLimiter) Allow(id string) (bool, time.Duration) {
+	if r == nil || r.limit <= 0 {
+		return true, 0
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.sweep) > r.window {
+		// Forget idle credentials so the map does not grow without bound.
+		for k, b := range r.buckets {
+			if now.Sub(b.start) >= r.window {
+				delete(r.buckets, k)
+			}
+		}
+		r.sweep = now
+	}
+	b, ok := r.buckets[id]
+	if !ok || now.Sub(b.start) >= r.window {
+		b = &rateBucket{start: now}
+		r.buckets[id] = b
+	}
+	if b.n >= r.limit {
+		return false, b.start.Add(r.window).Sub(now)
+	}
+	b.n++
+	return true, 0
+}

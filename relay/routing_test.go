@@ -1,0 +1,161 @@
+package relay
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/routing"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+func TestRateLimitPerCredential(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Limiter = NewRateLimiter(3, time.Minute, nil) })
+	c := h.dial(h.secret)
+	for i := 0; i < 3; i++ {
+		if _, err := send(c, "a@example.com", []string{"b@example.com"}, testBody); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	_, err := send(c, "a@example.com", []string{"b@example.com"}, testBody)
+	if se, ok := err.(*gosmtp.SMTPError); !ok || se.Code != 451 || se.EnhancedCode != (gosmtp.EnhancedCode{4, 7, 1}) {
+		t.Fatalf("4th transaction: %v, want 451 4.7.1", err)
+	}
+}
+
+func TestRateLimiterWindow(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := NewRateLimiter(2, time.Minute, func() time.Time { return now })
+	rl.Allow("a")
+	rl.Allow("a")
+	if ok, wait := rl.Allow("a"); ok || wait != time.Minute {
+		t.Fatalf("3rd: ok=%v wait=%v", ok, wait)
+	}
+	if ok, _ := rl.Allow("b"); !ok {
+		t.Fatal("limits are per credential")
+	}
+	now = now.Add(time.Minute)
+	if ok, _ := rl.Allow("a"); !ok {
+		t.Fatal("new window must allow")
+	}
+}
+
+// mailboxSecret creates a mailbox with one password and returns both.
+func (h *harness) mailboxSecret(address string) (*store.Mailbox, string) {
+	h.t.Helper()
+	mb := &store.Mailbox{ID: store.NewID(store.PrefixMailbox), TeamID: h.team, Address: address,
+		SendScope: store.Scope{Type: "all"}, CreatedAt: time.Now()}
+	if err := h.store.CreateMailbox(mb); err != nil {
+		h.t.Fatal(err)
+	}
+	secret := store.NewSecret(store.SecretPrefixSending)
+	if err := h.store.CreateMailboxPassword(&store.MailboxPassword{ID: store.NewID(store.PrefixPassword),
+		MailboxID: mb.ID, TeamID: h.team, Name: "app", Hash: store.HashSecret(secret), CreatedAt: time.Now()}); err != nil {
+		h.t.Fatal(err)
+	}
+	return mb, secret
+}
+
+func TestMailboxSenderRule(t *testing.T) {
+	h := newHarness(t, nil)
+	mb, secret := h.mailboxSecret("sales@example.com")
+	body := strings.Replace(testBody, "From: a@example.com", "From: Sales <Sales@Example.com>", 1)
+	tests := []struct {
+		name, from, body string
+		want             int
+	}{
+		{"mailbox address", "sales@example.com", body, 250},
+		{"other envelope sender", "ceo@example.com", body, 550},
+		{"other header From", "sales@example.com", testBody, 550},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := send(h.dial(secret), tc.from, []string{"b@example.com"}, tc.body)
+			if got := smtpCode(err); err == nil && tc.want != 250 || err != nil && got != tc.want {
+				t.Fatalf("err %v, want %d", err, tc.want)
+			}
+		})
+	}
+	// Suspending the mailbox stops its passwords at once.
+	c := h.dial(secret)
+	if _, err := h.store.UpdateMailbox(h.team, mb.ID, 0, func(m *store.Mailbox) error { m.Suspended = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(c, "sales@example.com", []string{"b@example.com"}, body); smtpCode(err) != 535 {
+		t.Fatalf("suspended mailbox in open session: %v, want 535", err)
+	}
+	if err := h.dial("").Auth(plainAuth(secret)); smtpCode(err) != 535 {
+		t.Fatalf("suspended mailbox at AUTH: %v", err)
+	}
+}
+
+func TestBreakerPullsAndTrafficMoves(t *testing.T) {
+	h := newHarness(t, nil)
+	other := h.addProvider("fake", nil)
+	h.fake.answer = func(int, Envelope) (*Result, error) {
+		return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseMail, Code: 421, Text: "closing"}}
+	}
+	c := h.dial(h.secret)
+	var ids []string
+	for i := 0; i < 12; i++ {
+		reply, err := send(c, "a@example.com", []string{fmt.Sprintf("r%d@example.com", i)}, testBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, queuedRe.FindStringSubmatch(reply)[1])
+	}
+	for _, id := range ids {
+		if m := h.waitMessage(id); m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+			t.Fatalf("message %s: %s via %s", id, m.Status, m.Recipients[0].ProviderID)
+		}
+	}
+	if n := h.fake.count(); n != routing.BreakerThreshold {
+		t.Fatalf("failing upstream got %d attempts, want %d before it was pulled", n, routing.BreakerThreshold)
+	}
+	snap := h.sched.Health(h.provID).(Snapshot)
+	if snap.State != "open" || snap.PulledUntil == nil || snap.PulledUntil.Sub(time.Now()) < 59*time.Minute {
+		t.Fatalf("health %+v", snap)
+	}
+}
+
+func TestPerSecondQuotaHoldsAtUpstream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a few seconds of real time")
+	}
+	h := newHarness(t, nil)
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error {
+		p.Quotas.PerSecond = &store.Range{Min: 5, Max: 5}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := h.dial(h.secret)
+	var ids []string
+	for i := 0; i < 14; i++ {
+		reply, err := send(c, "a@example.com", []string{"b@example.com"}, testBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, queuedRe.FindStringSubmatch(reply)[1])
+	}
+	for _, id := range ids {
+		if m := h.waitMessage(id); m.Status != store.MsgSent {
+			t.Fatalf("%s: %s", id, m.Status)
+		}
+	}
+	h.fake.mu.Lock()
+	times := append([]time.Time(nil), h.fake.times...)
+	h.fake.mu.Unlock()
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Second; j++ {
+			n++
+		}
+		if n > 5 {
+			t.Fatalf("%d sends within one second starting at send %d", n, i)
+		}
+	}
+}
