@@ -66,7 +66,7 @@ func (s *Scheduler) attempt(id string) {
 		}
 		return
 	}
-	body, err := s.store.Body(id)
+	body, err := s.store.OpenBody(m)
 	if err != nil {
 		s.log.Error("loading body failed", "msg_id", id, "err", err)
 		s.finish(m, prov, res, outcome{class: routing.Transient, reply: "internal: body unreadable"})
@@ -75,7 +75,8 @@ func (s *Scheduler) attempt(id string) {
 	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
 		"n", len(m.Attempts))
 
-	out := s.send(prov, m, body)
+	out := s.send(prov, m, body.Bytes())
+	body.Release()
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
 		s.health.complete(res, false, s.now())

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -32,7 +33,7 @@ func (f *fakeProvider) Send(_ context.Context, env Envelope, body []byte) (*Resu
 	f.mu.Lock()
 	n := len(f.sent)
 	f.sent = append(f.sent, env)
-	f.bodies = append(f.bodies, body)
+	f.bodies = append(f.bodies, bytes.Clone(body)) // body is only valid during Send
 	f.times = append(f.times, time.Now())
 	answer := f.answer
 	f.mu.Unlock()

@@ -21,7 +21,9 @@ type Envelope struct {
 }
 
 // Provider delivers one message to one upstream. Implementations must be
-// safe for concurrent use and must honour ctx's deadline.
+// safe for concurrent use and must honour ctx's deadline. body is valid only
+// until Send returns (large bodies are memory-mapped spool files): a
+// provider must not keep it, or anything sharing its memory, afterwards.
 //
 // Send returns a Result when the upstream accepted the message for at least
 // one recipient (recipients it refused carry their own reply in Result), and

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/mail"
 	"net/textproto"
+	"os"
 	"strings"
 	"time"
 
@@ -131,26 +132,32 @@ func (s *session) Data(r io.Reader) error {
 	if s.cred == nil {
 		return errNeedAuth
 	}
-	body, err := io.ReadAll(r)
+	id := store.NewID(store.PrefixMessage)
+	head, spool, size, err := s.srv.readBody(id, r)
 	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			return se // 552 5.3.4 from go-smtp's size limit
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
-			return errLineTooLong
-		}
-		return errTempFail
+		return err
 	}
-	if len(body) == 0 {
+	if size == 0 {
 		return errNoBody
 	}
-	if s.cred.RequiredFrom != "" && !headerFromIs(body, s.cred.RequiredFrom) {
+	if s.cred.RequiredFrom != "" && !headerFromIs(head, s.cred.RequiredFrom) {
+		if spool != nil {
+			spool.Abort()
+		}
 		s.srv.reject(s.cred, "header_from_not_mailbox")
 		return errNotMailbox
 	}
-	msg := s.srv.newMessage(s.cred, "smtp", s.from, s.rcpts, body)
+	msg := s.srv.newMessage(id, s.cred, "smtp", s.from, s.rcpts, head, size)
+	var body []byte
+	if spool != nil {
+		msg.Spooled = true
+	} else {
+		body = head
+	}
 	if err := s.srv.enqueue(msg, body); err != nil {
+		if spool != nil {
+			spool.Abort()
+		}
 		s.srv.log.Error("enqueue failed", "msg_id", msg.ID, "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 			Message: "Temporary failure storing message " + msg.ID}
@@ -160,6 +167,56 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}
 }
 
+// readBody reads DATA. Up to store.InlineLimit it stays in memory and goes
+// into bbolt with the record; past that it streams into a spool file (the
+// first InlineLimit bytes, which hold the headers, are still returned as
+// head). Read errors map to the SMTP replies of SPEC §4.
+func (srv *Server) readBody(id string, r io.Reader) (head []byte, spool *store.SpoolFile, size int64, err error) {
+	buf := make([]byte, store.InlineLimit+1)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil, int64(n), nil
+	case err != nil:
+		return nil, nil, 0, dataError(err)
+	}
+	spool, err = srv.store.CreateSpool(id)
+	if err != nil {
+		srv.log.Error("creating spool file failed", "msg_id", id, "err", err)
+		return nil, nil, 0, errTempFail
+	}
+	if _, err := spool.Write(buf); err != nil {
+		spool.Abort()
+		return nil, nil, 0, errTempFail
+	}
+	copied, err := io.CopyBuffer(spool, r, make([]byte, 32<<10))
+	if err != nil {
+		spool.Abort()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, 0, errTempFail // our disk, not the client
+		}
+		return nil, nil, 0, dataError(err)
+	}
+	if err := spool.Finish(); err != nil {
+		srv.log.Error("syncing spool file failed", "msg_id", id, "err", err)
+		return nil, nil, 0, errTempFail
+	}
+	return buf, spool, int64(len(buf)) + copied, nil
+}
+
+// dataError maps an error reading DATA from the client to a reply.
+func dataError(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se // 552 5.3.4 from go-smtp's size limit
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return errLineTooLong
+	}
+	return errTempFail
+}
+
 func (s *session) Reset() {
 	s.from = ""
 	s.rcpts = s.rcpts[:0]
@@ -167,20 +224,21 @@ func (s *session) Reset() {
 
 func (s *session) Logout() error { return nil }
 
-// newMessage builds the record of an accepted message.
-func (srv *Server) newMessage(cred *Credential, source, from string, rcpts []string, body []byte) *store.Message {
+// newMessage builds the record of an accepted message; head is the start
+// of the body (at least the header block).
+func (srv *Server) newMessage(id string, cred *Credential, source, from string, rcpts []string, head []byte, size int64) *store.Message {
 	now := srv.now().UTC()
 	m := &store.Message{
-		ID: store.NewID(store.PrefixMessage), TeamID: cred.TeamID, CredentialID: cred.ID,
+		ID: id, TeamID: cred.TeamID, CredentialID: cred.ID,
 		MailboxID: cred.MailboxID, Source: source, Scope: cred.Scope, From: from,
-		Size: int64(len(body)), Status: store.MsgPending, NextAttemptAt: now,
+		Size: size, Status: store.MsgPending, NextAttemptAt: now,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	m.Recipients = make([]store.Recipient, len(rcpts))
 	for i, r := range rcpts {
 		m.Recipients[i] = store.Recipient{Address: r, Status: store.MsgPending}
 	}
-	m.Subject, m.HeaderMessageID = headerSummary(body)
+	m.Subject, m.HeaderMessageID = headerSummary(head)
 	return m
 }
 

@@ -341,3 +341,39 @@ func TestAuthFaultMovesToOtherProvider(t *testing.T) {
 		t.Fatalf("auth-failing provider status %q reason %q", p.Status, p.StatusReason)
 	}
 }
+
+func TestLargeMessageIsSpooledAndRemovedWhenDone(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxMessageBytes = 1 << 20 })
+	var b strings.Builder
+	b.WriteString("From: a@example.com\r\nSubject: big\r\n\r\n")
+	for b.Len() < 300<<10 {
+		fmt.Fprintf(&b, "line %d of a large body, long enough to need a spool file\r\n", b.Len())
+	}
+	body := b.String()
+	reply, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := queuedRe.FindStringSubmatch(reply)[1]
+	m := h.waitMessage(id)
+	if !m.Spooled || m.Size != int64(len(body)) || m.Subject != "big" || m.Status != store.MsgSent {
+		t.Fatalf("message %+v", m)
+	}
+	h.fake.mu.Lock()
+	got := string(h.fake.bodies[0])
+	h.fake.mu.Unlock()
+	if got != body {
+		t.Fatalf("upstream got %d bytes, want the exact %d", len(got), len(body))
+	}
+	if n, err := h.store.SweepSpool(); err != nil || n != 0 {
+		t.Fatalf("spool not cleaned after delivery: swept %d, %v", n, err)
+	}
+	// Oversize while streaming: refused, nothing left in the spool.
+	_, err = send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, strings.Repeat(body, 4))
+	if smtpCode(err) != 552 {
+		t.Fatalf("oversize spooled message: %v, want 552", err)
+	}
+	if n, _ := h.store.SweepSpool(); n != 0 {
+		t.Fatalf("aborted spool file left behind (%d)", n)
+	}
+}

@@ -74,12 +74,14 @@ type Message struct {
 	Source       string `json:"source"` // smtp | http
 	// Scope is the sending credential's scope when the message was
 	// accepted; routing honours it on every attempt.
-	Scope           Scope       `json:"scope"`
-	From            string      `json:"from"`
-	Recipients      []Recipient `json:"recipients"`
-	Size            int64       `json:"size"`
-	Subject         string      `json:"subject,omitempty"`
-	HeaderMessageID string      `json:"header_message_id,omitempty"`
+	Scope      Scope       `json:"scope"`
+	From       string      `json:"from"`
+	Recipients []Recipient `json:"recipients"`
+	Size       int64       `json:"size"`
+	// Spooled is true when the body is a spool file, not a bbolt value.
+	Spooled         bool   `json:"spooled,omitempty"`
+	Subject         string `json:"subject,omitempty"`
+	HeaderMessageID string `json:"header_message_id,omitempty"`
 
 	Status        string    `json:"status"`
 	Reason        string    `json:"reason,omitempty"`
@@ -119,17 +121,22 @@ func dueKey(at time.Time, id string) []byte {
 
 // Enqueue durably stores a new message and its body and makes it due at
 // m.NextAttemptAt. It returns after the fsync.
+//
+// A spooled message (m.Spooled) passes a nil body: its spool file was
+// written and finished by the caller.
 func (s *Store) Enqueue(m *Message, body []byte) error {
 	m.State = StateQueued
-	return s.update(func(tx *bolt.Tx) error {
+	return s.submit(&op{done: make(chan error, 1), syncSpool: m.Spooled, fn: func(tx *bolt.Tx) error {
 		if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
-			return err
+		if !m.Spooled {
+			if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
-	})
+	}})
 }
 
 // Message returns a message record.
@@ -164,7 +171,9 @@ func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, err
 
 func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error) (*Message, error) {
 	var out Message
-	err := s.update(func(tx *bolt.Tx) error {
+	o := &op{done: make(chan error, 1)}
+	o.fn = func(tx *bolt.Tx) error {
+		o.after = o.after[:0] // fn may run again after a sibling failed
 		b := tx.Bucket(bMessages)
 		var m Message
 		if err := getJSON(b, id, &m); err != nil {
@@ -182,10 +191,16 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 				return err
 			}
 		}
+		if m.State == StateDone && oldState != StateDone {
+			// The body is not needed once every recipient has its result.
+			if err := s.dropBody(tx, &m, &o.after); err != nil {
+				return err
+			}
+		}
 		out = m
 		return putJSON(b, id, &m)
-	})
-	if err != nil {
+	}
+	if err := s.submit(o); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +50,8 @@ type Store struct {
 	quit chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+	// spoolDir holds bodies larger than InlineLimit, one file each.
+	spoolDir string
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
@@ -56,6 +60,12 @@ type Store struct {
 type op struct {
 	fn   func(*bolt.Tx) error
 	done chan error
+	// syncSpool asks for the spool directory to be fsync'd before the
+	// commit (a new spool file's directory entry must be durable when
+	// the record pointing at it is).
+	syncSpool bool
+	// after runs once the transaction committed (file removals).
+	after []func()
 }
 
 // Open opens (creating if needed) the store at path. A second process
@@ -75,7 +85,12 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{})}
+	spool := filepath.Join(filepath.Dir(path), "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool}
 	s.wg.Add(1)
 	go s.commitLoop()
 	return s, nil
@@ -116,7 +131,10 @@ func (s *Store) Close() error {
 // update runs fn in a grouped, fsync'd write transaction and returns once
 // it is durable (or failed). fn may run more than once.
 func (s *Store) update(fn func(*bolt.Tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
+	return s.submit(&op{fn: fn, done: make(chan error, 1)})
+}
+
+func (s *Store) submit(o *op) error {
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -165,6 +183,17 @@ func (s *Store) runBatch(batch []*op) {
 	for len(batch) > 0 {
 		failed := -1
 		var failErr error
+		for _, o := range batch {
+			if o.syncSpool {
+				if err := s.syncSpoolDir(); err != nil {
+					for _, o := range batch {
+						o.done <- err
+					}
+					return
+				}
+				break
+			}
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
@@ -176,6 +205,11 @@ func (s *Store) runBatch(batch []*op) {
 		})
 		if failed < 0 {
 			for _, o := range batch {
+				if err == nil {
+					for _, f := range o.after {
+						f()
+					}
+				}
 				o.done <- err
 			}
 			return

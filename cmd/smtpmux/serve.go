@@ -121,6 +121,11 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 	}, st, d.reg, logger, nil)
+	if n, err := st.SweepSpool(); err != nil {
+		return fail(fmt.Errorf("cleaning spool: %w", err))
+	} else if n > 0 {
+		logger.Info("removed spool files of messages that were never accepted or already finished", "count", n)
+	}
 	if n, err := d.sched.Recover(); err != nil {
 		return fail(fmt.Errorf("recovering interrupted attempts: %w", err))
 	} else if n > 0 {

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -38,10 +40,16 @@ func main() {
 	statusAddr := flag.String("status-addr", "127.0.0.1:2580", "HTTP status listen address")
 	maxBytes := flag.Int64("max-size", 64<<20, "largest message accepted, in bytes")
 	startTLS := flag.Bool("starttls", false, "offer STARTTLS with a self-signed certificate")
+	dump := flag.String("dump", "", "also write every message to DIR/<n>.eml, byte for byte (for walkthroughs, not benchmarks)")
 	flag.Parse()
 
 	c := newCounter()
-	s := smtp.NewServer(&backend{c: c})
+	if *dump != "" {
+		if err := os.MkdirAll(*dump, 0o755); err != nil {
+			log.Fatal(err)
+		}
+	}
+	s := smtp.NewServer(&backend{c: c, dump: *dump})
 	s.Addr = *addr
 	s.Domain = "smtpsink.localdomain"
 	s.MaxMessageBytes = *maxBytes
@@ -80,15 +88,21 @@ func main() {
 }
 
 // backend hands every connection a session that feeds the shared counter.
-type backend struct{ c *counter }
+type backend struct {
+	c    *counter
+	dump string
+}
 
 // NewSession implements smtp.Backend.
-func (b *backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{c: b.c}, nil }
+func (b *backend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &session{c: b.c, dump: b.dump}, nil
+}
 
 // session accepts any envelope and any AUTH PLAIN credentials.
 type session struct {
-	c   *counter
-	buf bytes.Buffer
+	c    *counter
+	dump string
+	buf  bytes.Buffer
 }
 
 func (s *session) Reset()                                {}
@@ -106,7 +120,15 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	id, err := benchmsg.Verify(s.buf.Bytes())
-	s.c.record(id, int64(s.buf.Len()), err)
+	n := s.c.record(id, int64(s.buf.Len()), err)
+	if s.dump != "" {
+		name := filepath.Join(s.dump, fmt.Sprintf("%06d.eml", n))
+		if err := os.WriteFile(name, s.buf.Bytes(), 0o644); err != nil {
+			log.Printf("dump: %v", err)
+		} else {
+			log.Printf("received %d bytes → %s", s.buf.Len(), name)
+		}
+	}
 	if s.buf.Cap() > 1<<20 { // do not keep a huge buffer per idle session
 		s.buf = bytes.Buffer{}
 	}
@@ -153,7 +175,8 @@ func (c *counter) started() {
 }
 
 // record counts one received message.
-func (c *counter) record(id []byte, n int64, verr error) {
+// record counts one message and returns its sequence number.
+func (c *counter) record(id []byte, n int64, verr error) int64 {
 	now := time.Now().UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -174,6 +197,7 @@ func (c *counter) record(id []byte, n int64, verr error) {
 		}
 	}
 	c.changed.Broadcast()
+	return c.st.Received
 }
 
 // snapshot returns the counters with the time fields formatted.
