@@ -103,6 +103,14 @@ const (
 	permKeyCreate      = "key.create"
 	permKeyDelete      = "key.delete"
 	permEmailRead      = "email.read"
+	permGroupRead      = "group.read"
+	permGroupCreate    = "group.create"
+	permGroupUpdate    = "group.update"
+	permGroupDelete    = "group.delete"
+	permMailboxRead    = "mailbox.read"
+	permMailboxCreate  = "mailbox.create"
+	permMailboxUpdate  = "mailbox.update"
+	permMailboxDelete  = "mailbox.delete"
 )
 
 // permissionCatalogue lists every resource and the actions that exist on

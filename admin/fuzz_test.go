@@ -46,3 +46,41 @@ func FuzzProviderBodies(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGroupAndMailboxBodies does the same for delivery groups, mailboxes
+// and mailbox passwords, whose bodies carry nested send scopes.
+func FuzzGroupAndMailboxBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"g","description":"d"}`,
+		`{"name":null,"description":null}`,
+		`{"address":"a@example.com","display_name":"A","send_scope":{"type":"all"}}`,
+		`{"address":"A@EXAMPLE.COM","send_scope":{"type":"group","group_public_ids":["dgrp_000000000000000000000000"]}}`,
+		`{"send_scope":{"type":"providers","provider_public_ids":[1]}}`,
+		`{"send_scope":null}`, `{"address":"Bob <b@x>"}`, `{"name":"\u0000"}`,
+		`[]`, `null`, `{`, ``,
+	} {
+		f.Add(seed)
+	}
+	e := newEnv(f, func(o *Options) { o.RateLimit = 1 << 30 })
+	gid := e.createGroup("g")
+	mid := e.createMailbox(map[string]any{"address": "fuzz@example.com"})
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, target := range []struct{ method, path string }{
+			{"POST", "/api/v1/delivery-groups"},
+			{"PATCH", "/api/v1/delivery-groups/" + gid},
+			{"POST", "/api/v1/mailboxes"},
+			{"PATCH", "/api/v1/mailboxes/" + mid},
+			{"POST", "/api/v1/mailboxes/" + mid + "/passwords"},
+		} {
+			req := httptest.NewRequest(target.method, target.path, strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+e.root)
+			rec := httptest.NewRecorder()
+			e.srv.ServeHTTP(rec, req)
+			r := &resp{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+			checkEnvelope(t, nil, target.method, target.path, r)
+			if r.Code >= 500 {
+				t.Fatalf("%s %s %q: %d %s", target.method, target.path, body, r.Code, r.Body)
+			}
+		}
+	})
+}

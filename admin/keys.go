@@ -82,6 +82,9 @@ func (s *Server) createKey(c *call) error {
 		}
 	}
 
+	// From the scope check to the commit: see refMu.
+	s.refMu.RLock()
+	defer s.refMu.RUnlock()
 	v := &validator{}
 	k := &store.APIKey{ID: store.NewID(store.PrefixKey), TeamID: c.team(), CreatedAt: s.now()}
 	if !name.Set || name.Null {
@@ -192,9 +195,11 @@ func decodeScope(o *object) (*scopeInput, error) {
 	return in, nil
 }
 
-// checkScope validates a sending key's scope against the team's
-// providers. Naming a provider of another team gets the same answer as a
-// non-existent one, so scopes cannot probe other tenants.
+// checkScope validates a send scope (of a sending key or a mailbox)
+// against the team's providers and delivery groups. Naming a provider or
+// group of another team gets the same answer as a non-existent one, so
+// scopes cannot probe other tenants. Callers hold refMu shared until the
+// scope is stored, so a group cannot be deleted in between.
 func (s *Server) checkScope(teamID string, in *scopeInput, v *validator) store.Scope {
 	sc := store.Scope{Type: in.typ.V}
 	switch sc.Type {
@@ -224,8 +229,26 @@ func (s *Server) checkScope(teamID string, in *scopeInput, v *validator) store.S
 			}
 		}
 	case "group":
-		// Delivery groups arrive in a later issue; none can exist yet.
-		v.add("send_scope.group_public_ids", fcUnknownRef, "unknown group: delivery groups are not available yet")
+		if len(in.providers.V) > 0 {
+			v.add("send_scope.provider_public_ids", fcInvalid, `provider_public_ids belongs to a scope of type "providers"`)
+		}
+		if len(in.groups.V) == 0 {
+			v.add("send_scope.group_public_ids", fcRequired, "group_public_ids must list at least one delivery group")
+		}
+		for i, id := range in.groups.V {
+			f := "send_scope.group_public_ids[" + strconv.Itoa(i) + "]"
+			if !store.ValidID(store.PrefixGroup, id) {
+				v.add(f, fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+				continue
+			}
+			if _, err := s.st.Group(teamID, id); err != nil {
+				v.add(f, fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+				continue
+			}
+			if !containsStr(sc.GroupPublicIDs, id) {
+				sc.GroupPublicIDs = append(sc.GroupPublicIDs, id)
+			}
+		}
 	case "":
 		v.add("send_scope.type", fcRequired, `send_scope.type is required: "all", "providers" or "group"`)
 	default:

@@ -103,7 +103,7 @@ func TestCreateKeyValidation(t *testing.T) {
 		{"scope provider unknown", map[string]any{"name": "k", "send_scope": map[string]any{"type": "providers", "provider_public_ids": []string{"dprov_000000000000000000000000"}}}, 422, "validation_error", "send_scope.provider_public_ids[0]"},
 		{"scope provider malformed", map[string]any{"name": "k", "send_scope": map[string]any{"type": "providers", "provider_public_ids": []string{"x"}}}, 422, "validation_error", "send_scope.provider_public_ids[0]"},
 		{"scope provider of other team", map[string]any{"name": "k", "send_scope": map[string]any{"type": "providers", "provider_public_ids": []string{e.managed.ID, foreign}}}, 422, "validation_error", "send_scope.provider_public_ids[1]"},
-		{"scope group", map[string]any{"name": "k", "send_scope": map[string]any{"type": "group", "group_public_ids": []string{"dgrp_000000000000000000000000"}}}, 422, "validation_error", "send_scope.group_public_ids"},
+		{"scope group unknown", map[string]any{"name": "k", "send_scope": map[string]any{"type": "group", "group_public_ids": []string{"dgrp_000000000000000000000000"}}}, 422, "validation_error", "send_scope.group_public_ids[0]"},
 		{"scope ids wrong type", map[string]any{"name": "k", "send_scope": map[string]any{"type": "providers", "provider_public_ids": "dprov_x"}}, 400, "invalid_parameter", "send_scope.provider_public_ids"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
 
 	"github.com/smtpmux/smtpmux/store"
@@ -238,12 +237,17 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		}
 		p.TrackingDomain = d
 	}
-	if in.group.Set && in.group.V != "" {
-		// Delivery groups arrive in a later issue; until then no group
-		// exists, so any reference is to an unknown one.
-		v.add("group_id", fcUnknownRef, "unknown group "+strconv.Quote(in.group.V))
-	} else if in.group.Set {
-		p.GroupID = ""
+	if in.group.Set {
+		switch {
+		case in.group.Null || in.group.V == "":
+			p.GroupID = "" // leaves its group
+		case p.IsShared:
+			v.add("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
+		default:
+			// That the group exists in the team was checked by the
+			// caller (checkGroupRef), which holds refMu until the write.
+			p.GroupID = in.group.V
+		}
 	}
 	if in.percentage.Set {
 		switch {

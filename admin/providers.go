@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,12 @@ func (s *Server) createProvider(c *call) error {
 	}
 	v := &validator{}
 	applyProvider(in, p, v, true, s.sealPassword(in))
+	// From the group check to the commit: see refMu.
+	s.refMu.RLock()
+	defer s.refMu.RUnlock()
+	if err := s.checkGroupRef(c.team(), in, v); err != nil {
+		return err
+	}
 	if err := v.err(); err != nil {
 		return err
 	}
@@ -157,6 +164,38 @@ func errManaged(action string) error {
 	return errValidation("id", fcNotEditable, "the managed Amazon SES account cannot be "+action)
 }
 
+// managedPatchErr answers a PATCH of the managed account. Asking it to
+// join a delivery group gets its own answer naming group_id (SPEC §2: it
+// cannot join one), because "cannot be edited" would not tell a client
+// that moving it into a group is specifically unsupported.
+func managedPatchErr(c *call) error {
+	if o, err := readBody(c.r); err == nil && o.has("group_id") && !o.isNull("group_id") {
+		if g, err := field[string](o, "group_id"); err == nil && g.V != "" {
+			return errValidation("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
+		}
+	}
+	return errManaged("edited")
+}
+
+// checkGroupRef adds a 422 for a group_id that is not a delivery group
+// of the team; another team's group is as unknown as a missing one.
+func (s *Server) checkGroupRef(teamID string, in *providerInput, v *validator) error {
+	if !in.group.Set || in.group.Null || in.group.V == "" {
+		return nil
+	}
+	id := in.group.V
+	if !store.ValidID(store.PrefixGroup, id) {
+		v.add("group_id", fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+		return nil
+	}
+	_, err := s.st.Group(teamID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		v.add("group_id", fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+		return nil
+	}
+	return err
+}
+
 func (s *Server) getProvider(c *call) error {
 	p, err := s.loadProvider(c)
 	if err != nil {
@@ -173,7 +212,7 @@ func (s *Server) patchProvider(c *call) error {
 		return err
 	}
 	if cur.IsShared {
-		return errManaged("edited")
+		return managedPatchErr(c)
 	}
 	ver, err := ifMatch(c.r, cur.Version)
 	if err != nil {
@@ -192,13 +231,21 @@ func (s *Server) patchProvider(c *call) error {
 		c.ok(http.StatusOK, s.providerView(cur))
 		return nil
 	}
+	// From the group check to the commit: see refMu. The check runs
+	// once, outside the store function, which may run more than once.
+	s.refMu.RLock()
+	defer s.refMu.RUnlock()
+	pre := &validator{}
+	if err := s.checkGroupRef(c.team(), in, pre); err != nil {
+		return err
+	}
 	sealed := s.sealPassword(in)
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
 		if p.IsShared {
 			return errManaged("edited")
 		}
-		v := &validator{}
+		v := &validator{errs: slices.Clone(pre.errs)}
 		applyProvider(in, p, v, false, sealed)
 		if err := v.err(); err != nil {
 			return err

@@ -1,6 +1,6 @@
 // Package admin is smtpmux's HTTP face: the Management API under /api/v1
-// (providers, API keys, message log, operator endpoints), /healthz and
-// /readyz.
+// (providers and their usage, delivery groups, API keys, mailboxes and
+// their passwords, message log, operator endpoints), /healthz and /readyz.
 //
 // Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
 // for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
@@ -62,6 +62,16 @@ type Options struct {
 	// Health returns a provider's breaker/health snapshot for
 	// ProviderItem.health; nil reports {"state":"closed"}.
 	Health func(providerID string) any
+	// ManagedDailyLimit is the default daily limit of the managed account
+	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
+	// overrides it. GET /providers/limits reports it.
+	ManagedDailyLimit int
+	// ManagedUsage reports how many recipients the managed account
+	// providerID has accepted (reserved) in the current UTC day, as the
+	// relay's live counters know it. nil, or ok false, falls back to
+	// counting today's recipients sent through it in the message log,
+	// which misses capacity reserved for mail still in flight.
+	ManagedUsage func(providerID string) (used int, ok bool)
 	// Now is the clock (test seam); nil means time.Now.
 	Now func() time.Time
 }
@@ -77,6 +87,12 @@ type Server struct {
 	// concurrent creates cannot both pass the limit check. One process
 	// owns the store, so a process-local lock is enough.
 	createMu sync.Mutex
+	// refMu keeps group references valid: writes that store a reference
+	// to a delivery group (a provider's group_id, a send scope) hold it
+	// shared from the existence check to their commit, and deleting a
+	// group holds it exclusively, so no write can attach to a group that
+	// is being deleted. One process owns the store, as for createMu.
+	refMu sync.RWMutex
 }
 
 // New builds a Server from opts, filling defaults.
@@ -101,6 +117,9 @@ func New(opts Options) *Server {
 	}
 	if opts.TestTimeout <= 0 {
 		opts.TestTimeout = 30 * time.Second
+	}
+	if opts.ManagedDailyLimit <= 0 {
+		opts.ManagedDailyLimit = 50
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
@@ -141,6 +160,26 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/providers/{id}/activate", authRoot, permProviderUpdate, s.activateProvider},
 		{"POST", "/api/v1/providers/{id}/deactivate", authRoot, permProviderUpdate, s.deactivateProvider},
 		{"POST", "/api/v1/providers/{id}/test", authRoot, permProviderUpdate, s.testProvider},
+		{"GET", "/api/v1/providers/usage", authRoot, permProviderRead, s.providerUsage},
+		{"GET", "/api/v1/providers/stats", authRoot, permProviderRead, s.providerStats},
+		{"GET", "/api/v1/providers/limits", authRoot, permProviderRead, s.providerLimits},
+
+		{"GET", "/api/v1/delivery-groups", authRoot, permGroupRead, s.listGroups},
+		{"POST", "/api/v1/delivery-groups", authRoot, permGroupCreate, s.createGroup},
+		{"GET", "/api/v1/delivery-groups/{id}", authRoot, permGroupRead, s.getGroup},
+		{"PATCH", "/api/v1/delivery-groups/{id}", authRoot, permGroupUpdate, s.patchGroup},
+		{"DELETE", "/api/v1/delivery-groups/{id}", authRoot, permGroupDelete, s.deleteGroup},
+
+		{"GET", "/api/v1/mailboxes", authRoot, permMailboxRead, s.listMailboxes},
+		{"POST", "/api/v1/mailboxes", authRoot, permMailboxCreate, s.createMailbox},
+		{"GET", "/api/v1/mailboxes/{id}", authRoot, permMailboxRead, s.getMailbox},
+		{"PATCH", "/api/v1/mailboxes/{id}", authRoot, permMailboxUpdate, s.patchMailbox},
+		{"DELETE", "/api/v1/mailboxes/{id}", authRoot, permMailboxDelete, s.deleteMailbox},
+		{"POST", "/api/v1/mailboxes/{id}/suspend", authRoot, permMailboxUpdate, s.suspendMailbox},
+		{"POST", "/api/v1/mailboxes/{id}/resume", authRoot, permMailboxUpdate, s.resumeMailbox},
+		{"GET", "/api/v1/mailboxes/{id}/passwords", authRoot, permMailboxRead, s.listPasswords},
+		{"POST", "/api/v1/mailboxes/{id}/passwords", authRoot, permMailboxUpdate, s.createPassword},
+		{"DELETE", "/api/v1/mailboxes/{id}/passwords/{password_id}", authRoot, permMailboxUpdate, s.revokePassword},
 
 		{"GET", "/api/v1/api-keys", authRoot, permKeyRead, s.listKeys},
 		{"POST", "/api/v1/api-keys", authRoot, permKeyCreate, s.createKey},
@@ -154,9 +193,16 @@ func (s *Server) routes() []route {
 	}
 }
 
-// register installs the route table plus, per path, a method-less pattern
-// that answers 405 in JSON (ServeMux's own 405 is plain text), and a
-// catch-all 404.
+// answeredMethods are the methods a known path answers with a JSON 405
+// when it does not serve them.
+var answeredMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// register installs the route table plus, per path, patterns that answer
+// the other methods with a 405 in JSON (ServeMux's own 405 is plain text),
+// and a catch-all 404. The 405 patterns name their methods: a method-less
+// "/providers/usage" would conflict with "PATCH /providers/{id}" (each is
+// more specific in one respect), which ServeMux refuses to register.
+// Other methods reach the catch-all 404.
 func (s *Server) register() {
 	allowed := map[string][]string{}
 	for _, rt := range s.routes() {
@@ -169,11 +215,16 @@ func (s *Server) register() {
 		}
 		sort.Strings(methods)
 		allow := strings.Join(methods, ", ")
-		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		notAllowed := func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeError(w, requestID(r), &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
 				Message: r.Method + " is not allowed here; allowed: " + allow})
-		})
+		}
+		for _, m := range answeredMethods {
+			if !containsStr(methods, m) {
+				s.mux.HandleFunc(m+" "+path, notAllowed)
+			}
+		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, requestID(r), &apiError{Status: http.StatusNotFound, Code: codeNotFound,

@@ -180,3 +180,17 @@ func (h *health) snapshot(id string, now time.Time) Snapshot {
 	}
 	return s
 }
+
+// dayCount is the provider's count in the current UTC day window.
+func (h *health) dayCount(id string, now time.Time) (int, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st, ok := h.state[id]
+	if !ok {
+		return 0, false
+	}
+	if !st.usage.Start[routing.Day].Equal(routing.WindowStart(routing.Day, now)) {
+		return 0, true // the day rolled over since the last attempt
+	}
+	return st.usage.Count[routing.Day], true
+}

@@ -184,6 +184,12 @@ func (s *Scheduler) start(id string) {
 // Health returns a provider's breaker state for the API.
 func (s *Scheduler) Health(providerID string) any { return s.health.snapshot(providerID, s.now()) }
 
+// DayUsage returns the units a provider consumed (or holds reserved) in
+// the current UTC day, as its quota counter sees it.
+func (s *Scheduler) DayUsage(providerID string) (int, bool) {
+	return s.health.dayCount(providerID, s.now())
+}
+
 // Stop waits for attempts in progress until ctx ends; then it cancels them.
 // A cancelled attempt stays recorded as in progress and is retried at the
 // next start, so stopping never loses a message.

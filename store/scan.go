@@ -46,14 +46,22 @@ const scanChunk = 512
 const seekSlack = time.Hour
 
 // MessagesSince calls fn for each message of teamID created at or after
-// since, in ID (creation) order, until fn returns false. It is read-only
-// and does not see messages committed after it passed their position.
+// since, in ID (creation) order, until fn returns false. A zero since
+// visits the team's whole history. It is read-only, and it does not see
+// messages committed after it passed their position; fn runs outside any
+// write and may itself read the store.
 //
 // Message IDs start with their creation time, so the cursor seeks straight
 // to the first candidate instead of walking the whole history; other
-// teams' records are skipped by a byte search before being decoded.
+// teams' records are skipped by a byte search before being decoded. A
+// message whose ID is more than seekSlack older than its CreatedAt is not
+// found by a seek that its CreatedAt would match; IDs and CreatedAt are
+// both taken at acceptance, so that does not happen.
 func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
-	seek := []byte(idFloor(PrefixMessage, since.Add(-seekSlack)))
+	seek := []byte(PrefixMessage)
+	if !since.IsZero() {
+		seek = []byte(idFloor(PrefixMessage, since.Add(-seekSlack)))
+	}
 	needle := []byte(`"team_id":"` + teamID + `"`)
 	for {
 		var next []byte

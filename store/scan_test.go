@@ -81,3 +81,40 @@ func TestMessagesSince(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMessagesSinceEdges: the slack around ID time, a zero since, and
+// times before the epoch.
+func TestMessagesSinceEdges(t *testing.T) {
+	s, _ := openTest(t)
+	since := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	put := func(idAt, createdAt time.Time) string {
+		m := newMsg(createdAt)
+		m.ID, m.TeamID, m.CreatedAt = NewIDAt(PrefixMessage, idAt), "t1", createdAt
+		if err := s.Enqueue(m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	// ID taken a minute before since, created (by CreatedAt) after it:
+	// inside the slack, so found.
+	early := put(since.Add(-time.Minute), since.Add(time.Second))
+	// ID inside the window but CreatedAt before since: CreatedAt decides.
+	put(since.Add(time.Minute), since.Add(-time.Second))
+	old := put(since.Add(-48*time.Hour), since.Add(-48*time.Hour))
+	collect := func(since time.Time) []string {
+		var ids []string
+		if err := s.MessagesSince("t1", since, func(m *Message) bool { ids = append(ids, m.ID); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := collect(since); len(got) != 1 || got[0] != early {
+		t.Fatalf("since: %v", got)
+	}
+	if got := collect(time.Time{}); len(got) != 3 || got[0] != old {
+		t.Fatalf("zero since must visit everything: %v", got)
+	}
+	if got := collect(time.Unix(-1000, 0)); len(got) != 3 {
+		t.Fatalf("pre-epoch since: %v", got)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,6 +45,13 @@ func serve(path string, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(cfg.file.LogLevel, stderr)
+	if path := os.Getenv("SMTPMUX_CPUPROFILE"); path != "" {
+		// A development aid for bench/: profile the whole run.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	d, err := start(cfg, logger, stderr)
 	if err != nil {
 		logger.Error("start failed", "err", err)
@@ -145,7 +153,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	api := admin.New(admin.Options{
 		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health,
+		Health: d.sched.Health, ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
 	})
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {

@@ -1,0 +1,293 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// maxDisplayName bounds a mailbox's display name, which ends up in the
+// From header of its mail.
+const maxDisplayName = 200
+
+// mailboxItem is the public shape of a mailbox. Passwords are listed
+// separately, under /mailboxes/{id}/passwords.
+type mailboxItem struct {
+	ID          string      `json:"id"`
+	Address     string      `json:"address"`
+	DisplayName *string     `json:"display_name"`
+	SendScope   store.Scope `json:"send_scope"`
+	Status      string      `json:"status"` // active | suspended
+	CreatedAt   string      `json:"created_at"`
+	UpdatedAt   string      `json:"updated_at"`
+}
+
+func mailboxView(m *store.Mailbox) mailboxItem {
+	it := mailboxItem{
+		ID: m.ID, Address: m.Address, DisplayName: nullable(m.DisplayName), SendScope: m.SendScope,
+		Status: "active", CreatedAt: rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt),
+	}
+	if m.Suspended {
+		it.Status = "suspended"
+	}
+	return it
+}
+
+// mailboxInput is a decoded mailbox body.
+type mailboxInput struct {
+	address, displayName opt[string]
+	scopeSet, scopeNull  bool
+	scope                *scopeInput
+}
+
+func decodeMailbox(o *object) (*mailboxInput, error) {
+	if err := o.allow("address", "display_name", "send_scope"); err != nil {
+		return nil, err
+	}
+	in := &mailboxInput{}
+	var err error
+	if in.address, err = field[string](o, "address"); err != nil {
+		return nil, err
+	}
+	if in.displayName, err = field[string](o, "display_name"); err != nil {
+		return nil, err
+	}
+	in.scopeSet, in.scopeNull = o.has("send_scope"), o.isNull("send_scope")
+	sc, err := o.child("send_scope")
+	if err != nil {
+		return nil, err
+	}
+	if sc != nil {
+		if in.scope, err = decodeScope(sc); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// checkMailbox validates the editable fields of in into the returned
+// values; the caller applies them. It reads the store (scope references),
+// so it runs before the store write, never inside it.
+func (s *Server) checkMailbox(teamID string, in *mailboxInput, v *validator, create bool) (display *string, scope *store.Scope) {
+	if in.displayName.Set {
+		d := ""
+		if !in.displayName.Null {
+			d = checkText(v, "display_name", strings.TrimSpace(in.displayName.V), maxDisplayName)
+		}
+		display = &d
+	}
+	switch {
+	case in.scope != nil:
+		sc := s.checkScope(teamID, in.scope, v)
+		scope = &sc
+	case in.scopeNull && !create:
+		v.add("send_scope", fcRequired, `send_scope cannot be null; use {"type":"all"} for every provider`)
+	case create:
+		scope = &store.Scope{Type: "all"}
+	}
+	return display, scope
+}
+
+func (s *Server) createMailbox(c *call) error {
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeMailbox(o)
+	if err != nil {
+		return err
+	}
+	// From the scope check to the commit: see refMu.
+	s.refMu.RLock()
+	defer s.refMu.RUnlock()
+	v := &validator{}
+	now := s.now()
+	m := &store.Mailbox{ID: store.NewID(store.PrefixMailbox), TeamID: c.team(), CreatedAt: now, UpdatedAt: now}
+	switch {
+	case !in.address.Set || in.address.Null || strings.TrimSpace(in.address.V) == "":
+		v.add("address", fcRequired, "address is required")
+	default:
+		m.Address = store.NormalizeAddress(checkEmail(v, "address", in.address.V))
+	}
+	display, scope := s.checkMailbox(c.team(), in, v, true)
+	if display != nil {
+		m.DisplayName = *display
+	}
+	m.SendScope = *scope
+	if err := v.err(); err != nil {
+		return err
+	}
+	if err := s.st.CreateMailbox(m); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errConflict("this team already has a mailbox with the address " + m.Address)
+		}
+		return err
+	}
+	s.log.Info("mailbox created", "request_id", c.reqID, "mailbox", m.ID, "team", m.TeamID)
+	c.w.Header().Set("Location", "/api/v1/mailboxes/"+m.ID)
+	c.w.Header().Set("ETag", etag(m.Version))
+	c.ok(http.StatusCreated, mailboxView(m))
+	return nil
+}
+
+func (s *Server) listMailboxes(c *call) error {
+	q := c.r.URL.Query()
+	status := q.Get("status")
+	if status != "" && status != "active" && status != "suspended" {
+		return errInvalidParam("status", `status must be "active" or "suspended"`)
+	}
+	pg, err := parsePage(c.r)
+	if err != nil {
+		return err
+	}
+	all, err := s.st.Mailboxes(c.team())
+	if err != nil {
+		return err
+	}
+	matched := all[:0:0]
+	for _, m := range all {
+		if status == "" || m.Suspended == (status == "suspended") {
+			matched = append(matched, m)
+		}
+	}
+	items, pag := paginate(matched, func(m *store.Mailbox) string { return m.ID }, pg)
+	out := make([]mailboxItem, 0, len(items))
+	for _, m := range items {
+		out = append(out, mailboxView(m))
+	}
+	c.list(out, pag)
+	return nil
+}
+
+// loadMailbox resolves {id} to one of the caller's mailboxes.
+func (s *Server) loadMailbox(c *call) (*store.Mailbox, error) {
+	id, ok := c.pathID(store.PrefixMailbox)
+	if !ok {
+		return nil, errNotFound("mailbox")
+	}
+	m, err := s.st.TeamMailbox(c.team(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("mailbox")
+	}
+	return m, err
+}
+
+func (s *Server) getMailbox(c *call) error {
+	m, err := s.loadMailbox(c)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("ETag", etag(m.Version))
+	c.ok(http.StatusOK, mailboxView(m))
+	return nil
+}
+
+// patchMailbox changes display_name and send_scope. The address is
+// fixed: mail already accepted was checked against it, and passwords were
+// handed out for it; a new address is a new mailbox.
+func (s *Server) patchMailbox(c *call) error {
+	cur, err := s.loadMailbox(c)
+	if err != nil {
+		return err
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeMailbox(o)
+	if err != nil {
+		return err
+	}
+	if o.empty() {
+		c.w.Header().Set("ETag", etag(cur.Version))
+		c.ok(http.StatusOK, mailboxView(cur))
+		return nil
+	}
+	s.refMu.RLock()
+	defer s.refMu.RUnlock()
+	v := &validator{}
+	if in.address.Set && (in.address.Null || store.NormalizeAddress(in.address.V) != cur.Address) {
+		v.add("address", fcNotEditable, "address cannot be changed; create a new mailbox instead")
+	}
+	display, scope := s.checkMailbox(c.team(), in, v, false)
+	if err := v.err(); err != nil {
+		return err
+	}
+	now := s.now()
+	m, err := s.st.UpdateMailbox(c.team(), cur.ID, ver, func(m *store.Mailbox) error {
+		if display != nil {
+			m.DisplayName = *display
+		}
+		if scope != nil {
+			m.SendScope = *scope
+		}
+		m.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return storeErr(err, "mailbox")
+	}
+	s.log.Info("mailbox updated", "request_id", c.reqID, "mailbox", m.ID)
+	c.w.Header().Set("ETag", etag(m.Version))
+	c.ok(http.StatusOK, mailboxView(m))
+	return nil
+}
+
+// deleteMailbox removes the mailbox and all its passwords at once; from
+// the answer on, none of them authenticates.
+func (s *Server) deleteMailbox(c *call) error {
+	cur, err := s.loadMailbox(c)
+	if err != nil {
+		return err
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	if err := s.st.DeleteMailbox(c.team(), cur.ID, ver); err != nil {
+		return storeErr(err, "mailbox")
+	}
+	s.log.Info("mailbox deleted", "request_id", c.reqID, "mailbox", cur.ID)
+	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
+	return nil
+}
+
+func (s *Server) suspendMailbox(c *call) error { return s.setSuspended(c, true) }
+func (s *Server) resumeMailbox(c *call) error  { return s.setSuspended(c, false) }
+
+// setSuspended suspends or resumes a mailbox. Suspension takes effect on
+// the next credential check of any of its passwords, including those of
+// open SMTP sessions. A no-op skips the write, so the version only moves
+// on change.
+func (s *Server) setSuspended(c *call, suspended bool) error {
+	cur, err := s.loadMailbox(c)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	m, err := s.st.UpdateMailbox(c.team(), cur.ID, 0, func(m *store.Mailbox) error {
+		if m.Suspended == suspended {
+			return errUnchanged
+		}
+		m.Suspended, m.UpdatedAt = suspended, now
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		m, err = cur, nil
+	}
+	if err != nil {
+		return storeErr(err, "mailbox")
+	}
+	if m != cur {
+		s.log.Info("mailbox suspension changed", "request_id", c.reqID, "mailbox", m.ID, "suspended", suspended)
+	}
+	c.w.Header().Set("ETag", etag(m.Version))
+	c.ok(http.StatusOK, mailboxView(m))
+	return nil
+}

@@ -1,0 +1,276 @@
+package admin
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// usageWindow is the period of the *_7d counters: the last 7×24 hours,
+// rolling, by message creation time.
+const usageWindow = 7 * 24 * time.Hour
+
+// nearLimitRatio is where a limit counts as "near" (SPEC §2: at 80% a team
+// may ask for more).
+const nearLimitRatio = 0.8
+
+// usageItem is one provider's line of GET /providers/usage.
+//
+// The unit is the recipient delivery, not the message: quotas and the
+// managed account's limits count recipients, and a message to three
+// recipients can end sent to two and rejected for one, which a per-message
+// count could not show. A recipient counts for the provider its result
+// names (Recipient.ProviderID) or, while it has none (pending after a
+// deferral, failed before any upstream reply), for the provider of the
+// message's latest attempt. A recipient never attempted yet belongs to no
+// provider and is not counted anywhere.
+type usageItem struct {
+	ProviderID string `json:"provider_id"`
+	// SentToday counts recipients sent since 00:00 UTC (by the time of
+	// their result) among messages of the 7-day window.
+	SentToday  int `json:"sent_today"`
+	Total7d    int `json:"total_7d"`
+	Sent7d     int `json:"sent_7d"`
+	Failed7d   int `json:"failed_7d"`
+	Rejected7d int `json:"rejected_7d"`
+	Pending7d  int `json:"pending_7d"`
+}
+
+// usageReport is the GET /providers/usage answer.
+type usageReport struct {
+	Providers   []*usageItem `json:"providers"`
+	WindowStart string       `json:"window_start"` // start of the *_7d window
+	DayStart    string       `json:"day_start"`    // start of the sent_today window
+}
+
+// dayStart is 00:00 UTC of t's day: the managed limit and sent_today reset
+// then (SPEC §2).
+func dayStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// countUsage tallies the team's recipient results of messages created
+// since `since` into one usageItem per provider of ps (in ps order).
+// Recipients attributed to providers not in ps (deleted ones) are left
+// out: there is no line to put them on.
+func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today time.Time) ([]*usageItem, error) {
+	out := make([]*usageItem, 0, len(ps))
+	byID := make(map[string]*usageItem, len(ps))
+	for _, p := range ps {
+		it := &usageItem{ProviderID: p.ID}
+		out = append(out, it)
+		byID[p.ID] = it
+	}
+	err := s.st.MessagesSince(teamID, since, func(m *store.Message) bool {
+		for i := range m.Recipients {
+			r := &m.Recipients[i]
+			it := byID[recipientProvider(m, r)]
+			if it == nil {
+				continue
+			}
+			switch r.Status {
+			case store.MsgSent:
+				it.Sent7d++
+				at := m.UpdatedAt
+				if r.UpdatedAt != nil {
+					at = *r.UpdatedAt
+				}
+				if !at.Before(today) {
+					it.SentToday++
+				}
+			case store.MsgFailed:
+				it.Failed7d++
+			case store.MsgRejected:
+				it.Rejected7d++
+			case store.MsgPending:
+				it.Pending7d++
+			default:
+				continue // a status this code does not know is not guessed at
+			}
+			it.Total7d++
+		}
+		return true
+	})
+	return out, err
+}
+
+// recipientProvider is the provider a recipient's result is attributed
+// to; see usageItem.
+func recipientProvider(m *store.Message, r *store.Recipient) string {
+	if r.ProviderID != "" {
+		return r.ProviderID
+	}
+	for i := len(m.Attempts) - 1; i >= 0; i-- {
+		if id := m.Attempts[i].ProviderID; id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// providerUsage is GET /providers/usage. It reads the message log of the
+// last 7 days (a seek to the window's first message ID, then a read-only
+// scan), so its cost grows with the team's recent volume, not its history.
+func (s *Server) providerUsage(c *call) error {
+	ps, err := s.st.Providers(c.team())
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	since, today := now.Add(-usageWindow), dayStart(now)
+	items, err := s.countUsage(c.team(), ps, since, today)
+	if err != nil {
+		return err
+	}
+	c.ok(http.StatusOK, usageReport{Providers: items, WindowStart: rfc3339(since), DayStart: rfc3339(today)})
+	return nil
+}
+
+// providerStats is GET /providers/stats: counts by status and by type,
+// the managed account included (it is one of the team's providers, as in
+// GET /providers). Every known status and type is present, zero or not,
+// so clients need no "missing means 0" rule. The flat per-status counts
+// repeat by_status for clients of the hosted API, which has both.
+func (s *Server) providerStats(c *call) error {
+	ps, err := s.st.Providers(c.team())
+	if err != nil {
+		return err
+	}
+	byStatus, byType := map[string]int{}, map[string]int{}
+	for _, st := range providerStatuses {
+		byStatus[st] = 0
+	}
+	for _, t := range providerTypes {
+		byType[t] = 0
+	}
+	for _, p := range ps {
+		byStatus[p.Status]++
+		byType[p.Type]++
+	}
+	data := map[string]any{"total": len(ps), "by_status": byStatus, "by_type": byType}
+	for _, st := range providerStatuses {
+		data[st] = byStatus[st]
+	}
+	c.ok(http.StatusOK, data)
+	return nil
+}
+
+// limitState is the part both limit snapshots share (SPEC §3 plus the
+// hosted API's threshold_usage and is_at_limit).
+type limitState struct {
+	Usage              int     `json:"usage"`
+	MaxAllowed         int     `json:"max_allowed"`
+	ThresholdUsage     int     `json:"threshold_usage"` // usage from which an increase may be requested
+	UsageRatio         float64 `json:"usage_ratio"`     // usage / max_allowed, 0–1 (may exceed 1 after a lowered limit)
+	IsAtLimit          bool    `json:"is_at_limit"`
+	IsNearLimit        bool    `json:"is_near_limit"`
+	CanRequestIncrease bool    `json:"can_request_increase"`
+	// PendingRequestID is always null until limit-increase requests
+	// exist; can_request_increase already accounts for that.
+	PendingRequestID *string `json:"pending_request_id"`
+}
+
+func newLimitState(usage, max int) limitState {
+	ls := limitState{Usage: usage, MaxAllowed: max, ThresholdUsage: int(math.Ceil(float64(max) * nearLimitRatio))}
+	if max > 0 {
+		ls.UsageRatio = math.Round(float64(usage)/float64(max)*10000) / 10000
+	} else {
+		ls.UsageRatio = 1 // nothing allowed: as full as it gets
+	}
+	ls.IsAtLimit = usage >= max
+	ls.IsNearLimit = ls.UsageRatio >= nearLimitRatio
+	ls.CanRequestIncrease = ls.IsNearLimit && ls.PendingRequestID == nil
+	return ls
+}
+
+type sendingAccountsLimit struct {
+	ResourceType string `json:"resource_type"`
+	limitState
+}
+
+type sharedSESLimit struct {
+	ProviderID *string `json:"provider_id"`
+	limitState
+	// DailyLimit and SentToday repeat max_allowed and usage under the
+	// hosted API's names for this snapshot.
+	DailyLimit int    `json:"daily_limit"`
+	SentToday  int    `json:"sent_today"`
+	ResetsAt   string `json:"resets_at"` // next 00:00 UTC
+}
+
+// providerLimits is GET /providers/limits.
+func (s *Server) providerLimits(c *call) error {
+	ps, err := s.st.Providers(c.team())
+	if err != nil {
+		return err
+	}
+	limit, err := s.providerLimit(c.team())
+	if err != nil {
+		return err
+	}
+	own := 0
+	var managed *store.Provider
+	for _, p := range ps {
+		switch {
+		case !p.IsShared:
+			own++
+		case p.Type == store.TypeManagedSES && managed == nil:
+			managed = p
+		}
+	}
+	daily, err := s.managedDailyLimit(c.team())
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	shared := sharedSESLimit{DailyLimit: daily, ResetsAt: rfc3339(dayStart(now).Add(24 * time.Hour))}
+	used := 0
+	if managed != nil {
+		shared.ProviderID = &managed.ID
+		if used, err = s.managedUsage(c.team(), managed, now); err != nil {
+			return err
+		}
+	}
+	shared.SentToday = used
+	shared.limitState = newLimitState(used, daily)
+	c.ok(http.StatusOK, map[string]any{
+		"sending_accounts":  sendingAccountsLimit{ResourceType: "sending_accounts", limitState: newLimitState(own, limit)},
+		"shared_amazon_ses": shared,
+	})
+	return nil
+}
+
+// managedDailyLimit is the team's managed-account daily limit: its
+// override or the operator default.
+func (s *Server) managedDailyLimit(teamID string) (int, error) {
+	t, err := s.st.Team(teamID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	if t != nil && t.ManagedDailyLimit != nil {
+		return *t.ManagedDailyLimit, nil
+	}
+	return s.opts.ManagedDailyLimit, nil
+}
+
+// managedUsage is today's accepted recipients of the managed account:
+// the relay's live count when wired in, else its sent_today from the
+// message log, counted exactly as GET /providers/usage does (the same
+// 7-day window: mail held back by a full daily limit can wait in the
+// queue for days before it is sent).
+func (s *Server) managedUsage(teamID string, p *store.Provider, now time.Time) (int, error) {
+	if s.opts.ManagedUsage != nil {
+		if n, ok := s.opts.ManagedUsage(p.ID); ok {
+			return n, nil
+		}
+	}
+	items, err := s.countUsage(teamID, []*store.Provider{p}, now.Add(-usageWindow), dayStart(now))
+	if err != nil {
+		return 0, err
+	}
+	return items[0].SentToday, nil
+}

@@ -1,0 +1,193 @@
+package ses
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+
+	"github.com/aws/smithy-go"
+
+	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/routing"
+)
+
+// Error codes by class. SES v2 names its modelled errors in the sesv2
+// types package; the auth codes come from the AWS front end (SigV4 and
+// IAM) and are not modelled there, so they arrive as generic API errors
+// with the same ErrorCode.
+var (
+	// quotaCodes: the account's sending rate or quota is exhausted, or
+	// SES paused sending for the account or configuration set. Relay
+	// blocks the provider for a while instead of retrying into it.
+	quotaCodes = codeSet("TooManyRequestsException", "LimitExceededException", "Throttling",
+		"ThrottlingException", "SendingPausedException")
+
+	// authCodes: the credentials, their permissions or the account are
+	// unusable. AccountSuspendedException is here rather than under
+	// permanent: it refuses every message until the operator sorts the
+	// account out, which is what class Auth (status error, manual
+	// recovery) is for. NotFoundException on SendEmail means the
+	// configured configuration set does not exist: a provider setting.
+	authCodes = codeSet("InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied",
+		"AccessDeniedException", "UnrecognizedClientException", "ExpiredToken",
+		"ExpiredTokenException", "NotAuthorizedException", "InvalidSignatureException",
+		"IncompleteSignature", "MissingAuthenticationToken", "MissingAuthenticationTokenException",
+		"InvalidAccessKeyId", "OptInRequired", "AccountSuspendedException", "NotFoundException")
+
+	// permanentCodes: SES refused this message (content, sender identity,
+	// recipients); the same bytes would be refused again.
+	permanentCodes = codeSet("MessageRejected", "MailFromDomainNotVerifiedException",
+		"BadRequestException", "InvalidParameterValue", "ValidationException", "SerializationException")
+)
+
+// quotaTexts are messages by which SES says the account is over quota,
+// whatever error code carries them (SES v1 used "Throttling" for both).
+var quotaTexts = []string{"maximum sending rate exceeded", "daily message quota exceeded"}
+
+func codeSet(codes ...string) map[string]bool {
+	m := make(map[string]bool, len(codes))
+	for _, c := range codes {
+		m[c] = true
+	}
+	return m
+}
+
+// classifyAPI maps an SES error answer to a class. Unknown codes and 5xx
+// are transient: nothing is dropped on a guess.
+func classifyAPI(status int, code, msg string) routing.Class {
+	lower := strings.ToLower(msg)
+	switch {
+	case quotaCodes[code] || status == http.StatusTooManyRequests || containsAny(lower, quotaTexts):
+		return routing.Quota
+	case authCodes[code] || status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return routing.Auth
+	case permanentCodes[code]:
+		return routing.Permanent
+	}
+	return routing.Transient
+}
+
+// httpStatus is the status of the response the SDK got, or 0 when none
+// arrived (the SDK wraps transport failures in a ResponseError too, with a
+// placeholder response of status 0).
+func httpStatus(err error) int {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// attemptTrace follows one call's HTTP exchange, to tell a request that
+// never left from one that SES may have received. It is reset on every
+// connection so that, after a retried throttle, only the last try counts.
+type attemptTrace struct {
+	connected atomic.Bool // a connection was obtained
+	wrote     atomic.Bool // the whole request, body included, was written
+}
+
+// with returns ctx carrying hooks that update t.
+func (t *attemptTrace) with(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			t.connected.Store(true)
+			t.wrote.Store(false)
+		},
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				t.wrote.Store(true)
+			}
+		},
+	})
+}
+
+// fail turns an SDK error into a DeliveryError with an explicit class.
+// sending is true for SendEmail: only then can a lost reply mean that the
+// message may have been accepted (Uncertain); for a Test it is a
+// connection failure like any other.
+func fail(ctx context.Context, err error, t *attemptTrace, sending bool) *relay.DeliveryError {
+	wrapped := fmt.Errorf("ses: %w", err)
+	derr := func(class routing.Class, f routing.Failure) *relay.DeliveryError {
+		return &relay.DeliveryError{Failure: f, Class: relay.ClassPtr(class), Err: wrapped}
+	}
+	var ce *credentialsError
+	if errors.As(err, &ce) && ctx.Err() == nil {
+		return derr(routing.Auth, routing.Failure{Phase: routing.PhaseAuth, Text: ce.Error()})
+	}
+	var ipe *smithy.InvalidParamsError
+	if errors.As(err, &ipe) {
+		// The SDK refused the request locally: this message cannot go.
+		return derr(routing.Permanent, routing.Failure{Phase: routing.PhaseMail, Text: ipe.Error()})
+	}
+
+	if status := httpStatus(err); status != 0 {
+		if status >= 200 && status < 300 {
+			// SES said yes but the reply could not be read: it has the
+			// message, we lack its id. Never resend.
+			if !sending {
+				return derr(routing.Transient, routing.Failure{Phase: routing.PhaseFinal,
+					Text: fmt.Sprintf("unreadable %d reply", status)})
+			}
+			return derr(routing.Uncertain, routing.Failure{Phase: routing.PhaseFinal, BodySent: true,
+				Text: fmt.Sprintf("SES answered %d but the reply could not be read; not resending", status)})
+		}
+		code, msg := "", ""
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			code, msg = ae.ErrorCode(), ae.ErrorMessage()
+		}
+		class := classifyAPI(status, code, msg)
+		// PhaseData, not PhaseFinal: SES refused the request as a whole,
+		// so the attempt did not consume the upstream's quota.
+		phase := routing.PhaseData
+		if class == routing.Auth {
+			phase = routing.PhaseAuth
+		}
+		return derr(class, routing.Failure{Phase: phase, Code: status, Text: apiText(status, code, msg)})
+	}
+
+	// No response. Whether the request left decides between "retry
+	// elsewhere" and "may be delivered, never resend".
+	switch {
+	case sending && t.wrote.Load():
+		return derr(routing.Uncertain, routing.Failure{Phase: routing.PhaseFinal, BodySent: true,
+			Text: "no reply from SES after the message was sent; not resending"})
+	case t.connected.Load():
+		return derr(routing.Connection, routing.Failure{Phase: routing.PhaseData})
+	}
+	return derr(routing.Connection, routing.Failure{Phase: routing.PhaseConnect})
+}
+
+// apiText is "Code: message", or what is known when SES sent no body.
+func apiText(status int, code, msg string) string {
+	switch {
+	case code == "" || code == "UnknownError" && (msg == "" || msg == code):
+		return fmt.Sprintf("HTTP %d from SES", status)
+	case msg == "" || msg == code:
+		return code
+	}
+	return code + ": " + msg
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse is a failure decided locally about the message, not SES.
+func refuse(phase routing.Phase, format string, args ...any) *relay.DeliveryError {
+	err := fmt.Errorf("ses: "+format, args...)
+	return &relay.DeliveryError{
+		Failure: routing.Failure{Phase: phase, Text: err.Error()},
+		Class:   relay.ClassPtr(routing.Permanent),
+		Err:     err,
+	}
+}
