@@ -190,6 +190,7 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 	})
 	if err == nil {
 		s.logFinal(final, nil, outcome{reply: "no_active_providers"})
+		s.emitAttempt(m, final, "", outcome{reply: "no_active_providers"})
 	}
 }
 

@@ -57,6 +57,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.markProviderError(prov, out.reply)
 	}
 	s.logFinal(final, prov, out)
+	s.emitAttempt(m, final, prov.ID, out)
 }
 
 // applyOutcome updates the last attempt and the pending recipients.
@@ -164,6 +165,7 @@ func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
 		return
 	}
 	s.log.Warn("provider status changed", "event", "provider_status", "provider", prov.ID, "status", store.StatusError)
+	s.emitProvider(prov.TeamID, prov.ID, store.StatusError, "authentication failed: "+reply)
 }
 
 // logFinal writes the one log line of an attempt's result.

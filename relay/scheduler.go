@@ -21,6 +21,8 @@ type SchedulerConfig struct {
 	IdlePoll time.Duration
 	// Managed are the default limits of managed accounts.
 	Managed ManagedLimits
+	// Events, when set, receives delivery and provider events.
+	Events EventSink
 }
 
 // Scheduler moves due messages to providers: claim (attempt recorded

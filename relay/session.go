@@ -132,7 +132,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.cred == nil {
 		return errNeedAuth
 	}
-	id := store.NewID(store.PrefixMessage)
+	id := newMessageID()
 	head, spool, size, err := s.srv.readBody(id, r)
 	if err != nil {
 		return err
@@ -166,6 +166,8 @@ func (s *session) Data(r io.Reader) error {
 	// backend chooses the text of the success reply.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}
 }
+
+func newMessageID() string { return store.NewID(store.PrefixMessage) }
 
 // readBody reads DATA. Up to store.InlineLimit it stays in memory and goes
 // into bbolt with the record; past that it streams into a spool file (the

@@ -1,0 +1,69 @@
+package relay
+
+import (
+	"errors"
+	"strings"
+)
+
+// Errors of Submit, for the HTTP Sending API to map to its own codes.
+var (
+	ErrNoActiveProviders = errors.New("no_active_providers")
+	ErrSenderNotMailbox  = errors.New("sender must be the mailbox address")
+	ErrBadAddress        = errors.New("malformed address")
+	ErrEmptyMessage      = errors.New("empty message")
+)
+
+// Authenticate resolves a sending key or mailbox password presented over
+// HTTP, exactly as SMTP AUTH does (same minimum delay on failure).
+func (srv *Server) Authenticate(secret string) (*Credential, error) {
+	return srv.auth.Check(secret)
+}
+
+// Limiter is the per-credential request limit shared by SMTP and HTTP.
+func (srv *Server) Limiter() *RateLimiter { return srv.limiter }
+
+// Submit accepts a message built by the HTTP Sending API: the same checks
+// as an SMTP transaction (except the rate limit, which the caller counts
+// per request), then the same durable enqueue. It returns the eml_ id once
+// the message is on disk. body must be CRLF-terminated lines.
+func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []byte) (string, error) {
+	if err := srv.auth.Recheck(cred); err != nil {
+		return "", ErrBadCredential
+	}
+	if len(body) == 0 {
+		return "", ErrEmptyMessage
+	}
+	if from != "" && !validAddress(from) {
+		return "", ErrBadAddress
+	}
+	seen := map[string]bool{}
+	var uniq []string
+	for _, r := range rcpts {
+		if !validAddress(r) {
+			return "", ErrBadAddress
+		}
+		if k := strings.ToLower(r); !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, r)
+		}
+	}
+	if len(uniq) == 0 {
+		return "", ErrBadAddress
+	}
+	if cred.RequiredFrom != "" && (!strings.EqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
+		return "", ErrSenderNotMailbox
+	}
+	ok, err := srv.hasActiveProvider(cred)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		srv.reject(cred, "no_active_providers")
+		return "", ErrNoActiveProviders
+	}
+	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
+	if err := srv.enqueue(m, body); err != nil {
+		return "", err
+	}
+	return m.ID, nil
+}
