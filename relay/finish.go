@@ -13,6 +13,11 @@ import (
 func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservation, out outcome) {
 	now := s.now().UTC()
 	s.health.complete(res, out.bodySent, now)
+	outcomeLabel := "sent"
+	if !out.ok {
+		outcomeLabel = out.class.String()
+	}
+	s.cfg.Metrics.attempt(prov.ID, outcomeLabel, out.duration)
 	if s.health.outcome(prov.ID, out.ok, out.class, now) {
 		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
 			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())

@@ -194,3 +194,29 @@ func (h *health) dayCount(id string, now time.Time) (int, bool) {
 	}
 	return st.usage.Count[routing.Day], true
 }
+
+// ProviderGauge is a provider's live routing state for metrics.
+type ProviderGauge struct {
+	Open bool
+	// Headroom is what each limited window can still take now.
+	Headroom map[string]int
+}
+
+func (h *health) gauge(p *store.Provider, team *store.Team, now time.Time) ProviderGauge {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.get(p.ID)
+	g := ProviderGauge{Open: st.breaker.Pulled(now), Headroom: map[string]int{}}
+	st.usage.Roll(now)
+	for w, l := range h.limits(p, team) {
+		if l == nil {
+			continue
+		}
+		used := st.usage.Count[w]
+		if routing.Window(w) == routing.Second {
+			used = st.usage.InSecond()
+		}
+		g.Headroom[routing.Window(w).String()] = max(0, l.Effective(p.ID, now)-used)
+	}
+	return g
+}

@@ -23,6 +23,8 @@ type SchedulerConfig struct {
 	Managed ManagedLimits
 	// Events, when set, receives delivery and provider events.
 	Events EventSink
+	// Metrics, when set, records Prometheus series.
+	Metrics *Metrics
 }
 
 // Scheduler moves due messages to providers: claim (attempt recorded
@@ -185,6 +187,26 @@ func (s *Scheduler) start(id string) {
 
 // Health returns a provider's breaker state for the API.
 func (s *Scheduler) Health(providerID string) any { return s.health.snapshot(providerID, s.now()) }
+
+// Gauges returns every provider's breaker and quota state, for metrics.
+func (s *Scheduler) Gauges() (map[string]ProviderGauge, error) {
+	all, err := s.store.Providers("")
+	if err != nil {
+		return nil, err
+	}
+	teams := map[string]*store.Team{}
+	out := make(map[string]ProviderGauge, len(all))
+	now := s.now()
+	for _, p := range all {
+		t, ok := teams[p.TeamID]
+		if !ok {
+			t, _ = s.store.Team(p.TeamID)
+			teams[p.TeamID] = t
+		}
+		out[p.ID] = s.health.gauge(p, t, now)
+	}
+	return out, nil
+}
 
 // DayUsage returns the units a provider consumed (or holds reserved) in
 // the current UTC day, as its quota counter sees it.

@@ -11,7 +11,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -34,15 +33,12 @@ type Config struct {
 	AuthFailDelay     time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
 	Limiter *RateLimiter
+	// Metrics, when set, records Prometheus series.
+	Metrics *Metrics
 }
 
 // maxLineLength is the longest command or body line accepted.
 const maxLineLength = 64 << 10
-
-// Counters is a small set of live figures (the Prometheus exporter reads them).
-type Counters struct {
-	accepted, rejected, authFailures, sessions atomic.Int64
-}
 
 // Server is the inbound SMTP relay: it owns the listeners and hands
 // accepted mail to the store and the scheduler.
@@ -55,7 +51,7 @@ type Server struct {
 	limiter *RateLimiter
 	log     *slog.Logger
 	now     func() time.Time
-	metrics Counters
+	metrics *Metrics
 
 	smtp      *smtp.Server
 	mu        sync.Mutex
@@ -68,7 +64,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	if now == nil {
 		now = time.Now
 	}
-	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter,
+	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname
@@ -94,7 +90,7 @@ func (srv *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if h := c.Hostname(); len(h) == 0 || len(h) > 255 || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return nil, errBadHelo
 	}
-	srv.metrics.sessions.Add(1)
+	srv.metrics.session()
 	return &session{srv: srv, remote: c.Conn().RemoteAddr().String()}, nil
 }
 

@@ -69,7 +69,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 func (s *session) authenticate(password string) error {
 	cred, err := s.srv.auth.Check(password)
 	if err != nil {
-		s.srv.metrics.authFailures.Add(1)
+		s.srv.metrics.authFailed()
 		s.srv.log.Info("auth failed", "event", "auth_failed", "remote", s.remote)
 		return errBadAuth
 	}
@@ -250,7 +250,7 @@ func (srv *Server) enqueue(m *store.Message, body []byte) error {
 	if err := srv.store.Enqueue(m, body); err != nil {
 		return err
 	}
-	srv.metrics.accepted.Add(1)
+	srv.metrics.acceptedOne()
 	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,
 		"rcpts", len(m.Recipients), "size", m.Size, "commit_ms", time.Since(start).Milliseconds())
 	srv.sched.Kick()
@@ -266,7 +266,7 @@ func (srv *Server) hasActiveProvider(c *Credential) (bool, error) {
 }
 
 func (srv *Server) reject(c *Credential, reason string) {
-	srv.metrics.rejected.Add(1)
+	srv.metrics.refused(reason)
 	srv.log.Info("rejected", slog.String("event", "rejected"), slog.String("team", c.TeamID),
 		slog.String("reason", reason))
 }

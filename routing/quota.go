@@ -87,6 +87,14 @@ type Usage struct {
 	recent   []time.Time // completion times, oldest first, within 1 s
 }
 
+// Roll resets the windows that ended before now (for readers; Check,
+// Reserve and Complete roll by themselves).
+func (u *Usage) Roll(now time.Time) { u.roll(now) }
+
+// InSecond is the sliding second window's use: in flight plus completed
+// within the last second (as of the last roll).
+func (u *Usage) InSecond() int { return u.inflight + len(u.recent) }
+
 // roll resets the fixed windows that ended before now.
 func (u *Usage) roll(now time.Time) {
 	for w := Minute; w < numWindows; w++ {

@@ -52,6 +52,8 @@ type Store struct {
 	once sync.Once
 	// spoolDir holds bodies larger than InlineLimit, one file each.
 	spoolDir string
+	// commits and commitNanos measure the grouped commits (fsync included).
+	commits, commitNanos, committedOps atomic.Int64
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
@@ -194,6 +196,7 @@ func (s *Store) runBatch(batch []*op) {
 				break
 			}
 		}
+		start := time.Now()
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
@@ -203,7 +206,10 @@ func (s *Store) runBatch(batch []*op) {
 			}
 			return nil
 		})
+		s.commits.Add(1)
+		s.commitNanos.Add(int64(time.Since(start)))
 		if failed < 0 {
+			s.committedOps.Add(int64(len(batch)))
 			for _, o := range batch {
 				if err == nil {
 					for _, f := range o.after {
@@ -239,3 +245,9 @@ var jsonUnmarshal = json.Unmarshal
 
 // ProvidersGen is a counter that changes whenever any provider changed.
 func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
+
+// CommitStats reports how many grouped commits ran, their total duration
+// and how many writes they carried (writes per commit is the grouping).
+func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
+	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
+}

@@ -46,6 +46,7 @@ type proc struct {
 	smtpAddr string
 	httpAddr string
 	cmd      *exec.Cmd
+	env      []string // extra environment for the process
 	logMu    sync.Mutex
 	log      bytes.Buffer
 }
@@ -65,7 +66,13 @@ func freeAddr(t *testing.T) string {
 // name) and starts the binary.
 func newDaemon(t *testing.T, extra map[string]string) *proc {
 	t.Helper()
-	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	return newDaemonEnv(t, extra, nil)
+}
+
+// newDaemonEnv is newDaemon with extra environment variables.
+func newDaemonEnv(t *testing.T, extra map[string]string, env []string) *proc {
+	t.Helper()
+	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t), env: env}
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
 	delivery := extra["delivery"]
 	if !strings.Contains(delivery, "retry_schedule") {
@@ -96,6 +103,7 @@ listen = %q
 func (d *proc) start() {
 	d.t.Helper()
 	d.cmd = exec.Command(binPath, "serve", "--config", d.cfgPath)
+	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Stdout = d
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {

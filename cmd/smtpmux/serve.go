@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,16 @@ type daemon struct {
 	certs   *certStore
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// running is set once everything started and cleared at shutdown;
+	// /readyz and the systemd watchdog follow it.
+	running atomic.Bool
+}
+
+func (d *daemon) ready() error {
+	if !d.running.Load() {
+		return errors.New("not running")
+	}
+	return nil
 }
 
 func serve(path string, stderr io.Writer) int {
@@ -57,6 +68,9 @@ func serve(path string, stderr io.Writer) int {
 		logger.Error("start failed", "err", err)
 		return 1
 	}
+	sdNotify("READY=1")
+	stopWatchdog := make(chan struct{})
+	go sdWatchdog(stopWatchdog, d.ready)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
@@ -75,6 +89,8 @@ func serve(path string, stderr io.Writer) int {
 		}()
 		break
 	}
+	sdNotify("STOPPING=1")
+	close(stopWatchdog)
 	d.shutdown()
 	logger.Info("stopped")
 	return 0
@@ -120,6 +136,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 
+	promReg, metrics := newMetrics()
 	d.reg = relay.NewRegistry(st, sealer)
 	if err := registerProviders(d.reg, cfg, upstreamTLS); err != nil {
 		return fail(err)
@@ -128,7 +145,9 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
+		Metrics:        metrics,
 	}, st, d.reg, logger, nil)
+	promReg.MustRegister(stateCollector{st: st, sched: d.sched})
 	if n, err := st.SweepSpool(); err != nil {
 		return fail(fmt.Errorf("cleaning spool: %w", err))
 	} else if n > 0 {
@@ -147,19 +166,19 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay,
-		Limiter: d.limiter,
+		Limiter: d.limiter, Metrics: metrics,
 	}, st, d.reg, d.sched, logger, nil)
 
 	api := admin.New(admin.Options{
 		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
+		Health: d.sched.Health, Ready: d.ready, ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
 	})
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
 	}
-	d.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+	d.http = &http.Server{Handler: withMetrics(api, promReg), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	if err := d.smtp.Start(); err != nil {
 		ln.Close()
@@ -175,11 +194,13 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sched.Run(ctx); close(d.done) }()
+	d.running.Store(true)
 	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
 	return d, nil
 }
 
 func (d *daemon) shutdown() {
+	d.running.Store(false)
 	grace := d.cfg.shutdownGrace
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

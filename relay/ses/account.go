@@ -54,7 +54,8 @@ func (p *Provider) TestDetail(ctx context.Context) (time.Duration, string, error
 }
 
 // accountSummary renders GetAccount's answer in one line, e.g.
-// "SES us-east-1: quota 50000/24h, max 14/s, sent 120 in the last 24h".
+// "SES account reachable: quota 50000 per 24h, max 14/s, sent 120 in the
+// last 24h".
 func accountSummary(out *sesv2.GetAccountOutput) string {
 	var b strings.Builder
 	b.WriteString("SES account reachable")

@@ -109,6 +109,9 @@ func (c *Config) validate() error {
 // or fragment: the SDK appends the API path to it, so anything else would
 // silently produce requests to the wrong place.
 func checkEndpoint(raw string) error {
+	if !strings.Contains(raw, "://") {
+		return fmt.Errorf("ses: endpoint %q must be an http or https URL", raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("ses: invalid endpoint %q: %v", raw, err)

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// newMetrics builds the registry served at /metrics: the relay's own
+// series plus gauges read at scrape time from the store and the scheduler.
+func newMetrics() (*prometheus.Registry, *relay.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, relay.NewMetrics(reg)
+}
+
+// stateCollector reads queue depth, commit figures and provider state on
+// each scrape, so nothing on the mail path has to update them.
+type stateCollector struct {
+	st    *store.Store
+	sched *relay.Scheduler
+}
+
+var (
+	descQueue     = prometheus.NewDesc("smtpmux_queue_messages", "Messages in the queue by state.", []string{"state"}, nil)
+	descCommits   = prometheus.NewDesc("smtpmux_store_commits_total", "Grouped bbolt commits (each one fsync).", nil, nil)
+	descCommitSec = prometheus.NewDesc("smtpmux_store_commit_seconds_total", "Time spent in bbolt commits, fsync included.", nil, nil)
+	descCommitOps = prometheus.NewDesc("smtpmux_store_committed_writes_total", "Writes carried by the commits (writes per commit is the grouping).", nil, nil)
+	descBreaker   = prometheus.NewDesc("smtpmux_provider_pulled", "1 while the breaker keeps the provider out of rotation.", []string{"provider"}, nil)
+	descHeadroom  = prometheus.NewDesc("smtpmux_provider_quota_headroom", "What a quota window can still take now.", []string{"provider", "window"}, nil)
+)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueue, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if q, f, err := c.st.QueueDepth(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(q), "queued")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(f), "inflight")
+	}
+	n, total, ops := c.st.CommitStats()
+	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, total.Seconds())
+	ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(ops))
+	gauges, err := c.sched.Gauges()
+	if err != nil {
+		return
+	}
+	for id, g := range gauges {
+		pulled := 0.0
+		if g.Open {
+			pulled = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, pulled, id)
+		for w, h := range g.Headroom {
+			ch <- prometheus.MustNewConstMetric(descHeadroom, prometheus.GaugeValue, float64(h), id, w)
+		}
+	}
+}
+
+// withMetrics serves /metrics next to the API handler.
+func withMetrics(api http.Handler, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", api)
+	return mux
+}

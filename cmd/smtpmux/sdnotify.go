@@ -1,0 +1,51 @@
+package main
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+// sdNotify sends a state line to systemd's notify socket (Type=notify).
+// Without NOTIFY_SOCKET (not run by systemd) it does nothing.
+func sdNotify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:] // abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.Write([]byte(state))
+}
+
+// sdWatchdog pings systemd at half the WatchdogSec interval until stop is
+// closed. The ping is only sent while check (the daemon's readiness)
+// passes, so a wedged daemon gets restarted.
+func sdWatchdog(stop <-chan struct{}, check func() error) {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return
+	}
+	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if check() == nil {
+				sdNotify("WATCHDOG=1")
+			}
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the relay's Prometheus series. Labels are bounded: provider
+// IDs and fixed reason/outcome words, never addresses. A nil *Metrics is
+// valid and records nothing (tests).
+type Metrics struct {
+	sessions     prometheus.Counter
+	authFailures prometheus.Counter
+	accepted     prometheus.Counter
+	rejected     *prometheus.CounterVec
+	attempts     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+}
+
+// NewMetrics creates the series and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_sessions_total",
+			Help: "SMTP sessions that said EHLO/HELO."}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_auth_failures_total",
+			Help: "Failed SMTP AUTH attempts."}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_messages_accepted_total",
+			Help: "Messages durably accepted (SMTP 250 or HTTP 200)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_messages_refused_total",
+			Help: "Transactions refused at acceptance, by reason."}, []string{"reason"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_delivery_attempts_total",
+			Help: "Delivery attempts by provider and outcome (sent, or the failure class)."}, []string{"provider", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smtpmux_delivery_attempt_seconds",
+			Help:    "Duration of delivery attempts, connect to final reply.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"provider"}),
+	}
+	reg.MustRegister(m.sessions, m.authFailures, m.accepted, m.rejected, m.attempts, m.latency)
+	return m
+}
+
+func (m *Metrics) session() {
+	if m != nil {
+		m.sessions.Inc()
+	}
+}
+
+func (m *Metrics) authFailed() {
+	if m != nil {
+		m.authFailures.Inc()
+	}
+}
+
+func (m *Metrics) acceptedOne() {
+	if m != nil {
+		m.accepted.Inc()
+	}
+}
+
+func (m *Metrics) refused(reason string) {
+	if m != nil {
+		m.rejected.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) attempt(provider, outcome string, d time.Duration) {
+	if m != nil {
+		m.attempts.WithLabelValues(provider, outcome).Inc()
+		m.latency.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
