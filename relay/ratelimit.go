@@ -10,7 +10,7 @@ import (
 // transaction or one HTTP send/batch call is one request). It is exported
 // so the HTTP Sending API shares the same counters.
 type RateLimiter struct {
-	limit  int
+	limit  int // guarded by mu
 	window time.Duration
 	now    func() time.Time
 
@@ -36,12 +36,15 @@ func NewRateLimiter(limit int, window time.Duration, now func() time.Time) *Rate
 // Allow counts one request of credential id and reports whether it is
 // within the limit; if not, how long until the window resets.
 func (r *RateLimiter) Allow(id string) (bool, time.Duration) {
-	if r == nil || r.limit <= 0 {
+	if r == nil {
 		return true, 0
 	}
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.limit <= 0 {
+		return true, 0
+	}
 	if now.Sub(r.sweep) > r.window {
 		// Forget idle credentials so the map does not grow without bound.
 		for k, b := range r.buckets {
@@ -61,4 +64,11 @@ func (r *RateLimiter) Allow(id string) (bool, time.Duration) {
 	}
 	b.n++
 	return true, 0
+}
+
+// SetLimit changes the limit (config reload); counts so far are kept.
+func (r *RateLimiter) SetLimit(limit int) {
+	r.mu.Lock()
+	r.limit = limit
+	r.mu.Unlock()
 }

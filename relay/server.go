@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -56,6 +57,8 @@ type Server struct {
 	smtp      *smtp.Server
 	mu        sync.Mutex
 	listeners []net.Listener
+	sessions  map[*session]struct{}
+	draining  atomic.Bool
 	wg        sync.WaitGroup
 }
 
@@ -65,7 +68,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 		now = time.Now
 	}
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
-		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}}
+		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname
 	s.TLSConfig = cfg.TLSConfig
@@ -91,7 +94,20 @@ func (srv *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, errBadHelo
 	}
 	srv.metrics.session()
-	return &session{srv: srv, remote: c.Conn().RemoteAddr().String()}, nil
+	s := &session{srv: srv, conn: c, remote: c.Conn().RemoteAddr().String()}
+	srv.mu.Lock()
+	srv.sessions[s] = struct{}{}
+	srv.mu.Unlock()
+	if srv.draining.Load() {
+		s.hangUp()
+	}
+	return s, nil
+}
+
+func (srv *Server) untrack(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
 }
 
 // Start binds every listener and serves in the background. A bind failure
@@ -161,6 +177,14 @@ func (srv *Server) closeListeners() {
 // ctx ends, then closes what is left. A transaction cut off before its 250
 // was never acknowledged, so nothing acknowledged is lost.
 func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.draining.Store(true)
+	srv.mu.Lock()
+	for s := range srv.sessions {
+		if !s.inTx.Load() {
+			s.hangUp()
+		}
+	}
+	srv.mu.Unlock()
 	err := srv.smtp.Shutdown(ctx)
 	if err != nil {
 		srv.smtp.Close()

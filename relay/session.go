@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -37,10 +38,14 @@ var (
 // session is one inbound SMTP connection's state.
 type session struct {
 	srv    *Server
+	conn   *smtp.Conn
 	remote string
 	cred   *Credential
 	from   string
 	rcpts  []string
+	// inTx is set between MAIL and the end of the transaction; shutdown
+	// lets such a session finish and closes idle ones at once.
+	inTx atomic.Bool
 }
 
 var (
@@ -109,6 +114,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	s.from = from
 	s.rcpts = s.rcpts[:0]
+	s.inTx.Store(true)
 	return nil
 }
 
@@ -222,9 +228,24 @@ func dataError(err error) error {
 func (s *session) Reset() {
 	s.from = ""
 	s.rcpts = s.rcpts[:0]
+	s.inTx.Store(false)
+	if s.srv.draining.Load() {
+		// The transaction shutdown waited for is over and its reply is
+		// written; go-smtp would re-arm the read deadline, so close.
+		s.conn.Conn().Close()
+	}
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.srv.untrack(s)
+	return nil
+}
+
+// hangUp makes an idle session's pending read fail at once, so go-smtp
+// answers 421 and closes the connection.
+func (s *session) hangUp() {
+	s.conn.Conn().SetReadDeadline(time.Now())
+}
 
 // newMessage builds the record of an accepted message; head is the start
 // of the body (at least the header block).

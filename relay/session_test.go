@@ -2,7 +2,9 @@ package relay
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strings"
@@ -375,5 +377,45 @@ func TestLargeMessageIsSpooledAndRemovedWhenDone(t *testing.T) {
 	}
 	if n, _ := h.store.SweepSpool(); n != 0 {
 		t.Fatalf("aborted spool file left behind (%d)", n)
+	}
+}
+
+func TestShutdownDrainsTransactionsAndClosesIdleSessions(t *testing.T) {
+	h := newHarness(t, nil)
+	idle := h.dial(h.secret)
+	busy := h.dial(h.secret)
+	if err := busy.Mail("a@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := busy.Rcpt("b@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	// The idle session is told to go away.
+	if err := idle.Noop(); err == nil {
+		t.Fatal("idle session still served during shutdown")
+	}
+	// The session in a transaction finishes it and gets its 250.
+	w, err := busy.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, testBody)
+	if _, err := w.CloseWithResponse(); err != nil {
+		t.Fatalf("transaction in progress at shutdown: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not finish after the last transaction")
 	}
 }

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 )
@@ -89,4 +94,90 @@ func expectNote(t *testing.T, notes <-chan string, want string) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no %s on the notify socket", want)
 	}
+}
+
+const testOperatorToken = "e2e-operator-token-0123456789"
+
+func TestBackupAndRestore(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, map[string]string{"": `operator_token = "` + testOperatorToken + `"`})
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	c := d.client(key)
+	id, err := sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("backup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	d.waitEmail(id)
+
+	out := filepath.Join(t.TempDir(), "snap.db")
+	run := func(args ...string) (string, error) {
+		b, err := exec.Command(binPath, args...).CombinedOutput()
+		return string(b), err
+	}
+	if msg, err := run("backup", "--url", "http://"+d.httpAddr, "--token", "wrong-token-0123456789", "--out", out); err == nil || !strings.Contains(msg, "401") {
+		t.Fatalf("backup with a wrong token: %v %s", err, msg)
+	}
+	if msg, err := run("backup", "--url", "http://"+d.httpAddr, "--token", testOperatorToken, "--out", out); err != nil {
+		t.Fatalf("backup: %v %s", err, msg)
+	}
+	// Restore refuses while the daemon holds the store.
+	if msg, err := run("restore", "--config", d.cfgPath, "--from", out); err == nil || !strings.Contains(msg, "stop the daemon") {
+		t.Fatalf("restore while running: %v %s", err, msg)
+	}
+	d.stop()
+	os.Remove(filepath.Join(d.dir, "data", "smtpmux.db"))
+	if msg, err := run("restore", "--config", d.cfgPath, "--from", out); err != nil {
+		t.Fatalf("restore: %v %s", err, msg)
+	}
+	d.start()
+	if code, resp := d.api("GET", "/emails/"+id, nil); code != 200 || data(resp)["status"] != "sent" {
+		t.Fatalf("after restore: %d %v", code, resp)
+	}
+}
+
+func TestSIGHUPReload(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	orig, _ := os.ReadFile(d.cfgPath)
+
+	// An invalid file is refused and the daemon keeps running as before.
+	os.WriteFile(d.cfgPath, append(append([]byte{}, orig...), "\nbogus_key = 1\n"...), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload refused")
+	c := d.client(key)
+	if _, err := sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("hup1")); err != nil {
+		t.Fatalf("after a refused reload: %v", err)
+	}
+	// A valid file applies: the per-key limit drops to 2 a minute.
+	os.WriteFile(d.cfgPath, append(append([]byte{}, orig...), "\n[limits]\nsends_per_minute = 2\n"...), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "configuration reloaded")
+	var last error
+	for i := 0; i < 3; i++ {
+		_, last = sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("hup2"))
+	}
+	if smtpCode(last) != 451 {
+		t.Fatalf("after reload to 2/min the third send got %v, want 451", last)
+	}
+}
+
+func waitLog(t *testing.T, d *proc, substr string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if strings.Contains(d.logText(), substr) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("log lacks %q:\n%s", substr, d.logText())
+}
+
+func smtpCode(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
 }

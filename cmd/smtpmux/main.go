@@ -42,6 +42,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, "config ok")
 		return 0
+	case "backup":
+		return backupCmd(args[1:], stdout, stderr)
+	case "restore":
+		return restoreCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smtpmux", version)
 		return 0
@@ -74,6 +78,8 @@ func usage(w io.Writer) {
 commands:
   serve --config FILE         run the relay daemon
   check-config --config FILE  validate a config file; exit 1 naming the offending key
+  backup --out FILE [--url URL] [--token T]   download an online snapshot of the store
+  restore --config FILE --from BACKUP         put a snapshot in place (daemon stopped)
   version                     print the version
 `)
 }

@@ -66,10 +66,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// withMetrics serves /metrics next to the API handler.
-func withMetrics(api http.Handler, reg *prometheus.Registry) http.Handler {
+// outerMux serves /metrics and the operator backup next to the API.
+func outerMux(api http.Handler, reg *prometheus.Registry, backup http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /api/v1/operator/backup", backup)
 	mux.Handle("/", api)
 	return mux
 }

@@ -39,7 +39,8 @@ type daemon struct {
 	done    chan struct{}
 	// running is set once everything started and cleared at shutdown;
 	// /readyz and the systemd watchdog follow it.
-	running atomic.Bool
+	running  atomic.Bool
+	logLevel *slog.LevelVar
 }
 
 func (d *daemon) ready() error {
@@ -55,7 +56,9 @@ func serve(path string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "config invalid: %v\n", err)
 		return 1
 	}
-	logger := newLogger(cfg.file.LogLevel, stderr)
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.file.LogLevel))
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if path := os.Getenv("SMTPMUX_CPUPROFILE"); path != "" {
 		// A development aid for bench/: profile the whole run.
 		if f, err := os.Create(path); err == nil {
@@ -64,6 +67,9 @@ func serve(path string, stderr io.Writer) int {
 		}
 	}
 	d, err := start(cfg, logger, stderr)
+	if d != nil {
+		d.logLevel = level
+	}
 	if err != nil {
 		logger.Error("start failed", "err", err)
 		return 1
@@ -75,7 +81,7 @@ func serve(path string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			d.reloadCerts()
+			d.reload(path)
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String())
@@ -96,10 +102,10 @@ func serve(path string, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(level string, w io.Writer) *slog.Logger {
+func parseLevel(level string) slog.Level {
 	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	_ = l.UnmarshalText([]byte(level)) // validated by loadConfig
+	return l
 }
 
 func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) {
@@ -178,7 +184,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if err != nil {
 		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
 	}
-	d.http = &http.Server{Handler: withMetrics(api, promReg), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+	d.http = &http.Server{Handler: outerMux(api, promReg, backupHandler(st, cfg.operatorToken)), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	if err := d.smtp.Start(); err != nil {
 		ln.Close()
@@ -219,14 +225,41 @@ func (d *daemon) shutdown() {
 	}
 }
 
-func (d *daemon) reloadCerts() {
-	cert, err := loadCert(d.cfg.file.SMTP.TLSCertFile, d.cfg.file.SMTP.TLSKeyFile, d.cfg.file.Hostname)
+// reload applies a SIGHUP: the config file is read and validated again; if
+// it is invalid, the running configuration stays as it was. Certificates,
+// the log level and the per-credential send limit change in place; other
+// keys (listeners, data_dir) need a restart, which the log says.
+func (d *daemon) reload(path string) {
+	cfg, err := loadConfig(path)
 	if err != nil {
-		d.log.Error("reloading TLS certificate failed; keeping the old one", "err", err)
+		d.log.Error("reload refused: config invalid; keeping the running configuration", "err", err)
+		return
+	}
+	cert, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname)
+	if err != nil {
+		d.log.Error("reload refused: TLS certificate unusable; keeping the running configuration", "err", err)
 		return
 	}
 	d.certs.set(cert)
-	d.log.Info("TLS certificate reloaded")
+	d.logLevel.Set(parseLevel(cfg.file.LogLevel))
+	d.limiter.SetLimit(cfg.file.Limits.SendsPerMinute)
+	if !sameStrings(cfg.file.SMTP.Listen, d.cfg.file.SMTP.Listen) || !sameStrings(cfg.file.SMTP.ListenTLS, d.cfg.file.SMTP.ListenTLS) ||
+		cfg.file.HTTP.Listen != d.cfg.file.HTTP.Listen || cfg.dataDir != d.cfg.dataDir {
+		d.log.Warn("listeners and data_dir changed in the file; they take effect at the next restart")
+	}
+	d.log.Info("configuration reloaded", "log_level", cfg.file.LogLevel, "sends_per_minute", cfg.file.Limits.SendsPerMinute)
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // upstreamTLSConfig trusts the system roots plus an optional extra CA file

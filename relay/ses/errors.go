@@ -88,14 +88,23 @@ func httpStatus(err error) int {
 type attemptTrace struct {
 	connected atomic.Bool // a connection was obtained
 	wrote     atomic.Bool // the whole request, body included, was written
+	// rejected is the answer that made the retryer try again. When the
+	// context ends during the backoff, the SDK returns only a
+	// cancellation; this keeps the fact that SES refused the request.
+	rejected atomic.Pointer[error]
 }
 
-// with returns ctx carrying hooks that update t.
+type traceKey struct{}
+
+// with returns ctx carrying hooks that update t, and t itself for the
+// retryer (see sendRetryer).
 func (t *attemptTrace) with(ctx context.Context) context.Context {
+	ctx = context.WithValue(ctx, traceKey{}, t)
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) {
 			t.connected.Store(true)
 			t.wrote.Store(false)
+			t.rejected.Store(nil)
 		},
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
@@ -124,7 +133,14 @@ func fail(ctx context.Context, err error, t *attemptTrace, sending bool) *relay.
 		return derr(routing.Permanent, routing.Failure{Phase: routing.PhaseMail, Text: ipe.Error()})
 	}
 
-	if status := httpStatus(err); status != 0 {
+	status := httpStatus(err)
+	if rej := t.rejected.Load(); status == 0 && rej != nil {
+		// Interrupted while backing off after a refusal: the refusal is
+		// the outcome, nothing was accepted.
+		err = *rej
+		status = httpStatus(err)
+	}
+	if status != 0 {
 		if status >= 200 && status < 300 {
 			// SES said yes but the reply could not be read: it has the
 			// message, we lack its id. Never resend.

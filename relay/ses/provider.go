@@ -143,7 +143,7 @@ const (
 )
 
 func newRetryer() aws.Retryer {
-	return retry.NewStandard(func(o *retry.StandardOptions) {
+	return sendRetryer{retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = throttleAttempts
 		o.Retryables = []retry.IsErrorRetryable{
 			retry.NoRetryCanceledError{},
@@ -156,7 +156,23 @@ func newRetryer() aws.Retryer {
 		o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) {
 			return rand.N(throttleBackoff << max(attempt-1, 0)), nil
 		})
-	})
+	})}
+}
+
+// sendRetryer notes, in the call's attemptTrace, the refusal it is about
+// to retry: GetRetryToken is the one retryer hook that sees both the
+// error and the call's context, right before the backoff sleep.
+type sendRetryer struct{ *retry.Standard }
+
+// The retry middleware only uses GetAttemptToken when the retryer has it.
+var _ aws.RetryerV2 = sendRetryer{}
+
+// GetRetryToken implements aws.Retryer.
+func (r sendRetryer) GetRetryToken(ctx context.Context, err error) (func(error) error, error) {
+	if t, ok := ctx.Value(traceKey{}).(*attemptTrace); ok {
+		t.rejected.Store(&err)
+	}
+	return r.Standard.GetRetryToken(ctx, err)
 }
 
 // retryableRejection decides a retry (see the policy above).

@@ -2,7 +2,11 @@ package ses
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
@@ -64,3 +68,70 @@ func checkEnvelope(env relay.Envelope) *relay.DeliveryError {
 	}
 	return nil
 }
+
+// Test checks the credentials with GetAccount, the cheapest authenticated
+// SES call, and returns its latency. Failures are *relay.DeliveryError
+// with the same classes as Send (bad keys read as Auth).
+func (p *Provider) Test(ctx context.Context) (time.Duration, error) {
+	latency, _, err := p.TestDetail(ctx)
+	return latency, err
+}
+
+// TestDetail is Test plus a one-line summary of the account for the
+// operator (POST /providers/{id}/test "message"): the sending quota, the
+// rate, what was sent in the last 24 h, and warnings for a sandboxed
+// account. An account whose sending is disabled fails the test (class
+// Auth): every send would be refused until someone acts.
+func (p *Provider) TestDetail(ctx context.Context) (time.Duration, string, error) {
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	var tr attemptTrace
+	start := time.Now()
+	out, err := p.client.GetAccount(tr.with(ctx), &sesv2.GetAccountInput{})
+	latency := time.Since(start)
+	if err != nil {
+		return latency, "", fail(ctx, err, &tr, false)
+	}
+	msg := accountSummary(out)
+	if !out.SendingEnabled {
+		reason := "SES account: sending is disabled"
+		if s := aws.ToString(out.EnforcementStatus); s != "" {
+			reason += " (enforcement status " + s + ")"
+		}
+		return latency, msg, &relay.DeliveryError{
+			Failure: routing.Failure{Phase: routing.PhaseAuth, Text: reason},
+			Class:   relay.ClassPtr(routing.Auth),
+			Err:     errors.New(reason),
+		}
+	}
+	return latency, msg, nil
+}
+
+// accountSummary renders GetAccount's answer in one line, e.g.
+// "SES account reachable: quota 50000 per 24h, max 14/s, sent 120 in the
+// last 24h".
+func accountSummary(out *sesv2.GetAccountOutput) string {
+	var b strings.Builder
+	b.WriteString("SES account reachable")
+	if q := out.SendQuota; q != nil {
+		quota := num(q.Max24HourSend)
+		if q.Max24HourSend < 0 {
+			quota = "unlimited"
+		}
+		fmt.Fprintf(&b, ": quota %s per 24h, max %s/s, sent %s in the last 24h",
+			quota, num(q.MaxSendRate), num(q.SentLast24Hours))
+	}
+	if !out.ProductionAccessEnabled {
+		b.WriteString("; sandbox (only verified recipients)")
+	}
+	if !out.SendingEnabled {
+		b.WriteString("; sending disabled")
+	}
+	if s := aws.ToString(out.EnforcementStatus); s != "" && !strings.EqualFold(s, "HEALTHY") {
+		b.WriteString("; enforcement status " + s)
+	}
+	return b.String()
+}
+
+// num prints SES's float counters without a spurious ".000000".
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -141,6 +141,18 @@ func TestSendHangIsUncertain(t *testing.T) {
 	}
 }
 
+// A deadline that ends during the backoff after a throttle must still
+// read as the throttle: SES refused the request, nothing is uncertain.
+func TestSendDeadlineDuringThrottleBackoff(t *testing.T) {
+	f := newFakeSES(t)
+	f.setAlways(reply{status: 429, errType: "TooManyRequestsException", message: "Maximum sending rate exceeded."})
+	p := newProvider(t, f.config())
+	for range 5 { // the backoff is random; repeat to meet the interrupted case
+		_, err := p.Send(ctxTimeout(t, 60*time.Millisecond), envelope(), []byte(message))
+		want{class: routing.Quota, phase: routing.PhaseData, code: 429, text: "TooManyRequestsException"}.check(t, err)
+	}
+}
+
 func TestSendBadCredentials(t *testing.T) {
 	f := newFakeSES(t)
 	for _, tc := range []struct {

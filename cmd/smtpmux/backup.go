@@ -1,0 +1,192 @@
+package main
+
+import (
+	"crypto/subtle"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// backupHandler streams an online snapshot of the store to the operator
+// (GET /api/v1/operator/backup, Bearer operator token).
+func backupHandler(st *store.Store, operatorToken string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if operatorToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"operator token required","retryable":false}}`)
+			return
+		}
+		// A large store takes longer than the server's write timeout.
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="smtpmux-`+time.Now().UTC().Format("20060102T150405Z")+`.db"`)
+		if _, err := st.Backup(w); err != nil {
+			// Headers are gone; cutting the stream short tells the client.
+			panic(http.ErrAbortHandler)
+		}
+	})
+}
+
+// backupCmd downloads a snapshot from a running daemon:
+// smtpmux backup --url http://127.0.0.1:8025 --out FILE (token from
+// SMTPMUX_OPERATOR_TOKEN or --token).
+func backupCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", envOr("SMTPMUX_URL", "http://127.0.0.1:8025"), "the daemon's HTTP address")
+	token := fs.String("token", os.Getenv("SMTPMUX_OPERATOR_TOKEN"), "operator token")
+	out := fs.String("out", "", "file to write (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "backup: --out is required")
+		return 2
+	}
+	req, _ := http.NewRequest("GET", strings.TrimRight(*url, "/")+"/api/v1/operator/backup", nil)
+	req.Header.Set("Authorization", "Bearer "+*token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "backup: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		fmt.Fprintf(stderr, "backup: %s: %s\n", resp.Status, b)
+		return 1
+	}
+	tmp := *out + ".partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		fmt.Fprintf(stderr, "backup: %v\n", err)
+		return 1
+	}
+	n, err := io.Copy(f, resp.Body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = checkStoreFile(tmp)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		fmt.Fprintf(stderr, "backup: %v\n", err)
+		return 1
+	}
+	if err := os.Rename(tmp, *out); err != nil {
+		fmt.Fprintf(stderr, "backup: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %d bytes to %s\n", n, *out)
+	return 0
+}
+
+// restoreCmd puts a backup in place of a stopped daemon's store:
+// smtpmux restore --config FILE --from BACKUP. It refuses while the daemon
+// holds the store, and keeps the replaced file next to it.
+func restoreCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/smtpmux/config.toml", "the daemon's config file")
+	from := fs.String("from", "", "backup file (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *from == "" {
+		fmt.Fprintln(stderr, "restore: --from is required")
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "config invalid: %v\n", err)
+		return 1
+	}
+	if err := checkStoreFile(*from); err != nil {
+		fmt.Fprintf(stderr, "restore: %s is not a usable store: %v\n", *from, err)
+		return 1
+	}
+	dst := filepath.Join(cfg.dataDir, "smtpmux.db")
+	if _, err := os.Stat(dst); err == nil {
+		// Opening takes the lock: fails fast if the daemon is running.
+		st, err := store.Open(dst, 500*time.Millisecond)
+		if err != nil {
+			fmt.Fprintf(stderr, "restore: %v (stop the daemon first)\n", err)
+			return 1
+		}
+		st.Close()
+		old := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(dst, old); err != nil {
+			fmt.Fprintf(stderr, "restore: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "kept the previous store as %s\n", old)
+	}
+	if err := copyFile(*from, dst); err != nil {
+		fmt.Fprintf(stderr, "restore: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "restored %s\n", dst)
+	return 0
+}
+
+// checkStoreFile opens a bbolt file read-only and checks its consistency.
+func checkStoreFile(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		if tx.Bucket([]byte("meta")) == nil {
+			return errors.New("not an smtpmux store (no meta bucket)")
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
