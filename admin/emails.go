@@ -11,9 +11,13 @@ import (
 // emailItem is GET /emails/{id}: the message's outcome, per recipient and
 // per attempt, so a user can see why a message went where it went.
 type emailItem struct {
-	ID            string          `json:"id"`
-	Status        string          `json:"status"`
-	Reason        *string         `json:"reason"`
+	ID     string  `json:"id"`
+	Status string  `json:"status"`
+	Reason *string `json:"reason"`
+	// Waiting explains why a pending message has no attempt under way
+	// (the last routing decision that found every provider over quota or
+	// pulled), or null.
+	Waiting       json.RawMessage `json:"waiting"`
 	Source        string          `json:"source"`
 	From          string          `json:"from"`
 	Subject       *string         `json:"subject"`
@@ -70,7 +74,7 @@ func (s *Server) getEmail(c *call) error {
 
 func emailView(m *store.Message) emailItem {
 	it := emailItem{
-		ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Source: m.Source, From: m.From,
+		ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Waiting: validRaw(m.Waiting), Source: m.Source, From: m.From,
 		Subject: nullable(m.Subject), Size: m.Size, SentFromEmail: nullable(m.SentFromEmail),
 		Recipients: make([]recipientItem, 0, len(m.Recipients)),
 		Attempts:   make([]attemptItem, 0, len(m.Attempts)),

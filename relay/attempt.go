@@ -56,7 +56,7 @@ func (s *Scheduler) attempt(id string) {
 		}
 		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, ProviderID: prov.ID,
 			ProviderType: prov.Type, StartedAt: started, Status: store.AttemptInProgress, Routing: explanation})
-		m.State, m.UpdatedAt = store.StateInflight, started
+		m.State, m.UpdatedAt, m.Waiting = store.StateInflight, started, nil
 		return nil
 	}, res.providerID, res.record)
 	if err != nil {
@@ -134,8 +134,14 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 
 // requeue puts a claimed or skipped message back in the queue at t without
 // counting a retry.
-func (s *Scheduler) requeue(id string, t time.Time) {
+func (s *Scheduler) requeue(id string, t time.Time) { s.requeueWaiting(id, t, nil) }
+
+// requeueWaiting is requeue that also records why the message waits.
+func (s *Scheduler) requeueWaiting(id string, t time.Time, why []byte) {
 	_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
+		if why != nil {
+			m.Waiting = why
+		}
 		if n := len(m.Attempts); n > 0 && m.State == store.StateInflight {
 			m.Attempts[n-1].Status = store.AttemptInterrupt
 		}
@@ -164,7 +170,7 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 		if at.IsZero() || at.Sub(now) > maxWait {
 			at = now.Add(maxWait)
 		}
-		s.requeue(m.ID, at)
+		s.requeueWaiting(m.ID, at, explanation)
 		return
 	}
 	onlyAvoided := len(ex.Excluded) > 0

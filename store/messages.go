@@ -97,9 +97,13 @@ type Message struct {
 	// connection or quota error to when the message may use them again.
 	Avoid         map[string]time.Time `json:"avoid,omitempty"`
 	SentFromEmail string               `json:"sent_from_email,omitempty"`
-	Attempts      []Attempt            `json:"attempts,omitempty"`
-	CreatedAt     time.Time            `json:"created_at"`
-	UpdatedAt     time.Time            `json:"updated_at"`
+	// Waiting is the routing explanation of the last pick that found no
+	// provider it could use yet (quota, breaker): why the message waits.
+	// Cleared when an attempt starts.
+	Waiting   json.RawMessage `json:"waiting,omitempty"`
+	Attempts  []Attempt       `json:"attempts,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
 }
 
 // PendingRecipients returns the addresses still to be delivered.

@@ -30,7 +30,8 @@ var (
 	bDue       = []byte("due")      // be64(unix nanos) || msg id → nil
 	bInflight  = []byte("inflight") // msg id → nil
 	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight, bUsage,
-		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords}
+		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
+		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue}
 )
 
 // Errors callers branch on.

@@ -140,7 +140,15 @@ func (e *credentialsError) Unwrap() error { return e.err }
 const (
 	throttleAttempts = 3                      // first try plus two retries
 	throttleBackoff  = 250 * time.Millisecond // doubled per retry, full jitter
+	// minRetryBudget is the time that must be left to start a retry. A
+	// retry cut off by the deadline after its body went out is
+	// "uncertain" and never resent, so near the deadline the throttle
+	// itself is the better outcome: relay retries that later.
+	minRetryBudget = 2 * time.Second
 )
+
+// errNoRetryBudget stops a throttle retry for lack of time.
+var errNoRetryBudget = errors.New("ses: too little time left to retry the throttled request")
 
 func newRetryer() aws.Retryer {
 	return sendRetryer{retry.NewStandard(func(o *retry.StandardOptions) {
@@ -159,9 +167,10 @@ func newRetryer() aws.Retryer {
 	})}
 }
 
-// sendRetryer notes, in the call's attemptTrace, the refusal it is about
-// to retry: GetRetryToken is the one retryer hook that sees both the
-// error and the call's context, right before the backoff sleep.
+// sendRetryer adds the per-call part of the policy. GetRetryToken is the
+// one retryer hook that sees both the error and the call's context, right
+// before the backoff sleep: it declines a retry when the deadline is near,
+// and notes in the call's attemptTrace the refusal it is about to retry.
 type sendRetryer struct{ *retry.Standard }
 
 // The retry middleware only uses GetAttemptToken when the retryer has it.
@@ -169,6 +178,9 @@ var _ aws.RetryerV2 = sendRetryer{}
 
 // GetRetryToken implements aws.Retryer.
 func (r sendRetryer) GetRetryToken(ctx context.Context, err error) (func(error) error, error) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < minRetryBudget {
+		return nil, errNoRetryBudget
+	}
 	if t, ok := ctx.Value(traceKey{}).(*attemptTrace); ok {
 		t.rejected.Store(&err)
 	}

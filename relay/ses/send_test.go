@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2/types"
+
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
 )
@@ -141,15 +145,41 @@ func TestSendHangIsUncertain(t *testing.T) {
 	}
 }
 
-// A deadline that ends during the backoff after a throttle must still
-// read as the throttle: SES refused the request, nothing is uncertain.
-func TestSendDeadlineDuringThrottleBackoff(t *testing.T) {
+// Near the deadline a throttle is not retried: a retry cut off after its
+// body went out would be uncertain, the throttle itself is retried later.
+func TestSendNoThrottleRetryNearDeadline(t *testing.T) {
 	f := newFakeSES(t)
 	f.setAlways(reply{status: 429, errType: "TooManyRequestsException", message: "Maximum sending rate exceeded."})
 	p := newProvider(t, f.config())
-	for range 5 { // the backoff is random; repeat to meet the interrupted case
-		_, err := p.Send(ctxTimeout(t, 60*time.Millisecond), envelope(), []byte(message))
-		want{class: routing.Quota, phase: routing.PhaseData, code: 429, text: "TooManyRequestsException"}.check(t, err)
+	_, err := p.Send(ctxTimeout(t, minRetryBudget-100*time.Millisecond), envelope(), []byte(message))
+	want{class: routing.Quota, phase: routing.PhaseData, code: 429, text: "TooManyRequestsException"}.check(t, err)
+	if n, _ := f.stats(); n != 1 {
+		t.Errorf("SES saw %d requests, want 1", n)
+	}
+}
+
+// A call canceled during the backoff after a throttle (the SDK then
+// reports only the cancellation) still reads as the throttle.
+func TestFailAfterCanceledBackoff(t *testing.T) {
+	f := newFakeSES(t)
+	f.setAlways(reply{status: 429, errType: "TooManyRequestsException", message: "Maximum sending rate exceeded."})
+	p := newProvider(t, f.config())
+	var tr attemptTrace
+	_, throttled := p.client.SendEmail(tr.with(ctxTimeout(t, time.Second)), sendInput())
+	if httpStatus(throttled) != 429 {
+		t.Fatalf("setup: %v", throttled)
+	}
+	tr.rejected.Store(&throttled) // as sendRetryer does before sleeping
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := fail(ctx, &aws.RequestCanceledError{Err: context.Canceled}, &tr, true)
+	want{class: routing.Quota, phase: routing.PhaseData, code: 429}.check(t, err)
+}
+
+func sendInput() *sesv2.SendEmailInput {
+	return &sesv2.SendEmailInput{
+		Content:     &types.EmailContent{Raw: &types.RawMessage{Data: []byte(message)}},
+		Destination: &types.Destination{ToAddresses: []string{"bob@example.net"}},
 	}
 }
 

@@ -238,8 +238,8 @@ func splitHeader(msg []byte) (header, []byte) {
 			end = pos + i + 1
 		}
 		line := msg[pos:end]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 && end > pos && line[len(line)-1] == '\n' {
-			return h, msg[end:]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return h, msg[end:] // the blank line (or a stray CR at the very end)
 		}
 		pos = end
 		if line[len(line)-1] != '\n' {
