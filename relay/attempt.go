@@ -31,6 +31,7 @@ func (s *Scheduler) attempt(id string) {
 		s.requeue(id, s.now().Add(noProviderDelay))
 		return
 	}
+	m0 := m
 	team, _ := s.store.Team(m.TeamID) // nil only in tests without teams: defaults apply
 	now := s.now()
 	ex, res := s.health.pick(m, ps, team, now, s.draw)
@@ -57,6 +58,7 @@ func (s *Scheduler) attempt(id string) {
 		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, ProviderID: prov.ID,
 			ProviderType: prov.Type, StartedAt: started, Status: store.AttemptInProgress, Routing: explanation})
 		m.State, m.UpdatedAt, m.Waiting = store.StateInflight, started, nil
+		m.ManagedReserved = 0 // handed over to the quota counter below
 		return nil
 	}, res.providerID, res.record)
 	if err != nil {
@@ -65,6 +67,10 @@ func (s *Scheduler) attempt(id string) {
 			s.log.Error("claiming message failed", "msg_id", id, "err", err)
 		}
 		return
+	}
+	if reserved := m0.ManagedReserved; reserved > 0 {
+		// The attempt's own reservation now counts these recipients.
+		s.health.releaseManaged(m0.ManagedProviderID, reserved)
 	}
 	body, err := s.store.OpenBody(m)
 	if err != nil {

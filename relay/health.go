@@ -25,6 +25,10 @@ type health struct {
 type provState struct {
 	usage   routing.Usage
 	breaker routing.Breaker
+	// accepted counts managed-account recipients reserved at acceptance
+	// in acceptedDay whose messages have not been attempted yet.
+	accepted    int
+	acceptedDay time.Time
 }
 
 func newHealth(managed ManagedLimits) *health {

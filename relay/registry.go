@@ -50,7 +50,7 @@ func (r *Registry) Build(p *store.Provider) (Provider, error) {
 	if !ok {
 		return nil, fmt.Errorf("provider type %q is not available in this build", p.Type)
 	}
-	secret, err := r.sealer.Open(p.SMTPPasswordSealed)
+	secret, err := r.sealer.Open(sealedSecret(p))
 	if err != nil {
 		return nil, err
 	}
@@ -109,4 +109,15 @@ func closeProvider(p Provider) {
 	if c, ok := p.(Closer); ok {
 		c.Close()
 	}
+}
+
+// sealedSecret is the one secret a provider type replays upstream.
+func sealedSecret(p *store.Provider) []byte {
+	switch p.Type {
+	case store.TypeSES:
+		return p.SESSecretSealed
+	case store.TypeGmail, store.TypeOutlook:
+		return p.OAuthTokenSealed
+	}
+	return p.SMTPPasswordSealed
 }

@@ -161,3 +161,41 @@ func TestPerSecondQuotaHoldsAtUpstream(t *testing.T) {
 		}
 	}
 }
+
+func TestManagedDailyLimitAtAcceptance(t *testing.T) {
+	h := newHarness(t, nil)
+	daily := 2
+	if err := h.store.PutTeam(&store.Team{ID: h.team, Name: "t", ManagedDailyLimit: &daily}); err != nil {
+		t.Fatal(err)
+	}
+	// The team's only active provider is its managed account.
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.IsShared = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c := h.dial(h.secret)
+	// RSET gives reservations back.
+	if err := c.Mail("a@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"x@example.com", "y@example.com"} {
+		if err := c.Rcpt(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(c, "a@example.com", []string{"x@example.com", "y@example.com"}, testBody); err != nil {
+		t.Fatalf("two recipients within the limit: %v", err)
+	}
+	_, err := send(c, "a@example.com", []string{"z@example.com"}, testBody)
+	se, ok := err.(*gosmtp.SMTPError)
+	if !ok || se.Code != 550 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 7, 1}) || se.Message != "Daily sending limit reached" {
+		t.Fatalf("third recipient of the day: %v, want 550 5.7.1 Daily sending limit reached", err)
+	}
+	// With another active provider in scope the mail is accepted (it can go there).
+	h.addProvider("fake", nil)
+	if _, err := send(h.dial(h.secret), "a@example.com", []string{"z@example.com"}, testBody); err != nil {
+		t.Fatalf("with another provider in scope: %v", err)
+	}
+}

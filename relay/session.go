@@ -32,6 +32,7 @@ var (
 	errTempFail    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	errLineTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message line too long"}
 	errNoBody      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}
+	errDailyLimit  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Daily sending limit reached"}
 	errNotMailbox  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address must be the mailbox address"}
 )
 
@@ -46,6 +47,10 @@ type session struct {
 	// inTx is set between MAIL and the end of the transaction; shutdown
 	// lets such a session finish and closes idle ones at once.
 	inTx atomic.Bool
+	// managed and reserved: recipients of this transaction reserved on the
+	// managed account's daily limit (see managed.go).
+	managed  *store.Provider
+	reserved int
 }
 
 var (
@@ -130,6 +135,14 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // a duplicate recipient gets one copy
 		}
 	}
+	if managed, team := s.srv.managedOnly(s.cred); managed != nil {
+		if !s.srv.sched.health.acceptManaged(managed, team, 1, s.srv.now()) {
+			s.srv.reject(s.cred, "daily_limit_exceeded")
+			return errDailyLimit
+		}
+		s.managed = managed
+		s.reserved++
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }
@@ -154,6 +167,9 @@ func (s *session) Data(r io.Reader) error {
 		return errNotMailbox
 	}
 	msg := s.srv.newMessage(id, s.cred, "smtp", s.from, s.rcpts, head, size)
+	if s.managed != nil {
+		msg.ManagedReserved, msg.ManagedProviderID = s.reserved, s.managed.ID
+	}
 	var body []byte
 	if spool != nil {
 		msg.Spooled = true
@@ -161,6 +177,7 @@ func (s *session) Data(r io.Reader) error {
 		body = head
 	}
 	if err := s.srv.enqueue(msg, body); err != nil {
+		s.releaseReserved()
 		if spool != nil {
 			spool.Abort()
 		}
@@ -168,6 +185,7 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 			Message: "Temporary failure storing message " + msg.ID}
 	}
+	s.managed, s.reserved = nil, 0 // now the message's
 	// go-smtp writes whatever status Data returns; a 250 "error" is how a
 	// backend chooses the text of the success reply.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}
@@ -225,7 +243,17 @@ func dataError(err error) error {
 	return errTempFail
 }
 
+// releaseReserved gives back managed-account reservations of a
+// transaction that did not end in a queued message.
+func (s *session) releaseReserved() {
+	if s.managed != nil {
+		s.srv.sched.health.releaseManaged(s.managed.ID, s.reserved)
+	}
+	s.managed, s.reserved = nil, 0
+}
+
 func (s *session) Reset() {
+	s.releaseReserved()
 	s.from = ""
 	s.rcpts = s.rcpts[:0]
 	s.inTx.Store(false)

@@ -11,6 +11,9 @@ var (
 	ErrSenderNotMailbox  = errors.New("sender must be the mailbox address")
 	ErrBadAddress        = errors.New("malformed address")
 	ErrEmptyMessage      = errors.New("empty message")
+	// ErrDailyLimit: the managed account, the only provider in scope, has
+	// no room left today (HTTP 429 daily_limit_exceeded).
+	ErrDailyLimit = errors.New("daily_limit_exceeded")
 )
 
 // Authenticate resolves a sending key or mailbox password presented over
@@ -62,7 +65,15 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 		return "", ErrNoActiveProviders
 	}
 	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
+	if managed, team := srv.managedOnly(cred); managed != nil {
+		if !srv.sched.health.acceptManaged(managed, team, len(uniq), srv.now()) {
+			srv.reject(cred, "daily_limit_exceeded")
+			return "", ErrDailyLimit
+		}
+		m.ManagedReserved, m.ManagedProviderID = len(uniq), managed.ID
+	}
 	if err := srv.enqueue(m, body); err != nil {
+		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
 		return "", err
 	}
 	return m.ID, nil

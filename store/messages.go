@@ -78,6 +78,10 @@ type Message struct {
 	From       string      `json:"from"`
 	Recipients []Recipient `json:"recipients"`
 	Size       int64       `json:"size"`
+	// ManagedReserved counts recipients reserved on ManagedProviderID's
+	// daily limit at acceptance, handed over at the first attempt.
+	ManagedReserved   int    `json:"managed_reserved,omitempty"`
+	ManagedProviderID string `json:"managed_provider_id,omitempty"`
 	// Spooled is true when the body is a spool file, not a bbolt value.
 	Spooled         bool   `json:"spooled,omitempty"`
 	Subject         string `json:"subject,omitempty"`

@@ -55,6 +55,18 @@ type Provider struct {
 	SMTPUsername       string `json:"smtp_username,omitempty"`
 	SMTPPasswordSealed []byte `json:"smtp_password_sealed,omitempty"`
 
+	// Own Amazon SES account (type ses).
+	SESRegion           string `json:"ses_region,omitempty"`
+	SESAccessKeyID      string `json:"ses_access_key_id,omitempty"`
+	SESSecretSealed     []byte `json:"ses_secret_sealed,omitempty"`
+	SESEndpoint         string `json:"ses_endpoint,omitempty"`
+	SESConfigurationSet string `json:"ses_configuration_set,omitempty"`
+
+	// Connected accounts (gmail_api, outlook_api): the authorised address
+	// and the sealed OAuth token (JSON, refresh token included).
+	OAuthEmail       string `json:"oauth_email,omitempty"`
+	OAuthTokenSealed []byte `json:"oauth_token_sealed,omitempty"`
+
 	FromEmail      string `json:"from_email,omitempty"`
 	FromName       string `json:"from_name,omitempty"`
 	ReplyToEmail   string `json:"reply_to_email,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/oauth2"
@@ -82,7 +83,11 @@ func do(ctx context.Context, hc *http.Client, req *http.Request, api string) (*R
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, NetFailure(ctx, api, err, wrote.Load())
+		// net/http reports a keep-alive connection the server closed
+		// while idle, just as the request went out, this way. The server
+		// never read it; net/http only declines to retry a POST itself.
+		idle := strings.Contains(err.Error(), "server closed idle connection")
+		return nil, NetFailure(ctx, api, err, wrote.Load() && !idle)
 	}
 	defer resp.Body.Close()
 	// A body cut short still leaves the status, which is what decides:

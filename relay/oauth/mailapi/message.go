@@ -227,25 +227,40 @@ type header struct {
 // already and the API will judge it. A message without a blank line is
 // all header.
 func splitHeader(msg []byte) (header, []byte) {
-	h := header{eol: "\r\n"}
-	if i := bytes.IndexByte(msg, '\n'); i >= 0 && (i == 0 || msg[i-1] != '\r') {
-		h.eol = "\n"
-	}
-	pos := 0
-	for pos < len(msg) {
+	var lines [][]byte
+	body := []byte(nil)
+	for pos := 0; pos < len(msg); {
 		end := len(msg)
 		if i := bytes.IndexByte(msg[pos:], '\n'); i >= 0 {
 			end = pos + i + 1
 		}
 		line := msg[pos:end]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return h, msg[end:] // the blank line (or a stray CR at the very end)
-		}
 		pos = end
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			lines = append(lines, line)
+			body = msg[end:] // after the blank line (or a stray CR at the very end)
+			break
+		}
+		lines = append(lines, line)
+	}
+	// Added fields use the header's line ending: LF only when the header,
+	// blank line included, has LF endings and no CRLF at all. Deciding on
+	// the whole header keeps a second Prepare of the output choosing the
+	// same, so a retry prepares the same bytes.
+	h := header{eol: "\r\n"}
+	if hdr := msg[:len(msg)-len(body)]; bytes.IndexByte(hdr, '\n') >= 0 && !bytes.Contains(hdr, []byte("\r\n")) {
+		h.eol = "\n"
+	}
+	if body != nil {
+		lines = lines[:len(lines)-1] // the blank line
+	}
+	for _, line := range lines {
 		if line[len(line)-1] != '\n' {
 			// The last line lacks its ending; give it one so that a
-			// field added after it starts on a line of its own.
-			line = append(line[:len(line):len(line)], h.eol...)
+			// field added after it starts on a line of its own (a
+			// trailing CR would turn an LF ending into CRLF).
+			t := bytes.TrimRight(line, "\r")
+			line = append(t[:len(t):len(t)], h.eol...)
 		}
 		if (line[0] == ' ' || line[0] == '\t') && len(h.fields) > 0 {
 			last := &h.fields[len(h.fields)-1]
@@ -258,5 +273,5 @@ func splitHeader(msg []byte) (header, []byte) {
 		}
 		h.fields = append(h.fields, field{name: name, raw: line})
 	}
-	return h, nil
+	return h, body
 }

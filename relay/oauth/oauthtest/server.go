@@ -8,13 +8,18 @@
 package oauthtest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"net/url"
 	"strings"
 	"sync"
@@ -285,4 +290,44 @@ func randomToken(prefix string) string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return prefix + "." + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Message is a message as a fake send API received it.
+type Message struct {
+	Raw    []byte
+	Header mail.Header
+	Body   []byte // the bytes after the header's blank line, exactly
+	// Recipients are the addresses of To, Cc and Bcc, lower-case: whom
+	// Gmail and Graph deliver to.
+	Recipients []string
+}
+
+// ParseMessage parses raw as the APIs do, failing where they would
+// answer 400 (no parsable header, no recipient).
+func ParseMessage(raw []byte) (*Message, error) {
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(m.Body)
+	if err != nil {
+		return nil, err
+	}
+	msg := &Message{Raw: raw, Header: m.Header, Body: body}
+	for _, k := range []string{"To", "Cc", "Bcc"} {
+		if m.Header.Get(k) == "" {
+			continue
+		}
+		list, err := m.Header.AddressList(k)
+		if err != nil {
+			return nil, fmt.Errorf("invalid %s header: %w", k, err)
+		}
+		for _, a := range list {
+			msg.Recipients = append(msg.Recipients, strings.ToLower(a.Address))
+		}
+	}
+	if len(msg.Recipients) == 0 {
+		return nil, errors.New("recipient address required")
+	}
+	return msg, nil
 }
