@@ -13,6 +13,7 @@ var providerFields = []string{
 	"type", "name", "smtp_host", "smtp_port", "smtp_protocol", "smtp_username", "smtp_password",
 	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain",
 	"quotas", "percentage", "group_id",
+	"ses_region", "ses_access_key_id", "ses_secret_access_key", "ses_endpoint", "ses_configuration_set",
 }
 
 // quotaWindows are the quota members in the order they are reported.
@@ -34,6 +35,7 @@ type providerInput struct {
 	port, percentage                              opt[int]
 	quotasSet, quotasNull                         bool
 	windows                                       [4]rangeInput
+	ses                                           sesInput
 }
 
 // rangeInput is one quota window: absent, null, a fixed integer, or a
@@ -61,6 +63,7 @@ func decodeProvider(o *object) (*providerInput, error) {
 		{"reply_to_email", &in.replyEmail}, {"reply_to_name", &in.replyName},
 		{"tracking_domain", &in.tracking}, {"group_id", &in.group},
 	}
+	strs = append(strs, in.ses.fields()...)
 	for _, f := range strs {
 		if *f.dst, err = field[string](o, f.name); err != nil {
 			return nil, err
@@ -141,7 +144,7 @@ func checkType(in *providerInput) (string, error) {
 	case store.TypeSMTP:
 		return t, nil
 	case store.TypeSES:
-		return "", errValidation("type", fcNotSupported, `type "ses" (your own Amazon SES account) is not available yet; use "smtp"`)
+		return t, nil
 	case store.TypeManagedSES:
 		return "", errValidation("type", fcNotSupported, "the managed Amazon SES account is created automatically and cannot be added")
 	case store.TypeGmail, store.TypeOutlook:
@@ -149,18 +152,21 @@ func checkType(in *providerInput) (string, error) {
 	case "http":
 		return "", errValidation("type", fcNotSupported, `type "http" is coming soon`)
 	default:
-		return "", errValidation("type", fcInvalid, `type must be "smtp"`)
+		return "", errValidation("type", fcInvalid, `type must be "smtp" or "ses"`)
 	}
 }
 
+// sealedSecrets are the write-only secrets of a body, encrypted once
+// outside the store transaction so that a retried transaction does not
+// re-encrypt (nil when absent).
+type sealedSecrets struct{ smtpPassword, sesSecret []byte }
+
 // applyProvider validates in and applies it to p, recording every problem
 // in v. create makes the required fields required; in a PATCH absent
-// fields stay as they are. sealed is the already-sealed smtp_password (nil
-// when none was given), sealed outside so that a retried store transaction
-// does not re-encrypt.
+// fields stay as they are.
 //
 // It must be deterministic: the store may run it more than once.
-func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed []byte) {
+func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed sealedSecrets) {
 	if in.typ.Set && !create && (in.typ.Null || in.typ.V != p.Type) {
 		v.add("type", fcNotEditable, "type cannot be changed; create a new provider instead")
 	}
@@ -215,7 +221,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		case len(in.password.V) > 1024 || strings.ContainsAny(in.password.V, "\x00\r\n"):
 			v.add("smtp_password", fcInvalid, "smtp_password must be at most 1024 characters without NUL, CR or LF")
 		default:
-			p.SMTPPasswordSealed = sealed
+			p.SMTPPasswordSealed = sealed.smtpPassword
 		}
 	}
 	if in.fromEmail.Set {
@@ -261,6 +267,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		}
 	}
 	applyQuotas(in, &p.Quotas, v)
+	applySES(in, p, v, sealed.sesSecret)
 
 	if p.Type == store.TypeSMTP {
 		if p.SMTPHost == "" && !hasField(v, "smtp_host") {

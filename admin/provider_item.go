@@ -23,21 +23,28 @@ type providerItem struct {
 	SMTPProtocol    *string        `json:"smtp_protocol"`
 	SMTPUsername    *string        `json:"smtp_username"`
 	HasSMTPPassword bool           `json:"has_smtp_password"`
-	FromEmail       *string        `json:"from_email"`
-	FromName        *string        `json:"from_name"`
-	ReplyToEmail    *string        `json:"reply_to_email"`
-	ReplyToName     *string        `json:"reply_to_name"`
-	OAuthEmail      *string        `json:"oauth_email"`
-	HasRefreshToken bool           `json:"has_refresh_token"`
-	Quotas          store.Quotas   `json:"quotas"`
-	Percentage      *int           `json:"percentage"`
-	GroupID         *string        `json:"group_id"`
-	TrackingDomain  *string        `json:"tracking_domain"`
-	Health          any            `json:"health"`
-	CreatedAt       string         `json:"created_at"`
-	UpdatedAt       string         `json:"updated_at"`
-	LastTestedAt    *string        `json:"last_tested_at"`
-	LastUsedAt      *string        `json:"last_used_at"`
+	// Own Amazon SES account settings (type ses); the secret key is
+	// write-only.
+	SESRegion             *string      `json:"ses_region"`
+	SESAccessKeyID        *string      `json:"ses_access_key_id"`
+	HasSESSecretAccessKey bool         `json:"has_ses_secret_access_key"`
+	SESEndpoint           *string      `json:"ses_endpoint"`
+	SESConfigurationSet   *string      `json:"ses_configuration_set"`
+	FromEmail             *string      `json:"from_email"`
+	FromName              *string      `json:"from_name"`
+	ReplyToEmail          *string      `json:"reply_to_email"`
+	ReplyToName           *string      `json:"reply_to_name"`
+	OAuthEmail            *string      `json:"oauth_email"`
+	HasRefreshToken       bool         `json:"has_refresh_token"`
+	Quotas                store.Quotas `json:"quotas"`
+	Percentage            *int         `json:"percentage"`
+	GroupID               *string      `json:"group_id"`
+	TrackingDomain        *string      `json:"tracking_domain"`
+	Health                any          `json:"health"`
+	CreatedAt             string       `json:"created_at"`
+	UpdatedAt             string       `json:"updated_at"`
+	LastTestedAt          *string      `json:"last_tested_at"`
+	LastUsedAt            *string      `json:"last_used_at"`
 }
 
 // allowedActions tells a UI which buttons make sense for this provider in
@@ -74,19 +81,22 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 		SMTPProtocol:    nullable(p.SMTPProtocol),
 		SMTPUsername:    nullable(p.SMTPUsername),
 		HasSMTPPassword: len(p.SMTPPasswordSealed) > 0,
-		FromEmail:       nullable(p.FromEmail),
-		FromName:        nullable(p.FromName),
-		ReplyToEmail:    nullable(p.ReplyToEmail),
-		ReplyToName:     nullable(p.ReplyToName),
-		Quotas:          p.Quotas,
-		Percentage:      p.Percentage,
-		GroupID:         nullable(p.GroupID),
-		TrackingDomain:  nullable(p.TrackingDomain),
-		Health:          s.health(p.ID),
-		CreatedAt:       rfc3339(p.CreatedAt),
-		UpdatedAt:       rfc3339(p.UpdatedAt),
-		LastTestedAt:    rfc3339p(p.LastTestedAt),
-		LastUsedAt:      rfc3339p(p.LastUsedAt),
+		SESRegion:       nullable(p.SESRegion), SESAccessKeyID: nullable(p.SESAccessKeyID),
+		HasSESSecretAccessKey: len(p.SESSecretSealed) > 0, SESEndpoint: nullable(p.SESEndpoint),
+		SESConfigurationSet: nullable(p.SESConfigurationSet),
+		FromEmail:           nullable(p.FromEmail),
+		FromName:            nullable(p.FromName),
+		ReplyToEmail:        nullable(p.ReplyToEmail),
+		ReplyToName:         nullable(p.ReplyToName),
+		Quotas:              p.Quotas,
+		Percentage:          p.Percentage,
+		GroupID:             nullable(p.GroupID),
+		TrackingDomain:      nullable(p.TrackingDomain),
+		Health:              s.health(p.ID),
+		CreatedAt:           rfc3339(p.CreatedAt),
+		UpdatedAt:           rfc3339(p.UpdatedAt),
+		LastTestedAt:        rfc3339p(p.LastTestedAt),
+		LastUsedAt:          rfc3339p(p.LastUsedAt),
 	}
 	if p.SMTPPort != 0 {
 		port := p.SMTPPort

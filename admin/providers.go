@@ -72,7 +72,7 @@ func (s *Server) createProvider(c *call) error {
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
 	v := &validator{}
-	applyProvider(in, p, v, true, s.sealPassword(in))
+	applyProvider(in, p, v, true, s.sealSecrets(in))
 	// From the group check to the commit: see refMu.
 	s.refMu.RLock()
 	defer s.refMu.RUnlock()
@@ -113,13 +113,16 @@ func (s *Server) createProvider(c *call) error {
 	return nil
 }
 
-// sealPassword encrypts a new smtp_password once, before the store
+// sealSecrets encrypts new write-only secrets once, before the store
 // transaction (which may run its function more than once).
-func (s *Server) sealPassword(in *providerInput) []byte {
-	if !in.password.Set || in.password.Null || in.password.V == "" {
-		return nil
+func (s *Server) sealSecrets(in *providerInput) sealedSecrets {
+	seal := func(o opt[string]) []byte {
+		if !o.Set || o.Null || o.V == "" {
+			return nil
+		}
+		return s.opts.Sealer.Seal(o.V)
 	}
-	return s.opts.Sealer.Seal(in.password.V)
+	return sealedSecrets{smtpPassword: seal(in.password), sesSecret: seal(in.ses.secret)}
 }
 
 // providerLimit is the team's own-provider cap: its override or the
@@ -239,7 +242,7 @@ func (s *Server) patchProvider(c *call) error {
 	if err := s.checkGroupRef(c.team(), in, pre); err != nil {
 		return err
 	}
-	sealed := s.sealPassword(in)
+	sealed := s.sealSecrets(in)
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
 		if p.IsShared {

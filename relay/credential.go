@@ -46,14 +46,15 @@ func (a *Authenticator) Check(secret string) (*Credential, error) {
 	return c, nil
 }
 
-// Recheck re-reads a credential so that revoking a key or password, or
-// suspending a mailbox, takes effect on an open session's next transaction.
-func (a *Authenticator) Recheck(c *Credential) error {
+// Recheck re-reads a credential so that revoking a key or password,
+// suspending a mailbox, or changing its send scope takes effect on an open
+// session's next transaction. It returns the current credential.
+func (a *Authenticator) Recheck(c *Credential) (*Credential, error) {
 	sc, err := a.Store.CredentialByID(c.Kind, c.ID)
 	if err != nil || !canSend(sc) {
-		return ErrBadCredential
+		return nil, ErrBadCredential
 	}
-	return nil
+	return fromStore(sc), nil
 }
 
 func (a *Authenticator) lookup(secret string) (*Credential, error) {
@@ -64,8 +65,12 @@ func (a *Authenticator) lookup(secret string) (*Credential, error) {
 	if err != nil || !canSend(sc) {
 		return nil, ErrBadCredential
 	}
+	return fromStore(sc), nil
+}
+
+func fromStore(sc *store.Credential) *Credential {
 	return &Credential{TeamID: sc.TeamID, Kind: sc.Kind, ID: sc.ID, MailboxID: sc.MailboxID,
-		RequiredFrom: sc.MailboxAddress, Scope: sc.Scope}, nil
+		RequiredFrom: sc.MailboxAddress, Scope: sc.Scope}
 }
 
 // canSend: only active sending keys and active mailbox passwords send;

@@ -92,10 +92,12 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errNeedAuth
 	}
 	// Revocation takes effect at the next transaction of an open session.
-	if err := s.srv.auth.Recheck(s.cred); err != nil {
+	fresh, err := s.srv.auth.Recheck(s.cred)
+	if err != nil {
 		s.cred = nil
 		return errBadAuth
 	}
+	s.cred = fresh
 	if from != "" && !validAddress(from) {
 		return errBadAddr
 	}

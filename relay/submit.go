@@ -30,7 +30,8 @@ func (srv *Server) Limiter() *RateLimiter { return srv.limiter }
 // per request), then the same durable enqueue. It returns the eml_ id once
 // the message is on disk. body must be CRLF-terminated lines.
 func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []byte) (string, error) {
-	if err := srv.auth.Recheck(cred); err != nil {
+	cred, err := srv.auth.Recheck(cred)
+	if err != nil {
 		return "", ErrBadCredential
 	}
 	if len(body) == 0 {

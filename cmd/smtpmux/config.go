@@ -45,6 +45,13 @@ type fileConfig struct {
 		OutboxDir   string `toml:"outbox_dir"`
 		HourlyLimit int    `toml:"hourly_limit"`
 		DailyLimit  int    `toml:"daily_limit"`
+		SES         struct {
+			Region           string `toml:"region"`
+			Endpoint         string `toml:"endpoint"`
+			ConfigurationSet string `toml:"configuration_set"`
+			AccessKeyID      string `toml:"access_key_id"`
+			SecretAccessKey  string `toml:"secret_access_key"`
+		} `toml:"ses"`
 	} `toml:"managed"`
 
 	Delivery struct {
@@ -210,8 +217,16 @@ func validate(fc fileConfig) (*config, error) {
 			fc.Managed.OutboxDir = filepath.Join(fc.DataDir, "outbox")
 			c.file.Managed.OutboxDir = fc.Managed.OutboxDir
 		}
+	case "ses":
+		ms := fc.Managed.SES
+		if ms.Region == "" {
+			return nil, &configError{"managed.ses.region", `is required when managed.backend = "ses"`}
+		}
+		if (ms.AccessKeyID == "") != (ms.SecretAccessKey == "") {
+			return nil, &configError{"managed.ses.access_key_id", "access_key_id and secret_access_key go together (or leave both empty for the AWS default credential chain)"}
+		}
 	default:
-		return nil, &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\")", fc.Managed.Backend)}
+		return nil, &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\" or \"ses\")", fc.Managed.Backend)}
 	}
 	if fc.Managed.HourlyLimit < 0 || fc.Managed.DailyLimit < 0 {
 		return nil, &configError{"managed.hourly_limit", "limits must not be negative"}

@@ -68,11 +68,19 @@ func (d *proc) deactivate(id string) {
 // sendingKey creates a sending key with scope (nil: the default, all).
 func (d *proc) sendingKey(scope map[string]any) string {
 	d.t.Helper()
+	secret, _ := d.sendingKeyWithID(scope)
+	return secret
+}
+
+// sendingKeyWithID is sendingKey that also returns the key's ID.
+func (d *proc) sendingKeyWithID(scope map[string]any) (secret, id string) {
+	d.t.Helper()
 	body := map[string]any{"name": "routing", "type": "sending"}
 	if scope != nil {
 		body["send_scope"] = scope
 	}
-	return d.must(201, "POST", "/api-keys", body)["key"].(string)
+	k := d.must(201, "POST", "/api-keys", body)
+	return k["key"].(string), k["id"].(string)
 }
 
 func (d *proc) provider(id string) map[string]any {
@@ -195,7 +203,7 @@ func wantReply(t *testing.T, err error, code int, enhanced string, what string) 
 	return se
 }
 
-// routingOf decodes attempts[i].routing of an email record.
+// explanation is the routing explanation stored with an attempt.
 type explanation struct {
 	ScopeType string   `json:"scope_type"`
 	InScope   []string `json:"in_scope"`
@@ -213,6 +221,7 @@ type explanation struct {
 	Waiting bool   `json:"waiting"`
 }
 
+// routingOf decodes attempts[i].routing of an email record.
 func routingOf(t *testing.T, email map[string]any, i int) explanation {
 	t.Helper()
 	attempts, _ := email["attempts"].([]any)
@@ -281,7 +290,7 @@ func skipNearUTCMidnight(t *testing.T) {
 	}
 }
 
-// usageByProvider is GET /providers/usage as provider → sent_7d.
+// sentByProvider is GET /providers/usage as provider → sent_7d.
 func (d *proc) sentByProvider() map[string]int {
 	d.t.Helper()
 	out := map[string]int{}
@@ -336,6 +345,32 @@ func TestRoutingWeights70To30(t *testing.T) {
 	})
 	if u := d.sentByProvider(); u[a] != upA.Count() || u[b] != upB.Count() {
 		t.Fatalf("usage says A %d B %d, upstreams saw A %d B %d", u[a], u[b], upA.Count(), upB.Count())
+	}
+
+	// A negative weight is refused at write time.
+	if code, resp := d.api("PATCH", "/providers/"+b, map[string]any{"percentage": -1}); code != 422 {
+		t.Fatalf("percentage -1: %d %v, want 422", code, resp)
+	}
+	// Weight 0 is never picked, from the next pick on.
+	d.must(200, "PATCH", "/providers/"+b, map[string]any{"percentage": 0})
+	beforeA, beforeB := upA.Count(), upB.Count()
+	keys = []string{d.sendingKey(nil)}
+	sendConcurrently(t, d, keys[0], "w0", 200, 4)
+	upA.WaitMessages(t, beforeA+200, 15*time.Second)
+	if upB.Count() != beforeB {
+		t.Fatalf("a provider at percentage 0 got %d messages", upB.Count()-beforeB)
+	}
+	// Both unset: an equal split.
+	d.must(200, "PATCH", "/providers/"+a, map[string]any{"percentage": nil})
+	d.must(200, "PATCH", "/providers/"+b, map[string]any{"percentage": nil})
+	beforeA, beforeB = upA.Count(), upB.Count()
+	const m = 1000
+	sendConcurrently(t, d, keys[0], "wu", m, 10)
+	waitFor(t, 20*time.Second, "the equal-split messages", func() bool { return upA.Count()+upB.Count() >= beforeA+beforeB+m })
+	gotA := upA.Count() - beforeA
+	t.Logf("unset weights: A %d of %d", gotA, m)
+	if share := float64(gotA) / m; math.Abs(share-0.5) > 0.06 {
+		t.Fatalf("with both weights unset A got %.1f%%, want 50%% ± 6%%", 100*share)
 	}
 }
 
@@ -424,39 +459,119 @@ func TestRoutingPerDayCap(t *testing.T) {
 	}
 	t.Run("waiting explained on the message", func(t *testing.T) {
 		for _, e := range pending {
-			requireWaitingExplanation(t, e, p)
+			requireWaitingExplanation(t, e, p, "over_quota")
 		}
 	})
 }
 
-// requireWaitingExplanation checks that a message that waits for quota says
-// so: SPEC §4 promises a routing explanation on GET /emails/{id}, and the
-// issue "every decision explained on the message". Where the product puts it
-// is its choice; the provider must appear with reason over_quota somewhere
-// in the record.
-func requireWaitingExplanation(t *testing.T, e map[string]any, providerID string) {
+// requireWaitingExplanation checks that a message that waits (its providers
+// over quota or pulled) says why: SPEC §4 promises a routing explanation on
+// GET /emails/{id}, and issue 3 "every decision explained on the message".
+// Where the product puts it is its choice; the provider must appear with
+// the reason somewhere in the record.
+func requireWaitingExplanation(t *testing.T, e map[string]any, providerID, reason string) {
 	t.Helper()
 	raw, _ := json.Marshal(e)
-	if !strings.Contains(string(raw), "over_quota") || !strings.Contains(string(raw), providerID) {
-		t.Fatalf("message %s is pending because provider %s is over quota, but its record does not say so "+
-			"(no routing explanation with reason over_quota): %s", e["id"], providerID, raw)
+	if !strings.Contains(string(raw), `"`+reason+`"`) || !strings.Contains(string(raw), providerID) {
+		t.Fatalf("message %s is pending because provider %s is excluded (%s), but its record does not say so "+
+			"(no routing explanation with reason %s): %s", e["id"], providerID, reason, reason, raw)
 	}
+}
+
+// TestRoutingQuotaReleasedOnFailure: capacity is reserved at pick time and
+// given back when the attempt did not consume it. With per_day = 2, a
+// first attempt refused at MAIL (before any body went out) does not use up
+// a unit: two messages are delivered, the third waits.
+func TestRoutingQuotaReleasedOnFailure(t *testing.T) {
+	t.Parallel()
+	skipNearUTCMidnight(t)
+	up := testpeer.Start(t, testpeer.Options{})
+	up.Script(testpeer.StepMail, "", testpeer.Reply(421, "4.3.2", "not now"))
+	d := newDaemon(t, nil)
+	p, key := d.setupRelay(plainProvider(up, "daily2", map[string]any{"quotas": map[string]any{"per_day": 2}}))
+	c := d.client(key)
+	defer c.Close()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		id, err := sendOne(c, "app@example.com", []string{"user@example.net"}, routedMsg("app@example.com", fmt.Sprintf("rel-%d@e2e.test", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if i < 2 {
+			if e := d.waitEmail(id); e["status"] != "sent" {
+				t.Fatalf("message %d of a per_day = 2 provider whose first attempt failed before the body: %v", i, e)
+			}
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if e := d.email(ids[2]); e["status"] != "pending" || up.Count() != 2 {
+		t.Fatalf("third message %v; upstream has %d", e["status"], up.Count())
+	}
+	if u := d.sentByProvider(); u[p] != 2 {
+		t.Fatalf("usage sent_7d %d, want 2", u[p])
+	}
+}
+
+// TestRoutingOverQuotaSpillsToOtherProvider: a provider at its cap is only
+// skipped; the rest of the traffic goes to the other provider in scope at
+// once, and the capped one never gets more than its per_day.
+func TestRoutingOverQuotaSpillsToOtherProvider(t *testing.T) {
+	t.Parallel()
+	skipNearUTCMidnight(t)
+	upA, upB := testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	a := d.addProvider(plainProvider(upA, "capped", map[string]any{"quotas": map[string]any{"per_day": 5}}))
+	d.addProvider(plainProvider(upB, "open", nil))
+	d.deactivate(d.managedID())
+	ids := sendConcurrently(t, d, d.sendingKey(nil), "spill", 60, 10)
+	for _, id := range ids {
+		if e := d.waitEmail(id); e["status"] != "sent" {
+			t.Fatalf("email %v", e)
+		}
+	}
+	if upA.Count() != 5 || upB.Count() != 55 {
+		t.Fatalf("A (per_day 5) got %d, B %d; want 5 and 55", upA.Count(), upB.Count())
+	}
+	// Some message, picked after A's fifth, shows why A was skipped.
+	for i := len(ids) - 1; i >= 0; i-- {
+		if routingOf(t, d.email(ids[i]), 0).excludedFor(a) == "over_quota" {
+			return
+		}
+	}
+	t.Fatal("no routing explanation shows A excluded as over_quota")
 }
 
 // ---- 3. breaker --------------------------------------------------------------
 
-// TestRoutingBreakerPullsProvider: upstream A answers 421 at MAIL. After 3
-// failures within 5 minutes A is pulled for an hour (health open,
-// pulled_until ~1 h ahead) and the traffic goes to B; every message is
-// delivered by B.
+// TestRoutingBreakerPullsProvider: upstream A fails every MAIL. After 3
+// failures within 5 minutes A is pulled (health open, pulled_until 1 h
+// ahead for a 421, 24 h for a quota block) and the traffic goes to B; every
+// message is delivered by B, and A is not tried again.
 func TestRoutingBreakerPullsProvider(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name, enhanced, text, class, reason string
+		code                                int
+		pull                                time.Duration
+	}{
+		{"421 connection failures", "4.3.2", "Service not available, closing transmission channel", "connection", "connection_failures", 421, time.Hour},
+		{"quota block", "4.7.1", "Daily sending quota exceeded for this account", "quota", "quota_block", 451, 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testBreaker(t, testpeer.Reply(tc.code, tc.enhanced, tc.text), tc.code, tc.class, tc.reason, tc.pull)
+		})
+	}
+}
+
+func testBreaker(t *testing.T, reply testpeer.Action, code int, class, reason string, pull time.Duration) {
 	upA, upB := testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{})
 	var mailsA atomic.Int64
 	upA.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
 		if step == testpeer.StepMail {
 			mailsA.Add(1)
-			return testpeer.Reply(421, "4.3.2", "Service not available, closing transmission channel")
+			return reply
 		}
 		return testpeer.Continue
 	})
@@ -489,27 +604,32 @@ func TestRoutingBreakerPullsProvider(t *testing.T) {
 		}
 		if mailsA.Load() > before {
 			viaA = append(viaA, id)
-			// The failed attempt is recorded as a connection failure and the
-			// message moved on to B at once.
+			// The failed attempt is recorded with its class and the message
+			// moved on to B at once.
 			at := e["attempts"].([]any)
 			first, last := at[0].(map[string]any), at[len(at)-1].(map[string]any)
-			if len(at) != 2 || first["provider_id"] != a || first["class"] != "connection" ||
-				!strings.Contains(fmt.Sprint(first["reply"]), "421") || last["provider_id"] != b || last["status"] != "sent" {
-				t.Fatalf("message that met A's 421: attempts %v", at)
+			if len(at) != 2 || first["provider_id"] != a || first["class"] != class ||
+				!strings.Contains(fmt.Sprint(first["reply"]), fmt.Sprint(code)) || last["provider_id"] != b || last["status"] != "sent" {
+				t.Fatalf("message that met A's %d: attempts %v", code, at)
+			}
+		}
+		if n := mailsA.Load(); n < 3 {
+			if h := d.provider(a)["health"].(map[string]any); h["state"] != "closed" || h["recent_failures"] != float64(n) {
+				t.Fatalf("after %d failures A's health is %v, want closed with %d recent failures", n, h, n)
 			}
 		}
 	}
 	pA := d.provider(a)
 	h, _ := pA["health"].(map[string]any)
-	if h["state"] != "open" {
-		t.Fatalf("after 3 failures A's health is %v, want state open", h)
+	if h["state"] != "open" || h["reason"] != reason {
+		t.Fatalf("after 3 failures A's health is %v, want state open, reason %s", h, reason)
 	}
 	until, err := time.Parse(time.RFC3339, fmt.Sprint(h["pulled_until"]))
 	if err != nil {
 		t.Fatalf("pulled_until %v: %v", h["pulled_until"], err)
 	}
-	if ahead := time.Until(until); ahead < 55*time.Minute || ahead > 61*time.Minute {
-		t.Fatalf("pulled_until is %v ahead, want about 1 h (connection failures)", ahead.Round(time.Second))
+	if ahead := time.Until(until); ahead < pull-5*time.Minute || ahead > pull+time.Minute {
+		t.Fatalf("pulled_until is %v ahead, want about %v", ahead.Round(time.Second), pull)
 	}
 	if pA["status"] != "active" {
 		t.Fatalf("a pulled provider keeps its status; got %v", pA["status"])
@@ -535,6 +655,71 @@ func TestRoutingBreakerPullsProvider(t *testing.T) {
 	ex := routingOf(t, d.email(ids[0]), 0)
 	if r := ex.excludedFor(a); r != "pulled_by_breaker" {
 		t.Fatalf("routing after the pull excludes A with %q, want pulled_by_breaker: %+v", r, ex)
+	}
+
+	// A key whose scope holds only the pulled provider: the mail is
+	// accepted and waits (SPEC §5: only pulled or over quota → queue).
+	cA := d.client(d.sendingKey(map[string]any{"type": "providers", "provider_public_ids": []string{a}}))
+	defer cA.Close()
+	id, err := sendOne(cA, "app@example.com", []string{"user@example.net"}, routedMsg("app@example.com", "br-only-a@e2e.test"))
+	if err != nil {
+		t.Fatalf("a scope with only a pulled provider must still accept: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	e := d.email(id)
+	if e["status"] != "pending" || mailsA.Load() != 3 {
+		t.Fatalf("message for the pulled provider: %v (A MAILs %d)", e, mailsA.Load())
+	}
+	t.Run("waiting explained on the message", func(t *testing.T) {
+		requireWaitingExplanation(t, e, a, "pulled_by_breaker")
+	})
+}
+
+// TestRoutingBreakerSuccessClearsHistory: failures are counted within 5
+// minutes, but a success in between clears them: fail, fail, ok, fail,
+// fail, ok leaves A in rotation; three failures in a row then pull it.
+func TestRoutingBreakerSuccessClearsHistory(t *testing.T) {
+	t.Parallel()
+	upA, upB := testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{})
+	var mailsA atomic.Int64
+	upA.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
+		if step == testpeer.StepMail {
+			if n := mailsA.Add(1); n != 3 && n != 6 {
+				return testpeer.Reply(421, "4.3.2", "try later")
+			}
+		}
+		return testpeer.Continue
+	})
+	d := newDaemon(t, nil)
+	a := d.addProvider(plainProvider(upA, "flaky", map[string]any{"percentage": 90}))
+	d.addProvider(plainProvider(upB, "healthy", map[string]any{"percentage": 10}))
+	d.deactivate(d.managedID())
+	c := d.client(d.sendingKey(nil))
+	defer c.Close()
+	// recent failures A's health must show after each MAIL it saw.
+	want := map[int64]float64{1: 1, 2: 2, 3: 0, 4: 1, 5: 2, 6: 0, 7: 1, 8: 2}
+	for i := 0; mailsA.Load() < 9; i++ {
+		if i == 80 {
+			t.Fatalf("A got only %d attempts for 80 messages at weight 90", mailsA.Load())
+		}
+		id, err := sendOne(c, "app@example.com", []string{"user@example.net"}, routedMsg("app@example.com", fmt.Sprintf("sc-%d@e2e.test", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := d.waitEmail(id); e["status"] != "sent" {
+			t.Fatalf("email %v", e)
+		}
+		n := mailsA.Load()
+		h := d.provider(a)["health"].(map[string]any)
+		if n < 9 && (h["state"] != "closed" || h["recent_failures"] != want[n]) {
+			t.Fatalf("after %d MAILs at A (successes at 3 and 6) health is %v, want closed with %v recent failures", n, h, want[n])
+		}
+		if n == 9 && h["state"] != "open" {
+			t.Fatalf("after three failures in a row health is %v, want open", h)
+		}
+	}
+	if upA.Count() != 2 {
+		t.Fatalf("A accepted %d messages, want the 2 it did not refuse", upA.Count())
 	}
 }
 
@@ -607,18 +792,26 @@ func TestRoutingAuthFaultFailsOver(t *testing.T) {
 	if ex := routingOf(t, d.email(ids[0]), 0); ex.excludedFor(a) != "status_error" {
 		t.Fatalf("routing does not exclude A for its error status: %+v", ex)
 	}
+	// A key whose scope is only A (in error) has no active provider.
+	cA := d.client(d.sendingKey(map[string]any{"type": "providers", "provider_public_ids": []string{a}}))
+	defer cA.Close()
+	wantReply(t, cA.Mail("app@example.com", nil), 451, "4.3.0", "MAIL with a scope of one provider in error")
 }
 
 // ---- 5. group isolation ------------------------------------------------------
 
 // TestRoutingGroupIsolation: a key scoped to group G1 {A} reaches only A, a
-// key scoped to providers [B] only B (even with the managed account active),
-// and a key whose scope names only an inactive provider is refused at MAIL
-// with 451 4.3.0 no_active_providers.
+// key scoped to providers [B] only B, a mailbox scoped to G2 {B} only B
+// (with the managed account active all along), and a key whose scope names
+// only an inactive provider is refused at MAIL with 451 4.3.0
+// no_active_providers. Moving a provider between groups and deleting a
+// group take effect on the next message; scopes naming missing or foreign
+// providers and groups are refused at write time.
 func TestRoutingGroupIsolation(t *testing.T) {
 	t.Parallel()
 	upA, upB, upC := testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{})
-	d := newDaemon(t, nil)
+	const opToken = "e2e-operator-token-0123456789"
+	d := newDaemon(t, map[string]string{"": fmt.Sprintf("operator_token = %q", opToken)})
 	g1 := d.must(201, "POST", "/delivery-groups", map[string]any{"name": "transactional"})["id"].(string)
 	g2 := d.must(201, "POST", "/delivery-groups", map[string]any{"name": "bulk"})["id"].(string)
 	a := d.addProvider(plainProvider(upA, "A", map[string]any{"group_id": g1}))
@@ -629,15 +822,53 @@ func TestRoutingGroupIsolation(t *testing.T) {
 	if ids := d.must(200, "GET", "/delivery-groups/"+g1, nil)["provider_ids"]; fmt.Sprint(ids) != "["+a+"]" {
 		t.Fatalf("group G1 lists %v, want [%s]", ids, a)
 	}
+	if code, resp := d.api("PATCH", "/providers/"+managed, map[string]any{"group_id": g1}); code != 422 {
+		t.Fatalf("managed account joining a group: %d %v, want 422", code, resp)
+	}
 
-	kG1 := d.sendingKey(map[string]any{"type": "group", "group_public_ids": []string{g1}})
+	// Write-time checks: missing and foreign references are 422.
+	_, resp := d.apiAs(opToken, "POST", "/operator/teams", map[string]any{"name": "other-team"})
+	rootB, _ := data(resp)["root_key"].(map[string]any)
+	if rootB == nil {
+		t.Fatalf("create team: %v", resp)
+	}
+	otherRoot := rootB["key"].(string)
+	for _, tc := range []struct {
+		key   string
+		scope map[string]any
+	}{
+		{testRootKey, map[string]any{"type": "providers", "provider_public_ids": []string{"dprov_000000000000000000000000"}}},
+		{testRootKey, map[string]any{"type": "group", "group_public_ids": []string{"dgrp_000000000000000000000000"}}},
+		{otherRoot, map[string]any{"type": "providers", "provider_public_ids": []string{a}}},
+		{otherRoot, map[string]any{"type": "group", "group_public_ids": []string{g1}}},
+	} {
+		if code, resp := d.apiAs(tc.key, "POST", "/api-keys", map[string]any{"name": "bad", "type": "sending", "send_scope": tc.scope}); code != 422 {
+			t.Fatalf("scope %v: %d %v, want 422", tc.scope, code, resp)
+		}
+	}
+
+	kG1, kG1ID := d.sendingKeyWithID(map[string]any{"type": "group", "group_public_ids": []string{g1}})
 	kB := d.sendingKey(map[string]any{"type": "providers", "provider_public_ids": []string{b}})
 	kC := d.sendingKey(map[string]any{"type": "providers", "provider_public_ids": []string{cID}})
+	mb := d.must(201, "POST", "/mailboxes", map[string]any{"address": "news@example.com",
+		"send_scope": map[string]any{"type": "group", "group_public_ids": []string{g2}}})
+	mbPW := d.must(201, "POST", "/mailboxes/"+mb["id"].(string)+"/passwords", map[string]any{"name": "n"})["password"].(string)
 
 	idsG1 := sendConcurrently(t, d, kG1, "g1", 20, 4)
 	idsB := sendConcurrently(t, d, kB, "pb", 20, 4)
+	cm := d.client(mbPW)
+	var idsMB []string
+	for i := 0; i < 5; i++ {
+		mid := fmt.Sprintf("mb-%d@e2e.test", i)
+		id, err := sendOne(cm, "news@example.com", []string{"user@example.net"}, routedMsg("news@example.com", mid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idsMB = append(idsMB, id)
+	}
+	cm.Quit()
 	upA.WaitMessages(t, 20, 15*time.Second)
-	upB.WaitMessages(t, 20, 15*time.Second)
+	upB.WaitMessages(t, 25, 15*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	for mid := range midCounts(upA) {
 		if !strings.HasPrefix(mid, "g1-") {
@@ -645,19 +876,19 @@ func TestRoutingGroupIsolation(t *testing.T) {
 		}
 	}
 	for mid := range midCounts(upB) {
-		if !strings.HasPrefix(mid, "pb-") {
+		if !strings.HasPrefix(mid, "pb-") && !strings.HasPrefix(mid, "mb-") {
 			t.Errorf("B got %s", mid)
 		}
 	}
-	if upA.Count() != 20 || upB.Count() != 20 || upC.Count() != 0 {
-		t.Fatalf("A %d, B %d, C %d; want 20, 20, 0", upA.Count(), upB.Count(), upC.Count())
+	if upA.Count() != 20 || upB.Count() != 25 || upC.Count() != 0 {
+		t.Fatalf("A %d, B %d, C %d; want 20, 25, 0", upA.Count(), upB.Count(), upC.Count())
 	}
 	for _, id := range idsG1 {
 		if e := d.waitEmail(id); e["status"] != "sent" || strings.Join(recipientProviders(e), ",") != a {
 			t.Fatalf("G1 message %v", e)
 		}
 	}
-	for _, id := range idsB {
+	for _, id := range append(idsB, idsMB...) {
 		if e := d.waitEmail(id); e["status"] != "sent" || strings.Join(recipientProviders(e), ",") != b {
 			t.Fatalf("B-scoped message %v", e)
 		}
@@ -670,6 +901,7 @@ func TestRoutingGroupIsolation(t *testing.T) {
 		t.Fatalf("usage: %v", u)
 	}
 
+	// No active provider in scope: refused at MAIL, nothing queued.
 	c := d.client(kC)
 	defer c.Close()
 	se := wantReply(t, c.Mail("app@example.com", nil), 451, "4.3.0", "MAIL with a scope of one inactive provider")
@@ -682,6 +914,103 @@ func TestRoutingGroupIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	upC.WaitMessages(t, 1, 10*time.Second)
+
+	// B joins G1: the G1 key now reaches both A and B.
+	d.must(200, "PATCH", "/providers/"+b, map[string]any{"group_id": g1})
+	beforeA, beforeB := upA.Count(), upB.Count()
+	sendConcurrently(t, d, kG1, "g1-moved", 40, 4)
+	waitFor(t, 15*time.Second, "the G1 messages after the move", func() bool { return upA.Count()+upB.Count() >= beforeA+beforeB+40 })
+	if upA.Count() == beforeA || upB.Count() == beforeB {
+		t.Fatalf("after B joined G1: A got %d, B got %d of 40", upA.Count()-beforeA, upB.Count()-beforeB)
+	}
+
+	// Deleting G1 moves its providers out and reports the keys naming it;
+	// the G1 key then has no provider.
+	del := d.must(200, "DELETE", "/delivery-groups/"+g1, nil)
+	if moved := fmt.Sprint(del["moved_providers"]); !strings.Contains(moved, a) || !strings.Contains(moved, b) {
+		t.Fatalf("delete G1: moved_providers %v", del["moved_providers"])
+	}
+	if keys := fmt.Sprint(del["affected_api_keys"]); !strings.Contains(keys, kG1ID) {
+		t.Fatalf("delete G1: affected_api_keys %v, want %s", del["affected_api_keys"], kG1ID)
+	}
+	cg := d.client(kG1)
+	defer cg.Close()
+	wantReply(t, cg.Mail("app@example.com", nil), 451, "4.3.0", "MAIL with a scope naming a deleted group")
+
+	// The other team's key of scope "all" never reaches this team's providers.
+	code, r := d.apiAs(otherRoot, "POST", "/api-keys", map[string]any{"name": "t2", "type": "sending"})
+	if code != 201 {
+		t.Fatalf("other team's key: %d %v", code, r)
+	}
+	before := upA.Count() + upB.Count() + upC.Count()
+	c2 := d.client(data(r)["key"].(string))
+	defer c2.Close()
+	id2, err := sendOne(c2, "app@example.com", []string{"user@example.net"}, routedMsg("app@example.com", "t2@e2e.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, r = d.apiAs(otherRoot, "GET", "/emails/"+id2, nil)
+	for i := 0; i < 100 && code == 200 && data(r)["status"] == "pending"; i++ {
+		time.Sleep(50 * time.Millisecond)
+		code, r = d.apiAs(otherRoot, "GET", "/emails/"+id2, nil)
+	}
+	if e := data(r); code != 200 || e["status"] != "sent" {
+		t.Fatalf("other team's message: %d %v", code, r)
+	} else if ex := routingOf(t, e, 0); strings.Contains(strings.Join(ex.InScope, ","), a) || ex.Picked == a || ex.Picked == b || ex.Picked == cID {
+		t.Fatalf("other team's routing sees this team's providers: %+v", ex)
+	}
+	if upA.Count()+upB.Count()+upC.Count() != before {
+		t.Fatal("the other team's message reached this team's upstreams")
+	}
+	if code, _ := d.api("GET", "/emails/"+id2, nil); code != 404 {
+		t.Fatalf("this team reads the other team's email: %d, want 404", code)
+	}
+}
+
+// TestRoutingMailboxScopeChangeOnOpenSession: a mailbox's send_scope is
+// the credential's scope; like a suspension, a change of it applies to the
+// next transaction of a session that is already open.
+func TestRoutingMailboxScopeChangeOnOpenSession(t *testing.T) {
+	t.Parallel()
+	upA, upB := testpeer.Start(t, testpeer.Options{}), testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	a := d.addProvider(plainProvider(upA, "A", nil))
+	b := d.addProvider(plainProvider(upB, "B", nil))
+	d.deactivate(d.managedID())
+	mb := d.must(201, "POST", "/mailboxes", map[string]any{"address": "ops@example.com",
+		"send_scope": map[string]any{"type": "providers", "provider_public_ids": []string{a}}})
+	mbID := mb["id"].(string)
+	pw := d.must(201, "POST", "/mailboxes/"+mbID+"/passwords", map[string]any{"name": "n"})["password"].(string)
+	c := d.client(pw)
+	defer c.Close()
+	send := func(mid string) map[string]any {
+		id, err := sendOne(c, "ops@example.com", []string{"user@example.net"}, routedMsg("ops@example.com", mid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.waitEmail(id)
+	}
+	if e := send("scope-1@e2e.test"); strings.Join(recipientProviders(e), ",") != a {
+		t.Fatalf("before the change: %v", e)
+	}
+	d.must(200, "PATCH", "/mailboxes/"+mbID, map[string]any{"send_scope": map[string]any{"type": "providers", "provider_public_ids": []string{b}}})
+	// A new session follows the new scope...
+	c2 := d.client(pw)
+	id, err := sendOne(c2, "ops@example.com", []string{"user@example.net"}, routedMsg("ops@example.com", "scope-new-session@e2e.test"))
+	c2.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := d.waitEmail(id); strings.Join(recipientProviders(e), ",") != b {
+		t.Fatalf("new session after the change: %v", e)
+	}
+	// ...and so must the session that was open before the change.
+	e := send("scope-2@e2e.test")
+	if got := strings.Join(recipientProviders(e), ","); got != b {
+		ex := routingOf(t, e, 0)
+		t.Fatalf("after PATCH send_scope → [B], the open session's next message went to %s with scope %v (in_scope %v): "+
+			"the session keeps the scope read at AUTH", got, ex.ScopeType, ex.InScope)
+	}
 }
 
 // ---- 6. mailboxes ------------------------------------------------------------
@@ -923,6 +1252,6 @@ func TestRoutingDayQuotaSurvivesRestart(t *testing.T) {
 		t.Fatalf("fourth message: %v", e)
 	}
 	t.Run("waiting explained on the message", func(t *testing.T) {
-		requireWaitingExplanation(t, e, p)
+		requireWaitingExplanation(t, e, p, "over_quota")
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/outbox"
+	"github.com/smtpmux/smtpmux/relay/ses"
 	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
@@ -25,6 +26,10 @@ func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config
 			TLSConfig: upstreamTLS, MaxConns: cfg.file.Delivery.ConnsPerProvider,
 		})
 	})
+	reg.Register(store.TypeSES, func(p *store.Provider, secret string) (relay.Provider, error) {
+		return ses.New(context.Background(), ses.Config{Region: p.SESRegion, AccessKeyID: p.SESAccessKeyID,
+			SecretAccessKey: secret, Endpoint: p.SESEndpoint, ConfigurationSet: p.SESConfigurationSet})
+	})
 	switch cfg.file.Managed.Backend {
 	case "outbox":
 		ob, err := outbox.New(cfg.file.Managed.OutboxDir)
@@ -32,6 +37,16 @@ func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config
 			return fmt.Errorf("managed.outbox_dir: %w", err)
 		}
 		reg.Register(store.TypeManagedSES, func(*store.Provider, string) (relay.Provider, error) { return ob, nil })
+	case "ses":
+		// One SES client for every team's managed account: they all send
+		// through the operator's account.
+		ms := cfg.file.Managed.SES
+		prov, err := ses.New(context.Background(), ses.Config{Region: ms.Region, Endpoint: ms.Endpoint,
+			ConfigurationSet: ms.ConfigurationSet, AccessKeyID: ms.AccessKeyID, SecretAccessKey: ms.SecretAccessKey})
+		if err != nil {
+			return fmt.Errorf("managed.ses: %w", err)
+		}
+		reg.Register(store.TypeManagedSES, func(*store.Provider, string) (relay.Provider, error) { return prov, nil })
 	}
 	return nil
 }
@@ -51,12 +66,21 @@ func (t providerTester) TestProvider(ctx context.Context, p *store.Provider) (st
 	if c, ok := prov.(relay.Closer); ok {
 		defer c.Close()
 	}
+	ctx, cancel := context.WithTimeout(ctx, testTimeout)
+	defer cancel()
+	if d, ok := prov.(interface {
+		TestDetail(context.Context) (time.Duration, string, error)
+	}); ok {
+		_, msg, err := d.TestDetail(ctx)
+		if err != nil {
+			return "", testFailure(err)
+		}
+		return msg, nil
+	}
 	tester, ok := prov.(relay.Tester)
 	if !ok {
 		return "", fmt.Errorf("provider type %s cannot be tested", p.Type)
 	}
-	ctx, cancel := context.WithTimeout(ctx, testTimeout)
-	defer cancel()
 	latency, err := tester.Test(ctx)
 	if err != nil {
 		return "", testFailure(err)

@@ -1,0 +1,97 @@
+package admin
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// sesInput is the own-SES part of a provider body (type "ses").
+type sesInput struct {
+	region, keyID, secret, endpoint, configSet opt[string]
+}
+
+func (s *sesInput) fields() []struct {
+	name string
+	dst  *opt[string]
+} {
+	return []struct {
+		name string
+		dst  *opt[string]
+	}{
+		{"ses_region", &s.region}, {"ses_access_key_id", &s.keyID}, {"ses_secret_access_key", &s.secret},
+		{"ses_endpoint", &s.endpoint}, {"ses_configuration_set", &s.configSet},
+	}
+}
+
+var (
+	sesRegionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d{1,2}$`)
+	sesKeyIDRe     = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
+	sesConfigSetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+)
+
+// applySES validates and applies the SES fields. They belong to type ses
+// only; on other types they are an error rather than silently ignored.
+func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret []byte) {
+	s := in.ses
+	if p.Type != store.TypeSES {
+		for _, f := range s.fields() {
+			if f.dst.Set {
+				v.add(f.name, fcNotSupported, f.name+" applies to type \"ses\" only")
+			}
+		}
+		return
+	}
+	str := func(o opt[string]) string {
+		if o.Null {
+			return ""
+		}
+		return strings.TrimSpace(o.V)
+	}
+	if s.region.Set {
+		p.SESRegion = strings.ToLower(str(s.region))
+	}
+	switch {
+	case p.SESRegion == "":
+		v.add("ses_region", fcRequired, "ses_region is required (e.g. us-east-1)")
+	case !sesRegionRe.MatchString(p.SESRegion):
+		v.add("ses_region", fcInvalid, "ses_region must be an AWS region such as us-east-1")
+	}
+	if s.keyID.Set {
+		p.SESAccessKeyID = str(s.keyID)
+		if p.SESAccessKeyID != "" && !sesKeyIDRe.MatchString(p.SESAccessKeyID) {
+			v.add("ses_access_key_id", fcInvalid, "ses_access_key_id must be an AWS access key ID (upper-case letters and digits)")
+		}
+	}
+	if s.secret.Set {
+		switch {
+		case s.secret.Null:
+			p.SESSecretSealed = nil
+		case s.secret.V == "": // blank keeps the stored one, as for smtp_password
+		case len(s.secret.V) > 256 || strings.ContainsAny(s.secret.V, "\x00\r\n "):
+			v.add("ses_secret_access_key", fcInvalid, "ses_secret_access_key must be at most 256 characters without spaces or control characters")
+		default:
+			p.SESSecretSealed = sealedSecret
+		}
+	}
+	if (p.SESAccessKeyID == "") != (len(p.SESSecretSealed) == 0) && !hasField(v, "ses_access_key_id") && !hasField(v, "ses_secret_access_key") {
+		v.add("ses_secret_access_key", fcRequired, "ses_access_key_id and ses_secret_access_key go together (or leave both empty to use the daemon's AWS credentials)")
+	}
+	if s.endpoint.Set {
+		p.SESEndpoint = str(s.endpoint)
+		if p.SESEndpoint != "" {
+			u, err := url.Parse(p.SESEndpoint)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+				v.add("ses_endpoint", fcInvalid, "ses_endpoint must be an http(s) base URL such as https://email.us-east-1.amazonaws.com")
+			}
+		}
+	}
+	if s.configSet.Set {
+		p.SESConfigurationSet = str(s.configSet)
+		if p.SESConfigurationSet != "" && !sesConfigSetRe.MatchString(p.SESConfigurationSet) {
+			v.add("ses_configuration_set", fcInvalid, "ses_configuration_set must be 1–64 letters, digits, _ or -")
+		}
+	}
+}
