@@ -85,23 +85,8 @@ func (s *Server) createProvider(c *call) error {
 
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
-	limit, err := s.providerLimit(c.team())
-	if err != nil {
+	if err := s.checkProviderRoom(c.team()); err != nil {
 		return err
-	}
-	existing, err := s.st.Providers(c.team())
-	if err != nil {
-		return err
-	}
-	own := 0
-	for _, e := range existing {
-		if !e.IsShared {
-			own++
-		}
-	}
-	if own >= limit {
-		return errLimitExceeded("this team may add " + strconv.Itoa(limit) +
-			" providers of its own (the managed account does not count); delete one or request an increase")
 	}
 	if err := s.st.CreateProvider(p); err != nil {
 		return err
@@ -123,6 +108,31 @@ func (s *Server) sealSecrets(in *providerInput) sealedSecrets {
 		return s.opts.Sealer.Seal(o.V)
 	}
 	return sealedSecrets{smtpPassword: seal(in.password), sesSecret: seal(in.ses.secret)}
+}
+
+// checkProviderRoom answers limit_exceeded when the team already has as
+// many own providers as it may. The caller holds createMu until it created
+// the provider, so concurrent creates cannot both take the last place.
+func (s *Server) checkProviderRoom(teamID string) error {
+	limit, err := s.providerLimit(teamID)
+	if err != nil {
+		return err
+	}
+	existing, err := s.st.Providers(teamID)
+	if err != nil {
+		return err
+	}
+	own := 0
+	for _, e := range existing {
+		if !e.IsShared {
+			own++
+		}
+	}
+	if own >= limit {
+		return errLimitExceeded("this team may add " + strconv.Itoa(limit) +
+			" providers of its own (the managed account does not count); delete one or request an increase")
+	}
+	return nil
 }
 
 // providerLimit is the team's own-provider cap: its override or the

@@ -81,7 +81,8 @@ func TestCreateProviderValidation(t *testing.T) {
 		{"quota range max missing", quota("per_hour", map[string]any{"min": 1}), 422, "validation_error", "quotas.per_hour.max"},
 		{"quota range unknown key", quota("per_hour", map[string]any{"min": 1, "max": 2, "avg": 1}), 400, "invalid_parameter", "quotas.per_hour.avg"},
 		{"quota range wrong type", quota("per_hour", map[string]any{"min": "1", "max": 2}), 400, "invalid_parameter", "quotas.per_hour.min"},
-		{"type ses", with("type", "ses"), 422, "validation_error", "type"},
+		{"type ses without region", with("type", "ses"), 422, "validation_error", "ses_region"},
+		{"ses field on smtp", with("ses_region", "us-east-1"), 422, "validation_error", "ses_region"},
 		{"type managed", with("type", "amazon_ses"), 422, "validation_error", "type"},
 		{"type gmail", with("type", "gmail_api"), 422, "validation_error", "type"},
 		{"type http", with("type", "http"), 422, "validation_error", "type"},
@@ -110,10 +111,10 @@ func TestCreateProviderValidation(t *testing.T) {
 		})
 	}
 
-	// "ses" says why, rather than a bare "invalid".
-	r := e.do("POST", "/api/v1/providers", with("type", "ses"))
-	if !strings.Contains(r.str("error.message"), "not available yet") {
-		t.Fatalf("ses message: %s", r.Body)
+	// "http" says why, rather than a bare "invalid".
+	r := e.do("POST", "/api/v1/providers", with("type", "http"))
+	if !strings.Contains(r.str("error.message"), "coming soon") {
+		t.Fatalf("http message: %s", r.Body)
 	}
 	// Several problems come back together.
 	r = e.do("POST", "/api/v1/providers", map[string]any{"name": "", "smtp_port": 0, "from_email": "x"})

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -59,6 +60,8 @@ type Options struct {
 	TestTimeout time.Duration
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func() error
+	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
+	OAuth OAuthConnector
 	// Health returns a provider's breaker/health snapshot for
 	// ProviderItem.health; nil reports {"state":"closed"}.
 	Health func(providerID string) any
@@ -74,6 +77,25 @@ type Options struct {
 	ManagedUsage func(providerID string) (used int, ok bool)
 	// Now is the clock (test seam); nil means time.Now.
 	Now func() time.Time
+
+	// Sender is the relay side of the HTTP Sending API (/emails/send…);
+	// nil answers those endpoints with 503.
+	Sender Sender
+	// Hostname is the right side of the Message-ID of HTTP sends; empty
+	// uses the sender's domain.
+	Hostname string
+	// Webhooks queues and delivers webhook events; the same Dispatcher
+	// must be the relay's event sink and be Run by cmd. nil makes one
+	// that only queues (deliveries wait for a running dispatcher).
+	Webhooks *webhook.Dispatcher
+	// AllowPrivateWebhookTargets accepts webhook URLs on loopback and
+	// private addresses (development and tests).
+	AllowPrivateWebhookTargets bool
+	// BodyRetention (default 72 h) and LogRetention (default 30 days)
+	// are how long finished messages keep their bodies and log records;
+	// the Sweeper enforces them.
+	BodyRetention time.Duration
+	LogRetention  time.Duration
 }
 
 // Server is the admin HTTP handler. It is safe for concurrent use.
@@ -93,6 +115,10 @@ type Server struct {
 	// group holds it exclusively, so no write can attach to a group that
 	// is being deleted. One process owns the store, as for createMu.
 	refMu sync.RWMutex
+	// boot names this process in in-flight idempotency records, so that
+	// records a dead process left in flight are recognised as abandoned.
+	boot  string
+	hooks *webhook.Dispatcher
 }
 
 // New builds a Server from opts, filling defaults.
@@ -122,6 +148,7 @@ func New(opts Options) *Server {
 		opts.ManagedDailyLimit = 50
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
+	s.initSending()
 	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
 	s.register()
 	return s
@@ -136,6 +163,7 @@ const (
 	authNone     authKind = iota // health probes
 	authRoot                     // a team's root key
 	authOperator                 // the operator token
+	authSend                     // a sending key or mailbox password (Sending API)
 )
 
 // route is one endpoint. Keeping the table in one place makes the API
@@ -163,6 +191,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/usage", authRoot, permProviderRead, s.providerUsage},
 		{"GET", "/api/v1/providers/stats", authRoot, permProviderRead, s.providerStats},
 		{"GET", "/api/v1/providers/limits", authRoot, permProviderRead, s.providerLimits},
+		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
+		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
 
 		{"GET", "/api/v1/delivery-groups", authRoot, permGroupRead, s.listGroups},
 		{"POST", "/api/v1/delivery-groups", authRoot, permGroupCreate, s.createGroup},
@@ -187,6 +217,19 @@ func (s *Server) routes() []route {
 		{"DELETE", "/api/v1/api-keys/{id}", authRoot, permKeyDelete, s.revokeKey},
 
 		{"GET", "/api/v1/emails/{id}", authRoot, permEmailRead, s.getEmail},
+		{"GET", "/api/v1/emails/logs", authRoot, permEmailRead, s.emailLogs},
+		{"GET", "/api/v1/emails/metrics", authRoot, permEmailRead, s.emailMetrics},
+		{"POST", "/api/v1/emails/send", authSend, "", s.sendEmail},
+		{"POST", "/api/v1/emails/send/batch", authSend, "", s.sendBatch},
+
+		{"GET", "/api/v1/webhooks", authRoot, permWebhookRead, s.listWebhooks},
+		{"POST", "/api/v1/webhooks", authRoot, permWebhookCreate, s.createWebhook},
+		{"GET", "/api/v1/webhooks/{id}", authRoot, permWebhookRead, s.getWebhook},
+		{"PATCH", "/api/v1/webhooks/{id}", authRoot, permWebhookUpdate, s.patchWebhook},
+		{"DELETE", "/api/v1/webhooks/{id}", authRoot, permWebhookDelete, s.deleteWebhook},
+		{"POST", "/api/v1/webhooks/{id}/rotate-secret", authRoot, permWebhookUpdate, s.rotateWebhookSecret},
+		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
+		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
 		{"GET", "/api/v1/operator/teams", authOperator, "", s.listTeams},
 		{"POST", "/api/v1/operator/teams", authOperator, "", s.createTeam},
@@ -247,7 +290,8 @@ type call struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	reqID string
-	key   *store.APIKey // the authenticated root key (authRoot routes)
+	key   *store.APIKey   // the authenticated root key (authRoot routes)
+	send  *SendCredential // the authenticated sender (authSend routes)
 }
 
 // team is the authenticated key's team: every resource is scoped to it.
@@ -273,7 +317,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
 		err := s.guard(c, rt)
 		if err == nil {
-			err = rt.h(c)
+			err = s.serve(c, rt)
 		}
 		if err != nil {
 			c.fail(err)
@@ -290,6 +334,8 @@ func (s *Server) guard(c *call, rt route) error {
 			return err
 		}
 		return s.checkRate(c.w, "operator")
+	case authSend:
+		return s.sendAuth(c)
 	}
 	key, err := s.authenticate(c.r)
 	if err != nil {

@@ -156,12 +156,23 @@ func aggregateStatus(m *store.Message) string {
 	return status
 }
 
+// oauthGrantRevoked marks the failure text of a revoked OAuth grant (the
+// relay/oauth/mailapi convention; relay does not import provider packages).
+const oauthGrantRevoked = "oauth_grant_revoked:"
+
 // markProviderError takes a provider whose credentials or configuration
 // the upstream refused out of rotation until an operator fixes it.
+//
+// A connected account whose grant was revoked goes to pending instead: it
+// needs the user to connect it again, not a configuration fix.
 func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
+	status, reason := store.StatusError, "authentication failed: "+reply
+	if strings.Contains(reply, oauthGrantRevoked) {
+		status, reason = store.StatusPending, "the account's authorisation was revoked; connect it again: "+reply
+	}
 	_, err := s.store.UpdateProvider("", prov.ID, 0, func(p *store.Provider) error {
-		p.Status = store.StatusError
-		p.StatusReason = "authentication failed: " + reply
+		p.Status = status
+		p.StatusReason = reason
 		p.UpdatedAt = s.now().UTC()
 		return nil
 	})
@@ -169,8 +180,8 @@ func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
 		s.log.Error("marking provider error failed", "provider", prov.ID, "err", err)
 		return
 	}
-	s.log.Warn("provider status changed", "event", "provider_status", "provider", prov.ID, "status", store.StatusError)
-	s.emitProvider(prov.TeamID, prov.ID, store.StatusError, "authentication failed: "+reply)
+	s.log.Warn("provider status changed", "event", "provider_status", "provider", prov.ID, "status", status)
+	s.emitProvider(prov.TeamID, prov.ID, status, reason)
 }
 
 // logFinal writes the one log line of an attempt's result.

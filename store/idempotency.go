@@ -37,11 +37,13 @@ type IdempotencyRecord struct {
 	// Owner names the process serving an in-flight record. A record left
 	// in flight by a process that died (another owner) is abandoned: its
 	// client never got an answer, so a retry may run the request again.
-	Owner     string            `json:"owner,omitempty"`
-	Status    int               `json:"status,omitempty"`
-	Header    map[string]string `json:"header,omitempty"`
-	Body      []byte            `json:"body,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
+	Owner  string            `json:"owner,omitempty"`
+	Status int               `json:"status,omitempty"`
+	Header map[string]string `json:"header,omitempty"`
+	// Body is the answer's body as the caller stored it (admin seals it:
+	// an answer may hold a secret that is shown once).
+	Body      []byte    `json:"body,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func idemKey(credID, key string) []byte {
@@ -150,7 +152,8 @@ func (s *Store) IdempotencyRecordOf(credID, key string) (*IdempotencyRecord, err
 	return &rec, nil
 }
 
-// SweepIdempotency deletes up to limit records created before cutoff and
+// SweepIdempotency deletes up to limit records created at or before cutoff
+// (a record expires when its age reaches the TTL) and
 // reports how many index entries it removed and whether more remain. It
 // walks the time index from its oldest entry, so it never reads a live
 // record.
@@ -160,7 +163,7 @@ func (s *Store) SweepIdempotency(cutoff time.Time, limit int) (n int, more bool,
 	err = s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bIdempotencyExp).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if binary.BigEndian.Uint64(k[:8]) >= end {
+			if binary.BigEndian.Uint64(k[:8]) > end {
 				return nil
 			}
 			if len(keys) == limit {

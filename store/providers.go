@@ -187,3 +187,19 @@ func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 		return b.Delete([]byte(id))
 	})
 }
+
+// SetProviderToken replaces a connected account's sealed OAuth token after
+// a refresh. It does not bump Version: a token refresh is not an edit (it
+// must not break an operator's If-Match, nor rebuild the live provider
+// whose token source made the refresh).
+func (s *Store) SetProviderToken(id string, sealed []byte) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bProviders)
+		var p Provider
+		if err := getJSON(b, id, &p); err != nil {
+			return err
+		}
+		p.OAuthTokenSealed = sealed
+		return putJSON(b, id, &p)
+	})
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,24 +21,32 @@ import (
 const sweepVisitMax = 4 * scanChunk
 
 // SweepMessages deletes up to limit message records (with any body left)
-// of finished messages that finished before cutoff, oldest first. Messages
-// still queued or in flight are never touched, however old.
+// of finished messages that finished before cutoff, oldest first, looking
+// at IDs above after ("" from the start). Messages still queued or in
+// flight are never touched, however old. next is where the following call
+// resumes, "" when the walk is complete.
 //
 // Message IDs start with their acceptance time and a message finishes after
 // it was accepted, so the walk starts at the oldest ID and ends at the first
 // ID accepted at or after cutoff.
-func (s *Store) SweepMessages(cutoff time.Time, limit int) (n int, more bool, err error) {
+func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int, next string, err error) {
 	floor := []byte(idFloor(PrefixMessage, cutoff))
 	var ids []string
 	err = s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bMessages).Cursor()
+		k, v := c.Seek([]byte(PrefixMessage))
+		if after != "" {
+			if k, v = c.Seek([]byte(after)); string(k) == after {
+				k, v = c.Next()
+			}
+		}
 		visited := 0
-		for k, v := c.Seek([]byte(PrefixMessage)); k != nil && bytes.Compare(k, floor) < 0; k, v = c.Next() {
+		for ; k != nil && bytes.HasPrefix(k, []byte(PrefixMessage)) && bytes.Compare(k, floor) < 0; k, v = c.Next() {
 			if visited == sweepVisitMax || len(ids) == limit {
-				more = true
 				return nil
 			}
 			visited++
+			next = string(k)
 			var m Message
 			if err := jsonUnmarshal(v, &m); err != nil {
 				return err
@@ -46,10 +55,11 @@ func (s *Store) SweepMessages(cutoff time.Time, limit int) (n int, more bool, er
 				ids = append(ids, m.ID)
 			}
 		}
+		next = "" // the walk reached its end
 		return nil
 	})
 	if err != nil || len(ids) == 0 {
-		return 0, more, err
+		return 0, next, err
 	}
 	deleted := 0
 	o := &op{done: make(chan error, 1)}
@@ -76,60 +86,74 @@ func (s *Store) SweepMessages(cutoff time.Time, limit int) (n int, more bool, er
 		return nil
 	}
 	if err := s.submit(o); err != nil {
-		return 0, false, err
+		return 0, "", err
 	}
-	return deleted, more, nil
+	return deleted, next, nil
 }
 
-// SweepBodies deletes up to limit message bodies (inline or spooled) of
-// messages that finished before cutoff, and inline bodies whose record is
-// gone. Finishing a message already drops its body, so this collects what a
-// crash between the commit and a spool file's removal left behind — and it
-// is what enforces [retention] body should finished bodies ever be kept
-// for display. A spool file without a record is left alone: it may belong
-// to a message whose DATA is still streaming (SweepSpool clears those at
-// start).
-func (s *Store) SweepBodies(cutoff time.Time, limit int) (n int, err error) {
-	var inline []string
+// SweepBodies deletes up to limit inline message bodies of messages that
+// finished before cutoff, and bodies whose record is gone, looking at IDs
+// above after; next is where to resume ("" when done). Finishing a message
+// already drops its body, so this collects leftovers — and it is what
+// enforces [retention] body should finished bodies ever be kept for
+// display. The bodies bucket mostly holds the live queue, hence the
+// cursor: a long queue must not hide what lies behind it.
+func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, next string, err error) {
+	var ids []string
 	err = s.view(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bMessages)
 		c := tx.Bucket(bBodies).Cursor()
+		k, _ := c.First()
+		if after != "" {
+			if k, _ = c.Seek([]byte(after)); string(k) == after {
+				k, _ = c.Next()
+			}
+		}
 		visited := 0
-		for k, _ := c.First(); k != nil && visited < sweepVisitMax && len(inline) < limit; k, _ = c.Next() {
+		for ; k != nil; k, _ = c.Next() {
+			if visited == sweepVisitMax || len(ids) == limit {
+				return nil
+			}
 			visited++
+			next = string(k)
 			var m Message
 			err := getJSON(msgs, string(k), &m)
-			if err == ErrNotFound || err == nil && m.State == StateDone && m.UpdatedAt.Before(cutoff) {
-				inline = append(inline, string(k))
+			if errors.Is(err, ErrNotFound) || err == nil && m.State == StateDone && m.UpdatedAt.Before(cutoff) {
+				ids = append(ids, string(k))
+			}
+		}
+		next = ""
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return 0, next, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			if err := tx.Bucket(bBodies).Delete([]byte(id)); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	if len(inline) > 0 {
-		err = s.update(func(tx *bolt.Tx) error {
-			for _, id := range inline {
-				if err := tx.Bucket(bBodies).Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
-		n = len(inline)
-	}
+	return len(ids), next, nil
+}
+
+// SweepSpooled removes spool files of messages that finished before
+// cutoff (a crash between a message's last commit and the file's removal
+// leaves one behind). A file without a record is left alone: it may belong
+// to a message whose DATA is still streaming; SweepSpool clears those at
+// start.
+func (s *Store) SweepSpooled(cutoff time.Time) (int, error) {
 	entries, err := os.ReadDir(s.spoolDir)
 	if err != nil {
-		return n, err
+		return 0, err
 	}
+	n := 0
 	for _, e := range entries {
-		if n >= limit {
-			break
-		}
 		if !ValidID(PrefixMessage, e.Name()) {
 			continue
 		}

@@ -63,6 +63,11 @@ type fileConfig struct {
 		ShutdownGrace    string   `toml:"shutdown_grace"`
 	} `toml:"delivery"`
 
+	OAuth struct {
+		Google    oauthClientConfig `toml:"google"`
+		Microsoft oauthClientConfig `toml:"microsoft"`
+	} `toml:"oauth"`
+
 	Limits struct {
 		ProvidersPerTeam int `toml:"providers_per_team"`
 		SendsPerMinute   int `toml:"sends_per_minute"`
@@ -230,6 +235,11 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.Managed.HourlyLimit < 0 || fc.Managed.DailyLimit < 0 {
 		return nil, &configError{"managed.hourly_limit", "limits must not be negative"}
+	}
+	for name, oc := range map[string]oauthClientConfig{"oauth.google": fc.OAuth.Google, "oauth.microsoft": fc.OAuth.Microsoft} {
+		if oc.ClientID != "" && (oc.ClientSecret == "" || oc.RedirectURL == "") {
+			return nil, &configError{name + ".client_secret", "client_id, client_secret and redirect_url go together"}
+		}
 	}
 	if len(fc.Delivery.RetrySchedule) == 0 {
 		return nil, &configError{"delivery.retry_schedule", "needs at least one step"}

@@ -69,10 +69,21 @@ func newDaemon(t *testing.T, extra map[string]string) *proc {
 	return newDaemonEnv(t, extra, nil)
 }
 
+// newDaemonAt is newDaemon on a chosen HTTP address (for configs that
+// must name it, such as an OAuth redirect URL).
+func newDaemonAt(t *testing.T, httpAddr string, extra map[string]string) *proc {
+	t.Helper()
+	return startProc(t, &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: httpAddr}, extra)
+}
+
 // newDaemonEnv is newDaemon with extra environment variables.
 func newDaemonEnv(t *testing.T, extra map[string]string, env []string) *proc {
 	t.Helper()
-	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t), env: env}
+	return startProc(t, &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t), env: env}, extra)
+}
+
+func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
+	t.Helper()
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
 	delivery := extra["delivery"]
 	if !strings.Contains(delivery, "retry_schedule") {
@@ -174,7 +185,11 @@ func (d *proc) apiAs(key, method, path string, body any) (int, map[string]any) {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, "http://"+d.httpAddr+"/api/v1"+path, r)
+	url := "http://" + d.httpAddr + "/api/v1" + path
+	if strings.HasPrefix(path, "//") { // a path outside /api/v1
+		url = "http://" + d.httpAddr + path[1:]
+	}
+	req, _ := http.NewRequest(method, url, r)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -197,6 +212,27 @@ func data(m map[string]any) map[string]any {
 	d, _ := m["data"].(map[string]any)
 	return d
 }
+
+// setupRelayExisting deactivates the managed account (so the team's own
+// providers carry the mail) and returns a new sending key.
+func (d *proc) setupRelayExisting() (string, string) {
+	d.t.Helper()
+	_, resp := d.api("GET", "/providers", nil)
+	for _, p := range resp["data"].([]any) {
+		if pm := p.(map[string]any); pm["is_shared"] == true {
+			if code, r := d.api("POST", "/providers/"+pm["id"].(string)+"/deactivate", nil); code != 200 {
+				d.t.Fatalf("deactivate managed: %d %v", code, r)
+			}
+		}
+	}
+	code, resp := d.api("POST", "/api-keys", map[string]any{"name": "e2e", "type": "sending"})
+	if code != 201 {
+		d.t.Fatalf("create key: %d %v", code, resp)
+	}
+	return "", data(resp)["key"].(string)
+}
+
+func sleepMS(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
 
 // setupRelay points the daemon's default team at upstream: it adds an smtp
 // provider, deactivates the managed account and returns a sending key.

@@ -147,6 +147,11 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if err := registerProviders(d.reg, cfg, upstreamTLS); err != nil {
 		return fail(err)
 	}
+	connector, err := newConnector(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	registerOAuthProviders(d.reg, connector, st, sealer)
 	d.sched = relay.NewScheduler(relay.SchedulerConfig{
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
@@ -178,7 +183,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	api := admin.New(admin.Options{
 		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, Ready: d.ready, ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
+		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
 	})
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {

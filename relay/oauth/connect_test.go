@@ -3,7 +3,6 @@ package oauth_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -36,26 +35,6 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) Now() time.Time { return c.t }
 
-// consent follows an authorization URL the way a browser would, up to the
-// redirect back to the callback, and returns the callback's query.
-func consent(t *testing.T, authURL string) url.Values {
-	t.Helper()
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(authURL)
-	if err != nil {
-		t.Fatalf("authorize: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("authorize: HTTP %d", resp.StatusCode)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || !strings.HasPrefix(loc.String(), redirect+"?") {
-		t.Fatalf("authorize redirected to %q", resp.Header.Get("Location"))
-	}
-	return loc.Query()
-}
-
 func TestConnectFlow(t *testing.T) {
 	for _, kind := range []string{oauth.KindGoogle, oauth.KindMicrosoft} {
 		t.Run(kind, func(t *testing.T) {
@@ -73,11 +52,11 @@ func TestConnectFlow(t *testing.T) {
 			if kind == oauth.KindGoogle && (q.Get("access_type") != "offline" || q.Get("prompt") != "consent") {
 				t.Fatalf("Google URL lacks offline consent: %s", authURL)
 			}
-			back := consent(t, authURL)
-			if back.Get("state") != st.Value {
-				t.Fatalf("state came back as %q", back.Get("state"))
+			code, state, err := srv.Consent(authURL)
+			if err != nil || state != st.Value {
+				t.Fatalf("consent: state %q, %v", state, err)
 			}
-			g, err := c.Finish(context.Background(), back.Get("state"), back.Get("code"))
+			g, err := c.Finish(context.Background(), state, code)
 			if err != nil {
 				t.Fatalf("Finish: %v", err)
 			}
@@ -85,7 +64,7 @@ func TestConnectFlow(t *testing.T) {
 				t.Fatalf("grant %+v", g)
 			}
 			// The state is single-use.
-			if _, err := c.Finish(context.Background(), back.Get("state"), back.Get("code")); !errors.Is(err, oauth.ErrStateInvalid) {
+			if _, err := c.Finish(context.Background(), state, code); !errors.Is(err, oauth.ErrStateInvalid) {
 				t.Fatalf("second Finish: %v, want ErrStateInvalid", err)
 			}
 		})
@@ -126,11 +105,14 @@ func TestExchangeFailures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back := consent(t, authURL)
-			if tt.code != "" {
-				back.Set("code", tt.code)
+			code, state, err := srv.Consent(authURL)
+			if err != nil {
+				t.Fatal(err)
 			}
-			_, err = c.Finish(context.Background(), back.Get("state"), back.Get("code"))
+			if tt.code != "" {
+				code = tt.code
+			}
+			_, err = c.Finish(context.Background(), state, code)
 			if err == nil || tt.want != nil && !errors.Is(err, tt.want) {
 				t.Fatalf("Finish: %v, want %v", err, tt.want)
 			}
@@ -191,6 +173,11 @@ func TestNewValidates(t *testing.T) {
 	for _, tt := range tests {
 		if _, err := oauth.New(tt.ps, oauth.Options{}); err == nil {
 			t.Errorf("%s: New accepted %+v", tt.name, tt.ps)
+		}
+	}
+	for _, k := range []string{oauth.KindGoogle, oauth.KindMicrosoft} {
+		if oauth.KindOf(oauth.ProviderType(k)) != k {
+			t.Errorf("kind %s does not round-trip through its provider type", k)
 		}
 	}
 	c, err := oauth.New([]oauth.Provider{ok}, oauth.Options{})

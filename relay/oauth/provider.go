@@ -36,6 +36,18 @@ func ProviderType(kind string) string {
 	return ""
 }
 
+// KindOf is the kind of the stored provider type typ ("gmail_api" →
+// KindGoogle, "outlook_api" → KindMicrosoft), or "".
+func KindOf(typ string) string {
+	switch typ {
+	case "gmail_api":
+		return KindGoogle
+	case "outlook_api":
+		return KindMicrosoft
+	}
+	return ""
+}
+
 // Default endpoints of the real services.
 const (
 	GoogleAuthURL     = "https://accounts.google.com/o/oauth2/v2/auth"
@@ -77,7 +89,9 @@ type Provider struct {
 	// the Graph v1.0 root. This package does not use it; cmd passes it on
 	// to relay/gmail or relay/outlook.
 	APIBaseURL string
-	Scopes     []string
+	// Scopes requested; the first must be the send permission, which
+	// Exchange checks the user actually granted.
+	Scopes []string
 }
 
 // withDefaults returns p with empty fields filled from its kind's

@@ -57,7 +57,8 @@ var _ oauth2.TokenSource = (*Source)(nil)
 // the caller re-seals it into the store, because Microsoft rotates the
 // refresh token on every refresh. When persist fails the token is still
 // used and persist is tried again on the next call, so a failed write
-// costs nothing but a retry.
+// costs nothing but a retry. persist runs under the source's lock, so it
+// must not call the source's Token.
 //
 // An unknown kind yields a source whose Token always fails with
 // ErrNotConfigured. The result is a *Source, which also has Invalidate.

@@ -195,7 +195,7 @@ func TestSendFailures(t *testing.T) {
 	tests := []struct {
 		name          string
 		before        func(*fakeGraph)
-		timeout       time.Duration
+		hang          bool // the body is read, then the caller stops waiting
 		class         routing.Class
 		revoked, sent bool
 		refreshes     int
@@ -218,17 +218,23 @@ func TestSendFailures(t *testing.T) {
 		{name: "200 instead of 202", class: routing.Uncertain, sent: true, before: func(g *fakeGraph) {
 			g.setFail(func(w http.ResponseWriter, _ *http.Request) bool { w.WriteHeader(200); return true })
 		}},
-		{name: "no answer after the body", class: routing.Uncertain, sent: true, timeout: 20 * time.Millisecond,
-			before: func(g *fakeGraph) {
-				g.setFail(func(_ http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
-			}},
+		{name: "no answer after the body", class: routing.Uncertain, sent: true, hang: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newFakeGraph(t)
-			a := newAccount(t, g, g.idp.Grant(), func(c *Config) { c.Timeout = tt.timeout })
-			tt.before(g)
-			_, err := a.p.Send(context.Background(), env, []byte(message))
+			a := newAccount(t, g, g.idp.Grant(), nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.hang {
+				// Giving up once the whole request is in stands for a
+				// deadline expiring while waiting for the answer, without
+				// racing the clock.
+				g.setFail(func(_ http.ResponseWriter, r *http.Request) bool { cancel(); <-r.Context().Done(); return true })
+			} else {
+				tt.before(g)
+			}
+			_, err := a.p.Send(ctx, env, []byte(message))
 			de, ok := err.(*relay.DeliveryError)
 			if !ok {
 				t.Fatalf("Send: %v (%T), want a DeliveryError", err, err)
@@ -257,5 +263,45 @@ func TestProbe(t *testing.T) {
 	g.idp.Revoke()
 	if _, err := a.p.Test(context.Background()); !mailapi.IsGrantRevoked(err) {
 		t.Fatalf("Test after revoke: %v", err)
+	}
+}
+
+// TestConnectThenSend is the whole path: start → consent → callback →
+// the provider built from the grant sends as the connected address.
+func TestConnectThenSend(t *testing.T) {
+	g := newFakeGraph(t)
+	g.idp.RotateRefresh = true
+	conn, err := oauth.New([]oauth.Provider{g.idp.Provider("https://mux.test/oauth/callback")}, oauth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authURL, _, err := conn.Start("team1", oauth.KindMicrosoft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, state, err := g.idp.Consent(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant, err := conn.Finish(context.Background(), state, code)
+	if err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	if grant.Email != g.idp.Email {
+		t.Fatalf("connected %q", grant.Email)
+	}
+	p, err := New(Config{APIBaseURL: g.idp.URL, Email: grant.Email,
+		TokenSource: conn.TokenSource(context.Background(), grant.Kind, grant.Token, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Test(context.Background()); err != nil {
+		t.Fatalf("Test: %v", err)
+	}
+	if _, err := p.Send(context.Background(), env, []byte(message)); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if got := g.sent[0].Header.Get("From"); got != "=?utf-8?q?J=C3=BCrgen_App?= <owner@contoso.test>" {
+		t.Fatalf("From %q", got)
 	}
 }

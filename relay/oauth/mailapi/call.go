@@ -11,13 +11,15 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/oauth"
 )
 
 // maxResponse bounds how much of an API response is read: the answers
 // that matter (ids, error objects) are small.
 const maxResponse = 1 << 20
 
-// Response is an API answer that arrived in full.
+// Response is an API answer: its status and headers, and its body as far
+// as it could be read (at most 1 MiB).
 type Response struct {
 	Status int
 	Header http.Header
@@ -29,6 +31,8 @@ type Response struct {
 type Invalidator interface {
 	Invalidate(stale *oauth2.Token)
 }
+
+var _ Invalidator = (*oauth.Source)(nil)
 
 // Call makes one API request with a bearer token from ts. build must
 // return a new request each time it is called (Call may send twice).

@@ -67,14 +67,17 @@ func TestCallFailures(t *testing.T) {
 	tok := staticSource{&oauth2.Token{AccessToken: "at"}}
 	closed := rawPeer(t, func(net.Conn) {})
 	tests := []struct {
-		name     string
-		base     func() string
-		ts       oauth2.TokenSource
-		body     []byte
-		timeout  time.Duration
-		class    routing.Class
-		bodySent bool
-		revoked  bool
+		name    string
+		base    func() string
+		ts      oauth2.TokenSource
+		body    []byte
+		timeout time.Duration
+		// cancelOnRead: the peer reads the request, then the caller gives
+		// up, like a deadline expiring while waiting for the answer.
+		cancelOnRead bool
+		class        routing.Class
+		bodySent     bool
+		revoked      bool
 	}{
 		{name: "connection refused", class: routing.Connection,
 			base: func() string {
@@ -84,10 +87,7 @@ func TestCallFailures(t *testing.T) {
 			}},
 		{name: "dropped after the request was read", class: routing.Uncertain, bodySent: true,
 			base: func() string { return rawPeer(t, readRequest) }},
-		{name: "no answer before the deadline", class: routing.Uncertain, bodySent: true, timeout: 50 * time.Millisecond,
-			base: func() string {
-				return rawPeer(t, func(c net.Conn) { readRequest(c); <-t.Context().Done() })
-			}},
+		{name: "given up after the request was read", class: routing.Uncertain, bodySent: true, cancelOnRead: true},
 		{name: "deadline while the body is still going out", class: routing.Connection, timeout: 50 * time.Millisecond,
 			body: make([]byte, 64<<20), base: func() string {
 				return rawPeer(t, func(net.Conn) { <-t.Context().Done() })
@@ -108,11 +108,16 @@ func TestCallFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			if tt.timeout > 0 {
-				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
 				defer cancel()
+			}
+			if tt.cancelOnRead {
+				tt.base = func() string {
+					return rawPeer(t, func(c net.Conn) { readRequest(c); cancel(); <-t.Context().Done() })
+				}
 			}
 			ts := tt.ts
 			if ts == nil {

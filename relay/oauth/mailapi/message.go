@@ -112,7 +112,7 @@ func rewriteFrom(f field, sendAs, eol string) field {
 	default:
 		// "addr (comment)" or several authors: the first author's
 		// decoded name, re-encoded.
-		if strict, err := mail.ParseAddressList(v); err == nil && strict[0].Name != "" {
+		if strict, err := mail.ParseAddressList(v); err == nil && len(strict) > 0 && strict[0].Name != "" {
 			value = (&mail.Address{Name: strict[0].Name, Address: sendAs}).String()
 		}
 	}

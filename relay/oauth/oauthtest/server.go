@@ -331,3 +331,23 @@ func ParseMessage(raw []byte) (*Message, error) {
 	}
 	return msg, nil
 }
+
+// Consent plays the browser: it opens authURL (which must point at s),
+// lets the fake consent, and returns the code and state the redirect
+// carries back to the callback.
+func (s *Server) Consent(authURL string) (code, state string, err error) {
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(authURL)
+	if err != nil {
+		return "", "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return "", "", fmt.Errorf("authorize: HTTP %d", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return "", "", err
+	}
+	return loc.Query().Get("code"), loc.Query().Get("state"), nil
+}

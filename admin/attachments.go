@@ -1,0 +1,298 @@
+package admin
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Attachment limits (SPEC §4).
+const (
+	maxAttachments   = 10
+	maxFilenameChars = 255
+	maxMediaType     = 255
+)
+
+// fcBlocked marks an attachment refused as an executable or archive.
+const fcBlocked = "blocked_attachment"
+
+// attachment is one decoded, accepted attachment.
+type attachment struct {
+	Filename    string
+	ContentType string
+	Data        []byte
+}
+
+// decodeAttachments reads attachments: at most ten {filename, content
+// (base64), encoding ("base64"), type} objects. attachment_id (the hosted
+// product's uploaded-file reference) is recognised but not supported: this
+// daemon has no upload endpoint.
+func decodeAttachments(o *object, v *validator) ([]attachment, error) {
+	list, err := field[[]json.RawMessage](o, "attachments")
+	if err != nil || !list.Set || list.Null {
+		return nil, err
+	}
+	if len(list.V) > maxAttachments {
+		v.add("attachments", fcOutOfRange, fmt.Sprintf("at most %d attachments are allowed, not %d", maxAttachments, len(list.V)))
+		return nil, nil
+	}
+	var out []attachment
+	for i, raw := range list.V {
+		p := "attachments[" + strconv.Itoa(i) + "]."
+		a, err := parseObject(p, raw)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.allow("filename", "content", "encoding", "type", "attachment_id"); err != nil {
+			return nil, err
+		}
+		if a.has("attachment_id") {
+			v.add(p+"attachment_id", fcNotSupported, "uploaded attachments are not supported; send the content inline, base64-encoded")
+			continue
+		}
+		att, err := decodeAttachment(a, p, v)
+		if err != nil {
+			return nil, err
+		}
+		if att != nil {
+			out = append(out, *att)
+		}
+	}
+	return out, nil
+}
+
+func decodeAttachment(a *object, p string, v *validator) (*attachment, error) {
+	name, err := field[string](a, "filename")
+	if err != nil {
+		return nil, err
+	}
+	content, err := field[string](a, "content")
+	if err != nil {
+		return nil, err
+	}
+	enc, err := field[string](a, "encoding")
+	if err != nil {
+		return nil, err
+	}
+	typ, err := field[string](a, "type")
+	if err != nil {
+		return nil, err
+	}
+	before := len(v.errs)
+	att := &attachment{}
+	fn := strings.TrimSpace(name.V)
+	switch {
+	case fn == "":
+		v.add(p+"filename", fcRequired, p+"filename is required")
+	case utf8.RuneCountInString(fn) > maxFilenameChars:
+		v.add(p+"filename", fcTooLong, fmt.Sprintf("%sfilename must be at most %d characters", p, maxFilenameChars))
+	case hasControl(fn) || strings.ContainsAny(fn, `/\`):
+		v.add(p+"filename", fcInvalid, p+"filename must be a plain file name without path separators or control characters")
+	default:
+		if kind := blockedExtension(fn); kind != "" {
+			v.add(p+"filename", fcBlocked, "attachments of type "+kind+" are not accepted")
+		}
+		att.Filename = fn
+	}
+	if enc.Set && !enc.Null && enc.V != "base64" {
+		v.add(p+"encoding", fcNotSupported, `encoding must be "base64"`)
+	}
+	if typ.Set && !typ.Null && typ.V != "" {
+		att.ContentType = checkMediaType(v, p+"type", typ.V)
+	}
+	if !content.Set || content.Null || content.V == "" {
+		v.add(p+"content", fcRequired, p+"content is required: the file, base64-encoded")
+	} else if data, err := decodeBase64(content.V); err != nil || len(data) == 0 {
+		v.add(p+"content", fcInvalid, p+"content must be non-empty standard base64")
+	} else if kind := sniffBlocked(data); kind != "" {
+		v.add(p+"content", fcBlocked, "executables and archives are not accepted as attachments (content is "+kind+")")
+	} else {
+		att.Data = data
+	}
+	if len(v.errs) > before {
+		return nil, nil
+	}
+	if att.ContentType == "" {
+		att.ContentType = guessType(att.Filename)
+	}
+	return att, nil
+}
+
+// decodeBase64 accepts standard base64, padded or not, wrapped at any
+// width (MIME tools wrap at 76).
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, s)
+	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+}
+
+// checkMediaType validates a MIME type override. Multipart and message
+// types are refused: the part is sent base64-encoded, which RFC 2046
+// forbids for them.
+func checkMediaType(v *validator, f, s string) string {
+	t, _, err := mime.ParseMediaType(s)
+	switch {
+	case len(s) > maxMediaType || err != nil || !strings.Contains(t, "/") || strings.ContainsAny(s, "\r\n"):
+		v.add(f, fcInvalid, f+` must be a MIME type like "application/pdf"`)
+	case strings.HasPrefix(t, "multipart/") || strings.HasPrefix(t, "message/"):
+		v.add(f, fcNotSupported, f+" must not be a multipart or message type")
+	default:
+		// Parameters are dropped: the part gets its own (name), and a
+		// charset cannot be vouched for in base64 content.
+		return t
+	}
+	return ""
+}
+
+// guessType picks a Content-Type from the extension, else a neutral one.
+func guessType(name string) string {
+	if t, _, err := mime.ParseMediaType(mime.TypeByExtension(strings.ToLower(path.Ext(name)))); err == nil {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// blockedExts are executable, script, installer, disk-image and archive
+// extensions. Names are easy to fake, so content is sniffed as well
+// (sniffBlocked); the name check catches what has no magic number (scripts).
+var blockedExts = map[string]string{}
+
+func init() {
+	for kind, exts := range map[string]string{
+		"executable": "exe com scr pif cpl dll sys drv ocx msi msp mst msc gadget app bin elf so dylib apk xap ipa deb rpm run",
+		"script":     "bat cmd vb vbs vbe js jse ws wsf wsc wsh ps1 ps1xml ps2 psm1 hta sh bash csh ksh command reg scf lnk url inf jar",
+		"archive":    "zip zipx rar 7z gz tgz tar bz2 tbz tbz2 xz txz lz lzma z zst cab arj lzh lha ace cpio ar iso img dmg vhd vhdx",
+	} {
+		for _, e := range strings.Fields(exts) {
+			blockedExts[e] = kind
+		}
+	}
+}
+
+// blockedExtension reports the kind of a refused file name ("" if fine).
+func blockedExtension(name string) string {
+	return blockedExts[strings.TrimPrefix(strings.ToLower(path.Ext(name)), ".")]
+}
+
+// magic is a signature at an offset; ok, when set, must also accept the
+// data (short signatures that plain text could start with are confirmed by
+// a second feature of the format).
+type magic struct {
+	off  int
+	sig  string
+	kind string
+	ok   func([]byte) bool
+}
+
+// binaryHead reports a NUL in the first 64 bytes: DOS/PE headers have them,
+// text never does (so a CSV starting "MZ," is not a Windows program).
+func binaryHead(b []byte) bool { return bytes.IndexByte(b[:min(len(b), 64)], 0) >= 0 }
+
+var magics = []magic{
+	{0, "MZ", "a Windows executable", binaryHead},
+	{0, "\x7fELF", "an ELF executable", nil},
+	{0, "\xfe\xed\xfa\xce", "a Mach-O executable", nil},
+	{0, "\xfe\xed\xfa\xcf", "a Mach-O executable", nil},
+	{0, "\xce\xfa\xed\xfe", "a Mach-O executable", nil},
+	{0, "\xcf\xfa\xed\xfe", "a Mach-O executable", nil},
+	{0, "\xca\xfe\xba\xbe", "a Mach-O universal binary or Java class", nil},
+	{0, "#!", "a script", nil},
+	{0, "dex\n", "an Android executable", nil},
+	{0, "\x00asm", "a WebAssembly module", nil},
+	{0, "L\x00\x00\x00\x01\x14\x02\x00", "a Windows shortcut", nil},
+	{0, "Rar!\x1a\x07", "a RAR archive", nil},
+	{0, "7z\xbc\xaf\x27\x1c", "a 7-Zip archive", nil},
+	{0, "\x1f\x8b", "a gzip archive", nil},
+	{0, "BZh", "a bzip2 archive", func(b []byte) bool { return len(b) > 3 && b[3] >= '1' && b[3] <= '9' }},
+	{0, "\xfd7zXZ\x00", "an xz archive", nil},
+	{0, "\x28\xb5\x2f\xfd", "a zstd archive", nil},
+	{0, "\x5d\x00\x00", "an lzma archive", nil},
+	{0, "MSCF\x00\x00\x00\x00", "a cabinet archive", nil},
+	{0, "ISc(", "an InstallShield cabinet", nil},
+	{0, "!<arch>\n", "an ar archive or Debian package", nil},
+	{0, "\xed\xab\xee\xdb", "an RPM package", nil},
+	{0, "xar!", "a xar archive or macOS package", nil},
+	{0, "\x60\xea", "an ARJ archive", binaryHead},
+	{2, "-lh", "an LZH archive", func(b []byte) bool { return len(b) > 6 && b[6] == '-' }},
+	{7, "**ACE**", "an ACE archive", nil},
+	{257, "ustar", "a tar archive", nil},
+	{0x8001, "CD001", "a disk image", nil},
+	{0x8801, "CD001", "a disk image", nil},
+	{0x9001, "CD001", "a disk image", nil},
+}
+
+// sniffBlocked reports what forbidden kind of file data is ("" when it is
+// none): executables, scripts with a shebang, archives and disk images, by
+// their magic numbers. ZIP needs a closer look, because Office (OOXML) and
+// OpenDocument files are ZIP containers too and must pass; JARs and APKs
+// are ZIPs that must not.
+func sniffBlocked(data []byte) string {
+	for _, m := range magics {
+		if len(data) >= m.off+len(m.sig) && string(data[m.off:m.off+len(m.sig)]) == m.sig && (m.ok == nil || m.ok(data)) {
+			return m.kind
+		}
+	}
+	if len(data) >= 512 && string(data[len(data)-512:len(data)-508]) == "koly" {
+		return "a macOS disk image"
+	}
+	if bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06")) ||
+		bytes.HasPrefix(data, []byte("PK\x07\x08")) {
+		if officeDocument(data) {
+			return ""
+		}
+		return "a ZIP archive"
+	}
+	return ""
+}
+
+// officeDocument reports whether a ZIP is an OOXML document (a content
+// types part and a word/, xl/ or ppt/ tree) or an OpenDocument/EPUB file
+// (a first "mimetype" entry saying so), without macros or entries a
+// mail filter would call executable. Anything else in a ZIP is an archive.
+func officeDocument(data []byte) bool {
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return false
+	}
+	types, tree, odf := false, false, false
+	for i, f := range zr.File {
+		name := strings.ToLower(f.Name)
+		switch {
+		case strings.HasSuffix(name, "vbaproject.bin") || name == "meta-inf/manifest.mf" ||
+			name == "androidmanifest.xml" || strings.HasSuffix(name, ".dex") || blockedExtension(name) != "":
+			return false
+		case name == "[content_types].xml":
+			types = true
+		case strings.HasPrefix(name, "word/") || strings.HasPrefix(name, "xl/") || strings.HasPrefix(name, "ppt/"):
+			tree = true
+		case i == 0 && name == "mimetype":
+			odf = odfMimetype(f)
+		}
+	}
+	return types && tree || odf
+}
+
+// odfMimetype checks the content of an OpenDocument "mimetype" entry.
+func odfMimetype(f *zip.File) bool {
+	rc, err := f.Open()
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	b := make([]byte, 64)
+	n, _ := io.ReadFull(rc, b)
+	mt := string(b[:n])
+	return strings.HasPrefix(mt, "application/vnd.oasis.opendocument.") || mt == "application/epub+zip"
+}

@@ -1,0 +1,200 @@
+package admin
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// emailLogItem is one line of GET /emails/logs: enough to find a message;
+// GET /emails/{id} has every attempt and routing explanation.
+type emailLogItem struct {
+	ID            string   `json:"id"`
+	Status        string   `json:"status"`
+	Reason        *string  `json:"reason"`
+	Source        string   `json:"source"`
+	From          string   `json:"from"`
+	To            []string `json:"to"`
+	Subject       *string  `json:"subject"`
+	ProviderID    *string  `json:"provider_id"` // of the latest attempt
+	Attempts      int      `json:"attempts"`
+	SentFromEmail *string  `json:"sent_from_email"`
+	Size          int64    `json:"size"`
+	CreatedAt     string   `json:"created_at"`
+	UpdatedAt     string   `json:"updated_at"`
+}
+
+func emailLogView(m *store.Message) emailLogItem {
+	it := emailLogItem{ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Source: m.Source, From: m.From,
+		To: make([]string, 0, len(m.Recipients)), Subject: nullable(m.Subject), Attempts: len(m.Attempts),
+		SentFromEmail: nullable(m.SentFromEmail), Size: m.Size,
+		CreatedAt: rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt)}
+	for _, r := range m.Recipients {
+		it.To = append(it.To, r.Address)
+	}
+	if n := len(m.Attempts); n > 0 {
+		it.ProviderID = nullable(m.Attempts[n-1].ProviderID)
+	}
+	return it
+}
+
+// messageStatuses are the public statuses (SPEC §4).
+var messageStatuses = []string{store.MsgPending, store.MsgSent, store.MsgFailed, store.MsgRejected}
+
+// logFilter is a parsed set of message-log filters.
+type logFilter struct {
+	statuses   []string
+	providerID string
+	from, to   time.Time // [from, to); zero is open
+	search     string    // lowercased
+}
+
+// parseLogFilter reads ?status= (one status, or several comma-separated),
+// ?provider_id=, ?from_date= / ?to_date= (a date means that whole UTC day;
+// a timestamp is RFC 3339 and to_date includes it) and ?search=.
+func parseLogFilter(r *http.Request) (logFilter, error) {
+	q := r.URL.Query()
+	var f logFilter
+	if s := q.Get("status"); s != "" {
+		for st := range strings.SplitSeq(s, ",") {
+			st = strings.TrimSpace(st)
+			if !containsStr(messageStatuses, st) {
+				return f, errInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
+			}
+			f.statuses = append(f.statuses, st)
+		}
+	}
+	if p := q.Get("provider_id"); p != "" {
+		if !store.ValidID(store.PrefixProvider, p) {
+			return f, errInvalidParam("provider_id", "provider_id must be a provider ID (dprov_…)")
+		}
+		f.providerID = p
+	}
+	var err error
+	if f.from, err = parseDateBound(q.Get("from_date"), "from_date", false); err != nil {
+		return f, err
+	}
+	if f.to, err = parseDateBound(q.Get("to_date"), "to_date", true); err != nil {
+		return f, err
+	}
+	if !f.from.IsZero() && !f.to.IsZero() && !f.from.Before(f.to) {
+		return f, errInvalidParam("to_date", "to_date must not be before from_date")
+	}
+	if s := strings.TrimSpace(q.Get("search")); s != "" {
+		if len(s) > 256 {
+			return f, errInvalidParam("search", "search must be at most 256 characters")
+		}
+		f.search = strings.ToLower(s)
+	}
+	return f, nil
+}
+
+// parseDateBound parses one end of a window. A date-only value stands for
+// the whole UTC day: as from_date its start, as to_date the start of the
+// next day (the window is half-open). A timestamp as to_date is inclusive.
+func parseDateBound(s, name string, end bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		if end {
+			d = d.AddDate(0, 0, 1)
+		}
+		return d.UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errInvalidParam(name, "%s must be a date (2026-03-01) or an RFC 3339 timestamp (2026-03-01T12:00:00Z)", name)
+	}
+	if end {
+		t = t.Add(time.Nanosecond)
+	}
+	return t.UTC(), nil
+}
+
+// match applies the filters other than the window (the scan applies it).
+func (f *logFilter) match(m *store.Message) bool {
+	if len(f.statuses) > 0 && !containsStr(f.statuses, m.Status) {
+		return false
+	}
+	if f.providerID != "" && !usedProvider(m, f.providerID) {
+		return false
+	}
+	if f.search != "" {
+		hay := []string{m.ID, m.From, m.SentFromEmail, m.Subject}
+		for _, r := range m.Recipients {
+			hay = append(hay, r.Address)
+		}
+		found := false
+		for _, h := range hay {
+			if strings.Contains(strings.ToLower(h), f.search) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// usedProvider reports whether any attempt or recipient result of m names
+// the provider.
+func usedProvider(m *store.Message, id string) bool {
+	for _, a := range m.Attempts {
+		if a.ProviderID == id {
+			return true
+		}
+	}
+	for _, r := range m.Recipients {
+		if r.ProviderID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// emailLogs is GET /emails/logs: the team's messages, newest first, with
+// cursor pagination (the cursor is the last message ID of the page, so a
+// page is stable while new mail arrives).
+func (s *Server) emailLogs(c *call) error {
+	pg, err := parsePage(c.r)
+	if err != nil {
+		return err
+	}
+	f, err := parseLogFilter(c.r)
+	if err != nil {
+		return err
+	}
+	var page []*store.Message
+	more := false
+	err = s.st.MessagesDesc(c.team(), pg.after, f.from, f.to, func(m *store.Message) bool {
+		if !f.match(m) {
+			return true
+		}
+		if len(page) == pg.limit {
+			more = true
+			return false
+		}
+		page = append(page, m)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]emailLogItem, 0, len(page))
+	for _, m := range page {
+		out = append(out, emailLogView(m))
+	}
+	var pag pagination
+	if more {
+		next := base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
+		pag = pagination{HasMore: true, NextCursor: &next}
+	}
+	c.list(out, pag)
+	return nil
+}

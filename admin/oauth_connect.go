@@ -1,0 +1,141 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// OAuthConnector runs the Gmail / Microsoft 365 connect flow (SPEC §7) for
+// the API; cmd implements it with relay/oauth.
+type OAuthConnector interface {
+	// Start begins a flow for the team; kind is "google" or "microsoft".
+	// ErrOAuthNotConfigured when the operator set no client for kind.
+	Start(teamID, kind string) (authURL, state string, err error)
+	// Finish consumes the state and exchanges the code (an empty code
+	// only consumes the state, for a user who declined).
+	Finish(ctx context.Context, state, code string) (*OAuthGrant, error)
+}
+
+// OAuthGrant is a completed connect flow.
+type OAuthGrant struct {
+	TeamID       string
+	ProviderType string // gmail_api or outlook_api
+	Email        string // the authorised address
+	TokenJSON    []byte // the OAuth token (refresh token included), to seal
+}
+
+// Errors an OAuthConnector returns that the API maps to its own codes.
+var (
+	ErrOAuthNotConfigured = errors.New("oauth kind not configured")
+	ErrOAuthState         = errors.New("oauth state invalid, used or expired")
+	ErrOAuthDeclined      = errors.New("oauth grant incomplete")
+)
+
+// oauthStart answers POST /api/v1/providers/oauth/{kind}/start.
+func (s *Server) oauthStart(c *call) error {
+	kind := c.r.PathValue("kind")
+	if kind != "google" && kind != "microsoft" {
+		return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
+	}
+	if s.opts.OAuth == nil {
+		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+	}
+	authURL, state, err := s.opts.OAuth.Start(c.team(), kind)
+	switch {
+	case errors.Is(err, ErrOAuthNotConfigured):
+		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+	case err != nil:
+		return err
+	}
+	c.ok(http.StatusOK, map[string]string{"authorization_url": authURL, "state": state})
+	return nil
+}
+
+// oauthCallback answers GET /oauth/callback, where the user's browser
+// comes back. The single-use state authenticates it (no API key). A
+// returning account (same team, type and address) gets its new token and
+// is active again: that is the way back from status pending.
+func (s *Server) oauthCallback(c *call) error {
+	q := c.r.URL.Query()
+	state, code := q.Get("state"), q.Get("code")
+	if s.opts.OAuth == nil {
+		return errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
+	}
+	if state == "" || len(state) > 512 {
+		return errInvalidParam("state", "state is missing or invalid")
+	}
+	if e := q.Get("error"); e != "" {
+		s.opts.OAuth.Finish(c.r.Context(), state, "") // consume the state
+		return errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
+	}
+	if code == "" || len(code) > 4096 {
+		return errInvalidParam("code", "code is missing or invalid")
+	}
+	g, err := s.opts.OAuth.Finish(c.r.Context(), state, code)
+	switch {
+	case errors.Is(err, ErrOAuthState):
+		return errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
+	case errors.Is(err, ErrOAuthDeclined):
+		return errValidation("code", fcInvalid, err.Error())
+	case err != nil:
+		s.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
+		return &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
+			Message: "the account could not be connected; try again"}
+	}
+	p, created, err := s.saveConnected(g)
+	if err != nil {
+		return err
+	}
+	s.log.Info("connected account saved", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID, "created", created)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		c.w.Header().Set("Location", "/api/v1/providers/"+p.ID)
+	}
+	c.ok(status, s.providerView(p))
+	return nil
+}
+
+// saveConnected stores a grant: the team's existing provider for that
+// address gets the new token (and leaves pending), otherwise a new one is
+// created within the team's provider limit.
+func (s *Server) saveConnected(g *OAuthGrant) (*store.Provider, bool, error) {
+	sealed := s.opts.Sealer.Seal(string(g.TokenJSON))
+	now := s.now()
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	existing, err := s.st.Providers(g.TeamID)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, e := range existing {
+		if e.Type == g.ProviderType && strings.EqualFold(e.OAuthEmail, g.Email) {
+			p, err := s.st.UpdateProvider(g.TeamID, e.ID, 0, func(p *store.Provider) error {
+				p.OAuthTokenSealed, p.UpdatedAt = sealed, now
+				if p.Status == store.StatusPending || p.Status == store.StatusError {
+					p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", now
+				}
+				return nil
+			})
+			return p, false, err
+		}
+	}
+	if err := s.checkProviderRoom(g.TeamID); err != nil {
+		return nil, false, err
+	}
+	name := "Gmail " + g.Email
+	if g.ProviderType == store.TypeOutlook {
+		name = "Outlook " + g.Email
+	}
+	p := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: g.TeamID, Name: truncate(name, 100),
+		Type: g.ProviderType, Status: store.StatusActive, OAuthEmail: g.Email, OAuthTokenSealed: sealed,
+		CreatedAt: now, UpdatedAt: now, ActivatedAt: now}
+	if err := s.st.CreateProvider(p); err != nil {
+		return nil, false, err
+	}
+	return p, true, nil
+}

@@ -1,0 +1,182 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Sender is the relay as the HTTP Sending API needs it: the same
+// credential check, rate limit and durable enqueue as SMTP. cmd implements
+// it over relay.Server (Authenticate, Submit, Limiter().Allow), mapping the
+// relay's errors onto the ErrSend… values below.
+type Sender interface {
+	// Authenticate resolves a sending key or mailbox password. An unknown,
+	// revoked or suspended credential, or a root key, is
+	// ErrSendUnauthorized.
+	Authenticate(secret string) (*SendCredential, error)
+	// Submit accepts one message: envelope sender, envelope recipients
+	// and the CRLF-terminated MIME bytes. It returns the eml_ ID once the
+	// message is durable.
+	Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error)
+	// Allow counts one request of the credential against the per-key
+	// limit shared with SMTP and reports whether it is within it; if not,
+	// how long until it may retry.
+	Allow(credentialID string) (bool, time.Duration)
+}
+
+// SendCredential is an authenticated sender as admin sees it. Handle is the
+// Sender's own credential value (a *relay.Credential in cmd's adapter),
+// passed back to Submit untouched, which keeps relay's types out of admin.
+type SendCredential struct {
+	ID     string // the sending key's or mailbox password's ID
+	TeamID string
+	// RequiredFrom is the only sender a mailbox password may use; empty
+	// for sending keys.
+	RequiredFrom string
+	Handle       any
+}
+
+// Errors a Sender returns; anything else is an internal error.
+var (
+	ErrSendUnauthorized      = errors.New("sending credential is invalid or revoked")
+	ErrSendNoActiveProviders = errors.New("no active provider in the credential's scope")
+	ErrSendSenderNotAllowed  = errors.New("sender is not the mailbox address")
+	ErrSendInvalidMessage    = errors.New("message or address refused")
+	ErrSendDailyLimit        = errors.New("daily sending limit reached")
+)
+
+// Error codes of the Sending API beyond envelope.go's.
+const (
+	codeNoActiveProviders = "no_active_providers"
+	codeDailyLimit        = "daily_limit_exceeded"
+	fcSenderNotAllowed    = "sender_not_allowed"
+)
+
+// sendResult is the answer to one accepted message.
+type sendResult struct {
+	MessageID string `json:"message_id"`
+	Status    string `json:"status"`
+}
+
+// sendAuth authenticates a Sending API request and counts it against the
+// credential's rate limit (a batch is one request, SPEC §4). Root keys are
+// recognised and refused with 403, so a caller who pasted the wrong key
+// learns why rather than getting a bare 401.
+func (s *Server) sendAuth(c *call) error {
+	if s.opts.Sender == nil {
+		return errUnavailable("the HTTP Sending API is not enabled on this server")
+	}
+	secret, ok := bearer(c.r)
+	if !ok {
+		return errAuthRequired(`missing Authorization header: send "Authorization: Bearer <sending key or mailbox password>"`)
+	}
+	if strings.HasPrefix(secret, store.SecretPrefixRoot) {
+		if k, err := s.st.KeyBySecret(secret); err == nil && k.Active() {
+			return errForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
+		}
+		return errAuthRequired("invalid API key")
+	}
+	cred, err := s.opts.Sender.Authenticate(secret)
+	if errors.Is(err, ErrSendUnauthorized) {
+		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")
+	}
+	if err != nil {
+		return err
+	}
+	if info := infoFrom(c.r); info != nil {
+		info.keyID = cred.ID
+	}
+	if ok, wait := s.opts.Sender.Allow(cred.ID); !ok {
+		return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
+			Message: "sending rate limit exceeded for this credential", RetryAfter: max(wait, time.Second)}
+	}
+	c.send = cred
+	return nil
+}
+
+// sendEmail is POST /emails/send.
+func (s *Server) sendEmail(c *call) error {
+	data, err := readBodyLimit(c.r, maxSendBodyBytes)
+	if err != nil {
+		return err
+	}
+	o, err := parseObject("", data)
+	if err != nil {
+		return err
+	}
+	in, err := decodeSend(o)
+	if err != nil {
+		return err
+	}
+	id, err := s.submitOne(c, in)
+	if err != nil {
+		return err
+	}
+	c.ok(http.StatusOK, sendResult{MessageID: id, Status: "queued"})
+	return nil
+}
+
+// submitOne builds the MIME message and hands it to the relay, turning
+// the Sender's errors into API answers.
+func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
+	cred := c.send
+	if cred.RequiredFrom != "" {
+		v := &validator{}
+		if !strings.EqualFold(in.From.Email, cred.RequiredFrom) {
+			v.add("from.email", fcSenderNotAllowed, "a mailbox password sends only as its mailbox address "+cred.RequiredFrom)
+		}
+		if in.ReturnPath != "" && !strings.EqualFold(in.ReturnPath, cred.RequiredFrom) {
+			v.add("return_path", fcSenderNotAllowed, "a mailbox password sends only with its mailbox address as return path")
+		}
+		if err := v.err(); err != nil {
+			return "", err
+		}
+	}
+	body, err := buildMIME(in, s.headerMessageID(in.From.Email), s.now())
+	if err != nil {
+		return "", err
+	}
+	envFrom := in.From.Email
+	if in.ReturnPath != "" {
+		envFrom = in.ReturnPath
+	}
+	id, err := s.opts.Sender.Submit(cred, envFrom, in.recipients(), body)
+	switch {
+	case err == nil:
+		s.log.Info("http send accepted", "request_id", c.reqID, "msg_id", id, "team", cred.TeamID,
+			"rcpts", len(in.recipients()), "size", len(body))
+		return id, nil
+	case errors.Is(err, ErrSendUnauthorized):
+		return "", errAuthRequired("the sending key or mailbox password was revoked or suspended")
+	case errors.Is(err, ErrSendNoActiveProviders):
+		return "", &apiError{Status: http.StatusServiceUnavailable, Code: codeNoActiveProviders, Retryable: true,
+			Message: "no provider in this credential's send scope is active; nothing was queued", RetryAfter: time.Minute}
+	case errors.Is(err, ErrSendSenderNotAllowed):
+		return "", errValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
+	case errors.Is(err, ErrSendInvalidMessage):
+		return "", errValidation("to.email", fcInvalidEmail, "the relay refused an address of this message")
+	case errors.Is(err, ErrSendDailyLimit):
+		now := s.now()
+		return "", &apiError{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,
+			Message:    "daily sending limit reached; it resets at 00:00 UTC",
+			RetryAfter: dayStart(now).Add(24 * time.Hour).Sub(now)}
+	}
+	return "", err
+}
+
+// headerMessageID makes the Message-ID header: random, at the configured
+// hostname or else the sender's domain (a Message-ID's right side only has
+// to be a domain the sender may speak for, and that one is).
+func (s *Server) headerMessageID(from string) string {
+	host := s.opts.Hostname
+	if host == "" {
+		if at := strings.LastIndexByte(from, '@'); at >= 0 {
+			host = from[at+1:]
+		}
+	}
+	return store.NewID("") + "@" + host
+}

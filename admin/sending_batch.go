@@ -1,0 +1,150 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// maxBatchMessages bounds POST /emails/send/batch (SPEC §4).
+const maxBatchMessages = 100
+
+// batchItem is one message's result, in input order.
+type batchItem struct {
+	Index     int       `json:"index"`
+	MessageID *string   `json:"message_id"`
+	Status    string    `json:"status"` // queued | failed
+	Error     *apiError `json:"error,omitempty"`
+}
+
+type batchSummary struct {
+	Total  int `json:"total"`
+	Queued int `json:"queued"`
+	Failed int `json:"failed"`
+}
+
+type batchResult struct {
+	Results []batchItem  `json:"results"`
+	Summary batchSummary `json:"summary"`
+}
+
+// sendBatch is POST /emails/send/batch: {"messages":[…]}. Every message is
+// validated and submitted on its own (partial success); the answer lists
+// each one's result. When nothing was queued the answer is an error, so a
+// client that only checks the status does not mistake it for success: 422
+// when every message was invalid (retrying cannot help), else 503 (some
+// failed for reasons that may pass, and nothing was queued, so retrying
+// the whole batch cannot duplicate anything). A 503 is not stored under an
+// Idempotency-Key, so such a retry runs again.
+func (s *Server) sendBatch(c *call) error {
+	data, err := readBodyLimit(c.r, maxSendBodyBytes)
+	if err != nil {
+		return err
+	}
+	o, err := parseObject("", data)
+	if err != nil {
+		return err
+	}
+	if err := o.allow("messages"); err != nil {
+		return err
+	}
+	msgs, err := field[[]json.RawMessage](o, "messages")
+	if err != nil {
+		return err
+	}
+	switch {
+	case !msgs.Set || msgs.Null:
+		return errValidation("messages", fcRequired, "messages is required: an array of 1 to 100 messages")
+	case len(msgs.V) == 0 || len(msgs.V) > maxBatchMessages:
+		return errValidation("messages", fcOutOfRange, fmt.Sprintf("messages must hold 1 to %d messages, not %d", maxBatchMessages, len(msgs.V)))
+	}
+	res := batchResult{Results: make([]batchItem, 0, len(msgs.V)), Summary: batchSummary{Total: len(msgs.V)}}
+	transient := 0
+	for i, raw := range msgs.V {
+		it := batchItem{Index: i, Status: "queued"}
+		id, err := s.batchOne(c, raw)
+		if err == nil {
+			it.MessageID = &id
+			res.Summary.Queued++
+		} else {
+			ae := s.itemError(c, i, err)
+			it.Status, it.Error = "failed", ae
+			res.Summary.Failed++
+			if ae.Retryable {
+				transient++
+			}
+		}
+		res.Results = append(res.Results, it)
+	}
+	if res.Summary.Queued > 0 {
+		c.ok(http.StatusOK, res)
+		return nil
+	}
+	return batchFailure(res, transient)
+}
+
+func (s *Server) batchOne(c *call, raw json.RawMessage) (string, error) {
+	o, err := parseObject("", raw)
+	if err != nil {
+		return "", err
+	}
+	in, err := decodeSend(o)
+	if err != nil {
+		return "", err
+	}
+	return s.submitOne(c, in)
+}
+
+// itemError renders one message's failure. Internal errors are logged with
+// the request and index and reported generically, as fail does.
+func (s *Server) itemError(c *call, i int, err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	s.log.Error("batch message failed", "request_id", c.reqID, "index", i, "err", err)
+	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Retryable: true,
+		Message: "internal error; quote request " + c.reqID + " when reporting it"}
+}
+
+// batchFailure is the answer when no message was queued. Its errors[] name
+// each message's problems with their path in the request.
+func batchFailure(res batchResult, transient int) error {
+	var fields []fieldError
+	for _, it := range res.Results {
+		prefix := fmt.Sprintf("messages[%d]", it.Index)
+		e := it.Error
+		if len(e.Errors) == 0 {
+			f := prefix
+			if e.Param != "" {
+				f += "." + e.Param
+			}
+			fields = append(fields, fieldError{Field: f, Code: e.Code, Message: e.Message})
+			continue
+		}
+		for _, fe := range e.Errors {
+			fields = append(fields, fieldError{Field: prefix + "." + fe.Field, Code: fe.Code, Message: fe.Message})
+		}
+	}
+	if transient == 0 {
+		return &apiError{Status: http.StatusUnprocessableEntity, Code: codeValidation, Param: fields[0].Field,
+			Message: fmt.Sprintf("all %d messages are invalid; nothing was queued", len(res.Results)), Errors: fields}
+	}
+	// One shared cause (say, no active provider) is reported as itself.
+	code, same := "", true
+	for _, it := range res.Results {
+		if it.Error.Retryable {
+			if code != "" && code != it.Error.Code {
+				same = false
+			}
+			code = it.Error.Code
+		}
+	}
+	if !same || code != codeNoActiveProviders {
+		code = codeServiceUnavailable
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Code: code, Retryable: true, Errors: fields,
+		Message: "no message of the batch could be queued; retry later", RetryAfter: time.Minute}
+}

@@ -1,0 +1,168 @@
+package admin
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func TestBatchPartialSuccess(t *testing.T) {
+	e, fs := newSendEnv(t)
+	bad := validSend()
+	bad["subject"] = ""
+	unknown := validSend()
+	unknown["bogus"] = true
+	third := validSend()
+	third["to"] = map[string]any{"email": "third@example.net"}
+	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend(), bad, third, unknown}})
+	if r.Code != 200 {
+		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+	for path, want := range map[string]any{
+		"data.summary.total": 4.0, "data.summary.queued": 2.0, "data.summary.failed": 2.0,
+		"data.results.0.index": 0.0, "data.results.0.status": "queued",
+		"data.results.1.status": "failed", "data.results.1.message_id": nil,
+		"data.results.1.error.code": "validation_error", "data.results.1.error.param": "subject",
+		"data.results.1.error.retryable": false,
+		"data.results.2.index":           2.0, "data.results.2.status": "queued",
+		"data.results.3.error.code": "invalid_parameter", "data.results.3.error.param": "bogus",
+	} {
+		if got := r.get(path); got != want {
+			t.Errorf("%s = %#v, want %#v", path, got, want)
+		}
+	}
+	subs := fs.submitted()
+	if len(subs) != 2 || r.str("data.results.0.message_id") != subs[0].id || r.str("data.results.2.message_id") != subs[1].id ||
+		subs[1].rcpts[0] != "third@example.net" {
+		t.Fatalf("submissions %+v / %s", subs, r.Body)
+	}
+	// The whole batch counted once against the rate limit.
+	if fs.allows != 1 {
+		t.Fatalf("rate limit counted %d times", fs.allows)
+	}
+}
+
+func TestBatchAllInvalidIs422(t *testing.T) {
+	e, fs := newSendEnv(t)
+	a, b := validSend(), validSend()
+	a["subject"] = ""
+	b["to"] = map[string]any{"email": "nope"}
+	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{a, b}})
+	expectErr(t, r, 422, "validation_error", "messages[0].subject")
+	if f := r.fields(); len(f) != 2 || f[1] != "messages[1].to.email" {
+		t.Fatalf("fields %v", f)
+	}
+	if len(fs.submitted()) != 0 {
+		t.Fatal("invalid batch submitted something")
+	}
+}
+
+func TestBatchAllTransientIs503(t *testing.T) {
+	e, fs := newSendEnv(t)
+	fs.fail = func(int) error { return ErrSendNoActiveProviders }
+	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend(), validSend()}})
+	expectErr(t, r, 503, "no_active_providers", "")
+	if r.get("error.retryable") != true || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("%v %s", r.Header, r.Body)
+	}
+	// A mix of invalid and transient failures, nothing queued: 503 too,
+	// since a retry may succeed for some.
+	bad := validSend()
+	bad["subject"] = ""
+	fs.fail = func(int) error { return ErrSendDailyLimit }
+	r = e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{bad, validSend()}})
+	expectErr(t, r, 503, "service_unavailable", "")
+	if f := r.fields(); len(f) != 2 || f[0] != "messages[0].subject" || f[1] != "messages[1]" {
+		t.Fatalf("fields %v", f)
+	}
+}
+
+func TestBatchShape(t *testing.T) {
+	e, _ := newSendEnv(t)
+	many := make([]any, 101)
+	for i := range many {
+		many[i] = validSend()
+	}
+	expectErr(t, e.send("/api/v1/emails/send/batch", map[string]any{"messages": many}), 422, "validation_error", "messages")
+	expectErr(t, e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{}}), 422, "validation_error", "messages")
+	expectErr(t, e.send("/api/v1/emails/send/batch", map[string]any{}), 422, "validation_error", "messages")
+	expectErr(t, e.send("/api/v1/emails/send/batch", map[string]any{"messages": validSend()}), 400, "invalid_parameter", "messages")
+	expectErr(t, e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend()}, "x": 1}), 400, "invalid_parameter", "x")
+	expectErr(t, e.send("/api/v1/emails/send/batch", `[{"subject":"x"}]`), 400, "invalid_parameter", "")
+	// A non-object item fails alone.
+	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{"x", validSend()}})
+	if r.Code != 200 || r.str("data.results.0.error.code") != "invalid_parameter" || r.str("data.results.1.status") != "queued" {
+		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+}
+
+func TestSniffBlocked(t *testing.T) {
+	zipOf := func(names ...string) []byte { return buildZip(t, names...) }
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		blocked bool
+	}{
+		{"pe", append([]byte("MZ\x90\x00"), make([]byte, 100)...), true},
+		{"csv starting MZ", []byte("MZ,Mozambique\nPT,Portugal\n"), false},
+		{"elf", []byte("\x7fELF\x02\x01\x01"), true},
+		{"mach-o", []byte("\xcf\xfa\xed\xfe\x07\x00\x00\x01"), true},
+		{"shebang", []byte("#!/bin/sh\nrm -rf /\n"), true},
+		{"gzip", []byte("\x1f\x8b\x08\x00\x00\x00"), true},
+		{"bzip2", []byte("BZh91AY&SY"), true},
+		{"text starting BZh", []byte("BZhang was here"), false},
+		{"rar", []byte("Rar!\x1a\x07\x01\x00"), true},
+		{"7z", []byte("7z\xbc\xaf\x27\x1c\x00\x04"), true},
+		{"tar", append(make([]byte, 257), []byte("ustar\x0000")...), true},
+		{"iso", append(make([]byte, 0x8001), []byte("CD001")...), true},
+		{"zip", zipOf("a.txt"), true},
+		{"jar", zipOf("[Content_Types].xml", "META-INF/MANIFEST.MF"), true},
+		{"apk", zipOf("AndroidManifest.xml", "classes.dex"), true},
+		{"docx", zipOf("[Content_Types].xml", "word/document.xml"), false},
+		{"docm", zipOf("[Content_Types].xml", "word/vbaProject.bin"), true},
+		{"docx with exe", zipOf("[Content_Types].xml", "word/embeddings/x.exe"), true},
+		{"odt", zipOf("mimetype", "content.xml"), false},
+		{"zip posing as odt", zipOf("MimeType", "payload"), true},
+		{"content types only", zipOf("[Content_Types].xml", "evil.payload"), true},
+		{"pdf", []byte("%PDF-1.7\n"), false},
+		{"png", []byte("\x89PNG\r\n\x1a\n"), false},
+		{"text", []byte("hello"), false},
+	} {
+		if got := sniffBlocked(tc.data) != ""; got != tc.blocked {
+			t.Errorf("%s: blocked=%v, want %v (%q)", tc.name, got, tc.blocked, sniffBlocked(tc.data))
+		}
+	}
+	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false} {
+		if got := blockedExtension(name) != ""; got != blocked {
+			t.Errorf("%s: blocked=%v", name, got)
+		}
+	}
+}
+
+func TestAttachmentTypes(t *testing.T) {
+	e, fs := newSendEnv(t)
+	b := validSend()
+	docx := buildZip(t, "[Content_Types].xml", "word/document.xml")
+	wrapped := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("line of text\n", 20)))
+	b["attachments"] = []any{
+		map[string]any{"filename": "report.docx", "content": base64.StdEncoding.EncodeToString(docx)},
+		map[string]any{"filename": "notes", "content": wrapped[:40] + "\r\n" + wrapped[40:], "type": "Text/Plain; charset=latin1"},
+		map[string]any{"filename": "data.xyzq", "content": base64.RawStdEncoding.EncodeToString([]byte{1, 2, 3, 4})},
+	}
+	if r := e.send("/api/v1/emails/send", b); r.Code != 200 {
+		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+	pm := parseMail(t, fs.submitted()[0].body)
+	var types []string
+	for _, p := range pm.parts {
+		if p.filename != "" {
+			types = append(types, p.filename+"="+p.contentType)
+		}
+	}
+	// The docx's type comes from the system's MIME table, so only its
+	// acceptance is checked.
+	if len(types) != 3 || !strings.HasPrefix(types[0], "report.docx=") || types[1] != "notes=text/plain" ||
+		types[2] != "data.xyzq=application/octet-stream" {
+		t.Fatalf("attachment types %v", types)
+	}
+}

@@ -1,0 +1,165 @@
+// Package webhook delivers smtpmux events (SPEC §8) to the HTTP endpoints
+// teams subscribe with /api/v1/webhooks.
+//
+// An event is matched against the team's enabled webhooks and one delivery
+// record per match is written to the store in a single durable transaction
+// before Emit returns, so a crash after the event cannot lose it. A
+// Dispatcher then POSTs each delivery as signed JSON (see Sign) and retries
+// non-2xx answers and timeouts on a schedule spanning 24 hours.
+//
+// The package sits under admin because both sides of it are admin's: the
+// webhook resources and their delivery log are Management API objects, and
+// the payload is an HTTP contract. It imports only store, not relay: the
+// relay reports events through its own EventSink, and cmd converts those
+// into Event with a one-line closure, so the dependency rule "admin talks to
+// relay through small local interfaces" holds for this package too.
+package webhook
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// Event types a webhook may subscribe to (SPEC §8).
+const (
+	EventDelivered             = "message.delivered"
+	EventBounced               = "message.bounced"  // an upstream permanently refused recipients
+	EventRejected              = "message.rejected" // the message finally failed
+	EventDelayed               = "message.delivery_delayed"
+	EventClicked               = "message.clicked"
+	EventProviderStatusChanged = "provider.status_changed"
+	EventLimitRequestDecided   = "limit_request.decided"
+)
+
+// EventTest is the type of the synthetic event POST /webhooks/{id}/test
+// sends. It goes to that one webhook only, so it is not subscribable.
+const EventTest = "smtpmux.test"
+
+// EventTypes lists the subscribable types in documentation order.
+var EventTypes = []string{
+	EventDelivered, EventBounced, EventRejected, EventDelayed, EventClicked,
+	EventProviderStatusChanged, EventLimitRequestDecided,
+}
+
+// ValidType reports whether typ is a subscribable event type.
+func ValidType(typ string) bool { return slices.Contains(EventTypes, typ) }
+
+// Event is something a team may want to hear about. Its fields mirror
+// relay.Event so that cmd wires the scheduler with
+//
+//	Events: func(e relay.Event) { hooks.Emit(webhook.Event{Type: e.Type, TeamID: e.TeamID,
+//		MessageID: e.MessageID, ProviderID: e.ProviderID, Recipients: e.Recipients,
+//		Code: e.Code, Reply: e.Reply, Reason: e.Reason, Status: e.Status, At: e.At}) }
+//
+// Events the relay does not produce use the remaining fields:
+// message.clicked (emitted by the tracking redirect once it exists) sets
+// MessageID, Recipients (the clicking recipient) and URL;
+// limit_request.decided (emitted by the operator endpoints) puts its fields
+// in Extra.
+type Event struct {
+	Type       string
+	TeamID     string
+	MessageID  string
+	ProviderID string
+	Recipients []string
+	Code       int
+	Reply      string
+	Reason     string
+	Status     string // provider.status_changed: the new status
+	URL        string // message.clicked: the original link
+	At         time.Time
+	// Extra is merged into data, for event types without dedicated
+	// fields; it must marshal to JSON.
+	Extra map[string]any
+}
+
+// data is the event's "data" object. Message events always carry the same
+// keys (null when unknown), so receivers can rely on the shape.
+func (e Event) data() map[string]any {
+	str := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	d := map[string]any{}
+	switch e.Type {
+	case EventDelivered, EventBounced, EventRejected, EventDelayed:
+		rcpts := e.Recipients
+		if rcpts == nil {
+			rcpts = []string{}
+		}
+		var code any
+		if e.Code != 0 {
+			code = e.Code
+		}
+		d["message_id"], d["provider_id"], d["recipients"] = str(e.MessageID), str(e.ProviderID), rcpts
+		d["smtp_code"], d["reply"], d["reason"] = code, str(e.Reply), str(e.Reason)
+	case EventClicked:
+		var rcpt any
+		if len(e.Recipients) > 0 {
+			rcpt = e.Recipients[0]
+		}
+		d["message_id"], d["recipient"], d["url"] = str(e.MessageID), rcpt, str(e.URL)
+	case EventProviderStatusChanged:
+		d["provider_id"], d["status"], d["reason"] = str(e.ProviderID), str(e.Status), str(e.Reason)
+	}
+	for k, v := range e.Extra {
+		d[k] = v
+	}
+	return d
+}
+
+// envelope is the stored part of a delivery's body: everything but the
+// per-attempt fields.
+type envelope struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	TeamID     string          `json:"team_id"`
+	OccurredAt string          `json:"occurred_at"`
+	CreatedAt  string          `json:"created_at"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// wireBody is what is POSTed. Attempt and Timestamp change at each attempt
+// and are inside the signed bytes, so a receiver that checks Timestamp
+// against its clock rejects a captured request replayed later (see
+// VerifyRequest). Field order is fixed by the struct: receivers sign the
+// raw bytes anyway, but stable bytes make logs comparable.
+type wireBody struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	TeamID     string          `json:"team_id"`
+	OccurredAt string          `json:"occurred_at"`
+	CreatedAt  string          `json:"created_at"`
+	Attempt    int             `json:"attempt"`
+	Timestamp  int64           `json:"timestamp"`
+	Data       json.RawMessage `json:"data"`
+}
+
+const timeLayout = time.RFC3339Nano
+
+// newEnvelope renders the stored part of an event.
+func newEnvelope(id string, e Event, created time.Time) (json.RawMessage, error) {
+	data, err := json.Marshal(e.data())
+	if err != nil {
+		return nil, err
+	}
+	at := e.At
+	if at.IsZero() {
+		at = created
+	}
+	return json.Marshal(envelope{ID: id, Type: e.Type, TeamID: e.TeamID, OccurredAt: at.UTC().Format(timeLayout),
+		CreatedAt: created.UTC().Format(timeLayout), Data: data})
+}
+
+// wire renders the body of one attempt.
+func wire(stored json.RawMessage, attempt int, now time.Time) ([]byte, error) {
+	var env envelope
+	if err := json.Unmarshal(stored, &env); err != nil {
+		return nil, err
+	}
+	return json.Marshal(wireBody{ID: env.ID, Type: env.Type, TeamID: env.TeamID, OccurredAt: env.OccurredAt,
+		CreatedAt: env.CreatedAt, Attempt: attempt, Timestamp: now.Unix(), Data: env.Data})
+}

@@ -1,0 +1,316 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Webhook permissions (the catalogue in auth.go lists the resource).
+// Rotating the secret and sending a test change or use the webhook, so
+// they need webhook.update.
+const (
+	permWebhookRead   = "webhook.read"
+	permWebhookCreate = "webhook.create"
+	permWebhookUpdate = "webhook.update"
+	permWebhookDelete = "webhook.delete"
+)
+
+// Webhook bounds.
+const (
+	maxWebhooksPerTeam = 25
+	maxWebhookName     = 100
+	secretShownChars   = 10 // "whsec_" and four hex digits
+)
+
+// webhookItem is the public shape of a webhook. The secret is not part of
+// it: only create and rotate-secret return it, once.
+type webhookItem struct {
+	ID              string   `json:"id"`
+	Name            *string  `json:"name"`
+	URL             string   `json:"url"`
+	EventTypes      []string `json:"event_types"`
+	Enabled         bool     `json:"enabled"`
+	Failing         bool     `json:"failing"`
+	SecretPrefix    string   `json:"secret_prefix"`
+	SecretRotatedAt *string  `json:"secret_rotated_at"`
+	CreatedAt       string   `json:"created_at"`
+	UpdatedAt       string   `json:"updated_at"`
+}
+
+// webhookWithSecret is the create and rotate answer.
+type webhookWithSecret struct {
+	webhookItem
+	Secret string `json:"secret"`
+}
+
+func webhookView(w *store.Webhook) webhookItem {
+	return webhookItem{ID: w.ID, Name: nullable(w.Name), URL: w.URL, EventTypes: nonNil(w.EventTypes),
+		Enabled: w.Enabled, Failing: w.Failing, SecretPrefix: w.SecretPrefix,
+		SecretRotatedAt: rfc3339p(w.SecretRotatedAt), CreatedAt: rfc3339(w.CreatedAt), UpdatedAt: rfc3339(w.UpdatedAt)}
+}
+
+// webhookInput is a decoded webhook body.
+type webhookInput struct {
+	name, url  opt[string]
+	eventTypes opt[[]string]
+	enabled    opt[bool]
+}
+
+func decodeWebhook(o *object) (*webhookInput, error) {
+	if err := o.allow("name", "url", "event_types", "enabled"); err != nil {
+		return nil, err
+	}
+	in := &webhookInput{}
+	var err error
+	if in.name, err = field[string](o, "name"); err != nil {
+		return nil, err
+	}
+	if in.url, err = field[string](o, "url"); err != nil {
+		return nil, err
+	}
+	if in.eventTypes, err = field[[]string](o, "event_types"); err != nil {
+		return nil, err
+	}
+	if in.enabled, err = field[bool](o, "enabled"); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// applyWebhook validates in onto w; create requires url and event_types.
+// Re-enabling clears the failing flag (the team says the endpoint is
+// fixed). Deterministic: it may run in a store function more than once.
+func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *validator, create bool) {
+	if in.name.Set {
+		w.Name = ""
+		if !in.name.Null {
+			w.Name = checkText(v, "name", in.name.V, maxWebhookName)
+		}
+	}
+	switch {
+	case in.url.Set && !in.url.Null && in.url.V != "":
+		if _, problem := webhook.CheckURL(in.url.V, s.opts.AllowPrivateWebhookTargets); problem != "" {
+			v.add("url", fcInvalid, problem)
+		} else {
+			w.URL = in.url.V
+		}
+	case in.url.Set || create:
+		v.add("url", fcRequired, "url is required: the http(s) endpoint events are POSTed to")
+	}
+	switch {
+	case in.eventTypes.Set && !in.eventTypes.Null && len(in.eventTypes.V) > 0:
+		var types []string
+		for i, t := range in.eventTypes.V {
+			if !webhook.ValidType(t) {
+				v.add("event_types["+strconv.Itoa(i)+"]", fcNotSupported, "unknown event type "+strconv.Quote(t)+
+					"; one of "+joinQuoted(webhook.EventTypes))
+			} else if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+		}
+		w.EventTypes = types
+	case in.eventTypes.Set || create:
+		v.add("event_types", fcRequired, "event_types must list at least one of "+joinQuoted(webhook.EventTypes))
+	}
+	if in.enabled.Set && !in.enabled.Null {
+		if in.enabled.V && !w.Enabled {
+			w.Failing = false
+		}
+		w.Enabled = in.enabled.V
+	} else if in.enabled.Set {
+		v.add("enabled", fcInvalid, "enabled must be true or false")
+	}
+}
+
+func joinQuoted(xs []string) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ", "
+		}
+		out += strconv.Quote(x)
+	}
+	return out
+}
+
+// newWebhookSecret returns a fresh secret and its sealed form.
+func (s *Server) newWebhookSecret() (secret string, sealed []byte) {
+	secret = webhook.NewSecret()
+	return secret, s.opts.Sealer.Seal(secret)
+}
+
+func (s *Server) createWebhook(c *call) error {
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeWebhook(o)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	w := &store.Webhook{ID: store.NewID(store.PrefixWebhook), TeamID: c.team(), Enabled: true, CreatedAt: now, UpdatedAt: now}
+	v := &validator{}
+	s.applyWebhook(in, w, v, true)
+	if err := v.err(); err != nil {
+		return err
+	}
+	secret, sealed := s.newWebhookSecret()
+	w.SecretSealed, w.SecretPrefix = sealed, secret[:secretShownChars]
+	switch err := s.st.CreateWebhook(w, maxWebhooksPerTeam); {
+	case errors.Is(err, store.ErrLimit):
+		return errLimitExceeded("a team may have at most " + strconv.Itoa(maxWebhooksPerTeam) + " webhooks")
+	case err != nil:
+		return err
+	}
+	s.hooks.Invalidate()
+	s.log.Info("webhook created", "request_id", c.reqID, "webhook", w.ID, "team", w.TeamID)
+	c.w.Header().Set("Location", "/api/v1/webhooks/"+w.ID)
+	c.w.Header().Set("ETag", etag(w.Version))
+	c.ok(http.StatusCreated, webhookWithSecret{webhookItem: webhookView(w), Secret: secret})
+	return nil
+}
+
+func (s *Server) listWebhooks(c *call) error {
+	pg, err := parsePage(c.r)
+	if err != nil {
+		return err
+	}
+	all, err := s.st.Webhooks(c.team())
+	if err != nil {
+		return err
+	}
+	items, pag := paginate(all, func(w *store.Webhook) string { return w.ID }, pg)
+	out := make([]webhookItem, 0, len(items))
+	for _, w := range items {
+		out = append(out, webhookView(w))
+	}
+	c.list(out, pag)
+	return nil
+}
+
+// loadWebhook resolves {id} to one of the caller's webhooks.
+func (s *Server) loadWebhook(c *call) (*store.Webhook, error) {
+	id, ok := c.pathID(store.PrefixWebhook)
+	if !ok {
+		return nil, errNotFound("webhook")
+	}
+	w, err := s.st.Webhook(c.team(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNotFound("webhook")
+	}
+	return w, err
+}
+
+func (s *Server) getWebhook(c *call) error {
+	w, err := s.loadWebhook(c)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("ETag", etag(w.Version))
+	c.ok(http.StatusOK, webhookView(w))
+	return nil
+}
+
+func (s *Server) patchWebhook(c *call) error {
+	cur, err := s.loadWebhook(c)
+	if err != nil {
+		return err
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	o, err := readBody(c.r)
+	if err != nil {
+		return err
+	}
+	in, err := decodeWebhook(o)
+	if err != nil {
+		return err
+	}
+	w := cur
+	if !o.empty() {
+		now := s.now()
+		w, err = s.st.UpdateWebhook(c.team(), cur.ID, ver, func(w *store.Webhook) error {
+			v := &validator{}
+			s.applyWebhook(in, w, v, false)
+			if err := v.err(); err != nil {
+				return err
+			}
+			w.UpdatedAt = now
+			return nil
+		})
+		if err != nil {
+			return storeErr(err, "webhook")
+		}
+		s.hooks.Invalidate()
+		s.log.Info("webhook updated", "request_id", c.reqID, "webhook", w.ID)
+	}
+	c.w.Header().Set("ETag", etag(w.Version))
+	c.ok(http.StatusOK, webhookView(w))
+	return nil
+}
+
+func (s *Server) deleteWebhook(c *call) error {
+	cur, err := s.loadWebhook(c)
+	if err != nil {
+		return err
+	}
+	ver, err := ifMatch(c.r, cur.Version)
+	if err != nil {
+		return err
+	}
+	if err := s.st.DeleteWebhook(c.team(), cur.ID, ver); err != nil {
+		return storeErr(err, "webhook")
+	}
+	s.hooks.Invalidate()
+	s.log.Info("webhook deleted", "request_id", c.reqID, "webhook", cur.ID)
+	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
+	return nil
+}
+
+// rotateWebhookSecret replaces the signing secret. The old one stops
+// working at once: the next attempt of every queued delivery is signed
+// with the new one.
+func (s *Server) rotateWebhookSecret(c *call) error {
+	cur, err := s.loadWebhook(c)
+	if err != nil {
+		return err
+	}
+	secret, sealed := s.newWebhookSecret()
+	now := s.now()
+	w, err := s.st.UpdateWebhook(c.team(), cur.ID, 0, func(w *store.Webhook) error {
+		w.SecretSealed, w.SecretPrefix, w.SecretRotatedAt, w.UpdatedAt = sealed, secret[:secretShownChars], &now, now
+		return nil
+	})
+	if err != nil {
+		return storeErr(err, "webhook")
+	}
+	s.hooks.Invalidate()
+	s.log.Info("webhook secret rotated", "request_id", c.reqID, "webhook", w.ID)
+	c.w.Header().Set("ETag", etag(w.Version))
+	c.ok(http.StatusOK, webhookWithSecret{webhookItem: webhookView(w), Secret: secret})
+	return nil
+}
+
+// testWebhook queues a synthetic smtpmux.test event for this webhook only
+// (whatever its event types) and answers with its IDs; the outcome shows in
+// GET /webhooks/{id}/deliveries.
+func (s *Server) testWebhook(c *call) error {
+	w, err := s.loadWebhook(c)
+	if err != nil {
+		return err
+	}
+	eventID, deliveryID, err := s.hooks.SendTest(w)
+	if err != nil {
+		return err
+	}
+	c.ok(http.StatusAccepted, map[string]string{"event_id": eventID, "delivery_id": deliveryID, "status": "queued"})
+	return nil
+}
