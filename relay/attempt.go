@@ -81,7 +81,19 @@ func (s *Scheduler) attempt(id string) {
 	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
 		"n", len(m.Attempts))
 
-	out := s.send(prov, m, body.Bytes())
+	data, sentFrom := body.Bytes(), m.From
+	if s.cfg.Shaper != nil {
+		shaped, from, err := s.cfg.Shaper.Shape(m, prov, data)
+		if err != nil {
+			// Shaping is best effort: the message goes as it came, and
+			// the log says why it was not rewritten.
+			s.log.Warn("shaping skipped", "msg_id", id, "provider", prov.ID, "err", err)
+		} else {
+			data, sentFrom = shaped, from
+		}
+	}
+	out := s.send(prov, m, data)
+	out.sentFrom = sentFrom
 	body.Release()
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
@@ -107,6 +119,8 @@ type outcome struct {
 	// bodySent is true when the upstream received the whole message, so
 	// the attempt consumed quota even if it then failed.
 	bodySent bool
+	// sentFrom is the From address the attempt's bytes carried.
+	sentFrom string
 }
 
 func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) outcome {

@@ -25,6 +25,9 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	failover := !out.ok && (out.class == routing.Connection || out.class == routing.Quota)
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
 		applyOutcome(m, prov.ID, out, now)
+		if out.ok {
+			m.SentFromEmail = out.sentFrom
+		}
 		if len(m.PendingRecipients()) == 0 {
 			m.State, m.Status = store.StateDone, aggregateStatus(m)
 			return nil
@@ -69,6 +72,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 func applyOutcome(m *store.Message, providerID string, out outcome, now time.Time) {
 	a := &m.Attempts[len(m.Attempts)-1]
 	a.DurationMS, a.Code, a.Reply, a.UpstreamID = out.duration.Milliseconds(), out.code, out.reply, out.upstreamID
+	a.SentFrom = out.sentFrom
 	refused := make(map[string]RecipientReply, len(out.refused))
 	for _, r := range out.refused {
 		refused[strings.ToLower(r.Rcpt)] = r

@@ -25,6 +25,8 @@ type SchedulerConfig struct {
 	Events EventSink
 	// Metrics, when set, records Prometheus series.
 	Metrics *Metrics
+	// Shaper, when set, rewrites each attempt's bytes for its provider.
+	Shaper Shaper
 }
 
 // Scheduler moves due messages to providers: claim (attempt recorded

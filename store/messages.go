@@ -60,6 +60,8 @@ type Attempt struct {
 	Code         int       `json:"code,omitempty"`
 	Reply        string    `json:"reply,omitempty"`
 	UpstreamID   string    `json:"upstream_id,omitempty"`
+	// SentFrom is the From address this attempt's bytes carried.
+	SentFrom string `json:"sent_from,omitempty"`
 	// Routing is the routing explanation of this attempt's pick, kept as
 	// opaque JSON so this package need not know its shape.
 	Routing json.RawMessage `json:"routing,omitempty"`

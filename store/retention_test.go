@@ -1,0 +1,154 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// finished stores a message that finished at done (zero: still queued).
+func finished(t *testing.T, s *Store, team string, created, done time.Time) *Message {
+	t.Helper()
+	m := newMsg(created)
+	m.ID, m.TeamID = NewIDAt(PrefixMessage, created), team
+	if err := s.Enqueue(m, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	if done.IsZero() {
+		return m
+	}
+	// A finished message normally loses its body when it finishes; keep
+	// one here to check the sweeps remove leftovers.
+	got, err := s.UpdateMessage(m.ID, func(x *Message) error {
+		x.State, x.Status, x.UpdatedAt = StateDone, MsgSent, done
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bBodies).Put([]byte(m.ID), []byte("left")) }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestSweepMessages(t *testing.T) {
+	s, _ := openTest(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	oldDone := finished(t, s, "team_a", t0, t0.Add(time.Minute))
+	oldQueued := finished(t, s, "team_a", t0.Add(time.Second), time.Time{})
+	lateDone := finished(t, s, "team_a", t0.Add(2*time.Second), t0.Add(40*24*time.Hour)) // finished recently
+	recent := finished(t, s, "team_b", t0.Add(35*24*time.Hour), t0.Add(35*24*time.Hour))
+	more := []*Message{}
+	for i := range 5 {
+		more = append(more, finished(t, s, "team_a", t0.Add(time.Hour+time.Duration(i)*time.Second), t0.Add(2*time.Hour)))
+	}
+	cut := t0.Add(31 * 24 * time.Hour)
+	total, after := 0, ""
+	for calls := 0; ; calls++ {
+		n, next, err := s.SweepMessages(cut, after, 2)
+		if err != nil || calls > 10 {
+			t.Fatal(err)
+		}
+		total += n
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if total != 6 {
+		t.Fatalf("swept %d, want 6", total)
+	}
+	for _, m := range append(more, oldDone) {
+		if _, err := s.Message(m.ID); err != ErrNotFound {
+			t.Fatalf("%s survived: %v", m.ID, err)
+		}
+		if _, err := s.Body(m.ID); err != ErrNotFound {
+			t.Fatalf("body of %s survived", m.ID)
+		}
+	}
+	for _, m := range []*Message{oldQueued, lateDone, recent} {
+		if _, err := s.Message(m.ID); err != nil {
+			t.Fatalf("%s was swept: %v", m.ID, err)
+		}
+	}
+	if b, err := s.Body(oldQueued.ID); err != nil || string(b) != "body" {
+		t.Fatal("a queued message lost its body")
+	}
+}
+
+func TestSweepBodies(t *testing.T) {
+	s, _ := openTest(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	queued := finished(t, s, "team_a", t0, time.Time{})
+	old := finished(t, s, "team_a", t0, t0.Add(time.Hour))
+	fresh := finished(t, s, "team_a", t0, t0.Add(100*time.Hour))
+	// A spooled leftover of a finished message, and a spool file that may
+	// belong to a DATA still streaming.
+	spooled, _ := s.UpdateMessage(old.ID, func(x *Message) error { x.Spooled = true; return nil })
+	os.WriteFile(filepath.Join(s.spoolDir, spooled.ID), []byte("big"), 0o600)
+	streaming := NewID(PrefixMessage)
+	os.WriteFile(filepath.Join(s.spoolDir, streaming), []byte("partial"), 0o600)
+
+	cut := t0.Add(72 * time.Hour)
+	n, next, err := s.SweepBodies(cut, "", 100)
+	if err != nil || n != 1 || next != "" {
+		t.Fatalf("inline: %d %q %v", n, next, err)
+	}
+	if n, err := s.SweepSpooled(cut); err != nil || n != 1 {
+		t.Fatalf("spooled: %d %v", n, err)
+	}
+	if _, err := s.Body(old.ID); err != ErrNotFound {
+		t.Fatal("old body kept")
+	}
+	for _, id := range []string{queued.ID, fresh.ID} {
+		if _, err := s.Body(id); err != nil {
+			t.Fatalf("body %s swept", id)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.spoolDir, streaming)); err != nil {
+		t.Fatal("a spool file without a record was removed")
+	}
+}
+
+func TestMessagesDesc(t *testing.T) {
+	s, _ := openTest(t)
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var mine []string
+	byMinute := map[int]string{}
+	for i := range scanChunk + 40 { // more than one chunk
+		team := "team_a"
+		if i%3 == 0 {
+			team = "team_b"
+		}
+		m := finished(t, s, team, t0.Add(time.Duration(i)*time.Minute), time.Time{})
+		if team == "team_a" {
+			mine = append([]string{m.ID}, mine...)
+			byMinute[i] = m.ID
+		}
+	}
+	var got []string
+	if err := s.MessagesDesc("team_a", "", time.Time{}, time.Time{}, func(m *Message) bool {
+		got = append(got, m.ID)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != strings.Join(mine, ",") {
+		t.Fatalf("desc scan: %d ids, want %d", len(got), len(mine))
+	}
+	// A window and a cursor.
+	from, to := t0.Add(100*time.Minute), t0.Add(110*time.Minute)
+	got = nil
+	s.MessagesDesc("team_a", byMinute[104], from, to, func(m *Message) bool {
+		got = append(got, m.CreatedAt.Sub(t0).String())
+		return true
+	})
+	if strings.Join(got, " ") != "1h43m0s 1h41m0s 1h40m0s" {
+		t.Fatalf("window below cursor: %v", got)
+	}
+}
