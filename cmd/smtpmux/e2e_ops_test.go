@@ -181,3 +181,19 @@ func smtpCode(err error) int {
 	}
 	return 0
 }
+
+// TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit
+// (with ExecStart pointing at the binary under test).
+func TestSystemdUnitVerifies(t *testing.T) {
+	sa := requirePeer(t, "systemd-analyze")
+	unit, err := os.ReadFile("../../systemd/smtpmux.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "smtpmux.service")
+	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/smtpmux", binPath)), 0o644)
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
