@@ -109,6 +109,7 @@ type pconn struct {
 	conn   *deadlineConn
 	client *gosmtp.Client
 	idleAt time.Time
+	reused bool        // taken from the pool rather than dialled for this send
 	stop   func() bool // unbinds the context; false if it fired meanwhile
 }
 

@@ -100,21 +100,53 @@ func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
 	}
 }
 
-// revive checks that an idle session is still usable: not idle too long
-// and answering RSET. A failed one is closed; the caller then takes
-// another or dials.
+// acquireFresh dials a new session (waiting for a free slot), for the one
+// retry after a stale pooled session.
+func (p *Provider) acquireFresh(ctx context.Context) (*pconn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &relay.DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect},
+			Class: relay.ClassPtr(routing.Transient), Err: ctx.Err()}
+	case <-p.done:
+		return nil, closedErr()
+	}
+	pc, err := p.dial(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return pc, nil
+}
+
+// revive checks that an idle session is still usable: not idle too long,
+// and, if it sat idle for more than freshIdle, answering RSET. A session
+// reused at once skips the RSET round trip (the last transaction ended
+// with its final reply, so the state is clean); if it died anyway, Send
+// notices at MAIL, before anything was sent, and redials. A failed session
+// is closed; the caller then takes another or dials.
 func (p *Provider) revive(ctx context.Context, pc *pconn) bool {
-	if time.Since(pc.idleAt) > p.cfg.IdleTimeout {
+	idle := time.Since(pc.idleAt)
+	if idle > p.cfg.IdleTimeout {
 		p.discard(pc, false)
 		return false
 	}
 	pc.bind(ctx)
+	pc.reused = true
+	if idle <= freshIdle {
+		return true
+	}
 	if err := pc.client.Reset(); err != nil {
 		p.discard(pc, false)
 		return false
 	}
 	return true
 }
+
+// freshIdle is how long a pooled session may sit idle and still be reused
+// without an RSET first: under load sessions go straight from one
+// transaction to the next.
+const freshIdle = 2 * time.Second
 
 // release returns a healthy session to the pool.
 func (p *Provider) release(pc *pconn) {

@@ -34,7 +34,8 @@ func TestPoolReuse(t *testing.T) {
 	}
 }
 
-// A session whose upstream went away is noticed by RSET and replaced.
+// A session whose upstream went away is noticed (at MAIL when reused at
+// once, by RSET after a longer idle) and replaced without losing the send.
 func TestPoolStaleSession(t *testing.T) {
 	s := testpeer.Start(t, testpeer.Options{})
 	p := newProvider(t, configFor(s, "", "", ""))

@@ -30,6 +30,15 @@ func (p *Provider) Send(ctx context.Context, env relay.Envelope, body []byte) (*
 		return nil, err
 	}
 	res, derr := p.transact(ctx, pc, env, body)
+	if derr != nil && pc.reused && derr.Failure.Phase == routing.PhaseMail && derr.Failure.Code == 0 && ctx.Err() == nil {
+		// A pooled session the upstream had closed: nothing was sent, so
+		// one fresh connection gets the message instead.
+		p.discard(pc, false)
+		if pc, err = p.acquireFresh(ctx); err != nil {
+			return nil, err
+		}
+		res, derr = p.transact(ctx, pc, env, body)
+	}
 	if derr != nil {
 		// After a complete reply the session is sound and can be left
 		// with a QUIT; after a network error there is nobody to tell.
