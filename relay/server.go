@@ -178,19 +178,30 @@ func (srv *Server) closeListeners() {
 // was never acknowledged, so nothing acknowledged is lost.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.draining.Store(true)
-	srv.mu.Lock()
-	for s := range srv.sessions {
-		if !s.inTx.Load() {
-			s.hangUp()
-		}
-	}
-	srv.mu.Unlock()
+	srv.forIdle((*session).hangUp)
+	// A session that was between its own reads when the deadline was set
+	// re-arms it at its next read; close what is still idle shortly after.
+	late := time.AfterFunc(200*time.Millisecond, func() {
+		srv.forIdle(func(s *session) { s.conn.Conn().Close() })
+	})
+	defer late.Stop()
 	err := srv.smtp.Shutdown(ctx)
 	if err != nil {
 		srv.smtp.Close()
 	}
 	srv.wg.Wait()
 	return err
+}
+
+// forIdle runs fn on every session not in a transaction.
+func (srv *Server) forIdle(fn func(*session)) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for s := range srv.sessions {
+		if !s.inTx.Load() {
+			fn(s)
+		}
+	}
 }
 
 // capListener bounds concurrent connections; over the cap a client gets a
