@@ -179,12 +179,6 @@ func (srv *Server) closeListeners() {
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.draining.Store(true)
 	srv.forIdle((*session).hangUp)
-	// A session that was between its own reads when the deadline was set
-	// re-arms it at its next read; close what is still idle shortly after.
-	late := time.AfterFunc(200*time.Millisecond, func() {
-		srv.forIdle(func(s *session) { s.conn.Conn().Close() })
-	})
-	defer late.Stop()
 	err := srv.smtp.Shutdown(ctx)
 	if err != nil {
 		srv.smtp.Close()

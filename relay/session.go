@@ -275,10 +275,14 @@ func (s *session) Logout() error {
 	return nil
 }
 
-// hangUp makes an idle session's pending read fail at once, so go-smtp
-// answers 421 and closes the connection.
+// hangUp ends an idle session at shutdown: a 421 (the session is blocked
+// reading its next command, so nothing else is writing), then close. A
+// read deadline would not do: go-smtp re-arms it before every read.
 func (s *session) hangUp() {
-	s.conn.Conn().SetReadDeadline(time.Now())
+	c := s.conn.Conn()
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "421 4.3.2 "+s.srv.cfg.Hostname+" Shutting down, try again later\r\n")
+	c.Close()
 }
 
 // newMessage builds the record of an accepted message; head is the start
