@@ -197,3 +197,43 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestSecretsNeverLogged configures every kind of secret, exercises the
+// API and SMTP with them (including failures), and greps the whole log.
+func TestSecretsNeverLogged(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{Username: "relay", Password: "upstream-pw-9f8e7d"})
+	d := newDaemon(t, map[string]string{"": `operator_token = "` + testOperatorToken + `"
+[oauth.google]
+client_id = "google-client-id"
+client_secret = "google-client-secret-5a4b3c"
+redirect_url = "http://127.0.0.1:1/oauth/callback"
+`})
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(),
+		"smtp_protocol": "none", "smtp_username": "relay", "smtp_password": "upstream-pw-9f8e7d"})
+	code, resp := d.api("POST", "/providers", map[string]any{"name": "ses", "type": "ses", "ses_region": "us-east-1",
+		"ses_access_key_id": "AKIAEXAMPLEEXAMPLE02", "ses_secret_access_key": "ses-secret-1a2b3c"})
+	if code != 201 {
+		t.Fatalf("ses provider: %d %v", code, resp)
+	}
+	c := d.client(key)
+	if _, err := sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("secrets")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Failures log too: a wrong key at AUTH, a wrong root key at the API.
+	dialQuiet(d, "smx_mbx_wrongKeyWrongKeyWrongKeyWrongKey000000")
+	d.apiAs("smx_root_notTheRootKeyNotTheRootKey0000000000", "GET", "/providers", nil)
+	d.api("POST", "/providers/oauth/google/start", nil)
+	d.stop()
+	log := d.logText()
+	for _, secret := range []string{key, testRootKey, "e2e-secret-key-0123456789", testOperatorToken,
+		"upstream-pw-9f8e7d", "ses-secret-1a2b3c", "google-client-secret-5a4b3c",
+		"smx_mbx_wrongKeyWrongKeyWrongKeyWrongKey000000", "smx_root_notTheRootKeyNotTheRootKey0000000000"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log contains the secret %q", secret)
+		}
+	}
+	if !strings.Contains(log, `"event":"accepted"`) {
+		t.Fatal("the log has no accepted event: did the run happen?")
+	}
+}

@@ -3,6 +3,7 @@
 //	smtpmux serve --config FILE         run the daemon
 //	smtpmux check-config --config FILE  validate a config file (exit 1 naming the bad key)
 //	smtpmux version                     print the version
+//	smtpmux providers|keys|groups|mailboxes|emails|limits …  admin CLI (see cli.go)
 package main
 
 import (
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
+	case "providers", "keys", "groups", "mailboxes", "emails", "limits":
+		return cliMain(args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smtpmux", version)
 		return 0
@@ -81,5 +84,6 @@ commands:
   backup --out FILE [--url URL] [--token T]   download an online snapshot of the store
   restore --config FILE --from BACKUP         put a snapshot in place (daemon stopped)
   version                     print the version
-`)
+
+`+cliUsageText)
 }
