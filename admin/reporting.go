@@ -13,10 +13,6 @@ import (
 // rolling, by message creation time.
 const usageWindow = 7 * 24 * time.Hour
 
-// nearLimitRatio is where a limit counts as "near" (SPEC §2: at 80% a team
-// may ask for more).
-const nearLimitRatio = 0.8
-
 // usageItem is one provider's line of GET /providers/usage.
 //
 // The unit is the recipient delivery, not the message: quotas and the
@@ -169,20 +165,30 @@ type limitState struct {
 	IsAtLimit          bool    `json:"is_at_limit"`
 	IsNearLimit        bool    `json:"is_near_limit"`
 	CanRequestIncrease bool    `json:"can_request_increase"`
-	// PendingRequestID is always null until limit-increase requests
-	// exist; can_request_increase already accounts for that.
+	// PendingRequestID is the team's pending limit-increase request for
+	// this limit (lreq_…), null when none; while one is pending no other
+	// may be filed, so can_request_increase is false.
 	PendingRequestID *string `json:"pending_request_id"`
 }
 
-func newLimitState(usage, max int) limitState {
-	ls := limitState{Usage: usage, MaxAllowed: max, ThresholdUsage: int(math.Ceil(float64(max) * nearLimitRatio))}
+// thresholdUsage is the usage from which a limit counts as near
+// (⌈max × 80%⌉), in integers: float rounding must not let the snapshot
+// and the request endpoints disagree about the same usage.
+func thresholdUsage(max int) int { return (max*4 + 4) / 5 }
+
+// nearLimit reports usage ≥ 80% of max: the point from which a team may
+// ask for more (SPEC §2). A limit of 0 is always near.
+func nearLimit(usage, max int) bool { return usage*5 >= max*4 }
+
+func newLimitState(usage, max int, pending *string) limitState {
+	ls := limitState{Usage: usage, MaxAllowed: max, ThresholdUsage: thresholdUsage(max), PendingRequestID: pending}
 	if max > 0 {
 		ls.UsageRatio = math.Round(float64(usage)/float64(max)*10000) / 10000
 	} else {
 		ls.UsageRatio = 1 // nothing allowed: as full as it gets
 	}
 	ls.IsAtLimit = usage >= max
-	ls.IsNearLimit = ls.UsageRatio >= nearLimitRatio
+	ls.IsNearLimit = nearLimit(usage, max)
 	ls.CanRequestIncrease = ls.IsNearLimit && ls.PendingRequestID == nil
 	return ls
 }
@@ -235,10 +241,18 @@ func (s *Server) providerLimits(c *call) error {
 			return err
 		}
 	}
+	sharedPending, err := s.pendingLimitRequestID(c.team(), store.LimitSharedSES)
+	if err != nil {
+		return err
+	}
+	accountsPending, err := s.pendingLimitRequestID(c.team(), store.LimitSendingAccounts)
+	if err != nil {
+		return err
+	}
 	shared.SentToday = used
-	shared.limitState = newLimitState(used, daily)
+	shared.limitState = newLimitState(used, daily, sharedPending)
 	c.ok(http.StatusOK, map[string]any{
-		"sending_accounts":  sendingAccountsLimit{ResourceType: "sending_accounts", limitState: newLimitState(own, limit)},
+		"sending_accounts":  sendingAccountsLimit{ResourceType: "sending_accounts", limitState: newLimitState(own, limit, accountsPending)},
 		"shared_amazon_ses": shared,
 	})
 	return nil

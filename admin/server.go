@@ -96,6 +96,18 @@ type Options struct {
 	// the Sweeper enforces them.
 	BodyRetention time.Duration
 	LogRetention  time.Duration
+	// OnLimitDecided is called once the operator's decision on a
+	// limit-increase request is durable (event limit_request.decided);
+	// decision is "approved" or "denied". Cancellations by the team
+	// are not decisions and are not reported. nil: nobody listens.
+	OnLimitDecided func(teamID, requestID, decision string)
+	// DNSResolver is the resolver domain verification queries, as
+	// host:port (config [dns] resolver); empty: the system's resolvers.
+	DNSResolver string
+	// OnClick, when set, receives every click on a tracking link instead
+	// of the built-in message.clicked event on Webhooks. nil (the usual)
+	// emits that event, with the link index and user agent.
+	OnClick func(teamID, messageID, url string)
 }
 
 // Server is the admin HTTP handler. It is safe for concurrent use.
@@ -191,6 +203,10 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/usage", authRoot, permProviderRead, s.providerUsage},
 		{"GET", "/api/v1/providers/stats", authRoot, permProviderRead, s.providerStats},
 		{"GET", "/api/v1/providers/limits", authRoot, permProviderRead, s.providerLimits},
+		{"POST", "/api/v1/providers/limits/sending-accounts/request-increase", authRoot, permProviderUpdate, s.requestSendingAccountsIncrease},
+		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listSharedSESRequests},
+		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createSharedSESRequest},
+		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelSharedSESRequest},
 		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
 		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
 
@@ -231,8 +247,20 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
+		{"GET", "/api/v1/domains", authRoot, permDomainRead, s.listDomains},
+		{"POST", "/api/v1/domains", authRoot, permDomainCreate, s.createDomain},
+		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.getDomain},
+		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.deleteDomain},
+		{"GET", "/api/v1/domains/{id}/zone-file", authRoot, permDomainRead, s.domainZoneFile},
+		{"POST", "/api/v1/domains/{id}/verify", authRoot, permDomainUpdate, s.verifyDomain},
+		{"GET", "/t/{token}", authNone, "", s.trackingRedirect},
+
 		{"GET", "/api/v1/operator/teams", authOperator, "", s.listTeams},
 		{"POST", "/api/v1/operator/teams", authOperator, "", s.createTeam},
+		{"GET", "/api/v1/operator/limit-requests", authOperator, "", s.listLimitRequests},
+		{"GET", "/api/v1/operator/limit-requests/{id}", authOperator, "", s.getLimitRequest},
+		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
+		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
 	}
 }
 
@@ -248,11 +276,16 @@ var answeredMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
 // Other methods reach the catch-all 404.
 func (s *Server) register() {
 	allowed := map[string][]string{}
+	var paths []string // in table order, which decides 405 conflicts (see handleUnlessConflict)
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+		if _, seen := allowed[rt.path]; !seen {
+			paths = append(paths, rt.path)
+		}
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 	}
-	for path, methods := range allowed {
+	for _, path := range paths {
+		methods := allowed[path]
 		if containsStr(methods, "GET") {
 			methods = append(methods, "HEAD")
 		}
@@ -265,7 +298,7 @@ func (s *Server) register() {
 		}
 		for _, m := range answeredMethods {
 			if !containsStr(methods, m) {
-				s.mux.HandleFunc(m+" "+path, notAllowed)
+				handleUnlessConflict(s.mux, m+" "+path, notAllowed)
 			}
 		}
 	}
@@ -273,6 +306,26 @@ func (s *Server) register() {
 		writeError(w, requestID(r), &apiError{Status: http.StatusNotFound, Code: codeNotFound,
 			Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
+}
+
+// handleUnlessConflict registers a 405 pattern unless ServeMux refuses it
+// as conflicting with one registered before: a real route, or the 405 of
+// a path earlier in the table. Such conflicts are inherent to literal and
+// wildcard segments crossing, as in DELETE /providers/shared-amazon-ses-
+// limit-request/{request_id} against POST /providers/{id}/activate (each
+// is more specific in one segment); the request that only the skipped
+// pattern would have caught gets the JSON 404 instead of a 405. Real
+// routes are registered with Handle, so a conflict between two of them
+// still panics at startup.
+func handleUnlessConflict(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	defer func() {
+		if v := recover(); v != nil {
+			if err, ok := v.(error); !ok || !strings.Contains(err.Error(), "conflicts with") {
+				panic(v)
+			}
+		}
+	}()
+	mux.HandleFunc(pattern, h)
 }
 
 func containsStr(xs []string, s string) bool {

@@ -31,7 +31,9 @@ var (
 	bInflight  = []byte("inflight") // msg id → nil
 	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight, bUsage,
 		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
-		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue}
+		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
+		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
+		bDomains, bDomainNames, bTrackingLinks}
 )
 
 // Errors callers branch on.

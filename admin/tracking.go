@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// The tracking redirect (SPEC §6). A provider's tracking_domain makes the
+// shaper rewrite links to https://<tracking_domain>/t/<token>; the team
+// points that host at this daemon (usually through a TLS-terminating
+// proxy), and GET /t/<token> answers with a 302 to the original URL.
+//
+// Routing is by path on any Host: every tracking domain of every team
+// resolves tokens from the same table, and a token names its message and
+// team by itself, so checking the Host would add configuration without
+// adding safety. Tokens are HMACs (see relay/shaping.Token) stored with
+// their target when the message is shaped; a token that was never stored
+// answers 404, so a forged or altered token cannot redirect anywhere.
+
+// maxTokenLen bounds what is looked up; real tokens are 22 characters.
+const maxTokenLen = 64
+
+// trackingRedirect is GET /t/{token}. HEAD answers the same redirect
+// without counting a click, since link checkers and previews use it.
+func (s *Server) trackingRedirect(c *call) error {
+	token := c.r.PathValue("token")
+	if !tokenShape(token) {
+		return errNotFound("link")
+	}
+	l, err := s.st.TrackingLinkByToken(token)
+	if err != nil {
+		return storeErr(err, "link")
+	}
+	if !redirectTarget(l.URL) {
+		// Only the shaper writes links and it stores http(s) URLs only;
+		// anything else here is not ours to follow.
+		return errNotFound("link")
+	}
+	if c.r.Method == http.MethodGet {
+		s.click(c, l)
+	}
+	h := c.w.Header()
+	h.Set("Cache-Control", "no-store")      // every click must reach us to be counted
+	h.Set("Referrer-Policy", "no-referrer") // the token URL is not the destination's business
+	http.Redirect(c.w, c.r, l.URL, http.StatusFound)
+	return nil
+}
+
+// click records one click and emits message.clicked. Neither may stand in
+// the way of the redirect: the recipient clicked a link and should get to
+// it even if the store is unhappy, so failures are only logged.
+func (s *Server) click(c *call, l *store.TrackingLink) {
+	now := s.now()
+	ua := c.r.UserAgent()
+	if _, err := s.st.RecordClick(l.Token, now, ua); err != nil {
+		s.log.Error("click not recorded", "request_id", c.reqID, "msg_id", l.MessageID, "err", err)
+	}
+	s.log.Info("link clicked", "event", "clicked", "request_id", c.reqID, "msg_id", l.MessageID,
+		"team", l.TeamID, "link_index", l.Index)
+	if s.opts.OnClick != nil {
+		s.opts.OnClick(l.TeamID, l.MessageID, l.URL)
+		return
+	}
+	e := webhook.Event{Type: webhook.EventClicked, TeamID: l.TeamID, MessageID: l.MessageID, URL: l.URL, At: now,
+		Extra: map[string]any{"link_index": l.Index, "user_agent": nullable(truncate(ua, 256))}}
+	// The same bytes go to every recipient, so a click names its recipient
+	// only when there was just one.
+	if m, err := s.st.Message(l.MessageID); err == nil && len(m.Recipients) == 1 {
+		e.Recipients = []string{m.Recipients[0].Address}
+	}
+	s.hooks.Emit(e)
+}
+
+// tokenShape accepts base64url text of a sane length; anything else cannot
+// be a token and is refused without a store read.
+func tokenShape(t string) bool {
+	if t == "" || len(t) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// redirectTarget reports whether u is an absolute http(s) URL we may send
+// a browser to.
+func redirectTarget(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" || strings.ContainsAny(u, "\r\n\x00") {
+		return false
+	}
+	return pu.Scheme == "http" || pu.Scheme == "https"
+}
+
+// TrackingHandler serves only the tracking redirect (and /healthz), for a
+// listener the public may reach — config [tracking] listen — while the
+// Management API stays on its own, private listener. Everything else
+// answers the JSON 404.
+func (s *Server) TrackingHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/t/") || r.URL.Path == "/healthz" {
+			s.ServeHTTP(w, r)
+			return
+		}
+		id := store.NewID(store.PrefixRequest)
+		w.Header().Set("X-Request-Id", id)
+		writeError(w, id, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such endpoint"})
+	})
+}
