@@ -3,6 +3,8 @@ package relay
 import (
 	"errors"
 	"strings"
+
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // Errors of Submit, for the HTTP Sending API to map to its own codes.
@@ -73,7 +75,25 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 		}
 		m.ManagedReserved, m.ManagedProviderID = len(uniq), managed.ID
 	}
-	if err := srv.enqueue(m, body); err != nil {
+	inline := body
+	if len(body) > store.InlineLimit {
+		// Large HTTP sends go to a spool file like large SMTP ones, so
+		// they do not bloat the memory-mapped store.
+		sf, err := srv.store.CreateSpool(m.ID)
+		if err == nil {
+			if _, err = sf.Write(body); err == nil {
+				err = sf.Finish()
+			} else {
+				sf.Abort()
+			}
+		}
+		if err != nil {
+			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
+			return "", err
+		}
+		m.Spooled, inline = true, nil
+	}
+	if err := srv.enqueue(m, inline); err != nil {
 		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
 		return "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +69,24 @@ type fileConfig struct {
 		Microsoft oauthClientConfig `toml:"microsoft"`
 	} `toml:"oauth"`
 
+	DNS struct {
+		Resolver        string `toml:"resolver"`
+		RecheckInterval string `toml:"recheck_interval"`
+	} `toml:"dns"`
+
+	Tracking struct {
+		Listen string `toml:"listen"`
+	} `toml:"tracking"`
+
+	Retention struct {
+		Body string `toml:"body"`
+		Log  string `toml:"log"`
+	} `toml:"retention"`
+
+	Webhooks struct {
+		AllowPrivateTargets bool `toml:"allow_private_targets"`
+	} `toml:"webhooks"`
+
 	Limits struct {
 		ProvidersPerTeam int `toml:"providers_per_team"`
 		SendsPerMinute   int `toml:"sends_per_minute"`
@@ -85,8 +104,11 @@ type config struct {
 	writeTimeout     time.Duration
 	authFailDelay    time.Duration
 	retrySchedule    []time.Duration
+	bodyRetention    time.Duration
+	logRetention     time.Duration
 	attemptTimeout   time.Duration
 	shutdownGrace    time.Duration
+	recheckInterval  time.Duration
 }
 
 func defaults() fileConfig {
@@ -110,6 +132,9 @@ func defaults() fileConfig {
 	c.Delivery.ConnsPerProvider = 8
 	c.Delivery.AttemptTimeout = "10m"
 	c.Delivery.ShutdownGrace = "30s"
+	c.DNS.RecheckInterval = "6h"
+	c.Retention.Body = "72h"
+	c.Retention.Log = "30d"
 	c.Limits.ProvidersPerTeam = 200
 	c.Limits.SendsPerMinute = 1800
 	return c
@@ -257,6 +282,27 @@ func validate(fc fileConfig) (*config, error) {
 	if fc.Delivery.ConnsPerProvider < 1 || fc.Delivery.ConnsPerProvider > 1000 {
 		return nil, &configError{"delivery.connections_per_provider", "must be between 1 and 1000"}
 	}
+	if r := fc.DNS.Resolver; r != "" && net.ParseIP(strings.Trim(r, "[]")) == nil && checkAddr(r) != nil {
+		return nil, &configError{"dns.resolver", fmt.Sprintf("%q is not host:port or an IP address", r)}
+	}
+	if c.recheckInterval, err = time.ParseDuration(fc.DNS.RecheckInterval); err != nil || c.recheckInterval <= 0 {
+		return nil, &configError{"dns.recheck_interval", fmt.Sprintf("%q is not a positive duration", fc.DNS.RecheckInterval)}
+	}
+	if fc.Tracking.Listen != "" {
+		if err := checkAddr(fc.Tracking.Listen); err != nil {
+			return nil, &configError{"tracking.listen", err.Error()}
+		}
+	}
+	for _, r := range []struct {
+		key, val string
+		dst      *time.Duration
+	}{{"retention.body", fc.Retention.Body, &c.bodyRetention}, {"retention.log", fc.Retention.Log, &c.logRetention}} {
+		d, err := parseDays(r.val)
+		if err != nil || d <= 0 {
+			return nil, &configError{r.key, fmt.Sprintf("%q is not a positive duration like \"72h\" or \"30d\"", r.val)}
+		}
+		*r.dst = d
+	}
 	if fc.Limits.SendsPerMinute < 1 {
 		return nil, &configError{"limits.sends_per_minute", "must be at least 1"}
 	}
@@ -278,4 +324,17 @@ func checkAddr(a string) error {
 		return fmt.Errorf("%q has no port", a)
 	}
 	return nil
+}
+
+// parseDays is time.ParseDuration plus a whole-days form ("30d"), which
+// retention periods are naturally written in.
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days > 36500 {
+			return 0, fmt.Errorf("bad day count %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }

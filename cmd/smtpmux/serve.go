@@ -14,12 +14,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -41,6 +44,13 @@ type daemon struct {
 	// /readyz and the systemd watchdog follow it.
 	running  atomic.Bool
 	logLevel *slog.LevelVar
+	hooks    *webhook.Dispatcher
+	// background runs the webhook dispatcher and the retention sweep.
+	background     sync.WaitGroup
+	stopBackground context.CancelFunc
+	// tracking serves only GET /t/{token} on [tracking] listen; nil
+	// when that is not configured (the main listener answers it too).
+	tracking *http.Server
 }
 
 func (d *daemon) ready() error {
@@ -152,11 +162,16 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	registerOAuthProviders(d.reg, connector, st, sealer)
+	hooks := webhook.New(webhook.Options{Store: st, Sealer: sealer, Logger: logger,
+		AllowPrivateTargets: cfg.file.Webhooks.AllowPrivateTargets})
+	d.hooks = hooks
 	d.sched = relay.NewScheduler(relay.SchedulerConfig{
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 		Metrics:        metrics,
+		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger),
+		Events:         eventSink(hooks),
 	}, st, d.reg, logger, nil)
 	promReg.MustRegister(stateCollector{st: st, sched: d.sched})
 	if n, err := st.SweepSpool(); err != nil {
@@ -184,16 +199,42 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
+		DNSResolver: cfg.file.DNS.Resolver,
+		Sender:      relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: hooks,
+		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
+		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
+		OnLimitDecided: func(teamID, requestID, decision string) {
+			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
+				Extra: map[string]any{"request_id": requestID, "decision": decision}})
+		},
 	})
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
 	}
-	d.http = &http.Server{Handler: outerMux(api, promReg, backupHandler(st, cfg.operatorToken)), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	d.http = &http.Server{Handler: outerMux(api, promReg, backupHandler(st, cfg.operatorToken)), ReadHeaderTimeout: 10 * time.Second,
+		// A 35 MB send on a slow link needs minutes; headers still must
+		// arrive within 10 s.
+		ReadTimeout: 10 * time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	var tln net.Listener
+	if addr := cfg.file.Tracking.Listen; addr != "" {
+		if tln, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("tracking listen %s: %w", addr, err))
+		}
+		d.tracking = &http.Server{Handler: api.TrackingHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	}
 	if err := d.smtp.Start(); err != nil {
 		ln.Close()
+		if tln != nil {
+			tln.Close()
+		}
 		return fail(err)
+	}
+	if tln != nil {
+		go d.tracking.Serve(tln)
+		logger.Info("tracking listening", "addr", tln.Addr().String())
 	}
 	go func() {
 		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -205,6 +246,14 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sched.Run(ctx); close(d.done) }()
+	// Webhook deliveries and the retention sweep stop after the scheduler
+	// (which may still emit events while it drains), before the store.
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	d.stopBackground = bgCancel
+	d.background.Add(2)
+	go func() { defer d.background.Done(); hooks.Run(bgCtx) }()
+	go func() { defer d.background.Done(); api.Sweeper().Run(bgCtx) }()
+	go api.DomainChecker(cfg.recheckInterval).Run(ctx) // stops with ctx; a cut pass records nothing
 	d.running.Store(true)
 	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
 	return d, nil
@@ -221,9 +270,14 @@ func (d *daemon) shutdown() {
 	d.cancel()
 	<-d.done
 	d.sched.Stop(ctx)
+	d.stopBackground()
+	d.background.Wait()
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
 	d.http.Shutdown(hctx)
+	if d.tracking != nil {
+		d.tracking.Shutdown(hctx)
+	}
 	d.reg.Close()
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing store", "err", err)

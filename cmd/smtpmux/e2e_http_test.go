@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/testpeer"
+)
+
+// TestHTTPSendIdempotencyAndWebhook sends over the HTTP Sending API with an
+// Idempotency-Key, checks the replay, and receives the signed
+// message.delivered webhook at a local endpoint.
+func TestHTTPSendIdempotencyAndWebhook(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	var mu sync.Mutex
+	var events []map[string]any
+	var secret string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.VerifyRequest(secret, body, r.Header, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("webhook signature: %v", err)
+			w.WriteHeader(400)
+			return
+		}
+		var ev map[string]any
+		json.Unmarshal(body, &ev)
+		events = append(events, ev)
+	}))
+	defer recv.Close()
+
+	d := newDaemon(t, map[string]string{"": "[webhooks]\nallow_private_targets = true\n"})
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	code, resp := d.api("POST", "/webhooks", map[string]any{"name": "hook", "url": recv.URL, "event_types": []string{"message.delivered"}})
+	if code != 201 {
+		t.Fatalf("webhook: %d %v", code, resp)
+	}
+	mu.Lock()
+	secret, _ = data(resp)["secret"].(string)
+	mu.Unlock()
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("webhook secret %q", secret)
+	}
+
+	send := func(body string) (int, []byte) {
+		req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Idempotency-Key", "order-1234")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	msg := `{"from":{"email":"app@example.com","name":"App"},"to":{"email":"user@example.net"},"subject":"Over HTTP","text_body":"Hello over HTTP."}`
+	code1, body1 := send(msg)
+	if code1 != 200 || !bytes.Contains(body1, []byte(`"status":"queued"`)) {
+		t.Fatalf("send: %d %s", code1, body1)
+	}
+	code2, body2 := send(msg)
+	if code2 != code1 || !bytes.Equal(body1, body2) {
+		t.Fatalf("replay differs: %d %s vs %s", code2, body2, body1)
+	}
+	if code3, _ := send(strings.Replace(msg, "Over HTTP", "Changed", 1)); code3 != 409 {
+		t.Fatalf("same key, other body: %d, want 409", code3)
+	}
+	var sent struct {
+		Data struct {
+			MessageID string `json:"message_id"`
+		}
+	}
+	json.Unmarshal(body1, &sent)
+	if e := d.waitEmail(sent.Data.MessageID); e["status"] != "sent" {
+		t.Fatalf("email %v", e)
+	}
+	msgs := up.WaitMessages(t, 1, 10*time.Second)
+	if len(msgs) != 1 || !bytes.Contains(msgs[0].Data, []byte("Hello over HTTP.")) || !bytes.Contains(msgs[0].Data, []byte("Subject: Over HTTP")) {
+		t.Fatalf("upstream got %d messages: %+v", len(msgs), msgs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 1 || events[0]["type"] != "message.delivered" {
+		t.Fatalf("webhook events %v", events)
+	}
+	if data, _ := events[0]["data"].(map[string]any); data["message_id"] != sent.Data.MessageID {
+		t.Fatalf("event data %v", events[0]["data"])
+	}
+}
