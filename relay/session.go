@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -204,11 +205,15 @@ func newMessageID() string { return store.NewID(store.PrefixMessage) }
 // first InlineLimit bytes, which hold the headers, are still returned as
 // head). Read errors map to the SMTP replies of SPEC §4.
 func (srv *Server) readBody(id string, r io.Reader) (head []byte, spool *store.SpoolFile, size int64, err error) {
-	buf := make([]byte, store.InlineLimit+1)
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	buf := *bp
 	n, err := io.ReadFull(r, buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return buf[:n], nil, int64(n), nil
+		// The common case: the whole message fits; keep an exact copy,
+		// the pooled buffer goes back.
+		return bytes.Clone(buf[:n]), nil, int64(n), nil
 	case err != nil:
 		return nil, nil, 0, dataError(err)
 	}
@@ -234,8 +239,15 @@ func (srv *Server) readBody(id string, r io.Reader) (head []byte, spool *store.S
 		srv.log.Error("syncing spool file failed", "msg_id", id, "err", err)
 		return nil, nil, 0, errTempFail
 	}
-	return buf, spool, int64(len(buf)) + copied, nil
+	return bytes.Clone(buf), spool, int64(len(buf)) + copied, nil
 }
+
+// bodyBufs holds DATA read buffers of InlineLimit+1 bytes, so a 2 KiB
+// message does not allocate and zero 64 KiB.
+var bodyBufs = sync.Pool{New: func() any {
+	b := make([]byte, store.InlineLimit+1)
+	return &b
+}}
 
 // dataError maps an error reading DATA from the client to a reply.
 func dataError(err error) error {
