@@ -37,7 +37,7 @@ func (s *Server) verifyDomain(c *call) error {
 	if err != nil {
 		return storeErr(err, "domain")
 	}
-	s.log.Info("domain verified", "request_id", c.reqID, "domain_id", d.ID, "domain", d.Domain, "status", d.Status)
+	s.log.Info("domain checked", "request_id", c.reqID, "domain_id", d.ID, "domain", d.Domain, "status", d.Status)
 	return s.writeDomain(c, http.StatusOK, d)
 }
 

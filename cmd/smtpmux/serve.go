@@ -250,10 +250,11 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	// (which may still emit events while it drains), before the store.
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	d.stopBackground = bgCancel
-	d.background.Add(2)
+	d.background.Add(3)
 	go func() { defer d.background.Done(); hooks.Run(bgCtx) }()
 	go func() { defer d.background.Done(); api.Sweeper().Run(bgCtx) }()
-	go api.DomainChecker(cfg.recheckInterval).Run(ctx) // stops with ctx; a cut pass records nothing
+	// The DNS re-check of domains; a pass cut by shutdown records nothing.
+	go func() { defer d.background.Done(); api.DomainChecker(cfg.recheckInterval).Run(bgCtx) }()
 	d.running.Store(true)
 	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
 	return d, nil

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/relay/oauth/mailapi"
 	"github.com/smtpmux/smtpmux/relay/shape"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -107,8 +108,16 @@ func (s *Shaper) Shape(m *store.Message, p *store.Provider, body []byte) ([]byte
 
 // sender applies the provider's sender defaults. Connected accounts
 // (Gmail, Microsoft 365) can only send as the address that granted the
-// token, so From is forced to it (keeping the display name); Reply-To
-// defaults still fill a missing Reply-To.
+// token, so From becomes it (keeping the display name); Reply-To defaults
+// still fill a missing Reply-To.
+//
+// For those accounts the header is fitted with mailapi.Prepare, the very
+// function the Gmail and Graph providers apply before their API call,
+// rather than with shape.ForceFrom: Prepare also rewrites To/Cc/Bcc to the
+// pending recipients and writes the display name its own way, so running
+// it only in the provider, after signing, would break the DKIM signature
+// over From and To. Prepare leaves its own output unchanged, so the
+// provider's second pass is a no-op.
 func (s *Shaper) sender(m *store.Message, p *store.Provider, body []byte) ([]byte, string, error) {
 	oauth := (p.Type == store.TypeGmail || p.Type == store.TypeOutlook) && p.OAuthEmail != ""
 	d := shape.SenderDefaults{ReplyToEmail: p.ReplyToEmail, ReplyToName: p.ReplyToName}
@@ -120,7 +129,7 @@ func (s *Shaper) sender(m *store.Message, p *store.Provider, body []byte) ([]byt
 		return body, "", fmt.Errorf("provider %s sender defaults: %w", p.ID, err)
 	}
 	if oauth {
-		if out, err = shape.ForceFrom(out, p.OAuthEmail); err != nil {
+		if out, err = mailapi.Prepare(out, p.OAuthEmail, m.PendingRecipients()); err != nil {
 			return body, "", fmt.Errorf("provider %s authorised address: %w", p.ID, err)
 		}
 		sentFrom, _ = shape.FromAddress(out)

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/smtpmux/smtpmux/internal/testpeer"
+)
+
+// trackedMessage has no From header (the provider's default fills it), a
+// plain part with a URL (never rewritten) and a base64 HTML part with two
+// web links, a mailto link and an opted-out link.
+func trackedMessage() []byte {
+	html := `<html><body><p>Hello! <a href="https://shop.example/sale?id=7&amp;utm=mail">Sale</a>
+<a href="mailto:help@shop.example">Write to us</a>
+<a href="http://blog.example/post">Blog</a>
+<a data-smtpmux-notrack href="https://private.example/keep">Kept</a></p></body></html>`
+	b64 := base64.StdEncoding.EncodeToString([]byte(html))
+	var wrapped strings.Builder
+	for len(b64) > 76 {
+		wrapped.WriteString(b64[:76] + "\n")
+		b64 = b64[76:]
+	}
+	wrapped.WriteString(b64 + "\n")
+	return crlf(`To: user@example.net
+Subject: tracked
+Message-ID: <tracked-1@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="b1"
+
+--b1
+Content-Type: text/plain; charset=utf-8
+
+Sale at https://shop.example/plain
+--b1
+Content-Type: text/html; charset=utf-8
+Content-Transfer-Encoding: base64
+
+` + wrapped.String() + `--b1--
+`)
+}
+
+// parts returns the decoded text/plain and text/html bodies of a
+// multipart message, as a recipient's client would show them.
+func parts(t *testing.T, raw []byte) (plain, html string) {
+	t.Helper()
+	e, err := message.Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := e.MultipartReader()
+	if mr == nil {
+		t.Fatalf("not multipart:\n%s", raw)
+	}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, _, _ := p.Header.ContentType()
+		b, _ := io.ReadAll(p.Body)
+		switch typ {
+		case "text/plain":
+			plain = string(b)
+		case "text/html":
+			html = string(b)
+		}
+	}
+}
+
+var trackRe = regexp.MustCompile(`https://links\.example\.com/t/([A-Za-z0-9_-]+)`)
+
+// noFollow does not follow redirects, so the 302 itself can be checked.
+var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// TestTrackingEndToEnd sends HTML mail through a provider with a tracking
+// domain: the upstream copy links to https://<tracking_domain>/t/<token>,
+// and GET /t/<token> on the daemon (main listener or [tracking] listen)
+// answers 302 to the original link and sends a message.clicked webhook.
+// The provider's from_email also fills the missing From, which
+// GET /emails/{id} reports as sent_from_email.
+func TestTrackingEndToEnd(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	var mu sync.Mutex
+	var events []map[string]any
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev map[string]any
+		json.NewDecoder(r.Body).Decode(&ev)
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	trackAddr := freeAddr(t)
+	d := newDaemon(t, map[string]string{"": fmt.Sprintf("[tracking]\nlisten = %q\n[webhooks]\nallow_private_targets = true\n", trackAddr)})
+	if code, resp := d.api("POST", "/webhooks", map[string]any{"url": hook.URL, "event_types": []string{"message.clicked"}}); code != 201 {
+		t.Fatalf("webhook: %d %v", code, resp)
+	}
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none",
+		"tracking_domain": "links.example.com", "from_email": "news@defaults.example", "from_name": "Newsletter"})
+	c := d.client(key)
+	defer c.Close()
+	id, err := sendOne(c, "bounce@example.com", []string{"user@example.net"}, trackedMessage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := up.WaitMessages(t, 1, 15e9)[0]
+	if !bytes.Contains(got.Data, []byte("From: \"Newsletter\" <news@defaults.example>\r\n")) {
+		t.Fatalf("From default missing upstream:\n%s", got.Data)
+	}
+	plain, html := parts(t, got.Data)
+	if strings.TrimSpace(plain) != "Sale at https://shop.example/plain" {
+		t.Fatalf("text/plain part changed: %q", plain)
+	}
+	toks := trackRe.FindAllStringSubmatch(html, -1)
+	if len(toks) != 2 || strings.Contains(html, "shop.example/sale") || strings.Contains(html, "blog.example") ||
+		!strings.Contains(html, "mailto:help@shop.example") || !strings.Contains(html, "https://private.example/keep") {
+		t.Fatalf("html links: %v\n%s", toks, html)
+	}
+	if e := d.waitEmail(id); e["status"] != "sent" || e["sent_from_email"] != "news@defaults.example" {
+		t.Fatalf("email log: %v", e)
+	}
+
+	// The redirect, on the main listener and on the tracking listener
+	// (as the tracking domain's proxy would call it).
+	for i, want := range []string{"https://shop.example/sale?id=7&utm=mail", "http://blog.example/post"} {
+		for _, base := range []string{d.httpAddr, trackAddr} {
+			req, _ := http.NewRequest("GET", "http://"+base+"/t/"+toks[i][1], nil)
+			req.Host = "links.example.com"
+			req.Header.Set("User-Agent", "e2e-mail-client")
+			res, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusFound || res.Header.Get("Location") != want {
+				t.Fatalf("GET /t/%s on %s: %d %q, want 302 %q", toks[i][1], base, res.StatusCode, res.Header.Get("Location"), want)
+			}
+		}
+	}
+	if !strings.Contains(d.logText(), `"msg":"link clicked"`) || !strings.Contains(d.logText(), id) {
+		t.Fatal("the click is not in the log")
+	}
+	// Four clicks, four message.clicked events naming message, link and
+	// the one recipient.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 4 {
+		t.Fatalf("webhook got %d events: %v", len(events), events)
+	}
+	ev := events[0]
+	evData, _ := ev["data"].(map[string]any)
+	if ev["type"] != "message.clicked" || evData["message_id"] != id || evData["recipient"] != "user@example.net" ||
+		!strings.HasPrefix(fmt.Sprint(evData["url"]), "http") || evData["user_agent"] != "e2e-mail-client" {
+		t.Fatalf("click event: %v", ev)
+	}
+
+	// A forged token and the Management API on the tracking listener: 404.
+	for _, u := range []string{"http://" + d.httpAddr + "/t/AAAAAAAAAAAAAAAAAAAAAA", "http://" + trackAddr + "/t/" + toks[0][1] + "x",
+		"http://" + trackAddr + "/api/v1/providers"} {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Authorization", "Bearer "+testRootKey)
+		res, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env map[string]any
+		json.NewDecoder(res.Body).Decode(&env)
+		res.Body.Close()
+		if res.StatusCode != 404 || env["ok"] != false {
+			t.Fatalf("GET %s: %d %v", u, res.StatusCode, env)
+		}
+	}
+}
+
+// TestShapingSenderDefaults: a message with its own From keeps it (and
+// reports it as sent_from_email) while a missing Reply-To is filled from
+// the provider's reply_to_* defaults; without a tracking domain links
+// are not touched.
+func TestShapingSenderDefaults(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none",
+		"from_email": "default@defaults.example", "reply_to_email": "support@defaults.example", "reply_to_name": "Support"})
+	c := d.client(key)
+	defer c.Close()
+	body := crlf("From: Own <own@example.com>\nTo: user@example.net\nSubject: own\nContent-Type: text/html\n\n" +
+		"<a href=\"https://shop.example/x\">x</a>\n")
+	id, err := sendOne(c, "own@example.com", []string{"user@example.net"}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := up.WaitMessages(t, 1, 15e9)[0]
+	s := string(got.Data)
+	if !strings.Contains(s, "From: Own <own@example.com>\r\n") || strings.Contains(s, "default@defaults.example") ||
+		!strings.Contains(s, "Reply-To: \"Support\" <support@defaults.example>\r\n") ||
+		!strings.Contains(s, `href="https://shop.example/x"`) {
+		t.Fatalf("upstream copy:\n%s", s)
+	}
+	if e := d.waitEmail(id); e["sent_from_email"] != "own@example.com" {
+		t.Fatalf("sent_from_email: %v", e["sent_from_email"])
+	}
+}
