@@ -201,12 +201,6 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 				return err
 			}
 		}
-		if m.State == StateDone && oldState != StateDone {
-			// The body is not needed once every recipient has its result.
-			if err := s.dropBody(tx, &m, &o.after); err != nil {
-				return err
-			}
-		}
 		out = m
 		return putJSON(b, id, &m)
 	}

@@ -126,9 +126,10 @@ func (s *Store) dropBody(tx *bolt.Tx, m *Message, after *[]func()) error {
 	return nil
 }
 
-// SweepSpool removes spool files that belong to no queued message: bodies
-// of finished messages whose removal a crash interrupted, and files of
-// messages that were never committed (the client got no 250).
+// SweepSpool removes spool files that belong to no stored message: files
+// of messages that were never committed (the client got no 250). Bodies of
+// finished messages are kept for the retention period; the retention
+// sweep (SweepSpooled) removes them.
 func (s *Store) SweepSpool() (int, error) {
 	entries, err := os.ReadDir(s.spoolDir)
 	if err != nil {
@@ -137,7 +138,7 @@ func (s *Store) SweepSpool() (int, error) {
 	n := 0
 	for _, e := range entries {
 		m, err := s.Message(e.Name())
-		if err == nil && m.State != StateDone && m.Spooled {
+		if err == nil && m.Spooled {
 			continue
 		}
 		if err != nil && !errors.Is(err, ErrNotFound) {
