@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/mail"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,8 +151,12 @@ func decodeSend(o *object) (*sendInput, error) {
 	return in, nil
 }
 
-// decodeAddr reads an {email, name} object member.
+// decodeAddr reads an {email, name} object member, or a plain string
+// ("a@example.com" or "Name <a@example.com>"), which many clients send.
 func decodeAddr(o *object, name string, v *validator, required bool) (*mailAddress, error) {
+	if raw := bytes.TrimSpace(o.members[name]); len(raw) > 0 && raw[0] == '"' {
+		return addrString(o.path+name, raw, v)
+	}
 	child, err := o.child(name)
 	if err != nil {
 		return nil, err
@@ -189,6 +194,26 @@ func addrObject(child *object, v *validator) (*mailAddress, error) {
 	return a, nil
 }
 
+// addrString reads an address given as a JSON string.
+func addrString(path string, raw []byte, v *validator) (*mailAddress, error) {
+	var str string
+	if err := json.Unmarshal(raw, &str); err != nil {
+		return nil, errInvalidParam(path, "%s must be an address string or an object {\"email\",\"name\"}", path)
+	}
+	a := &mailAddress{}
+	if strings.TrimSpace(str) == "" {
+		v.add(path, fcRequired, path+" is required")
+		return a, nil
+	}
+	if pa, err := mail.ParseAddress(str); err == nil && strings.Contains(str, "<") {
+		a.Email = checkEmail(v, path, pa.Address)
+		a.Name = checkText(v, path, strings.TrimSpace(pa.Name), maxNameChars)
+		return a, nil
+	}
+	a.Email = checkEmail(v, path, str)
+	return a, nil
+}
+
 // decodeAddrList reads cc or bcc: an array of address objects.
 func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error) {
 	list, err := field[[]json.RawMessage](o, name)
@@ -201,6 +226,14 @@ func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error)
 	}
 	out := make([]mailAddress, 0, len(list.V))
 	for i, raw := range list.V {
+		if r := bytes.TrimSpace(raw); len(r) > 0 && r[0] == '"' {
+			a, err := addrString(o.path+name+"["+strconv.Itoa(i)+"]", r, v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *a)
+			continue
+		}
 		child, err := parseObject(o.path+name+"["+strconv.Itoa(i)+"].", raw)
 		if err != nil {
 			return nil, err

@@ -319,3 +319,14 @@ func FuzzSendBodies(f *testing.F) {
 		}
 	})
 }
+
+func TestSendAcceptsAddressStrings(t *testing.T) {
+	e, _ := newSendEnv(t)
+	r := e.send("/api/v1/emails/send", map[string]any{"from": "App <app@example.com>", "to": "user@example.net",
+		"cc": []any{"c@example.net", map[string]any{"email": "d@example.net"}}, "subject": "s", "text_body": "b"})
+	if r.Code != 200 {
+		t.Fatalf("string addresses: %d %s", r.Code, r.Body)
+	}
+	r = e.send("/api/v1/emails/send", map[string]any{"from": "app@example.com", "to": "not an address", "subject": "s", "text_body": "b"})
+	expectErr(t, r, 422, "validation_error", "to")
+}
