@@ -192,7 +192,8 @@ func TestSendBadInput(t *testing.T) {
 	}{
 		{"unknown field", func(b map[string]any) { b["priority"] = "high" }, 400, "invalid_parameter", "priority"},
 		{"from missing", func(b map[string]any) { delete(b, "from") }, 422, "validation_error", "from"},
-		{"from string", func(b map[string]any) { b["from"] = "a@example.com" }, 400, "invalid_parameter", "from"},
+		{"from number", func(b map[string]any) { b["from"] = 42 }, 400, "invalid_parameter", "from"},
+		{"from bad string", func(b map[string]any) { b["from"] = "not an address" }, 422, "validation_error", "from"},
 		{"from.email bad", func(b map[string]any) { b["from"] = map[string]any{"email": "nope"} }, 422, "validation_error", "from.email"},
 		{"from.email missing", func(b map[string]any) { b["from"] = map[string]any{"name": "x"} }, 422, "validation_error", "from.email"},
 		{"from.email display", func(b map[string]any) { b["from"] = map[string]any{"email": "A <a@example.com>"} }, 422, "validation_error", "from.email"},
@@ -217,7 +218,7 @@ func TestSendBadInput(t *testing.T) {
 		{"bcc too many", func(b map[string]any) { b["bcc"] = addrs(50) }, 422, "validation_error", "bcc"},
 		{"cc+bcc over 50", func(b map[string]any) { b["cc"] = addrs(25); b["bcc"] = addrs(25) }, 422, "validation_error", "bcc"},
 		{"cc email bad", func(b map[string]any) { b["cc"] = []any{map[string]any{"email": "x"}} }, 422, "validation_error", "cc[0].email"},
-		{"cc string", func(b map[string]any) { b["cc"] = []any{"a@example.com"} }, 400, "invalid_parameter", "cc[0]"},
+		{"cc number", func(b map[string]any) { b["cc"] = []any{7} }, 400, "invalid_parameter", "cc[0]"},
 		{"cc object", func(b map[string]any) { b["cc"] = map[string]any{"email": "a@example.com"} }, 400, "invalid_parameter", "cc"},
 		{"bcc name newline", func(b map[string]any) { b["bcc"] = []any{map[string]any{"email": "a@example.com", "name": "a\nb"}} }, 422, "validation_error", "bcc[0].name"},
 		{"reply_to bad", func(b map[string]any) { b["reply_to"] = map[string]any{"email": "bad"} }, 422, "validation_error", "reply_to.email"},

@@ -117,6 +117,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	limiter *rateLimiter
+	// touched throttles root keys' last_used_at writes (see touchKey).
+	touchMu sync.Mutex
+	touched map[string]time.Time
 	// createMu serialises "count own providers, then create" so that two
 	// concurrent creates cannot both pass the limit check. One process
 	// owns the store, so a process-local lock is enough.

@@ -22,6 +22,9 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
 			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())
 	}
+	if out.ok {
+		s.used.touch(prov.ID, now)
+	}
 	failover := !out.ok && (out.class == routing.Connection || out.class == routing.Quota)
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
 		applyOutcome(m, prov.ID, out, now)

@@ -50,6 +50,7 @@ type Server struct {
 	sched   *Scheduler
 	auth    *Authenticator
 	limiter *RateLimiter
+	used    *toucher // sending keys' last_used_at
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *Metrics
@@ -68,6 +69,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 		now = time.Now
 	}
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
+		used: newToucher(st.TouchKey),
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname

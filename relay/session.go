@@ -321,6 +321,9 @@ func (srv *Server) enqueue(m *store.Message, body []byte) error {
 	if err := srv.store.Enqueue(m, body); err != nil {
 		return err
 	}
+	if m.MailboxID == "" { // keys only; mailbox passwords have no last_used_at
+		srv.used.touch(m.CredentialID, srv.now())
+	}
 	srv.metrics.acceptedOne()
 	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,
 		"rcpts", len(m.Recipients), "size", m.Size, "commit_ms", time.Since(start).Milliseconds())
