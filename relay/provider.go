@@ -18,6 +18,25 @@ type Envelope struct {
 	MessageID string // eml_…, for logs and upstream-side correlation
 	From      string // reverse path; may be empty (null sender)
 	To        []string
+	// MarkData, when set, durably records that the body is about to be
+	// handed over. Providers call it through BeforeData once, right before
+	// the point of no return (SMTP: the DATA command; HTTP APIs: the send
+	// request; the outbox: the write). After a crash, an attempt that got
+	// this far is never resent: the upstream may have accepted it.
+	MarkData func() error
+}
+
+// BeforeData runs MarkData; a failure to record it is a temporary failure
+// and the provider must not send.
+func (e Envelope) BeforeData() *DeliveryError {
+	if e.MarkData == nil {
+		return nil
+	}
+	if err := e.MarkData(); err != nil {
+		return &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseData}, Class: ClassPtr(routing.Transient),
+			Err: fmt.Errorf("recording the start of the data phase: %w", err)}
+	}
+	return nil
 }
 
 // Provider delivers one message to one upstream. Implementations must be

@@ -98,8 +98,26 @@ func (s *Scheduler) Recover() (int, error) {
 	}
 	now := s.now().UTC()
 	for _, id := range ids {
-		_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
-			if n := len(m.Attempts); n > 0 && m.Attempts[n-1].Status == store.AttemptInProgress {
+		uncertain := false
+		m, err := s.store.UpdateMessage(id, func(m *store.Message) error {
+			uncertain = false
+			n := len(m.Attempts)
+			if n > 0 && m.Attempts[n-1].DataStarted {
+				// The body may have reached the upstream: resending could
+				// duplicate it, so it is flagged, never sent again.
+				uncertain = true
+				a := &m.Attempts[n-1]
+				a.Status, a.Class, a.Reply = store.AttemptFailed, "uncertain", "interrupted after the body was handed to the upstream"
+				for i := range m.Recipients {
+					if r := &m.Recipients[i]; r.Status == store.MsgPending {
+						r.Status, r.Reply, r.UpdatedAt = store.MsgFailed, a.Reply, &now
+					}
+				}
+				m.Reason, m.State, m.UpdatedAt = "uncertain", store.StateDone, now
+				m.Status = aggregateStatus(m)
+				return nil
+			}
+			if n > 0 && m.Attempts[n-1].Status == store.AttemptInProgress {
 				m.Attempts[n-1].Status = store.AttemptInterrupt
 			}
 			m.State, m.NextAttemptAt, m.UpdatedAt = store.StateQueued, now, now
@@ -107,6 +125,11 @@ func (s *Scheduler) Recover() (int, error) {
 		})
 		if err != nil {
 			return 0, err
+		}
+		if uncertain {
+			s.log.Warn("failed", "event", "failed", "msg_id", id, "team", m.TeamID, "reason", "uncertain",
+				"detail", "the daemon stopped after handing the body to the upstream")
+			continue
 		}
 		s.log.Info("attempt interrupted by restart, requeued", "event", "requeued", "msg_id", id)
 	}

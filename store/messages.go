@@ -60,6 +60,9 @@ type Attempt struct {
 	Code         int       `json:"code,omitempty"`
 	Reply        string    `json:"reply,omitempty"`
 	UpstreamID   string    `json:"upstream_id,omitempty"`
+	// DataStarted is set, durably, just before the body was handed to the
+	// upstream: after a crash such an attempt is uncertain, not resent.
+	DataStarted bool `json:"data_started,omitempty"`
 	// SentFrom is the From address this attempt's bytes carried.
 	SentFrom string `json:"sent_from,omitempty"`
 	// Routing is the routing explanation of this attempt's pick, kept as
@@ -200,6 +203,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			if err := also(tx); err != nil {
 				return err
 			}
+		}
+		if m.State == StateDone && oldState != StateDone && !m.Spooled {
+			s.retireBody(tx, &m, &o.after)
 		}
 		out = m
 		return putJSON(b, id, &m)

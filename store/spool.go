@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -115,14 +116,16 @@ func (s *Store) syncSpoolDir() error {
 	return d.Sync()
 }
 
-// dropBody deletes a finished message's body: inline in the same
-// transaction, spooled after the commit.
+// dropBody deletes a finished message's body wherever it is: the bbolt
+// value in the same transaction, the spool file after the commit.
 func (s *Store) dropBody(tx *bolt.Tx, m *Message, after *[]func()) error {
-	if !m.Spooled {
-		return tx.Bucket(bBodies).Delete([]byte(m.ID))
+	if err := tx.Bucket(bBodies).Delete([]byte(m.ID)); err != nil {
+		return err
 	}
-	path := filepath.Join(s.spoolDir, m.ID)
-	*after = append(*after, func() { os.Remove(path) })
+	if m.Spooled {
+		path := filepath.Join(s.spoolDir, m.ID)
+		*after = append(*after, func() { os.Remove(path) })
+	}
 	return nil
 }
 
@@ -149,4 +152,27 @@ func (s *Store) SweepSpool() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// retireBody moves a finished message's inline body out of bbolt into a
+// spool file, kept for the body retention period (SweepSpooled removes it
+// then). Delivered bodies would otherwise pile up in the memory-mapped
+// store file, which every delivery touches. The copy is written after the
+// commit without fsync: the message is finished, the copy is a courtesy,
+// and losing it in a crash loses no mail.
+func (s *Store) retireBody(tx *bolt.Tx, m *Message, after *[]func()) {
+	b := tx.Bucket(bBodies)
+	v := b.Get([]byte(m.ID))
+	if v == nil {
+		return
+	}
+	data := bytes.Clone(v)
+	if b.Delete([]byte(m.ID)) != nil {
+		return
+	}
+	m.Spooled = true
+	path := filepath.Join(s.spoolDir, m.ID)
+	*after = append(*after, func() {
+		go os.WriteFile(path, data, 0o600)
+	})
 }

@@ -15,8 +15,9 @@ import (
 )
 
 var (
-	midRe      = regexp.MustCompile(`(?m)^Message-ID: <([^>]+)>`)
-	requeuedRe = regexp.MustCompile(`"msg":"requeued attempts interrupted by the last stop","count":(\d+)`)
+	midRe       = regexp.MustCompile(`(?m)^Message-ID: <([^>]+)>`)
+	uncertainRe = regexp.MustCompile(`"event":"failed","msg_id":"eml_[0-9a-z]+","team":"[^"]*","reason":"uncertain"`)
+	requeuedRe  = regexp.MustCompile(`"msg":"requeued attempts interrupted by the last stop","count":(\d+)`)
 )
 
 // TestKill9UnderLoadLosesNothing sends 500 messages over 20 concurrent
@@ -34,6 +35,7 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	const sessions, perSession = 20, 25
 	var (
 		accepted  sync.Map // Message-ID → eml id
+		resent    sync.Map // Message-IDs the client sent again after an error
 		nAccepted atomic.Int64
 		restarted = make(chan struct{})
 		killOnce  sync.Once
@@ -68,6 +70,10 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 					}
 					id, err := sendOne(c, "app@example.com", []string{"u@example.net"}, body)
 					if err != nil {
+						// The relay may have stored this try and died before
+						// its 250 reached us: our resend is then a second
+						// message with the same Message-ID, the client's doing.
+						resent.Store(mid, true)
 						c.Close()
 						c = nil
 						continue
@@ -102,35 +108,45 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 				seen[string(mm[1])]++
 			}
 		}
-		if len(seen) >= total {
+		flagged := len(uncertainRe.FindAllString(d.logText(), -1))
+		if len(seen)+flagged >= total {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	missing := 0
-	accepted.Range(func(k, _ any) bool {
-		if seen[k.(string)] == 0 {
+	missing, uncertain := 0, 0
+	accepted.Range(func(k, v any) bool {
+		if seen[k.(string)] > 0 {
+			return true
+		}
+		// Not delivered: only acceptable if the relay flagged it uncertain
+		// (the kill fell after its body was handed to the upstream).
+		if e := d.email(v.(string)); e["status"] == "failed" && e["reason"] == "uncertain" {
+			uncertain++
+		} else {
 			missing++
 		}
 		return true
 	})
-	dups := 0
-	for _, n := range seen {
+	dups, clientDups := 0, 0
+	for mid, n := range seen {
+		if _, again := resent.Load(mid); again {
+			clientDups += n - 1
+			continue
+		}
 		dups += n - 1
 	}
 	requeued := 0
 	if m := requeuedRe.FindStringSubmatch(d.logText()); m != nil {
 		requeued, _ = strconv.Atoi(m[1])
 	}
-	t.Logf("kill -9 after 150 accepted: %d/%d delivered, %d missing, %d duplicates, %d attempts were in flight at the kill",
-		len(seen), total, missing, dups, requeued)
+	t.Logf("kill -9 after 150 accepted: %d/%d delivered, %d flagged uncertain, %d lost, %d duplicates by the relay, "+
+		"%d by client resends, %d attempts in flight at the kill", len(seen), total, uncertain, missing, dups, clientDups, requeued)
 	if missing > 0 {
-		t.Fatalf("%d messages that got 250 were lost", missing)
+		t.Fatalf("%d messages that got 250 were neither delivered nor flagged", missing)
 	}
-	// A duplicate is only possible for an attempt whose upstream 250 came
-	// before the kill but whose result was not yet recorded.
-	if dups > requeued {
-		t.Fatalf("%d duplicates, more than the %d attempts in flight at the kill", dups, requeued)
+	if dups > 0 {
+		t.Fatalf("%d duplicates: an attempt whose body reached the upstream was sent again", dups)
 	}
 }
 

@@ -122,6 +122,9 @@ func (p *Provider) Send(ctx context.Context, env relay.Envelope, body []byte) (*
 		return nil, derr
 	}
 	defer func() { <-p.sem }()
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
 	resp, derr := mailapi.Call(ctx, p.cfg.HTTPClient, p.cfg.TokenSource, api, func(ctx context.Context) (*http.Request, error) {
 		return p.sendRequest(ctx, msg)
 	})

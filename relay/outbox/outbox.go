@@ -65,6 +65,9 @@ func (o *Outbox) Send(ctx context.Context, env relay.Envelope, body []byte) (*re
 		return nil, writeFailure(err)
 	}
 	name := env.MessageID + ".eml"
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
 	if err := writeAtomic(o.dir, name, body); err != nil {
 		return nil, writeFailure(err)
 	}

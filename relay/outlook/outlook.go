@@ -122,6 +122,9 @@ func (p *Provider) Send(ctx context.Context, env relay.Envelope, body []byte) (*
 	defer func() { <-p.sem }()
 	payload := base64.StdEncoding.AppendEncode(nil, msg)
 	clientID := newRequestID()
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
 	resp, derr := mailapi.Call(ctx, p.cfg.HTTPClient, p.cfg.TokenSource, api, func(ctx context.Context) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.APIBaseURL+"/me/sendMail", bytes.NewReader(payload))
 		if err == nil {

@@ -44,6 +44,9 @@ func (p *Provider) Send(ctx context.Context, env relay.Envelope, body []byte) (*
 		in.ConfigurationSetName = aws.String(p.cfg.ConfigurationSet)
 	}
 	var tr attemptTrace
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
 	out, err := p.client.SendEmail(tr.with(ctx), in)
 	if err != nil {
 		return nil, fail(ctx, err, &tr, true)

@@ -79,6 +79,9 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 	if len(refused) == len(env.To) {
 		return nil, allRefused(refused)
 	}
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
 	reply, derr := p.data(ctx, pc, body)
 	if derr != nil {
 		derr.RcptRefused = refused
