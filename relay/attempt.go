@@ -132,16 +132,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	ctx, cancel := context.WithTimeout(s.sendCtx, s.cfg.AttemptTimeout)
 	defer cancel()
 	n := len(m.Attempts)
-	markData := func() error {
-		_, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
-			if len(m.Attempts) != n || m.State != store.StateInflight {
-				return errNotQueued // not our attempt any more: do not send
-			}
-			m.Attempts[n-1].DataStarted = true
-			return nil
-		})
-		return err
-	}
+	markData := func() error { return s.store.MarkDataStarted(m.ID, n) }
 	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(), MarkData: markData}, body)
 	if err == nil {
 		return outcome{ok: true, bodySent: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}

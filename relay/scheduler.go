@@ -98,11 +98,16 @@ func (s *Scheduler) Recover() (int, error) {
 	}
 	now := s.now().UTC()
 	for _, id := range ids {
+		sent, err := s.store.DataStarted(id)
+		if err != nil {
+			return 0, err
+		}
 		uncertain := false
 		m, err := s.store.UpdateMessage(id, func(m *store.Message) error {
 			uncertain = false
 			n := len(m.Attempts)
-			if n > 0 && m.Attempts[n-1].DataStarted {
+			if n > 0 && sent == n {
+				m.Attempts[n-1].DataStarted = true
 				// The body may have reached the upstream: resending could
 				// duplicate it, so it is flagged, never sent again.
 				uncertain = true

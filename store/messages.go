@@ -205,7 +205,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			}
 		}
 		if m.State == StateDone && oldState != StateDone && !m.Spooled {
-			s.retireBody(tx, &m, &o.after)
+			s.retireBody(tx, &m)
 		}
 		out = m
 		return putJSON(b, id, &m)
@@ -225,6 +225,9 @@ func reindex(tx *bolt.Tx, id, oldState string, oldDue time.Time, newState string
 		}
 	case StateInflight:
 		if err := inflight.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bDataSent).Delete([]byte(id)); err != nil {
 			return err
 		}
 	}
@@ -285,4 +288,34 @@ func (s *Store) QueueDepth() (queued, inflight int, err error) {
 		return nil
 	})
 	return
+}
+
+var bDataSent = []byte("data_sent") // msg id → attempt number whose body went out
+
+// MarkDataStarted durably records that attempt n of message id is about to
+// hand its body to the upstream. It is a tiny write (no record rewrite)
+// because it sits on every attempt's path; it is cleared when the attempt
+// finishes.
+func (s *Store) MarkDataStarted(id string, n int) error {
+	var v [4]byte
+	binary.BigEndian.PutUint32(v[:], uint32(n))
+	return s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bInflight).Get([]byte(id)) == nil {
+			return ErrConflict // not in flight any more: the caller must not send
+		}
+		return tx.Bucket(bDataSent).Put([]byte(id), v[:])
+	})
+}
+
+// DataStarted returns the attempt number MarkDataStarted recorded for an
+// in-flight message, or 0.
+func (s *Store) DataStarted(id string) (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bDataSent).Get([]byte(id)); len(v) == 4 {
+			n = int(binary.BigEndian.Uint32(v))
+		}
+		return nil
+	})
+	return n, err
 }

@@ -154,25 +154,15 @@ func (s *Store) SweepSpool() (int, error) {
 	return n, nil
 }
 
-// retireBody moves a finished message's inline body out of bbolt into a
-// spool file, kept for the body retention period (SweepSpooled removes it
-// then). Delivered bodies would otherwise pile up in the memory-mapped
-// store file, which every delivery touches. The copy is written after the
-// commit without fsync: the message is finished, the copy is a courtesy,
-// and losing it in a crash loses no mail.
-func (s *Store) retireBody(tx *bolt.Tx, m *Message, after *[]func()) {
+// retireBody keeps a finished message's inline body for the retention
+// period (SweepBodies drops it then) but rewrites it in this transaction,
+// so bbolt's copy-on-write moves it to a freshly written page and frees
+// the page the delivery read through the memory map. Without the move,
+// every delivered body would stay mapped and resident, and the process's
+// memory would grow with the retention window instead of the queue.
+func (s *Store) retireBody(tx *bolt.Tx, m *Message) {
 	b := tx.Bucket(bBodies)
-	v := b.Get([]byte(m.ID))
-	if v == nil {
-		return
+	if v := b.Get([]byte(m.ID)); v != nil {
+		b.Put([]byte(m.ID), bytes.Clone(v))
 	}
-	data := bytes.Clone(v)
-	if b.Delete([]byte(m.ID)) != nil {
-		return
-	}
-	m.Spooled = true
-	path := filepath.Join(s.spoolDir, m.ID)
-	*after = append(*after, func() {
-		go os.WriteFile(path, data, 0o600)
-	})
 }

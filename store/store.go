@@ -29,7 +29,7 @@ var (
 	bBodies    = []byte("bodies")
 	bDue       = []byte("due")      // be64(unix nanos) || msg id → nil
 	bInflight  = []byte("inflight") // msg id → nil
-	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight, bUsage,
+	allBuckets = [][]byte{bMeta, bTeams, bKeys, bCredHash, bProviders, bMessages, bBodies, bDue, bInflight, bDataSent, bUsage,
 		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
 		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
