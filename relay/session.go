@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -189,8 +190,7 @@ func (s *session) Data(r io.Reader) error {
 			spool.Abort()
 		}
 		s.srv.log.Error("enqueue failed", "msg_id", msg.ID, "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-			Message: "Temporary failure storing message " + msg.ID}
+		return storageError(err, msg.ID)
 	}
 	s.managed, s.reserved = nil, 0 // now the message's
 	// go-smtp writes whatever status Data returns; a 250 "error" is how a
@@ -220,24 +220,24 @@ func (srv *Server) readBody(id string, r io.Reader) (head []byte, spool *store.S
 	spool, err = srv.store.CreateSpool(id)
 	if err != nil {
 		srv.log.Error("creating spool file failed", "msg_id", id, "err", err)
-		return nil, nil, 0, errTempFail
+		return nil, nil, 0, storageError(err, id)
 	}
 	if _, err := spool.Write(buf); err != nil {
 		spool.Abort()
-		return nil, nil, 0, errTempFail
+		return nil, nil, 0, storageError(err, id)
 	}
 	copied, err := io.CopyBuffer(spool, r, make([]byte, 32<<10))
 	if err != nil {
 		spool.Abort()
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return nil, nil, 0, errTempFail // our disk, not the client
+			return nil, nil, 0, storageError(err, id) // our disk, not the client
 		}
 		return nil, nil, 0, dataError(err)
 	}
 	if err := spool.Finish(); err != nil {
 		srv.log.Error("syncing spool file failed", "msg_id", id, "err", err)
-		return nil, nil, 0, errTempFail
+		return nil, nil, 0, storageError(err, id)
 	}
 	return bytes.Clone(buf), spool, int64(len(buf)) + copied, nil
 }
@@ -248,6 +248,17 @@ var bodyBufs = sync.Pool{New: func() any {
 	b := make([]byte, store.InlineLimit+1)
 	return &b
 }}
+
+// storageError is the reply when the message could not be stored: a full
+// disk is 452 4.3.1 (RFC 3463: mail system full), anything else 451 4.3.0.
+// Either way nothing was acknowledged, so nothing is lost: the client
+// keeps the message and retries.
+func storageError(err error, id string) *smtp.SMTPError {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
+	}
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure storing message " + id}
+}
 
 // dataError maps an error reading DATA from the client to a reply.
 func dataError(err error) error {

@@ -3,13 +3,18 @@ package relay
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
@@ -418,5 +423,16 @@ func TestShutdownDrainsTransactionsAndClosesIdleSessions(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("shutdown did not finish after the last transaction")
+	}
+}
+
+func TestStorageErrorReplies(t *testing.T) {
+	full := storageError(fmt.Errorf("commit: %w", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), "eml_x")
+	if full.Code != 452 || full.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
+		t.Fatalf("disk full: %+v, want 452 4.3.1", full)
+	}
+	other := storageError(errors.New("boom"), "eml_x")
+	if other.Code != 451 || !strings.Contains(other.Message, "eml_x") {
+		t.Fatalf("other failure: %+v", other)
 	}
 }
