@@ -72,3 +72,16 @@ func (r *RateLimiter) SetLimit(limit int) {
 	r.limit = limit
 	r.mu.Unlock()
 }
+
+// Over reports, without counting a request, whether id has used up its
+// window (for checks made before the work the limit guards).
+func (r *RateLimiter) Over(id string) bool {
+	if r == nil {
+		return false
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.buckets[id]
+	return ok && r.limit > 0 && now.Sub(b.start) < r.window && b.n >= r.limit
+}

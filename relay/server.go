@@ -34,6 +34,9 @@ type Config struct {
 	AuthFailDelay     time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
 	Limiter *RateLimiter
+	// AuthFailLimit is how many failed AUTH one client IP may make per
+	// minute before its AUTH is refused (0: unlimited).
+	AuthFailLimit int
 	// Metrics, when set, records Prometheus series.
 	Metrics *Metrics
 }
@@ -50,10 +53,12 @@ type Server struct {
 	sched   *Scheduler
 	auth    *Authenticator
 	limiter *RateLimiter
-	used    *toucher // sending keys' last_used_at
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *Metrics
+	// authFails counts failed AUTH per client IP (AuthFailLimit a minute).
+	authFails *RateLimiter
+	used      *toucher // sending keys' last_used_at
+	log       *slog.Logger
+	now       func() time.Time
+	metrics   *Metrics
 
 	smtp      *smtp.Server
 	mu        sync.Mutex
@@ -69,7 +74,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 		now = time.Now
 	}
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
-		used: newToucher(st.TouchKey),
+		used: newToucher(st.TouchKey), authFails: NewRateLimiter(cfg.AuthFailLimit, time.Minute, now),
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname

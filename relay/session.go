@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/mail"
 	"net/textproto"
 	"os"
@@ -37,6 +38,7 @@ var (
 	errDailyLimit   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Daily sending limit reached"}
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	errNotMailbox   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address must be the mailbox address"}
+	errAuthLimited  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, try again later"}
 )
 
 // session is one inbound SMTP connection's state.
@@ -77,12 +79,22 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// authenticate checks the password (a sending key); the username is
-// ignored, as SPEC §4 says.
+// authenticate checks the password (a sending key or mailbox password);
+// the username is ignored, as SPEC §4 says. Failed attempts are counted
+// per client IP: past the limit the IP's AUTH is refused without a check
+// and the connection closed, so guessing keys does not scale with the
+// number of connections.
 func (s *session) authenticate(password string) error {
+	ip := remoteIP(s.remote)
+	if s.srv.authFails.Over(ip) {
+		s.srv.log.Warn("auth refused: too many failures from this address", "event", "auth_failed", "remote", s.remote)
+		s.closeAfterReply()
+		return errAuthLimited
+	}
 	cred, err := s.srv.auth.Check(password)
 	if err != nil {
 		s.srv.metrics.authFailed()
+		s.srv.authFails.Allow(ip)
 		s.srv.log.Info("auth failed", "event", "auth_failed", "remote", s.remote)
 		return errBadAuth
 	}
@@ -296,6 +308,21 @@ func (s *session) Reset() {
 func (s *session) Logout() error {
 	s.srv.untrack(s)
 	return nil
+}
+
+// closeAfterReply closes the connection shortly after the current reply
+// is written (go-smtp writes it when the handler returns).
+func (s *session) closeAfterReply() {
+	c := s.conn.Conn()
+	time.AfterFunc(100*time.Millisecond, func() { c.Close() })
+}
+
+// remoteIP is the host part of a remote address.
+func remoteIP(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 // hangUp ends an idle session at shutdown: a 421 (the session is blocked

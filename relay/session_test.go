@@ -436,3 +436,16 @@ func TestStorageErrorReplies(t *testing.T) {
 		t.Fatalf("other failure: %+v", other)
 	}
 }
+
+func TestAuthFailuresLimitedPerIP(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.AuthFailLimit = 3 })
+	for i := 0; i < 3; i++ {
+		if err := h.dial("").Auth(plainAuth("smx_mbx_wrongwrongwrongwrongwrongwrong")); smtpCode(err) != 535 {
+			t.Fatalf("failure %d: %v, want 535", i, err)
+		}
+	}
+	// Past the limit even the right key is refused from this address.
+	if err := h.dial("").Auth(plainAuth(h.secret)); smtpCode(err) != 421 {
+		t.Fatalf("after 3 failures: %v, want 421", err)
+	}
+}

@@ -35,6 +35,7 @@ type fileConfig struct {
 		ReadTimeout       string   `toml:"read_timeout"`
 		WriteTimeout      string   `toml:"write_timeout"`
 		AuthFailDelay     string   `toml:"auth_fail_delay"`
+		AuthFailLimit     int      `toml:"auth_fail_limit"`
 	} `toml:"smtp"`
 
 	HTTP struct {
@@ -123,6 +124,7 @@ func defaults() fileConfig {
 	c.SMTP.ReadTimeout = "2m"
 	c.SMTP.WriteTimeout = "1m"
 	c.SMTP.AuthFailDelay = "1s"
+	c.SMTP.AuthFailLimit = 20
 	c.HTTP.Listen = "127.0.0.1:8025"
 	c.Managed.Backend = "outbox"
 	c.Managed.HourlyLimit = 2
@@ -218,6 +220,9 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.SMTP.MaxRecipients < 1 || fc.SMTP.MaxRecipients > 1000 {
 		return nil, &configError{"smtp.max_recipients", "must be between 1 and 1000"}
+	}
+	if fc.SMTP.AuthFailLimit < 0 {
+		return nil, &configError{"smtp.auth_fail_limit", "must not be negative (0 turns the limit off)"}
 	}
 	if fc.SMTP.MaxConnections < 1 {
 		return nil, &configError{"smtp.max_connections", "must be at least 1"}

@@ -191,7 +191,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
-		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay,
+		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		Limiter: d.limiter, Metrics: metrics,
 	}, st, d.reg, d.sched, logger, nil)
 
