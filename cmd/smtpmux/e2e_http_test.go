@@ -107,3 +107,40 @@ func TestHTTPSendIdempotencyAndWebhook(t *testing.T) {
 		t.Fatalf("event data %v", events[0]["data"])
 	}
 }
+
+// TestIdempotentReplayAfterKill9: the first answer to an Idempotency-Key is
+// durable, so a client retrying after the daemon was killed gets it back
+// byte for byte instead of a second message.
+func TestIdempotentReplayAfterKill9(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	send := func() (int, []byte) {
+		body := `{"from":"app@example.com","to":"user@example.net","subject":"once","text_body":"only once"}`
+		req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Idempotency-Key", "retry-after-crash")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	code1, body1 := send()
+	if code1 != 200 {
+		t.Fatalf("send: %d %s", code1, body1)
+	}
+	d.kill9()
+	d.start()
+	code2, body2 := send()
+	if code2 != 200 || !bytes.Equal(body1, body2) {
+		t.Fatalf("after kill -9 the retry got %d %s, want the first answer %s", code2, body2, body1)
+	}
+	up.WaitMessages(t, 1, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(up.Received()); n != 1 {
+		t.Fatalf("upstream received %d messages, want 1", n)
+	}
+}
