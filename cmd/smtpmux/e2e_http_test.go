@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -142,5 +143,24 @@ func TestIdempotentReplayAfterKill9(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(up.Received()); n != 1 {
 		t.Fatalf("upstream received %d messages, want 1", n)
+	}
+}
+
+// TestCurlSend sends with curl, a client nobody here wrote.
+func TestCurlSend(t *testing.T) {
+	curl := requirePeer(t, "curl")
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	out, err := exec.Command(curl, "-sS", "-H", "Authorization: Bearer "+key, "-H", "Content-Type: application/json",
+		"-d", `{"from":{"email":"app@example.com","name":"Curl App"},"to":{"email":"user@example.net"},`+
+			`"subject":"via curl","html_body":"<p>Hello <b>curl</b></p>","text_body":"Hello curl"}`,
+		"http://"+d.httpAddr+"/api/v1/emails/send").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte(`"status":"queued"`)) {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	msgs := up.WaitMessages(t, 1, 10*time.Second)
+	if !bytes.Contains(msgs[0].Data, []byte("multipart/alternative")) || !bytes.Contains(msgs[0].Data, []byte("Subject: via curl")) {
+		t.Fatalf("upstream got:\n%s", msgs[0].Data)
 	}
 }
