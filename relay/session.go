@@ -38,6 +38,7 @@ var (
 	errDailyLimit   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Daily sending limit reached"}
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	errNotMailbox   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address must be the mailbox address"}
+	errDataTimeout  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while reading the message, closing connection"}
 	errAuthLimited  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, try again later"}
 )
 
@@ -174,6 +175,11 @@ func (s *session) Data(r io.Reader) error {
 	id := newMessageID()
 	head, spool, size, err := s.srv.readBody(id, r)
 	if err != nil {
+		if err == errDataTimeout {
+			// What follows a stalled body cannot be told apart from
+			// commands: end the connection after the reply.
+			s.closeAfterReply()
+		}
 		return err
 	}
 	if size == 0 {
@@ -280,6 +286,10 @@ func dataError(err error) error {
 	}
 	if errors.Is(err, smtp.ErrTooLongLine) {
 		return errLineTooLong
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errDataTimeout
 	}
 	return errTempFail
 }

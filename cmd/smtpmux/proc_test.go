@@ -113,12 +113,20 @@ listen = %q
 
 func (d *proc) start() {
 	d.t.Helper()
+	if err := d.tryStart(); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// tryStart is start that returns the failure instead of ending the test,
+// for callers with goroutines of their own to stop first.
+func (d *proc) tryStart() error {
 	d.cmd = exec.Command(binPath, "serve", "--config", d.cfgPath)
 	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Stdout = d
 	d.cmd.Stderr = d
 	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
+		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -127,12 +135,30 @@ func (d *proc) start() {
 			resp.Body.Close()
 			if c, err := net.Dial("tcp", d.smtpAddr); err == nil {
 				c.Close()
-				return
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	d.t.Fatalf("daemon did not come up; log:\n%s", d.logText())
+	return fmt.Errorf("daemon did not come up; log:\n%s", d.logText())
+}
+
+// rssKiB is the daemon's resident set size from /proc/<pid>/status.
+func (d *proc) rssKiB() (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("VmRSS line %q: %w", line, err)
+			}
+			return kb, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", d.cmd.Process.Pid)
 }
 
 // Write collects the daemon's output (it implements io.Writer).
