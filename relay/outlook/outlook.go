@@ -21,8 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"net/url"
 	"strings"
 	"time"
 
@@ -77,19 +75,11 @@ var (
 
 // New checks cfg and returns its provider.
 func New(cfg Config) (*Provider, error) {
-	if cfg.TokenSource == nil {
-		return nil, errors.New("outlook: token source is required")
+	base, err := mailapi.CheckAccount("outlook", cfg.TokenSource, cfg.Email, cfg.APIBaseURL, oauth.MicrosoftAPIBaseURL)
+	if err != nil {
+		return nil, err
 	}
-	if a, err := mail.ParseAddress(cfg.Email); err != nil || a.Address != cfg.Email {
-		return nil, fmt.Errorf("outlook: invalid account address %q", cfg.Email)
-	}
-	if cfg.APIBaseURL == "" {
-		cfg.APIBaseURL = oauth.MicrosoftAPIBaseURL
-	}
-	cfg.APIBaseURL = strings.TrimRight(cfg.APIBaseURL, "/")
-	if u, err := url.Parse(cfg.APIBaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("outlook: invalid API base URL %q", cfg.APIBaseURL)
-	}
+	cfg.APIBaseURL = base
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
