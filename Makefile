@@ -7,6 +7,7 @@ GO ?= go
 test: test-peers
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	cd third_party/go-smtp && $(GO) vet . && $(GO) test -count=1 .
 
 test-peers:
 	./scripts/install-test-peers.sh

@@ -41,3 +41,8 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// go-smtp v0.25.1 with smtpmux's patches (third_party/go-smtp/PATCHES.md):
+// command lines cut by a read deadline or the line limit were run as
+// commands, and the DATA reader and dot-writer went a byte at a time.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -170,6 +170,7 @@ func (s *Store) Body(id string) ([]byte, error) {
 			return ErrNotFound
 		}
 		out = bytes.Clone(v)
+		unmapValue(tx, v)
 		return nil
 	})
 	return out, err
@@ -203,9 +204,6 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			if err := also(tx); err != nil {
 				return err
 			}
-		}
-		if m.State == StateDone && oldState != StateDone && !m.Spooled {
-			s.retireBody(tx, &m)
 		}
 		out = m
 		return putJSON(b, id, &m)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -152,17 +151,4 @@ func (s *Store) SweepSpool() (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// retireBody keeps a finished message's inline body for the retention
-// period (SweepBodies drops it then) but rewrites it in this transaction,
-// so bbolt's copy-on-write moves it to a freshly written page and frees
-// the page the delivery read through the memory map. Without the move,
-// every delivered body would stay mapped and resident, and the process's
-// memory would grow with the retention window instead of the queue.
-func (s *Store) retireBody(tx *bolt.Tx, m *Message) {
-	b := tx.Bucket(bBodies)
-	if v := b.Get([]byte(m.ID)); v != nil {
-		b.Put([]byte(m.ID), bytes.Clone(v))
-	}
 }

@@ -61,6 +61,9 @@ type Store struct {
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
+	// lastTrim is when the committer last dropped the memory map's
+	// resident pages (trimMapped); only the committer touches it.
+	lastTrim time.Time
 }
 
 type op struct {
@@ -222,6 +225,7 @@ func (s *Store) runBatch(batch []*op) {
 				}
 				o.done <- err
 			}
+			s.trimMapped() // after the replies: it is not on their path
 			return
 		}
 		batch[failed].done <- failErr

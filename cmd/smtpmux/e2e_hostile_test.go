@@ -419,11 +419,6 @@ func TestHostileSlowlorisData(t *testing.T) {
 // and reading on would let a trickler keep its max_connections slot and
 // desynchronise the dialogue (the tail of a line read as the next one).
 func TestHostileSlowlorisCommand(t *testing.T) {
-	// Known bug, left for the next session: go-smtp's readLine returns a
-	// partial line as complete when the read deadline expires mid-line, so
-	// a trickling client gets its fragments run as commands and read_timeout
-	// never closes it. Fixing it needs a change inside go-smtp's Conn.readLine.
-	t.Skip("known: a command trickled past read_timeout is run in pieces by go-smtp (see closing note)")
 	t.Parallel()
 	up := testpeer.Start(t, testpeer.Options{})
 	d := newDaemon(t, map[string]string{"smtp": `read_timeout = "2s"`})
@@ -502,11 +497,6 @@ func TestHostileOversizeLines(t *testing.T) {
 	// that fitted (a MAIL padded with blanks would open a transaction) nor
 	// left open.
 	t.Run("MAIL after AUTH", func(t *testing.T) {
-		// Known bug, left for the next session: after STARTTLS go-smtp cuts
-		// an over-long command line at the limit and runs the part that
-		// fitted (a MAIL padded with blanks is answered 250) instead of
-		// refusing it whole. The cleartext case above is handled.
-		t.Skip("known: over-long command lines after STARTTLS are cut and run by go-smtp (see closing note)")
 		c := rawSession(t, d, key)
 		go func() {
 			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))

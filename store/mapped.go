@@ -1,0 +1,78 @@
+package store
+
+import (
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var pageSize = uintptr(os.Getpagesize())
+
+// unmapValue tells the kernel that this process is done with the pages of
+// v, a value just copied out of bbolt's memory map inside the read-only
+// transaction tx. Every body a delivery reads would otherwise stay mapped
+// and resident, so the process's RSS would grow with the bytes relayed
+// (hundreds of MB at 100 KiB per message) although the data lives in the
+// file and the page cache. bbolt maps the file read-only and shared, so
+// MADV_DONTNEED only drops this process's page-table entries: the data
+// stays in the file and the page cache, and a later read faults it back
+// in. Only whole pages inside v are dropped (a page's other bytes may be
+// another value's), and only when v lies inside the map: a value of a
+// writable transaction may sit in Go memory, where DONTNEED would zero it.
+func unmapValue(tx *bolt.Tx, v []byte) {
+	if tx.Writable() || len(v) < int(2*pageSize) {
+		return
+	}
+	base := tx.DB().Info().Data
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	if start < base || start+uintptr(len(v)) > base+uintptr(tx.Size()) {
+		return
+	}
+	skip := (pageSize - start%pageSize) % pageSize
+	whole := (uintptr(len(v)) - skip) / pageSize * pageSize
+	if whole == 0 {
+		return
+	}
+	syscall.Madvise(v[skip:skip+whole], syscall.MADV_DONTNEED)
+}
+
+// trimEvery bounds how often the committer drops the map's resident pages.
+const trimEvery = 200 * time.Millisecond
+
+// trimMapped drops this process's page-table entries for the whole bbolt
+// memory map, at most every trimEvery, after a commit. Commits read the
+// pages they rewrite through the map (bbolt copies a leaf's other values
+// when it adds or removes one, and a leaf of the bodies bucket holds at
+// least two bodies), so every relayed body became resident again at the
+// next commit next to it; unmapValue cannot reach those reads. Dropping is
+// safe for the same reason as in unmapValue (a read-only shared file map),
+// and the read transaction holds bbolt's map lock, so the map cannot move
+// meanwhile. What is in use is faulted back from the page cache.
+func (s *Store) trimMapped() {
+	now := time.Now()
+	if now.Sub(s.lastTrim) < trimEvery {
+		return
+	}
+	s.lastTrim = now
+	s.db.View(func(tx *bolt.Tx) error {
+		// The root bucket's keys (bucket names) point into the map in a
+		// read transaction (values of inline buckets may be copies, so the
+		// range is checked); from one of them and the map's base address
+		// follows the map as a slice.
+		anchor, _ := tx.Cursor().First()
+		base := tx.DB().Info().Data
+		if len(anchor) == 0 {
+			return nil
+		}
+		at := uintptr(unsafe.Pointer(unsafe.SliceData(anchor)))
+		if at < base || at >= base+uintptr(tx.Size()) {
+			return nil
+		}
+		start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(anchor)), -int(at-base))
+		syscall.Madvise(unsafe.Slice((*byte)(start), tx.Size()), syscall.MADV_DONTNEED)
+		return nil
+	})
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// mappedRSS returns how many KiB of path's memory map are resident in
+// this process (from /proc/self/smaps).
+func mappedRSS(t *testing.T, path string) int {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skip("no /proc/self/smaps:", err)
+	}
+	defer f.Close()
+	total, in := 0, false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = len(fields) >= 6 && fields[5] == path
+			continue
+		}
+		if in && len(fields) >= 2 && fields[0] == "Rss:" {
+			n, _ := strconv.Atoi(fields[1])
+			total += n
+		}
+	}
+	return total
+}
+
+var touchSink byte
+
+// TestBodiesDoNotStayResident reads 200 bodies of 100 KiB and checks that
+// the store's memory map does not keep them resident: Body drops what it
+// read, and the committer drops what commits read.
+func TestBodiesDoNotStayResident(t *testing.T) {
+	s, path := openTest(t)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 100<<10/16)
+	var ids []string
+	for i := 0; i < 200; i++ {
+		m := &Message{ID: fmt.Sprintf("eml_%04d", i), NextAttemptAt: time.Now()}
+		if err := s.Enqueue(m, body); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	before := mappedRSS(t, path)
+	for _, id := range ids {
+		got, err := s.Body(id)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("body %s: %d bytes, %v", id, len(got), err)
+		}
+	}
+	afterReads := mappedRSS(t, path)
+	// Touch every page of the map, as a commit rewriting leaves does.
+	s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bBodies).ForEach(func(k, v []byte) error {
+			for i := 0; i < len(v); i += 4096 {
+				touchSink += v[i]
+			}
+			return nil
+		})
+	})
+	touched := mappedRSS(t, path)
+	s.lastTrim = time.Time{}
+	s.trimMapped()
+	trimmed := mappedRSS(t, path)
+	t.Logf("resident KiB of the map: before reads %d, after Body reads %d, all touched %d, after trim %d", before, afterReads, touched, trimmed)
+	if afterReads-before > 2<<10 {
+		t.Errorf("reading 20 MiB of bodies left %d KiB more of the map resident", afterReads-before)
+	}
+	if touched < 10<<10 {
+		t.Fatalf("touching every body made only %d KiB resident: the measure is broken", touched)
+	}
+	if trimmed > 1<<10 {
+		t.Errorf("after trimMapped %d KiB of the map stay resident", trimmed)
+	}
+}

@@ -1,0 +1,176 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"net/textproto"
+	"strings"
+	"testing"
+)
+
+// dotStuffBoth writes body in the given chunk sizes through textproto's
+// DotWriter and through dotWriter and returns both outputs.
+func dotStuffBoth(t *testing.T, body []byte, chunks []int) (want, got []byte) {
+	var a, b bytes.Buffer
+	ta := textproto.NewWriter(bufio.NewWriter(&a)).DotWriter()
+	bw := bufio.NewWriter(&b)
+	tb := newDotWriter(bw)
+	for i, rest := 0, body; len(rest) > 0; i++ {
+		n := len(rest)
+		if len(chunks) > 0 {
+			n = chunks[i%len(chunks)]
+			if n > len(rest) || n <= 0 {
+				n = len(rest)
+			}
+		}
+		if _, err := ta.Write(rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := tb.Write(rest[:n]); err != nil || m != n {
+			t.Fatalf("dotWriter.Write = %d, %v; want %d", m, err, n)
+		}
+		rest = rest[n:]
+	}
+	ta.Close()
+	tb.Close()
+	return a.Bytes(), b.Bytes()
+}
+
+func TestDotWriterMatchesTextproto(t *testing.T) {
+	cases := []string{
+		"", ".", "\r", "\n", "\r\n", ".\r\n", "..", "a\r\n.\r\nb",
+		"line\nbare lf\n.dot after lf\n", "a\r\rb\r\n", "x\r\r\r\n.y", "\r\r\n.",
+		"no newline at end", "ends with cr\r", ".\r.\n.\r\n.", "\n\n\n.",
+	}
+	for _, c := range cases {
+		for _, chunks := range [][]int{nil, {1}, {2}, {3, 1}} {
+			want, got := dotStuffBoth(t, []byte(c), chunks)
+			if !bytes.Equal(want, got) {
+				t.Errorf("%q in chunks %v: got %q, textproto gives %q", c, chunks, got, want)
+			}
+		}
+	}
+	rng := rand.New(rand.NewSource(1))
+	alphabet := []byte("ab.\r\n")
+	for i := 0; i < 5000; i++ {
+		body := make([]byte, rng.Intn(64))
+		for j := range body {
+			body[j] = alphabet[rng.Intn(len(alphabet))]
+		}
+		chunks := []int{1 + rng.Intn(8), 1 + rng.Intn(8)}
+		want, got := dotStuffBoth(t, body, chunks)
+		if !bytes.Equal(want, got) {
+			t.Fatalf("%q in chunks %v: got %q, textproto gives %q", body, chunks, got, want)
+		}
+	}
+}
+
+func FuzzDotWriter(f *testing.F) {
+	f.Add([]byte("a\r\n.b\n\r\r\n"), uint8(3))
+	f.Fuzz(func(t *testing.T, body []byte, chunk uint8) {
+		want, got := dotStuffBoth(t, body, []int{int(chunk%16) + 1})
+		if !bytes.Equal(want, got) {
+			t.Fatalf("got %q, textproto gives %q", got, want)
+		}
+	})
+}
+
+// TestDataReaderRuns reads random DATA streams with large reads (the run
+// copy at work) and with 1-byte reads (the byte-wise state machine alone)
+// and wants the same body, error and leftover.
+func TestDataReaderRuns(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	alphabet := []byte("ab.\r\n")
+	for i := 0; i < 5000; i++ {
+		body := make([]byte, rng.Intn(200))
+		for j := range body {
+			body[j] = alphabet[rng.Intn(len(alphabet))]
+		}
+		stream := append(append([]byte{}, body...), "\r\n.\r\nNEXT"...)
+		read := func(bufSize, readSize int) ([]byte, error, string) {
+			br := bufio.NewReaderSize(bytes.NewReader(stream), bufSize)
+			dr := &dataReader{r: br}
+			var out []byte
+			buf := make([]byte, readSize)
+			var err error
+			for {
+				var n int
+				n, err = dr.Read(buf)
+				out = append(out, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			rest, _ := io.ReadAll(br)
+			return out, err, string(rest)
+		}
+		// bufio's minimum size is 16; reads of 1 byte keep runs at 1.
+		want, wantErr, wantRest := read(16, 1)
+		got, gotErr, gotRest := read(4096, 1+rng.Intn(300))
+		if !bytes.Equal(want, got) || wantErr != gotErr || wantRest != gotRest {
+			t.Fatalf("%q: got %q %v rest %q; byte-wise %q %v rest %q", stream, got, gotErr, gotRest, want, wantErr, wantRest)
+		}
+	}
+}
+
+// timeoutReader returns data, then a timeout error, as a net.Conn does
+// when a read deadline expires in the middle of a line.
+type timeoutReader struct{ data []byte }
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func (r *timeoutReader) Read(b []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, timeoutErr{}
+	}
+	n := copy(b, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestReadCommandLineDiscardsUnfinishedLine(t *testing.T) {
+	r := bufio.NewReaderSize(&timeoutReader{data: []byte("NOOP\r\nMAIL FROM:<a@exa")}, 16)
+	line, err := readCommandLine(r, 2000)
+	if line != "NOOP" || err != nil {
+		t.Fatalf("first line: %q %v", line, err)
+	}
+	line, err = readCommandLine(r, 2000)
+	if line != "" || !errors.As(err, new(timeoutErr)) {
+		t.Fatalf("a line cut by a read timeout: got %q, %v; want the timeout and no line", line, err)
+	}
+
+	long := "MAIL FROM:<a@example.com>" + strings.Repeat(" ", 5000) + "\r\n"
+	lr := &lineLimitReader{R: strings.NewReader(long), LineLimit: 2000}
+	line, err = readCommandLine(bufio.NewReader(lr), 2000)
+	if line != "" || err != ErrTooLongLine {
+		t.Fatalf("a line over the limit: got %d bytes, %v; want ErrTooLongLine and no line", len(line), err)
+	}
+	line, err = readCommandLine(bufio.NewReader(strings.NewReader("a\nb\r\n")), 10)
+	if line != "a" || err != nil {
+		t.Fatalf("bare LF line: %q %v", line, err)
+	}
+}
+
+func TestLineLimitReaderCounts(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		limit int
+		ok    bool
+	}{
+		{"abcd\n", 4, true}, {"abcde\n", 4, false}, {"abc\nabc\n", 4, true}, {"abcd\nabcd\n", 4, false},
+		{"abcde", 5, true}, {"abcdef", 5, false}, {"\n\n\n", 1, true},
+	} {
+		lr := &lineLimitReader{R: strings.NewReader(tc.in), LineLimit: tc.limit}
+		_, err := io.ReadAll(lr)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q limit %d: err %v, want ok=%v", tc.in, tc.limit, err, tc.ok)
+		}
+	}
+}
