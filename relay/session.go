@@ -173,7 +173,7 @@ func (s *session) Data(r io.Reader) error {
 		return errNeedAuth
 	}
 	id := newMessageID()
-	head, spool, size, err := s.srv.readBody(id, r)
+	head, release, spool, size, err := s.srv.readBody(id, r)
 	if err != nil {
 		if err == errDataTimeout {
 			// What follows a stalled body cannot be told apart from
@@ -182,6 +182,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return err
 	}
+	// head is a pooled buffer: Enqueue has copied it into the store by
+	// the time Data returns.
+	defer release()
 	if size == 0 {
 		return errNoBody
 	}
@@ -221,43 +224,49 @@ func newMessageID() string { return store.NewID(store.PrefixMessage) }
 // readBody reads DATA. Up to store.InlineLimit it stays in memory and goes
 // into bbolt with the record; past that it streams into a spool file (the
 // first InlineLimit bytes, which hold the headers, are still returned as
-// head). Read errors map to the SMTP replies of SPEC §4.
-func (srv *Server) readBody(id string, r io.Reader) (head []byte, spool *store.SpoolFile, size int64, err error) {
+// head). head is a pooled buffer, valid until release is called (once the
+// message is stored or refused). Read errors map to the SMTP replies of
+// SPEC §4.
+func (srv *Server) readBody(id string, r io.Reader) (head []byte, release func(), spool *store.SpoolFile, size int64, err error) {
 	bp := bodyBufs.Get().(*[]byte)
-	defer bodyBufs.Put(bp)
-	buf := *bp
+	buf := (*bp)[:cap(*bp)]
+	release = func() { bodyBufs.Put(bp) }
 	n, err := io.ReadFull(r, buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		// The common case: the whole message fits; keep an exact copy,
-		// the pooled buffer goes back.
-		return bytes.Clone(buf[:n]), nil, int64(n), nil
+		// The common case: the whole message fits.
+		return buf[:n], release, nil, int64(n), nil
 	case err != nil:
-		return nil, nil, 0, dataError(err)
+		release()
+		return nil, nil, nil, 0, dataError(err)
+	}
+	fail := func(err error) ([]byte, func(), *store.SpoolFile, int64, error) {
+		release()
+		return nil, nil, nil, 0, err
 	}
 	spool, err = srv.store.CreateSpool(id)
 	if err != nil {
 		srv.log.Error("creating spool file failed", "msg_id", id, "err", err)
-		return nil, nil, 0, storageError(err, id)
+		return fail(storageError(err, id))
 	}
 	if _, err := spool.Write(buf); err != nil {
 		spool.Abort()
-		return nil, nil, 0, storageError(err, id)
+		return fail(storageError(err, id))
 	}
 	copied, err := io.CopyBuffer(spool, r, make([]byte, 32<<10))
 	if err != nil {
 		spool.Abort()
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return nil, nil, 0, storageError(err, id) // our disk, not the client
+			return fail(storageError(err, id)) // our disk, not the client
 		}
-		return nil, nil, 0, dataError(err)
+		return fail(dataError(err))
 	}
 	if err := spool.Finish(); err != nil {
 		srv.log.Error("syncing spool file failed", "msg_id", id, "err", err)
-		return nil, nil, 0, storageError(err, id)
+		return fail(storageError(err, id))
 	}
-	return bytes.Clone(buf), spool, int64(len(buf)) + copied, nil
+	return buf, release, spool, int64(len(buf)) + copied, nil
 }
 
 // bodyBufs holds DATA read buffers of InlineLimit+1 bytes, so a 2 KiB

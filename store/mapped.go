@@ -40,7 +40,7 @@ func unmapValue(tx *bolt.Tx, v []byte) {
 }
 
 // trimEvery bounds how often the committer drops the map's resident pages.
-const trimEvery = 200 * time.Millisecond
+const trimEvery = 50 * time.Millisecond
 
 // trimMapped drops this process's page-table entries for the whole bbolt
 // memory map, at most every trimEvery, after a commit. Commits read the

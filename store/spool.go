@@ -64,15 +64,20 @@ func (sf *SpoolFile) Abort() {
 type Body struct {
 	data   []byte
 	mapped bool
+	pooled *[]byte
 }
 
 // Bytes returns the message; valid until Release.
 func (b *Body) Bytes() []byte { return b.data }
 
-// Release unmaps a spooled body.
+// Release unmaps a spooled body or recycles an inline body's buffer.
 func (b *Body) Release() {
 	if b.mapped && len(b.data) > 0 {
 		syscall.Munmap(b.data)
+	}
+	if b.pooled != nil {
+		PutBuf(b.pooled)
+		b.pooled = nil
 	}
 	b.data = nil
 }
@@ -80,8 +85,19 @@ func (b *Body) Release() {
 // OpenBody returns the body of message m.
 func (s *Store) OpenBody(m *Message) (*Body, error) {
 	if !m.Spooled {
-		data, err := s.Body(m.ID)
-		return &Body{data: data}, err
+		var b *Body
+		err := s.view(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bBodies).Get([]byte(m.ID))
+			if v == nil {
+				return ErrNotFound
+			}
+			p := GetBuf(len(v))
+			copy(*p, v)
+			unmapValue(tx, v)
+			b = &Body{data: *p, pooled: p}
+			return nil
+		})
+		return b, err
 	}
 	f, err := os.Open(filepath.Join(s.spoolDir, m.ID))
 	if err != nil {

@@ -76,6 +76,15 @@ func serve(path string, stderr io.Writer) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if path := os.Getenv("SMTPMUX_MEMPROFILE"); path != "" {
+		// The same for memory: allocations of the whole run, written at exit.
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	d, err := start(cfg, logger, stderr)
 	if d != nil {
 		d.logLevel = level
