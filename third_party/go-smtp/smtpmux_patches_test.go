@@ -78,9 +78,72 @@ func FuzzDotWriter(f *testing.F) {
 	})
 }
 
-// TestDataReaderRuns reads random DATA streams with large reads (the run
-// copy at work) and with 1-byte reads (the byte-wise state machine alone)
-// and wants the same body, error and leftover.
+// upstreamDataRead is go-smtp v0.25.1's dataReader.Read (byte-wise), the
+// reference the patched reader is compared and benchmarked against.
+func upstreamDataRead(r *dataReader, b []byte) (n int, err error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	for n < len(b) && r.state != stateEOF {
+		var c byte
+		c, err = r.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			break
+		}
+		switch r.state {
+		case stateBeginLine:
+			if c == '.' {
+				r.state = stateDot
+				continue
+			}
+			if c == '\r' {
+				r.state = stateCR
+				break
+			}
+			r.state = stateData
+		case stateDot:
+			if c == '\r' {
+				r.state = stateDotCR
+				continue
+			}
+			r.state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				r.state = stateEOF
+				continue
+			}
+			r.state = stateData
+		case stateCR:
+			if c == '\n' {
+				r.state = stateBeginLine
+				break
+			}
+			r.state = stateData
+		case stateData:
+			if c == '\r' {
+				r.state = stateCR
+			}
+		}
+		b[n] = c
+		n++
+	}
+	if err == nil && r.state == stateEOF {
+		err = io.EOF
+	}
+	return
+}
+
+// TestDataReaderRuns reads random DATA streams with the patched reader and
+// with upstream's byte-wise one and wants the same body, error and
+// leftover.
 func TestDataReaderRuns(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	alphabet := []byte("ab.\r\n")
@@ -90,15 +153,19 @@ func TestDataReaderRuns(t *testing.T) {
 			body[j] = alphabet[rng.Intn(len(alphabet))]
 		}
 		stream := append(append([]byte{}, body...), "\r\n.\r\nNEXT"...)
-		read := func(bufSize, readSize int) ([]byte, error, string) {
-			br := bufio.NewReaderSize(bytes.NewReader(stream), bufSize)
+		read := func(readSize int, upstream bool) ([]byte, error, string) {
+			br := bufio.NewReader(bytes.NewReader(stream))
 			dr := &dataReader{r: br}
 			var out []byte
 			buf := make([]byte, readSize)
 			var err error
 			for {
 				var n int
-				n, err = dr.Read(buf)
+				if upstream {
+					n, err = upstreamDataRead(dr, buf)
+				} else {
+					n, err = dr.Read(buf)
+				}
 				out = append(out, buf[:n]...)
 				if err != nil {
 					break
@@ -107,9 +174,9 @@ func TestDataReaderRuns(t *testing.T) {
 			rest, _ := io.ReadAll(br)
 			return out, err, string(rest)
 		}
-		// bufio's minimum size is 16; reads of 1 byte keep runs at 1.
-		want, wantErr, wantRest := read(16, 1)
-		got, gotErr, gotRest := read(4096, 1+rng.Intn(300))
+		readSize := 1 + rng.Intn(300)
+		want, wantErr, wantRest := read(readSize, true)
+		got, gotErr, gotRest := read(readSize, false)
 		if !bytes.Equal(want, got) || wantErr != gotErr || wantRest != gotRest {
 			t.Fatalf("%q: got %q %v rest %q; byte-wise %q %v rest %q", stream, got, gotErr, gotRest, want, wantErr, wantRest)
 		}
@@ -172,5 +239,70 @@ func TestLineLimitReaderCounts(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%q limit %d: err %v, want ok=%v", tc.in, tc.limit, err, tc.ok)
 		}
+	}
+}
+
+// benchBody is a 100 KiB message of 76-character lines, some dot-led.
+func benchBody() []byte {
+	var b bytes.Buffer
+	for b.Len() < 100<<10 {
+		b.WriteString(".0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n")
+		b.WriteString("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyz0123456789ab\r\n")
+	}
+	return b.Bytes()
+}
+
+func BenchmarkDotWriter(b *testing.B) {
+	body := benchBody()
+	bw := bufio.NewWriter(io.Discard)
+	b.Run("upstream", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for i := 0; i < b.N; i++ {
+			w := textproto.NewWriter(bw).DotWriter()
+			w.Write(body)
+			w.Close()
+		}
+	})
+	b.Run("patched", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for i := 0; i < b.N; i++ {
+			w := newDotWriter(bw)
+			w.Write(body)
+			w.Close()
+		}
+	})
+}
+
+func BenchmarkDataReader(b *testing.B) {
+	var stuffed bytes.Buffer
+	w := newDotWriter(bufio.NewWriter(&stuffed))
+	w.Write(benchBody())
+	w.Close()
+	stream := stuffed.Bytes()
+	buf := make([]byte, 32<<10)
+	for _, upstream := range []bool{true, false} {
+		name := "patched"
+		if upstream {
+			name = "upstream"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(stream)))
+			br := bufio.NewReader(nil)
+			for i := 0; i < b.N; i++ {
+				br.Reset(bytes.NewReader(stream))
+				dr := &dataReader{r: br}
+				for {
+					var err error
+					if upstream {
+						_, err = upstreamDataRead(dr, buf)
+					} else {
+						_, err = dr.Read(buf)
+					}
+					if err != nil {
+						break
+					}
+				}
+			}
+		})
 	}
 }
