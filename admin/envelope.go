@@ -3,10 +3,12 @@ package admin
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -82,6 +84,19 @@ func errTooLarge(limit int64) *apiError {
 
 func errUnavailable(msg string) *apiError {
 	return &apiError{Status: http.StatusServiceUnavailable, Code: codeServiceUnavailable, Message: msg, Retryable: true}
+}
+
+// storageFull is the answer for a write the store's file system refused for
+// lack of space (ENOSPC, or EDQUOT for a quota), nil for any other error.
+// Nothing was written, and the same request passes once an operator frees
+// space, so it is a retryable 503 that says so rather than a generic 500;
+// the path and the OS error text stay in the log.
+func storageFull(err error) *apiError {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return nil
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Code: codeServiceUnavailable, Retryable: true,
+		RetryAfter: time.Minute, Message: "the server is out of storage space; nothing was changed; retry later"}
 }
 
 // errValidation is a 422 naming a single field; use a validator to report

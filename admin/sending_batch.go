@@ -105,6 +105,9 @@ func (s *Server) itemError(c *call, i int, err error) *apiError {
 		return ae
 	}
 	s.log.Error("batch message failed", "request_id", c.reqID, "index", i, "err", err)
+	if ae := storageFull(err); ae != nil {
+		return ae
+	}
 	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Retryable: true,
 		Message: "internal error; quote request " + c.reqID + " when reporting it"}
 }

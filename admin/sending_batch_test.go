@@ -2,7 +2,10 @@ package admin
 
 import (
 	"encoding/base64"
+	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -75,6 +78,29 @@ func TestBatchAllTransientIs503(t *testing.T) {
 	if f := r.fields(); len(f) != 2 || f[0] != "messages[0].subject" || f[1] != "messages[1]" {
 		t.Fatalf("fields %v", f)
 	}
+}
+
+// TestBatchDiskFull: a full disk fails each message with a retryable 503
+// that names it (not a generic internal error), and a batch that queued
+// nothing is a 503.
+func TestBatchDiskFull(t *testing.T) {
+	e, fs := newSendEnv(t)
+	fs.fail = func(n int) error {
+		if n == 0 {
+			return nil
+		}
+		return &os.PathError{Op: "write", Path: "/var/lib/smtpmux/smtpmux.db", Err: syscall.ENOSPC}
+	}
+	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend(), validSend()}})
+	if r.Code != 200 || r.get("data.results.1.error.code") != "service_unavailable" || r.get("data.results.1.error.retryable") != true {
+		t.Fatalf("partial batch on a full disk: %d %s", r.Code, r.Body)
+	}
+	if strings.Contains(r.Body, "/var/lib") || strings.Contains(r.Body, "no space left") {
+		t.Fatalf("internal error detail leaked: %s", r.Body)
+	}
+	fs.fail = func(int) error { return fmt.Errorf("commit: %w", syscall.ENOSPC) }
+	r = e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend(), validSend()}})
+	expectErr(t, r, 503, "service_unavailable", "")
 }
 
 func TestBatchShape(t *testing.T) {

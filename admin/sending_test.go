@@ -3,8 +3,11 @@ package admin
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,6 +154,10 @@ func TestSendSenderErrors(t *testing.T) {
 		{ErrSendSenderNotAllowed, 422, "validation_error"},
 		{ErrSendInvalidMessage, 422, "validation_error"},
 		{errors.New("disk on fire"), 500, "internal_error"},
+		// A full disk is said as such (nothing was queued, retry later),
+		// without the path or the OS error text.
+		{&os.PathError{Op: "write", Path: "/var/lib/smtpmux/spool/eml_x", Err: syscall.ENOSPC}, 503, "service_unavailable"},
+		{fmt.Errorf("commit: %w", syscall.EDQUOT), 503, "service_unavailable"},
 	} {
 		fs.fail = func(int) error { return tc.err }
 		r := e.send("/api/v1/emails/send", validSend())
@@ -158,8 +165,13 @@ func TestSendSenderErrors(t *testing.T) {
 		if tc.status == 503 && r.Header.Get("Retry-After") == "" {
 			t.Fatal("503 without Retry-After")
 		}
-		if strings.Contains(r.Body, "disk on fire") {
-			t.Fatal("internal error detail leaked")
+		for _, leak := range []string{"disk on fire", "/var/lib", "no space left", "quota exceeded"} {
+			if strings.Contains(r.Body, leak) {
+				t.Fatalf("internal error detail %q leaked: %s", leak, r.Body)
+			}
+		}
+		if tc.status == 503 && tc.code == "service_unavailable" && !strings.Contains(r.Body, "out of storage space") {
+			t.Fatalf("a full disk is not named: %s", r.Body)
 		}
 	}
 }

@@ -411,7 +411,8 @@ func (s *Server) guard(c *call, rt route) error {
 }
 
 // fail renders err. Only *apiError reaches the client as-is; anything else
-// is logged with the request ID and answered with a generic 500.
+// is logged with the request ID and answered with a generic 500, or a 503
+// that says so when the store's disk is full.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -419,6 +420,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	s.log.Error("admin request failed", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+	if ae := storageFull(err); ae != nil {
+		writeError(w, requestID(r), ae)
+		return
+	}
 	writeError(w, requestID(r), &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
 		Message: "internal error; quote request " + requestID(r) + " when reporting it", Retryable: true})
 }

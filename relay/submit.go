@@ -76,10 +76,12 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 		m.ManagedReserved, m.ManagedProviderID = len(uniq), managed.ID
 	}
 	inline := body
+	var sf *store.SpoolFile
 	if len(body) > store.InlineLimit {
 		// Large HTTP sends go to a spool file like large SMTP ones, so
 		// they do not bloat the memory-mapped store.
-		sf, err := srv.store.CreateSpool(m.ID)
+		var err error
+		sf, err = srv.store.CreateSpool(m.ID)
 		if err == nil {
 			if _, err = sf.Write(body); err == nil {
 				err = sf.Finish()
@@ -95,6 +97,11 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 	}
 	if err := srv.enqueue(m, inline); err != nil {
 		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
+		if sf != nil {
+			// Not stored, not acknowledged: the file is nobody's (on a
+			// full disk it would hold the space until the next start).
+			sf.Abort()
+		}
 		return "", err
 	}
 	return m.ID, nil

@@ -1,11 +1,11 @@
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,10 +14,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// SchemaVersion is the layout this code reads and writes. Open migrates
-// older files forward and refuses newer ones.
-const SchemaVersion = 1
 
 var (
 	bMeta      = []byte("meta")
@@ -77,9 +73,24 @@ type op struct {
 	after []func()
 }
 
-// Open opens (creating if needed) the store at path. A second process
-// opening the same file fails after timeout instead of corrupting it.
-func Open(path string, timeout time.Duration) (*Store, error) {
+// Option adjusts Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	log *slog.Logger
+}
+
+// WithLogger sets where Open logs schema migrations (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.log = l } }
+
+// Open opens (creating if needed) the store at path and migrates an older
+// file to SchemaVersion (see migrations). A second process opening the
+// same file fails after timeout instead of corrupting it.
+func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
+	o := openOptions{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: timeout,
 		// The freelist is rebuilt at open instead of written at every
@@ -90,9 +101,9 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := migrate(db); err != nil {
+	if err := migrate(db, migrations, o.log); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	spool := filepath.Join(filepath.Dir(path), "spool")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
@@ -103,27 +114,6 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 	s.wg.Add(1)
 	go s.commitLoop()
 	return s, nil
-}
-
-func migrate(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bMeta)
-		v := meta.Get([]byte("schema_version"))
-		switch {
-		case v == nil:
-			// fresh file (or version 0): nothing to migrate
-		case binary.BigEndian.Uint64(v) > SchemaVersion:
-			return fmt.Errorf("store schema version %d is newer than this binary supports (%d)", binary.BigEndian.Uint64(v), SchemaVersion)
-		}
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], SchemaVersion)
-		return meta.Put([]byte("schema_version"), buf[:])
-	})
 }
 
 // Close stops the committer after pending writes and closes the file.

@@ -124,12 +124,15 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	dst := filepath.Join(cfg.dataDir, "smtpmux.db")
 	if _, err := os.Stat(dst); err == nil {
 		// Opening takes the lock: fails fast if the daemon is running.
-		st, err := store.Open(dst, 500*time.Millisecond)
+		// Read-only and below the store, so the file being replaced is
+		// neither migrated nor refused for a newer schema: restoring the
+		// backup taken before an upgrade is how a downgrade is done.
+		db, err := bolt.Open(dst, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
 		if err != nil {
-			fmt.Fprintf(stderr, "restore: %v (stop the daemon first)\n", err)
+			fmt.Fprintf(stderr, "restore: %s: %v (stop the daemon first)\n", dst, err)
 			return 1
 		}
-		st.Close()
+		db.Close()
 		old := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
 		if err := os.Rename(dst, old); err != nil {
 			fmt.Fprintf(stderr, "restore: %v\n", err)

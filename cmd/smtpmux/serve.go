@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/relay"
@@ -139,9 +141,12 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second)
-	if err != nil {
+	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
+	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	d := &daemon{cfg: cfg, log: logger, store: st, certs: &certStore{}, done: make(chan struct{})}
 	fail := func(err error) (*daemon, error) {

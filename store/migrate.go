@@ -1,0 +1,172 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout this code reads and writes. Open migrates
+// older files forward, one step at a time, and refuses newer ones.
+//
+// Changing the layout (where something is stored, how a key or value is
+// encoded, an index that existing records must be entered in) takes a
+// step in migrations and this constant one higher. A new bucket that
+// starts empty needs neither: Open creates missing buckets.
+const SchemaVersion = 2
+
+// ErrSchemaTooNew is returned by Open for a file written by a newer
+// smtpmux: its layout is unknown here, and reading it could lose mail.
+var ErrSchemaTooNew = errors.New("store schema is newer than this binary supports")
+
+// migration moves a store from version to-1 to version to.
+type migration struct {
+	to   uint64
+	name string // what it does, for the log
+	fn   func(tx *bolt.Tx) error
+}
+
+// migrations are the forward steps, in order, the last one ending at
+// SchemaVersion. Each runs in its own transaction together with the
+// version bump, so a crash or a failure mid-step leaves the file at the
+// version before it, whole, and the next Open runs the step again.
+// Migrations are forward-only: downgrading means restoring a backup.
+var migrations = []migration{
+	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
+}
+
+var keySchemaVersion = []byte("schema_version")
+
+// migrate brings the file at db to the version steps end at (1 if there
+// are none): it creates a fresh file's buckets, refuses a newer file, runs
+// the steps an older file lacks, and creates buckets a file lacks. A file
+// that is current and complete is only read, so that a store on a full
+// disk still opens.
+func migrate(db *bolt.DB, steps []migration, log *slog.Logger) error {
+	latest := uint64(1)
+	for i, m := range steps {
+		if m.to != uint64(i)+2 || m.fn == nil {
+			return fmt.Errorf("store migrations out of order: step %d goes to version %d", i, m.to)
+		}
+		latest = m.to
+	}
+	var (
+		version  uint64
+		fresh    bool
+		complete = true
+	)
+	err := db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			fresh = true
+			return nil
+		}
+		version = 1 // every file has had a version since the first layout
+		if v := meta.Get(keySchemaVersion); len(v) == 8 {
+			version = binary.BigEndian.Uint64(v)
+		} else if v != nil {
+			return fmt.Errorf("store schema version is %d bytes long, not 8: not an smtpmux store?", len(v))
+		}
+		for _, name := range allBuckets {
+			complete = complete && tx.Bucket(name) != nil
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case fresh:
+		return db.Update(func(tx *bolt.Tx) error {
+			if err := createBuckets(tx); err != nil {
+				return err
+			}
+			return putVersion(tx, latest)
+		})
+	case version > latest:
+		return fmt.Errorf("%w: the file is at version %d, this binary knows up to %d; "+
+			"run the newer binary again, or restore the backup taken before the upgrade", ErrSchemaTooNew, version, latest)
+	case version == latest && complete:
+		return nil
+	case version == latest:
+		return db.Update(createBuckets)
+	}
+	log.Info("store schema upgrade", "from", version, "to", latest)
+	for _, m := range steps {
+		if m.to <= version {
+			continue
+		}
+		start := time.Now()
+		err := db.Update(func(tx *bolt.Tx) error {
+			// Steps may rely on every current bucket existing; the
+			// creation commits (or not) with the step.
+			if err := createBuckets(tx); err != nil {
+				return err
+			}
+			if err := m.fn(tx); err != nil {
+				return err
+			}
+			return putVersion(tx, m.to)
+		})
+		if err != nil {
+			log.Error("store schema migration failed; the file stays at the previous version",
+				"from", m.to-1, "to", m.to, "step", m.name, "err", err)
+			return fmt.Errorf("migrating the store from schema version %d to %d (%s): %w", m.to-1, m.to, m.name, err)
+		}
+		log.Info("store schema migrated", "from", m.to-1, "to", m.to, "step", m.name,
+			"took_ms", time.Since(start).Milliseconds())
+	}
+	return nil
+}
+
+func createBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putVersion(tx *bolt.Tx, v uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return tx.Bucket(bMeta).Put(keySchemaVersion, buf[:])
+}
+
+// migrateDataSentMarks is step 1 → 2. Builds before the data_sent bucket
+// (version 1 files, layout unchanged otherwise) recorded the start of an
+// attempt's data phase as the data_started flag of the attempt in the
+// message record. Recover now reads only the bucket, so a message that
+// was in flight past that point when such a build stopped would be sent
+// again, although the upstream may already have it. The step gives each
+// in-flight message whose last attempt carries the flag its data_sent
+// key, so Recover flags it uncertain instead. Files written after the
+// bucket came in never have the flag on an in-flight attempt (Recover sets
+// it only as it finishes the message): for them the step changes nothing.
+func migrateDataSentMarks(tx *bolt.Tx) error {
+	msgs, sent := tx.Bucket(bMessages), tx.Bucket(bDataSent)
+	return tx.Bucket(bInflight).ForEach(func(id, _ []byte) error {
+		if sent.Get(id) != nil {
+			return nil
+		}
+		var m Message
+		if err := getJSON(msgs, string(id), &m); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil // an index entry without a record: nothing to mark
+			}
+			return fmt.Errorf("message %s: %w", id, err)
+		}
+		n := len(m.Attempts)
+		if n == 0 || !m.Attempts[n-1].DataStarted {
+			return nil
+		}
+		var v [4]byte
+		binary.BigEndian.PutUint32(v[:], uint32(n))
+		return sent.Put(id, v[:])
+	})
+}
