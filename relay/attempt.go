@@ -15,8 +15,11 @@ import (
 // is only temporarily unable (over quota, pulled) before looking again.
 const noProviderDelay = time.Second
 
-// attempt runs one delivery attempt of message id.
-func (s *Scheduler) attempt(id string) {
+// attempt runs one delivery attempt of message id. woken is set for a
+// message taken from the waiting index (wake.go): if it is not due yet,
+// it goes only when a provider can take it now, and otherwise is left as
+// it was, without a write.
+func (s *Scheduler) attempt(id string, woken bool) {
 	m, err := s.store.Message(id)
 	if err != nil {
 		s.log.Error("loading message failed", "msg_id", id, "err", err)
@@ -25,16 +28,25 @@ func (s *Scheduler) attempt(id string) {
 	if m.State != store.StateQueued {
 		return // finished or claimed meanwhile
 	}
+	early := woken && m.NextAttemptAt.After(s.now())
+	if early && len(m.Waiting) == 0 {
+		return // it no longer waits for a provider (e.g. a transient retry): its schedule holds
+	}
 	ps, err := s.reg.TeamProviders(m.TeamID)
 	if err != nil {
 		s.log.Error("loading providers failed", "msg_id", id, "err", err)
-		s.requeue(id, s.now().Add(noProviderDelay))
+		if !early {
+			s.requeue(id, s.now().Add(noProviderDelay))
+		}
 		return
 	}
 	m0 := m
 	team, _ := s.store.Team(m.TeamID) // nil only in tests without teams: defaults apply
 	now := s.now()
 	ex, res := s.health.pick(m, ps, team, now, s.draw)
+	if res == nil && early {
+		return // still nothing for it: it keeps its due time
+	}
 	explanation, _ := json.Marshal(ex)
 	if res == nil {
 		s.noProvider(m, ex, explanation)
@@ -63,8 +75,11 @@ func (s *Scheduler) attempt(id string) {
 	}, res.providerID, res.record)
 	if err != nil {
 		s.health.complete(res, false, s.now())
-		if !errors.Is(err, errNotQueued) {
-			s.log.Error("claiming message failed", "msg_id", id, "err", err)
+		if storeTrouble(err) {
+			// The message is still queued and due: pause dispatch rather
+			// than claim it (and every other one) again at once.
+			wait := s.gate.failed(s.now())
+			s.log.Error("claiming message failed", "msg_id", id, "err", err, "dispatch_paused_ms", wait.Milliseconds())
 		}
 		return
 	}
@@ -124,11 +139,12 @@ type outcome struct {
 }
 
 func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) outcome {
-	p, err := s.reg.Get(prov)
+	p, release, err := s.reg.Acquire(prov)
 	if err != nil {
 		// A provider that cannot even be built is misconfigured.
 		return outcome{class: routing.Auth, reply: "provider unusable: " + err.Error()}
 	}
+	defer release()
 	ctx, cancel := context.WithTimeout(s.sendCtx, s.cfg.AttemptTimeout)
 	defer cancel()
 	n := len(m.Attempts)
@@ -160,6 +176,15 @@ func (s *Scheduler) requeue(id string, t time.Time) { s.requeueWaiting(id, t, ni
 
 // requeueWaiting is requeue that also records why the message waits.
 func (s *Scheduler) requeueWaiting(id string, t time.Time, why []byte) {
+	// A claimed message that cannot be put back would sit in flight, in
+	// no queue, until a restart: keep trying (storefail.go).
+	err := s.persist("requeue", id, func() error { return s.requeueOnce(id, t, why) })
+	if err != nil && storeTrouble(err) {
+		s.log.Error("requeue failed", "msg_id", id, "err", err)
+	}
+}
+
+func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte) error {
 	_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
 		if why != nil {
 			m.Waiting = why
@@ -173,18 +198,18 @@ func (s *Scheduler) requeueWaiting(id string, t time.Time, why []byte) {
 		m.State, m.NextAttemptAt, m.UpdatedAt = store.StateQueued, t.UTC(), s.now().UTC()
 		return nil
 	})
-	if err != nil {
-		s.log.Error("requeue failed", "msg_id", id, "err", err)
-	}
+	return err
 }
 
 // noProvider handles a pick that found nothing eligible. If waiting can
-// help (quota, breaker) the message waits for the earliest chance, checking
-// at least every maxWait for new or reactivated providers. If only
-// providers that just failed this message remain, it defers on the retry
-// schedule. Otherwise nothing in scope can send: that is recorded as an
-// attempt and counts as a temporary failure, so the schedule bounds how
-// long the message is kept.
+// help (quota, breaker) the message waits for the earliest chance routing
+// sees, looking again at least every maxWait; it is woken earlier when a
+// provider of its team becomes usable (wake.go). If only providers that
+// just failed this message remain, it defers on the retry schedule, and
+// is woken too if one of them is proven back (a successful test).
+// Otherwise nothing in scope can send: that is recorded as an attempt and
+// counts as a temporary failure, so the schedule bounds how long the
+// message is kept.
 func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte) {
 	now := s.now().UTC()
 	if ex.Waiting {
@@ -192,6 +217,7 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 		if at.IsZero() || at.Sub(now) > maxWait {
 			at = now.Add(maxWait)
 		}
+		s.noteWaiting(m.TeamID)
 		s.requeueWaiting(m.ID, at, explanation)
 		return
 	}
@@ -205,17 +231,32 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 	for _, e := range ex.Excluded {
 		hasAvoided = hasAvoided || e.Reason == routing.ReasonAvoid
 	}
+	avoided := onlyAvoided && hasAvoided
+	if avoided {
+		s.noteWaiting(m.TeamID)
+	}
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
 		if m.State != store.StateQueued {
 			return errNotQueued
 		}
-		if !(onlyAvoided && hasAvoided) {
+		m.Waiting = nil
+		if avoided {
+			// It waits for the providers that just failed it; a
+			// successful test of one of them wakes it (wake.go).
+			m.Waiting = explanation
+		} else {
 			m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, StartedAt: now,
 				Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
 		}
 		s.deferOrFail(m, now, "no_active_providers")
 		return nil
 	})
+	if storeTrouble(err) {
+		// Still queued and due: pause dispatch instead of a hot loop.
+		wait := s.gate.failed(s.now())
+		s.log.Error("recording no_active_providers failed", "msg_id", m.ID, "err", err, "dispatch_paused_ms", wait.Milliseconds())
+		return
+	}
 	if err == nil {
 		s.logFinal(final, nil, outcome{reply: "no_active_providers"})
 		s.emitAttempt(m, final, "", outcome{reply: "no_active_providers"})
@@ -223,4 +264,8 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 }
 
 // maxWait bounds how long a waiting message goes without a fresh pick.
-const maxWait = time.Minute
+// Changes that make a provider usable wake waiting messages at once
+// (wake.go), and the times routing knows (end of a pull, of a quota
+// window) are their due times, so this is only a safety net; each look
+// costs a write per waiting message, which adds up with a big queue.
+const maxWait = 10 * time.Minute

@@ -25,42 +25,14 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	if out.ok {
 		s.used.touch(prov.ID, now)
 	}
-	failover := !out.ok && (out.class == routing.Connection || out.class == routing.Quota)
-	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
-		applyOutcome(m, prov.ID, out, now)
-		if out.ok {
-			m.SentFromEmail = out.sentFrom
-		}
-		if len(m.PendingRecipients()) == 0 {
-			m.State, m.Status = store.StateDone, aggregateStatus(m)
-			return nil
-		}
-		if !out.ok && out.class == routing.Auth {
-			// Move on to another provider at once; this one is skipped
-			// for this message from now on.
-			if m.AuthFailed == nil {
-				m.AuthFailed = map[string]time.Time{}
-			}
-			m.AuthFailed[prov.ID] = now
-			m.State, m.NextAttemptAt = store.StateQueued, now
-			return nil
-		}
-		if failover {
-			// Try the other providers in scope at once; this one is
-			// avoided until the message's next scheduled retry.
-			if m.Avoid == nil {
-				m.Avoid = map[string]time.Time{}
-			}
-			m.Avoid[prov.ID] = now.Add(s.retryDelay(m.Retries))
-			m.State, m.NextAttemptAt = store.StateQueued, now
-			return nil
-		}
-		s.deferOrFail(m, now, "retries_exhausted")
-		return nil
+	var final *store.Message
+	err := s.persist("recording attempt result", m.ID, func() (err error) {
+		final, err = s.store.UpdateMessage(m.ID, func(m *store.Message) error { return s.settle(m, prov.ID, out, now) })
+		return err
 	})
 	if err != nil {
-		// The attempt stays in flight in the store and is retried after
-		// a restart; nothing is lost, at worst it is sent twice.
+		// Shutdown gave up waiting for the store: the attempt stays in
+		// flight there and Recover settles it at the next start.
 		s.log.Error("recording attempt result failed", "msg_id", m.ID, "err", err)
 		return
 	}
@@ -69,6 +41,41 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	}
 	s.logFinal(final, prov, out)
 	s.emitAttempt(m, final, prov.ID, out)
+}
+
+// settle applies an attempt's outcome to the stored message: finished,
+// moved on to another provider at once, deferred or failed.
+func (s *Scheduler) settle(m *store.Message, provID string, out outcome, now time.Time) error {
+	applyOutcome(m, provID, out, now)
+	if out.ok {
+		m.SentFromEmail = out.sentFrom
+	}
+	if len(m.PendingRecipients()) == 0 {
+		m.State, m.Status = store.StateDone, aggregateStatus(m)
+		return nil
+	}
+	if !out.ok && out.class == routing.Auth {
+		// Move on to another provider at once; this one is skipped
+		// for this message from now on.
+		if m.AuthFailed == nil {
+			m.AuthFailed = map[string]time.Time{}
+		}
+		m.AuthFailed[provID] = now
+		m.State, m.NextAttemptAt = store.StateQueued, now
+		return nil
+	}
+	if !out.ok && (out.class == routing.Connection || out.class == routing.Quota) {
+		// Failover: try the other providers in scope at once; this one is
+		// avoided until the message's next scheduled retry.
+		if m.Avoid == nil {
+			m.Avoid = map[string]time.Time{}
+		}
+		m.Avoid[provID] = now.Add(s.retryDelay(m.Retries))
+		m.State, m.NextAttemptAt = store.StateQueued, now
+		return nil
+	}
+	s.deferOrFail(m, now, "retries_exhausted")
+	return nil
 }
 
 // applyOutcome updates the last attempt and the pending recipients.

@@ -67,6 +67,13 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
+	return newHarnessSched(t, mutate, nil)
+}
+
+// newHarnessSched is newHarness with the scheduler's settings adjusted by
+// sched (the harness default retries after 50 ms).
+func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerConfig)) *harness {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +83,11 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	reg := NewRegistry(st, sealer)
 	reg.Register("fake", func(p *store.Provider, _ string) (Provider, error) { return h.upstream(p.ID), nil })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h.sched = NewScheduler(SchedulerConfig{RetrySchedule: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}, IdlePoll: 20 * time.Millisecond}, st, reg, logger, nil)
+	scfg := SchedulerConfig{RetrySchedule: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}, IdlePoll: 20 * time.Millisecond}
+	if sched != nil {
+		sched(&scfg)
+	}
+	h.sched = NewScheduler(scfg, st, reg, logger, nil)
 	cfg := Config{Hostname: "relay.test", Listen: []string{"127.0.0.1:0"}, AllowInsecureAuth: true,
 		MaxMessageBytes: 64 << 10, MaxRecipients: 5, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		MaxConnections: 20, AuthFailDelay: 10 * time.Millisecond}

@@ -29,6 +29,9 @@ type provState struct {
 	// in acceptedDay whose messages have not been attempted yet.
 	accepted    int
 	acceptedDay time.Time
+	// recovered is when an operator's connection test last succeeded:
+	// a message that failed here before then need not avoid it any more.
+	recovered time.Time
 }
 
 func newHealth(managed ManagedLimits) *health {
@@ -119,7 +122,7 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 		if ok, retry := st.usage.Check(p.ID, h.limits(p, team), units(p, m), now); !ok {
 			cands[i].OverQuota, cands[i].NotBefore = true, retry
 		}
-		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) {
+		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) && !st.recovered.After(lastFailure(m, p.ID)) {
 			cands[i].Avoid = true
 		}
 	}
@@ -139,6 +142,51 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 		}
 	}
 	return ex, nil
+}
+
+// lastFailure is when m's latest attempt on provider id ended (zero if it
+// has none).
+func lastFailure(m *store.Message, id string) time.Time {
+	for i := len(m.Attempts) - 1; i >= 0; i-- {
+		if a := &m.Attempts[i]; a.ProviderID == id {
+			return a.StartedAt.Add(time.Duration(a.DurationMS) * time.Millisecond)
+		}
+	}
+	return time.Time{}
+}
+
+// recover notes a successful connection test of provider id at now: the
+// breaker lets it back in at once, and messages it failed before now may
+// use it again.
+func (h *health) recover(id string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.get(id)
+	st.breaker.Reset()
+	st.recovered = now
+}
+
+// usable reports whether any of the team's providers could take one
+// message now, ignoring scopes and per-message exclusions: active, weight
+// above zero, not pulled, headroom in every quota window. The scheduler
+// asks it before waking a team's waiting messages, so a change that
+// leaves nothing usable costs no pass over them.
+func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range ps {
+		if p.Status != store.StatusActive || p.Percentage != nil && *p.Percentage <= 0 {
+			continue
+		}
+		st := h.get(p.ID)
+		if st.breaker.Pulled(now) {
+			continue
+		}
+		if ok, _ := st.usage.Check(p.ID, h.limits(p, team), 1, now); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // complete ends a reservation; consumed reports whether the upstream got

@@ -20,20 +20,25 @@ type Registry struct {
 	factories map[string]Factory
 
 	mu        sync.Mutex
-	instances map[string]instance
+	instances map[string]*instance
 	gen       int64
 	byTeam    map[string][]*store.Provider
 }
 
+// instance is one live Provider. users counts the sends holding it;
+// retired is set once a newer version replaced it, and it is closed when
+// the last of those sends ends.
 type instance struct {
 	version int64
 	prov    Provider
+	users   int
+	retired bool
 }
 
 // NewRegistry returns an empty registry over st.
 func NewRegistry(st *store.Store, sealer *store.Sealer) *Registry {
 	return &Registry{store: st, sealer: sealer, factories: map[string]Factory{},
-		instances: map[string]instance{}, gen: -1}
+		instances: map[string]*instance{}, gen: -1}
 }
 
 // Register installs the factory for a provider type. It is called by cmd
@@ -57,23 +62,49 @@ func (r *Registry) Build(p *store.Provider) (Provider, error) {
 	return f(p, secret)
 }
 
-// Get returns the live Provider for p, building it on first use or after p
-// changed.
-func (r *Registry) Get(p *store.Provider) (Provider, error) {
+// Acquire returns the live Provider for p, building it on first use or
+// after p changed, and a release function to call once the send that uses
+// it is over.
+//
+// A version replaced because the record changed (any write: an edit, a
+// test's timestamp) is closed only when the sends still using it are
+// done: closing it at once would fail those in progress and those waiting
+// for one of its connections, and each would wait out a retry step for a
+// reason that has nothing to do with the upstream.
+func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if in, ok := r.instances[p.ID]; ok && in.version == p.Version {
-		return in.prov, nil
+	in, ok := r.instances[p.ID]
+	if !ok || in.version != p.Version {
+		prov, err := r.Build(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			r.retire(in)
+		}
+		in = &instance{version: p.Version, prov: prov}
+		r.instances[p.ID] = in
 	}
-	prov, err := r.Build(p)
-	if err != nil {
-		return nil, err
+	in.users++
+	return in.prov, func() { r.release(in) }, nil
+}
+
+func (r *Registry) release(in *instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in.users--
+	if in.retired && in.users == 0 {
+		closeProvider(in.prov)
 	}
-	if old, ok := r.instances[p.ID]; ok {
-		closeProvider(old.prov)
+}
+
+// retire closes in now if nothing uses it, else when its last user is done.
+func (r *Registry) retire(in *instance) {
+	in.retired = true
+	if in.users == 0 {
+		closeProvider(in.prov)
 	}
-	r.instances[p.ID] = instance{p.Version, prov}
-	return prov, nil
 }
 
 // TeamProviders returns the team's providers from a cache that is reloaded
@@ -100,7 +131,7 @@ func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, in := range r.instances {
-		closeProvider(in.prov)
+		r.retire(in)
 		delete(r.instances, id)
 	}
 }

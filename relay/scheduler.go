@@ -46,7 +46,13 @@ type Scheduler struct {
 
 	mu     sync.Mutex
 	active map[string]bool // messages with an attempt running in this process
-	wg     sync.WaitGroup
+	// wakes holds what may let waiting messages go earlier than their
+	// due time (see wake.go); guarded by mu, except the passes, which
+	// only Run's goroutine touches.
+	wakes wakeState
+	// gate pauses dispatch while the store refuses writes (storefail.go).
+	gate storeGate
+	wg   sync.WaitGroup
 	// sendCtx is cancelled only when shutdown gives up waiting, so that
 	// attempts in progress get the chance to finish and be recorded.
 	sendCtx    context.Context
@@ -72,7 +78,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 		used: newToucher(st.TouchProvider),
 		draw: func(n int) int { return rand.IntN(n) },
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
-		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
+		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel, wakes: newWakeState()}
 }
 
 // Kick wakes the scheduler because something became due.
@@ -92,6 +98,9 @@ func (s *Scheduler) Recover() (int, error) {
 		return 0, err
 	}
 	s.health.load(usage)
+	if err := s.loadWaitingTeams(); err != nil {
+		return 0, err
+	}
 	ids, err := s.store.Inflight()
 	if err != nil {
 		return 0, err
@@ -147,12 +156,18 @@ func (s *Scheduler) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		s.checkWakes()
 		next := s.dispatch()
 		wait := s.cfg.IdlePoll
 		if !next.IsZero() {
 			if d := next.Sub(s.now()); d < wait {
 				wait = max(d, time.Millisecond)
 			}
+		}
+		if s.hasWaiting() {
+			// Provider changes made through the store (API, CLI) are
+			// noticed by polling its counter, cheaply.
+			wait = min(wait, wakePoll)
 		}
 		timer.Reset(wait)
 		select {
@@ -171,12 +186,16 @@ func (s *Scheduler) Run(ctx context.Context) {
 }
 
 // dispatch starts an attempt for every due message while slots are free,
-// and returns when the next queued message falls due.
+// then for the waiting messages of woken teams (wake.go), and returns when
+// the next queued message falls due.
 func (s *Scheduler) dispatch() time.Time {
 	for {
 		free := cap(s.slot) - len(s.slot)
 		if free == 0 {
 			return time.Time{} // a finishing attempt kicks us
+		}
+		if until, closed := s.gate.closedUntil(s.now()); closed {
+			return until // the store refuses writes: claims would too
 		}
 		ids, next, err := s.store.Due(s.now(), free, s.isActive)
 		if err != nil {
@@ -184,9 +203,12 @@ func (s *Scheduler) dispatch() time.Time {
 			return s.now().Add(time.Second)
 		}
 		for _, id := range ids {
-			s.start(id)
+			s.start(id, false)
 		}
-		if len(ids) < free {
+		if len(ids) == free {
+			continue
+		}
+		if n := s.wakeStep(free - len(ids)); n < free-len(ids) {
 			return next
 		}
 	}
@@ -198,7 +220,10 @@ func (s *Scheduler) isActive(id string) bool {
 	return s.active[id]
 }
 
-func (s *Scheduler) start(id string) {
+// start runs an attempt of message id in its own goroutine. woken marks
+// a message taken from the waiting index before its due time: it goes only
+// if a provider can take it now (see attempt).
+func (s *Scheduler) start(id string, woken bool) {
 	s.mu.Lock()
 	s.active[id] = true
 	s.mu.Unlock()
@@ -213,7 +238,7 @@ func (s *Scheduler) start(id string) {
 			s.wg.Done()
 			s.Kick()
 		}()
-		s.attempt(id)
+		s.attempt(id, woken)
 	}()
 }
 

@@ -61,3 +61,11 @@ func (b *Breaker) Record(c Class, now time.Time) bool {
 func (b *Breaker) Success() {
 	b.Failures = nil
 }
+
+// Reset puts the provider back in rotation with no history: an operator's
+// successful connection test proved the upstream works again, so waiting
+// out the rest of a pull would only hold mail back (SPEC §3: the test is
+// the manual recovery; §5: a success clears the history).
+func (b *Breaker) Reset() {
+	*b = Breaker{}
+}

@@ -58,21 +58,28 @@ func (s *Store) trimMapped() {
 	}
 	s.lastTrim = now
 	s.db.View(func(tx *bolt.Tx) error {
-		// The root bucket's keys (bucket names) point into the map in a
-		// read transaction (values of inline buckets may be copies, so the
-		// range is checked); from one of them and the map's base address
-		// follows the map as a slice.
-		anchor, _ := tx.Cursor().First()
-		base := tx.DB().Info().Data
-		if len(anchor) == 0 {
-			return nil
-		}
-		at := uintptr(unsafe.Pointer(unsafe.SliceData(anchor)))
-		if at < base || at >= base+uintptr(tx.Size()) {
-			return nil
-		}
-		start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(anchor)), -int(at-base))
-		syscall.Madvise(unsafe.Slice((*byte)(start), tx.Size()), syscall.MADV_DONTNEED)
+		dropMap(tx)
 		return nil
 	})
+}
+
+// dropMap drops this process's resident pages of the whole map, from the
+// read-only transaction tx (which holds bbolt's map lock, so the map cannot
+// move meanwhile).
+func dropMap(tx *bolt.Tx) {
+	// The root bucket's keys (bucket names) point into the map in a read
+	// transaction (values of inline buckets may be copies, so the range
+	// is checked); from one of them and the map's base address follows
+	// the map as a slice.
+	anchor, _ := tx.Cursor().First()
+	base := tx.DB().Info().Data
+	if tx.Writable() || len(anchor) == 0 {
+		return
+	}
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(anchor)))
+	if at < base || at >= base+uintptr(tx.Size()) {
+		return
+	}
+	start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(anchor)), -int(at-base))
+	syscall.Madvise(unsafe.Slice((*byte)(start), tx.Size()), syscall.MADV_DONTNEED)
 }

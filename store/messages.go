@@ -193,11 +193,14 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if err := getJSON(b, id, &m); err != nil {
 			return err
 		}
-		oldState, oldDue := m.State, m.NextAttemptAt
+		oldState, oldDue, wasWaiting := m.State, m.NextAttemptAt, waits(&m)
 		if err := fn(&m); err != nil {
 			return err
 		}
 		if err := reindex(tx, id, oldState, oldDue, m.State, m.NextAttemptAt); err != nil {
+			return err
+		}
+		if err := syncWaiting(tx, &m, wasWaiting); err != nil {
 			return err
 		}
 		if also != nil {
@@ -283,6 +286,9 @@ func (s *Store) QueueDepth() (queued, inflight int, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		queued = tx.Bucket(bDue).Stats().KeyN
 		inflight = tx.Bucket(bInflight).Stats().KeyN
+		// Counting walked every page of the indexes through the map
+		// (150 MB resident with 100,000 queued): not worth keeping.
+		dropMap(tx)
 		return nil
 	})
 	return

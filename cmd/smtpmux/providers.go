@@ -52,13 +52,26 @@ func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config
 }
 
 // providerTester runs POST /providers/{id}/test: a real connection and
-// authentication against the upstream, nothing sent.
-type providerTester struct{ reg *relay.Registry }
+// authentication against the upstream, nothing sent. A success is reported
+// to recovered (the scheduler), which clears the provider's breaker and
+// wakes the mail waiting for it.
+type providerTester struct {
+	reg       *relay.Registry
+	recovered func(teamID, providerID string)
+}
 
 // testTimeout bounds a connection test; past it the result is "deferred".
 const testTimeout = 20 * time.Second
 
 func (t providerTester) TestProvider(ctx context.Context, p *store.Provider) (string, error) {
+	msg, err := t.test(ctx, p)
+	if err == nil && t.recovered != nil {
+		t.recovered(p.TeamID, p.ID)
+	}
+	return msg, err
+}
+
+func (t providerTester) test(ctx context.Context, p *store.Provider) (string, error) {
 	prov, err := t.reg.Build(p)
 	if err != nil {
 		return "", err

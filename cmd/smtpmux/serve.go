@@ -210,7 +210,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}, st, d.reg, d.sched, logger, nil)
 
 	api := admin.New(admin.Options{
-		Store: st, Sealer: sealer, Tester: providerTester{d.reg}, Logger: logger, Version: version,
+		Store: st, Sealer: sealer, Tester: providerTester{reg: d.reg, recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
 		DNSResolver: cfg.file.DNS.Resolver,
@@ -218,6 +218,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		OnLimitDecided: func(teamID, requestID, decision string) {
+			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
 			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
 				Extra: map[string]any{"request_id": requestID, "decision": decision}})
 		},
