@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,13 @@ func serve(path string, stderr io.Writer) int {
 			pprof.StartCPUProfile(f)
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		// Most of the heap is message bodies (pointer-free buffers), so a
+		// collection costs little; collecting at +50 % instead of +100 %
+		// cut peak RSS at 100 KiB × 20 sessions from ~130 to ~108 MB with
+		// the same throughput and CPU (bench/RESULTS.md). GOGC overrides.
+		debug.SetGCPercent(50)
 	}
 	if path := os.Getenv("SMTPMUX_MEMPROFILE"); path != "" {
 		// The same for memory: allocations of the whole run, written at exit.
