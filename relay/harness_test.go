@@ -122,6 +122,14 @@ func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerCo
 	return h
 }
 
+// updateProvider edits the harness's first provider.
+func (h *harness) updateProvider(fn func(p *store.Provider)) {
+	h.t.Helper()
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { fn(p); return nil }); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) addProvider(typ string, weight *int) string {
 	return h.addProviderWith(&store.Provider{Type: typ, Percentage: weight})
 }

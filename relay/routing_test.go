@@ -128,12 +128,7 @@ func TestPerSecondQuotaHoldsAtUpstream(t *testing.T) {
 		t.Skip("takes a few seconds of real time")
 	}
 	h := newHarness(t, nil)
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error {
-		p.Quotas.PerSecond = &store.Range{Min: 5, Max: 5}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	h.updateProvider(func(p *store.Provider) { p.Quotas.PerSecond = &store.Range{Min: 5, Max: 5} })
 	c := h.dial(h.secret)
 	var ids []string
 	for i := 0; i < 14; i++ {

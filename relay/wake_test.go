@@ -139,12 +139,7 @@ func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
 // look.
 func TestNewProviderWakesWaitingMessages(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error {
-		p.Quotas.PerDay = &store.Range{Min: 1, Max: 1}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	h.updateProvider(func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 1, Max: 1} })
 	ids := h.sendN(h.secret, 3)
 	h.waitMessage(ids[0])
 	for _, m := range h.waitSettled(ids[1:], time.Minute) {
@@ -164,12 +159,7 @@ func TestNewProviderWakesWaitingMessages(t *testing.T) {
 // outside a waiting message's scope neither sends nor rewrites it.
 func TestWakeLeavesOthersUntouched(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error {
-		p.Quotas.PerDay = &store.Range{Min: 1, Max: 1}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	h.updateProvider(func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 1, Max: 1} })
 	other := h.addProvider("fake", nil)
 	secret := store.NewSecret(store.SecretPrefixSending)
 	if err := h.store.CreateKey(&store.APIKey{ID: store.NewID(store.PrefixKey), TeamID: h.team, Type: store.KeySending,
