@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		final, err = s.store.UpdateMessage(m.ID, func(m *store.Message) error { return s.settle(m, prov.ID, out, now) })
 		return err
 	})
+	if errors.Is(err, errNotQueued) {
+		s.log.Warn("attempt result was already recorded", "msg_id", m.ID)
+		return
+	}
 	if err != nil {
 		// Shutdown gave up waiting for the store: the attempt stays in
 		// flight there and Recover settles it at the next start.
@@ -46,6 +51,12 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 // settle applies an attempt's outcome to the stored message: finished,
 // moved on to another provider at once, deferred or failed.
 func (s *Scheduler) settle(m *store.Message, provID string, out outcome, now time.Time) error {
+	if n := len(m.Attempts); m.State != store.StateInflight || n == 0 || m.Attempts[n-1].Status != store.AttemptInProgress {
+		// Already settled: a write reported as failed that had landed
+		// (persist retries it). Applying it twice would count a retry
+		// twice.
+		return errNotQueued
+	}
 	applyOutcome(m, provID, out, now)
 	if out.ok {
 		m.SentFromEmail = out.sentFrom

@@ -92,18 +92,22 @@ func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 
 func (r *Registry) release(in *instance) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	in.users--
-	if in.retired && in.users == 0 {
+	last := in.retired && in.users == 0
+	r.mu.Unlock()
+	if last {
 		closeProvider(in.prov)
 	}
 }
 
-// retire closes in now if nothing uses it, else when its last user is done.
+// retire closes in now if nothing uses it, else when its last user is
+// done. r.mu is held: the close runs apart, since an SMTP pool's close
+// says QUIT to each idle session (up to a second each with a hung
+// upstream) and every attempt and MAIL FROM waits on r.mu.
 func (r *Registry) retire(in *instance) {
 	in.retired = true
 	if in.users == 0 {
-		closeProvider(in.prov)
+		go closeProvider(in.prov)
 	}
 }
 
@@ -129,10 +133,17 @@ func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
 // Close closes every cached provider's connections.
 func (r *Registry) Close() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var idle []*instance
 	for id, in := range r.instances {
-		r.retire(in)
+		in.retired = true
+		if in.users == 0 {
+			idle = append(idle, in)
+		}
 		delete(r.instances, id)
+	}
+	r.mu.Unlock()
+	for _, in := range idle {
+		closeProvider(in.prov)
 	}
 }
 

@@ -31,11 +31,14 @@ func waitingKey(teamID, id string) []byte {
 // waits reports whether m belongs in the waiting index.
 func waits(m *Message) bool { return m.State == StateQueued && len(m.Waiting) > 0 }
 
-// syncWaiting puts or deletes m's waiting entry after a write that changed
-// whether it waits (was: before the write).
+// syncWaiting puts or deletes m's waiting entry after a write (was: whether
+// it waited before). A waiting message is put even when it waited before:
+// records written by builds without the index (or restored from their
+// backups) enter it at their next re-pick; the put of a present key costs
+// little.
 func syncWaiting(tx *bolt.Tx, m *Message, was bool) error {
 	now := waits(m)
-	if now == was {
+	if !now && !was {
 		return nil
 	}
 	if now {

@@ -875,7 +875,11 @@ func (c *Conn) handleAuth(arg string) {
 
 		encoded, err = c.readLine()
 		if err != nil {
-			return // TODO: error handling
+			// smtpmux patch: end the session as the command loop does
+			// (upstream returned silently and read on, so the rest of a
+			// trickled or over-long line was run as commands).
+			c.readLineFailed(err)
+			return
 		}
 
 		if encoded == "*" {
@@ -1351,4 +1355,35 @@ func (c *Conn) reset() {
 
 	c.fromReceived = false
 	c.recipients = nil
+}
+
+// readLineFailed answers a failed line read (a timeout, an over-long line,
+// a broken connection) as the command loop does and closes the connection.
+// smtpmux patch, for reads outside that loop.
+func (c *Conn) readLineFailed(err error) {
+	switch {
+	case err == ErrTooLongLine:
+		c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
+	case isTimeout(err):
+		c.writeResponse(421, EnhancedCode{4, 4, 2}, "Idle timeout, bye bye")
+	}
+	c.Close()
+}
+
+func isTimeout(err error) bool {
+	neterr, ok := err.(net.Error)
+	return ok && neterr.Timeout()
+}
+
+// lingerClose ends the sending side and reads what the client still sends,
+// for a bounded time and size, before the connection is closed. Closing
+// with unread input makes the kernel send a reset, which destroys the
+// replies still on their way: a client that sent an over-long line got a
+// reset instead of the 552 and 500 written for it. smtpmux patch.
+func (c *Conn) lingerClose() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, c.conn, 1<<20)
 }

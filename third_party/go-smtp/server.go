@@ -191,6 +191,7 @@ func (s *Server) handleConn(c *Conn) error {
 			}
 			if err == ErrTooLongLine {
 				c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
+				c.lingerClose()
 				return nil
 			}
 

@@ -1,0 +1,69 @@
+package smtp_test
+
+import (
+	"bufio"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// TestServerTrickledLinesEndTheSession: a command line, or an AUTH
+// continuation line, unfinished when ReadTimeout expires is answered 421
+// and the connection closed; nothing the client sends after is run
+// (smtpmux patches 1 and 5).
+func TestServerTrickledLinesEndTheSession(t *testing.T) {
+	for _, tc := range []struct{ name, before, fragment string }{
+		{"command", "", "MAIL FROM:<a@exam"},
+		{"AUTH continuation", "AUTH PLAIN\r\n", "AHVzZXJuYW1l"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.ReadTimeout = 300 * time.Millisecond })
+			defer s.Close()
+			defer c.Close()
+			if tc.before != "" {
+				io.WriteString(c, tc.before)
+				if !scanner.Scan() || !strings.HasPrefix(scanner.Text(), "334") {
+					t.Fatalf("AUTH PLAIN: %q", scanner.Text())
+				}
+			}
+			io.WriteString(c, tc.fragment)
+			// The client goes on after the timeout: the rest of its line
+			// and a NOOP must not be run as commands.
+			time.Sleep(500 * time.Millisecond)
+			io.WriteString(c, "AAAA\r\nNOOP\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var replies []string
+			for scanner.Scan() {
+				replies = append(replies, scanner.Text())
+			}
+			if len(replies) != 1 || !strings.HasPrefix(replies[0], "421 4.4.2") {
+				t.Fatalf("a line unfinished at ReadTimeout: replies %q, want one 421 4.4.2 and the connection closed", replies)
+			}
+		})
+	}
+}
+
+// TestServerLongAuthLine: an AUTH continuation line over MaxLineLength is
+// answered 500 and the connection closed.
+func TestServerLongAuthLine(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.MaxLineLength = 100 })
+	defer s.Close()
+	defer c.Close()
+	io.WriteString(c, "AUTH PLAIN\r\n")
+	if !scanner.Scan() || !strings.HasPrefix(scanner.Text(), "334") {
+		t.Fatalf("AUTH PLAIN: %q", scanner.Text())
+	}
+	go io.WriteString(c, strings.Repeat("A", 500)+"\r\nNOOP\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	line, _ := r.ReadString('\n')
+	if !strings.HasPrefix(line, "500 5.4.0") {
+		t.Fatalf("over-long AUTH line: %q, want 500 5.4.0", line)
+	}
+	if rest, _ := io.ReadAll(r); len(rest) != 0 {
+		t.Fatalf("after the 500 the server went on: %q", rest)
+	}
+}
