@@ -19,9 +19,17 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		outcomeLabel = out.class.String()
 	}
 	s.cfg.Metrics.attempt(prov.ID, outcomeLabel, out.duration)
-	if s.health.outcome(prov.ID, out.ok, out.class, now) {
+	pulled, recovered := s.health.outcome(prov.ID, out.ok, out.class, now)
+	if pulled {
 		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
 			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())
+	}
+	if recovered {
+		// The probe after a pull went through: the messages that waited
+		// behind it may go now.
+		s.log.Info("provider back in rotation after a successful attempt", "event", "provider_recovered",
+			"provider", prov.ID, "team", prov.TeamID)
+		s.Wake(prov.TeamID)
 	}
 	if out.ok {
 		s.used.touch(prov.ID, now)

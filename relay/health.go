@@ -29,6 +29,9 @@ type provState struct {
 	// in acceptedDay whose messages have not been attempted yet.
 	accepted    int
 	acceptedDay time.Time
+	// probing is set while the one attempt a half-open breaker lets
+	// through is under way (routing.Breaker.HalfOpen).
+	probing bool
 	// recovered is when an operator's connection test last succeeded:
 	// a message that failed here before then need not avoid it any more.
 	recovered time.Time
@@ -106,6 +109,7 @@ type reservation struct {
 	n          int
 	at         time.Time
 	record     store.UsageRecord
+	probe      bool // the attempt a half-open breaker let through
 }
 
 // pick chooses a provider for m and reserves its capacity, atomically.
@@ -118,6 +122,9 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 		st := h.get(p.ID)
 		if st.breaker.Pulled(now) {
 			cands[i].Pulled, cands[i].NotBefore = true, st.breaker.PulledUntil
+		} else if st.probing && st.breaker.HalfOpen(now) {
+			// Its probe decides; the probe's success wakes the team.
+			cands[i].Pulled = true
 		}
 		if ok, retry := st.usage.Check(p.ID, h.limits(p, team), units(p, m), now); !ok {
 			cands[i].OverQuota, cands[i].NotBefore = true, retry
@@ -135,8 +142,10 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			st := h.get(p.ID)
 			n := units(p, m)
 			st.usage.Reserve(n, now)
+			probe := st.breaker.HalfOpen(now)
+			st.probing = st.probing || probe
 			u := st.usage
-			return ex, &reservation{providerID: p.ID, n: n, at: now, record: store.UsageRecord{
+			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, record: store.UsageRecord{
 				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
 				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 		}
@@ -197,20 +206,23 @@ func (h *health) complete(r *reservation, consumed bool, now time.Time) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.get(r.providerID).usage.Complete(r.n, r.at, consumed, now)
+	st := h.get(r.providerID)
+	st.usage.Complete(r.n, r.at, consumed, now)
+	if r.probe {
+		st.probing = false
+	}
 }
 
 // outcome feeds an attempt's result to the provider's breaker and reports
-// whether it pulled the provider.
-func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) bool {
+// whether it pulled the provider, or brought it back from half-open.
+func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) (pulled, recovered bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(providerID)
 	if ok {
-		st.breaker.Success()
-		return false
+		return false, st.breaker.Success(now)
 	}
-	return st.breaker.Record(class, now)
+	return st.breaker.Record(class, now), false
 }
 
 // Snapshot is a provider's health as the API shows it.

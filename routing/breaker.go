@@ -18,13 +18,25 @@ type Breaker struct {
 	Reason      string      `json:"reason,omitempty"`
 }
 
-// State is "closed" (in rotation) or "open" (pulled) at now.
+// State is "closed" (in rotation), "open" (pulled) or "half_open" (the
+// pull is over, no attempt has succeeded since) at now.
 func (b *Breaker) State(now time.Time) string {
-	if b.Pulled(now) {
+	switch {
+	case b.Pulled(now):
 		return "open"
+	case b.HalfOpen(now):
+		return "half_open"
 	}
 	return "closed"
 }
+
+// HalfOpen reports whether a pull ended at or before now and no attempt
+// has succeeded since. The provider is back in rotation, but the relay
+// lets one attempt at a time through (a probe) until one succeeds or
+// BreakerThreshold failures pull it again: when a pull ends with the
+// upstream still down, a few attempts find out, not every message that
+// fell due at that moment (each spending a step of its retry schedule).
+func (b *Breaker) HalfOpen(now time.Time) bool { return b.Reason != "" && !b.Pulled(now) }
 
 // Pulled reports whether the provider is out of rotation at now.
 func (b *Breaker) Pulled(now time.Time) bool { return now.Before(b.PulledUntil) }
@@ -57,9 +69,16 @@ func (b *Breaker) Record(c Class, now time.Time) bool {
 	return true
 }
 
-// Success clears the failure history (SPEC: a success clears the history).
-func (b *Breaker) Success() {
+// Success clears the failure history (SPEC: a success clears the history)
+// and ends a half-open state, reporting whether it did: the provider proved
+// it is back after a pull.
+func (b *Breaker) Success(now time.Time) (recovered bool) {
 	b.Failures = nil
+	if b.HalfOpen(now) {
+		b.PulledUntil, b.Reason = time.Time{}, ""
+		return true
+	}
+	return false
 }
 
 // Reset puts the provider back in rotation with no history: an operator's

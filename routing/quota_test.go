@@ -105,7 +105,7 @@ func TestBreaker(t *testing.T) {
 	}
 	b.Record(Connection, now)
 	b.Record(Connection, now.Add(time.Minute))
-	b.Success()
+	b.Success(now.Add(time.Minute))
 	b.Record(Connection, now.Add(2*time.Minute))
 	if b.Record(Connection, now.Add(3*time.Minute)) {
 		t.Fatal("success must clear the history")
