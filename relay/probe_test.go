@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,18 +22,7 @@ func (h *harness) endPull() {
 // that costs one attempt, not one per message that fell due; with it back,
 // the probe's success sends everything that waited at once.
 func TestHalfOpenBreakerProbes(t *testing.T) {
-	h := newHarnessSched(t, nil, func(c *SchedulerConfig) {
-		c.RetrySchedule = routing.DefaultRetrySchedule
-		c.MaxInflight = 8
-	})
-	var down atomic.Bool
-	down.Store(true)
-	h.fake.answer = func(int, Envelope) (*Result, error) {
-		if down.Load() {
-			return nil, errRefused
-		}
-		return &Result{Reply: "250 2.0.0 Ok"}, nil
-	}
+	h, down := newDeadUpstreamHarness(t, 8)
 	const n = 30
 	ids := h.sendN(h.secret, n)
 	h.waitSettled(ids, time.Minute)

@@ -57,6 +57,24 @@ func (h *harness) waitSettled(ids []string, ahead time.Duration) []*store.Messag
 
 var errRefused = &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect}, Err: errors.New("dial tcp: connection refused")}
 
+// newDeadUpstreamHarness is a harness on the default retry schedule whose
+// only upstream refuses connections until down is set to false.
+func newDeadUpstreamHarness(t *testing.T, maxInflight int) (*harness, *atomic.Bool) {
+	h := newHarnessSched(t, nil, func(c *SchedulerConfig) {
+		c.RetrySchedule = routing.DefaultRetrySchedule
+		c.MaxInflight = maxInflight
+	})
+	down := new(atomic.Bool)
+	down.Store(true)
+	h.fake.answer = func(int, Envelope) (*Result, error) {
+		if down.Load() {
+			return nil, errRefused
+		}
+		return &Result{Reply: "250 2.0.0 Ok"}, nil
+	}
+	return h, down
+}
+
 // TestRecoveredProviderDrainsWaitingQueue: the only provider's upstream is
 // down while mail arrives. Each message costs at most one attempt (the
 // breaker pulls the provider after 3 connection failures and the rest
@@ -65,18 +83,7 @@ var errRefused = &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseCon
 // instead of an hour later (pull) or on the retry schedule (the messages
 // whose own attempt failed).
 func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
-	h := newHarnessSched(t, nil, func(c *SchedulerConfig) {
-		c.RetrySchedule = routing.DefaultRetrySchedule
-		c.MaxInflight = 4
-	})
-	var down atomic.Bool
-	down.Store(true)
-	h.fake.answer = func(int, Envelope) (*Result, error) {
-		if down.Load() {
-			return nil, errRefused
-		}
-		return &Result{Reply: "250 2.0.0 Ok"}, nil
-	}
+	h, down := newDeadUpstreamHarness(t, 4)
 	const n = 40
 	ids := h.sendN(h.secret, n)
 	msgs := h.waitSettled(ids, time.Minute)
