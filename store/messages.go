@@ -161,19 +161,26 @@ func (s *Store) Message(id string) (*Message, error) {
 	return &m, nil
 }
 
-// Body returns a copy of a message's bytes.
+// Body returns a copy of a message's inline bytes.
 func (s *Store) Body(id string) ([]byte, error) {
 	var out []byte
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.readInline(id, func(v []byte) { out = bytes.Clone(v) })
+	return out, err
+}
+
+// readInline hands message id's inline body to copyOut, which must copy
+// what it keeps: the bytes are bbolt's memory map, whose pages are then
+// dropped from the process (unmapValue).
+func (s *Store) readInline(id string, copyOut func(v []byte)) error {
+	return s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bBodies).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
-		out = bytes.Clone(v)
+		copyOut(v)
 		unmapValue(tx, v)
 		return nil
 	})
-	return out, err
 }
 
 // UpdateMessage applies fn to the stored message and saves it, keeping the

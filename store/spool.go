@@ -86,16 +86,10 @@ func (b *Body) Release() {
 func (s *Store) OpenBody(m *Message) (*Body, error) {
 	if !m.Spooled {
 		var b *Body
-		err := s.view(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bBodies).Get([]byte(m.ID))
-			if v == nil {
-				return ErrNotFound
-			}
+		err := s.readInline(m.ID, func(v []byte) {
 			p := GetBuf(len(v))
 			copy(*p, v)
-			unmapValue(tx, v)
 			b = &Body{data: *p, pooled: p}
-			return nil
 		})
 		return b, err
 	}
