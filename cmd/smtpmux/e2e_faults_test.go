@@ -193,14 +193,7 @@ func TestUpstreamFaults(t *testing.T) {
 	// been accepted: a connection failure, retried, delivered intact.
 	t.Run("drop mid-body", func(t *testing.T) {
 		t.Parallel()
-		up := startRawPeer(t, func(conn int) rawFault {
-			if conn == 0 {
-				return rawCutBody
-			}
-			return rawNormal
-		})
-		d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
-		_, key := d.setupRelay(up.provider("cuts"))
+		up, d, key := firstConnFaultDaemon(t, rawCutBody, "cuts")
 		var big bytes.Buffer
 		big.Write(faultMsg("mid-body"))
 		line := strings.Repeat("0123456789abcdef", 6) + "\r\n" // 98 bytes
@@ -210,9 +203,7 @@ func TestUpstreamFaults(t *testing.T) {
 		id := sendFault(t, d, key, "mid-body@example.com", []string{"u@example.net"}, big.Bytes())
 		e := d.waitEmail(id)
 		checkFirstAttempt(t, e, "connection", false)
-		if at := attempts(e); e["status"] != "sent" || len(at) != 2 {
-			t.Fatalf("want sent on the retry: %v", e)
-		}
+		wantSentOnRetry(t, e)
 		got := up.bodiesFrom("mid-body@example.com")
 		if len(got) != 1 || !bytes.Equal(got[0], big.Bytes()) {
 			t.Fatalf("upstream accepted %d copies; first intact: %v", len(got), len(got) > 0 && bytes.Equal(got[0], big.Bytes()))
@@ -226,20 +217,11 @@ func TestUpstreamFaults(t *testing.T) {
 	// is retried, not flagged uncertain.
 	t.Run("hang before 354", func(t *testing.T) {
 		t.Parallel()
-		up := startRawPeer(t, func(conn int) rawFault {
-			if conn == 0 {
-				return rawHangData
-			}
-			return rawNormal
-		})
-		d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
-		_, key := d.setupRelay(up.provider("no354"))
+		up, d, key := firstConnFaultDaemon(t, rawHangData, "no354")
 		id := sendFault(t, d, key, "no354@example.com", []string{"u@example.net"}, faultMsg("no354"))
 		e := d.waitEmail(id)
 		checkFirstAttempt(t, e, "connection", true)
-		if at := attempts(e); e["status"] != "sent" || len(at) != 2 {
-			t.Fatalf("want sent on the retry: %v", e)
-		}
+		wantSentOnRetry(t, e)
 		if n := len(up.bodiesFrom("no354@example.com")); n != 1 {
 			t.Fatalf("upstream accepted %d copies", n)
 		}
@@ -250,20 +232,11 @@ func TestUpstreamFaults(t *testing.T) {
 	// timeout. A connection failure; the next connection is fast.
 	t.Run("one byte per second", func(t *testing.T) {
 		t.Parallel()
-		up := startRawPeer(t, func(conn int) rawFault {
-			if conn == 0 {
-				return rawSlow
-			}
-			return rawNormal
-		})
-		d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
-		_, key := d.setupRelay(up.provider("slow"))
+		up, d, key := firstConnFaultDaemon(t, rawSlow, "slow")
 		id := sendFault(t, d, key, "slow@example.com", []string{"u@example.net"}, faultMsg("slow"))
 		e := d.waitEmail(id)
 		checkFirstAttempt(t, e, "connection", true)
-		if at := attempts(e); e["status"] != "sent" || len(at) != 2 {
-			t.Fatalf("want sent on the retry: %v", e)
-		}
+		wantSentOnRetry(t, e)
 		if n := len(up.bodiesFrom("slow@example.com")); n != 1 {
 			t.Fatalf("upstream accepted %d copies", n)
 		}
@@ -360,20 +333,11 @@ func TestUpstreamFaults(t *testing.T) {
 	// connection failure; the next connection is sane.
 	t.Run("garbage greeting", func(t *testing.T) {
 		t.Parallel()
-		up := startRawPeer(t, func(conn int) rawFault {
-			if conn == 0 {
-				return rawGarbageGreeting
-			}
-			return rawNormal
-		})
-		d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
-		_, key := d.setupRelay(up.provider("garbage"))
+		_, d, key := firstConnFaultDaemon(t, rawGarbageGreeting, "garbage")
 		id := sendFault(t, d, key, "garbage@example.com", []string{"u@example.net"}, faultMsg("garbage"))
 		e := d.waitEmail(id)
 		checkFirstAttempt(t, e, "connection", false)
-		if at := attempts(e); e["status"] != "sent" || len(at) != 2 {
-			t.Fatalf("want sent on the retry: %v", e)
-		}
+		wantSentOnRetry(t, e)
 		followUp(t, d, key, "after-garbage")
 	})
 
@@ -381,14 +345,7 @@ func TestUpstreamFaults(t *testing.T) {
 	// no real answer came back. Uncertain, never resent.
 	t.Run("garbage final reply", func(t *testing.T) {
 		t.Parallel()
-		up := startRawPeer(t, func(conn int) rawFault {
-			if conn == 0 {
-				return rawGarbageFinal
-			}
-			return rawNormal
-		})
-		d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
-		_, key := d.setupRelay(up.provider("garbage"))
+		up, d, key := firstConnFaultDaemon(t, rawGarbageFinal, "garbage")
 		id := sendFault(t, d, key, "garbage-final@example.com", []string{"u@example.net"}, faultMsg("garbage-final"))
 		e := d.waitEmail(id)
 		checkFirstAttempt(t, e, "uncertain", false)
@@ -404,6 +361,29 @@ func TestUpstreamFaults(t *testing.T) {
 		}
 		followUp(t, d, key, "after-garbage-final")
 	})
+}
+
+// firstConnFaultDaemon starts a raw upstream whose first connection
+// misbehaves as fault (the later ones are normal) and a daemon relaying
+// to it through a provider called name.
+func firstConnFaultDaemon(t *testing.T, fault rawFault, name string) (*rawPeer, *proc, string) {
+	up := startRawPeer(t, func(conn int) rawFault {
+		if conn == 0 {
+			return fault
+		}
+		return rawNormal
+	})
+	d := newDaemon(t, map[string]string{"delivery": faultsDelivery})
+	_, key := d.setupRelay(up.provider(name))
+	return up, d, key
+}
+
+// wantSentOnRetry checks that the message went on its second attempt.
+func wantSentOnRetry(t *testing.T, e map[string]any) {
+	t.Helper()
+	if at := attempts(e); e["status"] != "sent" || len(at) != 2 {
+		t.Fatalf("want sent on the retry: %v", e)
+	}
 }
 
 // rawFault is how a rawPeer connection misbehaves.

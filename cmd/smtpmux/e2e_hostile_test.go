@@ -480,10 +480,7 @@ func TestHostileOversizeLines(t *testing.T) {
 			t.Fatalf("greeting %d %v", code, err)
 		}
 		defer c.conn.Close()
-		go func() {
-			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			c.conn.Write([]byte("EHLO " + huge + "\r\n"))
-		}()
+		go c.write([]byte("EHLO " + huge + "\r\n"))
 		code, text, err := c.reply()
 		if code != 500 {
 			t.Fatalf("100 KiB EHLO: %d %q %v", code, text, err)
@@ -498,10 +495,7 @@ func TestHostileOversizeLines(t *testing.T) {
 	// left open.
 	t.Run("MAIL after AUTH", func(t *testing.T) {
 		c := rawSession(t, d, key)
-		go func() {
-			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			c.conn.Write([]byte("MAIL FROM:<app@example.com>" + strings.Repeat(" ", 100<<10) + "\r\n"))
-		}()
+		go c.write([]byte("MAIL FROM:<app@example.com>" + strings.Repeat(" ", 100<<10) + "\r\n"))
 		code, text, err := c.reply()
 		if code != 500 {
 			t.Errorf("MAIL line of 100 KiB on a TLS session: got %d %q %v, want 500 (the line was cut at the limit and run)", code, text, err)
@@ -519,10 +513,7 @@ func TestHostileOversizeLines(t *testing.T) {
 		}
 		// The server may stop reading at the long line; write from the
 		// side so that a full socket buffer cannot block the reply.
-		go func() {
-			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			c.conn.Write([]byte("Subject: long\r\n\r\n" + huge + "\r\nend\r\n.\r\n"))
-		}()
+		go c.write([]byte("Subject: long\r\n\r\n" + huge + "\r\nend\r\n.\r\n"))
 		code, text, err := c.reply()
 		if code != 552 && code != 500 {
 			t.Fatalf("100 KiB body line: %d %q %v", code, text, err)

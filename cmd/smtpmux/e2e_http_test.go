@@ -52,18 +52,7 @@ func TestHTTPSendIdempotencyAndWebhook(t *testing.T) {
 		t.Fatalf("webhook secret %q", secret)
 	}
 
-	send := func(body string) (int, []byte) {
-		req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Idempotency-Key", "order-1234")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, b
-	}
+	send := func(body string) (int, []byte) { return postSend(t, d, key, "order-1234", body) }
 	msg := `{"from":{"email":"app@example.com","name":"App"},"to":{"email":"user@example.net"},"subject":"Over HTTP","text_body":"Hello over HTTP."}`
 	code1, body1 := send(msg)
 	if code1 != 200 || !bytes.Contains(body1, []byte(`"status":"queued"`)) {
@@ -118,16 +107,7 @@ func TestIdempotentReplayAfterKill9(t *testing.T) {
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	send := func() (int, []byte) {
 		body := `{"from":"app@example.com","to":"user@example.net","subject":"once","text_body":"only once"}`
-		req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Idempotency-Key", "retry-after-crash")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, b
+		return postSend(t, d, key, "retry-after-crash", body)
 	}
 	code1, body1 := send()
 	if code1 != 200 {
@@ -163,4 +143,21 @@ func TestCurlSend(t *testing.T) {
 	if !bytes.Contains(msgs[0].Data, []byte("multipart/alternative")) || !bytes.Contains(msgs[0].Data, []byte("Subject: via curl")) {
 		t.Fatalf("upstream got:\n%s", msgs[0].Data)
 	}
+}
+
+// postSend posts body to /emails/send with a sending key and an
+// Idempotency-Key and returns the status and the raw reply (replays are
+// compared byte for byte).
+func postSend(t *testing.T, d *proc, key, idempotencyKey, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Idempotency-Key", idempotencyKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
 }
