@@ -20,6 +20,14 @@ const noProviderDelay = time.Second
 // it goes only when a provider can take it now, and otherwise is left as
 // it was, without a write.
 func (s *Scheduler) attempt(id string, woken bool) {
+	epoch := s.wakes.epoch.Load()
+	s.attemptOnce(id, woken)
+	s.recheckAfterWake(id, epoch)
+}
+
+// attemptOnce is one look at message id: a pick, then an attempt, a wait
+// or a deferral.
+func (s *Scheduler) attemptOnce(id string, woken bool) {
 	m, err := s.store.Message(id)
 	if err != nil {
 		s.log.Error("loading message failed", "msg_id", id, "err", err)

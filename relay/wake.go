@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"sync/atomic"
 	"time"
+
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // Waking waiting messages.
@@ -32,6 +35,10 @@ type wakeState struct {
 	gen int64
 	// passes walk woken teams' waiting messages (Run only).
 	passes []*wakePass
+	// epoch counts the passes started. A pass skips messages with an
+	// attempt under way; such an attempt that ends waiting sees the
+	// epoch moved and looks once more (recheckAfterWake).
+	epoch atomic.Int64
 }
 
 // wakePass is one walk over a team's waiting messages; after is the last
@@ -130,6 +137,7 @@ func (s *Scheduler) teamUsable(teamID string) bool {
 // startPass starts a walk over the team's waiting messages, or restarts
 // the one under way (messages it passed may be able to go now).
 func (s *Scheduler) startPass(teamID string) {
+	s.wakes.epoch.Add(1)
 	for _, p := range s.wakes.passes {
 		if p.team == teamID {
 			p.after = ""
@@ -160,4 +168,20 @@ func (s *Scheduler) wakeStep(limit int) int {
 		}
 	}
 	return n
+}
+
+// recheckAfterWake runs after an attempt of message id that began at wake
+// epoch: if a pass started meanwhile it skipped this message (it was
+// active), so a message that still waits looks again now, as the pass
+// would have made it. Without this a provider added while the message
+// was being requeued left it waiting until its due time (up to maxWait).
+func (s *Scheduler) recheckAfterWake(id string, epoch int64) {
+	for i := 0; i < 3 && s.wakes.epoch.Load() != epoch; i++ {
+		epoch = s.wakes.epoch.Load()
+		m, err := s.store.Message(id)
+		if err != nil || m.State != store.StateQueued || len(m.Waiting) == 0 {
+			return
+		}
+		s.attemptOnce(id, true)
+	}
 }
