@@ -99,23 +99,32 @@ func TestBreakerPullsAndTrafficMoves(t *testing.T) {
 		return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseMail, Code: 421, Text: "closing"}}
 	}
 	c := h.dial(h.secret)
-	var ids []string
-	for i := 0; i < 12; i++ {
+	sendOne := func(i int) *store.Message {
 		reply, err := send(c, "a@example.com", []string{fmt.Sprintf("r%d@example.com", i)}, testBody)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, queuedRe.FindStringSubmatch(reply)[1])
-	}
-	for _, id := range ids {
-		if m := h.waitMessage(id); m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
-			t.Fatalf("message %s: %s via %s", id, m.Status, m.Recipients[0].ProviderID)
+		m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
+		if m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+			t.Fatalf("message %s: %s via %s", m.ID, m.Status, m.Recipients[0].ProviderID)
 		}
+		return m
 	}
-	// Attempts already under way when the third failure tripped the
-	// breaker still finish, so a few more than the threshold may arrive.
-	if n := h.fake.count(); n < routing.BreakerThreshold || n > routing.BreakerThreshold+3 {
-		t.Fatalf("failing upstream got %d attempts, want %d (+ those in flight) before it was pulled", n, routing.BreakerThreshold)
+	// The pick is weighted at random, so send one message at a time until
+	// the failing upstream has seen the threshold (each fails over).
+	i := 0
+	for ; h.fake.count() < routing.BreakerThreshold; i++ {
+		if i == 200 {
+			t.Fatalf("failing upstream picked %d times in 200 messages", h.fake.count())
+		}
+		sendOne(i)
+	}
+	// Pulled: nothing more reaches it.
+	for j := 0; j < 12; j++ {
+		sendOne(i + j)
+	}
+	if n := h.fake.count(); n != routing.BreakerThreshold {
+		t.Fatalf("failing upstream got %d attempts, want %d before it was pulled and none after", n, routing.BreakerThreshold)
 	}
 	snap := h.sched.Health(h.provID).(Snapshot)
 	if snap.State != "open" || snap.PulledUntil == nil || snap.PulledUntil.Sub(time.Now()) < 59*time.Minute {
