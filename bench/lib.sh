@@ -219,6 +219,7 @@ start_smtpmux() {
 		[limits]
 		# One bench key sends far more than the 1,800/min a tenant key may.
 		sends_per_minute = 100000000
+		${SMTPMUX_EXTRA:-}
 	EOF
 	(cd "$smx" && exec "$BIN/smtpmux" serve --config "$smx/smtpmux.toml") >"$smx/smtpmux.log" 2>&1 &
 	SMX_PID=$!

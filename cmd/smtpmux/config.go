@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
 )
 
 // fileConfig is the TOML file as written. Every key is documented, with
@@ -131,7 +133,7 @@ func defaults() fileConfig {
 	c.Managed.DailyLimit = 50
 	c.Delivery.RetrySchedule = []string{"5m", "2h", "12h"}
 	c.Delivery.MaxInflight = 256
-	c.Delivery.ConnsPerProvider = 8
+	c.Delivery.ConnsPerProvider = smtpprov.DefaultMaxConns
 	c.Delivery.AttemptTimeout = "10m"
 	c.Delivery.ShutdownGrace = "30s"
 	c.DNS.RecheckInterval = "6h"

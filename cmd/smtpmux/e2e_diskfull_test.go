@@ -468,7 +468,10 @@ func countDir(t *testing.T, dir string) int {
 func TestDiskFullSchedulerBacksOff(t *testing.T) {
 	up := testpeer.Start(t, testpeer.Options{})
 	up.Always(testpeer.StepMail, "", testpeer.Reply(451, "4.3.0", "upstream unavailable"))
-	d := newDaemonOnTmpfs(t, 4, map[string]string{"delivery": `retry_schedule = ["500ms", "500ms", "500ms", "500ms", "500ms", "500ms", "500ms", "500ms", "500ms", "500ms"]`})
+	// Retries every 500 ms, enough of them (40: 20 s) that no message uses
+	// them up before the disk is full and the store refuses a claim.
+	steps := strings.TrimSuffix(strings.Repeat(`"500ms", `, 40), ", ")
+	d := newDaemonOnTmpfs(t, 4, map[string]string{"delivery": "retry_schedule = [" + steps + "]"})
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	c := d.client(key)
 	defer c.Close()
@@ -487,10 +490,10 @@ func TestDiskFullSchedulerBacksOff(t *testing.T) {
 	// Each retry appends an attempt to its message's record; soon one
 	// needs a page bbolt has not freed before, and the store refuses it.
 	const refused = "claiming message failed"
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(d.logText(), refused) {
 		if time.Now().After(deadline) {
-			t.Fatal("no claim was refused in 5 s on a full disk")
+			t.Fatal("no claim was refused in 10 s on a full disk")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
