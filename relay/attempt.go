@@ -156,12 +156,8 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	ctx, cancel := context.WithTimeout(s.sendCtx, s.cfg.AttemptTimeout)
 	defer cancel()
 	n := len(m.Attempts)
-	mark := newDataMark(func() error { return s.store.MarkDataStarted(m.ID, n) })
-	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(),
-		MarkData: mark.wait, StartMark: mark.start}, body)
-	// A mark started ahead of a failure lands before the outcome is
-	// recorded, so that record clears it.
-	mark.settle()
+	markData := func() error { return s.store.MarkDataStarted(m.ID, n) }
+	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(), MarkData: markData}, body)
 	if err == nil {
 		return outcome{ok: true, bodySent: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
 	}

@@ -24,22 +24,6 @@ type Envelope struct {
 	// request; the outbox: the write). After a crash, an attempt that got
 	// this far is never resent: the upstream may have accepted it.
 	MarkData func() error
-	// StartMark, when set, starts MarkData's durable write in the
-	// background; see PrepareData.
-	StartMark func()
-}
-
-// PrepareData lets a provider that makes round trips before the point of
-// no return (SMTP's MAIL, RCPT and DATA) start recording the mark while
-// they run: the store's commit, an fsync of about 2 ms under load, then
-// overlaps them instead of holding the upstream connection idle.
-// BeforeData still waits for the write before the body goes out. When the
-// attempt fails before that, the scheduler waits for the write too and
-// the failure's record clears it, so a mark is never left behind.
-func (e Envelope) PrepareData() {
-	if e.StartMark != nil {
-		e.StartMark()
-	}
 }
 
 // BeforeData runs MarkData; a failure to record it is a temporary failure

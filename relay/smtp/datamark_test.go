@@ -11,53 +11,10 @@ import (
 	"github.com/smtpmux/smtpmux/routing"
 )
 
-// TestSendDataMarkOverlapsEnvelope: the data mark's write starts before
-// MAIL (so its commit overlaps the envelope's round trips) and the body
-// goes out only once the write has finished.
-func TestSendDataMarkOverlapsEnvelope(t *testing.T) {
-	s := testpeer.Start(t, testpeer.Options{})
-	var started, startedAtRcpt atomic.Bool
-	rcptSeen := make(chan struct{}, 1)
-	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
-		if step == testpeer.StepRcpt {
-			startedAtRcpt.Store(started.Load())
-			rcptSeen <- struct{}{}
-		}
-		return testpeer.Continue
-	})
-	p := newProvider(t, configFor(s, testpeer.TLSNone, "", ""))
-	release := make(chan struct{})
-	env := envelope()
-	env.StartMark = func() { started.Store(true) }
-	env.MarkData = func() error { <-release; return nil }
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Send(ctxTimeout(t, 5*time.Second), env, []byte(body))
-		done <- err
-	}()
-	<-rcptSeen
-	if !startedAtRcpt.Load() {
-		t.Fatal("the data mark had not been started when RCPT reached the upstream")
-	}
-	// The mark is not durable yet: nothing may reach the upstream's DATA.
-	time.Sleep(100 * time.Millisecond)
-	if n := len(s.Received()); n != 0 {
-		t.Fatalf("the upstream read %d bodies before the data mark was durable", n)
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if m := s.WaitMessages(t, 1, 5*time.Second)[0]; !bytes.Equal(m.Data, []byte(body)) {
-		t.Fatalf("upstream got %q", m.Data)
-	}
-}
-
-// TestSendDataMarkFailureAfter354: when the mark cannot be recorded the
-// body is not sent and no empty message is submitted either (the session
-// is dropped after the 354 instead of ended with a dot); the next send
-// uses a fresh session and arrives intact.
-func TestSendDataMarkFailureAfter354(t *testing.T) {
+// TestSendDataMarkFailure: when the data mark cannot be recorded the body
+// is not sent (nor an empty message); the session stays usable and the
+// next send arrives intact.
+func TestSendDataMarkFailure(t *testing.T) {
 	s := testpeer.Start(t, testpeer.Options{})
 	p := newProvider(t, configFor(s, testpeer.TLSNone, "", ""))
 	env := envelope()
@@ -72,7 +29,29 @@ func TestSendDataMarkFailureAfter354(t *testing.T) {
 	if len(s.Received()) != 1 || !bytes.Equal(msgs[0].Data, []byte(body)) {
 		t.Fatalf("upstream read %d bodies, accepted %q; want only the second message", len(s.Received()), msgs[0].Data)
 	}
-	if c := s.Conns(); c != 2 {
-		t.Fatalf("%d connections, want 2 (the session cut after 354 is not reused)", c)
+}
+
+// TestSendRefusedEnvelopeWritesNoMark: an attempt MAIL or RCPT refuses
+// never writes the data mark (after a crash it would flag a message that
+// never left as uncertain), and one that gets that far writes it once.
+func TestSendRefusedEnvelopeWritesNoMark(t *testing.T) {
+	for _, step := range []testpeer.Step{testpeer.StepMail, testpeer.StepRcpt, ""} {
+		t.Run(map[testpeer.Step]string{"": "accepted"}[step]+string(step), func(t *testing.T) {
+			s := testpeer.Start(t, testpeer.Options{})
+			if step != "" {
+				s.Always(step, "", testpeer.Reply(451, "4.3.0", "try later"))
+			}
+			p := newProvider(t, configFor(s, testpeer.TLSNone, "", ""))
+			var marks atomic.Int32
+			env := envelope()
+			env.MarkData = func() error { marks.Add(1); return nil }
+			_, err := p.Send(ctxTimeout(t, 5*time.Second), env, []byte(body))
+			if (err == nil) != (step == "") {
+				t.Fatalf("Send: %v", err)
+			}
+			if n, want := marks.Load(), map[bool]int32{true: 1, false: 0}[step == ""]; n != want {
+				t.Fatalf("the data mark was written %d times, want %d", n, want)
+			}
+		})
 	}
 }

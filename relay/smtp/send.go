@@ -59,9 +59,6 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 		}
 		opts.UTF8 = true
 	}
-	// The data mark's commit runs while MAIL, RCPT and DATA go back and
-	// forth; data waits for it before the body.
-	env.PrepareData()
 	if err := c.Mail(env.From, opts); err != nil {
 		return nil, fail(ctx, routing.PhaseMail, err, false)
 	}
@@ -82,7 +79,10 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 	if len(refused) == len(env.To) {
 		return nil, allRefused(refused)
 	}
-	reply, derr := p.data(ctx, pc, env, body)
+	if derr := env.BeforeData(); derr != nil {
+		return nil, derr
+	}
+	reply, derr := p.data(ctx, pc, body)
 	if derr != nil {
 		derr.RcptRefused = refused
 		return nil, derr
@@ -90,20 +90,13 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 	return &relay.Result{UpstreamID: queuedAs(reply), Reply: "250 " + reply, Refused: refused}, nil
 }
 
-// data sends DATA and, once the data mark is durable, the body, and reads
-// the final reply. The body counts as sent once the final dot was written
-// without error: a failure to read the reply after that is "uncertain",
-// the upstream may have taken it.
-func (p *Provider) data(ctx context.Context, pc *pconn, env relay.Envelope, body []byte) (string, *relay.DeliveryError) {
+// data sends DATA and the body and reads the final reply. The body counts
+// as sent once the final dot was written without error: a failure to read
+// the reply after that is "uncertain", the upstream may have taken it.
+func (p *Provider) data(ctx context.Context, pc *pconn, body []byte) (string, *relay.DeliveryError) {
 	w, err := pc.client.Data()
 	if err != nil {
 		return "", fail(ctx, routing.PhaseData, err, false)
-	}
-	if derr := env.BeforeData(); derr != nil {
-		// Past the 354 only a dot could end the transaction, and it would
-		// submit an empty message: the session is dropped instead (Code 0,
-		// so without a QUIT the upstream would read as body text).
-		return "", derr
 	}
 	pc.conn.setOp(time.Now().Add(p.cfg.DataTimeout))
 	defer pc.conn.setOp(time.Time{})
