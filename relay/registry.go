@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -11,8 +13,8 @@ import (
 type Factory func(p *store.Provider, secret string) (Provider, error)
 
 // Registry maps provider types to factories and caches one live Provider
-// per stored provider (with its connection pool), rebuilding it when the
-// record's version changes. It also caches each team's provider list,
+// per stored provider (with its connection pool), rebuilding it when what
+// it is built from changes (see buildKey). It also caches each team's provider list,
 // reloading it only when the store says providers changed.
 type Registry struct {
 	store     *store.Store
@@ -29,7 +31,8 @@ type Registry struct {
 // retired is set once a newer version replaced it, and it is closed when
 // the last of those sends ends.
 type instance struct {
-	version int64
+	version int64  // the record's version it was last checked against
+	key     string // buildKey of that record
 	prov    Provider
 	users   int
 	retired bool
@@ -66,24 +69,29 @@ func (r *Registry) Build(p *store.Provider) (Provider, error) {
 // after p changed, and a release function to call once the send that uses
 // it is over.
 //
-// A version replaced because the record changed (any write: an edit, a
-// test's timestamp) is closed only when the sends still using it are
-// done: closing it at once would fail those in progress and those waiting
-// for one of its connections, and each would wait out a retry step for a
-// reason that has nothing to do with the upstream.
+// An instance replaced because its connection settings changed is closed
+// only when the sends still using it are done: closing it at once would
+// fail those in progress and those waiting for one of its connections,
+// and each would wait out a retry step for a reason that has nothing to
+// do with the upstream.
 func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in, ok := r.instances[p.ID]
-	if !ok || in.version != p.Version {
+	if ok && in.version != p.Version {
+		if key := buildKey(p); key == in.key {
+			in.version = p.Version
+		} else {
+			r.retire(in)
+			ok = false
+		}
+	}
+	if !ok {
 		prov, err := r.Build(p)
 		if err != nil {
 			return nil, nil, err
 		}
-		if ok {
-			r.retire(in)
-		}
-		in = &instance{version: p.Version, prov: prov}
+		in = &instance{version: p.Version, key: buildKey(p), prov: prov}
 		r.instances[p.ID] = in
 	}
 	in.users++
@@ -109,6 +117,27 @@ func (r *Registry) retire(in *instance) {
 	if in.users == 0 {
 		go closeProvider(in.prov)
 	}
+}
+
+// buildKey is the part of a provider's record its live instance is built
+// from: all of it but the fields routing, reporting and the API write
+// without touching the connection (timestamps, status, name, weight,
+// quotas, group). A test's timestamp, an activation or a weight change
+// thus keeps the instance and its pooled connections; rebuilding on those
+// let a replaced pool finish its sends while the new one opened its own,
+// up to twice connections_per_provider at the upstream. Anything else,
+// including a field added later, rebuilds: keeping a stale instance would
+// be the worse mistake.
+func buildKey(p *store.Provider) string {
+	c := *p
+	c.Name, c.Status, c.StatusReason = "", "", ""
+	c.Quotas, c.Percentage, c.GroupID = store.Quotas{}, nil, ""
+	c.UpdatedAt, c.ActivatedAt, c.LastTestedAt, c.LastUsedAt, c.Version = time.Time{}, time.Time{}, nil, nil, 0
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return fmt.Sprintf("unencodable %d", p.Version) // never equal to another version's
+	}
+	return string(b)
 }
 
 // TeamProviders returns the team's providers from a cache that is reloaded

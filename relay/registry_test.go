@@ -23,29 +23,38 @@ func (p *closingProvider) Send(context.Context, Envelope, []byte) (*Result, erro
 
 func (p *closingProvider) Close() error { p.closed.Add(1); return nil }
 
-// TestRegistryClosesReplacedProviderAfterItsSends: an edit of a provider
-// (here the timestamp a connection test writes) builds a new instance for
-// new sends, and the old one is closed only when the sends holding it are
-// over, not under them.
-func TestRegistryClosesReplacedProviderAfterItsSends(t *testing.T) {
+// registryWithFake is a registry over a fresh store with one provider of
+// type "fake"; built lists the instances the factory made.
+func registryWithFake(t *testing.T) (*Registry, *store.Store, *store.Provider, *[]*closingProvider) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "reg.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	sealer, _ := store.NewSealer("test-secret-key-0123456789")
 	reg := NewRegistry(st, sealer)
-	var built []*closingProvider
+	built := &[]*closingProvider{}
 	reg.Register("fake", func(*store.Provider, string) (Provider, error) {
 		p := &closingProvider{}
-		built = append(built, p)
+		*built = append(*built, p)
 		return p, nil
 	})
-	rec := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: store.StatusActive}
+	rec := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: store.StatusActive,
+		SMTPHost: "mx1.example", SMTPPort: 25}
 	if err := st.CreateProvider(rec); err != nil {
 		t.Fatal(err)
 	}
 	v1, _ := st.Provider(rec.ID)
+	return reg, st, v1, built
+}
+
+// TestRegistryClosesReplacedProviderAfterItsSends: an edit of a provider's
+// connection settings builds a new instance for new sends, and the old one
+// is closed only when the sends holding it are over, not under them.
+func TestRegistryClosesReplacedProviderAfterItsSends(t *testing.T) {
+	reg, st, v1, builtp := registryWithFake(t)
+	rec := v1
 	p1, release1, err := reg.Acquire(v1)
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +62,7 @@ func TestRegistryClosesReplacedProviderAfterItsSends(t *testing.T) {
 	_, releaseAgain, _ := reg.Acquire(v1) // a second send on the same version
 	releaseAgain()
 
-	now := time.Now()
-	v2, err := st.UpdateProvider("", rec.ID, 0, func(p *store.Provider) error { p.LastTestedAt = &now; return nil })
+	v2, err := st.UpdateProvider("", rec.ID, 0, func(p *store.Provider) error { p.SMTPHost = "mx2.example"; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +70,7 @@ func TestRegistryClosesReplacedProviderAfterItsSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	built := *builtp
 	if p2 == p1 || len(built) != 2 {
 		t.Fatalf("a new version must get a new instance (built %d)", len(built))
 	}
@@ -79,5 +88,66 @@ func TestRegistryClosesReplacedProviderAfterItsSends(t *testing.T) {
 	reg.Close()
 	if built[1].closed.Load() != 1 || built[0].closed.Load() != 1 {
 		t.Fatalf("after Close: closes %d and %d, want 1 each", built[0].closed.Load(), built[1].closed.Load())
+	}
+}
+
+// TestRegistryKeepsInstanceAcrossBookkeepingWrites: writes that do not
+// touch how the provider connects (a test's timestamp, status, name,
+// weight, quotas, group) keep the live instance and its pooled
+// connections; the next connection setting that changes replaces it.
+func TestRegistryKeepsInstanceAcrossBookkeepingWrites(t *testing.T) {
+	reg, st, v1, built := registryWithFake(t)
+	p1, release, err := reg.Acquire(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	now := time.Now()
+	w := 30
+	for _, edit := range []func(p *store.Provider){
+		func(p *store.Provider) { p.LastTestedAt = &now },
+		func(p *store.Provider) { p.LastUsedAt = &now },
+		func(p *store.Provider) { p.Status, p.StatusReason = store.StatusError, "535 bad credentials" },
+		func(p *store.Provider) { p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", now },
+		func(p *store.Provider) { p.Name = "renamed" },
+		func(p *store.Provider) { p.Percentage = &w },
+		func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 5, Max: 5} },
+		func(p *store.Provider) { p.GroupID = "dgrp_x" },
+	} {
+		v, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { edit(p); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, release, err := reg.Acquire(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		if p != p1 || len(*built) != 1 || (*built)[0].closed.Load() != 0 {
+			t.Fatalf("version %d: a bookkeeping write replaced the instance (built %d)", v.Version, len(*built))
+		}
+	}
+	for i, edit := range []func(p *store.Provider){
+		func(p *store.Provider) { p.SMTPPort = 587 },
+		func(p *store.Provider) { p.SMTPPasswordSealed = reg.sealer.Seal("new password") },
+		func(p *store.Provider) { p.OAuthTokenSealed = []byte("reconnected") },
+		func(p *store.Provider) { p.FromEmail = "noreply@example.com" },
+	} {
+		v, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { edit(p); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, release, err := reg.Acquire(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		// An idle replaced instance is closed apart from the lock (retire).
+		for deadline := time.Now().Add(2 * time.Second); (*built)[i].closed.Load() == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		if len(*built) != i+2 || (*built)[i].closed.Load() != 1 {
+			t.Fatalf("edit %d of a connection setting: built %d instances, want %d, the previous one closed", i, len(*built), i+2)
+		}
 	}
 }
