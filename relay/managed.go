@@ -61,14 +61,38 @@ func (h *health) acceptManaged(p *store.Provider, team *store.Team, n int, now t
 	return true
 }
 
-// releaseManaged returns acceptance reservations (a transaction that did
-// not complete, or a message whose first attempt took them over).
-func (h *health) releaseManaged(providerID string, n int) {
+// releaseManaged returns acceptance reservations made at acceptedAt (a
+// transaction that did not complete, or a message whose first attempt
+// took them over). Reservations of an earlier day were dropped when the
+// day rolled: giving them back would free room in today's.
+func (h *health) releaseManaged(providerID string, n int, acceptedAt time.Time) {
 	if n <= 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(providerID)
+	if !routing.WindowStart(routing.Day, acceptedAt).Equal(st.acceptedDay) {
+		return
+	}
 	st.accepted = max(0, st.accepted-n)
+}
+
+// restoreManaged counts again, after a restart, the reservations of the
+// queued messages accepted today (store.ManagedReservations), so that the
+// daily limit at acceptance holds across restarts.
+func (h *health) restoreManaged(rs []store.ManagedReservation, now time.Time) {
+	day := routing.WindowStart(routing.Day, now)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range rs {
+		if !routing.WindowStart(routing.Day, r.AcceptedAt).Equal(day) {
+			continue
+		}
+		st := h.get(r.ProviderID)
+		if !st.acceptedDay.Equal(day) {
+			st.acceptedDay, st.accepted = day, 0
+		}
+		st.accepted += r.Recipients
+	}
 }

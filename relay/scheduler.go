@@ -98,6 +98,11 @@ func (s *Scheduler) Recover() (int, error) {
 		return 0, err
 	}
 	s.health.load(usage)
+	reservations, err := s.store.ManagedReservations()
+	if err != nil {
+		return 0, err
+	}
+	s.health.restoreManaged(reservations, s.now())
 	if err := s.loadWaitingTeams(); err != nil {
 		return 0, err
 	}

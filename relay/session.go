@@ -54,9 +54,11 @@ type session struct {
 	// lets such a session finish and closes idle ones at once.
 	inTx atomic.Bool
 	// managed and reserved: recipients of this transaction reserved on the
-	// managed account's daily limit (see managed.go).
-	managed  *store.Provider
-	reserved int
+	// managed account's daily limit (see managed.go), the first at
+	// reservedAt.
+	managed    *store.Provider
+	reserved   int
+	reservedAt time.Time
 }
 
 var (
@@ -160,6 +162,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if !s.srv.sched.health.acceptManaged(managed, team, 1, s.srv.now()) {
 			s.srv.reject(s.cred, "daily_limit_exceeded")
 			return errDailyLimit
+		}
+		if s.reserved == 0 {
+			s.reservedAt = s.srv.now()
 		}
 		s.managed = managed
 		s.reserved++
@@ -307,7 +312,7 @@ func dataError(err error) error {
 // transaction that did not end in a queued message.
 func (s *session) releaseReserved() {
 	if s.managed != nil {
-		s.srv.sched.health.releaseManaged(s.managed.ID, s.reserved)
+		s.srv.sched.health.releaseManaged(s.managed.ID, s.reserved, s.reservedAt)
 	}
 	s.managed, s.reserved = nil, 0
 }

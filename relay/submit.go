@@ -90,13 +90,13 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 			}
 		}
 		if err != nil {
-			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
+			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.CreatedAt)
 			return "", err
 		}
 		m.Spooled, inline = true, nil
 	}
 	if err := srv.enqueue(m, inline); err != nil {
-		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved)
+		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.CreatedAt)
 		if sf != nil {
 			// Not stored, not acknowledged: the file is nobody's (on a
 			// full disk it would hold the space until the next start).

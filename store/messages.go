@@ -148,6 +148,9 @@ func (s *Store) Enqueue(m *Message, body []byte) error {
 				return err
 			}
 		}
+		if err := syncManagedReserved(tx, m, false); err != nil {
+			return err
+		}
 		return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 	}})
 }
@@ -200,7 +203,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if err := getJSON(b, id, &m); err != nil {
 			return err
 		}
-		oldState, oldDue, wasWaiting := m.State, m.NextAttemptAt, waits(&m)
+		oldState, oldDue, wasWaiting, wasReserved := m.State, m.NextAttemptAt, waits(&m), holdsReservation(&m)
 		if err := fn(&m); err != nil {
 			return err
 		}
@@ -208,6 +211,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		if err := syncWaiting(tx, &m, wasWaiting); err != nil {
+			return err
+		}
+		if err := syncManagedReserved(tx, &m, wasReserved); err != nil {
 			return err
 		}
 		if also != nil {

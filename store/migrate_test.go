@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -183,13 +184,13 @@ func TestMigrateV1DataPhaseMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	for _, want := range []string{`"msg":"store schema upgrade","from":1,"to":2`, `"msg":"store schema migrated","from":1,"to":2`} {
+	for _, want := range []string{fmt.Sprintf(`"msg":"store schema upgrade","from":1,"to":%d`, SchemaVersion), `"msg":"store schema migrated","from":1,"to":2`} {
 		if !strings.Contains(log.String(), want) {
 			t.Fatalf("log lacks %s:\n%s", want, log.String())
 		}
 	}
-	if v, _ := rawVersion(t, path); v != 2 {
-		t.Fatalf("file at version %d after the migration, want 2", v)
+	if v, _ := rawVersion(t, path); v != SchemaVersion {
+		t.Fatalf("file at version %d after the migration, want %d", v, SchemaVersion)
 	}
 	// The next Open has nothing to do and says nothing.
 	log.Reset()
@@ -245,7 +246,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("Open of a version %d file: %v, want ErrSchemaTooNew", SchemaVersion+1, err)
 	}
-	for _, want := range []string{"version 3", "up to 2", "restore the backup"} {
+	for _, want := range []string{fmt.Sprintf("version %d", SchemaVersion+1), fmt.Sprintf("up to %d", SchemaVersion), "restore the backup"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -269,9 +270,10 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(keySchemaVersion, be64(1)) })
 
-	boom := errors.New("step 3 cannot convert record")
+	next := uint64(SchemaVersion + 1)
+	boom := errors.New("the injected step cannot convert a record")
 	step3 := func(fail bool) migration {
-		return migration{to: 3, name: "test step", fn: func(tx *bolt.Tx) error {
+		return migration{to: next, name: "test step", fn: func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bMeta).Put([]byte("test_step_3"), []byte("half done")); err != nil {
 				return err
 			}
@@ -284,12 +286,12 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 	withMigrations(t, append(append([]migration{}, migrations...), step3(true)))
 	var log bytes.Buffer
 	_, err := Open(path, time.Second, logTo(&log))
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "from schema version 2 to 3") {
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), fmt.Sprintf("from schema version %d to %d", SchemaVersion, next)) {
 		t.Fatalf("Open with a failing step: %v", err)
 	}
 	v, _ := rawVersion(t, path)
-	if v != 2 {
-		t.Fatalf("after a failed 2→3 step the file is at version %d, want 2 (1→2 committed, 2→3 rolled back)", v)
+	if v != SchemaVersion {
+		t.Fatalf("after a failed step to %d the file is at version %d, want %d (the real steps committed, the injected one rolled back)", next, v, SchemaVersion)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -317,11 +319,11 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 	if err != nil || got.From != m.From {
 		t.Fatalf("message after the upgrade: %+v %v", got, err)
 	}
-	if !strings.Contains(log.String(), `"msg":"store schema migrated","from":2,"to":3`) {
+	if !strings.Contains(log.String(), fmt.Sprintf(`"msg":"store schema migrated","from":%d,"to":%d`, SchemaVersion, next)) {
 		t.Fatalf("log:\n%s", log.String())
 	}
-	if v, _ := rawVersion(t, path); v != 3 {
-		t.Fatalf("version %d, want 3", v)
+	if v, _ := rawVersion(t, path); v != next {
+		t.Fatalf("version %d, want %d", v, next)
 	}
 }
 

@@ -29,7 +29,7 @@ var (
 		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
 		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
-		bDomains, bDomainNames, bTrackingLinks}
+		bDomains, bDomainNames, bTrackingLinks, bManagedReserved}
 )
 
 // Errors callers branch on.
