@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the third-party programs the test suite talks to, when missing:
-# swaks (an SMTP client nobody here wrote), Python 3 (smtplib), and
-# aws-ses-v2-local (a local SES v2 API, from npm, into ./node_modules).
+# swaks (an SMTP client nobody here wrote), Python 3 (smtplib), Postfix's
+# smtp-sink (an SMTP server nobody here wrote; the package is installed
+# without configuring or starting a system Postfix), and from npm into
+# ./node_modules aws-ses-v2-local (a local SES v2 API) and nodemailer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -9,15 +11,21 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections 2>/dev/null || true
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ ! -x node_modules/.bin/aws-ses-v2-local ]; then
-  echo "installing test peer: aws-ses-v2-local (npm)"
-  npm install --no-save --no-audit --no-fund --silent aws-ses-v2-local@2.10.2
+# Both in one command: without a package.json, npm removes what an earlier
+# --no-save install put in node_modules.
+npm_peers=(aws-ses-v2-local@2.10.2 nodemailer@10.6.0)
+if [ ! -x node_modules/.bin/aws-ses-v2-local ] ||
+  [ "$(node -p 'require("./node_modules/nodemailer/package.json").version' 2>/dev/null)" != "10.6.0" ]; then
+  echo "installing test peers (npm): ${npm_peers[*]}"
+  npm install --no-save --no-audit --no-fund --silent "${npm_peers[@]}"
 fi
