@@ -93,7 +93,7 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 	}
 	if reserved := m0.ManagedReserved; reserved > 0 {
 		// The attempt's own reservation now counts these recipients.
-		s.health.releaseManaged(m0.ManagedProviderID, reserved, m0.CreatedAt)
+		s.health.releaseManaged(m0.ManagedProviderID, reserved, m0.ReservedAt())
 	}
 	body, err := s.store.OpenBody(m)
 	if err != nil {

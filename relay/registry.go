@@ -78,18 +78,25 @@ func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in, ok := r.instances[p.ID]
-	if ok && in.version != p.Version {
+	// Only a newer record may replace the instance: callers can hold a
+	// record older than the one it was built from (a team list read
+	// before an edit), and must not flip it back and forth.
+	if ok && p.Version > in.version {
 		if key := buildKey(p); key == in.key {
 			in.version = p.Version
 		} else {
-			r.retire(in)
 			ok = false
 		}
 	}
 	if !ok {
 		prov, err := r.Build(p)
 		if err != nil {
+			// The current instance, if any, stays: retiring it here would
+			// leave a closed provider in the map for the next Acquire.
 			return nil, nil, err
+		}
+		if old := r.instances[p.ID]; old != nil {
+			r.retire(old)
 		}
 		in = &instance{version: p.Version, key: buildKey(p), prov: prov}
 		r.instances[p.ID] = in
@@ -120,18 +127,22 @@ func (r *Registry) retire(in *instance) {
 }
 
 // buildKey is the part of a provider's record its live instance is built
-// from: all of it but the fields routing, reporting and the API write
-// without touching the connection (timestamps, status, name, weight,
-// quotas, group). A test's timestamp, an activation or a weight change
-// thus keeps the instance and its pooled connections; rebuilding on those
-// let a replaced pool finish its sends while the new one opened its own,
-// up to twice connections_per_provider at the upstream. Anything else,
-// including a field added later, rebuilds: keeping a stale instance would
-// be the worse mistake.
+// from: all of it but the fields routing, shaping, reporting and the API
+// read from the record itself (timestamps, status, name, weight, quotas,
+// group, sender defaults, tracking domain). A test's timestamp, an
+// activation or a weight change thus keeps the instance and its pooled
+// connections; rebuilding on those let a replaced pool finish its sends
+// while the new one opened its own, up to twice connections_per_provider
+// at the upstream. Anything else in the JSON record, including a field
+// added later, rebuilds: keeping a stale instance would be the worse
+// mistake. (An OAuth account's sealed token is in the key: the first
+// write after a token refresh rebuilds its API client, which holds no
+// connections, with the refreshed token.)
 func buildKey(p *store.Provider) string {
 	c := *p
 	c.Name, c.Status, c.StatusReason = "", "", ""
 	c.Quotas, c.Percentage, c.GroupID = store.Quotas{}, nil, ""
+	c.FromEmail, c.FromName, c.ReplyToEmail, c.ReplyToName, c.TrackingDomain = "", "", "", "", ""
 	c.UpdatedAt, c.ActivatedAt, c.LastTestedAt, c.LastUsedAt, c.Version = time.Time{}, time.Time{}, nil, nil, 0
 	b, err := json.Marshal(&c)
 	if err != nil {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -113,6 +114,9 @@ func TestRegistryKeepsInstanceAcrossBookkeepingWrites(t *testing.T) {
 		func(p *store.Provider) { p.Percentage = &w },
 		func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 5, Max: 5} },
 		func(p *store.Provider) { p.GroupID = "dgrp_x" },
+		func(p *store.Provider) {
+			p.FromEmail, p.ReplyToEmail, p.TrackingDomain = "noreply@example.com", "help@example.com", "t.example.com"
+		},
 	} {
 		v, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { edit(p); return nil })
 		if err != nil {
@@ -131,7 +135,7 @@ func TestRegistryKeepsInstanceAcrossBookkeepingWrites(t *testing.T) {
 		func(p *store.Provider) { p.SMTPPort = 587 },
 		func(p *store.Provider) { p.SMTPPasswordSealed = reg.sealer.Seal("new password") },
 		func(p *store.Provider) { p.OAuthTokenSealed = []byte("reconnected") },
-		func(p *store.Provider) { p.FromEmail = "noreply@example.com" },
+		func(p *store.Provider) { p.SMTPHost = "mx3.example" },
 	} {
 		v, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { edit(p); return nil })
 		if err != nil {
@@ -148,6 +152,53 @@ func TestRegistryKeepsInstanceAcrossBookkeepingWrites(t *testing.T) {
 		}
 		if len(*built) != i+2 || (*built)[i].closed.Load() != 1 {
 			t.Fatalf("edit %d of a connection setting: built %d instances, want %d, the previous one closed", i, len(*built), i+2)
+		}
+	}
+}
+
+// TestRegistryFailedRebuildKeepsCurrent: an edit whose instance cannot be
+// built fails the sends that see it and leaves the current instance open;
+// editing back uses it again, never a closed one. A record older than the
+// instance (read before an edit) gets the current instance too.
+func TestRegistryFailedRebuildKeepsCurrent(t *testing.T) {
+	reg, st, v1, built := registryWithFake(t)
+	reg.Register("fake", func(p *store.Provider, _ string) (Provider, error) {
+		if p.SMTPHost == "" {
+			return nil, errors.New("no host")
+		}
+		cp := &closingProvider{}
+		*built = append(*built, cp)
+		return cp, nil
+	})
+	p1, release, err := reg.Acquire(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	v2, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { p.SMTPHost = ""; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, _, err := reg.Acquire(v2); err == nil {
+			t.Fatal("an unbuildable record got an instance")
+		}
+	}
+	v3, err := st.UpdateProvider("", v1.ID, 0, func(p *store.Provider) error { p.SMTPHost = v1.SMTPHost; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []*store.Provider{v3, v1} {
+		p, release, err := reg.Acquire(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		if p != p1 || (*built)[0].closed.Load() != 0 || len(*built) != 1 {
+			t.Fatalf("version %d: got %p (first %p), first closed %d times, %d built", v.Version, p, p1, (*built)[0].closed.Load(), len(*built))
+		}
+		if _, err := p.Send(context.Background(), Envelope{}, nil); err != nil {
+			t.Fatalf("version %d: send on the kept instance: %v", v.Version, err)
 		}
 	}
 }

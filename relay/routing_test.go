@@ -189,10 +189,18 @@ func TestManagedDailyLimitAtAcceptance(t *testing.T) {
 	if err := c.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := send(c, "a@example.com", []string{"x@example.com", "y@example.com"}, testBody); err != nil {
+	reply, err := send(c, "a@example.com", []string{"x@example.com", "y@example.com"}, testBody)
+	if err != nil {
 		t.Fatalf("two recipients within the limit: %v", err)
 	}
-	_, err := send(c, "a@example.com", []string{"z@example.com"}, testBody)
+	// The reservations count in the day of the first RCPT, which the
+	// record keeps (the message itself is created at the end of DATA).
+	m, _ := h.store.Message(queuedRe.FindStringSubmatch(reply)[1])
+	// (ManagedReserved itself may already be handed over to a claim.)
+	if m.ManagedProviderID != h.provID || m.ManagedReservedAt.IsZero() || m.ManagedReservedAt.After(m.CreatedAt) {
+		t.Fatalf("reserved on %q at %v, created %v", m.ManagedProviderID, m.ManagedReservedAt, m.CreatedAt)
+	}
+	_, err = send(c, "a@example.com", []string{"z@example.com"}, testBody)
 	se, ok := err.(*gosmtp.SMTPError)
 	if !ok || se.Code != 550 || se.EnhancedCode != (gosmtp.EnhancedCode{5, 7, 1}) || se.Message != "Daily sending limit reached" {
 		t.Fatalf("third recipient of the day: %v, want 550 5.7.1 Daily sending limit reached", err)

@@ -164,7 +164,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return errDailyLimit
 		}
 		if s.reserved == 0 {
-			s.reservedAt = s.srv.now()
+			s.reservedAt = s.srv.now().UTC()
 		}
 		s.managed = managed
 		s.reserved++
@@ -202,7 +202,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	msg := s.srv.newMessage(id, s.cred, "smtp", s.from, s.rcpts, head, size)
 	if s.managed != nil {
-		msg.ManagedReserved, msg.ManagedProviderID = s.reserved, s.managed.ID
+		msg.ManagedReserved, msg.ManagedProviderID, msg.ManagedReservedAt = s.reserved, s.managed.ID, s.reservedAt
 	}
 	var body []byte
 	if spool != nil {

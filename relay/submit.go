@@ -69,11 +69,12 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 	}
 	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
 	if managed, team := srv.managedOnly(cred); managed != nil {
-		if !srv.sched.health.acceptManaged(managed, team, len(uniq), srv.now()) {
+		// One instant for the reservation and its record (m.CreatedAt).
+		if !srv.sched.health.acceptManaged(managed, team, len(uniq), m.CreatedAt) {
 			srv.reject(cred, "daily_limit_exceeded")
 			return "", ErrDailyLimit
 		}
-		m.ManagedReserved, m.ManagedProviderID = len(uniq), managed.ID
+		m.ManagedReserved, m.ManagedProviderID, m.ManagedReservedAt = len(uniq), managed.ID, m.CreatedAt
 	}
 	inline := body
 	var sf *store.SpoolFile
@@ -90,13 +91,13 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 			}
 		}
 		if err != nil {
-			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.CreatedAt)
+			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
 			return "", err
 		}
 		m.Spooled, inline = true, nil
 	}
 	if err := srv.enqueue(m, inline); err != nil {
-		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.CreatedAt)
+		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
 		if sf != nil {
 			// Not stored, not acknowledged: the file is nobody's (on a
 			// full disk it would hold the space until the next start).

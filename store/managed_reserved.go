@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,7 +35,7 @@ func syncManagedReserved(tx *bolt.Tx, m *Message, was bool) error {
 	b := tx.Bucket(bManagedReserved)
 	if holdsReservation(m) {
 		v := make([]byte, 12, 12+len(m.ManagedProviderID))
-		binary.BigEndian.PutUint64(v, uint64(m.CreatedAt.UnixNano()))
+		binary.BigEndian.PutUint64(v, uint64(m.ReservedAt().UnixNano()))
 		binary.BigEndian.PutUint32(v[8:], uint32(m.ManagedReserved))
 		return b.Put([]byte(m.ID), append(v, m.ManagedProviderID...))
 	}
@@ -71,7 +72,10 @@ func migrateManagedReserved(tx *bolt.Tx) error {
 		}
 		var m Message
 		if err := getJSON(msgs, string(k[8:]), &m); err != nil {
-			return nil // an index entry without a record: nothing to count
+			if errors.Is(err, ErrNotFound) {
+				return nil // an index entry without a record: nothing to count
+			}
+			return fmt.Errorf("message %s: %w", k[8:], err)
 		}
 		return syncManagedReserved(tx, &m, false)
 	})

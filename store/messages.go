@@ -84,9 +84,11 @@ type Message struct {
 	Recipients []Recipient `json:"recipients"`
 	Size       int64       `json:"size"`
 	// ManagedReserved counts recipients reserved on ManagedProviderID's
-	// daily limit at acceptance, handed over at the first attempt.
-	ManagedReserved   int    `json:"managed_reserved,omitempty"`
-	ManagedProviderID string `json:"managed_provider_id,omitempty"`
+	// daily limit at acceptance, at ManagedReservedAt (whose UTC day they
+	// count in: over SMTP, the first RCPT), handed over at the first attempt.
+	ManagedReserved   int       `json:"managed_reserved,omitempty"`
+	ManagedProviderID string    `json:"managed_provider_id,omitempty"`
+	ManagedReservedAt time.Time `json:"managed_reserved_at,omitzero"`
 	// Spooled is true when the body is a spool file, not a bbolt value.
 	Spooled         bool   `json:"spooled,omitempty"`
 	Subject         string `json:"subject,omitempty"`
@@ -113,6 +115,15 @@ type Message struct {
 	Attempts  []Attempt       `json:"attempts,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// ReservedAt is when the message's managed-account reservations were
+// made (records written before ManagedReservedAt: its creation).
+func (m *Message) ReservedAt() time.Time {
+	if m.ManagedReservedAt.IsZero() {
+		return m.CreatedAt
+	}
+	return m.ManagedReservedAt
 }
 
 // PendingRecipients returns the addresses still to be delivered.

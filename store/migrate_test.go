@@ -272,9 +272,9 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 
 	next := uint64(SchemaVersion + 1)
 	boom := errors.New("the injected step cannot convert a record")
-	step3 := func(fail bool) migration {
+	injected := func(fail bool) migration {
 		return migration{to: next, name: "test step", fn: func(tx *bolt.Tx) error {
-			if err := tx.Bucket(bMeta).Put([]byte("test_step_3"), []byte("half done")); err != nil {
+			if err := tx.Bucket(bMeta).Put([]byte("test_injected_step"), []byte("half done")); err != nil {
 				return err
 			}
 			if fail {
@@ -283,7 +283,7 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 			return nil
 		}}
 	}
-	withMigrations(t, append(append([]migration{}, migrations...), step3(true)))
+	withMigrations(t, append(append([]migration{}, migrations...), injected(true)))
 	var log bytes.Buffer
 	_, err := Open(path, time.Second, logTo(&log))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), fmt.Sprintf("from schema version %d to %d", SchemaVersion, next)) {
@@ -298,7 +298,7 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 		t.Fatalf("the lock was not released: %v", err)
 	}
 	db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bMeta).Get([]byte("test_step_3")) != nil {
+		if tx.Bucket(bMeta).Get([]byte("test_injected_step")) != nil {
 			t.Error("the failed step's write was committed")
 		}
 		return nil
@@ -308,7 +308,7 @@ func TestFailedMigrationKeepsVersion(t *testing.T) {
 		t.Fatalf("log:\n%s", log.String())
 	}
 
-	migrations[len(migrations)-1] = step3(false)
+	migrations[len(migrations)-1] = injected(false)
 	log.Reset()
 	s, err = Open(path, time.Second, logTo(&log))
 	if err != nil {

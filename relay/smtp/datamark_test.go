@@ -12,8 +12,8 @@ import (
 )
 
 // TestSendDataMarkFailure: when the data mark cannot be recorded the body
-// is not sent (nor an empty message); the session stays usable and the
-// next send arrives intact.
+// is not sent (nor an empty message); the session is dropped (the failure
+// carries no reply code) and the next send, on a new one, arrives intact.
 func TestSendDataMarkFailure(t *testing.T) {
 	s := testpeer.Start(t, testpeer.Options{})
 	p := newProvider(t, configFor(s, testpeer.TLSNone, "", ""))
@@ -28,6 +28,9 @@ func TestSendDataMarkFailure(t *testing.T) {
 	msgs := s.WaitMessages(t, 1, 5*time.Second)
 	if len(s.Received()) != 1 || !bytes.Equal(msgs[0].Data, []byte(body)) {
 		t.Fatalf("upstream read %d bodies, accepted %q; want only the second message", len(s.Received()), msgs[0].Data)
+	}
+	if n := s.Conns(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
 	}
 }
 
