@@ -243,7 +243,9 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 	if avoided {
 		s.noteWaiting(m.TeamID)
 	}
+	var unreserved *store.Message // a message failed here gives its reservations back
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
+		unreserved = nil
 		if m.State != store.StateQueued {
 			return errNotQueued
 		}
@@ -257,8 +259,15 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 				Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
 		}
 		s.deferOrFail(m, now, "no_active_providers")
+		if m.State == store.StateDone && m.ManagedReserved > 0 {
+			c := *m
+			unreserved, m.ManagedReserved = &c, 0
+		}
 		return nil
 	})
+	if err == nil && unreserved != nil {
+		s.health.releaseManaged(unreserved.ManagedProviderID, unreserved.ManagedReserved, unreserved.ReservedAt())
+	}
 	if storeTrouble(err) {
 		// Still queued and due: pause dispatch instead of a hot loop.
 		wait := s.gate.failed(s.now())
