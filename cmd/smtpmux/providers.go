@@ -101,22 +101,28 @@ func (t providerTester) test(ctx context.Context, p *store.Provider) (string, er
 	return fmt.Sprintf("connected and authenticated in %d ms", latency.Milliseconds()), nil
 }
 
-// timeoutError marks a test that ran out of time: the API keeps the
-// provider's status ("deferred") instead of calling it broken.
-type timeoutError struct{ error }
+// deferredError marks a test whose answer was "not now" rather than "no":
+// it ran out of time, or the upstream answered its opening with a 4xx
+// (too many connections — the pool may hold all the account may open —,
+// a busy or greylisting server). The API keeps the provider's status
+// ("deferred") instead of calling it broken.
+type deferredError struct{ error }
 
-func (timeoutError) Timeout() bool { return true }
+func (deferredError) Timeout() bool { return true }
 
 func testFailure(err error) error {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return timeoutError{fmt.Errorf("timed out: %w", err)}
+		return deferredError{fmt.Errorf("timed out: %w", err)}
 	}
 	var de *relay.DeliveryError
 	if errors.As(err, &de) && de.Classified() == routing.Connection && de.Failure.Code == 0 && de.Err != nil {
 		if errors.Is(de.Err, context.DeadlineExceeded) {
-			return timeoutError{err}
+			return deferredError{err}
 		}
+	}
+	if de != nil && de.Failure.Code >= 400 && de.Failure.Code < 500 {
+		return deferredError{err}
 	}
 	return err
 }

@@ -30,6 +30,13 @@ type Provider struct {
 	mu      sync.Mutex
 	closed  bool
 	janitor bool
+	// open counts established connections (idle or busy), dialing the
+	// dials under way; held counts slots kept taken after the upstream
+	// refused one more connection, since heldAt (busy.go).
+	open    int
+	dialing int
+	held    int
+	heldAt  time.Time
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -60,6 +67,14 @@ func (p *Provider) Config() Config { return p.cfg }
 // RSET, or a new one when a connection slot is free. It waits, within
 // ctx, while MaxConns connections are busy.
 func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
+	// After the upstream refused a new connection while others were open
+	// or opening, the send waits for one of those (busy.go).
+	var w *refusedWait
+	defer func() {
+		if w != nil {
+			w.stop()
+		}
+	}()
 	for {
 		select {
 		case <-p.done:
@@ -80,12 +95,24 @@ func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
 				return pc, nil
 			}
 		case p.slots <- struct{}{}:
-			pc, err := p.dial(ctx)
+			pc, err := p.dialPooled(ctx)
 			if err != nil {
+				if p.holdSlot(err) {
+					if w == nil {
+						w = p.newRefusedWait(err)
+					}
+					w.holds++
+					continue
+				}
 				<-p.slots
+				w.giveBack()
 				return nil, err
 			}
 			return pc, nil
+		case <-w.tick():
+			if err := w.check(); err != nil {
+				return nil, err
+			}
 		case <-ctx.Done():
 			// Waiting for our own pool is not the upstream's fault: do
 			// not let it count toward the breaker.
@@ -111,12 +138,28 @@ func (p *Provider) acquireFresh(ctx context.Context) (*pconn, error) {
 	case <-p.done:
 		return nil, closedErr()
 	}
-	pc, err := p.dial(ctx)
+	pc, err := p.dialPooled(ctx)
 	if err != nil {
 		<-p.slots
 		return nil, err
 	}
 	return pc, nil
+}
+
+// dialPooled is dial for a connection of the pool, counted in p.open
+// until discard.
+func (p *Provider) dialPooled(ctx context.Context) (*pconn, error) {
+	p.mu.Lock()
+	p.dialing++
+	p.mu.Unlock()
+	pc, err := p.dial(ctx)
+	p.mu.Lock()
+	p.dialing--
+	if err == nil {
+		p.open++
+	}
+	p.mu.Unlock()
+	return pc, err
 }
 
 // revive checks that an idle session is still usable: not idle too long,
@@ -162,12 +205,17 @@ func (p *Provider) release(pc *pconn) {
 	}
 	pc.idleAt = time.Now()
 	p.idle <- pc // never blocks: at most cap(p.idle) connections exist
+	p.startJanitor()
+	p.mu.Unlock()
+}
+
+// startJanitor starts reap once; p.mu is held.
+func (p *Provider) startJanitor() {
 	if !p.janitor {
 		p.janitor = true
 		p.wg.Add(1)
 		go p.reap()
 	}
-	p.mu.Unlock()
 }
 
 // discard closes a session and frees its slot; polite sends QUIT first,
@@ -179,6 +227,9 @@ func (p *Provider) discard(pc *pconn, polite bool) {
 		pc.client.Quit()
 	}
 	pc.client.Close()
+	p.mu.Lock()
+	p.open--
+	p.mu.Unlock()
 	<-p.slots
 }
 
@@ -193,6 +244,7 @@ func (p *Provider) reap() {
 			return
 		case <-t.C:
 		}
+		p.growHeld(time.Now())
 		var keep []*pconn
 	drain:
 		for range cap(p.idle) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,5 +191,90 @@ func BenchmarkSend(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestPoolLearnsUpstreamConnectionLimit: an upstream that allows 3
+// connections and turns away a 4th with a 421 (as Microsoft 365 and Gmail
+// do) is not failing: every send succeeds over the 3 connections, and the
+// pool stops opening more.
+func TestPoolLearnsUpstreamConnectionLimit(t *testing.T) {
+	s := testpeer.Start(t, testpeer.Options{})
+	var refused atomic.Int32
+	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
+		if step == testpeer.StepConnect && s.Open() > 3 {
+			refused.Add(1)
+			return testpeer.Reply(421, "4.7.0", "Too many concurrent SMTP connections from this account")
+		}
+		return testpeer.Continue
+	})
+	cfg := configFor(s, testpeer.TLSNone, "", "")
+	cfg.MaxConns = 10
+	p := newProvider(t, cfg)
+	const n = 60
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			if _, err := p.Send(ctxTimeout(t, 10*time.Second), envelope(), []byte(body)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("send failed: %v", err)
+	}
+	if got := s.Count(); got != n {
+		t.Fatalf("upstream accepted %d messages, want %d", got, n)
+	}
+	if l := p.Limit(); l != 3 {
+		t.Errorf("pool limit %d after the upstream refused connections past 3, want 3", l)
+	}
+	before := refused.Load()
+	for range 10 {
+		if _, err := p.Send(ctxTimeout(t, 5*time.Second), envelope(), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused.Load() != before {
+		t.Errorf("the pool kept opening connections past the learned limit")
+	}
+	t.Logf("%d connections refused while learning the limit", before)
+	// After a minute at that limit the pool tries one connection more.
+	p.growHeld(time.Now().Add(growAfter / 2))
+	if l := p.Limit(); l != 3 {
+		t.Errorf("limit %d before growAfter, want 3", l)
+	}
+	p.growHeld(time.Now().Add(growAfter))
+	if l := p.Limit(); l != 4 {
+		t.Errorf("limit %d after growAfter, want 4", l)
+	}
+}
+
+// TestPoolRefusedEverywhereFailsFast: an upstream that refuses every new
+// connection is down, not full: the sends fail at once with its reply
+// (for the breaker), and the pool keeps its full limit for when it is back.
+func TestPoolRefusedEverywhereFailsFast(t *testing.T) {
+	s := testpeer.Start(t, testpeer.Options{})
+	s.Always(testpeer.StepConnect, "", testpeer.Reply(421, "4.3.2", "Service not available"))
+	cfg := configFor(s, testpeer.TLSNone, "", "")
+	cfg.MaxConns = 10
+	p := newProvider(t, cfg)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 20 {
+		wg.Go(func() {
+			_, err := p.Send(ctxTimeout(t, 10*time.Second), envelope(), []byte(body))
+			want{class: routing.Connection, phase: routing.PhaseConnect, code: 421, enhanced: "4.3.2"}.check(t, err)
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > cfg.DialTimeout {
+		t.Errorf("20 sends to a refusing upstream took %v: they waited for connections that could not come", took)
+	}
+	if l := p.Limit(); l != 10 {
+		t.Errorf("pool limit %d after a refusing upstream, want the full 10", l)
 	}
 }
