@@ -1,7 +1,6 @@
 package main
 
 import (
-	"sync/atomic"
 	"testing"
 
 	"github.com/smtpmux/smtpmux/internal/testpeer"
@@ -15,14 +14,7 @@ import (
 func TestUpstreamConnectionLimitIsNotAFailure(t *testing.T) {
 	t.Parallel()
 	up := testpeer.Start(t, testpeer.Options{})
-	var refused atomic.Int32
-	up.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
-		if step == testpeer.StepConnect && up.Open() > 3 {
-			refused.Add(1)
-			return testpeer.Reply(421, "4.7.0", "Too many concurrent SMTP connections")
-		}
-		return testpeer.Continue
-	})
+	refused := up.LimitConnections(3)
 	d := newDaemon(t, nil)
 	id, key := d.setupRelay(map[string]any{"name": "three-conns", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	ids := sendConcurrently(t, d, key, "connlimit", 100, 10)

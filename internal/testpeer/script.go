@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	gosmtp "github.com/emersion/go-smtp"
 )
@@ -182,4 +183,20 @@ func (s *Server) decide(step Step, arg string) Action {
 		return behave(step, arg)
 	}
 	return Continue
+}
+
+// LimitConnections makes the peer turn away, with 421 4.7.0 at the
+// greeting, a connection that would be its (n+1)th open one, as upstream
+// accounts with a connection limit do (Microsoft 365 allows 3). It
+// replaces Options.Behave and returns the count of connections turned away.
+func (s *Server) LimitConnections(n int) *atomic.Int32 {
+	refused := new(atomic.Int32)
+	s.SetBehave(func(step Step, _ string) Action {
+		if step == StepConnect && s.Open() > n {
+			refused.Add(1)
+			return Reply(421, "4.7.0", "Too many concurrent SMTP connections from this account")
+		}
+		return Continue
+	})
+	return refused
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,14 +199,7 @@ func BenchmarkSend(b *testing.B) {
 // pool stops opening more.
 func TestPoolLearnsUpstreamConnectionLimit(t *testing.T) {
 	s := testpeer.Start(t, testpeer.Options{})
-	var refused atomic.Int32
-	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
-		if step == testpeer.StepConnect && s.Open() > 3 {
-			refused.Add(1)
-			return testpeer.Reply(421, "4.7.0", "Too many concurrent SMTP connections from this account")
-		}
-		return testpeer.Continue
-	})
+	refused := s.LimitConnections(3)
 	cfg := configFor(s, testpeer.TLSNone, "", "")
 	cfg.MaxConns = 10
 	p := newProvider(t, cfg)
