@@ -346,8 +346,9 @@ type testResult struct {
 	Message   string `json:"message"`
 	LatencyMS int64  `json:"latency_ms"`
 	TestedAt  string `json:"tested_at"`
-	// Deferred is true when the upstream timed out: inconclusive, the
-	// provider's status was left as it was.
+	// Deferred is true when the upstream timed out or, for an SMTP
+	// provider, answered the opening with a temporary (4xx) refusal:
+	// inconclusive, the provider's status was left as it was.
 	Deferred bool `json:"deferred"`
 }
 

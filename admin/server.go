@@ -31,7 +31,8 @@ import (
 // ProviderTester checks a provider's connection and credentials for
 // POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A nil error
 // is success. An error with Timeout() true is "deferred": the upstream did
-// not answer in time, which says nothing about the credentials, so the
+// not answer in time, or said "not now" (an SMTP 4xx at its opening, such
+// as too many connections), which says nothing about the settings, so the
 // provider keeps its status. message is shown to the user either way and
 // must not contain secrets.
 type ProviderTester interface {

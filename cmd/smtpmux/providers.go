@@ -86,7 +86,7 @@ func (t providerTester) test(ctx context.Context, p *store.Provider) (string, er
 	}); ok {
 		_, msg, err := d.TestDetail(ctx)
 		if err != nil {
-			return "", testFailure(err)
+			return "", testFailure(err, p.Type)
 		}
 		return msg, nil
 	}
@@ -96,7 +96,7 @@ func (t providerTester) test(ctx context.Context, p *store.Provider) (string, er
 	}
 	latency, err := tester.Test(ctx)
 	if err != nil {
-		return "", testFailure(err)
+		return "", testFailure(err, p.Type)
 	}
 	return fmt.Sprintf("connected and authenticated in %d ms", latency.Milliseconds()), nil
 }
@@ -110,7 +110,7 @@ type deferredError struct{ error }
 
 func (deferredError) Timeout() bool { return true }
 
-func testFailure(err error) error {
+func testFailure(err error, providerType string) error {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return deferredError{fmt.Errorf("timed out: %w", err)}
@@ -121,7 +121,11 @@ func testFailure(err error) error {
 			return deferredError{err}
 		}
 	}
-	if de != nil && de.Failure.Code >= 400 && de.Failure.Code < 500 {
+	// Only an SMTP reply: other providers' codes are HTTP statuses (an SES
+	// 403 is a bad key), and an SMTP 4xx the classifier reads as an auth
+	// or quota problem is that, not "not now".
+	if de != nil && providerType == store.TypeSMTP && de.Failure.Code >= 400 && de.Failure.Code < 500 &&
+		de.Classified() == routing.Connection {
 		return deferredError{err}
 	}
 	return err

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"context"
 	"errors"
 	"io"
 	"syscall"
@@ -16,22 +17,34 @@ import (
 // at its opening while the others work: that is not the upstream failing
 // (counting it toward the breaker would pull a healthy provider for an
 // hour), it is the pool learning the upstream's limit, as Postfix's
-// destination concurrency does. So when a new connection is refused and
-// others are open, the pool keeps that slot blocked (a "held" slot: one
-// connection fewer from now on), and the send waits for one of the open
-// connections instead, for at most DialTimeout. A held slot is given back
+// destination concurrency does. So when a new connection is turned away
+// while others are open or opening, the pool keeps that slot blocked (a
+// "held" slot: one connection fewer from now on), and the send no longer
+// dials: it waits for one of the open connections like any other send
+// waiting for the pool, within its own deadline. A held slot is given back
 // after growAfter without another refusal, to find out whether the
 // upstream allows more again.
+//
+// When nothing is open or opening any more, the refusal was not about the
+// number of connections (or the upstream still counted one just closed):
+// the send gives its held slots back and dials once more, and if that is
+// turned away too, fails with the refusal, so that an upstream that
+// refuses everything reaches the breaker without delay and the pool is
+// whole when it returns.
 
 // growAfter is how long the pool runs at a learned limit before it tries
 // one connection more.
 const growAfter = time.Minute
 
+// refusedPoll is how often a send waiting after a refusal checks whether
+// connections are still open or opening.
+const refusedPoll = 20 * time.Millisecond
+
 // refusedNewConnection reports whether a failed dial looks like the
-// upstream turning away one more connection: a 4xx reply to the greeting,
-// EHLO or AUTH, or the connection refused, reset or closed during the
-// opening. A 5xx (credentials), a fault of the account's set-up or a
-// timeout is not.
+// upstream turning away one more connection: a reply classed as a
+// connection problem (a 4xx at the greeting, EHLO or AUTH; not a quota
+// reply, not a 5xx), or the connection refused, reset or closed during the
+// opening. A fault of the account's set-up or a timeout is not.
 func refusedNewConnection(err error) bool {
 	var de *relay.DeliveryError
 	if !errors.As(err, &de) || de.Class != nil {
@@ -42,18 +55,19 @@ func refusedNewConnection(err error) bool {
 		return false
 	}
 	if f.Code != 0 {
-		return f.Code >= 400 && f.Code < 500
+		return f.Code >= 400 && f.Code < 500 && routing.Classify(f) == routing.Connection
 	}
 	return errors.Is(de.Err, syscall.ECONNREFUSED) || errors.Is(de.Err, syscall.ECONNRESET) ||
 		errors.Is(de.Err, io.EOF) || errors.Is(de.Err, io.ErrUnexpectedEOF)
 }
 
 // holdSlot is called with the slot of a dial that err ended: when the
-// upstream refused one more connection while others are open or opening,
-// the slot stays taken (held) and holdSlot reports true; otherwise the
-// caller frees it.
-func (p *Provider) holdSlot(err error) bool {
-	if !refusedNewConnection(err) {
+// upstream turned away one more connection while others are open or
+// opening, the slot stays taken (held) and holdSlot reports true;
+// otherwise the caller frees it. A dial cut by the send's own context
+// (a shutdown, a deadline) says nothing about the upstream.
+func (p *Provider) holdSlot(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || !refusedNewConnection(err) {
 		return false
 	}
 	p.mu.Lock()
@@ -67,76 +81,15 @@ func (p *Provider) holdSlot(err error) bool {
 	return true
 }
 
-// unhold gives back a slot holdSlot took, when the send that took it
-// gives up waiting.
+// unhold gives back a slot holdSlot took.
 func (p *Provider) unhold() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held > 0 {
 		p.held--
-		<-p.slots
+		<-p.slots // never blocks: each held slot is a token in slots
 	}
 }
-
-// refusedWait is a send waiting for an open connection after the upstream
-// refused it a new one. It gives up, freeing the slot it held and failing
-// with the refusal, after DialTimeout, or at once when no connection is
-// open or opening any more (an upstream that refuses everything is down,
-// not full: the failure must reach the breaker without delay, and the
-// pool must not stay small once the upstream is back).
-type refusedWait struct {
-	p      *Provider
-	err    error
-	holds  int // slots this send held, one per refusal
-	until  time.Time
-	ticker *time.Ticker
-}
-
-// refusedPoll is how often a waiting send checks whether connections are
-// still open.
-const refusedPoll = 20 * time.Millisecond
-
-func (p *Provider) newRefusedWait(err error) *refusedWait {
-	return &refusedWait{p: p, err: err, until: time.Now().Add(p.cfg.DialTimeout), ticker: time.NewTicker(refusedPoll)}
-}
-
-// tick is the channel acquire waits on besides its own; nil (never
-// ready) while no refusal happened.
-func (w *refusedWait) tick() <-chan time.Time {
-	if w == nil {
-		return nil
-	}
-	return w.ticker.C
-}
-
-// check returns the refusal when the wait is over.
-func (w *refusedWait) check() error {
-	w.p.mu.Lock()
-	hopeless := w.p.open < 1 && w.p.dialing < 1
-	w.p.mu.Unlock()
-	if !hopeless && time.Now().Before(w.until) {
-		return nil
-	}
-	w.giveBack()
-	return w.err
-}
-
-// giveBack frees the slots this send held: it is failing with a refusal
-// that, in the end, was not about the number of connections. (A send
-// that got a connection, or whose context ended, leaves them held: the
-// refusals did come while others worked.)
-func (w *refusedWait) giveBack() {
-	if w == nil {
-		return
-	}
-	for ; w.holds > 0; w.holds-- {
-		w.p.unhold()
-	}
-}
-
-// stop ends the wait: a send that got a connection keeps its slot held,
-// the pool's new limit.
-func (w *refusedWait) stop() { w.ticker.Stop() }
 
 // growHeld gives one held slot back once the pool ran growAfter at its
 // learned limit. The janitor calls it.
@@ -160,4 +113,46 @@ func (p *Provider) Limit() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cfg.MaxConns - p.held
+}
+
+// refusedWait is a send waiting for an open connection after the upstream
+// turned it away.
+type refusedWait struct {
+	p      *Provider
+	err    error
+	holds  int // slots this send held, one per refusal
+	ticker *time.Ticker
+}
+
+func (p *Provider) newRefusedWait(err error) *refusedWait {
+	return &refusedWait{p: p, err: err, ticker: time.NewTicker(refusedPoll)}
+}
+
+// tick is the channel acquire also waits on; nil (never ready) when the
+// send was not turned away.
+func (w *refusedWait) tick() <-chan time.Time {
+	if w == nil {
+		return nil
+	}
+	return w.ticker.C
+}
+
+// hopeless reports that no connection is open or opening any more.
+func (w *refusedWait) hopeless() bool {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.open < 1 && w.p.dialing < 1
+}
+
+// end stops the wait; with giveBack it also frees the slots this send
+// held (a send that got a connection, or whose context ended, leaves them
+// held: the refusals did come while others worked).
+func (w *refusedWait) end(giveBack bool) {
+	if w == nil {
+		return
+	}
+	w.ticker.Stop()
+	for ; giveBack && w.holds > 0; w.holds-- {
+		w.p.unhold()
+	}
 }

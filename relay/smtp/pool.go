@@ -67,14 +67,11 @@ func (p *Provider) Config() Config { return p.cfg }
 // RSET, or a new one when a connection slot is free. It waits, within
 // ctx, while MaxConns connections are busy.
 func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
-	// After the upstream refused a new connection while others were open
-	// or opening, the send waits for one of those (busy.go).
+	// After the upstream turned a new connection away while others were
+	// open or opening, the send waits for one of those (busy.go).
 	var w *refusedWait
-	defer func() {
-		if w != nil {
-			w.stop()
-		}
-	}()
+	defer func() { w.end(false) }()
+	retried := false
 	for {
 		select {
 		case <-p.done:
@@ -89,30 +86,39 @@ func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
 			continue
 		default:
 		}
+		slots := p.slots
+		if w != nil {
+			slots = nil // turned away: no more dials of its own
+		}
 		select {
 		case pc := <-p.idle:
 			if p.revive(ctx, pc) {
 				return pc, nil
 			}
-		case p.slots <- struct{}{}:
+		case slots <- struct{}{}:
 			pc, err := p.dialPooled(ctx)
 			if err != nil {
-				if p.holdSlot(err) {
-					if w == nil {
-						w = p.newRefusedWait(err)
-					}
+				if p.holdSlot(ctx, err) {
+					w = p.newRefusedWait(err)
 					w.holds++
 					continue
 				}
 				<-p.slots
-				w.giveBack()
 				return nil, err
 			}
 			return pc, nil
 		case <-w.tick():
-			if err := w.check(); err != nil {
-				return nil, err
+			if !w.hopeless() {
+				continue
 			}
+			// Nothing open or opening: not the number of connections.
+			w.end(true)
+			refused := w.err
+			w = nil
+			if retried {
+				return nil, refused
+			}
+			retried = true // one more dial of its own
 		case <-ctx.Done():
 			// Waiting for our own pool is not the upstream's fault: do
 			// not let it count toward the breaker.
@@ -127,17 +133,12 @@ func (p *Provider) acquire(ctx context.Context) (*pconn, error) {
 	}
 }
 
-// acquireFresh dials a new session (waiting for a free slot), for the one
-// retry after a stale pooled session.
-func (p *Provider) acquireFresh(ctx context.Context) (*pconn, error) {
-	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, &relay.DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect},
-			Class: relay.ClassPtr(routing.Transient), Err: ctx.Err()}
-	case <-p.done:
-		return nil, closedErr()
-	}
+// redial replaces a pooled session the upstream had closed with a fresh
+// one in the same slot: freeing the slot and waiting for another could
+// wait behind every other send (at a learned limit the slots are always
+// taken).
+func (p *Provider) redial(ctx context.Context, stale *pconn) (*pconn, error) {
+	p.closeConn(stale, false)
 	pc, err := p.dialPooled(ctx)
 	if err != nil {
 		<-p.slots
@@ -221,6 +222,12 @@ func (p *Provider) startJanitor() {
 // discard closes a session and frees its slot; polite sends QUIT first,
 // for sessions whose last exchange was a complete reply.
 func (p *Provider) discard(pc *pconn, polite bool) {
+	p.closeConn(pc, polite)
+	<-p.slots
+}
+
+// closeConn closes a session, keeping its slot.
+func (p *Provider) closeConn(pc *pconn, polite bool) {
 	pc.unbind()
 	if polite {
 		pc.conn.setOp(time.Now().Add(quitTimeout))
@@ -230,7 +237,6 @@ func (p *Provider) discard(pc *pconn, polite bool) {
 	p.mu.Lock()
 	p.open--
 	p.mu.Unlock()
-	<-p.slots
 }
 
 // reap closes sessions idle for longer than IdleTimeout until Close.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +269,89 @@ func TestPoolRefusedEverywhereFailsFast(t *testing.T) {
 	}
 	if l := p.Limit(); l != 10 {
 		t.Errorf("pool limit %d after a refusing upstream, want the full 10", l)
+	}
+}
+
+// slowLimitedPeer is an upstream that allows limit connections (turning
+// more away with 421) and takes delay to answer each message's final dot.
+func slowLimitedPeer(t *testing.T, limit int, delay time.Duration) *testpeer.Server {
+	s := testpeer.Start(t, testpeer.Options{})
+	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
+		switch {
+		case step == testpeer.StepConnect && s.Open() > limit:
+			return testpeer.Reply(421, "4.7.0", "Too many concurrent SMTP connections")
+		case step == testpeer.StepData:
+			time.Sleep(delay)
+		}
+		return testpeer.Continue
+	})
+	return s
+}
+
+// TestPoolBacklogBehindLearnedLimit: sends turned away wait for the open
+// connections as long as their own deadline allows, however long the
+// backlog (here far longer than DialTimeout), and the limit holds.
+func TestPoolBacklogBehindLearnedLimit(t *testing.T) {
+	s := slowLimitedPeer(t, 3, 30*time.Millisecond)
+	cfg := configFor(s, testpeer.TLSNone, "", "")
+	cfg.MaxConns, cfg.DialTimeout = 10, 100*time.Millisecond
+	p := newProvider(t, cfg)
+	const n = 40 // about 13 per connection: 400 ms of backlog
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range n {
+		wg.Go(func() {
+			if _, err := p.Send(ctxTimeout(t, 20*time.Second), envelope(), []byte(body)); err != nil {
+				failed.Add(1)
+				t.Errorf("send: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if s.Count() != n || failed.Load() != 0 {
+		t.Fatalf("%d sent, %d failed", s.Count(), failed.Load())
+	}
+	if l := p.Limit(); l != 3 {
+		t.Errorf("limit %d, want 3", l)
+	}
+}
+
+// TestPoolOneRefusalLowersLimitByOne: a send turned away once, while
+// another connection works, waits for that connection instead of dialing
+// again and again: the pool's limit drops by one, not to one.
+func TestPoolOneRefusalLowersLimitByOne(t *testing.T) {
+	s := testpeer.Start(t, testpeer.Options{})
+	var conns atomic.Int32
+	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
+		switch step {
+		case testpeer.StepConnect:
+			if conns.Add(1) >= 2 {
+				return testpeer.Reply(421, "4.3.2", "busy right now")
+			}
+		case testpeer.StepData:
+			time.Sleep(200 * time.Millisecond)
+		}
+		return testpeer.Continue
+	})
+	cfg := configFor(s, testpeer.TLSNone, "", "")
+	cfg.MaxConns = 10
+	p := newProvider(t, cfg)
+	first := make(chan error, 1)
+	go func() {
+		_, err := p.Send(ctxTimeout(t, 5*time.Second), envelope(), []byte(body))
+		first <- err
+	}()
+	eventually(t, "the first connection", func() bool { return s.Open() == 1 })
+	if _, err := p.Send(ctxTimeout(t, 5*time.Second), envelope(), []byte(body)); err != nil {
+		t.Fatalf("second send: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first send: %v", err)
+	}
+	if c := conns.Load(); c != 2 {
+		t.Errorf("%d connections tried, want 2 (one turned away, then the open one reused)", c)
+	}
+	if l := p.Limit(); l != 9 {
+		t.Errorf("limit %d after one refusal, want 9", l)
 	}
 }

@@ -32,9 +32,8 @@ func (p *Provider) Send(ctx context.Context, env relay.Envelope, body []byte) (*
 	res, derr := p.transact(ctx, pc, env, body)
 	if derr != nil && pc.reused && derr.Failure.Phase == routing.PhaseMail && derr.Failure.Code == 0 && ctx.Err() == nil {
 		// A pooled session the upstream had closed: nothing was sent, so
-		// one fresh connection gets the message instead.
-		p.discard(pc, false)
-		if pc, err = p.acquireFresh(ctx); err != nil {
+		// one fresh connection, in the same slot, gets the message instead.
+		if pc, err = p.redial(ctx, pc); err != nil {
 			return nil, err
 		}
 		res, derr = p.transact(ctx, pc, env, body)
