@@ -19,10 +19,15 @@ const noProviderDelay = time.Second
 // message taken from the waiting index (wake.go): if it is not due yet,
 // it goes only when a provider can take it now, and otherwise is left as
 // it was, without a write.
+//
+// It ends with the message no longer active, unless a wake pass may have
+// missed it while it ran: then it looks once more (lookAgain).
 func (s *Scheduler) attempt(id string, woken bool) {
 	epoch := s.wakes.epoch.Load()
 	s.attemptOnce(id, woken)
-	s.recheckAfterWake(id, epoch)
+	for s.lookAgain(id, &epoch) {
+		s.attemptOnce(id, true)
+	}
 }
 
 // attemptOnce is one look at message id: a pick, then an attempt, a wait

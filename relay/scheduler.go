@@ -236,9 +236,8 @@ func (s *Scheduler) start(id string, woken bool) {
 	s.wg.Add(1)
 	go func() {
 		defer func() {
-			s.mu.Lock()
-			delete(s.active, id)
-			s.mu.Unlock()
+			// attempt ends with id no longer active (lookAgain): clearing
+			// it here could clear a newer attempt's mark.
 			<-s.slot
 			s.wg.Done()
 			s.Kick()

@@ -35,10 +35,13 @@ type wakeState struct {
 	gen int64
 	// passes walk woken teams' waiting messages (Run only).
 	passes []*wakePass
-	// epoch counts the passes started. A pass skips messages with an
-	// attempt under way; such an attempt that ends waiting sees the
-	// epoch moved and looks once more (recheckAfterWake).
-	epoch atomic.Int64
+	// epoch counts the passes started; skipped are messages a pass left
+	// because an attempt was under way, looks how many extra looks such
+	// an attempt took (skipped and looks guarded by Scheduler.mu). An
+	// attempt that ends waiting after either looks once more (lookAgain).
+	epoch   atomic.Int64
+	skipped map[string]bool
+	looks   map[string]int
 }
 
 // wakePass is one walk over a team's waiting messages; after is the last
@@ -46,7 +49,8 @@ type wakeState struct {
 type wakePass struct{ team, after string }
 
 func newWakeState() wakeState {
-	return wakeState{teams: map[string]bool{}, asked: map[string]bool{}, gen: -1}
+	return wakeState{teams: map[string]bool{}, asked: map[string]bool{}, gen: -1,
+		skipped: map[string]bool{}, looks: map[string]int{}}
 }
 
 // Wake asks the scheduler to look at the team's waiting messages now,
@@ -153,7 +157,7 @@ func (s *Scheduler) wakeStep(limit int) int {
 	n := 0
 	for n < limit && len(s.wakes.passes) > 0 {
 		p := s.wakes.passes[0]
-		ids, last, more, err := s.store.Waiting(p.team, p.after, limit-n, s.isActive)
+		ids, last, more, err := s.store.Waiting(p.team, p.after, limit-n, s.skipActive)
 		if err != nil {
 			s.log.Error("reading waiting messages failed", "team", p.team, "err", err)
 			more = false
@@ -170,18 +174,55 @@ func (s *Scheduler) wakeStep(limit int) int {
 	return n
 }
 
-// recheckAfterWake runs after an attempt of message id that began at wake
-// epoch: if a pass started meanwhile it skipped this message (it was
-// active), so a message that still waits looks again now, as the pass
-// would have made it. Without this a provider added while the message
-// was being requeued left it waiting until its due time (up to maxWait).
-func (s *Scheduler) recheckAfterWake(id string, epoch int64) {
-	for i := 0; i < 3 && s.wakes.epoch.Load() != epoch; i++ {
-		epoch = s.wakes.epoch.Load()
-		m, err := s.store.Message(id)
-		if err != nil || m.State != store.StateQueued || len(m.Waiting) == 0 {
-			return
-		}
-		s.attemptOnce(id, true)
+// lookAgain runs as an attempt of message id ends. A wake pass may have
+// missed the message while the attempt ran: one started since *epoch (the
+// message was not in the waiting index yet), or one skipped it because it
+// was active (skipActive). If so, and the message still waits, lookAgain
+// reports true and the message stays active for one more look, as the
+// pass would have given it. Otherwise it is no longer active when
+// lookAgain returns false. The decision and the skips are both made under
+// s.mu, so no pass can fall between them. Without this, a provider added
+// while a message was being requeued left it waiting until its due time
+// (up to maxWait); checking the epoch alone, with the message marked
+// inactive only later, left a pass starting in between skip it unseen.
+func (s *Scheduler) lookAgain(id string, epoch *int64) bool {
+	s.mu.Lock()
+	now := s.wakes.epoch.Load()
+	again := s.wakes.skipped[id] || now != *epoch
+	delete(s.wakes.skipped, id)
+	if !again || s.wakes.looks[id] >= maxLooksAgain {
+		delete(s.active, id)
+		delete(s.wakes.looks, id)
+		s.mu.Unlock()
+		return false
 	}
+	s.wakes.looks[id]++
+	*epoch = now
+	s.mu.Unlock()
+	if m, err := s.store.Message(id); err == nil && m.State == store.StateQueued && len(m.Waiting) > 0 {
+		return true
+	}
+	// Not waiting: no pass looks for it, so none can miss it now.
+	s.mu.Lock()
+	delete(s.active, id)
+	delete(s.wakes.skipped, id)
+	delete(s.wakes.looks, id)
+	s.mu.Unlock()
+	return false
+}
+
+// maxLooksAgain bounds the extra looks one attempt takes while passes keep
+// starting.
+const maxLooksAgain = 3
+
+// skipActive is the wake passes' filter: a message with an attempt under
+// way is skipped, and noted, so that the attempt looks again as it ends.
+func (s *Scheduler) skipActive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.active[id] {
+		return false
+	}
+	s.wakes.skipped[id] = true
+	return true
 }

@@ -55,6 +55,40 @@ func (h *harness) waitSettled(ids []string, ahead time.Duration) []*store.Messag
 	}
 }
 
+// sendOneGoesRestWait sends n messages to a provider whose quota lets one
+// through: it returns the one sent and the records of the others, settled
+// waiting (see waitSettled). Which one goes is the scheduler's choice: the
+// attempts run concurrently, so it need not be the first sent.
+func (h *harness) sendOneGoesRestWait(secret string, n int) (sent string, waiting []*store.Message) {
+	h.t.Helper()
+	ids := h.sendN(secret, n)
+	deadline := time.Now().Add(5 * time.Second)
+	for sent == "" {
+		for _, id := range ids {
+			if m, _ := h.store.Message(id); m != nil && m.State == store.StateDone {
+				sent = id
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("none of %d messages was sent", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var rest []string
+	for _, id := range ids {
+		if id != sent {
+			rest = append(rest, id)
+		}
+	}
+	waiting = h.waitSettled(rest, time.Minute)
+	for _, m := range waiting {
+		if len(m.Waiting) == 0 || len(m.Attempts) != 0 {
+			h.t.Fatalf("over quota: %+v", m)
+		}
+	}
+	return sent, waiting
+}
+
 var errRefused = &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect}, Err: errors.New("dial tcp: connection refused")}
 
 // newDeadUpstreamHarness is a harness on the default retry schedule whose
@@ -147,17 +181,11 @@ func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
 func TestNewProviderWakesWaitingMessages(t *testing.T) {
 	h := newHarness(t, nil)
 	h.updateProvider(func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 1, Max: 1} })
-	ids := h.sendN(h.secret, 3)
-	h.waitMessage(ids[0])
-	for _, m := range h.waitSettled(ids[1:], time.Minute) {
-		if len(m.Waiting) == 0 || len(m.Attempts) != 0 {
-			t.Fatalf("over quota: %+v", m)
-		}
-	}
+	_, waiting := h.sendOneGoesRestWait(h.secret, 3)
 	other := h.addProvider("fake", nil)
-	for _, id := range ids[1:] {
-		if m := h.waitMessage(id); m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
-			t.Fatalf("message %s: %s via %s", id, m.Status, m.Recipients[0].ProviderID)
+	for _, w := range waiting {
+		if m := h.waitMessage(w.ID); m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+			t.Fatalf("message %s: %s via %s", w.ID, m.Status, m.Recipients[0].ProviderID)
 		}
 	}
 }
@@ -174,19 +202,17 @@ func TestWakeLeavesOthersUntouched(t *testing.T) {
 		SendScope: store.Scope{Type: "providers", ProviderPublicIDs: []string{h.provID}}}); err != nil {
 		t.Fatal(err)
 	}
-	ids := h.sendN(secret, 3)
-	h.waitMessage(ids[0])
-	before := h.waitSettled(ids[1:], time.Minute)
+	_, before := h.sendOneGoesRestWait(secret, 3)
 	h.sched.ProviderRecovered(h.team, other)
 	h.sched.Wake(h.team)
 	if _, err := h.store.UpdateProvider("", other, 0, func(p *store.Provider) error { p.Name = "renamed"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(wakePoll + 300*time.Millisecond)
-	for i, id := range ids[1:] {
-		m, _ := h.store.Message(id)
-		if m.State != store.StateQueued || !m.UpdatedAt.Equal(before[i].UpdatedAt) || !m.NextAttemptAt.Equal(before[i].NextAttemptAt) {
-			t.Fatalf("message %s was touched by a wake that could not help it: before %+v, after %+v", id, before[i], m)
+	for _, b := range before {
+		m, _ := h.store.Message(b.ID)
+		if m.State != store.StateQueued || !m.UpdatedAt.Equal(b.UpdatedAt) || !m.NextAttemptAt.Equal(b.NextAttemptAt) {
+			t.Fatalf("message %s was touched by a wake that could not help it: before %+v, after %+v", b.ID, b, m)
 		}
 	}
 	if n := h.upstream(other).count(); n != 0 {
