@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/smtpmux/smtpmux/internal/testpeer"
@@ -32,6 +33,10 @@ func TestUpstreamConnectionLimitIsNotAFailure(t *testing.T) {
 	// the upstream's 3, no more are needed.
 	if n := refused.Load(); n > 17 {
 		t.Errorf("%d connections turned away: the pool kept opening past the upstream's limit", n)
+	}
+	// The operator can see it happen.
+	if !strings.Contains(d.logText(), `"event":"pool_limit","limit":3,`) || !strings.Contains(d.logText(), `"provider":"`+id+`"`) {
+		t.Errorf("no log line says the pool's limit went down to 3 for %s", id)
 	}
 	t.Logf("100 messages over an upstream limited to 3 connections: %d connections turned away", refused.Load())
 }

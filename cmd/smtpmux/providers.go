@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -18,12 +19,13 @@ import (
 
 // registerProviders installs one factory per provider type this build
 // supports; relay never imports the provider packages itself.
-func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config) error {
+func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config, log *slog.Logger) error {
 	reg.Register(store.TypeSMTP, func(p *store.Provider, password string) (relay.Provider, error) {
 		return smtpprov.New(smtpprov.Config{
 			Host: p.SMTPHost, Port: p.SMTPPort, Protocol: p.SMTPProtocol,
 			Username: p.SMTPUsername, Password: password, HeloName: cfg.file.Hostname,
 			TLSConfig: upstreamTLS, MaxConns: cfg.file.Delivery.ConnsPerProvider,
+			Logger: log.With("provider", p.ID, "team", p.TeamID),
 		})
 	})
 	reg.Register(store.TypeSES, func(p *store.Provider, secret string) (relay.Provider, error) {

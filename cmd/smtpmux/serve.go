@@ -176,7 +176,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 
 	promReg, metrics := newMetrics()
 	d.reg = relay.NewRegistry(st, sealer)
-	if err := registerProviders(d.reg, cfg, upstreamTLS); err != nil {
+	if err := registerProviders(d.reg, cfg, upstreamTLS, d.log); err != nil {
 		return fail(err)
 	}
 	connector, err := newConnector(cfg)

@@ -78,6 +78,8 @@ func (p *Provider) holdSlot(ctx context.Context, err error) bool {
 	p.held++
 	p.heldAt = time.Now()
 	p.startJanitor()
+	p.cfg.Logger.Info("upstream turned a new connection away while others worked; pool limit lowered",
+		"event", "pool_limit", "limit", p.cfg.MaxConns-p.held, "open", p.open, "reply", err.Error())
 	return true
 }
 
@@ -103,6 +105,8 @@ func (p *Provider) growHeld(now time.Time) {
 	case <-p.slots:
 		p.held--
 		p.heldAt = now
+		p.cfg.Logger.Info("trying one more upstream connection after a minute at the learned limit",
+			"event", "pool_limit", "limit", p.cfg.MaxConns-p.held)
 	default:
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -79,6 +80,10 @@ type Config struct {
 
 	// Dial replaces the net.Dialer (a test seam); nil dials TCP.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Logger receives the pool's own events (its limit lowered after the
+	// upstream turned a connection away, raised again); nil discards.
+	Logger *slog.Logger
 }
 
 // Addr is Host:Port.
@@ -162,6 +167,9 @@ func (c *Config) validate() error {
 	}
 	if c.TLSConfig.ServerName == "" {
 		c.TLSConfig.ServerName = c.Host
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Dial == nil {
 		d := &net.Dialer{Timeout: c.DialTimeout}
