@@ -467,7 +467,10 @@ func countDir(t *testing.T, dir string) int {
 // without a restart.
 func TestDiskFullSchedulerBacksOff(t *testing.T) {
 	up := testpeer.Start(t, testpeer.Options{})
-	up.Always(testpeer.StepMail, "", testpeer.Reply(451, "4.3.0", "upstream unavailable"))
+	// A long reply: each attempt records it, so the records outgrow the
+	// pages bbolt has free soon after the disk is full (with a short one
+	// that took more than 10 s in one run of five).
+	up.Always(testpeer.StepMail, "", testpeer.Reply(451, "4.3.0", strings.TrimSpace(strings.Repeat("upstream unavailable, try again later; ", 12))))
 	// Retries every 500 ms, enough of them (40: 20 s) that no message uses
 	// them up before the disk is full and the store refuses a claim.
 	steps := strings.TrimSuffix(strings.Repeat(`"500ms", `, 40), ", ")
@@ -497,6 +500,7 @@ func TestDiskFullSchedulerBacksOff(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Logf("first refused claim %v after the disk was full", time.Since(fullAt).Round(10*time.Millisecond))
 	time.Sleep(2 * time.Second)
 	window := time.Since(fullAt)
 	n := strings.Count(d.logText(), refused)
