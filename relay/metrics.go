@@ -65,7 +65,9 @@ func (m *Metrics) refused(reason string) {
 
 func (m *Metrics) attempt(provider, outcome string, d time.Duration) {
 	if m != nil {
-		m.attempts.WithLabelValues(provider, outcome).Inc()
+		// Latency first: a scrape that sees the attempt counted sees its
+		// duration too.
 		m.latency.WithLabelValues(provider).Observe(d.Seconds())
+		m.attempts.WithLabelValues(provider, outcome).Inc()
 	}
 }

@@ -515,7 +515,9 @@ func TestDiskFullSchedulerBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	up.ClearScript()
-	deadline = time.Now().Add(5 * time.Second)
+	// An outcome the store refused is written again within the store
+	// back-off (at most 5 s), then the message's retry step (500 ms).
+	deadline = time.Now().Add(15 * time.Second)
 	for _, id := range ids {
 		for {
 			e := d.email(id)
@@ -523,7 +525,7 @@ func TestDiskFullSchedulerBacksOff(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s not delivered 5 s after space came back (state %v, %d attempts)", id, e["status"], len(e["attempts"].([]any)))
+				t.Fatalf("%s not delivered 15 s after space came back (state %v, %d attempts)", id, e["status"], len(e["attempts"].([]any)))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -57,7 +57,7 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 	c.Close()
 	up.WaitMessages(t, 1, 10*time.Second)
 	var body string
-	for i := 0; i < 50; i++ { // the attempt's result is recorded just after the upstream's 250
+	for i := 0; i < 250; i++ { // the attempt's result is recorded just after the upstream's 250
 		resp, err = http.Get("http://" + d.httpAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
