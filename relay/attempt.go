@@ -248,9 +248,10 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 	if avoided {
 		s.noteWaiting(m.TeamID)
 	}
-	var unreserved *store.Message // a message failed here gives its reservations back
+	// A message failed here gives its acceptance reservations back.
+	var unreserved int
 	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
-		unreserved = nil
+		unreserved = 0
 		if m.State != store.StateQueued {
 			return errNotQueued
 		}
@@ -264,14 +265,13 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 				Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
 		}
 		s.deferOrFail(m, now, "no_active_providers")
-		if m.State == store.StateDone && m.ManagedReserved > 0 {
-			c := *m
-			unreserved, m.ManagedReserved = &c, 0
+		if m.State == store.StateDone {
+			unreserved, m.ManagedReserved = m.ManagedReserved, 0
 		}
 		return nil
 	})
-	if err == nil && unreserved != nil {
-		s.health.releaseManaged(unreserved.ManagedProviderID, unreserved.ManagedReserved, unreserved.ReservedAt())
+	if err == nil && unreserved > 0 {
+		s.health.releaseManaged(final.ManagedProviderID, unreserved, final.ReservedAt())
 	}
 	if storeTrouble(err) {
 		// Still queued and due: pause dispatch instead of a hot loop.

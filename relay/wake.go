@@ -191,8 +191,7 @@ func (s *Scheduler) lookAgain(id string, epoch *int64) bool {
 	again := s.wakes.skipped[id] || now != *epoch
 	delete(s.wakes.skipped, id)
 	if !again || s.wakes.looks[id] >= maxLooksAgain {
-		delete(s.active, id)
-		delete(s.wakes.looks, id)
+		s.endActive(id)
 		s.mu.Unlock()
 		return false
 	}
@@ -204,11 +203,16 @@ func (s *Scheduler) lookAgain(id string, epoch *int64) bool {
 	}
 	// Not waiting: no pass looks for it, so none can miss it now.
 	s.mu.Lock()
+	s.endActive(id)
+	s.mu.Unlock()
+	return false
+}
+
+// endActive forgets message id's attempt; s.mu is held.
+func (s *Scheduler) endActive(id string) {
 	delete(s.active, id)
 	delete(s.wakes.skipped, id)
 	delete(s.wakes.looks, id)
-	s.mu.Unlock()
-	return false
 }
 
 // maxLooksAgain bounds the extra looks one attempt takes while passes keep

@@ -31,16 +31,17 @@ func holdsReservation(m *Message) bool {
 
 // syncManagedReserved puts or deletes m's entry after a write (was:
 // whether it held a reservation before).
+// Nothing is read or written for the many messages that hold none.
 func syncManagedReserved(tx *bolt.Tx, m *Message, was bool) error {
-	b := tx.Bucket(bManagedReserved)
+	b := func() *bolt.Bucket { return tx.Bucket(bManagedReserved) }
 	if holdsReservation(m) {
 		v := make([]byte, 12, 12+len(m.ManagedProviderID))
 		binary.BigEndian.PutUint64(v, uint64(m.ReservedAt().UnixNano()))
 		binary.BigEndian.PutUint32(v[8:], uint32(m.ManagedReserved))
-		return b.Put([]byte(m.ID), append(v, m.ManagedProviderID...))
+		return b().Put([]byte(m.ID), append(v, m.ManagedProviderID...))
 	}
 	if was {
-		return b.Delete([]byte(m.ID))
+		return b().Delete([]byte(m.ID))
 	}
 	return nil
 }
