@@ -56,9 +56,8 @@ type nodemailerResult struct {
 func runNodemailer(t *testing.T, d *proc, key string, n int) nodemailerResult {
 	t.Helper()
 	node := requirePeer(t, "node")
-	wd, _ := os.Getwd()
-	modules := filepath.Join(wd, "..", "..", "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "nodemailer")); err != nil {
+	modules := testpeer.NodeModules()
+	if _, err := os.Stat(filepath.Join(modules, "nodemailer")); modules == "" || err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("nodemailer is missing from node_modules (run ./scripts/install-test-peers.sh)")
 		}

@@ -18,24 +18,11 @@ import (
 // announced, and its own ways of refusing (-f hard, -r soft, -Q 421 and
 // hang up, -q hang up without a reply).
 
-// smtpSinkPath finds smtp-sink, which Debian installs in /usr/sbin (not
-// always on a user's PATH).
-func smtpSinkPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("smtp-sink"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/smtp-sink"); err == nil {
-		return "/usr/sbin/smtp-sink"
-	}
-	return requirePeer(t, "smtp-sink") // fails under CI, skips otherwise
-}
-
 // startSmtpSink runs smtp-sink on a free loopback port with the given
 // options, dumping each transaction it accepts into a file of dir.
 func startSmtpSink(t *testing.T, opts ...string) (host string, port int, dir string) {
 	t.Helper()
-	bin := smtpSinkPath(t)
+	bin := requirePeer(t, "smtp-sink")
 	// Not t.TempDir: its parent is private to the test's user, and as
 	// root smtp-sink drops to nobody, who must reach and write the dumps.
 	dir, err := os.MkdirTemp("", "smtp-sink-")

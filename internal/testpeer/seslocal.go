@@ -80,22 +80,36 @@ func sesLocalBinary() string {
 	if _, err := exec.LookPath("node"); err != nil {
 		return ""
 	}
-	if dir, err := os.Getwd(); err == nil {
-		for ; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				bin := filepath.Join(dir, "node_modules", ".bin", "aws-ses-v2-local")
-				if _, err := os.Stat(bin); err == nil {
-					return bin
-				}
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
+	if mods := NodeModules(); mods != "" {
+		bin := filepath.Join(mods, ".bin", "aws-ses-v2-local")
+		if _, err := os.Stat(bin); err == nil {
+			return bin
 		}
 	}
 	bin, _ := exec.LookPath("aws-ses-v2-local")
 	return bin
+}
+
+// NodeModules is the repository's node_modules directory, where
+// scripts/install-test-peers.sh puts the npm test peers: found from the
+// working directory up to go.mod. "" when there is none.
+func NodeModules() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for ; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			mods := filepath.Join(dir, "node_modules")
+			if _, err := os.Stat(mods); err != nil {
+				return ""
+			}
+			return mods
+		}
+		if filepath.Dir(dir) == dir {
+			return ""
+		}
+	}
 }
 
 // lockedBuffer collects a peer's output from two pipes' goroutines.
