@@ -185,8 +185,15 @@ func (srv *Server) closeListeners() {
 // was never acknowledged, so nothing acknowledged is lost.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.draining.Store(true)
+	// Our own close, not only go-smtp's: its Shutdown closes the listeners
+	// Serve has registered, and a Serve goroutine started just before may
+	// not have yet, which left it accepting and Shutdown waiting forever.
+	srv.closeListeners()
 	srv.forIdle((*session).hangUp)
 	err := srv.smtp.Shutdown(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // its second close of a listener we closed above
+	}
 	if err != nil {
 		srv.smtp.Close()
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -447,5 +449,42 @@ func TestAuthFailuresLimitedPerIP(t *testing.T) {
 	// Past the limit even the right key is refused from this address.
 	if err := h.dial("").Auth(plainAuth(h.secret)); smtpCode(err) != 421 {
 		t.Fatalf("after 3 failures: %v, want 421", err)
+	}
+}
+
+// TestShutdownRightAfterStart: a Shutdown that comes before the listener's
+// Serve goroutine has run still closes the listener and returns; it used to
+// wait forever on that goroutine (a SIGTERM just after start-up hung).
+func TestShutdownRightAfterStart(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i := 0; i < 200; i++ {
+		srv := NewServer(Config{Hostname: "relay.test", Listen: []string{"127.0.0.1:0"}, MaxConnections: 5}, st, nil, nil, logger, nil)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := srv.Addrs()[0].String()
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			done <- srv.Shutdown(ctx)
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: shutdown: %v", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: shutdown right after start did not return", i)
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("round %d: %s still accepts after shutdown", i, addr)
+		}
 	}
 }
