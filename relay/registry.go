@@ -170,6 +170,21 @@ func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
 	return r.byTeam[teamID], nil
 }
 
+// ConnectionLimits reports, for each live provider with a connection pool,
+// how many connections it opens at most now: connections_per_provider
+// less what the upstream turned away (relay/smtp/busy.go).
+func (r *Registry) ConnectionLimits() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for id, in := range r.instances {
+		if l, ok := in.prov.(interface{ Limit() int }); ok {
+			out[id] = l.Limit()
+		}
+	}
+	return out
+}
+
 // Close closes every cached provider's connections.
 func (r *Registry) Close() {
 	r.mu.Lock()

@@ -108,8 +108,8 @@ func TestReplyCodes(t *testing.T) {
 			}
 		})
 	}
-	if q, f, _ := h.store.QueueDepth(); q+f != 0 {
-		t.Fatalf("rejected transactions stored %d messages", q+f)
+	if d, _ := h.store.Depths(); d.Queued+d.InFlight != 0 {
+		t.Fatalf("rejected transactions stored %d messages", d.Queued+d.InFlight)
 	}
 }
 

@@ -305,11 +305,18 @@ func (s *Store) Inflight() ([]string, error) {
 	return ids, err
 }
 
-// QueueDepth counts queued and in-flight messages.
-func (s *Store) QueueDepth() (queued, inflight int, err error) {
+// Depths counts what waits: queued and in-flight messages, and webhook
+// deliveries pending (for the gauges at /metrics).
+type Depths struct {
+	Queued, InFlight, WebhookPending int
+}
+
+// Depths reads the counts from the index buckets' statistics.
+func (s *Store) Depths() (d Depths, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		queued = tx.Bucket(bDue).Stats().KeyN
-		inflight = tx.Bucket(bInflight).Stats().KeyN
+		d.Queued = tx.Bucket(bDue).Stats().KeyN
+		d.InFlight = tx.Bucket(bInflight).Stats().KeyN
+		d.WebhookPending = tx.Bucket(bWebhookDue).Stats().KeyN
 		// Counting walked every page of the indexes through the map
 		// (150 MB resident with 100,000 queued): not worth keeping.
 		dropMap(tx)

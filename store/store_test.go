@@ -99,8 +99,8 @@ func TestDueIndexFollowsState(t *testing.T) {
 	if _, err := s.UpdateMessage(m.ID, func(m *Message) error { m.State = StateDone; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if q, f, _ := s.QueueDepth(); q != 1 || f != 0 {
-		t.Fatalf("depth = %d queued %d inflight, want 1/0", q, f)
+	if d, _ := s.Depths(); d.Queued != 1 || d.InFlight != 0 {
+		t.Fatalf("depth = %d queued %d inflight, want 1/0", d.Queued, d.InFlight)
 	}
 	// skip and limit
 	if ids, _, _ := s.Due(now.Add(2*time.Hour), 10, func(id string) bool { return id == later.ID }); len(ids) != 0 {

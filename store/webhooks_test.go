@@ -76,6 +76,9 @@ func TestWebhookDeliveries(t *testing.T) {
 	if _, err := s.UpdateWebhookDelivery(ds[0].ID, func(d *WebhookDelivery) error { d.Status = DeliverySucceeded; return nil }); err != nil {
 		t.Fatal(err)
 	}
+	if d, err := s.Depths(); err != nil || d.WebhookPending != 5 {
+		t.Fatalf("backlog after one of 6 succeeded: %+v %v, want 5 pending", d, err)
+	}
 	if _, err := s.UpdateWebhookDelivery(ds[1].ID, func(d *WebhookDelivery) error { d.NextAttemptAt = t0.Add(time.Hour); return nil }); err != nil {
 		t.Fatal(err)
 	}

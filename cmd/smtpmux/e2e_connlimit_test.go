@@ -1,6 +1,8 @@
 package main
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,6 +39,13 @@ func TestUpstreamConnectionLimitIsNotAFailure(t *testing.T) {
 	// The operator can see it happen.
 	if !strings.Contains(d.logText(), `"event":"pool_limit","limit":3,`) || !strings.Contains(d.logText(), `"provider":"`+id+`"`) {
 		t.Errorf("no log line says the pool's limit went down to 3 for %s", id)
+	}
+	// and scrape it.
+	m := regexp.MustCompile(`smtpmux_provider_connection_limit\{provider="` + id + `"\} (\d+)`).FindStringSubmatch(d.metrics())
+	if m == nil {
+		t.Errorf("/metrics has no connection limit for %s", id)
+	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > 3 {
+		t.Errorf("/metrics connection limit of %s: %d, want 1 to 3", id, n)
 	}
 	t.Logf("100 messages over an upstream limited to 3 connections: %d connections turned away", refused.Load())
 }

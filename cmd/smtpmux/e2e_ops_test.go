@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -58,21 +57,15 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 	up.WaitMessages(t, 1, 10*time.Second)
 	var body string
 	for i := 0; i < 250; i++ { // the attempt's result is recorded just after the upstream's 250
-		resp, err = http.Get("http://" + d.httpAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		body = string(b)
-		if strings.Contains(body, `outcome="sent"`) {
+		if body = d.metrics(); strings.Contains(body, `outcome="sent"`) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{"smtpmux_messages_accepted_total 1", "smtpmux_smtp_sessions_total",
 		`smtpmux_queue_messages{state="queued"}`, `smtpmux_delivery_attempts_total{outcome="sent"`,
-		"smtpmux_store_commits_total", "smtpmux_provider_pulled", "smtpmux_delivery_attempt_seconds_bucket"} {
+		"smtpmux_store_commits_total", "smtpmux_provider_pulled", "smtpmux_delivery_attempt_seconds_bucket",
+		"smtpmux_provider_connection_limit{provider=", "smtpmux_webhook_deliveries_pending 0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

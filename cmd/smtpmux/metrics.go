@@ -24,6 +24,7 @@ func newMetrics() (*prometheus.Registry, *relay.Metrics) {
 type stateCollector struct {
 	st    *store.Store
 	sched *relay.Scheduler
+	reg   *relay.Registry
 }
 
 var (
@@ -33,23 +34,30 @@ var (
 	descCommitOps = prometheus.NewDesc("smtpmux_store_committed_writes_total", "Writes carried by the commits (writes per commit is the grouping).", nil, nil)
 	descBreaker   = prometheus.NewDesc("smtpmux_provider_pulled", "1 while the breaker keeps the provider out of rotation.", []string{"provider"}, nil)
 	descHeadroom  = prometheus.NewDesc("smtpmux_provider_quota_headroom", "What a quota window can still take now.", []string{"provider", "window"}, nil)
+	descWebhooks  = prometheus.NewDesc("smtpmux_webhook_deliveries_pending", "Webhook deliveries waiting for their next attempt (the backlog).", nil, nil)
+	descConnLimit = prometheus.NewDesc("smtpmux_provider_connection_limit",
+		"Connections the provider's pool opens at most now: connections_per_provider less those the upstream turned away.", []string{"provider"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom} {
+	for _, d := range []*prometheus.Desc{descQueue, descWebhooks, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom, descConnLimit} {
 		ch <- d
 	}
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	if q, f, err := c.st.QueueDepth(); err == nil {
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(q), "queued")
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(f), "inflight")
+	if d, err := c.st.Depths(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.Queued), "queued")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.InFlight), "inflight")
+		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.GaugeValue, float64(d.WebhookPending))
 	}
 	n, total, ops := c.st.CommitStats()
 	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, total.Seconds())
 	ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(ops))
+	for id, n := range c.reg.ConnectionLimits() {
+		ch <- prometheus.MustNewConstMetric(descConnLimit, prometheus.GaugeValue, float64(n), id)
+	}
 	gauges, err := c.sched.Gauges()
 	if err != nil {
 		return

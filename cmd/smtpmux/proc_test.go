@@ -174,6 +174,21 @@ func (d *proc) logText() string {
 	return d.log.String()
 }
 
+// metrics returns one scrape of /metrics.
+func (d *proc) metrics() string {
+	d.t.Helper()
+	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		d.t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
 // stop terminates the daemon gracefully (SIGTERM) and waits.
 func (d *proc) stop() {
 	if d.cmd == nil || d.cmd.ProcessState != nil {

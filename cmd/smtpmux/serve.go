@@ -195,7 +195,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger),
 		Events:         eventSink(hooks),
 	}, st, d.reg, logger, nil)
-	promReg.MustRegister(stateCollector{st: st, sched: d.sched})
+	promReg.MustRegister(stateCollector{st: st, sched: d.sched, reg: d.reg})
 	if n, err := st.SweepSpool(); err != nil {
 		return fail(fmt.Errorf("cleaning spool: %w", err))
 	} else if n > 0 {
