@@ -162,8 +162,19 @@ func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
 			return nil, err
 		}
 		byTeam := map[string][]*store.Provider{}
+		exists := make(map[string]bool, len(all))
 		for _, p := range all {
 			byTeam[p.TeamID] = append(byTeam[p.TeamID], p)
+			exists[p.ID] = true
+		}
+		// A deleted provider's instance goes too, once its sends are
+		// over: its pool would keep its reaper, its connections until
+		// they idle out, and its series at /metrics.
+		for id, in := range r.instances {
+			if !exists[id] {
+				r.retire(in)
+				delete(r.instances, id)
+			}
 		}
 		r.byTeam, r.gen = byTeam, g
 	}

@@ -202,3 +202,44 @@ func TestRegistryFailedRebuildKeepsCurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryRetiresDeletedProvider: deleting a provider closes its
+// instance once the send holding it is over and drops it from the
+// registry (and so from /metrics); the other providers' instances stay.
+func TestRegistryRetiresDeletedProvider(t *testing.T) {
+	reg, st, v1, built := registryWithFake(t)
+	other := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: store.StatusActive}
+	if err := st.CreateProvider(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.TeamProviders("team_x"); err != nil {
+		t.Fatal(err)
+	}
+	_, release, err := reg.Acquire(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, releaseOther, _ := reg.Acquire(other)
+	releaseOther()
+	if err := st.DeleteProvider("team_x", v1.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := reg.TeamProviders("team_x")
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("team providers after delete: %d %v", len(ps), err)
+	}
+	if (*built)[0].closed.Load() != 0 {
+		t.Fatal("the deleted provider's instance was closed under its send")
+	}
+	release()
+	if (*built)[0].closed.Load() != 1 || (*built)[1].closed.Load() != 0 {
+		t.Fatalf("after the send: deleted closed %d times (want 1), other %d (want 0)", (*built)[0].closed.Load(), (*built)[1].closed.Load())
+	}
+	reg.mu.Lock()
+	_, kept := reg.instances[v1.ID]
+	_, otherKept := reg.instances[other.ID]
+	reg.mu.Unlock()
+	if kept || !otherKept {
+		t.Fatalf("instances after delete: deleted kept %v, other kept %v", kept, otherKept)
+	}
+}
