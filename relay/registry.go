@@ -25,6 +25,7 @@ type Registry struct {
 	instances map[string]*instance
 	gen       int64
 	byTeam    map[string][]*store.Provider
+	exists    map[string]bool // the provider IDs of generation gen
 }
 
 // instance is one live Provider. users counts the sends holding it;
@@ -99,7 +100,14 @@ func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 			r.retire(old)
 		}
 		in = &instance{version: p.Version, key: buildKey(p), prov: prov}
-		r.instances[p.ID] = in
+		if r.deleted(p.ID) {
+			// A send holding a record read before its provider was
+			// deleted gets an instance of its own, closed after it, so
+			// that nothing caches the deleted provider again.
+			in.retired = true
+		} else {
+			r.instances[p.ID] = in
+		}
 	}
 	in.users++
 	return in.prov, func() { r.release(in) }, nil
@@ -113,6 +121,12 @@ func (r *Registry) release(in *instance) {
 	if last {
 		closeProvider(in.prov)
 	}
+}
+
+// deleted reports whether the provider list last loaded, still current,
+// lacks id. r.mu is held.
+func (r *Registry) deleted(id string) bool {
+	return r.exists != nil && r.gen == r.store.ProvidersGen() && !r.exists[id]
 }
 
 // retire closes in now if nothing uses it, else when its last user is
@@ -176,7 +190,7 @@ func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
 				delete(r.instances, id)
 			}
 		}
-		r.byTeam, r.gen = byTeam, g
+		r.byTeam, r.gen, r.exists = byTeam, g, exists
 	}
 	return r.byTeam[teamID], nil
 }

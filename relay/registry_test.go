@@ -242,4 +242,17 @@ func TestRegistryRetiresDeletedProvider(t *testing.T) {
 	if kept || !otherKept {
 		t.Fatalf("instances after delete: deleted kept %v, other kept %v", kept, otherKept)
 	}
+	// A send that read the record before the delete still gets an
+	// instance, closed after it and not cached again.
+	_, release, err = reg.Acquire(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	reg.mu.Lock()
+	_, kept = reg.instances[v1.ID]
+	reg.mu.Unlock()
+	if last := (*built)[len(*built)-1]; kept || last.closed.Load() != 1 {
+		t.Fatalf("a stale record's send after the delete: instance cached %v, closed %d times (want 1)", kept, last.closed.Load())
+	}
 }

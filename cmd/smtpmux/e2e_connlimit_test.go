@@ -41,7 +41,7 @@ func TestUpstreamConnectionLimitIsNotAFailure(t *testing.T) {
 		t.Errorf("no log line says the pool's limit went down to 3 for %s", id)
 	}
 	// and scrape it.
-	m := regexp.MustCompile(`smtpmux_provider_connection_limit\{provider="` + id + `"\} (\d+)`).FindStringSubmatch(d.metrics())
+	m := regexp.MustCompile(`smtpmux_provider_connection_limit\{provider="` + regexp.QuoteMeta(id) + `"\} (\d+)`).FindStringSubmatch(d.metrics())
 	if m == nil {
 		t.Errorf("/metrics has no connection limit for %s", id)
 	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > 3 {
