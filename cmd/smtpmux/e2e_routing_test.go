@@ -280,13 +280,26 @@ func maxInWindow(times []time.Time, w time.Duration) int {
 	return best
 }
 
-// skipNearUTCMidnight skips tests of day quotas that could straddle the
-// UTC day boundary, where the day window resets under them.
-func skipNearUTCMidnight(t *testing.T) {
+// skipNearUTCMidnight keeps tests of day quotas from straddling the UTC
+// day boundary, where the day window resets under them.
+func skipNearUTCMidnight(t *testing.T) { clearOfWindowEnd(t, 24*time.Hour, 2*time.Minute) }
+
+// clearOfWindowEnd keeps a test of an hourly or daily limit from
+// straddling the end of the UTC window (of length period) its counts live
+// in, where they reset under it: with less than need left, it waits for
+// the next window when that is at most 30 s away, and skips the test
+// otherwise.
+func clearOfWindowEnd(t *testing.T, period, need time.Duration) {
+	t.Helper()
 	now := time.Now().UTC()
-	next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
-	if next.Sub(now) < 2*time.Minute {
-		t.Skip("too close to 00:00 UTC for a per_day test")
+	left := now.Truncate(period).Add(period).Sub(now)
+	switch {
+	case left >= need:
+	case left <= 30*time.Second:
+		t.Logf("waiting %v for the next UTC %v window", left.Round(time.Millisecond), period)
+		time.Sleep(left + 100*time.Millisecond)
+	default:
+		t.Skipf("only %v left in the UTC %v window, the test needs %v", left.Round(time.Second), period, need)
 	}
 }
 
