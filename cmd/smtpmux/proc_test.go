@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -51,9 +52,40 @@ type proc struct {
 	log      bytes.Buffer
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// Daemons under test get ports from below the kernel's ephemeral range. A
+// port picked with :0 is ephemeral: between the pick and the daemon's bind
+// (or its restart) the kernel could hand it to an outgoing connection of a
+// parallel test, and the start failed with "address already in use" (it
+// did, under load). Below the range only this process hands ports out; the
+// random start keeps two test processes apart.
+var testPorts struct {
+	sync.Mutex
+	next, end int
+}
+
+// freeAddr returns a loopback address no one else in this process got,
+// free when it was picked.
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	testPorts.Lock()
+	defer testPorts.Unlock()
+	if testPorts.end == 0 {
+		low := 32768
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+			fmt.Sscan(string(b), &low)
+		}
+		testPorts.end = low
+		testPorts.next = max(1024, low-12000) + rand.IntN(6000)
+	}
+	for testPorts.next < testPorts.end {
+		addr := fmt.Sprintf("127.0.0.1:%d", testPorts.next)
+		testPorts.next++
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	// Used up (or an unusual port range): an ephemeral port, as before.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
