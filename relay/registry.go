@@ -98,6 +98,7 @@ func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 		}
 		if old := r.instances[p.ID]; old != nil {
 			r.retire(old)
+			delete(r.instances, p.ID)
 		}
 		in = &instance{version: p.Version, key: buildKey(p), prov: prov}
 		if r.deleted(p.ID) {
