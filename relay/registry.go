@@ -97,8 +97,7 @@ func (r *Registry) Acquire(p *store.Provider) (Provider, func(), error) {
 			return nil, nil, err
 		}
 		if old := r.instances[p.ID]; old != nil {
-			r.retire(old)
-			delete(r.instances, p.ID)
+			r.evict(p.ID, old)
 		}
 		in = &instance{version: p.Version, key: buildKey(p), prov: prov}
 		if r.deleted(p.ID) {
@@ -128,6 +127,13 @@ func (r *Registry) release(in *instance) {
 // lacks id. r.mu is held.
 func (r *Registry) deleted(id string) bool {
 	return r.exists != nil && r.gen == r.store.ProvidersGen() && !r.exists[id]
+}
+
+// evict takes provider id's instance in out of the cache and retires it;
+// r.mu is held. A retired instance must never be handed out again.
+func (r *Registry) evict(id string, in *instance) {
+	delete(r.instances, id)
+	r.retire(in)
 }
 
 // retire closes in now if nothing uses it, else when its last user is
@@ -187,8 +193,7 @@ func (r *Registry) TeamProviders(teamID string) ([]*store.Provider, error) {
 		// they idle out, and its series at /metrics.
 		for id, in := range r.instances {
 			if !exists[id] {
-				r.retire(in)
-				delete(r.instances, id)
+				r.evict(id, in)
 			}
 		}
 		r.byTeam, r.gen, r.exists = byTeam, g, exists
