@@ -67,8 +67,8 @@ var internalPrefixes = []netip.Prefix{
 }
 
 var (
-	nat64WKP       = netip.MustParsePrefix("64:ff9b::/96")     // RFC 6052 well-known prefix
-	sixToFour      = netip.MustParsePrefix("2002::/16")        // RFC 3056
+	nat64WKP       = netip.MustParsePrefix("64:ff9b::/96")    // RFC 6052 well-known prefix
+	sixToFour      = netip.MustParsePrefix("2002::/16")       // RFC 3056
 	ipv4Translated = netip.MustParsePrefix("::ffff:0:0:0/96") // RFC 2765 SIIT
 )
 
