@@ -113,7 +113,9 @@ func TestTestNeverChangesEnablement(t *testing.T) {
 	if r := e.do("POST", path+"/deactivate", nil); r.Code != 200 {
 		t.Fatal(r.Body)
 	}
-	fail := func(context.Context, *store.Provider) (string, error) { return "", errors.New("535 5.7.8 bad credentials") }
+	fail := func(context.Context, *store.Provider) (string, error) {
+		return "", errors.New("535 5.7.8 bad credentials")
+	}
 	ok := func(context.Context, *store.Provider) (string, error) { return "", nil }
 	for _, fn := range []func(context.Context, *store.Provider) (string, error){fail, ok, fail, ok} {
 		e.tester.fn = fn
