@@ -128,10 +128,26 @@ func TestDialTimeCheckCatchesStoredInternalHosts(t *testing.T) {
 	c := d.client(key)
 	defer c.Close()
 	id, err := sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("inward"))
-	if err == nil {
-		e := d.waitEmailAttempted(id)
-		if up.Conns() != 0 {
-			t.Fatalf("mail reached the inward upstream: %v", e)
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	e := d.waitEmailAttempted(id)
+	if up.Conns() != 0 {
+		t.Fatalf("mail reached the inward upstream: %v", e)
+	}
+	// The refusal is a configuration fault, not a network hiccup to
+	// retry: the provider goes to error again, and the reason names no
+	// address.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		p := d.provider(smtpID)
+		if p["status"] == "error" {
+			if r := fmt.Sprint(p["status_reason"]); addrInText.MatchString(r) || !strings.Contains(r, "internal address") {
+				t.Fatalf("status_reason after the refused send: %q", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a refused send the provider is %v", p["status"])
 		}
 	}
 }
