@@ -166,7 +166,7 @@ type sealedSecrets struct{ smtpPassword, sesSecret []byte }
 // fields stay as they are.
 //
 // It must be deterministic: the store may run it more than once.
-func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed sealedSecrets) {
+func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed sealedSecrets, pol providerPolicy) {
 	if in.typ.Set && !create && (in.typ.Null || in.typ.V != p.Type) {
 		v.add("type", fcNotEditable, "type cannot be changed; create a new provider instead")
 	}
@@ -267,11 +267,19 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		}
 	}
 	applyQuotas(in, &p.Quotas, v)
-	applySES(in, p, v, sealed.sesSecret)
+	applySES(in, p, v, sealed.sesSecret, pol)
 
 	if p.Type == store.TypeSMTP {
 		if p.SMTPHost == "" && !hasField(v, "smtp_host") {
 			v.add("smtp_host", fcRequired, "smtp_host is required")
+		}
+		// Judged on every write, not only when smtp_host is sent, so that
+		// a host stored before the policy (or while the operator allowed
+		// private hosts) cannot ride along on an edit.
+		if p.SMTPHost != "" && !hasField(v, "smtp_host") {
+			if code, msg := pol.hostProblem(p.SMTPHost); code != "" {
+				v.add("smtp_host", code, "smtp_host "+msg)
+			}
 		}
 		if p.SMTPPort == 0 && !hasField(v, "smtp_port") {
 			v.add("smtp_port", fcRequired, "smtp_port is required")

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/netpolicy"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -34,7 +35,7 @@ var (
 
 // applySES validates and applies the SES fields. They belong to type ses
 // only; on other types they are an error rather than silently ignored.
-func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret []byte) {
+func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret []byte, pol providerPolicy) {
 	s := in.ses
 	if p.Type != store.TypeSES {
 		for _, f := range s.fields() {
@@ -76,16 +77,28 @@ func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret [
 			p.SESSecretSealed = sealedSecret
 		}
 	}
-	if (p.SESAccessKeyID == "") != (len(p.SESSecretSealed) == 0) && !hasField(v, "ses_access_key_id") && !hasField(v, "ses_secret_access_key") {
-		v.add("ses_secret_access_key", fcRequired, "ses_access_key_id and ses_secret_access_key go together (or leave both empty to use the daemon's AWS credentials)")
+	keyless := p.SESAccessKeyID == "" && len(p.SESSecretSealed) == 0
+	switch {
+	case hasField(v, "ses_access_key_id") || hasField(v, "ses_secret_access_key"):
+	case keyless && !pol.sesDefaultCredentials:
+		// Without keys the SDK would sign with the daemon's own AWS
+		// credentials: the operator's account, outside managed limits.
+		v.add("ses_access_key_id", fcRequired, "ses_access_key_id and ses_secret_access_key are required: a team's SES provider signs with its own AWS credentials")
+	case (p.SESAccessKeyID == "") != (len(p.SESSecretSealed) == 0):
+		v.add("ses_secret_access_key", fcRequired, "ses_access_key_id and ses_secret_access_key go together")
 	}
 	if s.endpoint.Set {
 		p.SESEndpoint = str(s.endpoint)
-		if p.SESEndpoint != "" {
-			u, err := url.Parse(p.SESEndpoint)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-				v.add("ses_endpoint", fcInvalid, "ses_endpoint must be an http(s) base URL such as https://email.us-east-1.amazonaws.com")
-			}
+	}
+	// Judged on every write, not only when the field is sent, so that an
+	// endpoint stored before the policy cannot ride along on an edit.
+	if p.SESEndpoint != "" {
+		u, err := url.Parse(p.SESEndpoint)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			v.add("ses_endpoint", fcInvalid, "ses_endpoint must be an http(s) base URL such as https://email.us-east-1.amazonaws.com")
+		case !pol.allowPrivateHosts && !netpolicy.AWSSESEndpoint(p.SESEndpoint):
+			v.add("ses_endpoint", fcNotAllowed, "ses_endpoint must be an Amazon SES endpoint (https://email.<region>.amazonaws.com or its email-fips variant), or be left empty for the region's default")
 		}
 	}
 	if s.configSet.Set {

@@ -72,7 +72,7 @@ func (s *Server) createProvider(c *call) error {
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
 	v := &validator{}
-	applyProvider(in, p, v, true, s.sealSecrets(in))
+	applyProvider(in, p, v, true, s.sealSecrets(in), s.providerPolicy())
 	// From the group check to the commit: see refMu.
 	s.refMu.RLock()
 	defer s.refMu.RUnlock()
@@ -252,14 +252,14 @@ func (s *Server) patchProvider(c *call) error {
 	if err := s.checkGroupRef(c.team(), in, pre); err != nil {
 		return err
 	}
-	sealed := s.sealSecrets(in)
+	sealed, pol := s.sealSecrets(in), s.providerPolicy()
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
 		if p.IsShared {
 			return errManaged("edited")
 		}
 		v := &validator{errs: slices.Clone(pre.errs)}
-		applyProvider(in, p, v, false, sealed)
+		applyProvider(in, p, v, false, sealed, pol)
 		if err := v.err(); err != nil {
 			return err
 		}
@@ -391,10 +391,15 @@ func (s *Server) testProvider(c *call) error {
 		if p.Version != cur.Version {
 			return nil
 		}
+		// A test reports on the settings; whether the provider is in
+		// rotation is the team's choice (activate/deactivate). So the
+		// verdict moves only between active and error, the two states of
+		// a provider the team has enabled: an inactive (or pending) one
+		// stays as it is whatever the outcome.
 		switch {
 		case res.Success && p.Status == store.StatusError:
 			p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", testedAt
-		case !res.Success && !res.Deferred:
+		case !res.Success && !res.Deferred && (p.Status == store.StatusActive || p.Status == store.StatusError):
 			p.Status, p.StatusReason = store.StatusError, res.Message
 		}
 		return nil

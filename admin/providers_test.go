@@ -89,8 +89,9 @@ func TestCreateProviderValidation(t *testing.T) {
 		{"type unknown", with("type", "sendgrid"), 422, "validation_error", "type"},
 		{"type wrong type", with("type", 1), 400, "invalid_parameter", "type"},
 		{"unknown field", with("smtp_pass", "x"), 400, "invalid_parameter", "smtp_pass"},
-		{"IPv4 host ok", with("smtp_host", "127.0.0.1"), 201, "", ""},
-		{"IPv6 host ok", with("smtp_host", "::1"), 201, "", ""},
+		{"IPv4 host ok", with("smtp_host", "93.184.216.34"), 201, "", ""},
+		{"IPv6 host ok", with("smtp_host", "2606:4700::1111"), 201, "", ""},
+		{"loopback host refused", with("smtp_host", "127.0.0.1"), 422, "validation_error", "smtp_host"},
 		{"FQDN with dot ok", with("smtp_host", "mail.example.com."), 201, "", ""},
 		{"percentage zero ok", with("percentage", 0), 201, "", ""},
 		{"type smtp explicit ok", with("type", "smtp"), 201, "", ""},
@@ -190,7 +191,7 @@ func TestCreateAndGetProvider(t *testing.T) {
 		t.Fatalf("get: %d %v %s", g.Code, g.Header, g.Body)
 	}
 	// Defaults: type smtp, protocol starttls, no percentage.
-	d := e.do("POST", "/api/v1/providers", map[string]any{"name": "Min", "smtp_host": "10.1.2.3", "smtp_port": 25})
+	d := e.do("POST", "/api/v1/providers", map[string]any{"name": "Min", "smtp_host": "93.184.216.34", "smtp_port": 25})
 	if d.Code != 201 || d.str("data.type") != "smtp" || d.str("data.smtp_protocol") != "starttls" ||
 		d.get("data.percentage") != nil || d.get("data.has_smtp_password") != false || d.get("data.smtp_username") != nil {
 		t.Fatalf("defaults: %s", d.Body)

@@ -92,6 +92,14 @@ type Options struct {
 	// AllowPrivateWebhookTargets accepts webhook URLs on loopback and
 	// private addresses (development and tests).
 	AllowPrivateWebhookTargets bool
+	// AllowPrivateProviderHosts lets teams' providers name loopback,
+	// private and other internal hosts, and own-SES endpoints other than
+	// Amazon's ([providers] allow_private_hosts).
+	AllowPrivateProviderHosts bool
+	// SESDefaultCredentials lets a team's own-SES provider go without
+	// keys and sign with the daemon's AWS credentials
+	// ([providers] ses_default_credentials).
+	SESDefaultCredentials bool
 	// BodyRetention (default 72 h) and LogRetention (default 30 days)
 	// are how long finished messages keep their bodies and log records;
 	// the Sweeper enforces them.

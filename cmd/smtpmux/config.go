@@ -90,6 +90,13 @@ type fileConfig struct {
 		AllowPrivateTargets bool `toml:"allow_private_targets"`
 	} `toml:"webhooks"`
 
+	// Providers is the policy for teams' own providers (SPEC §10); both
+	// default to false, the safe setting for a multi-tenant daemon.
+	Providers struct {
+		AllowPrivateHosts     bool `toml:"allow_private_hosts"`
+		SESDefaultCredentials bool `toml:"ses_default_credentials"`
+	} `toml:"providers"`
+
 	Limits struct {
 		ProvidersPerTeam int `toml:"providers_per_team"`
 		SendsPerMinute   int `toml:"sends_per_minute"`

@@ -121,6 +121,16 @@ func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 	if !strings.Contains(delivery, "retry_schedule") {
 		delivery += "\nretry_schedule = [\"300ms\", \"300ms\"]"
 	}
+	// The test upstreams listen on 127.0.0.1 and the SES peer is a local
+	// endpoint, so the daemons under test take the operator's opt-ins;
+	// a test of the safe defaults sets them to false in extra["providers"]
+	// (see safeProviders).
+	providers := extra["providers"]
+	for _, k := range []string{"allow_private_hosts", "ses_default_credentials"} {
+		if !strings.Contains(providers, k) {
+			providers += "\n" + k + " = true"
+		}
+	}
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = "relay.test"
 bootstrap_root_key = %q
@@ -134,7 +144,9 @@ auth_fail_delay = "50ms"
 listen = %q
 [delivery]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, delivery)
+[providers]
+%s
+`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, delivery, providers)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

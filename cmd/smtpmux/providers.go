@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/netpolicy"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/outbox"
 	"github.com/smtpmux/smtpmux/relay/ses"
@@ -19,18 +20,38 @@ import (
 
 // registerProviders installs one factory per provider type this build
 // supports; relay never imports the provider packages itself.
+//
+// Teams' providers connect through the address policy (internal/netpolicy)
+// unless the operator set [providers] allow_private_hosts: the API already
+// refused internal hosts, and the dialer refuses again after DNS, which
+// also catches records stored before the policy or under the opt-in.
 func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config, log *slog.Logger) error {
+	pol := cfg.file.Providers
 	reg.Register(store.TypeSMTP, func(p *store.Provider, password string) (relay.Provider, error) {
 		return smtpprov.New(smtpprov.Config{
 			Host: p.SMTPHost, Port: p.SMTPPort, Protocol: p.SMTPProtocol,
 			Username: p.SMTPUsername, Password: password, HeloName: cfg.file.Hostname,
 			TLSConfig: upstreamTLS, MaxConns: cfg.file.Delivery.ConnsPerProvider,
+			Dial:   netpolicy.DialFunc(smtpprov.DefaultDialTimeout, pol.AllowPrivateHosts),
 			Logger: log.With("provider", p.ID, "team", p.TeamID),
 		})
 	})
 	reg.Register(store.TypeSES, func(p *store.Provider, secret string) (relay.Provider, error) {
-		return ses.New(context.Background(), ses.Config{Region: p.SESRegion, AccessKeyID: p.SESAccessKeyID,
-			SecretAccessKey: secret, Endpoint: p.SESEndpoint, ConfigurationSet: p.SESConfigurationSet})
+		c := ses.Config{Region: p.SESRegion, AccessKeyID: p.SESAccessKeyID,
+			SecretAccessKey: secret, Endpoint: p.SESEndpoint, ConfigurationSet: p.SESConfigurationSet}
+		// Records stored before the policy: refused here too, so that
+		// nothing a team configured signs with the daemon's credentials
+		// or talks to an endpoint of its choosing.
+		if c.AccessKeyID == "" && !pol.SESDefaultCredentials {
+			return nil, errSESNoKeys
+		}
+		if !pol.AllowPrivateHosts {
+			if c.Endpoint != "" && !netpolicy.AWSSESEndpoint(c.Endpoint) {
+				return nil, errSESEndpoint
+			}
+			c.DialControl = netpolicy.Control
+		}
+		return ses.New(context.Background(), c)
 	})
 	switch cfg.file.Managed.Backend {
 	case "outbox":
@@ -53,6 +74,13 @@ func registerProviders(reg *relay.Registry, cfg *config, upstreamTLS *tls.Config
 	return nil
 }
 
+// Refusals of a team's SES record by the policy; their text is shown to
+// the team (status_reason, test result).
+var (
+	errSESNoKeys   = errors.New("this SES provider has no access key of its own; add ses_access_key_id and ses_secret_access_key")
+	errSESEndpoint = errors.New("ses_endpoint is not an Amazon SES endpoint; clear it or use https://email.<region>.amazonaws.com")
+)
+
 // providerTester runs POST /providers/{id}/test: a real connection and
 // authentication against the upstream, nothing sent. A success is reported
 // to recovered (the scheduler), which clears the provider's breaker and
@@ -67,10 +95,14 @@ const testTimeout = 20 * time.Second
 
 func (t providerTester) TestProvider(ctx context.Context, p *store.Provider) (string, error) {
 	msg, err := t.test(ctx, p)
-	if err == nil && t.recovered != nil {
+	if err != nil {
+		// The team reads the class of the failure, never the raw error.
+		return testMessage(err, p.Type), err
+	}
+	if t.recovered != nil {
 		t.recovered(p.TeamID, p.ID)
 	}
-	return msg, err
+	return msg, nil
 }
 
 func (t providerTester) test(ctx context.Context, p *store.Provider) (string, error) {

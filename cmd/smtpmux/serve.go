@@ -224,6 +224,8 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		DNSResolver: cfg.file.DNS.Resolver,
 		Sender:      relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: hooks,
 		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
+		AllowPrivateProviderHosts:  cfg.file.Providers.AllowPrivateHosts,
+		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go

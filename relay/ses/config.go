@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -52,6 +53,13 @@ type Config struct {
 	// redirects. Nil uses a client with the SDK's default transport
 	// settings that follows no redirects.
 	HTTPClient *http.Client
+
+	// DialControl, when set, becomes the Control function of the dialer
+	// of the HTTP client New builds (not of a supplied HTTPClient). cmd
+	// sets it for teams' accounts to refuse internal addresses after DNS
+	// (internal/netpolicy); a refusal is a configuration fault (class
+	// Auth) whose text names no address.
+	DialControl func(network, address string, c syscall.RawConn) error
 
 	// Timeout bounds each call (including the SDK's throttling retries);
 	// zero means DefaultTimeout.

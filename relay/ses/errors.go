@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/smithy-go"
 
+	"github.com/smtpmux/smtpmux/internal/netpolicy"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
 )
@@ -126,6 +127,12 @@ func fail(ctx context.Context, err error, t *attemptTrace, sending bool) *relay.
 	var ce *credentialsError
 	if errors.As(err, &ce) && ctx.Err() == nil {
 		return derr(routing.Auth, routing.Failure{Phase: routing.PhaseAuth, Text: ce.Error()})
+	}
+	if errors.Is(err, netpolicy.ErrRefused) {
+		// The dialer refused an internal address: a setting to fix, not
+		// a network problem to retry. Its own text, without the address.
+		return &relay.DeliveryError{Failure: routing.Failure{Phase: routing.PhaseConnect, Text: netpolicy.ErrRefused.Error()},
+			Class: relay.ClassPtr(routing.Auth), Err: fmt.Errorf("ses: %w", netpolicy.ErrRefused)}
 	}
 	var ipe *smithy.InvalidParamsError
 	if errors.As(err, &ipe) {

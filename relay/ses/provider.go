@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -50,8 +51,12 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if hc == nil {
 		// GetTransport returns a fresh transport with the SDK's defaults
 		// (timeouts, HTTP/2, TLS 1.2+), so this provider owns its pool.
+		bc := awshttp.NewBuildableClient()
+		if cfg.DialControl != nil {
+			bc = bc.WithDialerOptions(func(d *net.Dialer) { d.Control = cfg.DialControl })
+		}
 		hc = &http.Client{
-			Transport: awshttp.NewBuildableClient().GetTransport(),
+			Transport: bc.GetTransport(),
 			// A 307/308 would replay the POST body: another send.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}

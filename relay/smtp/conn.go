@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/netpolicy"
 	"github.com/smtpmux/smtpmux/routing"
 )
 
@@ -143,6 +144,12 @@ func (p *Provider) dial(ctx context.Context) (*pconn, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	raw, err := cfg.Dial(dctx, "tcp", cfg.Addr())
 	cancel()
+	if errors.Is(err, netpolicy.ErrRefused) {
+		// The dialer's address policy refused where the host resolves
+		// to: a setting to fix, not a network problem to retry. The
+		// error is the policy's own, without the address.
+		return nil, configFault(routing.PhaseConnect, netpolicy.ErrRefused)
+	}
 	if err != nil {
 		return nil, fail(ctx, routing.PhaseConnect, err, false)
 	}
