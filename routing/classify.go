@@ -270,8 +270,9 @@ func byText(f Failure, temp bool) Verdict {
 }
 
 // decideAPI reads an HTTP provider's answer: the enhanced code the
-// provider mapped its error code to, else the HTTP status, else (for an
-// unmapped 4xx) the wording.
+// provider mapped its documented error code to, else the HTTP status,
+// else (for an unmapped 4xx) the wording. An unmapped 400 is not taken
+// for a bad message: unknown is temporary.
 func decideAPI(f Failure) Verdict {
 	e := parseEnhanced(f.Enhanced)
 	temp := e.class != 5
@@ -297,9 +298,15 @@ func decideAPI(f Failure) Verdict {
 	case st == 408 || st == 409 || st == 425 || st >= 500 || st < 400:
 		return byPermanence(ScopeProvider, true)
 	}
-	// Another 4xx: the request, that is this message, unless the API says
-	// in words that the account is over a limit.
-	return byText(Failure{Phase: PhaseAPI, Code: 554, Text: f.Text}, false)
+	// Another 4xx the provider did not map: unknown, so temporary, unless
+	// the API says in words that the account is over a limit.
+	switch {
+	case hintsConnLimit(f.Text):
+		return Verdict{Class: Connection, Scope: ScopeProvider}
+	case hintsQuota(f.Text):
+		return provQuota(true)
+	}
+	return byPermanence(ScopeUnknown, true)
 }
 
 func provAuth() Verdict { return Verdict{Class: Auth, Scope: ScopeProviderAuth, Permanent: true} }
