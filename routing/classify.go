@@ -127,9 +127,13 @@ func Classify(f Failure) Class { return Decide(f).Class }
 // x.5.x and x.6.x this message's, x.7.x policy. Reply text is read only
 // to tell a quota or rate limit from other trouble where the code leaves
 // the scope open — no enhanced code, x.0.x, or the provider-side subjects
-// x.3.x and x.7.x — and never at RCPT: a reply to RCPT concerns that
-// recipient unless its code says otherwise ("452 4.2.2 mailbox over
-// quota" is the recipient's mailbox, not the account's quota).
+// x.3.x and x.7.x, or a 421 or refused greeting, which are the provider's
+// anyway — and never at RCPT: a reply to RCPT concerns that recipient
+// unless its code says otherwise ("452 4.2.2 mailbox over quota" is the
+// recipient's mailbox, not the account's quota). The one exception is a
+// vendor's diagnostic token that names the submitting account while its
+// code names a mailbox (vendorQuotaTokens: Exchange's
+// STOREDRV.Submission quota exceptions), honoured outside RCPT only.
 func Decide(f Failure) Verdict {
 	if f.Code == 0 {
 		if f.BodySent || f.Phase == PhaseFinal {
@@ -161,7 +165,7 @@ func Decide(f Failure) Verdict {
 		return provQuota(temp)
 	case f.Phase == PhaseConnect:
 		// Turned away before any transaction: the service, not a message.
-		if hintsQuota(f.Text) {
+		if hintsQuota(f.Text) && !hintsConnLimit(f.Text) {
 			return provQuota(temp)
 		}
 		return Verdict{Class: Connection, Scope: ScopeProvider, Permanent: !temp}
@@ -172,7 +176,7 @@ func Decide(f Failure) Verdict {
 	if f.Code == 421 {
 		// The server is closing the channel: its service, not the
 		// message, is the problem (RFC 5321 §4.2.2).
-		if f.Phase != PhaseRcpt && hintsQuota(f.Text) {
+		if f.Phase != PhaseRcpt && hintsQuota(f.Text) && !hintsConnLimit(f.Text) {
 			return provQuota(true)
 		}
 		return Verdict{Class: Connection, Scope: ScopeProvider}

@@ -20,6 +20,10 @@ func TestClassify(t *testing.T) {
 		{Failure{Phase: PhaseConnect, Code: 554, Text: "no service"}, Connection},
 		{Failure{Phase: PhaseConnect, Code: 451, Enhanced: "4.7.0", Text: "Daily sending quota exceeded"}, Quota},
 		{Failure{Phase: PhaseAuth, Code: 534, Text: "weak"}, Auth},
+		// One connection too many is not the account's quota (the SMTP
+		// pool learns the limit from a Connection at the opening).
+		{Failure{Phase: PhaseConnect, Code: 432, Enhanced: "4.3.2", Text: "Concurrent connections limit exceeded."}, Connection},
+		{Failure{Phase: PhaseMail, Code: 421, Enhanced: "4.7.0", Text: "Too many concurrent SMTP connections; limit exceeded"}, Connection},
 		{Failure{Phase: PhaseAuth}, Connection},
 		{Failure{Phase: PhaseMail, Code: 451, Text: "try later"}, Transient},
 		{Failure{Phase: PhaseMail, Code: 550, Enhanced: "5.7.13", Text: "user account disabled"}, Auth},
