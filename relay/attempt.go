@@ -136,8 +136,11 @@ var errNotQueued = errors.New("message is not queued")
 
 // outcome is the classified result of one attempt.
 type outcome struct {
-	ok          bool
-	class       routing.Class
+	ok    bool
+	class routing.Class
+	// scope is whose problem the failure is, when routing's table
+	// decided it ("" when the provider set the class itself).
+	scope       routing.FailureScope
 	code        int
 	reply       string
 	upstreamID  string
@@ -179,7 +182,11 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	} else if de.Err != nil {
 		reply = de.Err.Error()
 	}
-	return outcome{class: de.Classified(), code: de.Failure.Code, reply: reply, refused: de.RcptRefused,
+	var scope routing.FailureScope
+	if de.Class == nil {
+		scope = routing.Decide(de.Failure).Scope
+	}
+	return outcome{class: de.Classified(), scope: scope, code: de.Failure.Code, reply: reply, refused: de.RcptRefused,
 		bodySent: de.Failure.BodySent || de.Failure.Phase == routing.PhaseFinal && de.Failure.Code != 0}
 }
 

@@ -235,6 +235,9 @@ func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome
 	attrs := []any{"event", event, "msg_id", m.ID, "team", m.TeamID, "provider", provID, "code", out.code}
 	if !out.ok {
 		attrs = append(attrs, "class", out.class.String(), "reply", out.reply)
+		if out.scope != "" {
+			attrs = append(attrs, "scope", string(out.scope))
+		}
 	}
 	if m.State == store.StateQueued {
 		attrs = append(attrs, "next_attempt_at", m.NextAttemptAt)

@@ -43,10 +43,10 @@ func (b *Breaker) Pulled(now time.Time) bool { return now.Before(b.PulledUntil) 
 
 // Record notes a failed attempt of class c and reports whether this
 // failure pulled the provider. Only connection failures and quota blocks
-// count: a refused recipient or a temporary reply is not the account's
-// health.
+// count (Class.FeedsBreaker): a refused recipient, a message too big or a
+// temporary reply is not the account's health.
 func (b *Breaker) Record(c Class, now time.Time) bool {
-	if c != Connection && c != Quota {
+	if !c.FeedsBreaker() {
 		return false
 	}
 	cut := now.Add(-BreakerSpan)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/oauth/mailapi"
-	"github.com/smtpmux/smtpmux/routing"
 )
 
 // apiError is the Google API error object:
@@ -45,13 +44,19 @@ var scopeReasons = map[string]bool{
 	"insufficientpermissions": true, "access_token_scope_insufficient": true,
 }
 
-// quotaWords catch sending-limit answers whose reason is generic, such as
-// "Mail sending limit exceeded" or "User-rate limit exceeded".
-var quotaWords = []string{"limit exceeded", "rate limit", "quota"}
+// messageReasons say the request built from this message is invalid
+// (400 invalidArgument: a bad raw message or header).
+var messageReasons = map[string]bool{"invalidargument": true, "invalid": true, "badrequest": true}
 
-// classify maps an error answer of the Gmail API to a failure. Unknown
-// answers are not guessed into Permanent when they concern the account
-// (401/403/404: every message would fail the same) or the service (5xx).
+// accountReasons say Gmail cannot send for this account (the service is
+// not enabled for it): a fault of the account's set-up.
+var accountReasons = map[string]bool{"failedprecondition": true}
+
+// classify maps an error answer of the Gmail API into routing's table: a
+// reason Gmail documents becomes its enhanced code, and the rest is left
+// to the table's reading of the HTTP status (and, for an unmapped 4xx, of
+// the wording), so account answers (401/403/404) and service answers
+// (5xx) are never taken for a bad message.
 func classify(resp *mailapi.Response) *relay.DeliveryError {
 	var e apiError
 	json.Unmarshal(resp.Body, &e)
@@ -77,26 +82,16 @@ func classify(resp *mailapi.Response) *relay.DeliveryError {
 			detail = reasons[0] + ": " + detail
 		}
 	}
-	msg := strings.ToLower(e.Error.Message)
-	quotaText := false
-	for _, w := range quotaWords {
-		quotaText = quotaText || strings.Contains(msg, w)
-	}
-	var class routing.Class
-	switch st := resp.Status; {
-	case st == http.StatusTooManyRequests || has(quotaReasons) || st < 500 && quotaText:
-		class = routing.Quota
-	case st == http.StatusUnauthorized || has(scopeReasons):
+	enhanced := ""
+	switch {
+	case has(quotaReasons):
+		enhanced = mailapi.EnhancedQuota
+	case resp.Status == http.StatusUnauthorized || has(scopeReasons):
 		return mailapi.GrantRevoked(api, "token refused or gmail.send not granted: "+detail, nil)
-	case st == http.StatusForbidden || st == http.StatusNotFound || has(map[string]bool{"failedprecondition": true}):
-		// Domain policy, Gmail disabled for the account, a wrong base
-		// URL: a fault of the account or its setup.
-		class = routing.Auth
-	case st == http.StatusRequestTimeout || st == http.StatusConflict || st >= 500 || st < 400:
-		class = routing.Transient
-	default:
-		// 400 (invalid raw message, bad header), 413 (too large).
-		class = routing.Permanent
+	case has(accountReasons):
+		enhanced = mailapi.EnhancedAccount
+	case has(messageReasons):
+		enhanced = mailapi.EnhancedInvalid
 	}
-	return mailapi.Failed(api, class, resp.Status, detail)
+	return mailapi.Failed(api, resp.Status, enhanced, detail)
 }

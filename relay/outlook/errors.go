@@ -7,7 +7,6 @@ import (
 
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/oauth/mailapi"
-	"github.com/smtpmux/smtpmux/routing"
 )
 
 // graphError is the Microsoft Graph error object. Codes are strings of
@@ -42,11 +41,19 @@ var (
 		"mailboxnotsupportedforrestapi": true, "errornonexistentmailbox": true, "resourcenotfound": true,
 		"errorinvaliduser": true, "erroraccountdisabled": true,
 	}
+	// A recipient address Graph cannot use.
+	recipientCodes = map[string]bool{"errorinvalidrecipients": true}
+	// The message is over the mailbox's size limit.
+	tooBigCodes = map[string]bool{"errormessagesizeexceeded": true}
+	// The request built from this message is invalid.
+	messageCodes = map[string]bool{"errormimecontentinvalid": true, "errorinvalidproperty": true}
 )
 
-// classify maps an error answer of Graph to a failure. Answers about the
-// mailbox (401/403/404) or the service (5xx) are never Permanent: every
-// message would meet the same answer.
+// classify maps an error answer of Graph into routing's table: a code
+// Graph documents becomes its enhanced code, and the rest is left to the
+// table's reading of the HTTP status (and, for an unmapped 4xx, of the
+// wording), so answers about the mailbox (401/403/404) or the service
+// (5xx) are never taken for a bad message.
 func classify(resp *mailapi.Response) *relay.DeliveryError {
 	var env struct {
 		Error graphError `json:"error"`
@@ -70,22 +77,20 @@ func classify(resp *mailapi.Response) *relay.DeliveryError {
 	if env.Error.Message != "" {
 		detail = env.Error.Code + ": " + env.Error.Message
 	}
-	msg := strings.ToLower(env.Error.Message)
-	throttled := strings.Contains(msg, "mailboxconcurrency") || strings.Contains(msg, "throttl") ||
-		strings.Contains(msg, "limit exceeded") || strings.Contains(msg, "quota")
-	var class routing.Class
-	switch st := resp.Status; {
-	case st == http.StatusTooManyRequests || has(quotaCodes) || st < 500 && throttled:
-		class = routing.Quota
-	case st == http.StatusUnauthorized || has(reconnectCodes):
+	enhanced := ""
+	switch {
+	case has(quotaCodes):
+		enhanced = mailapi.EnhancedQuota
+	case resp.Status == http.StatusUnauthorized || has(reconnectCodes):
 		return mailapi.GrantRevoked(api, "token refused or Mail.Send not granted: "+detail, nil)
-	case has(accountCodes) || st == http.StatusForbidden || st == http.StatusNotFound:
-		class = routing.Auth
-	case st == http.StatusRequestTimeout || st == http.StatusConflict || st >= 500 || st < 400:
-		class = routing.Transient
-	default:
-		// 400 ErrorInvalidRecipients, ErrorMimeContentInvalid…, 413.
-		class = routing.Permanent
+	case has(accountCodes):
+		enhanced = mailapi.EnhancedAccount
+	case has(recipientCodes):
+		enhanced = mailapi.EnhancedRecipient
+	case has(tooBigCodes):
+		enhanced = mailapi.EnhancedTooBig
+	case has(messageCodes):
+		enhanced = mailapi.EnhancedInvalid
 	}
-	return mailapi.Failed(api, class, resp.Status, detail)
+	return mailapi.Failed(api, resp.Status, enhanced, detail)
 }

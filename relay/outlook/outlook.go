@@ -176,7 +176,7 @@ func (p *Provider) Test(ctx context.Context) (time.Duration, error) {
 	}
 	json.Unmarshal(resp.Body, &me)
 	if !strings.EqualFold(me.Mail, p.cfg.Email) && !strings.EqualFold(me.UPN, p.cfg.Email) {
-		return latency, mailapi.Failed(api, routing.Auth, resp.Status,
+		return latency, mailapi.Failed(api, resp.Status, mailapi.EnhancedCredentials,
 			fmt.Sprintf("token is for %q, not the connected %q", me.UPN, p.cfg.Email))
 	}
 	return latency, nil

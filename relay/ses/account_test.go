@@ -68,7 +68,7 @@ func TestTestFailures(t *testing.T) {
 	cfg.SecretAccessKey = "wrong"
 	p := newProvider(t, cfg)
 	_, err := p.Test(ctxTimeout(t, 5*time.Second))
-	want{class: routing.Auth, phase: routing.PhaseAuth, code: 403, text: "SignatureDoesNotMatch"}.check(t, err)
+	want{class: routing.Auth, phase: routing.PhaseAPI, code: 403, text: "SignatureDoesNotMatch"}.check(t, err)
 
 	// A hang during a test is a connection failure (nothing was sent, so
 	// nothing is uncertain), and wraps the deadline so the API can call

@@ -75,7 +75,7 @@ func TestClassifyAPI(t *testing.T) {
 	}{
 		{429, "TooManyRequestsException", "Maximum sending rate exceeded.", routing.Quota},
 		{400, "Throttling", "Daily message quota exceeded.", routing.Quota},
-		{400, "MessageRejected", "Daily message quota exceeded.", routing.Quota}, // the text wins
+		{400, "MessageRejected", "Daily message quota exceeded.", routing.Quota}, // unmapped: the wording decides
 		{429, "UnknownError", "", routing.Quota},
 		{400, "LimitExceededException", "", routing.Quota},
 		{400, "SendingPausedException", "", routing.Quota},
@@ -93,8 +93,8 @@ func TestClassifyAPI(t *testing.T) {
 		{503, "ServiceUnavailable", "", routing.Transient},
 		{400, "SomethingNew", "", routing.Transient},
 	} {
-		if got := classifyAPI(tc.status, tc.code, tc.msg); got != tc.want {
-			t.Errorf("classifyAPI(%d, %q, %q) = %v, want %v", tc.status, tc.code, tc.msg, got, tc.want)
+		if got := routing.Classify(apiFailure(tc.status, tc.code, tc.msg)); got != tc.want {
+			t.Errorf("apiFailure(%d, %q, %q) classifies as %v, want %v", tc.status, tc.code, tc.msg, got, tc.want)
 		}
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/http/httptrace"
-	"strings"
 	"sync/atomic"
 
 	"github.com/aws/smithy-go"
@@ -16,60 +14,57 @@ import (
 	"github.com/smtpmux/smtpmux/routing"
 )
 
-// Error codes by class. SES v2 names its modelled errors in the sesv2
-// types package; the auth codes come from the AWS front end (SigV4 and
-// IAM) and are not modelled there, so they arrive as generic API errors
-// with the same ErrorCode.
-var (
-	// quotaCodes: the account's sending rate or quota is exhausted, or
-	// SES paused sending for the account or configuration set. Relay
-	// blocks the provider for a while instead of retrying into it.
-	quotaCodes = codeSet("TooManyRequestsException", "LimitExceededException", "Throttling",
-		"ThrottlingException", "SendingPausedException")
+// SES error codes mapped into routing's classification table (as RFC 3463
+// enhanced codes; see mailapi's Enhanced* for what each one names). SES v2
+// names its modelled errors in the sesv2 types package; the auth codes come
+// from the AWS front end (SigV4 and IAM) and are not modelled there, so
+// they arrive as generic API errors with the same ErrorCode. A code not
+// listed is left to the table's reading of the HTTP status and, for a 4xx,
+// the wording (unknown is temporary).
+var apiCodes = map[string]string{
+	// The account's sending rate or quota is exhausted, or SES paused
+	// sending for the account or configuration set: the provider is
+	// blocked for a while instead of retried into.
+	"TooManyRequestsException": enhancedQuota, "LimitExceededException": enhancedQuota,
+	"Throttling": enhancedQuota, "ThrottlingException": enhancedQuota, "SendingPausedException": enhancedQuota,
 
-	// authCodes: the credentials, their permissions or the account are
-	// unusable. AccountSuspendedException is here rather than under
-	// permanent: it refuses every message until the operator sorts the
-	// account out, which is what class Auth (status error, manual
-	// recovery) is for. NotFoundException on SendEmail means the
-	// configured configuration set does not exist: a provider setting.
-	authCodes = codeSet("InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied",
-		"AccessDeniedException", "UnrecognizedClientException", "ExpiredToken",
-		"ExpiredTokenException", "NotAuthorizedException", "InvalidSignatureException",
-		"IncompleteSignature", "MissingAuthenticationToken", "MissingAuthenticationTokenException",
-		"InvalidAccessKeyId", "OptInRequired", "AccountSuspendedException", "NotFoundException")
+	// The credentials or their permissions are unusable.
+	"InvalidClientTokenId": enhancedCredentials, "SignatureDoesNotMatch": enhancedCredentials,
+	"AccessDenied": enhancedCredentials, "AccessDeniedException": enhancedCredentials,
+	"UnrecognizedClientException": enhancedCredentials, "ExpiredToken": enhancedCredentials,
+	"ExpiredTokenException": enhancedCredentials, "NotAuthorizedException": enhancedCredentials,
+	"InvalidSignatureException": enhancedCredentials, "IncompleteSignature": enhancedCredentials,
+	"MissingAuthenticationToken": enhancedCredentials, "MissingAuthenticationTokenException": enhancedCredentials,
+	"InvalidAccessKeyId": enhancedCredentials,
+	// The account refuses every message until the operator sorts it out
+	// (status error, manual recovery). NotFoundException on SendEmail
+	// means the configured configuration set does not exist: a provider
+	// setting.
+	"OptInRequired": enhancedAccount, "AccountSuspendedException": enhancedAccount, "NotFoundException": enhancedAccount,
 
-	// permanentCodes: SES refused this message (content, sender identity,
-	// recipients); the same bytes would be refused again.
-	permanentCodes = codeSet("MessageRejected", "MailFromDomainNotVerifiedException",
-		"BadRequestException", "InvalidParameterValue", "ValidationException", "SerializationException")
-)
-
-// quotaTexts are messages by which SES says the account is over quota,
-// whatever error code carries them (SES v1 used "Throttling" for both).
-var quotaTexts = []string{"maximum sending rate exceeded", "daily message quota exceeded"}
-
-func codeSet(codes ...string) map[string]bool {
-	m := make(map[string]bool, len(codes))
-	for _, c := range codes {
-		m[c] = true
-	}
-	return m
+	// SES refused this message; the same bytes would be refused again.
+	// MessageRejected is SES's policy catch-all ("Email address is not
+	// verified."); as x.7.x its wording may still say the account is over
+	// its quota, which SES v1 reported this way too.
+	"MessageRejected":                    "5.7.1",
+	"MailFromDomainNotVerifiedException": "5.7.1", // the sender's identity
+	"BadRequestException":                "5.6.0", // the request built from this message
+	"InvalidParameterValue":              "5.6.0",
+	"ValidationException":                "5.6.0",
+	"SerializationException":             "5.6.0",
 }
 
-// classifyAPI maps an SES error answer to a class. Unknown codes and 5xx
-// are transient: nothing is dropped on a guess.
-func classifyAPI(status int, code, msg string) routing.Class {
-	lower := strings.ToLower(msg)
-	switch {
-	case quotaCodes[code] || status == http.StatusTooManyRequests || containsAny(lower, quotaTexts):
-		return routing.Quota
-	case authCodes[code] || status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return routing.Auth
-	case permanentCodes[code]:
-		return routing.Permanent
-	}
-	return routing.Transient
+// The enhanced codes routing reads as an account limit, refused
+// credentials and an unusable account (the same as mailapi's).
+const (
+	enhancedQuota       = "4.4.5"
+	enhancedCredentials = "5.7.8"
+	enhancedAccount     = "5.7.13"
+)
+
+// apiFailure maps an SES error answer into routing's table.
+func apiFailure(status int, code, msg string) routing.Failure {
+	return routing.Failure{Phase: routing.PhaseAPI, Code: status, Enhanced: apiCodes[code], Text: apiText(status, code, msg)}
 }
 
 // httpStatus is the status of the response the SDK got, or 0 when none
@@ -163,14 +158,10 @@ func fail(ctx context.Context, err error, t *attemptTrace, sending bool) *relay.
 		if errors.As(err, &ae) {
 			code, msg = ae.ErrorCode(), ae.ErrorMessage()
 		}
-		class := classifyAPI(status, code, msg)
-		// PhaseData, not PhaseFinal: SES refused the request as a whole,
-		// so the attempt did not consume the upstream's quota.
-		phase := routing.PhaseData
-		if class == routing.Auth {
-			phase = routing.PhaseAuth
-		}
-		return derr(class, routing.Failure{Phase: phase, Code: status, Text: apiText(status, code, msg)})
+		// routing's table decides. PhaseAPI, not PhaseFinal: SES refused
+		// the request as a whole, so the attempt did not consume the
+		// upstream's quota.
+		return &relay.DeliveryError{Failure: apiFailure(status, code, msg), Err: wrapped}
 	}
 
 	// No response. Whether the request left decides between "retry
@@ -194,15 +185,6 @@ func apiText(status int, code, msg string) string {
 		return code
 	}
 	return code + ": " + msg
-}
-
-func containsAny(s string, subs []string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
 }
 
 // refuse is a failure decided locally about the message, not SES.

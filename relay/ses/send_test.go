@@ -77,32 +77,32 @@ func TestSendErrorMapping(t *testing.T) {
 		want     *want
 	}{
 		{name: "throttled, retried, still throttled", always: &throttle, requests: throttleAttempts,
-			want: &want{class: routing.Quota, phase: routing.PhaseData, code: 429, text: "TooManyRequestsException: Maximum sending rate exceeded."}},
+			want: &want{class: routing.Quota, phase: routing.PhaseAPI, code: 429, text: "TooManyRequestsException: Maximum sending rate exceeded."}},
 		{name: "throttled once, then accepted", script: []reply{throttle}, requests: 2},
 		{name: "v1-style Throttling text", always: &reply{status: 400, errType: "Throttling", message: "Maximum sending rate exceeded."},
-			requests: throttleAttempts, want: &want{class: routing.Quota, phase: routing.PhaseData, code: 400}},
+			requests: throttleAttempts, want: &want{class: routing.Quota, phase: routing.PhaseAPI, code: 400}},
 		{name: "daily quota is not retried", always: &reply{status: 400, errType: "LimitExceededException", message: "Daily message quota exceeded."},
-			requests: 1, want: &want{class: routing.Quota, phase: routing.PhaseData, code: 400, text: "Daily message quota exceeded"}},
+			requests: 1, want: &want{class: routing.Quota, phase: routing.PhaseAPI, code: 400, text: "Daily message quota exceeded"}},
 		{name: "sending paused", always: &reply{status: 400, errType: "SendingPausedException", message: "Sending is paused for this account."},
-			requests: 1, want: &want{class: routing.Quota, phase: routing.PhaseData, code: 400}},
+			requests: 1, want: &want{class: routing.Quota, phase: routing.PhaseAPI, code: 400}},
 		{name: "message rejected", always: &reply{status: 400, errType: "MessageRejected" + suffix, message: "Email address is not verified."},
-			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseData, code: 400, text: "MessageRejected: Email address is not verified."}},
+			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseAPI, code: 400, text: "MessageRejected: Email address is not verified."}},
 		{name: "mail-from domain not verified", always: &reply{status: 400, errType: "MailFromDomainNotVerifiedException", message: "not verified"},
-			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseData, code: 400}},
+			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseAPI, code: 400}},
 		{name: "bad request", always: &reply{status: 400, bodyTyp: "BadRequestException", message: "Illegal header"},
-			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseData, code: 400, text: "BadRequestException: Illegal header"}},
+			requests: 1, want: &want{class: routing.Permanent, phase: routing.PhaseAPI, code: 400, text: "BadRequestException: Illegal header"}},
 		{name: "account suspended", always: &reply{status: 400, errType: "AccountSuspendedException", message: "suspended"},
-			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAuth, code: 400}},
+			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAPI, code: 400}},
 		{name: "configuration set missing", always: &reply{status: 404, errType: "NotFoundException", message: "Configuration set does not exist."},
-			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAuth, code: 404}},
+			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAPI, code: 404}},
 		{name: "access denied", always: &reply{status: 403, errType: "AccessDeniedException", message: "not authorized to perform ses:SendEmail"},
-			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAuth, code: 403}},
+			requests: 1, want: &want{class: routing.Auth, phase: routing.PhaseAPI, code: 403}},
 		{name: "500 is not retried", always: &reply{status: 500, bodyTyp: "InternalFailure", message: "internal error"},
-			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseData, code: 500, text: "InternalFailure"}},
+			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseAPI, code: 500, text: "InternalFailure"}},
 		{name: "proxy 502 page", always: &reply{status: 502, raw: "<html>Bad Gateway</html>"},
-			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseData, code: 502}},
+			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseAPI, code: 502}},
 		{name: "unknown code", always: &reply{status: 409, errType: "ConcurrentModificationException", message: "busy"},
-			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseData, code: 409}},
+			requests: 1, want: &want{class: routing.Transient, phase: routing.PhaseAPI, code: 409}},
 		{name: "dropped after the body", always: &reply{drop: true},
 			requests: 1, want: &want{class: routing.Uncertain, phase: routing.PhaseFinal, bodySent: true}},
 	} {
@@ -152,7 +152,7 @@ func TestSendNoThrottleRetryNearDeadline(t *testing.T) {
 	f.setAlways(reply{status: 429, errType: "TooManyRequestsException", message: "Maximum sending rate exceeded."})
 	p := newProvider(t, f.config())
 	_, err := p.Send(ctxTimeout(t, minRetryBudget-100*time.Millisecond), envelope(), []byte(message))
-	want{class: routing.Quota, phase: routing.PhaseData, code: 429, text: "TooManyRequestsException"}.check(t, err)
+	want{class: routing.Quota, phase: routing.PhaseAPI, code: 429, text: "TooManyRequestsException"}.check(t, err)
 	if n, _ := f.stats(); n != 1 {
 		t.Errorf("SES saw %d requests, want 1", n)
 	}
@@ -173,7 +173,7 @@ func TestFailAfterCanceledBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := fail(ctx, &aws.RequestCanceledError{Err: context.Canceled}, &tr, true)
-	want{class: routing.Quota, phase: routing.PhaseData, code: 429}.check(t, err)
+	want{class: routing.Quota, phase: routing.PhaseAPI, code: 429}.check(t, err)
 }
 
 func sendInput() *sesv2.SendEmailInput {
@@ -196,7 +196,7 @@ func TestSendBadCredentials(t *testing.T) {
 			cfg.AccessKeyID, cfg.SecretAccessKey = tc.key, tc.secret
 			p := newProvider(t, cfg)
 			_, err := p.Send(ctxTimeout(t, 5*time.Second), envelope(), []byte(message))
-			want{class: routing.Auth, phase: routing.PhaseAuth, code: 403, text: tc.code}.check(t, err)
+			want{class: routing.Auth, phase: routing.PhaseAPI, code: 403, text: tc.code}.check(t, err)
 		})
 	}
 	if _, sends := f.stats(); len(sends) != 0 {

@@ -145,15 +145,21 @@ func TestCallFailures(t *testing.T) {
 	}
 }
 
-func TestFailedCodesAgreeWithClassify(t *testing.T) {
-	for _, c := range []routing.Class{routing.Auth, routing.Quota, routing.Permanent, routing.Transient} {
-		for _, st := range []int{400, 413, 429, 503} {
-			de := Failed("test", c, st, "x")
-			if got := routing.Classify(de.Failure); got != c {
-				t.Errorf("class %v status %d: code %d %s classifies as %v", c, st, de.Failure.Code, de.Failure.Enhanced, got)
+// TestFailedMapsIntoRoutingTable: each enhanced code a provider maps an
+// API error to reads back, through routing's table, as what it names,
+// whatever the HTTP status; and the status stays in the text.
+func TestFailedMapsIntoRoutingTable(t *testing.T) {
+	for enhanced, c := range map[string]routing.Class{
+		EnhancedQuota: routing.Quota, EnhancedCredentials: routing.Auth, EnhancedAccount: routing.Auth,
+		EnhancedRecipient: routing.Permanent, EnhancedTooBig: routing.Permanent, EnhancedInvalid: routing.Permanent,
+	} {
+		for _, st := range []int{400, 403, 413, 429, 503} {
+			de := Failed("test", st, enhanced, "x")
+			if got := de.Classified(); got != c {
+				t.Errorf("%s at HTTP %d classifies as %v, want %v", enhanced, st, got, c)
 			}
-			if !strings.Contains(de.Failure.Text, "HTTP ") {
-				t.Errorf("status missing from %q", de.Failure.Text)
+			if de.Failure.BodySent || !strings.Contains(de.Failure.Text, "HTTP ") {
+				t.Errorf("failure %+v: an answered request sent nothing, and the status belongs in the text", de.Failure)
 			}
 		}
 	}

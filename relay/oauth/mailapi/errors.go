@@ -27,38 +27,38 @@ func IsGrantRevoked(err error) bool {
 	return errors.As(err, &de) && strings.HasPrefix(de.Failure.Text, GrantRevokedPrefix)
 }
 
-// smtpEquivalent gives each class the SMTP reply code and enhanced code
-// that routing.Classify maps back to the same class, so attempt records
-// and webhooks read like those of SMTP providers; the HTTP status stays
-// in the text.
-func smtpEquivalent(c routing.Class, status int) (int, string) {
-	switch c {
-	case routing.Auth:
-		return 535, "5.7.8"
-	case routing.Quota:
-		return 451, "4.4.5"
-	case routing.Permanent:
-		if status == 413 {
-			return 552, "5.3.4"
-		}
-		return 554, "5.0.0"
-	case routing.Transient:
-		return 451, "4.3.0"
-	}
-	return 0, ""
-}
-
-// Failed is the failure of an API answer with HTTP status: class as the
-// provider decided it, detail the API's own reason and message.
-func Failed(api string, class routing.Class, status int, detail string) *relay.DeliveryError {
+// Failed is the failure of an API answer with HTTP status. enhanced is the
+// RFC 3463 code the provider maps the API's error code to ("" when it has
+// no mapping), detail the API's own reason and message. routing's table
+// decides the class from them (routing.PhaseAPI), as it does for SMTP
+// replies, so the providers keep no keyword lists of their own.
+func Failed(api string, status int, enhanced, detail string) *relay.DeliveryError {
 	text := fmt.Sprintf("%s: HTTP %d: %s", api, status, detail)
-	code, enh := smtpEquivalent(class, status)
 	return &relay.DeliveryError{
-		Failure: routing.Failure{Phase: routing.PhaseFinal, Code: code, Enhanced: enh, Text: text},
-		Class:   relay.ClassPtr(class),
+		Failure: routing.Failure{Phase: routing.PhaseAPI, Code: status, Enhanced: enhanced, Text: text},
 		Err:     errors.New(text),
 	}
 }
+
+// Enhanced codes HTTP providers map their API errors to: what routing's
+// table reads as each kind of answer.
+const (
+	// EnhancedQuota: the account or app is over a rate or sending limit
+	// (x.4.5, which Gmail's SMTP service uses for its sending limit).
+	EnhancedQuota = "4.4.5"
+	// EnhancedCredentials: the token or key is refused (RFC 4954).
+	EnhancedCredentials = "5.7.8"
+	// EnhancedAccount: the account cannot send until someone acts
+	// (x.7.13 "user account disabled").
+	EnhancedAccount = "5.7.13"
+	// EnhancedRecipient: a recipient address is invalid.
+	EnhancedRecipient = "5.1.3"
+	// EnhancedTooBig: the message is over the API's size limit.
+	EnhancedTooBig = "5.3.4"
+	// EnhancedInvalid: the request built from this message is invalid
+	// (a bad raw message or header).
+	EnhancedInvalid = "5.6.0"
+)
 
 // GrantRevoked is the failure that makes the relay turn the provider
 // "pending": Auth, with Failure.Text starting with GrantRevokedPrefix.
