@@ -171,7 +171,7 @@ func TestProviderLimits(t *testing.T) {
 	check(e.do("GET", "/api/v1/providers/limits", nil), map[string]any{
 		"data.shared_amazon_ses.usage": 10.0, "data.shared_amazon_ses.reserved": 7.0,
 		"data.shared_amazon_ses.sent_today": 10.0, "data.shared_amazon_ses.is_at_limit": true,
-		"data.shared_amazon_ses.usage_ratio": 1.0,
+		"data.shared_amazon_ses.usage_ratio":  1.0,
 		"data.shared_amazon_ses.hourly.limit": 2.0, "data.shared_amazon_ses.hourly.usage": 2.0,
 		"data.shared_amazon_ses.hourly.reserved": 1.0, "data.shared_amazon_ses.hourly.is_at_limit": true,
 		"data.shared_amazon_ses.hourly.resets_at": now.UTC().Truncate(time.Hour).Add(time.Hour).Format(time.RFC3339),
