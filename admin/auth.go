@@ -43,7 +43,7 @@ func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
 		return nil, errAuthRequired("invalid API key")
 	}
 	if err != nil {
-		return nil, err
+		return nil, s.authUnavailable(r, err)
 	}
 	if !key.Active() {
 		return nil, errAuthRequired("API key has been revoked")

@@ -20,11 +20,11 @@ type liveUsage struct {
 }
 
 func (l *liveUsage) set(id string, n int) { l.mu.Lock(); defer l.mu.Unlock(); l.n[id] = n }
-func (l *liveUsage) get(id string) (int, bool) {
+func (l *liveUsage) get(id string) (ManagedCounts, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n, ok := l.n[id]
-	return n, ok
+	return ManagedCounts{DaySent: n}, ok
 }
 
 // newLimitEnv is a test env whose managed account has a daily limit of

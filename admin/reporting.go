@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"math"
 	"net/http"
 	"time"
@@ -198,16 +197,6 @@ type sendingAccountsLimit struct {
 	limitState
 }
 
-type sharedSESLimit struct {
-	ProviderID *string `json:"provider_id"`
-	limitState
-	// DailyLimit and SentToday repeat max_allowed and usage under the
-	// hosted API's names for this snapshot.
-	DailyLimit int    `json:"daily_limit"`
-	SentToday  int    `json:"sent_today"`
-	ResetsAt   string `json:"resets_at"` // next 00:00 UTC
-}
-
 // providerLimits is GET /providers/limits.
 func (s *Server) providerLimits(c *call) error {
 	ps, err := s.st.Providers(c.team())
@@ -228,20 +217,11 @@ func (s *Server) providerLimits(c *call) error {
 			managed = p
 		}
 	}
-	daily, err := s.managedDailyLimit(c.team())
+	sharedPending, err := s.pendingLimitRequestID(c.team(), store.LimitSharedSES)
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	shared := sharedSESLimit{DailyLimit: daily, ResetsAt: rfc3339(dayStart(now).Add(24 * time.Hour))}
-	used := 0
-	if managed != nil {
-		shared.ProviderID = &managed.ID
-		if used, err = s.managedUsage(c.team(), managed, now); err != nil {
-			return err
-		}
-	}
-	sharedPending, err := s.pendingLimitRequestID(c.team(), store.LimitSharedSES)
+	shared, err := s.sharedSESSnapshot(c.team(), managed, sharedPending)
 	if err != nil {
 		return err
 	}
@@ -249,42 +229,9 @@ func (s *Server) providerLimits(c *call) error {
 	if err != nil {
 		return err
 	}
-	shared.SentToday = used
-	shared.limitState = newLimitState(used, daily, sharedPending)
 	c.ok(http.StatusOK, map[string]any{
 		"sending_accounts":  sendingAccountsLimit{ResourceType: "sending_accounts", limitState: newLimitState(own, limit, accountsPending)},
 		"shared_amazon_ses": shared,
 	})
 	return nil
-}
-
-// managedDailyLimit is the team's managed-account daily limit: its
-// override or the operator default.
-func (s *Server) managedDailyLimit(teamID string) (int, error) {
-	t, err := s.st.Team(teamID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return 0, err
-	}
-	if t != nil && t.ManagedDailyLimit != nil {
-		return *t.ManagedDailyLimit, nil
-	}
-	return s.opts.ManagedDailyLimit, nil
-}
-
-// managedUsage is today's accepted recipients of the managed account:
-// the relay's live count when wired in, else its sent_today from the
-// message log, counted exactly as GET /providers/usage does (the same
-// 7-day window: mail held back by a full daily limit can wait in the
-// queue for days before it is sent).
-func (s *Server) managedUsage(teamID string, p *store.Provider, now time.Time) (int, error) {
-	if s.opts.ManagedUsage != nil {
-		if n, ok := s.opts.ManagedUsage(p.ID); ok {
-			return n, nil
-		}
-	}
-	items, err := s.countUsage(teamID, []*store.Provider{p}, now.Add(-usageWindow), dayStart(now))
-	if err != nil {
-		return 0, err
-	}
-	return items[0].SentToday, nil
 }

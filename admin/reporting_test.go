@@ -111,11 +111,11 @@ func TestProviderStats(t *testing.T) {
 }
 
 func TestProviderLimits(t *testing.T) {
-	live := map[string]int{}
+	live := map[string]ManagedCounts{}
 	e := newEnv(t, func(o *Options) {
 		o.ProviderLimit = 5
 		o.ManagedDailyLimit = 10
-		o.ManagedUsage = func(id string) (int, bool) { n, ok := live[id]; return n, ok }
+		o.ManagedUsage = func(id string) (ManagedCounts, bool) { u, ok := live[id]; return u, ok }
 	})
 	for i := 0; i < 3; i++ {
 		e.createProvider(validSMTP())
@@ -155,7 +155,7 @@ func TestProviderLimits(t *testing.T) {
 
 	// The live count wins; 80% makes it near the limit.
 	e.createProvider(validSMTP())
-	live[e.managed.ID] = 8
+	live[e.managed.ID] = ManagedCounts{DaySent: 8}
 	check(e.do("GET", "/api/v1/providers/limits", nil), map[string]any{
 		"data.sending_accounts.usage": 4.0, "data.sending_accounts.is_near_limit": true,
 		"data.sending_accounts.can_request_increase": true, "data.sending_accounts.usage_ratio": 0.8,
@@ -163,6 +163,20 @@ func TestProviderLimits(t *testing.T) {
 		"data.shared_amazon_ses.is_near_limit": true, "data.shared_amazon_ses.can_request_increase": true,
 		"data.shared_amazon_ses.is_at_limit": false,
 	})
+
+	// Usage is sent + reserved (accepted, still queued), in the day and in
+	// the hour: 3 sent and 7 queued of 10 is at the limit, and so is an
+	// hour with 1 sent and 1 queued of the default 2.
+	live[e.managed.ID] = ManagedCounts{HourSent: 1, HourReserved: 1, DaySent: 3, DayReserved: 7}
+	check(e.do("GET", "/api/v1/providers/limits", nil), map[string]any{
+		"data.shared_amazon_ses.usage": 10.0, "data.shared_amazon_ses.reserved": 7.0,
+		"data.shared_amazon_ses.sent_today": 10.0, "data.shared_amazon_ses.is_at_limit": true,
+		"data.shared_amazon_ses.usage_ratio":  1.0,
+		"data.shared_amazon_ses.hourly.limit": 2.0, "data.shared_amazon_ses.hourly.usage": 2.0,
+		"data.shared_amazon_ses.hourly.reserved": 1.0, "data.shared_amazon_ses.hourly.is_at_limit": true,
+		"data.shared_amazon_ses.hourly.resets_at": now.UTC().Truncate(time.Hour).Add(time.Hour).Format(time.RFC3339),
+	})
+	live[e.managed.ID] = ManagedCounts{DaySent: 8}
 
 	// A team override of both limits.
 	daily, accounts := 400, 4

@@ -47,6 +47,12 @@ var (
 	ErrSendSenderNotAllowed  = errors.New("sender is not the mailbox address")
 	ErrSendInvalidMessage    = errors.New("message or address refused")
 	ErrSendDailyLimit        = errors.New("daily sending limit reached")
+	// ErrSendHourlyLimit: the message has more recipients than the
+	// managed account (the only provider in scope) may send in an hour.
+	ErrSendHourlyLimit = errors.New("more recipients than the hourly sending limit")
+	// ErrSendUnavailable: the credential or the team's limits could not be
+	// read (a store error); nothing was queued, the client retries.
+	ErrSendUnavailable = errors.New("sending temporarily unavailable")
 )
 
 // Error codes of the Sending API beyond envelope.go's.
@@ -75,8 +81,12 @@ func (s *Server) sendAuth(c *call) error {
 		return errAuthRequired(`missing Authorization header: send "Authorization: Bearer <sending key or mailbox password>"`)
 	}
 	if strings.HasPrefix(secret, store.SecretPrefixRoot) {
-		if k, err := s.st.KeyBySecret(secret); err == nil && k.Active() {
+		k, err := s.st.KeyBySecret(secret)
+		if err == nil && k.Active() {
 			return errForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return s.authUnavailable(c.r, err)
 		}
 		return errAuthRequired("invalid API key")
 	}
@@ -85,7 +95,7 @@ func (s *Server) sendAuth(c *call) error {
 		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")
 	}
 	if err != nil {
-		return err
+		return s.authUnavailable(c.r, err)
 	}
 	if info := infoFrom(c.r); info != nil {
 		info.keyID = cred.ID
@@ -164,6 +174,11 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 		return "", &apiError{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,
 			Message:    "daily sending limit reached; it resets at 00:00 UTC",
 			RetryAfter: dayStart(now).Add(24 * time.Hour).Sub(now)}
+	case errors.Is(err, ErrSendHourlyLimit):
+		// Not retryable as is: the same message never fits an hour.
+		return "", errValidation("to", fcOutOfRange, "this message has more recipients than the managed account's hourly sending limit allows; send them in smaller messages")
+	case errors.Is(err, ErrSendUnavailable):
+		return "", s.authUnavailable(c.r, err)
 	}
 	return "", err
 }

@@ -150,6 +150,8 @@ func TestSendSenderErrors(t *testing.T) {
 	}{
 		{ErrSendNoActiveProviders, 503, "no_active_providers"},
 		{ErrSendDailyLimit, 429, "daily_limit_exceeded"},
+		{ErrSendHourlyLimit, 422, "validation_error"},
+		{ErrSendUnavailable, 503, "service_unavailable"},
 		{ErrSendUnauthorized, 401, "authentication_required"},
 		{ErrSendSenderNotAllowed, 422, "validation_error"},
 		{ErrSendInvalidMessage, 422, "validation_error"},
@@ -170,7 +172,7 @@ func TestSendSenderErrors(t *testing.T) {
 				t.Fatalf("internal error detail %q leaked: %s", leak, r.Body)
 			}
 		}
-		if tc.status == 503 && tc.code == "service_unavailable" && !strings.Contains(r.Body, "out of storage space") {
+		if tc.status == 503 && tc.code == "service_unavailable" && tc.err != ErrSendUnavailable && !strings.Contains(r.Body, "out of storage space") {
 			t.Fatalf("a full disk is not named: %s", r.Body)
 		}
 	}

@@ -70,12 +70,16 @@ type Options struct {
 	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
 	// overrides it. GET /providers/limits reports it.
 	ManagedDailyLimit int
-	// ManagedUsage reports how many recipients the managed account
-	// providerID has accepted (reserved) in the current UTC day, as the
-	// relay's live counters know it. nil, or ok false, falls back to
-	// counting today's recipients sent through it in the message log,
-	// which misses capacity reserved for mail still in flight.
-	ManagedUsage func(providerID string) (used int, ok bool)
+	// ManagedHourlyLimit is the default hourly limit of the managed
+	// account in recipients (SPEC §2: 2); Team.ManagedHourlyLimit
+	// overrides it. GET /providers/limits reports it.
+	ManagedHourlyLimit int
+	// ManagedUsage reports the managed account providerID's usage in the
+	// current UTC hour and day as the relay counts it at acceptance (see
+	// ManagedCounts). nil, or ok false, falls back to counting today's
+	// recipients sent through it in the message log, which misses
+	// recipients accepted and still queued.
+	ManagedUsage func(providerID string) (ManagedCounts, bool)
 	// Now is the clock (test seam); nil means time.Now.
 	Now func() time.Time
 
@@ -170,6 +174,9 @@ func New(opts Options) *Server {
 	}
 	if opts.ManagedDailyLimit <= 0 {
 		opts.ManagedDailyLimit = 50
+	}
+	if opts.ManagedHourlyLimit <= 0 {
+		opts.ManagedHourlyLimit = 2
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.initSending()

@@ -54,7 +54,16 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 		return
 	}
 	m0 := m
-	team, _ := s.store.Team(m.TeamID) // nil only in tests without teams: defaults apply
+	team, err := teamOf(s.store, m.TeamID)
+	if err != nil {
+		// Without the team its limit overrides are unknown: picking with
+		// the defaults could exceed a lowered limit. Look again later.
+		s.log.Error("loading team failed", "msg_id", id, "team", m.TeamID, "err", err)
+		if !early {
+			s.requeue(id, s.now().Add(noProviderDelay))
+		}
+		return
+	}
 	now := s.now()
 	ex, res := s.health.pick(m, ps, team, now, s.draw)
 	if res == nil && early {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/store"
@@ -24,6 +25,21 @@ type Credential struct {
 // which part was wrong.
 var ErrBadCredential = errors.New("bad credential")
 
+// ErrAuthUnavailable is a credential check that could not be made: the
+// store failed to answer. It is not a failure of the client's (SMTP 454
+// 4.7.0, HTTP 503: try again later), and does not count as one: a good key
+// must not be refused for good, nor an IP blocked, because a read failed.
+var ErrAuthUnavailable = errors.New("credential check unavailable")
+
+// credError maps a store lookup error: not found is a bad credential,
+// anything else leaves the question open.
+func credError(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrBadCredential
+	}
+	return fmt.Errorf("%w: %w", ErrAuthUnavailable, err)
+}
+
 // Authenticator resolves presented secrets (sending keys and mailbox
 // passwords) to credentials.
 type Authenticator struct {
@@ -37,6 +53,9 @@ type Authenticator struct {
 func (a *Authenticator) Check(secret string) (*Credential, error) {
 	start := time.Now()
 	c, err := a.lookup(secret)
+	if errors.Is(err, ErrAuthUnavailable) {
+		return nil, err
+	}
 	if err != nil {
 		if d := a.MinDelay - time.Since(start); d > 0 {
 			time.Sleep(d)
@@ -51,7 +70,10 @@ func (a *Authenticator) Check(secret string) (*Credential, error) {
 // session's next transaction. It returns the current credential.
 func (a *Authenticator) Recheck(c *Credential) (*Credential, error) {
 	sc, err := a.Store.CredentialByID(c.Kind, c.ID)
-	if err != nil || !canSend(sc) {
+	if err != nil {
+		return nil, credError(err)
+	}
+	if !canSend(sc) {
 		return nil, ErrBadCredential
 	}
 	return fromStore(sc), nil
@@ -62,7 +84,10 @@ func (a *Authenticator) lookup(secret string) (*Credential, error) {
 		return nil, ErrBadCredential
 	}
 	sc, err := a.Store.CredentialBySecret(secret)
-	if err != nil || !canSend(sc) {
+	if err != nil {
+		return nil, credError(err)
+	}
+	if !canSend(sc) {
 		return nil, ErrBadCredential
 	}
 	return fromStore(sc), nil

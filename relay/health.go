@@ -25,10 +25,10 @@ type health struct {
 type provState struct {
 	usage   routing.Usage
 	breaker routing.Breaker
-	// accepted counts managed-account recipients reserved at acceptance
-	// in acceptedDay whose messages have not been attempted yet.
-	accepted    int
-	acceptedDay time.Time
+	// acceptedHour and acceptedDay count managed-account recipients
+	// reserved at acceptance in the current UTC hour and day whose
+	// messages have not been attempted yet (managed.go).
+	acceptedHour, acceptedDay windowCount
 	// probing is set while the one attempt a half-open breaker lets
 	// through is under way (routing.Breaker.HalfOpen).
 	probing bool
@@ -126,8 +126,13 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			// Its probe decides; the probe's success wakes the team.
 			cands[i].Pulled = true
 		}
-		if ok, retry := st.usage.Check(p.ID, h.limits(p, team), units(p, m), now); !ok {
+		l, n := h.limits(p, team), units(p, m)
+		if ok, retry := st.usage.Check(p.ID, l, n, now); !ok {
 			cands[i].OverQuota, cands[i].NotBefore = true, retry
+		} else if tooLargeForManaged(p, l, n, now) {
+			// It waits for a raised limit (a decision wakes the team) or
+			// for another provider; looking again each hour is cheap.
+			cands[i].OverQuota, cands[i].NotBefore = true, routing.WindowStart(routing.Hour, now).Add(time.Hour)
 		}
 		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) && !st.recovered.After(lastFailure(m, p.ID)) {
 			cands[i].Avoid = true
@@ -243,20 +248,6 @@ func (h *health) snapshot(id string, now time.Time) Snapshot {
 		s.PulledUntil, s.Reason = &t, b.Reason
 	}
 	return s
-}
-
-// dayCount is the provider's count in the current UTC day window.
-func (h *health) dayCount(id string, now time.Time) (int, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st, ok := h.state[id]
-	if !ok {
-		return 0, false
-	}
-	if !st.usage.Start[routing.Day].Equal(routing.WindowStart(routing.Day, now)) {
-		return 0, true // the day rolled over since the last attempt
-	}
-	return st.usage.Count[routing.Day], true
 }
 
 // ProviderGauge is a provider's live routing state for metrics.

@@ -261,7 +261,10 @@ func (s *Scheduler) Gauges() (map[string]ProviderGauge, error) {
 	for _, p := range all {
 		t, ok := teams[p.TeamID]
 		if !ok {
-			t, _ = s.store.Team(p.TeamID)
+			var err error
+			if t, err = teamOf(s.store, p.TeamID); err != nil {
+				return nil, err // a gauge without the team's limits would be wrong
+			}
 			teams[p.TeamID] = t
 		}
 		out[p.ID] = s.health.gauge(p, t, now)
@@ -269,10 +272,11 @@ func (s *Scheduler) Gauges() (map[string]ProviderGauge, error) {
 	return out, nil
 }
 
-// DayUsage returns the units a provider consumed (or holds reserved) in
-// the current UTC day, as its quota counter sees it.
-func (s *Scheduler) DayUsage(providerID string) (int, bool) {
-	return s.health.dayCount(providerID, s.now())
+// ManagedUsage returns a managed account's usage in the current UTC hour
+// and day, as acceptance counts it (managed.go): sent or in flight, and
+// accepted but still queued.
+func (s *Scheduler) ManagedUsage(providerID string) (ManagedUsage, bool) {
+	return s.health.managedUsage(providerID, s.now())
 }
 
 // Stop waits for attempts in progress until ctx ends; then it cancels them.

@@ -36,10 +36,14 @@ var (
 	errLineTooLong  = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message line too long"}
 	errNoBody       = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}
 	errDailyLimit   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Daily sending limit reached"}
+	errHourlyLimit  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients for the hourly sending limit, send the rest in another message"}
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
 	errNotMailbox   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address must be the mailbox address"}
 	errDataTimeout  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout while reading the message, closing connection"}
 	errAuthLimited  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, try again later"}
+	// errAuthUnavailable: the credential could not be checked (a store
+	// error): RFC 4954's temporary authentication failure.
+	errAuthUnavailable = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure, try again later"}
 )
 
 // session is one inbound SMTP connection's state.
@@ -95,6 +99,10 @@ func (s *session) authenticate(password string) error {
 		return errAuthLimited
 	}
 	cred, err := s.srv.auth.Check(password)
+	if errors.Is(err, ErrAuthUnavailable) {
+		s.srv.log.Error("auth check failed", "event", "auth_unavailable", "remote", s.remote, "err", err)
+		return errAuthUnavailable
+	}
 	if err != nil {
 		s.srv.metrics.authFailed()
 		s.srv.authFails.Allow(ip)
@@ -114,6 +122,10 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	// Revocation takes effect at the next transaction of an open session.
 	fresh, err := s.srv.auth.Recheck(s.cred)
+	if errors.Is(err, ErrAuthUnavailable) {
+		s.srv.log.Error("credential recheck failed", "team", s.cred.TeamID, "err", err)
+		return errTempFail // the session stays authenticated; the client retries
+	}
 	if err != nil {
 		s.cred = nil
 		return errBadAuth
@@ -158,10 +170,21 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // a duplicate recipient gets one copy
 		}
 	}
-	if managed, team := s.srv.managedOnly(s.cred); managed != nil {
-		if !s.srv.sched.health.acceptManaged(managed, team, 1, s.srv.now()) {
+	managed, team, err := s.srv.managedOnly(s.cred)
+	if err != nil {
+		s.srv.log.Error("reading the team's limits failed", "team", s.cred.TeamID, "err", err)
+		return errTempFail
+	}
+	if managed != nil {
+		switch s.srv.sched.health.acceptManaged(managed, team, 1, s.reserved+1, s.srv.now()) {
+		case managedOverDaily:
 			s.srv.reject(s.cred, "daily_limit_exceeded")
 			return errDailyLimit
+		case managedOverHourly:
+			// 452: this recipient, not the message, is refused; the
+			// client sends it in another transaction (RFC 5321 §4.5.3.1.10).
+			s.srv.reject(s.cred, "hourly_limit_exceeded")
+			return errHourlyLimit
 		}
 		if s.reserved == 0 {
 			s.reservedAt = s.srv.now().UTC()

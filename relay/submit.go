@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/smtpmux/smtpmux/store"
@@ -16,6 +17,13 @@ var (
 	// ErrDailyLimit: the managed account, the only provider in scope, has
 	// no room left today (HTTP 429 daily_limit_exceeded).
 	ErrDailyLimit = errors.New("daily_limit_exceeded")
+	// ErrHourlyLimit: the managed account, the only provider in scope,
+	// allows fewer recipients an hour than the message has, so it could
+	// never go out (HTTP 422; SMTP refuses the extra recipients with 452).
+	ErrHourlyLimit = errors.New("hourly_limit_exceeded")
+	// ErrLimitsUnavailable: the team's limits could not be read (a store
+	// error); nothing was queued, the client retries later.
+	ErrLimitsUnavailable = errors.New("team limits unavailable")
 )
 
 // Authenticate resolves a sending key or mailbox password presented over
@@ -34,7 +42,7 @@ func (srv *Server) Limiter() *RateLimiter { return srv.limiter }
 func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []byte) (string, error) {
 	cred, err := srv.auth.Recheck(cred)
 	if err != nil {
-		return "", ErrBadCredential
+		return "", err // ErrBadCredential, or ErrAuthUnavailable (try later)
 	}
 	if len(body) == 0 {
 		return "", ErrEmptyMessage
@@ -68,11 +76,19 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 		return "", ErrNoActiveProviders
 	}
 	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
-	if managed, team := srv.managedOnly(cred); managed != nil {
+	managed, team, err := srv.managedOnly(cred)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrLimitsUnavailable, err)
+	}
+	if managed != nil {
 		// One instant for the reservation and its record (m.CreatedAt).
-		if !srv.sched.health.acceptManaged(managed, team, len(uniq), m.CreatedAt) {
+		switch srv.sched.health.acceptManaged(managed, team, len(uniq), len(uniq), m.CreatedAt) {
+		case managedOverDaily:
 			srv.reject(cred, "daily_limit_exceeded")
 			return "", ErrDailyLimit
+		case managedOverHourly:
+			srv.reject(cred, "hourly_limit_exceeded")
+			return "", ErrHourlyLimit
 		}
 		m.ManagedReserved, m.ManagedProviderID, m.ManagedReservedAt = len(uniq), managed.ID, m.CreatedAt
 	}

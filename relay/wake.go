@@ -134,7 +134,11 @@ func (s *Scheduler) teamUsable(teamID string) bool {
 		s.log.Error("loading providers failed", "team", teamID, "err", err)
 		return false
 	}
-	team, _ := s.store.Team(teamID) // nil only in tests without teams: defaults apply
+	team, err := teamOf(s.store, teamID)
+	if err != nil {
+		s.log.Error("loading team failed", "team", teamID, "err", err)
+		return false
+	}
 	return s.health.usable(ps, team, s.now())
 }
 

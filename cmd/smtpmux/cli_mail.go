@@ -36,7 +36,7 @@ var (
 		col("REPLY", "reply"), colFn("ROUTING", func(m map[string]any) string { return routeCell(m["routing"]) }),
 	}
 	limitCols = []cliCol{
-		col("LIMIT", "name"), col("USAGE", "usage"), col("MAX", "max_allowed"), col("RATIO", "usage_ratio"),
+		col("LIMIT", "name"), col("USAGE", "usage"), col("RESERVED", "reserved"), col("MAX", "max_allowed"), col("RATIO", "usage_ratio"),
 		col("AT LIMIT", "is_at_limit"), col("NEAR LIMIT", "is_near_limit"), col("RESETS", "resets_at"),
 	}
 )
@@ -139,6 +139,14 @@ var limitCmds = map[string]cliCmd{
 			if r, ok := m[name].(map[string]any); ok {
 				r["name"] = name
 				rows = append(rows, r)
+			}
+		}
+		// The managed account's hourly limit, counted the same way
+		// (usage = sent + reserved), on a row of its own.
+		if r, ok := m["shared_amazon_ses"].(map[string]any); ok {
+			if h, ok := r["hourly"].(map[string]any); ok {
+				rows = append(rows, map[string]any{"name": "shared_amazon_ses hourly", "usage": h["usage"],
+					"reserved": h["reserved"], "max_allowed": h["limit"], "is_at_limit": h["is_at_limit"], "resets_at": h["resets_at"]})
 			}
 		}
 		writeTable(c.stdout, rows, limitCols)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
@@ -37,6 +38,10 @@ func (s relaySender) Submit(c *admin.SendCredential, from string, rcpts []string
 		return "", admin.ErrSendInvalidMessage
 	case errors.Is(err, relay.ErrDailyLimit):
 		return "", admin.ErrSendDailyLimit
+	case errors.Is(err, relay.ErrHourlyLimit):
+		return "", admin.ErrSendHourlyLimit
+	case errors.Is(err, relay.ErrAuthUnavailable), errors.Is(err, relay.ErrLimitsUnavailable):
+		return "", fmt.Errorf("%w: %w", admin.ErrSendUnavailable, err)
 	}
 	return id, err
 }
@@ -48,5 +53,14 @@ func eventSink(hooks *webhook.Dispatcher) relay.EventSink {
 	return func(e relay.Event) {
 		hooks.Emit(webhook.Event{Type: e.Type, TeamID: e.TeamID, MessageID: e.MessageID, ProviderID: e.ProviderID,
 			Recipients: e.Recipients, Code: e.Code, Reply: e.Reply, Reason: e.Reason, Status: e.Status, At: e.At})
+	}
+}
+
+// managedUsage is the relay's count of a managed account's usage as the
+// Management API reports it (the same figures acceptance enforces).
+func managedUsage(sched *relay.Scheduler) func(string) (admin.ManagedCounts, bool) {
+	return func(providerID string) (admin.ManagedCounts, bool) {
+		u, ok := sched.ManagedUsage(providerID)
+		return admin.ManagedCounts(u), ok
 	}
 }

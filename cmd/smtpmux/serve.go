@@ -220,7 +220,8 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	api := admin.New(admin.Options{
 		Store: st, Sealer: sealer, Tester: providerTester{reg: d.reg, recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: d.sched.DayUsage, ManagedDailyLimit: cfg.file.Managed.DailyLimit,
+		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
+		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
 		DNSResolver: cfg.file.DNS.Resolver,
 		Sender:      relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: hooks,
 		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
