@@ -101,8 +101,24 @@ func splitFields(block []byte) ([]field, bool) {
 }
 
 // onlyAddress reports whether an address-list value is exactly one
-// mailbox, want.
+// mailbox, want. net/mail flattens a group ("staff: a@x;") into its
+// members, but From and Sender take mailboxes only (RFC 5322 §3.6.2), so a
+// group is refused by its ';' outside quoted strings.
 func onlyAddress(value, want string) bool {
 	list, err := mail.ParseAddressList(value)
-	return err == nil && len(list) == 1 && strings.EqualFold(list[0].Address, want)
+	if err != nil || len(list) != 1 || !strings.EqualFold(list[0].Address, want) {
+		return false
+	}
+	quoted := false
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			return false
+		}
+	}
+	return true
 }
