@@ -96,6 +96,8 @@ func decodeAttachment(a *object, p string, v *validator) (*attachment, error) {
 		v.add(p+"filename", fcTooLong, fmt.Sprintf("%sfilename must be at most %d characters", p, maxFilenameChars))
 	case hasControl(fn) || strings.ContainsAny(fn, `/\`):
 		v.add(p+"filename", fcInvalid, p+"filename must be a plain file name without path separators or control characters")
+	case hasFormatChar(fn):
+		v.add(p+"filename", fcInvalid, p+"filename must not contain invisible format characters such as U+202E")
 	default:
 		if kind := blockedExtension(fn); kind != "" {
 			v.add(p+"filename", fcBlocked, "attachments of type "+kind+" are not accepted")

@@ -248,6 +248,13 @@ func TestSendBadInput(t *testing.T) {
 		}, 422, "validation_error", "attachments"},
 		{"attachment no filename", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": ""}) }, 422, "validation_error", "attachments[0].filename"},
 		{"attachment path", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": "../etc/passwd"}) }, 422, "validation_error", "attachments[0].filename"},
+		{"attachment RLO name", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": "report\u202Etxt.pdf"}) }, 422, "validation_error", "attachments[0].filename"},
+		{"attachment zero-width name", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": "a\u200b.txt"}) }, 422, "validation_error", "attachments[0].filename"},
+		{"attachment LRI name", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": "a\u2066.txt"}) }, 422, "validation_error", "attachments[0].filename"},
+		{"from.name RLO", func(b map[string]any) {
+			b["from"] = map[string]any{"email": "a@example.com", "name": "Bob \u202Emoc.knab"}
+		}, 422, "validation_error", "from.name"},
+		{"to.name line separator", func(b map[string]any) { b["to"] = map[string]any{"email": "a@example.com", "name": "a\u2028b"} }, 422, "validation_error", "to.name"},
 		{"attachment exe name", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"filename": "invoice.pdf.exe"}) }, 422, "validation_error", "attachments[0].filename"},
 		{"attachment exe content", func(b map[string]any) {
 			b["attachments"] = okAtt(map[string]any{"filename": "invoice.pdf", "content": exe})

@@ -47,8 +47,29 @@ func checkText(v *validator, field, s string, max int) string {
 		v.add(field, fcTooLong, field+" must be at most "+strconv.Itoa(max)+" characters")
 	case hasControl(s):
 		v.add(field, fcInvalid, field+" must not contain control characters")
+	case hasBidiControl(s):
+		v.add(field, fcInvalid, field+" must not contain bidirectional control or line separator characters")
 	}
 	return s
+}
+
+// hasBidiControl reports bidirectional controls (U+202A–U+202E,
+// U+2066–U+2069, LRM/RLM/ALM) and the line/paragraph separators: in a
+// display name that reaches a header they reorder or split what a mail
+// client shows ("Bob <bob@x>" rendering as someone else). Other format
+// characters, such as the zero-width joiner inside emoji, are allowed.
+func hasBidiControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.Is(unicode.Bidi_Control, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+	})
+}
+
+// hasFormatChar reports any Unicode format character (category Cf, which
+// includes U+202E RIGHT-TO-LEFT OVERRIDE and zero-width characters) or
+// line/paragraph separator: in a file name they disguise the real
+// extension ("invoice\u202Efdp.exe" shows as "invoiceexe.pdf").
+func hasFormatChar(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) })
 }
 
 func hasControl(s string) bool {

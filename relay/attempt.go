@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -118,7 +119,11 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
 		"n", len(m.Attempts))
 
-	data, sentFrom := body.Bytes(), m.From
+	// Whatever its source (a message queued before bare line ends were
+	// refused, a future path), no body reaches a provider with a bare CR
+	// or LF: an upstream reading those as line ends would split it
+	// (SMTP smuggling). Clean bodies are not copied.
+	data, sentFrom := crlf.Normalize(body.Bytes()), m.From
 	if s.cfg.Shaper != nil {
 		shaped, from, err := s.cfg.Shaper.Shape(m, prov, data)
 		if err != nil {
@@ -129,7 +134,7 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 			data, sentFrom = shaped, from
 		}
 	}
-	out := s.send(prov, m, data)
+	out := s.send(prov, m, crlf.Normalize(data)) // and shaping added none
 	out.sentFrom = sentFrom
 	body.Release()
 	out.duration = s.now().Sub(started)

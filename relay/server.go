@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	AuthFailDelay     time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
 	Limiter *RateLimiter
+	// BareNewlines is what DATA/BDAT content with a bare CR or LF gets:
+	// refused (crlf.ModeReject, the zero value) or made CRLF.
+	BareNewlines crlf.Mode
 	// AuthFailLimit is how many failed AUTH one client IP may make per
 	// minute before its AUTH is refused (0: unlimited).
 	AuthFailLimit int

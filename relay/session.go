@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"mime"
 	"net"
-	"net/mail"
 	"net/textproto"
 	"os"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -131,8 +131,10 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errBadAuth
 	}
 	s.cred = fresh
-	if from != "" && !validAddress(from) {
-		return errBadAddr
+	if from != "" {
+		if err := addressError(from); err != nil {
+			return err
+		}
 	}
 	if s.cred.RequiredFrom != "" && !strings.EqualFold(from, s.cred.RequiredFrom) {
 		s.srv.reject(s.cred, "sender_not_mailbox")
@@ -162,8 +164,8 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.cred == nil {
 		return errNeedAuth
 	}
-	if !validAddress(to) {
-		return errBadAddr
+	if err := addressError(to); err != nil {
+		return err
 	}
 	for _, r := range s.rcpts {
 		if strings.EqualFold(r, to) {
@@ -201,8 +203,14 @@ func (s *session) Data(r io.Reader) error {
 		return errNeedAuth
 	}
 	id := newMessageID()
-	head, release, spool, size, err := s.srv.readBody(id, r)
+	// Bare CR/LF and NUL are dealt with here, before anything is stored,
+	// so no later reader can see line ends other than the DATA reader saw
+	// (SMTP smuggling, internal/crlf).
+	head, release, spool, size, err := s.srv.readBody(id, crlf.NewReader(r, s.srv.cfg.BareNewlines))
 	if err != nil {
+		if reason := contentRejectReason(err); reason != "" {
+			s.srv.reject(s.cred, reason)
+		}
 		if err == errDataTimeout {
 			// What follows a stalled body cannot be told apart from
 			// commands: end the connection after the reply.
@@ -216,7 +224,7 @@ func (s *session) Data(r io.Reader) error {
 	if size == 0 {
 		return errNoBody
 	}
-	if s.cred.RequiredFrom != "" && !headerFromIs(head, s.cred.RequiredFrom) {
+	if s.cred.RequiredFrom != "" && !mailboxHeadersOK(head, s.cred.RequiredFrom, spool == nil) {
 		if spool != nil {
 			spool.Abort()
 		}
@@ -317,6 +325,9 @@ func storageError(err error, id string) *smtp.SMTPError {
 
 // dataError maps an error reading DATA from the client to a reply.
 func dataError(err error) error {
+	if e := contentError(err); e != nil {
+		return e
+	}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		return se // 552 5.3.4 from go-smtp's size limit
@@ -430,17 +441,6 @@ func (srv *Server) reject(c *Credential, reason string) {
 		slog.String("reason", reason))
 }
 
-// headerFromIs reports whether the header From is exactly the address want
-// (display name allowed), so a mailbox password cannot send as anyone else.
-func headerFromIs(body []byte, want string) bool {
-	h := readHeader(body)
-	list, err := mail.ParseAddressList(h.Get("From"))
-	if err != nil || len(list) != 1 {
-		return false
-	}
-	return strings.EqualFold(list[0].Address, want)
-}
-
 // readHeader parses the header block (at most 64 KiB of it).
 func readHeader(body []byte) textproto.MIMEHeader {
 	end := bytes.Index(body, []byte("\r\n\r\n"))
@@ -467,34 +467,4 @@ func headerSummary(body []byte) (subject, messageID string) {
 		subject = subject[:998]
 	}
 	return subject, strings.Trim(h.Get("Message-Id"), "<> ")
-}
-
-// validAddress is a conservative check of an envelope address: local@domain
-// within RFC 5321 lengths, no whitespace or control characters.
-func validAddress(a string) bool {
-	if len(a) > 254 {
-		return false
-	}
-	at := strings.LastIndexByte(a, '@')
-	if at < 1 || at > 64 || at == len(a)-1 {
-		return false
-	}
-	for _, c := range a {
-		if c <= ' ' || c == 0x7f || c == '<' || c == '>' {
-			return false
-		}
-	}
-	domain := a[at+1:]
-	if strings.HasPrefix(domain, "[") {
-		return strings.HasSuffix(domain, "]")
-	}
-	if strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
-		return false
-	}
-	for _, c := range domain {
-		if !(c == '.' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c > 0x7f) {
-			return false
-		}
-	}
-	return true
 }

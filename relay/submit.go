@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -47,6 +48,9 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 	if len(body) == 0 {
 		return "", ErrEmptyMessage
 	}
+	// The Sending API builds CRLF MIME; this makes sure of it, so no
+	// HTTP-sent content carries a bare CR or LF to an upstream.
+	body = crlf.Normalize(body)
 	if from != "" && !validAddress(from) {
 		return "", ErrBadAddress
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	lineends "github.com/smtpmux/smtpmux/internal/crlf"
+
 	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
 )
 
@@ -33,6 +35,7 @@ type fileConfig struct {
 		AllowInsecureAuth bool     `toml:"allow_insecure_auth"`
 		MaxMessageBytes   int64    `toml:"max_message_bytes"`
 		MaxRecipients     int      `toml:"max_recipients"`
+		BareNewlines      string   `toml:"bare_newlines"`
 		MaxConnections    int      `toml:"max_connections"`
 		ReadTimeout       string   `toml:"read_timeout"`
 		WriteTimeout      string   `toml:"write_timeout"`
@@ -119,6 +122,7 @@ type config struct {
 	attemptTimeout   time.Duration
 	shutdownGrace    time.Duration
 	recheckInterval  time.Duration
+	bareNewlines     lineends.Mode
 }
 
 func defaults() fileConfig {
@@ -129,6 +133,7 @@ func defaults() fileConfig {
 	c.SMTP.Listen = []string{"127.0.0.1:2525"}
 	c.SMTP.MaxMessageBytes = 25 << 20
 	c.SMTP.MaxRecipients = 50
+	c.SMTP.BareNewlines = "reject"
 	c.SMTP.MaxConnections = 1000
 	c.SMTP.ReadTimeout = "2m"
 	c.SMTP.WriteTimeout = "1m"
@@ -229,6 +234,10 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.SMTP.MaxRecipients < 1 || fc.SMTP.MaxRecipients > 1000 {
 		return nil, &configError{"smtp.max_recipients", "must be between 1 and 1000"}
+	}
+	var ok bool
+	if c.bareNewlines, ok = lineends.ParseMode(fc.SMTP.BareNewlines); !ok {
+		return nil, &configError{"smtp.bare_newlines", `must be "reject" or "normalize"`}
 	}
 	if fc.SMTP.AuthFailLimit < 0 {
 		return nil, &configError{"smtp.auth_fail_limit", "must not be negative (0 turns the limit off)"}

@@ -650,13 +650,13 @@ func TestHostileAuthBruteForce(t *testing.T) {
 }
 
 // TestHostileMalformedMIME submits bodies no MIME parser likes — broken
-// headers, an unterminated multipart, NUL bytes, bare LF (with an SMTP
-// smuggling attempt in it) — with a hand-driven client, so that the bytes
-// on the wire are exactly the test's. Each is accepted and relayed as it
-// came: the outbox (the managed account's development backend) gets the
-// very bytes, and the SMTP upstream gets them too, except that the SMTP
-// transport writes line ends as CRLF (RFC 5321 §2.3.8 forbids a bare LF
-// on the wire). The smuggled transaction never becomes a message.
+// headers, an unterminated multipart — with a hand-driven client, so that
+// the bytes on the wire are exactly the test's. Each is accepted and
+// relayed as it came: the outbox (the managed account's development
+// backend) and the SMTP upstream get the very bytes. Bodies with NUL
+// bytes, bare LF or bare CR (SMTP smuggling attempts) are refused with
+// 554 5.6.0 and never become a message (issue 12; e2e_smuggle_test.go has
+// the full matrix).
 func TestHostileMalformedMIME(t *testing.T) {
 	t.Parallel()
 	up := testpeer.Start(t, testpeer.Options{})
@@ -700,6 +700,11 @@ func TestHostileMalformedMIME(t *testing.T) {
 			"!!!! not base64 !!!!\r\n" +
 			"--b1\r\n" +
 			".leading dot line\r\n"},
+	}
+	refused := []struct {
+		name string
+		body string
+	}{
 		{"nul-bytes", "From: app@example.com\r\nSubject: nul\x00in header\r\n\r\nbody\x00\x00with NULs\r\n\x00\r\n"},
 		{"bare-lf", "From: app@example.com\nSubject: bare LF\n\nline one\nline two\n.\nMAIL FROM:<smuggled@example.com>\n" +
 			"RCPT TO:<victim@example.net>\nDATA\nSmuggled body\n.\nlast line\r\n"},
@@ -757,6 +762,16 @@ func TestHostileMalformedMIME(t *testing.T) {
 		if !bytes.Equal(file, []byte(b.body)) {
 			t.Fatalf("%s: the relay changed the body\n got %q\nwant %q", b.name, file, b.body)
 		}
+	}
+	for _, b := range refused {
+		for _, c := range []*rawClient{smtp, ob} {
+			if code, text, err := c.rawSend(b.name+"@example.com", "u@example.net", []byte(b.body)); code != 554 || !strings.Contains(text, "5.6.0") {
+				t.Fatalf("%s: %d %q %v, want 554 5.6.0", b.name, code, text, err)
+			}
+		}
+	}
+	if n := len(allEmails(t, d)); n != 2*len(bodies) {
+		t.Fatalf("%d messages stored, want %d (refused bodies stored)", n, 2*len(bodies))
 	}
 	for _, msg := range up.Received() {
 		if msg.From == "smuggled@example.com" || strings.Contains(strings.Join(msg.To, ","), "victim@") {

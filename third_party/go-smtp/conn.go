@@ -333,6 +333,10 @@ func (c *Conn) handleMail(arg string) {
 
 	p := parser{s: strings.TrimSpace(arg)}
 	from, err := p.parseReversePath()
+	if errors.Is(err, errSourceRoute) { // smtpmux patch
+		c.writeResponse(553, EnhancedCode{5, 1, 3}, "Source routes are not accepted")
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting MAIL arg syntax of FROM:<address>")
 		return
@@ -687,6 +691,10 @@ func (c *Conn) handleRcpt(arg string) {
 
 	p := parser{s: strings.TrimSpace(arg)}
 	recipient, err := p.parsePath()
+	if errors.Is(err, errSourceRoute) { // smtpmux patch
+		c.writeResponse(553, EnhancedCode{5, 1, 3}, "Source routes are not accepted")
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Was expecting RCPT arg syntax of TO:<address>")
 		return

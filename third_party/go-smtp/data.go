@@ -133,10 +133,25 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			// smtpmux patch: ".\r" not followed by "\n" is a stuffing
+			// dot and a bare CR; upstream dropped the CR with the dot, so
+			// the backend never saw it (and could not refuse it). Emit
+			// the CR and read c again as the byte after a CR.
+			b[n] = '\r'
+			n++
+			r.r.UnreadByte()
+			r.state = stateCR
+			continue
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
+				break
+			}
+			// smtpmux patch: a CR after a CR may still start the line
+			// end; upstream went to stateData, so "\r\r\n.\r\n" did not
+			// end DATA here while it does for RFC 5321 (it contains
+			// <CRLF>.<CRLF>) and for other servers.
+			if c == '\r' {
 				break
 			}
 			r.state = stateData

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -147,14 +148,16 @@ func (p *parser) parseReversePath() (string, error) {
 	return p.parsePath()
 }
 
+// errSourceRoute is returned by parsePath for a path with a source route.
+var errSourceRoute = errors.New("source routes are not accepted")
+
 func (p *parser) parsePath() (string, error) {
 	hasBracket := p.acceptByte('<')
 	if p.acceptByte('@') {
-		i := strings.IndexByte(p.s, ':')
-		if i < 0 {
-			return "", fmt.Errorf("malformed a-d-l")
-		}
-		p.s = p.s[i+1:]
+		// smtpmux patch: a source route (<@relay:user@host>) is refused,
+		// not silently dropped, so a client learns the path was not
+		// taken as written (RFC 5321 §4.1.1.3 lets servers decline it).
+		return "", errSourceRoute
 	}
 	mbox, err := p.parseMailbox()
 	if err != nil {

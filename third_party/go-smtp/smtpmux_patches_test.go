@@ -141,9 +141,79 @@ func upstreamDataRead(r *dataReader, b []byte) (n int, err error) {
 	return
 }
 
+// byteWiseDataRead is upstreamDataRead with patch 7 (a ".\r" not
+// followed by "\n" keeps its CR; a CR after a CR may start a line end):
+// the byte-wise reference of the patched reader's semantics.
+func byteWiseDataRead(r *dataReader, b []byte) (n int, err error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	for n < len(b) && r.state != stateEOF {
+		var c byte
+		c, err = r.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			break
+		}
+		switch r.state {
+		case stateBeginLine:
+			if c == '.' {
+				r.state = stateDot
+				continue
+			}
+			if c == '\r' {
+				r.state = stateCR
+				break
+			}
+			r.state = stateData
+		case stateDot:
+			if c == '\r' {
+				r.state = stateDotCR
+				continue
+			}
+			r.state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				r.state = stateEOF
+				continue
+			}
+			b[n] = '\r'
+			n++
+			r.r.UnreadByte()
+			r.state = stateCR
+			continue
+		case stateCR:
+			if c == '\n' {
+				r.state = stateBeginLine
+				break
+			}
+			if c != '\r' {
+				r.state = stateData
+			}
+		case stateData:
+			if c == '\r' {
+				r.state = stateCR
+			}
+		}
+		b[n] = c
+		n++
+	}
+	if err == nil && r.state == stateEOF {
+		err = io.EOF
+	}
+	return
+}
+
 // TestDataReaderRuns reads random DATA streams with the patched reader and
-// with upstream's byte-wise one and wants the same body, error and
-// leftover.
+// with the byte-wise reference (upstream's loop plus patch 7) and wants
+// the same body, error and leftover.
 func TestDataReaderRuns(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	alphabet := []byte("ab.\r\n")
@@ -162,7 +232,7 @@ func TestDataReaderRuns(t *testing.T) {
 			for {
 				var n int
 				if upstream {
-					n, err = upstreamDataRead(dr, buf)
+					n, err = byteWiseDataRead(dr, buf)
 				} else {
 					n, err = dr.Read(buf)
 				}
@@ -304,5 +374,46 @@ func BenchmarkDataReader(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDataReaderBareCR pins patch 7: a bare CR after a stuffing dot reaches
+// the backend, and CR CR LF . CR LF ends DATA as RFC 5321 says.
+func TestDataReaderBareCR(t *testing.T) {
+	for _, c := range []struct{ stream, body, rest string }{
+		{"a\r\n.\rMAIL\r\n.\r\nNEXT", "a\r\n\rMAIL\r\n", "NEXT"},
+		{".\rx\r\n.\r\nNEXT", "\rx\r\n", "NEXT"},
+		{"a\r\r\n.\r\nNEXT", "a\r\r\n", "NEXT"},
+		{"a\r\r\r\n.\r\nNEXT", "a\r\r\r\n", "NEXT"},
+		{"a\r\n.\r\r\n.\r\nNEXT", "a\r\n\r\r\n", "NEXT"},
+		{"a\r.\rb\r\n.\r\nNEXT", "a\r.\rb\r\n", "NEXT"},
+	} {
+		for _, size := range []int{1, 2, 64} {
+			br := bufio.NewReader(bytes.NewReader([]byte(c.stream)))
+			dr := &dataReader{r: br}
+			var out []byte
+			buf := make([]byte, size)
+			var err error
+			for err == nil {
+				var n int
+				n, err = dr.Read(buf)
+				out = append(out, buf[:n]...)
+			}
+			rest, _ := io.ReadAll(br)
+			if err != io.EOF || string(out) != c.body || string(rest) != c.rest {
+				t.Errorf("%q (reads of %d): body %q err %v rest %q, want %q, EOF, %q", c.stream, size, out, err, rest, c.body, c.rest)
+			}
+		}
+	}
+}
+
+// TestParsePathSourceRoute pins patch 8: a source route is refused, not
+// dropped.
+func TestParsePathSourceRoute(t *testing.T) {
+	for _, s := range []string{"<@relay.example:user@example.com>", "<@a,@b:user@example.com>"} {
+		p := parser{s: s}
+		if got, err := p.parsePath(); err != errSourceRoute {
+			t.Errorf("%q: got %q %v, want errSourceRoute", s, got, err)
+		}
 	}
 }

@@ -1,0 +1,38 @@
+package relay
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// TestQueuedBareNewlinesLeaveClean: a body already in the queue with bare
+// CR and LF (accepted by a version before they were refused) reaches the
+// provider with CRLF line ends only, so an upstream cannot split it.
+func TestQueuedBareNewlinesLeaveClean(t *testing.T) {
+	h := newHarness(t, nil)
+	now := time.Now().UTC()
+	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
+		Status: store.MsgPending, Recipients: []store.Recipient{{Address: "b@example.com", Status: store.MsgPending}},
+		CreatedAt: now, NextAttemptAt: now}
+	body := "Subject: old\r\n\r\nhi\r.\rMAIL FROM:<evil@x.test>\nRCPT TO:<v@y.test>\r\n"
+	if err := h.store.Enqueue(m, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	h.sched.Kick()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.fake.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // poll with a deadline
+	}
+	h.fake.mu.Lock()
+	defer h.fake.mu.Unlock()
+	if len(h.fake.bodies) != 1 {
+		t.Fatalf("%d sends", len(h.fake.bodies))
+	}
+	want := "Subject: old\r\n\r\nhi\r\n.\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\n"
+	if got := h.fake.bodies[0]; !bytes.Equal(got, []byte(want)) {
+		t.Fatalf("provider got %q, want %q", got, want)
+	}
+}

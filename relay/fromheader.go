@@ -1,0 +1,124 @@
+package relay
+
+import (
+	"bytes"
+	"net/mail"
+	"strings"
+)
+
+// headerFromIs reports whether a message sent with a mailbox password
+// names only that mailbox as its author (SPEC §10). The header block is
+// parsed strictly, because the reader that matters is the upstream's and
+// the recipient's, not ours: a lenient parse that stops at the first From,
+// or at a malformed line, lets a second, spoofed From through verbatim.
+//
+//   - every line is a field "name:" (RFC 5322 ftext, no space before the
+//     colon, so obsolete "From :" is refused) or a folded continuation;
+//   - exactly one From, holding exactly one address, the mailbox's
+//     (a display name is allowed);
+//   - Sender, Resent-From and Resent-Sender, when present, likewise name
+//     only the mailbox, once each: they too are shown as who sent it;
+//   - Reply-To is free: pointing replies elsewhere (a help desk, a
+//     no-reply alias) is ordinary and is what sender defaults set.
+//
+// body must hold the whole header block; a block not ended by an empty
+// line within body counts only when body is the whole message (complete).
+func headerFromIs(body []byte, want string) bool {
+	return mailboxHeadersOK(body, want, true)
+}
+
+// mailboxHeadersOK is headerFromIs with complete saying whether body is
+// the whole message (false: only its first bytes were read into memory).
+func mailboxHeadersOK(body []byte, want string, complete bool) bool {
+	block := body
+	if end := bytes.Index(body, []byte("\r\n\r\n")); end >= 0 {
+		block = body[:end+2]
+	} else if !complete {
+		return false // a header block too long to check is not trusted
+	}
+	if bytes.HasPrefix(body, []byte("\r\n")) {
+		return false // no header at all
+	}
+	fields, ok := splitFields(block)
+	if !ok {
+		return false
+	}
+	froms := 0
+	once := map[string]int{}
+	for _, f := range fields {
+		name := strings.ToLower(f.name)
+		switch name {
+		case "from":
+			froms++
+		case "sender", "resent-from", "resent-sender":
+		default:
+			continue
+		}
+		once[name]++
+		if once[name] > 1 || !onlyAddress(f.value, want) {
+			return false
+		}
+	}
+	return froms == 1
+}
+
+// field is one unfolded header field.
+type field struct{ name, value string }
+
+// splitFields splits a header block of CRLF-ended lines into fields. It
+// fails on a line that is neither a field nor a continuation.
+func splitFields(block []byte) ([]field, bool) {
+	var out []field
+	for len(block) > 0 {
+		i := bytes.Index(block, []byte("\r\n"))
+		if i < 0 {
+			i = len(block) // the last line of a message with no body
+		}
+		line := string(block[:i])
+		block = block[min(i+2, len(block)):]
+		if strings.ContainsAny(line, "\r\n\x00") {
+			return nil, false
+		}
+		if line != "" && (line[0] == ' ' || line[0] == '\t') {
+			if len(out) == 0 {
+				return nil, false // a continuation of nothing
+			}
+			out[len(out)-1].value += line
+			continue
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon < 1 {
+			return nil, false
+		}
+		for j := 0; j < colon; j++ {
+			if c := line[j]; c < 33 || c > 126 {
+				return nil, false
+			}
+		}
+		out = append(out, field{name: line[:colon], value: line[colon+1:]})
+	}
+	return out, true
+}
+
+// onlyAddress reports whether an address-list value is exactly one
+// mailbox, want. net/mail flattens a group ("staff: a@x;") into its
+// members, but From and Sender take mailboxes only (RFC 5322 §3.6.2), so a
+// group is refused by its ';' outside quoted strings.
+func onlyAddress(value, want string) bool {
+	list, err := mail.ParseAddressList(value)
+	if err != nil || len(list) != 1 || !strings.EqualFold(list[0].Address, want) {
+		return false
+	}
+	quoted := false
+	for i := 0; i < len(value); i++ {
+		switch c := value[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			return false
+		}
+	}
+	return true
+}
