@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -156,6 +157,9 @@ func readRaw(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errTooLarge(limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if ae := (*apiError)(nil); errors.As(err, &ae) {
+		return nil, ae // the send budget refused the rest (sendbudget.go)
+	}
 	if err != nil {
 		return nil, errInvalidParam("", "cannot read request body")
 	}

@@ -46,7 +46,15 @@ func buildMIME(in *sendInput, messageID string, now time.Time) ([]byte, error) {
 	h.SetDate(now)
 
 	var buf bytes.Buffer
-	buf.Grow(len(in.HTML) + len(in.Text) + 4096)
+	// Sized for the whole message up front: base64 takes 4/3 of an
+	// attachment plus CRLF every 76 characters, and growing by doubling
+	// would briefly hold the old and the new buffer, up to three times
+	// the message (issue 12, item 10).
+	size := len(in.HTML) + len(in.Text) + 4096
+	for _, a := range in.Attachments {
+		size += len(a.Data)/57*78 + 78 + 512
+	}
+	buf.Grow(size)
 	var err error
 	if len(in.Attachments) == 0 {
 		err = writeBody(&buf, h, in)

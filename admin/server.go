@@ -83,6 +83,22 @@ type Options struct {
 	// Now is the clock (test seam); nil means time.Now.
 	Now func() time.Time
 
+	// UnauthenticatedBodyTimeout, when > 0, is how long a request may
+	// take to be read before its credential has been checked; an
+	// authenticated request then gets BodyReadTimeout from its start
+	// (0: no deadline beyond the http.Server's). Requests refused before
+	// their handler ran are answered without reading their body, and
+	// their connection is closed.
+	UnauthenticatedBodyTimeout time.Duration
+	BodyReadTimeout            time.Duration
+	// MaxSendBytesInFlight bounds the request bytes that HTTP sends
+	// (/emails/send, /emails/send/batch) hold at once; past it a send
+	// gets 503 with Retry-After. 0 means 64 MiB.
+	MaxSendBytesInFlight int64
+	// TrackingListener says that a separate listener serves the tracking
+	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
+	TrackingListener bool
+
 	// Sender is the relay side of the HTTP Sending API (/emails/send…);
 	// nil answers those endpoints with 503.
 	Sender Sender
@@ -147,6 +163,8 @@ type Server struct {
 	// records a dead process left in flight are recognised as abandoned.
 	boot  string
 	hooks *webhook.Dispatcher
+	// sendBytes bounds the request bytes of HTTP sends in progress.
+	sendBytes *sendBudget
 }
 
 // New builds a Server from opts, filling defaults.
@@ -178,7 +196,11 @@ func New(opts Options) *Server {
 	if opts.ManagedHourlyLimit <= 0 {
 		opts.ManagedHourlyLimit = 2
 	}
-	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
+	if opts.MaxSendBytesInFlight <= 0 {
+		opts.MaxSendBytesInFlight = defaultSendBytesInFlight
+	}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
+		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
 	s.initSending()
 	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
 	s.register()
@@ -388,13 +410,33 @@ func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
 		err := s.guard(c, rt)
-		if err == nil {
-			err = s.serve(c, rt)
+		if err != nil {
+			refuseUnread(c, err)
+		} else {
+			if rt.auth != authNone {
+				s.authenticatedReadDeadline(c)
+			}
+			err = s.serveWithin(c, rt)
 		}
 		if err != nil {
 			c.fail(err)
 		}
 	})
+}
+
+// serveWithin runs the route, first reserving an HTTP send's body in the
+// send budget; a send past it is answered 503 without its body being read.
+func (s *Server) serveWithin(c *call, rt route) error {
+	if rt.auth != authSend {
+		return s.serve(c, rt)
+	}
+	release, err := s.reserveSend(c)
+	if err != nil {
+		refuseUnread(c, err)
+		return err
+	}
+	defer release()
+	return s.serve(c, rt)
 }
 
 func (s *Server) guard(c *call, rt route) error {
@@ -450,6 +492,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 type reqInfo struct {
 	id    string
 	keyID string
+	start time.Time
+	// tracking is set on requests that came in on the tracking listener
+	// (TrackingHandler).
+	tracking bool
 }
 
 type ctxKey struct{}
@@ -497,9 +543,13 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // carry keys and passwords.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqInfo{id: store.NewID(store.PrefixRequest)}
+	info := &reqInfo{id: store.NewID(store.PrefixRequest), start: start}
+	if prev := infoFrom(r); prev != nil { // set by TrackingHandler
+		info.tracking = prev.tracking
+	}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 	sw := &statusWriter{ResponseWriter: w}
+	s.startReadDeadline(sw)
 	sw.Header().Set("X-Request-Id", info.id)
 	defer func() {
 		if v := recover(); v != nil {

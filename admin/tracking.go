@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,12 +16,17 @@ import (
 // points that host at this daemon (usually through a TLS-terminating
 // proxy), and GET /t/<token> answers with a 302 to the original URL.
 //
-// Routing is by path on any Host: every tracking domain of every team
-// resolves tokens from the same table, and a token names its message and
-// team by itself, so checking the Host would add configuration without
-// adding safety. Tokens are HMACs (see relay/shaping.Token) stored with
-// their target when the message is shaped; a token that was never stored
-// answers 404, so a forged or altered token cannot redirect anywhere.
+// A link redirects only where it was issued (SPEC §10): the request's Host
+// must be the tracking domain the link was rewritten for, and, when a
+// [tracking] listener is configured, it must come in on that listener.
+// Otherwise team A's token would redirect on team B's tracking domain or
+// on the API's host, an open redirect under someone else's name. Links
+// stored before they recorded their host are refused. A link may also
+// expire ([tracking] link_ttl). All refusals are the same 404, so a
+// probe learns nothing about which tokens exist. Tokens are HMACs (see
+// relay/shaping.Token) stored with their target when the message is
+// shaped; a token that was never stored answers 404, so a forged or
+// altered token cannot redirect anywhere.
 
 // maxTokenLen bounds what is looked up; real tokens are 22 characters.
 const maxTokenLen = 64
@@ -31,9 +38,18 @@ func (s *Server) trackingRedirect(c *call) error {
 	if !tokenShape(token) {
 		return errNotFound("link")
 	}
+	if info := infoFrom(c.r); s.opts.TrackingListener && (info == nil || !info.tracking) {
+		return errNotFound("link")
+	}
 	l, err := s.st.TrackingLinkByToken(token)
 	if err != nil {
 		return storeErr(err, "link")
+	}
+	if l.Host == "" || !strings.EqualFold(requestHost(c.r), l.Host) {
+		return errNotFound("link")
+	}
+	if l.ExpiresAt != nil && !s.now().Before(*l.ExpiresAt) {
+		return errNotFound("link")
 	}
 	if !redirectTarget(l.URL) {
 		// Only the shaper writes links and it stores http(s) URLs only;
@@ -75,6 +91,16 @@ func (s *Server) click(c *call, l *store.TrackingLink) {
 	s.hooks.Emit(e)
 }
 
+// requestHost is the request's Host without a port. A proxy in front of
+// the tracking listener must pass the original Host on.
+func requestHost(r *http.Request) string {
+	h := r.Host
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
 // tokenShape accepts base64url text of a sane length; anything else cannot
 // be a token and is refused without a store read.
 func tokenShape(t string) bool {
@@ -107,7 +133,8 @@ func redirectTarget(u string) bool {
 func (s *Server) TrackingHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/t/") || r.URL.Path == "/healthz" {
-			s.ServeHTTP(w, r)
+			// Marks the request as the tracking listener's for ServeHTTP.
+			s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &reqInfo{tracking: true})))
 			return
 		}
 		id := store.NewID(store.PrefixRequest)

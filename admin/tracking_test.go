@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -16,6 +17,10 @@ import (
 func rawDo(h http.Handler, method, path string, hdr ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1] // what net/http fills from the Host header
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	rec := httptest.NewRecorder()
@@ -23,11 +28,20 @@ func rawDo(h http.Handler, method, path string, hdr ...string) *httptest.Respons
 	return rec
 }
 
-// addLink stores a tracking link the way the shaper does.
+// linkHost is the tracking domain addLink's links are issued for: the
+// Host httptest.NewRequest gives a request by default.
+const linkHost = "example.com"
+
+// addLink stores a tracking link the way the shaper does, for linkHost.
 func (e *testEnv) addLink(token, msgID, url string, index int) {
 	e.t.Helper()
-	err := e.st.SaveTrackingLinks([]store.TrackingLink{{Token: token, TeamID: e.team.ID, MessageID: msgID,
-		Index: index, URL: url, CreatedAt: e.clock.Now()}})
+	e.saveLink(store.TrackingLink{Token: token, TeamID: e.team.ID, MessageID: msgID,
+		Index: index, URL: url, CreatedAt: e.clock.Now(), Host: linkHost})
+}
+
+func (e *testEnv) saveLink(l store.TrackingLink) {
+	e.t.Helper()
+	err := e.st.SaveTrackingLinks([]store.TrackingLink{l})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -59,7 +73,7 @@ func TestTrackingRedirectAndClick(t *testing.T) {
 	target := "https://shop.example/sale?id=7&x=%20y#top"
 	e.addLink("tok_AAAAAAAAAAAAAAAAAAAA", msgID, target, 3)
 
-	rec := rawDo(e.srv, "GET", "/t/tok_AAAAAAAAAAAAAAAAAAAA", "User-Agent", "Mailer/1.0", "Host", "links.example.com")
+	rec := rawDo(e.srv, "GET", "/t/tok_AAAAAAAAAAAAAAAAAAAA", "User-Agent", "Mailer/1.0", "Host", "Example.COM:8080")
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != target ||
 		rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("Referrer-Policy") != "no-referrer" {
 		t.Fatalf("redirect: %d %v", rec.Code, rec.Header())
@@ -140,5 +154,38 @@ func TestTrackingHandlerServesOnlyRedirects(t *testing.T) {
 	expectJSON404(t, rec)
 	if rec.Header().Get("X-Request-Id") == "" {
 		t.Fatal("404 without a request ID")
+	}
+}
+
+// A link redirects only for the tracking domain it was issued for, only on
+// the tracking listener when there is one, and only until it expires
+// (issue 12, item 5). Every refusal is the same JSON 404 and counts no
+// click.
+func TestTrackingRedirectBoundToHostAndExpiry(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.TrackingListener = true })
+	h := e.srv.TrackingHandler()
+	msgID := store.NewID(store.PrefixMessage)
+	exp := e.clock.Now().Add(time.Hour)
+	e.saveLink(store.TrackingLink{Token: "tokTeamA", TeamID: e.team.ID, MessageID: msgID, URL: "https://a.example/",
+		CreatedAt: e.clock.Now(), Host: "t.team-a.example", ExpiresAt: &exp})
+	// Stored before links recorded their host: refused everywhere.
+	e.saveLink(store.TrackingLink{Token: "tokLegacy", TeamID: e.team.ID, MessageID: msgID, URL: "https://a.example/old",
+		CreatedAt: e.clock.Now()})
+
+	if rec := rawDo(h, "GET", "/t/tokTeamA", "Host", "t.team-a.example"); rec.Code != http.StatusFound {
+		t.Fatalf("own tracking domain: %d %s", rec.Code, rec.Body)
+	}
+	// Team B's tracking domain, the API's host, and the API listener even
+	// with the right Host: all 404.
+	expectJSON404(t, rawDo(h, "GET", "/t/tokTeamA", "Host", "t.team-b.example"))
+	expectJSON404(t, rawDo(h, "GET", "/t/tokTeamA", "Host", "127.0.0.1:8025"))
+	expectJSON404(t, rawDo(e.srv, "GET", "/t/tokTeamA", "Host", "t.team-a.example"))
+	expectJSON404(t, rawDo(h, "GET", "/t/tokLegacy", "Host", "t.team-a.example"))
+	expectJSON404(t, rawDo(h, "GET", "/t/tokLegacy", "Host", "example.com"))
+	// Expired.
+	e.clock.Advance(time.Hour)
+	expectJSON404(t, rawDo(h, "GET", "/t/tokTeamA", "Host", "t.team-a.example"))
+	if l, _ := e.st.TrackingLinkByToken("tokTeamA"); l.Clicks != 1 {
+		t.Fatalf("clicks: %d, want only the one redirect", l.Clicks)
 	}
 }

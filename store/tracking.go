@@ -23,6 +23,12 @@ type TrackingLink struct {
 	Index     int       `json:"index"` // position among the message's trackable links, from 0
 	URL       string    `json:"url"`   // the original absolute http(s) URL
 	CreatedAt time.Time `json:"created_at"`
+	// Host is the tracking domain (lower case) the link was issued for:
+	// it redirects only on requests for that host. Links stored before
+	// this field existed have none and redirect nowhere.
+	Host string `json:"host,omitempty"`
+	// ExpiresAt, when set, ends the redirect ([tracking] link_ttl).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 
 	Clicks        int        `json:"clicks"`
 	FirstClickAt  *time.Time `json:"first_click_at,omitempty"`

@@ -20,14 +20,7 @@ import (
 // backupHandler streams an online snapshot of the store to the operator
 // (GET /api/v1/operator/backup, Bearer operator token).
 func backupHandler(st *store.Store, operatorToken string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if operatorToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"operator token required","retryable":false}}`)
-			return
-		}
+	return operatorOnly(operatorToken, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A large store takes longer than the server's write timeout.
 		http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -36,6 +29,21 @@ func backupHandler(st *store.Store, operatorToken string) http.Handler {
 			// Headers are gone; cutting the stream short tells the client.
 			panic(http.ErrAbortHandler)
 		}
+	}))
+}
+
+// operatorOnly lets through only requests carrying the operator token
+// (none when no token is configured); others get the JSON 401.
+func operatorOnly(operatorToken string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if operatorToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"operator token required","retryable":false}}`)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -44,8 +44,16 @@ type fileConfig struct {
 	} `toml:"smtp"`
 
 	HTTP struct {
-		Listen string `toml:"listen"`
+		Listen                     string `toml:"listen"`
+		MaxConnections             int    `toml:"max_connections"`
+		MaxConnectionsPerIP        int    `toml:"max_connections_per_ip"`
+		UnauthenticatedBodyTimeout string `toml:"unauthenticated_body_timeout"`
+		MaxSendBytesInFlight       int64  `toml:"max_send_bytes_in_flight"`
 	} `toml:"http"`
+
+	Metrics struct {
+		Listen string `toml:"listen"`
+	} `toml:"metrics"`
 
 	Managed struct {
 		Backend     string `toml:"backend"`
@@ -81,7 +89,8 @@ type fileConfig struct {
 	} `toml:"dns"`
 
 	Tracking struct {
-		Listen string `toml:"listen"`
+		Listen  string `toml:"listen"`
+		LinkTTL string `toml:"link_ttl"`
 	} `toml:"tracking"`
 
 	Retention struct {
@@ -123,6 +132,10 @@ type config struct {
 	shutdownGrace    time.Duration
 	recheckInterval  time.Duration
 	bareNewlines     lineends.Mode
+	// unauthBodyTimeout bounds reading a request before its credential
+	// has been checked ([http] unauthenticated_body_timeout).
+	unauthBodyTimeout time.Duration
+	linkTTL           time.Duration
 }
 
 func defaults() fileConfig {
@@ -140,6 +153,12 @@ func defaults() fileConfig {
 	c.SMTP.AuthFailDelay = "1s"
 	c.SMTP.AuthFailLimit = 20
 	c.HTTP.Listen = "127.0.0.1:8025"
+	c.HTTP.MaxConnections = 1000
+	c.HTTP.MaxConnectionsPerIP = 64
+	c.HTTP.UnauthenticatedBodyTimeout = "10s"
+	c.HTTP.MaxSendBytesInFlight = 64 << 20
+	c.Metrics.Listen = "127.0.0.1:9464"
+	c.Tracking.LinkTTL = "365d"
 	c.Managed.Backend = "outbox"
 	c.Managed.HourlyLimit = 2
 	c.Managed.DailyLimit = 50
@@ -264,6 +283,26 @@ func validate(fc fileConfig) (*config, error) {
 	if err := checkAddr(fc.HTTP.Listen); err != nil {
 		return nil, &configError{"http.listen", err.Error()}
 	}
+	if fc.HTTP.MaxConnections < 1 {
+		return nil, &configError{"http.max_connections", "must be at least 1"}
+	}
+	if fc.HTTP.MaxConnectionsPerIP < 1 || fc.HTTP.MaxConnectionsPerIP > fc.HTTP.MaxConnections {
+		return nil, &configError{"http.max_connections_per_ip", "must be between 1 and http.max_connections"}
+	}
+	if c.unauthBodyTimeout, err = time.ParseDuration(fc.HTTP.UnauthenticatedBodyTimeout); err != nil || c.unauthBodyTimeout <= 0 {
+		return nil, &configError{"http.unauthenticated_body_timeout", fmt.Sprintf("%q is not a positive duration like \"10s\"", fc.HTTP.UnauthenticatedBodyTimeout)}
+	}
+	if fc.HTTP.MaxSendBytesInFlight < 1<<20 {
+		return nil, &configError{"http.max_send_bytes_in_flight", "must be at least 1048576 (1 MiB)"}
+	}
+	if fc.Metrics.Listen != "" {
+		if err := checkAddr(fc.Metrics.Listen); err != nil {
+			return nil, &configError{"metrics.listen", err.Error()}
+		}
+		if fc.Metrics.Listen == fc.HTTP.Listen || fc.Metrics.Listen == fc.Tracking.Listen {
+			return nil, &configError{"metrics.listen", "must differ from http.listen and tracking.listen (empty serves /metrics on http.listen behind the operator token)"}
+		}
+	}
 	switch fc.Managed.Backend {
 	case "outbox":
 		if fc.Managed.OutboxDir == "" {
@@ -315,6 +354,9 @@ func validate(fc fileConfig) (*config, error) {
 		if err := checkAddr(fc.Tracking.Listen); err != nil {
 			return nil, &configError{"tracking.listen", err.Error()}
 		}
+	}
+	if c.linkTTL, err = parseDays(fc.Tracking.LinkTTL); err != nil || c.linkTTL <= 0 {
+		return nil, &configError{"tracking.link_ttl", fmt.Sprintf("%q is not a positive duration like \"365d\" or \"720h\"", fc.Tracking.LinkTTL)}
 	}
 	for _, r := range []struct {
 		key, val string

@@ -89,7 +89,7 @@ var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) 
 
 // TestTrackingEndToEnd sends HTML mail through a provider with a tracking
 // domain: the upstream copy links to https://<tracking_domain>/t/<token>,
-// and GET /t/<token> on the daemon (main listener or [tracking] listen)
+// and GET /t/<token> on the daemon's [tracking] listener for that Host
 // answers 302 to the original link and sends a message.clicked webhook.
 // The provider's from_email also fills the missing From, which
 // GET /emails/{id} reports as sent_from_email.
@@ -135,21 +135,34 @@ func TestTrackingEndToEnd(t *testing.T) {
 		t.Fatalf("email log: %v", e)
 	}
 
-	// The redirect, on the main listener and on the tracking listener
-	// (as the tracking domain's proxy would call it).
+	// The redirect, on the tracking listener for the link's own tracking
+	// domain (as that domain's proxy would call it), twice each.
+	get := func(base, host, tok string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+base+"/t/"+tok, nil)
+		req.Host = host
+		req.Header.Set("User-Agent", "e2e-mail-client")
+		res, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
 	for i, want := range []string{"https://shop.example/sale?id=7&utm=mail", "http://blog.example/post"} {
-		for _, base := range []string{d.httpAddr, trackAddr} {
-			req, _ := http.NewRequest("GET", "http://"+base+"/t/"+toks[i][1], nil)
-			req.Host = "links.example.com"
-			req.Header.Set("User-Agent", "e2e-mail-client")
-			res, err := noFollow.Do(req)
-			if err != nil {
-				t.Fatal(err)
+		for range 2 {
+			if res := get(trackAddr, "links.example.com", toks[i][1]); res.StatusCode != http.StatusFound || res.Header.Get("Location") != want {
+				t.Fatalf("GET /t/%s: %d %q, want 302 %q", toks[i][1], res.StatusCode, res.Header.Get("Location"), want)
 			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusFound || res.Header.Get("Location") != want {
-				t.Fatalf("GET /t/%s on %s: %d %q, want 302 %q", toks[i][1], base, res.StatusCode, res.Header.Get("Location"), want)
-			}
+		}
+	}
+	// Not an open redirect (issue 12, item 5): another team's tracking
+	// domain, the API's own host, and the API listener even with the
+	// link's Host all answer 404.
+	for _, c := range []struct{ base, host string }{{trackAddr, "links.other-team.example"}, {trackAddr, d.httpAddr},
+		{d.httpAddr, "links.example.com"}, {d.httpAddr, d.httpAddr}} {
+		if res := get(c.base, c.host, toks[0][1]); res.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET /t/ on %s for Host %s: %d, want 404", c.base, c.host, res.StatusCode)
 		}
 	}
 	if !strings.Contains(d.logText(), `"msg":"link clicked"`) || !strings.Contains(d.logText(), id) {

@@ -74,10 +74,30 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// outerMux serves /metrics and the operator backup next to the API.
-func outerMux(api http.Handler, reg *prometheus.Registry, backup http.Handler) http.Handler {
+// metricsHandler is the Prometheus scrape endpoint.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// metricsMux serves only GET /metrics, for the [metrics] listener: the
+// series name every team's providers, their breaker state and quota
+// headroom, so they never share a listener with the tenants' API (SPEC
+// §10). Anything else answers 404.
+func metricsMux(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", metricsHandler(reg))
+	return mux
+}
+
+// outerMux serves the operator backup next to the API, and /metrics
+// behind the operator token when metrics is not nil (no [metrics]
+// listener configured). Without it, /metrics on this listener is the
+// API's JSON 404 like any unknown path.
+func outerMux(api http.Handler, metrics http.Handler, backup http.Handler, operatorToken string) http.Handler {
+	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", operatorOnly(operatorToken, metrics))
+	}
 	mux.Handle("GET /api/v1/operator/backup", backup)
 	mux.Handle("/", api)
 	return mux

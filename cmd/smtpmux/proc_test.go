@@ -46,10 +46,12 @@ type proc struct {
 	cfgPath  string
 	smtpAddr string
 	httpAddr string
-	cmd      *exec.Cmd
-	env      []string // extra environment for the process
-	logMu    sync.Mutex
-	log      bytes.Buffer
+	// metricsAddr is the [metrics] listener, where /metrics is served.
+	metricsAddr string
+	cmd         *exec.Cmd
+	env         []string // extra environment for the process
+	logMu       sync.Mutex
+	log         bytes.Buffer
 }
 
 // Daemons under test get ports from below the kernel's ephemeral range. A
@@ -117,6 +119,13 @@ func newDaemonEnv(t *testing.T, extra map[string]string, env []string) *proc {
 func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 	t.Helper()
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
+	// extra["metrics"] replaces the [metrics] section (an empty listen
+	// serves /metrics on the API listener behind the operator token).
+	metrics, ok := extra["metrics"]
+	if !ok {
+		d.metricsAddr = freeAddr(t)
+		metrics = fmt.Sprintf("listen = %q", d.metricsAddr)
+	}
 	delivery := extra["delivery"]
 	if !strings.Contains(delivery, "retry_schedule") {
 		delivery += "\nretry_schedule = [\"300ms\", \"300ms\"]"
@@ -142,11 +151,14 @@ auth_fail_delay = "50ms"
 %s
 [http]
 listen = %q
+%s
+[metrics]
+%s
 [delivery]
 %s
 [providers]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, delivery, providers)
+`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, extra["http"], metrics, delivery, providers)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -218,10 +230,10 @@ func (d *proc) logText() string {
 	return d.log.String()
 }
 
-// metrics returns one scrape of /metrics.
+// metrics returns one scrape of /metrics on the [metrics] listener.
 func (d *proc) metrics() string {
 	d.t.Helper()
-	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+	resp, err := http.Get("http://" + d.metricsAddr + "/metrics")
 	if err != nil {
 		d.t.Fatal(err)
 	}

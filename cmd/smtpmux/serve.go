@@ -54,7 +54,16 @@ type daemon struct {
 	// tracking serves only GET /t/{token} on [tracking] listen; nil
 	// when that is not configured (the main listener answers it too).
 	tracking *http.Server
+	// metrics serves only /metrics on [metrics] listen; nil when that is
+	// empty (then /metrics is on the main listener, operator token only).
+	metrics *http.Server
 }
+
+// httpReadTimeout bounds reading one authenticated request on the main
+// listener: a 35 MB send on a slow link needs minutes. Headers must still
+// arrive within 10 s, and a body within [http] unauthenticated_body_timeout
+// until its credential is checked.
+const httpReadTimeout = 10 * time.Minute
 
 func (d *daemon) ready() error {
 	if !d.running.Load() {
@@ -192,7 +201,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 		Metrics:        metrics,
-		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger),
+		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger, shaping.WithLinkTTL(cfg.linkTTL)),
 		Events:         eventSink(hooks),
 	}, st, d.reg, logger, nil)
 	promReg.MustRegister(stateCollector{st: st, sched: d.sched, reg: d.reg})
@@ -228,6 +237,8 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AllowPrivateProviderHosts:  cfg.file.Providers.AllowPrivateHosts,
 		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
+		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
+		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, TrackingListener: cfg.file.Tracking.Listen != "",
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
 			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
@@ -238,29 +249,56 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if err != nil {
 		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
 	}
-	d.http = &http.Server{Handler: outerMux(api, promReg, backupHandler(st, cfg.operatorToken)), ReadHeaderTimeout: 10 * time.Second,
-		// A 35 MB send on a slow link needs minutes; headers still must
-		// arrive within 10 s.
-		ReadTimeout: 10 * time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	var tln net.Listener
+	// Both public-facing listeners are capped in connections, in all and
+	// per client IP, so slow clients cannot take every file descriptor.
+	limit := func(l net.Listener) net.Listener {
+		return admin.LimitListener(l, cfg.file.HTTP.MaxConnections, cfg.file.HTTP.MaxConnectionsPerIP)
+	}
+	ln = limit(ln)
+	// With a [metrics] listener, /metrics is only there; without, it is on
+	// this listener behind the operator token. Never open to tenants.
+	var apiMetrics http.Handler
+	if cfg.file.Metrics.Listen == "" {
+		apiMetrics = metricsHandler(promReg)
+	}
+	d.http = &http.Server{Handler: outerMux(api, apiMetrics, backupHandler(st, cfg.operatorToken), cfg.operatorToken), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	var tln, mln net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{ln, tln, mln} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	if addr := cfg.file.Tracking.Listen; addr != "" {
 		if tln, err = net.Listen("tcp", addr); err != nil {
-			ln.Close()
+			closeAll()
 			return fail(fmt.Errorf("tracking listen %s: %w", addr, err))
 		}
+		tln = limit(tln)
 		d.tracking = &http.Server{Handler: api.TrackingHandler(), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	}
-	if err := d.smtp.Start(); err != nil {
-		ln.Close()
-		if tln != nil {
-			tln.Close()
+	if addr := cfg.file.Metrics.Listen; addr != "" {
+		if mln, err = net.Listen("tcp", addr); err != nil {
+			closeAll()
+			return fail(fmt.Errorf("metrics listen %s: %w", addr, err))
 		}
+		d.metrics = &http.Server{Handler: metricsMux(promReg), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	}
+	if err := d.smtp.Start(); err != nil {
+		closeAll()
 		return fail(err)
 	}
 	if tln != nil {
 		go d.tracking.Serve(tln)
 		logger.Info("tracking listening", "addr", tln.Addr().String())
+	}
+	if mln != nil {
+		go d.metrics.Serve(mln)
+		logger.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	go func() {
 		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -305,6 +343,9 @@ func (d *daemon) shutdown() {
 	if d.tracking != nil {
 		d.tracking.Shutdown(hctx)
 	}
+	if d.metrics != nil {
+		d.metrics.Shutdown(hctx)
+	}
 	d.reg.Close()
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing store", "err", err)
@@ -330,8 +371,9 @@ func (d *daemon) reload(path string) {
 	d.logLevel.Set(parseLevel(cfg.file.LogLevel))
 	d.limiter.SetLimit(cfg.file.Limits.SendsPerMinute)
 	if !sameStrings(cfg.file.SMTP.Listen, d.cfg.file.SMTP.Listen) || !sameStrings(cfg.file.SMTP.ListenTLS, d.cfg.file.SMTP.ListenTLS) ||
-		cfg.file.HTTP.Listen != d.cfg.file.HTTP.Listen || cfg.dataDir != d.cfg.dataDir {
-		d.log.Warn("listeners and data_dir changed in the file; they take effect at the next restart")
+		cfg.file.HTTP != d.cfg.file.HTTP || cfg.file.Metrics != d.cfg.file.Metrics || cfg.file.Tracking != d.cfg.file.Tracking ||
+		cfg.dataDir != d.cfg.dataDir {
+		d.log.Warn("listeners, [http], [metrics], [tracking] and data_dir changed in the file; they take effect at the next restart")
 	}
 	d.log.Info("configuration reloaded", "log_level", cfg.file.LogLevel, "sends_per_minute", cfg.file.Limits.SendsPerMinute)
 }

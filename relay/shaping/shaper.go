@@ -42,9 +42,19 @@ type Shaper struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	// linkTTL is how long a tracking link redirects; 0: for ever.
+	linkTTL time.Duration
+
 	mu   sync.Mutex
 	keys map[string]cachedKey // domain ID → parsed private key
 }
+
+// Option configures a Shaper.
+type Option func(*Shaper)
+
+// WithLinkTTL makes tracking links expire ttl after they are stored
+// ([tracking] link_ttl); without it they never do.
+func WithLinkTTL(ttl time.Duration) Option { return func(s *Shaper) { s.linkTTL = ttl } }
 
 // cachedKey avoids unsealing and parsing a PEM key on every attempt; the
 // version tells a stale entry from the current record.
@@ -55,11 +65,15 @@ type cachedKey struct {
 
 // New returns a Shaper. trackingKey is the HMAC key of tracking tokens
 // (see TrackingKey); sealer opens the domains' private keys.
-func New(st *store.Store, sealer *store.Sealer, trackingKey []byte, log *slog.Logger) *Shaper {
+func New(st *store.Store, sealer *store.Sealer, trackingKey []byte, log *slog.Logger, opts ...Option) *Shaper {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Shaper{st: st, sealer: sealer, key: trackingKey, log: log, now: time.Now, keys: map[string]cachedKey{}}
+	s := &Shaper{st: st, sealer: sealer, key: trackingKey, log: log, now: time.Now, keys: map[string]cachedKey{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // TrackingKey derives the tracking-token HMAC key from the daemon's
@@ -72,14 +86,19 @@ func TrackingKey(secret string) []byte {
 }
 
 // Token is the tracking token of the index-th trackable link of message
-// messageID: an HMAC, so it cannot be forged or enumerated, and a pure
-// function of its inputs, so every attempt of a message sends the same
-// bytes (SPEC §6: retries and failover send the same message).
-func Token(key []byte, messageID string, index int) string {
+// messageID rewritten for tracking domain host: an HMAC, so it cannot be
+// forged or enumerated, and a pure function of its inputs, so every
+// attempt of a message through the same tracking domain sends the same
+// bytes (SPEC §6). The host is part of it because the stored link is
+// bound to its host: failover to a provider with another tracking domain
+// mints other tokens rather than links that could not redirect.
+func Token(key []byte, messageID string, index int, host string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(messageID))
 	m.Write([]byte{0})
 	m.Write([]byte(strconv.Itoa(index)))
+	m.Write([]byte{0})
+	m.Write([]byte(strings.ToLower(host)))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:tokenBytes])
 }
 
@@ -145,15 +164,22 @@ func (s *Shaper) track(m *store.Message, p *store.Provider, msg []byte) []byte {
 	var links []store.TrackingLink
 	now := s.now().UTC()
 	i := 0
+	host := strings.ToLower(p.TrackingDomain)
+	var expires *time.Time
+	if s.linkTTL > 0 {
+		e := now.Add(s.linkTTL)
+		expires = &e
+	}
 	token := func(u string) string {
-		t := Token(s.key, m.ID, i)
+		t := Token(s.key, m.ID, i, host)
 		if trackable(u) {
-			links = append(links, store.TrackingLink{Token: t, TeamID: m.TeamID, MessageID: m.ID, Index: i, URL: u, CreatedAt: now})
+			links = append(links, store.TrackingLink{Token: t, TeamID: m.TeamID, MessageID: m.ID, Index: i, URL: u,
+				CreatedAt: now, Host: host, ExpiresAt: expires})
 		}
 		i++
 		return t
 	}
-	out, n, err := shape.RewriteLinks(msg, p.TrackingDomain, token)
+	out, n, err := shape.RewriteLinks(msg, host, token)
 	if err != nil {
 		// ErrDKIMSigned and ErrBrokenMIME are expected outcomes for some
 		// mail, not faults: say why the links stayed as they were.

@@ -108,13 +108,14 @@ func TestShapeDefaultsLinksAndSignature(t *testing.T) {
 	// Two web links rewritten with the deterministic tokens; mailto kept.
 	html := decodedBody(t, out)
 	toks := linkRe.FindAllStringSubmatch(html, -1)
-	if len(toks) != 2 || toks[0][1] != Token(e.sh.key, "eml_one", 0) || toks[1][1] != Token(e.sh.key, "eml_one", 1) ||
+	if len(toks) != 2 || toks[0][1] != Token(e.sh.key, "eml_one", 0, "t.news.example") || toks[1][1] != Token(e.sh.key, "eml_one", 1, "t.news.example") ||
 		!strings.Contains(html, "mailto:x@y.z") || strings.Contains(html, "shop.example") {
 		t.Fatalf("links: %v\n%s", toks, html)
 	}
 	for i, want := range []string{"https://shop.example/sale?id=7", "http://other.example/"} {
 		l, err := e.st.TrackingLinkByToken(toks[i][1])
-		if err != nil || l.URL != want || l.MessageID != "eml_one" || l.TeamID != "team_a" || l.Index != i {
+		if err != nil || l.URL != want || l.MessageID != "eml_one" || l.TeamID != "team_a" || l.Index != i ||
+			l.Host != "t.news.example" {
 			t.Fatalf("stored link %d: %v %+v", i, err, l)
 		}
 	}
@@ -231,15 +232,58 @@ func TestShapeConnectedAccountAndConfigFaults(t *testing.T) {
 
 func TestTokenIsKeyedAndDeterministic(t *testing.T) {
 	k1, k2 := TrackingKey("secret-one-0123456789"), TrackingKey("secret-two-0123456789")
-	a := Token(k1, "eml_x", 0)
-	if a != Token(k1, "eml_x", 0) || a == Token(k2, "eml_x", 0) || a == Token(k1, "eml_x", 1) || a == Token(k1, "eml_y", 0) {
-		t.Fatal("token not a keyed function of message and index")
+	a := Token(k1, "eml_x", 0, "t.example")
+	if a != Token(k1, "eml_x", 0, "t.example") || a == Token(k2, "eml_x", 0, "t.example") || a == Token(k1, "eml_x", 1, "t.example") || a == Token(k1, "eml_y", 0, "t.example") ||
+		a == Token(k1, "eml_x", 0, "u.example") {
+		t.Fatal("token not a keyed function of message, index and host")
 	}
 	if len(a) != 22 || strings.ContainsAny(a, "+/=") {
 		t.Fatalf("token %q", a)
 	}
 	// "eml_x" + "1" + "0" must not collide with "eml_x1" + "0".
-	if Token(k1, "eml_x", 10) == Token(k1, "eml_x1", 0) {
+	if Token(k1, "eml_x", 10, "t.example") == Token(k1, "eml_x1", 0, "t.example") {
 		t.Fatal("ambiguous token input")
+	}
+}
+
+// Links are bound to the tracking domain they were rewritten for and carry
+// the configured expiry; failover to a provider with another tracking
+// domain mints other tokens, bound to that domain, instead of reusing
+// links that could not redirect there.
+func TestTrackingLinksBoundToHostWithExpiry(t *testing.T) {
+	e := newEnv(t)
+	e.sh.linkTTL = 48 * time.Hour
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	e.sh.now = func() time.Time { return now }
+	m := msg("eml_bound", "team_a")
+	hostOf := func(p *store.Provider) []*store.TrackingLink {
+		t.Helper()
+		out, _, err := e.sh.Shape(m, p, []byte(htmlMail))
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`https://` + regexp.QuoteMeta(strings.ToLower(p.TrackingDomain)) + `/t/([A-Za-z0-9_-]+)`)
+		var ls []*store.TrackingLink
+		for _, tok := range re.FindAllStringSubmatch(decodedBody(t, out), -1) {
+			l, err := e.st.TrackingLinkByToken(tok[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls = append(ls, l)
+		}
+		if len(ls) != 2 {
+			t.Fatalf("links for %s: %d", p.TrackingDomain, len(ls))
+		}
+		return ls
+	}
+	a := hostOf(&store.Provider{ID: "dprov_a", Type: store.TypeSMTP, TrackingDomain: "T.A.example"})
+	b := hostOf(&store.Provider{ID: "dprov_b", Type: store.TypeSMTP, TrackingDomain: "t.b.example"})
+	for i := range a {
+		if a[i].Host != "t.a.example" || b[i].Host != "t.b.example" || a[i].Token == b[i].Token {
+			t.Fatalf("link %d: %+v / %+v", i, a[i], b[i])
+		}
+		if a[i].ExpiresAt == nil || !a[i].ExpiresAt.Equal(now.Add(48*time.Hour)) {
+			t.Fatalf("expiry of link %d: %v", i, a[i].ExpiresAt)
+		}
 	}
 }
