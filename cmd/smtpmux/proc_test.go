@@ -121,6 +121,10 @@ func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 	if !strings.Contains(delivery, "retry_schedule") {
 		delivery += "\nretry_schedule = [\"300ms\", \"300ms\"]"
 	}
+	smtp := extra["smtp"]
+	if !strings.Contains(smtp, "auth_fail_delay") {
+		smtp += "\nauth_fail_delay = \"50ms\""
+	}
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = "relay.test"
 bootstrap_root_key = %q
@@ -128,13 +132,12 @@ secret_key = "e2e-secret-key-0123456789"
 %s
 [smtp]
 listen = [%q]
-auth_fail_delay = "50ms"
 %s
 [http]
 listen = %q
 [delivery]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, delivery)
+`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, smtp, d.httpAddr, delivery)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
