@@ -25,7 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_sessions_total",
 			Help: "SMTP sessions that said EHLO/HELO."}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_auth_failures_total",
-			Help: "Failed SMTP AUTH attempts."}),
+			Help: "Failed credential checks: SMTP AUTH and HTTP Sending API bearer tokens."}),
 		limitedBy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_limited_total",
 			Help: "Connections, commands and authentication attempts turned away by an abuse limit, by reason."}, []string{"reason"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_messages_accepted_total",
