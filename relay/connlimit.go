@@ -147,6 +147,16 @@ func (c *trackedConn) Close() error {
 	return err
 }
 
+// CloseWrite passes go-smtp's half-close through (its lingerClose, which
+// lets the last reply reach the client before the close), which a plain
+// wrapper would hide from its interface check.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // SetReadDeadline shortens the deadline go-smtp asks for while the client
 // has not authenticated: an anonymous connection waits for at most
 // preAuth between commands, not the full read_timeout.
