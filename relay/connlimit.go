@@ -134,9 +134,10 @@ type trackedConn struct {
 
 	authed atomic.Bool
 	// junk counts commands since the last progress; rcptFree is how many
-	// RCPT the current transaction may still send without counting. Only
-	// the connection's own goroutine touches them, but progress is
-	// reported from session methods, so they are atomic for clarity.
+	// RCPT the current transaction may still send without counting. The
+	// filter and the session methods that report progress all run on the
+	// connection's goroutine; atomics cost nothing here and keep a future
+	// reader on another goroutine (shutdown, metrics) safe.
 	junk     atomic.Int64
 	rcptFree atomic.Int64
 }
