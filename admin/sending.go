@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -14,10 +15,12 @@ import (
 // it over relay.Server (Authenticate, Submit, Limiter().Allow), mapping the
 // relay's errors onto the ErrSend… values below.
 type Sender interface {
-	// Authenticate resolves a sending key or mailbox password. An unknown,
-	// revoked or suspended credential, or a root key, is
-	// ErrSendUnauthorized.
-	Authenticate(secret string) (*SendCredential, error)
+	// Authenticate resolves a sending key or mailbox password presented
+	// from client address remoteIP. An unknown, revoked or suspended
+	// credential, or a root key, is ErrSendUnauthorized; an address past
+	// its failed-attempt limit (shared with SMTP AUTH) is a
+	// *SendAuthLimitedError, and the secret was not checked.
+	Authenticate(remoteIP, secret string) (*SendCredential, error)
 	// Submit accepts one message: envelope sender, envelope recipients
 	// and the CRLF-terminated MIME bytes. It returns the eml_ ID once the
 	// message is durable.
@@ -55,6 +58,16 @@ var (
 	ErrSendUnavailable = errors.New("sending temporarily unavailable")
 )
 
+// SendAuthLimitedError is Authenticate's answer to an address that has
+// made too many failed attempts: 429 with Retry-After.
+type SendAuthLimitedError struct {
+	RetryAfter time.Duration
+}
+
+func (e *SendAuthLimitedError) Error() string {
+	return "too many failed authentications from this address"
+}
+
 // Error codes of the Sending API beyond envelope.go's.
 const (
 	codeNoActiveProviders = "no_active_providers"
@@ -90,7 +103,13 @@ func (s *Server) sendAuth(c *call) error {
 		}
 		return errAuthRequired("invalid API key")
 	}
-	cred, err := s.opts.Sender.Authenticate(secret)
+	cred, err := s.opts.Sender.Authenticate(clientIP(c.r), secret)
+	var limited *SendAuthLimitedError
+	if errors.As(err, &limited) {
+		return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
+			Message:    "too many failed authentications from this address; retry later",
+			RetryAfter: max(limited.RetryAfter, time.Second)}
+	}
 	if errors.Is(err, ErrSendUnauthorized) {
 		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")
 	}
@@ -106,6 +125,15 @@ func (s *Server) sendAuth(c *call) error {
 	}
 	c.send = cred
 	return nil
+}
+
+// clientIP is the address a request came from, for per-address limits.
+// It is the TCP peer: forwarding headers are the client's to forge.
+func clientIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
 }
 
 // sendEmail is POST /emails/send.

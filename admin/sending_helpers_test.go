@@ -45,7 +45,7 @@ type fakeSender struct {
 	calls   int
 }
 
-func (f *fakeSender) Authenticate(secret string) (*SendCredential, error) {
+func (f *fakeSender) Authenticate(_, secret string) (*SendCredential, error) {
 	switch secret {
 	case testSendKey:
 		return &SendCredential{ID: "key_sendingkey00000000000000", TeamID: "team_fake", Handle: "relay-cred"}, nil

@@ -12,6 +12,7 @@ import (
 type Metrics struct {
 	sessions     prometheus.Counter
 	authFailures prometheus.Counter
+	limitedBy    *prometheus.CounterVec
 	accepted     prometheus.Counter
 	rejected     *prometheus.CounterVec
 	attempts     *prometheus.CounterVec
@@ -24,7 +25,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_sessions_total",
 			Help: "SMTP sessions that said EHLO/HELO."}),
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_smtp_auth_failures_total",
-			Help: "Failed SMTP AUTH attempts."}),
+			Help: "Failed credential checks: SMTP AUTH and HTTP Sending API bearer tokens."}),
+		limitedBy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_limited_total",
+			Help: "Connections, commands and authentication attempts turned away by an abuse limit, by reason."}, []string{"reason"}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "smtpmux_messages_accepted_total",
 			Help: "Messages durably accepted (SMTP 250 or HTTP 200)."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_messages_refused_total",
@@ -35,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of delivery attempts, connect to final reply.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"provider"}),
 	}
-	reg.MustRegister(m.sessions, m.authFailures, m.accepted, m.rejected, m.attempts, m.latency)
+	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency)
 	return m
 }
 
@@ -48,6 +51,14 @@ func (m *Metrics) session() {
 func (m *Metrics) authFailed() {
 	if m != nil {
 		m.authFailures.Inc()
+	}
+}
+
+// limited counts one connection or attempt turned away by reason:
+// max_connections, max_connections_per_ip, junk_commands, auth_failures.
+func (m *Metrics) limited(reason string) {
+	if m != nil {
+		m.limitedBy.WithLabelValues(reason).Inc()
 	}
 }
 

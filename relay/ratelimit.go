@@ -45,6 +45,54 @@ func (r *RateLimiter) Allow(id string) (bool, time.Duration) {
 	if r.limit <= 0 {
 		return true, 0
 	}
+	b := r.bucket(id, now)
+	if b.n >= r.limit {
+		return false, b.start.Add(r.window).Sub(now)
+	}
+	b.n++
+	return true, 0
+}
+
+// Reserve counts one request of id before its outcome is known, as
+// Allow does, and returns a func that gives the count back. It is how a
+// failure limit counts an attempt before checking it: the count and the
+// check are one step under the lock, so N parallel attempts cannot all
+// pass a check that none of them has counted yet; an attempt that turns
+// out well gives its count back. Giving back after the window it was
+// counted in has ended does nothing. When !ok nothing was counted and
+// giveBack is a no-op.
+func (r *RateLimiter) Reserve(id string) (ok bool, wait time.Duration, giveBack func()) {
+	if r == nil {
+		return true, 0, func() {}
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.limit <= 0 {
+		return true, 0, func() {}
+	}
+	b := r.bucket(id, now)
+	if b.n >= r.limit {
+		return false, b.start.Add(r.window).Sub(now), func() {}
+	}
+	b.n++
+	var once sync.Once
+	return true, 0, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			// Only the window it was counted in: a newer bucket for id
+			// holds other attempts' counts.
+			if r.buckets[id] == b && b.n > 0 {
+				b.n--
+			}
+		})
+	}
+}
+
+// bucket returns id's bucket of the current window, starting a new one
+// if needed. r.mu is held.
+func (r *RateLimiter) bucket(id string, now time.Time) *rateBucket {
 	if now.Sub(r.sweep) > r.window {
 		// Forget idle credentials so the map does not grow without bound.
 		for k, b := range r.buckets {
@@ -59,11 +107,7 @@ func (r *RateLimiter) Allow(id string) (bool, time.Duration) {
 		b = &rateBucket{start: now}
 		r.buckets[id] = b
 	}
-	if b.n >= r.limit {
-		return false, b.start.Add(r.window).Sub(now)
-	}
-	b.n++
-	return true, 0
+	return b
 }
 
 // SetLimit changes the limit (config reload); counts so far are kept.
@@ -71,17 +115,4 @@ func (r *RateLimiter) SetLimit(limit int) {
 	r.mu.Lock()
 	r.limit = limit
 	r.mu.Unlock()
-}
-
-// Over reports, without counting a request, whether id has used up its
-// window (for checks made before the work the limit guards).
-func (r *RateLimiter) Over(id string) bool {
-	if r == nil {
-		return false
-	}
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b, ok := r.buckets[id]
-	return ok && r.limit > 0 && now.Sub(b.start) < r.window && b.n >= r.limit
 }

@@ -32,7 +32,16 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	MaxConnections    int
-	AuthFailDelay     time.Duration
+	// MaxConnectionsPerIP caps the connections of one client address (an
+	// IPv6 /64), so that one client cannot take every slot (0: no cap).
+	MaxConnectionsPerIP int
+	// PreAuthTimeout is the idle time allowed between commands until AUTH
+	// succeeds (0: ReadTimeout throughout).
+	PreAuthTimeout time.Duration
+	// MaxJunkCommands is how many commands in a row may move no message
+	// forward before the connection is closed with 421 (0: unlimited).
+	MaxJunkCommands int
+	AuthFailDelay   time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
 	Limiter *RateLimiter
 	// BareNewlines is what DATA/BDAT content with a bare CR or LF gets:
@@ -91,6 +100,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	s.MaxLineLength = maxLineLength
 	s.ReadTimeout = cfg.ReadTimeout
 	s.WriteTimeout = cfg.WriteTimeout
+	s.CommandFilter = srv.filterCommand
 	s.ErrorLog = log.New(io.Discard, "", 0) // go-smtp's per-connection noise; our own log has the events
 	srv.smtp = s
 	return srv
@@ -124,16 +134,14 @@ func (srv *Server) untrack(s *session) {
 // Start binds every listener and serves in the background. A bind failure
 // closes what was already bound and is returned.
 func (srv *Server) Start() error {
-	var sem chan struct{}
-	if srv.cfg.MaxConnections > 0 {
-		sem = make(chan struct{}, srv.cfg.MaxConnections)
-	}
+	slots := newConnSlots(srv.cfg.MaxConnections, srv.cfg.MaxConnectionsPerIP)
 	bind := func(addr string, implicitTLS bool) error {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("smtp listen %s: %w", addr, err)
 		}
-		var ln net.Listener = &capListener{Listener: l, sem: sem, hostname: srv.cfg.Hostname}
+		var ln net.Listener = &capListener{Listener: l, slots: slots, hostname: srv.cfg.Hostname,
+			preAuth: srv.cfg.PreAuthTimeout, metrics: srv.metrics}
 		if implicitTLS {
 			ln = tls.NewListener(ln, srv.cfg.TLSConfig)
 		}
@@ -214,41 +222,4 @@ func (srv *Server) forIdle(fn func(*session)) {
 			fn(s)
 		}
 	}
-}
-
-// capListener bounds concurrent connections; over the cap a client gets a
-// 421 at once instead of waiting in the kernel backlog.
-type capListener struct {
-	net.Listener
-	sem      chan struct{}
-	hostname string
-}
-
-func (l *capListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil || l.sem == nil {
-			return c, err
-		}
-		select {
-		case l.sem <- struct{}{}:
-			return &releaseConn{Conn: c, release: func() { <-l.sem }}, nil
-		default:
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "421 4.7.0 "+l.hostname+" Too many connections, try again later\r\n")
-			c.Close()
-		}
-	}
-}
-
-type releaseConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *releaseConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

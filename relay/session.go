@@ -92,25 +92,34 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // and the connection closed, so guessing keys does not scale with the
 // number of connections.
 func (s *session) authenticate(password string) error {
-	ip := remoteIP(s.remote)
-	if s.srv.authFails.Over(ip) {
+	cred, err := s.srv.checkAuth(remoteIP(s.remote), password)
+	var limited *AuthLimitedError
+	if errors.As(err, &limited) {
 		s.srv.log.Warn("auth refused: too many failures from this address", "event", "auth_failed", "remote", s.remote)
 		s.closeAfterReply()
 		return errAuthLimited
 	}
-	cred, err := s.srv.auth.Check(password)
 	if errors.Is(err, ErrAuthUnavailable) {
 		s.srv.log.Error("auth check failed", "event", "auth_unavailable", "remote", s.remote, "err", err)
 		return errAuthUnavailable
 	}
 	if err != nil {
-		s.srv.metrics.authFailed()
-		s.srv.authFails.Allow(ip)
 		s.srv.log.Info("auth failed", "event", "auth_failed", "remote", s.remote)
 		return errBadAuth
 	}
 	s.cred = cred
+	s.progress(true)
 	return nil
+}
+
+// progress tells the connection's limits that the client moved forward
+// (authenticated, or had a message queued): the count of commands without
+// progress starts again, and an authenticated connection gets the full
+// read_timeout.
+func (s *session) progress(authed bool) {
+	if t := trackedOf(s.conn); t != nil {
+		t.progress(authed)
+	}
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -250,6 +259,7 @@ func (s *session) Data(r io.Reader) error {
 		return storageError(err, msg.ID)
 	}
 	s.managed, s.reserved = nil, 0 // now the message's
+	s.progress(false)
 	// go-smtp writes whatever status Data returns; a 250 "error" is how a
 	// backend chooses the text of the success reply.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}

@@ -28,9 +28,11 @@ var (
 )
 
 // Authenticate resolves a sending key or mailbox password presented over
-// HTTP, exactly as SMTP AUTH does (same minimum delay on failure).
-func (srv *Server) Authenticate(secret string) (*Credential, error) {
-	return srv.auth.Check(secret)
+// HTTP from client address remoteIP, exactly as SMTP AUTH does: the same
+// minimum delay on failure and the same per-address failure limit, with
+// one count per address for both (an *AuthLimitedError past it).
+func (srv *Server) Authenticate(remoteIP, secret string) (*Credential, error) {
+	return srv.checkAuth(remoteIP, secret)
 }
 
 // Limiter is the per-credential request limit shared by SMTP and HTTP.

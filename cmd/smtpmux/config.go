@@ -41,6 +41,9 @@ type fileConfig struct {
 		WriteTimeout      string   `toml:"write_timeout"`
 		AuthFailDelay     string   `toml:"auth_fail_delay"`
 		AuthFailLimit     int      `toml:"auth_fail_limit"`
+		MaxConnsPerIP     int      `toml:"max_connections_per_ip"`
+		PreAuthTimeout    string   `toml:"pre_auth_timeout"`
+		MaxJunkCommands   int      `toml:"max_junk_commands"`
 	} `toml:"smtp"`
 
 	HTTP struct {
@@ -125,6 +128,7 @@ type config struct {
 	readTimeout      time.Duration
 	writeTimeout     time.Duration
 	authFailDelay    time.Duration
+	preAuthTimeout   time.Duration
 	retrySchedule    []time.Duration
 	bodyRetention    time.Duration
 	logRetention     time.Duration
@@ -152,6 +156,9 @@ func defaults() fileConfig {
 	c.SMTP.WriteTimeout = "1m"
 	c.SMTP.AuthFailDelay = "1s"
 	c.SMTP.AuthFailLimit = 20
+	c.SMTP.MaxConnsPerIP = 50
+	c.SMTP.PreAuthTimeout = "30s"
+	c.SMTP.MaxJunkCommands = 20
 	c.HTTP.Listen = "127.0.0.1:8025"
 	c.HTTP.MaxConnections = 1000
 	c.HTTP.MaxConnectionsPerIP = 64
@@ -245,6 +252,15 @@ func validate(fc fileConfig) (*config, error) {
 			return nil, &configError{"smtp.listen_tls", err.Error()}
 		}
 	}
+	if fc.SMTP.AllowInsecureAuth {
+		// AUTH in clear text is for a client on the same host; on any
+		// other interface it would send keys across the network readable.
+		for _, a := range fc.SMTP.Listen {
+			if !loopbackAddr(a) {
+				return nil, &configError{"smtp.allow_insecure_auth", fmt.Sprintf("true is only allowed when every smtp.listen address is loopback; %q is not (use STARTTLS, or listen on 127.0.0.1)", a)}
+			}
+		}
+	}
 	if (fc.SMTP.TLSCertFile == "") != (fc.SMTP.TLSKeyFile == "") {
 		return nil, &configError{"smtp.tls_cert_file", "tls_cert_file and tls_key_file go together"}
 	}
@@ -264,6 +280,12 @@ func validate(fc fileConfig) (*config, error) {
 	if fc.SMTP.MaxConnections < 1 {
 		return nil, &configError{"smtp.max_connections", "must be at least 1"}
 	}
+	if fc.SMTP.MaxConnsPerIP < 1 || fc.SMTP.MaxConnsPerIP > fc.SMTP.MaxConnections {
+		return nil, &configError{"smtp.max_connections_per_ip", "must be between 1 and smtp.max_connections"}
+	}
+	if fc.SMTP.MaxJunkCommands < 0 {
+		return nil, &configError{"smtp.max_junk_commands", "must not be negative (0 turns the limit off)"}
+	}
 	var err error
 	for _, d := range []struct {
 		key string
@@ -273,6 +295,7 @@ func validate(fc fileConfig) (*config, error) {
 		{"smtp.read_timeout", fc.SMTP.ReadTimeout, &c.readTimeout},
 		{"smtp.write_timeout", fc.SMTP.WriteTimeout, &c.writeTimeout},
 		{"smtp.auth_fail_delay", fc.SMTP.AuthFailDelay, &c.authFailDelay},
+		{"smtp.pre_auth_timeout", fc.SMTP.PreAuthTimeout, &c.preAuthTimeout},
 		{"delivery.attempt_timeout", fc.Delivery.AttemptTimeout, &c.attemptTimeout},
 		{"delivery.shutdown_grace", fc.Delivery.ShutdownGrace, &c.shutdownGrace},
 	} {
@@ -375,6 +398,20 @@ func validate(fc fileConfig) (*config, error) {
 		return nil, &configError{"limits.providers_per_team", "must not be negative"}
 	}
 	return c, nil
+}
+
+// loopbackAddr reports whether host:port a binds only loopback: a
+// loopback IP or "localhost". An empty host (every interface) is not.
+func loopbackAddr(a string) bool {
+	host, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkAddr(a string) error {

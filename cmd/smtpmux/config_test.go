@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -15,7 +19,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	d := defaults()
 	if cfg.file.SMTP.MaxMessageBytes != d.SMTP.MaxMessageBytes || len(cfg.retrySchedule) != 3 ||
-		cfg.file.HTTP.Listen != "127.0.0.1:8025" || cfg.file.Managed.DailyLimit != 50 {
+		cfg.file.HTTP.Listen != "127.0.0.1:8025" || cfg.file.Managed.DailyLimit != 50 ||
+		cfg.file.SMTP.MaxConnsPerIP != d.SMTP.MaxConnsPerIP || cfg.file.SMTP.PreAuthTimeout != d.SMTP.PreAuthTimeout ||
+		cfg.file.SMTP.MaxJunkCommands != d.SMTP.MaxJunkCommands {
 		t.Fatalf("example config differs from the defaults it documents: %+v", cfg.file)
 	}
 }
@@ -42,6 +48,14 @@ func TestCheckConfig(t *testing.T) {
 		{"unknown backend", "[managed]\nbackend = \"carrier-pigeon\"", "managed.backend"},
 		{"zero rate limit", "[limits]\nsends_per_minute = 0", "limits.sends_per_minute"},
 		{"syntax error", "[smtp\nlisten = 1", "line"},
+		{"insecure auth on loopback", "[smtp]\nallow_insecure_auth = true\nlisten = [\"127.0.0.1:2525\", \"[::1]:2525\", \"localhost:2526\"]", ""},
+		{"insecure auth on every interface", "[smtp]\nallow_insecure_auth = true\nlisten = [\"127.0.0.1:2525\", \"0.0.0.0:587\"]", "smtp.allow_insecure_auth"},
+		{"insecure auth on an empty host", "[smtp]\nallow_insecure_auth = true\nlisten = [\":587\"]", "smtp.allow_insecure_auth"},
+		{"insecure auth on a LAN address", "[smtp]\nallow_insecure_auth = true\nlisten = [\"192.168.1.10:587\"]", "smtp.allow_insecure_auth"},
+		{"per-IP cap over the global cap", "[smtp]\nmax_connections = 10\nmax_connections_per_ip = 11", "smtp.max_connections_per_ip"},
+		{"per-IP cap zero", "[smtp]\nmax_connections_per_ip = 0", "smtp.max_connections_per_ip"},
+		{"negative junk limit", "[smtp]\nmax_junk_commands = -1", "smtp.max_junk_commands"},
+		{"bad pre-auth timeout", "[smtp]\npre_auth_timeout = \"soon\"", "smtp.pre_auth_timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +73,33 @@ func TestCheckConfig(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 1 naming %q", code, errOut.String(), tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestServeRefusesInsecureAuthOffLoopback: serve runs the same validation
+// as check-config, so a daemon that would take AUTH in clear text from the
+// network does not start (nothing is opened or bound first).
+func TestServeRefusesInsecureAuthOffLoopback(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.toml")
+	os.WriteFile(path, []byte("data_dir = \""+filepath.Join(dir, "data")+"\"\n[smtp]\nallow_insecure_auth = true\nlisten = [\"0.0.0.0:0\"]\n"), 0o600)
+	// The real binary, so that a serve that does start is stopped (and
+	// the test fails) instead of running on.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "serve", "--config", path)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("serve started with allow_insecure_auth on 0.0.0.0; stderr %q", errOut.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errOut.String(), "smtp.allow_insecure_auth") {
+		t.Fatalf("serve: %v, stderr %q; want exit 1 naming smtp.allow_insecure_auth", err, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(err) {
+		t.Fatalf("serve created its data directory before refusing the config (%v)", err)
 	}
 }
 

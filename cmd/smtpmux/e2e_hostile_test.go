@@ -224,13 +224,16 @@ func sendsNormally(t *testing.T, d *proc, key, tag string) {
 // TestHostileIdleConnectionFlood opens 2,000 idle connections against
 // max_connections = 1500: the first 1,500 are greeted and held, the other
 // 500 get 421 at once; memory stays bounded; once the idle ones go, a
-// normal client sends.
+// normal client sends. All come from one address, so the per-address cap
+// is lifted to the global one here (TestConnectionCapPerAddress tests it),
+// and so is the pre-AUTH idle timeout: the test holds the connections
+// longer than its 30 s default may be under load.
 func TestHostileIdleConnectionFlood(t *testing.T) {
 	t.Parallel()
 	const total, limit = 2000, 1500
 	raiseNoFile(t, total+1000)
 	up := testpeer.Start(t, testpeer.Options{})
-	d := newDaemon(t, map[string]string{"smtp": fmt.Sprintf("max_connections = %d", limit)})
+	d := newDaemon(t, map[string]string{"smtp": fmt.Sprintf("max_connections = %d\nmax_connections_per_ip = %d\npre_auth_timeout = \"2m\"", limit, limit)})
 	_, key := d.setupRelay(plainProvider(up, "up", nil))
 	rssBefore, err := d.rssKiB()
 	if err != nil {

@@ -140,6 +140,10 @@ func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 			providers += "\n" + k + " = true"
 		}
 	}
+	smtp := extra["smtp"]
+	if !strings.Contains(smtp, "auth_fail_delay") {
+		smtp += "\nauth_fail_delay = \"50ms\""
+	}
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = "relay.test"
 bootstrap_root_key = %q
@@ -147,7 +151,6 @@ secret_key = "e2e-secret-key-0123456789"
 %s
 [smtp]
 listen = [%q]
-auth_fail_delay = "50ms"
 %s
 [http]
 listen = %q
@@ -158,7 +161,7 @@ listen = %q
 %s
 [providers]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, extra["smtp"], d.httpAddr, extra["http"], metrics, delivery, providers)
+`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, smtp, d.httpAddr, extra["http"], metrics, delivery, providers)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,12 @@ import (
 // credential check, rate limit and durable enqueue as SMTP.
 type relaySender struct{ srv *relay.Server }
 
-func (s relaySender) Authenticate(secret string) (*admin.SendCredential, error) {
-	c, err := s.srv.Authenticate(secret)
+func (s relaySender) Authenticate(remoteIP, secret string) (*admin.SendCredential, error) {
+	c, err := s.srv.Authenticate(remoteIP, secret)
+	var limited *relay.AuthLimitedError
+	if errors.As(err, &limited) {
+		return nil, &admin.SendAuthLimitedError{RetryAfter: limited.RetryAfter}
+	}
 	if errors.Is(err, relay.ErrBadCredential) {
 		return nil, admin.ErrSendUnauthorized
 	}

@@ -223,6 +223,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
+		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
 		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines,
 	}, st, d.reg, d.sched, logger, nil)
 

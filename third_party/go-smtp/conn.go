@@ -106,6 +106,16 @@ func (c *Conn) handle(cmd string, arg string) {
 	}
 
 	cmd = strings.ToUpper(cmd)
+	// smtpmux patch: the backend may refuse any command before it runs
+	// (Server.CommandFilter).
+	if f := c.server.CommandFilter; f != nil {
+		if err := f(c, cmd); err != nil {
+			c.writeError(421, EnhancedCode{4, 7, 0}, err)
+			c.lingerClose()
+			c.Close()
+			return
+		}
+	}
 	switch cmd {
 	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
 		// These commands are not implemented in any state

@@ -41,6 +41,13 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// CommandFilter, when set, runs before every command with its
+	// upper-cased verb. A non-nil error is written as the reply (an
+	// *SMTPError as is, anything else as 421 4.7.0) and the connection is
+	// closed without running the command. smtpmux patch: NOOP and RSET
+	// never reach the backend, so it could not bound them otherwise.
+	CommandFilter func(c *Conn, cmd string) error
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool

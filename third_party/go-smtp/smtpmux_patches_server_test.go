@@ -67,3 +67,33 @@ func TestServerLongAuthLine(t *testing.T) {
 		t.Fatalf("after the 500 the server went on: %q", rest)
 	}
 }
+
+// TestServerCommandFilter: the filter sees every verb, NOOP and RSET
+// included; a command it refuses is answered with its error and not run,
+// and the connection closes (smtpmux patch 9).
+func TestServerCommandFilter(t *testing.T) {
+	var seen []string
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) {
+		s.CommandFilter = func(_ *smtp.Conn, cmd string) error {
+			seen = append(seen, cmd)
+			if len(seen) > 4 { // EHLO, NOOP, RSET, VRFY pass
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Enough"}
+			}
+			return nil
+		}
+	})
+	defer s.Close()
+	defer c.Close()
+	io.WriteString(c, "NOOP\r\nrset\r\nVRFY x\r\nNOOP\r\nQUIT\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var replies []string
+	for scanner.Scan() {
+		replies = append(replies, scanner.Text())
+	}
+	if len(replies) != 4 || !strings.HasPrefix(replies[3], "421 4.7.0 Enough") {
+		t.Fatalf("replies %q: want three answers, then the filter's 421 and the connection closed", replies)
+	}
+	if strings.Join(seen, " ") != "EHLO NOOP RSET VRFY NOOP" {
+		t.Fatalf("filter saw %q", seen)
+	}
+}
