@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -287,19 +288,15 @@ func skipNearUTCMidnight(t *testing.T) { clearOfWindowEnd(t, 24*time.Hour, 2*tim
 // clearOfWindowEnd keeps a test of an hourly or daily limit from
 // straddling the end of the UTC window (of length period) its counts live
 // in, where they reset under it: with less than need left, it waits for
-// the next window when that is at most 30 s away, and skips the test
-// otherwise.
+// the next window. It never skips, so a run near the top of an hour (or
+// UTC midnight) tests as much as any other, only later.
 func clearOfWindowEnd(t *testing.T, period, need time.Duration) {
 	t.Helper()
 	now := time.Now().UTC()
 	left := now.Truncate(period).Add(period).Sub(now)
-	switch {
-	case left >= need:
-	case left <= 30*time.Second:
+	if left < need {
 		t.Logf("waiting %v for the next UTC %v window", left.Round(time.Millisecond), period)
 		time.Sleep(left + 100*time.Millisecond)
-	default:
-		t.Skipf("only %v left in the UTC %v window, the test needs %v", left.Round(time.Second), period, need)
 	}
 }
 
@@ -1115,6 +1112,12 @@ func TestRoutingRateLimit1800PerMinute(t *testing.T) {
 	sendConcurrently(t, d, key, "rl", 1800, 6)
 	took := time.Since(start)
 	if took > 50*time.Second {
+		// Too close to the window's end to test its edge. Under CI this
+		// is a failure, not a quiet skip: the suite must not go green by
+		// testing less.
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("1,800 sends took %v: too slow to test the one-minute window's edge", took)
+		}
 		t.Skipf("1,800 sends took %v: too close to the one-minute window to test its edge", took)
 	}
 	c := d.client(key)
