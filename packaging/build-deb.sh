@@ -48,9 +48,24 @@ awk '
 cp "$repo/README.md" "$stage/README.md"
 cp "$repo/systemd/README.md" "$stage/README.systemd.md"
 cp "$repo/packaging/copyright" "$stage/copyright"
+cp "$repo/packaging/lintian-overrides" "$stage/lintian-overrides"
 
 mkdir -p "$out"
 cd "$repo"
+# File times in the package are the commit's, so a rebuild of the same
+# commit gives the same .deb.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+export SOURCE_DATE_EPOCH
+# Debian wants a changelog whose top entry is the package's version: nfpm
+# makes 1.2.3-rc1+meta into 1.2.3~rc1+meta, release 1.
+debversion=$(echo "$version" | sed 's/-/~/')-1
+{
+  echo "smtpmux ($debversion) unstable; urgency=medium"
+  echo
+  echo "  * Built from $(git rev-parse --short=12 HEAD 2>/dev/null || echo 'an unknown commit'); see the repository history."
+  echo
+  echo " -- smtpmux maintainers <maintainers@smtpmux.invalid>  $(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+} | gzip -9n >"$stage/changelog.Debian.gz"
 SMTPMUX_ARCH=$arch SMTPMUX_VERSION=$version SMTPMUX_STAGE=$stage \
   $NFPM package --config packaging/nfpm.yaml --packager deb --target "$out" >&2
 ls -t "$out"/smtpmux_*_"$arch".deb | head -n 1

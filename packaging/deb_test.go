@@ -1,7 +1,9 @@
 package packaging
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -169,6 +171,14 @@ func checkFiles(t *testing.T, root string) {
 		if !strings.Contains(unit, "\n"+want+"\n") {
 			t.Errorf("packaged unit lacks %q", want)
 		}
+	}
+	// Debian tools read the version from the changelog's top entry.
+	zr, err := gzip.NewReader(bytes.NewReader(readFile(t, filepath.Join(root, "usr/share/doc/smtpmux/changelog.Debian.gz"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top, _ := bufio.NewReader(zr).ReadString('\n'); !strings.HasPrefix(top, "smtpmux (0.1.0~test-1) ") {
+		t.Errorf("changelog starts %q, want the package version 0.1.0~test-1", top)
 	}
 	cfg := string(readFile(t, filepath.Join(root, "etc/smtpmux/config.toml")))
 	if !strings.Contains(cfg, "\ndata_dir = \"/var/lib/smtpmux\"") {
