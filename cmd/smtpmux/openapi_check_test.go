@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -70,7 +71,8 @@ const errNoBearer = authError("no Bearer credential")
 // badRequest marks a request a test sends malformed on purpose (a hostile
 // or bad-input test): its request is not checked, but its answer still is,
 // against the operation it names or, for a path or method the API does not
-// have, against the error envelope.
+// have, against the error envelope. Requests that leave out a required
+// credential count as invalid, so a test probing a 401 must say badRequest.
 func checkAPI(t testing.TB, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte, badRequest bool) {
 	t.Helper()
 	doc, router, err := loadAPISpec()
@@ -125,4 +127,68 @@ func checkAPI(t testing.TB, req *http.Request, reqBody []byte, resp *http.Respon
 // schema dump kin-openapi appends by default (pages per error).
 func shortSchemaError(err *openapi3.SchemaError) string {
 	return "at /" + strings.Join(err.JSONPointer(), "/") + ": " + err.Reason
+}
+
+// errRecorder is a testing.TB that records Errorf instead of failing, to
+// test checkAPI itself.
+type errRecorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *errRecorder) Helper() {}
+func (r *errRecorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestCheckAPICatchesDrift shows that checkAPI reports an answer, a
+// request and an operation that the document does not describe, and
+// accepts ones it does: without this, a validator that silently checked
+// nothing would look like a suite in sync with its document.
+func TestCheckAPICatchesDrift(t *testing.T) {
+	hdr := func(kv ...string) http.Header {
+		h := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "X-Request-Id": {"req_abc"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	rate := []string{"X-RateLimit-Limit", "600", "X-RateLimit-Remaining", "599", "X-RateLimit-Reset", "60"}
+	group := `{"ok":true,"data":{"id":"dgrp_abc","name":"g","description":null,"provider_ids":[],` +
+		`"created_at":"2026-03-01T12:00:00Z","updated_at":"2026-03-01T12:00:00Z"},"meta":{"request_id":"req_abc"}}`
+	notFound := `{"ok":false,"error":{"code":"not_found","message":"no such endpoint","retryable":false},"meta":{"request_id":"req_abc"}}`
+	cases := []struct {
+		name, method, path, reqBody string
+		bad                         bool
+		status                      int
+		header                      http.Header
+		body                        string
+		wantErr                     string // "" = no report
+	}{
+		{"documented answer", "GET", "/api/v1/delivery-groups/dgrp_abc", "", false, 200,
+			hdr(append(rate, "ETag", `W/"1"`)...), group, ""},
+		{"missing ETag", "GET", "/api/v1/delivery-groups/dgrp_abc", "", false, 200, hdr(rate...), group, "ETag"},
+		{"renamed field", "GET", "/api/v1/delivery-groups/dgrp_abc", "", false, 200, hdr(append(rate, "ETag", `W/"1"`)...),
+			strings.Replace(group, `"provider_ids"`, `"providers"`, 1), "does not match"},
+		{"undocumented status", "GET", "/api/v1/delivery-groups/dgrp_abc", "", false, 418, hdr(rate...), notFound, "does not match"},
+		{"unknown body member", "POST", "/api/v1/delivery-groups", `{"name":"g","colour":"red"}`, false, 404, hdr(rate...), notFound, "request"},
+		{"unknown member, marked bad", "POST", "/api/v1/delivery-groups", `{"name":"g","colour":"red"}`, true, 404, hdr(rate...), notFound, ""},
+		{"undocumented path", "GET", "/api/v1/nothing", "", false, 404, hdr(), notFound, "no such operation"},
+		{"undocumented path, marked bad", "GET", "/api/v1/nothing", "", true, 404, hdr(), notFound, ""},
+		{"bad error envelope", "GET", "/api/v1/nothing", "", true, 404, hdr(), `{"error":"nope"}`, "error envelope"},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, "http://127.0.0.1:1"+c.path, strings.NewReader(c.reqBody))
+		req.Header.Set("Authorization", "Bearer smx_root_x")
+		req.Header.Set("Content-Type", "application/json")
+		rec := &errRecorder{TB: t}
+		checkAPI(rec, req, []byte(c.reqBody), &http.Response{StatusCode: c.status, Header: c.header}, []byte(c.body), c.bad)
+		got := strings.Join(rec.errs, "\n")
+		switch {
+		case c.wantErr == "" && got != "":
+			t.Errorf("%s: unexpected report: %s", c.name, got)
+		case c.wantErr != "" && !strings.Contains(got, c.wantErr):
+			t.Errorf("%s: want a report containing %q, got %q", c.name, c.wantErr, got)
+		}
+	}
 }

@@ -273,12 +273,12 @@ func (d *proc) api(method, path string, body any) (int, map[string]any) {
 	return d.apiAs(testRootKey, method, path, body)
 }
 
-// apiAs calls the API with key ("": none, which the document calls an
-// invalid request). Request and answer are checked against the OpenAPI
-// document (checkAPI).
+// apiAs calls the API with key ("": no Authorization header). Request
+// and answer are checked against the OpenAPI document (checkAPI); to probe
+// a secured endpoint without a key, use apiAsBad.
 func (d *proc) apiAs(key, method, path string, body any) (int, map[string]any) {
 	d.t.Helper()
-	return d.apiCall(key, method, path, body, key == "")
+	return d.apiCall(key, method, path, body, false)
 }
 
 // apiBad is api for a request a test makes malformed on purpose: only the
