@@ -232,6 +232,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET", "/healthz", authNone, "", s.healthz},
 		{"GET", "/readyz", authNone, "", s.readyz},
+		{"GET", "/api/v1/openapi.json", authNone, "", s.openapiDoc},
 
 		{"GET", "/api/v1/providers", authRoot, permProviderRead, s.listProviders},
 		{"POST", "/api/v1/providers", authRoot, permProviderCreate, s.createProvider},

@@ -127,6 +127,7 @@ func (d *proc) rawAPI(key, method, path string, body any) (int, []byte) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkAPI(d.t, req, b, resp, raw, false)
 	return resp.StatusCode, raw
 }
 

@@ -143,6 +143,7 @@ func TestDomainAPIThroughDaemon(t *testing.T) {
 	}
 	zone, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	checkAPI(t, req, nil, res, zone, false)
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") ||
 		!strings.Contains(string(zone), "_smtpmux.zone.example.org.\t3600\tIN\tTXT") {
 		t.Fatalf("zone file %d %v:\n%s", res.StatusCode, res.Header, zone)

@@ -153,11 +153,13 @@ func postSend(t *testing.T, d *proc, key, idempotencyKey, body string) (int, []b
 	req, _ := http.NewRequest("POST", "http://"+d.httpAddr+"/api/v1/emails/send", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Idempotency-Key", idempotencyKey)
+	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	checkAPI(t, req, []byte(body), res, b, false)
 	return res.StatusCode, b
 }

@@ -276,14 +276,38 @@ func (d *proc) api(method, path string, body any) (int, map[string]any) {
 	return d.apiAs(testRootKey, method, path, body)
 }
 
+// apiAs calls the API with key ("": no Authorization header). Request
+// and answer are checked against the OpenAPI document (checkAPI); to probe
+// a secured endpoint without a key, use apiAsBad.
 func (d *proc) apiAs(key, method, path string, body any) (int, map[string]any) {
 	d.t.Helper()
-	var r io.Reader
+	return d.apiCall(key, method, path, body, false)
+}
+
+// apiBad is api for a request a test makes malformed on purpose: only the
+// answer is checked against the OpenAPI document.
+func (d *proc) apiBad(method, path string, body any) (int, map[string]any) {
+	d.t.Helper()
+	return d.apiCall(testRootKey, method, path, body, true)
+}
+
+// apiAsBad is apiAs for a request malformed on purpose (see apiBad).
+func (d *proc) apiAsBad(key, method, path string, body any) (int, map[string]any) {
+	d.t.Helper()
+	return d.apiCall(key, method, path, body, true)
+}
+
+func (d *proc) apiCall(key, method, path string, body any, badRequest bool) (int, map[string]any) {
+	d.t.Helper()
+	var reqBody []byte
 	if s, ok := body.(string); ok {
-		r = strings.NewReader(s)
+		reqBody = []byte(s)
 	} else if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+		reqBody, _ = json.Marshal(body)
+	}
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(reqBody)
 	}
 	url := "http://" + d.httpAddr + "/api/v1" + path
 	if strings.HasPrefix(path, "//") { // a path outside /api/v1
@@ -301,6 +325,7 @@ func (d *proc) apiAs(key, method, path string, body any) (int, map[string]any) {
 	defer resp.Body.Close()
 	var out map[string]any
 	raw, _ := io.ReadAll(resp.Body)
+	checkAPI(d.t, req, reqBody, resp, raw, badRequest)
 	if err := json.Unmarshal(raw, &out); err != nil {
 		d.t.Fatalf("%s %s: non-JSON answer %d %q", method, path, resp.StatusCode, raw)
 	}
