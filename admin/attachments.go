@@ -3,8 +3,6 @@ package admin
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -24,11 +22,12 @@ const (
 // fcBlocked marks an attachment refused as an executable or archive.
 const fcBlocked = "blocked_attachment"
 
-// attachment is one decoded, accepted attachment.
+// attachment is one accepted attachment. Its content stays base64 text
+// until buildMIME writes it (attachment_content.go).
 type attachment struct {
 	Filename    string
 	ContentType string
-	Data        []byte
+	Content     b64Content
 }
 
 // decodeAttachments reads attachments: at most ten {filename, content
@@ -36,7 +35,7 @@ type attachment struct {
 // product's uploaded-file reference) is recognised but not supported: this
 // daemon has no upload endpoint.
 func decodeAttachments(o *object, v *validator) ([]attachment, error) {
-	list, err := field[[]json.RawMessage](o, "attachments")
+	list, err := rawList(o, "attachments")
 	if err != nil || !list.Set || list.Null {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func decodeAttachment(a *object, p string, v *validator) (*attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	content, err := field[string](a, "content")
+	content, err := contentField(a, "content")
 	if err != nil {
 		return nil, err
 	}
@@ -110,14 +109,14 @@ func decodeAttachment(a *object, p string, v *validator) (*attachment, error) {
 	if typ.Set && !typ.Null && typ.V != "" {
 		att.ContentType = checkMediaType(v, p+"type", typ.V)
 	}
-	if !content.Set || content.Null || content.V == "" {
+	if !content.Set || content.Null || len(content.V) == 0 {
 		v.add(p+"content", fcRequired, p+"content is required: the file, base64-encoded")
-	} else if data, err := decodeBase64(content.V); err != nil || len(data) == 0 {
+	} else if c, ok := parseBase64(content.V); !ok {
 		v.add(p+"content", fcInvalid, p+"content must be non-empty standard base64")
-	} else if kind := sniffBlocked(data); kind != "" {
+	} else if kind := sniffBlockedAt(c, c.size); kind != "" {
 		v.add(p+"content", fcBlocked, "executables and archives are not accepted as attachments (content is "+kind+")")
 	} else {
-		att.Data = data
+		att.Content = c
 	}
 	if len(v.errs) > before {
 		return nil, nil
@@ -128,16 +127,26 @@ func decodeAttachment(a *object, p string, v *validator) (*attachment, error) {
 	return att, nil
 }
 
-// decodeBase64 accepts standard base64, padded or not, wrapped at any
-// width (MIME tools wrap at 76).
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-			return -1
-		}
-		return r
-	}, s)
-	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+// contentField reads a string member as field[string] does (same answer
+// for a wrong type), but as the bytes of the request rather than a copy:
+// the content of a large attachment is most of the request.
+func contentField(o *object, name string) (opt[[]byte], error) {
+	var out opt[[]byte]
+	raw, ok := o.members[name]
+	if !ok {
+		return out, nil
+	}
+	out.Set = true
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case o.isNull(name):
+		out.Null = true
+	case len(raw) < 2 || raw[0] != '"':
+		return out, errInvalidParam(o.path+name, "%s must be %s", o.path+name, typeName(""))
+	default:
+		out.V = contentText(raw)
+	}
+	return out, nil
 }
 
 // checkMediaType validates a MIME type override. Multipart and message
@@ -241,17 +250,35 @@ var magics = []magic{
 // OpenDocument files are ZIP containers too and must pass; JARs and APKs
 // are ZIPs that must not.
 func sniffBlocked(data []byte) string {
+	return sniffBlockedAt(bytes.NewReader(data), int64(len(data)))
+}
+
+// sniffHead is how far into a file the magic numbers reach (the last
+// disk-image signature ends at 0x9006).
+const sniffHead = 0x9001 + 5
+
+// sniffBlockedAt is sniffBlocked over content of size bytes that is read,
+// not held: only its head and its last 512 bytes, and for a ZIP its
+// directory and the entries officeDocument opens.
+func sniffBlockedAt(r io.ReaderAt, size int64) string {
+	head := make([]byte, min(size, sniffHead))
+	if n, _ := r.ReadAt(head, 0); n < len(head) {
+		return "unreadable" // not for validated content
+	}
 	for _, m := range magics {
-		if len(data) >= m.off+len(m.sig) && string(data[m.off:m.off+len(m.sig)]) == m.sig && (m.ok == nil || m.ok(data)) {
+		if len(head) >= m.off+len(m.sig) && string(head[m.off:m.off+len(m.sig)]) == m.sig && (m.ok == nil || m.ok(head)) {
 			return m.kind
 		}
 	}
-	if len(data) >= 512 && string(data[len(data)-512:len(data)-508]) == "koly" {
-		return "a macOS disk image"
+	if size >= 512 {
+		tail := make([]byte, 4)
+		if n, _ := r.ReadAt(tail, size-512); n == len(tail) && string(tail) == "koly" {
+			return "a macOS disk image"
+		}
 	}
-	if bytes.HasPrefix(data, []byte("PK\x03\x04")) || bytes.HasPrefix(data, []byte("PK\x05\x06")) ||
-		bytes.HasPrefix(data, []byte("PK\x07\x08")) {
-		if officeDocument(data) {
+	if bytes.HasPrefix(head, []byte("PK\x03\x04")) || bytes.HasPrefix(head, []byte("PK\x05\x06")) ||
+		bytes.HasPrefix(head, []byte("PK\x07\x08")) {
+		if officeDocument(r, size) {
 			return ""
 		}
 		return "a ZIP archive"
@@ -263,8 +290,8 @@ func sniffBlocked(data []byte) string {
 // types part and a word/, xl/ or ppt/ tree) or an OpenDocument/EPUB file
 // (a first "mimetype" entry saying so), without macros or entries a
 // mail filter would call executable. Anything else in a ZIP is an archive.
-func officeDocument(data []byte) bool {
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+func officeDocument(r io.ReaderAt, size int64) bool {
+	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return false
 	}

@@ -47,9 +47,12 @@ func readBody(r *http.Request) (*object, error) {
 
 // parseObject decodes data as a JSON object whose members are reported
 // under path.
+// The members reference data rather than copy it (rawRef), so a large
+// send is held once however deep its attachments sit; data must not change
+// while the object is in use.
 func parseObject(path string, data []byte) (*object, error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(data, &members); err != nil {
+	var refs map[string]rawRef
+	if err := json.Unmarshal(data, &refs); err != nil {
 		var syn *json.SyntaxError
 		var typ *json.UnmarshalTypeError
 		switch {
@@ -64,13 +67,45 @@ func parseObject(path string, data []byte) (*object, error) {
 			return nil, errInvalidParam(trimDot(path), "malformed JSON: %s", err.Error())
 		}
 	}
-	if members == nil { // the literal null
+	if refs == nil { // the literal null
 		if path == "" {
 			return nil, errInvalidParam("", "request body must be a JSON object")
 		}
 		return nil, errInvalidParam(trimDot(path), "%s must be an object", trimDot(path))
 	}
+	members := make(map[string]json.RawMessage, len(refs))
+	for k, v := range refs {
+		members[k] = json.RawMessage(v)
+	}
 	return &object{path: path, members: members}, nil
+}
+
+// rawRef is json.RawMessage without the copy: UnmarshalJSON keeps the
+// slice of the input it is given. That is safe only under json.Unmarshal,
+// whose input is the caller's own buffer (a json.Decoder reuses its
+// buffer, which is why json.RawMessage copies). The capacity is cut so an
+// append can never write over the rest of the input.
+type rawRef []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (r *rawRef) UnmarshalJSON(data []byte) error {
+	*r = data[:len(data):len(data)]
+	return nil
+}
+
+// rawList decodes an array member into its elements' raw JSON, each a
+// slice of the member (field[[]json.RawMessage] would copy each one).
+func rawList(o *object, name string) (opt[[]json.RawMessage], error) {
+	refs, err := field[[]rawRef](o, name)
+	out := opt[[]json.RawMessage]{Set: refs.Set, Null: refs.Null}
+	if err != nil || refs.V == nil {
+		return out, err
+	}
+	out.V = make([]json.RawMessage, len(refs.V))
+	for i, r := range refs.V {
+		out.V[i] = json.RawMessage(r)
+	}
+	return out, nil
 }
 
 func trimDot(p string) string {

@@ -3,9 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/mail"
 	"sort"
@@ -62,18 +60,9 @@ func (in *sendInput) recipients() []string {
 // readBodyLimit is readBody's reading part with a caller-chosen limit (the
 // Sending API accepts far larger bodies than the Management API's 1 MiB).
 func readBodyLimit(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, errTooLarge(limit)
-	}
-	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if ae := (*apiError)(nil); errors.As(err, &ae) {
-		return nil, ae // the send budget refused the rest (sendbudget.go)
-	}
+	data, err := readRaw(r, limit)
 	if err != nil {
-		return nil, errInvalidParam("", "cannot read request body")
-	}
-	if int64(len(data)) > limit {
-		return nil, errTooLarge(limit)
+		return nil, err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errInvalidParam("", "request body must be a JSON object")
@@ -146,7 +135,7 @@ func decodeSend(o *object) (*sendInput, error) {
 	}
 	total := int64(len(in.HTML) + len(in.Text))
 	for _, a := range in.Attachments {
-		total += int64(len(a.Data))
+		total += a.Content.size
 	}
 	if total > maxContentBytes {
 		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: codePayloadTooLarge,
@@ -220,7 +209,7 @@ func addrString(path string, raw []byte, v *validator) (*mailAddress, error) {
 
 // decodeAddrList reads cc or bcc: an array of address objects.
 func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error) {
-	list, err := field[[]json.RawMessage](o, name)
+	list, err := rawList(o, name)
 	if err != nil || !list.Set || list.Null {
 		return nil, err
 	}

@@ -50,9 +50,9 @@ func buildMIME(in *sendInput, messageID string, now time.Time) ([]byte, error) {
 	// attachment plus CRLF every 76 characters, and growing by doubling
 	// would briefly hold the old and the new buffer, up to three times
 	// the message (issue 12, item 10).
-	size := len(in.HTML) + len(in.Text) + 4096
+	size := qpSize(in.HTML) + qpSize(in.Text) + 4096
 	for _, a := range in.Attachments {
-		size += len(a.Data)/57*78 + 78 + 512
+		size += int(a.Content.size)/57*78 + 78 + 512
 	}
 	buf.Grow(size)
 	var err error
@@ -161,7 +161,9 @@ func writeMixed(w io.Writer, h mail.Header, in *sendInput) error {
 		if err != nil {
 			return err
 		}
-		if _, err := aw.Write(a.Data); err != nil {
+		// Decoded a few KiB at a time straight into the part's base64
+		// encoder: the file is never held whole.
+		if _, err := io.Copy(aw, a.Content.reader()); err != nil {
 			return err
 		}
 		if err := aw.Close(); err != nil {
@@ -173,12 +175,45 @@ func writeMixed(w io.Writer, h mail.Header, in *sendInput) error {
 
 // writeText writes a text body with its line ends normalised to LF, which
 // the quoted-printable encoder turns into CRLF; a stray CR would otherwise
-// reach the wire as a bare CR, which SMTP servers refuse.
+// reach the wire as a bare CR, which SMTP servers refuse. It writes the
+// runs between CRs as they are, so a large body is not copied.
 func writeText(w io.WriteCloser, s string) error {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\r", "\n")
+	for {
+		i := strings.IndexByte(s, '\r')
+		if i < 0 {
+			break
+		}
+		if _, err := io.WriteString(w, s[:i]); err != nil {
+			return err
+		}
+		s = s[i+1:]
+		if !strings.HasPrefix(s, "\n") { // a CR alone is a line end too
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+	}
 	if _, err := io.WriteString(w, s); err != nil {
 		return err
 	}
 	return w.Close()
+}
+
+// qpSize is at least the length of s as quoted-printable with CRLF line
+// ends, so the MIME buffer is sized once: an escaped byte is three
+// characters, a line end two, and a soft line break "=\r\n" comes at the
+// latest every 73 characters.
+func qpSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\n' || c == '\r':
+			n += 2
+		case c == '=' || c < ' ' && c != '\t' || c > '~':
+			n += 3
+		default:
+			n++
+		}
+	}
+	return n + n/73*3 + 3
 }

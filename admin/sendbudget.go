@@ -11,9 +11,10 @@ import (
 const defaultSendBytesInFlight = 64 << 20
 
 // sendBudget bounds the request bytes of HTTP sends in progress (issue
-// 12, item 10). A send holds its body several times over while it is
-// parsed, decoded and rendered as MIME, so a few concurrent large sends
-// could take the process's memory with them; past the bound a send is
+// 12, item 10). A send holds its body, and then the MIME message built
+// from it, about twice its size (attachments are never decoded whole,
+// attachment_content.go), so a few concurrent large sends could still
+// take the process's memory with them; past the bound a send is
 // answered 503 with Retry-After before its body is read. A known
 // Content-Length is reserved whole up front; a chunked body reserves as
 // its bytes arrive. One send larger than the bound alone is let through

@@ -178,6 +178,9 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The attachments are in body now; dropping them lets the collector
+	// take the request they point into while the relay stores body.
+	in.Attachments = nil
 	envFrom := in.From.Email
 	if in.ReturnPath != "" {
 		envFrom = in.ReturnPath

@@ -50,7 +50,7 @@ func (s *Server) sendBatch(c *call) error {
 	if err := o.allow("messages"); err != nil {
 		return err
 	}
-	msgs, err := field[[]json.RawMessage](o, "messages")
+	msgs, err := rawList(o, "messages")
 	if err != nil {
 		return err
 	}

@@ -157,6 +157,11 @@ func TestSniffBlocked(t *testing.T) {
 		if got := sniffBlocked(tc.data) != ""; got != tc.blocked {
 			t.Errorf("%s: blocked=%v, want %v (%q)", tc.name, got, tc.blocked, sniffBlocked(tc.data))
 		}
+		// The send path sniffs the base64 text, decoding only what it reads.
+		c, ok := parseBase64([]byte(base64.StdEncoding.EncodeToString(tc.data)))
+		if got := sniffBlockedAt(c, c.size); !ok || got != sniffBlocked(tc.data) {
+			t.Errorf("%s: through base64 %q, directly %q", tc.name, got, sniffBlocked(tc.data))
+		}
 	}
 	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false} {
 		if got := blockedExtension(name) != ""; got != blocked {

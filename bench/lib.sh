@@ -214,8 +214,12 @@ start_smtpmux() {
 		allow_insecure_auth = true
 		[http]
 		listen = "127.0.0.1:$SMTPMUX_HTTP_PORT"
+		${SMTPMUX_HTTP_EXTRA:-}
 		[managed]
 		outbox_dir = "$smx/data/outbox"
+		[providers]
+		# The sink listens on 127.0.0.1, an internal address.
+		allow_private_hosts = true
 		[limits]
 		# One bench key sends far more than the 1,800/min a tenant key may.
 		sends_per_minute = 100000000
