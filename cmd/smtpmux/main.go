@@ -47,7 +47,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
-	case "providers", "keys", "groups", "mailboxes", "emails", "limits":
+	case "keys":
+		if len(args) > 1 && args[1] == "reset-root" {
+			return resetRootCmd(args[2:], stdout, stderr)
+		}
+		return cliMain(args, os.Stdin, stdout, stderr)
+	case "providers", "groups", "mailboxes", "emails", "limits":
 		return cliMain(args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smtpmux", version)
@@ -83,6 +88,7 @@ commands:
   check-config --config FILE  validate a config file; exit 1 naming the offending key
   backup --out FILE [--url URL] [--token T]   download an online snapshot of the store
   restore --config FILE --from BACKUP         put a snapshot in place (daemon stopped)
+  keys reset-root --data-dir DIR [--team NAME]  revoke a team's root keys, print a new one (daemon stopped)
   version                     print the version
 
 `+cliUsageText)

@@ -161,7 +161,8 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		st.Close()
 		return nil, err
 	}
-	if err := bootstrap(st, cfg, stderr); err != nil {
+	team, err := bootstrap(st, time.Now().UTC())
+	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
 	cert, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname)
@@ -254,6 +255,16 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 			tln.Close()
 		}
 		return fail(err)
+	}
+	// Every listener is bound: only now can a new root key reach its
+	// owner through a daemon that runs.
+	if err := bootstrapRootKey(st, team, cfg, stderr); err != nil {
+		ln.Close()
+		if tln != nil {
+			tln.Close()
+		}
+		d.smtp.Shutdown(context.Background())
+		return fail(fmt.Errorf("bootstrap root key: %w", err))
 	}
 	if tln != nil {
 		go d.tracking.Serve(tln)
