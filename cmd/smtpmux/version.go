@@ -5,8 +5,8 @@ import "runtime/debug"
 // version is what "smtpmux version", the log and the API report. Release
 // and "make build" builds set it with -ldflags "-X main.version=…" (make
 // uses git describe); any other build takes it from the build info Go
-// records: the module version of "go install …@v1.2.3", or the commit of a
-// build inside a git checkout.
+// records: the module version of "go install …@v1.2.3", or for a build
+// inside a git checkout the pseudo-version Go makes of its commit.
 var version string
 
 func init() {
@@ -16,7 +16,8 @@ func init() {
 }
 
 // buildInfoVersion is the module version, else "devel-<commit>" (with
-// "-dirty" for uncommitted changes), else "devel".
+// "-dirty" for uncommitted changes) where Go stamped only the commit,
+// else "devel".
 func buildInfoVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -52,7 +52,8 @@ func TestVersionFromBuild(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	if got := versionOf(bin); !strings.HasPrefix(got, "smtpmux devel-"+rev[:12]) {
-		t.Errorf("go build in a checkout: %q, want smtpmux devel-%s[-dirty]", got, rev[:12])
+	// Go makes a pseudo-version of the commit (v0.0.0-<time>-<rev>).
+	if got := versionOf(bin); !strings.Contains(got, rev[:12]) {
+		t.Errorf("go build in a checkout: %q, want a version naming commit %s", got, rev[:12])
 	}
 }
