@@ -21,14 +21,8 @@ func secretKey(cfg *config) (string, error) {
 		return cfg.secretKey, nil
 	}
 	path := filepath.Join(cfg.dataDir, "secret.key")
-	if b, err := os.ReadFile(path); err == nil {
-		k := strings.TrimSpace(string(b))
-		if len(k) < 16 {
-			return "", fmt.Errorf("%s is too short; delete it only if no secrets were stored yet", path)
-		}
-		return k, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
+	if k, err := readSecretKeyFile(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return k, err
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -48,6 +42,20 @@ func secretKey(cfg *config) (string, error) {
 		return "", err
 	}
 	return k, f.Close()
+}
+
+// readSecretKeyFile reads a secret key file (data_dir/secret.key, or the
+// one "backup --with-secret-key" wrote); os.ErrNotExist when absent.
+func readSecretKeyFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	k := strings.TrimSpace(string(b))
+	if len(k) < 16 {
+		return "", fmt.Errorf("%s is too short; delete it only if no secrets were stored yet", path)
+	}
+	return k, nil
 }
 
 // bootstrap creates, on first start, the default team and its managed
