@@ -83,8 +83,10 @@ func usage(w io.Writer) {
 commands:
   serve --config FILE         run the relay daemon
   check-config --config FILE  validate a config file; exit 1 naming the offending key
-  backup --out FILE [--url URL] [--token T]   download an online snapshot of the store
-  restore --config FILE --from BACKUP         put a snapshot in place (daemon stopped)
+  backup --out FILE [--url URL] [--token T] [--with-secret-key [--config FILE]]
+                              download an online snapshot of the store (and the secret key to FILE.key)
+  restore --config FILE --from BACKUP [--secret-key-file FILE.key]
+                              put a snapshot in place (daemon stopped)
   keys reset-root --data-dir DIR [--team NAME]  revoke a team's root keys, print a new one (daemon stopped)
   version                     print the version
 
