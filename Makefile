@@ -1,5 +1,7 @@
 # `make test` is the one test command: it installs the test peers that are
-# missing (swaks, python3) and runs the whole suite. .ci/run calls it.
+# missing (scripts/install-test-peers.sh: swaks, python3, Postfix's
+# smtp-sink, curl, systemd-analyze, and from npm nodemailer and
+# aws-ses-v2-local) and runs the whole suite. .ci/run calls it.
 GO ?= go
 
 .PHONY: test test-peers build run bench
@@ -12,8 +14,12 @@ test: test-peers
 test-peers:
 	./scripts/install-test-peers.sh
 
+# The version "smtpmux version" prints: the nearest tag and commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+OUT ?= smtpmux
+
 build:
-	$(GO) build -o smtpmux ./cmd/smtpmux
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(OUT) ./cmd/smtpmux
 
 run:
 	$(GO) run ./cmd/smtpmux serve --config config.example.toml

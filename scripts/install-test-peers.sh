@@ -3,7 +3,9 @@
 # swaks (an SMTP client nobody here wrote), Python 3 (smtplib), Postfix's
 # smtp-sink (an SMTP server nobody here wrote; the package is installed
 # without configuring or starting a system Postfix), and from npm into
-# ./node_modules aws-ses-v2-local (a local SES v2 API) and nodemailer.
+# ./node_modules aws-ses-v2-local (a local SES v2 API) and nodemailer; and
+# systemd-analyze (Debian's systemd package: `verify` needs no booted
+# systemd) for the unit file's test. As a non-root user it uses sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -12,6 +14,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   sudo=""

@@ -37,7 +37,15 @@ func backupHandler(st *store.Store, operatorToken string) http.Handler {
 func operatorOnly(operatorToken string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if operatorToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
+		if operatorToken == "" {
+			// Say which setting turns it on: a bare 401 sent operators
+			// looking for a token that does not exist.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"the operator API is off: set operator_token in the daemon's config (or SMTPMUX_OPERATOR_TOKEN in its environment) and restart it","retryable":false}}`)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"operator token required","retryable":false}}`)
@@ -56,11 +64,17 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	url := fs.String("url", envOr("SMTPMUX_URL", "http://127.0.0.1:8025"), "the daemon's HTTP address")
 	token := fs.String("token", os.Getenv("SMTPMUX_OPERATOR_TOKEN"), "operator token")
 	out := fs.String("out", "", "file to write (required)")
+	withKey := fs.Bool("with-secret-key", false, "also write the daemon's secret key to OUT.key (mode 0600); without it the backup's provider secrets open only with the key the daemon has now")
+	cfgPath := fs.String("config", "/etc/smtpmux/config.toml", "the daemon's config, to find its secret key (with --with-secret-key)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "backup: --out is required")
+		return 2
+	}
+	if *token == "" {
+		fmt.Fprintln(stderr, "backup: no operator token: pass --token or set SMTPMUX_OPERATOR_TOKEN to the daemon's operator_token (set it in the daemon's config first if it has none)")
 		return 2
 	}
 	req, _ := http.NewRequest("GET", strings.TrimRight(*url, "/")+"/api/v1/operator/backup", nil)
@@ -92,6 +106,9 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = checkStoreFile(tmp)
 	}
+	if err == nil && *withKey {
+		err = writeBackupKey(*cfgPath, tmp, *out+".key")
+	}
 	if err != nil {
 		os.Remove(tmp)
 		fmt.Fprintf(stderr, "backup: %v\n", err)
@@ -102,6 +119,9 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrote %d bytes to %s\n", n, *out)
+	if *withKey {
+		fmt.Fprintf(stdout, "wrote the secret key to %s (mode 0600: keep it apart from the backup, as safe as the daemon's own)\n", *out+".key")
+	}
 	return 0
 }
 
@@ -113,6 +133,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/smtpmux/config.toml", "the daemon's config file")
 	from := fs.String("from", "", "backup file (required)")
+	keyFile := fs.String("secret-key-file", "", "the secret key the backup was taken with (backup --with-secret-key wrote it to BACKUP.key)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -127,6 +148,17 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := checkStoreFile(*from); err != nil {
 		fmt.Fprintf(stderr, "restore: %s is not a usable store: %v\n", *from, err)
+		return 1
+	}
+	// The key first: a store whose secrets the daemon cannot open is
+	// refused before anything is replaced.
+	installKey, err := restoreKey(cfg, *from, *keyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "restore: %v\nnothing was changed\n", err)
+		return 1
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "restore: %v\n", err)
 		return 1
 	}
 	dst := filepath.Join(cfg.dataDir, "smtpmux.db")
@@ -151,6 +183,26 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	if err := copyFile(*from, dst); err != nil {
 		fmt.Fprintf(stderr, "restore: %v\n", err)
 		return 1
+	}
+	// Run as root, restore must still leave the service user (who owns
+	// data_dir) a store it can open.
+	if err := chownLikeDir(dst, cfg.dataDir); err != nil {
+		fmt.Fprintf(stderr, "restore: %v\n", err)
+		return 1
+	}
+	if installKey != "" {
+		kept, err := installSecretKey(cfg.dataDir, installKey, time.Now())
+		if err == nil {
+			err = chownLikeDir(filepath.Join(cfg.dataDir, "secret.key"), cfg.dataDir)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "restore: installing the secret key: %v\n", err)
+			return 1
+		}
+		if kept != "" {
+			fmt.Fprintf(stdout, "kept the previous secret key as %s\n", kept)
+		}
+		fmt.Fprintf(stdout, "installed the backup's secret key as %s\n", filepath.Join(cfg.dataDir, "secret.key"))
 	}
 	fmt.Fprintf(stdout, "restored %s\n", dst)
 	return 0

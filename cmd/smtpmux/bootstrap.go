@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,14 +21,8 @@ func secretKey(cfg *config) (string, error) {
 		return cfg.secretKey, nil
 	}
 	path := filepath.Join(cfg.dataDir, "secret.key")
-	if b, err := os.ReadFile(path); err == nil {
-		k := strings.TrimSpace(string(b))
-		if len(k) < 16 {
-			return "", fmt.Errorf("%s is too short; delete it only if no secrets were stored yet", path)
-		}
-		return k, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
+	if k, err := readSecretKeyFile(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return k, err
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -51,47 +44,34 @@ func secretKey(cfg *config) (string, error) {
 	return k, f.Close()
 }
 
-// bootstrap creates, on first start, the default team, its managed
-// account, and its first root key (from the config, or generated and
-// printed once to out). It is a no-op on later starts.
-func bootstrap(st *store.Store, cfg *config, out io.Writer) error {
-	now := time.Now().UTC()
+// readSecretKeyFile reads a secret key file (data_dir/secret.key, or the
+// one "backup --with-secret-key" wrote); os.ErrNotExist when absent.
+func readSecretKeyFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	k := strings.TrimSpace(string(b))
+	if len(k) < 16 {
+		return "", fmt.Errorf("%s is too short; delete it only if no secrets were stored yet", path)
+	}
+	return k, nil
+}
+
+// bootstrap creates, on first start, the default team and its managed
+// account. It is a no-op on later starts. The team's first root key is
+// bootstrapRootKey's, once the listeners are up.
+func bootstrap(st *store.Store, now time.Time) (*store.Team, error) {
 	team, err := st.TeamByName("default")
 	if errors.Is(err, store.ErrNotFound) {
 		team = &store.Team{ID: store.NewID(store.PrefixTeam), Name: "default", CreatedAt: now}
 		if err := st.PutTeam(team); err != nil {
-			return err
+			return nil, err
 		}
 	} else if err != nil {
-		return err
+		return nil, err
 	}
-	if err := ensureManaged(st, team, now); err != nil {
-		return err
-	}
-	keys, err := st.Keys(team.ID)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if k.Type == store.KeyRoot {
-			return nil
-		}
-	}
-	secret, printed := cfg.bootstrapRootKey, false
-	if secret == "" {
-		secret, printed = store.NewSecret(store.SecretPrefixRoot), true
-	}
-	k := &store.APIKey{ID: store.NewID(store.PrefixKey), TeamID: team.ID, Name: "bootstrap", Type: store.KeyRoot,
-		Prefix: secret[:12], Hash: store.HashSecret(secret), Permissions: []string{"*"},
-		SendScope: store.Scope{Type: "all"}, CreatedAt: now}
-	if err := st.CreateKey(k); err != nil {
-		return err
-	}
-	if printed {
-		// Printed once, to the terminal, never to the log.
-		fmt.Fprintf(out, "\nsmtpmux: created the default team's root key (shown once, store it now):\n\n    %s\n\n", secret)
-	}
-	return nil
+	return team, ensureManaged(st, team, now)
 }
 
 // ensureManaged gives a team its managed amazon_ses account, active.

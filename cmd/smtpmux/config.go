@@ -414,18 +414,45 @@ func loopbackAddr(a string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// checkAddr validates a listen address as net.Listen will read it, so a
+// typo fails check-config naming the key rather than serve at bind time.
 func checkAddr(a string) error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port", a)
 	}
-	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
-		return fmt.Errorf("%q has a bad host", a)
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("%q: %q is neither an IP address nor a host name", a, host)
 	}
 	if port == "" {
 		return fmt.Errorf("%q has no port", a)
 	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 0 || n > 65535 {
+			return fmt.Errorf("%q: port %d is out of range (0-65535)", a, n)
+		}
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q: %q is not a port number", a, port)
+	}
 	return nil
+}
+
+// validHostname reports whether h is a DNS name (letters, digits and
+// hyphens in dot-separated labels) and not a mistyped IPv4 address.
+func validHostname(h string) bool {
+	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	_, err := strconv.Atoi(labels[len(labels)-1])
+	return err != nil // "127.0.0.300" is a bad IP, not a name
 }
 
 // parseDays is time.ParseDuration plus a whole-days form ("30d"), which

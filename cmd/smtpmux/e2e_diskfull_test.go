@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,29 +21,6 @@ import (
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 	"github.com/smtpmux/smtpmux/store"
 )
-
-// mountTmpfs mounts a tmpfs of sizeMiB on dir (which must exist) and
-// unmounts it at cleanup, lazily if something still holds it. Mounting
-// needs root: without it the test is skipped, except under CI=true, where
-// a suite that silently tests less must not pass (as requirePeer).
-func mountTmpfs(t *testing.T, dir string, sizeMiB int) {
-	t.Helper()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm,mode=0700", sizeMiB), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("cannot mount a %d MiB tmpfs on %s (the disk-full test needs root): %v: %s",
-			sizeMiB, dir, err, bytes.TrimSpace(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v: %s; detaching it lazily", dir, err, bytes.TrimSpace(out))
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-}
 
 // fillDisk writes path until the file system answers ENOSPC and returns
 // the bytes written. Nothing else on the file system is touched.
@@ -83,14 +59,14 @@ func availBytes(t *testing.T, dir string) uint64 {
 }
 
 // newDaemonOnTmpfs is newDaemon with data_dir on a fresh tmpfs of sizeMiB.
-func newDaemonOnTmpfs(t *testing.T, sizeMiB int, extra map[string]string) *proc {
+func newDaemonOnTmpfs(t *testing.T, mode mountMode, sizeMiB int, extra map[string]string) *proc {
 	t.Helper()
 	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
 	dataDir := filepath.Join(d.dir, "data")
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mountTmpfs(t, dataDir, sizeMiB) // unmounted after the daemon stops (cleanups run last first)
+	mountTmpfs(t, mode, dataDir, sizeMiB) // unmounted after the daemon stops (cleanups run last first)
 	return startProc(t, d, extra)
 }
 
@@ -138,6 +114,10 @@ func (d *proc) rawAPI(key, method, path string, body any) (int, []byte) {
 // space and the upstream are back, accepts mail again, and its store opens
 // cleanly after a kill -9.
 func TestDiskFullRefusesAndKeeps(t *testing.T) {
+	mode, here := withMountPrivilege(t)
+	if !here {
+		return
+	}
 	const large = store.InlineLimit + 64<<10 // spooled to a file
 	up := testpeer.Start(t, testpeer.Options{})
 	// The upstream defers everything until told otherwise, so accepted
@@ -146,7 +126,7 @@ func TestDiskFullRefusesAndKeeps(t *testing.T) {
 	// window: this test is about the store and the replies; what the
 	// scheduler does while its own writes fail is TestDiskFullSchedulerBacksOff's.
 	up.Always(testpeer.StepMail, "", testpeer.Reply(451, "4.3.0", "upstream unavailable"))
-	d := newDaemonOnTmpfs(t, 8, map[string]string{"delivery": `retry_schedule = ["3s", "1s", "1s", "1s", "1s", "1s"]`})
+	d := newDaemonOnTmpfs(t, mode, 8, map[string]string{"delivery": `retry_schedule = ["3s", "1s", "1s", "1s", "1s", "1s"]`})
 	dataDir := filepath.Join(d.dir, "data")
 	spoolDir := filepath.Join(dataDir, "spool")
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
@@ -334,6 +314,10 @@ func mustReadDir(t *testing.T, dir string) []os.DirEntry {
 // belongs to no message, and on a nearly full disk it would hold the space
 // until the next start.
 func TestDiskFullAfterSpool(t *testing.T) {
+	mode, here := withMountPrivilege(t)
+	if !here {
+		return
+	}
 	const large = store.InlineLimit + 64<<10
 	up := testpeer.Start(t, testpeer.Options{})
 	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
@@ -342,11 +326,11 @@ func TestDiskFullAfterSpool(t *testing.T) {
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mountTmpfs(t, dataDir, 4)
+	mountTmpfs(t, mode, dataDir, 4)
 	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mountTmpfs(t, spoolDir, 16) // unmounted before dataDir, after the daemon stops
+	mountTmpfs(t, mode, spoolDir, 16) // unmounted before dataDir, after the daemon stops
 	startProc(t, d, nil)
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	// Mail accepted while the disk fills is delivered later; hold it.
@@ -467,6 +451,10 @@ func countDir(t *testing.T, dir string) int {
 // flight until a restart): once space comes back, they are delivered
 // without a restart.
 func TestDiskFullSchedulerBacksOff(t *testing.T) {
+	mode, here := withMountPrivilege(t)
+	if !here {
+		return
+	}
 	up := testpeer.Start(t, testpeer.Options{})
 	// A long reply: each attempt records it, so the records outgrow the
 	// pages bbolt has free soon after the disk is full (with a short one
@@ -475,7 +463,7 @@ func TestDiskFullSchedulerBacksOff(t *testing.T) {
 	// Retries every 500 ms, enough of them (80: 40 s) that no message uses
 	// them up before the disk is full and the store refuses a write.
 	steps := strings.TrimSuffix(strings.Repeat(`"500ms", `, 80), ", ")
-	d := newDaemonOnTmpfs(t, 4, map[string]string{"delivery": "retry_schedule = [" + steps + "]"})
+	d := newDaemonOnTmpfs(t, mode, 4, map[string]string{"delivery": "retry_schedule = [" + steps + "]"})
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	c := d.client(key)
 	defer c.Close()

@@ -13,9 +13,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -47,7 +44,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
-	case "providers", "keys", "groups", "mailboxes", "emails", "limits":
+	case "keys":
+		if len(args) > 1 && args[1] == "reset-root" {
+			return resetRootCmd(args[2:], stdout, stderr)
+		}
+		return cliMain(args, os.Stdin, stdout, stderr)
+	case "providers", "groups", "mailboxes", "emails", "limits":
 		return cliMain(args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smtpmux", version)
@@ -81,8 +83,11 @@ func usage(w io.Writer) {
 commands:
   serve --config FILE         run the relay daemon
   check-config --config FILE  validate a config file; exit 1 naming the offending key
-  backup --out FILE [--url URL] [--token T]   download an online snapshot of the store
-  restore --config FILE --from BACKUP         put a snapshot in place (daemon stopped)
+  backup --out FILE [--url URL] [--token T] [--with-secret-key [--config FILE]]
+                              download an online snapshot of the store (and the secret key to FILE.key)
+  restore --config FILE --from BACKUP [--secret-key-file FILE.key]
+                              put a snapshot in place (daemon stopped)
+  keys reset-root --data-dir DIR [--team NAME]  revoke a team's root keys, print a new one (daemon stopped)
   version                     print the version
 
 `+cliUsageText)

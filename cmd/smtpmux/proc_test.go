@@ -22,6 +22,12 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	// A test run again inside its own namespaces (tmpfs_test.go) reuses
+	// the binary its parent built.
+	if bin := os.Getenv(envTestBin); bin != "" {
+		binPath = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "smtpmux-e2e-bin")
 	if err != nil {
 		panic(err)

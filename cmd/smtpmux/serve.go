@@ -170,14 +170,18 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		st.Close()
 		return nil, err
 	}
-	if err := bootstrap(st, cfg, stderr); err != nil {
+	team, err := bootstrap(st, time.Now().UTC())
+	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
-	cert, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname)
+	cert, certPath, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname, cfg.dataDir)
 	if err != nil {
 		return fail(err)
 	}
 	d.certs.set(cert)
+	// The fingerprint lets a client pin the certificate, or check the file
+	// it was given to trust (README, "Trusting the certificate").
+	logger.Info("tls certificate", "file", certPath, "sha256", certFingerprint(cert))
 	upstreamTLS, err := upstreamTLSConfig(cfg.file.Delivery.UpstreamCAFile)
 	if err != nil {
 		return fail(err)
@@ -293,6 +297,16 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		closeAll()
 		return fail(err)
 	}
+	// Every listener is bound: only now can a new root key reach its
+	// owner through a daemon that runs.
+	if err := bootstrapRootKey(st, team, cfg, stderr); err != nil {
+		ln.Close()
+		if tln != nil {
+			tln.Close()
+		}
+		d.smtp.Shutdown(context.Background())
+		return fail(fmt.Errorf("bootstrap root key: %w", err))
+	}
 	if tln != nil {
 		go d.tracking.Serve(tln)
 		logger.Info("tracking listening", "addr", tln.Addr().String())
@@ -363,12 +377,14 @@ func (d *daemon) reload(path string) {
 		d.log.Error("reload refused: config invalid; keeping the running configuration", "err", err)
 		return
 	}
-	cert, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname)
+	// data_dir itself changes only at a restart.
+	cert, certPath, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname, d.cfg.dataDir)
 	if err != nil {
 		d.log.Error("reload refused: TLS certificate unusable; keeping the running configuration", "err", err)
 		return
 	}
 	d.certs.set(cert)
+	d.log.Info("tls certificate", "file", certPath, "sha256", certFingerprint(cert))
 	d.logLevel.Set(parseLevel(cfg.file.LogLevel))
 	d.limiter.SetLimit(cfg.file.Limits.SendsPerMinute)
 	if !sameStrings(cfg.file.SMTP.Listen, d.cfg.file.SMTP.Listen) || !sameStrings(cfg.file.SMTP.ListenTLS, d.cfg.file.SMTP.ListenTLS) ||

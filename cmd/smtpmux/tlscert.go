@@ -4,12 +4,20 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,38 +41,141 @@ func (c *certStore) set(cert *tls.Certificate) {
 	c.mu.Unlock()
 }
 
-// loadCert reads the configured pair, or generates a self-signed one for
-// hostname when none is configured, so STARTTLS works on a fresh install.
-func loadCert(certFile, keyFile, hostname string) (*tls.Certificate, error) {
+// Where the self-signed certificate is kept in data_dir. A client can
+// trust it (the .crt file, PEM) or pin its fingerprint only because it
+// survives restarts; one made anew at every start could be neither.
+const (
+	selfSignedCertFile = "tls-selfsigned.crt"
+	selfSignedKeyFile  = "tls-selfsigned.key"
+	// selfSignedLifetime is 825 days, the longest macOS and iOS accept for
+	// a server certificate a user trusts by hand.
+	selfSignedLifetime = 825 * 24 * time.Hour
+	// selfSignedRenewBefore: a certificate this close to its end is
+	// replaced at start (a new fingerprint, announced like the first).
+	selfSignedRenewBefore = 30 * 24 * time.Hour
+)
+
+// loadCert reads the configured pair, or, when none is configured, the
+// self-signed one kept in dataDir, made for hostname on first use (and
+// again when hostname changes or it nears its end), so STARTTLS works on
+// a fresh install. path is the certificate file either way.
+func loadCert(certFile, keyFile, hostname, dataDir string) (cert *tls.Certificate, path string, err error) {
 	if certFile != "" {
 		c, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("smtp.tls_cert_file: %w", err)
+			return nil, "", fmt.Errorf("smtp.tls_cert_file: %w", err)
 		}
-		return &c, nil
+		return &c, certFile, nil
 	}
-	return selfSigned(hostname)
+	path = filepath.Join(dataDir, selfSignedCertFile)
+	keyPath := filepath.Join(dataDir, selfSignedKeyFile)
+	if c, err := tls.LoadX509KeyPair(path, keyPath); err == nil && selfSignedUsable(&c, hostname) {
+		return &c, path, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, "", fmt.Errorf("%s: %w (delete it and its .key to make a new one)", path, err)
+	}
+	c, certPEM, keyPEM, err := selfSigned(hostname)
+	if err != nil {
+		return nil, "", err
+	}
+	// The key first: a certificate file never points at a key not written.
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return nil, "", fmt.Errorf("saving the self-signed key: %w", err)
+	}
+	if err := writeFileAtomic(path, certPEM, 0o644); err != nil {
+		return nil, "", fmt.Errorf("saving the self-signed certificate: %w", err)
+	}
+	return c, path, nil
 }
 
-func selfSigned(hostname string) (*tls.Certificate, error) {
+// selfSignedUsable reports whether a kept self-signed certificate still
+// names hostname and has time left.
+func selfSignedUsable(c *tls.Certificate, hostname string) bool {
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return false
+	}
+	return slices.Contains(leaf.DNSNames, hostname) && time.Until(leaf.NotAfter) > selfSignedRenewBefore
+}
+
+// certFingerprint is the SHA-256 of the leaf certificate, in the
+// colon-separated hex form openssl, browsers and pinning settings show.
+func certFingerprint(c *tls.Certificate) string {
+	sum := sha256.Sum256(c.Certificate[0])
+	hexes := make([]string, len(sum))
+	for i, b := range sum {
+		hexes[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(hexes, ":")
+}
+
+// selfSigned makes a certificate for hostname, localhost and the loopback
+// addresses. It is its own CA (basic constraints critical, key usage with
+// certificate signing, subject and authority key ids) so that clients with
+// strict X.509 checks (Python 3.13's default context) accept it as a trust
+// anchor when given the file.
+func selfSigned(hostname string) (*tls.Certificate, []byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ski := sha1.Sum(pub)
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: hostname, Organization: []string{"smtpmux self-signed"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{hostname, "localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: hostname, Organization: []string{"smtpmux self-signed"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(selfSignedLifetime),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          ski[:],
+		AuthorityKeyId:        ski[:],
+		DNSNames:              []string{hostname, "localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certPEM, keyPEM, nil
+}
+
+// writeFileAtomic writes a file whole or not at all (temp file, fsync,
+// rename), so a crash never leaves half a key behind.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after a successful rename, nothing to remove
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
