@@ -416,6 +416,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			if rt.auth != authNone {
 				s.authenticatedReadDeadline(c)
 			}
+			conditional(c)
 			err = s.serveWithin(c, rt)
 		}
 		if err != nil {

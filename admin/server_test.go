@@ -291,3 +291,25 @@ func TestPaginationParams(t *testing.T) {
 		}
 	}
 }
+
+func TestETagListMatches(t *testing.T) {
+	for _, c := range []struct {
+		list, cur string
+		want      bool
+	}{
+		{`W/"3"`, `W/"3"`, true},
+		{`"3"`, `W/"3"`, true},
+		{`W/"3"`, `"3"`, true},
+		{`"1", W/"3"`, `W/"3"`, true},
+		{`*`, `W/"3"`, true},
+		{`*`, ``, false},
+		{`W/"4"`, `W/"3"`, false},
+		{`W/"31"`, `W/"3"`, false},
+		{`3`, `W/"3"`, false},
+		{``, `W/"3"`, false},
+	} {
+		if got := etagListMatches(c.list, c.cur); got != c.want {
+			t.Errorf("etagListMatches(%q, %q) = %v, want %v", c.list, c.cur, got, c.want)
+		}
+	}
+}
