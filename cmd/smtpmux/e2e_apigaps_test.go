@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // apiHeaders is a Management API call with extra request headers that
@@ -69,5 +74,135 @@ func TestConditionalGetNotModified(t *testing.T) {
 
 	if code, _, body := d.apiHeaders(testRootKey, "GET", "/delivery-groups", nil, map[string]string{"If-None-Match": "*"}); code != 200 || len(body) == 0 {
 		t.Fatalf("list with If-None-Match: %d %q, want 200", code, body)
+	}
+}
+
+// httpSendStatus posts a minimal message to /emails/send with key and
+// returns the status.
+func httpSendStatus(t *testing.T, d *proc, key, tag string) int {
+	t.Helper()
+	body := `{"from":{"email":"app@example.com"},"to":{"email":"user@example.net"},"subject":"rotate ` + tag + `","text_body":"hi"}`
+	code, raw := postSend(t, d, key, "rot-"+tag, body)
+	if code != 200 && code != 401 {
+		t.Fatalf("send %s: %d %s", tag, code, raw)
+	}
+	return code
+}
+
+// smtpAuth reports whether AUTH PLAIN with key succeeds, and returns
+// the open session when it does.
+func smtpAuth(t *testing.T, d *proc, key string) (*smtp.Client, bool) {
+	t.Helper()
+	c, err := smtp.DialStartTLS(d.smtpAddr, insecureTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(plain(key)); err != nil {
+		if se := smtpErr(t, err); se.Code != 535 {
+			t.Fatalf("AUTH: %v, want success or 535", err)
+		}
+		c.Close()
+		return nil, false
+	}
+	return c, true
+}
+
+// TestKeyRotationGrace: POST /api-keys/{id}/rotate returns a new secret
+// that works at once over SMTP AUTH and HTTP Bearer; the old secret keeps
+// working for [keys] rotation_grace (here 4 s), including in an SMTP
+// session it opened, and is refused after previous_key_expires_at —
+// in that open session too. A root key rotated with
+// grace_period_seconds 0 loses its old secret at once; a revoked key
+// cannot be rotated.
+func TestKeyRotationGrace(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t, map[string]string{"": "[keys]\nrotation_grace = \"4s\"\n[managed]\nhourly_limit = 100"})
+	oldKey, id := d.sendingKeyWithID(nil)
+
+	rot := d.must(200, "POST", "/api-keys/"+id+"/rotate", nil)
+	newKey, _ := rot["key"].(string)
+	expires, err := time.Parse(time.RFC3339, fmt.Sprint(rot["previous_key_expires_at"]))
+	if newKey == "" || newKey == oldKey || rot["id"] != id || err != nil || rot["rotated_at"] == nil {
+		t.Fatalf("rotate answer: %v (parse %v)", rot, err)
+	}
+	if !strings.HasPrefix(newKey, rot["prefix"].(string)) {
+		t.Fatalf("prefix %v is not the new secret's", rot["prefix"])
+	}
+	if got := d.must(200, "GET", "/api-keys/"+id, nil); got["previous_key_expires_at"] != rot["previous_key_expires_at"] || got["key"] != nil {
+		t.Fatalf("GET after rotate: %v", got)
+	}
+
+	// During the grace period both secrets work. RFC 3339 has whole
+	// seconds, so the server's deadline is up to 1 s later than shown;
+	// the checks count only if they finished before the shown one.
+	if c, ok := smtpAuth(t, d, newKey); !ok {
+		t.Fatal("new secret refused by SMTP AUTH")
+	} else {
+		c.Close()
+	}
+	if code := httpSendStatus(t, d, newKey, "new-1"); code != 200 {
+		t.Fatalf("new secret over HTTP: %d", code)
+	}
+	oldSession, okSMTP := smtpAuth(t, d, oldKey)
+	codeHTTP := httpSendStatus(t, d, oldKey, "old-1")
+	if time.Now().Before(expires) && (!okSMTP || codeHTTP != 200) {
+		t.Fatalf("old secret during the grace period: SMTP AUTH ok=%v, HTTP %d", okSMTP, codeHTTP)
+	}
+	if !okSMTP {
+		t.Fatal("machine too slow: the 4 s grace period ended before the first check")
+	}
+	defer oldSession.Close()
+
+	// After it, the old secret is refused everywhere; the new one is not.
+	waitFor(t, 15*time.Second, "the old secret to be refused over HTTP", func() bool {
+		return httpSendStatus(t, d, oldKey, "old-poll") == 401
+	})
+	if now := time.Now(); now.Before(expires) {
+		t.Fatalf("old secret refused at %v, before previous_key_expires_at %v", now, expires)
+	}
+	if _, ok := smtpAuth(t, d, oldKey); ok {
+		t.Fatal("old secret accepted by SMTP AUTH after the grace period")
+	}
+	if err := oldSession.Mail("app@example.com", nil); err == nil {
+		t.Fatal("a session opened with the old secret still sends after the grace period")
+	}
+	if c, ok := smtpAuth(t, d, newKey); !ok {
+		t.Fatal("new secret refused after the grace period")
+	} else {
+		c.Close()
+	}
+	if code := httpSendStatus(t, d, newKey, "new-2"); code != 200 {
+		t.Fatalf("new secret over HTTP after the grace period: %d", code)
+	}
+	if got := d.must(200, "GET", "/api-keys/"+id, nil); got["previous_key_expires_at"] != nil {
+		t.Fatalf("previous_key_expires_at after the grace period: %v", got["previous_key_expires_at"])
+	}
+
+	// A root key rotated without grace: the old bearer is refused at once.
+	root := d.must(201, "POST", "/api-keys", map[string]any{"name": "ops", "type": "root"})
+	oldRoot, rootID := root["key"].(string), root["id"].(string)
+	code, resp := d.apiAs(oldRoot, "POST", "/api-keys/"+rootID+"/rotate", map[string]any{"grace_period_seconds": 0})
+	newRoot, _ := data(resp)["key"].(string)
+	if code != 200 || data(resp)["previous_key_expires_at"] != nil || !strings.HasPrefix(newRoot, "smx_root_") {
+		t.Fatalf("rotate root without grace: %d %v", code, resp)
+	}
+	if code, _ := d.apiAs(oldRoot, "GET", "/providers", nil); code != 401 {
+		t.Fatalf("old root secret after a rotation without grace: %d, want 401", code)
+	}
+	if code, _ := d.apiAs(newRoot, "GET", "/providers", nil); code != 200 {
+		t.Fatalf("new root secret: %d", code)
+	}
+
+	// Bad grace, unknown key, revoked key.
+	if code, resp := d.api("POST", "/api-keys/"+id+"/rotate", map[string]any{"grace_period_seconds": -1}); code != 422 {
+		t.Fatalf("negative grace: %d %v", code, resp)
+	}
+	d.must(404, "POST", "/api-keys/key_000000000000000000000000/rotate", nil)
+	d.must(200, "DELETE", "/api-keys/"+id, nil)
+	if code, resp := d.api("POST", "/api-keys/"+id+"/rotate", nil); code != 409 {
+		t.Fatalf("rotating a revoked key: %d %v", code, resp)
+	}
+	if strings.Contains(d.logText(), newKey) || strings.Contains(d.logText(), oldKey) {
+		t.Fatal("a secret reached the log")
 	}
 }
