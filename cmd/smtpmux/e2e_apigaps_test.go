@@ -206,3 +206,53 @@ func TestKeyRotationGrace(t *testing.T) {
 		t.Fatal("a secret reached the log")
 	}
 }
+
+// TestLimitRequestHostedShape: filing either limit request answers 201
+// with the hosted API's request_id (trir_…) and limit snapshot (now
+// naming the request as pending), with smtpmux's fields of the request
+// alongside; GET /providers/limits' sending_accounts has reserved.
+func TestLimitRequestHostedShape(t *testing.T) {
+	t.Parallel()
+	clearOfWindowEnd(t, 24*time.Hour, time.Minute)
+	d := newDaemon(t, map[string]string{"": "[limits]\nproviders_per_team = 1\n[managed]\nhourly_limit = 10\ndaily_limit = 5"})
+	c := d.client(d.sendingKey(nil))
+	defer c.Close()
+	if _, err := sendOne(c, "app@example.com", []string{"a@example.net", "b@example.net", "c@example.net", "d@example.net"},
+		routedMsg("app@example.com", "limits-1@e2e.test")); err != nil {
+		t.Fatal(err)
+	}
+	code, resp := d.api("POST", "/providers/shared-amazon-ses-limit-request", map[string]any{"reason": "launch"})
+	got := data(resp)
+	id, _ := got["request_id"].(string)
+	lim, _ := got["limit"].(map[string]any)
+	if code != 201 || !strings.HasPrefix(id, "trir_") || got["id"] != id || got["status"] != "pending" || got["type"] != "shared_amazon_ses" {
+		t.Fatalf("shared SES request: %d %v", code, resp)
+	}
+	if lim["pending_request_id"] != id || lim["can_request_increase"] != false || lim["daily_limit"] != 5.0 ||
+		lim["sent_today"] == nil || lim["is_near_limit"] != true || lim["provider_id"] == nil {
+		t.Fatalf("shared SES request's limit: %v", lim)
+	}
+	if code, resp := d.api("DELETE", "/providers/shared-amazon-ses-limit-request/"+id, nil); code != 200 || data(resp)["status"] != "cancelled" {
+		t.Fatalf("cancel %s: %d %v", id, code, resp)
+	}
+
+	d.addProvider(map[string]any{"name": "own", "type": "smtp", "smtp_host": "127.0.0.1", "smtp_port": 2525, "smtp_protocol": "none"})
+	accounts := d.must(200, "GET", "/providers/limits", nil)["sending_accounts"].(map[string]any)
+	if accounts["reserved"] != 0.0 || accounts["usage"] != 1.0 || accounts["resource_type"] != "sending_accounts" {
+		t.Fatalf("sending_accounts snapshot: %v", accounts)
+	}
+	code, resp = d.api("POST", "/providers/limits/sending-accounts/request-increase", map[string]any{"requested_limit": 5})
+	got = data(resp)
+	id, _ = got["request_id"].(string)
+	lim, _ = got["limit"].(map[string]any)
+	if code != 201 || !strings.HasPrefix(id, "trir_") || got["id"] != id || got["type"] != "sending_accounts" || got["requested_limit"] != 5.0 {
+		t.Fatalf("sending accounts request: %d %v", code, resp)
+	}
+	if lim["resource_type"] != "sending_accounts" || lim["pending_request_id"] != id || lim["reserved"] != 0.0 ||
+		lim["max_allowed"] != 1.0 || lim["is_at_limit"] != true || lim["can_request_increase"] != false {
+		t.Fatalf("sending accounts request's limit: %v", lim)
+	}
+	if code, resp := d.api("POST", "/providers/limits/sending-accounts/request-increase", nil); code != 409 {
+		t.Fatalf("second pending request: %d %v", code, resp)
+	}
+}
