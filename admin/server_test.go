@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,8 +191,10 @@ func TestRateLimit(t *testing.T) {
 		if r.Code != 200 {
 			t.Fatalf("request %d: %d %s", i, r.Code, r.Body)
 		}
+		// X-RateLimit-Reset is the Unix time the window ends (the
+		// window started at the first request, on the test clock).
 		if i == 1 && (r.Header.Get("X-RateLimit-Limit") != "600" || r.Header.Get("X-RateLimit-Remaining") != "599" ||
-			r.Header.Get("X-RateLimit-Reset") != "60") {
+			r.Header.Get("X-RateLimit-Reset") != strconv.FormatInt(e.clock.Now().Add(60*time.Second).Unix(), 10)) {
 			t.Fatalf("headers: %v", r.Header)
 		}
 	}

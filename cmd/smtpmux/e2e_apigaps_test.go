@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,8 @@ func (d *proc) apiHeaders(key, method, path string, body any, hdr map[string]str
 	return resp.StatusCode, resp.Header, raw
 }
 
-// TestConditionalGetNotModified: a single-resource GET's weak ETag sent
+// TestConditionalGetNotModified: (and X-RateLimit-Reset's form) a
+// single-resource GET's weak ETag sent
 // back in If-None-Match answers 304 with no body and the ETag, for the
 // strong form of the tag and in a list too; after a change the old tag
 // gets the 200 with the new ETag; a list endpoint (no ETag) ignores it.
@@ -53,6 +55,11 @@ func TestConditionalGetNotModified(t *testing.T) {
 	etag := h.Get("ETag")
 	if code != 200 || etag == "" {
 		t.Fatalf("GET %s: %d, ETag %q", path, code, etag)
+	}
+	// X-RateLimit-Reset is the Unix time the 60 s window ends.
+	reset, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+	if now := time.Now().Unix(); err != nil || reset < now || reset > now+61 {
+		t.Fatalf("X-RateLimit-Reset %q at %d: want the Unix time of the window's end", h.Get("X-RateLimit-Reset"), now)
 	}
 	strong := etag[len("W/"):]
 	for _, inm := range []string{etag, strong, `"nope", ` + etag, "*"} {
