@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/internal/testpeer"
 )
 
 // apiHeaders is a Management API call with extra request headers that
@@ -261,5 +263,52 @@ func TestLimitRequestHostedShape(t *testing.T) {
 	}
 	if code, resp := d.api("POST", "/providers/limits/sending-accounts/request-increase", nil); code != 409 {
 		t.Fatalf("second pending request: %d %v", code, resp)
+	}
+}
+
+// TestRefusalsCodesAndTestWording (issue 17 item 5): a message over
+// max_message_bytes is refused 552 5.3.4 and counted in
+// smtpmux_messages_refused_total{reason="message_too_large"}; a sent
+// attempt records the upstream's 250 as its code; testing a Custom SMTP
+// provider without a username says it connected, not that it
+// authenticated.
+func TestRefusalsCodesAndTestWording(t *testing.T) {
+	t.Parallel()
+	clearOfWindowEnd(t, time.Hour, time.Minute)
+	d := newDaemon(t, map[string]string{"smtp": "max_message_bytes = 4096", "": "[managed]\nhourly_limit = 100"})
+	c := d.client(d.sendingKey(nil))
+	defer c.Close()
+	big := routedMsg("app@example.com", "big@e2e.test")
+	big = append(big[:len(big)-2], []byte(strings.Repeat("x", 70)+"\r\n")...)
+	for len(big) < 8192 {
+		big = append(big, []byte(strings.Repeat("y", 70)+"\r\n")...)
+	}
+	_, err := sendOne(c, "app@example.com", []string{"user@example.net"}, big)
+	if se := smtpErr(t, err); se.Code != 552 || se.EnhancedCode != (smtp.EnhancedCode{5, 3, 4}) {
+		t.Fatalf("over-size message: %v, want 552 5.3.4", err)
+	}
+	if m := d.metrics(); !strings.Contains(m, `smtpmux_messages_refused_total{reason="message_too_large"} 1`) {
+		t.Fatalf("552 refusal not counted:\n%s", grepLines(m, "refused"))
+	}
+
+	c.Reset()
+	id, err := sendOne(c, "app@example.com", []string{"user@example.net"}, routedMsg("app@example.com", "small@e2e.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := d.waitEmail(id)
+	atts, _ := m["attempts"].([]any)
+	if m["status"] != "sent" || len(atts) != 1 {
+		t.Fatalf("message %s: %v", id, m)
+	}
+	if a := atts[0].(map[string]any); a["code"] != 250.0 || !strings.HasPrefix(fmt.Sprint(a["reply"]), "250 ") {
+		t.Fatalf("sent attempt: code %v beside reply %v, want 250", a["code"], a["reply"])
+	}
+
+	up := testpeer.Start(t, testpeer.Options{})
+	pid := d.addProvider(plainProvider(up, "no-auth", nil))
+	res := d.must(200, "POST", "/providers/"+pid+"/test", nil)
+	if msg := fmt.Sprint(res["message"]); res["success"] != true || strings.Contains(msg, "authenticated") || !strings.Contains(msg, "no authentication") {
+		t.Fatalf("test of a provider without a username: %v", res)
 	}
 }
