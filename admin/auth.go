@@ -76,13 +76,19 @@ func (s *Server) touchKey(id string) {
 // headers, so clients can pace themselves before they hit a 429.
 func (s *Server) checkRate(w http.ResponseWriter, keyID string) error {
 	res := s.limiter.take(keyID)
-	resetSecs := int((res.reset + 999_999_999) / 1_000_000_000)
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(res.limit))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(res.remaining))
-	// Seconds until the window resets (a delta, like Retry-After), which
-	// is immune to clock skew between client and server.
-	h.Set("X-RateLimit-Reset", strconv.Itoa(resetSecs))
+	// The Unix time (seconds) at which the window resets, as the hosted
+	// API and most X-RateLimit-* APIs send it, rounded up so that a
+	// client waiting until then finds it reset. Retry-After on a 429
+	// carries the delta for clients that distrust their clock.
+	end := s.now().Add(res.reset)
+	resetAt := end.Unix()
+	if end.Nanosecond() > 0 {
+		resetAt++
+	}
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(resetAt, 10))
 	if res.allowed {
 		return nil
 	}

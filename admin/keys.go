@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -21,6 +22,10 @@ type keyItem struct {
 	CreatedAt   string       `json:"created_at"`
 	RevokedAt   *string      `json:"revoked_at"`
 	LastUsedAt  *string      `json:"last_used_at"`
+	RotatedAt   *string      `json:"rotated_at"`
+	// PreviousKeyExpiresAt is when the secret the last rotation replaced
+	// stops authenticating; null when no previous secret is valid.
+	PreviousKeyExpiresAt *string `json:"previous_key_expires_at"`
 }
 
 // createdKey is the create answer: the item plus the secret, shown once.
@@ -29,10 +34,14 @@ type createdKey struct {
 	Key string `json:"key"`
 }
 
-func keyView(k *store.APIKey) keyItem {
+func keyView(k *store.APIKey, now time.Time) keyItem {
 	it := keyItem{
 		ID: k.ID, Name: k.Name, Type: k.Type, Prefix: k.Prefix, Status: "active",
 		CreatedAt: rfc3339(k.CreatedAt), RevokedAt: rfc3339p(k.RevokedAt), LastUsedAt: rfc3339p(k.LastUsedAt),
+		RotatedAt: rfc3339p(k.RotatedAt),
+	}
+	if k.Active() && k.InGrace(now) {
+		it.PreviousKeyExpiresAt = rfc3339p(k.PrevExpiresAt)
 	}
 	if !k.Active() {
 		it.Status = "revoked"
@@ -132,7 +141,7 @@ func (s *Server) createKey(c *call) error {
 	}
 	s.log.Info("api key created", "request_id", c.reqID, "key", k.ID, "type", k.Type, "by", c.key.ID)
 	c.w.Header().Set("Location", "/api/v1/api-keys/"+k.ID)
-	c.ok(http.StatusCreated, createdKey{keyItem: keyView(k), Key: secret})
+	c.ok(http.StatusCreated, createdKey{keyItem: keyView(k, s.now()), Key: secret})
 	return nil
 }
 
@@ -279,7 +288,7 @@ func (s *Server) listKeys(c *call) error {
 	items, pag := paginate(matched, func(k *store.APIKey) string { return k.ID }, pg)
 	out := make([]keyItem, 0, len(items))
 	for _, k := range items {
-		out = append(out, keyView(k))
+		out = append(out, keyView(k, s.now()))
 	}
 	c.list(out, pag)
 	return nil
@@ -297,7 +306,7 @@ func (s *Server) getKey(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.ok(http.StatusOK, keyView(k))
+	c.ok(http.StatusOK, keyView(k, s.now()))
 	return nil
 }
 
@@ -324,6 +333,76 @@ func (s *Server) revokeKey(c *call) error {
 		return err
 	}
 	s.log.Info("api key revoked", "request_id", c.reqID, "key", k.ID, "by", c.key.ID)
-	c.ok(http.StatusOK, keyView(k))
+	c.ok(http.StatusOK, keyView(k, s.now()))
+	return nil
+}
+
+// permKeyUpdate guards rotation, which changes a key without creating or
+// revoking one.
+const permKeyUpdate = "key.update"
+
+// maxRotationGrace bounds a rotation's grace period asked for in the
+// body: a week is ample to roll a secret out, and a replaced secret
+// should not live on for long.
+const maxRotationGrace = 7 * 24 * time.Hour
+
+// rotateKey is POST /api-keys/{id}/rotate with an optional
+// {"grace_period_seconds": n}: the key gets a new secret, returned once in
+// "key" as on create; the old secret keeps authenticating (SMTP AUTH and
+// HTTP Bearer alike) for the grace period (default [keys] rotation_grace;
+// 0 ends it at once), so clients can move over without an outage. The
+// key keeps its ID, name, permissions and scope. Rotating again during a
+// grace period ends the earlier previous secret at once. A revoked key
+// cannot be rotated (409).
+func (s *Server) rotateKey(c *call) error {
+	id, ok := c.pathID(store.PrefixKey)
+	if !ok {
+		return errNotFound("API key")
+	}
+	o, err := readOptionalBody(c.r)
+	if err != nil {
+		return err
+	}
+	if err := o.allow("grace_period_seconds"); err != nil {
+		return err
+	}
+	g, err := field[int](o, "grace_period_seconds")
+	if err != nil {
+		return err
+	}
+	grace := s.opts.KeyRotationGrace
+	if g.Set && !g.Null {
+		if g.V < 0 || time.Duration(g.V)*time.Second > maxRotationGrace {
+			v := &validator{}
+			v.add("grace_period_seconds", fcOutOfRange, "grace_period_seconds must be between 0 and "+
+				strconv.Itoa(int(maxRotationGrace/time.Second)))
+			return v.err()
+		}
+		grace = time.Duration(g.V) * time.Second
+	}
+	cur, err := s.st.Key(id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && cur.TeamID != c.team() {
+		return errNotFound("API key")
+	}
+	if err != nil {
+		return err
+	}
+	prefix := store.SecretPrefixSending
+	if cur.Type == store.KeyRoot {
+		prefix = store.SecretPrefixRoot
+	}
+	secret := store.NewSecret(prefix)
+	now := s.now()
+	k, err := s.st.RotateKey(c.team(), id, store.HashSecret(secret), secret[:keyPrefixLen], now, grace)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound("API key")
+	case errors.Is(err, store.ErrConflict):
+		return errConflict("this API key has been revoked; create a new key instead of rotating it")
+	case err != nil:
+		return err
+	}
+	s.log.Info("api key rotated", "request_id", c.reqID, "key", k.ID, "grace", grace.String(), "by", c.key.ID)
+	c.ok(http.StatusOK, createdKey{keyItem: keyView(k, now), Key: secret})
 	return nil
 }

@@ -103,6 +103,20 @@ func (s *Server) pendingLimitRequestID(teamID, typ string) (*string, error) {
 	return &r.ID, nil
 }
 
+// managedProvider is the team's managed account, nil when it has none.
+func (s *Server) managedProvider(teamID string) (*store.Provider, error) {
+	ps, err := s.st.Providers(teamID)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if p.IsShared && p.Type == store.TypeManagedSES {
+			return p, nil
+		}
+	}
+	return nil, nil
+}
+
 // sharedSESUsage is today's managed-account usage and daily limit, the
 // figures of GET /providers/limits' shared_amazon_ses snapshot.
 func (s *Server) sharedSESUsage(teamID string) (used, limit int, err error) {
@@ -191,7 +205,12 @@ func errPendingExists(typ, id string) error {
 // than the threshold), usage under 80% 422. The store re-checks "one
 // pending" in the insert's transaction, so concurrent calls cannot both
 // succeed.
-func (s *Server) fileLimitRequest(c *call, typ, reason string, requested *int, used, limit int) error {
+//
+// The answer is the hosted API's {"request_id","limit"} (limit: the
+// snapshot GET /providers/limits shows for this limit, now naming the
+// request as pending) plus smtpmux's view of the request itself.
+func (s *Server) fileLimitRequest(c *call, typ, reason string, requested *int, used, limit int,
+	snapshot func(pending *string) (any, error)) error {
 	if id, err := s.pendingLimitRequestID(c.team(), typ); err != nil {
 		return err
 	} else if id != nil {
@@ -211,8 +230,37 @@ func (s *Server) fileLimitRequest(c *call, typ, reason string, requested *int, u
 	}
 	s.log.Info("limit increase requested", "request_id", c.reqID, "limit_request", r.ID, "type", typ,
 		"team", r.TeamID, "usage", used, "limit", limit)
-	c.ok(http.StatusCreated, limitRequestView(r, false))
+	snap, err := snapshot(&r.ID)
+	if err != nil {
+		return err
+	}
+	c.ok(http.StatusCreated, filedRequestView(r, snap))
 	return nil
+}
+
+// filedSharedSESRequest and filedSendingAccountsRequest are the answers
+// to filing a request: the hosted API's request_id and limit, with the
+// request's own fields (id, type, status, …) alongside.
+type filedSharedSESRequest struct {
+	RequestID string `json:"request_id"`
+	Limit     any    `json:"limit"`
+	sharedSESRequestItem
+}
+
+type filedSendingAccountsRequest struct {
+	RequestID string `json:"request_id"`
+	Limit     any    `json:"limit"`
+	sendingAccountsRequestItem
+}
+
+func filedRequestView(r *store.LimitRequest, snap any) any {
+	switch v := limitRequestView(r, false).(type) {
+	case sharedSESRequestItem:
+		return filedSharedSESRequest{RequestID: r.ID, Limit: snap, sharedSESRequestItem: v}
+	case sendingAccountsRequestItem:
+		return filedSendingAccountsRequest{RequestID: r.ID, Limit: snap, sendingAccountsRequestItem: v}
+	}
+	panic("limitRequestView: unknown view type")
 }
 
 // listSharedSESRequests is GET /providers/shared-amazon-ses-limit-request:
@@ -270,7 +318,13 @@ func (s *Server) createSharedSESRequest(c *call) error {
 	if err != nil {
 		return err
 	}
-	return s.fileLimitRequest(c, store.LimitSharedSES, reason, nil, used, limit)
+	return s.fileLimitRequest(c, store.LimitSharedSES, reason, nil, used, limit, func(pending *string) (any, error) {
+		managed, err := s.managedProvider(c.team())
+		if err != nil {
+			return nil, err
+		}
+		return s.sharedSESSnapshot(c.team(), managed, pending)
+	})
 }
 
 // requestSendingAccountsIncrease is POST /providers/limits/sending-
@@ -307,7 +361,9 @@ func (s *Server) requestSendingAccountsIncrease(c *call) error {
 	if err := v.err(); err != nil {
 		return err
 	}
-	return s.fileLimitRequest(c, store.LimitSendingAccounts, reason, requested, used, limit)
+	return s.fileLimitRequest(c, store.LimitSendingAccounts, reason, requested, used, limit, func(pending *string) (any, error) {
+		return newSendingAccountsLimit(used, limit, pending), nil
+	})
 }
 
 // cancelSharedSESRequest is DELETE /providers/shared-amazon-ses-limit-
@@ -315,7 +371,7 @@ func (s *Server) requestSendingAccountsIncrease(c *call) error {
 // the request, now cancelled); a decided or cancelled one is 409.
 func (s *Server) cancelSharedSESRequest(c *call) error {
 	id := c.r.PathValue("request_id")
-	if !store.ValidID(store.PrefixLimitRequest, id) {
+	if !store.ValidLimitRequestID(id) {
 		return errNotFound("limit request")
 	}
 	// Another team's request, or one of the other limit, is not in this

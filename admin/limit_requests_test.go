@@ -126,7 +126,7 @@ func TestSharedSESLimitRequest(t *testing.T) {
 		t.Fatalf("cancel: %d %s", r.Code, r.Body)
 	}
 	expectErr(t, e.do("DELETE", sharedReqPath+"/"+first, nil), 409, "conflict", "")
-	expectErr(t, e.do("DELETE", sharedReqPath+"/lreq_000000000000000000000000", nil), 404, "not_found", "")
+	expectErr(t, e.do("DELETE", sharedReqPath+"/trir_000000000000000000000000", nil), 404, "not_found", "")
 	expectErr(t, e.do("DELETE", sharedReqPath+"/nope", nil), 404, "not_found", "")
 	expectErr(t, e.do("DELETE", "/api/v1/providers/"+e.managed.ID+"/"+first, nil), 404, "not_found", "")
 	if l := e.do("GET", "/api/v1/providers/limits", nil); l.get("data.shared_amazon_ses.pending_request_id") != nil {

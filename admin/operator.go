@@ -132,7 +132,7 @@ func (s *Server) createTeam(c *call) error {
 	s.log.Info("team created", "request_id", c.reqID, "team", t.ID)
 	c.ok(http.StatusCreated, map[string]any{
 		"team":     teamView(t),
-		"root_key": createdKey{keyItem: keyView(k), Key: secret},
+		"root_key": createdKey{keyItem: keyView(k, s.now()), Key: secret},
 	})
 	return nil
 }

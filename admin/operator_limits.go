@@ -52,8 +52,8 @@ func (s *Server) listLimitRequests(c *call) error {
 
 // loadAnyLimitRequest resolves {id} to a request of any team.
 func (s *Server) loadAnyLimitRequest(c *call) (*store.LimitRequest, error) {
-	id, ok := c.pathID(store.PrefixLimitRequest)
-	if !ok {
+	id := c.r.PathValue("id")
+	if !store.ValidLimitRequestID(id) {
 		return nil, errNotFound("limit request")
 	}
 	r, err := s.st.LimitRequest(id)

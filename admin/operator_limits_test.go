@@ -35,20 +35,20 @@ func TestOperatorLimitRequestAuth(t *testing.T) {
 	e := newEnv(t)
 	for _, c := range []struct{ method, path string }{
 		{"GET", opLimitPath},
-		{"GET", opLimitPath + "/lreq_000000000000000000000000"},
-		{"POST", opLimitPath + "/lreq_000000000000000000000000/approve"},
-		{"POST", opLimitPath + "/lreq_000000000000000000000000/deny"},
+		{"GET", opLimitPath + "/trir_000000000000000000000000"},
+		{"POST", opLimitPath + "/trir_000000000000000000000000/approve"},
+		{"POST", opLimitPath + "/trir_000000000000000000000000/deny"},
 	} {
 		// No credentials, the team's root key, a wrong token: all 401.
 		expectErr(t, e.do(c.method, c.path, map[string]any{}, "Authorization", ""), 401, "authentication_required", "")
 		expectErr(t, e.do(c.method, c.path, map[string]any{}), 401, "authentication_required", "")
 		expectErr(t, e.do(c.method, c.path, map[string]any{}, "Authorization", "Bearer "+testOperatorToken+"x"), 401, "authentication_required", "")
 	}
-	expectErr(t, e.do("GET", opLimitPath+"/lreq_000000000000000000000000", nil, opAuth...), 404, "not_found", "")
+	expectErr(t, e.do("GET", opLimitPath+"/trir_000000000000000000000000", nil, opAuth...), 404, "not_found", "")
 	expectErr(t, e.do("POST", opLimitPath+"/nope/approve", map[string]any{"daily_limit": 5}, opAuth...), 404, "not_found", "")
-	expectErr(t, e.do("POST", opLimitPath+"/lreq_000000000000000000000000/deny", nil, opAuth...), 404, "not_found", "")
+	expectErr(t, e.do("POST", opLimitPath+"/trir_000000000000000000000000/deny", nil, opAuth...), 404, "not_found", "")
 	expectErr(t, e.do("DELETE", opLimitPath, nil, opAuth...), 405, "method_not_allowed", "")
-	expectErr(t, e.do("GET", opLimitPath+"/lreq_000000000000000000000000/approve", nil, opAuth...), 405, "method_not_allowed", "")
+	expectErr(t, e.do("GET", opLimitPath+"/trir_000000000000000000000000/approve", nil, opAuth...), 405, "method_not_allowed", "")
 }
 
 func TestOperatorApproveSharedSES(t *testing.T) {

@@ -165,7 +165,7 @@ type limitState struct {
 	IsNearLimit        bool    `json:"is_near_limit"`
 	CanRequestIncrease bool    `json:"can_request_increase"`
 	// PendingRequestID is the team's pending limit-increase request for
-	// this limit (lreq_…), null when none; while one is pending no other
+	// this limit (trir_…), null when none; while one is pending no other
 	// may be filed, so can_request_increase is false.
 	PendingRequestID *string `json:"pending_request_id"`
 }
@@ -195,6 +195,14 @@ func newLimitState(usage, max int, pending *string) limitState {
 type sendingAccountsLimit struct {
 	ResourceType string `json:"resource_type"`
 	limitState
+	// Reserved is the hosted API's count of accounts being set up and
+	// not yet counted in usage. smtpmux creates a provider in one step
+	// under a lock (see createMu), so none ever are: always 0.
+	Reserved int `json:"reserved"`
+}
+
+func newSendingAccountsLimit(usage, max int, pending *string) sendingAccountsLimit {
+	return sendingAccountsLimit{ResourceType: store.LimitSendingAccounts, limitState: newLimitState(usage, max, pending)}
 }
 
 // providerLimits is GET /providers/limits.
@@ -230,7 +238,7 @@ func (s *Server) providerLimits(c *call) error {
 		return err
 	}
 	c.ok(http.StatusOK, map[string]any{
-		"sending_accounts":  sendingAccountsLimit{ResourceType: "sending_accounts", limitState: newLimitState(own, limit, accountsPending)},
+		"sending_accounts":  newSendingAccountsLimit(own, limit, accountsPending),
 		"shared_amazon_ses": shared,
 	})
 	return nil

@@ -83,7 +83,7 @@ func decodeSend(o *object) (*sendInput, error) {
 	if err != nil {
 		return nil, err
 	}
-	to, err := decodeAddr(o, "to", v, true)
+	to, err := decodeTo(o, v)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +144,41 @@ func decodeSend(o *object) (*sendInput, error) {
 	return in, nil
 }
 
+// decodeTo reads "to": one address (SPEC §4), as decodeAddr does, or a
+// list holding exactly one, which clients written for APIs whose "to" is
+// a list send. A list of any other length is refused naming cc/bcc.
+func decodeTo(o *object, v *validator) (*mailAddress, error) {
+	raw := bytes.TrimSpace(o.members["to"])
+	if len(raw) == 0 || raw[0] != '[' {
+		return decodeAddr(o, "to", v, true)
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, errInvalidParam(o.path+"to", "%s", toShapeMsg)
+	}
+	if len(list) != 1 {
+		v.add(o.path+"to", fcOutOfRange, fmt.Sprintf("to takes one address, not a list of %d; put further recipients in cc or bcc", len(list)))
+		return nil, nil
+	}
+	one := &object{path: o.path, members: map[string]json.RawMessage{"to": list[0]}}
+	return decodeAddr(one, "to", v, true)
+}
+
+// toShapeMsg says every form "to" may take.
+const toShapeMsg = `to must be one address: "name@example.com", "Name <name@example.com>", {"email":"name@example.com","name":"Name"}, or a list of exactly one of these`
+
 // decodeAddr reads an {email, name} object member, or a plain string
 // ("a@example.com" or "Name <a@example.com>"), which many clients send.
 func decodeAddr(o *object, name string, v *validator, required bool) (*mailAddress, error) {
-	if raw := bytes.TrimSpace(o.members[name]); len(raw) > 0 && raw[0] == '"' {
+	raw := bytes.TrimSpace(o.members[name])
+	if len(raw) > 0 && raw[0] == '"' {
 		return addrString(o.path+name, raw, v)
+	}
+	if len(raw) > 0 && raw[0] != '{' && string(raw) != "null" {
+		if name == "to" {
+			return nil, errInvalidParam(o.path+name, "%s", toShapeMsg)
+		}
+		return nil, errInvalidParam(o.path+name, "%s must be an address string or an object {\"email\",\"name\"}", o.path+name)
 	}
 	child, err := o.child(name)
 	if err != nil {

@@ -218,7 +218,7 @@ func TestSendBadInput(t *testing.T) {
 		{"from extra", func(b map[string]any) { b["from"] = map[string]any{"email": "a@example.com", "x": 1} }, 400, "invalid_parameter", "from.x"},
 		{"from.email number", func(b map[string]any) { b["from"] = map[string]any{"email": 5} }, 400, "invalid_parameter", "from.email"},
 		{"to missing", func(b map[string]any) { delete(b, "to") }, 422, "validation_error", "to"},
-		{"to array", func(b map[string]any) { b["to"] = []any{map[string]any{"email": "a@example.com"}} }, 400, "invalid_parameter", "to"},
+		{"to list of two", func(b map[string]any) { b["to"] = []any{"a@example.com", "b@example.com"} }, 422, "validation_error", "to"},
 		{"to.email bad", func(b map[string]any) { b["to"] = map[string]any{"email": "a@@example.com"} }, 422, "validation_error", "to.email"},
 		{"subject missing", func(b map[string]any) { delete(b, "subject") }, 422, "validation_error", "subject"},
 		{"subject empty", func(b map[string]any) { b["subject"] = "" }, 422, "validation_error", "subject"},

@@ -133,6 +133,10 @@ type Options struct {
 	// DNSResolver is the resolver domain verification queries, as
 	// host:port (config [dns] resolver); empty: the system's resolvers.
 	DNSResolver string
+	// KeyRotationGrace is how long a rotated key's previous secret keeps
+	// authenticating when the rotate request does not say ([keys]
+	// rotation_grace, whose default is 24 h); 0 ends it at rotation.
+	KeyRotationGrace time.Duration
 	// OnClick, when set, receives every click on a tracking link instead
 	// of the built-in message.clicked event on Webhooks. nil (the usual)
 	// emits that event, with the link index and user agent.
@@ -273,6 +277,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/api-keys", authRoot, permKeyCreate, s.createKey},
 		{"GET", "/api/v1/api-keys/{id}", authRoot, permKeyRead, s.getKey},
 		{"DELETE", "/api/v1/api-keys/{id}", authRoot, permKeyDelete, s.revokeKey},
+		{"POST", "/api/v1/api-keys/{id}/rotate", authRoot, permKeyUpdate, s.rotateKey},
 
 		{"GET", "/api/v1/emails/{id}", authRoot, permEmailRead, s.getEmail},
 		{"GET", "/api/v1/emails/logs", authRoot, permEmailRead, s.emailLogs},
@@ -417,6 +422,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			if rt.auth != authNone {
 				s.authenticatedReadDeadline(c)
 			}
+			conditional(c)
 			err = s.serveWithin(c, rt)
 		}
 		if err != nil {

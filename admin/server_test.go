@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,8 +191,10 @@ func TestRateLimit(t *testing.T) {
 		if r.Code != 200 {
 			t.Fatalf("request %d: %d %s", i, r.Code, r.Body)
 		}
+		// X-RateLimit-Reset is the Unix time the window ends (the
+		// window started at the first request, on the test clock).
 		if i == 1 && (r.Header.Get("X-RateLimit-Limit") != "600" || r.Header.Get("X-RateLimit-Remaining") != "599" ||
-			r.Header.Get("X-RateLimit-Reset") != "60") {
+			r.Header.Get("X-RateLimit-Reset") != strconv.FormatInt(e.clock.Now().Add(60*time.Second).Unix(), 10)) {
 			t.Fatalf("headers: %v", r.Header)
 		}
 	}
@@ -288,6 +291,28 @@ func TestPaginationParams(t *testing.T) {
 	for _, q := range []string{"limit=1", "limit=100", ""} {
 		if r := e.do("GET", "/api/v1/providers?"+q, nil); r.Code != 200 {
 			t.Fatalf("%s: %d", q, r.Code)
+		}
+	}
+}
+
+func TestETagListMatches(t *testing.T) {
+	for _, c := range []struct {
+		list, cur string
+		want      bool
+	}{
+		{`W/"3"`, `W/"3"`, true},
+		{`"3"`, `W/"3"`, true},
+		{`W/"3"`, `"3"`, true},
+		{`"1", W/"3"`, `W/"3"`, true},
+		{`*`, `W/"3"`, true},
+		{`*`, ``, false},
+		{`W/"4"`, `W/"3"`, false},
+		{`W/"31"`, `W/"3"`, false},
+		{`3`, `W/"3"`, false},
+		{``, `W/"3"`, false},
+	} {
+		if got := etagListMatches(c.list, c.cur); got != c.want {
+			t.Errorf("etagListMatches(%q, %q) = %v, want %v", c.list, c.cur, got, c.want)
 		}
 	}
 }

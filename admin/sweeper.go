@@ -68,6 +68,9 @@ type Sweeper struct {
 // SweepStats counts what one pass deleted.
 type SweepStats struct {
 	Messages, Bodies, IdempotencyKeys, Deliveries int
+	// RotatedSecrets counts API keys' previous secrets whose rotation
+	// grace period had ended, dropped from the credential index.
+	RotatedSecrets int
 }
 
 // Sweeper returns the retention sweeper for this server's store and
@@ -87,7 +90,8 @@ func (w *Sweeper) Run(ctx context.Context) {
 			w.log.Error("retention sweep failed", "err", err)
 		} else if st != (SweepStats{}) {
 			w.log.Info("retention sweep", "messages", st.Messages, "bodies", st.Bodies,
-				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries)
+				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries,
+				"rotated_secrets", st.RotatedSecrets)
 		}
 		select {
 		case <-ctx.Done():
@@ -124,6 +128,9 @@ func (w *Sweeper) Sweep(ctx context.Context) (SweepStats, error) {
 		err = w.drain(ctx, &st.Deliveries, func() (int, bool, error) {
 			return w.st.SweepWebhookDeliveries(now.Add(-deliveryRetention), w.Batch)
 		})
+	}
+	if err == nil {
+		st.RotatedSecrets, err = w.st.SweepRotatedKeys(now)
 	}
 	return st, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
@@ -181,7 +182,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	markData := func() error { return s.store.MarkDataStarted(m.ID, n) }
 	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(), MarkData: markData}, body)
 	if err == nil {
-		return outcome{ok: true, bodySent: true, reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
+		return outcome{ok: true, bodySent: true, code: successCode(res.Reply), reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
 	}
 	var de *DeliveryError
 	if !errors.As(err, &de) {
@@ -312,3 +313,17 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 // window) are their due times, so this is only a safety net; each look
 // costs a write per waiting message, which adds up with a big queue.
 const maxWait = 10 * time.Minute
+
+// successCode is the code an accepted attempt records (the attempt's
+// "code", the sent log line's): the upstream's own when its reply starts
+// with one ("250 2.0.0 Ok: queued as …"), else 250, the SMTP meaning of
+// "accepted", as the recipients it delivered record. Providers that speak
+// an API (SES) have no reply code of their own.
+func successCode(reply string) int {
+	if len(reply) >= 3 && (len(reply) == 3 || reply[3] == ' ' || reply[3] == '-') {
+		if n, err := strconv.Atoi(reply[:3]); err == nil && n >= 200 && n < 300 {
+			return n
+		}
+	}
+	return 250
+}

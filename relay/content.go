@@ -32,14 +32,22 @@ func contentError(err error) *smtp.SMTPError {
 }
 
 // contentRejectReason is the rejected-event reason (and metric label) of a
-// content refusal, "" for any other error. err is the reply readBody
-// returned.
+// content refusal (bare newline, NUL, over-long line, over-size message),
+// "" for any other error. err is the reply readBody returned.
 func contentRejectReason(err error) string {
 	switch err {
 	case errBareNewline:
 		return "bare_newline"
 	case errNULByte:
 		return "nul_byte"
+	case errLineTooLong:
+		return "line_too_long"
+	}
+	// The message over the size limit: go-smtp's own 552 5.3.4 (SPEC
+	// §4), refused like the others, so counted and logged like them.
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code == 552 && se.EnhancedCode == (smtp.EnhancedCode{5, 3, 4}) {
+		return "message_too_large"
 	}
 	return ""
 }

@@ -19,6 +19,11 @@ type Credential struct {
 	// (a mailbox password sends as its mailbox).
 	RequiredFrom string
 	Scope        store.Scope
+	// secretHash is the hash (store.HashSecret) of the secret presented,
+	// never the secret: Recheck resolves it again, so a key's previous
+	// secret stops working in open sessions when its rotation grace
+	// period ends, as it does for new ones.
+	secretHash []byte
 }
 
 // ErrBadCredential is every authentication failure; callers never learn
@@ -69,28 +74,42 @@ func (a *Authenticator) Check(secret string) (*Credential, error) {
 // suspending a mailbox, or changing its send scope takes effect on an open
 // session's next transaction. It returns the current credential.
 func (a *Authenticator) Recheck(c *Credential) (*Credential, error) {
-	sc, err := a.Store.CredentialByID(c.Kind, c.ID)
+	var sc *store.Credential
+	var err error
+	if len(c.secretHash) > 0 {
+		sc, err = a.Store.CredentialByHash(c.secretHash)
+		if err == nil && (sc.Kind != c.Kind || sc.ID != c.ID) {
+			err = store.ErrNotFound // the secret now names something else: never in practice
+		}
+	} else {
+		sc, err = a.Store.CredentialByID(c.Kind, c.ID)
+	}
 	if err != nil {
 		return nil, credError(err)
 	}
 	if !canSend(sc) {
 		return nil, ErrBadCredential
 	}
-	return fromStore(sc), nil
+	fresh := fromStore(sc)
+	fresh.secretHash = c.secretHash
+	return fresh, nil
 }
 
 func (a *Authenticator) lookup(secret string) (*Credential, error) {
 	if len(secret) < 16 || len(secret) > 256 {
 		return nil, ErrBadCredential
 	}
-	sc, err := a.Store.CredentialBySecret(secret)
+	h := store.HashSecret(secret)
+	sc, err := a.Store.CredentialByHash(h)
 	if err != nil {
 		return nil, credError(err)
 	}
 	if !canSend(sc) {
 		return nil, ErrBadCredential
 	}
-	return fromStore(sc), nil
+	c := fromStore(sc)
+	c.secretHash = h
+	return c, nil
 }
 
 func fromStore(sc *store.Credential) *Credential {

@@ -232,7 +232,10 @@ func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome
 	case m.State == store.StateDone:
 		event = "failed"
 	}
-	attrs := []any{"event", event, "msg_id", m.ID, "team", m.TeamID, "provider", provID, "code", out.code}
+	attrs := []any{"event", event, "msg_id", m.ID, "team", m.TeamID, "provider", provID}
+	if out.code != 0 { // no reply code (a connection error): none logged rather than a made-up 0
+		attrs = append(attrs, "code", out.code)
+	}
 	if !out.ok {
 		attrs = append(attrs, "class", out.class.String(), "reply", out.reply)
 		if out.scope != "" {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,6 +36,10 @@ type Credential struct {
 	// are still returned (not ErrNotFound) so that callers can tell a
 	// revoked credential from a wrong one in their logs.
 	Active bool
+	// Expires is set when the secret presented was a key's previous
+	// secret, kept by a rotation's grace period: it stops authenticating
+	// then, and sessions it opened must stop sending.
+	Expires *time.Time
 }
 
 // CredentialBySecret resolves a presented secret. The index is keyed by
@@ -42,24 +47,33 @@ type Credential struct {
 // KeyBySecret), so a lookup never short-circuits on secret bytes. An
 // unknown secret is ErrNotFound.
 func (s *Store) CredentialBySecret(secret string) (*Credential, error) {
-	h := HashSecret(secret)
+	return s.CredentialByHash(HashSecret(secret))
+}
+
+// CredentialByHash is CredentialBySecret for a secret's hash
+// (HashSecret): an open session keeps the hash, not the secret, and
+// re-resolves it before each transaction, so that a rotation's grace
+// period ends its sessions too.
+func (s *Store) CredentialByHash(h []byte) (*Credential, error) {
 	var c *Credential
-	var stored []byte
+	var match func([]byte) (bool, *time.Time)
 	err := s.view(func(tx *bolt.Tx) error {
 		ref := tx.Bucket(bCredHash).Get(h)
 		if ref == nil {
 			return ErrNotFound
 		}
 		var err error
-		c, stored, err = credentialTx(tx, string(ref))
+		c, match, err = credentialTx(tx, string(ref))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if !EqualHash(stored, h) {
+	ok, expires := match(h)
+	if !ok {
 		return nil, ErrNotFound
 	}
+	c.Expires = expires
 	return c, nil
 }
 
@@ -90,40 +104,42 @@ func (s *Store) CredentialByID(kind, id string) (*Credential, error) {
 }
 
 // credentialTx builds the Credential a cred_hash reference ("key:<id>" or
-// "mbxpw:<id>") points at, and returns the stored hash for the caller's
-// comparison.
-func credentialTx(tx *bolt.Tx, ref string) (*Credential, []byte, error) {
+// "mbxpw:<id>") points at, and returns the comparison of a presented
+// hash with the stored one(s) (a rotated key has two for a while).
+func credentialTx(tx *bolt.Tx, ref string) (*Credential, func([]byte) (bool, *time.Time), error) {
 	switch {
 	case strings.HasPrefix(ref, "key:"):
 		var k APIKey
 		if err := getJSON(tx.Bucket(bKeys), ref[len("key:"):], &k); err != nil {
 			return nil, nil, err
 		}
+		match := func(h []byte) (bool, *time.Time) { return k.matchHash(h, time.Now()) }
 		return &Credential{
 			Kind: CredKindKey, ID: k.ID, TeamID: k.TeamID, KeyType: k.Type,
 			Scope: k.SendScope, Active: k.Active(),
-		}, k.Hash, nil
+		}, match, nil
 	case strings.HasPrefix(ref, credRefPassword):
 		var p MailboxPassword
 		if err := getJSON(tx.Bucket(bMailboxPasswords), ref[len(credRefPassword):], &p); err != nil {
 			return nil, nil, err
 		}
 		c := &Credential{Kind: CredKindMailboxPassword, ID: p.ID, TeamID: p.TeamID, MailboxID: p.MailboxID}
+		match := func(h []byte) (bool, *time.Time) { return EqualHash(p.Hash, h), nil }
 		var m Mailbox
 		err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			// Deleting a mailbox removes its passwords, so this is
 			// an inconsistency; refuse rather than guess a scope.
-			return c, p.Hash, nil
+			return c, match, nil
 		case err != nil:
 			return nil, nil, err
 		case m.TeamID != p.TeamID:
-			return c, p.Hash, nil
+			return c, match, nil
 		}
 		c.Scope, c.MailboxAddress = m.SendScope, m.Address
 		c.Active = p.Active() && !m.Suspended
-		return c, p.Hash, nil
+		return c, match, nil
 	}
 	return nil, nil, ErrNotFound
 }

@@ -35,6 +35,38 @@ type APIKey struct {
 	CreatedAt   time.Time  `json:"created_at"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	// RotatedAt is the last rotation (RotateKey).
+	RotatedAt *time.Time `json:"rotated_at,omitempty"`
+	// PrevHash is the hash of the secret the last rotation replaced. It
+	// keeps authenticating until PrevExpiresAt, so that clients can be
+	// moved to the new secret without an outage; the cred_hash index
+	// points at the key from both hashes until the sweeper (or the next
+	// rotation) drops the old one.
+	PrevHash      []byte     `json:"prev_hash,omitempty"`
+	PrevExpiresAt *time.Time `json:"prev_expires_at,omitempty"`
+}
+
+// InGrace reports whether the previous secret still authenticates at now.
+func (k *APIKey) InGrace(now time.Time) bool {
+	return len(k.PrevHash) > 0 && k.PrevExpiresAt != nil && now.Before(*k.PrevExpiresAt)
+}
+
+// matchHash reports whether h is the hash of the key's current secret or
+// of its previous one within the grace period; expires is that period's
+// end when it was the previous one (nil for the current secret). Both
+// hashes are compared, each in constant time, so the time taken does not
+// tell which one matched.
+func (k *APIKey) matchHash(h []byte, now time.Time) (ok bool, expires *time.Time) {
+	cur := EqualHash(k.Hash, h)
+	prev := len(k.PrevHash) > 0 && EqualHash(k.PrevHash, h)
+	switch {
+	case cur:
+		return true, nil
+	case prev && k.InGrace(now):
+		e := *k.PrevExpiresAt
+		return true, &e
+	}
+	return false, nil
 }
 
 // Active reports whether the key may still be used.
@@ -78,9 +110,11 @@ func (s *Store) Key(id string) (*APIKey, error) {
 	return &k, nil
 }
 
-// KeyBySecret finds the key a presented secret belongs to. The index is
-// keyed by hash, and the stored hash is compared in constant time anyway.
-// Revoked keys are returned too; callers check Active.
+// KeyBySecret finds the key a presented secret belongs to: its current
+// secret, or the one a rotation replaced while its grace period lasts.
+// The index is keyed by hash, and the stored hashes are compared in
+// constant time anyway. Revoked keys are returned too; callers check
+// Active.
 func (s *Store) KeyBySecret(secret string) (*APIKey, error) {
 	h := HashSecret(secret)
 	var k APIKey
@@ -94,7 +128,7 @@ func (s *Store) KeyBySecret(secret string) (*APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !EqualHash(k.Hash, h) {
+	if ok, _ := k.matchHash(h, time.Now()); !ok {
 		return nil, ErrNotFound
 	}
 	return &k, nil
@@ -135,4 +169,100 @@ func (s *Store) UpdateKey(teamID, id string, fn func(*APIKey) error) (*APIKey, e
 		return nil, err
 	}
 	return &out, nil
+}
+
+// RotateKey gives the team's key a new secret hash (and its clear
+// prefix). With grace > 0 the current secret keeps authenticating until
+// now+grace; with 0 it stops at once. A secret kept from an earlier
+// rotation is dropped now: only the latest previous secret is honoured.
+// A revoked key is ErrConflict: rotating cannot bring it back.
+func (s *Store) RotateKey(teamID, id string, newHash []byte, prefix string, now time.Time, grace time.Duration) (*APIKey, error) {
+	var out APIKey
+	err := s.update(func(tx *bolt.Tx) error {
+		b, idx := tx.Bucket(bKeys), tx.Bucket(bCredHash)
+		var k APIKey
+		if err := getJSON(b, id, &k); err != nil {
+			return err
+		}
+		if k.TeamID != teamID {
+			return ErrNotFound
+		}
+		if !k.Active() {
+			return ErrConflict
+		}
+		ref := []byte("key:" + k.ID)
+		if v := idx.Get(newHash); v != nil {
+			return ErrConflict // a 256-bit collision: never in practice
+		}
+		if err := dropHashRef(idx, k.PrevHash, ref); err != nil {
+			return err
+		}
+		k.PrevHash, k.PrevExpiresAt = nil, nil
+		if grace > 0 {
+			exp := now.Add(grace)
+			k.PrevHash, k.PrevExpiresAt = k.Hash, &exp
+		} else if err := dropHashRef(idx, k.Hash, ref); err != nil {
+			return err
+		}
+		if err := idx.Put(newHash, ref); err != nil {
+			return err
+		}
+		k.Hash, k.Prefix, k.RotatedAt = newHash, prefix, &now
+		out = k
+		return putJSON(b, id, &k)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// dropHashRef deletes a cred_hash entry if it still points at ref.
+func dropHashRef(idx *bolt.Bucket, h, ref []byte) error {
+	if len(h) == 0 || string(idx.Get(h)) != string(ref) {
+		return nil
+	}
+	return idx.Delete(h)
+}
+
+// SweepRotatedKeys forgets previous secrets whose grace period ended by
+// now: the hash leaves the key and the cred_hash index. Lookups already
+// refuse them; this keeps the index to the secrets that can still
+// authenticate. It returns how many were dropped.
+func (s *Store) SweepRotatedKeys(now time.Time) (int, error) {
+	var expired []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
+			if k := v.(*APIKey); len(k.PrevHash) > 0 && !k.InGrace(now) {
+				expired = append(expired, k.ID)
+			}
+		})
+	})
+	if err != nil || len(expired) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = s.update(func(tx *bolt.Tx) error {
+		n = 0
+		b, idx := tx.Bucket(bKeys), tx.Bucket(bCredHash)
+		for _, id := range expired {
+			var k APIKey
+			if err := getJSON(b, id, &k); err != nil {
+				continue // deleted meanwhile
+			}
+			if len(k.PrevHash) == 0 || k.InGrace(now) {
+				continue // rotated again meanwhile
+			}
+			if err := dropHashRef(idx, k.PrevHash, []byte("key:"+k.ID)); err != nil {
+				return err
+			}
+			k.PrevHash, k.PrevExpiresAt = nil, nil
+			if err := putJSON(b, id, &k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }

@@ -18,8 +18,19 @@ var (
 	bLimitReqPending = []byte("limit_requests_pending") // team id || ":" || type → request id
 )
 
-// PrefixLimitRequest is the public ID prefix of limit-increase requests.
-const PrefixLimitRequest = "lreq_"
+// PrefixLimitRequest is the public ID prefix of limit-increase requests,
+// the hosted API's ("trir_…", team resource increase request).
+const PrefixLimitRequest = "trir_"
+
+// prefixLimitRequestLegacy is the prefix requests were filed with before
+// smtpmux took the hosted API's; such requests keep their IDs.
+const prefixLimitRequestLegacy = "lreq_"
+
+// ValidLimitRequestID reports whether id has the shape of a limit
+// request's ID, new or legacy.
+func ValidLimitRequestID(id string) bool {
+	return ValidID(PrefixLimitRequest, id) || ValidID(prefixLimitRequestLegacy, id)
+}
 
 // Limit request types: which limit the request is about.
 const (
@@ -149,7 +160,9 @@ func (s *Store) LimitRequests(f LimitRequestFilter, before string, limit int) (o
 		recs := tx.Bucket(bLimitRequests)
 		// Keys of the walk: team ID || request ID in the team index,
 		// the request ID itself in the main bucket.
-		c, prefix, skip := recs.Cursor(), []byte(PrefixLimitRequest), 0
+		// The main bucket holds requests only (legacy lreq_ IDs sort
+		// below trir_ ones, as they are older), so it needs no prefix.
+		c, prefix, skip := recs.Cursor(), []byte(nil), 0
 		if f.TeamID != "" {
 			c, prefix = tx.Bucket(bLimitReqByTeam).Cursor(), []byte(f.TeamID)
 			skip = len(prefix)

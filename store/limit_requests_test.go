@@ -200,3 +200,35 @@ func TestLimitRequestConcurrentCreate(t *testing.T) {
 		t.Fatalf("%d concurrent requests were accepted, want 1", okN)
 	}
 }
+
+// TestLimitRequestLegacyIDs: requests filed with the old lreq_ prefix
+// stay valid IDs and are listed, after the trir_ ones (they are older),
+// in both the team's and the operator's walk.
+func TestLimitRequestLegacyIDs(t *testing.T) {
+	s, _ := openTest(t)
+	if err := s.PutTeam(&Team{ID: "team_a", Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	old := newLimitReq("team_a", LimitSharedSES)
+	old.ID = NewID(prefixLimitRequestLegacy)
+	if err := s.CreateLimitRequest(old); err != nil {
+		t.Fatal(err)
+	}
+	cur := newLimitReq("team_a", LimitSendingAccounts)
+	if err := s.CreateLimitRequest(cur); err != nil {
+		t.Fatal(err)
+	}
+	if !ValidLimitRequestID(old.ID) || !ValidLimitRequestID(cur.ID) || ValidLimitRequestID("key_"+cur.ID[5:]) {
+		t.Fatalf("ValidLimitRequestID(%s, %s)", old.ID, cur.ID)
+	}
+	for _, f := range []LimitRequestFilter{{TeamID: "team_a"}, {}} {
+		got, more, err := s.LimitRequests(f, "", 10)
+		if err != nil || more || len(got) != 2 || got[0].ID != cur.ID || got[1].ID != old.ID {
+			t.Fatalf("filter %+v: %v %v %v", f, got, more, err)
+		}
+		page, _, err := s.LimitRequests(f, cur.ID, 10)
+		if err != nil || len(page) != 1 || page[0].ID != old.ID {
+			t.Fatalf("filter %+v after %s: %v %v", f, cur.ID, page, err)
+		}
+	}
+}

@@ -116,6 +116,12 @@ type fileConfig struct {
 		ProvidersPerTeam int `toml:"providers_per_team"`
 		SendsPerMinute   int `toml:"sends_per_minute"`
 	} `toml:"limits"`
+
+	// Keys: API key policy. RotationGrace is how long a rotated key's
+	// previous secret keeps working (POST /api-keys/{id}/rotate).
+	Keys struct {
+		RotationGrace string `toml:"rotation_grace"`
+	} `toml:"keys"`
 }
 
 // config is the validated, typed form the daemon runs on.
@@ -140,6 +146,8 @@ type config struct {
 	// has been checked ([http] unauthenticated_body_timeout).
 	unauthBodyTimeout time.Duration
 	linkTTL           time.Duration
+	// rotationGrace is [keys] rotation_grace.
+	rotationGrace time.Duration
 }
 
 func defaults() fileConfig {
@@ -179,6 +187,7 @@ func defaults() fileConfig {
 	c.Retention.Log = "30d"
 	c.Limits.ProvidersPerTeam = 200
 	c.Limits.SendsPerMinute = 1800
+	c.Keys.RotationGrace = "24h"
 	return c
 }
 
@@ -396,6 +405,11 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.Limits.ProvidersPerTeam < 0 {
 		return nil, &configError{"limits.providers_per_team", "must not be negative"}
+	}
+	// 0 is allowed: a rotation then ends the old secret at once. A week
+	// at most, as for the per-request grace_period_seconds.
+	if c.rotationGrace, err = parseDays(fc.Keys.RotationGrace); err != nil || c.rotationGrace < 0 || c.rotationGrace > 7*24*time.Hour {
+		return nil, &configError{"keys.rotation_grace", fmt.Sprintf("%q is not a duration from \"0s\" to \"7d\"", fc.Keys.RotationGrace)}
 	}
 	return c, nil
 }

@@ -132,7 +132,17 @@ func (t providerTester) test(ctx context.Context, p *store.Provider) (string, er
 	if err != nil {
 		return "", testFailure(err, p.Type)
 	}
-	return fmt.Sprintf("connected and authenticated in %d ms", latency.Milliseconds()), nil
+	return testSuccessMessage(p, latency), nil
+}
+
+// testSuccessMessage says what a successful test proved: a Custom SMTP
+// provider without a username does not authenticate (the session goes
+// straight from EHLO to QUIT), so it only "connected".
+func testSuccessMessage(p *store.Provider, latency time.Duration) string {
+	if p.Type == store.TypeSMTP && p.SMTPUsername == "" {
+		return fmt.Sprintf("connected in %d ms (no authentication configured)", latency.Milliseconds())
+	}
+	return fmt.Sprintf("connected and authenticated in %d ms", latency.Milliseconds())
 }
 
 // deferredError marks a test whose answer was "not now" rather than "no":
