@@ -203,7 +203,7 @@ func TestKeyRotationGrace(t *testing.T) {
 	}
 
 	// Bad grace, unknown key, revoked key.
-	if code, resp := d.api("POST", "/api-keys/"+id+"/rotate", map[string]any{"grace_period_seconds": -1}); code != 422 {
+	if code, resp := d.apiBad("POST", "/api-keys/"+id+"/rotate", map[string]any{"grace_period_seconds": -1}); code != 422 {
 		t.Fatalf("negative grace: %d %v", code, resp)
 	}
 	d.must(404, "POST", "/api-keys/key_000000000000000000000000/rotate", nil)
