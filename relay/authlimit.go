@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/connslots"
 )
 
 // AuthLimitedError is the answer to an authentication attempt from a
@@ -26,7 +28,7 @@ func (e *AuthLimitedError) Error() string {
 // a limit none of them had counted yet, so 60 parallel guesses from one
 // address were all checked against a limit of 20.
 func (srv *Server) checkAuth(ip, secret string) (*Credential, error) {
-	ok, wait, giveBack := srv.authFails.Reserve(clientKey(ip))
+	ok, wait, giveBack := srv.authFails.Reserve(connslots.ClientKey(ip))
 	if !ok {
 		srv.metrics.limited("auth_failures")
 		return nil, &AuthLimitedError{RetryAfter: max(wait, time.Second)}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/internal/connslots"
 )
 
 // Connection slots and how long a connection may hold one. The global cap
@@ -29,7 +31,7 @@ var (
 // kernel backlog. Every connection it returns is a *trackedConn.
 type capListener struct {
 	net.Listener
-	slots    *connSlots
+	slots    *connslots.Slots
 	hostname string
 	// preAuth is the read deadline of a connection that has not
 	// authenticated (0: the server's ReadTimeout alone).
@@ -43,11 +45,11 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return c, err
 		}
-		key := clientKey(remoteIP(c.RemoteAddr().String()))
-		switch l.slots.take(key) {
-		case slotOK:
-			return &trackedConn{Conn: c, release: func() { l.slots.release(key) }, preAuth: l.preAuth}, nil
-		case slotIPFull:
+		key := connslots.ClientKey(c.RemoteAddr().String())
+		switch l.slots.Take(key) {
+		case connslots.OK:
+			return &trackedConn{Conn: c, release: func() { l.slots.Release(key) }, preAuth: l.preAuth}, nil
+		case connslots.ClientFull:
 			l.metrics.limited("max_connections_per_ip")
 			l.refuse(c, "Too many connections from your address, try again later")
 		default:
@@ -61,65 +63,6 @@ func (l *capListener) refuse(c net.Conn, text string) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	io.WriteString(c, "421 4.7.0 "+l.hostname+" "+text+"\r\n")
 	c.Close()
-}
-
-// connSlots counts open connections, in all and per client key; shared by
-// every listener of a server.
-type connSlots struct {
-	max, perIP int // 0: no cap
-
-	mu    sync.Mutex
-	total int
-	byIP  map[string]int
-}
-
-type slotResult int
-
-const (
-	slotOK slotResult = iota
-	slotIPFull
-	slotFull
-)
-
-func newConnSlots(max, perIP int) *connSlots {
-	return &connSlots{max: max, perIP: perIP, byIP: map[string]int{}}
-}
-
-// take claims a slot for a connection from key. The per-address cap is
-// checked first, so a client over its own cap does not use a global slot
-// even for the instant of its refusal.
-func (s *connSlots) take(key string) slotResult {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP > 0 && s.byIP[key] >= s.perIP {
-		return slotIPFull
-	}
-	if s.max > 0 && s.total >= s.max {
-		return slotFull
-	}
-	s.total++
-	s.byIP[key]++
-	return slotOK
-}
-
-func (s *connSlots) release(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.total--
-	if s.byIP[key]--; s.byIP[key] <= 0 {
-		delete(s.byIP, key) // the map holds only addresses with open connections
-	}
-}
-
-// clientKey is what the per-address limits count by: the IP, or for IPv6
-// its /64, since one host or customer routinely holds a whole /64 and would
-// otherwise have 2^64 addresses' worth of slots and AUTH attempts.
-func clientKey(ip string) string {
-	p := net.ParseIP(ip)
-	if p == nil || p.To4() != nil {
-		return ip
-	}
-	return p.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // trackedConn is an accepted connection holding a slot, with what the

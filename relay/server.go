@@ -18,6 +18,8 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/store"
+
+	"github.com/smtpmux/smtpmux/internal/connslots"
 )
 
 // Config is the inbound SMTP side's settings, already validated by cmd.
@@ -134,7 +136,7 @@ func (srv *Server) untrack(s *session) {
 // Start binds every listener and serves in the background. A bind failure
 // closes what was already bound and is returned.
 func (srv *Server) Start() error {
-	slots := newConnSlots(srv.cfg.MaxConnections, srv.cfg.MaxConnectionsPerIP)
+	slots := connslots.New(srv.cfg.MaxConnections, srv.cfg.MaxConnectionsPerIP)
 	bind := func(addr string, implicitTLS bool) error {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
