@@ -65,7 +65,7 @@ func (s *Store) CreateKey(k *APIKey) error {
 		if err := idx.Put(k.Hash, []byte("key:"+k.ID)); err != nil {
 			return err
 		}
-		return putJSON(tx.Bucket(bKeys), k.ID, k)
+		return putTeamRecord(tx, kindKeys, k)
 	})
 }
 
@@ -103,36 +103,22 @@ func (s *Store) KeyBySecret(secret string) (*APIKey, error) {
 // Keys lists a team's keys in creation order.
 func (s *Store) Keys(teamID string) ([]*APIKey, error) {
 	var out []*APIKey
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
-			if k := v.(*APIKey); k.TeamID == teamID {
-				out = append(out, k)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[APIKey](tx, kindKeys, teamID)
+		return err
 	})
 	return out, err
 }
 
 // UpdateKey applies fn to the stored key of the team and saves it.
 func (s *Store) UpdateKey(teamID, id string, fn func(*APIKey) error) (*APIKey, error) {
-	var out APIKey
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bKeys)
-		var k APIKey
-		if err := getJSON(b, id, &k); err != nil {
-			return err
-		}
-		if k.TeamID != teamID {
-			return ErrNotFound
-		}
-		if err := fn(&k); err != nil {
-			return err
-		}
-		out = k
-		return putJSON(b, id, &k)
+	var out *APIKey
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindKeys, teamID, id, 0, fn)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }

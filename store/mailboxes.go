@@ -69,8 +69,8 @@ func addrKey(teamID, address string) []byte {
 func (s *Store) CreateMailbox(m *Mailbox) error {
 	m.Address = NormalizeAddress(m.Address)
 	return s.update(func(tx *bolt.Tx) error {
-		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
-		if b.Get([]byte(m.ID)) != nil {
+		idx := tx.Bucket(bMailboxAddr)
+		if tx.Bucket(bMailboxes).Get([]byte(m.ID)) != nil {
 			return ErrConflict
 		}
 		ak := addrKey(m.TeamID, m.Address)
@@ -80,30 +80,23 @@ func (s *Store) CreateMailbox(m *Mailbox) error {
 		if err := idx.Put(ak, []byte(m.ID)); err != nil {
 			return err
 		}
-		m.Version = 1
-		return putJSON(b, m.ID, m)
+		return createTeamRecord(tx, kindMailboxes, m)
 	})
 }
 
 // Mailbox returns a mailbox regardless of team (for credential checks).
 func (s *Store) Mailbox(id string) (*Mailbox, error) {
-	var m Mailbox
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMailboxes), id, &m) }); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return s.TeamMailbox(anyTeam, id)
 }
 
 // TeamMailbox returns a mailbox only if it belongs to teamID.
 func (s *Store) TeamMailbox(teamID, id string) (*Mailbox, error) {
-	m, err := s.Mailbox(id)
-	if err != nil {
-		return nil, err
-	}
-	if m.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return m, nil
+	var m *Mailbox
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		m, err = getTeamRecord[Mailbox](tx, kindMailboxes, teamID, id)
+		return err
+	})
+	return m, err
 }
 
 // MailboxByAddress finds the team's mailbox with that address (compared
@@ -126,12 +119,9 @@ func (s *Store) MailboxByAddress(teamID, address string) (*Mailbox, error) {
 // Mailboxes lists a team's mailboxes in creation order.
 func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
 	var out []*Mailbox
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bMailboxes), func() any { return new(Mailbox) }, func(v any) {
-			if m := v.(*Mailbox); m.TeamID == teamID {
-				out = append(out, m)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[Mailbox](tx, kindMailboxes, teamID)
+		return err
 	})
 	return out, err
 }
@@ -141,45 +131,32 @@ func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
 // fn changes the address, the uniqueness index follows (ErrConflict when
 // the new address is taken). fn may run more than once.
 func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailbox) error) (*Mailbox, error) {
-	var out Mailbox
-	err := s.update(func(tx *bolt.Tx) error {
-		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
-		var m Mailbox
-		if err := getJSON(b, id, &m); err != nil {
-			return err
-		}
-		if m.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && m.Version != ifVersion {
-			return ErrConflict
-		}
-		oldAddr := m.Address
-		if err := fn(&m); err != nil {
-			return err
-		}
-		m.ID, m.TeamID = id, teamID // identity is not fn's to change
-		m.Address = NormalizeAddress(m.Address)
-		if m.Address != oldAddr {
-			nk := addrKey(teamID, m.Address)
+	var out *Mailbox
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindMailboxes, teamID, id, ifVersion, func(m *Mailbox) error {
+			oldAddr := m.Address
+			if err := fn(m); err != nil {
+				return err
+			}
+			m.Address = NormalizeAddress(m.Address)
+			if m.Address == oldAddr {
+				return nil
+			}
+			idx, nk := tx.Bucket(bMailboxAddr), addrKey(teamID, m.Address)
 			if v := idx.Get(nk); v != nil && string(v) != id {
 				return ErrConflict
 			}
 			if err := idx.Delete(addrKey(teamID, oldAddr)); err != nil {
 				return err
 			}
-			if err := idx.Put(nk, []byte(id)); err != nil {
-				return err
-			}
-		}
-		m.Version++
-		out = m
-		return putJSON(b, id, &m)
+			return idx.Put(nk, []byte(id))
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteMailbox removes a team's mailbox together with its passwords and
@@ -187,16 +164,9 @@ func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailb
 // none of its passwords authenticates any more.
 func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bMailboxes)
-		var m Mailbox
-		if err := getJSON(b, id, &m); err != nil {
+		m, err := deleteTeamRecord[Mailbox](tx, kindMailboxes, teamID, id, ifVersion)
+		if err != nil {
 			return err
-		}
-		if m.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && m.Version != ifVersion {
-			return ErrConflict
 		}
 		pws, err := passwordsOf(tx, id)
 		if err != nil {
@@ -213,10 +183,7 @@ func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 				return err
 			}
 		}
-		if err := tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address)); err != nil {
-			return err
-		}
-		return b.Delete([]byte(id))
+		return tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address))
 	})
 }
 
@@ -225,8 +192,8 @@ func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 // second index would be one more thing to keep consistent.
 func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
 	var out []*MailboxPassword
-	err := forEachJSON(tx.Bucket(bMailboxPasswords), func() any { return new(MailboxPassword) }, func(v any) {
-		if p := v.(*MailboxPassword); p.MailboxID == mailboxID {
+	err := forEachJSON(tx.Bucket(bMailboxPasswords), func(p *MailboxPassword) {
+		if p.MailboxID == mailboxID {
 			out = append(out, p)
 		}
 	})
@@ -239,12 +206,8 @@ func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
 // meanwhile is ErrNotFound, so no password can outlive its mailbox.
 func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
 	return s.update(func(tx *bolt.Tx) error {
-		var m Mailbox
-		if err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m); err != nil {
+		if _, err := getTeamRecord[Mailbox](tx, kindMailboxes, p.TeamID, p.MailboxID); err != nil {
 			return err
-		}
-		if m.TeamID != p.TeamID {
-			return ErrNotFound
 		}
 		idx := tx.Bucket(bCredHash)
 		if v := idx.Get(p.Hash); v != nil && string(v) != credRefPassword+p.ID {
@@ -262,12 +225,8 @@ func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
 func (s *Store) MailboxPasswords(teamID, mailboxID string) ([]*MailboxPassword, error) {
 	var out []*MailboxPassword
 	err := s.view(func(tx *bolt.Tx) error {
-		var m Mailbox
-		if err := getJSON(tx.Bucket(bMailboxes), mailboxID, &m); err != nil {
+		if _, err := getTeamRecord[Mailbox](tx, kindMailboxes, teamID, mailboxID); err != nil {
 			return err
-		}
-		if m.TeamID != teamID {
-			return ErrNotFound
 		}
 		var err error
 		out, err = passwordsOf(tx, mailboxID)
