@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"time"
 
@@ -168,7 +169,7 @@ func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 		if err != nil {
 			return err
 		}
-		pws, err := passwordsOf(tx, id)
+		pws, err := passwordsOf(tx, teamID, id)
 		if err != nil {
 			return err
 		}
@@ -182,22 +183,44 @@ func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 			if err := pb.Delete([]byte(p.ID)); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bMailboxPwByMailbox).Delete(passwordIndexKey(p)); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address))
 	})
 }
 
-// passwordsOf lists a mailbox's passwords in creation order. It scans all
-// passwords: there are few (people, not messages, create them), and a
-// second index would be one more thing to keep consistent.
-func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
+// passwordsOf lists the passwords of teamID's mailbox in creation order,
+// reading only that mailbox's entries of the password index.
+func passwordsOf(tx *bolt.Tx, teamID, mailboxID string) ([]*MailboxPassword, error) {
 	var out []*MailboxPassword
-	err := forEachJSON(tx.Bucket(bMailboxPasswords), func(p *MailboxPassword) {
-		if p.MailboxID == mailboxID {
-			out = append(out, p)
+	b := tx.Bucket(bMailboxPasswords)
+	prefix := passwordIndexPrefix(teamID, mailboxID)
+	err := forTeamKeys(tx.Bucket(bMailboxPwByMailbox), prefix, func(id []byte) error {
+		var p MailboxPassword
+		if err := getJSON(b, string(id), &p); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil // an index entry without its record: skip
+			}
+			return err
 		}
+		if p.TeamID == teamID && p.MailboxID == mailboxID {
+			out = append(out, &p)
+		}
+		return nil
 	})
 	return out, err
+}
+
+// passwordIndexPrefix starts the index keys of one mailbox's passwords.
+func passwordIndexPrefix(teamID, mailboxID string) []byte {
+	return []byte(teamID + "\x00" + mailboxID + "\x00")
+}
+
+// passwordIndexKey is p's key in the password index.
+func passwordIndexKey(p *MailboxPassword) []byte {
+	return append(passwordIndexPrefix(p.TeamID, p.MailboxID), p.ID...)
 }
 
 // CreateMailboxPassword stores a new password of an existing mailbox of
@@ -216,6 +239,9 @@ func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
 		if err := idx.Put(p.Hash, []byte(credRefPassword+p.ID)); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bMailboxPwByMailbox).Put(passwordIndexKey(p), nil); err != nil {
+			return err
+		}
 		return putJSON(tx.Bucket(bMailboxPasswords), p.ID, p)
 	})
 }
@@ -229,7 +255,7 @@ func (s *Store) MailboxPasswords(teamID, mailboxID string) ([]*MailboxPassword, 
 			return err
 		}
 		var err error
-		out, err = passwordsOf(tx, mailboxID)
+		out, err = passwordsOf(tx, teamID, mailboxID)
 		return err
 	})
 	return out, err

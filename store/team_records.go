@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -13,19 +15,67 @@ import (
 // version.
 
 // teamKind says where one kind of team-owned record lives.
+//
+// Layout: records stay keyed by their bare ID, and a second bucket, the
+// team index, holds team ID ‖ 0x00 ‖ record ID → nil for each of them. A
+// team's list is a cursor Seek to its prefix in the index and one Get per
+// record it names: it reads that team's keys only, however many teams
+// share the file. Keying the records themselves by team ‖ ID would save
+// those Gets but would make every lookup by ID alone (the scheduler's
+// provider, a credential reference "key:<id>", the webhook dispatcher, a
+// mailbox password's mailbox) need an ID → team index first, and every
+// such read outside these helpers change with it; with the index, records
+// and their readers stay as they were and the migration only adds keys.
+// Team IDs never contain 0x00, so one team's prefix never matches another
+// team's keys. An etcd backend would keep the same shape: a team prefix
+// is a key range there too.
 type teamKind struct {
 	// bucket holds the records keyed by ID.
 	bucket []byte
+	// byTeam is the team index: team ID ‖ 0x00 ‖ ID → nil.
+	byTeam []byte
 }
 
 var (
-	kindProviders = teamKind{bucket: bProviders}
-	kindKeys      = teamKind{bucket: bKeys}
-	kindGroups    = teamKind{bucket: bGroups}
-	kindMailboxes = teamKind{bucket: bMailboxes}
-	kindWebhooks  = teamKind{bucket: bWebhooks}
-	kindDomains   = teamKind{bucket: bDomains}
+	bProvidersByTeam = []byte("providers_by_team")
+	bKeysByTeam      = []byte("keys_by_team")
+	bGroupsByTeam    = []byte("groups_by_team")
+	bMailboxesByTeam = []byte("mailboxes_by_team")
+	bWebhooksByTeam  = []byte("webhooks_by_team")
+	bDomainsByTeam   = []byte("domains_by_team")
+	// bMailboxPwByMailbox indexes mailbox passwords:
+	// team ID ‖ 0x00 ‖ mailbox ID ‖ 0x00 ‖ password ID → nil.
+	bMailboxPwByMailbox = []byte("mailbox_passwords_by_mailbox")
 )
+
+var (
+	kindProviders = teamKind{bucket: bProviders, byTeam: bProvidersByTeam}
+	kindKeys      = teamKind{bucket: bKeys, byTeam: bKeysByTeam}
+	kindGroups    = teamKind{bucket: bGroups, byTeam: bGroupsByTeam}
+	kindMailboxes = teamKind{bucket: bMailboxes, byTeam: bMailboxesByTeam}
+	kindWebhooks  = teamKind{bucket: bWebhooks, byTeam: bWebhooksByTeam}
+	kindDomains   = teamKind{bucket: bDomains, byTeam: bDomainsByTeam}
+	// teamKinds are all of them, for the migration that builds the indexes.
+	teamKinds = []teamKind{kindProviders, kindKeys, kindGroups, kindMailboxes, kindWebhooks, kindDomains}
+)
+
+// teamPrefix is the start of every team index key of teamID.
+func teamPrefix(teamID string) []byte { return []byte(teamID + "\x00") }
+
+// teamIndexKey is a record's key in its team index.
+func teamIndexKey(teamID, id string) []byte { return []byte(teamID + "\x00" + id) }
+
+// forTeamKeys calls fn with the record ID of each index entry under
+// prefix, in key (creation) order. fn must not write to idx.
+func forTeamKeys(idx *bolt.Bucket, prefix []byte, fn func(id []byte) error) error {
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if err := fn(k[len(prefix):]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // anyTeam, passed as the team of a lookup, accepts a record of any team
 // (the relay's own writes, which know a record only by ID). No team ID
@@ -100,9 +150,12 @@ func createTeamRecord[T any, P teamRecord[T]](tx *bolt.Tx, k teamKind, rec P) er
 	return putTeamRecord(tx, k, rec)
 }
 
-// putTeamRecord writes rec as it is.
+// putTeamRecord writes rec as it is and enters it in its team index.
 func putTeamRecord[T any, P teamRecord[T]](tx *bolt.Tx, k teamKind, rec P) error {
-	id, _ := rec.owner()
+	id, team := rec.owner()
+	if err := tx.Bucket(k.byTeam).Put(teamIndexKey(team, id), nil); err != nil {
+		return err
+	}
 	return putJSON(tx.Bucket(k.bucket), id, rec)
 }
 
@@ -137,24 +190,41 @@ func deleteTeamRecord[T any, P teamRecord[T]](tx *bolt.Tx, k teamKind, teamID, i
 	if ifVersion > 0 && rec.version() != ifVersion {
 		return nil, ErrConflict
 	}
+	_, team := rec.owner()
+	if err := tx.Bucket(k.byTeam).Delete(teamIndexKey(team, id)); err != nil {
+		return nil, err
+	}
 	return rec, tx.Bucket(k.bucket).Delete([]byte(id))
 }
 
-// listTeam returns teamID's records of kind k in creation (ID) order.
+// listTeam returns teamID's records of kind k in creation (ID) order. It
+// reads the team's index entries and their records, nothing of other
+// teams. An index entry whose record is gone is skipped.
 func listTeam[T any, P teamRecord[T]](tx *bolt.Tx, k teamKind, teamID string) ([]P, error) {
 	var out []P
-	err := forEachJSON(tx.Bucket(k.bucket), func(v *T) {
-		if _, team := P(v).owner(); team == teamID {
-			out = append(out, P(v))
+	b := tx.Bucket(k.bucket)
+	err := forTeamKeys(tx.Bucket(k.byTeam), teamPrefix(teamID), func(id []byte) error {
+		data := b.Get(id)
+		if data == nil {
+			return nil
 		}
+		var v T
+		if err := jsonUnmarshal(data, &v); err != nil {
+			return err
+		}
+		if _, team := P(&v).owner(); team == teamID {
+			out = append(out, P(&v))
+		}
+		return nil
 	})
 	return out, err
 }
 
-// countTeam counts teamID's records of kind k.
-func countTeam[T any, P teamRecord[T]](tx *bolt.Tx, k teamKind, teamID string) (int, error) {
-	recs, err := listTeam[T, P](tx, k, teamID)
-	return len(recs), err
+// countTeam counts teamID's records of kind k without decoding them.
+func countTeam(tx *bolt.Tx, k teamKind, teamID string) (int, error) {
+	n := 0
+	err := forTeamKeys(tx.Bucket(k.byTeam), teamPrefix(teamID), func([]byte) error { n++; return nil })
+	return n, err
 }
 
 // listAll returns every team's records of kind k in ID order.

@@ -54,7 +54,7 @@ func (s *Store) CreateWebhook(w *Webhook, max int) error {
 		if tx.Bucket(bWebhooks).Get([]byte(w.ID)) != nil {
 			return ErrConflict
 		}
-		n, err := countTeam[Webhook](tx, kindWebhooks, w.TeamID)
+		n, err := countTeam(tx, kindWebhooks, w.TeamID)
 		if err != nil {
 			return err
 		}
