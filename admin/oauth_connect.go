@@ -106,8 +106,7 @@ func (s *Server) oauthCallback(c *call) error {
 func (s *Server) saveConnected(g *OAuthGrant) (*store.Provider, bool, error) {
 	sealed := s.opts.Sealer.Seal(string(g.TokenJSON))
 	now := s.now()
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
+	defer s.providerLocks.lock(g.TeamID)()
 	existing, err := s.st.Providers(g.TeamID)
 	if err != nil {
 		return nil, false, err

@@ -83,8 +83,7 @@ func (s *Server) createProvider(c *call) error {
 		return err
 	}
 
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
+	defer s.providerLocks.lock(c.team())()
 	if err := s.checkProviderRoom(c.team()); err != nil {
 		return err
 	}
@@ -111,8 +110,9 @@ func (s *Server) sealSecrets(in *providerInput) sealedSecrets {
 }
 
 // checkProviderRoom answers limit_exceeded when the team already has as
-// many own providers as it may. The caller holds createMu until it created
-// the provider, so concurrent creates cannot both take the last place.
+// many own providers as it may. The caller holds the team's providerLocks
+// entry until it created the provider, so concurrent creates cannot both
+// take the last place. It reads only that team's providers.
 func (s *Server) checkProviderRoom(teamID string) error {
 	limit, err := s.providerLimit(teamID)
 	if err != nil {

@@ -533,6 +533,27 @@ func TestProviderLimitConcurrent(t *testing.T) {
 	}
 }
 
+// TestProviderCreateDoesNotWaitForOtherTeams: a create under way for one
+// team (its lock held, as during its count and commit) does not hold up
+// another team's create. TestProviderLimitConcurrent shows that the same
+// team's creates still wait for each other.
+func TestProviderCreateDoesNotWaitForOtherTeams(t *testing.T) {
+	e := newEnv(t)
+	other, _, _ := e.provision("other")
+	unlock := e.srv.providerLocks.lock(other.ID)
+	defer unlock()
+	done := make(chan *resp, 1)
+	go func() { done <- e.do("POST", "/api/v1/providers", validSMTP()) }()
+	select {
+	case r := <-done:
+		if r.Code != 201 {
+			t.Fatalf("create: %d %s", r.Code, r.Body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a team's POST /providers waited for another team's create")
+	}
+}
+
 func TestListProvidersPagination(t *testing.T) {
 	e := newEnv(t)
 	want := []string{e.managed.ID}

@@ -153,10 +153,13 @@ type Server struct {
 	// touched throttles root keys' last_used_at writes (see touchKey).
 	touchMu sync.Mutex
 	touched map[string]time.Time
-	// createMu serialises "count own providers, then create" so that two
-	// concurrent creates cannot both pass the limit check. One process
-	// owns the store, so a process-local lock is enough.
+	// createMu serialises "is the team name free, then create the team".
+	// One process owns the store, so a process-local lock is enough.
 	createMu sync.Mutex
+	// providerLocks serialise "count the team's own providers, then
+	// create one" per team, so that two concurrent creates cannot both
+	// pass the limit check, and other teams' creates do not wait.
+	providerLocks teamLocks
 	// refMu keeps group references valid: writes that store a reference
 	// to a delivery group (a provider's group_id, a send scope) hold it
 	// shared from the existence check to their commit, and deleting a

@@ -95,24 +95,21 @@ func (s *Store) CreateDomain(d *Domain, max int) error {
 				return ErrLimit
 			}
 		}
-		d.Version = 1
 		if err := idx.Put(nk, []byte(d.ID)); err != nil {
 			return err
 		}
-		return putJSON(b, d.ID, d)
+		return createTeamRecord(tx, kindDomains, d)
 	})
 }
 
 // Domain returns a domain of teamID; another team's is ErrNotFound.
 func (s *Store) Domain(teamID, id string) (*Domain, error) {
-	var d Domain
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bDomains), id, &d) }); err != nil {
-		return nil, err
-	}
-	if d.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return &d, nil
+	var d *Domain
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		d, err = getTeamRecord[Domain](tx, kindDomains, teamID, id)
+		return err
+	})
+	return d, err
 }
 
 // DomainByName returns teamID's domain called name (any case, trailing
@@ -133,16 +130,16 @@ func (s *Store) DomainByName(teamID, name string) (*Domain, error) {
 }
 
 // Domains lists a team's domains in creation order; teamID "" lists every
-// team's (the background re-check). Teams have a handful of domains, so a
-// walk of the bucket is cheaper than another index.
+// team's (the background re-check).
 func (s *Store) Domains(teamID string) ([]*Domain, error) {
 	var out []*Domain
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bDomains), func() any { return new(Domain) }, func(v any) {
-			if d := v.(*Domain); teamID == "" || d.TeamID == teamID {
-				out = append(out, d)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		if teamID == "" {
+			out, err = listAll[Domain](tx, kindDomains)
+		} else {
+			out, err = listTeam[Domain](tx, kindDomains, teamID)
+		}
+		return err
 	})
 	return out, err
 }
@@ -152,52 +149,30 @@ func (s *Store) Domains(teamID string) ([]*Domain, error) {
 // may run more than once and must be deterministic; it cannot rename the
 // domain or move it to another team.
 func (s *Store) UpdateDomain(teamID, id string, ifVersion int64, fn func(*Domain) error) (*Domain, error) {
-	var out Domain
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bDomains)
-		var d Domain
-		if err := getJSON(b, id, &d); err != nil {
+	var out *Domain
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindDomains, teamID, id, ifVersion, func(d *Domain) error {
+			name := d.Domain
+			err := fn(d)
+			d.Domain = name // the name index depends on it
 			return err
-		}
-		if d.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && d.Version != ifVersion {
-			return ErrConflict
-		}
-		name := d.Domain
-		if err := fn(&d); err != nil {
-			return err
-		}
-		d.ID, d.TeamID, d.Domain = id, teamID, name // identity is not fn's to change
-		d.Version++
-		out = d
-		return putJSON(b, id, &d)
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteDomain removes a team's domain and its name index entry. Mail from
 // it is no longer signed from the next attempt on.
 func (s *Store) DeleteDomain(teamID, id string, ifVersion int64) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bDomains)
-		var d Domain
-		if err := getJSON(b, id, &d); err != nil {
+		d, err := deleteTeamRecord[Domain](tx, kindDomains, teamID, id, ifVersion)
+		if err != nil {
 			return err
 		}
-		if d.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && d.Version != ifVersion {
-			return ErrConflict
-		}
-		if err := tx.Bucket(bDomainNames).Delete(domainNameKey(teamID, d.Domain)); err != nil {
-			return err
-		}
-		return b.Delete([]byte(id))
+		return tx.Bucket(bDomainNames).Delete(domainNameKey(teamID, d.Domain))
 	})
 }

@@ -41,38 +41,25 @@ type GroupDeletion struct {
 
 // CreateGroup stores a new group with version 1.
 func (s *Store) CreateGroup(g *DeliveryGroup) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bGroups)
-		if b.Get([]byte(g.ID)) != nil {
-			return ErrConflict
-		}
-		g.Version = 1
-		return putJSON(b, g.ID, g)
-	})
+	return s.update(func(tx *bolt.Tx) error { return createTeamRecord(tx, kindGroups, g) })
 }
 
 // Group returns a group of teamID; another team's group is ErrNotFound.
 func (s *Store) Group(teamID, id string) (*DeliveryGroup, error) {
-	var g DeliveryGroup
-	err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bGroups), id, &g) })
-	if err != nil {
-		return nil, err
-	}
-	if g.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return &g, nil
+	var g *DeliveryGroup
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		g, err = getTeamRecord[DeliveryGroup](tx, kindGroups, teamID, id)
+		return err
+	})
+	return g, err
 }
 
 // Groups lists a team's groups in creation order.
 func (s *Store) Groups(teamID string) ([]*DeliveryGroup, error) {
 	var out []*DeliveryGroup
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bGroups), func() any { return new(DeliveryGroup) }, func(v any) {
-			if g := v.(*DeliveryGroup); g.TeamID == teamID {
-				out = append(out, g)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[DeliveryGroup](tx, kindGroups, teamID)
+		return err
 	})
 	return out, err
 }
@@ -81,31 +68,15 @@ func (s *Store) Groups(teamID string) ([]*DeliveryGroup, error) {
 // version. ifVersion > 0 makes the write conditional (If-Match). fn may run
 // more than once and must be deterministic.
 func (s *Store) UpdateGroup(teamID, id string, ifVersion int64, fn func(*DeliveryGroup) error) (*DeliveryGroup, error) {
-	var out DeliveryGroup
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bGroups)
-		var g DeliveryGroup
-		if err := getJSON(b, id, &g); err != nil {
-			return err
-		}
-		if g.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && g.Version != ifVersion {
-			return ErrConflict
-		}
-		if err := fn(&g); err != nil {
-			return err
-		}
-		g.ID, g.TeamID = id, teamID // identity is not fn's to change
-		g.Version++
-		out = g
-		return putJSON(b, id, &g)
+	var out *DeliveryGroup
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindGroups, teamID, id, ifVersion, fn)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteGroup removes a team's group and, in the same transaction, moves
@@ -120,18 +91,7 @@ func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (
 		// The function may be re-run after a sibling in its batch failed:
 		// start from a clean result each time.
 		res = GroupDeletion{}
-		b := tx.Bucket(bGroups)
-		var g DeliveryGroup
-		if err := getJSON(b, id, &g); err != nil {
-			return err
-		}
-		if g.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && g.Version != ifVersion {
-			return ErrConflict
-		}
-		if err := b.Delete([]byte(id)); err != nil {
+		if _, err := deleteTeamRecord[DeliveryGroup](tx, kindGroups, teamID, id, ifVersion); err != nil {
 			return err
 		}
 		if err := ungroupProviders(tx, teamID, id, now, &res); err != nil {
@@ -151,24 +111,20 @@ func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (
 }
 
 // ungroupProviders clears GroupID on every provider of the team that is in
-// group id. Providers are collected first and written afterwards, because
-// bbolt forbids writing to a bucket while a ForEach walks it.
+// group id. It reads only the team's providers.
 func ungroupProviders(tx *bolt.Tx, teamID, id string, now time.Time, res *GroupDeletion) error {
-	b := tx.Bucket(bProviders)
-	var members []*Provider
-	err := forEachJSON(b, func() any { return new(Provider) }, func(v any) {
-		if p := v.(*Provider); p.TeamID == teamID && p.GroupID == id {
-			members = append(members, p)
-		}
-	})
+	providers, err := listTeam[Provider](tx, kindProviders, teamID)
 	if err != nil {
 		return err
 	}
-	for _, p := range members {
+	for _, p := range providers {
+		if p.GroupID != id {
+			continue
+		}
 		p.GroupID = ""
 		p.Version++
 		p.UpdatedAt = now
-		if err := putJSON(b, p.ID, p); err != nil {
+		if err := putTeamRecord(tx, kindProviders, p); err != nil {
 			return err
 		}
 		res.MovedProviders = append(res.MovedProviders, p.ID)
@@ -178,20 +134,26 @@ func ungroupProviders(tx *bolt.Tx, teamID, id string, now time.Time, res *GroupD
 
 // scopesNaming lists the team's unrevoked keys and its mailboxes whose
 // group scope names id. Revoked keys can never send again, so reporting
-// them would only be noise.
+// them would only be noise. It reads only the team's keys and mailboxes.
 func scopesNaming(tx *bolt.Tx, teamID, id string, res *GroupDeletion) error {
 	names := func(sc Scope) bool { return sc.Type == "group" && slices.Contains(sc.GroupPublicIDs, id) }
-	err := forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
-		if k := v.(*APIKey); k.TeamID == teamID && k.Active() && names(k.SendScope) {
-			res.AffectedKeys = append(res.AffectedKeys, k.ID)
-		}
-	})
+	keys, err := listTeam[APIKey](tx, kindKeys, teamID)
 	if err != nil {
 		return err
 	}
-	return forEachJSON(tx.Bucket(bMailboxes), func() any { return new(Mailbox) }, func(v any) {
-		if m := v.(*Mailbox); m.TeamID == teamID && names(m.SendScope) {
+	for _, k := range keys {
+		if k.Active() && names(k.SendScope) {
+			res.AffectedKeys = append(res.AffectedKeys, k.ID)
+		}
+	}
+	mailboxes, err := listTeam[Mailbox](tx, kindMailboxes, teamID)
+	if err != nil {
+		return err
+	}
+	for _, m := range mailboxes {
+		if names(m.SendScope) {
 			res.AffectedMailboxes = append(res.AffectedMailboxes, m.ID)
 		}
-	})
+	}
+	return nil
 }

@@ -97,7 +97,7 @@ func (s *Store) CreateKey(k *APIKey) error {
 		if err := idx.Put(k.Hash, []byte("key:"+k.ID)); err != nil {
 			return err
 		}
-		return putJSON(tx.Bucket(bKeys), k.ID, k)
+		return putTeamRecord(tx, kindKeys, k)
 	})
 }
 
@@ -137,38 +137,24 @@ func (s *Store) KeyBySecret(secret string) (*APIKey, error) {
 // Keys lists a team's keys in creation order.
 func (s *Store) Keys(teamID string) ([]*APIKey, error) {
 	var out []*APIKey
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
-			if k := v.(*APIKey); k.TeamID == teamID {
-				out = append(out, k)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[APIKey](tx, kindKeys, teamID)
+		return err
 	})
 	return out, err
 }
 
 // UpdateKey applies fn to the stored key of the team and saves it.
 func (s *Store) UpdateKey(teamID, id string, fn func(*APIKey) error) (*APIKey, error) {
-	var out APIKey
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bKeys)
-		var k APIKey
-		if err := getJSON(b, id, &k); err != nil {
-			return err
-		}
-		if k.TeamID != teamID {
-			return ErrNotFound
-		}
-		if err := fn(&k); err != nil {
-			return err
-		}
-		out = k
-		return putJSON(b, id, &k)
+	var out *APIKey
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindKeys, teamID, id, 0, fn)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // RotateKey gives the team's key a new secret hash (and its clear
@@ -232,8 +218,8 @@ func dropHashRef(idx *bolt.Bucket, h, ref []byte) error {
 func (s *Store) SweepRotatedKeys(now time.Time) (int, error) {
 	var expired []string
 	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bKeys), func() any { return new(APIKey) }, func(v any) {
-			if k := v.(*APIKey); len(k.PrevHash) > 0 && !k.InGrace(now) {
+		return forEachJSON(tx.Bucket(bKeys), func(k *APIKey) {
+			if len(k.PrevHash) > 0 && !k.InGrace(now) {
 				expired = append(expired, k.ID)
 			}
 		})

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"time"
 
@@ -69,8 +70,8 @@ func addrKey(teamID, address string) []byte {
 func (s *Store) CreateMailbox(m *Mailbox) error {
 	m.Address = NormalizeAddress(m.Address)
 	return s.update(func(tx *bolt.Tx) error {
-		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
-		if b.Get([]byte(m.ID)) != nil {
+		idx := tx.Bucket(bMailboxAddr)
+		if tx.Bucket(bMailboxes).Get([]byte(m.ID)) != nil {
 			return ErrConflict
 		}
 		ak := addrKey(m.TeamID, m.Address)
@@ -80,30 +81,23 @@ func (s *Store) CreateMailbox(m *Mailbox) error {
 		if err := idx.Put(ak, []byte(m.ID)); err != nil {
 			return err
 		}
-		m.Version = 1
-		return putJSON(b, m.ID, m)
+		return createTeamRecord(tx, kindMailboxes, m)
 	})
 }
 
 // Mailbox returns a mailbox regardless of team (for credential checks).
 func (s *Store) Mailbox(id string) (*Mailbox, error) {
-	var m Mailbox
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMailboxes), id, &m) }); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return s.TeamMailbox(anyTeam, id)
 }
 
 // TeamMailbox returns a mailbox only if it belongs to teamID.
 func (s *Store) TeamMailbox(teamID, id string) (*Mailbox, error) {
-	m, err := s.Mailbox(id)
-	if err != nil {
-		return nil, err
-	}
-	if m.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return m, nil
+	var m *Mailbox
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		m, err = getTeamRecord[Mailbox](tx, kindMailboxes, teamID, id)
+		return err
+	})
+	return m, err
 }
 
 // MailboxByAddress finds the team's mailbox with that address (compared
@@ -126,12 +120,9 @@ func (s *Store) MailboxByAddress(teamID, address string) (*Mailbox, error) {
 // Mailboxes lists a team's mailboxes in creation order.
 func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
 	var out []*Mailbox
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bMailboxes), func() any { return new(Mailbox) }, func(v any) {
-			if m := v.(*Mailbox); m.TeamID == teamID {
-				out = append(out, m)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[Mailbox](tx, kindMailboxes, teamID)
+		return err
 	})
 	return out, err
 }
@@ -141,45 +132,32 @@ func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
 // fn changes the address, the uniqueness index follows (ErrConflict when
 // the new address is taken). fn may run more than once.
 func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailbox) error) (*Mailbox, error) {
-	var out Mailbox
-	err := s.update(func(tx *bolt.Tx) error {
-		b, idx := tx.Bucket(bMailboxes), tx.Bucket(bMailboxAddr)
-		var m Mailbox
-		if err := getJSON(b, id, &m); err != nil {
-			return err
-		}
-		if m.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && m.Version != ifVersion {
-			return ErrConflict
-		}
-		oldAddr := m.Address
-		if err := fn(&m); err != nil {
-			return err
-		}
-		m.ID, m.TeamID = id, teamID // identity is not fn's to change
-		m.Address = NormalizeAddress(m.Address)
-		if m.Address != oldAddr {
-			nk := addrKey(teamID, m.Address)
+	var out *Mailbox
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindMailboxes, teamID, id, ifVersion, func(m *Mailbox) error {
+			oldAddr := m.Address
+			if err := fn(m); err != nil {
+				return err
+			}
+			m.Address = NormalizeAddress(m.Address)
+			if m.Address == oldAddr {
+				return nil
+			}
+			idx, nk := tx.Bucket(bMailboxAddr), addrKey(teamID, m.Address)
 			if v := idx.Get(nk); v != nil && string(v) != id {
 				return ErrConflict
 			}
 			if err := idx.Delete(addrKey(teamID, oldAddr)); err != nil {
 				return err
 			}
-			if err := idx.Put(nk, []byte(id)); err != nil {
-				return err
-			}
-		}
-		m.Version++
-		out = m
-		return putJSON(b, id, &m)
+			return idx.Put(nk, []byte(id))
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteMailbox removes a team's mailbox together with its passwords and
@@ -187,18 +165,11 @@ func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailb
 // none of its passwords authenticates any more.
 func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bMailboxes)
-		var m Mailbox
-		if err := getJSON(b, id, &m); err != nil {
+		m, err := deleteTeamRecord[Mailbox](tx, kindMailboxes, teamID, id, ifVersion)
+		if err != nil {
 			return err
 		}
-		if m.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && m.Version != ifVersion {
-			return ErrConflict
-		}
-		pws, err := passwordsOf(tx, id)
+		pws, err := passwordsOf(tx, teamID, id)
 		if err != nil {
 			return err
 		}
@@ -212,25 +183,44 @@ func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
 			if err := pb.Delete([]byte(p.ID)); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bMailboxPwByMailbox).Delete(passwordIndexKey(p)); err != nil {
+				return err
+			}
 		}
-		if err := tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address)); err != nil {
-			return err
-		}
-		return b.Delete([]byte(id))
+		return tx.Bucket(bMailboxAddr).Delete(addrKey(teamID, m.Address))
 	})
 }
 
-// passwordsOf lists a mailbox's passwords in creation order. It scans all
-// passwords: there are few (people, not messages, create them), and a
-// second index would be one more thing to keep consistent.
-func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
+// passwordsOf lists the passwords of teamID's mailbox in creation order,
+// reading only that mailbox's entries of the password index.
+func passwordsOf(tx *bolt.Tx, teamID, mailboxID string) ([]*MailboxPassword, error) {
 	var out []*MailboxPassword
-	err := forEachJSON(tx.Bucket(bMailboxPasswords), func() any { return new(MailboxPassword) }, func(v any) {
-		if p := v.(*MailboxPassword); p.MailboxID == mailboxID {
-			out = append(out, p)
+	b := tx.Bucket(bMailboxPasswords)
+	prefix := passwordIndexPrefix(teamID, mailboxID)
+	err := forTeamKeys(tx.Bucket(bMailboxPwByMailbox), prefix, func(id []byte) error {
+		var p MailboxPassword
+		if err := getJSON(b, string(id), &p); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil // an index entry without its record: skip
+			}
+			return err
 		}
+		if p.TeamID == teamID && p.MailboxID == mailboxID {
+			out = append(out, &p)
+		}
+		return nil
 	})
 	return out, err
+}
+
+// passwordIndexPrefix starts the index keys of one mailbox's passwords.
+func passwordIndexPrefix(teamID, mailboxID string) []byte {
+	return []byte(teamID + "\x00" + mailboxID + "\x00")
+}
+
+// passwordIndexKey is p's key in the password index.
+func passwordIndexKey(p *MailboxPassword) []byte {
+	return append(passwordIndexPrefix(p.TeamID, p.MailboxID), p.ID...)
 }
 
 // CreateMailboxPassword stores a new password of an existing mailbox of
@@ -239,18 +229,17 @@ func passwordsOf(tx *bolt.Tx, mailboxID string) ([]*MailboxPassword, error) {
 // meanwhile is ErrNotFound, so no password can outlive its mailbox.
 func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
 	return s.update(func(tx *bolt.Tx) error {
-		var m Mailbox
-		if err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m); err != nil {
+		if _, err := getTeamRecord[Mailbox](tx, kindMailboxes, p.TeamID, p.MailboxID); err != nil {
 			return err
-		}
-		if m.TeamID != p.TeamID {
-			return ErrNotFound
 		}
 		idx := tx.Bucket(bCredHash)
 		if v := idx.Get(p.Hash); v != nil && string(v) != credRefPassword+p.ID {
 			return ErrConflict
 		}
 		if err := idx.Put(p.Hash, []byte(credRefPassword+p.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMailboxPwByMailbox).Put(passwordIndexKey(p), nil); err != nil {
 			return err
 		}
 		return putJSON(tx.Bucket(bMailboxPasswords), p.ID, p)
@@ -262,15 +251,11 @@ func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
 func (s *Store) MailboxPasswords(teamID, mailboxID string) ([]*MailboxPassword, error) {
 	var out []*MailboxPassword
 	err := s.view(func(tx *bolt.Tx) error {
-		var m Mailbox
-		if err := getJSON(tx.Bucket(bMailboxes), mailboxID, &m); err != nil {
+		if _, err := getTeamRecord[Mailbox](tx, kindMailboxes, teamID, mailboxID); err != nil {
 			return err
 		}
-		if m.TeamID != teamID {
-			return ErrNotFound
-		}
 		var err error
-		out, err = passwordsOf(tx, mailboxID)
+		out, err = passwordsOf(tx, teamID, mailboxID)
 		return err
 	})
 	return out, err

@@ -17,7 +17,7 @@ import (
 // encoded, an index that existing records must be entered in) takes a
 // step in migrations and this constant one higher. A new bucket that
 // starts empty needs neither: Open creates missing buckets.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // ErrSchemaTooNew is returned by Open for a file written by a newer
 // smtpmux: its layout is unknown here, and reading it could lose mail.
@@ -38,6 +38,7 @@ type migration struct {
 var migrations = []migration{
 	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
 	{to: 3, name: "index queued messages holding managed-account reservations", fn: migrateManagedReserved},
+	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
 }
 
 var keySchemaVersion = []byte("schema_version")
@@ -169,5 +170,39 @@ func migrateDataSentMarks(tx *bolt.Tx) error {
 		var v [4]byte
 		binary.BigEndian.PutUint32(v[:], uint32(n))
 		return sent.Put(id, v[:])
+	})
+}
+
+// migrateTeamIndexes is step 3 → 4. Team lists used to walk a whole bucket
+// and keep the team's records; they now read the team index (see
+// teamKind). The step enters every existing provider, key, group,
+// mailbox, webhook and domain in its kind's team index, and every mailbox
+// password in the password index. It only adds index keys: no record is
+// rewritten, moved or dropped, and it touches no message.
+func migrateTeamIndexes(tx *bolt.Tx) error {
+	var owner struct {
+		TeamID    string `json:"team_id"`
+		MailboxID string `json:"mailbox_id"`
+	}
+	for _, k := range teamKinds {
+		idx := tx.Bucket(k.byTeam)
+		err := tx.Bucket(k.bucket).ForEach(func(id, v []byte) error {
+			owner.TeamID = ""
+			if err := jsonUnmarshal(v, &owner); err != nil {
+				return fmt.Errorf("%s record %s: %w", k.bucket, id, err)
+			}
+			return idx.Put(teamIndexKey(owner.TeamID, string(id)), nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	idx := tx.Bucket(bMailboxPwByMailbox)
+	return tx.Bucket(bMailboxPasswords).ForEach(func(id, v []byte) error {
+		owner.TeamID, owner.MailboxID = "", ""
+		if err := jsonUnmarshal(v, &owner); err != nil {
+			return fmt.Errorf("mailbox password %s: %w", id, err)
+		}
+		return idx.Put(passwordIndexKey(&MailboxPassword{ID: string(id), TeamID: owner.TeamID, MailboxID: owner.MailboxID}), nil)
 	})
 }

@@ -92,80 +92,57 @@ type Provider struct {
 
 // CreateProvider stores a new provider.
 func (s *Store) CreateProvider(p *Provider) error {
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bProviders)
-		if b.Get([]byte(p.ID)) != nil {
-			return ErrConflict
-		}
-		p.Version = 1
-		return putJSON(b, p.ID, p)
-	})
+	err := s.update(func(tx *bolt.Tx) error { return createTeamRecord(tx, kindProviders, p) })
 	s.providersGen.Add(1)
 	return err
 }
 
 // Provider returns one provider regardless of team (for the scheduler).
 func (s *Store) Provider(id string) (*Provider, error) {
-	var p Provider
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bProviders), id, &p) }); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return s.TeamProvider(anyTeam, id)
 }
 
 // TeamProvider returns a provider only if it belongs to teamID.
 func (s *Store) TeamProvider(teamID, id string) (*Provider, error) {
-	p, err := s.Provider(id)
-	if err != nil {
-		return nil, err
-	}
-	if p.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return p, nil
+	var p *Provider
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		p, err = getTeamRecord[Provider](tx, kindProviders, teamID, id)
+		return err
+	})
+	return p, err
 }
 
 // Providers lists a team's providers in creation order; teamID "" lists all.
 func (s *Store) Providers(teamID string) ([]*Provider, error) {
 	var out []*Provider
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bProviders), func() any { return new(Provider) }, func(v any) {
-			if p := v.(*Provider); teamID == "" || p.TeamID == teamID {
-				out = append(out, p)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		if teamID == "" {
+			out, err = listAll[Provider](tx, kindProviders)
+		} else {
+			out, err = listTeam[Provider](tx, kindProviders, teamID)
+		}
+		return err
 	})
 	return out, err
 }
 
 // UpdateProvider applies fn to the team's stored provider and saves it with
 // a new version. ifVersion > 0 makes the write conditional (If-Match).
+// teamID "" accepts any team's provider (the relay's status writes).
 func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Provider) error) (*Provider, error) {
-	var out Provider
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bProviders)
-		var p Provider
-		if err := getJSON(b, id, &p); err != nil {
-			return err
-		}
-		if teamID != "" && p.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && p.Version != ifVersion {
-			return ErrConflict
-		}
-		if err := fn(&p); err != nil {
-			return err
-		}
-		p.Version++
-		out = p
-		return putJSON(b, id, &p)
+	if teamID == "" {
+		teamID = anyTeam
+	}
+	var out *Provider
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindProviders, teamID, id, ifVersion, fn)
+		return err
 	})
 	s.providersGen.Add(1)
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteProvider removes a team's provider. Messages keep its ID in their
@@ -173,18 +150,8 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 	defer s.providersGen.Add(1)
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bProviders)
-		var p Provider
-		if err := getJSON(b, id, &p); err != nil {
-			return err
-		}
-		if p.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && p.Version != ifVersion {
-			return ErrConflict
-		}
-		return b.Delete([]byte(id))
+		_, err := deleteTeamRecord[Provider](tx, kindProviders, teamID, id, ifVersion)
+		return err
 	})
 }
 

@@ -29,7 +29,8 @@ var (
 		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
 		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
-		bDomains, bDomainNames, bTrackingLinks, bManagedReserved}
+		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
+		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox}
 )
 
 // Errors callers branch on.

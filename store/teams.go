@@ -51,19 +51,7 @@ func (s *Store) TeamByName(name string) (*Team, error) {
 func (s *Store) Teams() ([]*Team, error) {
 	var out []*Team
 	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bTeams), func() any { return new(Team) }, func(v any) { out = append(out, v.(*Team)) })
+		return forEachJSON(tx.Bucket(bTeams), func(t *Team) { out = append(out, t) })
 	})
 	return out, err
-}
-
-// forEachJSON decodes every value of b in key order.
-func forEachJSON(b *bolt.Bucket, mk func() any, add func(any)) error {
-	return b.ForEach(func(_, v []byte) error {
-		x := mk()
-		if err := jsonUnmarshal(v, x); err != nil {
-			return err
-		}
-		add(x)
-		return nil
-	})
 }

@@ -111,8 +111,8 @@ func (s *Store) RecordClick(token string, at time.Time, userAgent string) (*Trac
 func (s *Store) TrackingLinks(messageID string) ([]*TrackingLink, error) {
 	var out []*TrackingLink
 	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bTrackingLinks), func() any { return new(TrackingLink) }, func(v any) {
-			if l := v.(*TrackingLink); l.MessageID == messageID {
+		return forEachJSON(tx.Bucket(bTrackingLinks), func(l *TrackingLink) {
+			if l.MessageID == messageID {
 				out = append(out, l)
 			}
 		})

@@ -51,58 +51,41 @@ func (w *Webhook) Wants(typ string) bool { return w.Enabled && slices.Contains(w
 // concurrent creates cannot overshoot.
 func (s *Store) CreateWebhook(w *Webhook, max int) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bWebhooks)
-		if b.Get([]byte(w.ID)) != nil {
+		if tx.Bucket(bWebhooks).Get([]byte(w.ID)) != nil {
 			return ErrConflict
 		}
-		n := 0
-		err := forEachJSON(b, func() any { return new(Webhook) }, func(v any) {
-			if v.(*Webhook).TeamID == w.TeamID {
-				n++
-			}
-		})
+		n, err := countTeam(tx, kindWebhooks, w.TeamID)
 		if err != nil {
 			return err
 		}
 		if max > 0 && n >= max {
 			return ErrLimit
 		}
-		w.Version = 1
-		return putJSON(b, w.ID, w)
+		return createTeamRecord(tx, kindWebhooks, w)
 	})
 }
 
 // WebhookByID returns a webhook of any team (the dispatcher's lookup).
 func (s *Store) WebhookByID(id string) (*Webhook, error) {
-	var w Webhook
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bWebhooks), id, &w) }); err != nil {
-		return nil, err
-	}
-	return &w, nil
+	return s.Webhook(anyTeam, id)
 }
 
 // Webhook returns a webhook of teamID; another team's is ErrNotFound.
 func (s *Store) Webhook(teamID, id string) (*Webhook, error) {
-	w, err := s.WebhookByID(id)
-	if err != nil {
-		return nil, err
-	}
-	if w.TeamID != teamID {
-		return nil, ErrNotFound
-	}
-	return w, nil
+	var w *Webhook
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		w, err = getTeamRecord[Webhook](tx, kindWebhooks, teamID, id)
+		return err
+	})
+	return w, err
 }
 
-// Webhooks lists a team's webhooks in creation order. The bucket holds a
-// few records per team at most, so a full walk is cheaper than an index.
+// Webhooks lists a team's webhooks in creation order.
 func (s *Store) Webhooks(teamID string) ([]*Webhook, error) {
 	var out []*Webhook
-	err := s.view(func(tx *bolt.Tx) error {
-		return forEachJSON(tx.Bucket(bWebhooks), func() any { return new(Webhook) }, func(v any) {
-			if w := v.(*Webhook); w.TeamID == teamID {
-				out = append(out, w)
-			}
-		})
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		out, err = listTeam[Webhook](tx, kindWebhooks, teamID)
+		return err
 	})
 	return out, err
 }
@@ -111,31 +94,15 @@ func (s *Store) Webhooks(teamID string) ([]*Webhook, error) {
 // new version. ifVersion > 0 makes the write conditional (If-Match). fn may
 // run more than once and must be deterministic.
 func (s *Store) UpdateWebhook(teamID, id string, ifVersion int64, fn func(*Webhook) error) (*Webhook, error) {
-	var out Webhook
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bWebhooks)
-		var w Webhook
-		if err := getJSON(b, id, &w); err != nil {
-			return err
-		}
-		if w.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && w.Version != ifVersion {
-			return ErrConflict
-		}
-		if err := fn(&w); err != nil {
-			return err
-		}
-		w.ID, w.TeamID = id, teamID // identity is not fn's to change
-		w.Version++
-		out = w
-		return putJSON(b, id, &w)
+	var out *Webhook
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		out, err = updateTeamRecord(tx, kindWebhooks, teamID, id, ifVersion, fn)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return out, nil
 }
 
 // DeleteWebhook removes a team's webhook. Its deliveries stay until the
@@ -144,17 +111,7 @@ func (s *Store) UpdateWebhook(teamID, id string, ifVersion int64, fn func(*Webho
 // deliveries the webhook has.
 func (s *Store) DeleteWebhook(teamID, id string, ifVersion int64) error {
 	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bWebhooks)
-		var w Webhook
-		if err := getJSON(b, id, &w); err != nil {
-			return err
-		}
-		if w.TeamID != teamID {
-			return ErrNotFound
-		}
-		if ifVersion > 0 && w.Version != ifVersion {
-			return ErrConflict
-		}
-		return b.Delete([]byte(id))
+		_, err := deleteTeamRecord[Webhook](tx, kindWebhooks, teamID, id, ifVersion)
+		return err
 	})
 }
