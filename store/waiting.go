@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,8 +21,8 @@ import (
 //
 //	team id ‖ 0x00 ‖ message id → be64(due entry's nanos) ‖ be64(NextAttemptAt's nanos)
 //
-// (records of builds before the values existed have an empty value: their
-// due entry is at NextAttemptAt). When something may make one of the
+// (schema 4; before, the value was empty and the due entry always at
+// NextAttemptAt: migrateWaitingDue fills it in). When something may make one of the
 // team's providers usable earlier, WakeTeam moves every such due entry to
 // now in one index-only transaction and the scheduler's loop finds them
 // due. A woken message whose pick still finds nothing goes back to its
@@ -210,21 +212,10 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 			for _, e := range page {
 				last = e.k
 				id := string(e.k[len(prefix):])
-				var due, park time.Time
-				if len(e.v) == 16 {
-					due, park = time.Unix(0, int64(binary.BigEndian.Uint64(e.v))), time.Unix(0, int64(binary.BigEndian.Uint64(e.v[8:])))
-				} else {
-					// An entry of an older build: its due entry is at
-					// the record's NextAttemptAt.
-					var m Message
-					if err := getJSON(tx.Bucket(bMessages), id, &m); err != nil {
-						if err == ErrNotFound {
-							continue
-						}
-						return err
-					}
-					due, park = m.NextAttemptAt, m.NextAttemptAt
+				if len(e.v) != 16 {
+					continue // not written by this layout (migrateWaitingDue fills them)
 				}
+				due, park := time.Unix(0, int64(binary.BigEndian.Uint64(e.v))), time.Unix(0, int64(binary.BigEndian.Uint64(e.v[8:])))
 				if !due.After(now) {
 					continue // due already
 				}
@@ -273,3 +264,43 @@ func (s *Store) WaitingTeams() ([]string, error) {
 	})
 	return teams, err
 }
+
+// migrateWaitingDue is step 3 → 4: waiting entries get their value (due
+// entry and NextAttemptAt, both NextAttemptAt then, since no wake moved
+// them), so that a wake can move them without reading the records; an
+// entry whose message no longer waits is dropped. A binary before step 4
+// must not open the file: it would not know a woken entry's due time and
+// leave a stray entry in bDue.
+func migrateWaitingDue(tx *bolt.Tx) error {
+	b := tx.Bucket(bWaiting)
+	if b == nil {
+		return nil
+	}
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		i := bytes.IndexByte(k, 0)
+		var m Message
+		err := errNotWaiting
+		if i >= 0 {
+			err = getJSON(tx.Bucket(bMessages), string(k[i+1:]), &m)
+		}
+		if err == nil && (!waits(&m) || m.TeamID != string(k[:i])) {
+			err = errNotWaiting
+		}
+		switch {
+		case err == nil:
+			err = b.Put(k, waitingValue(m.NextAttemptAt, m.NextAttemptAt))
+		case errors.Is(err, ErrNotFound) || errors.Is(err, errNotWaiting):
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return fmt.Errorf("waiting entry %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+var errNotWaiting = errors.New("not waiting")

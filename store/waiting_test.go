@@ -271,3 +271,45 @@ func TestParkRacingWakeIsNotStranded(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateWaitingDue: a version 3 file's waiting entries (no value) get
+// their due times, an entry whose message no longer waits is dropped, and
+// a wake then moves the migrated entry.
+func TestMigrateWaitingDue(t *testing.T) {
+	s, path := openTest(t)
+	now := time.Now().Truncate(time.Second)
+	later := now.Add(time.Hour)
+	ids := enqueueN(t, s, 2, now)
+	park(t, s, ids[0], later)
+	s.Close()
+	// As a version 3 build left it: ids[0] waiting with an empty value,
+	// and a stray entry for ids[1], which does not wait.
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bWaiting)
+		if err := b.Put(waitingKey("team_x", ids[0]), nil); err != nil {
+			return err
+		}
+		if err := b.Put(waitingKey("team_x", ids[1]), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(keySchemaVersion, be64(3))
+	})
+	s2, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := waitingOf(t, s2, "team_x"); !slices.Equal(got, ids[:1]) {
+		t.Fatalf("waiting after the migration: %v, want %v", got, ids[:1])
+	}
+	if moved, err := s2.WakeTeam("team_x", now); err != nil || moved != 1 {
+		t.Fatalf("wake of the migrated entry moved %d, %v", moved, err)
+	}
+	if due := dueTimes(t, s2); !due[ids[0]].Equal(now) || !due[ids[1]].Equal(now) || len(due) != 2 {
+		t.Fatalf("due index after the wake: %v", due)
+	}
+	s2.Close()
+	if v, _ := rawVersion(t, path); v != SchemaVersion {
+		t.Fatalf("version %d after the migration", v)
+	}
+}
