@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"sync"
 	"time"
 )
 
@@ -78,10 +79,23 @@ func (s *Scheduler) wakeOnProviderChange(gen *int64) {
 		return // looked at again at the next turn
 	}
 	*gen = g
+	// Side by side, so that the committer folds the teams' wakes into a
+	// few transactions instead of one fsync after another.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, wakeParallel)
 	for _, team := range teams {
-		s.Wake(team)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.Wake(team)
+		}()
 	}
+	wg.Wait()
 }
+
+// wakeParallel bounds the wakes wakeOnProviderChange runs at once.
+const wakeParallel = 32
 
 func (s *Scheduler) teamUsable(teamID string) bool {
 	ps, err := s.reg.TeamProviders(teamID)
