@@ -17,12 +17,13 @@ import (
 // When something makes a provider usable earlier (an operator's
 // successful connection test clears the breaker, a half-open probe gets
 // through, a provider is activated, edited or added, a limit is raised),
-// the team is woken: one index-only store transaction makes all its
-// waiting messages due now, then the loop is kicked and re-picks them like
-// any due message. One that still finds nothing goes back to its own due
-// time without its record being rewritten (store.Repark); one that finds
-// a provider is claimed and sent as usual. So the queue drains at full
-// speed as soon as the upstream is back.
+// the team is woken: an index-only store write (one transaction per
+// 4,096 messages) makes all its waiting messages due now, then the loop
+// is kicked and re-picks them like any due message. One that still finds
+// nothing goes back to its own due time without its record being
+// rewritten (store.Repark); one that finds a provider is claimed and sent
+// as usual. So the queue drains at full speed as soon as the upstream is
+// back.
 //
 // A message whose pick ran just before a wake and whose park lands just
 // after it is not left behind: the store orders the two (see
