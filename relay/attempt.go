@@ -17,24 +17,13 @@ import (
 // is only temporarily unable (over quota, pulled) before looking again.
 const noProviderDelay = time.Second
 
-// attempt runs one delivery attempt of message id. woken is set for a
-// message taken from the waiting index (wake.go): if it is not due yet,
-// it goes only when a provider can take it now, and otherwise is left as
-// it was, without a write.
-//
-// It ends with the message no longer active, unless a wake pass may have
-// missed it while it ran: then it looks once more (lookAgain).
-func (s *Scheduler) attempt(id string, woken bool) {
-	epoch := s.wakes.epoch.Load()
-	s.attemptOnce(id, woken)
-	for s.lookAgain(id, &epoch) {
-		s.attemptOnce(id, true)
-	}
-}
-
-// attemptOnce is one look at message id: a pick, then an attempt, a wait
+// attempt is one look at due message id: a pick, then an attempt, a wait
 // or a deferral.
-func (s *Scheduler) attemptOnce(id string, woken bool) {
+//
+// A message that is due before its NextAttemptAt while it waits was woken
+// (wake.go): it goes only if a provider can take it now, and otherwise
+// returns to its own due time without a record write (store.Repark).
+func (s *Scheduler) attempt(id string) {
 	m, err := s.store.Message(id)
 	if err != nil {
 		s.log.Error("loading message failed", "msg_id", id, "err", err)
@@ -43,16 +32,25 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 	if m.State != store.StateQueued {
 		return // finished or claimed meanwhile
 	}
-	early := woken && m.NextAttemptAt.After(s.now())
-	if early && len(m.Waiting) == 0 {
-		return // it no longer waits for a provider (e.g. a transient retry): its schedule holds
+	// Read before anything the pick looks at: a wake after this read is
+	// seen by the park (store.ParkMessage), one before it by the pick.
+	gen, err := s.store.WakeGen(m.TeamID)
+	if err != nil {
+		s.log.Error("loading wake generation failed", "msg_id", id, "err", err)
+		return
+	}
+	early := len(m.Waiting) > 0 && m.NextAttemptAt.After(s.now())
+	later := func(why string, err error) {
+		s.log.Error(why, "msg_id", id, "team", m.TeamID, "err", err)
+		if early {
+			s.repark(m, gen)
+		} else {
+			s.requeue(id, s.now().Add(noProviderDelay), gen)
+		}
 	}
 	ps, err := s.reg.TeamProviders(m.TeamID)
 	if err != nil {
-		s.log.Error("loading providers failed", "msg_id", id, "err", err)
-		if !early {
-			s.requeue(id, s.now().Add(noProviderDelay))
-		}
+		later("loading providers failed", err)
 		return
 	}
 	m0 := m
@@ -60,20 +58,18 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 	if err != nil {
 		// Without the team its limit overrides are unknown: picking with
 		// the defaults could exceed a lowered limit. Look again later.
-		s.log.Error("loading team failed", "msg_id", id, "team", m.TeamID, "err", err)
-		if !early {
-			s.requeue(id, s.now().Add(noProviderDelay))
-		}
+		later("loading team failed", err)
 		return
 	}
 	now := s.now()
 	ex, res := s.health.pick(m, ps, team, now, s.draw)
 	if res == nil && early {
-		return // still nothing for it: it keeps its due time
+		s.repark(m, gen) // still nothing for it: back to its due time
+		return
 	}
 	explanation, _ := json.Marshal(ex)
 	if res == nil {
-		s.noProvider(m, ex, explanation)
+		s.noProvider(m, ex, explanation, gen)
 		return
 	}
 	var prov *store.Provider
@@ -141,7 +137,7 @@ func (s *Scheduler) attemptOnce(id string, woken bool) {
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
 		s.health.complete(res, false, s.now())
-		s.requeue(id, s.now()) // shutdown cut it before the body went out
+		s.requeue(id, s.now(), gen) // shutdown cut it before the body went out
 		return
 	}
 	s.finish(m, prov, res, out)
@@ -206,21 +202,22 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 }
 
 // requeue puts a claimed or skipped message back in the queue at t without
-// counting a retry.
-func (s *Scheduler) requeue(id string, t time.Time) { s.requeueWaiting(id, t, nil) }
+// counting a retry. gen is the team's wake generation read before the
+// pick (attempt), for a message that goes on waiting.
+func (s *Scheduler) requeue(id string, t time.Time, gen uint64) { s.requeueWaiting(id, t, nil, gen) }
 
 // requeueWaiting is requeue that also records why the message waits.
-func (s *Scheduler) requeueWaiting(id string, t time.Time, why []byte) {
+func (s *Scheduler) requeueWaiting(id string, t time.Time, why []byte, gen uint64) {
 	// A claimed message that cannot be put back would sit in flight, in
 	// no queue, until a restart: keep trying (storefail.go).
-	err := s.persist("requeue", id, func() error { return s.requeueOnce(id, t, why) })
+	err := s.persist("requeue", id, func() error { return s.requeueOnce(id, t, why, gen) })
 	if err != nil && storeTrouble(err) {
 		s.log.Error("requeue failed", "msg_id", id, "err", err)
 	}
 }
 
-func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte) error {
-	_, err := s.store.UpdateMessage(id, func(m *store.Message) error {
+func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte, gen uint64) error {
+	_, err := s.store.ParkMessage(id, gen, s.now().UTC(), func(m *store.Message) error {
 		if why != nil {
 			m.Waiting = why
 		}
@@ -236,6 +233,16 @@ func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte) error {
 	return err
 }
 
+// repark returns a woken message that still finds no provider to its own
+// due time (store.Repark). Left due, it would be picked again at once.
+func (s *Scheduler) repark(m *store.Message, gen uint64) {
+	if err := s.store.Repark(m.TeamID, m.ID, gen); err != nil {
+		wait := s.gate.failed(s.now()) // pause dispatch rather than spin on it
+		s.log.Error("returning a woken message to its due time failed", "msg_id", m.ID, "err", err,
+			"dispatch_paused_ms", wait.Milliseconds())
+	}
+}
+
 // noProvider handles a pick that found nothing eligible. If waiting can
 // help (quota, breaker) the message waits for the earliest chance routing
 // sees, looking again at least every maxWait; it is woken earlier when a
@@ -245,15 +252,14 @@ func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte) error {
 // Otherwise nothing in scope can send: that is recorded as an attempt and
 // counts as a temporary failure, so the schedule bounds how long the
 // message is kept.
-func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte) {
+func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte, gen uint64) {
 	now := s.now().UTC()
 	if ex.Waiting {
 		at := ex.RetryAt
 		if at.IsZero() || at.Sub(now) > maxWait {
 			at = now.Add(maxWait)
 		}
-		s.noteWaiting(m.TeamID)
-		s.requeueWaiting(m.ID, at, explanation)
+		s.requeueWaiting(m.ID, at, explanation, gen)
 		return
 	}
 	onlyAvoided := len(ex.Excluded) > 0
@@ -267,12 +273,9 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 		hasAvoided = hasAvoided || e.Reason == routing.ReasonAvoid
 	}
 	avoided := onlyAvoided && hasAvoided
-	if avoided {
-		s.noteWaiting(m.TeamID)
-	}
 	// A message failed here gives its acceptance reservations back.
 	var unreserved int
-	final, err := s.store.UpdateMessage(m.ID, func(m *store.Message) error {
+	final, err := s.store.ParkMessage(m.ID, gen, now, func(m *store.Message) error {
 		unreserved = 0
 		if m.State != store.StateQueued {
 			return errNotQueued

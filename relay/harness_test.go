@@ -74,6 +74,13 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 // sched (the harness default retries after 50 ms).
 func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerConfig)) *harness {
 	t.Helper()
+	return newHarnessClock(t, mutate, sched, nil)
+}
+
+// newHarnessClock is newHarnessSched with the relay's clock (the
+// scheduler's and the server's) read from now (nil: the real one).
+func newHarnessClock(t *testing.T, mutate func(*Config), sched func(*SchedulerConfig), now func() time.Time) *harness {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -87,14 +94,14 @@ func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerCo
 	if sched != nil {
 		sched(&scfg)
 	}
-	h.sched = NewScheduler(scfg, st, reg, logger, nil)
+	h.sched = NewScheduler(scfg, st, reg, logger, now)
 	cfg := Config{Hostname: "relay.test", Listen: []string{"127.0.0.1:0"}, AllowInsecureAuth: true,
 		MaxMessageBytes: 64 << 10, MaxRecipients: 5, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		MaxConnections: 20, AuthFailDelay: 10 * time.Millisecond}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h.srv = NewServer(cfg, st, reg, h.sched, logger, nil)
+	h.srv = NewServer(cfg, st, reg, h.sched, logger, now)
 	h.provID = h.addProvider("fake", nil)
 	h.fake = h.upstream(h.provID)
 	h.secret = store.NewSecret(store.SecretPrefixSending)

@@ -184,7 +184,7 @@ func (h *health) recover(id string, now time.Time) {
 // message now, ignoring scopes and per-message exclusions: active, weight
 // above zero, not pulled, headroom in every quota window. The scheduler
 // asks it before waking a team's waiting messages, so a change that
-// leaves nothing usable costs no pass over them.
+// leaves nothing usable moves none of them.
 func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

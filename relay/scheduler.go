@@ -44,12 +44,10 @@ type Scheduler struct {
 	kick chan struct{}
 	slot chan struct{}
 
-	mu     sync.Mutex
-	active map[string]bool // messages with an attempt running in this process
-	// wakes holds what may let waiting messages go earlier than their
-	// due time (see wake.go); guarded by mu, except the passes, which
-	// only Run's goroutine touches.
-	wakes wakeState
+	mu sync.Mutex
+	// active are the messages with an attempt running in this process:
+	// still in the due index until claimed, they must not start twice.
+	active map[string]bool
 	// gate pauses dispatch while the store refuses writes (storefail.go).
 	gate storeGate
 	wg   sync.WaitGroup
@@ -78,7 +76,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 		used: newToucher(st.TouchProvider),
 		draw: func(n int) int { return rand.IntN(n) },
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
-		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel, wakes: newWakeState()}
+		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
 }
 
 // Kick wakes the scheduler because something became due.
@@ -103,9 +101,6 @@ func (s *Scheduler) Recover() (int, error) {
 		return 0, err
 	}
 	s.health.restoreManaged(reservations, s.now())
-	if err := s.loadWaitingTeams(); err != nil {
-		return 0, err
-	}
 	ids, err := s.store.Inflight()
 	if err != nil {
 		return 0, err
@@ -156,23 +151,21 @@ func (s *Scheduler) Recover() (int, error) {
 }
 
 // Run claims and delivers due messages until ctx is cancelled, then waits
-// for attempts in progress (see Stop).
+// for attempts in progress (see Stop). It is the one loop over the one due
+// index: a kick (an enqueue, a finished attempt, a wake), the timer at the
+// next due time, or the provider counter's poll (wake.go) turns it.
 func (s *Scheduler) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	providersGen := int64(-1)
 	for {
-		s.checkWakes()
+		s.wakeOnProviderChange(&providersGen)
 		next := s.dispatch()
-		wait := s.cfg.IdlePoll
+		wait := min(s.cfg.IdlePoll, wakePoll)
 		if !next.IsZero() {
 			if d := next.Sub(s.now()); d < wait {
 				wait = max(d, time.Millisecond)
 			}
-		}
-		if s.hasWaiting() {
-			// Provider changes made through the store (API, CLI) are
-			// noticed by polling its counter, cheaply.
-			wait = min(wait, wakePoll)
 		}
 		timer.Reset(wait)
 		select {
@@ -191,8 +184,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 }
 
 // dispatch starts an attempt for every due message while slots are free,
-// then for the waiting messages of woken teams (wake.go), and returns when
-// the next queued message falls due.
+// and returns when the next queued message falls due.
 func (s *Scheduler) dispatch() time.Time {
 	for {
 		free := cap(s.slot) - len(s.slot)
@@ -208,12 +200,9 @@ func (s *Scheduler) dispatch() time.Time {
 			return s.now().Add(time.Second)
 		}
 		for _, id := range ids {
-			s.start(id, false)
+			s.start(id)
 		}
-		if len(ids) == free {
-			continue
-		}
-		if n := s.wakeStep(free - len(ids)); n < free-len(ids) {
+		if len(ids) < free {
 			return next
 		}
 	}
@@ -225,10 +214,8 @@ func (s *Scheduler) isActive(id string) bool {
 	return s.active[id]
 }
 
-// start runs an attempt of message id in its own goroutine. woken marks
-// a message taken from the waiting index before its due time: it goes only
-// if a provider can take it now (see attempt).
-func (s *Scheduler) start(id string, woken bool) {
+// start runs an attempt of message id in its own goroutine.
+func (s *Scheduler) start(id string) {
 	s.mu.Lock()
 	s.active[id] = true
 	s.mu.Unlock()
@@ -236,13 +223,16 @@ func (s *Scheduler) start(id string, woken bool) {
 	s.wg.Add(1)
 	go func() {
 		defer func() {
-			// attempt ends with id no longer active (lookAgain): clearing
-			// it here could clear a newer attempt's mark.
+			// Inactive before the kick, so the turn it causes can start
+			// the message again if it is still (or again) due.
+			s.mu.Lock()
+			delete(s.active, id)
+			s.mu.Unlock()
 			<-s.slot
 			s.wg.Done()
 			s.Kick()
 		}()
-		s.attempt(id, woken)
+		s.attempt(id)
 	}()
 }
 

@@ -1,65 +1,51 @@
 package relay
 
 import (
-	"sync/atomic"
+	"sync"
 	"time"
-
-	"github.com/smtpmux/smtpmux/store"
 )
 
 // Waking waiting messages.
 //
 // A message that no provider in its scope can take now (pulled by the
 // breaker, over quota, or just failed by all of them with connection
-// errors) waits in the queue until the time routing gives (the pull ends,
-// the quota window opens, the retry step is over), at most maxWait. The
-// store indexes such messages by team (store.Waiting). When something
-// makes a provider usable before that time (an operator's successful
-// connection test clears the breaker, a provider is activated or edited,
-// a limit is raised), the team is woken: the scheduler walks that index
-// page by page, never holding more than one page of IDs, and re-picks each
-// message. A message that still finds nothing keeps its place and due
-// time, and nothing is written for it; one that finds a provider is
-// claimed and sent as usual. So the queue drains at full speed as soon as
-// the upstream is back, and a change that helps nobody costs reads only.
+// errors) is parked in the store: due at the time routing gives (the pull
+// ends, the quota window opens, the retry step is over; at most maxWait),
+// and indexed by team as waiting (store/waiting.go). Those due times are
+// the safety net: nothing depends on a wake arriving.
+//
+// When something makes a provider usable earlier (an operator's
+// successful connection test clears the breaker, a half-open probe gets
+// through, a provider is activated, edited or added, a limit is raised),
+// the team is woken: an index-only store write (one transaction per
+// 4,096 messages) makes all its waiting messages due now, then the loop
+// is kicked and re-picks them like any due message. One that still finds
+// nothing goes back to its own due time without its record being
+// rewritten (store.Repark); one that finds a provider is claimed and sent
+// as usual. So the queue drains at full speed as soon as the upstream is
+// back.
+//
+// A message whose pick ran just before a wake and whose park lands just
+// after it is not left behind: the store orders the two (see
+// store.ParkMessage), so there is nothing to remember here.
 
-// wakePoll is how often Run looks at the store's provider counter while
-// messages wait.
+// wakePoll is how often Run looks at the store's provider counter: provider
+// writes through the API or the CLI reach the scheduler that way.
 const wakePoll = time.Second
 
-type wakeState struct {
-	// teams have (or had, since start) waiting messages; asked are to be
-	// woken at the next turn of Run. Both guarded by Scheduler.mu.
-	teams, asked map[string]bool
-	// gen is the store's provider counter when Run last looked (Run only).
-	gen int64
-	// passes walk woken teams' waiting messages (Run only).
-	passes []*wakePass
-	// epoch counts the passes started; skipped are messages a pass left
-	// because an attempt was under way, looks how many extra looks such
-	// an attempt took (skipped and looks guarded by Scheduler.mu). An
-	// attempt that ends waiting after either looks once more (lookAgain).
-	epoch   atomic.Int64
-	skipped map[string]bool
-	looks   map[string]int
-}
-
-// wakePass is one walk over a team's waiting messages; after is the last
-// message ID handed out.
-type wakePass struct{ team, after string }
-
-func newWakeState() wakeState {
-	return wakeState{teams: map[string]bool{}, asked: map[string]bool{}, gen: -1,
-		skipped: map[string]bool{}, looks: map[string]int{}}
-}
-
-// Wake asks the scheduler to look at the team's waiting messages now,
-// because something may have made one of its providers usable (a raised
-// limit, a provider change the store's counter does not cover).
+// Wake makes the team's waiting messages due now, because something may
+// have made one of its providers usable (a raised limit, a recovered
+// provider), and kicks the loop. A team none of whose providers could take
+// a message now is left alone, so a change that helps nobody costs no
+// writes.
 func (s *Scheduler) Wake(teamID string) {
-	s.mu.Lock()
-	s.wakes.asked[teamID] = true
-	s.mu.Unlock()
+	if !s.teamUsable(teamID) {
+		return
+	}
+	if _, err := s.store.WakeTeam(teamID, s.now()); err != nil {
+		// The waiting messages keep their own due times: late, not lost.
+		s.log.Error("waking waiting messages failed", "team", teamID, "err", err)
+	}
 	s.Kick()
 }
 
@@ -79,54 +65,38 @@ func (s *Scheduler) ProviderRecovered(teamID, providerID string) {
 	s.Wake(teamID)
 }
 
-// noteWaiting records that a message of the team waits.
-func (s *Scheduler) noteWaiting(teamID string) {
-	s.mu.Lock()
-	s.wakes.teams[teamID] = true
-	s.mu.Unlock()
-}
-
-func (s *Scheduler) hasWaiting() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.wakes.teams) > 0
-}
-
-// loadWaitingTeams seeds the teams with waiting messages from the store at
-// start. Run wakes them all at its first turn: the breaker state did not
-// survive the restart, so what pulled their providers is forgotten.
-func (s *Scheduler) loadWaitingTeams() error {
+// wakeOnProviderChange wakes every team with waiting messages when the
+// store's provider counter moved since *gen (and at the first turn: the
+// breaker state did not survive a restart, so what pulled their providers
+// is forgotten).
+func (s *Scheduler) wakeOnProviderChange(gen *int64) {
+	g := s.store.ProvidersGen()
+	if g == *gen {
+		return
+	}
 	teams, err := s.store.WaitingTeams()
 	if err != nil {
-		return err
+		s.log.Error("listing teams with waiting messages failed", "err", err)
+		return // looked at again at the next turn
 	}
-	for _, t := range teams {
-		s.noteWaiting(t)
+	*gen = g
+	// Side by side, so that the committer folds the teams' wakes into a
+	// few transactions instead of one fsync after another.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, wakeParallel)
+	for _, team := range teams {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.Wake(team)
+		}()
 	}
-	return nil
+	wg.Wait()
 }
 
-// checkWakes starts a pass for every team that was asked for, or for every
-// team with waiting messages when providers changed in the store, provided
-// the team has a provider that could take a message now.
-func (s *Scheduler) checkWakes() {
-	gen := s.store.ProvidersGen()
-	s.mu.Lock()
-	asked := s.wakes.asked
-	s.wakes.asked = map[string]bool{}
-	if gen != s.wakes.gen {
-		s.wakes.gen = gen
-		for t := range s.wakes.teams {
-			asked[t] = true
-		}
-	}
-	s.mu.Unlock()
-	for team := range asked {
-		if s.teamUsable(team) {
-			s.startPass(team)
-		}
-	}
-}
+// wakeParallel bounds the wakes wakeOnProviderChange runs at once.
+const wakeParallel = 32
 
 func (s *Scheduler) teamUsable(teamID string) bool {
 	ps, err := s.reg.TeamProviders(teamID)
@@ -140,97 +110,4 @@ func (s *Scheduler) teamUsable(teamID string) bool {
 		return false
 	}
 	return s.health.usable(ps, team, s.now())
-}
-
-// startPass starts a walk over the team's waiting messages, or restarts
-// the one under way (messages it passed may be able to go now).
-func (s *Scheduler) startPass(teamID string) {
-	s.wakes.epoch.Add(1)
-	for _, p := range s.wakes.passes {
-		if p.team == teamID {
-			p.after = ""
-			return
-		}
-	}
-	s.wakes.passes = append(s.wakes.passes, &wakePass{team: teamID})
-}
-
-// wakeStep starts up to limit attempts of woken messages and returns how
-// many it started; fewer than limit means every pass is done.
-func (s *Scheduler) wakeStep(limit int) int {
-	n := 0
-	for n < limit && len(s.wakes.passes) > 0 {
-		p := s.wakes.passes[0]
-		ids, last, more, err := s.store.Waiting(p.team, p.after, limit-n, s.skipActive)
-		if err != nil {
-			s.log.Error("reading waiting messages failed", "team", p.team, "err", err)
-			more = false
-		}
-		for _, id := range ids {
-			s.start(id, true)
-		}
-		n += len(ids)
-		p.after = last
-		if !more {
-			s.wakes.passes = s.wakes.passes[1:]
-		}
-	}
-	return n
-}
-
-// lookAgain runs as an attempt of message id ends. A wake pass may have
-// missed the message while the attempt ran: one started since *epoch (the
-// message was not in the waiting index yet), or one skipped it because it
-// was active (skipActive). If so, and the message still waits, lookAgain
-// reports true and the message stays active for one more look, as the
-// pass would have given it. Otherwise it is no longer active when
-// lookAgain returns false. The decision and the skips are both made under
-// s.mu, so no pass can fall between them. Without this, a provider added
-// while a message was being requeued left it waiting until its due time
-// (up to maxWait); checking the epoch alone, with the message marked
-// inactive only later, left a pass starting in between skip it unseen.
-func (s *Scheduler) lookAgain(id string, epoch *int64) bool {
-	s.mu.Lock()
-	now := s.wakes.epoch.Load()
-	again := s.wakes.skipped[id] || now != *epoch
-	delete(s.wakes.skipped, id)
-	if !again || s.wakes.looks[id] >= maxLooksAgain {
-		s.endActive(id)
-		s.mu.Unlock()
-		return false
-	}
-	s.wakes.looks[id]++
-	*epoch = now
-	s.mu.Unlock()
-	if m, err := s.store.Message(id); err == nil && m.State == store.StateQueued && len(m.Waiting) > 0 {
-		return true
-	}
-	// Not waiting: no pass looks for it, so none can miss it now.
-	s.mu.Lock()
-	s.endActive(id)
-	s.mu.Unlock()
-	return false
-}
-
-// endActive forgets message id's attempt; s.mu is held.
-func (s *Scheduler) endActive(id string) {
-	delete(s.active, id)
-	delete(s.wakes.skipped, id)
-	delete(s.wakes.looks, id)
-}
-
-// maxLooksAgain bounds the extra looks one attempt takes while passes keep
-// starting.
-const maxLooksAgain = 3
-
-// skipActive is the wake passes' filter: a message with an attempt under
-// way is skipped, and noted, so that the attempt looks again as it ends.
-func (s *Scheduler) skipActive(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.active[id] {
-		return false
-	}
-	s.wakes.skipped[id] = true
-	return true
 }

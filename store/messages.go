@@ -200,11 +200,14 @@ func (s *Store) readInline(id string, copyOut func(v []byte)) error {
 // UpdateMessage applies fn to the stored message and saves it, keeping the
 // due and in-flight indexes consistent with the old and new State and
 // NextAttemptAt. It returns the saved record after the fsync.
+//
+// A write that leaves the message waiting (waiting.go) goes through
+// ParkMessage, so that a wake it raced is not lost.
 func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, error) {
-	return s.updateMessage(id, fn, nil)
+	return s.updateMessage(id, fn, nil, nil)
 }
 
-func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error) (*Message, error) {
+func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error, park *parking) (*Message, error) {
 	var out Message
 	o := &op{done: make(chan error, 1)}
 	o.fn = func(tx *bolt.Tx) error {
@@ -214,14 +217,18 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if err := getJSON(b, id, &m); err != nil {
 			return err
 		}
-		oldState, oldDue, wasWaiting, wasReserved := m.State, m.NextAttemptAt, waits(&m), holdsReservation(&m)
+		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
 		if err := fn(&m); err != nil {
 			return err
 		}
-		if err := reindex(tx, id, oldState, oldDue, m.State, m.NextAttemptAt); err != nil {
+		due := m.NextAttemptAt
+		if park != nil && waits(&m) && wakeGen(tx, m.TeamID) != park.seen && park.now.Before(due) {
+			due = park.now // a wake came after its pick: look again now
+		}
+		if err := reindex(tx, id, oldState, oldDue, m.State, due); err != nil {
 			return err
 		}
-		if err := syncWaiting(tx, &m, wasWaiting); err != nil {
+		if err := syncWaiting(tx, &m, wasWaiting, due); err != nil {
 			return err
 		}
 		if err := syncManagedReserved(tx, &m, wasReserved); err != nil {

@@ -17,7 +17,7 @@ import (
 // encoded, an index that existing records must be entered in) takes a
 // step in migrations and this constant one higher. A new bucket that
 // starts empty needs neither: Open creates missing buckets.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // ErrSchemaTooNew is returned by Open for a file written by a newer
 // smtpmux: its layout is unknown here, and reading it could lose mail.
@@ -39,6 +39,7 @@ var migrations = []migration{
 	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
 	{to: 3, name: "index queued messages holding managed-account reservations", fn: migrateManagedReserved},
 	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
+	{to: 5, name: "record the due times of waiting messages in their waiting entries", fn: migrateWaitingDue},
 }
 
 var keySchemaVersion = []byte("schema_version")

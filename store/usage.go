@@ -65,5 +65,5 @@ func putUsage(tx *bolt.Tx, providerID string, rec UsageRecord) error {
 // the same transaction, so the quota counters are durable exactly when the
 // attempt that consumed them is.
 func (s *Store) ClaimMessage(id string, fn func(*Message) error, providerID string, usage UsageRecord) (*Message, error) {
-	return s.updateMessage(id, fn, func(tx *bolt.Tx) error { return putUsage(tx, providerID, usage) })
+	return s.updateMessage(id, fn, func(tx *bolt.Tx) error { return putUsage(tx, providerID, usage) }, nil)
 }

@@ -2,24 +2,50 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// bWaiting indexes the queued messages that wait for a provider to become
-// usable (Message.Waiting is set): team id ‖ 0x00 ‖ message id → nil.
+// Waiting messages and wakes.
 //
-// The due index alone says when each of them looks again; this index lets
-// the scheduler find a team's waiting messages at once when something
-// makes a provider usable earlier than that (an operator's successful test
-// clears the breaker, a provider is activated), without reading the whole
-// queue. It is a hint: updateMessage keeps it in step with the records,
-// and the scheduler re-checks each record before acting on it.
+// The due index (bDue) is the one thing the scheduler reads to know what
+// to send. A queued message that no provider in its scope can take now
+// (pulled by the breaker, over quota, just failed by every provider) is
+// parked: its record's Waiting says why, and its due entry sits at its
+// NextAttemptAt, the safety-net time routing gives (end of the pull, next
+// quota window). bWaiting indexes such messages by team:
 //
-// The bucket is created on first use, so stores written before it existed
-// need no migration (their waiting messages are found through the due
-// index, as before).
-var bWaiting = []byte("waiting")
+//	team id ‖ 0x00 ‖ message id → be64(due entry's nanos) ‖ be64(NextAttemptAt's nanos)
+//
+// (schema 4; before, the value was empty and the due entry always at
+// NextAttemptAt: migrateWaitingDue fills it in). When something may make one of the
+// team's providers usable earlier, WakeTeam moves every such due entry to
+// now in one index-only transaction and the scheduler's loop finds them
+// due. A woken message whose pick still finds nothing goes back to its
+// NextAttemptAt (Repark), again index-only: its record is never rewritten
+// by a wake.
+//
+// A pick that ran before a wake but whose park commits after it would
+// leave the message at its safety-net time, missed by the wake. Each wake
+// therefore counts up the team's wake generation (bWakeGen) in its
+// transaction, and a park (ParkMessage, Repark) carries the generation
+// read before its pick: if it moved, the message is left due now instead.
+// Park and wake are both transactions of the one committer, so one of
+// them comes first: either the wake sees the parked entry, or the park
+// sees the new generation.
+var (
+	bWaiting = []byte("waiting")
+	bWakeGen = []byte("wake_gen") // team id → be64 count of wakes
+)
+
+// wakeChunk bounds how many waiting entries one wake transaction moves,
+// so a wake of a huge queue never holds one giant dirty set (and delays
+// every acceptance waiting for the committer) while it runs.
+var wakeChunk = 4096 // a variable for the tests
 
 func waitingKey(teamID, id string) []byte {
 	k := make([]byte, 0, len(teamID)+1+len(id))
@@ -28,15 +54,34 @@ func waitingKey(teamID, id string) []byte {
 	return append(k, id...)
 }
 
+func waitingValue(due, park time.Time) []byte {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, uint64(due.UnixNano()))
+	binary.BigEndian.PutUint64(v[8:], uint64(park.UnixNano()))
+	return v
+}
+
 // waits reports whether m belongs in the waiting index.
 func waits(m *Message) bool { return m.State == StateQueued && len(m.Waiting) > 0 }
 
+// dueAt is the time of stored queued message m's entry in bDue: the one
+// its waiting entry records (a wake moved it), else its NextAttemptAt.
+func dueAt(tx *bolt.Tx, m *Message) time.Time {
+	if waits(m) {
+		if b := tx.Bucket(bWaiting); b != nil {
+			if v := b.Get(waitingKey(m.TeamID, m.ID)); len(v) == 16 {
+				return time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+			}
+		}
+	}
+	return m.NextAttemptAt
+}
+
 // syncWaiting puts or deletes m's waiting entry after a write (was: whether
-// it waited before). A waiting message is put even when it waited before:
-// records written by builds without the index (or restored from their
-// backups) enter it at their next re-pick; the put of a present key costs
-// little.
-func syncWaiting(tx *bolt.Tx, m *Message, was bool) error {
+// it waited before; due: where its bDue entry now is). A waiting message
+// is put even when it waited before: the entry carries its due times, and
+// records written by builds without the index enter it at their next park.
+func syncWaiting(tx *bolt.Tx, m *Message, was bool, due time.Time) error {
 	now := waits(m)
 	if !now && !was {
 		return nil
@@ -46,7 +91,7 @@ func syncWaiting(tx *bolt.Tx, m *Message, was bool) error {
 		if err != nil {
 			return err
 		}
-		return b.Put(waitingKey(m.TeamID, m.ID), nil)
+		return b.Put(waitingKey(m.TeamID, m.ID), waitingValue(due, m.NextAttemptAt))
 	}
 	if b := tx.Bucket(bWaiting); b != nil {
 		return b.Delete(waitingKey(m.TeamID, m.ID))
@@ -54,39 +99,146 @@ func syncWaiting(tx *bolt.Tx, m *Message, was bool) error {
 	return nil
 }
 
-// Waiting returns up to limit IDs of the team's waiting messages that come
-// after the message ID after ("" for the first), in ID order (acceptance
-// order), skipping those skip reports true for. last is the last ID looked
-// at (skipped ones included), to pass as after for the next page; more
-// reports whether there may be further entries.
-func (s *Store) Waiting(teamID, after string, limit int, skip func(id string) bool) (ids []string, last string, more bool, err error) {
-	prefix := waitingKey(teamID, "")
-	last = after
-	err = s.view(func(tx *bolt.Tx) error {
+func wakeGen(tx *bolt.Tx, teamID string) uint64 {
+	if b := tx.Bucket(bWakeGen); b != nil {
+		if v := b.Get([]byte(teamID)); len(v) == 8 {
+			return binary.BigEndian.Uint64(v)
+		}
+	}
+	return 0
+}
+
+// WakeGen returns the team's wake generation. The scheduler reads it
+// before a pick and hands it to ParkMessage or Repark.
+func (s *Store) WakeGen(teamID string) (gen uint64, err error) {
+	err = s.view(func(tx *bolt.Tx) error { gen = wakeGen(tx, teamID); return nil })
+	return gen, err
+}
+
+// parking is what ParkMessage adds to a message write: the wake generation
+// its pick saw, and the time a raced wake makes it due at.
+type parking struct {
+	seen uint64
+	now  time.Time
+}
+
+// ParkMessage is UpdateMessage for a write that may leave the message
+// waiting (fn sets Waiting and NextAttemptAt): seen is the team's wake
+// generation read before the pick that found no provider. If the team was
+// woken since, the pick may have missed what the wake was about, so the
+// message is left due at now (still waiting, its NextAttemptAt kept)
+// instead of at its NextAttemptAt.
+func (s *Store) ParkMessage(id string, seen uint64, now time.Time, fn func(*Message) error) (*Message, error) {
+	return s.updateMessage(id, fn, nil, &parking{seen: seen, now: now})
+}
+
+// Repark puts a woken message whose pick still found no provider back at
+// its NextAttemptAt, touching only the indexes, unless the team was woken
+// again since seen (then it stays due: the newer wake may help it). A
+// message no longer waiting is left alone.
+func (s *Store) Repark(teamID, id string, seen uint64) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bWaiting)
-		if b == nil {
+		if b == nil || wakeGen(tx, teamID) != seen {
 			return nil
 		}
-		c := b.Cursor()
-		k, _ := c.Seek(waitingKey(teamID, after))
-		if after != "" && k != nil && bytes.Equal(k, waitingKey(teamID, after)) {
-			k, _ = c.Next()
+		k := waitingKey(teamID, id)
+		v := b.Get(k)
+		if len(v) != 16 || bytes.Equal(v[:8], v[8:]) {
+			return nil // not waiting, or not woken
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if len(ids) >= limit {
-				more = true
+		due, park := time.Unix(0, int64(binary.BigEndian.Uint64(v))), time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))
+		if err := moveDue(tx, id, due, park); err != nil {
+			return err
+		}
+		return b.Put(k, waitingValue(park, park))
+	})
+}
+
+func moveDue(tx *bolt.Tx, id string, from, to time.Time) error {
+	due := tx.Bucket(bDue)
+	if err := due.Delete(dueKey(from, id)); err != nil {
+		return err
+	}
+	return due.Put(dueKey(to, id), nil)
+}
+
+// WakeTeam makes every waiting message of the team due at now and counts
+// up its wake generation, touching only the indexes; it returns how many
+// entries it moved. The generation goes up in the first transaction,
+// before any entry moves, so a park committed after it stays due (see
+// ParkMessage); one committed before it is in the index the later
+// transactions walk.
+func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
+	prefix := waitingKey(teamID, "")
+	after, first := prefix, true
+	for {
+		var n int
+		var last []byte
+		more := false
+		err := s.update(func(tx *bolt.Tx) error {
+			n, last, more = 0, nil, false
+			if first {
+				gb, err := tx.CreateBucketIfNotExists(bWakeGen)
+				if err != nil {
+					return err
+				}
+				var v [8]byte
+				binary.BigEndian.PutUint64(v[:], wakeGen(tx, teamID)+1)
+				if err := gb.Put([]byte(teamID), v[:]); err != nil {
+					return err
+				}
+			}
+			b := tx.Bucket(bWaiting)
+			if b == nil {
 				return nil
 			}
-			id := string(k[len(prefix):])
-			last = id
-			if skip != nil && skip(id) {
-				continue
+			// Collect first: writing a bucket while a cursor walks it
+			// can make the cursor skip keys.
+			type entry struct{ k, v []byte }
+			var page []entry
+			c := b.Cursor()
+			k, v := c.Seek(after)
+			if !first && bytes.Equal(k, after) {
+				k, v = c.Next()
 			}
-			ids = append(ids, id)
+			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if len(page) == wakeChunk {
+					more = true
+					break
+				}
+				page = append(page, entry{bytes.Clone(k), bytes.Clone(v)})
+			}
+			for _, e := range page {
+				last = e.k
+				id := string(e.k[len(prefix):])
+				if len(e.v) != 16 {
+					continue // not written by this layout (migrateWaitingDue fills them)
+				}
+				due, park := time.Unix(0, int64(binary.BigEndian.Uint64(e.v))), time.Unix(0, int64(binary.BigEndian.Uint64(e.v[8:])))
+				if !due.After(now) {
+					continue // due already
+				}
+				if err := moveDue(tx, id, due, now); err != nil {
+					return err
+				}
+				if err := b.Put(e.k, waitingValue(now, park)); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return moved, err
 		}
-		return nil
-	})
-	return ids, last, more, err
+		first = false
+		moved += n
+		if !more {
+			return moved, nil
+		}
+		after = last
+	}
 }
 
 // WaitingTeams lists the teams that have waiting messages.
@@ -112,3 +264,43 @@ func (s *Store) WaitingTeams() ([]string, error) {
 	})
 	return teams, err
 }
+
+// migrateWaitingDue is step 3 → 4: waiting entries get their value (due
+// entry and NextAttemptAt, both NextAttemptAt then, since no wake moved
+// them), so that a wake can move them without reading the records; an
+// entry whose message no longer waits is dropped. A binary before step 4
+// must not open the file: it would not know a woken entry's due time and
+// leave a stray entry in bDue.
+func migrateWaitingDue(tx *bolt.Tx) error {
+	b := tx.Bucket(bWaiting)
+	if b == nil {
+		return nil
+	}
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		i := bytes.IndexByte(k, 0)
+		var m Message
+		err := errNotWaiting
+		if i >= 0 {
+			err = getJSON(tx.Bucket(bMessages), string(k[i+1:]), &m)
+		}
+		if err == nil && (!waits(&m) || m.TeamID != string(k[:i])) {
+			err = errNotWaiting
+		}
+		switch {
+		case err == nil:
+			err = b.Put(k, waitingValue(m.NextAttemptAt, m.NextAttemptAt))
+		case errors.Is(err, ErrNotFound) || errors.Is(err, errNotWaiting):
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return fmt.Errorf("waiting entry %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+var errNotWaiting = errors.New("not waiting")
