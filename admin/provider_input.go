@@ -243,6 +243,14 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		}
 		p.TrackingDomain = d
 	}
+	// Judged on every write, like smtp_host below: a domain stored before
+	// the rule, or whose verification lapsed, cannot ride along on an
+	// edit of something else.
+	if p.TrackingDomain != "" && !hasField(v, "tracking_domain") {
+		if code, msg := pol.tracking.problem(p.TrackingDomain); code != "" {
+			v.add("tracking_domain", code, msg)
+		}
+	}
 	if in.group.Set {
 		switch {
 		case in.group.Null || in.group.V == "":

@@ -16,6 +16,9 @@ const fcNotAllowed = "not_allowed"
 type providerPolicy struct {
 	allowPrivateHosts     bool
 	sesDefaultCredentials bool
+	// tracking judges the provider's tracking domain; nil when the write
+	// involves none.
+	tracking *trackingJudge
 }
 
 func (s *Server) providerPolicy() providerPolicy {

@@ -71,8 +71,15 @@ func (s *Server) createProvider(c *call) error {
 		ID: store.NewID(store.PrefixProvider), TeamID: c.team(), Type: typ,
 		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
 	}
+	// From reading who uses which tracking domain to the commit: see trackMu.
+	s.trackMu.Lock()
+	defer s.trackMu.Unlock()
+	pol := s.providerPolicy()
+	if pol.tracking, err = s.trackingJudge(c.team(), in, nil); err != nil {
+		return err
+	}
 	v := &validator{}
-	applyProvider(in, p, v, true, s.sealSecrets(in), s.providerPolicy())
+	applyProvider(in, p, v, true, s.sealSecrets(in), pol)
 	// From the group check to the commit: see refMu.
 	s.refMu.RLock()
 	defer s.refMu.RUnlock()
@@ -244,6 +251,15 @@ func (s *Server) patchProvider(c *call) error {
 		c.ok(http.StatusOK, s.providerView(cur))
 		return nil
 	}
+	// From reading who uses which tracking domain to the commit: see
+	// trackMu (taken before refMu, as createProvider does). cur is re-read
+	// under the lock, so that the judge covers the tracking domain the
+	// store function will see.
+	s.trackMu.Lock()
+	defer s.trackMu.Unlock()
+	if cur, err = s.st.TeamProvider(c.team(), cur.ID); err != nil {
+		return storeErr(err, "provider")
+	}
 	// From the group check to the commit: see refMu. The check runs
 	// once, outside the store function, which may run more than once.
 	s.refMu.RLock()
@@ -253,6 +269,9 @@ func (s *Server) patchProvider(c *call) error {
 		return err
 	}
 	sealed, pol := s.sealSecrets(in), s.providerPolicy()
+	if pol.tracking, err = s.trackingJudge(c.team(), in, cur); err != nil {
+		return err
+	}
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
 		if p.IsShared {

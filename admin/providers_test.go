@@ -131,6 +131,7 @@ func TestCreateAndGetProvider(t *testing.T) {
 	body["from_email"], body["from_name"] = "news@example.com", "Example News"
 	body["reply_to_email"], body["reply_to_name"] = "help@example.com", "Help"
 	body["tracking_domain"] = "Links.Example.com"
+	e.verifiedDomain(e.team.ID, "example.com")
 	body["percentage"] = 40
 	body["quotas"] = map[string]any{"per_hour": 5, "per_day": map[string]any{"min": 10, "max": 20}, "per_second": nil}
 	e.secret(body["smtp_password"].(string))

@@ -164,10 +164,11 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 	cred := c.send
 	if cred.RequiredFrom != "" {
 		v := &validator{}
-		if !strings.EqualFold(in.From.Email, cred.RequiredFrom) {
+		// ASCII only: Unicode folding takes "ſk@x" for "sk@x".
+		if !sameMailbox(in.From.Email, cred.RequiredFrom) {
 			v.add("from.email", fcSenderNotAllowed, "a mailbox password sends only as its mailbox address "+cred.RequiredFrom)
 		}
-		if in.ReturnPath != "" && !strings.EqualFold(in.ReturnPath, cred.RequiredFrom) {
+		if in.ReturnPath != "" && !sameMailbox(in.ReturnPath, cred.RequiredFrom) {
 			v.add("return_path", fcSenderNotAllowed, "a mailbox password sends only with its mailbox address as return path")
 		}
 		if err := v.err(); err != nil {
@@ -225,4 +226,17 @@ func (s *Server) headerMessageID(from string) string {
 		}
 	}
 	return store.NewID("") + "@" + host
+}
+
+// sameMailbox compares a sender address with a mailbox's under ASCII case
+// folding. strings.EqualFold alone folds Unicode lookalikes (U+017F LONG
+// S, U+212A KELVIN SIGN) into ASCII letters, so a non-ASCII address never
+// matches; between ASCII strings it folds only ASCII letters.
+func sameMailbox(addr, mailbox string) bool {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] >= 0x80 {
+			return false
+		}
+	}
+	return strings.EqualFold(addr, mailbox)
 }

@@ -103,8 +103,13 @@ type Options struct {
 	// nil answers those endpoints with 503.
 	Sender Sender
 	// Hostname is the right side of the Message-ID of HTTP sends; empty
-	// uses the sender's domain.
+	// uses the sender's domain. No team may use it as a tracking domain.
 	Hostname string
+	// ReservedHosts are further names the daemon answers as (the hosts of
+	// its HTTP and tracking listeners): no team may use them as a
+	// tracking domain, which would make this server's own name an open
+	// redirect.
+	ReservedHosts []string
 	// Webhooks queues and delivers webhook events; the same Dispatcher
 	// must be the relay's event sink and be Run by cmd. nil makes one
 	// that only queues (deliveries wait for a running dispatcher).
@@ -166,6 +171,10 @@ type Server struct {
 	// group holds it exclusively, so no write can attach to a group that
 	// is being deleted. One process owns the store, as for createMu.
 	refMu sync.RWMutex
+	// trackMu keeps tracking domains unique across teams: provider writes
+	// hold it from reading who uses which domain to their commit (see
+	// trackingJudge). One process owns the store, as for createMu.
+	trackMu sync.Mutex
 	// boot names this process in in-flight idempotency records, so that
 	// records a dead process left in flight are recognised as abandoned.
 	boot  string

@@ -20,7 +20,10 @@ import (
 // must be the tracking domain the link was rewritten for, and, when a
 // [tracking] listener is configured, it must come in on that listener.
 // Otherwise team A's token would redirect on team B's tracking domain or
-// on the API's host, an open redirect under someone else's name. Links
+// on the API's host, an open redirect under someone else's name. The
+// link's team must also still have a verified domain that is the Host or
+// a parent of it (tracking_domain.go), so links issued for names the team
+// never proved, or no longer does, stop redirecting. Links
 // stored before they recorded their host are refused. A link may also
 // expire ([tracking] link_ttl). All refusals are the same 404, so a
 // probe learns nothing about which tokens exist. Tokens are HMACs (see
@@ -49,6 +52,12 @@ func (s *Server) trackingRedirect(c *call) error {
 		return errNotFound("link")
 	}
 	if l.ExpiresAt != nil && !s.now().Before(*l.ExpiresAt) {
+		return errNotFound("link")
+	}
+	// The team must still own the name (see ownsLinkHost).
+	if ok, err := s.ownsLinkHost(l.TeamID, l.Host); err != nil {
+		return err
+	} else if !ok {
 		return errNotFound("link")
 	}
 	if !redirectTarget(l.URL) {

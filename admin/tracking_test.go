@@ -32,9 +32,13 @@ func rawDo(h http.Handler, method, path string, hdr ...string) *httptest.Respons
 // Host httptest.NewRequest gives a request by default.
 const linkHost = "example.com"
 
-// addLink stores a tracking link the way the shaper does, for linkHost.
+// addLink stores a tracking link the way the shaper does, for linkHost,
+// which the team owns (a verified domain) the first time.
 func (e *testEnv) addLink(token, msgID, url string, index int) {
 	e.t.Helper()
+	if _, err := e.st.DomainByName(e.team.ID, linkHost); err != nil {
+		e.verifiedDomain(e.team.ID, linkHost)
+	}
 	e.saveLink(store.TrackingLink{Token: token, TeamID: e.team.ID, MessageID: msgID,
 		Index: index, URL: url, CreatedAt: e.clock.Now(), Host: linkHost})
 }
@@ -163,6 +167,7 @@ func TestTrackingHandlerServesOnlyRedirects(t *testing.T) {
 // click.
 func TestTrackingRedirectBoundToHostAndExpiry(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.TrackingListener = true })
+	e.verifiedDomain(e.team.ID, "team-a.example")
 	h := e.srv.TrackingHandler()
 	msgID := store.NewID(store.PrefixMessage)
 	exp := e.clock.Now().Add(time.Hour)

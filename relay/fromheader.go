@@ -103,10 +103,18 @@ func splitFields(block []byte) ([]field, bool) {
 // onlyAddress reports whether an address-list value is exactly one
 // mailbox, want. net/mail flattens a group ("staff: a@x;") into its
 // members, but From and Sender take mailboxes only (RFC 5322 §3.6.2), so a
-// group is refused by its ';' outside quoted strings.
+// group is refused by its ';' outside quoted strings; and it skips empty
+// list members, so "bob@x," is one address to it while other readers may
+// see a list, refused by its ',' outside quoted strings. (A comma inside
+// a comment is refused too: rare, and refusing loses nothing.)
+//
+// The address must be ASCII (SMTPUTF8 is not offered) and is compared
+// with ASCII case folding only: strings.EqualFold folds Unicode, so
+// "ſK@x" (U+017F, U+212A) would pass for "sk@x" while a recipient's
+// client shows another address.
 func onlyAddress(value, want string) bool {
 	list, err := mail.ParseAddressList(value)
-	if err != nil || len(list) != 1 || !strings.EqualFold(list[0].Address, want) {
+	if err != nil || len(list) != 1 || !asciiEqualFold(list[0].Address, want) {
 		return false
 	}
 	quoted := false
@@ -116,7 +124,31 @@ func onlyAddress(value, want string) bool {
 			i++
 		case c == '"':
 			quoted = !quoted
-		case c == ';' && !quoted:
+		case (c == ';' || c == ',') && !quoted:
+			return false
+		}
+	}
+	return true
+}
+
+// asciiEqualFold reports whether a and b are equal under ASCII case
+// folding, both being ASCII.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x >= 0x80 || y >= 0x80 {
+			return false
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

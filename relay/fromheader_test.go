@@ -34,9 +34,32 @@ func TestMailboxHeaders(t *testing.T) {
 		{"empty header", "\r\nFrom: bob@allowed.test\r\n\r\n", false},
 		{"non-ASCII field name", "Fröm: x\r\nFrom: bob@allowed.test\r\n\r\n", false},
 		{"bare CR fold", "From: bob@allowed.test\r\nSubject: x\rFrom: ceo@victim.test\r\n\r\n", false},
+		{"quoted comma in display name", "From: \"Smith, Bob\" <bob@allowed.test>\r\n\r\n", true},
+		{"trailing comma", "From: bob@allowed.test,\r\n\r\n", false},
+		{"leading comma", "From: , bob@allowed.test\r\n\r\n", false},
+		{"Sender trailing comma", "From: bob@allowed.test\r\nSender: bob@allowed.test,\r\n\r\n", false},
+		{"non-ASCII domain", "From: bob@allowed.te\u017ft\r\n\r\n", false},
+		{"non-ASCII Sender", "From: bob@allowed.test\r\nSender: b\u00f6b@allowed.test\r\n\r\n", false},
 	} {
 		if got := headerFromIs([]byte(c.head), mb); got != c.ok {
 			t.Errorf("%s: %q accepted=%v, want %v", c.name, c.head, got, c.ok)
+		}
+	}
+	// Unicode case folding would take these lookalikes for the mailbox
+	// sk@allowed.test (U+017F LATIN SMALL LETTER LONG S, U+212A KELVIN
+	// SIGN); only ASCII folding applies.
+	for _, c := range []struct {
+		head string
+		ok   bool
+	}{
+		{"From: SK@Allowed.TEST\r\n\r\n", true},
+		{"From: \u017fK@allowed.test\r\n\r\n", false},
+		{"From: s\u212a@allowed.test\r\n\r\n", false},
+		{"From: \u017f\u212a@allowed.test\r\n\r\n", false},
+		{"From: sk@allowed.test\r\nSender: \u017fk@allowed.test\r\n\r\n", false},
+	} {
+		if got := headerFromIs([]byte(c.head), "sk@allowed.test"); got != c.ok {
+			t.Errorf("%q accepted=%v, want %v", c.head, got, c.ok)
 		}
 	}
 	// A header block not ended within the bytes read is not trusted.

@@ -145,7 +145,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 			return err
 		}
 	}
-	if s.cred.RequiredFrom != "" && !strings.EqualFold(from, s.cred.RequiredFrom) {
+	if s.cred.RequiredFrom != "" && !asciiEqualFold(from, s.cred.RequiredFrom) {
 		s.srv.reject(s.cred, "sender_not_mailbox")
 		return errNotMailbox
 	}

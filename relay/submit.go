@@ -70,7 +70,7 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 	if len(uniq) == 0 {
 		return "", ErrBadAddress
 	}
-	if cred.RequiredFrom != "" && (!strings.EqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
+	if cred.RequiredFrom != "" && (!asciiEqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
 		return "", ErrSenderNotMailbox
 	}
 	ok, err := srv.hasActiveProvider(cred)

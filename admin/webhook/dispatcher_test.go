@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/netclass"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -84,7 +86,7 @@ func TestFailTwiceThenSucceed(t *testing.T) {
 	}
 	ds := e.deliveries(w)
 	if len(ds) != 1 || ds[0].Status != store.DeliverySucceeded || len(ds[0].Attempts) != 3 ||
-		ds[0].Attempts[0].StatusCode != 500 || !strings.Contains(ds[0].Attempts[0].Error, "answer body") ||
+		ds[0].Attempts[0].StatusCode != 500 || ds[0].Attempts[0].Error != "HTTP status 500" ||
 		ds[0].Attempts[2].StatusCode != 204 || ds[0].Attempts[2].Error != "" {
 		t.Fatalf("delivery %+v", ds[0])
 	}
@@ -317,4 +319,47 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	close(slow.block)
 	cancel()
 	<-done
+}
+
+// A delivery that got no answer is logged as its failure class only: the
+// address a name resolved to, and whether a name exists, are not for the
+// team to read (hostile-tenant audit of issue 12). The URLs get into the
+// store without the API's check, as a name that rebinds after creation
+// would.
+func TestDeliveryErrorNamesClassOnly(t *testing.T) {
+	e := newTestEnv(t, func(o *Options) { o.AllowPrivateTargets = false })
+	sk := newSink(t, e.clock, nil)
+	_, port, _ := net.SplitHostPort(sk.srv.Listener.Addr().String())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	open := newTestEnv(t) // allows private targets: the closed port is dialled
+	for _, tc := range []struct {
+		e    *env
+		url  string
+		want string
+	}{
+		{e, "http://localhost:" + port + "/hook", netclass.Refused},
+		{e, sk.srv.URL + "/hook", netclass.Refused},
+		{open, "http://" + closed + "/hook", "connection refused"},
+	} {
+		w, _ := tc.e.hook(tc.url, EventDelivered)
+		tc.e.d.Emit(Event{Type: EventDelivered, TeamID: tc.e.team})
+		tc.e.d.DeliverDue(t.Context())
+		got := tc.e.deliveries(w)[0].Attempts[0].Error
+		if got != tc.want {
+			t.Fatalf("%s: error %q, want %q", tc.url, got, tc.want)
+		}
+		for _, bad := range []string{"127.0.0.1", "localhost", port, "dial", "lookup", "Post"} {
+			if strings.Contains(got, bad) {
+				t.Fatalf("%s: error %q shows %q", tc.url, got, bad)
+			}
+		}
+	}
+	if len(sk.received()) != 0 {
+		t.Fatal("an internal target was reached")
+	}
 }

@@ -224,15 +224,38 @@ func TestProviderTestNamesFailureClass(t *testing.T) {
 		t.Fatalf("hang-up: %q", msg)
 	}
 
-	// An SMTP refusal: the code stays, the text is cleaned and short.
+	// An SMTP refusal: the codes and a fixed description of their class,
+	// never the upstream's text (the same goes into status_reason).
 	up := testpeer.Start(t, testpeer.Options{})
-	long := "Access denied for client [10.9.8.7]:51234 at fd00::7 " + strings.Repeat("x", 300)
+	long := "Access denied: go away from [10.9.8.7]:51234 at fd00::7 secret.internal.corp " + strings.Repeat("x", 300)
 	up.Always(testpeer.StepConnect, "", testpeer.Reply(554, "5.7.1", long))
-	msg = test(create(map[string]any{"name": "denied", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"}))
-	if !strings.HasPrefix(msg, "the upstream answered 554 5.7.1: Access denied") || len(msg) > 200 {
+	id := create(map[string]any{"name": "denied", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	msg = test(id)
+	if msg != "the upstream refused the connection (554 5.7.1)" {
 		t.Fatalf("554: %q", msg)
 	}
-	noAddr("554", msg, "10.9.8.7", "fd00::7")
+	noAddr("554", msg, "10.9.8.7", "fd00::7", "secret.internal.corp", "Access denied", "go away")
+	if reason := fmt.Sprint(d.provider(id)["status_reason"]); strings.Contains(reason, "secret.internal.corp") || strings.Contains(reason, "go away") {
+		t.Fatalf("status_reason repeats the upstream: %q", reason)
+	}
+	// Refused credentials: the same, at AUTH.
+	authUp := testpeer.Start(t, testpeer.Options{Username: "u", Password: "p"})
+	authUp.Always(testpeer.StepAuth, "", testpeer.Reply(535, "5.7.8", "bad creds for db-password=hunter2 at 10.1.2.3"))
+	msg = test(create(map[string]any{"name": "auth", "smtp_host": authUp.Host(), "smtp_port": authUp.Port(), "smtp_protocol": "none",
+		"smtp_username": "u", "smtp_password": "wrong"}))
+	if msg != "the upstream refused authentication (535 5.7.8)" {
+		t.Fatalf("535: %q", msg)
+	}
+	noAddr("535", msg, "hunter2", "bad creds")
+	// An EHLO that offers only unknown mechanisms: their names are the
+	// upstream's words too.
+	mechUp := testpeer.Start(t, testpeer.Options{Username: "u", Password: "p", AuthMechs: []string{"X-SECRET-INTERNAL-CORP"}})
+	msg = test(create(map[string]any{"name": "mech", "smtp_host": mechUp.Host(), "smtp_port": mechUp.Port(), "smtp_protocol": "none",
+		"smtp_username": "u", "smtp_password": "p"}))
+	if !strings.HasPrefix(msg, "configuration problem: ") {
+		t.Fatalf("no usable AUTH: %q", msg)
+	}
+	noAddr("no usable AUTH", msg, "X-SECRET")
 
 	// An SES endpoint that answers with a body of its own: the status and
 	// AWS error code are reported, the body is not.

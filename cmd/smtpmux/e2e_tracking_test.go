@@ -16,7 +16,31 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
+	"github.com/smtpmux/smtpmux/relay/dnscheck/dnstest"
 )
+
+// verifyDomainAs adds name as a sending domain of key's team, publishes
+// the records the API returned in dns and verifies it through the API: a
+// tracking domain must be (under) one of the team's verified domains. The
+// daemon's [dns] resolver must be dns; published keeps what is already
+// there, since two teams may both publish their tokens for one name.
+func verifyDomainAs(t *testing.T, d *proc, key string, dns *dnstest.Server, published map[string][]string, name string) {
+	t.Helper()
+	code, resp := d.apiAs(key, "POST", "/domains", map[string]any{"domain": name})
+	if code != 201 {
+		t.Fatalf("create domain %s: %d %v", name, code, resp)
+	}
+	for _, r := range data(resp)["records"].([]any) {
+		rec := r.(map[string]any)
+		n := rec["name"].(string)
+		published[n] = append(published[n], rec["value"].(string))
+		dns.SetTXT(n, published[n]...)
+	}
+	if code, resp := d.apiAs(key, "POST", "/domains/"+data(resp)["id"].(string)+"/verify", nil); code != 200 ||
+		data(resp)["status"] != "verified" {
+		t.Fatalf("verify %s: %d %v", name, code, resp)
+	}
+}
 
 // trackedMessage has no From header (the provider's default fills it), a
 // plain part with a URL (never rewritten) and a base64 HTML part with two
@@ -105,13 +129,42 @@ func TestTrackingEndToEnd(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer hook.Close()
+	dns, err := dnstest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
 	trackAddr := freeAddr(t)
-	d := newDaemon(t, map[string]string{"": fmt.Sprintf("[tracking]\nlisten = %q\n[webhooks]\nallow_private_targets = true\n", trackAddr)})
+	const op = "operator-token-0123456789"
+	d := newDaemon(t, map[string]string{"": fmt.Sprintf("operator_token = %q\n[tracking]\nlisten = %q\n[webhooks]\nallow_private_targets = true\n[dns]\nresolver = %q\n",
+		op, trackAddr, dns.Addr)})
+	upstream := map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none",
+		"tracking_domain": "links.example.com", "from_email": "news@defaults.example", "from_name": "Newsletter"}
+	// A tracking domain the team has not proved it owns is refused
+	// (hostile-tenant audit): it would be an open redirect on that name.
+	if code, resp := d.api("POST", "/providers", upstream); code != 422 {
+		t.Fatalf("unverified tracking domain: %d %v", code, resp)
+	}
+	published := map[string][]string{}
+	verifyDomainAs(t, d, testRootKey, dns, published, "example.com")
 	if code, resp := d.api("POST", "/webhooks", map[string]any{"url": hook.URL, "event_types": []string{"message.clicked"}}); code != 201 {
 		t.Fatalf("webhook: %d %v", code, resp)
 	}
-	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none",
-		"tracking_domain": "links.example.com", "from_email": "news@defaults.example", "from_name": "Newsletter"})
+	_, key := d.setupRelay(upstream)
+	// Another team that proves the same zone still cannot take this
+	// team's link domain, nor the daemon's own names.
+	code, resp := d.apiAs(op, "POST", "/operator/teams", map[string]any{"name": "other"})
+	if code != 201 {
+		t.Fatalf("create team: %d %v", code, resp)
+	}
+	other := data(resp)["root_key"].(map[string]any)["key"].(string)
+	verifyDomainAs(t, d, other, dns, published, "example.com")
+	for _, host := range []string{"links.example.com", "localhost", "accounts.google.com"} {
+		upstream["tracking_domain"] = host
+		if code, resp := d.apiAs(other, "POST", "/providers", upstream); code != 422 {
+			t.Fatalf("team 2 claims %s: %d %v", host, code, resp)
+		}
+	}
 	c := d.client(key)
 	defer c.Close()
 	id, err := sendOne(c, "bounce@example.com", []string{"user@example.net"}, trackedMessage())

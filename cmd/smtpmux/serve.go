@@ -244,6 +244,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
 		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, TrackingListener: cfg.file.Tracking.Listen != "",
+		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
 			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
@@ -424,4 +425,17 @@ func upstreamTLSConfig(caFile string) (*tls.Config, error) {
 		}
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// listenHosts are the host parts of listen addresses (names or IPs; empty
+// ones skipped): names the daemon answers as, which no team may claim as
+// its tracking domain.
+func listenHosts(addrs ...string) []string {
+	var out []string
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -1,51 +1,47 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"regexp"
 	"strings"
-	"syscall"
 
-	"github.com/smtpmux/smtpmux/internal/netpolicy"
+	"github.com/smtpmux/smtpmux/internal/netclass"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // testMessage is what a failed POST /providers/{id}/test tells the team
-// (and records as status_reason): the class of the failure, in words,
-// never the raw error. Network errors carry the daemon's local address and
-// port and the resolved remote address ("read tcp 10.0.3.7:41234->…"), and
-// an upstream's raw answer can be anything its operator — or an attacker —
-// wants the team to read, so only a short, sanitised reason gets through.
+// (and records as status_reason): the class of the failure, in fixed
+// words, never the raw error. Network errors carry the daemon's local
+// address and port and the resolved remote address ("read tcp
+// 10.0.3.7:41234->…"), and an upstream's reply text can be anything its
+// operator — or an attacker — wants the team to read ("go away from
+// secret.internal.corp", "bad creds for db-password=…"), so only reply
+// codes and a fixed description of their class get through.
 func testMessage(err error, providerType string) string {
 	var de *relay.DeliveryError
 	errors.As(err, &de)
 	switch {
-	case errors.Is(err, netpolicy.ErrRefused):
-		return "refused: " + netpolicy.ErrRefused.Error()
 	case errors.Is(err, errSESNoKeys), errors.Is(err, errSESEndpoint):
 		return err.Error()
 	case de != nil && de.Failure.Code != 0:
 		return upstreamReply(de, providerType)
 	}
-	if m := networkClass(err); m != "" {
+	if m := netclass.Describe(err); m != "" {
 		return m
 	}
 	if de != nil {
 		switch de.Classified() {
 		case routing.Auth:
 			if providerType == store.TypeSMTP && de.Err != nil {
-				// relay/smtp's own words for a setup fault (no STARTTLS,
-				// no AUTH, no usable mechanism), cleaned: they may quote
-				// the upstream's EHLO.
-				return "configuration problem: " + clean(de.Err.Error())
+				// relay/smtp's setup faults (no STARTTLS, no usable AUTH)
+				// quote the upstream's EHLO; name the fault by its phase.
+				if de.Failure.Phase == routing.PhaseAuth {
+					return "configuration problem: the upstream offers no AUTH mechanism this server can use (PLAIN or LOGIN)"
+				}
+				return "configuration problem: the upstream does not offer STARTTLS (check smtp_protocol)"
 			}
 			return "authentication or configuration problem (check the credentials and settings)"
 		case routing.Quota:
@@ -55,53 +51,9 @@ func testMessage(err error, providerType string) string {
 	return "connection failed"
 }
 
-// networkClass names a transport failure, or "" when err is none.
-func networkClass(err error) string {
-	var dnsErr *net.DNSError
-	var certUnknown x509.UnknownAuthorityError
-	var certName x509.HostnameError
-	var certInvalid x509.CertificateInvalidError
-	var tlsAlert tls.AlertError
-	var recordErr tls.RecordHeaderError
-	switch {
-	case errors.As(err, &dnsErr):
-		if dnsErr.IsNotFound {
-			return "DNS lookup failed: the host name does not exist"
-		}
-		return "DNS lookup failed"
-	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-		return "timed out"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed by the upstream"
-	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
-		return "network unreachable"
-	case errors.As(err, &certUnknown):
-		return "TLS: the upstream's certificate is not trusted"
-	case errors.As(err, &certName):
-		return "TLS: the upstream's certificate does not match the host name"
-	case errors.As(err, &certInvalid):
-		return "TLS: the upstream's certificate is invalid or expired"
-	case errors.As(err, &tlsAlert), errors.As(err, &recordErr), strings.Contains(err.Error(), "tls:"):
-		return "TLS handshake failed"
-	}
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return "connection failed"
-	}
-	return ""
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// upstreamReply renders an answer the upstream gave: for SMTP the code and
-// a cleaned, short text; for SES (an HTTP API) the status and the AWS
-// error code only, never the body.
+// upstreamReply renders an answer the upstream gave: a fixed description
+// of its class with the reply code and enhanced code for SMTP, the HTTP
+// status and the AWS error code for SES (an HTTP API). Never its text.
 func upstreamReply(de *relay.DeliveryError, providerType string) string {
 	f := de.Failure
 	if providerType != store.TypeSMTP {
@@ -118,39 +70,45 @@ func upstreamReply(de *relay.DeliveryError, providerType string) string {
 		}
 		return msg
 	}
-	msg := fmt.Sprintf("the upstream answered %d", f.Code)
-	if f.Enhanced != "" {
-		msg += " " + f.Enhanced
+	codes := fmt.Sprint(f.Code)
+	if enhancedRE.MatchString(f.Enhanced) {
+		codes += " " + f.Enhanced
 	}
-	if t := clean(f.Text); t != "" {
-		msg += ": " + t
+	return replyClass(de) + " (" + codes + ")"
+}
+
+// replyClass describes an SMTP reply by what it means for the account,
+// in fixed words.
+func replyClass(de *relay.DeliveryError) string {
+	f := de.Failure
+	temp := f.Code/100 == 4
+	switch de.Classified() {
+	case routing.Auth:
+		if f.Phase == routing.PhaseAuth {
+			return "the upstream refused authentication"
+		}
+		return "the upstream refused the account or its settings"
+	case routing.Quota:
+		return "the upstream reports the account is over its sending quota"
 	}
-	return msg
+	switch {
+	case f.Phase == routing.PhaseConnect && temp:
+		return "the upstream is not taking connections now"
+	case f.Phase == routing.PhaseConnect:
+		return "the upstream refused the connection"
+	case f.Phase == routing.PhaseAuth && temp:
+		return "the upstream could not authenticate now"
+	case f.Phase == routing.PhaseAuth:
+		return "the upstream refused authentication"
+	case temp:
+		return "the upstream answered with a temporary failure"
+	}
+	return "the upstream refused"
 }
 
 var (
 	awsCodeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`)
-	// addrRE finds IPv4 addresses and IPv6-looking runs, which upstream
-	// texts quote ("client host [203.0.113.9] blocked"); they may be the
-	// daemon's own addresses.
-	addrRE = regexp.MustCompile(`\[?(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7})\]?(:\d+)?`)
+	// enhancedRE is an RFC 3463 enhanced status code; anything else in
+	// that place is not repeated.
+	enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}$`)
 )
-
-// maxReasonText bounds quoted upstream text in a test result.
-const maxReasonText = 120
-
-// clean keeps printable ASCII of s, masks addresses and cuts it short.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e {
-			return ' '
-		}
-		return r
-	}, s)
-	s = addrRE.ReplaceAllString(s, "[address]")
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > maxReasonText {
-		s = s[:maxReasonText] + "…"
-	}
-	return s
-}
