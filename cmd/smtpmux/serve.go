@@ -243,7 +243,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
-		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, TrackingListener: cfg.file.Tracking.Listen != "",
+		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, SendBodyTimeout: cfg.sendBodyTimeout, TrackingListener: cfg.file.Tracking.Listen != "",
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
 			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
