@@ -100,6 +100,9 @@ type Options struct {
 	// a send that stalls is cut off after it. 0 means 60 s. It applies
 	// where BodyReadTimeout does.
 	SendBodyTimeout time.Duration
+	// AuthAttempts, when set, limits failed authentications per client
+	// address (the operator token, root keys), shared with SMTP AUTH.
+	AuthAttempts AuthAttempts
 	// TrackingListener says that a separate listener serves the tracking
 	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
 	TrackingListener bool
