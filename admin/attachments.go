@@ -193,7 +193,13 @@ func init() {
 }
 
 // blockedExtension reports the kind of a refused file name ("" if fine).
+// The name is first cut to what Windows would create from it: at the
+// first ':' (NTFS names "a.exe:x" and "a.exe::$DATA" open the stream of
+// a.exe) and without trailing dots and spaces (Windows strips them, so
+// "a.bat." and "a.ps1 ." save as a.bat and a.ps1).
 func blockedExtension(name string) string {
+	name, _, _ = strings.Cut(name, ":")
+	name = strings.TrimRight(name, ". ")
 	return blockedExts[strings.TrimPrefix(strings.ToLower(path.Ext(name)), ".")]
 }
 

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"slices"
@@ -33,23 +31,33 @@ func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
 	if !ok {
 		return nil, errAuthRequired("missing Authorization header: send \"Authorization: Bearer <root key>\"")
 	}
-	// Anything that does not look like one of our secrets is refused
-	// without a store lookup, and without echoing it back.
-	if !strings.HasPrefix(secret, store.SecretPrefixRoot) && !strings.HasPrefix(secret, store.SecretPrefixSending) {
-		return nil, errAuthRequired("invalid API key")
-	}
-	key, err := s.st.KeyBySecret(secret)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errAuthRequired("invalid API key")
-	}
+	// One authentication attempt (authAttempt): guesses at root keys
+	// share the per-address failure limit with SMTP AUTH.
+	var key *store.APIKey
+	err := s.authAttempt(r, func() error {
+		// Anything that does not look like one of our secrets is refused
+		// without a store lookup, and without echoing it back.
+		if !strings.HasPrefix(secret, store.SecretPrefixRoot) && !strings.HasPrefix(secret, store.SecretPrefixSending) {
+			return errAuthRequired("invalid API key")
+		}
+		k, err := s.st.KeyBySecret(secret)
+		if errors.Is(err, store.ErrNotFound) {
+			return errAuthRequired("invalid API key")
+		}
+		if err != nil {
+			return s.authUnavailable(r, err)
+		}
+		if !k.Active() {
+			return errAuthRequired("API key has been revoked")
+		}
+		if k.Type != store.KeyRoot {
+			return errForbidden("sending keys cannot use the Management API; use a root key")
+		}
+		key = k
+		return nil
+	})
 	if err != nil {
-		return nil, s.authUnavailable(r, err)
-	}
-	if !key.Active() {
-		return nil, errAuthRequired("API key has been revoked")
-	}
-	if key.Type != store.KeyRoot {
-		return nil, errForbidden("sending keys cannot use the Management API; use a root key")
+		return nil, err
 	}
 	s.touchKey(key.ID)
 	return key, nil
@@ -95,25 +103,6 @@ func (s *Server) checkRate(w http.ResponseWriter, keyID string) error {
 	return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
 		Message:    "rate limit of " + strconv.Itoa(res.limit) + " requests per " + s.opts.RateWindow.String() + " exceeded",
 		RetryAfter: res.reset}
-}
-
-// operatorAuth checks the operator token. Both sides are hashed before the
-// constant-time compare so that the comparison time does not reveal the
-// token's length either.
-func (s *Server) operatorAuth(r *http.Request) error {
-	if s.opts.OperatorToken == "" {
-		return errAuthRequired("the operator API is disabled: no operator_token is configured")
-	}
-	tok, ok := bearer(r)
-	if !ok {
-		return errAuthRequired("missing Authorization header: send \"Authorization: Bearer <operator token>\"")
-	}
-	a := sha256.Sum256([]byte(tok))
-	b := sha256.Sum256([]byte(s.opts.OperatorToken))
-	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-		return errAuthRequired("invalid operator token")
-	}
-	return nil
 }
 
 // Management permissions (SPEC §1). A root key holds a list of these, of

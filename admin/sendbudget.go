@@ -10,37 +10,66 @@ import (
 // defaultSendBytesInFlight is Options.MaxSendBytesInFlight's default.
 const defaultSendBytesInFlight = 64 << 20
 
-// sendBudget bounds the request bytes of HTTP sends in progress (issue
-// 12, item 10). A send holds its body, and then the MIME message built
-// from it, about twice its size (attachments are never decoded whole,
+// defaultSendBodyTimeout is Options.SendBodyTimeout's default.
+const defaultSendBodyTimeout = 60 * time.Second
+
+// sendBodyMinRate is the pace an HTTP send's body must keep once its
+// grace (Options.SendBodyTimeout) is spent: 32 KiB/s, so a 35 MB body
+// may take 18 minutes plus the grace, and the 10-minute authenticated
+// read timeout is what ends it first.
+const sendBodyMinRate = 32 << 10
+
+// sendBudget bounds the bytes HTTP sends in progress hold (issue 12,
+// item 10). A send holds its body, and then the MIME message built from
+// it, about twice its size (attachments are never decoded whole,
 // attachment_content.go), so a few concurrent large sends could still
 // take the process's memory with them; past the bound a send is
-// answered 503 with Retry-After before its body is read. A known
-// Content-Length is reserved whole up front; a chunked body reserves as
-// its bytes arrive. One send larger than the bound alone is let through
-// when nothing else is in flight, so the bound never refuses a send the
-// size limit allows.
+// answered 503 with Retry-After.
+//
+// What is reserved is the buffer the body is read into, as it grows
+// with the bytes that arrived (readAllSized), never the length a client
+// announced: a Content-Length is a promise that costs nothing to make,
+// and reserving it up front let one stalled upload hold the whole budget
+// and every other team's sends answered 503 (audit of item 10). One
+// team's sends together hold at most half the bound while another of its
+// sends is in flight, so one tenant cannot take all of it either. One
+// send larger than the bound alone is let through when nothing else is
+// in flight, so the bound never refuses a send the size limit allows.
 type sendBudget struct {
 	mu    sync.Mutex
 	limit int64
 	used  int64
+	teams map[string]int64
 }
 
-// take reserves n more bytes for a request that holds own already.
-func (b *sendBudget) take(n, own int64) bool {
+// take reserves n more bytes for a send of team that holds own already.
+func (b *sendBudget) take(team string, n, own int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.used > own && b.used+n > b.limit {
 		return false
 	}
+	if t := b.teams[team]; t > own && t+n > b.limit/2 {
+		return false
+	}
+	if b.teams == nil {
+		b.teams = map[string]int64{}
+	}
 	b.used += n
+	b.teams[team] += n
 	return true
 }
 
-func (b *sendBudget) give(n int64) {
+func (b *sendBudget) give(team string, n int64) {
+	if n == 0 {
+		return
+	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used -= n
-	b.mu.Unlock()
+	if b.teams[team] -= n; b.teams[team] <= 0 {
+		delete(b.teams, team)
+	}
 }
 
 // inFlight is what is reserved now (tests).
@@ -57,42 +86,87 @@ func errSendBusy() error {
 		RetryAfter: time.Second}
 }
 
-// reserveSend reserves c's body in the send budget and returns the
-// release, which the caller runs once the request is done with its
-// bytes. A chunked body is wrapped so that each read reserves its bytes.
-func (s *Server) reserveSend(c *call) (release func(), err error) {
-	b := s.sendBytes
-	switch n := c.r.ContentLength; {
-	case n > maxSendBodyBytes:
-		return func() {}, nil // answered 413 before anything is read
-	case n >= 0:
-		if !b.take(n, 0) {
-			return nil, errSendBusy()
-		}
-		return func() { b.give(n) }, nil
+// reserveSend wraps c's body so that reading it reserves its buffer in
+// the send budget and keeps the body's read deadline in step with the
+// bytes that arrived; release gives the reservation back once the
+// request is done with its bytes.
+func (s *Server) reserveSend(c *call) (body *budgetBody, release func()) {
+	if c.r.ContentLength > maxSendBodyBytes {
+		return nil, func() {} // answered 413 before anything is read
 	}
-	cr := &budgetReader{r: c.r.Body, b: b}
-	c.r.Body = cr
-	return func() { b.give(cr.taken) }, nil
-}
-
-// budgetReader reserves the bytes of a body of unknown length as they
-// are read; past the bound its Read fails with errSendBusy.
-type budgetReader struct {
-	r     io.ReadCloser
-	b     *sendBudget
-	taken int64
-}
-
-func (r *budgetReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		if !r.b.take(int64(n), r.taken) {
-			return 0, errSendBusy()
+	bb := &budgetBody{ReadCloser: c.r.Body, b: s.sendBytes, team: c.send.TeamID}
+	if d := s.opts.BodyReadTimeout; d > 0 && s.opts.UnauthenticatedBodyTimeout > 0 {
+		bb.rc = http.NewResponseController(c.w)
+		bb.start = time.Now()
+		if info := infoFrom(c.r); info != nil {
+			bb.start = info.start
 		}
-		r.taken += int64(n)
+		bb.grace, bb.last = s.opts.SendBodyTimeout, bb.start.Add(d)
+		bb.extend(0)
+	}
+	c.r.Body = bb
+	return bb, func() { bb.b.give(bb.team, bb.held) }
+}
+
+// budgetBody is a send's request body. readRaw grows its buffer through
+// grow, which reserves in the budget; Read moves the read deadline.
+type budgetBody struct {
+	io.ReadCloser
+	b       *sendBudget
+	team    string
+	held    int64 // reserved in b
+	refused bool  // grow was refused: the rest of the body is not read
+
+	// The read deadline: start + grace + arrived/sendBodyMinRate, never
+	// past last (the authenticated read timeout). rc is nil when the
+	// server manages no deadlines.
+	rc          *http.ResponseController
+	start, last time.Time
+	grace       time.Duration
+	arrived     int64
+	until       time.Time
+}
+
+// grow reserves n more bytes of buffer; past the bound it fails with
+// errSendBusy.
+func (bb *budgetBody) grow(n int64) error {
+	if !bb.b.take(bb.team, n, bb.held) {
+		bb.refused = true
+		return errSendBusy()
+	}
+	bb.held += n
+	return nil
+}
+
+func (bb *budgetBody) Read(p []byte) (int, error) {
+	n, err := bb.ReadCloser.Read(p)
+	if n > 0 && bb.rc != nil {
+		bb.extend(n)
 	}
 	return n, err
 }
 
-func (r *budgetReader) Close() error { return r.r.Close() }
+// extend counts n more bytes arrived and moves the read deadline when it
+// has moved by a second or more (a deadline per read would be churn).
+func (bb *budgetBody) extend(n int) {
+	bb.arrived += int64(n)
+	until := bb.start.Add(bb.grace + time.Duration(bb.arrived)*time.Second/sendBodyMinRate)
+	if until.After(bb.last) {
+		until = bb.last
+	}
+	if !bb.until.IsZero() && until.Sub(bb.until) < time.Second {
+		return
+	}
+	bb.until = until
+	_ = bb.rc.SetReadDeadline(until)
+}
+
+// bufferGrower returns how readRaw reserves the buffer it reads body
+// into: through the send budget for a send, freely otherwise (the 1 MiB
+// bound of other requests is their limit).
+func bufferGrower(body io.Reader) func(int64) error {
+	if bb, ok := body.(*budgetBody); ok {
+		return bb.grow
+	}
+	return func(int64) error { return nil }
+}

@@ -94,21 +94,23 @@ func (s *Server) sendAuth(c *call) error {
 		return errAuthRequired(`missing Authorization header: send "Authorization: Bearer <sending key or mailbox password>"`)
 	}
 	if strings.HasPrefix(secret, store.SecretPrefixRoot) {
-		k, err := s.st.KeyBySecret(secret)
-		if err == nil && k.Active() {
-			return errForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
-		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return s.authUnavailable(c.r, err)
-		}
-		return errAuthRequired("invalid API key")
+		// The relay knows no root keys: checked here, as one attempt
+		// against the same per-address limit (authAttempt).
+		return s.authAttempt(c.r, func() error {
+			k, err := s.st.KeyBySecret(secret)
+			if err == nil && k.Active() {
+				return errForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return s.authUnavailable(c.r, err)
+			}
+			return errAuthRequired("invalid API key")
+		})
 	}
 	cred, err := s.opts.Sender.Authenticate(clientIP(c.r), secret)
 	var limited *SendAuthLimitedError
 	if errors.As(err, &limited) {
-		return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
-			Message:    "too many failed authentications from this address; retry later",
-			RetryAfter: max(limited.RetryAfter, time.Second)}
+		return errAuthLimited(limited.RetryAfter)
 	}
 	if errors.Is(err, ErrSendUnauthorized) {
 		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")

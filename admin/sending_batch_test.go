@@ -163,7 +163,10 @@ func TestSniffBlocked(t *testing.T) {
 			t.Errorf("%s: through base64 %q, directly %q", tc.name, got, sniffBlocked(tc.data))
 		}
 	}
-	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false} {
+	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false,
+		// Windows strips trailing dots and spaces; ':' opens an NTFS stream.
+		"a.bat.": true, "a.vbs.": true, "a.hta.": true, "a.lnk.": true, "a.ps1 .": true, "a.exe::$DATA": true,
+		"a.exe:zone": true, "a.cmd. . ": true, "Meeting: notes.pdf": false, "b.pdf.": false, "...": false} {
 		if got := blockedExtension(name) != ""; got != blocked {
 			t.Errorf("%s: blocked=%v", name, got)
 		}

@@ -95,6 +95,14 @@ type Options struct {
 	// (/emails/send, /emails/send/batch) hold at once; past it a send
 	// gets 503 with Retry-After. 0 means 64 MiB.
 	MaxSendBytesInFlight int64
+	// SendBodyTimeout is how long an HTTP send's body may take to arrive
+	// beyond what its size needs at 32 KiB/s (never past BodyReadTimeout):
+	// a send that stalls is cut off after it. 0 means 60 s. It applies
+	// where BodyReadTimeout does.
+	SendBodyTimeout time.Duration
+	// AuthAttempts, when set, limits failed authentications per client
+	// address (the operator token, root keys), shared with SMTP AUTH.
+	AuthAttempts AuthAttempts
 	// TrackingListener says that a separate listener serves the tracking
 	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
 	TrackingListener bool
@@ -214,6 +222,9 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxSendBytesInFlight <= 0 {
 		opts.MaxSendBytesInFlight = defaultSendBytesInFlight
+	}
+	if opts.SendBodyTimeout <= 0 {
+		opts.SendBodyTimeout = defaultSendBodyTimeout
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
@@ -443,19 +454,20 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
-// serveWithin runs the route, first reserving an HTTP send's body in the
-// send budget; a send past it is answered 503 without its body being read.
+// serveWithin runs the route; an HTTP send's body is read within the send
+// budget and its pace (sendbudget.go). A send refused by the budget is
+// answered 503 without the rest of its body being read.
 func (s *Server) serveWithin(c *call, rt route) error {
 	if rt.auth != authSend {
 		return s.serve(c, rt)
 	}
-	release, err := s.reserveSend(c)
-	if err != nil {
-		refuseUnread(c, err)
-		return err
-	}
+	bb, release := s.reserveSend(c)
 	defer release()
-	return s.serve(c, rt)
+	err := s.serve(c, rt)
+	if bb != nil && bb.refused {
+		refuseUnread(c, err)
+	}
+	return err
 }
 
 func (s *Server) guard(c *call, rt route) error {

@@ -28,22 +28,37 @@ func (e *AuthLimitedError) Error() string {
 // a limit none of them had counted yet, so 60 parallel guesses from one
 // address were all checked against a limit of 20.
 func (srv *Server) checkAuth(ip, secret string) (*Credential, error) {
+	ok, wait, done := srv.ReserveAuth(ip)
+	if !ok {
+		return nil, &AuthLimitedError{RetryAfter: wait}
+	}
+	cred, err := srv.auth.Check(secret)
+	// A store that could not answer is not the client's failure, so it
+	// neither counts nor shows as one (the client hears "try later").
+	done(err != nil && !errors.Is(err, ErrAuthUnavailable))
+	return cred, err
+}
+
+// ReserveAuth counts one authentication attempt from client address ip
+// against the per-address failure limit (smtp.auth_fail_limit a minute)
+// before its secret is checked, as checkAuth does; the HTTP API uses it
+// for the secrets it checks itself (the operator token, root keys), so
+// guesses at those share the one allowance with SMTP AUTH and the
+// Sending API. When !ok the address is past its limit, nothing was
+// counted and the secret must not be checked; retry after wait.
+// Otherwise done ends the attempt: a failed one stays counted, any other
+// gives its count back.
+func (srv *Server) ReserveAuth(ip string) (ok bool, wait time.Duration, done func(failed bool)) {
 	ok, wait, giveBack := srv.authFails.Reserve(connslots.ClientKey(ip))
 	if !ok {
 		srv.metrics.limited("auth_failures")
-		return nil, &AuthLimitedError{RetryAfter: max(wait, time.Second)}
+		return false, max(wait, time.Second), func(bool) {}
 	}
-	cred, err := srv.auth.Check(secret)
-	if errors.Is(err, ErrAuthUnavailable) {
-		// The store could not answer: not the client's failure, so it
-		// neither counts nor shows as one (the client hears "try later").
+	return true, 0, func(failed bool) {
+		if failed {
+			srv.metrics.authFailed()
+			return
+		}
 		giveBack()
-		return nil, err
 	}
-	if err != nil {
-		srv.metrics.authFailed()
-		return nil, err
-	}
-	giveBack()
-	return cred, nil
 }

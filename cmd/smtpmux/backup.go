@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,13 +13,15 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // backupHandler streams an online snapshot of the store to the operator
-// (GET /api/v1/operator/backup, Bearer operator token).
-func backupHandler(st *store.Store, operatorToken string) http.Handler {
-	return operatorOnly(operatorToken, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// (GET /api/v1/operator/backup, Bearer operator token). api checks the
+// token as for the rest of the operator API (admin.Server.OperatorOnly).
+func backupHandler(st *store.Store, api *admin.Server) http.Handler {
+	return api.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A large store takes longer than the server's write timeout.
 		http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -30,29 +31,6 @@ func backupHandler(st *store.Store, operatorToken string) http.Handler {
 			panic(http.ErrAbortHandler)
 		}
 	}))
-}
-
-// operatorOnly lets through only requests carrying the operator token
-// (none when no token is configured); others get the JSON 401.
-func operatorOnly(operatorToken string, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if operatorToken == "" {
-			// Say which setting turns it on: a bare 401 sent operators
-			// looking for a token that does not exist.
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"the operator API is off: set operator_token in the daemon's config (or SMTPMUX_OPERATOR_TOKEN in its environment) and restart it","retryable":false}}`)
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(operatorToken)) != 1 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"ok":false,"error":{"code":"authentication_required","message":"operator token required","retryable":false}}`)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // backupCmd downloads a snapshot from a running daemon:

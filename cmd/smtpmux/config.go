@@ -52,6 +52,7 @@ type fileConfig struct {
 		MaxConnectionsPerIP        int    `toml:"max_connections_per_ip"`
 		UnauthenticatedBodyTimeout string `toml:"unauthenticated_body_timeout"`
 		MaxSendBytesInFlight       int64  `toml:"max_send_bytes_in_flight"`
+		SendBodyTimeout            string `toml:"send_body_timeout"`
 	} `toml:"http"`
 
 	Metrics struct {
@@ -145,7 +146,10 @@ type config struct {
 	// unauthBodyTimeout bounds reading a request before its credential
 	// has been checked ([http] unauthenticated_body_timeout).
 	unauthBodyTimeout time.Duration
-	linkTTL           time.Duration
+	// sendBodyTimeout is the grace an HTTP send's body has to arrive
+	// beyond 32 KiB/s ([http] send_body_timeout).
+	sendBodyTimeout time.Duration
+	linkTTL         time.Duration
 	// rotationGrace is [keys] rotation_grace.
 	rotationGrace time.Duration
 }
@@ -172,6 +176,7 @@ func defaults() fileConfig {
 	c.HTTP.MaxConnectionsPerIP = 64
 	c.HTTP.UnauthenticatedBodyTimeout = "10s"
 	c.HTTP.MaxSendBytesInFlight = 64 << 20
+	c.HTTP.SendBodyTimeout = "60s"
 	c.Metrics.Listen = "127.0.0.1:9464"
 	c.Tracking.LinkTTL = "365d"
 	c.Managed.Backend = "outbox"
@@ -326,6 +331,9 @@ func validate(fc fileConfig) (*config, error) {
 	}
 	if fc.HTTP.MaxSendBytesInFlight < 1<<20 {
 		return nil, &configError{"http.max_send_bytes_in_flight", "must be at least 1048576 (1 MiB)"}
+	}
+	if c.sendBodyTimeout, err = time.ParseDuration(fc.HTTP.SendBodyTimeout); err != nil || c.sendBodyTimeout <= 0 {
+		return nil, &configError{"http.send_body_timeout", fmt.Sprintf("%q is not a positive duration like \"60s\"", fc.HTTP.SendBodyTimeout)}
 	}
 	if fc.Metrics.Listen != "" {
 		if err := checkAddr(fc.Metrics.Listen); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -93,10 +94,10 @@ func metricsMux(reg *prometheus.Registry) http.Handler {
 // behind the operator token when metrics is not nil (no [metrics]
 // listener configured). Without it, /metrics on this listener is the
 // API's JSON 404 like any unknown path.
-func outerMux(api http.Handler, metrics http.Handler, backup http.Handler, operatorToken string) http.Handler {
+func outerMux(api *admin.Server, metrics http.Handler, backup http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if metrics != nil {
-		mux.Handle("GET /metrics", operatorOnly(operatorToken, metrics))
+		mux.Handle("GET /metrics", api.OperatorOnly(metrics))
 	}
 	mux.Handle("GET /api/v1/operator/backup", backup)
 	mux.Handle("/", api)

@@ -243,7 +243,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
 		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
-		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, TrackingListener: cfg.file.Tracking.Listen != "",
+		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, SendBodyTimeout: cfg.sendBodyTimeout, AuthAttempts: d.smtp, TrackingListener: cfg.file.Tracking.Listen != "",
 		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
@@ -267,7 +267,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if cfg.file.Metrics.Listen == "" {
 		apiMetrics = metricsHandler(promReg)
 	}
-	d.http = &http.Server{Handler: outerMux(api, apiMetrics, backupHandler(st, cfg.operatorToken), cfg.operatorToken), ReadHeaderTimeout: 10 * time.Second,
+	d.http = &http.Server{Handler: outerMux(api, apiMetrics, backupHandler(st, api)), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	var tln, mln net.Listener
 	closeAll := func() {
