@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
-	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/relay"
 )
 
@@ -51,14 +50,6 @@ func (s relaySender) Submit(c *admin.SendCredential, from string, rcpts []string
 }
 
 func (s relaySender) Allow(id string) (bool, time.Duration) { return s.srv.Limiter().Allow(id) }
-
-// eventSink turns the relay's events into webhook deliveries.
-func eventSink(hooks *webhook.Dispatcher) relay.EventSink {
-	return func(e relay.Event) {
-		hooks.Emit(webhook.Event{Type: e.Type, TeamID: e.TeamID, MessageID: e.MessageID, ProviderID: e.ProviderID,
-			Recipients: e.Recipients, Code: e.Code, Reply: e.Reply, Reason: e.Reason, Status: e.Status, At: e.At})
-	}
-}
 
 // managedUsage is the relay's count of a managed account's usage as the
 // Management API reports it (the same figures acceptance enforces).

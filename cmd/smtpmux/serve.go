@@ -24,6 +24,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
@@ -206,7 +207,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 		Metrics:        metrics,
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger, shaping.WithLinkTTL(cfg.linkTTL)),
-		Events:         eventSink(hooks),
+		Events:         hooks.Emit,
 	}, st, d.reg, logger, nil)
 	promReg.MustRegister(stateCollector{st: st, sched: d.sched, reg: d.reg})
 	if n, err := st.SweepSpool(); err != nil {
@@ -246,7 +247,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, TrackingListener: cfg.file.Tracking.Listen != "",
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
-			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
+			hooks.Emit(event.Event{Type: event.LimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
 				Extra: map[string]any{"request_id": requestID, "decision": decision}})
 		},
 	})
