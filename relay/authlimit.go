@@ -2,24 +2,11 @@ package relay
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
+	"github.com/smtpmux/smtpmux/internal/senderr"
 )
-
-// AuthLimitedError is the answer to an authentication attempt from a
-// client address that has used up its failed attempts for the window
-// (smtp.auth_fail_limit a minute, SMTP AUTH and the HTTP Sending API
-// together). The secret was not checked.
-type AuthLimitedError struct {
-	// RetryAfter is how long until the address may try again.
-	RetryAfter time.Duration
-}
-
-func (e *AuthLimitedError) Error() string {
-	return fmt.Sprintf("too many failed authentications from this address; retry in %s", e.RetryAfter.Round(time.Second))
-}
 
 // checkAuth resolves a secret presented from client address ip. The
 // attempt is counted against ip's allowance before the secret is checked
@@ -31,10 +18,10 @@ func (srv *Server) checkAuth(ip, secret string) (*Credential, error) {
 	ok, wait, giveBack := srv.authFails.Reserve(connslots.ClientKey(ip))
 	if !ok {
 		srv.metrics.limited("auth_failures")
-		return nil, &AuthLimitedError{RetryAfter: max(wait, time.Second)}
+		return nil, &senderr.AuthLimitedError{RetryAfter: max(wait, time.Second)}
 	}
 	cred, err := srv.auth.Check(secret)
-	if errors.Is(err, ErrAuthUnavailable) {
+	if errors.Is(err, senderr.ErrAuthUnavailable) {
 		// The store could not answer: not the client's failure, so it
 		// neither counts nor shows as one (the client hears "try later").
 		giveBack()
