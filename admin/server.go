@@ -25,18 +25,17 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // ProviderTester checks a provider's connection and credentials for
-// POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A nil error
-// is success. An error with Timeout() true is "deferred": the upstream did
-// not answer in time, or said "not now" (an SMTP 4xx at its opening, such
-// as too many connections), which says nothing about the settings, so the
-// provider keeps its status. message is shown to the user either way and
-// must not contain secrets.
+// POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A Deferred
+// outcome says nothing about the settings (the upstream did not answer in
+// time, or said "not now"), so the provider keeps its status. The result's
+// message is shown to the team and must not contain secrets.
 type ProviderTester interface {
-	TestProvider(ctx context.Context, p *store.Provider) (message string, err error)
+	TestProvider(ctx context.Context, p *store.Provider) provhealth.TestResult
 }
 
 // Options configure a Server. Store and Sealer are required.
@@ -63,9 +62,9 @@ type Options struct {
 	Ready func() error
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
-	// Health returns a provider's breaker/health snapshot for
-	// ProviderItem.health; nil reports {"state":"closed"}.
-	Health func(providerID string) any
+	// Health returns a provider's breaker state for ProviderItem.health;
+	// nil reports every provider closed.
+	Health func(providerID string) provhealth.Snapshot
 	// ManagedDailyLimit is the default daily limit of the managed account
 	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
 	// overrides it. GET /providers/limits reports it.

@@ -246,9 +246,6 @@ func (s *Scheduler) start(id string, woken bool) {
 	}()
 }
 
-// Health returns a provider's breaker state for the API.
-func (s *Scheduler) Health(providerID string) any { return s.health.snapshot(providerID, s.now()) }
-
 // Gauges returns every provider's breaker and quota state, for metrics.
 func (s *Scheduler) Gauges() (map[string]ProviderGauge, error) {
 	all, err := s.store.Providers("")

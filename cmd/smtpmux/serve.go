@@ -233,7 +233,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}, st, d.reg, d.sched, logger, nil)
 
 	api := admin.New(admin.Options{
-		Store: st, Sealer: sealer, Tester: providerTester{reg: d.reg, recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
+		Store: st, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,

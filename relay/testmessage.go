@@ -1,4 +1,4 @@
-package main
+package relay
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/smtpmux/smtpmux/internal/netpolicy"
-	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -25,12 +24,13 @@ import (
 // an upstream's raw answer can be anything its operator — or an attacker —
 // wants the team to read, so only a short, sanitised reason gets through.
 func testMessage(err error, providerType string) string {
-	var de *relay.DeliveryError
+	var de *DeliveryError
+	var se SettingsError
 	errors.As(err, &de)
 	switch {
 	case errors.Is(err, netpolicy.ErrRefused):
 		return "refused: " + netpolicy.ErrRefused.Error()
-	case errors.Is(err, errSESNoKeys), errors.Is(err, errSESEndpoint):
+	case errors.As(err, &se):
 		return err.Error()
 	case de != nil && de.Failure.Code != 0:
 		return upstreamReply(de, providerType)
@@ -102,7 +102,7 @@ func isTimeout(err error) bool {
 // upstreamReply renders an answer the upstream gave: for SMTP the code and
 // a cleaned, short text; for SES (an HTTP API) the status and the AWS
 // error code only, never the body.
-func upstreamReply(de *relay.DeliveryError, providerType string) string {
+func upstreamReply(de *DeliveryError, providerType string) string {
 	f := de.Failure
 	if providerType != store.TypeSMTP {
 		code, _, _ := strings.Cut(f.Text, ":")
