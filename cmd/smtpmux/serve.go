@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
@@ -160,7 +158,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return nil, err
 	}
 	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, store.ErrInUse) {
 		return nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
 	}
 	if err != nil {
