@@ -183,9 +183,9 @@ func readRaw(r *http.Request, limit int64) ([]byte, error) {
 
 // readAllSized is io.ReadAll starting with room for hint bytes (the
 // Content-Length, -1 when unknown) and one more for the read that finds
-// the end. io.ReadAll grows from 512 bytes by appending, which for a 24 MB
-// send allocated about twice the body and briefly held one and a half
-// times it (issue 12, item 10). A client can announce more than it sends;
+// the end. io.ReadAll grows from 512 bytes by appending, which for a large
+// send allocates about twice the body and briefly holds one and a half
+// times it. A client can announce more than it sends;
 // for sends that is bounded by the send budget, which reserved the
 // announced length before the body is read.
 func readAllSized(r io.Reader, hint int64) ([]byte, error) {

@@ -1,6 +1,11 @@
 // Package admin is smtpmux's HTTP face: the Management API under /api/v1
-// (providers and their usage, delivery groups, API keys, mailboxes and
-// their passwords, message log, operator endpoints), /healthz and /readyz.
+// (providers and their usage and limit requests, delivery groups, API
+// keys, mailboxes and their passwords, domains, webhooks, the message log
+// and metrics, operator endpoints, the OpenAPI document), the Sending API
+// (/api/v1/emails/send and /send/batch), the public handlers (tracking
+// redirects under /t/, the OAuth callback) and /healthz and /readyz. Its
+// background work (the retention Sweeper, the DomainChecker, webhook
+// delivery in admin/webhook) is started and stopped by cmd.
 //
 // Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
 // for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
@@ -8,9 +13,11 @@
 // never have to parse a plain-text error.
 //
 // The package talks to persistence only through *store.Store and to the
-// delivery side only through the small interfaces declared here
-// (ProviderTester, Options.Health, Options.Ready), so cmd can wire it
-// without admin importing relay.
+// delivery side only through the small interfaces and functions declared
+// here (Sender, ProviderTester, OAuthConnector, Options.Health,
+// Options.ManagedUsage, Options.Ready), whose shared types live in leaf
+// packages (internal/event, internal/provhealth, internal/senderr), so cmd
+// can wire it without admin importing relay.
 package admin
 
 import (

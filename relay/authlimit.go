@@ -10,10 +10,9 @@ import (
 
 // checkAuth resolves a secret presented from client address ip. The
 // attempt is counted against ip's allowance before the secret is checked
-// and given back if it was good: counting after the check (which takes
-// auth_fail_delay when it fails) let every attempt made in parallel pass
-// a limit none of them had counted yet, so 60 parallel guesses from one
-// address were all checked against a limit of 20.
+// and given back if it was good: a failed check takes auth_fail_delay, so
+// counting after it would let every attempt made in parallel meanwhile
+// pass a limit none of them had counted yet.
 func (srv *Server) checkAuth(ip, secret string) (*Credential, error) {
 	ok, wait, giveBack := srv.authFails.Reserve(connslots.ClientKey(ip))
 	if !ok {
