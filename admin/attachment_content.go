@@ -8,8 +8,8 @@ import (
 )
 
 // An attachment's content is kept as the base64 text of the request, not
-// decoded (issue 12, item 10): decoding a 17 MB file whole, then encoding
-// it again for MIME, held the file a third and a fourth time. The text is
+// decoded: decoding a large file whole, then encoding it again for MIME,
+// would hold it a third and a fourth time. The text is
 // checked in one streaming pass, the content sniffer reads the few decoded
 // bytes it needs through a ReaderAt, and buildMIME decodes it in pieces
 // straight into the part's writer.

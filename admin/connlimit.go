@@ -13,7 +13,7 @@ import (
 // refusing costs nothing, whereas leaving it in the kernel's backlog, as
 // a blocking cap would, makes every other client wait behind it. Without
 // the caps a few hundred slow clients starve the API and, through file
-// descriptors, the SMTP listeners of the same process (issue 12, item 4).
+// descriptors, the SMTP listeners of the same process.
 func LimitListener(ln net.Listener, total, perIP int) net.Listener {
 	return &limitListener{Listener: ln, slots: connslots.New(total, perIP)}
 }

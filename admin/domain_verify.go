@@ -13,7 +13,7 @@ import (
 )
 
 // defaultRecheckInterval is how often the background check looks at each
-// domain again (issue 6: every 6 hours).
+// domain again when the config does not say.
 const defaultRecheckInterval = 6 * time.Hour
 
 // verifyTimeout bounds one verification. dnscheck runs the four lookups
@@ -84,8 +84,8 @@ func nextDomainStatus(cur string, res dnscheck.Result) string {
 	}
 }
 
-// DomainChecker re-verifies every domain in the background (issue 6: every
-// 6 hours), so a domain whose records were removed stops being signed for
+// DomainChecker re-verifies every domain in the background (every 6 hours
+// by default), so a domain whose records were removed stops being signed for
 // and one published late becomes verified without another API call.
 type DomainChecker struct {
 	s *Server

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -33,27 +34,20 @@ func (c *fakeClock) Advance(d time.Duration) {
 // fakeTester answers provider tests with whatever fn returns.
 type fakeTester struct {
 	mu    sync.Mutex
-	fn    func(ctx context.Context, p *store.Provider) (string, error)
+	fn    func(ctx context.Context, p *store.Provider) provhealth.TestResult
 	calls []string
 }
 
-func (f *fakeTester) TestProvider(ctx context.Context, p *store.Provider) (string, error) {
+func (f *fakeTester) TestProvider(ctx context.Context, p *store.Provider) provhealth.TestResult {
 	f.mu.Lock()
 	f.calls = append(f.calls, p.ID)
 	fn := f.fn
 	f.mu.Unlock()
 	if fn == nil {
-		return "250 OK", nil
+		return provhealth.TestResult{Outcome: provhealth.OK, Message: "250 OK"}
 	}
 	return fn(ctx, p)
 }
-
-// timeoutErr satisfies interface{ Timeout() bool } like net errors do.
-type timeoutErr struct{}
-
-func (timeoutErr) Error() string   { return "dial tcp: i/o timeout" }
-func (timeoutErr) Timeout() bool   { return true }
-func (timeoutErr) Temporary() bool { return true }
 
 // testEnv is one admin Server on a fresh store with a provisioned team.
 type testEnv struct {

@@ -8,7 +8,7 @@ import (
 
 // Reading a request's body before its credential is known would let
 // anyone hold a connection, and a buffer, for as long as they trickle
-// bytes in (issue 12, item 4). So every request starts with a short read
+// bytes in. So every request starts with a short read
 // deadline (Options.UnauthenticatedBodyTimeout); a request whose
 // credential checks out gets the full one (Options.BodyReadTimeout) back
 // for its body; and a request refused before its handler ran is answered

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -63,7 +64,7 @@ func TestIdempotencyReplaysValidationErrorsNotServerErrors(t *testing.T) {
 	// A transient failure is not stored: the retry runs and succeeds.
 	fs.fail = func(n int) error {
 		if n == 0 {
-			return ErrSendNoActiveProviders
+			return senderr.ErrNoActiveProviders
 		}
 		return nil
 	}

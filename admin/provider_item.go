@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -25,26 +26,26 @@ type providerItem struct {
 	HasSMTPPassword bool           `json:"has_smtp_password"`
 	// Own Amazon SES account settings (type ses); the secret key is
 	// write-only.
-	SESRegion             *string      `json:"ses_region"`
-	SESAccessKeyID        *string      `json:"ses_access_key_id"`
-	HasSESSecretAccessKey bool         `json:"has_ses_secret_access_key"`
-	SESEndpoint           *string      `json:"ses_endpoint"`
-	SESConfigurationSet   *string      `json:"ses_configuration_set"`
-	FromEmail             *string      `json:"from_email"`
-	FromName              *string      `json:"from_name"`
-	ReplyToEmail          *string      `json:"reply_to_email"`
-	ReplyToName           *string      `json:"reply_to_name"`
-	OAuthEmail            *string      `json:"oauth_email"`
-	HasRefreshToken       bool         `json:"has_refresh_token"`
-	Quotas                store.Quotas `json:"quotas"`
-	Percentage            *int         `json:"percentage"`
-	GroupID               *string      `json:"group_id"`
-	TrackingDomain        *string      `json:"tracking_domain"`
-	Health                any          `json:"health"`
-	CreatedAt             string       `json:"created_at"`
-	UpdatedAt             string       `json:"updated_at"`
-	LastTestedAt          *string      `json:"last_tested_at"`
-	LastUsedAt            *string      `json:"last_used_at"`
+	SESRegion             *string             `json:"ses_region"`
+	SESAccessKeyID        *string             `json:"ses_access_key_id"`
+	HasSESSecretAccessKey bool                `json:"has_ses_secret_access_key"`
+	SESEndpoint           *string             `json:"ses_endpoint"`
+	SESConfigurationSet   *string             `json:"ses_configuration_set"`
+	FromEmail             *string             `json:"from_email"`
+	FromName              *string             `json:"from_name"`
+	ReplyToEmail          *string             `json:"reply_to_email"`
+	ReplyToName           *string             `json:"reply_to_name"`
+	OAuthEmail            *string             `json:"oauth_email"`
+	HasRefreshToken       bool                `json:"has_refresh_token"`
+	Quotas                store.Quotas        `json:"quotas"`
+	Percentage            *int                `json:"percentage"`
+	GroupID               *string             `json:"group_id"`
+	TrackingDomain        *string             `json:"tracking_domain"`
+	Health                provhealth.Snapshot `json:"health"`
+	CreatedAt             string              `json:"created_at"`
+	UpdatedAt             string              `json:"updated_at"`
+	LastTestedAt          *string             `json:"last_tested_at"`
+	LastUsedAt            *string             `json:"last_used_at"`
 }
 
 // allowedActions tells a UI which buttons make sense for this provider in
@@ -106,13 +107,11 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 	return it
 }
 
-// health asks the delivery side for the provider's breaker state; until
-// one is wired in, every provider is reported healthy ("closed").
-func (s *Server) health(id string) any {
+// health asks the delivery side for the provider's breaker state; without
+// one, every provider is in rotation ("closed").
+func (s *Server) health(id string) provhealth.Snapshot {
 	if s.opts.Health != nil {
-		if h := s.opts.Health(id); h != nil {
-			return h
-		}
+		return s.opts.Health(id)
 	}
-	return map[string]string{"state": "closed"}
+	return provhealth.Snapshot{State: "closed"}
 }

@@ -2,9 +2,9 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"testing"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -113,11 +113,13 @@ func TestTestNeverChangesEnablement(t *testing.T) {
 	if r := e.do("POST", path+"/deactivate", nil); r.Code != 200 {
 		t.Fatal(r.Body)
 	}
-	fail := func(context.Context, *store.Provider) (string, error) {
-		return "", errors.New("535 5.7.8 bad credentials")
+	fail := func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.Failed, Message: "535 5.7.8 bad credentials"}
 	}
-	ok := func(context.Context, *store.Provider) (string, error) { return "", nil }
-	for _, fn := range []func(context.Context, *store.Provider) (string, error){fail, ok, fail, ok} {
+	ok := func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.OK}
+	}
+	for _, fn := range []func(context.Context, *store.Provider) provhealth.TestResult{fail, ok, fail, ok} {
 		e.tester.fn = fn
 		r := e.do("POST", path+"/test", nil)
 		if r.Code != 200 || r.str("data.tested_at") == "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -385,20 +386,19 @@ func (s *Server) testProvider(c *call) error {
 	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.TestTimeout)
 	defer cancel()
 	start := time.Now()
-	msg, terr := s.opts.Tester.TestProvider(ctx, cur)
+	tr := s.opts.Tester.TestProvider(ctx, cur)
 	latency := time.Since(start)
 	testedAt := s.now()
 
-	res := testResult{Success: terr == nil, LatencyMS: latency.Milliseconds(), TestedAt: rfc3339(testedAt)}
-	var to interface{ Timeout() bool }
-	res.Deferred = terr != nil && (errors.As(terr, &to) && to.Timeout() || errors.Is(terr, context.DeadlineExceeded))
+	res := testResult{Success: tr.Outcome == provhealth.OK, Deferred: tr.Outcome == provhealth.Deferred,
+		LatencyMS: latency.Milliseconds(), TestedAt: rfc3339(testedAt)}
 	switch {
-	case msg != "":
-		res.Message = msg
-	case terr != nil:
-		res.Message = terr.Error()
-	default:
+	case tr.Message != "":
+		res.Message = tr.Message
+	case res.Success:
 		res.Message = "connection and authentication succeeded"
+	default:
+		res.Message = "connection failed"
 	}
 	res.Message = truncate(res.Message, maxReasonLen)
 

@@ -2,13 +2,13 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -405,14 +405,14 @@ func TestTestProvider(t *testing.T) {
 
 	// Success clears a previous error and stamps last_tested_at.
 	setStatus(store.StatusError, "old failure")
-	e.tester.fn = func(ctx context.Context, p *store.Provider) (string, error) {
+	e.tester.fn = func(ctx context.Context, p *store.Provider) provhealth.TestResult {
 		if p.ID != id || len(p.SMTPPasswordSealed) == 0 {
 			t.Errorf("tester got %+v", p)
 		}
 		if _, ok := ctx.Deadline(); !ok {
 			t.Error("no deadline on the test context")
 		}
-		return "221 Bye", nil
+		return provhealth.TestResult{Outcome: provhealth.OK, Message: "221 Bye"}
 	}
 	e.clock.Advance(time.Hour)
 	r := e.do("POST", path+"/test", nil)
@@ -439,8 +439,8 @@ func TestTestProvider(t *testing.T) {
 
 	// A definite failure sets error with the reason.
 	setStatus(store.StatusActive, "")
-	e.tester.fn = func(context.Context, *store.Provider) (string, error) {
-		return "535 5.7.8 Authentication credentials invalid", errors.New("auth failed")
+	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.Failed, Message: "535 5.7.8 Authentication credentials invalid"}
 	}
 	r = e.do("POST", path+"/test", nil)
 	if r.Code != 200 || r.get("data.success") != false || !strings.Contains(r.str("data.message"), "535") {
@@ -449,43 +449,44 @@ func TestTestProvider(t *testing.T) {
 	if st, reason := status(); st != store.StatusError || !strings.Contains(reason, "535 5.7.8") {
 		t.Fatalf("after failure: %s %q", st, reason)
 	}
-	// The message falls back to the error text.
-	e.tester.fn = func(context.Context, *store.Provider) (string, error) {
-		return "", errors.New("tls: handshake failure")
+	// A failure without a message gets a generic one.
+	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.Failed}
 	}
-	if r := e.do("POST", path+"/test", nil); r.str("data.message") != "tls: handshake failure" {
+	if r := e.do("POST", path+"/test", nil); r.str("data.message") != "connection failed" {
 		t.Fatal(r.Body)
 	}
 
 	// Long upstream answers are cut, on a rune boundary.
-	e.tester.fn = func(context.Context, *store.Provider) (string, error) {
-		return strings.Repeat("é", 400), errors.New("x")
+	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.Failed, Message: strings.Repeat("é", 400)}
 	}
 	r = e.do("POST", path+"/test", nil)
 	if _, reason := status(); len(reason) > maxReasonLen+len("…") || !strings.HasSuffix(reason, "…") || !utf8.ValidString(reason) {
 		t.Fatalf("reason not truncated: %d %q", len(reason), reason)
 	}
 
-	// A timeout is deferred: the old status stays.
-	for _, terr := range []error{timeoutErr{}, fmt.Errorf("dial: %w", timeoutErr{}), context.DeadlineExceeded} {
-		setStatus(store.StatusActive, "")
-		e.tester.fn = func(context.Context, *store.Provider) (string, error) { return "", terr }
-		r = e.do("POST", path+"/test", nil)
-		if r.get("data.success") != false || r.get("data.deferred") != true {
-			t.Fatalf("timeout %v: %s", terr, r.Body)
-		}
-		if st, _ := status(); st != store.StatusActive {
-			t.Fatalf("timeout changed status to %s", st)
-		}
+	// A deferred test (a timeout, an upstream's "not now"): the old
+	// status stays.
+	setStatus(store.StatusActive, "")
+	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
+		return provhealth.TestResult{Outcome: provhealth.Deferred, Message: "connection failed"}
+	}
+	r = e.do("POST", path+"/test", nil)
+	if r.get("data.success") != false || r.get("data.deferred") != true {
+		t.Fatalf("deferred: %s", r.Body)
+	}
+	if st, _ := status(); st != store.StatusActive {
+		t.Fatalf("a deferred test changed status to %s", st)
 	}
 
 	// An edit during the test keeps the verdict off the new settings.
 	setStatus(store.StatusActive, "")
-	e.tester.fn = func(context.Context, *store.Provider) (string, error) {
+	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
 		if _, err := e.st.UpdateProvider(e.team.ID, id, 0, func(p *store.Provider) error { p.SMTPPort = 2525; return nil }); err != nil {
 			t.Error(err)
 		}
-		return "", errors.New("535 bad")
+		return provhealth.TestResult{Outcome: provhealth.Failed, Message: "535 bad"}
 	}
 	e.do("POST", path+"/test", nil)
 	if st, _ := status(); st != store.StatusActive {
@@ -603,7 +604,7 @@ func TestListProvidersPagination(t *testing.T) {
 
 func TestHealthOption(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
-		o.Health = func(id string) any { return map[string]any{"state": "open", "recent_failures": 3} }
+		o.Health = func(id string) provhealth.Snapshot { return provhealth.Snapshot{State: "open", RecentFailures: 3} }
 	})
 	r := e.do("GET", "/api/v1/providers/"+e.managed.ID, nil)
 	if r.str("data.health.state") != "open" || r.get("data.health.recent_failures") != 3.0 {

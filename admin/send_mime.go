@@ -49,7 +49,7 @@ func buildMIME(in *sendInput, messageID string, now time.Time) ([]byte, error) {
 	// Sized for the whole message up front: base64 takes 4/3 of an
 	// attachment plus CRLF every 76 characters, and growing by doubling
 	// would briefly hold the old and the new buffer, up to three times
-	// the message (issue 12, item 10).
+	// the message.
 	size := qpSize(in.HTML) + qpSize(in.Text) + 4096
 	for _, a := range in.Attachments {
 		size += int(a.Content.size)/57*78 + 78 + 512

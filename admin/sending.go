@@ -7,23 +7,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // Sender is the relay as the HTTP Sending API needs it: the same
 // credential check, rate limit and durable enqueue as SMTP. cmd implements
-// it over relay.Server (Authenticate, Submit, Limiter().Allow), mapping the
-// relay's errors onto the ErrSend… values below.
+// it over relay.Server (Authenticate, Submit, Limiter().Allow). Its errors
+// are internal/senderr's, which relay returns as they are; anything else
+// is an internal error.
 type Sender interface {
 	// Authenticate resolves a sending key or mailbox password presented
 	// from client address remoteIP. An unknown, revoked or suspended
-	// credential, or a root key, is ErrSendUnauthorized; an address past
-	// its failed-attempt limit (shared with SMTP AUTH) is a
-	// *SendAuthLimitedError, and the secret was not checked.
+	// credential, or a root key, is senderr.ErrBadCredential; an address
+	// past its failed-attempt limit (shared with SMTP AUTH) is a
+	// *senderr.AuthLimitedError, and the secret was not checked.
 	Authenticate(remoteIP, secret string) (*SendCredential, error)
-	// Submit accepts one message: envelope sender, envelope recipients
-	// and the CRLF-terminated MIME bytes. It returns the eml_ ID once the
-	// message is durable.
+	// Submit accepts one message for the credential cred names (by Kind
+	// and ID): envelope sender, envelope recipients and the
+	// CRLF-terminated MIME bytes. It returns the eml_ ID once the message
+	// is durable.
 	Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error)
 	// Allow counts one request of the credential against the per-key
 	// limit shared with SMTP and reports whether it is within it; if not,
@@ -31,41 +34,16 @@ type Sender interface {
 	Allow(credentialID string) (bool, time.Duration)
 }
 
-// SendCredential is an authenticated sender as admin sees it. Handle is the
-// Sender's own credential value (a *relay.Credential in cmd's adapter),
-// passed back to Submit untouched, which keeps relay's types out of admin.
+// SendCredential is an authenticated sender as admin sees it.
 type SendCredential struct {
-	ID     string // the sending key's or mailbox password's ID
+	// Kind and ID name the sending key or mailbox password
+	// (store.CredKind…); Submit re-reads the credential by them.
+	Kind   string
+	ID     string
 	TeamID string
 	// RequiredFrom is the only sender a mailbox password may use; empty
 	// for sending keys.
 	RequiredFrom string
-	Handle       any
-}
-
-// Errors a Sender returns; anything else is an internal error.
-var (
-	ErrSendUnauthorized      = errors.New("sending credential is invalid or revoked")
-	ErrSendNoActiveProviders = errors.New("no active provider in the credential's scope")
-	ErrSendSenderNotAllowed  = errors.New("sender is not the mailbox address")
-	ErrSendInvalidMessage    = errors.New("message or address refused")
-	ErrSendDailyLimit        = errors.New("daily sending limit reached")
-	// ErrSendHourlyLimit: the message has more recipients than the
-	// managed account (the only provider in scope) may send in an hour.
-	ErrSendHourlyLimit = errors.New("more recipients than the hourly sending limit")
-	// ErrSendUnavailable: the credential or the team's limits could not be
-	// read (a store error); nothing was queued, the client retries.
-	ErrSendUnavailable = errors.New("sending temporarily unavailable")
-)
-
-// SendAuthLimitedError is Authenticate's answer to an address that has
-// made too many failed attempts: 429 with Retry-After.
-type SendAuthLimitedError struct {
-	RetryAfter time.Duration
-}
-
-func (e *SendAuthLimitedError) Error() string {
-	return "too many failed authentications from this address"
 }
 
 // Error codes of the Sending API beyond envelope.go's.
@@ -108,11 +86,11 @@ func (s *Server) sendAuth(c *call) error {
 		})
 	}
 	cred, err := s.opts.Sender.Authenticate(clientIP(c.r), secret)
-	var limited *SendAuthLimitedError
+	var limited *senderr.AuthLimitedError
 	if errors.As(err, &limited) {
 		return errAuthLimited(limited.RetryAfter)
 	}
-	if errors.Is(err, ErrSendUnauthorized) {
+	if errors.Is(err, senderr.ErrBadCredential) {
 		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")
 	}
 	if err != nil {
@@ -194,24 +172,24 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 		s.log.Info("http send accepted", "request_id", c.reqID, "msg_id", id, "team", cred.TeamID,
 			"rcpts", len(in.recipients()), "size", len(body))
 		return id, nil
-	case errors.Is(err, ErrSendUnauthorized):
+	case errors.Is(err, senderr.ErrBadCredential):
 		return "", errAuthRequired("the sending key or mailbox password was revoked or suspended")
-	case errors.Is(err, ErrSendNoActiveProviders):
+	case errors.Is(err, senderr.ErrNoActiveProviders):
 		return "", &apiError{Status: http.StatusServiceUnavailable, Code: codeNoActiveProviders, Retryable: true,
 			Message: "no provider in this credential's send scope is active; nothing was queued", RetryAfter: time.Minute}
-	case errors.Is(err, ErrSendSenderNotAllowed):
+	case errors.Is(err, senderr.ErrSenderNotMailbox):
 		return "", errValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
-	case errors.Is(err, ErrSendInvalidMessage):
+	case errors.Is(err, senderr.ErrBadAddress), errors.Is(err, senderr.ErrEmptyMessage):
 		return "", errValidation("to.email", fcInvalidEmail, "the relay refused an address of this message")
-	case errors.Is(err, ErrSendDailyLimit):
+	case errors.Is(err, senderr.ErrDailyLimit):
 		now := s.now()
 		return "", &apiError{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,
 			Message:    "daily sending limit reached; it resets at 00:00 UTC",
 			RetryAfter: dayStart(now).Add(24 * time.Hour).Sub(now)}
-	case errors.Is(err, ErrSendHourlyLimit):
+	case errors.Is(err, senderr.ErrHourlyLimit):
 		// Not retryable as is: the same message never fits an hour.
 		return "", errValidation("to", fcOutOfRange, "this message has more recipients than the managed account's hourly sending limit allows; send them in smaller messages")
-	case errors.Is(err, ErrSendUnavailable):
+	case errors.Is(err, senderr.ErrAuthUnavailable), errors.Is(err, senderr.ErrLimitsUnavailable):
 		return "", s.authUnavailable(c.r, err)
 	}
 	return "", err

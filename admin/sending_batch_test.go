@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/internal/senderr"
 )
 
 func TestBatchPartialSuccess(t *testing.T) {
@@ -62,7 +64,7 @@ func TestBatchAllInvalidIs422(t *testing.T) {
 
 func TestBatchAllTransientIs503(t *testing.T) {
 	e, fs := newSendEnv(t)
-	fs.fail = func(int) error { return ErrSendNoActiveProviders }
+	fs.fail = func(int) error { return senderr.ErrNoActiveProviders }
 	r := e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{validSend(), validSend()}})
 	expectErr(t, r, 503, "no_active_providers", "")
 	if r.get("error.retryable") != true || r.Header.Get("Retry-After") == "" {
@@ -72,7 +74,7 @@ func TestBatchAllTransientIs503(t *testing.T) {
 	// since a retry may succeed for some.
 	bad := validSend()
 	bad["subject"] = ""
-	fs.fail = func(int) error { return ErrSendDailyLimit }
+	fs.fail = func(int) error { return senderr.ErrDailyLimit }
 	r = e.send("/api/v1/emails/send/batch", map[string]any{"messages": []any{bad, validSend()}})
 	expectErr(t, r, 503, "service_unavailable", "")
 	if f := r.fields(); len(f) != 2 || f[0] != "messages[0].subject" || f[1] != "messages[1]" {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
-
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -48,11 +48,11 @@ type fakeSender struct {
 func (f *fakeSender) Authenticate(_, secret string) (*SendCredential, error) {
 	switch secret {
 	case testSendKey:
-		return &SendCredential{ID: "key_sendingkey00000000000000", TeamID: "team_fake", Handle: "relay-cred"}, nil
+		return &SendCredential{Kind: store.CredKindKey, ID: "key_sendingkey00000000000000", TeamID: "team_fake"}, nil
 	case testMailboxPass:
-		return &SendCredential{ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr, Handle: "relay-cred"}, nil
+		return &SendCredential{Kind: store.CredKindMailboxPassword, ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr}, nil
 	}
-	return nil, ErrSendUnauthorized
+	return nil, senderr.ErrBadCredential
 }
 
 func (f *fakeSender) Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -36,8 +37,8 @@ func TestSendBuildsMIME(t *testing.T) {
 	if sub.from != "bounces@example.com" || strings.Join(sub.rcpts, ",") != "user@example.net,cc1@example.org,hidden@example.org" {
 		t.Fatalf("envelope %q %v", sub.from, sub.rcpts)
 	}
-	if sub.cred.Handle != "relay-cred" {
-		t.Fatalf("credential handle not passed through: %+v", sub.cred)
+	if sub.cred.Kind != store.CredKindKey || sub.cred.ID != "key_sendingkey00000000000000" {
+		t.Fatalf("credential not passed through: %+v", sub.cred)
 	}
 	pm := parseMail(t, sub.body)
 	h := pm.header
@@ -148,13 +149,15 @@ func TestSendSenderErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{ErrSendNoActiveProviders, 503, "no_active_providers"},
-		{ErrSendDailyLimit, 429, "daily_limit_exceeded"},
-		{ErrSendHourlyLimit, 422, "validation_error"},
-		{ErrSendUnavailable, 503, "service_unavailable"},
-		{ErrSendUnauthorized, 401, "authentication_required"},
-		{ErrSendSenderNotAllowed, 422, "validation_error"},
-		{ErrSendInvalidMessage, 422, "validation_error"},
+		{senderr.ErrNoActiveProviders, 503, "no_active_providers"},
+		{senderr.ErrDailyLimit, 429, "daily_limit_exceeded"},
+		{senderr.ErrHourlyLimit, 422, "validation_error"},
+		{senderr.ErrAuthUnavailable, 503, "service_unavailable"},
+		{senderr.ErrLimitsUnavailable, 503, "service_unavailable"},
+		{senderr.ErrBadCredential, 401, "authentication_required"},
+		{senderr.ErrSenderNotMailbox, 422, "validation_error"},
+		{senderr.ErrBadAddress, 422, "validation_error"},
+		{senderr.ErrEmptyMessage, 422, "validation_error"},
 		{errors.New("disk on fire"), 500, "internal_error"},
 		// A full disk is said as such (nothing was queued, retry later),
 		// without the path or the OS error text.
@@ -172,7 +175,7 @@ func TestSendSenderErrors(t *testing.T) {
 				t.Fatalf("internal error detail %q leaked: %s", leak, r.Body)
 			}
 		}
-		if tc.status == 503 && tc.code == "service_unavailable" && tc.err != ErrSendUnavailable && !strings.Contains(r.Body, "out of storage space") {
+		if tc.status == 503 && tc.code == "service_unavailable" && tc.err != senderr.ErrAuthUnavailable && tc.err != senderr.ErrLimitsUnavailable && !strings.Contains(r.Body, "out of storage space") {
 			t.Fatalf("a full disk is not named: %s", r.Body)
 		}
 	}

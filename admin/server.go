@@ -1,6 +1,11 @@
 // Package admin is smtpmux's HTTP face: the Management API under /api/v1
-// (providers and their usage, delivery groups, API keys, mailboxes and
-// their passwords, message log, operator endpoints), /healthz and /readyz.
+// (providers and their usage and limit requests, delivery groups, API
+// keys, mailboxes and their passwords, domains, webhooks, the message log
+// and metrics, operator endpoints, the OpenAPI document), the Sending API
+// (/api/v1/emails/send and /send/batch), the public handlers (tracking
+// redirects under /t/, the OAuth callback) and /healthz and /readyz. Its
+// background work (the retention Sweeper, the DomainChecker, webhook
+// delivery in admin/webhook) is started and stopped by cmd.
 //
 // Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
 // for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
@@ -8,9 +13,11 @@
 // never have to parse a plain-text error.
 //
 // The package talks to persistence only through *store.Store and to the
-// delivery side only through the small interfaces declared here
-// (ProviderTester, Options.Health, Options.Ready), so cmd can wire it
-// without admin importing relay.
+// delivery side only through the small interfaces and functions declared
+// here (Sender, ProviderTester, OAuthConnector, Options.Health,
+// Options.ManagedUsage, Options.Ready), whose shared types live in leaf
+// packages (internal/event, internal/provhealth, internal/senderr), so cmd
+// can wire it without admin importing relay.
 package admin
 
 import (
@@ -25,18 +32,17 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // ProviderTester checks a provider's connection and credentials for
-// POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A nil error
-// is success. An error with Timeout() true is "deferred": the upstream did
-// not answer in time, or said "not now" (an SMTP 4xx at its opening, such
-// as too many connections), which says nothing about the settings, so the
-// provider keeps its status. message is shown to the user either way and
-// must not contain secrets.
+// POST /providers/{id}/test (SMTP: connect, TLS, AUTH, QUIT). A Deferred
+// outcome says nothing about the settings (the upstream did not answer in
+// time, or said "not now"), so the provider keeps its status. The result's
+// message is shown to the team and must not contain secrets.
 type ProviderTester interface {
-	TestProvider(ctx context.Context, p *store.Provider) (message string, err error)
+	TestProvider(ctx context.Context, p *store.Provider) provhealth.TestResult
 }
 
 // Options configure a Server. Store and Sealer are required.
@@ -63,9 +69,9 @@ type Options struct {
 	Ready func() error
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
-	// Health returns a provider's breaker/health snapshot for
-	// ProviderItem.health; nil reports {"state":"closed"}.
-	Health func(providerID string) any
+	// Health returns a provider's breaker state for ProviderItem.health;
+	// nil reports every provider closed.
+	Health func(providerID string) provhealth.Snapshot
 	// ManagedDailyLimit is the default daily limit of the managed account
 	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
 	// overrides it. GET /providers/limits reports it.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -275,7 +276,7 @@ func TestMalformedBodies(t *testing.T) {
 }
 
 func TestPanicIsJSON500(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Health = func(string) any { panic("boom") } })
+	e := newEnv(t, func(o *Options) { o.Health = func(string) provhealth.Snapshot { panic("boom") } })
 	r := e.do("GET", "/api/v1/providers/"+e.managed.ID, nil)
 	expectErr(t, r, 500, "internal_error", "")
 	if strings.Contains(r.Body, "boom") {

@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -90,7 +90,7 @@ func (s *Server) click(c *call, l *store.TrackingLink) {
 		s.opts.OnClick(l.TeamID, l.MessageID, l.URL)
 		return
 	}
-	e := webhook.Event{Type: webhook.EventClicked, TeamID: l.TeamID, MessageID: l.MessageID, URL: l.URL, At: now,
+	e := event.Event{Type: event.Clicked, TeamID: l.TeamID, MessageID: l.MessageID, URL: l.URL, At: now,
 		Extra: map[string]any{"link_index": l.Index, "user_agent": nullable(truncate(ua, 256))}}
 	// The same bytes go to every recipient, so a click names its recipient
 	// only when there was just one.

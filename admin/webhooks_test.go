@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -182,8 +183,8 @@ func TestWebhookEndToEnd(t *testing.T) {
 	e.secret(rc.secret)
 	rc.fails = 2
 	hooks := e.srv.Webhooks()
-	hooks.Emit(webhook.Event{Type: webhook.EventDelivered, TeamID: e.team.ID, MessageID: "eml_x", Recipients: []string{"a@example.net"}, Code: 250})
-	hooks.Emit(webhook.Event{Type: webhook.EventRejected, TeamID: e.team.ID, MessageID: "eml_y"}) // not subscribed
+	hooks.Emit(event.Event{Type: event.Delivered, TeamID: e.team.ID, MessageID: "eml_x", Recipients: []string{"a@example.net"}, Code: 250})
+	hooks.Emit(event.Event{Type: event.Rejected, TeamID: e.team.ID, MessageID: "eml_y"}) // not subscribed
 	r = e.do("POST", "/api/v1/webhooks/"+id+"/test", nil)
 	if r.Code != 202 || !strings.HasPrefix(r.str("data.event_id"), "evt_") {
 		t.Fatalf("test: %d %s", r.Code, r.Body)

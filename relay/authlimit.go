@@ -2,40 +2,26 @@ package relay
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
+	"github.com/smtpmux/smtpmux/internal/senderr"
 )
-
-// AuthLimitedError is the answer to an authentication attempt from a
-// client address that has used up its failed attempts for the window
-// (smtp.auth_fail_limit a minute, SMTP AUTH and the HTTP Sending API
-// together). The secret was not checked.
-type AuthLimitedError struct {
-	// RetryAfter is how long until the address may try again.
-	RetryAfter time.Duration
-}
-
-func (e *AuthLimitedError) Error() string {
-	return fmt.Sprintf("too many failed authentications from this address; retry in %s", e.RetryAfter.Round(time.Second))
-}
 
 // checkAuth resolves a secret presented from client address ip. The
 // attempt is counted against ip's allowance before the secret is checked
-// and given back if it was good: counting after the check (which takes
-// auth_fail_delay when it fails) let every attempt made in parallel pass
-// a limit none of them had counted yet, so 60 parallel guesses from one
-// address were all checked against a limit of 20.
+// and given back if it was good: a failed check takes auth_fail_delay, so
+// counting after it would let every attempt made in parallel meanwhile
+// pass a limit none of them had counted yet.
 func (srv *Server) checkAuth(ip, secret string) (*Credential, error) {
 	ok, wait, done := srv.ReserveAuth(ip)
 	if !ok {
-		return nil, &AuthLimitedError{RetryAfter: wait}
+		return nil, &senderr.AuthLimitedError{RetryAfter: wait}
 	}
 	cred, err := srv.auth.Check(secret)
 	// A store that could not answer is not the client's failure, so it
 	// neither counts nor shows as one (the client hears "try later").
-	done(err != nil && !errors.Is(err, ErrAuthUnavailable))
+	done(err != nil && !errors.Is(err, senderr.ErrAuthUnavailable))
 	return cred, err
 }
 

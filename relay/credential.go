@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -26,23 +27,13 @@ type Credential struct {
 	secretHash []byte
 }
 
-// ErrBadCredential is every authentication failure; callers never learn
-// which part was wrong.
-var ErrBadCredential = errors.New("bad credential")
-
-// ErrAuthUnavailable is a credential check that could not be made: the
-// store failed to answer. It is not a failure of the client's (SMTP 454
-// 4.7.0, HTTP 503: try again later), and does not count as one: a good key
-// must not be refused for good, nor an IP blocked, because a read failed.
-var ErrAuthUnavailable = errors.New("credential check unavailable")
-
 // credError maps a store lookup error: not found is a bad credential,
 // anything else leaves the question open.
 func credError(err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrBadCredential
+		return senderr.ErrBadCredential
 	}
-	return fmt.Errorf("%w: %w", ErrAuthUnavailable, err)
+	return fmt.Errorf("%w: %w", senderr.ErrAuthUnavailable, err)
 }
 
 // Authenticator resolves presented secrets (sending keys and mailbox
@@ -58,14 +49,14 @@ type Authenticator struct {
 func (a *Authenticator) Check(secret string) (*Credential, error) {
 	start := time.Now()
 	c, err := a.lookup(secret)
-	if errors.Is(err, ErrAuthUnavailable) {
+	if errors.Is(err, senderr.ErrAuthUnavailable) {
 		return nil, err
 	}
 	if err != nil {
 		if d := a.MinDelay - time.Since(start); d > 0 {
 			time.Sleep(d)
 		}
-		return nil, ErrBadCredential
+		return nil, senderr.ErrBadCredential
 	}
 	return c, nil
 }
@@ -88,7 +79,7 @@ func (a *Authenticator) Recheck(c *Credential) (*Credential, error) {
 		return nil, credError(err)
 	}
 	if !canSend(sc) {
-		return nil, ErrBadCredential
+		return nil, senderr.ErrBadCredential
 	}
 	fresh := fromStore(sc)
 	fresh.secretHash = c.secretHash
@@ -97,7 +88,7 @@ func (a *Authenticator) Recheck(c *Credential) (*Credential, error) {
 
 func (a *Authenticator) lookup(secret string) (*Credential, error) {
 	if len(secret) < 16 || len(secret) > 256 {
-		return nil, ErrBadCredential
+		return nil, senderr.ErrBadCredential
 	}
 	h := store.HashSecret(secret)
 	sc, err := a.Store.CredentialByHash(h)
@@ -105,7 +96,7 @@ func (a *Authenticator) lookup(secret string) (*Credential, error) {
 		return nil, credError(err)
 	}
 	if !canSend(sc) {
-		return nil, ErrBadCredential
+		return nil, senderr.ErrBadCredential
 	}
 	c := fromStore(sc)
 	c.secretHash = h

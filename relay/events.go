@@ -1,36 +1,13 @@
 package relay
 
 import (
-	"time"
-
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/store"
 )
 
-// Event types (SPEC §8).
-const (
-	EventDelivered       = "message.delivered"
-	EventBounced         = "message.bounced"  // an upstream permanently refused recipients
-	EventRejected        = "message.rejected" // the message finally failed (retries exhausted, uncertain)
-	EventDelayed         = "message.delivery_delayed"
-	EventProviderChanged = "provider.status_changed"
-)
-
-// Event is emitted after the result it reports is durable.
-type Event struct {
-	Type       string    `json:"type"`
-	TeamID     string    `json:"team_id"`
-	MessageID  string    `json:"message_id,omitempty"`
-	ProviderID string    `json:"provider_id,omitempty"`
-	Recipients []string  `json:"recipients,omitempty"`
-	Code       int       `json:"code,omitempty"`
-	Reply      string    `json:"reply,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	Status     string    `json:"status,omitempty"` // provider.status_changed: the new status
-	At         time.Time `json:"at"`
-}
-
-// EventSink receives events; it must not block the scheduler for long.
-type EventSink func(Event)
+// EventSink receives events, each after the result it reports is durable;
+// it must not block the scheduler for long.
+type EventSink func(event.Event)
 
 // emitAttempt reports what one finished attempt changed.
 func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string, out outcome) {
@@ -56,23 +33,23 @@ func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string,
 		}
 	}
 	now := s.now().UTC()
-	base := Event{TeamID: after.TeamID, MessageID: after.ID, ProviderID: providerID, Code: out.code, Reply: out.reply, At: now}
+	base := event.Event{TeamID: after.TeamID, MessageID: after.ID, ProviderID: providerID, Code: out.code, Reply: out.reply, At: now}
 	emit := func(typ string, rcpts []string, reason string) {
 		e := base
 		e.Type, e.Recipients, e.Reason = typ, rcpts, reason
 		s.cfg.Events(e)
 	}
 	if len(sent) > 0 {
-		emit(EventDelivered, sent, "")
+		emit(event.Delivered, sent, "")
 	}
 	if len(bounced) > 0 {
-		emit(EventBounced, bounced, "")
+		emit(event.Bounced, bounced, "")
 	}
 	if len(failed) > 0 {
-		emit(EventRejected, failed, after.Reason)
+		emit(event.Rejected, failed, after.Reason)
 	}
 	if after.State == store.StateQueued && after.Retries > before.Retries {
-		emit(EventDelayed, after.PendingRecipients(), "")
+		emit(event.Delayed, after.PendingRecipients(), "")
 	}
 }
 
@@ -80,6 +57,6 @@ func (s *Scheduler) emitProvider(teamID, providerID, status, reason string) {
 	if s.cfg.Events == nil {
 		return
 	}
-	s.cfg.Events(Event{Type: EventProviderChanged, TeamID: teamID, ProviderID: providerID, Status: status,
+	s.cfg.Events(event.Event{Type: event.ProviderStatusChanged, TeamID: teamID, ProviderID: providerID, Status: status,
 		Reason: reason, At: s.now().UTC()})
 }

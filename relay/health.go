@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -230,19 +231,16 @@ func (h *health) outcome(providerID string, ok bool, class routing.Class, now ti
 	return st.breaker.Record(class, now), false
 }
 
-// Snapshot is a provider's health as the API shows it.
-type Snapshot struct {
-	State          string     `json:"state"`
-	RecentFailures int        `json:"recent_failures"`
-	PulledUntil    *time.Time `json:"pulled_until"`
-	Reason         string     `json:"reason,omitempty"`
+// Health returns a provider's breaker state for the API.
+func (s *Scheduler) Health(providerID string) provhealth.Snapshot {
+	return s.health.snapshot(providerID, s.now())
 }
 
-func (h *health) snapshot(id string, now time.Time) Snapshot {
+func (h *health) snapshot(id string, now time.Time) provhealth.Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.get(id).breaker
-	s := Snapshot{State: b.State(now), RecentFailures: len(b.Failures)}
+	s := provhealth.Snapshot{State: b.State(now), RecentFailures: len(b.Failures)}
 	if b.Pulled(now) {
 		t := b.PulledUntil
 		s.PulledUntil, s.Reason = &t, b.Reason

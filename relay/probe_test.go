@@ -35,7 +35,7 @@ func TestHalfOpenBreakerProbes(t *testing.T) {
 		t.Fatalf("after the pull ended with the upstream still down, it saw %d attempts, want 1 to %d probes (of %d messages due)",
 			got, routing.BreakerThreshold, n)
 	}
-	if snap := h.sched.Health(h.provID).(Snapshot); snap.State == "closed" {
+	if snap := h.sched.Health(h.provID); snap.State == "closed" {
 		t.Fatalf("health after failed probes %+v, want half_open or open", snap)
 	}
 
@@ -61,7 +61,7 @@ func TestHalfOpenBreakerProbes(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	if snap := h.sched.Health(h.provID).(Snapshot); snap.State != "closed" {
+	if snap := h.sched.Health(h.provID); snap.State != "closed" {
 		t.Fatalf("health after a successful probe %+v, want closed", snap)
 	}
 	if sent+failedHere != n || sent < n-before {

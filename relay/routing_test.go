@@ -126,7 +126,7 @@ func TestBreakerPullsAndTrafficMoves(t *testing.T) {
 	if n := h.fake.count(); n != routing.BreakerThreshold {
 		t.Fatalf("failing upstream got %d attempts, want %d before it was pulled and none after", n, routing.BreakerThreshold)
 	}
-	snap := h.sched.Health(h.provID).(Snapshot)
+	snap := h.sched.Health(h.provID)
 	if snap.State != "open" || snap.PulledUntil == nil || snap.PulledUntil.Sub(time.Now()) < 59*time.Minute {
 		t.Fatalf("health %+v", snap)
 	}

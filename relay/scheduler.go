@@ -87,9 +87,14 @@ func (s *Scheduler) Kick() {
 	}
 }
 
-// Recover returns attempts that were in progress when the daemon last
-// stopped to the queue, due now. Their upstream may or may not have
-// accepted them; resending is the only way never to lose one.
+// Recover readies the scheduler at start: it reloads quota usage,
+// managed-account reservations and the teams with waiting mail, then
+// settles the attempts that were in progress when the daemon last stopped.
+// One stopped before the body was handed to the upstream is requeued, due
+// now. One stopped after may have been delivered, so it is failed as
+// "uncertain" and never resent: a duplicate to the recipient is worse than
+// a failure the team can see and retry. It returns how many attempts it
+// settled.
 func (s *Scheduler) Recover() (int, error) {
 	usage, err := s.store.Usage()
 	if err != nil {
@@ -236,9 +241,6 @@ func (s *Scheduler) start(id string) {
 	}()
 }
 
-// Health returns a provider's breaker state for the API.
-func (s *Scheduler) Health(providerID string) any { return s.health.snapshot(providerID, s.now()) }
-
 // Gauges returns every provider's breaker and quota state, for metrics.
 func (s *Scheduler) Gauges() (map[string]ProviderGauge, error) {
 	all, err := s.store.Providers("")
@@ -270,8 +272,10 @@ func (s *Scheduler) ManagedUsage(providerID string) (ManagedUsage, bool) {
 }
 
 // Stop waits for attempts in progress until ctx ends; then it cancels them.
-// A cancelled attempt stays recorded as in progress and is retried at the
-// next start, so stopping never loses a message.
+// An attempt cancelled before its body went out is put back in the queue
+// without counting a retry; one cancelled later is recorded like any other
+// failed attempt. Whatever a crash cuts short instead, Recover settles at
+// the next start.
 func (s *Scheduler) Stop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

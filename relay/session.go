@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -93,13 +94,13 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // number of connections.
 func (s *session) authenticate(password string) error {
 	cred, err := s.srv.checkAuth(remoteIP(s.remote), password)
-	var limited *AuthLimitedError
+	var limited *senderr.AuthLimitedError
 	if errors.As(err, &limited) {
 		s.srv.log.Warn("auth refused: too many failures from this address", "event", "auth_failed", "remote", s.remote)
 		s.closeAfterReply()
 		return errAuthLimited
 	}
-	if errors.Is(err, ErrAuthUnavailable) {
+	if errors.Is(err, senderr.ErrAuthUnavailable) {
 		s.srv.log.Error("auth check failed", "event", "auth_unavailable", "remote", s.remote, "err", err)
 		return errAuthUnavailable
 	}
@@ -131,7 +132,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	// Revocation takes effect at the next transaction of an open session.
 	fresh, err := s.srv.auth.Recheck(s.cred)
-	if errors.Is(err, ErrAuthUnavailable) {
+	if errors.Is(err, senderr.ErrAuthUnavailable) {
 		s.srv.log.Error("credential recheck failed", "team", s.cred.TeamID, "err", err)
 		return errTempFail // the session stays authenticated; the client retries
 	}

@@ -1,36 +1,18 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
-)
-
-// Errors of Submit, for the HTTP Sending API to map to its own codes.
-var (
-	ErrNoActiveProviders = errors.New("no_active_providers")
-	ErrSenderNotMailbox  = errors.New("sender must be the mailbox address")
-	ErrBadAddress        = errors.New("malformed address")
-	ErrEmptyMessage      = errors.New("empty message")
-	// ErrDailyLimit: the managed account, the only provider in scope, has
-	// no room left today (HTTP 429 daily_limit_exceeded).
-	ErrDailyLimit = errors.New("daily_limit_exceeded")
-	// ErrHourlyLimit: the managed account, the only provider in scope,
-	// allows fewer recipients an hour than the message has, so it could
-	// never go out (HTTP 422; SMTP refuses the extra recipients with 452).
-	ErrHourlyLimit = errors.New("hourly_limit_exceeded")
-	// ErrLimitsUnavailable: the team's limits could not be read (a store
-	// error); nothing was queued, the client retries later.
-	ErrLimitsUnavailable = errors.New("team limits unavailable")
 )
 
 // Authenticate resolves a sending key or mailbox password presented over
 // HTTP from client address remoteIP, exactly as SMTP AUTH does: the same
 // minimum delay on failure and the same per-address failure limit, with
-// one count per address for both (an *AuthLimitedError past it).
+// one count per address for both (an *senderr.AuthLimitedError past it).
 func (srv *Server) Authenticate(remoteIP, secret string) (*Credential, error) {
 	return srv.checkAuth(remoteIP, secret)
 }
@@ -42,25 +24,30 @@ func (srv *Server) Limiter() *RateLimiter { return srv.limiter }
 // as an SMTP transaction (except the rate limit, which the caller counts
 // per request), then the same durable enqueue. It returns the eml_ id once
 // the message is on disk. body must be CRLF-terminated lines.
-func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []byte) (string, error) {
-	cred, err := srv.auth.Recheck(cred)
+//
+// The credential is named by its kind and ID (Credential.Kind and .ID, as
+// Authenticate returned them for this request) and read again here, so
+// that a revocation, suspension or scope change takes effect on the next
+// message even within one batch request.
+func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (string, error) {
+	cred, err := srv.auth.Recheck(&Credential{Kind: kind, ID: id})
 	if err != nil {
-		return "", err // ErrBadCredential, or ErrAuthUnavailable (try later)
+		return "", err // senderr.ErrBadCredential, or senderr.ErrAuthUnavailable (try later)
 	}
 	if len(body) == 0 {
-		return "", ErrEmptyMessage
+		return "", senderr.ErrEmptyMessage
 	}
 	// The Sending API builds CRLF MIME; this makes sure of it, so no
 	// HTTP-sent content carries a bare CR or LF to an upstream.
 	body = crlf.Normalize(body)
 	if from != "" && !validAddress(from) {
-		return "", ErrBadAddress
+		return "", senderr.ErrBadAddress
 	}
 	seen := map[string]bool{}
 	var uniq []string
 	for _, r := range rcpts {
 		if !validAddress(r) {
-			return "", ErrBadAddress
+			return "", senderr.ErrBadAddress
 		}
 		if k := strings.ToLower(r); !seen[k] {
 			seen[k] = true
@@ -68,10 +55,10 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 		}
 	}
 	if len(uniq) == 0 {
-		return "", ErrBadAddress
+		return "", senderr.ErrBadAddress
 	}
 	if cred.RequiredFrom != "" && (!asciiEqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
-		return "", ErrSenderNotMailbox
+		return "", senderr.ErrSenderNotMailbox
 	}
 	ok, err := srv.hasActiveProvider(cred)
 	if err != nil {
@@ -79,22 +66,22 @@ func (srv *Server) Submit(cred *Credential, from string, rcpts []string, body []
 	}
 	if !ok {
 		srv.reject(cred, "no_active_providers")
-		return "", ErrNoActiveProviders
+		return "", senderr.ErrNoActiveProviders
 	}
 	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
 	managed, team, err := srv.managedOnly(cred)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrLimitsUnavailable, err)
+		return "", fmt.Errorf("%w: %w", senderr.ErrLimitsUnavailable, err)
 	}
 	if managed != nil {
 		// One instant for the reservation and its record (m.CreatedAt).
 		switch srv.sched.health.acceptManaged(managed, team, len(uniq), len(uniq), m.CreatedAt) {
 		case managedOverDaily:
 			srv.reject(cred, "daily_limit_exceeded")
-			return "", ErrDailyLimit
+			return "", senderr.ErrDailyLimit
 		case managedOverHourly:
 			srv.reject(cred, "hourly_limit_exceeded")
-			return "", ErrHourlyLimit
+			return "", senderr.ErrHourlyLimit
 		}
 		m.ManagedReserved, m.ManagedProviderID, m.ManagedReservedAt = len(uniq), managed.ID, m.CreatedAt
 	}

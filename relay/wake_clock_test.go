@@ -125,7 +125,7 @@ func TestBreakerHeldMessagesGoWhenPullEnds(t *testing.T) {
 		}
 		return true
 	})
-	snap := h.sched.Health(h.provID).(Snapshot)
+	snap := h.sched.Health(h.provID)
 	if snap.State != "open" || snap.PulledUntil == nil {
 		t.Fatalf("health %+v, want open", snap)
 	}
@@ -148,7 +148,7 @@ func TestBreakerHeldMessagesGoWhenPullEnds(t *testing.T) {
 	clock.set(end)
 	took := waitFor(t, wakeGuard, "every held message sent once the pull ended", func() bool { return h.allSent(ids) })
 	t.Logf("all %d sent %v after the pull ended", n, took)
-	if snap := h.sched.Health(h.provID).(Snapshot); snap.State != "closed" {
+	if snap := h.sched.Health(h.provID); snap.State != "closed" {
 		t.Fatalf("health after the probe %+v, want closed", snap)
 	}
 }

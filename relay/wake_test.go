@@ -121,7 +121,7 @@ func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
 	const n = 40
 	ids := h.sendN(h.secret, n)
 	msgs := h.waitSettled(ids, time.Minute)
-	if snap := h.sched.Health(h.provID).(Snapshot); snap.State != "open" {
+	if snap := h.sched.Health(h.provID); snap.State != "open" {
 		t.Fatalf("health after the outage %+v, want open", snap)
 	}
 	tried := h.fake.count()
@@ -170,7 +170,7 @@ func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d distinct messages after recovery, want %d", len(seen), n)
 	}
-	if snap := h.sched.Health(h.provID).(Snapshot); snap.State != "closed" || snap.RecentFailures != 0 {
+	if snap := h.sched.Health(h.provID); snap.State != "closed" || snap.RecentFailures != 0 {
 		t.Fatalf("health after the test %+v, want closed with no history", snap)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/netclass"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -54,7 +55,7 @@ func (d *Dispatcher) attempt(ctx context.Context, id string) {
 		d.log.Error("webhook lookup failed", "delivery", id, "err", err)
 		d.finish(dl, 0, "internal error reading the webhook", 0, w)
 		return
-	case !w.Enabled && dl.EventType != EventTest:
+	case !w.Enabled && dl.EventType != event.Test:
 		d.abandon(dl, "webhook is disabled")
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -143,11 +144,11 @@ func (d *Dispatcher) hooksFor(teamID string) ([]*store.Webhook, error) {
 }
 
 // Emit queues e for every enabled webhook of its team subscribed to its
-// type. It has the shape of relay.EventSink's function (through the
-// closure shown on Event) and returns once the deliveries are durable; with
+// type. It has the shape of relay.EventSink, so cmd passes it to the
+// scheduler as is, and returns once the deliveries are durable; with
 // no matching webhook it only reads a cached list. Errors are logged: the
 // relay has nobody to report them to.
-func (d *Dispatcher) Emit(e Event) {
+func (d *Dispatcher) Emit(e event.Event) {
 	if _, _, err := d.Publish(e); err != nil {
 		d.log.Error("webhook event not queued", "type", e.Type, "team", e.TeamID, "msg_id", e.MessageID, "err", err)
 	}
@@ -155,7 +156,7 @@ func (d *Dispatcher) Emit(e Event) {
 
 // Publish is Emit that reports the event ID ("" when no webhook wanted
 // it), how many deliveries were queued, and the error.
-func (d *Dispatcher) Publish(e Event) (eventID string, n int, err error) {
+func (d *Dispatcher) Publish(e event.Event) (eventID string, n int, err error) {
 	hooks, err := d.hooksFor(e.TeamID)
 	if err != nil {
 		return "", 0, err
@@ -175,7 +176,7 @@ func (d *Dispatcher) Publish(e Event) (eventID string, n int, err error) {
 // SendTest queues a synthetic smtpmux.test event for w alone, whatever
 // its event types, and returns the event and delivery IDs.
 func (d *Dispatcher) SendTest(w *store.Webhook) (eventID, deliveryID string, err error) {
-	e := Event{Type: EventTest, TeamID: w.TeamID, Extra: map[string]any{
+	e := event.Event{Type: event.Test, TeamID: w.TeamID, Extra: map[string]any{
 		"webhook_id": w.ID, "message": "This is a test event sent by POST /api/v1/webhooks/" + w.ID + "/test.",
 	}}
 	now := d.now()
@@ -192,7 +193,7 @@ func (d *Dispatcher) SendTest(w *store.Webhook) (eventID, deliveryID string, err
 	return eventID, dl.ID, nil
 }
 
-func (d *Dispatcher) queue(e Event, targets []*store.Webhook) (string, int, error) {
+func (d *Dispatcher) queue(e event.Event, targets []*store.Webhook) (string, int, error) {
 	now := d.now()
 	eventID := store.NewIDAt(store.PrefixEvent, now)
 	env, err := newEnvelope(eventID, e, now)

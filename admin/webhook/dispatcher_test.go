@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/netclass"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -51,10 +52,10 @@ func TestSignKnownVector(t *testing.T) {
 func TestFailTwiceThenSucceed(t *testing.T) {
 	e := newTestEnv(t)
 	sk := newSink(t, e.clock, func(n int) int { return map[bool]int{true: 500, false: 204}[n < 2] })
-	w, secret := e.hook(sk.srv.URL, EventDelivered)
+	w, secret := e.hook(sk.srv.URL, event.Delivered)
 	sk.secret = secret
 	t0 := e.clock.Now()
-	e.d.Emit(Event{Type: EventDelivered, TeamID: e.team, MessageID: "eml_abc", ProviderID: "dprov_p",
+	e.d.Emit(event.Event{Type: event.Delivered, TeamID: e.team, MessageID: "eml_abc", ProviderID: "dprov_p",
 		Recipients: []string{"a@example.net"}, Code: 250, Reply: "250 ok", At: t0.Add(-time.Second)})
 	for i, step := range []time.Duration{0, 30 * time.Second, 90 * time.Second} {
 		e.clock.Advance(step)
@@ -73,13 +74,13 @@ func TestFailTwiceThenSucceed(t *testing.T) {
 		body := decode(t, r.body)
 		if r.header.Get(HeaderAttempt) != strconv.Itoa(i+1) || body["attempt"] != float64(i+1) ||
 			r.header.Get(HeaderEventID) != reqs[0].header.Get(HeaderEventID) || body["id"] != r.header.Get(HeaderEventID) ||
-			r.header.Get(HeaderEventType) != EventDelivered || r.header.Get("Content-Type") != "application/json" {
+			r.header.Get(HeaderEventType) != event.Delivered || r.header.Get("Content-Type") != "application/json" {
 			t.Fatalf("request %d: %v %s", i, r.header, r.body)
 		}
 	}
 	body := decode(t, reqs[2].body)
 	data := body["data"].(map[string]any)
-	if body["type"] != EventDelivered || body["team_id"] != e.team || body["occurred_at"] != "2026-03-01T11:59:59Z" ||
+	if body["type"] != event.Delivered || body["team_id"] != e.team || body["occurred_at"] != "2026-03-01T11:59:59Z" ||
 		data["message_id"] != "eml_abc" || data["smtp_code"] != 250.0 || data["recipients"].([]any)[0] != "a@example.net" ||
 		data["reason"] != nil || !strings.HasPrefix(body["id"].(string), "evt_") {
 		t.Fatalf("payload %s", reqs[2].body)
@@ -107,10 +108,10 @@ func TestBackoffSchedule(t *testing.T) {
 		defer mu.Unlock()
 		return map[bool]int{true: 503, false: 200}[failing]
 	})
-	w, secret := e.hook(sk.srv.URL, EventBounced)
+	w, secret := e.hook(sk.srv.URL, event.Bounced)
 	sk.secret = secret
 	t0 := e.clock.Now()
-	e.d.Emit(Event{Type: EventBounced, TeamID: e.team, MessageID: "eml_b"})
+	e.d.Emit(event.Event{Type: event.Bounced, TeamID: e.team, MessageID: "eml_b"})
 	var offsets []time.Duration
 	for range 20 {
 		if e.d.DeliverDue(t.Context()) != 1 {
@@ -136,7 +137,7 @@ func TestBackoffSchedule(t *testing.T) {
 	mu.Lock()
 	failing = false
 	mu.Unlock()
-	e.d.Emit(Event{Type: EventBounced, TeamID: e.team, MessageID: "eml_c"})
+	e.d.Emit(event.Event{Type: event.Bounced, TeamID: e.team, MessageID: "eml_c"})
 	e.d.DeliverDue(t.Context())
 	if hw, _ := e.st.WebhookByID(w.ID); hw.Failing {
 		t.Fatal("a success did not clear failing")
@@ -156,10 +157,10 @@ func fmtDurations(ds []time.Duration) string {
 func TestLateRetryIsNotABurst(t *testing.T) {
 	e := newTestEnv(t)
 	sk := newSink(t, e.clock, func(int) int { return 500 })
-	w, secret := e.hook(sk.srv.URL, EventDelivered)
+	w, secret := e.hook(sk.srv.URL, event.Delivered)
 	sk.secret = secret
 	t0 := e.clock.Now()
-	e.d.Emit(Event{Type: EventDelivered, TeamID: e.team})
+	e.d.Emit(event.Event{Type: event.Delivered, TeamID: e.team})
 	e.clock.Advance(3 * time.Hour)
 	e.d.DeliverDue(t.Context())
 	if next := e.deliveries(w)[0].NextAttemptAt; !next.Equal(t0.Add(3*time.Hour + 30*time.Second)) {
@@ -172,8 +173,8 @@ func TestTimeoutAndInternalTargets(t *testing.T) {
 	sk := newSink(t, e.clock, nil)
 	sk.block = make(chan struct{}) // never answers
 	defer close(sk.block)
-	w, _ := e.hook(sk.srv.URL, EventDelivered)
-	e.d.Emit(Event{Type: EventDelivered, TeamID: e.team})
+	w, _ := e.hook(sk.srv.URL, event.Delivered)
+	e.d.Emit(event.Event{Type: event.Delivered, TeamID: e.team})
 	e.d.DeliverDue(t.Context())
 	d := e.deliveries(w)[0]
 	if d.Status != store.DeliveryPending || !strings.Contains(d.Attempts[0].Error, "timeout") {
@@ -184,8 +185,8 @@ func TestTimeoutAndInternalTargets(t *testing.T) {
 	// URL that got into the store without the API's check.
 	e2 := newTestEnv(t, func(o *Options) { o.AllowPrivateTargets = false })
 	sk2 := newSink(t, e2.clock, nil)
-	w2, _ := e2.hook(sk2.srv.URL, EventDelivered)
-	e2.d.Emit(Event{Type: EventDelivered, TeamID: e2.team})
+	w2, _ := e2.hook(sk2.srv.URL, event.Delivered)
+	e2.d.Emit(event.Event{Type: event.Delivered, TeamID: e2.team})
 	e2.d.DeliverDue(t.Context())
 	d = e2.deliveries(w2)[0]
 	if len(sk2.received()) != 0 || !strings.Contains(d.Attempts[0].Error, "internal address") {
@@ -196,18 +197,18 @@ func TestTimeoutAndInternalTargets(t *testing.T) {
 func TestEmitMatchesSubscriptions(t *testing.T) {
 	e := newTestEnv(t)
 	sk := newSink(t, e.clock, nil)
-	want, _ := e.hook(sk.srv.URL, EventDelivered, EventRejected)
-	other, _ := e.hook(sk.srv.URL, EventBounced)
-	off, _ := e.hook(sk.srv.URL, EventDelivered)
+	want, _ := e.hook(sk.srv.URL, event.Delivered, event.Rejected)
+	other, _ := e.hook(sk.srv.URL, event.Bounced)
+	off, _ := e.hook(sk.srv.URL, event.Delivered)
 	if _, err := e.st.UpdateWebhook(e.team, off.ID, 0, func(w *store.Webhook) error { w.Enabled = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	e.d.Invalidate()
-	id, n, err := e.d.Publish(Event{Type: EventDelivered, TeamID: e.team})
+	id, n, err := e.d.Publish(event.Event{Type: event.Delivered, TeamID: e.team})
 	if err != nil || n != 1 || !strings.HasPrefix(id, "evt_") {
 		t.Fatalf("publish: %q %d %v", id, n, err)
 	}
-	if id, n, _ := e.d.Publish(Event{Type: EventDelivered, TeamID: "team_someoneelse00000000000"}); id != "" || n != 0 {
+	if id, n, _ := e.d.Publish(event.Event{Type: event.Delivered, TeamID: "team_someoneelse00000000000"}); id != "" || n != 0 {
 		t.Fatal("another team's event matched")
 	}
 	if len(e.deliveries(want)) != 1 || len(e.deliveries(other)) != 0 || len(e.deliveries(off)) != 0 {
@@ -218,10 +219,10 @@ func TestEmitMatchesSubscriptions(t *testing.T) {
 func TestGoneOrDisabledWebhook(t *testing.T) {
 	e := newTestEnv(t)
 	sk := newSink(t, e.clock, nil)
-	gone, _ := e.hook(sk.srv.URL, EventDelivered)
-	off, secret := e.hook(sk.srv.URL, EventDelivered)
+	gone, _ := e.hook(sk.srv.URL, event.Delivered)
+	off, secret := e.hook(sk.srv.URL, event.Delivered)
 	sk.secret = secret
-	e.d.Emit(Event{Type: EventDelivered, TeamID: e.team})
+	e.d.Emit(event.Event{Type: event.Delivered, TeamID: e.team})
 	if _, _, err := e.d.SendTest(off); err != nil {
 		t.Fatal(err)
 	}
@@ -236,16 +237,16 @@ func TestGoneOrDisabledWebhook(t *testing.T) {
 		t.Fatalf("deleted webhook: %+v", d)
 	}
 	// The disabled webhook drops its event but still gets the explicit test.
-	var test, event *store.WebhookDelivery
+	var test, other *store.WebhookDelivery
 	for _, d := range e.deliveries(off) {
-		if d.EventType == EventTest {
+		if d.EventType == event.Test {
 			test = d
 		} else {
-			event = d
+			other = d
 		}
 	}
-	if event.Status != store.DeliveryFailed || test.Status != store.DeliverySucceeded {
-		t.Fatalf("disabled: event %s test %s", event.Status, test.Status)
+	if other.Status != store.DeliveryFailed || test.Status != store.DeliverySucceeded {
+		t.Fatalf("disabled: event %s test %s", other.Status, test.Status)
 	}
 	reqs := sk.received()
 	if len(reqs) != 1 || reqs[0].valid != nil || decode(t, reqs[0].body)["data"].(map[string]any)["webhook_id"] != off.ID {
@@ -258,8 +259,8 @@ func TestGoneOrDisabledWebhook(t *testing.T) {
 func TestQueuedEventsSurviveRestart(t *testing.T) {
 	e := newTestEnv(t)
 	sk := newSink(t, e.clock, nil)
-	w, _ := e.hook(sk.srv.URL, EventProviderStatusChanged)
-	e.d.Emit(Event{Type: EventProviderStatusChanged, TeamID: e.team, ProviderID: "dprov_x", Status: "error", Reason: "535 auth"})
+	w, _ := e.hook(sk.srv.URL, event.ProviderStatusChanged)
+	e.d.Emit(event.Event{Type: event.ProviderStatusChanged, TeamID: e.team, ProviderID: "dprov_x", Status: "error", Reason: "535 auth"})
 	// Rotate before the restart: the queued event must use the new secret.
 	rotated := NewSecret()
 	if _, err := e.st.UpdateWebhook(e.team, w.ID, 0, func(x *store.Webhook) error {
@@ -292,13 +293,13 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	slow := newSink(t, e.clock, nil)
 	slow.block = make(chan struct{})
 	fast := newSink(t, e.clock, nil)
-	e.hook(slow.srv.URL, EventDelivered)
-	e.hook(fast.srv.URL, EventDelivered)
+	e.hook(slow.srv.URL, event.Delivered)
+	e.hook(fast.srv.URL, event.Delivered)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.d.Run(ctx); close(done) }()
 	for range 6 {
-		e.d.Emit(Event{Type: EventDelivered, TeamID: e.team})
+		e.d.Emit(event.Event{Type: event.Delivered, TeamID: e.team})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(fast.received()) < 6 {
@@ -346,8 +347,8 @@ func TestDeliveryErrorNamesClassOnly(t *testing.T) {
 		{e, sk.srv.URL + "/hook", netclass.Refused},
 		{open, "http://" + closed + "/hook", "connection refused"},
 	} {
-		w, _ := tc.e.hook(tc.url, EventDelivered)
-		tc.e.d.Emit(Event{Type: EventDelivered, TeamID: tc.e.team})
+		w, _ := tc.e.hook(tc.url, event.Delivered)
+		tc.e.d.Emit(event.Event{Type: event.Delivered, TeamID: tc.e.team})
 		tc.e.d.DeliverDue(t.Context())
 		got := tc.e.deliveries(w)[0].Attempts[0].Error
 		if got != tc.want {

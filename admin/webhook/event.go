@@ -9,10 +9,9 @@
 //
 // The package sits under admin because both sides of it are admin's: the
 // webhook resources and their delivery log are Management API objects, and
-// the payload is an HTTP contract. It imports only store, not relay: the
-// relay reports events through its own EventSink, and cmd converts those
-// into Event with a one-line closure, so the dependency rule "admin talks to
-// relay through small local interfaces" holds for this package too.
+// the payload is an HTTP contract. It imports store and the leaf
+// internal/event, not relay: the relay emits the same event.Event through
+// its EventSink, which cmd points at Dispatcher.Emit.
 package webhook
 
 import (
@@ -26,64 +25,22 @@ import (
 	"slices"
 	"strconv"
 	"time"
-)
 
-// Event types a webhook may subscribe to (SPEC §8).
-const (
-	EventDelivered             = "message.delivered"
-	EventBounced               = "message.bounced"  // an upstream permanently refused recipients
-	EventRejected              = "message.rejected" // the message finally failed
-	EventDelayed               = "message.delivery_delayed"
-	EventClicked               = "message.clicked"
-	EventProviderStatusChanged = "provider.status_changed"
-	EventLimitRequestDecided   = "limit_request.decided"
+	"github.com/smtpmux/smtpmux/internal/event"
 )
-
-// EventTest is the type of the synthetic event POST /webhooks/{id}/test
-// sends. It goes to that one webhook only, so it is not subscribable.
-const EventTest = "smtpmux.test"
 
 // EventTypes lists the subscribable types in documentation order.
 var EventTypes = []string{
-	EventDelivered, EventBounced, EventRejected, EventDelayed, EventClicked,
-	EventProviderStatusChanged, EventLimitRequestDecided,
+	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked,
+	event.ProviderStatusChanged, event.LimitRequestDecided,
 }
 
 // ValidType reports whether typ is a subscribable event type.
 func ValidType(typ string) bool { return slices.Contains(EventTypes, typ) }
 
-// Event is something a team may want to hear about. Its fields mirror
-// relay.Event so that cmd wires the scheduler with
-//
-//	Events: func(e relay.Event) { hooks.Emit(webhook.Event{Type: e.Type, TeamID: e.TeamID,
-//		MessageID: e.MessageID, ProviderID: e.ProviderID, Recipients: e.Recipients,
-//		Code: e.Code, Reply: e.Reply, Reason: e.Reason, Status: e.Status, At: e.At}) }
-//
-// Events the relay does not produce use the remaining fields:
-// message.clicked (emitted by the tracking redirect once it exists) sets
-// MessageID, Recipients (the clicking recipient) and URL;
-// limit_request.decided (emitted by the operator endpoints) puts its fields
-// in Extra.
-type Event struct {
-	Type       string
-	TeamID     string
-	MessageID  string
-	ProviderID string
-	Recipients []string
-	Code       int
-	Reply      string
-	Reason     string
-	Status     string // provider.status_changed: the new status
-	URL        string // message.clicked: the original link
-	At         time.Time
-	// Extra is merged into data, for event types without dedicated
-	// fields; it must marshal to JSON.
-	Extra map[string]any
-}
-
-// data is the event's "data" object. Message events always carry the same
+// eventData is the event's "data" object. Message events always carry the same
 // keys (null when unknown), so receivers can rely on the shape.
-func (e Event) data() map[string]any {
+func eventData(e event.Event) map[string]any {
 	str := func(s string) any {
 		if s == "" {
 			return nil
@@ -92,7 +49,7 @@ func (e Event) data() map[string]any {
 	}
 	d := map[string]any{}
 	switch e.Type {
-	case EventDelivered, EventBounced, EventRejected, EventDelayed:
+	case event.Delivered, event.Bounced, event.Rejected, event.Delayed:
 		rcpts := e.Recipients
 		if rcpts == nil {
 			rcpts = []string{}
@@ -103,13 +60,13 @@ func (e Event) data() map[string]any {
 		}
 		d["message_id"], d["provider_id"], d["recipients"] = str(e.MessageID), str(e.ProviderID), rcpts
 		d["smtp_code"], d["reply"], d["reason"] = code, str(e.Reply), str(e.Reason)
-	case EventClicked:
+	case event.Clicked:
 		var rcpt any
 		if len(e.Recipients) > 0 {
 			rcpt = e.Recipients[0]
 		}
 		d["message_id"], d["recipient"], d["url"] = str(e.MessageID), rcpt, str(e.URL)
-	case EventProviderStatusChanged:
+	case event.ProviderStatusChanged:
 		d["provider_id"], d["status"], d["reason"] = str(e.ProviderID), str(e.Status), str(e.Reason)
 	}
 	for k, v := range e.Extra {
@@ -148,8 +105,8 @@ type wireBody struct {
 const timeLayout = time.RFC3339Nano
 
 // newEnvelope renders the stored part of an event.
-func newEnvelope(id string, e Event, created time.Time) (json.RawMessage, error) {
-	data, err := json.Marshal(e.data())
+func newEnvelope(id string, e event.Event, created time.Time) (json.RawMessage, error) {
+	data, err := json.Marshal(eventData(e))
 	if err != nil {
 		return nil, err
 	}

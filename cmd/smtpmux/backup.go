@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -82,7 +80,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 		err = cerr
 	}
 	if err == nil {
-		err = checkStoreFile(tmp)
+		err = store.CheckFile(tmp)
 	}
 	if err == nil && *withKey {
 		err = writeBackupKey(*cfgPath, tmp, *out+".key")
@@ -124,7 +122,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "config invalid: %v\n", err)
 		return 1
 	}
-	if err := checkStoreFile(*from); err != nil {
+	if err := store.CheckFile(*from); err != nil {
 		fmt.Fprintf(stderr, "restore: %s is not a usable store: %v\n", *from, err)
 		return 1
 	}
@@ -140,25 +138,16 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	dst := filepath.Join(cfg.dataDir, "smtpmux.db")
-	if _, err := os.Stat(dst); err == nil {
-		// Opening takes the lock: fails fast if the daemon is running.
-		// Read-only and below the store, so the file being replaced is
-		// neither migrated nor refused for a newer schema: restoring the
-		// backup taken before an upgrade is how a downgrade is done.
-		db, err := bolt.Open(dst, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
-		if err != nil {
-			fmt.Fprintf(stderr, "restore: %s: %v (stop the daemon first)\n", dst, err)
-			return 1
-		}
-		db.Close()
-		old := dst + ".before-restore-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(dst, old); err != nil {
-			fmt.Fprintf(stderr, "restore: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "kept the previous store as %s\n", old)
+	kept, err := store.Restore(*from, dst, time.Now())
+	if kept != "" {
+		fmt.Fprintf(stdout, "kept the previous store as %s\n", kept)
 	}
-	if err := copyFile(*from, dst); err != nil {
+	var inUse *store.InUseError
+	if errors.As(err, &inUse) {
+		fmt.Fprintf(stderr, "restore: %v (stop the daemon first)\n", err)
+		return 1
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "restore: %v\n", err)
 		return 1
 	}
@@ -184,45 +173,6 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "restored %s\n", dst)
 	return 0
-}
-
-// checkStoreFile opens a bbolt file read-only and checks its consistency.
-func checkStoreFile(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		if tx.Bucket([]byte("meta")) == nil {
-			return errors.New("not an smtpmux store (no meta bucket)")
-		}
-		return nil
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func envOr(key, def string) string {

@@ -270,7 +270,7 @@ func TestDiskFullRefusesAndKeeps(t *testing.T) {
 	}
 	c.Close()
 	d.kill9()
-	if err := checkStoreFile(filepath.Join(dataDir, "smtpmux.db")); err != nil {
+	if err := store.CheckFile(filepath.Join(dataDir, "smtpmux.db")); err != nil {
 		t.Fatalf("the store after kill -9: %v", err)
 	}
 	logBefore := len(d.logText())

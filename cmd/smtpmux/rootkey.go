@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -76,7 +74,7 @@ func resetRootCmd(args []string, stdout, stderr io.Writer) int {
 		return exitAPI
 	}
 	st, err := store.Open(path, time.Second)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(stderr, "keys reset-root: %s is in use: stop the daemon first (systemctl stop smtpmux)\n", path)
 		return exitAPI
 	}

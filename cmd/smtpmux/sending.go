@@ -1,64 +1,30 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
-	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/relay"
 )
 
 // relaySender is the relay as the HTTP Sending API uses it: the same
-// credential check, rate limit and durable enqueue as SMTP.
+// credential check, rate limit and durable enqueue as SMTP. Errors pass
+// through as they are: relay and admin share internal/senderr's.
 type relaySender struct{ srv *relay.Server }
 
 func (s relaySender) Authenticate(remoteIP, secret string) (*admin.SendCredential, error) {
 	c, err := s.srv.Authenticate(remoteIP, secret)
-	var limited *relay.AuthLimitedError
-	if errors.As(err, &limited) {
-		return nil, &admin.SendAuthLimitedError{RetryAfter: limited.RetryAfter}
-	}
-	if errors.Is(err, relay.ErrBadCredential) {
-		return nil, admin.ErrSendUnauthorized
-	}
 	if err != nil {
 		return nil, err
 	}
-	return &admin.SendCredential{ID: c.ID, TeamID: c.TeamID, RequiredFrom: c.RequiredFrom, Handle: c}, nil
+	return &admin.SendCredential{Kind: c.Kind, ID: c.ID, TeamID: c.TeamID, RequiredFrom: c.RequiredFrom}, nil
 }
 
 func (s relaySender) Submit(c *admin.SendCredential, from string, rcpts []string, body []byte) (string, error) {
-	id, err := s.srv.Submit(c.Handle.(*relay.Credential), from, rcpts, body)
-	switch {
-	case errors.Is(err, relay.ErrBadCredential):
-		return "", admin.ErrSendUnauthorized
-	case errors.Is(err, relay.ErrNoActiveProviders):
-		return "", admin.ErrSendNoActiveProviders
-	case errors.Is(err, relay.ErrSenderNotMailbox):
-		return "", admin.ErrSendSenderNotAllowed
-	case errors.Is(err, relay.ErrBadAddress), errors.Is(err, relay.ErrEmptyMessage):
-		return "", admin.ErrSendInvalidMessage
-	case errors.Is(err, relay.ErrDailyLimit):
-		return "", admin.ErrSendDailyLimit
-	case errors.Is(err, relay.ErrHourlyLimit):
-		return "", admin.ErrSendHourlyLimit
-	case errors.Is(err, relay.ErrAuthUnavailable), errors.Is(err, relay.ErrLimitsUnavailable):
-		return "", fmt.Errorf("%w: %w", admin.ErrSendUnavailable, err)
-	}
-	return id, err
+	return s.srv.Submit(c.Kind, c.ID, from, rcpts, body)
 }
 
 func (s relaySender) Allow(id string) (bool, time.Duration) { return s.srv.Limiter().Allow(id) }
-
-// eventSink turns the relay's events into webhook deliveries.
-func eventSink(hooks *webhook.Dispatcher) relay.EventSink {
-	return func(e relay.Event) {
-		hooks.Emit(webhook.Event{Type: e.Type, TeamID: e.TeamID, MessageID: e.MessageID, ProviderID: e.ProviderID,
-			Recipients: e.Recipients, Code: e.Code, Reply: e.Reply, Reason: e.Reason, Status: e.Status, At: e.At})
-	}
-}
 
 // managedUsage is the relay's count of a managed account's usage as the
 // Management API reports it (the same figures acceptance enforces).

@@ -20,10 +20,9 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
@@ -159,7 +158,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return nil, err
 	}
 	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, store.ErrInUse) {
 		return nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
 	}
 	if err != nil {
@@ -206,7 +205,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 		Metrics:        metrics,
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger, shaping.WithLinkTTL(cfg.linkTTL)),
-		Events:         eventSink(hooks),
+		Events:         hooks.Emit,
 	}, st, d.reg, logger, nil)
 	promReg.MustRegister(stateCollector{st: st, sched: d.sched, reg: d.reg})
 	if n, err := st.SweepSpool(); err != nil {
@@ -232,7 +231,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}, st, d.reg, d.sched, logger, nil)
 
 	api := admin.New(admin.Options{
-		Store: st, Sealer: sealer, Tester: providerTester{reg: d.reg, recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
+		Store: st, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
@@ -247,7 +246,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
-			hooks.Emit(webhook.Event{Type: webhook.EventLimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
+			hooks.Emit(event.Event{Type: event.LimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
 				Extra: map[string]any{"request_id": requestID, "decision": decision}})
 		},
 	})

@@ -13,7 +13,7 @@ import (
 // Limits of States.
 const (
 	// StateTTL is how long a connect flow may take from start to callback
-	// (SPEC §7 / issue 4: ten minutes).
+	// (SPEC §7: ten minutes).
 	StateTTL = 10 * time.Minute
 	// MaxStates bounds the memory all pending flows take.
 	MaxStates = 10000

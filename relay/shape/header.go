@@ -1,7 +1,9 @@
 // Package shape holds the pure message transformations smtpmux applies
-// before a message leaves (SPEC §6): provider sender defaults, the OAuth
-// "send as the authorised address" rule, tracking-link rewriting and DKIM
-// signing.
+// before a message leaves (SPEC §6): provider sender defaults,
+// tracking-link rewriting and DKIM signing. (Connected accounts' "send as
+// the authorised address" rule is applied by relay/shaping with
+// mailapi.Prepare, which also fits To/Cc/Bcc; ForceFrom here is the From
+// part of that rule alone.)
 //
 // Every function takes wire bytes and returns new bytes; nothing here does
 // network I/O or keeps state, so the relay can re-run shaping for each
@@ -12,7 +14,7 @@
 // which matters because a DKIM signature (ours or an upstream one) covers
 // them.
 //
-// Order matters: ApplyDefaults or ForceFrom, then RewriteLinks, then Sign.
+// Order matters: ApplyDefaults, then RewriteLinks, then Sign.
 package shape
 
 import (

@@ -1,4 +1,4 @@
-package main
+package relay
 
 import (
 	"errors"
@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/smtpmux/smtpmux/internal/netclass"
-	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -21,10 +20,11 @@ import (
 // secret.internal.corp", "bad creds for db-password=…"), so only reply
 // codes and a fixed description of their class get through.
 func testMessage(err error, providerType string) string {
-	var de *relay.DeliveryError
+	var de *DeliveryError
+	var se SettingsError
 	errors.As(err, &de)
 	switch {
-	case errors.Is(err, errSESNoKeys), errors.Is(err, errSESEndpoint):
+	case errors.As(err, &se):
 		return err.Error()
 	case de != nil && de.Failure.Code != 0:
 		return upstreamReply(de, providerType)
@@ -54,7 +54,7 @@ func testMessage(err error, providerType string) string {
 // upstreamReply renders an answer the upstream gave: a fixed description
 // of its class with the reply code and enhanced code for SMTP, the HTTP
 // status and the AWS error code for SES (an HTTP API). Never its text.
-func upstreamReply(de *relay.DeliveryError, providerType string) string {
+func upstreamReply(de *DeliveryError, providerType string) string {
 	f := de.Failure
 	if providerType != store.TypeSMTP {
 		code, _, _ := strings.Cut(f.Text, ":")
@@ -79,7 +79,7 @@ func upstreamReply(de *relay.DeliveryError, providerType string) string {
 
 // replyClass describes an SMTP reply by what it means for the account,
 // in fixed words.
-func replyClass(de *relay.DeliveryError) string {
+func replyClass(de *DeliveryError) string {
 	f := de.Failure
 	temp := f.Code/100 == 4
 	switch de.Classified() {
