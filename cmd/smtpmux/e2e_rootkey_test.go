@@ -26,6 +26,8 @@ secret_key = "e2e-secret-key-0123456789"
 listen = ["` + d.smtpAddr + `"]
 [http]
 listen = "` + httpAddr + `"
+[metrics]
+listen = "` + freeAddr(t) + `"
 `
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

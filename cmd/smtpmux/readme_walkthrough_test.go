@@ -38,8 +38,23 @@ func TestREADMEWalkthrough(t *testing.T) {
 		}
 	}
 
-	d := newDaemon(t, nil)
+	// The intro has the daemon started on config.example.toml with local
+	// upstreams allowed (step 3's sink is on 127.0.0.1): the edit must do
+	// that, and this daemon runs with what it gives.
 	work := t.TempDir()
+	sedLine := regexp.MustCompile(`(?m)^    (sed .*config\.example\.toml > local\.toml)$`).FindStringSubmatch(intro)
+	if sedLine == nil {
+		t.Fatal("the walkthrough does not say how to allow the local upstream")
+	}
+	edit := exec.Command("bash", "-c", "set -euo pipefail; cp ../../config.example.toml "+work+"/ && cd "+work+" && "+sedLine[1])
+	if out, err := edit.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", sedLine[1], err, out)
+	}
+	local, err := os.ReadFile(filepath.Join(work, "local.toml"))
+	if err != nil || !regexp.MustCompile(`(?m)^allow_private_hosts = true$`).Match(local) {
+		t.Fatalf("local.toml does not allow private hosts (%v)", err)
+	}
+	d := newDaemon(t, map[string]string{"providers": "allow_private_hosts = true\nses_default_credentials = false"})
 	sinkDir := filepath.Join(work, "upstream")
 	repo, _ := filepath.Abs("../..")
 	r := strings.NewReplacer(
