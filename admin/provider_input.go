@@ -247,7 +247,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		switch {
 		case in.group.Null || in.group.V == "":
 			p.GroupID = "" // leaves its group
-		case p.IsShared:
+		case p.Managed:
 			v.add("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
 		default:
 			// That the group exists in the team was checked by the

@@ -250,9 +250,9 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/stats", authRoot, permProviderRead, s.providerStats},
 		{"GET", "/api/v1/providers/limits", authRoot, permProviderRead, s.providerLimits},
 		{"POST", "/api/v1/providers/limits/sending-accounts/request-increase", authRoot, permProviderUpdate, s.requestSendingAccountsIncrease},
-		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listSharedSESRequests},
-		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createSharedSESRequest},
-		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelSharedSESRequest},
+		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listManagedSESRequests},
+		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createManagedSESRequest},
+		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelManagedSESRequest},
 		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
 		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
 
@@ -375,7 +375,9 @@ func handleUnlessConflict(mux *http.ServeMux, pattern string, h http.HandlerFunc
 	mux.HandleFunc(pattern, h)
 }
 
-func containsStr(xs []string, s string) bool {
+// containsStr reports whether xs holds s; generic so that typed states
+// (internal/state) need no conversion.
+func containsStr[S ~string](xs []S, s S) bool {
 	for _, x := range xs {
 		if x == s {
 			return true

@@ -3,6 +3,7 @@ package relay
 import (
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -37,7 +38,7 @@ func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string,
 	if s.cfg.Events == nil {
 		return
 	}
-	was := map[string]string{}
+	was := map[string]state.Message{}
 	for _, r := range before.Recipients {
 		was[r.Address] = r.Status
 	}
@@ -47,11 +48,11 @@ func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string,
 			continue
 		}
 		switch r.Status {
-		case store.MsgSent:
+		case state.MessageSent:
 			sent = append(sent, r.Address)
-		case store.MsgRejected:
+		case state.MessageRejected:
 			bounced = append(bounced, r.Address)
-		case store.MsgFailed:
+		case state.MessageFailed:
 			failed = append(failed, r.Address)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -105,7 +106,7 @@ func TestBreakerPullsAndTrafficMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
-		if m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+		if m.Status != state.MessageSent || m.Recipients[0].ProviderID != other {
 			t.Fatalf("message %s: %s via %s", m.ID, m.Status, m.Recipients[0].ProviderID)
 		}
 		return m
@@ -148,7 +149,7 @@ func TestPerSecondQuotaHoldsAtUpstream(t *testing.T) {
 		ids = append(ids, queuedRe.FindStringSubmatch(reply)[1])
 	}
 	for _, id := range ids {
-		if m := h.waitMessage(id); m.Status != store.MsgSent {
+		if m := h.waitMessage(id); m.Status != state.MessageSent {
 			t.Fatalf("%s: %s", id, m.Status)
 		}
 	}
@@ -173,7 +174,7 @@ func TestManagedDailyLimitAtAcceptance(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The team's only active provider is its managed account.
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.IsShared = true; return nil }); err != nil {
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.Managed = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	c := h.dial(h.secret)

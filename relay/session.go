@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -410,12 +411,12 @@ func (srv *Server) newMessage(id string, cred *Credential, source, from string, 
 	m := &store.Message{
 		ID: id, TeamID: cred.TeamID, CredentialID: cred.ID,
 		MailboxID: cred.MailboxID, Source: source, Scope: cred.Scope, From: from,
-		Size: size, Status: store.MsgPending, NextAttemptAt: now,
+		Size: size, Status: state.MessagePending, NextAttemptAt: now,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	m.Recipients = make([]store.Recipient, len(rcpts))
 	for i, r := range rcpts {
-		m.Recipients[i] = store.Recipient{Address: r, Status: store.MsgPending}
+		m.Recipients[i] = store.Recipient{Address: r, Status: state.MessagePending}
 	}
 	m.Subject, m.HeaderMessageID = headerSummary(head)
 	return m
