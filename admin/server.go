@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -145,11 +146,13 @@ type Options struct {
 
 // Server is the admin HTTP handler. It is safe for concurrent use.
 type Server struct {
-	opts    Options
-	st      *store.Store
-	log     *slog.Logger
-	mux     *http.ServeMux
-	limiter *rateLimiter
+	opts Options
+	st   *store.Store
+	log  *slog.Logger
+	mux  *http.ServeMux
+	// limiter is the per-key request limit (SPEC §3: 600 requests per
+	// 60 s); opts.RateLimit is always > 0 here, so it always applies.
+	limiter *ratelimit.Limiter
 	// touched throttles root keys' last_used_at writes (see touchKey).
 	touchMu sync.Mutex
 	touched map[string]time.Time
@@ -206,7 +209,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
 	s.initSending()
-	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
+	s.limiter = ratelimit.New(opts.RateLimit, opts.RateWindow, opts.Now)
 	s.register()
 	return s
 }

@@ -8,13 +8,14 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 func TestRateLimitPerCredential(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Limiter = NewRateLimiter(3, time.Minute, nil) })
+	h := newHarness(t, func(c *Config) { c.Limiter = ratelimit.New(3, time.Minute, nil) })
 	c := h.dial(h.secret)
 	for i := 0; i < 3; i++ {
 		if _, err := send(c, "a@example.com", []string{"b@example.com"}, testBody); err != nil {
@@ -24,23 +25,6 @@ func TestRateLimitPerCredential(t *testing.T) {
 	_, err := send(c, "a@example.com", []string{"b@example.com"}, testBody)
 	if se, ok := err.(*gosmtp.SMTPError); !ok || se.Code != 451 || se.EnhancedCode != (gosmtp.EnhancedCode{4, 7, 1}) {
 		t.Fatalf("4th transaction: %v, want 451 4.7.1", err)
-	}
-}
-
-func TestRateLimiterWindow(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	rl := NewRateLimiter(2, time.Minute, func() time.Time { return now })
-	rl.Allow("a")
-	rl.Allow("a")
-	if ok, wait := rl.Allow("a"); ok || wait != time.Minute {
-		t.Fatalf("3rd: ok=%v wait=%v", ok, wait)
-	}
-	if ok, _ := rl.Allow("b"); !ok {
-		t.Fatal("limits are per credential")
-	}
-	now = now.Add(time.Minute)
-	if ok, _ := rl.Allow("a"); !ok {
-		t.Fatal("new window must allow")
 	}
 }
 
