@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -50,25 +49,8 @@ func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
 	if key.Type != store.KeyRoot {
 		return nil, errForbidden("sending keys cannot use the Management API; use a root key")
 	}
-	s.touchKey(key.ID)
+	s.used.Touch(key.ID, s.now()) // root keys' last_used_at, throttled
 	return key, nil
-}
-
-// touchKey records a root key's last_used_at at most once a minute, off
-// the request path (a write per request would cost an fsync each).
-func (s *Server) touchKey(id string) {
-	now := s.now()
-	s.touchMu.Lock()
-	if last, ok := s.touched[id]; ok && now.Sub(last) < time.Minute {
-		s.touchMu.Unlock()
-		return
-	}
-	if s.touched == nil {
-		s.touched = map[string]time.Time{}
-	}
-	s.touched[id] = now
-	s.touchMu.Unlock()
-	go s.st.TouchKey(id, now.UTC())
 }
 
 // checkRate applies the per-key limit and always sets the X-RateLimit-*

@@ -153,9 +153,8 @@ type Server struct {
 	// limiter is the per-key request limit (SPEC §3: 600 requests per
 	// 60 s); opts.RateLimit is always > 0 here, so it always applies.
 	limiter *ratelimit.Limiter
-	// touched throttles root keys' last_used_at writes (see touchKey).
-	touchMu sync.Mutex
-	touched map[string]time.Time
+	// used throttles root keys' last_used_at writes.
+	used *store.LastUsed
 	// createMu serialises "count own providers, then create" so that two
 	// concurrent creates cannot both pass the limit check. One process
 	// owns the store, so a process-local lock is enough.
@@ -209,6 +208,9 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
 	s.initSending()
+	// A closure, not the method value s.st.TouchKey, so that s.st is read
+	// when a key is used, as before, not while the Server is built.
+	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
 	s.limiter = ratelimit.New(opts.RateLimit, opts.RateWindow, opts.Now)
 	s.register()
 	return s

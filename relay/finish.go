@@ -33,7 +33,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.Wake(prov.TeamID)
 	}
 	if out.ok {
-		s.used.touch(prov.ID, now)
+		s.used.Touch(prov.ID, now)
 	}
 	var final *store.Message
 	err := s.persist("recording attempt result", m.ID, func() (err error) {

@@ -37,7 +37,7 @@ type Scheduler struct {
 	store  *store.Store
 	reg    *Registry
 	health *health
-	used   *toucher // providers' last_used_at
+	used   *store.LastUsed // providers' last_used_at
 	log    *slog.Logger
 	now    func() time.Time
 	draw   func(n int) int
@@ -76,7 +76,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
-		used: newToucher(st.TouchProvider),
+		used: store.NewLastUsed(st.TouchProvider),
 		draw: func(n int) int { return rand.IntN(n) },
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel, wakes: newWakeState()}

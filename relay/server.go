@@ -71,7 +71,7 @@ type Server struct {
 	limiter *ratelimit.Limiter
 	// authFails counts failed AUTH per client IP (AuthFailLimit a minute).
 	authFails *ratelimit.Limiter
-	used      *toucher // sending keys' last_used_at
+	used      *store.LastUsed // sending keys' last_used_at
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *Metrics
@@ -90,7 +90,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 		now = time.Now
 	}
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
-		used: newToucher(st.TouchKey), authFails: ratelimit.New(cfg.AuthFailLimit, time.Minute, now),
+		used: store.NewLastUsed(st.TouchKey), authFails: ratelimit.New(cfg.AuthFailLimit, time.Minute, now),
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname

@@ -429,7 +429,7 @@ func (srv *Server) enqueue(m *store.Message, body []byte) error {
 		return err
 	}
 	if m.MailboxID == "" { // keys only; mailbox passwords have no last_used_at
-		srv.used.touch(m.CredentialID, srv.now())
+		srv.used.Touch(m.CredentialID, srv.now())
 	}
 	srv.metrics.acceptedOne()
 	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,
