@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 	"github.com/smtpmux/smtpmux/routing"
 )
@@ -54,7 +55,7 @@ func TestNewDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := p.Config()
-	if c.Protocol != ProtocolTLS || c.DialTimeout != DefaultDialTimeout || c.CommandTimeout != DefaultCommandTimeout ||
+	if c.Protocol != smtpproto.TLS || c.DialTimeout != DefaultDialTimeout || c.CommandTimeout != DefaultCommandTimeout ||
 		c.DataTimeout != DefaultDataTimeout || c.MaxConns != DefaultMaxConns || c.IdleTimeout != DefaultIdleTimeout ||
 		c.TLSConfig.ServerName != "smtp.example.com" || c.HeloName == "" || c.Addr() != "smtp.example.com:465" {
 		t.Errorf("defaults = %+v", c)
