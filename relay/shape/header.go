@@ -12,7 +12,7 @@
 // which matters because a DKIM signature (ours or an upstream one) covers
 // them.
 //
-// Order matters: ApplyDefaults or ForceFrom, then RewriteLinks, then Sign.
+// Order matters: ApplyDefaults, then RewriteLinks, then Sign.
 package shape
 
 import (
