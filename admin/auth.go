@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -59,50 +57,33 @@ func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.touchKey(key.ID)
+	s.used.Touch(key.ID, s.now()) // root keys' last_used_at, throttled
 	return key, nil
-}
-
-// touchKey records a root key's last_used_at at most once a minute, off
-// the request path (a write per request would cost an fsync each).
-func (s *Server) touchKey(id string) {
-	now := s.now()
-	s.touchMu.Lock()
-	if last, ok := s.touched[id]; ok && now.Sub(last) < time.Minute {
-		s.touchMu.Unlock()
-		return
-	}
-	if s.touched == nil {
-		s.touched = map[string]time.Time{}
-	}
-	s.touched[id] = now
-	s.touchMu.Unlock()
-	go s.st.TouchKey(id, now.UTC())
 }
 
 // checkRate applies the per-key limit and always sets the X-RateLimit-*
 // headers, so clients can pace themselves before they hit a 429.
 func (s *Server) checkRate(w http.ResponseWriter, keyID string) error {
-	res := s.limiter.take(keyID)
+	res := s.limiter.Take(keyID)
 	h := w.Header()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(res.limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(res.remaining))
+	h.Set("X-RateLimit-Limit", strconv.Itoa(res.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
 	// The Unix time (seconds) at which the window resets, as the hosted
 	// API and most X-RateLimit-* APIs send it, rounded up so that a
 	// client waiting until then finds it reset. Retry-After on a 429
 	// carries the delta for clients that distrust their clock.
-	end := s.now().Add(res.reset)
+	end := s.now().Add(res.Reset)
 	resetAt := end.Unix()
 	if end.Nanosecond() > 0 {
 		resetAt++
 	}
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(resetAt, 10))
-	if res.allowed {
+	if res.Allowed {
 		return nil
 	}
 	return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
-		Message:    "rate limit of " + strconv.Itoa(res.limit) + " requests per " + s.opts.RateWindow.String() + " exceeded",
-		RetryAfter: res.reset}
+		Message:    "rate limit of " + strconv.Itoa(res.Limit) + " requests per " + s.opts.RateWindow.String() + " exceeded",
+		RetryAfter: res.Reset}
 }
 
 // Management permissions (SPEC §1). A root key holds a list of these, of
@@ -179,72 +160,4 @@ func canGrant(creator *store.APIKey, p string) bool {
 		}
 	}
 	return true
-}
-
-// rateLimiter is a fixed-window counter per management key (SPEC §3: 600
-// requests per 60 s). A fixed window is what the X-RateLimit-Reset header
-// describes exactly ("this many left until then"); a sliding log would cost
-// memory per request for no benefit at this rate. The state is per process,
-// which is right while one process owns the store.
-type rateLimiter struct {
-	mu        sync.Mutex
-	limit     int
-	window    time.Duration
-	now       func() time.Time
-	buckets   map[string]*rateBucket
-	lastSweep time.Time
-}
-
-type rateBucket struct {
-	start time.Time
-	n     int
-}
-
-// rateResult is what the response headers report.
-type rateResult struct {
-	allowed   bool
-	limit     int
-	remaining int
-	reset     time.Duration // until the current window ends
-}
-
-func newRateLimiter(limit int, window time.Duration, now func() time.Time) *rateLimiter {
-	return &rateLimiter{limit: limit, window: window, now: now, buckets: map[string]*rateBucket{}}
-}
-
-// take counts one request of key and reports whether it is within the
-// limit. Refused requests are not counted, so a client hammering through a
-// 429 does not extend its own penalty beyond the window.
-func (l *rateLimiter) take(key string) rateResult {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	l.sweep(now)
-	b := l.buckets[key]
-	if b == nil || !now.Before(b.start.Add(l.window)) {
-		b = &rateBucket{start: now}
-		l.buckets[key] = b
-	}
-	res := rateResult{limit: l.limit, reset: b.start.Add(l.window).Sub(now)}
-	if b.n >= l.limit {
-		return res
-	}
-	b.n++
-	res.allowed = true
-	res.remaining = l.limit - b.n
-	return res
-}
-
-// sweep drops expired windows once per window, so keys that stopped
-// calling (or were revoked) do not accumulate forever.
-func (l *rateLimiter) sweep(now time.Time) {
-	if now.Sub(l.lastSweep) < l.window {
-		return
-	}
-	l.lastSweep = now
-	for k, b := range l.buckets {
-		if !now.Before(b.start.Add(l.window)) {
-			delete(l.buckets, k)
-		}
-	}
 }

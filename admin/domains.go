@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/relay/dnscheck"
 	"github.com/smtpmux/smtpmux/relay/shape"
 	"github.com/smtpmux/smtpmux/store"
@@ -86,7 +87,7 @@ func (s *Server) spfIncludes(teamID string) ([]string, error) {
 	}
 	var out []string
 	for _, p := range ps {
-		if p.Status != store.StatusActive {
+		if p.Status != state.ProviderActive {
 			continue
 		}
 		inc := ""

@@ -6,25 +6,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // emailLogItem is one line of GET /emails/logs: enough to find a message;
 // GET /emails/{id} has every attempt and routing explanation.
 type emailLogItem struct {
-	ID            string   `json:"id"`
-	Status        string   `json:"status"`
-	Reason        *string  `json:"reason"`
-	Source        string   `json:"source"`
-	From          string   `json:"from"`
-	To            []string `json:"to"`
-	Subject       *string  `json:"subject"`
-	ProviderID    *string  `json:"provider_id"` // of the latest attempt
-	Attempts      int      `json:"attempts"`
-	SentFromEmail *string  `json:"sent_from_email"`
-	Size          int64    `json:"size"`
-	CreatedAt     string   `json:"created_at"`
-	UpdatedAt     string   `json:"updated_at"`
+	ID            string        `json:"id"`
+	Status        state.Message `json:"status"`
+	Reason        *string       `json:"reason"`
+	Source        string        `json:"source"`
+	From          string        `json:"from"`
+	To            []string      `json:"to"`
+	Subject       *string       `json:"subject"`
+	ProviderID    *string       `json:"provider_id"` // of the latest attempt
+	Attempts      int           `json:"attempts"`
+	SentFromEmail *string       `json:"sent_from_email"`
+	Size          int64         `json:"size"`
+	CreatedAt     string        `json:"created_at"`
+	UpdatedAt     string        `json:"updated_at"`
 }
 
 func emailLogView(m *store.Message) emailLogItem {
@@ -42,11 +43,11 @@ func emailLogView(m *store.Message) emailLogItem {
 }
 
 // messageStatuses are the public statuses (SPEC §4).
-var messageStatuses = []string{store.MsgPending, store.MsgSent, store.MsgFailed, store.MsgRejected}
+var messageStatuses = state.MessageStatuses()
 
 // logFilter is a parsed set of message-log filters.
 type logFilter struct {
-	statuses   []string
+	statuses   []state.Message
 	providerID string
 	from, to   time.Time // [from, to); zero is open
 	search     string    // lowercased
@@ -61,10 +62,10 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 	if s := q.Get("status"); s != "" {
 		for st := range strings.SplitSeq(s, ",") {
 			st = strings.TrimSpace(st)
-			if !containsStr(messageStatuses, st) {
+			if !containsStr(messageStatuses, state.Message(st)) {
 				return f, errInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
 			}
-			f.statuses = append(f.statuses, st)
+			f.statuses = append(f.statuses, state.Message(st))
 		}
 	}
 	if p := q.Get("provider_id"); p != "" {

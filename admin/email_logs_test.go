@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -22,25 +23,25 @@ func seedLog(t *testing.T, e *testEnv) *logFixture {
 	other, _, _ := e.provision("other")
 	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	f := &logFixture{ids: map[string]string{}}
-	add := func(label, team string, at time.Time, status, from, to, subject, provider string) {
+	add := func(label, team string, at time.Time, status state.Message, from, to, subject, provider string) {
 		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: team, Source: "http", From: from,
 			Subject: subject, Status: status, State: store.StateQueued, NextAttemptAt: at.Add(time.Hour),
 			Recipients: []store.Recipient{{Address: to, Status: status, ProviderID: provider}},
 			CreatedAt:  at, UpdatedAt: at}
 		if provider != "" {
-			m.Attempts = []store.Attempt{{N: 1, ProviderID: provider, StartedAt: at, Status: store.AttemptSent}}
+			m.Attempts = []store.Attempt{{N: 1, ProviderID: provider, StartedAt: at, Status: state.AttemptSent}}
 		}
 		if err := e.st.Enqueue(m, []byte("Subject: x\r\n\r\nx\r\n")); err != nil {
 			t.Fatal(err)
 		}
 		f.ids[label] = m.ID
 	}
-	add("feb28", e.team.ID, day.Add(-time.Minute), store.MsgSent, "app@example.com", "a@example.net", "Late February", e.managed.ID)
-	add("mar1-early", e.team.ID, day, store.MsgSent, "app@example.com", "b@example.net", "Welcome aboard", e.managed.ID)
-	add("mar1-noon", e.team.ID, day.Add(12*time.Hour), store.MsgFailed, "billing@example.com", "c@example.net", "Invoice 42", e.managed.ID)
-	add("mar1-late", e.team.ID, day.Add(24*time.Hour-time.Second), store.MsgRejected, "app@example.com", "Dana@Example.net", "Password reset", "")
-	add("mar2", e.team.ID, day.Add(30*time.Hour), store.MsgPending, "app@example.com", "e@example.net", "Welcome back", "")
-	add("other-team", other.ID, day.Add(13*time.Hour), store.MsgSent, "app@example.com", "x@example.net", "Welcome aboard", "")
+	add("feb28", e.team.ID, day.Add(-time.Minute), state.MessageSent, "app@example.com", "a@example.net", "Late February", e.managed.ID)
+	add("mar1-early", e.team.ID, day, state.MessageSent, "app@example.com", "b@example.net", "Welcome aboard", e.managed.ID)
+	add("mar1-noon", e.team.ID, day.Add(12*time.Hour), state.MessageFailed, "billing@example.com", "c@example.net", "Invoice 42", e.managed.ID)
+	add("mar1-late", e.team.ID, day.Add(24*time.Hour-time.Second), state.MessageRejected, "app@example.com", "Dana@Example.net", "Password reset", "")
+	add("mar2", e.team.ID, day.Add(30*time.Hour), state.MessagePending, "app@example.com", "e@example.net", "Welcome back", "")
+	add("other-team", other.ID, day.Add(13*time.Hour), state.MessageSent, "app@example.com", "x@example.net", "Welcome aboard", "")
 	return f
 }
 
@@ -110,8 +111,8 @@ func TestEmailLogsPagination(t *testing.T) {
 	for i := range 23 {
 		at := start.Add(time.Duration(i) * time.Minute)
 		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID, From: "a@example.com",
-			Status: store.MsgSent, State: store.StateQueued, NextAttemptAt: at,
-			Recipients: []store.Recipient{{Address: fmt.Sprintf("r%d@example.net", i), Status: store.MsgSent}},
+			Status: state.MessageSent, State: store.StateQueued, NextAttemptAt: at,
+			Recipients: []store.Recipient{{Address: fmt.Sprintf("r%d@example.net", i), Status: state.MessageSent}},
 			CreatedAt:  at, UpdatedAt: at}
 		if err := e.st.Enqueue(m, []byte("x")); err != nil {
 			t.Fatal(err)
@@ -190,14 +191,14 @@ func TestSweeperRetention(t *testing.T) {
 	now := e.clock.Now()
 	put := func(created time.Time, done bool) string {
 		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, created), TeamID: e.team.ID, From: "a@example.com",
-			Status: store.MsgPending, NextAttemptAt: created, CreatedAt: created, UpdatedAt: created,
-			Recipients: []store.Recipient{{Address: "b@example.net", Status: store.MsgPending}}}
+			Status: state.MessagePending, NextAttemptAt: created, CreatedAt: created, UpdatedAt: created,
+			Recipients: []store.Recipient{{Address: "b@example.net", Status: state.MessagePending}}}
 		if err := e.st.Enqueue(m, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		if done {
 			if _, err := e.st.UpdateMessage(m.ID, func(x *store.Message) error {
-				x.State, x.Status = store.StateDone, store.MsgSent
+				x.State, x.Status = store.StateDone, state.MessageSent
 				return nil
 			}); err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -24,16 +25,16 @@ type statusCounts struct {
 	Rejected int `json:"rejected"`
 }
 
-func (c *statusCounts) add(status string) {
+func (c *statusCounts) add(status state.Message) {
 	c.Total++
 	switch status {
-	case store.MsgPending:
+	case state.MessagePending:
 		c.Pending++
-	case store.MsgSent:
+	case state.MessageSent:
 		c.Sent++
-	case store.MsgFailed:
+	case state.MessageFailed:
 		c.Failed++
-	case store.MsgRejected:
+	case state.MessageRejected:
 		c.Rejected++
 	}
 }

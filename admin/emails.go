@@ -5,15 +5,16 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // emailItem is GET /emails/{id}: the message's outcome, per recipient and
 // per attempt, so a user can see why a message went where it went.
 type emailItem struct {
-	ID     string  `json:"id"`
-	Status string  `json:"status"`
-	Reason *string `json:"reason"`
+	ID     string        `json:"id"`
+	Status state.Message `json:"status"`
+	Reason *string       `json:"reason"`
 	// Waiting explains why a pending message has no attempt under way
 	// (the last routing decision that found every provider over quota or
 	// pulled), or null.
@@ -32,22 +33,22 @@ type emailItem struct {
 }
 
 type recipientItem struct {
-	Email      string  `json:"email"`
-	Status     string  `json:"status"`
-	Code       *int    `json:"code"`
-	Reply      *string `json:"reply"`
-	ProviderID *string `json:"provider_id"`
+	Email      string        `json:"email"`
+	Status     state.Message `json:"status"`
+	Code       *int          `json:"code"`
+	Reply      *string       `json:"reply"`
+	ProviderID *string       `json:"provider_id"`
 }
 
 type attemptItem struct {
-	Number       int     `json:"number"`
-	ProviderID   *string `json:"provider_id"`
-	ProviderType *string `json:"provider_type"`
-	StartedAt    string  `json:"started_at"`
-	DurationMS   int64   `json:"duration_ms"`
-	Status       string  `json:"status"`
-	Class        *string `json:"class"`
-	Code         *int    `json:"code"`
+	Number       int           `json:"number"`
+	ProviderID   *string       `json:"provider_id"`
+	ProviderType *string       `json:"provider_type"`
+	StartedAt    string        `json:"started_at"`
+	DurationMS   int64         `json:"duration_ms"`
+	Status       state.Attempt `json:"status"`
+	Class        *string       `json:"class"`
+	Code         *int          `json:"code"`
 	// Reply is the upstream's reply (or the error) for this attempt.
 	Reply      *string `json:"reply"`
 	UpstreamID *string `json:"upstream_id"`

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -15,16 +16,16 @@ func TestGetEmail(t *testing.T) {
 		ID: store.NewID(store.PrefixMessage), TeamID: e.team.ID, CredentialID: e.rootKey.ID, Source: "smtp",
 		From: "app@example.com", Subject: "Hello", Size: 1234,
 		Recipients: []store.Recipient{
-			{Address: "a@example.net", Status: store.MsgSent, Code: 250, Reply: "250 2.0.0 Ok", ProviderID: e.managed.ID},
-			{Address: "b@example.net", Status: store.MsgRejected, Code: 550, Reply: "550 5.1.1 no such user"},
+			{Address: "a@example.net", Status: state.MessageSent, Code: 250, Reply: "250 2.0.0 Ok", ProviderID: e.managed.ID},
+			{Address: "b@example.net", Status: state.MessageRejected, Code: 550, Reply: "550 5.1.1 no such user"},
 		},
-		Status: store.MsgSent, SentFromEmail: "app@example.com", State: store.StateDone,
+		Status: state.MessageSent, SentFromEmail: "app@example.com", State: store.StateDone,
 		Attempts: []store.Attempt{
 			{N: 1, ProviderID: e.managed.ID, ProviderType: store.TypeManagedSES, StartedAt: start, DurationMS: 40,
-				Status: store.AttemptDeferred, Class: "transient", Code: 451, Reply: "451 4.3.0 try later",
+				Status: state.AttemptDeferred, Class: "transient", Code: 451, Reply: "451 4.3.0 try later",
 				Routing: json.RawMessage(`{"in_scope":["x"],"picked":"x"}`)},
 			{N: 2, ProviderID: e.managed.ID, StartedAt: start.Add(5 * time.Minute), DurationMS: 35,
-				Status: store.AttemptPartial, Code: 250, Reply: "250 2.0.0 Ok: queued as ABC", UpstreamID: "ABC"},
+				Status: state.AttemptPartial, Code: 250, Reply: "250 2.0.0 Ok: queued as ABC", UpstreamID: "ABC"},
 		},
 		CreatedAt: start.Add(-time.Second), UpdatedAt: start.Add(5 * time.Minute),
 		NextAttemptAt: start,

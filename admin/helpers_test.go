@@ -92,7 +92,7 @@ func newEnv(t testing.TB, mods ...func(*Options)) *testEnv {
 	e.srv = New(opts)
 	e.team, e.rootKey, e.root = e.provision("default")
 	ps, err := st.Providers(e.team.ID)
-	if err != nil || len(ps) != 1 || !ps[0].IsShared {
+	if err != nil || len(ps) != 1 || !ps[0].Managed {
 		t.Fatalf("managed provider: %v %v", ps, err)
 	}
 	e.managed = ps[0]

@@ -52,9 +52,9 @@ type limitRequestItem struct {
 	DecidedAt   *string `json:"decided_at"` // when it left pending
 }
 
-// sharedSESRequestItem adds the hosted API's names for the outcome of a
+// managedSESRequestItem adds the hosted API's names for the outcome of a
 // managed-account review.
-type sharedSESRequestItem struct {
+type managedSESRequestItem struct {
 	limitRequestItem
 	DailyLimit *int `json:"daily_limit"` // the new daily limit, once approved
 	// HourlyLimit is the new hourly limit when the approval changed it.
@@ -81,12 +81,12 @@ func limitRequestView(r *store.LimitRequest, operator bool) any {
 	if r.Type == store.LimitSendingAccounts {
 		return sendingAccountsRequestItem{limitRequestItem: it, ProviderLimit: r.DecidedLimit}
 	}
-	return sharedSESRequestItem{limitRequestItem: it, DailyLimit: r.DecidedLimit, HourlyLimit: r.DecidedHourlyLimit}
+	return managedSESRequestItem{limitRequestItem: it, DailyLimit: r.DecidedLimit, HourlyLimit: r.DecidedHourlyLimit}
 }
 
 // limitNames are the human names of the two limits, for messages.
 var limitNames = map[string]string{
-	store.LimitSharedSES:       "shared Amazon SES daily limit",
+	store.LimitManagedSES:      "shared Amazon SES daily limit",
 	store.LimitSendingAccounts: "sending accounts limit",
 }
 
@@ -110,16 +110,16 @@ func (s *Server) managedProvider(teamID string) (*store.Provider, error) {
 		return nil, err
 	}
 	for _, p := range ps {
-		if p.IsShared && p.Type == store.TypeManagedSES {
+		if p.Managed && p.Type == store.TypeManagedSES {
 			return p, nil
 		}
 	}
 	return nil, nil
 }
 
-// sharedSESUsage is today's managed-account usage and daily limit, the
+// managedSESUsage is today's managed-account usage and daily limit, the
 // figures of GET /providers/limits' shared_amazon_ses snapshot.
-func (s *Server) sharedSESUsage(teamID string) (used, limit int, err error) {
+func (s *Server) managedSESUsage(teamID string) (used, limit int, err error) {
 	ps, err := s.st.Providers(teamID)
 	if err != nil {
 		return 0, 0, err
@@ -128,7 +128,7 @@ func (s *Server) sharedSESUsage(teamID string) (used, limit int, err error) {
 		return 0, 0, err
 	}
 	for _, p := range ps {
-		if p.IsShared && p.Type == store.TypeManagedSES {
+		if p.Managed && p.Type == store.TypeManagedSES {
 			used, err = s.managedUsage(teamID, p, s.now())
 			return used, limit, err
 		}
@@ -144,7 +144,7 @@ func (s *Server) sendingAccountsUsage(teamID string) (used, limit int, err error
 		return 0, 0, err
 	}
 	for _, p := range ps {
-		if !p.IsShared {
+		if !p.Managed {
 			used++
 		}
 	}
@@ -238,13 +238,13 @@ func (s *Server) fileLimitRequest(c *call, typ, reason string, requested *int, u
 	return nil
 }
 
-// filedSharedSESRequest and filedSendingAccountsRequest are the answers
+// filedManagedSESRequest and filedSendingAccountsRequest are the answers
 // to filing a request: the hosted API's request_id and limit, with the
 // request's own fields (id, type, status, …) alongside.
-type filedSharedSESRequest struct {
+type filedManagedSESRequest struct {
 	RequestID string `json:"request_id"`
 	Limit     any    `json:"limit"`
-	sharedSESRequestItem
+	managedSESRequestItem
 }
 
 type filedSendingAccountsRequest struct {
@@ -255,22 +255,22 @@ type filedSendingAccountsRequest struct {
 
 func filedRequestView(r *store.LimitRequest, snap any) any {
 	switch v := limitRequestView(r, false).(type) {
-	case sharedSESRequestItem:
-		return filedSharedSESRequest{RequestID: r.ID, Limit: snap, sharedSESRequestItem: v}
+	case managedSESRequestItem:
+		return filedManagedSESRequest{RequestID: r.ID, Limit: snap, managedSESRequestItem: v}
 	case sendingAccountsRequestItem:
 		return filedSendingAccountsRequest{RequestID: r.ID, Limit: snap, sendingAccountsRequestItem: v}
 	}
 	panic("limitRequestView: unknown view type")
 }
 
-// listSharedSESRequests is GET /providers/shared-amazon-ses-limit-request:
+// listManagedSESRequests is GET /providers/shared-amazon-ses-limit-request:
 // the team's managed-account reviews, newest first, paginated.
-func (s *Server) listSharedSESRequests(c *call) error {
+func (s *Server) listManagedSESRequests(c *call) error {
 	pg, err := parsePage(c.r)
 	if err != nil {
 		return err
 	}
-	rs, more, err := s.st.LimitRequests(store.LimitRequestFilter{TeamID: c.team(), Type: store.LimitSharedSES}, pg.after, pg.limit)
+	rs, more, err := s.st.LimitRequests(store.LimitRequestFilter{TeamID: c.team(), Type: store.LimitManagedSES}, pg.after, pg.limit)
 	if err != nil {
 		return err
 	}
@@ -295,10 +295,10 @@ func nextPage(rs []*store.LimitRequest, more bool) pagination {
 	return pagination{HasMore: true, NextCursor: &next}
 }
 
-// createSharedSESRequest is POST /providers/shared-amazon-ses-limit-request
+// createManagedSESRequest is POST /providers/shared-amazon-ses-limit-request
 // with an optional {"reason"}: from 80% of today's daily limit (the
 // usage GET /providers/limits reports) a review of the limit.
-func (s *Server) createSharedSESRequest(c *call) error {
+func (s *Server) createManagedSESRequest(c *call) error {
 	o, err := readOptionalBody(c.r)
 	if err != nil {
 		return err
@@ -314,16 +314,16 @@ func (s *Server) createSharedSESRequest(c *call) error {
 	if err := v.err(); err != nil {
 		return err
 	}
-	used, limit, err := s.sharedSESUsage(c.team())
+	used, limit, err := s.managedSESUsage(c.team())
 	if err != nil {
 		return err
 	}
-	return s.fileLimitRequest(c, store.LimitSharedSES, reason, nil, used, limit, func(pending *string) (any, error) {
+	return s.fileLimitRequest(c, store.LimitManagedSES, reason, nil, used, limit, func(pending *string) (any, error) {
 		managed, err := s.managedProvider(c.team())
 		if err != nil {
 			return nil, err
 		}
-		return s.sharedSESSnapshot(c.team(), managed, pending)
+		return s.managedSESSnapshot(c.team(), managed, pending)
 	})
 }
 
@@ -366,17 +366,17 @@ func (s *Server) requestSendingAccountsIncrease(c *call) error {
 	})
 }
 
-// cancelSharedSESRequest is DELETE /providers/shared-amazon-ses-limit-
+// cancelManagedSESRequest is DELETE /providers/shared-amazon-ses-limit-
 // request/{request_id}: the team withdraws its pending review (200 with
 // the request, now cancelled); a decided or cancelled one is 409.
-func (s *Server) cancelSharedSESRequest(c *call) error {
+func (s *Server) cancelManagedSESRequest(c *call) error {
 	id := c.r.PathValue("request_id")
 	if !store.ValidLimitRequestID(id) {
 		return errNotFound("limit request")
 	}
 	// Another team's request, or one of the other limit, is not in this
 	// collection: 404 whatever its status.
-	if cur, err := s.st.LimitRequest(id); err != nil || cur.TeamID != c.team() || cur.Type != store.LimitSharedSES {
+	if cur, err := s.st.LimitRequest(id); err != nil || cur.TeamID != c.team() || cur.Type != store.LimitManagedSES {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -384,7 +384,7 @@ func (s *Server) cancelSharedSESRequest(c *call) error {
 	}
 	now := s.now()
 	r, _, err := s.st.ResolveLimitRequest(c.team(), id, func(r *store.LimitRequest, _ *store.Team) error {
-		if r.Type != store.LimitSharedSES {
+		if r.Type != store.LimitManagedSES {
 			return store.ErrNotFound // not one of this collection
 		}
 		r.Status, r.DecidedBy, r.DecidedAt = store.LimitCancelled, store.DecidedByTeam, &now

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -181,9 +182,9 @@ func TestSharedSESLimitRequestFallbackUsage(t *testing.T) {
 	// as in GET /providers/limits.
 	e := newEnv(t, func(o *Options) { o.ManagedDailyLimit = 5 })
 	now := e.clock.Now()
-	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", store.MsgSent, e.managed.ID, store.MsgSent, e.managed.ID, store.MsgSent, e.managed.ID)
+	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", string(state.MessageSent), e.managed.ID, string(state.MessageSent), e.managed.ID, string(state.MessageSent), e.managed.ID)
 	expectErr(t, e.do("POST", sharedReqPath, nil), 422, "validation_error", "")
-	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", store.MsgSent, e.managed.ID)
+	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", string(state.MessageSent), e.managed.ID)
 	if r := e.do("POST", sharedReqPath, nil); r.Code != 201 || r.get("data.usage") != 4.0 {
 		t.Fatalf("%d %s", r.Code, r.Body)
 	}

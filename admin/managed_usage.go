@@ -26,8 +26,8 @@ type ManagedCounts struct {
 	DaySent, DayReserved   int
 }
 
-// sharedSESLimit is the shared_amazon_ses snapshot of GET /providers/limits.
-type sharedSESLimit struct {
+// managedSESLimit is the shared_amazon_ses snapshot of GET /providers/limits.
+type managedSESLimit struct {
 	ProviderID *string `json:"provider_id"`
 	limitState
 	// Reserved is the part of usage accepted today and still queued: it
@@ -56,20 +56,20 @@ type hourlyLimit struct {
 	ResetsAt  string `json:"resets_at"` // next full UTC hour
 }
 
-// sharedSESSnapshot builds the shared_amazon_ses snapshot of the team
+// managedSESSnapshot builds the shared_amazon_ses snapshot of the team
 // whose managed account is managed (nil: none, nothing used).
-func (s *Server) sharedSESSnapshot(teamID string, managed *store.Provider, pending *string) (sharedSESLimit, error) {
+func (s *Server) managedSESSnapshot(teamID string, managed *store.Provider, pending *string) (managedSESLimit, error) {
 	hourly, daily, err := s.managedLimits(teamID)
 	if err != nil {
-		return sharedSESLimit{}, err
+		return managedSESLimit{}, err
 	}
 	now := s.now()
 	var u ManagedCounts
-	snap := sharedSESLimit{}
+	snap := managedSESLimit{}
 	if managed != nil {
 		snap.ProviderID = &managed.ID
 		if u, err = s.managedCounts(teamID, managed, now); err != nil {
-			return sharedSESLimit{}, err
+			return managedSESLimit{}, err
 		}
 	}
 	used := u.DaySent + u.DayReserved

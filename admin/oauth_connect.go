@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -115,8 +116,8 @@ func (s *Server) saveConnected(g *OAuthGrant) (*store.Provider, bool, error) {
 		if e.Type == g.ProviderType && strings.EqualFold(e.OAuthEmail, g.Email) {
 			p, err := s.st.UpdateProvider(g.TeamID, e.ID, 0, func(p *store.Provider) error {
 				p.OAuthTokenSealed, p.UpdatedAt = sealed, now
-				if p.Status == store.StatusPending || p.Status == store.StatusError {
-					p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", now
+				if p.Status == state.ProviderPending || p.Status == state.ProviderError {
+					p.Status, p.StatusReason, p.ActivatedAt = state.ProviderActive, "", now
 				}
 				return nil
 			})
@@ -131,7 +132,7 @@ func (s *Server) saveConnected(g *OAuthGrant) (*store.Provider, bool, error) {
 		name = "Outlook " + g.Email
 	}
 	p := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: g.TeamID, Name: truncate(name, 100),
-		Type: g.ProviderType, Status: store.StatusActive, OAuthEmail: g.Email, OAuthTokenSealed: sealed,
+		Type: g.ProviderType, Status: state.ProviderActive, OAuthEmail: g.Email, OAuthTokenSealed: sealed,
 		CreatedAt: now, UpdatedAt: now, ActivatedAt: now}
 	if err := s.st.CreateProvider(p); err != nil {
 		return nil, false, err

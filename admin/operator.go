@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -28,7 +29,7 @@ func teamView(t *store.Team) teamItem {
 func ManagedProvider(teamID string, now time.Time) *store.Provider {
 	return &store.Provider{
 		ID: store.NewID(store.PrefixProvider), TeamID: teamID, Name: ManagedProviderName,
-		Type: store.TypeManagedSES, Status: store.StatusActive, IsShared: true,
+		Type: store.TypeManagedSES, Status: state.ProviderActive, Managed: true,
 		CreatedAt: now, UpdatedAt: now, ActivatedAt: now,
 	}
 }

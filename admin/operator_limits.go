@@ -19,7 +19,7 @@ const (
 )
 
 var (
-	limitRequestTypes    = []string{store.LimitSharedSES, store.LimitSendingAccounts}
+	limitRequestTypes    = []string{store.LimitManagedSES, store.LimitSendingAccounts}
 	limitRequestStatuses = []string{store.LimitPending, store.LimitApproved, store.LimitDenied, store.LimitCancelled}
 )
 
@@ -139,7 +139,7 @@ func (s *Server) approveLimitRequest(c *call) error {
 		v.add(name, fcOutOfRange, fmt.Sprintf("%s must be between 1 and %d", name, maxRequestableLimit))
 	}
 	var newHourly *int
-	if cur.Type == store.LimitSharedSES && hourly.Set && !hourly.Null {
+	if cur.Type == store.LimitManagedSES && hourly.Set && !hourly.Null {
 		if hourly.V < 1 || hourly.V > maxRequestableLimit {
 			v.add("hourly_limit", fcOutOfRange, fmt.Sprintf("hourly_limit must be between 1 and %d", maxRequestableLimit))
 		}

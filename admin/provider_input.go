@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -22,8 +23,6 @@ var quotaWindows = []string{"per_second", "per_minute", "per_hour", "per_day"}
 // maxQuota keeps quota arithmetic far from integer overflow while being
 // far above any real upstream's limit.
 const maxQuota = 1_000_000_000
-
-var smtpProtocols = []string{"none", "plain", "starttls", "tls", "ssl"}
 
 // providerInput is a decoded (type-checked, not yet validated) provider
 // body. Every member keeps its presence, because PATCH leaves absent
@@ -201,12 +200,12 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		}
 	}
 	switch {
-	case in.protocol.Set && (in.protocol.Null || !containsStr(smtpProtocols, in.protocol.V)):
-		v.add("smtp_protocol", fcInvalid, "smtp_protocol must be one of: "+strings.Join(smtpProtocols, ", "))
+	case in.protocol.Set && (in.protocol.Null || !smtpproto.Valid(in.protocol.V)):
+		v.add("smtp_protocol", fcInvalid, "smtp_protocol must be one of: "+strings.Join(smtpproto.All(), ", "))
 	case in.protocol.Set:
 		p.SMTPProtocol = in.protocol.V
 	case create:
-		p.SMTPProtocol = "starttls"
+		p.SMTPProtocol = smtpproto.Default
 	}
 	if in.username.Set {
 		p.SMTPUsername = checkText(v, "smtp_username", in.username.V, 255)
@@ -255,7 +254,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		switch {
 		case in.group.Null || in.group.V == "":
 			p.GroupID = "" // leaves its group
-		case p.IsShared:
+		case p.Managed:
 			v.add("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
 		default:
 			// That the group exists in the team was checked by the

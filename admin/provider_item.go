@@ -2,6 +2,7 @@ package admin
 
 import (
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -13,10 +14,10 @@ type providerItem struct {
 	ID              string         `json:"id"`
 	Name            string         `json:"name"`
 	Type            string         `json:"type"`
-	Status          string         `json:"status"`
+	Status          state.Provider `json:"status"`
 	StatusReason    *string        `json:"status_reason"`
 	IsActive        bool           `json:"is_active"`
-	IsShared        bool           `json:"is_shared"`
+	Managed         bool           `json:"is_shared"`
 	IsEditable      bool           `json:"is_editable"`
 	AllowedActions  allowedActions `json:"allowed_actions"`
 	SMTPHost        *string        `json:"smtp_host"`
@@ -60,22 +61,22 @@ type allowedActions struct {
 }
 
 func (s *Server) providerView(p *store.Provider) providerItem {
-	editable := !p.IsShared
+	editable := !p.Managed
 	it := providerItem{
 		ID:           p.ID,
 		Name:         p.Name,
 		Type:         p.Type,
 		Status:       p.Status,
 		StatusReason: nullable(p.StatusReason),
-		IsActive:     p.Status == store.StatusActive,
-		IsShared:     p.IsShared,
+		IsActive:     p.Status == state.ProviderActive,
+		Managed:      p.Managed,
 		IsEditable:   editable,
 		AllowedActions: allowedActions{
 			Update: editable,
 			Delete: editable,
 			// A pending (OAuth) account needs a reconnect, not a switch.
-			Activate:   p.Status != store.StatusActive && p.Status != store.StatusPending,
-			Deactivate: p.Status != store.StatusInactive,
+			Activate:   p.Status != state.ProviderActive && p.Status != state.ProviderPending,
+			Deactivate: p.Status != state.ProviderInactive,
 			Test:       editable,
 		},
 		SMTPHost:        nullable(p.SMTPHost),

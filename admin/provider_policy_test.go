@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -109,7 +110,7 @@ func TestTestNeverChangesEnablement(t *testing.T) {
 	e := newEnv(t)
 	id := e.createProvider(validSMTP())
 	path := "/api/v1/providers/" + id
-	status := func() string { p, _ := e.st.Provider(id); return p.Status }
+	status := func() state.Provider { p, _ := e.st.Provider(id); return p.Status }
 	if r := e.do("POST", path+"/deactivate", nil); r.Code != 200 {
 		t.Fatal(r.Body)
 	}
@@ -125,7 +126,7 @@ func TestTestNeverChangesEnablement(t *testing.T) {
 		if r.Code != 200 || r.str("data.tested_at") == "" {
 			t.Fatalf("test: %d %s", r.Code, r.Body)
 		}
-		if st := status(); st != store.StatusInactive {
+		if st := status(); st != state.ProviderInactive {
 			t.Fatalf("a test turned an inactive provider %s", st)
 		}
 	}
@@ -136,12 +137,12 @@ func TestTestNeverChangesEnablement(t *testing.T) {
 	e.do("POST", path+"/activate", nil)
 	e.tester.fn = fail
 	e.do("POST", path+"/test", nil)
-	if st := status(); st != store.StatusError {
+	if st := status(); st != state.ProviderError {
 		t.Fatalf("failed test on an active provider: %s", st)
 	}
 	e.tester.fn = ok
 	e.do("POST", path+"/test", nil)
-	if st := status(); st != store.StatusActive {
+	if st := status(); st != state.ProviderActive {
 		t.Fatalf("successful test on an errored provider: %s", st)
 	}
 }

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // Filter values accepted by GET /providers.
 var (
-	providerStatuses = []string{store.StatusActive, store.StatusInactive, store.StatusError, store.StatusPending}
+	providerStatuses = state.ProviderStatuses()
 	providerTypes    = []string{store.TypeManagedSES, store.TypeSMTP, store.TypeSES, store.TypeGmail, store.TypeOutlook}
 )
 
@@ -25,8 +26,8 @@ const maxReasonLen = 500
 func (s *Server) listProviders(c *call) error {
 	q := c.r.URL.Query()
 	status, typ := q.Get("status"), q.Get("type")
-	if status != "" && !containsStr(providerStatuses, status) {
-		return errInvalidParam("status", "status must be one of: %s", strings.Join(providerStatuses, ", "))
+	if status != "" && !containsStr(providerStatuses, state.Provider(status)) {
+		return errInvalidParam("status", "status must be one of: %s", state.Join(providerStatuses, ", "))
 	}
 	if typ != "" && !containsStr(providerTypes, typ) {
 		return errInvalidParam("type", "type must be one of: %s", strings.Join(providerTypes, ", "))
@@ -41,7 +42,7 @@ func (s *Server) listProviders(c *call) error {
 	}
 	matched := all[:0:0]
 	for _, p := range all {
-		if (status == "" || p.Status == status) && (typ == "" || p.Type == typ) {
+		if (status == "" || p.Status == state.Provider(status)) && (typ == "" || p.Type == typ) {
 			matched = append(matched, p)
 		}
 	}
@@ -70,7 +71,7 @@ func (s *Server) createProvider(c *call) error {
 	now := s.now()
 	p := &store.Provider{
 		ID: store.NewID(store.PrefixProvider), TeamID: c.team(), Type: typ,
-		Status: store.StatusActive, CreatedAt: now, UpdatedAt: now,
+		Status: state.ProviderActive, CreatedAt: now, UpdatedAt: now,
 	}
 	// From reading who uses which tracking domain to the commit: see trackMu.
 	s.trackMu.Lock()
@@ -132,7 +133,7 @@ func (s *Server) checkProviderRoom(teamID string) error {
 	}
 	own := 0
 	for _, e := range existing {
-		if !e.IsShared {
+		if !e.Managed {
 			own++
 		}
 	}
@@ -232,7 +233,7 @@ func (s *Server) patchProvider(c *call) error {
 	if err != nil {
 		return err
 	}
-	if cur.IsShared {
+	if cur.Managed {
 		return managedPatchErr(c)
 	}
 	ver, err := ifMatch(c.r, cur.Version)
@@ -275,7 +276,7 @@ func (s *Server) patchProvider(c *call) error {
 	}
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
-		if p.IsShared {
+		if p.Managed {
 			return errManaged("edited")
 		}
 		v := &validator{errs: slices.Clone(pre.errs)}
@@ -300,7 +301,7 @@ func (s *Server) deleteProvider(c *call) error {
 	if err != nil {
 		return err
 	}
-	if cur.IsShared {
+	if cur.Managed {
 		return errManaged("deleted")
 	}
 	ver, err := ifMatch(c.r, cur.Version)
@@ -315,8 +316,8 @@ func (s *Server) deleteProvider(c *call) error {
 	return nil
 }
 
-func (s *Server) activateProvider(c *call) error   { return s.setStatus(c, store.StatusActive) }
-func (s *Server) deactivateProvider(c *call) error { return s.setStatus(c, store.StatusInactive) }
+func (s *Server) activateProvider(c *call) error   { return s.setStatus(c, state.ProviderActive) }
+func (s *Server) deactivateProvider(c *call) error { return s.setStatus(c, state.ProviderInactive) }
 
 // errUnchanged aborts a store write that would not change anything.
 var errUnchanged = errors.New("unchanged")
@@ -325,21 +326,21 @@ var errUnchanged = errors.New("unchanged")
 // account (a team may pause it). Activating is also the manual recovery
 // from "error", so it clears the reason. A no-op skips the write, so the
 // version (the ETag, and the scheduler's pool key) only moves on change.
-func (s *Server) setStatus(c *call, target string) error {
+func (s *Server) setStatus(c *call, target state.Provider) error {
 	cur, err := s.loadProvider(c)
 	if err != nil {
 		return err
 	}
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, 0, func(p *store.Provider) error {
-		if target == store.StatusActive && p.Status == store.StatusPending {
+		if target == state.ProviderActive && p.Status == state.ProviderPending {
 			return errValidation("id", fcInvalid, "this account has no usable token; reconnect it instead")
 		}
 		if p.Status == target && p.StatusReason == "" {
 			return errUnchanged
 		}
 		p.Status, p.StatusReason, p.UpdatedAt = target, "", now
-		if target == store.StatusActive {
+		if target == state.ProviderActive {
 			// Messages that saw this provider fail authentication may
 			// try it again (relay compares against this time).
 			p.ActivatedAt = now
@@ -377,7 +378,7 @@ func (s *Server) testProvider(c *call) error {
 	if err != nil {
 		return err
 	}
-	if cur.IsShared {
+	if cur.Managed {
 		return errManaged("tested")
 	}
 	if s.opts.Tester == nil {
@@ -416,10 +417,10 @@ func (s *Server) testProvider(c *call) error {
 		// a provider the team has enabled: an inactive (or pending) one
 		// stays as it is whatever the outcome.
 		switch {
-		case res.Success && p.Status == store.StatusError:
-			p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", testedAt
-		case !res.Success && !res.Deferred && (p.Status == store.StatusActive || p.Status == store.StatusError):
-			p.Status, p.StatusReason = store.StatusError, res.Message
+		case res.Success && p.Status == state.ProviderError:
+			p.Status, p.StatusReason, p.ActivatedAt = state.ProviderActive, "", testedAt
+		case !res.Success && !res.Deferred && (p.Status == state.ProviderActive || p.Status == state.ProviderError):
+			p.Status, p.StatusReason = state.ProviderError, res.Message
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -371,7 +372,7 @@ func TestActivateDeactivate(t *testing.T) {
 	}
 	// Activate is the manual recovery from error: it clears the reason.
 	if _, err := e.st.UpdateProvider(e.team.ID, id, 0, func(p *store.Provider) error {
-		p.Status, p.StatusReason = store.StatusError, "535 authentication failed"
+		p.Status, p.StatusReason = state.ProviderError, "535 authentication failed"
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -393,7 +394,7 @@ func TestTestProvider(t *testing.T) {
 	e := newEnv(t)
 	id := e.createProvider(validSMTP())
 	path := "/api/v1/providers/" + id
-	setStatus := func(st, reason string) {
+	setStatus := func(st state.Provider, reason string) {
 		if _, err := e.st.UpdateProvider(e.team.ID, id, 0, func(p *store.Provider) error {
 			p.Status, p.StatusReason = st, reason
 			return nil
@@ -401,10 +402,10 @@ func TestTestProvider(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status := func() (string, string) { p, _ := e.st.Provider(id); return p.Status, p.StatusReason }
+	status := func() (state.Provider, string) { p, _ := e.st.Provider(id); return p.Status, p.StatusReason }
 
 	// Success clears a previous error and stamps last_tested_at.
-	setStatus(store.StatusError, "old failure")
+	setStatus(state.ProviderError, "old failure")
 	e.tester.fn = func(ctx context.Context, p *store.Provider) provhealth.TestResult {
 		if p.ID != id || len(p.SMTPPasswordSealed) == 0 {
 			t.Errorf("tester got %+v", p)
@@ -423,7 +424,7 @@ func TestTestProvider(t *testing.T) {
 	if _, ok := r.get("data.latency_ms").(float64); !ok {
 		t.Fatalf("latency_ms: %s", r.Body)
 	}
-	if st, reason := status(); st != store.StatusActive || reason != "" {
+	if st, reason := status(); st != state.ProviderActive || reason != "" {
 		t.Fatalf("after success: %s %q", st, reason)
 	}
 	if g := e.do("GET", path, nil); g.str("data.last_tested_at") != "2026-03-01T13:00:00Z" {
@@ -431,14 +432,14 @@ func TestTestProvider(t *testing.T) {
 	}
 
 	// Success on an inactive provider does not switch it on.
-	setStatus(store.StatusInactive, "")
+	setStatus(state.ProviderInactive, "")
 	e.do("POST", path+"/test", nil)
-	if st, _ := status(); st != store.StatusInactive {
+	if st, _ := status(); st != state.ProviderInactive {
 		t.Fatalf("inactive became %s", st)
 	}
 
 	// A definite failure sets error with the reason.
-	setStatus(store.StatusActive, "")
+	setStatus(state.ProviderActive, "")
 	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
 		return provhealth.TestResult{Outcome: provhealth.Failed, Message: "535 5.7.8 Authentication credentials invalid"}
 	}
@@ -446,7 +447,7 @@ func TestTestProvider(t *testing.T) {
 	if r.Code != 200 || r.get("data.success") != false || !strings.Contains(r.str("data.message"), "535") {
 		t.Fatalf("failure: %s", r.Body)
 	}
-	if st, reason := status(); st != store.StatusError || !strings.Contains(reason, "535 5.7.8") {
+	if st, reason := status(); st != state.ProviderError || !strings.Contains(reason, "535 5.7.8") {
 		t.Fatalf("after failure: %s %q", st, reason)
 	}
 	// A failure without a message gets a generic one.
@@ -468,7 +469,7 @@ func TestTestProvider(t *testing.T) {
 
 	// A deferred test (a timeout, an upstream's "not now"): the old
 	// status stays.
-	setStatus(store.StatusActive, "")
+	setStatus(state.ProviderActive, "")
 	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
 		return provhealth.TestResult{Outcome: provhealth.Deferred, Message: "connection failed"}
 	}
@@ -476,12 +477,12 @@ func TestTestProvider(t *testing.T) {
 	if r.get("data.success") != false || r.get("data.deferred") != true {
 		t.Fatalf("deferred: %s", r.Body)
 	}
-	if st, _ := status(); st != store.StatusActive {
+	if st, _ := status(); st != state.ProviderActive {
 		t.Fatalf("a deferred test changed status to %s", st)
 	}
 
 	// An edit during the test keeps the verdict off the new settings.
-	setStatus(store.StatusActive, "")
+	setStatus(state.ProviderActive, "")
 	e.tester.fn = func(context.Context, *store.Provider) provhealth.TestResult {
 		if _, err := e.st.UpdateProvider(e.team.ID, id, 0, func(p *store.Provider) error { p.SMTPPort = 2525; return nil }); err != nil {
 			t.Error(err)
@@ -489,7 +490,7 @@ func TestTestProvider(t *testing.T) {
 		return provhealth.TestResult{Outcome: provhealth.Failed, Message: "535 bad"}
 	}
 	e.do("POST", path+"/test", nil)
-	if st, _ := status(); st != store.StatusActive {
+	if st, _ := status(); st != state.ProviderActive {
 		t.Fatalf("stale verdict applied: %s", st)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -68,7 +69,7 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 				continue
 			}
 			switch r.Status {
-			case store.MsgSent:
+			case state.MessageSent:
 				it.Sent7d++
 				at := m.UpdatedAt
 				if r.UpdatedAt != nil {
@@ -77,11 +78,11 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 				if !at.Before(today) {
 					it.SentToday++
 				}
-			case store.MsgFailed:
+			case state.MessageFailed:
 				it.Failed7d++
-			case store.MsgRejected:
+			case state.MessageRejected:
 				it.Rejected7d++
-			case store.MsgPending:
+			case state.MessagePending:
 				it.Pending7d++
 			default:
 				continue // a status this code does not know is not guessed at
@@ -135,7 +136,7 @@ func (s *Server) providerStats(c *call) error {
 	if err != nil {
 		return err
 	}
-	byStatus, byType := map[string]int{}, map[string]int{}
+	byStatus, byType := map[state.Provider]int{}, map[string]int{}
 	for _, st := range providerStatuses {
 		byStatus[st] = 0
 	}
@@ -148,7 +149,7 @@ func (s *Server) providerStats(c *call) error {
 	}
 	data := map[string]any{"total": len(ps), "by_status": byStatus, "by_type": byType}
 	for _, st := range providerStatuses {
-		data[st] = byStatus[st]
+		data[string(st)] = byStatus[st]
 	}
 	c.ok(http.StatusOK, data)
 	return nil
@@ -219,17 +220,17 @@ func (s *Server) providerLimits(c *call) error {
 	var managed *store.Provider
 	for _, p := range ps {
 		switch {
-		case !p.IsShared:
+		case !p.Managed:
 			own++
 		case p.Type == store.TypeManagedSES && managed == nil:
 			managed = p
 		}
 	}
-	sharedPending, err := s.pendingLimitRequestID(c.team(), store.LimitSharedSES)
+	managedPending, err := s.pendingLimitRequestID(c.team(), store.LimitManagedSES)
 	if err != nil {
 		return err
 	}
-	shared, err := s.sharedSESSnapshot(c.team(), managed, sharedPending)
+	shared, err := s.managedSESSnapshot(c.team(), managed, managedPending)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -13,10 +14,10 @@ import (
 func (e *testEnv) addMessage(teamID string, at time.Time, resultAt time.Time, lastAttempt string, rcpts ...string) {
 	e.t.Helper()
 	m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: teamID, From: "a@example.com",
-		Status: store.MsgPending, CreatedAt: at, UpdatedAt: resultAt, NextAttemptAt: at}
+		Status: state.MessagePending, CreatedAt: at, UpdatedAt: resultAt, NextAttemptAt: at}
 	for i := 0; i+1 < len(rcpts); i += 2 {
 		ra := resultAt
-		m.Recipients = append(m.Recipients, store.Recipient{Address: "r@example.com", Status: rcpts[i], ProviderID: rcpts[i+1], UpdatedAt: &ra})
+		m.Recipients = append(m.Recipients, store.Recipient{Address: "r@example.com", Status: state.Message(rcpts[i]), ProviderID: rcpts[i+1], UpdatedAt: &ra})
 	}
 	if lastAttempt != "" {
 		m.Attempts = []store.Attempt{{N: 1, ProviderID: "dprov_older", StartedAt: at}, {N: 2, ProviderID: lastAttempt, StartedAt: at}}
@@ -36,20 +37,20 @@ func TestProviderUsage(t *testing.T) {
 	_, otherKey, _ := e.provision("other")
 
 	// Sent today: two recipients via a, one via the managed account.
-	e.addMessage(e.team.ID, today, today, "", store.MsgSent, a, store.MsgSent, a, store.MsgRejected, a)
-	e.addMessage(e.team.ID, today, today, "", store.MsgSent, m)
+	e.addMessage(e.team.ID, today, today, "", string(state.MessageSent), a, string(state.MessageSent), a, string(state.MessageRejected), a)
+	e.addMessage(e.team.ID, today, today, "", string(state.MessageSent), m)
 	// Created yesterday, sent yesterday: 7d but not today.
-	e.addMessage(e.team.ID, yesterday, yesterday, "", store.MsgSent, a, store.MsgFailed, a)
+	e.addMessage(e.team.ID, yesterday, yesterday, "", string(state.MessageSent), a, string(state.MessageFailed), a)
 	// Created yesterday, sent today after retries: counts today.
-	e.addMessage(e.team.ID, yesterday, today, "", store.MsgSent, b)
+	e.addMessage(e.team.ID, yesterday, today, "", string(state.MessageSent), b)
 	// Pending after a deferral: attributed to the latest attempt's provider.
-	e.addMessage(e.team.ID, today, today, b, store.MsgPending, "", store.MsgFailed, "")
+	e.addMessage(e.team.ID, today, today, b, string(state.MessagePending), "", string(state.MessageFailed), "")
 	// Never attempted: nobody's.
-	e.addMessage(e.team.ID, today, today, "", store.MsgPending, "")
+	e.addMessage(e.team.ID, today, today, "", string(state.MessagePending), "")
 	// Too old, another team, a deleted provider: not counted.
-	e.addMessage(e.team.ID, now.Add(-8*24*time.Hour), today, "", store.MsgSent, a)
-	e.addMessage(otherKey.TeamID, today, today, "", store.MsgSent, a)
-	e.addMessage(e.team.ID, today, today, "", store.MsgSent, "dprov_000000000000000000000000")
+	e.addMessage(e.team.ID, now.Add(-8*24*time.Hour), today, "", string(state.MessageSent), a)
+	e.addMessage(otherKey.TeamID, today, today, "", string(state.MessageSent), a)
+	e.addMessage(e.team.ID, today, today, "", string(state.MessageSent), "dprov_000000000000000000000000")
 
 	r := e.do("GET", "/api/v1/providers/usage", nil)
 	if r.Code != 200 || r.str("data.window_start") != "2026-02-22T12:00:00Z" || r.str("data.day_start") != "2026-03-01T00:00:00Z" {
@@ -150,7 +151,7 @@ func TestProviderLimits(t *testing.T) {
 
 	// Fallback: today's recipients sent through the managed account.
 	now := e.clock.Now()
-	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", store.MsgSent, e.managed.ID, store.MsgSent, e.managed.ID)
+	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", string(state.MessageSent), e.managed.ID, string(state.MessageSent), e.managed.ID)
 	check(e.do("GET", "/api/v1/providers/limits", nil), map[string]any{"data.shared_amazon_ses.usage": 2.0, "data.shared_amazon_ses.sent_today": 2.0})
 
 	// The live count wins; 80% makes it near the limit.

@@ -33,6 +33,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -164,14 +165,15 @@ type Options struct {
 
 // Server is the admin HTTP handler. It is safe for concurrent use.
 type Server struct {
-	opts    Options
-	st      *store.Store
-	log     *slog.Logger
-	mux     *http.ServeMux
-	limiter *rateLimiter
-	// touched throttles root keys' last_used_at writes (see touchKey).
-	touchMu sync.Mutex
-	touched map[string]time.Time
+	opts Options
+	st   *store.Store
+	log  *slog.Logger
+	mux  *http.ServeMux
+	// limiter is the per-key request limit (SPEC §3: 600 requests per
+	// 60 s); opts.RateLimit is always > 0 here, so it always applies.
+	limiter *ratelimit.Limiter
+	// used throttles root keys' last_used_at writes.
+	used *store.LastUsed
 	// createMu serialises "is the team name free, then create the team".
 	// One process owns the store, so a process-local lock is enough.
 	createMu sync.Mutex
@@ -235,7 +237,10 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
 	s.initSending()
-	s.limiter = newRateLimiter(opts.RateLimit, opts.RateWindow, opts.Now)
+	// A closure, not the method value s.st.TouchKey, so that s.st is read
+	// when a key is used, as before, not while the Server is built.
+	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
+	s.limiter = ratelimit.New(opts.RateLimit, opts.RateWindow, opts.Now)
 	s.register()
 	return s
 }
@@ -279,9 +284,9 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/stats", authRoot, permProviderRead, s.providerStats},
 		{"GET", "/api/v1/providers/limits", authRoot, permProviderRead, s.providerLimits},
 		{"POST", "/api/v1/providers/limits/sending-accounts/request-increase", authRoot, permProviderUpdate, s.requestSendingAccountsIncrease},
-		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listSharedSESRequests},
-		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createSharedSESRequest},
-		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelSharedSESRequest},
+		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listManagedSESRequests},
+		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createManagedSESRequest},
+		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelManagedSESRequest},
 		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
 		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
 
@@ -404,7 +409,9 @@ func handleUnlessConflict(mux *http.ServeMux, pattern string, h http.HandlerFunc
 	mux.HandleFunc(pattern, h)
 }
 
-func containsStr(xs []string, s string) bool {
+// containsStr reports whether xs holds s; generic so that typed states
+// (internal/state) need no conversion.
+func containsStr[S ~string](xs []S, s S) bool {
 	for _, x := range xs {
 		if x == s {
 			return true

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -145,7 +146,7 @@ func TestOtherTeamsResourcesAre404(t *testing.T) {
 
 	msgID := store.NewID(store.PrefixMessage)
 	if err := e.st.Enqueue(&store.Message{ID: msgID, TeamID: otherKey.TeamID, From: "a@b.c",
-		Recipients: []store.Recipient{{Address: "x@y.z", Status: store.MsgPending}}, Status: store.MsgPending,
+		Recipients: []store.Recipient{{Address: "x@y.z", Status: state.MessagePending}}, Status: state.MessagePending,
 		CreatedAt: time.Now(), UpdatedAt: time.Now(), NextAttemptAt: time.Now().Add(time.Hour)}, []byte("x")); err != nil {
 		t.Fatal(err)
 	}

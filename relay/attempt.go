@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -88,7 +89,7 @@ func (s *Scheduler) attempt(id string) {
 			return errNotQueued
 		}
 		m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, ProviderID: prov.ID,
-			ProviderType: prov.Type, StartedAt: started, Status: store.AttemptInProgress, Routing: explanation})
+			ProviderType: prov.Type, StartedAt: started, Status: state.AttemptInProgress, Routing: explanation})
 		m.State, m.UpdatedAt, m.Waiting = store.StateInflight, started, nil
 		m.ManagedReserved = 0 // handed over to the quota counter below
 		return nil
@@ -222,7 +223,7 @@ func (s *Scheduler) requeueOnce(id string, t time.Time, why []byte, gen uint64) 
 			m.Waiting = why
 		}
 		if n := len(m.Attempts); n > 0 && m.State == store.StateInflight {
-			m.Attempts[n-1].Status = store.AttemptInterrupt
+			m.Attempts[n-1].Status = state.AttemptInterrupt
 		}
 		if m.State == store.StateDone {
 			return nil
@@ -287,7 +288,7 @@ func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explana
 			m.Waiting = explanation
 		} else {
 			m.Attempts = append(m.Attempts, store.Attempt{N: len(m.Attempts) + 1, StartedAt: now,
-				Status: store.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
+				Status: state.AttemptDeferred, Class: routing.Transient.String(), Reply: "no_active_providers", Routing: explanation})
 		}
 		s.deferOrFail(m, now, "no_active_providers")
 		if m.State == store.StateDone {

@@ -19,7 +19,7 @@ func candidates(ps []*store.Provider, authFailed map[string]time.Time) []routing
 	out := make([]routing.Candidate, 0, len(ps))
 	for _, p := range ps {
 		c := routing.Candidate{
-			ID: p.ID, GroupID: p.GroupID, Status: p.Status, Shared: p.IsShared, Weight: p.Percentage,
+			ID: p.ID, GroupID: p.GroupID, Status: p.Status, Managed: p.Managed, Weight: p.Percentage,
 		}
 		if at, ok := authFailed[p.ID]; ok && !p.ActivatedAt.After(at) {
 			c.AuthFailed = true

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -15,7 +16,7 @@ func TestQueuedBareNewlinesLeaveClean(t *testing.T) {
 	h := newHarness(t, nil)
 	now := time.Now().UTC()
 	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
-		Status: store.MsgPending, Recipients: []store.Recipient{{Address: "b@example.com", Status: store.MsgPending}},
+		Status: state.MessagePending, Recipients: []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}},
 		CreatedAt: now, NextAttemptAt: now}
 	body := "Subject: old\r\n\r\nhi\r.\rMAIL FROM:<evil@x.test>\nRCPT TO:<v@y.test>\r\n"
 	if err := h.store.Enqueue(m, []byte(body)); err != nil {

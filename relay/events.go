@@ -2,6 +2,7 @@ package relay
 
 import (
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -14,7 +15,7 @@ func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string,
 	if s.cfg.Events == nil {
 		return
 	}
-	was := map[string]string{}
+	was := map[string]state.Message{}
 	for _, r := range before.Recipients {
 		was[r.Address] = r.Status
 	}
@@ -24,11 +25,11 @@ func (s *Scheduler) emitAttempt(before, after *store.Message, providerID string,
 			continue
 		}
 		switch r.Status {
-		case store.MsgSent:
+		case state.MessageSent:
 			sent = append(sent, r.Address)
-		case store.MsgRejected:
+		case state.MessageRejected:
 			bounced = append(bounced, r.Address)
-		case store.MsgFailed:
+		case state.MessageFailed:
 			failed = append(failed, r.Address)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -32,7 +33,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.Wake(prov.TeamID)
 	}
 	if out.ok {
-		s.used.touch(prov.ID, now)
+		s.used.Touch(prov.ID, now)
 	}
 	var final *store.Message
 	err := s.persist("recording attempt result", m.ID, func() (err error) {
@@ -59,7 +60,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 // settle applies an attempt's outcome to the stored message: finished,
 // moved on to another provider at once, deferred or failed.
 func (s *Scheduler) settle(m *store.Message, provID string, out outcome, now time.Time) error {
-	if n := len(m.Attempts); m.State != store.StateInflight || n == 0 || m.Attempts[n-1].Status != store.AttemptInProgress {
+	if n := len(m.Attempts); m.State != store.StateInflight || n == 0 || m.Attempts[n-1].Status != state.AttemptInProgress {
 		// Already settled: a write reported as failed that had landed
 		// (persist retries it). Applying it twice would count a retry
 		// twice.
@@ -109,7 +110,7 @@ func applyOutcome(m *store.Message, providerID string, out outcome, now time.Tim
 	anyRefused := false
 	for i := range m.Recipients {
 		r := &m.Recipients[i]
-		if r.Status != store.MsgPending {
+		if r.Status != state.MessagePending {
 			continue
 		}
 		t := now
@@ -117,31 +118,31 @@ func applyOutcome(m *store.Message, providerID string, out outcome, now time.Tim
 			anyRefused = true
 			r.Code, r.Reply, r.UpdatedAt = rr.Code, fmt.Sprintf("%d %s %s", rr.Code, rr.Enhanced, rr.Text), &t
 			if rr.Code >= 500 {
-				r.Status = store.MsgRejected
+				r.Status = state.MessageRejected
 			}
 			continue // a 4xx for this recipient: it stays pending
 		}
 		switch {
 		case out.ok:
-			r.Status, r.ProviderID, r.Code, r.Reply, r.UpdatedAt = store.MsgSent, providerID, 250, out.reply, &t
+			r.Status, r.ProviderID, r.Code, r.Reply, r.UpdatedAt = state.MessageSent, providerID, 250, out.reply, &t
 		case out.class == routing.Permanent:
-			r.Status, r.Code, r.Reply, r.UpdatedAt = store.MsgRejected, out.code, out.reply, &t
+			r.Status, r.Code, r.Reply, r.UpdatedAt = state.MessageRejected, out.code, out.reply, &t
 		case out.class == routing.Uncertain:
-			r.Status, r.Reply, r.UpdatedAt = store.MsgFailed, out.reply, &t
+			r.Status, r.Reply, r.UpdatedAt = state.MessageFailed, out.reply, &t
 		}
 	}
 	switch {
 	case out.ok && anyRefused:
-		a.Status = store.AttemptPartial
+		a.Status = state.AttemptPartial
 	case out.ok:
-		a.Status = store.AttemptSent
+		a.Status = state.AttemptSent
 	case out.class == routing.Permanent:
-		a.Status, a.Class = store.AttemptRejected, out.class.String()
+		a.Status, a.Class = state.AttemptRejected, out.class.String()
 	case out.class == routing.Uncertain:
-		a.Status, a.Class = store.AttemptFailed, out.class.String()
+		a.Status, a.Class = state.AttemptFailed, out.class.String()
 		m.Reason = "uncertain"
 	default:
-		a.Status, a.Class = store.AttemptDeferred, out.class.String()
+		a.Status, a.Class = state.AttemptDeferred, out.class.String()
 	}
 	m.UpdatedAt = now
 }
@@ -164,8 +165,8 @@ func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) 
 		return
 	}
 	for i := range m.Recipients {
-		if r := &m.Recipients[i]; r.Status == store.MsgPending {
-			r.Status = store.MsgFailed
+		if r := &m.Recipients[i]; r.Status == state.MessagePending {
+			r.Status = state.MessageFailed
 		}
 	}
 	m.Reason = reason
@@ -174,16 +175,16 @@ func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) 
 
 // aggregateStatus is the message status once no recipient is pending:
 // sent if any recipient got it, else failed if any failed, else rejected.
-func aggregateStatus(m *store.Message) string {
-	status := store.MsgRejected
+func aggregateStatus(m *store.Message) state.Message {
+	status := state.MessageRejected
 	for _, r := range m.Recipients {
 		switch r.Status {
-		case store.MsgSent:
-			return store.MsgSent
-		case store.MsgPending:
-			return store.MsgPending
-		case store.MsgFailed:
-			status = store.MsgFailed
+		case state.MessageSent:
+			return state.MessageSent
+		case state.MessagePending:
+			return state.MessagePending
+		case state.MessageFailed:
+			status = state.MessageFailed
 		}
 	}
 	return status
@@ -199,9 +200,9 @@ const oauthGrantRevoked = "oauth_grant_revoked:"
 // A connected account whose grant was revoked goes to pending instead: it
 // needs the user to connect it again, not a configuration fix.
 func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
-	status, reason := store.StatusError, "authentication failed: "+reply
+	status, reason := state.ProviderError, "authentication failed: "+reply
 	if strings.Contains(reply, oauthGrantRevoked) {
-		status, reason = store.StatusPending, "the account's authorisation was revoked; connect it again: "+reply
+		status, reason = state.ProviderPending, "the account's authorisation was revoked; connect it again: "+reply
 	}
 	_, err := s.store.UpdateProvider("", prov.ID, 0, func(p *store.Provider) error {
 		p.Status = status
@@ -214,7 +215,7 @@ func (s *Scheduler) markProviderError(prov *store.Provider, reply string) {
 		return
 	}
 	s.log.Warn("provider status changed", "event", "provider_status", "provider", prov.ID, "status", status)
-	s.emitProvider(prov.TeamID, prov.ID, status, reason)
+	s.emitProvider(prov.TeamID, prov.ID, string(status), reason)
 }
 
 // logFinal writes the one log line of an attempt's result.
@@ -225,9 +226,9 @@ func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome
 	}
 	event := "deferred"
 	switch {
-	case m.State == store.StateDone && m.Status == store.MsgSent:
+	case m.State == store.StateDone && m.Status == state.MessageSent:
 		event = "sent"
-	case m.State == store.StateDone && m.Status == store.MsgRejected:
+	case m.State == store.StateDone && m.Status == state.MessageRejected:
 		event = "rejected"
 	case m.State == store.StateDone:
 		event = "failed"

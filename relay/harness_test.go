@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -142,7 +143,7 @@ func (h *harness) addProvider(typ string, weight *int) string {
 }
 
 func (h *harness) addProviderWith(p *store.Provider) string {
-	p.ID, p.TeamID, p.Status, p.CreatedAt = store.NewID(store.PrefixProvider), h.team, store.StatusActive, time.Now()
+	p.ID, p.TeamID, p.Status, p.CreatedAt = store.NewID(store.PrefixProvider), h.team, state.ProviderActive, time.Now()
 	if p.Type == "" {
 		p.Type = "fake"
 	}

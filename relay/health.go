@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/provhealth"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -72,7 +73,7 @@ func (h *health) limits(p *store.Provider, team *store.Team) routing.Limits {
 		}
 		return &routing.Limit{Min: r.Min, Max: r.Max}
 	}
-	if p.IsShared {
+	if p.Managed {
 		hourly, daily := h.managed.Hourly, h.managed.Daily
 		if team != nil && team.ManagedHourlyLimit != nil {
 			hourly = *team.ManagedHourlyLimit
@@ -98,7 +99,7 @@ func (h *health) limits(p *store.Provider, team *store.Team) routing.Limits {
 // units is what one attempt of m costs on p: the managed account counts
 // accepted recipients (SPEC §2), other providers count messages.
 func units(p *store.Provider, m *store.Message) int {
-	if p.IsShared {
+	if p.Managed {
 		return max(1, len(m.PendingRecipients()))
 	}
 	return 1
@@ -190,7 +191,7 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range ps {
-		if p.Status != store.StatusActive || p.Percentage != nil && *p.Percentage <= 0 {
+		if p.Status != state.ProviderActive || p.Percentage != nil && *p.Percentage <= 0 {
 			continue
 		}
 		st := h.get(p.ID)

@@ -3,6 +3,7 @@ package relay
 import (
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -44,10 +45,10 @@ func (srv *Server) managedOnly(c *Credential) (*store.Provider, *store.Team, err
 	scope := routingScope(c.Scope)
 	var managed *store.Provider
 	for i, cand := range candidates(ps, nil) {
-		if !routing.InScope(scope, cand) || cand.Status != store.StatusActive || cand.Weight != nil && *cand.Weight <= 0 {
+		if !routing.InScope(scope, cand) || cand.Status != state.ProviderActive || cand.Weight != nil && *cand.Weight <= 0 {
 			continue
 		}
-		if !ps[i].IsShared {
+		if !ps[i].Managed {
 			return nil, nil, nil
 		}
 		managed = ps[i]
@@ -208,7 +209,7 @@ func (h *health) managedUsage(id string, now time.Time) (ManagedUsage, bool) {
 // and must never be exceeded (SPEC §2), so such a message waits for
 // another provider or a raised limit instead.
 func tooLargeForManaged(p *store.Provider, l routing.Limits, n int, now time.Time) bool {
-	if !p.IsShared {
+	if !p.Managed {
 		return false
 	}
 	for _, w := range []routing.Window{routing.Hour, routing.Day} {

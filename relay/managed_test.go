@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -13,7 +14,7 @@ import (
 // (its message's first attempt after midnight) frees nothing of today's.
 func TestManagedReservationsAcrossDays(t *testing.T) {
 	h := newHealth(ManagedLimits{Hourly: 100, Daily: 3})
-	p := &store.Provider{ID: "dprov_managed", IsShared: true}
+	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	yesterday := now.Add(-24 * time.Hour)
 	h.restoreManaged([]store.ManagedReservation{
@@ -41,7 +42,7 @@ func TestManagedReservationsAcrossDays(t *testing.T) {
 // gives its acceptance reservations back.
 func TestManagedReservationFreedWhenNoProviderFailsMessage(t *testing.T) {
 	h := newHarness(t, nil)
-	p := &store.Provider{ID: "dprov_managed", IsShared: true}
+	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	sched := h.sched
 	sched.health.mu.Lock()
 	sched.health.managed = ManagedLimits{Hourly: 100, Daily: 2}
@@ -50,8 +51,8 @@ func TestManagedReservationFreedWhenNoProviderFailsMessage(t *testing.T) {
 	if sched.health.acceptManaged(p, nil, 2, 2, now) != managedOK {
 		t.Fatal("two recipients of a limit of 2 refused")
 	}
-	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, From: "a@example.com", Status: store.MsgPending,
-		Recipients:      []store.Recipient{{Address: "b@example.com", Status: store.MsgPending}, {Address: "c@example.com", Status: store.MsgPending}},
+	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, From: "a@example.com", Status: state.MessagePending,
+		Recipients:      []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}, {Address: "c@example.com", Status: state.MessagePending}},
 		ManagedReserved: 2, ManagedProviderID: p.ID, ManagedReservedAt: now,
 		Retries: len(sched.cfg.RetrySchedule), CreatedAt: now, NextAttemptAt: now.Add(time.Hour)}
 	if err := h.store.Enqueue(m, []byte("body")); err != nil {
@@ -72,7 +73,7 @@ func TestManagedReservationFreedWhenNoProviderFailsMessage(t *testing.T) {
 // already, and wait.
 func TestManagedHourlyLimitAtAcceptance(t *testing.T) {
 	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50})
-	p := &store.Provider{ID: "dprov_managed", IsShared: true}
+	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	now := time.Date(2026, 11, 27, 12, 30, 0, 0, time.UTC)
 	for i, want := range []managedVerdict{managedOK, managedOK, managedOverHourly} {
 		if got := h.acceptManaged(p, nil, 1, i+1, now); got != want {
@@ -102,7 +103,7 @@ func TestManagedHourlyLimitAtAcceptance(t *testing.T) {
 // its reservation back then frees nothing of H+1.
 func TestManagedUsageAcrossTheHour(t *testing.T) {
 	h := newHealth(ManagedLimits{Hourly: 2, Daily: 4})
-	p := &store.Provider{ID: "dprov_managed", IsShared: true}
+	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	hourH := time.Date(2026, 11, 27, 12, 59, 0, 0, time.UTC)
 	for i := 0; i < 2; i++ {
 		if got := h.acceptManaged(p, nil, 2, 2, hourH); got != managedOK {
@@ -121,8 +122,8 @@ func TestManagedUsageAcrossTheHour(t *testing.T) {
 	}
 	// One message's attempt is claimed in H+1: the quota counter takes
 	// its 2 recipients, then the acceptance reservation is given back.
-	m := &store.Message{Recipients: []store.Recipient{{Status: store.MsgPending}, {Status: store.MsgPending}}}
-	ex, res := h.pick(m, []*store.Provider{{ID: p.ID, IsShared: true, Status: store.StatusActive}}, nil, next, func(int) int { return 0 })
+	m := &store.Message{Recipients: []store.Recipient{{Status: state.MessagePending}, {Status: state.MessagePending}}}
+	ex, res := h.pick(m, []*store.Provider{{ID: p.ID, Managed: true, Status: state.ProviderActive}}, nil, next, func(int) int { return 0 })
 	if res == nil {
 		t.Fatalf("no pick in an empty hour: %+v", ex)
 	}
@@ -131,7 +132,7 @@ func TestManagedUsageAcrossTheHour(t *testing.T) {
 		t.Fatalf("in hour H+1 after one claim: %+v", u)
 	}
 	// The hour is full: the other message waits for H+2.
-	if _, res := h.pick(m, []*store.Provider{{ID: p.ID, IsShared: true, Status: store.StatusActive}}, nil, next, func(int) int { return 0 }); res != nil {
+	if _, res := h.pick(m, []*store.Provider{{ID: p.ID, Managed: true, Status: state.ProviderActive}}, nil, next, func(int) int { return 0 }); res != nil {
 		t.Fatal("a second 2-recipient message was picked in an hour with a limit of 2")
 	}
 }
@@ -143,8 +144,8 @@ func TestManagedUsageAcrossTheHour(t *testing.T) {
 func TestManagedNeverExceedsHourlyLimit(t *testing.T) {
 	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50})
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	m := &store.Message{Recipients: []store.Recipient{{Status: store.MsgPending}, {Status: store.MsgPending}, {Status: store.MsgPending}}}
-	managed := &store.Provider{ID: "dprov_managed", IsShared: true, Status: store.StatusActive}
+	m := &store.Message{Recipients: []store.Recipient{{Status: state.MessagePending}, {Status: state.MessagePending}, {Status: state.MessagePending}}}
+	managed := &store.Provider{ID: "dprov_managed", Managed: true, Status: state.ProviderActive}
 	ex, res := h.pick(m, []*store.Provider{managed}, nil, now, func(int) int { return 0 })
 	if res != nil {
 		t.Fatal("a 3-recipient message went to a managed account allowing 2 an hour")
@@ -152,7 +153,7 @@ func TestManagedNeverExceedsHourlyLimit(t *testing.T) {
 	if !ex.Waiting || !ex.RetryAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("explanation %+v: want waiting until the next hour", ex)
 	}
-	own := &store.Provider{ID: "dprov_own", Status: store.StatusActive, Quotas: store.Quotas{PerHour: &store.Range{Min: 2, Max: 2}}}
+	own := &store.Provider{ID: "dprov_own", Status: state.ProviderActive, Quotas: store.Quotas{PerHour: &store.Range{Min: 2, Max: 2}}}
 	if _, res := h.pick(m, []*store.Provider{own}, nil, now, func(int) int { return 0 }); res == nil {
 		t.Fatal("an own provider with an hourly quota of 2 messages refused one 3-recipient message")
 	}

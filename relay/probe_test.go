@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -47,7 +48,7 @@ func TestHalfOpenBreakerProbes(t *testing.T) {
 	for _, id := range ids {
 		for {
 			m, _ := h.store.Message(id)
-			if m.State == store.StateDone && m.Status == store.MsgSent {
+			if m.State == store.StateDone && m.Status == state.MessageSent {
 				sent++
 				break
 			}

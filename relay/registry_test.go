@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -41,7 +42,7 @@ func registryWithFake(t *testing.T) (*Registry, *store.Store, *store.Provider, *
 		*built = append(*built, p)
 		return p, nil
 	})
-	rec := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: store.StatusActive,
+	rec := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: state.ProviderActive,
 		SMTPHost: "mx1.example", SMTPPort: 25}
 	if err := st.CreateProvider(rec); err != nil {
 		t.Fatal(err)
@@ -108,8 +109,8 @@ func TestRegistryKeepsInstanceAcrossBookkeepingWrites(t *testing.T) {
 	for _, edit := range []func(p *store.Provider){
 		func(p *store.Provider) { p.LastTestedAt = &now },
 		func(p *store.Provider) { p.LastUsedAt = &now },
-		func(p *store.Provider) { p.Status, p.StatusReason = store.StatusError, "535 bad credentials" },
-		func(p *store.Provider) { p.Status, p.StatusReason, p.ActivatedAt = store.StatusActive, "", now },
+		func(p *store.Provider) { p.Status, p.StatusReason = state.ProviderError, "535 bad credentials" },
+		func(p *store.Provider) { p.Status, p.StatusReason, p.ActivatedAt = state.ProviderActive, "", now },
 		func(p *store.Provider) { p.Name = "renamed" },
 		func(p *store.Provider) { p.Percentage = &w },
 		func(p *store.Provider) { p.Quotas.PerDay = &store.Range{Min: 5, Max: 5} },
@@ -208,7 +209,7 @@ func TestRegistryFailedRebuildKeepsCurrent(t *testing.T) {
 // registry (and so from /metrics); the other providers' instances stay.
 func TestRegistryRetiresDeletedProvider(t *testing.T) {
 	reg, st, v1, built := registryWithFake(t)
-	other := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: store.StatusActive}
+	other := &store.Provider{ID: store.NewID(store.PrefixProvider), TeamID: "team_x", Type: "fake", Status: state.ProviderActive}
 	if err := st.CreateProvider(other); err != nil {
 		t.Fatal(err)
 	}

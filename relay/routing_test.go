@@ -8,12 +8,14 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 func TestRateLimitPerCredential(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Limiter = NewRateLimiter(3, time.Minute, nil) })
+	h := newHarness(t, func(c *Config) { c.Limiter = ratelimit.New(3, time.Minute, nil) })
 	c := h.dial(h.secret)
 	for i := 0; i < 3; i++ {
 		if _, err := send(c, "a@example.com", []string{"b@example.com"}, testBody); err != nil {
@@ -23,23 +25,6 @@ func TestRateLimitPerCredential(t *testing.T) {
 	_, err := send(c, "a@example.com", []string{"b@example.com"}, testBody)
 	if se, ok := err.(*gosmtp.SMTPError); !ok || se.Code != 451 || se.EnhancedCode != (gosmtp.EnhancedCode{4, 7, 1}) {
 		t.Fatalf("4th transaction: %v, want 451 4.7.1", err)
-	}
-}
-
-func TestRateLimiterWindow(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	rl := NewRateLimiter(2, time.Minute, func() time.Time { return now })
-	rl.Allow("a")
-	rl.Allow("a")
-	if ok, wait := rl.Allow("a"); ok || wait != time.Minute {
-		t.Fatalf("3rd: ok=%v wait=%v", ok, wait)
-	}
-	if ok, _ := rl.Allow("b"); !ok {
-		t.Fatal("limits are per credential")
-	}
-	now = now.Add(time.Minute)
-	if ok, _ := rl.Allow("a"); !ok {
-		t.Fatal("new window must allow")
 	}
 }
 
@@ -105,7 +90,7 @@ func TestBreakerPullsAndTrafficMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
-		if m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+		if m.Status != state.MessageSent || m.Recipients[0].ProviderID != other {
 			t.Fatalf("message %s: %s via %s", m.ID, m.Status, m.Recipients[0].ProviderID)
 		}
 		return m
@@ -148,7 +133,7 @@ func TestPerSecondQuotaHoldsAtUpstream(t *testing.T) {
 		ids = append(ids, queuedRe.FindStringSubmatch(reply)[1])
 	}
 	for _, id := range ids {
-		if m := h.waitMessage(id); m.Status != store.MsgSent {
+		if m := h.waitMessage(id); m.Status != state.MessageSent {
 			t.Fatalf("%s: %s", id, m.Status)
 		}
 	}
@@ -173,7 +158,7 @@ func TestManagedDailyLimitAtAcceptance(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The team's only active provider is its managed account.
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.IsShared = true; return nil }); err != nil {
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.Managed = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	c := h.dial(h.secret)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -36,7 +37,7 @@ type Scheduler struct {
 	store  *store.Store
 	reg    *Registry
 	health *health
-	used   *toucher // providers' last_used_at
+	used   *store.LastUsed // providers' last_used_at
 	log    *slog.Logger
 	now    func() time.Time
 	draw   func(n int) int
@@ -73,7 +74,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
-		used: newToucher(st.TouchProvider),
+		used: store.NewLastUsed(st.TouchProvider),
 		draw: func(n int) int { return rand.IntN(n) },
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
@@ -126,18 +127,18 @@ func (s *Scheduler) Recover() (int, error) {
 				// duplicate it, so it is flagged, never sent again.
 				uncertain = true
 				a := &m.Attempts[n-1]
-				a.Status, a.Class, a.Reply = store.AttemptFailed, "uncertain", "interrupted after the body was handed to the upstream"
+				a.Status, a.Class, a.Reply = state.AttemptFailed, "uncertain", "interrupted after the body was handed to the upstream"
 				for i := range m.Recipients {
-					if r := &m.Recipients[i]; r.Status == store.MsgPending {
-						r.Status, r.Reply, r.UpdatedAt = store.MsgFailed, a.Reply, &now
+					if r := &m.Recipients[i]; r.Status == state.MessagePending {
+						r.Status, r.Reply, r.UpdatedAt = state.MessageFailed, a.Reply, &now
 					}
 				}
 				m.Reason, m.State, m.UpdatedAt = "uncertain", store.StateDone, now
 				m.Status = aggregateStatus(m)
 				return nil
 			}
-			if n > 0 && m.Attempts[n-1].Status == store.AttemptInProgress {
-				m.Attempts[n-1].Status = store.AttemptInterrupt
+			if n > 0 && m.Attempts[n-1].Status == state.AttemptInProgress {
+				m.Attempts[n-1].Status = state.AttemptInterrupt
 			}
 			m.State, m.NextAttemptAt, m.UpdatedAt = store.StateQueued, now, now
 			return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/store"
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
@@ -45,7 +46,7 @@ type Config struct {
 	MaxJunkCommands int
 	AuthFailDelay   time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
-	Limiter *RateLimiter
+	Limiter *ratelimit.Limiter
 	// BareNewlines is what DATA/BDAT content with a bare CR or LF gets:
 	// refused (crlf.ModeReject, the zero value) or made CRLF.
 	BareNewlines crlf.Mode
@@ -67,10 +68,10 @@ type Server struct {
 	reg     *Registry
 	sched   *Scheduler
 	auth    *Authenticator
-	limiter *RateLimiter
+	limiter *ratelimit.Limiter
 	// authFails counts failed AUTH per client IP (AuthFailLimit a minute).
-	authFails *RateLimiter
-	used      *toucher // sending keys' last_used_at
+	authFails *ratelimit.Limiter
+	used      *store.LastUsed // sending keys' last_used_at
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   *Metrics
@@ -89,7 +90,7 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 		now = time.Now
 	}
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
-		used: newToucher(st.TouchKey), authFails: NewRateLimiter(cfg.AuthFailLimit, time.Minute, now),
+		used: store.NewLastUsed(st.TouchKey), authFails: ratelimit.New(cfg.AuthFailLimit, time.Minute, now),
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname

@@ -22,6 +22,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/internal/senderr"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -411,12 +412,12 @@ func (srv *Server) newMessage(id string, cred *Credential, source, from string, 
 	m := &store.Message{
 		ID: id, TeamID: cred.TeamID, CredentialID: cred.ID,
 		MailboxID: cred.MailboxID, Source: source, Scope: cred.Scope, From: from,
-		Size: size, Status: store.MsgPending, NextAttemptAt: now,
+		Size: size, Status: state.MessagePending, NextAttemptAt: now,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	m.Recipients = make([]store.Recipient, len(rcpts))
 	for i, r := range rcpts {
-		m.Recipients[i] = store.Recipient{Address: r, Status: store.MsgPending}
+		m.Recipients[i] = store.Recipient{Address: r, Status: state.MessagePending}
 	}
 	m.Subject, m.HeaderMessageID = headerSummary(head)
 	return m
@@ -429,7 +430,7 @@ func (srv *Server) enqueue(m *store.Message, body []byte) error {
 		return err
 	}
 	if m.MailboxID == "" { // keys only; mailbox passwords have no last_used_at
-		srv.used.touch(m.CredentialID, srv.now())
+		srv.used.Touch(m.CredentialID, srv.now())
 	}
 	srv.metrics.acceptedOne()
 	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,

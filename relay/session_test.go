@@ -18,6 +18,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -38,13 +39,13 @@ func TestAcceptAndDeliver(t *testing.T) {
 		t.Fatalf("reply %q lacks the eml_ id", reply)
 	}
 	m := h.waitMessage(mm[1])
-	if m.Status != store.MsgSent || m.Subject != "hello" || m.HeaderMessageID != "m1@example.com" {
+	if m.Status != state.MessageSent || m.Subject != "hello" || m.HeaderMessageID != "m1@example.com" {
 		t.Fatalf("message = %+v", m)
 	}
 	if len(m.Recipients) != 2 {
 		t.Fatalf("duplicate recipient not folded: %+v", m.Recipients)
 	}
-	if len(m.Attempts) != 1 || m.Attempts[0].Status != store.AttemptSent || m.Attempts[0].ProviderID != h.provID {
+	if len(m.Attempts) != 1 || m.Attempts[0].Status != state.AttemptSent || m.Attempts[0].ProviderID != h.provID {
 		t.Fatalf("attempts = %+v", m.Attempts)
 	}
 	h.fake.mu.Lock()
@@ -139,7 +140,7 @@ func TestBadCredentials(t *testing.T) {
 
 func TestNoActiveProviders(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.Status = store.StatusInactive; return nil }); err != nil {
+	if _, err := h.store.UpdateProvider("", h.provID, 0, func(p *store.Provider) error { p.Status = state.ProviderInactive; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	_, err := send(h.dial(h.secret), "a@example.com", []string{"b@example.com"}, testBody)
@@ -286,7 +287,7 @@ func TestOutcomes(t *testing.T) {
 	tests := []struct {
 		name       string
 		answer     func(n int, env Envelope) (*Result, error)
-		wantStatus string
+		wantStatus state.Message
 		wantSends  int
 		wantReason string
 	}{
@@ -295,17 +296,17 @@ func TestOutcomes(t *testing.T) {
 				return nil, refuse
 			}
 			return &Result{Reply: "250 ok"}, nil
-		}, store.MsgSent, 2, ""},
-		{"451 forever", func(int, Envelope) (*Result, error) { return nil, refuse }, store.MsgFailed, 3, "retries_exhausted"},
+		}, state.MessageSent, 2, ""},
+		{"451 forever", func(int, Envelope) (*Result, error) { return nil, refuse }, state.MessageFailed, 3, "retries_exhausted"},
 		{"550 at data", func(int, Envelope) (*Result, error) {
 			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseFinal, Code: 550, Text: "spam"}}
-		}, store.MsgRejected, 1, ""},
+		}, state.MessageRejected, 1, ""},
 		{"uncertain", func(int, Envelope) (*Result, error) {
 			return nil, &DeliveryError{Failure: routing.Failure{Phase: routing.PhaseFinal, BodySent: true}}
-		}, store.MsgFailed, 1, "uncertain"},
+		}, state.MessageFailed, 1, "uncertain"},
 		{"one rcpt refused", func(_ int, env Envelope) (*Result, error) {
 			return &Result{Reply: "250 ok", Refused: []RecipientReply{{Rcpt: env.To[0], Code: 550, Text: "no such user"}}}, nil
-		}, store.MsgSent, 1, ""},
+		}, state.MessageSent, 1, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,7 +339,7 @@ func TestAuthFaultMovesToOtherProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := h.waitMessage(queuedRe.FindStringSubmatch(reply)[1])
-	if m.Status != store.MsgSent || len(m.Attempts) != 2 || m.Attempts[0].ProviderID == m.Attempts[1].ProviderID {
+	if m.Status != state.MessageSent || len(m.Attempts) != 2 || m.Attempts[0].ProviderID == m.Attempts[1].ProviderID {
 		t.Fatalf("message %+v", m)
 	}
 	failed := m.Attempts[0].ProviderID
@@ -346,7 +347,7 @@ func TestAuthFaultMovesToOtherProvider(t *testing.T) {
 		t.Fatalf("attempts went to %s then %s", failed, m.Attempts[1].ProviderID)
 	}
 	p, _ := h.store.Provider(failed)
-	if p.Status != store.StatusError || !strings.Contains(p.StatusReason, "535") {
+	if p.Status != state.ProviderError || !strings.Contains(p.StatusReason, "535") {
 		t.Fatalf("auth-failing provider status %q reason %q", p.Status, p.StatusReason)
 	}
 }
@@ -365,7 +366,7 @@ func TestLargeMessageIsSpooled(t *testing.T) {
 	}
 	id := queuedRe.FindStringSubmatch(reply)[1]
 	m := h.waitMessage(id)
-	if !m.Spooled || m.Size != int64(len(body)) || m.Subject != "big" || m.Status != store.MsgSent {
+	if !m.Spooled || m.Size != int64(len(body)) || m.Subject != "big" || m.Status != state.MessageSent {
 		t.Fatalf("message %+v", m)
 	}
 	h.fake.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -18,7 +19,7 @@ func (srv *Server) Authenticate(remoteIP, secret string) (*Credential, error) {
 }
 
 // Limiter is the per-credential request limit shared by SMTP and HTTP.
-func (srv *Server) Limiter() *RateLimiter { return srv.limiter }
+func (srv *Server) Limiter() *ratelimit.Limiter { return srv.limiter }
 
 // Submit accepts a message built by the HTTP Sending API: the same checks
 // as an SMTP transaction (except the rate limit, which the caller counts

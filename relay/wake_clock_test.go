@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func (h *harness) allSent(ids []string) bool {
 		if m.State != store.StateDone {
 			return false
 		}
-		if m.Status != store.MsgSent {
+		if m.Status != state.MessageSent {
 			h.t.Fatalf("message %s: %s (%s)", id, m.Status, m.Reason)
 		}
 	}
@@ -165,7 +166,7 @@ func TestParkingWhileWakingStrandsNothing(t *testing.T) {
 	if err := h.store.PutTeam(&store.Team{ID: h.team, Name: "t"}); err != nil {
 		t.Fatal(err)
 	}
-	h.updateProvider(func(p *store.Provider) { p.IsShared = true })
+	h.updateProvider(func(p *store.Provider) { p.Managed = true })
 	const sessions, each = 4, 20
 	var mu sync.Mutex
 	var ids []string

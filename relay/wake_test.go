@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -145,7 +146,7 @@ func TestRecoveredProviderDrainsWaitingQueue(t *testing.T) {
 		for {
 			m, _ := h.store.Message(id)
 			if m != nil && m.State == store.StateDone {
-				if m.Status != store.MsgSent {
+				if m.Status != state.MessageSent {
 					t.Fatalf("message %s: %s", id, m.Status)
 				}
 				break
@@ -184,7 +185,7 @@ func TestNewProviderWakesWaitingMessages(t *testing.T) {
 	_, waiting := h.sendOneGoesRestWait(h.secret, 3)
 	other := h.addProvider("fake", nil)
 	for _, w := range waiting {
-		if m := h.waitMessage(w.ID); m.Status != store.MsgSent || m.Recipients[0].ProviderID != other {
+		if m := h.waitMessage(w.ID); m.Status != state.MessageSent || m.Recipients[0].ProviderID != other {
 			t.Fatalf("message %s: %s via %s", w.ID, m.Status, m.Recipients[0].ProviderID)
 		}
 	}

@@ -3,6 +3,8 @@ package routing
 import (
 	"sort"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 )
 
 // Scope mirrors a credential's send scope (SPEC §1).
@@ -16,8 +18,8 @@ type Scope struct {
 type Candidate struct {
 	ID      string
 	GroupID string
-	Status  string // active, inactive, error, pending
-	Shared  bool   // the managed account
+	Status  state.Provider
+	Managed bool // the team's managed account
 	// Weight is the provider's percentage; nil means unset (counts as 100).
 	Weight *int
 	// Pulled is set while the breaker keeps the provider out of rotation.
@@ -94,11 +96,11 @@ func InScope(s Scope, c Candidate) bool {
 // exclusionReason returns why c is not eligible, or "" if it is.
 func exclusionReason(c Candidate) string {
 	switch {
-	case c.Status == "error":
+	case c.Status == state.ProviderError:
 		return ReasonError
-	case c.Status == "pending":
+	case c.Status == state.ProviderPending:
 		return ReasonPending
-	case c.Status != "active":
+	case c.Status != state.ProviderActive:
 		return ReasonInactive
 	case c.AuthFailed:
 		return ReasonAuthFailed
@@ -172,7 +174,7 @@ func Pick(scope Scope, cands []Candidate, draw func(n int) int) Explanation {
 // session answers no_active_providers when it is false.
 func HasActive(scope Scope, cands []Candidate) bool {
 	for _, c := range cands {
-		if InScope(scope, c) && c.Status == "active" && (c.Weight == nil || *c.Weight > 0) {
+		if InScope(scope, c) && c.Status == state.ProviderActive && (c.Weight == nil || *c.Weight > 0) {
 			return true
 		}
 	}

@@ -3,6 +3,8 @@ package routing
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 )
 
 func ip(n int) *int { return &n }
@@ -115,7 +117,7 @@ func FuzzPick(f *testing.F) {
 	f.Add([]byte{0, 0, 0}, -1)
 	f.Add([]byte{255, 254, 9, 100, 17}, 1<<30)
 	f.Fuzz(func(t *testing.T, data []byte, drawVal int) {
-		statuses := []string{"active", "inactive", "error", "pending", "active"}
+		statuses := append(state.ProviderStatuses(), state.ProviderActive)
 		var cands []Candidate
 		for i := 0; i+1 < len(data); i += 2 {
 			a, b := data[i], data[i+1]

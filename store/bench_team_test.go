@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ func benchTeamStore(b *testing.B, teams, perTeam int) (*Store, string) {
 func benchProvider(team string, j int) *Provider {
 	now := time.Now()
 	return &Provider{ID: NewID(PrefixProvider), TeamID: team, Name: fmt.Sprintf("SMTP %d", j), Type: TypeSMTP,
-		Status: StatusActive, SMTPHost: "smtp.example.com", SMTPPort: 587, SMTPProtocol: "starttls",
+		Status: state.ProviderActive, SMTPHost: "smtp.example.com", SMTPPort: 587, SMTPProtocol: "starttls",
 		SMTPUsername: "user@example.com", SMTPPasswordSealed: make([]byte, 48), FromEmail: "a@example.com",
 		CreatedAt: now, UpdatedAt: now, ActivatedAt: now}
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 )
 
 func newGroup(t *testing.T, s *Store, teamID, name string) *DeliveryGroup {
@@ -75,7 +77,7 @@ func TestDeleteGroupSemantics(t *testing.T) {
 	g := newGroup(t, s, "t1", "bulk")
 	keep := newGroup(t, s, "t1", "transactional")
 	mk := func(team, group string) *Provider {
-		p := &Provider{ID: NewID(PrefixProvider), TeamID: team, Type: TypeSMTP, Status: StatusActive, GroupID: group}
+		p := &Provider{ID: NewID(PrefixProvider), TeamID: team, Type: TypeSMTP, Status: state.ProviderActive, GroupID: group}
 		if err := s.CreateProvider(p); err != nil {
 			t.Fatal(err)
 		}

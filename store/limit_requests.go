@@ -34,7 +34,7 @@ func ValidLimitRequestID(id string) bool {
 
 // Limit request types: which limit the request is about.
 const (
-	LimitSharedSES       = "shared_amazon_ses" // the managed account's daily limit (Team.ManagedDailyLimit)
+	LimitManagedSES      = "shared_amazon_ses" // the managed account's daily limit (Team.ManagedDailyLimit)
 	LimitSendingAccounts = "sending_accounts"  // the own-provider limit (Team.ProviderLimit)
 )
 

@@ -21,11 +21,11 @@ func TestLimitRequestOnePendingPerTeamAndType(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := newLimitReq("team_a", LimitSharedSES)
+	a := newLimitReq("team_a", LimitManagedSES)
 	if err := s.CreateLimitRequest(a); err != nil || a.Status != LimitPending {
 		t.Fatalf("create: %v %+v", err, a)
 	}
-	if err := s.CreateLimitRequest(newLimitReq("team_a", LimitSharedSES)); !errors.Is(err, ErrConflict) {
+	if err := s.CreateLimitRequest(newLimitReq("team_a", LimitManagedSES)); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second pending of a type: %v", err)
 	}
 	// Another type, another team: independent.
@@ -33,10 +33,10 @@ func TestLimitRequestOnePendingPerTeamAndType(t *testing.T) {
 	if err := s.CreateLimitRequest(acc); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateLimitRequest(newLimitReq("team_b", LimitSharedSES)); err != nil {
+	if err := s.CreateLimitRequest(newLimitReq("team_b", LimitManagedSES)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.PendingLimitRequest("team_a", LimitSharedSES)
+	got, err := s.PendingLimitRequest("team_a", LimitManagedSES)
 	if err != nil || got.ID != a.ID {
 		t.Fatalf("pending: %+v %v", got, err)
 	}
@@ -50,19 +50,19 @@ func TestLimitRequestOnePendingPerTeamAndType(t *testing.T) {
 		r.TeamID, r.Type = "team_b", LimitSendingAccounts // identity is ignored
 		return nil
 	})
-	if err != nil || r.Status != LimitApproved || r.TeamID != "team_a" || r.Type != LimitSharedSES || *team.ManagedDailyLimit != 100 {
+	if err != nil || r.Status != LimitApproved || r.TeamID != "team_a" || r.Type != LimitManagedSES || *team.ManagedDailyLimit != 100 {
 		t.Fatalf("resolve: %+v %+v %v", r, team, err)
 	}
 	if tm, _ := s.Team("team_a"); tm.ManagedDailyLimit == nil || *tm.ManagedDailyLimit != 100 {
 		t.Fatalf("team limit not stored: %+v", tm)
 	}
-	if _, err := s.PendingLimitRequest("team_a", LimitSharedSES); !errors.Is(err, ErrNotFound) {
+	if _, err := s.PendingLimitRequest("team_a", LimitManagedSES); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("pending after resolve: %v", err)
 	}
 	if _, err := s.PendingLimitRequest("team_a", LimitSendingAccounts); err != nil {
 		t.Fatalf("the other type's pending request is untouched: %v", err)
 	}
-	if err := s.CreateLimitRequest(newLimitReq("team_a", LimitSharedSES)); err != nil {
+	if err := s.CreateLimitRequest(newLimitReq("team_a", LimitManagedSES)); err != nil {
 		t.Fatalf("new request after resolve: %v", err)
 	}
 
@@ -100,7 +100,7 @@ func TestLimitRequestsListNewestFirst(t *testing.T) {
 	s, _ := openTest(t)
 	var a []string // team_a's, oldest first
 	for i := 0; i < 5; i++ {
-		typ := LimitSharedSES
+		typ := LimitManagedSES
 		if i%2 == 1 {
 			typ = LimitSendingAccounts
 		}
@@ -165,7 +165,7 @@ func TestLimitRequestsListNewestFirst(t *testing.T) {
 // returns a new one, so a test can create many.
 func newLimitReqFor(t *testing.T, s *Store, team string) *LimitRequest {
 	t.Helper()
-	if p, err := s.PendingLimitRequest(team, LimitSharedSES); err == nil {
+	if p, err := s.PendingLimitRequest(team, LimitManagedSES); err == nil {
 		if err := s.PutTeam(&Team{ID: team, Name: team}); err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func newLimitReqFor(t *testing.T, s *Store, team string) *LimitRequest {
 			t.Fatal(err)
 		}
 	}
-	return newLimitReq(team, LimitSharedSES)
+	return newLimitReq(team, LimitManagedSES)
 }
 
 func TestLimitRequestConcurrentCreate(t *testing.T) {
@@ -209,7 +209,7 @@ func TestLimitRequestLegacyIDs(t *testing.T) {
 	if err := s.PutTeam(&Team{ID: "team_a", Name: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	old := newLimitReq("team_a", LimitSharedSES)
+	old := newLimitReq("team_a", LimitManagedSES)
 	old.ID = NewID(prefixLimitRequestLegacy)
 	if err := s.CreateLimitRequest(old); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -24,7 +25,7 @@ func finished(t *testing.T, s *Store, team string, created, done time.Time) *Mes
 	// A finished message normally loses its body when it finishes; keep
 	// one here to check the sweeps remove leftovers.
 	got, err := s.UpdateMessage(m.ID, func(x *Message) error {
-		x.State, x.Status, x.UpdatedAt = StateDone, MsgSent, done
+		x.State, x.Status, x.UpdatedAt = StateDone, state.MessageSent, done
 		return nil
 	})
 	if err != nil {

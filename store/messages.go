@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -18,48 +19,29 @@ const (
 	StateDone     = "done"
 )
 
-// Public message and recipient statuses (SPEC §4).
-const (
-	MsgPending  = "pending"
-	MsgSent     = "sent"
-	MsgFailed   = "failed"
-	MsgRejected = "rejected"
-)
-
-// Attempt statuses.
-const (
-	AttemptInProgress = "in_progress"
-	AttemptSent       = "sent"
-	AttemptPartial    = "partial" // some recipients refused
-	AttemptDeferred   = "deferred"
-	AttemptFailed     = "failed"
-	AttemptRejected   = "rejected"
-	AttemptInterrupt  = "interrupted" // the daemon stopped mid-attempt
-)
-
 // Recipient is one envelope recipient and what became of it.
 type Recipient struct {
-	Address    string     `json:"address"`
-	Status     string     `json:"status"`
-	Code       int        `json:"code,omitempty"`
-	Reply      string     `json:"reply,omitempty"`
-	ProviderID string     `json:"provider_id,omitempty"`
-	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+	Address    string        `json:"address"`
+	Status     state.Message `json:"status"`
+	Code       int           `json:"code,omitempty"`
+	Reply      string        `json:"reply,omitempty"`
+	ProviderID string        `json:"provider_id,omitempty"`
+	UpdatedAt  *time.Time    `json:"updated_at,omitempty"`
 }
 
 // Attempt is one delivery try. It is written (status in_progress) before
 // any network I/O and completed afterwards.
 type Attempt struct {
-	N            int       `json:"n"`
-	ProviderID   string    `json:"provider_id,omitempty"`
-	ProviderType string    `json:"provider_type,omitempty"`
-	StartedAt    time.Time `json:"started_at"`
-	DurationMS   int64     `json:"duration_ms"`
-	Status       string    `json:"status"`
-	Class        string    `json:"class,omitempty"`
-	Code         int       `json:"code,omitempty"`
-	Reply        string    `json:"reply,omitempty"`
-	UpstreamID   string    `json:"upstream_id,omitempty"`
+	N            int           `json:"n"`
+	ProviderID   string        `json:"provider_id,omitempty"`
+	ProviderType string        `json:"provider_type,omitempty"`
+	StartedAt    time.Time     `json:"started_at"`
+	DurationMS   int64         `json:"duration_ms"`
+	Status       state.Attempt `json:"status"`
+	Class        string        `json:"class,omitempty"`
+	Code         int           `json:"code,omitempty"`
+	Reply        string        `json:"reply,omitempty"`
+	UpstreamID   string        `json:"upstream_id,omitempty"`
 	// DataStarted is set, durably, just before the body was handed to the
 	// upstream: after a crash such an attempt is uncertain, not resent.
 	DataStarted bool `json:"data_started,omitempty"`
@@ -94,10 +76,10 @@ type Message struct {
 	Subject         string `json:"subject,omitempty"`
 	HeaderMessageID string `json:"header_message_id,omitempty"`
 
-	Status        string    `json:"status"`
-	Reason        string    `json:"reason,omitempty"`
-	State         string    `json:"state"`
-	NextAttemptAt time.Time `json:"next_attempt_at"`
+	Status        state.Message `json:"status"`
+	Reason        string        `json:"reason,omitempty"`
+	State         string        `json:"state"`
+	NextAttemptAt time.Time     `json:"next_attempt_at"`
 	// Retries counts transient deferrals; it indexes the retry schedule.
 	Retries int `json:"retries"`
 	// AuthFailed maps providers that failed authentication for this
@@ -130,7 +112,7 @@ func (m *Message) ReservedAt() time.Time {
 func (m *Message) PendingRecipients() []string {
 	var out []string
 	for _, r := range m.Recipients {
-		if r.Status == MsgPending {
+		if r.Status == state.MessagePending {
 			out = append(out, r.Address)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -215,7 +216,7 @@ func TestMigrateCurrentLayoutV1IsNoop(t *testing.T) {
 	}
 	if _, err := s.UpdateMessage(m.ID, func(m *Message) error {
 		m.State = StateInflight
-		m.Attempts = append(m.Attempts, Attempt{N: 1, Status: AttemptInProgress})
+		m.Attempts = append(m.Attempts, Attempt{N: 1, Status: state.AttemptInProgress})
 		return nil
 	}); err != nil {
 		t.Fatal(err)

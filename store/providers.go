@@ -3,6 +3,7 @@ package store
 import (
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -13,14 +14,6 @@ const (
 	TypeSES        = "ses"
 	TypeGmail      = "gmail_api"
 	TypeOutlook    = "outlook_api"
-)
-
-// Provider statuses.
-const (
-	StatusActive   = "active"
-	StatusInactive = "inactive"
-	StatusError    = "error"
-	StatusPending  = "pending"
 )
 
 // Range is a quota value: fixed when Min == Max, otherwise a value in
@@ -41,13 +34,15 @@ type Quotas struct {
 // Provider is one sending account of a team. Secret fields hold sealed
 // bytes (see Sealer) and never leave the daemon.
 type Provider struct {
-	ID           string `json:"id"`
-	TeamID       string `json:"team_id"`
-	Name         string `json:"name"`
-	Type         string `json:"type"`
-	Status       string `json:"status"`
-	StatusReason string `json:"status_reason,omitempty"`
-	IsShared     bool   `json:"is_shared"`
+	ID           string         `json:"id"`
+	TeamID       string         `json:"team_id"`
+	Name         string         `json:"name"`
+	Type         string         `json:"type"`
+	Status       state.Provider `json:"status"`
+	StatusReason string         `json:"status_reason,omitempty"`
+	// Managed marks the team's managed Amazon SES account (type
+	// amazon_ses), created by the daemon; wire name is_shared.
+	Managed bool `json:"is_shared"`
 
 	SMTPHost           string `json:"smtp_host,omitempty"`
 	SMTPPort           int    `json:"smtp_port,omitempty"`

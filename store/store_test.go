@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 )
 
 func openTest(t *testing.T) (*Store, string) {
@@ -22,7 +24,7 @@ func openTest(t *testing.T) (*Store, string) {
 
 func newMsg(due time.Time) *Message {
 	return &Message{ID: NewID(PrefixMessage), TeamID: "team_x", From: "a@example.com",
-		Recipients: []Recipient{{Address: "b@example.com", Status: MsgPending}}, Status: MsgPending,
+		Recipients: []Recipient{{Address: "b@example.com", Status: state.MessagePending}}, Status: state.MessagePending,
 		NextAttemptAt: due, CreatedAt: due}
 }
 
@@ -172,7 +174,7 @@ func TestKeysBySecret(t *testing.T) {
 
 func TestProviderVersionAndGen(t *testing.T) {
 	s, _ := openTest(t)
-	p := &Provider{ID: NewID(PrefixProvider), TeamID: "t1", Type: TypeSMTP, Status: StatusActive}
+	p := &Provider{ID: NewID(PrefixProvider), TeamID: "t1", Type: TypeSMTP, Status: state.ProviderActive}
 	g0 := s.ProvidersGen()
 	if err := s.CreateProvider(p); err != nil {
 		t.Fatal(err)

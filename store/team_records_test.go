@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func seedTeam(t *testing.T, s *Store, team string) teamSeed {
 	sd.group = newGroup(t, s, team, "g").ID
 	for i, gid := range []string{sd.group, ""} {
 		p := &Provider{ID: NewID(PrefixProvider), TeamID: team, Name: "p" + string(rune('0'+i)), Type: TypeSMTP,
-			Status: StatusActive, GroupID: gid, CreatedAt: now, UpdatedAt: now}
+			Status: state.ProviderActive, GroupID: gid, CreatedAt: now, UpdatedAt: now}
 		if err := s.CreateProvider(p); err != nil {
 			t.Fatal(err)
 		}

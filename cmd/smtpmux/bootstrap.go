@@ -81,7 +81,7 @@ func ensureManaged(st *store.Store, team *store.Team, now time.Time) error {
 		return err
 	}
 	for _, p := range ps {
-		if p.IsShared {
+		if p.Managed {
 			return nil
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 )
 
 // Table specs of providers, API keys and delivery groups. List columns
@@ -66,7 +68,7 @@ func providerCreate(fs *flag.FlagSet) cliRun {
 	name := fs.String("name", "", "provider name (required)")
 	host := fs.String("host", "", "SMTP host (required)")
 	port := fs.Int("port", 0, "SMTP port (required)")
-	protocol := fs.String("protocol", "starttls", "none, plain, starttls, tls or ssl")
+	protocol := fs.String("protocol", smtpproto.Default, "none, plain, starttls, tls or ssl")
 	username := fs.String("username", "", "SMTP username")
 	pwStdin := fs.Bool("password-stdin", false, "read the SMTP password from standard input")
 	pct := fs.Int("percentage", 0, "routing weight (default: the server's)")

@@ -23,6 +23,7 @@ import (
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
@@ -37,7 +38,7 @@ type daemon struct {
 	reg     *relay.Registry
 	sched   *relay.Scheduler
 	smtp    *relay.Server
-	limiter *relay.RateLimiter
+	limiter *ratelimit.Limiter
 	http    *http.Server
 	certs   *certStore
 	cancel  context.CancelFunc
@@ -219,7 +220,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		logger.Info("requeued attempts interrupted by the last stop", "count", n)
 	}
 
-	d.limiter = relay.NewRateLimiter(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
+	d.limiter = ratelimit.New(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
 	d.smtp = relay.NewServer(relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},

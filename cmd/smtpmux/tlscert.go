@@ -1,25 +1,19 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/selfsigned"
 )
 
 // certStore serves the listeners' certificate and can swap it at runtime
@@ -74,7 +68,7 @@ func loadCert(certFile, keyFile, hostname, dataDir string) (cert *tls.Certificat
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, "", fmt.Errorf("%s: %w (delete it and its .key to make a new one)", path, err)
 	}
-	c, certPEM, keyPEM, err := selfSigned(hostname)
+	c, certPEM, keyPEM, err := selfsigned.New(hostname, selfSignedLifetime)
 	if err != nil {
 		return nil, "", err
 	}
@@ -107,51 +101,6 @@ func certFingerprint(c *tls.Certificate) string {
 		hexes[i] = fmt.Sprintf("%02X", b)
 	}
 	return strings.Join(hexes, ":")
-}
-
-// selfSigned makes a certificate for hostname, localhost and the loopback
-// addresses. It is its own CA (basic constraints critical, key usage with
-// certificate signing, subject and authority key ids) so that clients with
-// strict X.509 checks (Python 3.13's default context) accept it as a trust
-// anchor when given the file.
-func selfSigned(hostname string) (*tls.Certificate, []byte, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	ski := sha1.Sum(pub)
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: hostname, Organization: []string{"smtpmux self-signed"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(selfSignedLifetime),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-		SubjectKeyId:          ski[:],
-		AuthorityKeyId:        ski[:],
-		DNSNames:              []string{hostname, "localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certPEM, keyPEM, nil
 }
 
 // writeFileAtomic writes a file whole or not at all (temp file, fsync,

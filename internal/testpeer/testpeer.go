@@ -22,6 +22,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/smtpmux/smtpmux/internal/selfsigned"
 )
 
 // TLS modes of a peer.
@@ -123,12 +124,13 @@ func Start(tb testing.TB, opts Options) *Server {
 	case "", TLSNone:
 		srv.AllowInsecureAuth = true
 	case TLSStartTLS, TLSImplicit:
-		cert, certPEM, err := selfSigned()
+		// Clients verify it with a pool holding just this certificate.
+		cert, certPEM, _, err := selfsigned.New("localhost", 24*time.Hour)
 		if err != nil {
 			tb.Fatalf("testpeer: certificate: %v", err)
 		}
 		s.certPEM = certPEM
-		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cfg := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 		if opts.TLS == TLSStartTLS {
 			srv.TLSConfig = cfg
 		} else {

@@ -117,9 +117,9 @@ func normalize(d string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
 }
 
-// splitTXT cuts a value into ≤255-byte character-strings. shape.SplitTXT
-// does the same; it is repeated here so this package stays free of
-// project imports.
+// splitTXT cuts a value into the ≤255-byte character-strings one DNS
+// TXT record is made of (RFC 1035 §3.3.14); verifiers concatenate them
+// back (RFC 6376 §3.6.2.2), so the split may fall anywhere.
 func splitTXT(s string) []string {
 	var out []string
 	for len(s) > 255 {

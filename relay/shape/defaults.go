@@ -3,7 +3,6 @@ package shape
 import (
 	"errors"
 	"fmt"
-	"mime"
 	netmail "net/mail"
 	"sort"
 	"strings"
@@ -79,64 +78,6 @@ func ApplyDefaults(msg []byte, d SenderDefaults) (out []byte, sentFrom string, e
 	return applySplices(msg, ss), sentFrom, nil
 }
 
-// ForceFrom makes authorised the From address while keeping the display
-// name the sender used. Gmail and Microsoft Graph only send as the account
-// that granted the token (SPEC §6), so rewriting it ourselves makes the
-// stored copy, the upstream copy and sent_from_email agree. Extra From
-// fields or mailboxes are dropped; a message without From gets one. Only
-// the From field changes; if it already names exactly authorised, msg is
-// returned as is.
-func ForceFrom(msg []byte, authorised string) ([]byte, error) {
-	h, rh, err := parseHeader(msg)
-	if err != nil {
-		return msg, err
-	}
-	addr, err := checkAddress(authorised, "")
-	if err != nil {
-		return msg, err
-	}
-	first, n := -1, 0
-	for i, f := range rh.fields {
-		if f.key == "From" {
-			if first < 0 {
-				first = i
-			}
-			n++
-		}
-	}
-	if first < 0 {
-		f := formatAddressField("From", addr, rh.nl)
-		return applySplices(msg, []splice{rh.insertAt(msg, nil, f)}), nil
-	}
-	list, perr := h.AddressList("From")
-	if perr == nil && n == 1 && len(list) == 1 && strings.EqualFold(list[0].Address, addr.Address) {
-		return msg, nil
-	}
-	if perr == nil && len(list) > 0 {
-		addr.Name = list[0].Name
-	} else {
-		addr.Name = rawDisplayName(h.Get("From"))
-	}
-	f := formatAddressField("From", addr, rh.nl)
-	if isRawEncodedWords(addr.Name) {
-		// An encoded word we could not decode (unknown charset) must stay
-		// unquoted: inside quotes clients would show it literally.
-		f = []byte(fold("From: "+addr.Name+" <"+addr.Address+">", rh.nl) + rh.nl)
-	}
-	var ss []splice
-	for i, rf := range rh.fields {
-		if rf.key != "From" {
-			continue
-		}
-		s := splice{start: rf.start, end: rf.end}
-		if i == first {
-			s.repl = f // replace in place so field order is kept
-		}
-		ss = append(ss, s)
-	}
-	return applySplices(msg, ss), nil
-}
-
 // FromAddress returns the first address of msg's From field with its
 // domain lower-cased, or "" when there is none or it cannot be read. The
 // wiring uses it to decide whether the From domain is a verified domain.
@@ -166,39 +107,6 @@ func fromAddress(v string) string {
 		return lowerDomain(a.Address)
 	}
 	return ""
-}
-
-// rawDisplayName recovers a display name from a From value the address
-// parser rejected (typically an encoded word in a charset the standard
-// library cannot decode), so ForceFrom still keeps the name.
-func rawDisplayName(v string) string {
-	i := strings.LastIndexByte(v, '<')
-	if i <= 0 {
-		return ""
-	}
-	name := strings.Trim(strings.TrimSpace(v[:i]), `"`)
-	dec := mime.WordDecoder{}
-	if d, err := dec.DecodeHeader(name); err == nil {
-		name = d
-	}
-	if strings.ContainsFunc(name, isControl) {
-		return ""
-	}
-	return name
-}
-
-// isRawEncodedWords reports whether a display name is still RFC 2047
-// encoded text made only of characters safe in an unquoted phrase.
-func isRawEncodedWords(name string) bool {
-	if !strings.Contains(name, "=?") || !strings.Contains(name, "?=") {
-		return false
-	}
-	for _, r := range name {
-		if r < ' ' || r > '~' || strings.ContainsRune("\"<>,;:@\\()[]", r) {
-			return false
-		}
-	}
-	return true
 }
 
 // checkAddress validates a configured address and display name before they

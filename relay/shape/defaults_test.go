@@ -122,44 +122,6 @@ func TestApplyDefaultsErrors(t *testing.T) {
 	}
 }
 
-func TestForceFrom(t *testing.T) {
-	cases := []struct {
-		name, msg, want string
-		same            bool
-	}{
-		{"keeps ascii name", "From: Alice Smith <alice@other.example>\r\nTo: b@example.net\r\n\r\nbody",
-			"From: \"Alice Smith\" <me@gmail.example>\r\nTo: b@example.net\r\n\r\nbody", false},
-		{"keeps encoded name", "Subject: s\r\nFrom: =?utf-8?q?Zo=C3=AB?= <z@other.example>\r\n\r\nbody",
-			"Subject: s\r\nFrom: =?utf-8?q?Zo=C3=AB?= <me@gmail.example>\r\n\r\nbody", false},
-		{"quoted name", "From: \"Smith, Alice\" <alice@other.example>\r\n\r\nbody",
-			"From: \"Smith, Alice\" <me@gmail.example>\r\n\r\nbody", false},
-		{"bare address", "From: alice@other.example\r\n\r\nbody", "From: <me@gmail.example>\r\n\r\nbody", false},
-		{"missing", "To: b@example.net\r\n\r\nbody", "To: b@example.net\r\nFrom: <me@gmail.example>\r\n\r\nbody", false},
-		{"duplicates dropped", "From: A <a@x.example>\r\nTo: b@example.net\r\nFrom: B <b@x.example>\r\n\r\nbody",
-			"From: \"A\" <me@gmail.example>\r\nTo: b@example.net\r\n\r\nbody", false},
-		{"unknown charset name kept raw", "From: =?x-unknown?q?Foo?= <f@x.example>\r\n\r\nbody",
-			"From: =?x-unknown?q?Foo?= <me@gmail.example>\r\n\r\nbody", false},
-		{"already authorised", "From: Me <ME@gmail.example>\r\n\r\nbody", "", true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			out, err := ForceFrom([]byte(tc.msg), "me@gmail.example")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.same {
-				tc.want = tc.msg
-			}
-			if string(out) != tc.want {
-				t.Fatalf("got\n%q\nwant\n%q", out, tc.want)
-			}
-		})
-	}
-	if _, err := ForceFrom([]byte("To: b@example.net\r\n\r\n"), "Me <me@x.example>"); !errors.Is(err, ErrBadAddress) {
-		t.Errorf("display-name form accepted as authorised address: %v", err)
-	}
-}
-
 func TestFromAddress(t *testing.T) {
 	for msg, want := range map[string]string{
 		"From: Alice <Alice@Example.ORG>\r\n\r\n":        "Alice@example.org",

@@ -119,19 +119,6 @@ func PublicDNS(signer crypto.Signer) (string, error) {
 	return "", fmt.Errorf("shape: unsupported DKIM key type %T", signer.Public())
 }
 
-// SplitTXT splits a TXT value into the ≤255-byte character-strings one
-// DNS TXT record is made of (RFC 1035 §3.3.14); verifiers concatenate them
-// back (RFC 6376 §3.6.2.2). The split may fall anywhere, even inside the
-// base64 key.
-func SplitTXT(s string) []string {
-	var out []string
-	for len(s) > 255 {
-		out = append(out, s[:255])
-		s = s[255:]
-	}
-	return append(out, s)
-}
-
 // MarshalPrivateKey encodes a DKIM private key as PKCS #8 PEM, the form the
 // store encrypts at rest.
 func MarshalPrivateKey(signer crypto.Signer) ([]byte, error) {

@@ -117,22 +117,3 @@ func TestPrivateKeyRoundTrip(t *testing.T) {
 		t.Error("garbage parsed as a key")
 	}
 }
-
-func TestSplitTXT(t *testing.T) {
-	_, txt, _ := GenerateKey("rsa")
-	parts := SplitTXT(txt)
-	if len(txt) <= 255 || len(parts) < 2 {
-		t.Fatalf("RSA 2048 record of %d bytes should need splitting", len(txt))
-	}
-	for _, p := range parts {
-		if len(p) > 255 {
-			t.Errorf("chunk of %d bytes", len(p))
-		}
-	}
-	if strings.Join(parts, "") != txt {
-		t.Error("chunks do not join back")
-	}
-	if got := SplitTXT("short"); len(got) != 1 || got[0] != "short" {
-		t.Errorf("short value split: %q", got)
-	}
-}

@@ -132,7 +132,7 @@ func (s *Shaper) Shape(m *store.Message, p *store.Provider, body []byte) ([]byte
 //
 // For those accounts the header is fitted with mailapi.Prepare, the very
 // function the Gmail and Graph providers apply before their API call,
-// rather than with shape.ForceFrom: Prepare also rewrites To/Cc/Bcc to the
+// rather than with a From rewrite here: Prepare also rewrites To/Cc/Bcc to the
 // pending recipients and writes the display name its own way, so running
 // it only in the provider, after signing, would break the DKIM signature
 // over From and To. Prepare leaves its own output unchanged, so the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/oauth/mailapi"
 	"github.com/smtpmux/smtpmux/relay/shape"
@@ -78,7 +79,7 @@ func (e *env) verify(msg []byte) []*dkim.Verification {
 
 func msg(id, team string) *store.Message {
 	return &store.Message{ID: id, TeamID: team, From: "bounce@env.example",
-		Recipients: []store.Recipient{{Address: "b@x.y", Status: store.MsgPending}}}
+		Recipients: []store.Recipient{{Address: "b@x.y", Status: state.MessagePending}}}
 }
 
 const htmlMail = "To: bob@example.net\r\nSubject: Sale\r\nMessage-ID: <m1@x>\r\nMIME-Version: 1.0\r\n" +

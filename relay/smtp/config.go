@@ -19,15 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Protocols accepted in Config.Protocol (SPEC §2: smtp_protocol).
-const (
-	ProtocolNone     = "none"     // cleartext
-	ProtocolPlain    = "plain"    // cleartext, same as none
-	ProtocolSTARTTLS = "starttls" // cleartext upgraded with STARTTLS; required
-	ProtocolTLS      = "tls"      // implicit TLS from the first byte
-	ProtocolSSL      = "ssl"      // implicit TLS, same as tls
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 )
 
 // Defaults for the zero values of Config.
@@ -48,7 +41,7 @@ const (
 type Config struct {
 	Host     string
 	Port     int
-	Protocol string // one of the Protocol constants, case-insensitive
+	Protocol string // one of the internal/smtpproto constants, case-insensitive
 
 	// Username and Password enable AUTH; both or neither. They are sent
 	// only over TLS unless Protocol is none/plain, which is the user's
@@ -90,7 +83,7 @@ type Config struct {
 func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
 // implicitTLS reports whether the connection is TLS from the first byte.
-func (c Config) implicitTLS() bool { return c.Protocol == ProtocolTLS || c.Protocol == ProtocolSSL }
+func (c Config) implicitTLS() bool { return smtpproto.ImplicitTLS(c.Protocol) }
 
 // validate normalises c in place and reports the first problem.
 func (c *Config) validate() error {
@@ -109,9 +102,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("smtp: port %d out of range 1-65535", c.Port)
 	}
 	c.Protocol = strings.ToLower(strings.TrimSpace(c.Protocol))
-	switch c.Protocol {
-	case ProtocolNone, ProtocolPlain, ProtocolSTARTTLS, ProtocolTLS, ProtocolSSL:
-	case "":
+	switch {
+	case smtpproto.Valid(c.Protocol):
+	case c.Protocol == "":
 		return errors.New("smtp: protocol is required (none, plain, starttls, tls or ssl)")
 	default:
 		return fmt.Errorf("smtp: unknown protocol %q (want none, plain, starttls, tls or ssl)", c.Protocol)

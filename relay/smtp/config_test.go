@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
-	"github.com/smtpmux/smtpmux/routing"
 )
 
 func TestNewValidation(t *testing.T) {
@@ -54,45 +54,10 @@ func TestNewDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := p.Config()
-	if c.Protocol != ProtocolTLS || c.DialTimeout != DefaultDialTimeout || c.CommandTimeout != DefaultCommandTimeout ||
+	if c.Protocol != smtpproto.TLS || c.DialTimeout != DefaultDialTimeout || c.CommandTimeout != DefaultCommandTimeout ||
 		c.DataTimeout != DefaultDataTimeout || c.MaxConns != DefaultMaxConns || c.IdleTimeout != DefaultIdleTimeout ||
 		c.TLSConfig.ServerName != "smtp.example.com" || c.HeloName == "" || c.Addr() != "smtp.example.com:465" {
 		t.Errorf("defaults = %+v", c)
-	}
-}
-
-func TestProbe(t *testing.T) {
-	s := testpeer.Start(t, testpeer.Options{TLS: testpeer.TLSStartTLS, Username: "u", Password: "p"})
-	for _, tc := range []struct {
-		name  string
-		pass  string
-		class routing.Class
-		ok    bool
-	}{
-		{"good credentials", "p", 0, true},
-		{"bad password", "nope", routing.Auth, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := Probe(ctxTimeout(t, 5*time.Second), configFor(s, testpeer.TLSStartTLS, "u", tc.pass))
-			if tc.ok {
-				if err != nil {
-					t.Fatalf("Probe: %v", err)
-				}
-				return
-			}
-			if c := deliveryError(t, err).Classified(); c != tc.class {
-				t.Errorf("class = %v, want %v", c, tc.class)
-			}
-		})
-	}
-	if s.Count() != 0 || len(s.Received()) != 0 {
-		t.Errorf("probe sent a message")
-	}
-	eventually(t, "probe sessions to end", func() bool { return s.Open() == 0 })
-
-	if err := Probe(ctxTimeout(t, time.Second), Config{Host: "127.0.0.1", Port: 70000, Protocol: "none"}); err == nil ||
-		!strings.Contains(err.Error(), "out of range") {
-		t.Errorf("probe of an invalid config: %v", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/netpolicy"
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/routing"
 )
 
@@ -181,7 +182,7 @@ func (p *Provider) setup(ctx context.Context, pc *pconn) error {
 			return fail(ctx, routing.PhaseConnect, fmt.Errorf("tls handshake: %w", err), false)
 		}
 		pc.client = gosmtp.NewClient(tc)
-	case cfg.Protocol == ProtocolSTARTTLS:
+	case cfg.Protocol == smtpproto.STARTTLS:
 		// Greeting, EHLO and STARTTLS run inside NewClientStartTLS with
 		// go-smtp's default timeouts; bound them together.
 		dc.setOp(time.Now().Add(cfg.CommandTimeout))

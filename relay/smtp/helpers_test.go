@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
@@ -19,11 +20,11 @@ const body = "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nlin
 func protocolFor(mode string) string {
 	switch mode {
 	case testpeer.TLSStartTLS:
-		return ProtocolSTARTTLS
+		return smtpproto.STARTTLS
 	case testpeer.TLSImplicit:
-		return ProtocolTLS
+		return smtpproto.TLS
 	}
-	return ProtocolNone
+	return smtpproto.None
 }
 
 // configFor is a config that reaches s, with credentials when s has them

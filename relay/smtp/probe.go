@@ -23,15 +23,3 @@ func (p *Provider) Test(ctx context.Context) (time.Duration, error) {
 	pc.client.Close()
 	return latency, nil
 }
-
-// Probe validates cfg and runs Test on it: what POST /providers/{id}/test
-// does for a Custom SMTP provider.
-func Probe(ctx context.Context, cfg Config) error {
-	p, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	_, err = p.Test(ctx)
-	return err
-}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/routing"
@@ -24,11 +25,11 @@ func TestSendProtocols(t *testing.T) {
 		wantTLS  bool
 	}{
 		{name: "none", peer: testpeer.Options{TLS: testpeer.TLSNone}},
-		{name: "plain with auth", peer: testpeer.Options{TLS: testpeer.TLSNone, Username: "u", Password: "p"}, protocol: ProtocolPlain, user: "u"},
+		{name: "plain with auth", peer: testpeer.Options{TLS: testpeer.TLSNone, Username: "u", Password: "p"}, protocol: smtpproto.Plain, user: "u"},
 		{name: "starttls with auth", peer: testpeer.Options{TLS: testpeer.TLSStartTLS, Username: "u", Password: "p"}, user: "u", wantTLS: true},
 		{name: "starttls without auth", peer: testpeer.Options{TLS: testpeer.TLSStartTLS}, wantTLS: true},
 		{name: "tls with auth", peer: testpeer.Options{TLS: testpeer.TLSImplicit, Username: "u", Password: "p"}, user: "u", wantTLS: true},
-		{name: "ssl", peer: testpeer.Options{TLS: testpeer.TLSImplicit}, protocol: ProtocolSSL, wantTLS: true},
+		{name: "ssl", peer: testpeer.Options{TLS: testpeer.TLSImplicit}, protocol: smtpproto.SSL, wantTLS: true},
 		{name: "login only offered", peer: testpeer.Options{TLS: testpeer.TLSImplicit, Username: "u", Password: "p", AuthMechs: []string{"LOGIN"}}, user: "u", wantTLS: true},
 		{name: "login forced", peer: testpeer.Options{TLS: testpeer.TLSStartTLS, Username: "u", Password: "p"}, authMech: "login", user: "u", wantTLS: true},
 	} {
@@ -96,7 +97,7 @@ func TestSendFailures(t *testing.T) {
 		},
 		{
 			name: "starttls not offered", peer: testpeer.Options{},
-			mutate: func(c *Config) { c.Protocol = ProtocolSTARTTLS },
+			mutate: func(c *Config) { c.Protocol = smtpproto.STARTTLS },
 			want:   want{class: routing.Auth, phase: routing.PhaseConnect},
 		},
 		{
@@ -273,7 +274,7 @@ func TestSendDialFailure(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	p := newProvider(t, Config{Host: "127.0.0.1", Port: port, Protocol: ProtocolNone})
+	p := newProvider(t, Config{Host: "127.0.0.1", Port: port, Protocol: smtpproto.None})
 	_, err = p.Send(ctxTimeout(t, 5*time.Second), envelope(), []byte(body))
 	want{class: routing.Connection, phase: routing.PhaseConnect}.check(t, err)
 	// The failed dial gave its slot back.
@@ -296,7 +297,7 @@ func TestSendCancel(t *testing.T) {
 }
 
 func TestSendBadEnvelope(t *testing.T) {
-	p := newProvider(t, Config{Host: "127.0.0.1", Port: 1, Protocol: ProtocolNone})
+	p := newProvider(t, Config{Host: "127.0.0.1", Port: 1, Protocol: smtpproto.None})
 	for _, tc := range []struct {
 		name string
 		from string

@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/bench/internal/benchmsg"
+	"github.com/smtpmux/smtpmux/internal/selfsigned"
 )
 
 func main() {
@@ -58,11 +60,11 @@ func main() {
 	s.ReadTimeout = 2 * time.Minute
 	s.WriteTimeout = 2 * time.Minute
 	if *startTLS {
-		cfg, err := selfSigned()
+		cert, _, _, err := selfsigned.New("localhost", 24*time.Hour)
 		if err != nil {
 			log.Fatal(err)
 		}
-		s.TLSConfig = cfg
+		s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	}
 
 	ln, err := net.Listen("tcp", *addr)
