@@ -232,38 +232,56 @@ func loadConfig(path string) (*config, error) {
 
 func validate(fc fileConfig) (*config, error) {
 	c := &config{file: fc, secretKey: fc.SecretKey, bootstrapRootKey: fc.BootstrapRootKey, operatorToken: fc.OperatorToken}
+	for _, check := range []func(*fileConfig) error{
+		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest,
+	} {
+		if err := check(&fc); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// validateTop checks the top-level keys: where data lives, names and secrets.
+func (c *config) validateTop(fc *fileConfig) error {
 	if fc.DataDir == "" {
-		return nil, &configError{"data_dir", "must not be empty"}
+		return &configError{"data_dir", "must not be empty"}
 	}
 	c.dataDir = fc.DataDir
 	if fc.Hostname == "" || strings.ContainsAny(fc.Hostname, " \t\r\n") {
-		return nil, &configError{"hostname", "must be a host name"}
+		return &configError{"hostname", "must be a host name"}
 	}
 	if fc.SecretKey != "" && len(fc.SecretKey) < 16 {
-		return nil, &configError{"secret_key", "must be at least 16 characters (or empty to generate one)"}
+		return &configError{"secret_key", "must be at least 16 characters (or empty to generate one)"}
 	}
 	if fc.BootstrapRootKey != "" && (!strings.HasPrefix(fc.BootstrapRootKey, "smx_root_") || len(fc.BootstrapRootKey) < 41) {
-		return nil, &configError{"bootstrap_root_key", "must start with smx_root_ and carry at least 32 characters after it"}
+		return &configError{"bootstrap_root_key", "must start with smx_root_ and carry at least 32 characters after it"}
 	}
 	if fc.OperatorToken != "" && len(fc.OperatorToken) < 16 {
-		return nil, &configError{"operator_token", "must be at least 16 characters"}
+		return &configError{"operator_token", "must be at least 16 characters"}
 	}
 	switch fc.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return nil, &configError{"log_level", "must be debug, info, warn or error"}
+		return &configError{"log_level", "must be debug, info, warn or error"}
 	}
+	return nil
+}
+
+// validateSMTP checks [smtp]: listeners, TLS, sizes, limits and timeouts (and the
+// [delivery] timeouts parsed with them).
+func (c *config) validateSMTP(fc *fileConfig) error {
 	if len(fc.SMTP.Listen)+len(fc.SMTP.ListenTLS) == 0 {
-		return nil, &configError{"smtp.listen", "at least one SMTP listener is needed"}
+		return &configError{"smtp.listen", "at least one SMTP listener is needed"}
 	}
 	for _, a := range fc.SMTP.Listen {
 		if err := checkAddr(a); err != nil {
-			return nil, &configError{"smtp.listen", err.Error()}
+			return &configError{"smtp.listen", err.Error()}
 		}
 	}
 	for _, a := range fc.SMTP.ListenTLS {
 		if err := checkAddr(a); err != nil {
-			return nil, &configError{"smtp.listen_tls", err.Error()}
+			return &configError{"smtp.listen_tls", err.Error()}
 		}
 	}
 	if fc.SMTP.AllowInsecureAuth {
@@ -271,34 +289,34 @@ func validate(fc fileConfig) (*config, error) {
 		// other interface it would send keys across the network readable.
 		for _, a := range fc.SMTP.Listen {
 			if !loopbackAddr(a) {
-				return nil, &configError{"smtp.allow_insecure_auth", fmt.Sprintf("true is only allowed when every smtp.listen address is loopback; %q is not (use STARTTLS, or listen on 127.0.0.1)", a)}
+				return &configError{"smtp.allow_insecure_auth", fmt.Sprintf("true is only allowed when every smtp.listen address is loopback; %q is not (use STARTTLS, or listen on 127.0.0.1)", a)}
 			}
 		}
 	}
 	if (fc.SMTP.TLSCertFile == "") != (fc.SMTP.TLSKeyFile == "") {
-		return nil, &configError{"smtp.tls_cert_file", "tls_cert_file and tls_key_file go together"}
+		return &configError{"smtp.tls_cert_file", "tls_cert_file and tls_key_file go together"}
 	}
 	if fc.SMTP.MaxMessageBytes < 1024 || fc.SMTP.MaxMessageBytes > 100<<20 {
-		return nil, &configError{"smtp.max_message_bytes", "must be between 1024 and 104857600"}
+		return &configError{"smtp.max_message_bytes", "must be between 1024 and 104857600"}
 	}
 	if fc.SMTP.MaxRecipients < 1 || fc.SMTP.MaxRecipients > 1000 {
-		return nil, &configError{"smtp.max_recipients", "must be between 1 and 1000"}
+		return &configError{"smtp.max_recipients", "must be between 1 and 1000"}
 	}
 	var ok bool
 	if c.bareNewlines, ok = lineends.ParseMode(fc.SMTP.BareNewlines); !ok {
-		return nil, &configError{"smtp.bare_newlines", `must be "reject" or "normalize"`}
+		return &configError{"smtp.bare_newlines", `must be "reject" or "normalize"`}
 	}
 	if fc.SMTP.AuthFailLimit < 0 {
-		return nil, &configError{"smtp.auth_fail_limit", "must not be negative (0 turns the limit off)"}
+		return &configError{"smtp.auth_fail_limit", "must not be negative (0 turns the limit off)"}
 	}
 	if fc.SMTP.MaxConnections < 1 {
-		return nil, &configError{"smtp.max_connections", "must be at least 1"}
+		return &configError{"smtp.max_connections", "must be at least 1"}
 	}
 	if fc.SMTP.MaxConnsPerIP < 1 || fc.SMTP.MaxConnsPerIP > fc.SMTP.MaxConnections {
-		return nil, &configError{"smtp.max_connections_per_ip", "must be between 1 and smtp.max_connections"}
+		return &configError{"smtp.max_connections_per_ip", "must be between 1 and smtp.max_connections"}
 	}
 	if fc.SMTP.MaxJunkCommands < 0 {
-		return nil, &configError{"smtp.max_junk_commands", "must not be negative (0 turns the limit off)"}
+		return &configError{"smtp.max_junk_commands", "must not be negative (0 turns the limit off)"}
 	}
 	var err error
 	for _, d := range []struct {
@@ -314,35 +332,46 @@ func validate(fc fileConfig) (*config, error) {
 		{"delivery.shutdown_grace", fc.Delivery.ShutdownGrace, &c.shutdownGrace},
 	} {
 		if *d.dst, err = time.ParseDuration(d.val); err != nil || *d.dst < 0 {
-			return nil, &configError{d.key, fmt.Sprintf("%q is not a duration like \"30s\"", d.val)}
+			return &configError{d.key, fmt.Sprintf("%q is not a duration like \"30s\"", d.val)}
 		}
 	}
+	return nil
+}
+
+// validateHTTP checks [http], [metrics]: listeners, connection caps and body limits.
+func (c *config) validateHTTP(fc *fileConfig) error {
+	var err error
 	if err := checkAddr(fc.HTTP.Listen); err != nil {
-		return nil, &configError{"http.listen", err.Error()}
+		return &configError{"http.listen", err.Error()}
 	}
 	if fc.HTTP.MaxConnections < 1 {
-		return nil, &configError{"http.max_connections", "must be at least 1"}
+		return &configError{"http.max_connections", "must be at least 1"}
 	}
 	if fc.HTTP.MaxConnectionsPerIP < 1 || fc.HTTP.MaxConnectionsPerIP > fc.HTTP.MaxConnections {
-		return nil, &configError{"http.max_connections_per_ip", "must be between 1 and http.max_connections"}
+		return &configError{"http.max_connections_per_ip", "must be between 1 and http.max_connections"}
 	}
 	if c.unauthBodyTimeout, err = time.ParseDuration(fc.HTTP.UnauthenticatedBodyTimeout); err != nil || c.unauthBodyTimeout <= 0 {
-		return nil, &configError{"http.unauthenticated_body_timeout", fmt.Sprintf("%q is not a positive duration like \"10s\"", fc.HTTP.UnauthenticatedBodyTimeout)}
+		return &configError{"http.unauthenticated_body_timeout", fmt.Sprintf("%q is not a positive duration like \"10s\"", fc.HTTP.UnauthenticatedBodyTimeout)}
 	}
 	if fc.HTTP.MaxSendBytesInFlight < 1<<20 {
-		return nil, &configError{"http.max_send_bytes_in_flight", "must be at least 1048576 (1 MiB)"}
+		return &configError{"http.max_send_bytes_in_flight", "must be at least 1048576 (1 MiB)"}
 	}
 	if c.sendBodyTimeout, err = time.ParseDuration(fc.HTTP.SendBodyTimeout); err != nil || c.sendBodyTimeout <= 0 {
-		return nil, &configError{"http.send_body_timeout", fmt.Sprintf("%q is not a positive duration like \"60s\"", fc.HTTP.SendBodyTimeout)}
+		return &configError{"http.send_body_timeout", fmt.Sprintf("%q is not a positive duration like \"60s\"", fc.HTTP.SendBodyTimeout)}
 	}
 	if fc.Metrics.Listen != "" {
 		if err := checkAddr(fc.Metrics.Listen); err != nil {
-			return nil, &configError{"metrics.listen", err.Error()}
+			return &configError{"metrics.listen", err.Error()}
 		}
 		if fc.Metrics.Listen == fc.HTTP.Listen || fc.Metrics.Listen == fc.Tracking.Listen {
-			return nil, &configError{"metrics.listen", "must differ from http.listen and tracking.listen (empty serves /metrics on http.listen behind the operator token)"}
+			return &configError{"metrics.listen", "must differ from http.listen and tracking.listen (empty serves /metrics on http.listen behind the operator token)"}
 		}
 	}
+	return nil
+}
+
+// validateManaged checks [managed] and [oauth]: the managed account's backend and limits.
+func (c *config) validateManaged(fc *fileConfig) error {
 	switch fc.Managed.Backend {
 	case "outbox":
 		if fc.Managed.OutboxDir == "" {
@@ -352,51 +381,62 @@ func validate(fc fileConfig) (*config, error) {
 	case "ses":
 		ms := fc.Managed.SES
 		if ms.Region == "" {
-			return nil, &configError{"managed.ses.region", `is required when managed.backend = "ses"`}
+			return &configError{"managed.ses.region", `is required when managed.backend = "ses"`}
 		}
 		if (ms.AccessKeyID == "") != (ms.SecretAccessKey == "") {
-			return nil, &configError{"managed.ses.access_key_id", "access_key_id and secret_access_key go together (or leave both empty for the AWS default credential chain)"}
+			return &configError{"managed.ses.access_key_id", "access_key_id and secret_access_key go together (or leave both empty for the AWS default credential chain)"}
 		}
 	default:
-		return nil, &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\" or \"ses\")", fc.Managed.Backend)}
+		return &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\" or \"ses\")", fc.Managed.Backend)}
 	}
 	if fc.Managed.HourlyLimit < 0 || fc.Managed.DailyLimit < 0 {
-		return nil, &configError{"managed.hourly_limit", "limits must not be negative"}
+		return &configError{"managed.hourly_limit", "limits must not be negative"}
 	}
 	for name, oc := range map[string]oauthClientConfig{"oauth.google": fc.OAuth.Google, "oauth.microsoft": fc.OAuth.Microsoft} {
 		if oc.ClientID != "" && (oc.ClientSecret == "" || oc.RedirectURL == "") {
-			return nil, &configError{name + ".client_secret", "client_id, client_secret and redirect_url go together"}
+			return &configError{name + ".client_secret", "client_id, client_secret and redirect_url go together"}
 		}
 	}
+	return nil
+}
+
+// validateDelivery checks [delivery]: the retry schedule and concurrency.
+func (c *config) validateDelivery(fc *fileConfig) error {
 	if len(fc.Delivery.RetrySchedule) == 0 {
-		return nil, &configError{"delivery.retry_schedule", "needs at least one step"}
+		return &configError{"delivery.retry_schedule", "needs at least one step"}
 	}
 	for _, s := range fc.Delivery.RetrySchedule {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return nil, &configError{"delivery.retry_schedule", fmt.Sprintf("%q is not a positive duration", s)}
+			return &configError{"delivery.retry_schedule", fmt.Sprintf("%q is not a positive duration", s)}
 		}
 		c.retrySchedule = append(c.retrySchedule, d)
 	}
 	if fc.Delivery.MaxInflight < 1 || fc.Delivery.MaxInflight > 10000 {
-		return nil, &configError{"delivery.max_inflight", "must be between 1 and 10000"}
+		return &configError{"delivery.max_inflight", "must be between 1 and 10000"}
 	}
 	if fc.Delivery.ConnsPerProvider < 1 || fc.Delivery.ConnsPerProvider > 1000 {
-		return nil, &configError{"delivery.connections_per_provider", "must be between 1 and 1000"}
+		return &configError{"delivery.connections_per_provider", "must be between 1 and 1000"}
 	}
+	return nil
+}
+
+// validateRest checks [dns], [tracking], [retention], [limits] and [keys].
+func (c *config) validateRest(fc *fileConfig) error {
+	var err error
 	if r := fc.DNS.Resolver; r != "" && net.ParseIP(strings.Trim(r, "[]")) == nil && checkAddr(r) != nil {
-		return nil, &configError{"dns.resolver", fmt.Sprintf("%q is not host:port or an IP address", r)}
+		return &configError{"dns.resolver", fmt.Sprintf("%q is not host:port or an IP address", r)}
 	}
 	if c.recheckInterval, err = time.ParseDuration(fc.DNS.RecheckInterval); err != nil || c.recheckInterval <= 0 {
-		return nil, &configError{"dns.recheck_interval", fmt.Sprintf("%q is not a positive duration", fc.DNS.RecheckInterval)}
+		return &configError{"dns.recheck_interval", fmt.Sprintf("%q is not a positive duration", fc.DNS.RecheckInterval)}
 	}
 	if fc.Tracking.Listen != "" {
 		if err := checkAddr(fc.Tracking.Listen); err != nil {
-			return nil, &configError{"tracking.listen", err.Error()}
+			return &configError{"tracking.listen", err.Error()}
 		}
 	}
 	if c.linkTTL, err = parseDays(fc.Tracking.LinkTTL); err != nil || c.linkTTL <= 0 {
-		return nil, &configError{"tracking.link_ttl", fmt.Sprintf("%q is not a positive duration like \"365d\" or \"720h\"", fc.Tracking.LinkTTL)}
+		return &configError{"tracking.link_ttl", fmt.Sprintf("%q is not a positive duration like \"365d\" or \"720h\"", fc.Tracking.LinkTTL)}
 	}
 	for _, r := range []struct {
 		key, val string
@@ -404,22 +444,22 @@ func validate(fc fileConfig) (*config, error) {
 	}{{"retention.body", fc.Retention.Body, &c.bodyRetention}, {"retention.log", fc.Retention.Log, &c.logRetention}} {
 		d, err := parseDays(r.val)
 		if err != nil || d <= 0 {
-			return nil, &configError{r.key, fmt.Sprintf("%q is not a positive duration like \"72h\" or \"30d\"", r.val)}
+			return &configError{r.key, fmt.Sprintf("%q is not a positive duration like \"72h\" or \"30d\"", r.val)}
 		}
 		*r.dst = d
 	}
 	if fc.Limits.SendsPerMinute < 1 {
-		return nil, &configError{"limits.sends_per_minute", "must be at least 1"}
+		return &configError{"limits.sends_per_minute", "must be at least 1"}
 	}
 	if fc.Limits.ProvidersPerTeam < 0 {
-		return nil, &configError{"limits.providers_per_team", "must not be negative"}
+		return &configError{"limits.providers_per_team", "must not be negative"}
 	}
 	// 0 is allowed: a rotation then ends the old secret at once. A week
 	// at most, as for the per-request grace_period_seconds.
 	if c.rotationGrace, err = parseDays(fc.Keys.RotationGrace); err != nil || c.rotationGrace < 0 || c.rotationGrace > 7*24*time.Hour {
-		return nil, &configError{"keys.rotation_grace", fmt.Sprintf("%q is not a duration from \"0s\" to \"7d\"", fc.Keys.RotationGrace)}
+		return &configError{"keys.rotation_grace", fmt.Sprintf("%q is not a duration from \"0s\" to \"7d\"", fc.Keys.RotationGrace)}
 	}
-	return c, nil
+	return nil
 }
 
 // loopbackAddr reports whether host:port a binds only loopback: a
