@@ -41,6 +41,9 @@ type Scheduler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	draw   func(n int) int
+	// jitter draws the uniform [0, 1) value that spreads retry times
+	// (routing.NextRetry); a test seam like draw.
+	jitter func() float64
 
 	kick chan struct{}
 	slot chan struct{}
@@ -75,7 +78,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
 		used: store.NewLastUsed(st.TouchProvider),
-		draw: func(n int) int { return rand.IntN(n) },
+		draw: func(n int) int { return rand.IntN(n) }, jitter: rand.Float64,
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
 }
