@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
@@ -47,6 +48,10 @@ type Scheduler struct {
 
 	kick chan struct{}
 	slot chan struct{}
+	// turns counts Run's finished turns (wake round + dispatch). Tests
+	// wait for it to move past an event instead of sleeping: a turn that
+	// started after the event has acted on it.
+	turns atomic.Uint64
 
 	mu sync.Mutex
 	// active are the messages with an attempt running in this process:
@@ -170,6 +175,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	for {
 		s.wakeOnProviderChange(&providersGen)
 		next := s.dispatch()
+		s.turns.Add(1)
 		wait := min(s.cfg.IdlePoll, wakePoll)
 		if !next.IsZero() {
 			if d := next.Sub(s.now()); d < wait {
