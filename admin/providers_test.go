@@ -560,12 +560,10 @@ func TestProviderCreateDoesNotWaitForOtherTeams(t *testing.T) {
 func TestListProvidersPagination(t *testing.T) {
 	e := newEnv(t)
 	want := []string{e.managed.ID}
-	time.Sleep(2 * time.Millisecond)
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 6; i++ { // IDs order by creation, within a millisecond too (store.NewID)
 		b := validSMTP()
 		b["name"] = fmt.Sprintf("p%d", i)
 		want = append(want, e.createProvider(b))
-		time.Sleep(2 * time.Millisecond) // IDs order by millisecond
 	}
 	var got []string
 	cursor := ""

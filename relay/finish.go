@@ -159,7 +159,7 @@ func (s *Scheduler) retryDelay(n int) time.Duration {
 // deferOrFail schedules the next try of a message with pending recipients
 // on the retry schedule, or fails them when the schedule is exhausted.
 func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) {
-	if t, ok := routing.NextRetry(s.cfg.RetrySchedule, m.Retries, now); ok {
+	if t, ok := routing.NextRetry(s.cfg.RetrySchedule, m.Retries, now, s.jitter()); ok {
 		m.Retries++
 		m.State, m.NextAttemptAt = store.StateQueued, t
 		return

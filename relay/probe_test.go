@@ -30,8 +30,13 @@ func TestHalfOpenBreakerProbes(t *testing.T) {
 	before := h.fake.count()
 
 	h.endPull()
-	time.Sleep(500 * time.Millisecond)
 	// Probes go one at a time; BreakerThreshold failed ones pull it again.
+	// Wait for that end, and for nothing to be in flight, rather than a
+	// fixed while: counting then sees every attempt the pull's end caused.
+	waitFor(t, 5*time.Second, "the provider pulled again by failed probes, nothing in flight", func() bool {
+		return h.sched.Health(h.provID).State == "open" && len(h.sched.slot) == 0
+	})
+	h.settledAfter()
 	if got := h.fake.count() - before; got < 1 || got > routing.BreakerThreshold {
 		t.Fatalf("after the pull ended with the upstream still down, it saw %d attempts, want 1 to %d probes (of %d messages due)",
 			got, routing.BreakerThreshold, n)

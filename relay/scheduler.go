@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
@@ -41,9 +42,16 @@ type Scheduler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	draw   func(n int) int
+	// jitter draws the uniform [0, 1) value that spreads retry times
+	// (routing.NextRetry); a test seam like draw.
+	jitter func() float64
 
 	kick chan struct{}
 	slot chan struct{}
+	// turns counts Run's finished turns (wake round + dispatch). Tests
+	// wait for it to move past an event instead of sleeping: a turn that
+	// started after the event has acted on it.
+	turns atomic.Uint64
 
 	mu sync.Mutex
 	// active are the messages with an attempt running in this process:
@@ -75,7 +83,7 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
 		used: store.NewLastUsed(st.TouchProvider),
-		draw: func(n int) int { return rand.IntN(n) },
+		draw: func(n int) int { return rand.IntN(n) }, jitter: rand.Float64,
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
 }
@@ -167,6 +175,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	for {
 		s.wakeOnProviderChange(&providersGen)
 		next := s.dispatch()
+		s.turns.Add(1)
 		wait := min(s.cfg.IdlePoll, wakePoll)
 		if !next.IsZero() {
 			if d := next.Sub(s.now()); d < wait {

@@ -29,10 +29,13 @@ func (c *testClock) set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// wakeGuard bounds how long a held message may take to go once what held
-// it is gone: the loop turns every IdlePoll (20 ms here) and the attempt
-// costs two commits; a second is the promise.
-const wakeGuard = time.Second
+// wakeGuard is the deadline of the wait for a held message to go once
+// what held it is gone. It is not a speed promise (that is a benchmark's
+// business, and a loaded machine would make a tight one flaky): the
+// injected clock stands still at the moment the test set, so a message
+// that waited for anything later (its own later due time, the next
+// window, the end of a pull) would never go, however long the wait.
+const wakeGuard = 5 * time.Second
 
 // waitFor polls cond until it holds, failing after limit with what.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
@@ -65,8 +68,8 @@ func (h *harness) allSent(ids []string) bool {
 }
 
 // TestQuotaHeldMessageGoesWhenWindowRolls: a message held by a per-minute
-// quota is due at the next window, and goes within a second of the clock
-// reaching it, without any wake.
+// quota is due at the next window, and goes once the clock reaches it,
+// without any wake.
 func TestQuotaHeldMessageGoesWhenWindowRolls(t *testing.T) {
 	clock := &testClock{t: time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)}
 	h := newHarnessClock(t, nil, nil, clock.now)
@@ -97,7 +100,7 @@ func TestQuotaHeldMessageGoesWhenWindowRolls(t *testing.T) {
 }
 
 // TestBreakerHeldMessagesGoWhenPullEnds: messages held by a pulled
-// provider go within a second of the pull's end: their due times bring
+// provider go once the clock reaches the pull's end: their due times bring
 // one probe through the half-open breaker, and its success wakes the
 // rest (not their own later due times).
 func TestBreakerHeldMessagesGoWhenPullEnds(t *testing.T) {

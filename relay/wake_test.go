@@ -56,6 +56,18 @@ func (h *harness) waitSettled(ids []string, ahead time.Duration) []*store.Messag
 	}
 }
 
+// settledAfter waits until the scheduler has run a full turn that
+// started after this call (its wake round and dispatch) and no attempt is
+// in flight: whatever an event before the call could make the scheduler
+// do has been done. It replaces "sleep, then check nothing happened".
+func (h *harness) settledAfter() {
+	h.t.Helper()
+	from := h.sched.turns.Load()
+	waitFor(h.t, 5*time.Second, "a scheduler turn after the event, nothing in flight", func() bool {
+		return h.sched.turns.Load() >= from+2 && len(h.sched.slot) == 0
+	})
+}
+
 // sendOneGoesRestWait sends n messages to a provider whose quota lets one
 // through: it returns the one sent and the records of the others, settled
 // waiting (see waitSettled). Which one goes is the scheduler's choice: the
@@ -209,7 +221,9 @@ func TestWakeLeavesOthersUntouched(t *testing.T) {
 	if _, err := h.store.UpdateProvider("", other, 0, func(p *store.Provider) error { p.Name = "renamed"; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(wakePoll + 300*time.Millisecond)
+	// The rename moved the store's provider counter: the turn that sees
+	// it wakes every waiting team (wakeOnProviderChange).
+	h.settledAfter()
 	for _, b := range before {
 		m, _ := h.store.Message(b.ID)
 		if m.State != store.StateQueued || !m.UpdatedAt.Equal(b.UpdatedAt) || !m.NextAttemptAt.Equal(b.NextAttemptAt) {
@@ -235,7 +249,7 @@ func TestRecoveryKeepsTransientSchedule(t *testing.T) {
 		t.Fatalf("after a 451: %+v", m)
 	}
 	h.sched.ProviderRecovered(h.team, h.provID)
-	time.Sleep(300 * time.Millisecond)
+	h.settledAfter()
 	if n := h.fake.count(); n != 1 {
 		t.Fatalf("the upstream saw %d attempts; the retry schedule (1 h) must hold", n)
 	}

@@ -1,9 +1,6 @@
 package routing
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // TestClassify covers the rules the real replies (replies_test.go) do not
 // show on their own: no reply, and the order of the checks.
@@ -111,20 +108,4 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("%+v: class %v disagrees with %+v", fl, v.Class, v)
 		}
 	})
-}
-
-func TestNextRetry(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i, want := range DefaultRetrySchedule {
-		got, ok := NextRetry(DefaultRetrySchedule, i, now)
-		if !ok || !got.Equal(now.Add(want)) {
-			t.Fatalf("retry %d: %v %v, want %v", i, got, ok, now.Add(want))
-		}
-	}
-	if _, ok := NextRetry(DefaultRetrySchedule, 3, now); ok {
-		t.Fatal("schedule of 3 steps must end after 3 retries")
-	}
-	if _, ok := NextRetry(DefaultRetrySchedule, -1, now); ok {
-		t.Fatal("negative retries must not schedule")
-	}
 }

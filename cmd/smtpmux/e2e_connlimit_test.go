@@ -3,7 +3,6 @@ package main
 import (
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/smtpmux/smtpmux/internal/testpeer"
@@ -36,11 +35,7 @@ func TestUpstreamConnectionLimitIsNotAFailure(t *testing.T) {
 	if n := refused.Load(); n > 17 {
 		t.Errorf("%d connections turned away: the pool kept opening past the upstream's limit", n)
 	}
-	// The operator can see it happen.
-	if !strings.Contains(d.logText(), `"event":"pool_limit","limit":3,`) || !strings.Contains(d.logText(), `"provider":"`+id+`"`) {
-		t.Errorf("no log line says the pool's limit went down to 3 for %s", id)
-	}
-	// and scrape it.
+	// The operator can see it happen: /metrics has the learned limit.
 	m := regexp.MustCompile(`smtpmux_provider_connection_limit\{provider="` + regexp.QuoteMeta(id) + `"\} (\d+)`).FindStringSubmatch(d.metrics())
 	if m == nil {
 		t.Errorf("/metrics has no connection limit for %s", id)

