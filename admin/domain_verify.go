@@ -24,7 +24,7 @@ const verifyTimeout = 15 * time.Second
 // verifyDomain is POST /domains/{id}/verify: query DNS now and answer the
 // domain with its new status and per-record checks.
 func (s *Server) verifyDomain(c *call) error {
-	d, err := s.loadDomain(c)
+	d, err := s.res.domains.load(c)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (s *Server) verifyDomain(c *call) error {
 		return storeErr(err, "domain")
 	}
 	s.log.Info("domain checked", "request_id", c.reqID, "domain_id", d.ID, "domain", d.Domain, "status", d.Status)
-	return s.writeDomain(c, http.StatusOK, d)
+	return s.res.domains.answer(c, http.StatusOK, d)
 }
 
 // checkDomain runs the DNS checks for d and stores the result.

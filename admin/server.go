@@ -197,6 +197,8 @@ type Server struct {
 	hooks *webhook.Dispatcher
 	// sendBytes bounds the request bytes of HTTP sends in progress.
 	sendBytes *sendBudget
+	// res are the team-owned record kinds' item routes (resource.go).
+	res resources
 }
 
 // New builds a Server from opts, filling defaults.
@@ -236,6 +238,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
+	s.res = newResources(s)
 	s.initSending()
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
 	// when a key is used, as before, not while the Server is built.
@@ -274,9 +277,9 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/providers", authRoot, permProviderRead, s.listProviders},
 		{"POST", "/api/v1/providers", authRoot, permProviderCreate, s.createProvider},
-		{"GET", "/api/v1/providers/{id}", authRoot, permProviderRead, s.getProvider},
+		{"GET", "/api/v1/providers/{id}", authRoot, permProviderRead, s.res.providers.get},
 		{"PATCH", "/api/v1/providers/{id}", authRoot, permProviderUpdate, s.patchProvider},
-		{"DELETE", "/api/v1/providers/{id}", authRoot, permProviderDelete, s.deleteProvider},
+		{"DELETE", "/api/v1/providers/{id}", authRoot, permProviderDelete, s.res.providers.del},
 		{"POST", "/api/v1/providers/{id}/activate", authRoot, permProviderUpdate, s.activateProvider},
 		{"POST", "/api/v1/providers/{id}/deactivate", authRoot, permProviderUpdate, s.deactivateProvider},
 		{"POST", "/api/v1/providers/{id}/test", authRoot, permProviderUpdate, s.testProvider},
@@ -292,15 +295,15 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/delivery-groups", authRoot, permGroupRead, s.listGroups},
 		{"POST", "/api/v1/delivery-groups", authRoot, permGroupCreate, s.createGroup},
-		{"GET", "/api/v1/delivery-groups/{id}", authRoot, permGroupRead, s.getGroup},
+		{"GET", "/api/v1/delivery-groups/{id}", authRoot, permGroupRead, s.res.groups.get},
 		{"PATCH", "/api/v1/delivery-groups/{id}", authRoot, permGroupUpdate, s.patchGroup},
 		{"DELETE", "/api/v1/delivery-groups/{id}", authRoot, permGroupDelete, s.deleteGroup},
 
 		{"GET", "/api/v1/mailboxes", authRoot, permMailboxRead, s.listMailboxes},
 		{"POST", "/api/v1/mailboxes", authRoot, permMailboxCreate, s.createMailbox},
-		{"GET", "/api/v1/mailboxes/{id}", authRoot, permMailboxRead, s.getMailbox},
+		{"GET", "/api/v1/mailboxes/{id}", authRoot, permMailboxRead, s.res.mailboxes.get},
 		{"PATCH", "/api/v1/mailboxes/{id}", authRoot, permMailboxUpdate, s.patchMailbox},
-		{"DELETE", "/api/v1/mailboxes/{id}", authRoot, permMailboxDelete, s.deleteMailbox},
+		{"DELETE", "/api/v1/mailboxes/{id}", authRoot, permMailboxDelete, s.res.mailboxes.del},
 		{"POST", "/api/v1/mailboxes/{id}/suspend", authRoot, permMailboxUpdate, s.suspendMailbox},
 		{"POST", "/api/v1/mailboxes/{id}/resume", authRoot, permMailboxUpdate, s.resumeMailbox},
 		{"GET", "/api/v1/mailboxes/{id}/passwords", authRoot, permMailboxRead, s.listPasswords},
@@ -321,17 +324,17 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/webhooks", authRoot, permWebhookRead, s.listWebhooks},
 		{"POST", "/api/v1/webhooks", authRoot, permWebhookCreate, s.createWebhook},
-		{"GET", "/api/v1/webhooks/{id}", authRoot, permWebhookRead, s.getWebhook},
+		{"GET", "/api/v1/webhooks/{id}", authRoot, permWebhookRead, s.res.webhooks.get},
 		{"PATCH", "/api/v1/webhooks/{id}", authRoot, permWebhookUpdate, s.patchWebhook},
-		{"DELETE", "/api/v1/webhooks/{id}", authRoot, permWebhookDelete, s.deleteWebhook},
+		{"DELETE", "/api/v1/webhooks/{id}", authRoot, permWebhookDelete, s.res.webhooks.del},
 		{"POST", "/api/v1/webhooks/{id}/rotate-secret", authRoot, permWebhookUpdate, s.rotateWebhookSecret},
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
 		{"GET", "/api/v1/domains", authRoot, permDomainRead, s.listDomains},
 		{"POST", "/api/v1/domains", authRoot, permDomainCreate, s.createDomain},
-		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.getDomain},
-		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.deleteDomain},
+		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.res.domains.get},
+		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.res.domains.del},
 		{"GET", "/api/v1/domains/{id}/zone-file", authRoot, permDomainRead, s.domainZoneFile},
 		{"POST", "/api/v1/domains/{id}/verify", authRoot, permDomainUpdate, s.verifyDomain},
 		{"GET", "/t/{token}", authNone, "", s.trackingRedirect},
