@@ -3,9 +3,9 @@
 // keys, mailboxes and their passwords, domains, webhooks, the message log
 // and metrics, operator endpoints, the OpenAPI document), the Sending API
 // (/api/v1/emails/send and /send/batch), the public handlers (tracking
-// redirects under /t/, the OAuth callback) and /healthz and /readyz. Its
-// background work (the retention Sweeper, the DomainChecker, webhook
-// delivery in admin/webhook) is started and stopped by cmd.
+// redirects under /t/, the OAuth callback) and /healthz and /readyz.
+// Webhook delivery (admin/webhook) is started and stopped by cmd; the
+// retention sweep and the DNS re-check of domains are internal/jobs'.
 //
 // Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
 // for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
@@ -140,11 +140,6 @@ type Options struct {
 	// keys and sign with the daemon's AWS credentials
 	// ([providers] ses_default_credentials).
 	SESDefaultCredentials bool
-	// BodyRetention (default 72 h) and LogRetention (default 30 days)
-	// are how long finished messages keep their bodies and log records;
-	// the Sweeper enforces them.
-	BodyRetention time.Duration
-	LogRetention  time.Duration
 	// OnLimitDecided is called once the operator's decision on a
 	// limit-increase request is durable (event limit_request.decided);
 	// decision is "approved" or "denied". Cancellations by the team
