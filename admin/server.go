@@ -340,6 +340,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/operator/limit-requests/{id}", authOperator, "", s.getLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
+		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
 	}
 }
 

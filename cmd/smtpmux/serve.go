@@ -267,7 +267,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if cfg.file.Metrics.Listen == "" {
 		apiMetrics = metricsHandler(promReg)
 	}
-	d.http = &http.Server{Handler: outerMux(api, apiMetrics, backupHandler(st, api)), ReadHeaderTimeout: 10 * time.Second,
+	d.http = &http.Server{Handler: outerMux(api, apiMetrics), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	var tln, mln net.Listener
 	closeAll := func() {
