@@ -194,6 +194,10 @@ type Server struct {
 	sendBytes *sendBudget
 	// res are the team-owned record kinds' item routes (resource.go).
 	res resources
+	// track is the public tracking redirect (tracking.go).
+	track *tracker
+	// oauth is the connect flow, whose callback is public (oauth_connect.go).
+	oauth *oauthFlow
 }
 
 // New builds a Server from opts, filling defaults.
@@ -235,6 +239,8 @@ func New(opts Options) *Server {
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
 	s.res = newResources(s)
 	s.initSending()
+	s.track = newTracker(s)
+	s.oauth = newOAuthFlow(s)
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
 	// when a key is used, as before, not while the Server is built.
 	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
@@ -285,8 +291,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listManagedSESRequests},
 		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createManagedSESRequest},
 		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelManagedSESRequest},
-		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
-		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
+		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauth.start},
+		{"GET", "/oauth/callback", authNone, "", s.oauth.callback},
 
 		{"GET", "/api/v1/delivery-groups", authRoot, permGroupRead, s.listGroups},
 		{"POST", "/api/v1/delivery-groups", authRoot, permGroupCreate, s.createGroup},
@@ -332,7 +338,7 @@ func (s *Server) routes() []route {
 		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.res.domains.del},
 		{"GET", "/api/v1/domains/{id}/zone-file", authRoot, permDomainRead, s.domainZoneFile},
 		{"POST", "/api/v1/domains/{id}/verify", authRoot, permDomainUpdate, s.verifyDomain},
-		{"GET", "/t/{token}", authNone, "", s.trackingRedirect},
+		{"GET", "/t/{token}", authNone, "", s.track.redirect},
 
 		{"GET", "/api/v1/operator/teams", authOperator, "", s.listTeams},
 		{"POST", "/api/v1/operator/teams", authOperator, "", s.createTeam},
