@@ -125,7 +125,11 @@ func (s *Server) createGroup(c *call) error {
 		return err
 	}
 	s.log.Info("delivery group created", "request_id", c.reqID, "group", g.ID, "team", g.TeamID)
-	return s.res.groups.answer(c, http.StatusCreated, g)
+	// A new group has no members: no provider read (see groupView).
+	c.w.Header().Set("Location", "/api/v1/delivery-groups/"+g.ID)
+	c.w.Header().Set("ETag", etag(g.Version))
+	c.ok(http.StatusCreated, groupView(g, nil))
+	return nil
 }
 
 func (s *Server) listGroups(c *call) error {
