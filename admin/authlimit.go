@@ -77,8 +77,8 @@ func (s *Server) operatorAuth(r *http.Request) error {
 
 // OperatorOnly serves h only to requests that carry the operator token,
 // checked exactly as the operator API checks it (operatorAuth); others
-// get the API's JSON error. cmd puts the store backup and, without a
-// [metrics] listener, /metrics behind it.
+// get the API's JSON error. cmd puts /metrics behind it when there is no
+// [metrics] listener.
 func (s *Server) OperatorOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.operatorAuth(r); err != nil {

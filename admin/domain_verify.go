@@ -2,35 +2,23 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
-	"time"
 
-	"github.com/smtpmux/smtpmux/relay/dnscheck"
-	"github.com/smtpmux/smtpmux/store"
+	"github.com/smtpmux/smtpmux/internal/jobs"
 )
 
-// defaultRecheckInterval is how often the background check looks at each
-// domain again when the config does not say.
-const defaultRecheckInterval = 6 * time.Hour
-
-// verifyTimeout bounds one verification. dnscheck runs the four lookups
-// concurrently with a 1 s timeout per server, so this only matters for a
-// resolver list that is long and dead.
-const verifyTimeout = 15 * time.Second
-
 // verifyDomain is POST /domains/{id}/verify: query DNS now and answer the
-// domain with its new status and per-record checks.
+// domain with its new status and per-record checks. The check itself is
+// the background re-check's (internal/jobs), run on demand.
 func (s *Server) verifyDomain(c *call) error {
-	d, err := s.loadDomain(c)
+	d, err := s.res.domains.load(c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.r.Context(), verifyTimeout)
+	ctx, cancel := context.WithTimeout(c.r.Context(), jobs.VerifyTimeout)
 	defer cancel()
-	d, err = s.checkDomain(ctx, d)
+	d, err = jobs.CheckDomain(ctx, s.st, s.opts.DNSResolver, s.opts.Now, d)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errUnavailable("DNS did not answer in time; the domain keeps its status, try again")
 	}
@@ -38,130 +26,5 @@ func (s *Server) verifyDomain(c *call) error {
 		return storeErr(err, "domain")
 	}
 	s.log.Info("domain checked", "request_id", c.reqID, "domain_id", d.ID, "domain", d.Domain, "status", d.Status)
-	return s.writeDomain(c, http.StatusOK, d)
-}
-
-// checkDomain runs the DNS checks for d and stores the result.
-func (s *Server) checkDomain(ctx context.Context, d *store.Domain) (*store.Domain, error) {
-	r := &dnscheck.Resolver{Addr: s.opts.DNSResolver}
-	res := r.Verify(ctx, d.Domain, d.Selector, d.VerificationToken, d.DKIMPublicTXT)
-	if err := ctx.Err(); err != nil {
-		// Cut short (shutdown, client gone): the "lookup failed" checks
-		// say nothing about the domain, so do not record them.
-		return nil, err
-	}
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	return s.st.UpdateDomain(d.TeamID, d.ID, 0, func(x *store.Domain) error {
-		was := x.Status
-		x.Status = nextDomainStatus(was, res)
-		x.LastCheck, x.LastCheckedAt, x.UpdatedAt = raw, &now, now
-		if x.Status == store.DomainVerified && was != store.DomainVerified {
-			x.VerifiedAt = &now
-		}
-		return nil
-	})
-}
-
-// nextDomainStatus decides the status after a check. A check that failed
-// only because DNS did not answer changes nothing: a pending domain stays
-// pending, and a verified one keeps signing through a resolver outage
-// rather than flapping its mail to unsigned. A definite answer decides.
-func nextDomainStatus(cur string, res dnscheck.Result) string {
-	switch {
-	case res.Verified:
-		return store.DomainVerified
-	case res.Temporary:
-		if cur == "" {
-			return store.DomainPending
-		}
-		return cur
-	default:
-		return store.DomainFailed
-	}
-}
-
-// DomainChecker re-verifies every domain in the background (every 6 hours
-// by default), so a domain whose records were removed stops being signed for
-// and one published late becomes verified without another API call.
-type DomainChecker struct {
-	s *Server
-	// Interval is how old a domain's last check may get (default 6 h).
-	// The checker wakes every Interval/6, so a domain is re-checked
-	// between one and about 1.2 Intervals after its previous check,
-	// whether that one was a manual verify or a background pass.
-	Interval time.Duration
-}
-
-// DomainChecker returns the background re-check for this server's store
-// and resolver; cmd runs it with Run. interval <= 0 means 6 hours.
-func (s *Server) DomainChecker(interval time.Duration) *DomainChecker {
-	if interval <= 0 {
-		interval = defaultRecheckInterval
-	}
-	return &DomainChecker{s: s, Interval: interval}
-}
-
-// Run checks due domains at once and then every Interval/6 until ctx ends.
-func (c *DomainChecker) Run(ctx context.Context) {
-	tick := max(c.Interval/6, 10*time.Millisecond)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		c.Pass(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// Pass checks every domain whose last check is older than Interval (or
-// that was never checked) and returns how many it checked. Domains are
-// checked one at a time: a pass is rare and small, and one at a time keeps
-// the load on the resolver trivial.
-func (c *DomainChecker) Pass(ctx context.Context) int {
-	s := c.s
-	ds, err := s.st.Domains("")
-	if err != nil {
-		s.log.Error("domain re-check: listing domains failed", "err", err)
-		return 0
-	}
-	due := s.now().Add(-c.Interval)
-	n := 0
-	for _, d := range ds {
-		if ctx.Err() != nil {
-			return n
-		}
-		if d.LastCheckedAt != nil && d.LastCheckedAt.After(due) {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, verifyTimeout)
-		nd, err := s.checkDomain(cctx, d)
-		cancel()
-		n++
-		switch {
-		case errors.Is(err, store.ErrNotFound), ctx.Err() != nil:
-			// deleted meanwhile, or stopping
-		case err != nil:
-			s.log.Log(ctx, levelUnlessClosed(err), "domain re-check failed", "domain_id", d.ID, "err", err)
-		case nd.Status != d.Status:
-			s.log.Info("domain status changed", "domain_id", d.ID, "domain", d.Domain, "team", d.TeamID,
-				"from", d.Status, "to", nd.Status)
-		}
-	}
-	return n
-}
-
-// levelUnlessClosed keeps shutdown (store closed under a running pass)
-// out of the error log.
-func levelUnlessClosed(err error) slog.Level {
-	if errors.Is(err, store.ErrClosed) {
-		return slog.LevelDebug
-	}
-	return slog.LevelError
+	return s.res.domains.answer(c, http.StatusOK, d)
 }

@@ -178,21 +178,7 @@ func (s *Server) createDomain(c *call) error {
 		return err
 	}
 	s.log.Info("domain created", "request_id", c.reqID, "domain_id", d.ID, "domain", d.Domain, "team", d.TeamID)
-	return s.writeDomain(c, http.StatusCreated, d)
-}
-
-// writeDomain answers with one domain, its ETag and (on create) Location.
-func (s *Server) writeDomain(c *call, status int, d *store.Domain) error {
-	spf, err := s.spfIncludes(c.team())
-	if err != nil {
-		return err
-	}
-	if status == http.StatusCreated {
-		c.w.Header().Set("Location", "/api/v1/domains/"+d.ID)
-	}
-	c.w.Header().Set("ETag", etag(d.Version))
-	c.ok(status, domainView(d, spf))
-	return nil
+	return s.res.domains.answer(c, http.StatusCreated, d)
 }
 
 func (s *Server) listDomains(c *call) error {
@@ -217,32 +203,10 @@ func (s *Server) listDomains(c *call) error {
 	return nil
 }
 
-// loadDomain resolves {id} to one of the caller's domains; another team's
-// answers 404 like a missing one.
-func (s *Server) loadDomain(c *call) (*store.Domain, error) {
-	id, ok := c.pathID(store.PrefixDomain)
-	if !ok {
-		return nil, errNotFound("domain")
-	}
-	d, err := s.st.Domain(c.team(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound("domain")
-	}
-	return d, err
-}
-
-func (s *Server) getDomain(c *call) error {
-	d, err := s.loadDomain(c)
-	if err != nil {
-		return err
-	}
-	return s.writeDomain(c, http.StatusOK, d)
-}
-
 // domainZoneFile answers the records as a BIND zone snippet (text/plain),
 // for pasting into a zone file. Errors stay JSON like everywhere else.
 func (s *Server) domainZoneFile(c *call) error {
-	d, err := s.loadDomain(c)
+	d, err := s.res.domains.load(c)
 	if err != nil {
 		return err
 	}
@@ -256,23 +220,6 @@ func (s *Server) domainZoneFile(c *call) error {
 	h.Set("Cache-Control", "no-store")
 	c.w.WriteHeader(http.StatusOK)
 	io.WriteString(c.w, dnscheck.ZoneFile(domainRecords(d, spf)))
-	return nil
-}
-
-func (s *Server) deleteDomain(c *call) error {
-	cur, err := s.loadDomain(c)
-	if err != nil {
-		return err
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	if err := s.st.DeleteDomain(c.team(), cur.ID, ver); err != nil {
-		return storeErr(err, "domain")
-	}
-	s.log.Info("domain deleted", "request_id", c.reqID, "domain_id", cur.ID, "domain", cur.Domain)
-	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
 	return nil
 }
 

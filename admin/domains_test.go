@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/relay/dnscheck"
 	"github.com/smtpmux/smtpmux/relay/dnscheck/dnstest"
 	"github.com/smtpmux/smtpmux/relay/shape"
@@ -289,7 +290,7 @@ func TestDomainBackgroundRecheck(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.DNSResolver = srv.Addr })
 	r := e.createDomain("example.org")
 	id := r.str("data.id")
-	chk := e.srv.DomainChecker(0)
+	chk := jobs.NewDomainChecker(e.st, srv.Addr, nil, e.clock.Now, 0)
 	if chk.Interval != 6*time.Hour {
 		t.Fatalf("default interval %v", chk.Interval)
 	}
@@ -315,7 +316,7 @@ func TestDomainBackgroundRecheck(t *testing.T) {
 	// Run with a short interval is stoppable and re-checks by itself.
 	srv.Remove("_smtpmux.example.org")
 	e.clock.Advance(7 * time.Hour)
-	run := e.srv.DomainChecker(60 * time.Millisecond)
+	run := jobs.NewDomainChecker(e.st, srv.Addr, nil, e.clock.Now, 60*time.Millisecond)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { run.Run(ctx); close(done) }()

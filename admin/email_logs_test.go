@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -184,55 +183,4 @@ func TestEmailMetrics(t *testing.T) {
 	if r := e.do("GET", "/api/v1/emails/logs", nil, "Authorization", "Bearer "+otherRoot); r.Code != 200 || len(r.get("data").([]any)) != 0 {
 		t.Fatalf("%d %s", r.Code, r.Body)
 	}
-}
-
-func TestSweeperRetention(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.LogRetention = 10 * 24 * time.Hour })
-	now := e.clock.Now()
-	put := func(created time.Time, done bool) string {
-		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, created), TeamID: e.team.ID, From: "a@example.com",
-			Status: state.MessagePending, NextAttemptAt: created, CreatedAt: created, UpdatedAt: created,
-			Recipients: []store.Recipient{{Address: "b@example.net", Status: state.MessagePending}}}
-		if err := e.st.Enqueue(m, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if done {
-			if _, err := e.st.UpdateMessage(m.ID, func(x *store.Message) error {
-				x.State, x.Status = store.StateDone, state.MessageSent
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return m.ID
-	}
-	expired := put(now.Add(-11*24*time.Hour), true)
-	stuck := put(now.Add(-11*24*time.Hour), false) // still queued: never swept
-	kept := put(now.Add(-9*24*time.Hour), true)
-	// A delivery older than 7 days.
-	old := now.Add(-8 * 24 * time.Hour)
-	if err := e.st.EnqueueWebhookDeliveries([]*store.WebhookDelivery{{ID: store.NewIDAt(store.PrefixDelivery, old),
-		WebhookID: "twhk_x", Status: store.DeliveryFailed, CreatedAt: old}}); err != nil {
-		t.Fatal(err)
-	}
-	sw := e.srv.Sweeper()
-	if sw.BodyRetention != 72*time.Hour || sw.LogRetention != 10*24*time.Hour {
-		t.Fatalf("retention %v %v", sw.BodyRetention, sw.LogRetention)
-	}
-	st, err := sw.Sweep(t.Context())
-	if err != nil || st.Messages != 1 || st.Deliveries != 1 {
-		t.Fatalf("%+v %v", st, err)
-	}
-	expectErr(t, e.do("GET", "/api/v1/emails/"+expired, nil), 404, "not_found", "")
-	for _, id := range []string{stuck, kept} {
-		if r := e.do("GET", "/api/v1/emails/"+id, nil); r.Code != 200 {
-			t.Fatalf("%s: %d", id, r.Code)
-		}
-	}
-	// Run does a pass at once and stops with its context.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sw.Run(ctx); close(done) }()
-	cancel()
-	<-done
 }

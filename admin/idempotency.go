@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -17,7 +16,7 @@ import (
 // replayedHeaders), a different body or a retry while the first request is
 // still running gets 409 idempotency_conflict.
 const (
-	idempotencyTTL          = 24 * time.Hour
+	idempotencyTTL          = store.IdempotencyTTL
 	maxIdempotencyKey       = 255
 	headerIdempotencyKey    = "Idempotency-Key"
 	codeIdempotencyConflict = "idempotency_conflict"

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -143,7 +144,7 @@ func TestIdempotencyExpiresAfter24h(t *testing.T) {
 	}
 	// The sweep removes what expired (the fresh record stays).
 	e.clock.Advance(idempotencyTTL)
-	st, err := e.srv.Sweeper().Sweep(t.Context())
+	st, err := jobs.NewSweeper(e.st, nil, e.clock.Now, 0, 0).Sweep(t.Context())
 	if err != nil || st.IdempotencyKeys != 1 {
 		t.Fatalf("sweep %+v %v", st, err)
 	}

@@ -43,7 +43,7 @@ func passwordView(p *store.MailboxPassword) passwordItem {
 // stored. A suspended mailbox may get passwords: they work once it is
 // resumed.
 func (s *Server) createPassword(c *call) error {
-	m, err := s.loadMailbox(c)
+	m, err := s.res.mailboxes.load(c)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (s *Server) createPassword(c *call) error {
 	p.Prefix = secret[:keyPrefixLen]
 	p.Hash = store.HashSecret(secret)
 	if err := s.st.CreateMailboxPassword(p); err != nil {
-		// The mailbox was deleted since loadMailbox.
+		// The mailbox was deleted since it was loaded.
 		return storeErr(err, "mailbox")
 	}
 	s.log.Info("mailbox password created", "request_id", c.reqID, "mailbox", m.ID, "password", p.ID, "by", c.key.ID)

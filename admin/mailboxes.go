@@ -126,10 +126,7 @@ func (s *Server) createMailbox(c *call) error {
 		return err
 	}
 	s.log.Info("mailbox created", "request_id", c.reqID, "mailbox", m.ID, "team", m.TeamID)
-	c.w.Header().Set("Location", "/api/v1/mailboxes/"+m.ID)
-	c.w.Header().Set("ETag", etag(m.Version))
-	c.ok(http.StatusCreated, mailboxView(m))
-	return nil
+	return s.res.mailboxes.answer(c, http.StatusCreated, m)
 }
 
 func (s *Server) listMailboxes(c *call) error {
@@ -161,101 +158,33 @@ func (s *Server) listMailboxes(c *call) error {
 	return nil
 }
 
-// loadMailbox resolves {id} to one of the caller's mailboxes.
-func (s *Server) loadMailbox(c *call) (*store.Mailbox, error) {
-	id, ok := c.pathID(store.PrefixMailbox)
-	if !ok {
-		return nil, errNotFound("mailbox")
-	}
-	m, err := s.st.TeamMailbox(c.team(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound("mailbox")
-	}
-	return m, err
-}
-
-func (s *Server) getMailbox(c *call) error {
-	m, err := s.loadMailbox(c)
-	if err != nil {
-		return err
-	}
-	c.w.Header().Set("ETag", etag(m.Version))
-	c.ok(http.StatusOK, mailboxView(m))
-	return nil
-}
-
 // patchMailbox changes display_name and send_scope. The address is
 // fixed: mail already accepted was checked against it, and passwords were
 // handed out for it; a new address is a new mailbox.
 func (s *Server) patchMailbox(c *call) error {
-	cur, err := s.loadMailbox(c)
-	if err != nil {
-		return err
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	o, err := readBody(c.r)
-	if err != nil {
-		return err
-	}
-	in, err := decodeMailbox(o)
-	if err != nil {
-		return err
-	}
-	if o.empty() {
-		c.w.Header().Set("ETag", etag(cur.Version))
-		c.ok(http.StatusOK, mailboxView(cur))
-		return nil
-	}
-	s.refMu.RLock()
-	defer s.refMu.RUnlock()
-	v := &validator{}
-	if in.address.Set && (in.address.Null || store.NormalizeAddress(in.address.V) != cur.Address) {
-		v.add("address", fcNotEditable, "address cannot be changed; create a new mailbox instead")
-	}
-	display, scope := s.checkMailbox(c.team(), in, v, false)
-	if err := v.err(); err != nil {
-		return err
-	}
-	now := s.now()
-	m, err := s.st.UpdateMailbox(c.team(), cur.ID, ver, func(m *store.Mailbox) error {
-		if display != nil {
-			m.DisplayName = *display
+	return patch(c, s.res.mailboxes, decodeMailbox, func(cur *store.Mailbox, ver int64, in *mailboxInput) (*store.Mailbox, error) {
+		s.refMu.RLock()
+		defer s.refMu.RUnlock()
+		v := &validator{}
+		if in.address.Set && (in.address.Null || store.NormalizeAddress(in.address.V) != cur.Address) {
+			v.add("address", fcNotEditable, "address cannot be changed; create a new mailbox instead")
 		}
-		if scope != nil {
-			m.SendScope = *scope
+		display, scope := s.checkMailbox(c.team(), in, v, false)
+		if err := v.err(); err != nil {
+			return nil, err
 		}
-		m.UpdatedAt = now
-		return nil
+		now := s.now()
+		return s.st.UpdateMailbox(c.team(), cur.ID, ver, func(m *store.Mailbox) error {
+			if display != nil {
+				m.DisplayName = *display
+			}
+			if scope != nil {
+				m.SendScope = *scope
+			}
+			m.UpdatedAt = now
+			return nil
+		})
 	})
-	if err != nil {
-		return storeErr(err, "mailbox")
-	}
-	s.log.Info("mailbox updated", "request_id", c.reqID, "mailbox", m.ID)
-	c.w.Header().Set("ETag", etag(m.Version))
-	c.ok(http.StatusOK, mailboxView(m))
-	return nil
-}
-
-// deleteMailbox removes the mailbox and all its passwords at once; from
-// the answer on, none of them authenticates.
-func (s *Server) deleteMailbox(c *call) error {
-	cur, err := s.loadMailbox(c)
-	if err != nil {
-		return err
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	if err := s.st.DeleteMailbox(c.team(), cur.ID, ver); err != nil {
-		return storeErr(err, "mailbox")
-	}
-	s.log.Info("mailbox deleted", "request_id", c.reqID, "mailbox", cur.ID)
-	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
-	return nil
 }
 
 func (s *Server) suspendMailbox(c *call) error { return s.setSuspended(c, true) }
@@ -266,7 +195,7 @@ func (s *Server) resumeMailbox(c *call) error  { return s.setSuspended(c, false)
 // open SMTP sessions. A no-op skips the write, so the version only moves
 // on change.
 func (s *Server) setSuspended(c *call, suspended bool) error {
-	cur, err := s.loadMailbox(c)
+	cur, err := s.res.mailboxes.load(c)
 	if err != nil {
 		return err
 	}
@@ -287,7 +216,5 @@ func (s *Server) setSuspended(c *call, suspended bool) error {
 	if m != cur {
 		s.log.Info("mailbox suspension changed", "request_id", c.reqID, "mailbox", m.ID, "suspended", suspended)
 	}
-	c.w.Header().Set("ETag", etag(m.Version))
-	c.ok(http.StatusOK, mailboxView(m))
-	return nil
+	return s.res.mailboxes.answer(c, http.StatusOK, m)
 }

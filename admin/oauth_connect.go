@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -36,16 +37,35 @@ var (
 	ErrOAuthDeclined      = errors.New("oauth grant incomplete")
 )
 
-// oauthStart answers POST /api/v1/providers/oauth/{kind}/start.
-func (s *Server) oauthStart(c *call) error {
+// oauthFlow is the connect flow's two ends: start, a team's route, and
+// callback, the public page the user's browser comes back to, which no
+// API key authenticates (the single-use state does). It is its own type
+// so that the public end's reach is visible: the connector, and through
+// save the one provider write a grant may cause.
+type oauthFlow struct {
+	conn OAuthConnector // nil: not configured
+	log  *slog.Logger
+	// save stores a grant as the team's provider (Server.saveConnected:
+	// the provider limit and its lock are the Management API's).
+	save func(*OAuthGrant) (*store.Provider, bool, error)
+	view func(*store.Provider) providerItem
+}
+
+// newOAuthFlow is s's connect flow.
+func newOAuthFlow(s *Server) *oauthFlow {
+	return &oauthFlow{conn: s.opts.OAuth, log: s.log, save: s.saveConnected, view: s.providerView}
+}
+
+// start answers POST /api/v1/providers/oauth/{kind}/start.
+func (f *oauthFlow) start(c *call) error {
 	kind := c.r.PathValue("kind")
 	if kind != "google" && kind != "microsoft" {
 		return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
 	}
-	if s.opts.OAuth == nil {
+	if f.conn == nil {
 		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
 	}
-	authURL, state, err := s.opts.OAuth.Start(c.team(), kind)
+	authURL, state, err := f.conn.Start(c.team(), kind)
 	switch {
 	case errors.Is(err, ErrOAuthNotConfigured):
 		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
@@ -56,48 +76,48 @@ func (s *Server) oauthStart(c *call) error {
 	return nil
 }
 
-// oauthCallback answers GET /oauth/callback, where the user's browser
-// comes back. The single-use state authenticates it (no API key). A
-// returning account (same team, type and address) gets its new token and
-// is active again: that is the way back from status pending.
-func (s *Server) oauthCallback(c *call) error {
+// callback answers GET /oauth/callback, where the user's browser comes
+// back. The single-use state authenticates it (no API key). A returning
+// account (same team, type and address) gets its new token and is active
+// again: that is the way back from status pending.
+func (f *oauthFlow) callback(c *call) error {
 	q := c.r.URL.Query()
 	state, code := q.Get("state"), q.Get("code")
-	if s.opts.OAuth == nil {
+	if f.conn == nil {
 		return errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
 	}
 	if state == "" || len(state) > 512 {
 		return errInvalidParam("state", "state is missing or invalid")
 	}
 	if e := q.Get("error"); e != "" {
-		s.opts.OAuth.Finish(c.r.Context(), state, "") // consume the state
+		f.conn.Finish(c.r.Context(), state, "") // consume the state
 		return errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
 	}
 	if code == "" || len(code) > 4096 {
 		return errInvalidParam("code", "code is missing or invalid")
 	}
-	g, err := s.opts.OAuth.Finish(c.r.Context(), state, code)
+	g, err := f.conn.Finish(c.r.Context(), state, code)
 	switch {
 	case errors.Is(err, ErrOAuthState):
 		return errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
 	case errors.Is(err, ErrOAuthDeclined):
 		return errValidation("code", fcInvalid, err.Error())
 	case err != nil:
-		s.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
+		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
 		return &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
 			Message: "the account could not be connected; try again"}
 	}
-	p, created, err := s.saveConnected(g)
+	p, created, err := f.save(g)
 	if err != nil {
 		return err
 	}
-	s.log.Info("connected account saved", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID, "created", created)
+	f.log.Info("connected account saved", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID, "created", created)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 		c.w.Header().Set("Location", "/api/v1/providers/"+p.ID)
 	}
-	c.ok(status, s.providerView(p))
+	c.ok(status, f.view(p))
 	return nil
 }
 

@@ -100,10 +100,7 @@ func (s *Server) createProvider(c *call) error {
 		return err
 	}
 	s.log.Info("provider created", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID)
-	c.w.Header().Set("Location", "/api/v1/providers/"+p.ID)
-	c.w.Header().Set("ETag", etag(p.Version))
-	c.ok(http.StatusCreated, s.providerView(p))
-	return nil
+	return s.res.providers.answer(c, http.StatusCreated, p)
 }
 
 // sealSecrets encrypts new write-only secrets once, before the store
@@ -157,20 +154,6 @@ func (s *Server) providerLimit(teamID string) (int, error) {
 	return s.opts.ProviderLimit, nil
 }
 
-// loadProvider resolves {id} to one of the caller's providers; another
-// team's provider is indistinguishable from a missing one.
-func (s *Server) loadProvider(c *call) (*store.Provider, error) {
-	id, ok := c.pathID(store.PrefixProvider)
-	if !ok {
-		return nil, errNotFound("provider")
-	}
-	p, err := s.st.TeamProvider(c.team(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound("provider")
-	}
-	return p, err
-}
-
 // storeErr maps the store's sentinel errors of a provider write.
 func storeErr(err error, what string) error {
 	switch {
@@ -218,102 +201,46 @@ func (s *Server) checkGroupRef(teamID string, in *providerInput, v *validator) e
 	return err
 }
 
-func (s *Server) getProvider(c *call) error {
-	p, err := s.loadProvider(c)
-	if err != nil {
-		return err
-	}
-	c.w.Header().Set("ETag", etag(p.Version))
-	c.ok(http.StatusOK, s.providerView(p))
-	return nil
-}
-
+// patchProvider edits an own provider (the managed account answers 422
+// whatever the If-Match, see the resource's guard).
 func (s *Server) patchProvider(c *call) error {
-	cur, err := s.loadProvider(c)
-	if err != nil {
-		return err
-	}
-	if cur.Managed {
-		return managedPatchErr(c)
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	o, err := readBody(c.r)
-	if err != nil {
-		return err
-	}
-	in, err := decodeProvider(o)
-	if err != nil {
-		return err
-	}
-	if o.empty() { // nothing to change: no new version, no pool rebuild
-		c.w.Header().Set("ETag", etag(cur.Version))
-		c.ok(http.StatusOK, s.providerView(cur))
-		return nil
-	}
-	// From reading who uses which tracking domain to the commit: see
-	// trackMu (taken before refMu, as createProvider does). cur is re-read
-	// under the lock, so that the judge covers the tracking domain the
-	// store function will see.
-	s.trackMu.Lock()
-	defer s.trackMu.Unlock()
-	if cur, err = s.st.TeamProvider(c.team(), cur.ID); err != nil {
-		return storeErr(err, "provider")
-	}
-	// From the group check to the commit: see refMu. The check runs
-	// once, outside the store function, which may run more than once.
-	s.refMu.RLock()
-	defer s.refMu.RUnlock()
-	pre := &validator{}
-	if err := s.checkGroupRef(c.team(), in, pre); err != nil {
-		return err
-	}
-	sealed, pol := s.sealSecrets(in), s.providerPolicy()
-	if pol.tracking, err = s.trackingJudge(c.team(), in, cur); err != nil {
-		return err
-	}
-	now := s.now()
-	p, err := s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
-		if p.Managed {
-			return errManaged("edited")
+	return patch(c, s.res.providers, decodeProvider, func(cur *store.Provider, ver int64, in *providerInput) (*store.Provider, error) {
+		// From reading who uses which tracking domain to the commit: see
+		// trackMu (taken before refMu, as createProvider does). cur is
+		// re-read under the lock, so that the judge covers the tracking
+		// domain the store function will see.
+		s.trackMu.Lock()
+		defer s.trackMu.Unlock()
+		cur, err := s.st.TeamProvider(c.team(), cur.ID)
+		if err != nil {
+			return nil, err
 		}
-		v := &validator{errs: slices.Clone(pre.errs)}
-		applyProvider(in, p, v, false, sealed, pol)
-		if err := v.err(); err != nil {
-			return err
+		// From the group check to the commit: see refMu. The check runs
+		// once, outside the store function, which may run more than once.
+		s.refMu.RLock()
+		defer s.refMu.RUnlock()
+		pre := &validator{}
+		if err := s.checkGroupRef(c.team(), in, pre); err != nil {
+			return nil, err
 		}
-		p.UpdatedAt = now
-		return nil
+		sealed, pol := s.sealSecrets(in), s.providerPolicy()
+		if pol.tracking, err = s.trackingJudge(c.team(), in, cur); err != nil {
+			return nil, err
+		}
+		now := s.now()
+		return s.st.UpdateProvider(c.team(), cur.ID, ver, func(p *store.Provider) error {
+			if p.Managed {
+				return errManaged("edited")
+			}
+			v := &validator{errs: slices.Clone(pre.errs)}
+			applyProvider(in, p, v, false, sealed, pol)
+			if err := v.err(); err != nil {
+				return err
+			}
+			p.UpdatedAt = now
+			return nil
+		})
 	})
-	if err != nil {
-		return storeErr(err, "provider")
-	}
-	s.log.Info("provider updated", "request_id", c.reqID, "provider", p.ID)
-	c.w.Header().Set("ETag", etag(p.Version))
-	c.ok(http.StatusOK, s.providerView(p))
-	return nil
-}
-
-func (s *Server) deleteProvider(c *call) error {
-	cur, err := s.loadProvider(c)
-	if err != nil {
-		return err
-	}
-	if cur.Managed {
-		return errManaged("deleted")
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	if err := s.st.DeleteProvider(c.team(), cur.ID, ver); err != nil {
-		return storeErr(err, "provider")
-	}
-	s.log.Info("provider deleted", "request_id", c.reqID, "provider", cur.ID)
-	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
-	return nil
 }
 
 func (s *Server) activateProvider(c *call) error   { return s.setStatus(c, state.ProviderActive) }
@@ -327,7 +254,7 @@ var errUnchanged = errors.New("unchanged")
 // from "error", so it clears the reason. A no-op skips the write, so the
 // version (the ETag, and the scheduler's pool key) only moves on change.
 func (s *Server) setStatus(c *call, target state.Provider) error {
-	cur, err := s.loadProvider(c)
+	cur, err := s.res.providers.load(c)
 	if err != nil {
 		return err
 	}
@@ -356,9 +283,7 @@ func (s *Server) setStatus(c *call, target state.Provider) error {
 	if p != cur {
 		s.log.Info("provider status changed", "request_id", c.reqID, "provider", p.ID, "status", p.Status)
 	}
-	c.w.Header().Set("ETag", etag(p.Version))
-	c.ok(http.StatusOK, s.providerView(p))
-	return nil
+	return s.res.providers.answer(c, http.StatusOK, p)
 }
 
 // testResult is the answer of POST /providers/{id}/test.
@@ -374,7 +299,7 @@ type testResult struct {
 }
 
 func (s *Server) testProvider(c *call) error {
-	cur, err := s.loadProvider(c)
+	cur, err := s.res.providers.load(c)
 	if err != nil {
 		return err
 	}
@@ -444,7 +369,7 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// etag is the weak validator of a provider: its store version.
+// etag is the weak validator of a team-owned record: its store version.
 func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
 
 // ifMatch checks If-Match against the current version and returns the

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 )
 
 // Sending API limits (SPEC §4, and the hosted product's request schema).
@@ -33,30 +35,6 @@ const (
 var sendFields = []string{"from", "to", "subject", "html_body", "text_body", "cc", "bcc",
 	"reply_to", "return_path", "custom_headers", "attachments"}
 
-// mailAddress is a validated address with an optional display name.
-type mailAddress struct{ Email, Name string }
-
-// sendInput is one validated message.
-type sendInput struct {
-	From, To    mailAddress
-	Cc, Bcc     []mailAddress
-	ReplyTo     *mailAddress
-	ReturnPath  string
-	Subject     string
-	HTML, Text  string
-	Headers     [][2]string // custom headers, sorted by name
-	Attachments []attachment
-}
-
-// recipients is the envelope: To, Cc and Bcc (the relay folds duplicates).
-func (in *sendInput) recipients() []string {
-	out := []string{in.To.Email}
-	for _, a := range append(append([]mailAddress{}, in.Cc...), in.Bcc...) {
-		out = append(out, a.Email)
-	}
-	return out
-}
-
 // readBodyLimit is readBody's reading part with a caller-chosen limit (the
 // Sending API accepts far larger bodies than the Management API's 1 MiB).
 func readBodyLimit(r *http.Request, limit int64) ([]byte, error) {
@@ -73,11 +51,11 @@ func readBodyLimit(r *http.Request, limit int64) ([]byte, error) {
 // decodeSend validates one message object. Unknown members and wrong JSON
 // types answer 400 at once (they are programming errors); value problems
 // are collected into one 422; content over 25 MB is a 413.
-func decodeSend(o *object) (*sendInput, error) {
+func decodeSend(o *object) (*sendapi.Message, error) {
 	if err := o.allow(sendFields...); err != nil {
 		return nil, err
 	}
-	in := &sendInput{}
+	in := &sendapi.Message{}
 	v := &validator{}
 	from, err := decodeAddr(o, "from", v, true)
 	if err != nil {
@@ -135,7 +113,7 @@ func decodeSend(o *object) (*sendInput, error) {
 	}
 	total := int64(len(in.HTML) + len(in.Text))
 	for _, a := range in.Attachments {
-		total += a.Content.size
+		total += a.Content.Size()
 	}
 	if total > maxContentBytes {
 		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: codePayloadTooLarge,
@@ -147,7 +125,7 @@ func decodeSend(o *object) (*sendInput, error) {
 // decodeTo reads "to": one address (SPEC §4), as decodeAddr does, or a
 // list holding exactly one, which clients written for APIs whose "to" is
 // a list send. A list of any other length is refused naming cc/bcc.
-func decodeTo(o *object, v *validator) (*mailAddress, error) {
+func decodeTo(o *object, v *validator) (*sendapi.Address, error) {
 	raw := bytes.TrimSpace(o.members["to"])
 	if len(raw) == 0 || raw[0] != '[' {
 		return decodeAddr(o, "to", v, true)
@@ -169,7 +147,7 @@ const toShapeMsg = `to must be one address: "name@example.com", "Name <name@exam
 
 // decodeAddr reads an {email, name} object member, or a plain string
 // ("a@example.com" or "Name <a@example.com>"), which many clients send.
-func decodeAddr(o *object, name string, v *validator, required bool) (*mailAddress, error) {
+func decodeAddr(o *object, name string, v *validator, required bool) (*sendapi.Address, error) {
 	raw := bytes.TrimSpace(o.members[name])
 	if len(raw) > 0 && raw[0] == '"' {
 		return addrString(o.path+name, raw, v)
@@ -193,7 +171,7 @@ func decodeAddr(o *object, name string, v *validator, required bool) (*mailAddre
 	return addrObject(child, v)
 }
 
-func addrObject(child *object, v *validator) (*mailAddress, error) {
+func addrObject(child *object, v *validator) (*sendapi.Address, error) {
 	if err := child.allow("email", "name"); err != nil {
 		return nil, err
 	}
@@ -205,7 +183,7 @@ func addrObject(child *object, v *validator) (*mailAddress, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &mailAddress{}
+	a := &sendapi.Address{}
 	if !email.Set || email.Null || strings.TrimSpace(email.V) == "" {
 		v.add(child.path+"email", fcRequired, child.path+"email is required")
 	} else {
@@ -218,12 +196,12 @@ func addrObject(child *object, v *validator) (*mailAddress, error) {
 }
 
 // addrString reads an address given as a JSON string.
-func addrString(path string, raw []byte, v *validator) (*mailAddress, error) {
+func addrString(path string, raw []byte, v *validator) (*sendapi.Address, error) {
 	var str string
 	if err := json.Unmarshal(raw, &str); err != nil {
 		return nil, errInvalidParam(path, "%s must be an address string or an object {\"email\",\"name\"}", path)
 	}
-	a := &mailAddress{}
+	a := &sendapi.Address{}
 	if strings.TrimSpace(str) == "" {
 		v.add(path, fcRequired, path+" is required")
 		return a, nil
@@ -238,7 +216,7 @@ func addrString(path string, raw []byte, v *validator) (*mailAddress, error) {
 }
 
 // decodeAddrList reads cc or bcc: an array of address objects.
-func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error) {
+func decodeAddrList(o *object, name string, v *validator) ([]sendapi.Address, error) {
 	list, err := rawList(o, name)
 	if err != nil || !list.Set || list.Null {
 		return nil, err
@@ -247,7 +225,7 @@ func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error)
 		v.add(o.path+name, fcOutOfRange, fmt.Sprintf("%s may list at most %d recipients", name, maxCopies))
 		return nil, nil
 	}
-	out := make([]mailAddress, 0, len(list.V))
+	out := make([]sendapi.Address, 0, len(list.V))
 	for i, raw := range list.V {
 		if r := bytes.TrimSpace(raw); len(r) > 0 && r[0] == '"' {
 			a, err := addrString(o.path+name+"["+strconv.Itoa(i)+"]", r, v)
@@ -270,7 +248,7 @@ func decodeAddrList(o *object, name string, v *validator) ([]mailAddress, error)
 	return out, nil
 }
 
-func decodeSubject(o *object, in *sendInput, v *validator) error {
+func decodeSubject(o *object, in *sendapi.Message, v *validator) error {
 	subj, err := field[string](o, "subject")
 	if err != nil {
 		return err
@@ -290,7 +268,7 @@ func decodeSubject(o *object, in *sendInput, v *validator) error {
 	return nil
 }
 
-func decodeBodies(o *object, in *sendInput, v *validator) error {
+func decodeBodies(o *object, in *sendapi.Message, v *validator) error {
 	html, err := field[string](o, "html_body")
 	if err != nil {
 		return err

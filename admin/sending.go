@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -140,7 +141,7 @@ func (s *Server) sendEmail(c *call) error {
 
 // submitOne builds the MIME message and hands it to the relay, turning
 // the Sender's errors into API answers.
-func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
+func (s *Server) submitOne(c *call, in *sendapi.Message) (string, error) {
 	cred := c.send
 	if cred.RequiredFrom != "" {
 		v := &validator{}
@@ -155,7 +156,7 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 			return "", err
 		}
 	}
-	body, err := buildMIME(in, s.headerMessageID(in.From.Email), s.now())
+	body, err := sendapi.BuildMIME(in, s.headerMessageID(in.From.Email), s.now())
 	if err != nil {
 		return "", err
 	}
@@ -166,11 +167,11 @@ func (s *Server) submitOne(c *call, in *sendInput) (string, error) {
 	if in.ReturnPath != "" {
 		envFrom = in.ReturnPath
 	}
-	id, err := s.opts.Sender.Submit(cred, envFrom, in.recipients(), body)
+	id, err := s.opts.Sender.Submit(cred, envFrom, in.Recipients(), body)
 	switch {
 	case err == nil:
 		s.log.Info("http send accepted", "request_id", c.reqID, "msg_id", id, "team", cred.TeamID,
-			"rcpts", len(in.recipients()), "size", len(body))
+			"rcpts", len(in.Recipients()), "size", len(body))
 		return id, nil
 	case errors.Is(err, senderr.ErrBadCredential):
 		return "", errAuthRequired("the sending key or mailbox password was revoked or suspended")

@@ -124,57 +124,6 @@ func TestBatchShape(t *testing.T) {
 	}
 }
 
-func TestSniffBlocked(t *testing.T) {
-	zipOf := func(names ...string) []byte { return buildZip(t, names...) }
-	for _, tc := range []struct {
-		name    string
-		data    []byte
-		blocked bool
-	}{
-		{"pe", append([]byte("MZ\x90\x00"), make([]byte, 100)...), true},
-		{"csv starting MZ", []byte("MZ,Mozambique\nPT,Portugal\n"), false},
-		{"elf", []byte("\x7fELF\x02\x01\x01"), true},
-		{"mach-o", []byte("\xcf\xfa\xed\xfe\x07\x00\x00\x01"), true},
-		{"shebang", []byte("#!/bin/sh\nrm -rf /\n"), true},
-		{"gzip", []byte("\x1f\x8b\x08\x00\x00\x00"), true},
-		{"bzip2", []byte("BZh91AY&SY"), true},
-		{"text starting BZh", []byte("BZhang was here"), false},
-		{"rar", []byte("Rar!\x1a\x07\x01\x00"), true},
-		{"7z", []byte("7z\xbc\xaf\x27\x1c\x00\x04"), true},
-		{"tar", append(make([]byte, 257), []byte("ustar\x0000")...), true},
-		{"iso", append(make([]byte, 0x8001), []byte("CD001")...), true},
-		{"zip", zipOf("a.txt"), true},
-		{"jar", zipOf("[Content_Types].xml", "META-INF/MANIFEST.MF"), true},
-		{"apk", zipOf("AndroidManifest.xml", "classes.dex"), true},
-		{"docx", zipOf("[Content_Types].xml", "word/document.xml"), false},
-		{"docm", zipOf("[Content_Types].xml", "word/vbaProject.bin"), true},
-		{"docx with exe", zipOf("[Content_Types].xml", "word/embeddings/x.exe"), true},
-		{"odt", zipOf("mimetype", "content.xml"), false},
-		{"zip posing as odt", zipOf("MimeType", "payload"), true},
-		{"content types only", zipOf("[Content_Types].xml", "evil.payload"), true},
-		{"pdf", []byte("%PDF-1.7\n"), false},
-		{"png", []byte("\x89PNG\r\n\x1a\n"), false},
-		{"text", []byte("hello"), false},
-	} {
-		if got := sniffBlocked(tc.data) != ""; got != tc.blocked {
-			t.Errorf("%s: blocked=%v, want %v (%q)", tc.name, got, tc.blocked, sniffBlocked(tc.data))
-		}
-		// The send path sniffs the base64 text, decoding only what it reads.
-		c, ok := parseBase64([]byte(base64.StdEncoding.EncodeToString(tc.data)))
-		if got := sniffBlockedAt(c, c.size); !ok || got != sniffBlocked(tc.data) {
-			t.Errorf("%s: through base64 %q, directly %q", tc.name, got, sniffBlocked(tc.data))
-		}
-	}
-	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false,
-		// Windows strips trailing dots and spaces; ':' opens an NTFS stream.
-		"a.bat.": true, "a.vbs.": true, "a.hta.": true, "a.lnk.": true, "a.ps1 .": true, "a.exe::$DATA": true,
-		"a.exe:zone": true, "a.cmd. . ": true, "Meeting: notes.pdf": false, "b.pdf.": false, "...": false} {
-		if got := blockedExtension(name) != ""; got != blocked {
-			t.Errorf("%s: blocked=%v", name, got)
-		}
-	}
-}
-
 func TestAttachmentTypes(t *testing.T) {
 	e, fs := newSendEnv(t)
 	b := validSend()

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math/rand"
 	"net/http/httptest"
 	"runtime"
-	"strings"
 	"testing"
 )
 
@@ -117,89 +115,4 @@ func BenchmarkSendLarge(b *testing.B) {
 		total += got
 	}
 	b.ReportMetric(float64(total)/float64(b.N)/float64(len(body)), "req-multiple")
-}
-
-// oldDecode is how content was decoded before it was kept as base64
-// text: the JSON string unquoted, whitespace dropped, padding trimmed.
-func oldDecode(raw []byte) ([]byte, bool) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil || s == "" {
-		return nil, false
-	}
-	s = strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
-			return -1
-		}
-		return r
-	}, s)
-	data, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
-	return data, err == nil && len(data) > 0
-}
-
-// TestBase64ContentMatchesDecoding: keeping content as base64 text
-// (contentText, parseBase64, reader, ReadAt) accepts and yields exactly
-// what decoding the unquoted string did, for clean, wrapped, escaped,
-// unpadded and broken content.
-func TestBase64ContentMatchesDecoding(t *testing.T) {
-	rnd := rand.New(rand.NewSource(2))
-	mutations := []func(string) string{
-		func(s string) string { return s },
-		func(s string) string { return strings.TrimRight(s, "=") },
-		func(s string) string { return wrap(s, 76, `\r\n`) },
-		func(s string) string { return wrap(s, 60, `\n`) + `\n` },
-		func(s string) string { return strings.ReplaceAll(s, "/", `\/`) },
-		func(s string) string { return strings.ReplaceAll(s, "A", `\u0041`) },
-		func(s string) string { return " " + s + `\t` },
-		func(s string) string { return s + "=" },
-		func(s string) string { return s + "A" },
-		func(s string) string { return s + "AB" },
-		func(s string) string { return strings.Replace(s, "A", "é", 1) },
-		func(s string) string { return strings.Replace(s, "A", `\u00e9`, 1) },
-		func(s string) string { return strings.Replace(s, "B", "=", 1) },
-		func(s string) string { return strings.Replace(s, "C", "-", 1) },
-		func(s string) string { return "====" },
-		func(s string) string { return `\r\n` },
-	}
-	for i := 0; i < 200; i++ {
-		data := make([]byte, rnd.Intn(10000))
-		rnd.Read(data)
-		enc := base64.StdEncoding.EncodeToString(data)
-		for j, mut := range mutations {
-			raw := []byte(`"` + mut(enc) + `"`)
-			want, wantOK := oldDecode(raw)
-			c, ok := parseBase64(contentText(raw))
-			if ok != wantOK {
-				t.Fatalf("len %d mutation %d: accepted %v, before %v", len(data), j, ok, wantOK)
-			}
-			if !ok {
-				continue
-			}
-			got, err := io.ReadAll(c.reader())
-			if err != nil || !bytes.Equal(got, want) || c.size != int64(len(want)) {
-				t.Fatalf("len %d mutation %d: decoded %d bytes (size %d, %v), want %d", len(data), j, len(got), c.size, err, len(want))
-			}
-			for _, off := range []int{0, 1, 2, 3, len(want) / 2, len(want) - 1} {
-				if off < 0 || off >= len(want) {
-					continue
-				}
-				p := make([]byte, min(5000, len(want)-off))
-				if n, err := c.ReadAt(p, int64(off)); n != len(p) || err != nil || !bytes.Equal(p, want[off:off+n]) {
-					t.Fatalf("len %d mutation %d: ReadAt(%d, %d) = %d, %v", len(data), j, len(p), off, n, err)
-				}
-			}
-			if n, err := c.ReadAt(make([]byte, 10), c.size-3); c.size >= 3 && (n != 3 || err != io.EOF) {
-				t.Fatalf("ReadAt past the end: %d %v", n, err)
-			}
-		}
-	}
-}
-
-func wrap(s string, n int, eol string) string {
-	var b strings.Builder
-	for len(s) > n {
-		b.WriteString(s[:n] + eol)
-		s = s[n:]
-	}
-	b.WriteString(s)
-	return b.String()
 }

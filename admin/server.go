@@ -3,9 +3,9 @@
 // keys, mailboxes and their passwords, domains, webhooks, the message log
 // and metrics, operator endpoints, the OpenAPI document), the Sending API
 // (/api/v1/emails/send and /send/batch), the public handlers (tracking
-// redirects under /t/, the OAuth callback) and /healthz and /readyz. Its
-// background work (the retention Sweeper, the DomainChecker, webhook
-// delivery in admin/webhook) is started and stopped by cmd.
+// redirects under /t/, the OAuth callback) and /healthz and /readyz.
+// Webhook delivery (admin/webhook) is started and stopped by cmd; the
+// retention sweep and the DNS re-check of domains are internal/jobs'.
 //
 // Every answer uses the SPEC §3 envelope: {"ok":true,"data":…,"meta":{…}}
 // for success (lists add "pagination"), {"ok":false,"error":{…},"meta":{…}}
@@ -140,11 +140,6 @@ type Options struct {
 	// keys and sign with the daemon's AWS credentials
 	// ([providers] ses_default_credentials).
 	SESDefaultCredentials bool
-	// BodyRetention (default 72 h) and LogRetention (default 30 days)
-	// are how long finished messages keep their bodies and log records;
-	// the Sweeper enforces them.
-	BodyRetention time.Duration
-	LogRetention  time.Duration
 	// OnLimitDecided is called once the operator's decision on a
 	// limit-increase request is durable (event limit_request.decided);
 	// decision is "approved" or "denied". Cancellations by the team
@@ -197,6 +192,12 @@ type Server struct {
 	hooks *webhook.Dispatcher
 	// sendBytes bounds the request bytes of HTTP sends in progress.
 	sendBytes *sendBudget
+	// res are the team-owned record kinds' item routes (resource.go).
+	res resources
+	// track is the public tracking redirect (tracking.go).
+	track *tracker
+	// oauth is the connect flow, whose callback is public (oauth_connect.go).
+	oauth *oauthFlow
 }
 
 // New builds a Server from opts, filling defaults.
@@ -236,7 +237,10 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
 		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
+	s.res = newResources(s)
 	s.initSending()
+	s.track = newTracker(s)
+	s.oauth = newOAuthFlow(s)
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
 	// when a key is used, as before, not while the Server is built.
 	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
@@ -274,9 +278,9 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/providers", authRoot, permProviderRead, s.listProviders},
 		{"POST", "/api/v1/providers", authRoot, permProviderCreate, s.createProvider},
-		{"GET", "/api/v1/providers/{id}", authRoot, permProviderRead, s.getProvider},
+		{"GET", "/api/v1/providers/{id}", authRoot, permProviderRead, s.res.providers.get},
 		{"PATCH", "/api/v1/providers/{id}", authRoot, permProviderUpdate, s.patchProvider},
-		{"DELETE", "/api/v1/providers/{id}", authRoot, permProviderDelete, s.deleteProvider},
+		{"DELETE", "/api/v1/providers/{id}", authRoot, permProviderDelete, s.res.providers.del},
 		{"POST", "/api/v1/providers/{id}/activate", authRoot, permProviderUpdate, s.activateProvider},
 		{"POST", "/api/v1/providers/{id}/deactivate", authRoot, permProviderUpdate, s.deactivateProvider},
 		{"POST", "/api/v1/providers/{id}/test", authRoot, permProviderUpdate, s.testProvider},
@@ -287,20 +291,20 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderRead, s.listManagedSESRequests},
 		{"POST", "/api/v1/providers/shared-amazon-ses-limit-request", authRoot, permProviderUpdate, s.createManagedSESRequest},
 		{"DELETE", "/api/v1/providers/shared-amazon-ses-limit-request/{request_id}", authRoot, permProviderUpdate, s.cancelManagedSESRequest},
-		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauthStart},
-		{"GET", "/oauth/callback", authNone, "", s.oauthCallback},
+		{"POST", "/api/v1/providers/oauth/{kind}/start", authRoot, permProviderCreate, s.oauth.start},
+		{"GET", "/oauth/callback", authNone, "", s.oauth.callback},
 
 		{"GET", "/api/v1/delivery-groups", authRoot, permGroupRead, s.listGroups},
 		{"POST", "/api/v1/delivery-groups", authRoot, permGroupCreate, s.createGroup},
-		{"GET", "/api/v1/delivery-groups/{id}", authRoot, permGroupRead, s.getGroup},
+		{"GET", "/api/v1/delivery-groups/{id}", authRoot, permGroupRead, s.res.groups.get},
 		{"PATCH", "/api/v1/delivery-groups/{id}", authRoot, permGroupUpdate, s.patchGroup},
 		{"DELETE", "/api/v1/delivery-groups/{id}", authRoot, permGroupDelete, s.deleteGroup},
 
 		{"GET", "/api/v1/mailboxes", authRoot, permMailboxRead, s.listMailboxes},
 		{"POST", "/api/v1/mailboxes", authRoot, permMailboxCreate, s.createMailbox},
-		{"GET", "/api/v1/mailboxes/{id}", authRoot, permMailboxRead, s.getMailbox},
+		{"GET", "/api/v1/mailboxes/{id}", authRoot, permMailboxRead, s.res.mailboxes.get},
 		{"PATCH", "/api/v1/mailboxes/{id}", authRoot, permMailboxUpdate, s.patchMailbox},
-		{"DELETE", "/api/v1/mailboxes/{id}", authRoot, permMailboxDelete, s.deleteMailbox},
+		{"DELETE", "/api/v1/mailboxes/{id}", authRoot, permMailboxDelete, s.res.mailboxes.del},
 		{"POST", "/api/v1/mailboxes/{id}/suspend", authRoot, permMailboxUpdate, s.suspendMailbox},
 		{"POST", "/api/v1/mailboxes/{id}/resume", authRoot, permMailboxUpdate, s.resumeMailbox},
 		{"GET", "/api/v1/mailboxes/{id}/passwords", authRoot, permMailboxRead, s.listPasswords},
@@ -321,20 +325,20 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/webhooks", authRoot, permWebhookRead, s.listWebhooks},
 		{"POST", "/api/v1/webhooks", authRoot, permWebhookCreate, s.createWebhook},
-		{"GET", "/api/v1/webhooks/{id}", authRoot, permWebhookRead, s.getWebhook},
+		{"GET", "/api/v1/webhooks/{id}", authRoot, permWebhookRead, s.res.webhooks.get},
 		{"PATCH", "/api/v1/webhooks/{id}", authRoot, permWebhookUpdate, s.patchWebhook},
-		{"DELETE", "/api/v1/webhooks/{id}", authRoot, permWebhookDelete, s.deleteWebhook},
+		{"DELETE", "/api/v1/webhooks/{id}", authRoot, permWebhookDelete, s.res.webhooks.del},
 		{"POST", "/api/v1/webhooks/{id}/rotate-secret", authRoot, permWebhookUpdate, s.rotateWebhookSecret},
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
 		{"GET", "/api/v1/domains", authRoot, permDomainRead, s.listDomains},
 		{"POST", "/api/v1/domains", authRoot, permDomainCreate, s.createDomain},
-		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.getDomain},
-		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.deleteDomain},
+		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.res.domains.get},
+		{"DELETE", "/api/v1/domains/{id}", authRoot, permDomainDelete, s.res.domains.del},
 		{"GET", "/api/v1/domains/{id}/zone-file", authRoot, permDomainRead, s.domainZoneFile},
 		{"POST", "/api/v1/domains/{id}/verify", authRoot, permDomainUpdate, s.verifyDomain},
-		{"GET", "/t/{token}", authNone, "", s.trackingRedirect},
+		{"GET", "/t/{token}", authNone, "", s.track.redirect},
 
 		{"GET", "/api/v1/operator/teams", authOperator, "", s.listTeams},
 		{"POST", "/api/v1/operator/teams", authOperator, "", s.createTeam},
@@ -342,6 +346,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/operator/limit-requests/{id}", authOperator, "", s.getLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
+		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
 	}
 }
 

@@ -2,11 +2,14 @@ package admin
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -34,28 +37,53 @@ import (
 // maxTokenLen bounds what is looked up; real tokens are 22 characters.
 const maxTokenLen = 64
 
-// trackingRedirect is GET /t/{token}. HEAD answers the same redirect
-// without counting a click, since link checkers and previews use it.
-func (s *Server) trackingRedirect(c *call) error {
+// tracker is the public tracking redirect: what a recipient's browser
+// reaches, with no credential. It is its own type, not a Server method,
+// because it shares nothing with the Management API but the middleware
+// (request ID, access log) and the store: what it may read and emit is
+// all here.
+type tracker struct {
+	st  *store.Store
+	log *slog.Logger
+	now func() time.Time
+	// hooks gets message.clicked, unless onClick is set (cmd's wiring:
+	// the relay's event sink, which also feeds metrics).
+	hooks   *webhook.Dispatcher
+	onClick func(teamID, messageID, url string)
+	// listenerOnly: a [tracking] listener is configured, and links
+	// redirect only on it (TrackingHandler marks its requests).
+	listenerOnly bool
+}
+
+// newTracker is s's tracking redirect; New calls it once the webhook
+// dispatcher exists.
+func newTracker(s *Server) *tracker {
+	return &tracker{st: s.st, log: s.log, now: s.now, hooks: s.hooks, onClick: s.opts.OnClick,
+		listenerOnly: s.opts.TrackingListener}
+}
+
+// redirect is GET /t/{token}. HEAD answers the same redirect without
+// counting a click, since link checkers and previews use it.
+func (t *tracker) redirect(c *call) error {
 	token := c.r.PathValue("token")
 	if !tokenShape(token) {
 		return errNotFound("link")
 	}
-	if info := infoFrom(c.r); s.opts.TrackingListener && (info == nil || !info.tracking) {
+	if info := infoFrom(c.r); t.listenerOnly && (info == nil || !info.tracking) {
 		return errNotFound("link")
 	}
-	l, err := s.st.TrackingLinkByToken(token)
+	l, err := t.st.TrackingLinkByToken(token)
 	if err != nil {
 		return storeErr(err, "link")
 	}
 	if l.Host == "" || !strings.EqualFold(requestHost(c.r), l.Host) {
 		return errNotFound("link")
 	}
-	if l.ExpiresAt != nil && !s.now().Before(*l.ExpiresAt) {
+	if l.ExpiresAt != nil && !t.now().Before(*l.ExpiresAt) {
 		return errNotFound("link")
 	}
 	// The team must still own the name (see ownsLinkHost).
-	if ok, err := s.ownsLinkHost(l.TeamID, l.Host); err != nil {
+	if ok, err := ownsLinkHost(t.st, l.TeamID, l.Host); err != nil {
 		return err
 	} else if !ok {
 		return errNotFound("link")
@@ -66,7 +94,7 @@ func (s *Server) trackingRedirect(c *call) error {
 		return errNotFound("link")
 	}
 	if c.r.Method == http.MethodGet {
-		s.click(c, l)
+		t.click(c, l)
 	}
 	h := c.w.Header()
 	h.Set("Cache-Control", "no-store")      // every click must reach us to be counted
@@ -78,26 +106,26 @@ func (s *Server) trackingRedirect(c *call) error {
 // click records one click and emits message.clicked. Neither may stand in
 // the way of the redirect: the recipient clicked a link and should get to
 // it even if the store is unhappy, so failures are only logged.
-func (s *Server) click(c *call, l *store.TrackingLink) {
-	now := s.now()
+func (t *tracker) click(c *call, l *store.TrackingLink) {
+	now := t.now()
 	ua := c.r.UserAgent()
-	if _, err := s.st.RecordClick(l.Token, now, ua); err != nil {
-		s.log.Error("click not recorded", "request_id", c.reqID, "msg_id", l.MessageID, "err", err)
+	if _, err := t.st.RecordClick(l.Token, now, ua); err != nil {
+		t.log.Error("click not recorded", "request_id", c.reqID, "msg_id", l.MessageID, "err", err)
 	}
-	s.log.Info("link clicked", "event", "clicked", "request_id", c.reqID, "msg_id", l.MessageID,
+	t.log.Info("link clicked", "event", "clicked", "request_id", c.reqID, "msg_id", l.MessageID,
 		"team", l.TeamID, "link_index", l.Index)
-	if s.opts.OnClick != nil {
-		s.opts.OnClick(l.TeamID, l.MessageID, l.URL)
+	if t.onClick != nil {
+		t.onClick(l.TeamID, l.MessageID, l.URL)
 		return
 	}
 	e := event.Event{Type: event.Clicked, TeamID: l.TeamID, MessageID: l.MessageID, URL: l.URL, At: now,
 		Extra: map[string]any{"link_index": l.Index, "user_agent": nullable(truncate(ua, 256))}}
 	// The same bytes go to every recipient, so a click names its recipient
 	// only when there was just one.
-	if m, err := s.st.Message(l.MessageID); err == nil && len(m.Recipients) == 1 {
+	if m, err := t.st.Message(l.MessageID); err == nil && len(m.Recipients) == 1 {
 		e.Recipients = []string{m.Recipients[0].Address}
 	}
-	s.hooks.Emit(e)
+	t.hooks.Emit(e)
 }
 
 // requestHost is the request's Host without a port. A proxy in front of

@@ -100,12 +100,12 @@ func (s *Server) trackingJudge(teamID string, in *providerInput, cur *store.Prov
 // a link keeps working only while its team still proves the name — and
 // links issued before tracking domains were checked at all, for names
 // the team never owned, stop redirecting.
-func (s *Server) ownsLinkHost(teamID, host string) (bool, error) {
+func ownsLinkHost(st *store.Store, teamID, host string) (bool, error) {
 	h := store.NormalizeDomain(host)
 	// Walk up the labels: one index lookup each, no list of the team's
 	// domains per click. A bare TLD is never a sending domain.
 	for strings.Contains(h, ".") {
-		d, err := s.st.DomainByName(teamID, h)
+		d, err := st.DomainByName(teamID, h)
 		switch {
 		case err == nil && d.Status == store.DomainVerified:
 			return true, nil

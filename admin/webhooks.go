@@ -196,50 +196,11 @@ func (s *Server) listWebhooks(c *call) error {
 	return nil
 }
 
-// loadWebhook resolves {id} to one of the caller's webhooks.
-func (s *Server) loadWebhook(c *call) (*store.Webhook, error) {
-	id, ok := c.pathID(store.PrefixWebhook)
-	if !ok {
-		return nil, errNotFound("webhook")
-	}
-	w, err := s.st.Webhook(c.team(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound("webhook")
-	}
-	return w, err
-}
-
-func (s *Server) getWebhook(c *call) error {
-	w, err := s.loadWebhook(c)
-	if err != nil {
-		return err
-	}
-	c.w.Header().Set("ETag", etag(w.Version))
-	c.ok(http.StatusOK, webhookView(w))
-	return nil
-}
-
+// patchWebhook changes url, event types and enabled (see patch).
 func (s *Server) patchWebhook(c *call) error {
-	cur, err := s.loadWebhook(c)
-	if err != nil {
-		return err
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	o, err := readBody(c.r)
-	if err != nil {
-		return err
-	}
-	in, err := decodeWebhook(o)
-	if err != nil {
-		return err
-	}
-	w := cur
-	if !o.empty() {
+	return patch(c, s.res.webhooks, decodeWebhook, func(cur *store.Webhook, ver int64, in *webhookInput) (*store.Webhook, error) {
 		now := s.now()
-		w, err = s.st.UpdateWebhook(c.team(), cur.ID, ver, func(w *store.Webhook) error {
+		w, err := s.st.UpdateWebhook(c.team(), cur.ID, ver, func(w *store.Webhook) error {
 			v := &validator{}
 			s.applyWebhook(in, w, v, false)
 			if err := v.err(); err != nil {
@@ -248,40 +209,18 @@ func (s *Server) patchWebhook(c *call) error {
 			w.UpdatedAt = now
 			return nil
 		})
-		if err != nil {
-			return storeErr(err, "webhook")
+		if err == nil {
+			s.hooks.Invalidate()
 		}
-		s.hooks.Invalidate()
-		s.log.Info("webhook updated", "request_id", c.reqID, "webhook", w.ID)
-	}
-	c.w.Header().Set("ETag", etag(w.Version))
-	c.ok(http.StatusOK, webhookView(w))
-	return nil
-}
-
-func (s *Server) deleteWebhook(c *call) error {
-	cur, err := s.loadWebhook(c)
-	if err != nil {
-		return err
-	}
-	ver, err := ifMatch(c.r, cur.Version)
-	if err != nil {
-		return err
-	}
-	if err := s.st.DeleteWebhook(c.team(), cur.ID, ver); err != nil {
-		return storeErr(err, "webhook")
-	}
-	s.hooks.Invalidate()
-	s.log.Info("webhook deleted", "request_id", c.reqID, "webhook", cur.ID)
-	c.ok(http.StatusOK, map[string]any{"id": cur.ID, "deleted": true})
-	return nil
+		return w, err
+	})
 }
 
 // rotateWebhookSecret replaces the signing secret. The old one stops
 // working at once: the next attempt of every queued delivery is signed
 // with the new one.
 func (s *Server) rotateWebhookSecret(c *call) error {
-	cur, err := s.loadWebhook(c)
+	cur, err := s.res.webhooks.load(c)
 	if err != nil {
 		return err
 	}
@@ -305,7 +244,7 @@ func (s *Server) rotateWebhookSecret(c *call) error {
 // (whatever its event types) and answers with its IDs; the outcome shows in
 // GET /webhooks/{id}/deliveries.
 func (s *Server) testWebhook(c *call) error {
-	w, err := s.loadWebhook(c)
+	w, err := s.res.webhooks.load(c)
 	if err != nil {
 		return err
 	}
@@ -366,7 +305,7 @@ var deliveryStatuses = []string{store.DeliveryPending, store.DeliverySucceeded, 
 // listDeliveries is GET /webhooks/{id}/deliveries: newest first, cursor
 // pagination, optional ?status=. Deliveries are kept 7 days.
 func (s *Server) listDeliveries(c *call) error {
-	w, err := s.loadWebhook(c)
+	w, err := s.res.webhooks.load(c)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,11 @@ var (
 	bIdempotencyExp = []byte("idempotency_exp") // be64(created nanos) || record key → nil
 )
 
+// IdempotencyTTL is how long an Idempotency-Key stands for its first
+// request (SPEC §3: 24 hours): the Sending and Management APIs replay
+// within it, and the retention sweep deletes records older than it.
+const IdempotencyTTL = 24 * time.Hour
+
 // Idempotency record states.
 const (
 	IdemInFlight = "in_flight" // the first request is still being served

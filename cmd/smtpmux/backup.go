@@ -11,27 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/store"
 )
 
-// backupHandler streams an online snapshot of the store to the operator
-// (GET /api/v1/operator/backup, Bearer operator token). api checks the
-// token as for the rest of the operator API (admin.Server.OperatorOnly).
-func backupHandler(st *store.Store, api *admin.Server) http.Handler {
-	return api.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A large store takes longer than the server's write timeout.
-		http.NewResponseController(w).SetWriteDeadline(time.Time{})
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Disposition", `attachment; filename="smtpmux-`+time.Now().UTC().Format("20060102T150405Z")+`.db"`)
-		if _, err := st.Backup(w); err != nil {
-			// Headers are gone; cutting the stream short tells the client.
-			panic(http.ErrAbortHandler)
-		}
-	}))
-}
-
-// backupCmd downloads a snapshot from a running daemon:
+// backupCmd downloads a snapshot from a running daemon (GET
+// /api/v1/operator/backup, an operator route of admin):
 // smtpmux backup --url http://127.0.0.1:8025 --out FILE (token from
 // SMTPMUX_OPERATOR_TOKEN or --token).
 func backupCmd(args []string, stdout, stderr io.Writer) int {

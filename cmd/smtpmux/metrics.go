@@ -90,16 +90,15 @@ func metricsMux(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-// outerMux serves the operator backup next to the API, and /metrics
-// behind the operator token when metrics is not nil (no [metrics]
-// listener configured). Without it, /metrics on this listener is the
+// outerMux serves the API, and /metrics behind the operator token when
+// metrics is not nil (no [metrics] listener configured). (The operator
+// backup is an API route: admin's operator_backup.go.) Without it, /metrics on this listener is the
 // API's JSON 404 like any unknown path.
-func outerMux(api *admin.Server, metrics http.Handler, backup http.Handler) http.Handler {
+func outerMux(api *admin.Server, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if metrics != nil {
 		mux.Handle("GET /metrics", api.OperatorOnly(metrics))
 	}
-	mux.Handle("GET /api/v1/operator/backup", backup)
 	mux.Handle("/", api)
 	return mux
 }

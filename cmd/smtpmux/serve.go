@@ -23,6 +23,7 @@ import (
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/shaping"
@@ -241,7 +242,6 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
 		AllowPrivateProviderHosts:  cfg.file.Providers.AllowPrivateHosts,
 		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
-		BodyRetention:              cfg.bodyRetention, LogRetention: cfg.logRetention,
 		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
 		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, SendBodyTimeout: cfg.sendBodyTimeout, AuthAttempts: d.smtp, TrackingListener: cfg.file.Tracking.Listen != "",
 		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
@@ -267,7 +267,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if cfg.file.Metrics.Listen == "" {
 		apiMetrics = metricsHandler(promReg)
 	}
-	d.http = &http.Server{Handler: outerMux(api, apiMetrics, backupHandler(st, api)), ReadHeaderTimeout: 10 * time.Second,
+	d.http = &http.Server{Handler: outerMux(api, apiMetrics), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	var tln, mln net.Listener
 	closeAll := func() {
@@ -332,9 +332,11 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	d.stopBackground = bgCancel
 	d.background.Add(3)
 	go func() { defer d.background.Done(); hooks.Run(bgCtx) }()
-	go func() { defer d.background.Done(); api.Sweeper().Run(bgCtx) }()
+	sweeper := jobs.NewSweeper(st, logger, nil, cfg.bodyRetention, cfg.logRetention)
+	go func() { defer d.background.Done(); sweeper.Run(bgCtx) }()
 	// The DNS re-check of domains; a pass cut by shutdown records nothing.
-	go func() { defer d.background.Done(); api.DomainChecker(cfg.recheckInterval).Run(bgCtx) }()
+	recheck := jobs.NewDomainChecker(st, cfg.file.DNS.Resolver, logger, nil, cfg.recheckInterval)
+	go func() { defer d.background.Done(); recheck.Run(bgCtx) }()
 	d.running.Store(true)
 	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
 	return d, nil

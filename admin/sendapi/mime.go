@@ -1,4 +1,4 @@
-package admin
+package sendapi
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"github.com/emersion/go-message/mail"
 )
 
-// buildMIME renders a validated message as the RFC 5322 bytes the relay
+// BuildMIME renders a validated message as the RFC 5322 bytes the relay
 // stores and sends, with go-message doing the encodings:
 //
 //   - text only or HTML only: a single text/plain or text/html part;
@@ -21,7 +21,7 @@ import (
 // characters are RFC 2047-encoded. Bcc is never written: it lives only in
 // the envelope. The result uses CRLF line ends throughout and ends with one,
 // as the relay requires.
-func buildMIME(in *sendInput, messageID string, now time.Time) ([]byte, error) {
+func BuildMIME(in *Message, messageID string, now time.Time) ([]byte, error) {
 	// go-message writes fields in the reverse order of setting, so they
 	// are set bottom-up to read naturally (Date, From, To, … on top).
 	var h mail.Header
@@ -70,14 +70,14 @@ func buildMIME(in *sendInput, messageID string, now time.Time) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func addr(a mailAddress) *mail.Address { return &mail.Address{Name: a.Name, Address: a.Email} }
+func addr(a Address) *mail.Address { return &mail.Address{Name: a.Name, Address: a.Email} }
 
 // textPart is one body alternative.
 type textPart struct {
 	mediaType, body string
 }
 
-func (in *sendInput) parts() []textPart {
+func (in *Message) parts() []textPart {
 	var ps []textPart
 	if in.Text != "" {
 		ps = append(ps, textPart{"text/plain", in.Text})
@@ -89,7 +89,7 @@ func (in *sendInput) parts() []textPart {
 }
 
 // writeBody writes a message without attachments.
-func writeBody(w io.Writer, h mail.Header, in *sendInput) error {
+func writeBody(w io.Writer, h mail.Header, in *Message) error {
 	ps := in.parts()
 	if len(ps) == 1 {
 		h.SetContentType(ps[0].mediaType, map[string]string{"charset": "utf-8"})
@@ -125,7 +125,7 @@ func writeParts(iw *mail.InlineWriter, ps []textPart) error {
 }
 
 // writeMixed writes a message with attachments.
-func writeMixed(w io.Writer, h mail.Header, in *sendInput) error {
+func writeMixed(w io.Writer, h mail.Header, in *Message) error {
 	mw, err := mail.CreateWriter(w, h)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func writeMixed(w io.Writer, h mail.Header, in *sendInput) error {
 		}
 		// Decoded a few KiB at a time straight into the part's base64
 		// encoder: the file is never held whole.
-		if _, err := io.Copy(aw, a.Content.reader()); err != nil {
+		if _, err := io.Copy(aw, a.Content.Reader()); err != nil {
 			return err
 		}
 		if err := aw.Close(); err != nil {

@@ -1,4 +1,4 @@
-package admin
+package sendapi
 
 import (
 	"bytes"
@@ -11,23 +11,23 @@ import (
 // decoded: decoding a large file whole, then encoding it again for MIME,
 // would hold it a third and a fourth time. The text is
 // checked in one streaming pass, the content sniffer reads the few decoded
-// bytes it needs through a ReaderAt, and buildMIME decodes it in pieces
+// bytes it needs through a ReaderAt, and BuildMIME decodes it in pieces
 // straight into the part's writer.
 
-// b64Content is an attachment's content: unpadded standard base64
+// Content is an attachment's content: unpadded standard base64
 // (base64.RawStdEncoding) without whitespace. It is a slice of the request
 // body when the JSON string had no escapes and no whitespace, which is what
 // every base64 encoder writes by default.
-type b64Content struct {
+type Content struct {
 	text []byte
 	size int64 // decoded bytes
 }
 
-// contentText extracts the characters of a JSON string literal, raw (with
+// ContentText extracts the characters of a JSON string literal, raw (with
 // its quotes). Without escapes it is a slice of raw; with them, a decoded
 // copy in which every escape that yields a non-ASCII character becomes a
 // byte base64 refuses (0xff), so such content is refused as before.
-func contentText(raw []byte) []byte {
+func ContentText(raw []byte) []byte {
 	s := raw[1 : len(raw)-1]
 	if bytes.IndexByte(s, '\\') < 0 {
 		return s
@@ -89,11 +89,11 @@ func hex4(h []byte) rune {
 	return r
 }
 
-// parseBase64 accepts standard base64, padded or not, wrapped at any width
+// ParseBase64 accepts standard base64, padded or not, wrapped at any width
 // (MIME tools wrap at 76): whitespace is dropped (copying the text only if
 // it has any), trailing padding trimmed, and the rest must decode. It
 // reports false for anything else, including an empty result.
-func parseBase64(s []byte) (b64Content, bool) {
+func ParseBase64(s []byte) (Content, bool) {
 	if bytes.ContainsAny(s, "\r\n \t") {
 		clean := make([]byte, 0, len(s))
 		for _, c := range s {
@@ -108,20 +108,23 @@ func parseBase64(s []byte) (b64Content, bool) {
 	// keeping what was decoded.
 	n, err := io.Copy(io.Discard, base64.NewDecoder(base64.RawStdEncoding, bytes.NewReader(s)))
 	if err != nil || n == 0 {
-		return b64Content{}, false
+		return Content{}, false
 	}
-	return b64Content{text: s, size: n}, true
+	return Content{text: s, size: n}, true
 }
 
-// reader decodes the content from the start.
-func (c b64Content) reader() io.Reader {
+// Size is the number of decoded bytes.
+func (c Content) Size() int64 { return c.size }
+
+// Reader decodes the content from the start.
+func (c Content) Reader() io.Reader {
 	return base64.NewDecoder(base64.RawStdEncoding, bytes.NewReader(c.text))
 }
 
 // ReadAt implements io.ReaderAt over the decoded content: four characters
 // of text are three bytes, so any offset is reached without decoding what
 // lies before it (the ZIP reader jumps to the end of the file and back).
-func (c b64Content) ReadAt(p []byte, off int64) (int, error) {
+func (c Content) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("negative offset")
 	}

@@ -1,52 +1,35 @@
-package admin
+// Package jobs holds smtpmux's periodic background work on the store that
+// is no HTTP handler's business: the retention sweep (Sweeper) and the
+// DNS re-check of sending domains (DomainChecker). cmd starts and stops
+// them; the Management API shares only CheckDomain, the one verification
+// step its POST /domains/{id}/verify runs on demand.
+//
+// It imports store and relay/dnscheck, nothing else of the project, so
+// that neither admin (HTTP) nor relay (delivery) has to own a ticker that
+// belongs to neither.
+package jobs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"time"
 
-	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // Retention defaults (config [retention] body / log) and the fixed
-// lifetimes of idempotency records (SPEC §3) and webhook deliveries
-// (SPEC §8).
+// lifetime of webhook deliveries (SPEC §8).
 const (
-	defaultBodyRetention = 72 * time.Hour
-	defaultLogRetention  = 30 * 24 * time.Hour
+	DefaultBodyRetention = 72 * time.Hour
+	DefaultLogRetention  = 30 * 24 * time.Hour
 	deliveryRetention    = 7 * 24 * time.Hour
 )
-
-// initSending completes New for the Sending API, idempotency and webhooks.
-func (s *Server) initSending() {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand failed: " + err.Error())
-	}
-	s.boot = hex.EncodeToString(b)
-	if s.opts.BodyRetention <= 0 {
-		s.opts.BodyRetention = defaultBodyRetention
-	}
-	if s.opts.LogRetention <= 0 {
-		s.opts.LogRetention = defaultLogRetention
-	}
-	s.hooks = s.opts.Webhooks
-	if s.hooks == nil {
-		s.hooks = webhook.New(webhook.Options{Store: s.st, Sealer: s.opts.Sealer, Logger: s.log, Now: s.opts.Now,
-			AllowPrivateTargets: s.opts.AllowPrivateWebhookTargets})
-	}
-}
-
-// Webhooks returns the dispatcher the server queues webhook events with.
-func (s *Server) Webhooks() *webhook.Dispatcher { return s.hooks }
 
 // Sweeper deletes expired data in the background: log records (and any
 // body left) of messages finished longer than LogRetention ago, bodies of
 // messages finished longer than BodyRetention ago, idempotency records
-// older than 24 hours and webhook deliveries older than 7 days.
+// older than store.IdempotencyTTL and webhook deliveries older than 7
+// days.
 //
 // Each pass deletes in batches of Batch records, one grouped commit per
 // batch with a Pause between batches, so a large backlog never holds the
@@ -73,11 +56,23 @@ type SweepStats struct {
 	RotatedSecrets int
 }
 
-// Sweeper returns the retention sweeper for this server's store and
-// options; cmd runs it with Run.
-func (s *Server) Sweeper() *Sweeper {
-	return &Sweeper{st: s.st, log: s.log, now: s.opts.Now, BodyRetention: s.opts.BodyRetention,
-		LogRetention: s.opts.LogRetention, Interval: 10 * time.Minute, Batch: 256, Pause: 20 * time.Millisecond}
+// NewSweeper returns the retention sweeper of st. A retention <= 0 takes
+// its default; log nil discards, now nil is time.Now.
+func NewSweeper(st *store.Store, log *slog.Logger, now func() time.Time, bodyRetention, logRetention time.Duration) *Sweeper {
+	if bodyRetention <= 0 {
+		bodyRetention = DefaultBodyRetention
+	}
+	if logRetention <= 0 {
+		logRetention = DefaultLogRetention
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Sweeper{st: st, log: log, now: now, BodyRetention: bodyRetention, LogRetention: logRetention,
+		Interval: 10 * time.Minute, Batch: 256, Pause: 20 * time.Millisecond}
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -121,7 +116,7 @@ func (w *Sweeper) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	if err == nil {
 		err = w.drain(ctx, &st.IdempotencyKeys, func() (int, bool, error) {
-			return w.st.SweepIdempotency(now.Add(-idempotencyTTL), w.Batch)
+			return w.st.SweepIdempotency(now.Add(-store.IdempotencyTTL), w.Batch)
 		})
 	}
 	if err == nil {

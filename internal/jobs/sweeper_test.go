@@ -1,0 +1,73 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// TestSweeperRetention: finished messages past the log retention go (and
+// only they: a message still queued is never swept, a younger one stays),
+// webhook deliveries older than 7 days go, and Run does a pass at once
+// and stops with its context.
+func TestSweeperRetention(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	put := func(created time.Time, done bool) string {
+		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, created), TeamID: "team_x", From: "a@example.com",
+			Status: state.MessagePending, NextAttemptAt: created, CreatedAt: created, UpdatedAt: created,
+			Recipients: []store.Recipient{{Address: "b@example.net", Status: state.MessagePending}}}
+		if err := st.Enqueue(m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			if _, err := st.UpdateMessage(m.ID, func(x *store.Message) error {
+				x.State, x.Status = store.StateDone, state.MessageSent
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m.ID
+	}
+	expired := put(now.Add(-11*24*time.Hour), true)
+	stuck := put(now.Add(-11*24*time.Hour), false) // still queued: never swept
+	kept := put(now.Add(-9*24*time.Hour), true)
+	// A delivery older than 7 days.
+	old := now.Add(-8 * 24 * time.Hour)
+	if err := st.EnqueueWebhookDeliveries([]*store.WebhookDelivery{{ID: store.NewIDAt(store.PrefixDelivery, old),
+		WebhookID: "twhk_x", Status: store.DeliveryFailed, CreatedAt: old}}); err != nil {
+		t.Fatal(err)
+	}
+	sw := NewSweeper(st, nil, func() time.Time { return now }, 0, 10*24*time.Hour)
+	if sw.BodyRetention != DefaultBodyRetention || sw.LogRetention != 10*24*time.Hour {
+		t.Fatalf("retention %v %v", sw.BodyRetention, sw.LogRetention)
+	}
+	stats, err := sw.Sweep(t.Context())
+	if err != nil || stats.Messages != 1 || stats.Deliveries != 1 {
+		t.Fatalf("%+v %v", stats, err)
+	}
+	if _, err := st.Message(expired); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired message: %v", err)
+	}
+	for _, id := range []string{stuck, kept} {
+		if _, err := st.Message(id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	// Run does a pass at once and stops with its context.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sw.Run(ctx); close(done) }()
+	cancel()
+	<-done
+}
