@@ -279,12 +279,16 @@ func (srv *Server) readBody(id string, r io.Reader) (head []byte, release func()
 	bp := bodyBufs.Get().(*[]byte)
 	buf := (*bp)[:cap(*bp)]
 	release = func() { bodyBufs.Put(bp) }
-	n, err := io.ReadFull(r, buf)
+	n, err := fill(r, buf)
 	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
+	case err == io.EOF:
 		// The common case: the whole message fits.
 		return buf[:n], release, nil, int64(n), nil
 	case err != nil:
+		// io.ErrUnexpectedEOF included: the connection ended before
+		// <CRLF>.<CRLF> (or inside a BDAT chunk). The client saw no 250
+		// and will send the message again, so the part it did send must
+		// not be queued.
 		release()
 		return nil, nil, nil, 0, dataError(err)
 	}
@@ -315,6 +319,24 @@ func (srv *Server) readBody(id string, r io.Reader) (head []byte, release func()
 		return fail(storageError(err, id))
 	}
 	return buf, release, spool, int64(len(buf)) + copied, nil
+}
+
+// fill reads into buf until it is full (err nil) or r ends. Unlike
+// io.ReadFull it passes on r's own error unchanged: io.EOF is the clean
+// end of the body (the DATA reader saw <CRLF>.<CRLF>, or BDAT LAST was
+// read whole), while io.ReadFull turns that into io.ErrUnexpectedEOF for
+// a body shorter than buf, the same error the DATA reader returns for a
+// connection that ended mid-body. Only r's io.EOF may end a message.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // bodyBufs holds DATA read buffers of InlineLimit+1 bytes, so a 2 KiB

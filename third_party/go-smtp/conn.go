@@ -1102,7 +1102,20 @@ func (c *Conn) handleBdat(arg string) {
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
+	copied, err := io.Copy(c.bdatPipe, chunk)
+	if err == nil && copied < int64(size) {
+		// smtpmux patch 10: the connection ended inside the chunk.
+		// io.Copy reports a short LimitReader as success, and after
+		// LAST the pipe would be closed cleanly, so the backend would
+		// take a cut-off message as whole. Fail the backend's read
+		// instead, wait until it is done with the reader (so nothing it
+		// does with the message races the end of the session), and end
+		// the session: there is no client left to answer.
+		c.bdatPipe.CloseWithError(io.ErrUnexpectedEOF)
+		<-c.dataResult
+		c.Close()
+		return
+	}
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.

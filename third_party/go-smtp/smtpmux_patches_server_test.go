@@ -3,6 +3,7 @@ package smtp_test
 import (
 	"bufio"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,57 @@ func TestServerCommandFilter(t *testing.T) {
 	}
 	if strings.Join(seen, " ") != "EHLO NOOP RSET VRFY NOOP" {
 		t.Fatalf("filter saw %q", seen)
+	}
+}
+
+// TestServerCutOffBodyFailsData: a connection that ends inside a BDAT
+// chunk (LAST or not), or inside DATA before <CRLF>.<CRLF>, fails the
+// backend's read with io.ErrUnexpectedEOF instead of ending the body
+// cleanly, and the server closes the connection (smtpmux patch 10).
+// Upstream's io.Copy took the short chunk as whole, and after LAST
+// closed the pipe cleanly: the backend stored a cut-off message.
+func TestServerCutOffBodyFailsData(t *testing.T) {
+	for _, tc := range []struct{ name, send string }{
+		{"BDAT LAST", "BDAT 200 LAST\r\nSubject: x\r\n\r\nhalf"},
+		{"BDAT", "BDAT 200\r\nSubject: x\r\n\r\nhalf"},
+		{"BDAT after a whole chunk", "BDAT 8\r\nHey <3\r\nBDAT 200 LAST\r\nhalf"},
+		{"DATA", "DATA\r\nSubject: x\r\n\r\nhalf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, s, c, scanner := testServerAuthenticated(t)
+			defer s.Close()
+			defer c.Close()
+			be.dataErrors = make(chan error, 1)
+			io.WriteString(c, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"+tc.send)
+			c.(*net.TCPConn).CloseWrite() // the client's side ends mid-body
+			select {
+			case err := <-be.dataErrors:
+				if err != io.ErrUnexpectedEOF {
+					t.Fatalf("backend's Data read ended with %v, want io.ErrUnexpectedEOF", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the backend's Data never ended")
+			}
+			// The server ends the session: the replies up to the cut,
+			// then EOF. No 250 for the body (a 250 Continue for a whole
+			// first chunk is fine; after DATA the backend's error is
+			// written to a client that has gone).
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var replies []string
+			for scanner.Scan() {
+				replies = append(replies, scanner.Text())
+			}
+			if err := scanner.Err(); err != nil {
+				t.Fatalf("the server did not close the connection: %v (replies %q)", err, replies)
+			}
+			for _, r := range replies[2:] { // after MAIL and RCPT
+				if strings.HasPrefix(r, "2") && !strings.HasPrefix(r, "250 2.0.0 Continue") {
+					t.Fatalf("reply %q to a cut-off body (all: %q)", r, replies)
+				}
+			}
+			if len(be.messages) != 0 {
+				t.Fatalf("a cut-off body was stored: %q", be.messages[0].Data)
+			}
+		})
 	}
 }
