@@ -112,6 +112,9 @@ type reservation struct {
 	at         time.Time
 	record     store.UsageRecord
 	probe      bool // the attempt a half-open breaker let through
+	// limits are the provider's limits at the pick, for complete to tell
+	// whether a give back opens a full window.
+	limits routing.Limits
 }
 
 // pick chooses a provider for m and reserves its capacity, atomically.
@@ -152,7 +155,7 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			probe := st.breaker.HalfOpen(now)
 			st.probing = st.probing || probe
 			u := st.usage
-			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, record: store.UsageRecord{
+			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: h.limits(p, team), record: store.UsageRecord{
 				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
 				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 		}
@@ -207,17 +210,34 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 
 // complete ends a reservation; consumed reports whether the upstream got
 // the message (a failure before the body went out returns the capacity).
-func (h *health) complete(r *reservation, consumed bool, now time.Time) {
+// It reports whether the provider's team should be woken: messages may
+// have parked behind what just ended, with nothing else to wake them —
+// behind a half-open probe (they park without a due time of their own:
+// only the probe's end decides), or behind a full quota window this
+// reservation was the last unit of and now gives back.
+func (h *health) complete(r *reservation, consumed bool, now time.Time) (wake bool) {
 	if r == nil {
-		return
+		return false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(r.providerID)
+	full := false
+	if !consumed {
+		full, _ = st.usage.Check(r.providerID, r.limits, 1, now)
+		full = !full
+	}
 	st.usage.Complete(r.n, r.at, consumed, now)
+	if full {
+		// Only a window that was full and now has room wakes: a give
+		// back into a window with room helps no one that waits.
+		wake, _ = st.usage.Check(r.providerID, r.limits, 1, now)
+	}
 	if r.probe {
 		st.probing = false
+		wake = true
 	}
+	return wake
 }
 
 // outcome feeds an attempt's result to the provider's breaker and reports

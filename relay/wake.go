@@ -65,26 +65,42 @@ func (s *Scheduler) ProviderRecovered(teamID, providerID string) {
 	s.Wake(teamID)
 }
 
-// wakeOnProviderChange wakes every team with waiting messages when the
-// store's provider counter moved since *gen (and at the first turn: the
-// breaker state did not survive a restart, so what pulled their providers
-// is forgotten).
+// wakeOnProviderChange wakes the teams whose providers were written since
+// the last turn (store.ProviderChangedTeams): a change to one team's
+// providers cannot help another team's messages, so other teams' waiting
+// entries are not touched. A changed team is woken even when it has no
+// waiting entry yet: its wake generation moves, so a park whose pick ran
+// before the change leaves its message due now. (The provider write
+// itself counted up the generation too, in its transaction; this wake
+// covers a pick that read the provider cache before it was reloaded.) At
+// the first turn (*gen < 0) every team with waiting messages is woken as
+// well: the breaker state did not survive a restart, so what pulled their
+// providers is forgotten.
 func (s *Scheduler) wakeOnProviderChange(gen *int64) {
 	g := s.store.ProvidersGen()
 	if g == *gen {
 		return
 	}
-	teams, err := s.store.WaitingTeams()
-	if err != nil {
-		s.log.Error("listing teams with waiting messages failed", "err", err)
-		return // looked at again at the next turn
+	var teams []string
+	if *gen < 0 {
+		var err error
+		if teams, err = s.store.WaitingTeams(); err != nil {
+			s.log.Error("listing teams with waiting messages failed", "err", err)
+			return // looked at again at the next turn
+		}
 	}
+	teams = append(teams, s.store.ProviderChangedTeams()...)
 	*gen = g
+	seen := make(map[string]bool, len(teams))
 	// Side by side, so that the committer folds the teams' wakes into a
 	// few transactions instead of one fsync after another.
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, wakeParallel)
 	for _, team := range teams {
+		if seen[team] {
+			continue
+		}
+		seen[team] = true
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {

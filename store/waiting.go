@@ -21,8 +21,8 @@ import (
 //
 //	team id ‖ 0x00 ‖ message id → be64(due entry's nanos) ‖ be64(NextAttemptAt's nanos)
 //
-// (schema 4; before, the value was empty and the due entry always at
-// NextAttemptAt: migrateWaitingDue fills it in). When something may make one of the
+// (schema 5; under schema 4 the value was empty and the due entry always
+// at NextAttemptAt: migrateWaitingDue, step 4 → 5, fills it in). When something may make one of the
 // team's providers usable earlier, WakeTeam moves every such due entry to
 // now in one index-only transaction and the scheduler's loop finds them
 // due. A woken message whose pick still finds nothing goes back to its
@@ -37,6 +37,13 @@ import (
 // Park and wake are both transactions of the one committer, so one of
 // them comes first: either the wake sees the parked entry, or the park
 // sees the new generation.
+//
+// Every provider write counts up its team's generation in its own
+// transaction as well (bumpWakeGen): a pick that ran before an operator
+// added or activated a provider parks due now, even when the team had no
+// waiting entry yet for the scheduler's wake to move. The store also
+// remembers which teams' providers changed (ProviderChangedTeams), so the
+// scheduler wakes only those teams, not every team with waiting mail.
 var (
 	bWaiting = []byte("waiting")
 	bWakeGen = []byte("wake_gen") // team id → be64 count of wakes
@@ -106,6 +113,48 @@ func wakeGen(tx *bolt.Tx, teamID string) uint64 {
 		}
 	}
 	return 0
+}
+
+// bumpWakeGen counts up the team's wake generation in tx.
+func bumpWakeGen(tx *bolt.Tx, teamID string) error {
+	gb, err := tx.CreateBucketIfNotExists(bWakeGen)
+	if err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], wakeGen(tx, teamID)+1)
+	return gb.Put([]byte(teamID), v[:])
+}
+
+// providersChanged is called after every provider write: the provider
+// counter moves (readers reload their caches), and a committed write
+// (err nil) records its team for ProviderChangedTeams. The team goes in
+// before the counter moves, so a reader that sees the new counter finds
+// it.
+func (s *Store) providersChanged(err error, teamID string) {
+	if err == nil && teamID != "" {
+		s.changedMu.Lock()
+		if s.changedTeams == nil {
+			s.changedTeams = map[string]struct{}{}
+		}
+		s.changedTeams[teamID] = struct{}{}
+		s.changedMu.Unlock()
+	}
+	s.providersGen.Add(1)
+}
+
+// ProviderChangedTeams returns, and forgets, the teams whose providers
+// were written since the last call. The scheduler wakes those teams only:
+// a change to one team's providers cannot make another team's usable.
+func (s *Store) ProviderChangedTeams() []string {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	teams := make([]string, 0, len(s.changedTeams))
+	for t := range s.changedTeams {
+		teams = append(teams, t)
+	}
+	clear(s.changedTeams)
+	return teams
 }
 
 // WakeGen returns the team's wake generation. The scheduler reads it
@@ -179,13 +228,7 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 		err := s.update(func(tx *bolt.Tx) error {
 			n, last, more = 0, nil, false
 			if first {
-				gb, err := tx.CreateBucketIfNotExists(bWakeGen)
-				if err != nil {
-					return err
-				}
-				var v [8]byte
-				binary.BigEndian.PutUint64(v[:], wakeGen(tx, teamID)+1)
-				if err := gb.Put([]byte(teamID), v[:]); err != nil {
+				if err := bumpWakeGen(tx, teamID); err != nil {
 					return err
 				}
 			}
@@ -265,10 +308,10 @@ func (s *Store) WaitingTeams() ([]string, error) {
 	return teams, err
 }
 
-// migrateWaitingDue is step 3 → 4: waiting entries get their value (due
+// migrateWaitingDue is step 4 → 5: waiting entries get their value (due
 // entry and NextAttemptAt, both NextAttemptAt then, since no wake moved
 // them), so that a wake can move them without reading the records; an
-// entry whose message no longer waits is dropped. A binary before step 4
+// entry whose message no longer waits is dropped. A binary before step 5
 // must not open the file: it would not know a woken entry's due time and
 // leave a stray entry in bDue.
 func migrateWaitingDue(tx *bolt.Tx) error {
