@@ -15,9 +15,10 @@ import (
 // the safety net: nothing depends on a wake arriving.
 //
 // When something makes a provider usable earlier (an operator's
-// successful connection test clears the breaker, a half-open probe gets
-// through, a provider is activated, edited or added, a limit is raised),
-// the team is woken: an index-only store write (one transaction per
+// successful connection test clears the breaker, a half-open probe ends,
+// an attempt that failed before its body went out hands a full window's
+// unit back, one of the team's providers is activated, edited or added, a
+// limit is raised), that team — only that one — is woken: an index-only store write (one transaction per
 // 4,096 messages) makes all its waiting messages due now, then the loop
 // is kicked and re-picks them like any due message. One that still finds
 // nothing goes back to its own due time without its record being
@@ -27,7 +28,9 @@ import (
 //
 // A message whose pick ran just before a wake and whose park lands just
 // after it is not left behind: the store orders the two (see
-// store.ParkMessage), so there is nothing to remember here.
+// store.ParkMessage), so there is nothing to remember here. A provider
+// write counts up its team's wake generation in its own transaction, so
+// the same holds for a pick that ran before an operator's change.
 
 // wakePoll is how often Run looks at the store's provider counter: provider
 // writes through the API or the CLI reach the scheduler that way.
