@@ -99,9 +99,9 @@ func (s *Scheduler) attempt(id string) {
 		return nil
 	}, res.providerID, res.record)
 	if err != nil {
-		wake := s.health.complete(res, false, s.now())
-		if wake && !storeTrouble(err) {
-			s.Wake(m0.TeamID) // the probe or the unit it held is free again
+		need := s.health.complete(res, false, s.now())
+		if !storeTrouble(err) {
+			s.wakeFor(m0.TeamID, need) // the probe or the unit it held is free again
 		}
 		if storeTrouble(err) {
 			// The message is still queued and due: pause dispatch rather
@@ -144,11 +144,9 @@ func (s *Scheduler) attempt(id string) {
 	body.Release()
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
-		wake := s.health.complete(res, false, s.now())
+		need := s.health.complete(res, false, s.now())
 		s.requeue(id, s.now(), gen) // shutdown cut it before the body went out
-		if wake {
-			s.Wake(m.TeamID) // for whoever runs next: the probe or the unit is free
-		}
+		s.wakeFor(m.TeamID, need)   // for whoever runs next: the probe or the unit is free
 		return
 	}
 	s.finish(m, prov, res, out)

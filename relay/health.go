@@ -210,34 +210,59 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 
 // complete ends a reservation; consumed reports whether the upstream got
 // the message (a failure before the body went out returns the capacity).
-// It reports whether the provider's team should be woken: messages may
-// have parked behind what just ended, with nothing else to wake them —
-// behind a half-open probe (they park without a due time of their own:
-// only the probe's end decides), or behind a full quota window this
-// reservation was the last unit of and now gives back.
-func (h *health) complete(r *reservation, consumed bool, now time.Time) (wake bool) {
+// It says whom to wake of the provider's team: messages may have parked
+// behind what just ended, with nothing else to wake them early.
+func (h *health) complete(r *reservation, consumed bool, now time.Time) wakeNeed {
 	if r == nil {
-		return false
+		return wakeNeed{}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(r.providerID)
+	// Only the minute, hour and day windows: a message held by the
+	// per-second one is due within a second anyway.
+	l := r.limits
+	l[routing.Second] = nil
 	full := false
 	if !consumed {
-		full, _ = st.usage.Check(r.providerID, r.limits, 1, now)
-		full = !full
+		room, _ := st.usage.Check(r.providerID, l, 1, now)
+		full = !room
 	}
 	st.usage.Complete(r.n, r.at, consumed, now)
+	var need wakeNeed
 	if full {
 		// Only a window that was full and now has room wakes: a give
 		// back into a window with room helps no one that waits.
-		wake, _ = st.usage.Check(r.providerID, r.limits, 1, now)
+		if room, _ := st.usage.Check(r.providerID, l, 1, now); room {
+			need.some = r.n
+		}
 	}
 	if r.probe {
+		// Messages held behind a half-open probe park with no due time
+		// of their own: only its end decides, whatever the end was.
 		st.probing = false
-		wake = true
+		need.all = true
 	}
-	return wake
+	return need
+}
+
+// wakeNeed is whom complete asks to wake: the whole team (all), or at
+// most some of its waiting messages (the units handed back: waking the
+// whole queue for one unit would cost a write per waiting message at
+// every such failure).
+type wakeNeed struct {
+	all  bool
+	some int
+}
+
+// wakeFor wakes the team as complete asked.
+func (s *Scheduler) wakeFor(teamID string, need wakeNeed) {
+	switch {
+	case need.all:
+		s.Wake(teamID)
+	case need.some > 0:
+		s.wakeUpTo(teamID, need.some)
+	}
 }
 
 // outcome feeds an attempt's result to the provider's breaker and reports

@@ -41,11 +41,15 @@ const wakePoll = time.Second
 // provider), and kicks the loop. A team none of whose providers could take
 // a message now is left alone, so a change that helps nobody costs no
 // writes.
-func (s *Scheduler) Wake(teamID string) {
+func (s *Scheduler) Wake(teamID string) { s.wakeUpTo(teamID, 0) }
+
+// wakeUpTo is Wake for at most limit of the team's waiting messages (0:
+// all; store.WakeTeamUpTo).
+func (s *Scheduler) wakeUpTo(teamID string, limit int) {
 	if !s.teamUsable(teamID) {
 		return
 	}
-	if _, err := s.store.WakeTeam(teamID, s.now()); err != nil {
+	if _, err := s.store.WakeTeamUpTo(teamID, s.now(), limit); err != nil {
 		// The waiting messages keep their own due times: late, not lost.
 		s.log.Error("waking waiting messages failed", "team", teamID, "err", err)
 	}

@@ -81,3 +81,49 @@ func TestProviderWritesCountTheirTeamsWakeGen(t *testing.T) {
 		t.Errorf("a refused write named teams %v", teams)
 	}
 }
+
+// WakeTeamUpTo moves at most limit of the team's waiting entries, oldest
+// ids first, counting entries already due; the rest keep their due times.
+func TestWakeTeamUpToBounded(t *testing.T) {
+	for _, chunk := range []int{wakeChunk, 2} {
+		t.Run("chunk", func(t *testing.T) {
+			saved := wakeChunk
+			wakeChunk = chunk
+			defer func() { wakeChunk = saved }()
+			testWakeTeamUpToBounded(t)
+		})
+	}
+}
+
+func testWakeTeamUpToBounded(t *testing.T) {
+	s, _ := openTest(t)
+	now := time.Now()
+	ids := enqueueN(t, s, 5, now) // team_x
+	later := now.Add(time.Hour)
+	for _, id := range ids {
+		park(t, s, id, later)
+	}
+	wake := now.Add(time.Second)
+	moved, err := s.WakeTeamUpTo("team_x", wake, 2)
+	if err != nil || moved != 2 {
+		t.Fatalf("moved %d (%v), want 2", moved, err)
+	}
+	sorted := slices.Sorted(slices.Values(ids))
+	due := dueTimes(t, s)
+	for i, id := range sorted {
+		want := later
+		if i < 2 {
+			want = wake
+		}
+		if !due[id].Equal(want) {
+			t.Errorf("message %d due %v, want %v", i, due[id], want)
+		}
+	}
+	// The two already due count: a limit of 3 moves one more.
+	if moved, err := s.WakeTeamUpTo("team_x", wake, 3); err != nil || moved != 1 {
+		t.Fatalf("second wake moved %d (%v), want 1", moved, err)
+	}
+	if moved, err := s.WakeTeam("team_x", wake); err != nil || moved != 2 {
+		t.Fatalf("full wake moved %d (%v), want the last 2", moved, err)
+	}
+}

@@ -219,14 +219,24 @@ func moveDue(tx *bolt.Tx, id string, from, to time.Time) error {
 // ParkMessage); one committed before it is in the index the later
 // transactions walk.
 func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
+	return s.WakeTeamUpTo(teamID, now, 0)
+}
+
+// WakeTeamUpTo is WakeTeam for at most limit waiting messages (0: all),
+// oldest ids first; entries already due count towards the limit (they
+// will be picked anyway). It is for a cause that helps only a few
+// messages (one quota unit handed back): waking the team's whole queue
+// for it would cost a write per waiting message each time.
+func (s *Store) WakeTeamUpTo(teamID string, now time.Time, limit int) (moved int, err error) {
 	prefix := waitingKey(teamID, "")
 	after, first := prefix, true
+	seen := 0
 	for {
-		var n int
+		var n, walked int
 		var last []byte
 		more := false
 		err := s.update(func(tx *bolt.Tx) error {
-			n, last, more = 0, nil, false
+			n, walked, last, more = 0, 0, nil, false
 			if first {
 				if err := bumpWakeGen(tx, teamID); err != nil {
 					return err
@@ -246,12 +256,13 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 				k, v = c.Next()
 			}
 			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if len(page) == wakeChunk {
-					more = true
+				if len(page) == wakeChunk || limit > 0 && seen+len(page) == limit {
+					more = len(page) == wakeChunk
 					break
 				}
 				page = append(page, entry{bytes.Clone(k), bytes.Clone(v)})
 			}
+			walked = len(page)
 			for _, e := range page {
 				last = e.k
 				id := string(e.k[len(prefix):])
@@ -277,6 +288,7 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 		}
 		first = false
 		moved += n
+		seen += walked
 		if !more {
 			return moved, nil
 		}
