@@ -26,12 +26,16 @@ const noProviderDelay = time.Second
 // returns to its own due time without a record write (store.Repark).
 func (s *Scheduler) attempt(id string) {
 	m, err := s.store.Message(id)
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("loading message failed", "msg_id", id, "err", err)
 		return
 	}
-	if m.State != store.StateQueued {
-		return // finished or claimed meanwhile
+	if err != nil || m.State != store.StateQueued {
+		// Found due but missing or not queued: its due entry is stray.
+		// The loop reads nothing but the due index, so left there it
+		// would be found again at every turn.
+		s.dropStrayDue(id)
+		return
 	}
 	// Read before anything the pick looks at: a wake after this read is
 	// seen by the park (store.ParkMessage), one before it by the pick.
@@ -95,7 +99,10 @@ func (s *Scheduler) attempt(id string) {
 		return nil
 	}, res.providerID, res.record)
 	if err != nil {
-		s.health.complete(res, false, s.now())
+		need := s.health.complete(res, false, s.now())
+		if !storeTrouble(err) {
+			s.wakeFor(m0.TeamID, need) // the probe or the unit it held is free again
+		}
 		if storeTrouble(err) {
 			// The message is still queued and due: pause dispatch rather
 			// than claim it (and every other one) again at once.
@@ -137,14 +144,31 @@ func (s *Scheduler) attempt(id string) {
 	body.Release()
 	out.duration = s.now().Sub(started)
 	if out.interrupted {
-		s.health.complete(res, false, s.now())
+		need := s.health.complete(res, false, s.now())
 		s.requeue(id, s.now(), gen) // shutdown cut it before the body went out
+		s.wakeFor(m.TeamID, need)   // for whoever runs next: the probe or the unit is free
 		return
 	}
 	s.finish(m, prov, res, out)
 }
 
 var errNotQueued = errors.New("message is not queued")
+
+// dropStrayDue deletes the due entries of message id, which the loop found
+// due although the message is missing or not queued (store.DropStrayDue
+// checks that again in its transaction).
+func (s *Scheduler) dropStrayDue(id string) {
+	n, err := s.store.DropStrayDue(id, s.now())
+	if err != nil {
+		wait := s.gate.failed(s.now()) // pause dispatch rather than spin on it
+		s.log.Error("dropping a stray due entry failed", "msg_id", id, "err", err,
+			"dispatch_paused_ms", wait.Milliseconds())
+		return
+	}
+	if n > 0 {
+		s.log.Warn("stray due entry dropped", "msg_id", id, "entries", n)
+	}
+}
 
 // outcome is the classified result of one attempt.
 type outcome struct {

@@ -14,7 +14,7 @@ import (
 // finish records an attempt's outcome on the message and the provider.
 func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservation, out outcome) {
 	now := s.now().UTC()
-	s.health.complete(res, out.bodySent, now)
+	need := s.health.complete(res, out.bodySent, now)
 	outcomeLabel := "sent"
 	if !out.ok {
 		outcomeLabel = out.class.String()
@@ -31,6 +31,13 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.log.Info("provider back in rotation after a successful attempt", "event", "provider_recovered",
 			"provider", prov.ID, "team", prov.TeamID)
 		s.Wake(prov.TeamID)
+	} else {
+		// A probe that ended any other way (the breaker still half-open
+		// lets the next one through), or quota handed back: messages
+		// parked behind it have nothing else to wake them early. After
+		// the breaker heard the outcome, so a re-pulled provider wakes
+		// no one (Wake checks the team has a usable provider).
+		s.wakeFor(prov.TeamID, need)
 	}
 	if out.ok {
 		s.used.Touch(prov.ID, now)

@@ -112,6 +112,9 @@ type reservation struct {
 	at         time.Time
 	record     store.UsageRecord
 	probe      bool // the attempt a half-open breaker let through
+	// limits are the provider's limits at the pick, for complete to tell
+	// whether a give back opens a full window.
+	limits routing.Limits
 }
 
 // pick chooses a provider for m and reserves its capacity, atomically.
@@ -152,7 +155,7 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			probe := st.breaker.HalfOpen(now)
 			st.probing = st.probing || probe
 			u := st.usage
-			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, record: store.UsageRecord{
+			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: h.limits(p, team), record: store.UsageRecord{
 				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
 				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 		}
@@ -207,16 +210,58 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 
 // complete ends a reservation; consumed reports whether the upstream got
 // the message (a failure before the body went out returns the capacity).
-func (h *health) complete(r *reservation, consumed bool, now time.Time) {
+// It says whom to wake of the provider's team: messages may have parked
+// behind what just ended, with nothing else to wake them early.
+func (h *health) complete(r *reservation, consumed bool, now time.Time) wakeNeed {
 	if r == nil {
-		return
+		return wakeNeed{}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(r.providerID)
+	// Only the minute, hour and day windows: a message held by the
+	// per-second one is due within a second anyway.
+	l := r.limits
+	l[routing.Second] = nil
+	full := false
+	if !consumed {
+		room, _ := st.usage.Check(r.providerID, l, 1, now)
+		full = !room
+	}
 	st.usage.Complete(r.n, r.at, consumed, now)
+	var need wakeNeed
+	if full {
+		// Only a window that was full and now has room wakes: a give
+		// back into a window with room helps no one that waits.
+		if room, _ := st.usage.Check(r.providerID, l, 1, now); room {
+			need.some = r.n
+		}
+	}
 	if r.probe {
+		// Messages held behind a half-open probe park with no due time
+		// of their own: only its end decides, whatever the end was.
 		st.probing = false
+		need.all = true
+	}
+	return need
+}
+
+// wakeNeed is whom complete asks to wake: the whole team (all), or at
+// most some of its waiting messages (the units handed back: waking the
+// whole queue for one unit would cost a write per waiting message at
+// every such failure).
+type wakeNeed struct {
+	all  bool
+	some int
+}
+
+// wakeFor wakes the team as complete asked.
+func (s *Scheduler) wakeFor(teamID string, need wakeNeed) {
+	switch {
+	case need.all:
+		s.Wake(teamID)
+	case need.some > 0:
+		s.wakeUpTo(teamID, need.some)
 	}
 }
 

@@ -97,6 +97,13 @@ func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (
 		if err := ungroupProviders(tx, teamID, id, now, &res); err != nil {
 			return err
 		}
+		if len(res.MovedProviders) > 0 {
+			// A provider left the group: a scope naming it no longer
+			// holds it, which may change what a waiting message can use.
+			if err := bumpWakeGen(tx, teamID); err != nil {
+				return err
+			}
+		}
 		return scopesNaming(tx, teamID, id, &res)
 	})
 	if err != nil {
@@ -105,7 +112,7 @@ func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (
 	if len(res.MovedProviders) > 0 {
 		// After the commit, so a reader that sees the new generation
 		// also sees the new provider records.
-		s.providersGen.Add(1)
+		s.providersChanged(nil, teamID)
 	}
 	return &res, nil
 }

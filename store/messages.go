@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
@@ -279,6 +280,42 @@ func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) (ids []
 		return nil
 	})
 	return ids, next, err
+}
+
+// DropStrayDue deletes the due entries of message id at or before upTo if
+// the message is missing or not queued: such an entry is stray (the due
+// index should only hold queued messages), and the scheduler, which reads
+// nothing but this index, would otherwise find it due at every turn. A
+// queued message's entries are left alone. It returns how many entries it
+// deleted. Only entries up to upTo are looked at: the scheduler found the
+// id due, so its entry is there, and the walk stays short.
+func (s *Store) DropStrayDue(id string, upTo time.Time) (dropped int, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		dropped = 0
+		var m Message
+		switch err := getJSON(tx.Bucket(bMessages), id, &m); {
+		case err == nil && m.State == StateQueued:
+			return nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return err
+		}
+		end := uint64(upTo.UnixNano())
+		var stray [][]byte
+		c := tx.Bucket(bDue).Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[:8]) <= end; k, _ = c.Next() {
+			if string(k[8:]) == id {
+				stray = append(stray, bytes.Clone(k))
+			}
+		}
+		for _, k := range stray {
+			if err := tx.Bucket(bDue).Delete(k); err != nil {
+				return err
+			}
+		}
+		dropped = len(stray)
+		return nil
+	})
+	return dropped, err
 }
 
 // Inflight lists messages whose attempt was in progress, i.e. after a

@@ -87,8 +87,13 @@ type Provider struct {
 
 // CreateProvider stores a new provider.
 func (s *Store) CreateProvider(p *Provider) error {
-	err := s.update(func(tx *bolt.Tx) error { return createTeamRecord(tx, kindProviders, p) })
-	s.providersGen.Add(1)
+	err := s.update(func(tx *bolt.Tx) error {
+		if err := createTeamRecord(tx, kindProviders, p); err != nil {
+			return err
+		}
+		return bumpWakeGen(tx, p.TeamID)
+	})
+	s.providersChanged(err, p.TeamID)
 	return err
 }
 
@@ -131,29 +136,41 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 	var out *Provider
 	err := s.update(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindProviders, teamID, id, ifVersion, fn)
-		return err
+		if err != nil {
+			return err
+		}
+		return bumpWakeGen(tx, out.TeamID)
 	})
-	s.providersGen.Add(1)
 	if err != nil {
+		s.providersChanged(err, "")
 		return nil, err
 	}
+	s.providersChanged(nil, out.TeamID)
 	return out, nil
 }
 
 // DeleteProvider removes a team's provider. Messages keep its ID in their
 // attempts; the scheduler simply no longer finds it.
 func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
-	defer s.providersGen.Add(1)
-	return s.update(func(tx *bolt.Tx) error {
-		_, err := deleteTeamRecord[Provider](tx, kindProviders, teamID, id, ifVersion)
-		return err
+	var owner string
+	err := s.update(func(tx *bolt.Tx) error {
+		p, err := deleteTeamRecord[Provider](tx, kindProviders, teamID, id, ifVersion)
+		if err != nil {
+			return err
+		}
+		owner = p.TeamID
+		return bumpWakeGen(tx, owner)
 	})
+	s.providersChanged(err, owner)
+	return err
 }
 
 // SetProviderToken replaces a connected account's sealed OAuth token after
 // a refresh. It does not bump Version: a token refresh is not an edit (it
 // must not break an operator's If-Match, nor rebuild the live provider
-// whose token source made the refresh).
+// whose token source made the refresh), nor a change of usability (the
+// provider that refreshed it was usable before and is after), so it wakes
+// no one and leaves the team's wake generation alone.
 func (s *Store) SetProviderToken(id string, sealed []byte) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bProviders)

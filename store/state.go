@@ -59,6 +59,8 @@ type ProviderState interface {
 	SetProviderToken(id string, sealed []byte) error
 	TouchProvider(id string, at time.Time) error
 	ProvidersGen() int64
+	// ProviderChangedTeams drains the teams whose providers changed.
+	ProviderChangedTeams() []string
 }
 
 // GroupState holds delivery groups.

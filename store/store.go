@@ -58,6 +58,10 @@ type Store struct {
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
+	// changedTeams holds the teams whose providers were written since the
+	// scheduler last asked (ProviderChangedTeams), under changedMu.
+	changedMu    sync.Mutex
+	changedTeams map[string]struct{}
 	// lastTrim is when the committer last dropped the memory map's
 	// resident pages (trimMapped); only the committer touches it.
 	lastTrim time.Time

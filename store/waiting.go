@@ -21,8 +21,8 @@ import (
 //
 //	team id ‖ 0x00 ‖ message id → be64(due entry's nanos) ‖ be64(NextAttemptAt's nanos)
 //
-// (schema 4; before, the value was empty and the due entry always at
-// NextAttemptAt: migrateWaitingDue fills it in). When something may make one of the
+// (schema 5; under schema 4 the value was empty and the due entry always
+// at NextAttemptAt: migrateWaitingDue, step 4 → 5, fills it in). When something may make one of the
 // team's providers usable earlier, WakeTeam moves every such due entry to
 // now in one index-only transaction and the scheduler's loop finds them
 // due. A woken message whose pick still finds nothing goes back to its
@@ -37,6 +37,13 @@ import (
 // Park and wake are both transactions of the one committer, so one of
 // them comes first: either the wake sees the parked entry, or the park
 // sees the new generation.
+//
+// Every provider write counts up its team's generation in its own
+// transaction as well (bumpWakeGen): a pick that ran before an operator
+// added or activated a provider parks due now, even when the team had no
+// waiting entry yet for the scheduler's wake to move. The store also
+// remembers which teams' providers changed (ProviderChangedTeams), so the
+// scheduler wakes only those teams, not every team with waiting mail.
 var (
 	bWaiting = []byte("waiting")
 	bWakeGen = []byte("wake_gen") // team id → be64 count of wakes
@@ -108,6 +115,48 @@ func wakeGen(tx *bolt.Tx, teamID string) uint64 {
 	return 0
 }
 
+// bumpWakeGen counts up the team's wake generation in tx.
+func bumpWakeGen(tx *bolt.Tx, teamID string) error {
+	gb, err := tx.CreateBucketIfNotExists(bWakeGen)
+	if err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], wakeGen(tx, teamID)+1)
+	return gb.Put([]byte(teamID), v[:])
+}
+
+// providersChanged is called after every provider write: the provider
+// counter moves (readers reload their caches), and a committed write
+// (err nil) records its team for ProviderChangedTeams. The team goes in
+// before the counter moves, so a reader that sees the new counter finds
+// it.
+func (s *Store) providersChanged(err error, teamID string) {
+	if err == nil && teamID != "" {
+		s.changedMu.Lock()
+		if s.changedTeams == nil {
+			s.changedTeams = map[string]struct{}{}
+		}
+		s.changedTeams[teamID] = struct{}{}
+		s.changedMu.Unlock()
+	}
+	s.providersGen.Add(1)
+}
+
+// ProviderChangedTeams returns, and forgets, the teams whose providers
+// were written since the last call. The scheduler wakes those teams only:
+// a change to one team's providers cannot make another team's usable.
+func (s *Store) ProviderChangedTeams() []string {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	teams := make([]string, 0, len(s.changedTeams))
+	for t := range s.changedTeams {
+		teams = append(teams, t)
+	}
+	clear(s.changedTeams)
+	return teams
+}
+
 // WakeGen returns the team's wake generation. The scheduler reads it
 // before a pick and hands it to ParkMessage or Repark.
 func (s *Store) WakeGen(teamID string) (gen uint64, err error) {
@@ -170,22 +219,26 @@ func moveDue(tx *bolt.Tx, id string, from, to time.Time) error {
 // ParkMessage); one committed before it is in the index the later
 // transactions walk.
 func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
+	return s.WakeTeamUpTo(teamID, now, 0)
+}
+
+// WakeTeamUpTo is WakeTeam for at most limit waiting messages (0: all),
+// oldest ids first; entries already due count towards the limit (they
+// will be picked anyway). It is for a cause that helps only a few
+// messages (one quota unit handed back): waking the team's whole queue
+// for it would cost a write per waiting message each time.
+func (s *Store) WakeTeamUpTo(teamID string, now time.Time, limit int) (moved int, err error) {
 	prefix := waitingKey(teamID, "")
 	after, first := prefix, true
+	seen := 0
 	for {
-		var n int
+		var n, walked int
 		var last []byte
 		more := false
 		err := s.update(func(tx *bolt.Tx) error {
-			n, last, more = 0, nil, false
+			n, walked, last, more = 0, 0, nil, false
 			if first {
-				gb, err := tx.CreateBucketIfNotExists(bWakeGen)
-				if err != nil {
-					return err
-				}
-				var v [8]byte
-				binary.BigEndian.PutUint64(v[:], wakeGen(tx, teamID)+1)
-				if err := gb.Put([]byte(teamID), v[:]); err != nil {
+				if err := bumpWakeGen(tx, teamID); err != nil {
 					return err
 				}
 			}
@@ -203,12 +256,13 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 				k, v = c.Next()
 			}
 			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				if len(page) == wakeChunk {
-					more = true
+				if len(page) == wakeChunk || limit > 0 && seen+len(page) == limit {
+					more = len(page) == wakeChunk
 					break
 				}
 				page = append(page, entry{bytes.Clone(k), bytes.Clone(v)})
 			}
+			walked = len(page)
 			for _, e := range page {
 				last = e.k
 				id := string(e.k[len(prefix):])
@@ -234,6 +288,7 @@ func (s *Store) WakeTeam(teamID string, now time.Time) (moved int, err error) {
 		}
 		first = false
 		moved += n
+		seen += walked
 		if !more {
 			return moved, nil
 		}
@@ -265,10 +320,10 @@ func (s *Store) WaitingTeams() ([]string, error) {
 	return teams, err
 }
 
-// migrateWaitingDue is step 3 → 4: waiting entries get their value (due
+// migrateWaitingDue is step 4 → 5: waiting entries get their value (due
 // entry and NextAttemptAt, both NextAttemptAt then, since no wake moved
 // them), so that a wake can move them without reading the records; an
-// entry whose message no longer waits is dropped. A binary before step 4
+// entry whose message no longer waits is dropped. A binary before step 5
 // must not open the file: it would not know a woken entry's due time and
 // leave a stray entry in bDue.
 func migrateWaitingDue(tx *bolt.Tx) error {
