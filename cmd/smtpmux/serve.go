@@ -20,12 +20,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -147,80 +150,142 @@ func parseLevel(level string) slog.Level {
 	return l
 }
 
+// start builds the daemon in the order its parts depend on each other,
+// binds every listener, and only then creates a first root key and starts
+// serving; a failure at any step closes what the earlier ones opened.
 func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) {
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	key, err := secretKey(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("secret_key: %w", err)
-	}
-	sealer, err := store.NewSealer(key)
+	d, key, sealer, err := openDaemon(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
-	if errors.Is(err, store.ErrInUse) {
-		return nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	d := &daemon{cfg: cfg, log: logger, store: st, certs: &certStore{}, done: make(chan struct{})}
 	fail := func(err error) (*daemon, error) {
-		st.Close()
+		d.store.Close()
 		return nil, err
 	}
-	team, err := bootstrap(st, time.Now().UTC())
+	team, err := bootstrap(d.store, time.Now().UTC())
 	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
-	cert, certPath, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname, cfg.dataDir)
+	upstreamTLS, err := d.loadTLS()
 	if err != nil {
 		return fail(err)
+	}
+	promReg, metrics := newMetrics()
+	connector, err := d.buildDelivery(key, sealer, upstreamTLS, metrics)
+	if err != nil {
+		return fail(err)
+	}
+	promReg.MustRegister(stateCollector{st: d.store, sched: d.sched, reg: d.reg})
+	if err := d.recover(); err != nil {
+		return fail(err)
+	}
+	d.buildSMTP(metrics)
+	api := d.buildAPI(sealer, connector)
+	lns, err := d.listenHTTP(api, promReg)
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.smtp.Start(); err != nil {
+		lns.close()
+		return fail(err)
+	}
+	// Every listener is bound: only now can a new root key reach its
+	// owner through a daemon that runs.
+	if err := bootstrapRootKey(d.store, team, cfg, stderr); err != nil {
+		lns.close()
+		d.smtp.Shutdown(context.Background())
+		return fail(fmt.Errorf("bootstrap root key: %w", err))
+	}
+	d.serveHTTP(lns)
+	d.runBackground()
+	d.running.Store(true)
+	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
+	return d, nil
+}
+
+// openDaemon opens the data directory, the secret key and the store.
+func openDaemon(cfg *config, logger *slog.Logger) (*daemon, string, *store.Sealer, error) {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return nil, "", nil, fmt.Errorf("data_dir: %w", err)
+	}
+	key, err := secretKey(cfg)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("secret_key: %w", err)
+	}
+	sealer, err := store.NewSealer(key)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
+	if errors.Is(err, store.ErrInUse) {
+		return nil, "", nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
+	}
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return &daemon{cfg: cfg, log: logger, store: st, certs: &certStore{}, done: make(chan struct{})}, key, sealer, nil
+}
+
+// loadTLS loads (or makes and keeps) the listeners' certificate and
+// returns the TLS configuration for upstream connections.
+func (d *daemon) loadTLS() (*tls.Config, error) {
+	cfg := d.cfg
+	cert, certPath, err := loadCert(cfg.file.SMTP.TLSCertFile, cfg.file.SMTP.TLSKeyFile, cfg.file.Hostname, cfg.dataDir)
+	if err != nil {
+		return nil, err
 	}
 	d.certs.set(cert)
 	// The fingerprint lets a client pin the certificate, or check the file
 	// it was given to trust (README, "Trusting the certificate").
-	logger.Info("tls certificate", "file", certPath, "sha256", certFingerprint(cert))
-	upstreamTLS, err := upstreamTLSConfig(cfg.file.Delivery.UpstreamCAFile)
-	if err != nil {
-		return fail(err)
-	}
+	d.log.Info("tls certificate", "file", certPath, "sha256", certFingerprint(cert))
+	return upstreamTLSConfig(cfg.file.Delivery.UpstreamCAFile)
+}
 
-	promReg, metrics := newMetrics()
+// buildDelivery wires the provider registry, the webhooks and the
+// scheduler; it returns the OAuth connector the API needs too.
+func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tls.Config, metrics *relay.Metrics) (*oauth.Connector, error) {
+	cfg, st := d.cfg, d.store
 	d.reg = relay.NewRegistry(st, sealer)
 	if err := registerProviders(d.reg, cfg, upstreamTLS, d.log); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	connector, err := newConnector(cfg)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	registerOAuthProviders(d.reg, connector, st, sealer)
-	hooks := webhook.New(webhook.Options{Store: st, Sealer: sealer, Logger: logger,
+	d.hooks = webhook.New(webhook.Options{Store: st, Sealer: sealer, Logger: d.log,
 		AllowPrivateTargets: cfg.file.Webhooks.AllowPrivateTargets})
-	d.hooks = hooks
 	d.sched = relay.NewScheduler(relay.SchedulerConfig{
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
 		Metrics:        metrics,
-		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), logger, shaping.WithLinkTTL(cfg.linkTTL)),
-		Events:         hooks.Emit,
-	}, st, d.reg, logger, nil)
-	promReg.MustRegister(stateCollector{st: st, sched: d.sched, reg: d.reg})
-	if n, err := st.SweepSpool(); err != nil {
-		return fail(fmt.Errorf("cleaning spool: %w", err))
+		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), d.log, shaping.WithLinkTTL(cfg.linkTTL)),
+		Events:         d.hooks.Emit,
+	}, st, d.reg, d.log, nil)
+	return connector, nil
+}
+
+// recover cleans the spool of files no message owns and requeues the
+// attempts the last stop interrupted.
+func (d *daemon) recover() error {
+	if n, err := d.store.SweepSpool(); err != nil {
+		return fmt.Errorf("cleaning spool: %w", err)
 	} else if n > 0 {
-		logger.Info("removed spool files of messages that were never accepted or already finished", "count", n)
+		d.log.Info("removed spool files of messages that were never accepted or already finished", "count", n)
 	}
 	if n, err := d.sched.Recover(); err != nil {
-		return fail(fmt.Errorf("recovering interrupted attempts: %w", err))
+		return fmt.Errorf("recovering interrupted attempts: %w", err)
 	} else if n > 0 {
-		logger.Info("requeued attempts interrupted by the last stop", "count", n)
+		d.log.Info("requeued attempts interrupted by the last stop", "count", n)
 	}
+	return nil
+}
 
+// buildSMTP makes the inbound SMTP server (not yet listening).
+func (d *daemon) buildSMTP(metrics *relay.Metrics) {
+	cfg := d.cfg
 	d.limiter = ratelimit.New(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
 	d.smtp = relay.NewServer(relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
@@ -230,15 +295,19 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
 		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines,
-	}, st, d.reg, d.sched, logger, nil)
+	}, d.store, d.reg, d.sched, d.log, nil)
+}
 
-	api := admin.New(admin.Options{
-		Store: st, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: logger, Version: version,
+// buildAPI makes the HTTP API on the relay's services.
+func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *admin.Server {
+	cfg := d.cfg
+	return admin.New(admin.Options{
+		Store: d.store, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: d.log, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
 		DNSResolver: cfg.file.DNS.Resolver, KeyRotationGrace: cfg.rotationGrace,
-		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: hooks,
+		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: d.hooks,
 		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
 		AllowPrivateProviderHosts:  cfg.file.Providers.AllowPrivateHosts,
 		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
@@ -247,20 +316,38 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
 		OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
-			hooks.Emit(event.Event{Type: event.LimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
+			d.hooks.Emit(event.Event{Type: event.LimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
 				Extra: map[string]any{"request_id": requestID, "decision": decision}})
 		},
 	})
+}
+
+// httpListeners are the bound HTTP listeners: the API, and the tracking
+// and metrics listeners when configured.
+type httpListeners struct{ api, tracking, metrics net.Listener }
+
+func (l httpListeners) close() {
+	for _, ln := range []net.Listener{l.api, l.tracking, l.metrics} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// listenHTTP binds the HTTP listeners and makes their servers.
+func (d *daemon) listenHTTP(api *admin.Server, promReg *prometheus.Registry) (httpListeners, error) {
+	cfg := d.cfg
+	var lns httpListeners
 	ln, err := net.Listen("tcp", cfg.file.HTTP.Listen)
 	if err != nil {
-		return fail(fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err))
+		return lns, fmt.Errorf("http listen %s: %w", cfg.file.HTTP.Listen, err)
 	}
 	// Both public-facing listeners are capped in connections, in all and
 	// per client IP, so slow clients cannot take every file descriptor.
 	limit := func(l net.Listener) net.Listener {
 		return admin.LimitListener(l, cfg.file.HTTP.MaxConnections, cfg.file.HTTP.MaxConnectionsPerIP)
 	}
-	ln = limit(ln)
+	lns.api = limit(ln)
 	// With a [metrics] listener, /metrics is only there; without, it is on
 	// this listener behind the operator token. Never open to tenants.
 	var apiMetrics http.Handler
@@ -269,60 +356,51 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}
 	d.http = &http.Server{Handler: outerMux(api, apiMetrics), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	var tln, mln net.Listener
-	closeAll := func() {
-		for _, l := range []net.Listener{ln, tln, mln} {
-			if l != nil {
-				l.Close()
-			}
-		}
-	}
 	if addr := cfg.file.Tracking.Listen; addr != "" {
-		if tln, err = net.Listen("tcp", addr); err != nil {
-			closeAll()
-			return fail(fmt.Errorf("tracking listen %s: %w", addr, err))
+		tln, err := net.Listen("tcp", addr)
+		if err != nil {
+			lns.close()
+			return httpListeners{}, fmt.Errorf("tracking listen %s: %w", addr, err)
 		}
-		tln = limit(tln)
+		lns.tracking = limit(tln)
 		d.tracking = &http.Server{Handler: api.TrackingHandler(), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	}
 	if addr := cfg.file.Metrics.Listen; addr != "" {
-		if mln, err = net.Listen("tcp", addr); err != nil {
-			closeAll()
-			return fail(fmt.Errorf("metrics listen %s: %w", addr, err))
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			lns.close()
+			return httpListeners{}, fmt.Errorf("metrics listen %s: %w", addr, err)
 		}
+		lns.metrics = mln
 		d.metrics = &http.Server{Handler: metricsMux(promReg), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	}
-	if err := d.smtp.Start(); err != nil {
-		closeAll()
-		return fail(err)
+	return lns, nil
+}
+
+// serveHTTP starts serving on the bound HTTP listeners.
+func (d *daemon) serveHTTP(lns httpListeners) {
+	if lns.tracking != nil {
+		go d.tracking.Serve(lns.tracking)
+		d.log.Info("tracking listening", "addr", lns.tracking.Addr().String())
 	}
-	// Every listener is bound: only now can a new root key reach its
-	// owner through a daemon that runs.
-	if err := bootstrapRootKey(st, team, cfg, stderr); err != nil {
-		ln.Close()
-		if tln != nil {
-			tln.Close()
-		}
-		d.smtp.Shutdown(context.Background())
-		return fail(fmt.Errorf("bootstrap root key: %w", err))
-	}
-	if tln != nil {
-		go d.tracking.Serve(tln)
-		logger.Info("tracking listening", "addr", tln.Addr().String())
-	}
-	if mln != nil {
-		go d.metrics.Serve(mln)
-		logger.Info("metrics listening", "addr", mln.Addr().String())
+	if lns.metrics != nil {
+		go d.metrics.Serve(lns.metrics)
+		d.log.Info("metrics listening", "addr", lns.metrics.Addr().String())
 	}
 	go func() {
-		if err := d.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("http server stopped", "err", err)
+		if err := d.http.Serve(lns.api); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("http server stopped", "err", err)
 		}
 	}()
-	logger.Info("http listening", "addr", ln.Addr().String())
+	d.log.Info("http listening", "addr", lns.api.Addr().String())
+}
 
+// runBackground starts the scheduler, webhook deliveries, the retention
+// sweep and the DNS re-check.
+func (d *daemon) runBackground() {
+	cfg := d.cfg
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sched.Run(ctx); close(d.done) }()
@@ -331,15 +409,12 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	d.stopBackground = bgCancel
 	d.background.Add(3)
-	go func() { defer d.background.Done(); hooks.Run(bgCtx) }()
-	sweeper := jobs.NewSweeper(st, logger, nil, cfg.bodyRetention, cfg.logRetention)
+	go func() { defer d.background.Done(); d.hooks.Run(bgCtx) }()
+	sweeper := jobs.NewSweeper(d.store, d.log, nil, cfg.bodyRetention, cfg.logRetention)
 	go func() { defer d.background.Done(); sweeper.Run(bgCtx) }()
 	// The DNS re-check of domains; a pass cut by shutdown records nothing.
-	recheck := jobs.NewDomainChecker(st, cfg.file.DNS.Resolver, logger, nil, cfg.recheckInterval)
+	recheck := jobs.NewDomainChecker(d.store, cfg.file.DNS.Resolver, d.log, nil, cfg.recheckInterval)
 	go func() { defer d.background.Done(); recheck.Run(bgCtx) }()
-	d.running.Store(true)
-	logger.Info("smtpmux started", "version", version, "data_dir", cfg.dataDir)
-	return d, nil
 }
 
 func (d *daemon) shutdown() {
