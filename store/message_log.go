@@ -19,55 +19,56 @@ import (
 // newest page is the common request, and a cursor page continues right
 // below the previous page's last ID.
 //
-// As MessagesSince does, it seeks by the time encoded in the IDs (widened
-// by seekSlack, CreatedAt decides), skips other teams' records by a byte
-// search before decoding, and reads in chunks of scanChunk records so a long
-// scan never holds one read transaction (and with it the committer) for
-// long.
+// As MessagesSince does, it walks the team's index, seeking by the time
+// encoded in the IDs (widened by seekSlack, CreatedAt decides), and reads
+// in chunks of scanChunk records so a long scan never holds one read
+// transaction (and with it the committer) for long.
 func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(*Message) bool) error {
-	upper := []byte(nil) // exclusive; nil means past the last message
+	prefix := teamIndexKey(teamID, "")
+	upperID := "" // exclusive; "" means past the team's last message
 	if !to.IsZero() {
-		upper = []byte(idFloor(PrefixMessage, to.Add(seekSlack)))
+		upperID = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
-	if before != "" && (upper == nil || before < string(upper)) {
-		upper = []byte(before)
+	if before != "" && (upperID == "" || before < upperID) {
+		upperID = before
 	}
-	lower := []byte(PrefixMessage)
+	upper := []byte(nil)
+	if upperID != "" {
+		upper = append(bytes.Clone(prefix), upperID...)
+	}
+	lower := append(bytes.Clone(prefix), PrefixMessage...)
 	if !from.IsZero() {
-		lower = []byte(idFloor(PrefixMessage, from.Add(-seekSlack)))
+		lower = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
 	}
-	needle := []byte(`"team_id":"` + teamID + `"`)
 	for {
 		stop := false
 		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bMessages).Cursor()
-			var k, v []byte
-			switch {
-			case upper == nil:
-				k, v = c.Last()
-			default:
-				// The first key at or after upper, then one back: the
-				// largest key strictly below upper, whether or not upper
-				// itself still exists.
-				if k, _ = c.Seek(upper); k == nil {
-					k, v = c.Last()
-				} else {
-					k, v = c.Prev()
-				}
+			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
+			var k []byte
+			// The first key at or after the bound (the team's next
+			// prefix when there is none), then one back: the largest key
+			// strictly below it, whether or not it still exists.
+			seek := upper
+			if seek == nil {
+				seek = []byte(teamID + "\x01") // just past the prefix team ‖ 0x00
+			}
+			if k, _ = c.Seek(seek); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
 			}
 			for n := 0; ; n++ {
-				if k == nil || !bytes.HasPrefix(k, []byte(PrefixMessage)) || bytes.Compare(k, lower) < 0 {
+				if k == nil || !bytes.HasPrefix(k, prefix) || bytes.Compare(k, lower) < 0 {
 					stop = true
 					return nil
 				}
 				if n == scanChunk {
-					upper = bytes.Clone(k)
 					// k itself is not processed yet: resume at the key
 					// just above it.
-					upper = append(upper, 0)
+					upper = append(bytes.Clone(k), 0)
 					return nil
 				}
-				if bytes.Contains(v, needle) {
+				if v := msgs.Get(k[len(prefix):]); v != nil {
 					var m Message
 					if err := jsonUnmarshal(v, &m); err != nil {
 						return err
@@ -79,7 +80,7 @@ func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(
 						return nil
 					}
 				}
-				k, v = c.Prev()
+				k, _ = c.Prev()
 			}
 		})
 		if err != nil || stop {
@@ -154,6 +155,9 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 				continue
 			}
 			if err := s.dropBody(tx, &m, &o.after); err != nil {
+				return err
+			}
+			if err := unindexMessage(tx, &m); err != nil {
 				return err
 			}
 			if err := b.Delete([]byte(id)); err != nil {

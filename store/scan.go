@@ -51,26 +51,26 @@ const seekSlack = time.Hour
 // messages committed after it passed their position; fn runs outside any
 // write and may itself read the store.
 //
-// Message IDs start with their creation time, so the cursor seeks straight
-// to the first candidate instead of walking the whole history; other
-// teams' records are skipped by a byte search before being decoded. A
-// message whose ID is more than seekSlack older than its CreatedAt is not
-// found by a seek that its CreatedAt would match; IDs and CreatedAt are
-// both taken at acceptance, so that does not happen.
+// It walks the team's index (bMsgByTeam), whose keys sort by message ID,
+// and IDs start with their creation time: the cursor seeks straight to
+// the first candidate of that team, and other teams' messages are never
+// read. A message whose ID is more than seekSlack older than its
+// CreatedAt is not found by a seek that its CreatedAt would match; IDs
+// and CreatedAt are both taken at acceptance, so that does not happen.
 func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
-	seek := []byte(PrefixMessage)
+	prefix := teamIndexKey(teamID, "")
+	seek := append(bytes.Clone(prefix), PrefixMessage...)
 	if !since.IsZero() {
-		seek = []byte(idFloor(PrefixMessage, since.Add(-seekSlack)))
+		seek = append(bytes.Clone(prefix), idFloor(PrefixMessage, since.Add(-seekSlack))...)
 	}
-	needle := []byte(`"team_id":"` + teamID + `"`)
 	for {
 		var next []byte
 		stop := false
 		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bMessages).Cursor()
+			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
 			n := 0
-			for k, v := c.Seek(seek); k != nil; k, v = c.Next() {
-				if !bytes.HasPrefix(k, []byte(PrefixMessage)) {
+			for k, _ := c.Seek(seek); ; k, _ = c.Next() {
+				if k == nil || !bytes.HasPrefix(k, prefix) {
 					stop = true
 					return nil
 				}
@@ -79,7 +79,8 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 					return nil
 				}
 				n++
-				if !bytes.Contains(v, needle) {
+				v := msgs.Get(k[len(prefix):])
+				if v == nil {
 					continue
 				}
 				var m Message
@@ -94,8 +95,6 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 					return nil
 				}
 			}
-			stop = true
-			return nil
 		})
 		if err != nil || stop || next == nil {
 			return err
