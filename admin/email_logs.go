@@ -143,20 +143,8 @@ func (f *logFilter) match(m *store.Message) bool {
 }
 
 // usedProvider reports whether any attempt or recipient result of m names
-// the provider.
-func usedProvider(m *store.Message, id string) bool {
-	for _, a := range m.Attempts {
-		if a.ProviderID == id {
-			return true
-		}
-	}
-	for _, r := range m.Recipients {
-		if r.ProviderID == id {
-			return true
-		}
-	}
-	return false
-}
+// the provider (the rule the metrics counters use too).
+func usedProvider(m *store.Message, id string) bool { return m.UsedProvider(id) }
 
 // emailLogs is GET /emails/logs: the team's messages, newest first, with
 // cursor pagination (the cursor is the last message ID of the page, so a
