@@ -129,7 +129,9 @@ func TestReportsFromCountersMatchScan(t *testing.T) {
 	}
 
 	r := e.do("GET", "/api/v1/providers/usage", nil)
-	var got struct{ Data struct{ Providers []usageItem } }
+	var got struct {
+		Data struct{ Providers []usageItem }
+	}
 	if err := json.Unmarshal([]byte(r.Body), &got); err != nil || r.Code != 200 {
 		t.Fatalf("usage: %d %s", r.Code, r.Body)
 	}
