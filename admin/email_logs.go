@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,19 +159,7 @@ func (s *Server) emailLogs(c *call) error {
 	if err != nil {
 		return err
 	}
-	var page []*store.Message
-	more := false
-	err = s.st.MessagesDesc(c.team(), pg.after, f.from, f.to, func(m *store.Message) bool {
-		if !f.match(m) {
-			return true
-		}
-		if len(page) == pg.limit {
-			more = true
-			return false
-		}
-		page = append(page, m)
-		return true
-	})
+	page, more, err := s.logPage(c.team(), f, pg)
 	if err != nil {
 		return err
 	}
@@ -185,4 +174,57 @@ func (s *Server) emailLogs(c *call) error {
 	}
 	c.list(out, pag)
 	return nil
+}
+
+// logPage reads one page of the log: the limit newest messages matching
+// f below the cursor, and whether more follow. A provider filter walks
+// the team's index of that provider's messages, a status filter the index
+// of each status asked for (each gives its newest limit+1 matches, merged
+// by ID: the newest limit+1 of the union are among them), and otherwise
+// the team's whole index; the remaining filters (search) are applied to
+// the records on the way.
+func (s *Server) logPage(teamID string, f logFilter, pg page) ([]*store.Message, bool, error) {
+	var found []*store.Message
+	seen := map[string]bool{}
+	collect := func(walk func(fn func(*store.Message) bool) error) error {
+		n := 0
+		return walk(func(m *store.Message) bool {
+			if !f.match(m) {
+				return true
+			}
+			if !seen[m.ID] { // a status may change between two walks
+				seen[m.ID] = true
+				found = append(found, m)
+			}
+			n++
+			return n <= pg.limit
+		})
+	}
+	var err error
+	switch {
+	case f.providerID != "":
+		err = collect(func(fn func(*store.Message) bool) error {
+			return s.st.MessagesDescByProvider(teamID, f.providerID, pg.after, f.from, f.to, fn)
+		})
+	case len(f.statuses) > 0:
+		for _, st := range f.statuses {
+			if err = collect(func(fn func(*store.Message) bool) error {
+				return s.st.MessagesDescByStatus(teamID, st, pg.after, f.from, f.to, fn)
+			}); err != nil {
+				break
+			}
+		}
+	default:
+		err = collect(func(fn func(*store.Message) bool) error {
+			return s.st.MessagesDesc(teamID, pg.after, f.from, f.to, fn)
+		})
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	slices.SortFunc(found, func(a, b *store.Message) int { return strings.Compare(b.ID, a.ID) })
+	if len(found) > pg.limit {
+		return found[:pg.limit], true, nil
+	}
+	return found, false, nil
 }

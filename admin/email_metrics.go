@@ -120,12 +120,7 @@ func (s *Server) emailMetrics(c *call) error {
 		if !from.Before(to) {
 			return nil
 		}
-		return s.st.MessagesSince(c.team(), from, func(m *store.Message) bool {
-			if !m.CreatedAt.Before(to) {
-				// IDs and CreatedAt agree to within the scan's slack; past
-				// that, nothing later can fall in the window.
-				return m.CreatedAt.Before(to.Add(time.Hour))
-			}
+		return s.st.MessagesBetween(c.team(), from, to, func(m *store.Message) bool {
 			if f.providerID == "" || m.UsedProvider(f.providerID) {
 				count(m.CreatedAt, m.Status, 1)
 			}

@@ -83,11 +83,7 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 	// messages; every hour after it from the counters kept as mail flows
 	// (store.RecipientCounts), which attribute recipients as this does.
 	edge := ceilHour(since)
-	err := s.st.MessagesSince(teamID, since, func(m *store.Message) bool {
-		if !m.CreatedAt.Before(edge) {
-			// IDs and CreatedAt agree to within the scan's slack.
-			return m.CreatedAt.Before(edge.Add(time.Hour))
-		}
+	err := s.st.MessagesBetween(teamID, since, edge, func(m *store.Message) bool {
 		for i := range m.Recipients {
 			r := &m.Recipients[i]
 			p := m.ResultProvider(r)

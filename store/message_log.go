@@ -5,6 +5,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,22 +20,52 @@ import (
 // newest page is the common request, and a cursor page continues right
 // below the previous page's last ID.
 //
-// As MessagesSince does, it walks the team's index, seeking by the time
-// encoded in the IDs (widened by seekSlack, CreatedAt decides), and reads
-// in chunks of scanChunk records so a long scan never holds one read
-// transaction (and with it the committer) for long.
+// It walks the team's index, seeking by the time encoded in the IDs
+// (widened by seekSlack; the creation time in the index value decides,
+// so a record outside the window is not even read), and reads in chunks
+// of scanChunk keys so a long scan never holds one read transaction (and
+// with it the committer) for long.
 func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(*Message) bool) error {
-	prefix := teamIndexKey(teamID, "")
-	upperID := "" // exclusive; "" means past the team's last message
+	return s.messagesDesc(bMsgByTeam, teamIndexKey(teamID, ""), teamID, before, from, to, fn)
+}
+
+// MessagesDescByStatus is MessagesDesc over the team's messages whose
+// current status is status only.
+func (s *Store) MessagesDescByStatus(teamID, status, before string, from, to time.Time, fn func(*Message) bool) error {
+	return s.messagesDesc(bMsgByFilter, statusIndexPrefix(teamID, status), teamID, before, from, to, fn)
+}
+
+// MessagesDescByProvider is MessagesDesc over the team's messages that
+// providerID handled (Message.UsedProvider) only.
+func (s *Store) MessagesDescByProvider(teamID, providerID, before string, from, to time.Time, fn func(*Message) bool) error {
+	return s.messagesDesc(bMsgByFilter, providerIndexPrefix(teamID, providerID), teamID, before, from, to, fn)
+}
+
+// inWindow reports whether an index value (be64 creation nanos) lies in
+// [from, to); a value of another length is let through (the record
+// decides).
+func inWindow(v []byte, from, to time.Time) bool {
+	if len(v) != 8 {
+		return true
+	}
+	at := int64(binary.BigEndian.Uint64(v))
+	return (from.IsZero() || at >= from.UnixNano()) && (to.IsZero() || at < to.UnixNano())
+}
+
+// messagesDesc walks the index keys prefix ‖ message id of bucket from
+// the newest down; see MessagesDesc.
+func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, fn func(*Message) bool) error {
+	upperID := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
 		upperID = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
 	if before != "" && (upperID == "" || before < upperID) {
 		upperID = before
 	}
-	upper := []byte(nil)
-	if upperID != "" {
-		upper = append(bytes.Clone(prefix), upperID...)
+	upper := append(bytes.Clone(prefix), upperID...)
+	if upperID == "" {
+		// Prefixes end in 0x00: the same with 0x01 is just past them.
+		upper[len(upper)-1] = 1
 	}
 	lower := append(bytes.Clone(prefix), PrefixMessage...)
 	if !from.IsZero() {
@@ -43,19 +74,14 @@ func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(
 	for {
 		stop := false
 		err := s.view(func(tx *bolt.Tx) error {
-			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
-			var k []byte
-			// The first key at or after the bound (the team's next
-			// prefix when there is none), then one back: the largest key
-			// strictly below it, whether or not it still exists.
-			seek := upper
-			if seek == nil {
-				seek = []byte(teamID + "\x01") // just past the prefix team ‖ 0x00
-			}
-			if k, _ = c.Seek(seek); k == nil {
-				k, _ = c.Last()
+			c, msgs := tx.Bucket(bucket).Cursor(), tx.Bucket(bMessages)
+			// The first key at or after the bound, then one back: the
+			// largest key strictly below it, whether or not it exists.
+			k, v := c.Seek(upper)
+			if k == nil {
+				k, v = c.Last()
 			} else {
-				k, _ = c.Prev()
+				k, v = c.Prev()
 			}
 			for n := 0; ; n++ {
 				if k == nil || !bytes.HasPrefix(k, prefix) || bytes.Compare(k, lower) < 0 {
@@ -68,19 +94,21 @@ func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(
 					upper = append(bytes.Clone(k), 0)
 					return nil
 				}
-				if v := msgs.Get(k[len(prefix):]); v != nil {
-					var m Message
-					if err := jsonUnmarshal(v, &m); err != nil {
-						return err
-					}
-					inWindow := m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) &&
-						(to.IsZero() || m.CreatedAt.Before(to))
-					if inWindow && !fn(&m) {
-						stop = true
-						return nil
+				if inWindow(v, from, to) {
+					if rec := msgs.Get(k[len(prefix):]); rec != nil {
+						var m Message
+						if err := jsonUnmarshal(rec, &m); err != nil {
+							return err
+						}
+						ok := m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) &&
+							(to.IsZero() || m.CreatedAt.Before(to))
+						if ok && !fn(&m) {
+							stop = true
+							return nil
+						}
 					}
 				}
-				k, _ = c.Prev()
+				k, v = c.Prev()
 			}
 		})
 		if err != nil || stop {

@@ -227,11 +227,14 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
-		oldCounts := messageCounts(&m)
+		oldCounts, oldKeys := messageCounts(&m), filterKeys(&m)
 		if err := fn(&m); err != nil {
 			return err
 		}
 		if err := moveCounts(tx, oldCounts, messageCounts(&m)); err != nil {
+			return err
+		}
+		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
 			return err
 		}
 		due := m.NextAttemptAt

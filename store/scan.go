@@ -50,18 +50,29 @@ const seekSlack = time.Hour
 // visits the team's whole history. It is read-only, and it does not see
 // messages committed after it passed their position; fn runs outside any
 // write and may itself read the store.
+func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
+	return s.MessagesBetween(teamID, since, time.Time{}, fn)
+}
+
+// MessagesBetween is MessagesSince for messages created in [from, to) (a
+// zero to is open).
 //
 // It walks the team's index (bMsgByTeam), whose keys sort by message ID,
 // and IDs start with their creation time: the cursor seeks straight to
-// the first candidate of that team, and other teams' messages are never
-// read. A message whose ID is more than seekSlack older than its
-// CreatedAt is not found by a seek that its CreatedAt would match; IDs
-// and CreatedAt are both taken at acceptance, so that does not happen.
-func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
+// the first candidate of that team, other teams' messages are never read,
+// and a record is decoded only when the creation time in its index value
+// is in the window. A message whose ID is more than seekSlack away from
+// its CreatedAt is not found by a seek that its CreatedAt would match;
+// IDs and CreatedAt are both taken at acceptance, so that does not happen.
+func (s *Store) MessagesBetween(teamID string, from, to time.Time, fn func(*Message) bool) error {
 	prefix := teamIndexKey(teamID, "")
 	seek := append(bytes.Clone(prefix), PrefixMessage...)
-	if !since.IsZero() {
-		seek = append(bytes.Clone(prefix), idFloor(PrefixMessage, since.Add(-seekSlack))...)
+	if !from.IsZero() {
+		seek = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
+	}
+	var end []byte // keys at or past it cannot be in the window
+	if !to.IsZero() {
+		end = append(bytes.Clone(prefix), idFloor(PrefixMessage, to.Add(seekSlack))...)
 	}
 	for {
 		var next []byte
@@ -69,8 +80,8 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 		err := s.view(func(tx *bolt.Tx) error {
 			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
 			n := 0
-			for k, _ := c.Seek(seek); ; k, _ = c.Next() {
-				if k == nil || !bytes.HasPrefix(k, prefix) {
+			for k, v := c.Seek(seek); ; k, v = c.Next() {
+				if k == nil || !bytes.HasPrefix(k, prefix) || end != nil && bytes.Compare(k, end) >= 0 {
 					stop = true
 					return nil
 				}
@@ -79,15 +90,18 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 					return nil
 				}
 				n++
-				v := msgs.Get(k[len(prefix):])
-				if v == nil {
+				if !inWindow(v, from, to) {
+					continue
+				}
+				rec := msgs.Get(k[len(prefix):])
+				if rec == nil {
 					continue
 				}
 				var m Message
-				if err := jsonUnmarshal(v, &m); err != nil {
+				if err := jsonUnmarshal(rec, &m); err != nil {
 					return err
 				}
-				if m.TeamID != teamID || m.CreatedAt.Before(since) {
+				if m.TeamID != teamID || m.CreatedAt.Before(from) || !to.IsZero() && !m.CreatedAt.Before(to) {
 					continue
 				}
 				if !fn(&m) {

@@ -24,7 +24,62 @@ var (
 	// (messageCounts), so every write that changes a record moves the
 	// counters by the difference, in the same transaction.
 	bMsgCounts = []byte("msg_counts")
+	// bMsgByFilter is team ‖ 0x00 ‖ 's' ‖ status ‖ 0x00 ‖ message id and
+	// team ‖ 0x00 ‖ 'p' ‖ provider ‖ 0x00 ‖ message id (every provider the
+	// message used, Message.UsedProvider): the log's status and provider
+	// filters walk only the matching messages. Both can change, so every
+	// write moves a record's keys (filterKeys) as it moves its counters.
+	bMsgByFilter = []byte("msg_by_filter")
 )
+
+// Values of bMsgByTeam and bMsgByFilter are be64(CreatedAt unix nanos),
+// so a time window is checked on the index, not on the decoded record.
+func createdValue(m *Message) []byte { return []byte(be64Key(m.CreatedAt.UnixNano())) }
+
+func statusIndexPrefix(teamID, status string) []byte {
+	return []byte(teamID + "\x00s" + status + "\x00")
+}
+
+func providerIndexPrefix(teamID, providerID string) []byte {
+	return []byte(teamID + "\x00p" + providerID + "\x00")
+}
+
+// filterKeys are m's keys in bMsgByFilter.
+func filterKeys(m *Message) map[string]bool {
+	keys := map[string]bool{string(statusIndexPrefix(m.TeamID, string(m.Status))) + m.ID: true}
+	for _, a := range m.Attempts {
+		if a.ProviderID != "" {
+			keys[string(providerIndexPrefix(m.TeamID, a.ProviderID))+m.ID] = true
+		}
+	}
+	for _, r := range m.Recipients {
+		if r.ProviderID != "" {
+			keys[string(providerIndexPrefix(m.TeamID, r.ProviderID))+m.ID] = true
+		}
+	}
+	return keys
+}
+
+// moveFilterKeys replaces old's filter keys with m's.
+func moveFilterKeys(tx *bolt.Tx, old map[string]bool, m *Message) error {
+	b := tx.Bucket(bMsgByFilter)
+	cur := filterKeys(m)
+	for k := range old {
+		if !cur[k] {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+	}
+	for k := range cur {
+		if !old[k] {
+			if err := b.Put([]byte(k), createdValue(m)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // Counter kinds. hour is be64(unix seconds of the UTC hour the message
 // was created in); statuses are the public ones (SPEC §4).
@@ -175,7 +230,10 @@ func applyCounts(tx *bolt.Tx, delta map[string]int64) error {
 
 // indexNewMessage enters a new message in its team's index and counters.
 func indexNewMessage(tx *bolt.Tx, m *Message) error {
-	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), nil); err != nil {
+	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
+		return err
+	}
+	if err := moveFilterKeys(tx, nil, m); err != nil {
 		return err
 	}
 	return addCounts(tx, messageCounts(m), 1)
@@ -186,6 +244,11 @@ func indexNewMessage(tx *bolt.Tx, m *Message) error {
 func unindexMessage(tx *bolt.Tx, m *Message) error {
 	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
 		return err
+	}
+	for k := range filterKeys(m) {
+		if err := tx.Bucket(bMsgByFilter).Delete([]byte(k)); err != nil {
+			return err
+		}
 	}
 	return addCounts(tx, messageCounts(m), -1)
 }
@@ -252,9 +315,9 @@ func (s *Store) SentCounts(teamID string, from time.Time, fn func(hour time.Time
 }
 
 // migrateTeamHistory is step 5 → 6: it enters every existing message in
-// its team's index and adds it to the counters. Counts are summed in
+// its team's index and filter indexes and adds it to the counters. Counts are summed in
 // memory first (one write per counter, not per message). It only adds
-// keys to the two new buckets: no message record is rewritten.
+// keys to the three new buckets: no message record is rewritten.
 func migrateTeamHistory(tx *bolt.Tx) error {
 	idx := tx.Bucket(bMsgByTeam)
 	total := map[string]int64{}
@@ -266,7 +329,10 @@ func migrateTeamHistory(tx *bolt.Tx) error {
 		for k, n := range messageCounts(&m) {
 			total[k] += n
 		}
-		return idx.Put(teamIndexKey(m.TeamID, string(id)), nil)
+		if err := moveFilterKeys(tx, nil, &m); err != nil {
+			return err
+		}
+		return idx.Put(teamIndexKey(m.TeamID, string(id)), createdValue(&m))
 	})
 	if err != nil {
 		return err

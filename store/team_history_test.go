@@ -94,12 +94,23 @@ func recount(t *testing.T, s *Store) (wantIdx, gotIdx []string, want, got map[st
 				t.Fatal(err)
 			}
 			wantIdx = append(wantIdx, string(teamIndexKey(m.TeamID, m.ID)))
+			for k := range filterKeys(&m) {
+				wantIdx = append(wantIdx, k)
+			}
 			for k, n := range messageCounts(&m) {
 				want[k] += n
 			}
 			return nil
 		})
-		tx.Bucket(bMsgByTeam).ForEach(func(k, _ []byte) error { gotIdx = append(gotIdx, string(k)); return nil })
+		for _, b := range [][]byte{bMsgByTeam, bMsgByFilter} {
+			tx.Bucket(b).ForEach(func(k, v []byte) error {
+				if len(v) != 8 {
+					t.Fatalf("index key %q has no creation time", k)
+				}
+				gotIdx = append(gotIdx, string(k))
+				return nil
+			})
+		}
 		tx.Bucket(bMsgCounts).ForEach(func(k, v []byte) error {
 			got[string(k)] = int64(binary.BigEndian.Uint64(v))
 			return nil
@@ -107,6 +118,7 @@ func recount(t *testing.T, s *Store) (wantIdx, gotIdx []string, want, got map[st
 		return nil
 	})
 	slices.Sort(wantIdx)
+	slices.Sort(gotIdx)
 	return
 }
 
@@ -118,19 +130,19 @@ func TestTeamHistoryFollowsRecords(t *testing.T) {
 	now := time.Now().UTC()
 	historyFixture(t, s, now)
 	wantIdx, gotIdx, want, got := recount(t, s)
-	if len(wantIdx) == 0 || len(wantIdx) == 350 {
+	if n, _ := s.messageCount(); n == 0 || n == 350 {
 		t.Fatalf("%d messages left: the fixture should have swept some", len(wantIdx))
 	}
 	if !slices.Equal(wantIdx, gotIdx) {
-		t.Fatalf("team index has %d keys, records %d", len(gotIdx), len(wantIdx))
+		t.Fatalf("team indexes have %d keys, the records want %d", len(gotIdx), len(wantIdx))
 	}
 	if !maps.Equal(want, got) {
 		t.Fatalf("counters differ from the records:\nwant %d keys\ngot  %d keys", len(want), len(got))
 	}
 }
 
-// TestTeamHistoryReads: MessagesSince and MessagesDesc, walking the team
-// index, return exactly the team's messages a walk over every record finds,
+// TestTeamHistoryReads: MessagesBetween, MessagesDesc and its by-status
+// and by-provider forms, walking the team indexes, return exactly the team's messages a walk over every record finds,
 // in the same order, for open and bounded windows and cursors.
 func TestTeamHistoryReads(t *testing.T) {
 	s, _ := openTest(t)
@@ -157,16 +169,41 @@ func TestTeamHistoryReads(t *testing.T) {
 				}
 			}
 			var asc []string
-			if err := s.MessagesSince(team, w.from, func(m *Message) bool {
-				if w.to.IsZero() || m.CreatedAt.Before(w.to) {
-					asc = append(asc, m.ID)
-				}
+			if err := s.MessagesBetween(team, w.from, w.to, func(m *Message) bool {
+				asc = append(asc, m.ID)
 				return true
 			}); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(asc, want) {
-				t.Fatalf("%s %v: MessagesSince gave %d, want %d", team, w, len(asc), len(want))
+				t.Fatalf("%s %v: MessagesBetween gave %d, want %d", team, w, len(asc), len(want))
+			}
+			for _, by := range []struct {
+				name string
+				walk func(string, func(*Message) bool) error
+				keep func(*Message) bool
+			}{
+				{"status failed", func(before string, fn func(*Message) bool) error {
+					return s.MessagesDescByStatus(team, MsgFailed, before, w.from, w.to, fn)
+				}, func(m *Message) bool { return m.Status == MsgFailed }},
+				{"provider 2", func(before string, fn func(*Message) bool) error {
+					return s.MessagesDescByProvider(team, "dprov_2", before, w.from, w.to, fn)
+				}, func(m *Message) bool { return m.UsedProvider("dprov_2") }},
+			} {
+				var want2, got2 []string
+				for _, m := range all {
+					if slices.Contains(want, m.ID) && by.keep(m) {
+						want2 = append(want2, m.ID)
+					}
+				}
+				slices.Sort(want2)
+				if err := by.walk("", func(m *Message) bool { got2 = append(got2, m.ID); return true }); err != nil {
+					t.Fatal(err)
+				}
+				slices.Reverse(got2)
+				if !slices.Equal(got2, want2) || len(want2) == 0 {
+					t.Fatalf("%s %v by %s: %d messages, want %d", team, w, by.name, len(got2), len(want2))
+				}
 			}
 			// Descending, in pages of 7 continued by cursor.
 			var desc []string
@@ -201,7 +238,7 @@ func TestMigrateTeamHistory(t *testing.T) {
 	_, _, want, _ := recount(t, s)
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgByTeam, bMsgCounts} {
+		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
@@ -222,4 +259,9 @@ func TestMigrateTeamHistory(t *testing.T) {
 	if v, _ := rawVersion(t, path); v != SchemaVersion || SchemaVersion != 6 {
 		t.Fatalf("version %d after the migration", v)
 	}
+}
+
+func (s *Store) messageCount() (n int, err error) {
+	err = s.view(func(tx *bolt.Tx) error { n = tx.Bucket(bMessages).Stats().KeyN; return nil })
+	return
 }
