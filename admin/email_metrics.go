@@ -38,10 +38,10 @@ func (c *statusCounts) add(status string, n int) {
 	}
 }
 
-// ceilHour is t rounded up to a whole UTC hour.
-func ceilHour(t time.Time) time.Time {
-	if h := t.Truncate(time.Hour); h.Before(t) {
-		return h.Add(time.Hour)
+// ceilMinute is t rounded up to a whole minute.
+func ceilMinute(t time.Time) time.Time {
+	if m := t.Truncate(time.Minute); m.Before(t) {
+		return m.Add(time.Minute)
 	}
 	return t
 }
@@ -112,10 +112,10 @@ func (s *Server) emailMetrics(c *call) error {
 			rep.Series[i].add(status, k)
 		}
 	}
-	// Whole UTC hours of the window come from the counters kept as mail
-	// flows (O(hours), whatever the team's volume); a partial hour at
-	// either end is counted from the team's messages of that hour, as a
-	// counter cannot be split.
+	// Whole UTC minutes of the window come from the counters kept as mail
+	// flows (whole hours from hourly ones: O(hours), whatever the team's
+	// volume); a partial minute at either end is counted from the team's
+	// messages of that minute, as a counter cannot be split.
 	scan := func(from, to time.Time) error {
 		if !from.Before(to) {
 			return nil
@@ -127,7 +127,7 @@ func (s *Server) emailMetrics(c *call) error {
 			return true
 		})
 	}
-	inner, innerEnd := ceilHour(from), to.Truncate(time.Hour)
+	inner, innerEnd := ceilMinute(from), to.Truncate(time.Minute)
 	if !inner.Before(innerEnd) {
 		err = scan(from, to)
 	} else if err = scan(from, inner); err == nil {

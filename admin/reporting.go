@@ -79,10 +79,10 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 		}
 		it.Total7d += n
 	}
-	// The window's first, partial hour is counted from the team's
-	// messages; every hour after it from the counters kept as mail flows
+	// The window's first, partial minute is counted from the team's
+	// messages; everything after it from the counters kept as mail flows
 	// (store.RecipientCounts), which attribute recipients as this does.
-	edge := ceilHour(since)
+	edge := ceilMinute(since)
 	err := s.st.MessagesBetween(teamID, since, edge, func(m *store.Message) bool {
 		for i := range m.Recipients {
 			r := &m.Recipients[i]
@@ -118,8 +118,8 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 }
 
 // providerUsage is GET /providers/usage. It reads the team's counters of
-// the last 7 days (one key per hour, provider and status) and the
-// messages of the window's first, partial hour, so its cost does not grow
+// the last 7 days (one key per hour, provider and status; per minute in
+// the first hour) and the messages of the window's first, partial minute, so its cost does not grow
 // with the team's volume, nor depend on other teams at all.
 func (s *Server) providerUsage(c *call) error {
 	ps, err := s.st.Providers(c.team())

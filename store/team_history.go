@@ -9,6 +9,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,7 +83,11 @@ func moveFilterKeys(tx *bolt.Tx, old map[string]bool, m *Message) error {
 }
 
 // Counter kinds. hour is be64(unix seconds of the UTC hour the message
-// was created in); statuses are the public ones (SPEC §4).
+// was created in); statuses are the public ones (SPEC §4). Every counter
+// exists twice: per hour under these kinds, and per minute under the same
+// kinds in upper case (minuteKind), so that a window whose ends are not
+// on whole hours reads minutes there instead of decoding the messages of
+// those hours (issue 18: up to two hours of a busy team's mail).
 const (
 	// countStatus: 'm' ‖ hour ‖ status → messages by current status.
 	countStatus = "m"
@@ -105,6 +110,9 @@ func be64Key(v int64) string {
 }
 
 func hourKey(t time.Time) string { return be64Key(t.Truncate(time.Hour).Unix()) }
+
+// minuteKind is the kind of the per-minute twin of an hour counter kind.
+func minuteKind(kind string) string { return strings.ToUpper(kind) }
 
 func utcDay(t time.Time) time.Time {
 	t = t.UTC()
@@ -145,14 +153,20 @@ func (m *Message) ResultProvider(r *Recipient) string {
 
 // messageCounts is m's contribution to the counters, by full key.
 func messageCounts(m *Message) map[string]int64 {
-	out := make(map[string]int64, 4+2*len(m.Recipients))
-	team, hour, status := m.TeamID+"\x00", hourKey(m.CreatedAt), string(m.Status)
-	out[team+countStatus+hour+status]++
+	out := make(map[string]int64, 8+4*len(m.Recipients))
+	team, status := m.TeamID+"\x00", string(m.Status)
+	hour, minute := hourKey(m.CreatedAt), be64Key(m.CreatedAt.Truncate(time.Minute).Unix())
+	// add counts one under its hour kind and under its minute kind.
+	add := func(kind, mid, at, rest string) {
+		out[team+kind+mid+at+rest]++
+		out[team+minuteKind(kind)+mid+minute+rest]++
+	}
+	add(countStatus, "", hour, status)
 	seen := map[string]bool{}
 	note := func(p string) {
 		if p != "" && !seen[p] {
 			seen[p] = true
-			out[team+countProvider+p+"\x00"+hour+status]++
+			add(countProvider, p+"\x00", hour, status)
 		}
 	}
 	for _, a := range m.Attempts {
@@ -169,10 +183,10 @@ func messageCounts(m *Message) map[string]int64 {
 			if r.UpdatedAt != nil {
 				at = *r.UpdatedAt
 			}
-			out[team+countSentDay+hour+p+"\x00"+be64Key(utcDay(at).Unix())]++
+			add(countSentDay, "", hour, p+"\x00"+be64Key(utcDay(at).Unix()))
 			fallthrough
 		case rs == MsgPending || rs == MsgFailed || rs == MsgRejected:
-			out[team+countRecipient+hour+p+"\x00"+rs]++
+			add(countRecipient, "", hour, p+"\x00"+rs)
 		}
 	}
 	return out
@@ -254,62 +268,88 @@ func unindexMessage(tx *bolt.Tx, m *Message) error {
 }
 
 // forCounts calls fn with the rest of each counter key under prefix ‖
-// be64(hour) for hours in [from, to) (a zero to is open) and its count.
-func (s *Store) forCounts(prefix string, from, to time.Time, fn func(hour time.Time, rest []byte, n int64)) error {
+// be64(time) for times in [from, to) (a zero to is open) and its count.
+func forCounts(tx *bolt.Tx, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
 	end := int64(1<<63 - 1)
 	if !to.IsZero() {
 		end = to.Unix()
 	}
-	return s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bMsgCounts).Cursor()
-		p := []byte(prefix)
-		for k, v := c.Seek([]byte(prefix + hourKey(from))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
-			h := int64(binary.BigEndian.Uint64(k[len(p):]))
-			if h >= end {
-				return nil
-			}
-			if len(v) == 8 {
-				fn(time.Unix(h, 0).UTC(), k[len(p)+8:], int64(binary.BigEndian.Uint64(v)))
-			}
+	c := tx.Bucket(bMsgCounts).Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek([]byte(prefix + be64Key(max(from.Unix(), 0)))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
+		at := int64(binary.BigEndian.Uint64(k[len(p):]))
+		if at >= end {
+			return
 		}
+		if len(v) == 8 {
+			fn(time.Unix(at, 0).UTC(), k[len(p)+8:], int64(binary.BigEndian.Uint64(v)))
+		}
+	}
+}
+
+// readCounts reads the counters of kind (with mid, the provider part of
+// countProvider keys) for [from, to), both rounded down to their minute
+// (a zero to is open): the whole hours inside from the hour counters, the
+// minutes before and after them from the minute counters. It reads at
+// most 118 minute keys per key suffix, and one per hour.
+func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) error {
+	from, to = from.Truncate(time.Minute), to.Truncate(time.Minute)
+	hours, minutes := teamID+"\x00"+kind+mid, teamID+"\x00"+minuteKind(kind)+mid
+	return s.view(func(tx *bolt.Tx) error {
+		h0 := from.Truncate(time.Hour)
+		if h0.Before(from) {
+			h0 = h0.Add(time.Hour)
+		}
+		h1 := to.Truncate(time.Hour)
+		if !to.IsZero() && !h0.Before(h1) {
+			forCounts(tx, minutes, from, to, fn)
+			return nil
+		}
+		forCounts(tx, minutes, from, h0, fn)
+		if to.IsZero() {
+			forCounts(tx, hours, h0, time.Time{}, fn)
+			return nil
+		}
+		forCounts(tx, hours, h0, h1, fn)
+		forCounts(tx, minutes, h1, to, fn)
 		return nil
 	})
 }
 
 // StatusCounts calls fn with the number of teamID's messages created in
-// each UTC hour of [from, to) (from rounded down to its hour; a zero to is
-// open) by current status, in hour order; hours without messages are
-// skipped. With a providerID, only messages that provider handled
-// (Message.UsedProvider) count.
-func (s *Store) StatusCounts(teamID, providerID string, from, to time.Time, fn func(hour time.Time, status string, n int64)) error {
-	prefix := teamID + "\x00" + countStatus
+// [from, to) (both rounded down to their UTC minute; a zero to is open) by
+// current status, in time order, per counted span: at is the start of a
+// whole UTC hour, or of a minute at the range's ends. Spans without
+// messages are skipped. With a providerID, only messages that provider
+// handled (Message.UsedProvider) count.
+func (s *Store) StatusCounts(teamID, providerID string, from, to time.Time, fn func(at time.Time, status string, n int64)) error {
+	kind, mid := countStatus, ""
 	if providerID != "" {
-		prefix = teamID + "\x00" + countProvider + providerID + "\x00"
+		kind, mid = countProvider, providerID+"\x00"
 	}
-	return s.forCounts(prefix, from, to, func(hour time.Time, rest []byte, n int64) { fn(hour, string(rest), n) })
+	return s.readCounts(teamID, kind, mid, from, to, func(at time.Time, rest []byte, n int64) { fn(at, string(rest), n) })
 }
 
 // RecipientCounts calls fn with the number of recipients of teamID's
-// messages created in each UTC hour from from's hour on, by status and
-// by the provider their result is attributed to (Message.ResultProvider;
-// recipients never attempted count nowhere), in hour order.
-func (s *Store) RecipientCounts(teamID string, from time.Time, fn func(hour time.Time, providerID, status string, n int64)) error {
-	prefix := teamID + "\x00" + countRecipient
-	return s.forCounts(prefix, from, time.Time{}, func(hour time.Time, rest []byte, n int64) {
+// messages created from from (rounded down to its minute) on, by status
+// and by the provider their result is attributed to
+// (Message.ResultProvider; recipients never attempted count nowhere), per
+// counted span as StatusCounts.
+func (s *Store) RecipientCounts(teamID string, from time.Time, fn func(at time.Time, providerID, status string, n int64)) error {
+	return s.readCounts(teamID, countRecipient, "", from, time.Time{}, func(at time.Time, rest []byte, n int64) {
 		if i := bytes.IndexByte(rest, 0); i >= 0 {
-			fn(hour, string(rest[:i]), string(rest[i+1:]), n)
+			fn(at, string(rest[:i]), string(rest[i+1:]), n)
 		}
 	})
 }
 
 // SentCounts calls fn with the number of sent recipients of teamID's
-// messages created in each UTC hour from from's hour on, by provider
+// messages created from from (rounded down to its minute) on, by provider
 // (as RecipientCounts) and by the UTC day of their result.
-func (s *Store) SentCounts(teamID string, from time.Time, fn func(hour time.Time, providerID string, day time.Time, n int64)) error {
-	prefix := teamID + "\x00" + countSentDay
-	return s.forCounts(prefix, from, time.Time{}, func(hour time.Time, rest []byte, n int64) {
+func (s *Store) SentCounts(teamID string, from time.Time, fn func(at time.Time, providerID string, day time.Time, n int64)) error {
+	return s.readCounts(teamID, countSentDay, "", from, time.Time{}, func(at time.Time, rest []byte, n int64) {
 		if i := bytes.IndexByte(rest, 0); i >= 0 && len(rest) == i+9 {
-			fn(hour, string(rest[:i]), time.Unix(int64(binary.BigEndian.Uint64(rest[i+1:])), 0).UTC(), n)
+			fn(at, string(rest[:i]), time.Unix(int64(binary.BigEndian.Uint64(rest[i+1:])), 0).UTC(), n)
 		}
 	})
 }

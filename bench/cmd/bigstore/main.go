@@ -161,18 +161,56 @@ func measureOpen(path, team string) {
 		timed("logs_newest_page", func() error {
 			return s.MessagesDesc(team, "", time.Time{}, time.Time{}, func(*store.Message) bool { n++; return n < 51 })
 		})
-		timed("metrics_30d_counters", func() error {
-			return s.StatusCounts(team, "", now.Add(-30*24*time.Hour), now, func(time.Time, string, int64) {})
-		})
-		timed("usage_7d_counters", func() error {
-			if err := s.RecipientCounts(team, now.Add(-7*24*time.Hour), func(time.Time, string, string, int64) {}); err != nil {
+		all := func(*store.Message) bool { return true }
+		// What GET /emails/metrics reads for the default window (the
+		// last 24 hours, ends not on a minute): the counters, and the
+		// messages of the partial minutes at both ends.
+		timed("metrics_24h", func() error {
+			from := now.Add(-24 * time.Hour)
+			if err := s.StatusCounts(team, "", from, now, func(time.Time, string, int64) {}); err != nil {
 				return err
 			}
-			return s.SentCounts(team, now.Add(-7*24*time.Hour), func(time.Time, string, time.Time, int64) {})
+			if err := s.MessagesBetween(team, from, from.Truncate(time.Minute).Add(time.Minute), all); err != nil {
+				return err
+			}
+			return s.MessagesBetween(team, now.Truncate(time.Minute), now, all)
 		})
-		timed("edge_hour_scan", func() error {
-			edge := now.Add(-time.Hour)
-			return s.MessagesSince(team, edge, func(m *store.Message) bool { return m.CreatedAt.Before(now.Add(time.Hour)) })
+		timed("metrics_30d", func() error {
+			return s.StatusCounts(team, "", now.Add(-30*24*time.Hour), now, func(time.Time, string, int64) {})
+		})
+		// GET /providers/usage: 7 days of counters and one partial minute.
+		timed("usage_7d", func() error {
+			since := now.Add(-7 * 24 * time.Hour)
+			if err := s.RecipientCounts(team, since, func(time.Time, string, string, int64) {}); err != nil {
+				return err
+			}
+			if err := s.SentCounts(team, since, func(time.Time, string, time.Time, int64) {}); err != nil {
+				return err
+			}
+			return s.MessagesBetween(team, since, since.Truncate(time.Minute).Add(time.Minute), all)
+		})
+		page := func(walk func(fn func(*store.Message) bool) error) func() error {
+			return func() error {
+				n := 0
+				return walk(func(*store.Message) bool { n++; return n < 51 })
+			}
+		}
+		timed("logs_status_failed_page", page(func(fn func(*store.Message) bool) error {
+			return s.MessagesDescByStatus(team, store.MsgFailed, "", time.Time{}, time.Time{}, fn)
+		}))
+		timed("logs_status_rejected_none", page(func(fn func(*store.Message) bool) error {
+			return s.MessagesDescByStatus(team, store.MsgRejected, "", time.Time{}, time.Time{}, fn)
+		}))
+		timed("logs_provider_page", page(func(fn func(*store.Message) bool) error {
+			return s.MessagesDescByProvider(team, "dprov_06h4xtc3y8001pqbe2bc2ads", "", time.Time{}, time.Time{}, fn)
+		}))
+		timed("logs_window_day_page", page(func(fn func(*store.Message) bool) error {
+			day := now.Add(-10 * 24 * time.Hour).Truncate(24 * time.Hour)
+			return s.MessagesDesc(team, "", day, day.Add(24*time.Hour), fn)
+		}))
+		// A search that matches nothing decodes the whole team history.
+		timed("logs_search_none_walk_all", func() error {
+			return s.MessagesDesc(team, "", time.Time{}, time.Time{}, func(*store.Message) bool { return true })
 		})
 		out["rss_mb_after_reads"] = vmRSS()
 	}
