@@ -181,8 +181,8 @@ func (s *Server) emailLogs(c *call) error {
 // the team's index of that provider's messages, a status filter the index
 // of each status asked for (each gives its newest limit+1 matches, merged
 // by ID: the newest limit+1 of the union are among them), and otherwise
-// the team's whole index; the remaining filters (search) are applied to
-// the records on the way.
+// the team's whole index; a search skips records whose stored form cannot
+// match before decoding them (store.LogWalk.Text), and f.match decides.
 func (s *Server) logPage(teamID string, f logFilter, pg page) ([]*store.Message, bool, error) {
 	var found []*store.Message
 	seen := map[string]bool{}
@@ -200,24 +200,22 @@ func (s *Server) logPage(teamID string, f logFilter, pg page) ([]*store.Message,
 			return n <= pg.limit
 		})
 	}
+	w := store.LogWalk{TeamID: teamID, Text: f.search, Before: pg.after, From: f.from, To: f.to}
+	walk := func(fn func(*store.Message) bool) error { return s.st.WalkLog(w, fn) }
 	var err error
 	switch {
 	case f.providerID != "":
-		err = collect(func(fn func(*store.Message) bool) error {
-			return s.st.MessagesDescByProvider(teamID, f.providerID, pg.after, f.from, f.to, fn)
-		})
+		w.ProviderID = f.providerID
+		err = collect(walk)
 	case len(f.statuses) > 0:
 		for _, st := range f.statuses {
-			if err = collect(func(fn func(*store.Message) bool) error {
-				return s.st.MessagesDescByStatus(teamID, st, pg.after, f.from, f.to, fn)
-			}); err != nil {
+			w.Status = st
+			if err = collect(walk); err != nil {
 				break
 			}
 		}
 	default:
-		err = collect(func(fn func(*store.Message) bool) error {
-			return s.st.MessagesDesc(teamID, pg.after, f.from, f.to, fn)
-		})
+		err = collect(walk)
 	}
 	if err != nil {
 		return nil, false, err

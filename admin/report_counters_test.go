@@ -198,13 +198,30 @@ func TestReportsFromCountersMatchScan(t *testing.T) {
 func TestLogFiltersFromIndexesMatchScan(t *testing.T) {
 	e := newEnv(t)
 	own := reportHistory(t, e)
+	// Text the search must find whatever the case, and characters the
+	// stored JSON escapes (the walk's pre-filter must not lose them).
+	var extra []*store.Message
+	for i, subj := range []string{"Order <A&B> Straße", "ÜBER Deal", "quote \"x\" back\\slash", "plain"} {
+		for j := 0; j < 9; j++ {
+			at := e.clock.Now().Add(-time.Duration(i*9+j+1) * time.Minute)
+			extra = append(extra, &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID,
+				From: "Big.Sender@Example.COM", Subject: subj, Status: store.MsgSent, CreatedAt: at, UpdatedAt: at,
+				Recipients: []store.Recipient{{Address: "R@Example.net", Status: store.MsgSent}}})
+		}
+	}
+	if err := e.st.LoadHistory(extra); err != nil {
+		t.Fatal(err)
+	}
+	own = append(own, extra...)
 	slices.SortFunc(own, func(a, b *store.Message) int { return strings.Compare(b.ID, a.ID) })
 	now := e.clock.Now()
 	for _, q := range []string{"", "status=failed", "status=sent,rejected", "status=pending,pending",
 		"provider_id=" + e.managed.ID, "provider_id=" + e.managed.ID + "&status=failed,sent",
 		"status=rejected&from_date=" + url.QueryEscape(now.Add(-50*time.Hour).Format(time.RFC3339)) +
 			"&to_date=" + url.QueryEscape(now.Add(-3*time.Hour).Format(time.RFC3339)),
-		"search=r@example", "status=sent&search=nomatch"} {
+		"search=r@example", "status=sent&search=nomatch", "search=%C3%BCber", "search=STRASSE", "search=stra%C3%9Fe",
+		"search=" + url.QueryEscape("<a&b>"), "search=" + url.QueryEscape(`"x"`), "search=" + url.QueryEscape(`back\slash`),
+		"search=big.SENDER@example.com"} {
 		r0 := httptest.NewRequest("GET", "/x?"+q, nil)
 		f, err := parseLogFilter(r0)
 		if err != nil {
@@ -216,7 +233,7 @@ func TestLogFiltersFromIndexesMatchScan(t *testing.T) {
 				want = append(want, m.ID)
 			}
 		}
-		if len(want) <= 7 && !strings.Contains(q, "nomatch") {
+		if len(want) <= 7 && !strings.Contains(q, "nomatch") && !strings.Contains(q, "STRASSE") {
 			t.Fatalf("logs?%s: %d matches, not enough to page through", q, len(want))
 		}
 		var got []string

@@ -6,6 +6,9 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 	"errors"
 	"os"
 	"path/filepath"
@@ -26,19 +29,86 @@ import (
 // of scanChunk keys so a long scan never holds one read transaction (and
 // with it the committer) for long.
 func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(*Message) bool) error {
-	return s.messagesDesc(bMsgByTeam, teamIndexKey(teamID, ""), teamID, before, from, to, fn)
+	return s.WalkLog(LogWalk{TeamID: teamID, Before: before, From: from, To: to}, fn)
 }
 
 // MessagesDescByStatus is MessagesDesc over the team's messages whose
 // current status is status only.
 func (s *Store) MessagesDescByStatus(teamID, status, before string, from, to time.Time, fn func(*Message) bool) error {
-	return s.messagesDesc(bMsgByFilter, statusIndexPrefix(teamID, status), teamID, before, from, to, fn)
+	return s.WalkLog(LogWalk{TeamID: teamID, Status: status, Before: before, From: from, To: to}, fn)
 }
 
 // MessagesDescByProvider is MessagesDesc over the team's messages that
 // providerID handled (Message.UsedProvider) only.
 func (s *Store) MessagesDescByProvider(teamID, providerID, before string, from, to time.Time, fn func(*Message) bool) error {
-	return s.messagesDesc(bMsgByFilter, providerIndexPrefix(teamID, providerID), teamID, before, from, to, fn)
+	return s.WalkLog(LogWalk{TeamID: teamID, ProviderID: providerID, Before: before, From: from, To: to}, fn)
+}
+
+// LogWalk is one newest-first walk of a team's message log (WalkLog).
+type LogWalk struct {
+	TeamID string
+	// Status walks only the messages in that status (the status index);
+	// else ProviderID only those that provider handled; else all.
+	Status, ProviderID string
+	// Text, lower case, skips without decoding every record whose stored
+	// form, lower-cased, does not contain it: a necessary condition of a
+	// case-insensitive substring match on any of its text fields, so the
+	// caller still decides on the decoded record. It is ignored (every
+	// record is decoded) when it holds a character the JSON encoding may
+	// escape, as the stored form would not contain it verbatim.
+	Text string
+	// Before is the exclusive upper bound on message IDs ("" for none);
+	// From and To bound the creation time as [From, To), zero is open.
+	Before   string
+	From, To time.Time
+}
+
+// WalkLog calls fn for each message of the walk, newest first, until fn
+// returns false; see MessagesDesc.
+func (s *Store) WalkLog(w LogWalk, fn func(*Message) bool) error {
+	bucket, prefix := bMsgByTeam, teamIndexKey(w.TeamID, "")
+	switch {
+	case w.Status != "":
+		bucket, prefix = bMsgByFilter, statusIndexPrefix(w.TeamID, w.Status)
+	case w.ProviderID != "":
+		bucket, prefix = bMsgByFilter, providerIndexPrefix(w.TeamID, w.ProviderID)
+	}
+	var text []byte
+	if w.Text != "" && !strings.ContainsAny(w.Text, "\"\\<>&\u2028\u2029") && !hasControl(w.Text) {
+		text = []byte(w.Text)
+	}
+	return s.messagesDesc(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn)
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether lower(raw) contains text (already lower
+// case), lowering into buf (reused across calls).
+func containsFold(raw, text []byte, buf *[]byte) bool {
+	b := (*buf)[:0]
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(raw[i:])
+		b = utf8.AppendRune(b, unicode.ToLower(r))
+		i += n
+	}
+	*buf = b
+	return bytes.Contains(b, text)
 }
 
 // inWindow reports whether an index value (be64 creation nanos) lies in
@@ -54,7 +124,8 @@ func inWindow(v []byte, from, to time.Time) bool {
 
 // messagesDesc walks the index keys prefix ‖ message id of bucket from
 // the newest down; see MessagesDesc.
-func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, fn func(*Message) bool) error {
+func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool) error {
+	var buf []byte
 	upperID := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
 		upperID = idFloor(PrefixMessage, to.Add(seekSlack))
@@ -95,7 +166,7 @@ func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from,
 					return nil
 				}
 				if inWindow(v, from, to) {
-					if rec := msgs.Get(k[len(prefix):]); rec != nil {
+					if rec := msgs.Get(k[len(prefix):]); rec != nil && (text == nil || containsFold(rec, text, &buf)) {
 						var m Message
 						if err := jsonUnmarshal(rec, &m); err != nil {
 							return err
