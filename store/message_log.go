@@ -6,13 +6,13 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
