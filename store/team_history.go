@@ -9,6 +9,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -359,7 +361,10 @@ func (s *Store) SentCounts(teamID string, from time.Time, fn func(at time.Time, 
 // memory first (one write per counter, not per message). It only adds
 // keys to the three new buckets: no message record is rewritten.
 func migrateTeamHistory(tx *bolt.Tx) error {
-	idx := tx.Bucket(bMsgByTeam)
+	// Keys are collected, then written in key order: bbolt appends
+	// sorted keys to a page at a time, while one transaction of keys in
+	// message (not team) order splits and rewrites pages all over.
+	byTeam, byFilter := map[string][]byte{}, map[string][]byte{}
 	total := map[string]int64{}
 	err := tx.Bucket(bMessages).ForEach(func(id, v []byte) error {
 		var m Message
@@ -369,13 +374,33 @@ func migrateTeamHistory(tx *bolt.Tx) error {
 		for k, n := range messageCounts(&m) {
 			total[k] += n
 		}
-		if err := moveFilterKeys(tx, nil, &m); err != nil {
-			return err
+		for k := range filterKeys(&m) {
+			byFilter[k] = createdValue(&m)
 		}
-		return idx.Put(teamIndexKey(m.TeamID, string(id)), createdValue(&m))
+		byTeam[string(teamIndexKey(m.TeamID, string(id)))] = createdValue(&m)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return applyCounts(tx, total)
+	for _, kv := range []struct {
+		b    []byte
+		keys map[string][]byte
+	}{{bMsgByTeam, byTeam}, {bMsgByFilter, byFilter}} {
+		b := tx.Bucket(kv.b)
+		b.FillPercent = 1 // appended in order: full pages
+		for _, k := range slices.Sorted(maps.Keys(kv.keys)) {
+			if err := b.Put([]byte(k), kv.keys[k]); err != nil {
+				return err
+			}
+		}
+	}
+	counts := tx.Bucket(bMsgCounts)
+	counts.FillPercent = 1
+	for _, k := range slices.Sorted(maps.Keys(total)) {
+		if err := counts.Put([]byte(k), []byte(be64Key(total[k]))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
