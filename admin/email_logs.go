@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,20 +145,8 @@ func (f *logFilter) match(m *store.Message) bool {
 }
 
 // usedProvider reports whether any attempt or recipient result of m names
-// the provider.
-func usedProvider(m *store.Message, id string) bool {
-	for _, a := range m.Attempts {
-		if a.ProviderID == id {
-			return true
-		}
-	}
-	for _, r := range m.Recipients {
-		if r.ProviderID == id {
-			return true
-		}
-	}
-	return false
-}
+// the provider (the rule the metrics counters use too).
+func usedProvider(m *store.Message, id string) bool { return m.UsedProvider(id) }
 
 // emailLogs is GET /emails/logs: the team's messages, newest first, with
 // cursor pagination (the cursor is the last message ID of the page, so a
@@ -171,19 +160,7 @@ func (s *Server) emailLogs(c *call) error {
 	if err != nil {
 		return err
 	}
-	var page []*store.Message
-	more := false
-	err = s.st.MessagesDesc(c.team(), pg.after, f.from, f.to, func(m *store.Message) bool {
-		if !f.match(m) {
-			return true
-		}
-		if len(page) == pg.limit {
-			more = true
-			return false
-		}
-		page = append(page, m)
-		return true
-	})
+	page, more, err := s.logPage(c.team(), f, pg)
 	if err != nil {
 		return err
 	}
@@ -198,4 +175,55 @@ func (s *Server) emailLogs(c *call) error {
 	}
 	c.list(out, pag)
 	return nil
+}
+
+// logPage reads one page of the log: the limit newest messages matching
+// f below the cursor, and whether more follow. A provider filter walks
+// the team's index of that provider's messages, a status filter the index
+// of each status asked for (each gives its newest limit+1 matches, merged
+// by ID: the newest limit+1 of the union are among them), and otherwise
+// the team's whole index; a search skips records whose stored form cannot
+// match before decoding them (store.LogWalk.Text), and f.match decides.
+func (s *Server) logPage(teamID string, f logFilter, pg page) ([]*store.Message, bool, error) {
+	var found []*store.Message
+	seen := map[string]bool{}
+	collect := func(walk func(fn func(*store.Message) bool) error) error {
+		n := 0
+		return walk(func(m *store.Message) bool {
+			if !f.match(m) {
+				return true
+			}
+			if !seen[m.ID] { // a status may change between two walks
+				seen[m.ID] = true
+				found = append(found, m)
+			}
+			n++
+			return n <= pg.limit
+		})
+	}
+	w := store.LogWalk{TeamID: teamID, Text: f.search, Before: pg.after, From: f.from, To: f.to}
+	walk := func(fn func(*store.Message) bool) error { return s.st.WalkLog(w, fn) }
+	var err error
+	switch {
+	case f.providerID != "":
+		w.ProviderID = f.providerID
+		err = collect(walk)
+	case len(f.statuses) > 0:
+		for _, st := range f.statuses {
+			w.Status = string(st)
+			if err = collect(walk); err != nil {
+				break
+			}
+		}
+	default:
+		err = collect(walk)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	slices.SortFunc(found, func(a, b *store.Message) int { return strings.Compare(b.ID, a.ID) })
+	if len(found) > pg.limit {
+		return found[:pg.limit], true, nil
+	}
+	return found, false, nil
 }

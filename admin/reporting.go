@@ -61,16 +61,35 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 		out = append(out, it)
 		byID[p.ID] = it
 	}
-	err := s.st.MessagesSince(teamID, since, func(m *store.Message) bool {
+	tally := func(providerID, status string, n int) {
+		it := byID[providerID]
+		if it == nil {
+			return
+		}
+		switch status {
+		case string(state.MessageSent):
+			it.Sent7d += n
+		case string(state.MessageFailed):
+			it.Failed7d += n
+		case string(state.MessageRejected):
+			it.Rejected7d += n
+		case string(state.MessagePending):
+			it.Pending7d += n
+		default:
+			return // a status this code does not know is not guessed at
+		}
+		it.Total7d += n
+	}
+	// The window's first, partial minute is counted from the team's
+	// messages; everything after it from the counters kept as mail flows
+	// (store.RecipientCounts), which attribute recipients as this does.
+	edge := ceilMinute(since)
+	err := s.st.MessagesBetween(teamID, since, edge, func(m *store.Message) bool {
 		for i := range m.Recipients {
 			r := &m.Recipients[i]
-			it := byID[recipientProvider(m, r)]
-			if it == nil {
-				continue
-			}
-			switch r.Status {
-			case state.MessageSent:
-				it.Sent7d++
+			p := m.ResultProvider(r)
+			tally(p, string(r.Status), 1)
+			if it := byID[p]; it != nil && r.Status == state.MessageSent {
 				at := m.UpdatedAt
 				if r.UpdatedAt != nil {
 					at = *r.UpdatedAt
@@ -78,39 +97,31 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 				if !at.Before(today) {
 					it.SentToday++
 				}
-			case state.MessageFailed:
-				it.Failed7d++
-			case state.MessageRejected:
-				it.Rejected7d++
-			case state.MessagePending:
-				it.Pending7d++
-			default:
-				continue // a status this code does not know is not guessed at
 			}
-			it.Total7d++
 		}
 		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.st.RecipientCounts(teamID, edge, func(_ time.Time, providerID, status string, n int64) {
+		tally(providerID, status, int(n))
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.st.SentCounts(teamID, edge, func(_ time.Time, providerID string, day time.Time, n int64) {
+		if it := byID[providerID]; it != nil && !day.Before(today) {
+			it.SentToday += int(n)
+		}
 	})
 	return out, err
 }
 
-// recipientProvider is the provider a recipient's result is attributed
-// to; see usageItem.
-func recipientProvider(m *store.Message, r *store.Recipient) string {
-	if r.ProviderID != "" {
-		return r.ProviderID
-	}
-	for i := len(m.Attempts) - 1; i >= 0; i-- {
-		if id := m.Attempts[i].ProviderID; id != "" {
-			return id
-		}
-	}
-	return ""
-}
-
-// providerUsage is GET /providers/usage. It reads the message log of the
-// last 7 days (a seek to the window's first message ID, then a read-only
-// scan), so its cost grows with the team's recent volume, not its history.
+// providerUsage is GET /providers/usage. It reads the team's counters of
+// the last 7 days (one key per hour, provider and status; per minute in
+// the first hour) and the messages of the window's first, partial minute, so its cost does not grow
+// with the team's volume, nor depend on other teams at all.
 func (s *Server) providerUsage(c *call) error {
 	ps, err := s.st.Providers(c.team())
 	if err != nil {

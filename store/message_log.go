@@ -5,10 +5,14 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,64 +23,160 @@ import (
 // newest page is the common request, and a cursor page continues right
 // below the previous page's last ID.
 //
-// As MessagesSince does, it seeks by the time encoded in the IDs (widened
-// by seekSlack, CreatedAt decides), skips other teams' records by a byte
-// search before decoding, and reads in chunks of scanChunk records so a long
-// scan never holds one read transaction (and with it the committer) for
-// long.
+// It walks the team's index, seeking by the time encoded in the IDs
+// (widened by seekSlack; the creation time in the index value decides,
+// so a record outside the window is not even read), and reads in chunks
+// of scanChunk keys so a long scan never holds one read transaction (and
+// with it the committer) for long.
 func (s *Store) MessagesDesc(teamID, before string, from, to time.Time, fn func(*Message) bool) error {
-	upper := []byte(nil) // exclusive; nil means past the last message
+	return s.WalkLog(LogWalk{TeamID: teamID, Before: before, From: from, To: to}, fn)
+}
+
+// MessagesDescByStatus is MessagesDesc over the team's messages whose
+// current status is status only.
+func (s *Store) MessagesDescByStatus(teamID, status, before string, from, to time.Time, fn func(*Message) bool) error {
+	return s.WalkLog(LogWalk{TeamID: teamID, Status: status, Before: before, From: from, To: to}, fn)
+}
+
+// MessagesDescByProvider is MessagesDesc over the team's messages that
+// providerID handled (Message.UsedProvider) only.
+func (s *Store) MessagesDescByProvider(teamID, providerID, before string, from, to time.Time, fn func(*Message) bool) error {
+	return s.WalkLog(LogWalk{TeamID: teamID, ProviderID: providerID, Before: before, From: from, To: to}, fn)
+}
+
+// LogWalk is one newest-first walk of a team's message log (WalkLog).
+type LogWalk struct {
+	TeamID string
+	// Status walks only the messages in that status (the status index);
+	// else ProviderID only those that provider handled; else all.
+	Status, ProviderID string
+	// Text, lower case, skips without decoding every record whose stored
+	// form, lower-cased, does not contain it: a necessary condition of a
+	// case-insensitive substring match on any of its text fields, so the
+	// caller still decides on the decoded record. It is ignored (every
+	// record is decoded) when it holds a character the JSON encoding may
+	// escape, as the stored form would not contain it verbatim.
+	Text string
+	// Before is the exclusive upper bound on message IDs ("" for none);
+	// From and To bound the creation time as [From, To), zero is open.
+	Before   string
+	From, To time.Time
+}
+
+// WalkLog calls fn for each message of the walk, newest first, until fn
+// returns false; see MessagesDesc.
+func (s *Store) WalkLog(w LogWalk, fn func(*Message) bool) error {
+	bucket, prefix := bMsgByTeam, teamIndexKey(w.TeamID, "")
+	switch {
+	case w.Status != "":
+		bucket, prefix = bMsgByFilter, statusIndexPrefix(w.TeamID, w.Status)
+	case w.ProviderID != "":
+		bucket, prefix = bMsgByFilter, providerIndexPrefix(w.TeamID, w.ProviderID)
+	}
+	var text []byte
+	if w.Text != "" && !strings.ContainsAny(w.Text, "\"\\<>&\u2028\u2029") && !hasControl(w.Text) {
+		text = []byte(w.Text)
+	}
+	return s.messagesDesc(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn)
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether lower(raw) contains text (already lower
+// case), lowering into buf (reused across calls).
+func containsFold(raw, text []byte, buf *[]byte) bool {
+	b := (*buf)[:0]
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(raw[i:])
+		b = utf8.AppendRune(b, unicode.ToLower(r))
+		i += n
+	}
+	*buf = b
+	return bytes.Contains(b, text)
+}
+
+// inWindow reports whether an index value (be64 creation nanos) lies in
+// [from, to); a value of another length is let through (the record
+// decides).
+func inWindow(v []byte, from, to time.Time) bool {
+	if len(v) != 8 {
+		return true
+	}
+	at := int64(binary.BigEndian.Uint64(v))
+	return (from.IsZero() || at >= from.UnixNano()) && (to.IsZero() || at < to.UnixNano())
+}
+
+// messagesDesc walks the index keys prefix ‖ message id of bucket from
+// the newest down; see MessagesDesc.
+func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool) error {
+	var buf []byte
+	upperID := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
-		upper = []byte(idFloor(PrefixMessage, to.Add(seekSlack)))
+		upperID = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
-	if before != "" && (upper == nil || before < string(upper)) {
-		upper = []byte(before)
+	if before != "" && (upperID == "" || before < upperID) {
+		upperID = before
 	}
-	lower := []byte(PrefixMessage)
+	upper := append(bytes.Clone(prefix), upperID...)
+	if upperID == "" {
+		// Prefixes end in 0x00: the same with 0x01 is just past them.
+		upper[len(upper)-1] = 1
+	}
+	lower := append(bytes.Clone(prefix), PrefixMessage...)
 	if !from.IsZero() {
-		lower = []byte(idFloor(PrefixMessage, from.Add(-seekSlack)))
+		lower = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
 	}
-	needle := []byte(`"team_id":"` + teamID + `"`)
 	for {
 		stop := false
 		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bMessages).Cursor()
-			var k, v []byte
-			switch {
-			case upper == nil:
+			c, msgs := tx.Bucket(bucket).Cursor(), tx.Bucket(bMessages)
+			// The first key at or after the bound, then one back: the
+			// largest key strictly below it, whether or not it exists.
+			k, v := c.Seek(upper)
+			if k == nil {
 				k, v = c.Last()
-			default:
-				// The first key at or after upper, then one back: the
-				// largest key strictly below upper, whether or not upper
-				// itself still exists.
-				if k, _ = c.Seek(upper); k == nil {
-					k, v = c.Last()
-				} else {
-					k, v = c.Prev()
-				}
+			} else {
+				k, v = c.Prev()
 			}
 			for n := 0; ; n++ {
-				if k == nil || !bytes.HasPrefix(k, []byte(PrefixMessage)) || bytes.Compare(k, lower) < 0 {
+				if k == nil || !bytes.HasPrefix(k, prefix) || bytes.Compare(k, lower) < 0 {
 					stop = true
 					return nil
 				}
 				if n == scanChunk {
-					upper = bytes.Clone(k)
 					// k itself is not processed yet: resume at the key
 					// just above it.
-					upper = append(upper, 0)
+					upper = append(bytes.Clone(k), 0)
 					return nil
 				}
-				if bytes.Contains(v, needle) {
-					var m Message
-					if err := jsonUnmarshal(v, &m); err != nil {
-						return err
-					}
-					inWindow := m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) &&
-						(to.IsZero() || m.CreatedAt.Before(to))
-					if inWindow && !fn(&m) {
-						stop = true
-						return nil
+				if inWindow(v, from, to) {
+					if rec := msgs.Get(k[len(prefix):]); rec != nil && (text == nil || containsFold(rec, text, &buf)) {
+						var m Message
+						if err := jsonUnmarshal(rec, &m); err != nil {
+							return err
+						}
+						ok := m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) &&
+							(to.IsZero() || m.CreatedAt.Before(to))
+						if ok && !fn(&m) {
+							stop = true
+							return nil
+						}
 					}
 				}
 				k, v = c.Prev()
@@ -154,6 +254,9 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 				continue
 			}
 			if err := s.dropBody(tx, &m, &o.after); err != nil {
+				return err
+			}
+			if err := unindexMessage(tx, &m); err != nil {
 				return err
 			}
 			if err := b.Delete([]byte(id)); err != nil {

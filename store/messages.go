@@ -134,19 +134,28 @@ func dueKey(at time.Time, id string) []byte {
 func (s *Store) Enqueue(m *Message, body []byte) error {
 	m.State = StateQueued
 	return s.submit(&op{done: make(chan error, 1), syncSpool: m.Spooled, fn: func(tx *bolt.Tx) error {
-		if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
-			return err
-		}
-		if !m.Spooled {
-			if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
-				return err
-			}
-		}
-		if err := syncManagedReserved(tx, m, false); err != nil {
-			return err
-		}
-		return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
+		return putNewMessage(tx, m, body)
 	}})
+}
+
+// putNewMessage writes a new queued message, its inline body and every
+// index that refers to it, inside tx.
+func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
+	if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
+		return err
+	}
+	if !m.Spooled {
+		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
+			return err
+		}
+	}
+	if err := syncManagedReserved(tx, m, false); err != nil {
+		return err
+	}
+	if err := indexNewMessage(tx, m); err != nil {
+		return err
+	}
+	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
 
 // Message returns a message record.
@@ -201,7 +210,14 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
+		oldCounts, oldKeys := messageCounts(&m), filterKeys(&m)
 		if err := fn(&m); err != nil {
+			return err
+		}
+		if err := moveCounts(tx, oldCounts, messageCounts(&m)); err != nil {
+			return err
+		}
+		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
 			return err
 		}
 		due := m.NextAttemptAt

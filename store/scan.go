@@ -50,27 +50,38 @@ const seekSlack = time.Hour
 // visits the team's whole history. It is read-only, and it does not see
 // messages committed after it passed their position; fn runs outside any
 // write and may itself read the store.
-//
-// Message IDs start with their creation time, so the cursor seeks straight
-// to the first candidate instead of walking the whole history; other
-// teams' records are skipped by a byte search before being decoded. A
-// message whose ID is more than seekSlack older than its CreatedAt is not
-// found by a seek that its CreatedAt would match; IDs and CreatedAt are
-// both taken at acceptance, so that does not happen.
 func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) bool) error {
-	seek := []byte(PrefixMessage)
-	if !since.IsZero() {
-		seek = []byte(idFloor(PrefixMessage, since.Add(-seekSlack)))
+	return s.MessagesBetween(teamID, since, time.Time{}, fn)
+}
+
+// MessagesBetween is MessagesSince for messages created in [from, to) (a
+// zero to is open).
+//
+// It walks the team's index (bMsgByTeam), whose keys sort by message ID,
+// and IDs start with their creation time: the cursor seeks straight to
+// the first candidate of that team, other teams' messages are never read,
+// and a record is decoded only when the creation time in its index value
+// is in the window. A message whose ID is more than seekSlack away from
+// its CreatedAt is not found by a seek that its CreatedAt would match;
+// IDs and CreatedAt are both taken at acceptance, so that does not happen.
+func (s *Store) MessagesBetween(teamID string, from, to time.Time, fn func(*Message) bool) error {
+	prefix := teamIndexKey(teamID, "")
+	seek := append(bytes.Clone(prefix), PrefixMessage...)
+	if !from.IsZero() {
+		seek = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
 	}
-	needle := []byte(`"team_id":"` + teamID + `"`)
+	var end []byte // keys at or past it cannot be in the window
+	if !to.IsZero() {
+		end = append(bytes.Clone(prefix), idFloor(PrefixMessage, to.Add(seekSlack))...)
+	}
 	for {
 		var next []byte
 		stop := false
 		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bMessages).Cursor()
+			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
 			n := 0
-			for k, v := c.Seek(seek); k != nil; k, v = c.Next() {
-				if !bytes.HasPrefix(k, []byte(PrefixMessage)) {
+			for k, v := c.Seek(seek); ; k, v = c.Next() {
+				if k == nil || !bytes.HasPrefix(k, prefix) || end != nil && bytes.Compare(k, end) >= 0 {
 					stop = true
 					return nil
 				}
@@ -79,14 +90,18 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 					return nil
 				}
 				n++
-				if !bytes.Contains(v, needle) {
+				if !inWindow(v, from, to) {
+					continue
+				}
+				rec := msgs.Get(k[len(prefix):])
+				if rec == nil {
 					continue
 				}
 				var m Message
-				if err := jsonUnmarshal(v, &m); err != nil {
+				if err := jsonUnmarshal(rec, &m); err != nil {
 					return err
 				}
-				if m.TeamID != teamID || m.CreatedAt.Before(since) {
+				if m.TeamID != teamID || m.CreatedAt.Before(from) || !to.IsZero() && !m.CreatedAt.Before(to) {
 					continue
 				}
 				if !fn(&m) {
@@ -94,8 +109,6 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 					return nil
 				}
 			}
-			stop = true
-			return nil
 		})
 		if err != nil || stop || next == nil {
 			return err

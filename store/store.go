@@ -30,7 +30,8 @@ var (
 		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
-		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox}
+		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
+		bMsgByTeam, bMsgCounts, bMsgByFilter}
 )
 
 // Errors callers branch on.
@@ -98,9 +99,14 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: timeout,
-		// The freelist is rebuilt at open instead of written at every
-		// commit: less I/O on the hot path, a slower open of big files.
-		NoFreelistSync: true,
+		// The freelist is written at every commit, so that Open reads
+		// one page run instead of rebuilding it by walking every page of
+		// the file (NoFreelistSync): that walk made the whole file
+		// resident and took seconds per GB (issue 18). The cost is the
+		// freelist's pages in each commit (bench/RESULTS.md). A file
+		// written without it gets its freelist rebuilt once, at the
+		// first open, and written then.
+		NoFreelistSync: false,
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
@@ -110,6 +116,10 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	// Open (the one-time freelist rebuild of an older file) and the
+	// migrations may have read much of the map: drop those pages, the
+	// daemon starts with what it uses.
+	db.View(func(tx *bolt.Tx) error { dropMap(tx); return nil })
 	spool := filepath.Join(filepath.Dir(path), "spool")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		db.Close()

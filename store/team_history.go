@@ -1,0 +1,407 @@
+package store
+
+// A team's message history without walking anyone else's: the per-team
+// index every history read seeks (the message log, the edge hours of the
+// reports), and the counters kept as mail flows that the reports read
+// instead of the messages (GET /emails/metrics, GET /providers/usage).
+// Both are local to the node, as the messages are.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"github.com/smtpmux/smtpmux/internal/state"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	// bMsgByTeam is team ‖ 0x00 ‖ message id → nil. Message IDs start
+	// with their acceptance time, so a team's keys are in creation order
+	// and a time window or a log cursor (a message ID) is a seek.
+	bMsgByTeam = []byte("msg_by_team")
+	// bMsgCounts is team ‖ 0x00 ‖ kind ‖ … → be64 count; see the count*
+	// kinds. A message's contribution is derived from the record alone
+	// (messageCounts), so every write that changes a record moves the
+	// counters by the difference, in the same transaction.
+	bMsgCounts = []byte("msg_counts")
+	// bMsgByFilter is team ‖ 0x00 ‖ 's' ‖ status ‖ 0x00 ‖ message id and
+	// team ‖ 0x00 ‖ 'p' ‖ provider ‖ 0x00 ‖ message id (every provider the
+	// message used, Message.UsedProvider): the log's status and provider
+	// filters walk only the matching messages. Both can change, so every
+	// write moves a record's keys (filterKeys) as it moves its counters.
+	bMsgByFilter = []byte("msg_by_filter")
+)
+
+// Values of bMsgByTeam and bMsgByFilter are be64(CreatedAt unix nanos),
+// so a time window is checked on the index, not on the decoded record.
+func createdValue(m *Message) []byte { return []byte(be64Key(m.CreatedAt.UnixNano())) }
+
+func statusIndexPrefix(teamID, status string) []byte {
+	return []byte(teamID + "\x00s" + status + "\x00")
+}
+
+func providerIndexPrefix(teamID, providerID string) []byte {
+	return []byte(teamID + "\x00p" + providerID + "\x00")
+}
+
+// filterKeys are m's keys in bMsgByFilter.
+func filterKeys(m *Message) map[string]bool {
+	keys := map[string]bool{string(statusIndexPrefix(m.TeamID, string(m.Status))) + m.ID: true}
+	for _, a := range m.Attempts {
+		if a.ProviderID != "" {
+			keys[string(providerIndexPrefix(m.TeamID, a.ProviderID))+m.ID] = true
+		}
+	}
+	for _, r := range m.Recipients {
+		if r.ProviderID != "" {
+			keys[string(providerIndexPrefix(m.TeamID, r.ProviderID))+m.ID] = true
+		}
+	}
+	return keys
+}
+
+// moveFilterKeys replaces old's filter keys with m's.
+func moveFilterKeys(tx *bolt.Tx, old map[string]bool, m *Message) error {
+	b := tx.Bucket(bMsgByFilter)
+	cur := filterKeys(m)
+	for k := range old {
+		if !cur[k] {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+	}
+	for k := range cur {
+		if !old[k] {
+			if err := b.Put([]byte(k), createdValue(m)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Counter kinds. hour is be64(unix seconds of the UTC hour the message
+// was created in); statuses are the public ones (SPEC §4). Every counter
+// exists twice: per hour under these kinds, and per minute under the same
+// kinds in upper case (minuteKind), so that a window whose ends are not
+// on whole hours reads minutes there instead of decoding the messages of
+// those hours (issue 18: up to two hours of a busy team's mail).
+const (
+	// countStatus: 'm' ‖ hour ‖ status → messages by current status.
+	countStatus = "m"
+	// countProvider: 'p' ‖ provider ‖ 0x00 ‖ hour ‖ status → messages
+	// that provider handled (Message.UsedProvider), by current status.
+	countProvider = "p"
+	// countRecipient: 'r' ‖ hour ‖ provider ‖ 0x00 ‖ status → recipients
+	// by status, each under the provider its result is attributed to
+	// (Message.ResultProvider); pending, sent, failed, rejected only.
+	countRecipient = "r"
+	// countSentDay: 's' ‖ hour ‖ provider ‖ 0x00 ‖ be64(UTC day) → sent
+	// recipients by the day of their result.
+	countSentDay = "s"
+)
+
+func be64Key(v int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	return string(b[:])
+}
+
+func hourKey(t time.Time) string { return be64Key(t.Truncate(time.Hour).Unix()) }
+
+// minuteKind is the kind of the per-minute twin of an hour counter kind.
+func minuteKind(kind string) string { return strings.ToUpper(kind) }
+
+func utcDay(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// UsedProvider reports whether any attempt or recipient result of m names
+// the provider.
+func (m *Message) UsedProvider(id string) bool {
+	for _, a := range m.Attempts {
+		if a.ProviderID == id {
+			return true
+		}
+	}
+	for _, r := range m.Recipients {
+		if r.ProviderID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ResultProvider is the provider a recipient's result is attributed to:
+// the one its result names or, while it has none (pending after a
+// deferral, failed before any upstream reply), the provider of the
+// message's latest attempt; "" when never attempted.
+func (m *Message) ResultProvider(r *Recipient) string {
+	if r.ProviderID != "" {
+		return r.ProviderID
+	}
+	for i := len(m.Attempts) - 1; i >= 0; i-- {
+		if id := m.Attempts[i].ProviderID; id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// messageCounts is m's contribution to the counters, by full key.
+func messageCounts(m *Message) map[string]int64 {
+	out := make(map[string]int64, 8+4*len(m.Recipients))
+	team, status := m.TeamID+"\x00", string(m.Status)
+	hour, minute := hourKey(m.CreatedAt), be64Key(m.CreatedAt.Truncate(time.Minute).Unix())
+	// add counts one under its hour kind and under its minute kind.
+	add := func(kind, mid, at, rest string) {
+		out[team+kind+mid+at+rest]++
+		out[team+minuteKind(kind)+mid+minute+rest]++
+	}
+	add(countStatus, "", hour, status)
+	seen := map[string]bool{}
+	note := func(p string) {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			add(countProvider, p+"\x00", hour, status)
+		}
+	}
+	for _, a := range m.Attempts {
+		note(a.ProviderID)
+	}
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		note(r.ProviderID)
+		p := m.ResultProvider(r)
+		switch rs := string(r.Status); {
+		case p == "":
+		case rs == string(state.MessageSent):
+			at := m.UpdatedAt
+			if r.UpdatedAt != nil {
+				at = *r.UpdatedAt
+			}
+			add(countSentDay, "", hour, p+"\x00"+be64Key(utcDay(at).Unix()))
+			fallthrough
+		case rs == string(state.MessagePending) || rs == string(state.MessageFailed) || rs == string(state.MessageRejected):
+			add(countRecipient, "", hour, p+"\x00"+rs)
+		}
+	}
+	return out
+}
+
+// addCounts adds sign × each of counts to the counters.
+func addCounts(tx *bolt.Tx, counts map[string]int64, sign int64) error {
+	delta := make(map[string]int64, len(counts))
+	for k, n := range counts {
+		delta[k] = sign * n
+	}
+	return applyCounts(tx, delta)
+}
+
+// moveCounts moves the counters from a record's old contribution to its
+// new one; most updates (an attempt starting) change none of them.
+func moveCounts(tx *bolt.Tx, old, new map[string]int64) error {
+	delta := make(map[string]int64)
+	for k, n := range new {
+		if d := n - old[k]; d != 0 {
+			delta[k] = d
+		}
+	}
+	for k, n := range old {
+		if _, ok := new[k]; !ok {
+			delta[k] = -n
+		}
+	}
+	return applyCounts(tx, delta)
+}
+
+func applyCounts(tx *bolt.Tx, delta map[string]int64) error {
+	b := tx.Bucket(bMsgCounts)
+	for k, d := range delta {
+		if d == 0 {
+			continue
+		}
+		var n int64
+		if v := b.Get([]byte(k)); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
+		n += d
+		var err error
+		if n <= 0 {
+			err = b.Delete([]byte(k))
+		} else {
+			err = b.Put([]byte(k), []byte(be64Key(n)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexNewMessage enters a new message in its team's index and counters.
+func indexNewMessage(tx *bolt.Tx, m *Message) error {
+	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
+		return err
+	}
+	if err := moveFilterKeys(tx, nil, m); err != nil {
+		return err
+	}
+	return addCounts(tx, messageCounts(m), 1)
+}
+
+// unindexMessage removes a message being deleted from its team's index
+// and counters.
+func unindexMessage(tx *bolt.Tx, m *Message) error {
+	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
+		return err
+	}
+	for k := range filterKeys(m) {
+		if err := tx.Bucket(bMsgByFilter).Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return addCounts(tx, messageCounts(m), -1)
+}
+
+// forCounts calls fn with the rest of each counter key under prefix ‖
+// be64(time) for times in [from, to) (a zero to is open) and its count.
+func forCounts(tx *bolt.Tx, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
+	end := int64(1<<63 - 1)
+	if !to.IsZero() {
+		end = to.Unix()
+	}
+	c := tx.Bucket(bMsgCounts).Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek([]byte(prefix + be64Key(max(from.Unix(), 0)))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
+		at := int64(binary.BigEndian.Uint64(k[len(p):]))
+		if at >= end {
+			return
+		}
+		if len(v) == 8 {
+			fn(time.Unix(at, 0).UTC(), k[len(p)+8:], int64(binary.BigEndian.Uint64(v)))
+		}
+	}
+}
+
+// readCounts reads the counters of kind (with mid, the provider part of
+// countProvider keys) for [from, to), both rounded down to their minute
+// (a zero to is open): the whole hours inside from the hour counters, the
+// minutes before and after them from the minute counters. It reads at
+// most 118 minute keys per key suffix, and one per hour.
+func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) error {
+	from, to = from.Truncate(time.Minute), to.Truncate(time.Minute)
+	hours, minutes := teamID+"\x00"+kind+mid, teamID+"\x00"+minuteKind(kind)+mid
+	return s.view(func(tx *bolt.Tx) error {
+		h0 := from.Truncate(time.Hour)
+		if h0.Before(from) {
+			h0 = h0.Add(time.Hour)
+		}
+		h1 := to.Truncate(time.Hour)
+		if !to.IsZero() && !h0.Before(h1) {
+			forCounts(tx, minutes, from, to, fn)
+			return nil
+		}
+		forCounts(tx, minutes, from, h0, fn)
+		if to.IsZero() {
+			forCounts(tx, hours, h0, time.Time{}, fn)
+			return nil
+		}
+		forCounts(tx, hours, h0, h1, fn)
+		forCounts(tx, minutes, h1, to, fn)
+		return nil
+	})
+}
+
+// StatusCounts calls fn with the number of teamID's messages created in
+// [from, to) (both rounded down to their UTC minute; a zero to is open) by
+// current status, in time order, per counted span: at is the start of a
+// whole UTC hour, or of a minute at the range's ends. Spans without
+// messages are skipped. With a providerID, only messages that provider
+// handled (Message.UsedProvider) count.
+func (s *Store) StatusCounts(teamID, providerID string, from, to time.Time, fn func(at time.Time, status string, n int64)) error {
+	kind, mid := countStatus, ""
+	if providerID != "" {
+		kind, mid = countProvider, providerID+"\x00"
+	}
+	return s.readCounts(teamID, kind, mid, from, to, func(at time.Time, rest []byte, n int64) { fn(at, string(rest), n) })
+}
+
+// RecipientCounts calls fn with the number of recipients of teamID's
+// messages created from from (rounded down to its minute) on, by status
+// and by the provider their result is attributed to
+// (Message.ResultProvider; recipients never attempted count nowhere), per
+// counted span as StatusCounts.
+func (s *Store) RecipientCounts(teamID string, from time.Time, fn func(at time.Time, providerID, status string, n int64)) error {
+	return s.readCounts(teamID, countRecipient, "", from, time.Time{}, func(at time.Time, rest []byte, n int64) {
+		if i := bytes.IndexByte(rest, 0); i >= 0 {
+			fn(at, string(rest[:i]), string(rest[i+1:]), n)
+		}
+	})
+}
+
+// SentCounts calls fn with the number of sent recipients of teamID's
+// messages created from from (rounded down to its minute) on, by provider
+// (as RecipientCounts) and by the UTC day of their result.
+func (s *Store) SentCounts(teamID string, from time.Time, fn func(at time.Time, providerID string, day time.Time, n int64)) error {
+	return s.readCounts(teamID, countSentDay, "", from, time.Time{}, func(at time.Time, rest []byte, n int64) {
+		if i := bytes.IndexByte(rest, 0); i >= 0 && len(rest) == i+9 {
+			fn(at, string(rest[:i]), time.Unix(int64(binary.BigEndian.Uint64(rest[i+1:])), 0).UTC(), n)
+		}
+	})
+}
+
+// migrateTeamHistory is step 5 → 6: it enters every existing message in
+// its team's index and filter indexes and adds it to the counters. Counts are summed in
+// memory first (one write per counter, not per message). It only adds
+// keys to the three new buckets: no message record is rewritten.
+func migrateTeamHistory(tx *bolt.Tx) error {
+	// Keys are collected, then written in key order: bbolt appends
+	// sorted keys to a page at a time, while one transaction of keys in
+	// message (not team) order splits and rewrites pages all over.
+	byTeam, byFilter := map[string][]byte{}, map[string][]byte{}
+	total := map[string]int64{}
+	err := tx.Bucket(bMessages).ForEach(func(id, v []byte) error {
+		var m Message
+		if err := jsonUnmarshal(v, &m); err != nil {
+			return err
+		}
+		for k, n := range messageCounts(&m) {
+			total[k] += n
+		}
+		for k := range filterKeys(&m) {
+			byFilter[k] = createdValue(&m)
+		}
+		byTeam[string(teamIndexKey(m.TeamID, string(id)))] = createdValue(&m)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, kv := range []struct {
+		b    []byte
+		keys map[string][]byte
+	}{{bMsgByTeam, byTeam}, {bMsgByFilter, byFilter}} {
+		b := tx.Bucket(kv.b)
+		b.FillPercent = 1 // appended in order: full pages
+		for _, k := range slices.Sorted(maps.Keys(kv.keys)) {
+			if err := b.Put([]byte(k), kv.keys[k]); err != nil {
+				return err
+			}
+		}
+	}
+	counts := tx.Bucket(bMsgCounts)
+	counts.FillPercent = 1
+	for _, k := range slices.Sorted(maps.Keys(total)) {
+		if err := counts.Put([]byte(k), []byte(be64Key(total[k]))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
