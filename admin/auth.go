@@ -153,6 +153,20 @@ func expandPermission(p string) []string {
 
 // canGrant reports whether creator may hand out p: a key can only give
 // what it holds itself, otherwise key.create alone would be a path to "*".
+// canGrantAll reports whether holder could grant every one of perms (a
+// root key's list; empty means "*").
+func canGrantAll(holder *store.APIKey, perms []string) bool {
+	if len(perms) == 0 {
+		return canGrant(holder, "*")
+	}
+	for _, p := range perms {
+		if !canGrant(holder, p) {
+			return false
+		}
+	}
+	return true
+}
+
 func canGrant(creator *store.APIKey, p string) bool {
 	for _, c := range expandPermission(p) {
 		if !creator.Allows(c) {

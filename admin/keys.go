@@ -390,6 +390,13 @@ func (s *Server) rotateKey(c *call) error {
 	prefix := store.SecretPrefixSending
 	if cur.Type == store.KeyRoot {
 		prefix = store.SecretPrefixRoot
+		// The new secret is the target key's power: a key may only take
+		// it over when it could have created that key (checkPermissions'
+		// rule), or key.update alone would escalate to "*".
+		if !canGrantAll(c.key, cur.Permissions) {
+			return &apiError{Status: http.StatusForbidden, Code: codeForbidden,
+				Message: "this key cannot rotate a root key that holds permissions it does not hold"}
+		}
 	}
 	secret := store.NewSecret(prefix)
 	now := s.now()

@@ -192,3 +192,32 @@ func TestListGetRevokeKeys(t *testing.T) {
 	}
 	expectErr(t, e.do("GET", "/api/v1/api-keys", nil), 401, "authentication_required", "")
 }
+
+// TestRotateCannotTakeOverAStrongerKey: rotating a root key hands out its
+// new secret, so a key may only rotate root keys it could have created;
+// key.update alone must not turn into the team's "*" key.
+func TestRotateCannotTakeOverAStrongerKey(t *testing.T) {
+	e := newEnv(t)
+	limited := e.addKey(e.team.ID, store.KeyRoot, "key.update", "provider.read")
+	auth := []string{"Authorization", "Bearer " + limited}
+	expectErr(t, e.do("POST", "/api/v1/api-keys/"+e.rootKey.ID+"/rotate", nil, auth...), 403, "insufficient_permissions", "")
+	r := e.do("GET", "/api/v1/api-keys/"+e.rootKey.ID, nil)
+	if r.Code != 200 || r.get("data.rotated_at") != nil {
+		t.Fatalf("the full key was rotated by a limited one: %s", r.Body)
+	}
+	// Within its own powers it may rotate: a read-only key, and a sending key.
+	r = e.do("POST", "/api/v1/api-keys", map[string]any{"name": "ro", "type": "root", "permissions": []string{"provider.read"}})
+	e.secret(r.str("data.key"))
+	if rr := e.do("POST", "/api/v1/api-keys/"+r.str("data.id")+"/rotate", nil, auth...); rr.Code != 200 {
+		t.Fatalf("rotating a weaker root key: %s", rr.Body)
+	} else {
+		e.secret(rr.str("data.key"))
+	}
+	r = e.do("POST", "/api/v1/api-keys", map[string]any{"name": "app"})
+	e.secret(r.str("data.key"))
+	if rr := e.do("POST", "/api/v1/api-keys/"+r.str("data.id")+"/rotate", nil, auth...); rr.Code != 200 {
+		t.Fatalf("rotating a sending key: %s", rr.Body)
+	} else {
+		e.secret(rr.str("data.key"))
+	}
+}
