@@ -66,7 +66,11 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 			if !containsStr(messageStatuses, state.Message(st)) {
 				return f, errInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
 			}
-			f.statuses = append(f.statuses, state.Message(st))
+			// Once each: every listed status is a walk of the team's log,
+			// so a repeated one would multiply the work for nothing.
+			if !containsStr(f.statuses, state.Message(st)) {
+				f.statuses = append(f.statuses, state.Message(st))
+			}
 		}
 	}
 	if p := q.Get("provider_id"); p != "" {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -182,5 +183,15 @@ func TestEmailMetrics(t *testing.T) {
 	_, _, otherRoot := e.provision("third")
 	if r := e.do("GET", "/api/v1/emails/logs", nil, "Authorization", "Bearer "+otherRoot); r.Code != 200 || len(r.get("data").([]any)) != 0 {
 		t.Fatalf("%d %s", r.Code, r.Body)
+	}
+}
+
+// TestLogFilterStatusesOnce: a status listed again is walked once (each
+// listed status is a walk of the team's log).
+func TestLogFilterStatusesOnce(t *testing.T) {
+	r := httptest.NewRequest("GET", "/api/v1/emails/logs?status="+strings.Repeat("sent,failed,", 500)+"sent", nil)
+	f, err := parseLogFilter(r)
+	if err != nil || len(f.statuses) != 2 {
+		t.Fatalf("statuses %v, err %v; want [sent failed]", f.statuses, err)
 	}
 }
