@@ -32,3 +32,12 @@ if [ ! -x node_modules/.bin/aws-ses-v2-local ] ||
   echo "installing test peers (npm): ${npm_peers[*]}"
   npm install --no-save --no-audit --no-fund --silent "${npm_peers[@]}"
 fi
+# etcd for the cluster-mode tests: built from its Go module at the version
+# pinned (with checksums) in scripts/peers/etcd/go.mod, into .peers/bin.
+# internal/etcdtest starts real members from it.
+etcd_version=v3.7.3
+if [ "$(.peers/bin/etcd --version 2>/dev/null | awk '/^etcd Version/{print "v"$3}')" != "$etcd_version" ]; then
+  echo "building test peer: etcd $etcd_version (Go module, about a minute)"
+  mkdir -p .peers/bin
+  (cd scripts/peers/etcd && go build -o ../../../.peers/bin/etcd go.etcd.io/etcd/server/v3)
+fi
