@@ -277,9 +277,41 @@ func (h *health) outcome(providerID string, ok bool, class routing.Class, now ti
 	return st.breaker.Record(class, now), false
 }
 
-// Health returns a provider's breaker state for the API.
+// Health returns a provider's breaker state for the API, with the use of
+// each limited quota window (the same counters the pick consults).
 func (s *Scheduler) Health(providerID string) provhealth.Snapshot {
-	return s.health.snapshot(providerID, s.now())
+	now := s.now()
+	snap := s.health.snapshot(providerID, now)
+	if p, err := s.store.Provider(providerID); err == nil {
+		if t, err := teamOf(s.store, p.TeamID); err == nil {
+			snap.QuotaUse = s.health.quotaUse(p, t, now)
+		}
+	}
+	return snap
+}
+
+// quotaUse is each limited window's use and cap at now; nil when the
+// provider has no limit.
+func (h *health) quotaUse(p *store.Provider, team *store.Team, now time.Time) map[string]provhealth.QuotaUse {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.get(p.ID)
+	st.usage.Roll(now)
+	var out map[string]provhealth.QuotaUse
+	for w, l := range h.limits(p, team) {
+		if l == nil {
+			continue
+		}
+		used := st.usage.Count[w]
+		if routing.Window(w) == routing.Second {
+			used = st.usage.InSecond()
+		}
+		if out == nil {
+			out = map[string]provhealth.QuotaUse{}
+		}
+		out[routing.Window(w).String()] = provhealth.QuotaUse{Used: used, Cap: l.Effective(p.ID, now)}
+	}
+	return out
 }
 
 func (h *health) snapshot(id string, now time.Time) provhealth.Snapshot {

@@ -97,6 +97,13 @@ type fileConfig struct {
 		LinkTTL string `toml:"link_ttl"`
 	} `toml:"tracking"`
 
+	// Dashboard is the web dashboard on the [http] listener.
+	Dashboard struct {
+		Enabled      bool   `toml:"enabled"`
+		SessionIdle  string `toml:"session_idle"`
+		SecureCookie bool   `toml:"secure_cookie"`
+	} `toml:"dashboard"`
+
 	Retention struct {
 		Body string `toml:"body"`
 		Log  string `toml:"log"`
@@ -152,6 +159,8 @@ type config struct {
 	linkTTL         time.Duration
 	// rotationGrace is [keys] rotation_grace.
 	rotationGrace time.Duration
+	// dashboardIdle is [dashboard] session_idle.
+	dashboardIdle time.Duration
 }
 
 func defaults() fileConfig {
@@ -179,6 +188,8 @@ func defaults() fileConfig {
 	c.HTTP.SendBodyTimeout = "60s"
 	c.Metrics.Listen = "127.0.0.1:9464"
 	c.Tracking.LinkTTL = "365d"
+	c.Dashboard.Enabled = true
+	c.Dashboard.SessionIdle = "30m"
 	c.Managed.Backend = "outbox"
 	c.Managed.HourlyLimit = 2
 	c.Managed.DailyLimit = 50
@@ -358,6 +369,9 @@ func (c *config) validateHTTP(fc *fileConfig) error {
 	}
 	if c.sendBodyTimeout, err = time.ParseDuration(fc.HTTP.SendBodyTimeout); err != nil || c.sendBodyTimeout <= 0 {
 		return &configError{"http.send_body_timeout", fmt.Sprintf("%q is not a positive duration like \"60s\"", fc.HTTP.SendBodyTimeout)}
+	}
+	if c.dashboardIdle, err = time.ParseDuration(fc.Dashboard.SessionIdle); err != nil || c.dashboardIdle < time.Minute || c.dashboardIdle > 24*time.Hour {
+		return &configError{"dashboard.session_idle", fmt.Sprintf("%q is not a duration between \"1m\" and \"24h\"", fc.Dashboard.SessionIdle)}
 	}
 	if fc.Metrics.Listen != "" {
 		if err := checkAddr(fc.Metrics.Listen); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/admin/dashboard"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -94,10 +95,13 @@ func metricsMux(reg *prometheus.Registry) http.Handler {
 // metrics is not nil (no [metrics] listener configured). (The operator
 // backup is an API route: admin's operator_backup.go.) Without it, /metrics on this listener is the
 // API's JSON 404 like any unknown path.
-func outerMux(api *admin.Server, metrics http.Handler) http.Handler {
+func outerMux(api *admin.Server, metrics http.Handler, dash *dashboard.Dashboard) http.Handler {
 	mux := http.NewServeMux()
 	if metrics != nil {
 		mux.Handle("GET /metrics", api.OperatorOnly(metrics))
+	}
+	if dash != nil {
+		dash.Mount(mux) // its own paths only; the rest stays the API's
 	}
 	mux.Handle("/", api)
 	return mux

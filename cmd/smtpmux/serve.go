@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/admin/dashboard"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/jobs"
@@ -354,7 +355,12 @@ func (d *daemon) listenHTTP(api *admin.Server, promReg *prometheus.Registry) (ht
 	if cfg.file.Metrics.Listen == "" {
 		apiMetrics = metricsHandler(promReg)
 	}
-	d.http = &http.Server{Handler: outerMux(api, apiMetrics), ReadHeaderTimeout: 10 * time.Second,
+	var dash *dashboard.Dashboard
+	if cfg.file.Dashboard.Enabled {
+		dash = dashboard.New(dashboard.Options{API: api, Auth: api, IdleTimeout: cfg.dashboardIdle,
+			SecureCookie: cfg.file.Dashboard.SecureCookie, Logger: d.log})
+	}
+	d.http = &http.Server{Handler: outerMux(api, apiMetrics, dash), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: httpReadTimeout, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	if addr := cfg.file.Tracking.Listen; addr != "" {
 		tln, err := net.Listen("tcp", addr)

@@ -15,6 +15,17 @@ type Snapshot struct {
 	RecentFailures int        `json:"recent_failures"`
 	PulledUntil    *time.Time `json:"pulled_until"`
 	Reason         string     `json:"reason,omitempty"`
+	// QuotaUse is each limited window's use and the cap in force now (for
+	// a range, this hour's draw), keyed per_second … per_day, so that a
+	// UI can draw used / cap without knowing how a range is drawn.
+	QuotaUse map[string]QuotaUse `json:"quota_use,omitempty"`
+}
+
+// QuotaUse is one quota window's state: units taken in the current window
+// (in flight and consumed) and the cap in force.
+type QuotaUse struct {
+	Used int `json:"used"`
+	Cap  int `json:"cap"`
 }
 
 // Outcome is the verdict of a provider connection test.
