@@ -10,18 +10,19 @@ import (
 // refused form comes back filled in, passwords excepted) and the API's
 // complaints per field.
 type accountForm struct {
-	Type     string
-	Provider *provider // nil on the new-account form
-	Values   map[string]string
-	Errors   map[string]string
-	Error    string
-	Groups   []group
-	Test     *testResult
-	Windows  []struct{ Key, Label string }
-	CanEdit  bool
-	CanTest  bool
-	CanDel   bool
-	HasOAuth bool
+	Type      string
+	Provider  *provider // nil on the new-account form
+	Values    map[string]string
+	Errors    map[string]string
+	Error     string
+	Groups    []group
+	Test      *testResult
+	Windows   []struct{ Key, Label string }
+	CanEdit   bool
+	CanUpdate bool
+	CanTest   bool
+	CanDel    bool
+	HasOAuth  bool
 }
 
 type testResult struct {

@@ -123,6 +123,7 @@ type accountsData struct {
 	Error      string
 	CanCreate  bool
 	CanUpdate  bool
+	CanDelete  bool
 }
 
 // accounts is the Sending accounts page.
@@ -154,7 +155,7 @@ func (d *Dashboard) accounts(w http.ResponseWriter, r *http.Request, s *session)
 		data.LimitsErr = err.Error()
 	}
 	data.Groups = d.groupNames(r, s)
-	data.CanCreate, data.CanUpdate = s.allows("provider.create"), s.allows("provider.update")
+	data.CanCreate, data.CanUpdate, data.CanDelete = s.allows("provider.create"), s.allows("provider.update"), s.allows("provider.delete")
 	d.render(w, r, http.StatusOK, "accounts", s, page{Title: "Sending accounts", Nav: "accounts", Data: data})
 }
 

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -204,4 +205,18 @@ func (e *env) apiDo(method, path, secret, body string) (int, string) {
 	defer res.Body.Close()
 	data, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(data)
+}
+
+func jsonQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func extract(t testing.TB, s, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("%s not in %s", re, s)
+	}
+	return m[1]
 }

@@ -87,19 +87,23 @@ var funcs = template.FuncMap{
 
 // actions is the argument of the "actions" template: a provider's
 // buttons, and where activate/deactivate come back to.
+// The key's permissions hide the buttons it may not use (the API would
+// refuse them anyway).
 type actions struct {
-	P          provider
-	CSRF, Back string
+	P                 provider
+	CSRF, Back        string
+	CanUpdate, CanDel bool
 }
 
-func actionArgs(p any, csrf, back string) actions {
+func actionArgs(p any, csrf, back string, canUpdate, canDel bool) actions {
+	a := actions{CSRF: csrf, Back: back, CanUpdate: canUpdate, CanDel: canDel}
 	switch x := p.(type) {
 	case *provider:
-		return actions{P: *x, CSRF: csrf, Back: back}
+		a.P = *x
 	case provider:
-		return actions{P: x, CSRF: csrf, Back: back}
+		a.P = x
 	}
-	return actions{CSRF: csrf, Back: back}
+	return a
 }
 
 func parsePages() map[string]*template.Template {
