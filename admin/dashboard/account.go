@@ -194,10 +194,11 @@ func (d *Dashboard) loadAccount(w http.ResponseWriter, r *http.Request, s *sessi
 func (d *Dashboard) accountForm(r *http.Request, s *session, p *provider) accountForm {
 	return accountForm{Type: p.Type, Provider: p, Values: providerValues(p), Errors: map[string]string{},
 		Windows: quotaWindows, Groups: d.listGroups(r, s),
-		CanEdit:  p.AllowedActions.Update && s.allows("provider.update"),
-		CanTest:  p.AllowedActions.Test && s.allows("provider.update"),
-		CanDel:   p.AllowedActions.Delete && s.allows("provider.delete"),
-		HasOAuth: p.Type == "gmail_api" || p.Type == "outlook_api"}
+		CanEdit:   p.AllowedActions.Update && s.allows("provider.update"),
+		CanUpdate: s.allows("provider.update"),
+		CanTest:   p.AllowedActions.Test && s.allows("provider.update"),
+		CanDel:    p.AllowedActions.Delete && s.allows("provider.delete"),
+		HasOAuth:  p.Type == "gmail_api" || p.Type == "outlook_api"}
 }
 
 // account is one provider's page: settings, advanced settings, test.

@@ -337,6 +337,9 @@ func TestAccountForms(t *testing.T) {
 	}
 	loc := p.Header.Get("Location")
 	id := strings.TrimPrefix(loc, "/accounts/")
+	if body := b.get(loc).Body; !strings.Contains(body, `action="`+loc+`/deactivate"`) || !strings.Contains(body, "Test connection") {
+		t.Fatal("the account page lacks Deactivate or Test connection")
+	}
 	edit := url.Values{"name": {"relay"}, "smtp_host": {"127.0.0.1"}, "smtp_port": {"2525"}, "smtp_protocol": {"none"},
 		"smtp_username": {"u"}, "smtp_password": {""}, "quota_per_minute": {"5"}, "quota_per_hour": {"10-20"}, "percentage": {"40"}}
 	if p := b.post(loc, loc, edit); p.Code != http.StatusSeeOther {

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/smtpmux/smtpmux/internal/testpeer"
+)
+
+// requireChromium returns Debian's chromium, skipping without it (failing
+// under CI=true, like requirePeer).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is missing (run ./scripts/install-test-peers.sh)")
+	}
+	t.Skip("chromium is missing (run ./scripts/install-test-peers.sh)")
+	return ""
+}
+
+// newBrowser starts one headless chromium for a test. The background
+// networking flags matter: without them chromium stalls on a closed
+// network trying to reach Google's services.
+func newBrowser(t *testing.T, exe string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 900),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true), chromedp.Flag("disable-default-apps", true),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// into runs a and keeps its value in dst, so that steps with values
+// chain with the others in one browse call.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		v, err := a(ctx, t)
+		*dst = v
+		return chromedp.Void{}, err
+	}
+}
+
+// shotDir is where failure screenshots go: next to the test log, in
+// cmd/smtpmux/testdata/out (ignored by git).
+const shotDir = "testdata/out"
+
+// screenshot saves a full-page PNG of the browser's page to path.
+func screenshot(ctx context.Context, path string) error {
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf, 0o644)
+}
+
+// browse runs browser actions within a deadline, failing the (sub)test with a
+// screenshot of the page when they fail.
+func browse(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + ".png"
+		path := filepath.Join(shotDir, name)
+		if serr := screenshot(ctx, path); serr != nil {
+			t.Logf("screenshot failed: %v", serr)
+		} else {
+			abs, _ := filepath.Abs(path)
+			t.Logf("screenshot of the page: %s", abs)
+		}
+		t.Fatal(err)
+	}
+}
+
+// TestDashboardInBrowser drives the dashboard of the real daemon in
+// headless chromium: one browser and one daemon for every step, steps in
+// order (each builds on the one before).
+func TestDashboardInBrowser(t *testing.T) {
+	exe := requireChromium(t)
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, nil)
+	ctx := newBrowser(t, exe)
+	var dialogs atomic.Int32
+	chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			dialogs.Add(1)
+		}
+	})
+	base := "http://" + d.httpAddr
+	var providerID, sendingKey, messageID string
+	shots := os.Getenv("SMTPMUX_SCREENSHOTS") // set to docs/img to refresh the README's screenshots
+
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	step("sign in", func(t *testing.T) {
+		var h1, loc string
+		browse(t, ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`#key`)),
+			chromedp.SendKeys(chromedp.CSS(`#key`), testRootKey), chromedp.Submit(chromedp.CSS(`#key`)),
+			chromedp.WaitVisible(chromedp.CSS(`.limits`)), into(&h1, chromedp.Text(chromedp.CSS(`h1`))), into(&loc, chromedp.Location()))
+		if h1 != "Sending accounts" || loc != base+"/accounts" {
+			t.Fatalf("after sign-in: %q at %s", h1, loc)
+		}
+	})
+
+	step("add a Custom SMTP account and test it", func(t *testing.T) {
+		var loc, result string
+		browse(t, ctx, chromedp.Navigate(base+"/accounts/new"), chromedp.Click(chromedp.CSS(`#pick-smtp`)),
+			chromedp.WaitVisible(chromedp.CSS(`#smtp_host`)),
+			chromedp.SendKeys(chromedp.CSS(`#name`), "sink"),
+			chromedp.SendKeys(chromedp.CSS(`#smtp_host`), up.Host()),
+			chromedp.SetValue(chromedp.CSS(`#smtp_port`), strconv.Itoa(up.Port())),
+			chromedp.SetValue(chromedp.CSS(`#smtp_protocol`), "none"),
+			chromedp.Click(chromedp.CSS(`form.form button.primary`)),
+			chromedp.WaitVisible(chromedp.CSS(`#test-button`)), into(&loc, chromedp.Location()),
+			chromedp.Click(chromedp.CSS(`#test-button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#test-result`)), into(&result, chromedp.Text(chromedp.CSS(`#test-result`))))
+		providerID = strings.TrimPrefix(loc, base+"/accounts/")
+		if !strings.HasPrefix(providerID, "dprov_") || !strings.Contains(result, "Connection OK") {
+			t.Fatalf("provider %q, test result %q", providerID, result)
+		}
+	})
+
+	step("test connection fails against a closed port", func(t *testing.T) {
+		closed := freeAddr(t) // free: nobody listens there
+		_, port, _ := strings.Cut(closed, ":")
+		var result, loc string
+		browse(t, ctx, chromedp.Navigate(base+"/accounts/new?type=smtp"), chromedp.WaitVisible(chromedp.CSS(`#smtp_host`)),
+			chromedp.SendKeys(chromedp.CSS(`#name`), "nobody home"),
+			chromedp.SendKeys(chromedp.CSS(`#smtp_host`), "127.0.0.1"),
+			chromedp.SetValue(chromedp.CSS(`#smtp_port`), port),
+			chromedp.SetValue(chromedp.CSS(`#smtp_protocol`), "none"),
+			chromedp.Click(chromedp.CSS(`form.form button.primary`)),
+			chromedp.WaitVisible(chromedp.CSS(`#test-button`)), into(&loc, chromedp.Location()),
+			chromedp.Click(chromedp.CSS(`#test-button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#test-result`)), into(&result, chromedp.Text(chromedp.CSS(`#test-result`))))
+		if !strings.Contains(result, "Connection failed") {
+			t.Fatalf("test result %q", result)
+		}
+		// Delete it, through the confirmation page.
+		var flash string
+		browse(t, ctx, chromedp.Navigate(loc+"/delete"), chromedp.Click(chromedp.CSS(`#confirm-delete`)),
+			chromedp.WaitVisible(chromedp.CSS(`.flash`)), into(&flash, chromedp.Text(chromedp.CSS(`.flash`))))
+		if flash != "Account deleted." {
+			t.Fatalf("after delete: %q", flash)
+		}
+	})
+
+	step("deactivate the managed account", func(t *testing.T) {
+		var flash string
+		browse(t, ctx, chromedp.Navigate(base+"/accounts"),
+			chromedp.Click(chromedp.CSS(`section.managed form[action$="/deactivate"] button`)),
+			chromedp.WaitVisible(chromedp.CSS(`.flash`)), into(&flash, chromedp.Text(chromedp.CSS(`.flash`))))
+		if flash != "Account deactivated." {
+			t.Fatalf("flash %q", flash)
+		}
+	})
+
+	// The per-minute quota's bar counts the message this step sends. A
+	// minute boundary between reading the bar and sending resets the
+	// window, so the step tries again in the next minute then.
+	step("set a per-minute quota and see the bar move", func(t *testing.T) {
+		acct := base + "/accounts/" + providerID
+		browse(t, ctx, chromedp.Navigate(acct), chromedp.Click(chromedp.CSS(`details.advanced summary`)),
+			chromedp.SetValue(chromedp.CSS(`#quota_per_minute`), "5"),
+			chromedp.Click(chromedp.CSS(`#save`)), chromedp.WaitVisible(chromedp.CSS(`.quota-num`)))
+		code, resp := d.api("POST", "/api-keys", map[string]any{"name": "browser", "type": "sending"})
+		if code != 201 {
+			t.Fatalf("sending key: %d %v", code, resp)
+		}
+		sendingKey = data(resp)["key"].(string)
+		bar := func() int {
+			var s string
+			browse(t, ctx, chromedp.Navigate(acct), into(&s, chromedp.Text(chromedp.CSS(`.quota-num`))))
+			used, _, _ := strings.Cut(s, " / ")
+			n, err := strconv.Atoi(used)
+			if err != nil || !strings.HasSuffix(s, "/ 5") {
+				t.Fatalf("quota bar %q", s)
+			}
+			return n
+		}
+		for try := 0; ; try++ {
+			minute := time.Now().Truncate(time.Minute)
+			before := bar()
+			messageID = sendFault(t, d, sendingKey, "app@example.com", []string{"user@example.net"}, faultMsg(fmt.Sprint("browser-", try)))
+			if e := d.waitEmail(messageID); e["status"] != "sent" {
+				t.Fatalf("message: %v", e)
+			}
+			after := bar()
+			if time.Now().Truncate(time.Minute).Equal(minute) {
+				if after != before+1 {
+					t.Fatalf("per-minute bar went from %d to %d for one message", before, after)
+				}
+				break
+			}
+			if try == 2 {
+				t.Fatal("three minute boundaries in a row")
+			}
+		}
+		if shots != "" {
+			browse(t, ctx, chromedp.Navigate(base+"/accounts"), chromedp.WaitVisible(chromedp.CSS(`.providers`)))
+			if err := screenshot(ctx, filepath.Join(shots, "dashboard-accounts.png")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	step("the message in Logs with its routing explanation", func(t *testing.T) {
+		var status, picked, reply string
+		browse(t, ctx, chromedp.Navigate(base+"/logs?status=sent"),
+			chromedp.Click(chromedp.CSS(`a[href="/messages/`+messageID+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`.routing`)),
+			into(&status, chromedp.Text(chromedp.CSS(`.head .badge`))),
+			into(&picked, chromedp.Text(chromedp.CSS(`.attempt:last-child .picked-name`))),
+			into(&reply, chromedp.Text(chromedp.CSS(`.attempt:last-child .reply`))))
+		if status != "sent" || picked != "sink" || !strings.Contains(reply, "250") {
+			t.Fatalf("message page: status %q, picked %q, reply %q", status, picked, reply)
+		}
+		var excluded string
+		browse(t, ctx, into(&excluded, chromedp.Text(chromedp.CSS(`.attempt:last-child .excluded`))))
+		if !strings.Contains(excluded, "deactivated") {
+			t.Fatalf("the managed account's exclusion is not explained: %q", excluded)
+		}
+		if shots != "" {
+			if err := screenshot(ctx, filepath.Join(shots, "dashboard-routing.png")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	step("deactivate and activate", func(t *testing.T) {
+		acct := base + "/accounts/" + providerID
+		var s1, s2 string
+		browse(t, ctx, chromedp.Navigate(acct), chromedp.Click(chromedp.CSS(`form[action$="/deactivate"] button`)),
+			chromedp.WaitVisible(chromedp.CSS(`form[action$="/activate"] button`)), into(&s1, chromedp.Text(chromedp.CSS(`#status`))),
+			chromedp.Click(chromedp.CSS(`form[action$="/activate"] button`)),
+			chromedp.WaitVisible(chromedp.CSS(`form[action$="/deactivate"] button`)), into(&s2, chromedp.Text(chromedp.CSS(`#status`))))
+		if s1 != "inactive" || s2 != "active" {
+			t.Fatalf("status after deactivate %q, after activate %q", s1, s2)
+		}
+	})
+
+	step("a provider named like a script is text", func(t *testing.T) {
+		name := `<script>alert(1)</script>`
+		code, resp := d.api("POST", "/providers", map[string]any{"name": name, "type": "smtp", "smtp_host": up.Host(),
+			"smtp_port": up.Port(), "smtp_protocol": "none"})
+		if code != 201 {
+			t.Fatalf("create: %d %v", code, resp)
+		}
+		id := data(resp)["id"].(string)
+		var shown string
+		browse(t, ctx, chromedp.Navigate(base+"/accounts"), into(&shown, chromedp.TextContent(chromedp.CSS(`#p-`+id+` .pname`))),
+			chromedp.Navigate(base+"/accounts/"+id), chromedp.WaitVisible(chromedp.CSS(`#status`)))
+		if shown != name || dialogs.Load() != 0 {
+			t.Fatalf("shown %q, %d dialogs", shown, dialogs.Load())
+		}
+	})
+
+	step("a form without its CSRF token is refused", func(t *testing.T) {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar}
+		body := func(res *http.Response, err error) (int, string) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(b)
+		}
+		token := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+		_, signin := body(c.Get(base + "/signin"))
+		tok := token.FindStringSubmatch(signin)[1]
+		if code, page := body(c.PostForm(base+"/signin", url.Values{"csrf": {tok}, "key": {testRootKey}})); code != 200 || !strings.Contains(page, "Sending accounts") {
+			t.Fatalf("plain sign-in: %d", code)
+		}
+		code, _ := body(c.PostForm(base+"/accounts/"+providerID+"/deactivate", url.Values{}))
+		if code != http.StatusForbidden {
+			t.Fatalf("post without token: %d", code)
+		}
+		if _, resp := d.api("GET", "/providers/"+providerID, nil); data(resp)["status"] != "active" {
+			t.Fatalf("a refused form changed the provider: %v", data(resp)["status"])
+		}
+	})
+
+	step("sign-out ends the session", func(t *testing.T) {
+		var loc string
+		browse(t, ctx, chromedp.Navigate(base+"/accounts"), chromedp.Click(chromedp.CSS(`.signout button`)),
+			chromedp.WaitVisible(chromedp.CSS(`#key`)),
+			chromedp.Navigate(base+"/logs"), chromedp.WaitVisible(chromedp.CSS(`#key`)), into(&loc, chromedp.Location()))
+		if !strings.HasPrefix(loc, base+"/signin") {
+			t.Fatalf("after sign-out /logs went to %s", loc)
+		}
+	})
+
+	step("a sending key cannot sign in", func(t *testing.T) {
+		var flash string
+		browse(t, ctx, chromedp.Navigate(base+"/signin"), chromedp.WaitVisible(chromedp.CSS(`#key`)),
+			chromedp.SendKeys(chromedp.CSS(`#key`), sendingKey), chromedp.Submit(chromedp.CSS(`#key`)),
+			chromedp.WaitVisible(chromedp.CSS(`.flash-error`)), into(&flash, chromedp.Text(chromedp.CSS(`.flash-error`))))
+		if !strings.Contains(flash, "sending keys cannot use the Management API") {
+			t.Fatalf("sending key sign-in: %q", flash)
+		}
+	})
+}
