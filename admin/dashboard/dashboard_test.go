@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -411,5 +412,39 @@ func TestGroupDeleteWarning(t *testing.T) {
 	p := b.get("/groups/" + gid + "/delete")
 	if !strings.Contains(p.Body, "eu-sender") || !strings.Contains(p.Body, "group-warning") {
 		t.Fatalf("no warning: %s", p.Body)
+	}
+}
+
+// TestMessageFieldsEscaped: what senders and upstreams control — subject,
+// From, recipients, upstream replies and IDs, routing records — is text
+// on the log and message pages.
+func TestMessageFieldsEscaped(t *testing.T) {
+	e := newEnv(t)
+	xss := `<script>alert(1)</script><img src=x onerror=alert(2)>`
+	at := time.Now().UTC().Add(-time.Minute)
+	m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID, Source: "smtp",
+		From: xss + "@example.com", Subject: xss,
+		Recipients: []store.Recipient{{Address: xss + "@example.net", Status: state.MessageFailed, Code: 550, Reply: xss}},
+		Status: state.MessageFailed, Reason: xss,
+		Attempts: []store.Attempt{{N: 1, ProviderID: "dprov_" + xss, StartedAt: at, Status: state.AttemptFailed, Reply: xss,
+			UpstreamID: xss, Class: xss,
+			Routing: []byte(`{"scope_type":` + jsonQuote(xss) + `,"excluded":[{"provider_id":` + jsonQuote(xss) + `,"reason":` + jsonQuote(xss) + `}],"eligible":[{"provider_id":` + jsonQuote(xss) + `,"weight":1}],"picked":` + jsonQuote(xss) + `}`)}},
+		CreatedAt: at, UpdatedAt: at, Size: 10}
+	if err := e.st.LoadHistory([]*store.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.signIn(e.root)
+	for _, path := range []string{"/logs", "/logs?search=" + url.QueryEscape("<script>"), "/messages/" + m.ID, "/overview"} {
+		p := b.get(path)
+		if p.Code != 200 {
+			t.Fatalf("%s: %d %s", path, p.Code, p.Body)
+		}
+		if strings.Contains(p.Body, "<script>alert") || strings.Contains(p.Body, "<img src=x") {
+			t.Errorf("%s renders a sender's or upstream's text as HTML", path)
+		}
+	}
+	if !strings.Contains(b.get("/messages/"+m.ID).Body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Error("the subject is not shown as text")
 	}
 }

@@ -88,6 +88,10 @@ func screenshot(ctx context.Context, path string) error {
 	return os.WriteFile(path, buf, 0o644)
 }
 
+// Forms are sent with Submit (the browser's own form submission from the
+// button's form), not Click: a click lands at coordinates computed just
+// before, which a page still settling can move, and the click is lost.
+
 // browse runs browser actions within a deadline, failing the (sub)test with a
 // screenshot of the page when they fail.
 func browse(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
@@ -149,9 +153,9 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(`#smtp_host`), up.Host()),
 			chromedp.SetValue(chromedp.CSS(`#smtp_port`), strconv.Itoa(up.Port())),
 			chromedp.SetValue(chromedp.CSS(`#smtp_protocol`), "none"),
-			chromedp.Click(chromedp.CSS(`form.form button.primary`)),
+			chromedp.Submit(chromedp.CSS(`form.form button.primary`)),
 			chromedp.WaitVisible(chromedp.CSS(`#test-button`)), into(&loc, chromedp.Location()),
-			chromedp.Click(chromedp.CSS(`#test-button`)),
+			chromedp.Submit(chromedp.CSS(`#test-button`)),
 			chromedp.WaitVisible(chromedp.CSS(`#test-result`)), into(&result, chromedp.Text(chromedp.CSS(`#test-result`))))
 		providerID = strings.TrimPrefix(loc, base+"/accounts/")
 		if !strings.HasPrefix(providerID, "dprov_") || !strings.Contains(result, "Connection OK") {
@@ -168,16 +172,16 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(`#smtp_host`), "127.0.0.1"),
 			chromedp.SetValue(chromedp.CSS(`#smtp_port`), port),
 			chromedp.SetValue(chromedp.CSS(`#smtp_protocol`), "none"),
-			chromedp.Click(chromedp.CSS(`form.form button.primary`)),
+			chromedp.Submit(chromedp.CSS(`form.form button.primary`)),
 			chromedp.WaitVisible(chromedp.CSS(`#test-button`)), into(&loc, chromedp.Location()),
-			chromedp.Click(chromedp.CSS(`#test-button`)),
+			chromedp.Submit(chromedp.CSS(`#test-button`)),
 			chromedp.WaitVisible(chromedp.CSS(`#test-result`)), into(&result, chromedp.Text(chromedp.CSS(`#test-result`))))
 		if !strings.Contains(result, "Connection failed") {
 			t.Fatalf("test result %q", result)
 		}
 		// Delete it, through the confirmation page.
 		var flash string
-		browse(t, ctx, chromedp.Navigate(loc+"/delete"), chromedp.Click(chromedp.CSS(`#confirm-delete`)),
+		browse(t, ctx, chromedp.Navigate(loc+"/delete"), chromedp.Submit(chromedp.CSS(`#confirm-delete`)),
 			chromedp.WaitVisible(chromedp.CSS(`.flash`)), into(&flash, chromedp.Text(chromedp.CSS(`.flash`))))
 		if flash != "Account deleted." {
 			t.Fatalf("after delete: %q", flash)
@@ -187,7 +191,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	step("deactivate the managed account", func(t *testing.T) {
 		var flash string
 		browse(t, ctx, chromedp.Navigate(base+"/accounts"),
-			chromedp.Click(chromedp.CSS(`section.managed form[action$="/deactivate"] button`)),
+			chromedp.Submit(chromedp.CSS(`section.managed form[action$="/deactivate"] button`)),
 			chromedp.WaitVisible(chromedp.CSS(`.flash`)), into(&flash, chromedp.Text(chromedp.CSS(`.flash`))))
 		if flash != "Account deactivated." {
 			t.Fatalf("flash %q", flash)
@@ -201,7 +205,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		acct := base + "/accounts/" + providerID
 		browse(t, ctx, chromedp.Navigate(acct), chromedp.Click(chromedp.CSS(`details.advanced summary`)),
 			chromedp.SetValue(chromedp.CSS(`#quota_per_minute`), "5"),
-			chromedp.Click(chromedp.CSS(`#save`)), chromedp.WaitVisible(chromedp.CSS(`.quota-num`)))
+			chromedp.Submit(chromedp.CSS(`#save`)), chromedp.WaitVisible(chromedp.CSS(`.quota-num`)))
 		code, resp := d.api("POST", "/api-keys", map[string]any{"name": "browser", "type": "sending"})
 		if code != 201 {
 			t.Fatalf("sending key: %d %v", code, resp)
@@ -269,9 +273,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	step("deactivate and activate", func(t *testing.T) {
 		acct := base + "/accounts/" + providerID
 		var s1, s2 string
-		browse(t, ctx, chromedp.Navigate(acct), chromedp.Click(chromedp.CSS(`form[action$="/deactivate"] button`)),
+		browse(t, ctx, chromedp.Navigate(acct), chromedp.Submit(chromedp.CSS(`form[action$="/deactivate"] button`)),
 			chromedp.WaitVisible(chromedp.CSS(`form[action$="/activate"] button`)), into(&s1, chromedp.Text(chromedp.CSS(`#status`))),
-			chromedp.Click(chromedp.CSS(`form[action$="/activate"] button`)),
+			chromedp.Submit(chromedp.CSS(`form[action$="/activate"] button`)),
 			chromedp.WaitVisible(chromedp.CSS(`form[action$="/deactivate"] button`)), into(&s2, chromedp.Text(chromedp.CSS(`#status`))))
 		if s1 != "inactive" || s2 != "active" {
 			t.Fatalf("status after deactivate %q, after activate %q", s1, s2)
@@ -320,9 +324,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 
+	step("pages fit a phone's width", func(t *testing.T) {
+		t.Cleanup(func() { chromedp.Do(ctx, chromedp.ResetViewport()) })
+		browse(t, ctx, chromedp.EmulateViewport(390, 844))
+		for _, path := range []string{"/overview", "/accounts", "/accounts/" + providerID, "/accounts/new", "/logs", "/messages/" + messageID, "/groups"} {
+			var fits bool
+			browse(t, ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)),
+				into(&fits, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`)))
+			if !fits {
+				t.Errorf("%s scrolls sideways at 390 px", path)
+			}
+		}
+	})
+
 	step("sign-out ends the session", func(t *testing.T) {
 		var loc string
-		browse(t, ctx, chromedp.Navigate(base+"/accounts"), chromedp.Click(chromedp.CSS(`.signout button`)),
+		browse(t, ctx, chromedp.Navigate(base+"/accounts"), chromedp.Submit(chromedp.CSS(`.signout button`)),
 			chromedp.WaitVisible(chromedp.CSS(`#key`)),
 			chromedp.Navigate(base+"/logs"), chromedp.WaitVisible(chromedp.CSS(`#key`)), into(&loc, chromedp.Location()))
 		if !strings.HasPrefix(loc, base+"/signin") {
