@@ -28,9 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Both in one command: without a package.json, npm removes what an earlier
 # --no-save install put in node_modules.
-npm_peers=(aws-ses-v2-local@2.10.2 nodemailer@10.6.0)
+# axe-core is the accessibility checker the dashboard's browser test runs
+# inside the page (MPL-2.0; read by the test only, never served).
+npm_peers=(aws-ses-v2-local@2.10.2 nodemailer@10.6.0 axe-core@4.14.1)
 if [ ! -x node_modules/.bin/aws-ses-v2-local ] ||
-  [ "$(node -p 'require("./node_modules/nodemailer/package.json").version' 2>/dev/null)" != "10.6.0" ]; then
+  [ "$(node -p 'require("./node_modules/nodemailer/package.json").version' 2>/dev/null)" != "10.6.0" ] ||
+  [ "$(node -p 'require("./node_modules/axe-core/package.json").version' 2>/dev/null)" != "4.14.1" ]; then
   echo "installing test peers (npm): ${npm_peers[*]}"
   npm install --no-save --no-audit --no-fund --silent "${npm_peers[@]}"
 fi

@@ -70,6 +70,25 @@ func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// axeSource is axe-core's script, installed from npm by
+// scripts/install-test-peers.sh (MPL-2.0; only the test reads it, nothing
+// of it is committed or served).
+func axeSource(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv("SMTPMUX_AXE_JS")
+	if path == "" {
+		path = "../../node_modules/axe-core/axe.min.js"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("axe-core is missing (run ./scripts/install-test-peers.sh): %v", err)
+		}
+		t.Skipf("axe-core is missing (run ./scripts/install-test-peers.sh): %v", err)
+	}
+	return string(b)
+}
+
 // shotDir is where failure screenshots go: next to the test log, in
 // cmd/smtpmux/testdata/out (ignored by git).
 const shotDir = "testdata/out"
@@ -333,6 +352,28 @@ func TestDashboardInBrowser(t *testing.T) {
 				into(&fits, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`)))
 			if !fits {
 				t.Errorf("%s scrolls sideways at 390 px", path)
+			}
+		}
+	})
+
+	step("accessibility (axe-core)", func(t *testing.T) {
+		axe := axeSource(t)
+		// Three pages that between them hold every building block (cards,
+		// meters, the forms, tables, the routing SVG); axe takes about 2 s
+		// a page on a loaded machine.
+		for _, path := range []string{"/accounts", "/accounts/" + providerID, "/messages/" + messageID} {
+			var violations []string
+			browse(t, ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)),
+				// DevTools evaluation is not page script: the CSP that keeps
+				// page script out does not apply to it.
+				chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+					_, err := chromedp.Evaluate[any](axe)(ctx, tg)
+					return err
+				}),
+				into(&violations, chromedp.Evaluate[[]string](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa"]}}).then(r => r.violations.map(v => v.id + " (" + v.impact + "): " + v.nodes.map(n => n.target.join(" ")).slice(0, 3).join(", ")))`,
+					chromedp.EvalAwaitPromise)))
+			for _, v := range violations {
+				t.Errorf("%s: %s", path, v)
 			}
 		}
 	})
