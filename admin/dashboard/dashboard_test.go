@@ -425,7 +425,7 @@ func TestMessageFieldsEscaped(t *testing.T) {
 	m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID, Source: "smtp",
 		From: xss + "@example.com", Subject: xss,
 		Recipients: []store.Recipient{{Address: xss + "@example.net", Status: state.MessageFailed, Code: 550, Reply: xss}},
-		Status: state.MessageFailed, Reason: xss,
+		Status:     state.MessageFailed, Reason: xss,
 		Attempts: []store.Attempt{{N: 1, ProviderID: "dprov_" + xss, StartedAt: at, Status: state.AttemptFailed, Reply: xss,
 			UpstreamID: xss, Class: xss,
 			Routing: []byte(`{"scope_type":` + jsonQuote(xss) + `,"excluded":[{"provider_id":` + jsonQuote(xss) + `,"reason":` + jsonQuote(xss) + `}],"eligible":[{"provider_id":` + jsonQuote(xss) + `,"weight":1}],"picked":` + jsonQuote(xss) + `}`)}},
