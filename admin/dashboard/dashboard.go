@@ -94,7 +94,7 @@ func New(opts Options) *Dashboard {
 // everything else to the Management API, whose paths (/api/v1/…,
 // /healthz, /readyz, /t/…, /oauth/callback) none of them overlaps.
 var Patterns = []string{"/{$}", "/signin", "/signout", "/accounts", "/accounts/", "/logs", "/messages/",
-	"/overview", "/groups", "/groups/", "/operator", "/operator/", "/static/"}
+	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/operator", "/operator/", "/static/"}
 
 // Mount registers the dashboard's Patterns on mux.
 func (d *Dashboard) Mount(mux *http.ServeMux) {
@@ -134,6 +134,10 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("POST /groups", d.team(d.createGroup))
 	m.HandleFunc("GET /groups/{id}/delete", d.team(d.confirmDeleteGroup))
 	m.HandleFunc("POST /groups/{id}/delete", d.team(d.deleteGroup))
+
+	m.HandleFunc("GET /keys", d.team(d.keys))
+	m.HandleFunc("POST /keys", d.team(d.createKey))
+	m.HandleFunc("POST /keys/{id}/revoke", d.team(d.revokeKey))
 
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))

@@ -448,3 +448,39 @@ func TestMessageFieldsEscaped(t *testing.T) {
 		t.Error("the subject is not shown as text")
 	}
 }
+
+// TestKeys: a new key's secret is shown once, on the answer to the form,
+// and never again; revoking it stops it at once.
+func TestKeys(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(e.root)
+	p := b.post("/keys", "/keys", url.Values{"name": {"app <b>"}, "type": {"sending"}})
+	if p.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", p.Code, p.Body)
+	}
+	secret := extract(t, p.Body, `id="new-key" readonly value="(smx_mbx_[^"]+)"`)
+	if strings.Contains(p.Body, "app <b>") {
+		t.Fatal("key name not escaped")
+	}
+	list := b.get("/keys")
+	if strings.Contains(list.Body, secret) || !strings.Contains(list.Body, "app &lt;b&gt;") {
+		t.Fatal("the list shows the secret, or not the key")
+	}
+	k, err := e.st.KeyBySecret(secret)
+	if err != nil || !k.Active() {
+		t.Fatalf("key: %v %v", k, err)
+	}
+	if p := b.post("/keys", "/keys/"+k.ID+"/revoke", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("revoke: %d %s", p.Code, p.Body)
+	}
+	if k, _ := e.st.KeyBySecret(secret); k.Active() {
+		t.Fatal("not revoked")
+	}
+	// A root key limited to provider.read cannot make keys here either.
+	limited := e.browser()
+	limited.signIn(e.addKey(e.team.ID, store.KeyRoot, "provider.read", "key.read"))
+	if p := limited.post("/keys", "/keys", url.Values{"name": {"x"}, "type": {"root"}}); !strings.Contains(p.Body, "key.create") {
+		t.Fatalf("limited key created a key: %d", p.Code)
+	}
+}
