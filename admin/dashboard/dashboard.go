@@ -94,7 +94,7 @@ func New(opts Options) *Dashboard {
 // everything else to the Management API, whose paths (/api/v1/…,
 // /healthz, /readyz, /t/…, /oauth/callback) none of them overlaps.
 var Patterns = []string{"/{$}", "/signin", "/signout", "/accounts", "/accounts/", "/logs", "/messages/",
-	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/operator", "/operator/", "/static/"}
+	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/operator", "/operator/", "/static/"}
 
 // Mount registers the dashboard's Patterns on mux.
 func (d *Dashboard) Mount(mux *http.ServeMux) {
@@ -138,6 +138,12 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("GET /keys", d.team(d.keys))
 	m.HandleFunc("POST /keys", d.team(d.createKey))
 	m.HandleFunc("POST /keys/{id}/revoke", d.team(d.revokeKey))
+
+	m.HandleFunc("GET /domains", d.team(d.domains))
+	m.HandleFunc("POST /domains", d.team(d.createDomain))
+	m.HandleFunc("GET /domains/{id}", d.team(d.domainPage))
+	m.HandleFunc("POST /domains/{id}/verify", d.team(d.verifyDomain))
+	m.HandleFunc("POST /domains/{id}/delete", d.team(d.deleteDomain))
 
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))

@@ -484,3 +484,26 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("limited key created a key: %d", p.Code)
 	}
 }
+
+// TestDomains: adding a domain shows the records to publish; Verify runs
+// the API's check (which fails here: nothing is published).
+func TestDomains(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(e.root)
+	p := b.post("/domains", "/domains", url.Values{"domain": {"mail.example.com"}})
+	if p.Code != http.StatusSeeOther {
+		t.Fatalf("add: %d %s", p.Code, p.Body)
+	}
+	loc := p.Header.Get("Location")
+	page := b.get(loc)
+	if page.Code != 200 || !strings.Contains(page.Body, "_domainkey.mail.example.com") || !strings.Contains(page.Body, "v=DKIM1") {
+		t.Fatalf("domain page: %d %s", page.Code, page.Body)
+	}
+	if p := b.post("/domains", "/domains", url.Values{"domain": {"not a domain"}}); p.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("bad domain: %d", p.Code)
+	}
+	if p := b.post(loc, loc+"/delete", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("delete: %d", p.Code)
+	}
+}
