@@ -1,12 +1,14 @@
 package dashboard
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -505,5 +507,45 @@ func TestDomains(t *testing.T) {
 	}
 	if p := b.post(loc, loc+"/delete", nil); p.Code != http.StatusSeeOther {
 		t.Fatalf("delete: %d", p.Code)
+	}
+}
+
+// TestRequestIncreaseAndApprove: at 80 % of the account limit the page
+// offers Request increase; the request reaches the operator view, whose
+// Approve raises the limit.
+func TestRequestIncreaseAndApprove(t *testing.T) {
+	e := newEnv(t, func(o *admin.Options) { o.ProviderLimit = 5 })
+	b := e.browser()
+	b.signIn(e.root)
+	for i := 0; i < 4; i++ {
+		if i == 3 && strings.Contains(b.get("/accounts").Body, "Request increase") {
+			t.Fatal("Request increase offered below 80 %")
+		}
+		if code, body := e.apiDo("POST", "/api/v1/providers", e.root, strings.Replace(smtpJSON, "%q", jsonQuote(fmt.Sprint("p", i)), 1)); code != 201 {
+			t.Fatalf("create: %d %s", code, body)
+		}
+	}
+	page := b.get("/accounts")
+	if !strings.Contains(page.Body, `action="/accounts/request-increase"`) || !strings.Contains(page.Body, "4 / 5") {
+		t.Fatalf("no Request increase at 4 / 5: %s", page.Body)
+	}
+	if p := b.post("/accounts", "/accounts/request-increase", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("request: %d %s", p.Code, p.Body)
+	}
+	if page := b.get("/accounts"); !strings.Contains(page.Body, "Increase requested") || strings.Contains(page.Body, `action="/accounts/request-increase"`) {
+		t.Fatal("the pending request is not shown")
+	}
+	op := e.browser()
+	op.signIn(testOperator)
+	opPage := op.get("/operator")
+	id := extract(t, opPage.Body, `action="/operator/limit-requests/([^/"]+)/approve"`)
+	if p := op.post("/operator", "/operator/limit-requests/"+id+"/approve", url.Values{"type": {"sending_accounts"}, "limit": {"10"}}); p.Code != http.StatusSeeOther {
+		t.Fatalf("approve: %d %s", p.Code, p.Body)
+	}
+	if !strings.Contains(op.get("/operator").Body, "Decision recorded.") {
+		t.Fatal("no notice after approving")
+	}
+	if page := b.get("/accounts"); !strings.Contains(page.Body, "4 / 10") {
+		t.Fatal("the limit did not move to 10")
 	}
 }

@@ -70,7 +70,7 @@ func (a *countingAttempts) ReserveAuth(ip string) (bool, time.Duration, func(boo
 	}
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, mods ...func(*admin.Options)) *env {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
 	if err != nil {
@@ -83,8 +83,12 @@ func newEnv(t testing.TB) *env {
 	}
 	e := &env{t: t, st: st, clock: &clock{t: time.Now().UTC()},
 		limits: &countingAttempts{max: 5, failed: map[string]int{}}}
-	e.api = admin.New(admin.Options{Store: st, Sealer: sealer, Logger: slog.New(slog.DiscardHandler),
-		OperatorToken: testOperator, AuthAttempts: e.limits, AllowPrivateProviderHosts: true})
+	opts := admin.Options{Store: st, Sealer: sealer, Logger: slog.New(slog.DiscardHandler),
+		OperatorToken: testOperator, AuthAttempts: e.limits, AllowPrivateProviderHosts: true}
+	for _, m := range mods {
+		m(&opts)
+	}
+	e.api = admin.New(opts)
 	e.dash = New(Options{API: e.api, Auth: e.api, Now: e.clock.Now})
 	mux := http.NewServeMux()
 	e.dash.Mount(mux)
