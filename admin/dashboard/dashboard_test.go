@@ -549,3 +549,38 @@ func TestRequestIncreaseAndApprove(t *testing.T) {
 		t.Fatal("the limit did not move to 10")
 	}
 }
+
+// TestOverview: sent and failed mail shows in the 24 h and 7 d charts and
+// in the per-account bars.
+func TestOverview(t *testing.T) {
+	e := newEnv(t)
+	ps, _ := e.st.Providers(e.team.ID)
+	managed := ps[0].ID
+	now := time.Now().UTC()
+	var ms []*store.Message
+	for i := 0; i < 3; i++ {
+		at := now.Add(-time.Duration(i+1) * time.Hour)
+		st := state.MessageSent
+		if i == 2 {
+			st = state.MessageFailed
+		}
+		ms = append(ms, &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID, Source: "smtp",
+			From: "a@example.com", Recipients: []store.Recipient{{Address: "b@example.net", Status: st, ProviderID: managed}},
+			Status: st, Attempts: []store.Attempt{{N: 1, ProviderID: managed, StartedAt: at, Status: state.Attempt(st)}},
+			CreatedAt: at, UpdatedAt: at})
+	}
+	if err := e.st.LoadHistory(ms); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.signIn(e.root)
+	p := b.get("/overview")
+	for _, want := range []string{"Last 24 hours", "Last 7 days", "sent 2", "failed 1", "Managed Amazon SES", `aria-label="2 sent, 0 pending, 1 failed"`} {
+		if !strings.Contains(p.Body, want) {
+			t.Errorf("overview lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(p.Body)
+	}
+}

@@ -96,9 +96,29 @@ func buildChart(title string, series []counts, labelEvery int, layout string) ch
 	return c
 }
 
+// provBar is one provider's last 7 days as a stacked horizontal bar,
+// scaled so the busiest provider spans 240 units.
+type provBar struct {
+	usage
+	SentW, PendW, FailW int
+}
+
+func provBars(us []usage) []provBar {
+	top := 1
+	for _, u := range us {
+		top = max(top, u.Sent7d+u.Pending7d+u.Failed7d+u.Rejected7d)
+	}
+	out := make([]provBar, 0, len(us))
+	for _, u := range us {
+		out = append(out, provBar{usage: u, SentW: u.Sent7d * 240 / top, PendW: u.Pending7d * 240 / top,
+			FailW: (u.Failed7d + u.Rejected7d) * 240 / top})
+	}
+	return out
+}
+
 type overviewData struct {
 	Day, Week chart
-	Usage     []usage
+	Usage     []provBar
 	Names     map[string]string
 	Troubled  []provider
 	Queue     int
@@ -127,7 +147,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s *session)
 		Providers []usage `json:"providers"`
 	}
 	d.get(r, s, "/providers/usage", nil, &u)
-	data.Usage = u.Providers
+	data.Usage = provBars(u.Providers)
 	var ps []provider
 	data.Names = map[string]string{}
 	if _, err := d.get(r, s, "/providers", url.Values{"limit": {"100"}}, &ps); err == nil {
