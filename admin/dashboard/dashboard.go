@@ -94,7 +94,7 @@ func New(opts Options) *Dashboard {
 // everything else to the Management API, whose paths (/api/v1/…,
 // /healthz, /readyz, /t/…, /oauth/callback) none of them overlaps.
 var Patterns = []string{"/{$}", "/signin", "/signout", "/accounts", "/accounts/", "/logs", "/messages/",
-	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/operator", "/operator/", "/static/"}
+	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/mailboxes", "/mailboxes/", "/operator", "/operator/", "/static/"}
 
 // Mount registers the dashboard's Patterns on mux.
 func (d *Dashboard) Mount(mux *http.ServeMux) {
@@ -144,6 +144,14 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("GET /domains/{id}", d.team(d.domainPage))
 	m.HandleFunc("POST /domains/{id}/verify", d.team(d.verifyDomain))
 	m.HandleFunc("POST /domains/{id}/delete", d.team(d.deleteDomain))
+
+	m.HandleFunc("GET /mailboxes", d.team(d.mailboxes))
+	m.HandleFunc("POST /mailboxes", d.team(d.createMailbox))
+	m.HandleFunc("GET /mailboxes/{id}", d.team(d.mailboxPage))
+	m.HandleFunc("POST /mailboxes/{id}/passwords", d.team(d.createMailboxPassword))
+	m.HandleFunc("POST /mailboxes/{id}/passwords/{pw}/revoke", d.team(d.revokeMailboxPassword))
+	m.HandleFunc("POST /mailboxes/{id}/suspend", d.team(d.setMailbox("suspend", "Mailbox suspended: its passwords no longer send.")))
+	m.HandleFunc("POST /mailboxes/{id}/resume", d.team(d.setMailbox("resume", "Mailbox resumed.")))
 
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))

@@ -584,3 +584,40 @@ func TestOverview(t *testing.T) {
 		t.Log(p.Body)
 	}
 }
+
+// TestMailboxes: create a mailbox, make a password (shown once), suspend
+// and resume it, revoke the password; the group delete warning names a
+// mailbox that sends only through the group.
+func TestMailboxes(t *testing.T) {
+	e := newEnv(t)
+	_, body := e.apiDo("POST", "/api/v1/delivery-groups", e.root, `{"name":"eu"}`)
+	gid := extract(t, body, `"id":"([^"]+)"`)
+	b := e.browser()
+	b.signIn(e.root)
+	p := b.post("/mailboxes", "/mailboxes", url.Values{"address": {"billing@example.com"}, "group_id": {gid}})
+	if p.Code != http.StatusSeeOther {
+		t.Fatalf("create: %d %s", p.Code, p.Body)
+	}
+	loc := p.Header.Get("Location")
+	p = b.post(loc, loc+"/passwords", url.Values{"name": {"laptop"}})
+	if p.Code != http.StatusCreated {
+		t.Fatalf("password: %d %s", p.Code, p.Body)
+	}
+	pw := extract(t, p.Body, `id="new-pw" readonly value="(smx_mbx_[^"]+)"`)
+	if strings.Contains(b.get(loc).Body, pw) {
+		t.Fatal("the password is shown again")
+	}
+	if p := b.post(loc, loc+"/suspend", nil); p.Code != http.StatusSeeOther || !strings.Contains(b.get(loc).Body, "suspended") {
+		t.Fatalf("suspend: %d", p.Code)
+	}
+	if p := b.post(loc, loc+"/resume", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("resume: %d", p.Code)
+	}
+	pid := extract(t, b.get(loc).Body, `/passwords/([^/"]+)/revoke`)
+	if p := b.post(loc, loc+"/passwords/"+pid+"/revoke", nil); p.Code != http.StatusSeeOther || !strings.Contains(b.get(loc).Body, "revoked") {
+		t.Fatalf("revoke: %d", p.Code)
+	}
+	if w := b.get("/groups/" + gid + "/delete").Body; !strings.Contains(w, "billing@example.com") {
+		t.Fatal("the group delete warning does not name the mailbox")
+	}
+}

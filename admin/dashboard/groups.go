@@ -74,8 +74,9 @@ func (d *Dashboard) confirmDeleteGroup(w http.ResponseWriter, r *http.Request, s
 	data := groupDeleteData{Group: g}
 	_, data.Names = d.providerNames(r, s)
 	type scoped struct {
-		ID, Name, Email string
-		SendScope       struct {
+		ID, Name  string
+		Address   string `json:"address"`
+		SendScope struct {
 			Type     string   `json:"type"`
 			GroupIDs []string `json:"group_public_ids"`
 		} `json:"send_scope"`
@@ -90,7 +91,7 @@ func (d *Dashboard) confirmDeleteGroup(w http.ResponseWriter, r *http.Request, s
 	}
 	for _, m := range boxes {
 		if m.SendScope.Type == "group" && containsString(m.SendScope.GroupIDs, g.ID) {
-			data.Mailboxes = append(data.Mailboxes, m.Email+" ("+m.ID+")")
+			data.Mailboxes = append(data.Mailboxes, m.Address+" ("+m.ID+")")
 		}
 	}
 	d.render(w, r, http.StatusOK, "group_delete", s, page{Title: "Delete " + g.Name, Nav: "groups", Data: data})
