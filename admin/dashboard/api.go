@@ -36,7 +36,18 @@ type fieldError struct {
 	Message string `json:"message"`
 }
 
-func (e *apiError) Error() string { return e.Message }
+// Error is the API's message followed by each field's, so that a page
+// without a place for a field's message still says what is wrong.
+func (e *apiError) Error() string {
+	if len(e.Errors) == 0 {
+		return e.Message
+	}
+	msgs := make([]string, 0, len(e.Errors))
+	for _, f := range e.Errors {
+		msgs = append(msgs, f.Message)
+	}
+	return e.Message + " — " + strings.Join(msgs, "; ")
+}
 
 // fieldErrors maps field name to message, for showing next to inputs.
 func (e *apiError) fieldErrors() map[string]string {

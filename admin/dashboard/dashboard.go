@@ -94,7 +94,7 @@ func New(opts Options) *Dashboard {
 // everything else to the Management API, whose paths (/api/v1/…,
 // /healthz, /readyz, /t/…, /oauth/callback) none of them overlaps.
 var Patterns = []string{"/{$}", "/signin", "/signout", "/accounts", "/accounts/", "/logs", "/messages/",
-	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/mailboxes", "/mailboxes/", "/operator", "/operator/", "/static/"}
+	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/mailboxes", "/mailboxes/", "/webhooks", "/webhooks/", "/operator", "/operator/", "/static/"}
 
 // Mount registers the dashboard's Patterns on mux.
 func (d *Dashboard) Mount(mux *http.ServeMux) {
@@ -152,6 +152,11 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("POST /mailboxes/{id}/passwords/{pw}/revoke", d.team(d.revokeMailboxPassword))
 	m.HandleFunc("POST /mailboxes/{id}/suspend", d.team(d.setMailbox("suspend", "Mailbox suspended: its passwords no longer send.")))
 	m.HandleFunc("POST /mailboxes/{id}/resume", d.team(d.setMailbox("resume", "Mailbox resumed.")))
+
+	m.HandleFunc("GET /webhooks", d.team(d.webhooks))
+	m.HandleFunc("POST /webhooks", d.team(d.createWebhook))
+	m.HandleFunc("GET /webhooks/{id}", d.team(d.webhookPage))
+	m.HandleFunc("POST /webhooks/{id}/{action}", d.team(d.webhookAction))
 
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))

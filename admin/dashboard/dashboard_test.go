@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -619,5 +620,46 @@ func TestMailboxes(t *testing.T) {
 	}
 	if w := b.get("/groups/" + gid + "/delete").Body; !strings.Contains(w, "billing@example.com") {
 		t.Fatal("the group delete warning does not name the mailbox")
+	}
+}
+
+// TestWebhooks: create (secret shown once), send a test event (its
+// delivery is listed), rotate the secret, disable, delete; a form without
+// events is the API's 422.
+func TestWebhooks(t *testing.T) {
+	e := newEnv(t, func(o *admin.Options) { o.AllowPrivateWebhookTargets = true })
+	b := e.browser()
+	b.signIn(e.root)
+	if p := b.post("/webhooks", "/webhooks", url.Values{"url": {"http://127.0.0.1:9/hook"}}); p.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "event_types") {
+		t.Fatalf("no events: %d %s", p.Code, p.Body)
+	}
+	p := b.post("/webhooks", "/webhooks", url.Values{"name": {"ops"}, "url": {"http://127.0.0.1:9/hook"}, "event_types": webhook.EventTypes[:2]})
+	if p.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", p.Code, p.Body)
+	}
+	secret := extract(t, p.Body, `id="hook-secret" readonly value="([^"]+)"`)
+	id := extract(t, p.Body, `action="/webhooks/([^/"]+)/test"`)
+	loc := "/webhooks/" + id
+	if strings.Contains(b.get(loc).Body, secret) {
+		t.Fatal("the secret is shown again")
+	}
+	if p := b.post(loc, loc+"/test", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("test: %d %s", p.Code, p.Body)
+	}
+	if page := b.get(loc); !strings.Contains(page.Body, "Test event queued") || !strings.Contains(page.Body, `<th scope="col">Attempts</th>`) {
+		t.Fatalf("no test delivery listed: %s", page.Body)
+	}
+	p = b.post(loc, loc+"/rotate-secret", nil)
+	if next := extract(t, p.Body, `id="hook-secret" readonly value="([^"]+)"`); next == secret {
+		t.Fatal("rotation kept the secret")
+	}
+	if p := b.post(loc, loc+"/disable", nil); p.Code != http.StatusSeeOther || !strings.Contains(b.get(loc).Body, ">disabled<") {
+		t.Fatalf("disable: %d", p.Code)
+	}
+	if p := b.post(loc, loc+"/delete", nil); p.Code != http.StatusSeeOther {
+		t.Fatalf("delete: %d", p.Code)
+	}
+	if p := b.get(loc); p.Code != http.StatusNotFound {
+		t.Fatalf("after delete: %d", p.Code)
 	}
 }
