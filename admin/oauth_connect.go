@@ -49,11 +49,13 @@ type oauthFlow struct {
 	// the provider limit and its lock are the Management API's).
 	save func(*OAuthGrant) (*store.Provider, bool, error)
 	view func(*store.Provider) providerItem
+	// returnTo is Options.OAuthReturnTo.
+	returnTo string
 }
 
 // newOAuthFlow is s's connect flow.
 func newOAuthFlow(s *Server) *oauthFlow {
-	return &oauthFlow{conn: s.opts.OAuth, log: s.log, save: s.saveConnected, view: s.providerView}
+	return &oauthFlow{conn: s.opts.OAuth, log: s.log, save: s.saveConnected, view: s.providerView, returnTo: s.opts.OAuthReturnTo}
 }
 
 // start answers POST /api/v1/providers/oauth/{kind}/start.
@@ -81,37 +83,23 @@ func (f *oauthFlow) start(c *call) error {
 // account (same team, type and address) gets its new token and is active
 // again: that is the way back from status pending.
 func (f *oauthFlow) callback(c *call) error {
-	q := c.r.URL.Query()
-	state, code := q.Get("state"), q.Get("code")
-	if f.conn == nil {
-		return errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
+	p, created, err := f.connect(c)
+	if f.returnTo != "" && acceptsHTML(c.r) {
+		// A person's browser, sent back by the provider, goes back to the
+		// dashboard rather than to a JSON answer. A failure is a fixed
+		// notice: nothing from the query is reflected.
+		to := f.returnTo + "/new?connect=failed"
+		if err != nil {
+			f.log.Info("account not connected", "request_id", c.reqID, "err", err)
+		} else {
+			to = f.returnTo + "/" + p.ID
+		}
+		http.Redirect(c.w, c.r, to, http.StatusSeeOther)
+		return nil
 	}
-	if state == "" || len(state) > 512 {
-		return errInvalidParam("state", "state is missing or invalid")
-	}
-	if e := q.Get("error"); e != "" {
-		f.conn.Finish(c.r.Context(), state, "") // consume the state
-		return errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
-	}
-	if code == "" || len(code) > 4096 {
-		return errInvalidParam("code", "code is missing or invalid")
-	}
-	g, err := f.conn.Finish(c.r.Context(), state, code)
-	switch {
-	case errors.Is(err, ErrOAuthState):
-		return errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
-	case errors.Is(err, ErrOAuthDeclined):
-		return errValidation("code", fcInvalid, err.Error())
-	case err != nil:
-		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
-		return &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
-			Message: "the account could not be connected; try again"}
-	}
-	p, created, err := f.save(g)
 	if err != nil {
 		return err
 	}
-	f.log.Info("connected account saved", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID, "created", created)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -119,6 +107,47 @@ func (f *oauthFlow) callback(c *call) error {
 	}
 	c.ok(status, f.view(p))
 	return nil
+}
+
+// acceptsHTML reports a request from a browser navigating (Accept names
+// text/html), as opposed to an API client.
+func acceptsHTML(r *http.Request) bool { return strings.Contains(r.Header.Get("Accept"), "text/html") }
+
+// connect completes the flow: checks the state, exchanges the code and
+// stores the grant as the team's provider.
+func (f *oauthFlow) connect(c *call) (*store.Provider, bool, error) {
+	q := c.r.URL.Query()
+	state, code := q.Get("state"), q.Get("code")
+	if f.conn == nil {
+		return nil, false, errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
+	}
+	if state == "" || len(state) > 512 {
+		return nil, false, errInvalidParam("state", "state is missing or invalid")
+	}
+	if e := q.Get("error"); e != "" {
+		f.conn.Finish(c.r.Context(), state, "") // consume the state
+		return nil, false, errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
+	}
+	if code == "" || len(code) > 4096 {
+		return nil, false, errInvalidParam("code", "code is missing or invalid")
+	}
+	g, err := f.conn.Finish(c.r.Context(), state, code)
+	switch {
+	case errors.Is(err, ErrOAuthState):
+		return nil, false, errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
+	case errors.Is(err, ErrOAuthDeclined):
+		return nil, false, errValidation("code", fcInvalid, err.Error())
+	case err != nil:
+		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
+		return nil, false, &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
+			Message: "the account could not be connected; try again"}
+	}
+	p, created, err := f.save(g)
+	if err != nil {
+		return nil, false, err
+	}
+	f.log.Info("connected account saved", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID, "created", created)
+	return p, created, nil
 }
 
 // saveConnected stores a grant: the team's existing provider for that

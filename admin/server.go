@@ -70,6 +70,11 @@ type Options struct {
 	Ready func() error
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
+	// OAuthReturnTo, when set, is where a browser that the provider sent
+	// back to /oauth/callback goes afterwards (the dashboard's accounts
+	// page): <OAuthReturnTo>/<provider id> when connected, or
+	// <OAuthReturnTo>/new?connect=failed. API clients get JSON as before.
+	OAuthReturnTo string
 	// Health returns a provider's breaker state for ProviderItem.health;
 	// nil reports every provider closed.
 	Health func(providerID string) provhealth.Snapshot

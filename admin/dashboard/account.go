@@ -154,6 +154,9 @@ func (d *Dashboard) newAccount(w http.ResponseWriter, r *http.Request, s *sessio
 	} else {
 		f.Groups = d.listGroups(r, s)
 	}
+	if r.URL.Query().Get("connect") == "failed" { // back from the OAuth callback
+		f.Error = "The account was not connected. Start again; if it keeps failing, ask your operator to check the OAuth settings."
+	}
 	d.render(w, r, http.StatusOK, "account_new", s, page{Title: "Add a sending account", Nav: "accounts", Data: f})
 }
 

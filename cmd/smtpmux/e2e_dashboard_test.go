@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/smtpmux/smtpmux/internal/testpeer"
+	"github.com/smtpmux/smtpmux/relay/oauth/oauthtest"
 )
 
 // requireChromium returns Debian's chromium, skipping without it (failing
@@ -397,4 +398,56 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("sending key sign-in: %q", flash)
 		}
 	})
+}
+
+// TestOAuthCallbackReturnsToDashboard: a browser that the provider sends
+// back to /oauth/callback lands on the dashboard's page of the connected
+// account (or, when it failed, on a fixed notice), while API clients keep
+// the JSON answer.
+func TestOAuthCallbackReturnsToDashboard(t *testing.T) {
+	idp := oauthtest.New(t, "google")
+	httpAddr := freeAddr(t)
+	p := idp.Provider("http://" + httpAddr + "/oauth/callback")
+	d := newDaemonAt(t, httpAddr, map[string]string{"": fmt.Sprintf(`
+[oauth.google]
+client_id = %q
+client_secret = %q
+redirect_url = %q
+auth_url = %q
+token_url = %q
+userinfo_url = %q
+api_base_url = %q
+`, p.ClientID, p.ClientSecret, p.RedirectURL, p.AuthURL, p.TokenURL, p.UserInfoURL, p.APIBaseURL)})
+	code, resp := d.api("POST", "/providers/oauth/google/start", nil)
+	if code != 200 {
+		t.Fatalf("start: %d %v", code, resp)
+	}
+	oc, state, err := idp.Consent(data(resp)["authorization_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	back := func(q url.Values) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+httpAddr+"/oauth/callback?"+q.Encode(), nil)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8") // as a browser sends it
+		res, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode, res.Header.Get("Location")
+	}
+	code, loc := back(url.Values{"code": {oc}, "state": {state}})
+	if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/accounts/dprov_") {
+		t.Fatalf("browser callback: %d %q", code, loc)
+	}
+	if _, resp := d.api("GET", "/providers/"+strings.TrimPrefix(loc, "/accounts/"), nil); data(resp)["type"] != "gmail_api" {
+		t.Fatalf("connected provider: %v", resp)
+	}
+	if code, loc := back(url.Values{"code": {oc}, "state": {state}, "x": {"<script>"}}); code != http.StatusSeeOther || loc != "/accounts/new?connect=failed" {
+		t.Fatalf("reused state: %d %q", code, loc)
+	}
+	if code, _ := d.apiAs("", "GET", "//oauth/callback?code=x&state=reused-or-unknown", nil); code != 422 {
+		t.Fatalf("API client: %d, want the JSON 422", code)
+	}
 }
