@@ -306,7 +306,7 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *adm
 		Store: d.store, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: d.log, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
 		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
-		OAuthReturnTo: dashboardAccounts(cfg.file.Dashboard.Enabled),
+		OAuthReturnTo:     dashboardAccounts(cfg.file.Dashboard.Enabled),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
 		DNSResolver: cfg.file.DNS.Resolver, KeyRotationGrace: cfg.rotationGrace,
 		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: d.hooks,
