@@ -663,3 +663,20 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("after delete: %d", p.Code)
 	}
 }
+
+// TestSecureCookie: behind a TLS proxy (secure_cookie) the session cookie
+// is Secure.
+func TestSecureCookie(t *testing.T) {
+	e := newEnv(t)
+	e.dash.opts.SecureCookie = true
+	p := e.browser().signIn(e.root)
+	for _, c := range p.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, cookieName+"=") {
+			if !strings.Contains(c, "; Secure") {
+				t.Fatalf("session cookie %q is not Secure", c)
+			}
+			return
+		}
+	}
+	t.Fatalf("no session cookie: %d %v", p.Code, p.Header.Values("Set-Cookie"))
+}

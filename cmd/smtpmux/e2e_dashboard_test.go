@@ -344,6 +344,24 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 
+	step("create a group and see the delete warning", func(t *testing.T) {
+		var href chromedp.AttributeResult
+		browse(t, ctx, chromedp.Navigate(base+"/groups"), chromedp.SendKeys(chromedp.CSS(`#g-name`), "eu"),
+			chromedp.Submit(chromedp.CSS(`#g-name`)), chromedp.WaitVisible(chromedp.CSS(`a.danger[href$="/delete"]`)),
+			into(&href, chromedp.AttributeValue(chromedp.CSS(`a.danger[href$="/delete"]`), "href")))
+		loc := href.Value
+		gid := strings.TrimSuffix(strings.TrimPrefix(loc, "/groups/"), "/delete")
+		if code, resp := d.api("POST", "/api-keys", map[string]any{"name": "eu-only", "type": "sending",
+			"send_scope": map[string]any{"type": "group", "group_public_ids": []string{gid}}}); code != 201 {
+			t.Fatalf("scoped key: %d %v", code, resp)
+		}
+		var warning string
+		browse(t, ctx, chromedp.Navigate(base+loc), into(&warning, chromedp.Text(chromedp.CSS(`#group-warning`))))
+		if !strings.Contains(warning, "eu-only") {
+			t.Fatalf("warning %q does not name the key", warning)
+		}
+	})
+
 	step("pages fit a phone's width", func(t *testing.T) {
 		t.Cleanup(func() { chromedp.Do(ctx, chromedp.ResetViewport()) })
 		browse(t, ctx, chromedp.EmulateViewport(390, 844))
