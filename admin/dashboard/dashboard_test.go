@@ -259,6 +259,27 @@ func TestOtherTeam(t *testing.T) {
 	if p := b.get("/messages/eml_0000000000000000000000000"); p.Code != http.StatusNotFound {
 		t.Fatalf("message: %d", p.Code)
 	}
+	// Every other kind, by a real ID of the first team.
+	_, gbody := e.apiDo("POST", "/api/v1/delivery-groups", e.root, `{"name":"theirs"}`)
+	_, mbody := e.apiDo("POST", "/api/v1/mailboxes", e.root, `{"address":"theirs@example.com"}`)
+	_, dbody := e.apiDo("POST", "/api/v1/domains", e.root, `{"domain":"theirs.example.com"}`)
+	for _, path := range []string{
+		"/groups/" + extract(t, gbody, `"id":"([^"]+)"`) + "/delete",
+		"/mailboxes/" + extract(t, mbody, `"id":"([^"]+)"`),
+		"/domains/" + extract(t, dbody, `"id":"([^"]+)"`),
+	} {
+		if p := b.get(path); p.Code != http.StatusNotFound {
+			t.Errorf("%s of another team: %d", path, p.Code)
+		}
+	}
+	k, err := e.st.KeyBySecret(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.post("/keys", "/keys/"+k.ID+"/revoke", nil)
+	if k, _ := e.st.KeyBySecret(e.root); !k.Active() {
+		t.Fatal("another team revoked the key")
+	}
 }
 
 // TestLimitedKey: a key with provider.read only sees the accounts but no
