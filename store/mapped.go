@@ -72,6 +72,10 @@ func (s *Store) trimMapped() {
 	}
 	s.lastTrim = now
 	if rss, ok := fileRSS(); ok && rss < s.trimBase+trimSlack {
+		// Other file-backed memory (a large spool file mapped for its
+		// send) may have gone since the base was taken: the map's own
+		// slack counts from the lower figure.
+		s.trimBase = min(s.trimBase, rss)
 		return
 	}
 	s.db.View(func(tx *bolt.Tx) error {
