@@ -3,8 +3,10 @@
 #
 # Runs, in one go: (a) the load driver straight into the counting sink (the
 # ceiling of this harness), (b) Postfix as a smarthost relay to the sink, (c)
-# smtpmux with an `smtp` provider pointing at the sink. Prints one JSON line
-# per system and the smtpmux/Postfix ratios. See bench/README.md.
+# maddy (the nearest Go peer) relaying through its durable queue to the
+# sink, (d) smtpmux with an `smtp` provider pointing at the sink. Prints one
+# JSON line per system and the smtpmux/Postfix and smtpmux/maddy ratios.
+# See bench/README.md.
 #
 # Parameters (environment): N messages, SIZE bytes, C sessions, RUNS (median
 # of), WARMUP messages before the measured runs, SYSTEMS to run. Everything
@@ -17,12 +19,13 @@ SIZE=${SIZE:-2048}
 C=${C:-20}
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-500}
-SYSTEMS=${SYSTEMS:-"ceiling postfix smtpmux"}
+SYSTEMS=${SYSTEMS:-"ceiling postfix maddy smtpmux"}
 SINK_PORT=${SINK_PORT:-12525}
 SINK_STATUS_PORT=${SINK_STATUS_PORT:-12580}
 POSTFIX_PORT=${POSTFIX_PORT:-10025}
 POSTFIX_TLS=${POSTFIX_TLS:-0}          # 1: the driver uses STARTTLS into Postfix too
 POSTFIX_EXTRA=${POSTFIX_EXTRA:-}       # extra main.cf settings, e.g. "max_use=1000 in_flow_delay=0"
+MADDY_PORT=${MADDY_PORT:-10026}
 SMTPMUX_PORT=${SMTPMUX_PORT:-10587}
 SMTPMUX_HTTP_PORT=${SMTPMUX_HTTP_PORT:-10080}
 DRIVER_TIMEOUT=${DRIVER_TIMEOUT:-600}  # seconds, one driver run
@@ -31,8 +34,12 @@ KEEP=${KEEP:-0}                        # 1: keep the work directory (logs, confi
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-PF_ETC=""  # Postfix config directory once an instance runs
-cleanup_extra() { stop_postfix; }
+PF_ETC=""     # Postfix config directory once an instance runs
+MADDY_PID=""  # maddy while it runs
+cleanup_extra() {
+	stop_postfix
+	stop_maddy
+}
 
 # ---------------------------------------------------------------- setup
 require_tools
@@ -173,7 +180,63 @@ run_postfix() {
 	stop_postfix
 }
 
-# ---------------------------------------------------------------- (c) smtpmux
+# ---------------------------------------------------------------- (c) maddy
+# maddy v0.8.1, built from its Go module pinned in bench/peers/maddy (a
+# module of its own, so its dependencies stay out of smtpmux's go.mod).
+stop_maddy() {
+	[[ -z $MADDY_PID ]] || stop_pid "$MADDY_PID"
+	MADDY_PID=""
+}
+
+run_maddy() {
+	local md=$WORK/maddy
+	mkdir -p "$md/state" "$md/run"
+	if ! (cd "$REPO/bench/peers/maddy" && go build -o "$BIN/maddy" github.com/foxcpp/maddy/cmd/maddy) >"$WORK/maddy-build.log" 2>&1; then
+		log "maddy: skipped — it does not build: $(tail -3 "$WORK/maddy-build.log")"
+		jq -nc '{system: "maddy", skipped: "does not build (see bench/peers/maddy)"}'
+		return 0
+	fi
+	port_free "$MADDY_PORT" || die "port $MADDY_PORT is in use (set MADDY_PORT)"
+	# A private smarthost relay, as Postfix is set up: plain SMTP from the
+	# driver (no TLS, no AUTH: the example's "default_source" takes mail
+	# from anyone), every message through maddy's durable queue (files
+	# fsync'd before the 250) to the sink, up to C deliveries at once.
+	# DMARC is off: it looks up DNS, and the network here is closed.
+	cat >"$md/maddy.conf" <<-EOF
+		state_dir $md/state
+		runtime_dir $md/run
+		hostname bench-maddy.localdomain
+		tls off
+		log $md/maddy.log
+
+		target.smtp sink {
+		    targets tcp://127.0.0.1:$SINK_PORT
+		    starttls no
+		}
+
+		target.queue relay_queue {
+		    target &sink
+		    max_parallelism $C
+		}
+
+		smtp tcp://127.0.0.1:$MADDY_PORT {
+		    dmarc no
+		    defer_sender_reject no
+		    max_message_size 50M
+		    default_source {
+		        deliver_to &relay_queue
+		    }
+		}
+	EOF
+	"$BIN/maddy" --config "$md/maddy.conf" run >"$md/stderr.log" 2>&1 &
+	MADDY_PID=$!
+	wait_port "$MADDY_PORT" 20 || die "maddy does not listen on $MADDY_PORT: $(tail -5 "$md/stderr.log" "$md/maddy.log" 2>/dev/null)"
+	log "maddy: private instance up (pid $MADDY_PID, config $md/maddy.conf, log $md/maddy.log)"
+	run_system maddy "$MADDY_PID" -addr "127.0.0.1:$MADDY_PORT"
+	stop_maddy
+}
+
+# ---------------------------------------------------------------- (d) smtpmux
 run_smtpmux() {
 	if ! start_smtpmux || ! setup_smtpmux_relay; then
 		log "smtpmux: skipped — $SKIP"
@@ -192,8 +255,9 @@ for sys in $SYSTEMS; do
 	case $sys in
 	ceiling) run_ceiling ;;
 	postfix) run_postfix ;;
+	maddy) run_maddy ;;
 	smtpmux) run_smtpmux ;;
-	*) die "unknown system $sys (ceiling, postfix, smtpmux)" ;;
+	*) die "unknown system $sys (ceiling, postfix, maddy, smtpmux)" ;;
 	esac
 done
 
@@ -210,4 +274,14 @@ if [[ -s $WORK/postfix.json && -s $WORK/smtpmux.json ]]; then
 			p99: "<= 0.5", p99_met: (.p99_ms != null and .p99_ms <= 0.5),
 			smtpmux_rss_mb: "<= 150", smtpmux_rss_met: (($m.peak_rss_mb // 1e9) <= 150)}' \
 		"$WORK/postfix.json" "$WORK/smtpmux.json"
+fi
+
+# smtpmux against maddy, when both ran.
+if [[ -s $WORK/maddy.json && -s $WORK/smtpmux.json ]] && jq -e '.delivered_per_s != null' "$WORK/maddy.json" >/dev/null; then
+	jq -sc '.[0] as $d | .[1] as $m |
+		def ratio(f): if ($d[f] // 0) == 0 or $m[f] == null then null else ($m[f] / $d[f] * 100 | round) / 100 end;
+		{ratio: "smtpmux/maddy", size: $m.size,
+		 accepted_per_s: ratio("accepted_per_s"), delivered_per_s: ratio("delivered_per_s"),
+		 p50_ms: ratio("p50_ms"), p99_ms: ratio("p99_ms"), peak_rss_mb: ratio("peak_rss_mb"), relay_cpu_s: ratio("relay_cpu_s")}' \
+		"$WORK/maddy.json" "$WORK/smtpmux.json"
 fi

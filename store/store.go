@@ -63,9 +63,13 @@ type Store struct {
 	// scheduler last asked (ProviderChangedTeams), under changedMu.
 	changedMu    sync.Mutex
 	changedTeams map[string]struct{}
-	// lastTrim is when the committer last dropped the memory map's
-	// resident pages (trimMapped); only the committer touches it.
+	// lastTrim is when the committer last looked at dropping the memory
+	// map's resident pages, trimBase the file-backed RSS after the last
+	// drop (trimMapped); only the committer touches them. mapTrims counts
+	// the drops.
 	lastTrim time.Time
+	trimBase uint64
+	mapTrims atomic.Int64
 }
 
 type op struct {
@@ -126,6 +130,7 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool}
+	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()
 	return s, nil

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // Mode says what a Reader does with a bare CR or LF.
@@ -53,11 +54,16 @@ var (
 type Reader struct {
 	r    io.Reader
 	mode Mode
-	cr   bool   // the last input byte was a CR, not yet written
-	buf  []byte // input
-	out  []byte // output not yet returned
+	cr   bool    // the last input byte was a CR, not yet written
+	buf  *[]byte // input (ModeNormalize), from bufPool until the end
+	out  []byte  // output not yet returned
 	err  error
 }
+
+// bufPool holds ModeNormalize's input buffers. A Reader per message
+// allocating its own 32 KiB was a third of all the bytes the daemon
+// allocated relaying 2 KiB messages (bench/RESULTS.md, issue 19).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // NewReader filters r in the given mode.
 func NewReader(r io.Reader, mode Mode) *Reader {
@@ -66,6 +72,9 @@ func NewReader(r io.Reader, mode Mode) *Reader {
 
 // Read implements io.Reader.
 func (f *Reader) Read(p []byte) (int, error) {
+	if f.mode == ModeReject {
+		return f.readReject(p)
+	}
 	for {
 		if len(f.out) > 0 {
 			n := copy(p, f.out)
@@ -73,26 +82,49 @@ func (f *Reader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if f.err != nil {
+			if f.buf != nil {
+				// Nothing refers to the buffer any more (out is drained).
+				bufPool.Put(f.buf)
+				f.buf = nil
+			}
 			return 0, f.err
 		}
 		if f.buf == nil {
-			f.buf = make([]byte, 32<<10)
+			f.buf = bufPool.Get().(*[]byte)
 		}
-		n, err := f.r.Read(f.buf)
-		f.out, f.err = f.filter(f.buf[:n])
+		n, err := f.r.Read(*f.buf)
+		f.out, f.err = f.filter((*f.buf)[:n])
 		if f.err == nil && err != nil {
 			if err == io.EOF && f.cr {
 				// The content ends in a bare CR.
 				f.cr = false
-				if f.mode == ModeReject {
-					err = ErrBareNewline
-				} else {
-					f.out = append(f.out, '\r', '\n')
-				}
+				f.out = append(f.out, '\r', '\n')
 			}
 			f.err = err
 		}
 	}
+}
+
+// readReject is Read in ModeReject, which never rewrites: it reads into p
+// and checks what came, without a buffer of its own.
+func (f *Reader) readReject(p []byte) (int, error) {
+	for f.err == nil {
+		n, err := f.r.Read(p)
+		if _, ferr := f.filter(p[:n]); ferr != nil {
+			f.err = ferr
+			return 0, ferr // the chunk is not handed on
+		}
+		if err != nil {
+			if err == io.EOF && f.cr {
+				err = ErrBareNewline // the content ends in a bare CR
+			}
+			f.err = err
+		}
+		if n > 0 {
+			return n, nil // the error, if any, comes with the next Read
+		}
+	}
+	return 0, f.err
 }
 
 // filter checks (and in ModeNormalize rewrites) one chunk. In ModeReject

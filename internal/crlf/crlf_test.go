@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"runtime"
 	"testing"
 	"testing/iotest"
 )
@@ -133,4 +134,41 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("Reader %q %v, Normalize %q", got, err, out)
 		}
 	})
+}
+
+// TestRejectReaderAllocatesNoBuffer: in the default mode a Reader filters
+// in the caller's buffer. Each SMTP message gets a Reader, and one that
+// allocated a 32 KiB buffer of its own made a third of everything the
+// daemon allocated at 2 KiB per message (issue 19).
+func TestRejectReaderAllocatesNoBuffer(t *testing.T) {
+	msg := bytes.Repeat([]byte("Subject: x\r\n\r\nsome body line\r\n"), 64)
+	buf := make([]byte, 64<<10)
+	read := func() {
+		r := NewReader(bytes.NewReader(msg), ModeReject)
+		n := 0
+		for {
+			m, err := r.Read(buf[n:])
+			n += m
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("read %d bytes, want the %d of msg", n, len(msg))
+		}
+	}
+	read()
+	const runs = 100
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < runs; i++ {
+		read()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 1<<10 {
+		t.Errorf("a message read through a Reader allocated %d bytes, want under 1 KiB", per)
+	}
 }

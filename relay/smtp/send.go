@@ -58,6 +58,9 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 		}
 		opts.UTF8 = true
 	}
+	if ok, _ := c.Extension("PIPELINING"); ok {
+		return p.transactPipelined(ctx, pc, env, body, opts)
+	}
 	if err := c.Mail(env.From, opts); err != nil {
 		return nil, fail(ctx, routing.PhaseMail, err, false)
 	}
@@ -89,14 +92,79 @@ func (p *Provider) transact(ctx context.Context, pc *pconn, env relay.Envelope, 
 	return &relay.Result{UpstreamID: queuedAs(reply), Reply: "250 " + reply, Refused: refused}, nil
 }
 
-// data sends DATA and the body and reads the final reply. The body counts
-// as sent once the final dot was written without error: a failure to read
-// the reply after that is "uncertain", the upstream may have taken it.
+// transactPipelined is transact for an upstream that advertises
+// PIPELINING (RFC 2920): MAIL, every RCPT and DATA go in one write and
+// their replies are read together, one round trip instead of two plus one
+// per recipient. The data mark is written after the 354 and before the
+// body: until the body's final dot the upstream cannot have accepted
+// anything (a session that ends inside DATA delivers nothing), so a
+// crash before the mark is an interrupted attempt, as before DATA.
+func (p *Provider) transactPipelined(ctx context.Context, pc *pconn, env relay.Envelope, body []byte, opts *gosmtp.MailOptions) (*relay.Result, *relay.DeliveryError) {
+	res, err := pc.client.MailRcptData(env.From, opts, env.To)
+	var refused []relay.RecipientReply
+	if res != nil && !isSMTPError(err) { // after a refused MAIL, RCPT replies say nothing of the recipient
+		for i, rerr := range res.RcptErrs {
+			var se *gosmtp.SMTPError
+			if errors.As(rerr, &se) {
+				refused = append(refused, recipientReply(env.To[i], se))
+			}
+		}
+	}
+	if err != nil {
+		// MAIL refused, or the session broke: the phase is the reply
+		// that was not read (a pooled session the upstream had closed
+		// fails before the first, at PhaseMail, and is redialled).
+		phase := routing.PhaseMail
+		if res != nil && res.Replies > 0 && !isSMTPError(err) {
+			phase = routing.PhaseRcpt
+			if res.Replies > len(env.To) {
+				phase = routing.PhaseData
+			}
+		}
+		derr := fail(ctx, phase, err, false)
+		derr.RcptRefused = refused
+		return nil, derr
+	}
+	if len(refused) == len(env.To) {
+		return nil, allRefused(refused)
+	}
+	if res.Data == nil {
+		derr := fail(ctx, routing.PhaseData, res.DataErr, false)
+		derr.RcptRefused = refused
+		return nil, derr
+	}
+	if derr := env.BeforeData(); derr != nil {
+		// Inside DATA with no way back but closing: the caller drops
+		// the session (no reply code), so no body is ever completed.
+		return nil, derr
+	}
+	reply, derr := p.body(ctx, pc, res.Data, body)
+	if derr != nil {
+		derr.RcptRefused = refused
+		return nil, derr
+	}
+	return &relay.Result{UpstreamID: queuedAs(reply), Reply: "250 " + reply, Refused: refused}, nil
+}
+
+func isSMTPError(err error) bool {
+	var se *gosmtp.SMTPError
+	return errors.As(err, &se)
+}
+
+// data sends DATA and the body and reads the final reply.
 func (p *Provider) data(ctx context.Context, pc *pconn, body []byte) (string, *relay.DeliveryError) {
 	w, err := pc.client.Data()
 	if err != nil {
 		return "", fail(ctx, routing.PhaseData, err, false)
 	}
+	return p.body(ctx, pc, w, body)
+}
+
+// body writes the body after a 354 and reads the final reply. The body
+// counts as sent once the final dot was written without error: a failure
+// to read the reply after that is "uncertain", the upstream may have
+// taken it.
+func (p *Provider) body(ctx context.Context, pc *pconn, w *gosmtp.DataCommand, body []byte) (string, *relay.DeliveryError) {
 	pc.conn.setOp(time.Now().Add(p.cfg.DataTimeout))
 	defer pc.conn.setOp(time.Time{})
 	pc.conn.wfail.Store(false)

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 )
 
 // dotStuffBoth writes body in the given chunk sizes through textproto's
@@ -415,5 +418,111 @@ func TestParsePathSourceRoute(t *testing.T) {
 		if got, err := p.parsePath(); err != errSourceRoute {
 			t.Errorf("%q: got %q %v, want errSourceRoute", s, got, err)
 		}
+	}
+}
+
+// pipelinePeer runs a scripted server on one end of a pipe: the greeting,
+// EHLO answered with PIPELINING, then for each step it reads lines (each
+// read bounded, so a client waiting for a reply it was not sent fails the
+// test instead of hanging) and writes the step's replies.
+func pipelinePeer(t *testing.T, steps []struct{ lines, reply string }) (*Client, chan error) {
+	t.Helper()
+	cc, sc := net.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		defer sc.Close()
+		r := bufio.NewReader(sc)
+		say := func(s string) error { _, err := io.WriteString(sc, s); return err }
+		if err := say("220 peer\r\n"); err != nil {
+			done <- err
+			return
+		}
+		if _, err := r.ReadString('\n'); err != nil {
+			done <- err
+			return
+		}
+		if err := say("250-peer\r\n250 PIPELINING\r\n"); err != nil {
+			done <- err
+			return
+		}
+		for _, st := range steps {
+			for _, want := range strings.Split(st.lines, "|") {
+				sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got, err := r.ReadString('\n')
+				if err != nil {
+					done <- fmt.Errorf("reading %q before any reply: %v", want, err)
+					return
+				}
+				if !strings.HasPrefix(got, want) {
+					done <- fmt.Errorf("read %q, want %q", got, want)
+					return
+				}
+			}
+			if err := say(st.reply); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	c := NewClient(cc)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client"); err != nil {
+		t.Fatal(err)
+	}
+	return c, done
+}
+
+// TestMailRcptDataOneRoundTrip: MAIL, both RCPTs and DATA reach the server
+// before it answers any of them (patch 11), a refused recipient is
+// reported with the others accepted, and the body follows the 354.
+func TestMailRcptDataOneRoundTrip(t *testing.T) {
+	c, done := pipelinePeer(t, []struct{ lines, reply string }{
+		{"MAIL FROM:<a@x>|RCPT TO:<b@y>|RCPT TO:<c@y>|DATA", "250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n354 go on\r\n"},
+		{"Subject: hi|\r\n|body|.\r\n", "250 2.0.0 queued as 42\r\n"},
+	})
+	res, err := c.MailRcptData("a@x", nil, []string{"b@y", "c@y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replies != 4 || res.RcptErrs[0] == nil || res.RcptErrs[1] != nil || res.Data == nil {
+		t.Fatalf("result %+v", res)
+	}
+	if se := res.RcptErrs[0].(*SMTPError); se.Code != 550 {
+		t.Fatalf("refused recipient: %v", se)
+	}
+	io.WriteString(res.Data, "Subject: hi\r\n\r\nbody\r\n")
+	resp, err := res.Data.CloseWithResponse()
+	if err != nil || !strings.Contains(resp.StatusText, "queued as 42") {
+		t.Fatalf("final reply %+v, %v", resp, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMailRcptDataRefused: a refused DATA comes back as DataErr; a server
+// that answers 354 when every recipient was refused gets an empty body
+// ending, so the session stays in step for the next command.
+func TestMailRcptDataRefused(t *testing.T) {
+	c, done := pipelinePeer(t, []struct{ lines, reply string }{
+		{"MAIL FROM:<a@x>|RCPT TO:<b@y>|DATA", "250 ok\r\n550 no\r\n554 5.5.1 no valid recipients\r\n"},
+		{"MAIL FROM:<a@x>|RCPT TO:<b@y>|DATA", "250 ok\r\n550 no\r\n354 go on\r\n"},
+		{".\r\n", "554 nothing\r\n"},
+		{"NOOP", "250 ok\r\n"},
+	})
+	res, err := c.MailRcptData("a@x", nil, []string{"b@y"})
+	if err != nil || res.Data != nil || res.DataErr == nil || res.DataErr.(*SMTPError).Code != 554 {
+		t.Fatalf("refused DATA: %+v, %v", res, err)
+	}
+	res, err = c.MailRcptData("a@x", nil, []string{"b@y"})
+	if err != nil || res.Data != nil || res.DataErr == nil {
+		t.Fatalf("354 after no recipient: %+v, %v", res, err)
+	}
+	if err := c.Noop(); err != nil {
+		t.Fatalf("the session is out of step: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,105 @@
+package smtp
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/internal/smtpproto"
+)
+
+// TestSendPipelinesEnvelope: to an upstream that advertises PIPELINING,
+// MAIL, both RCPTs and DATA arrive before it has answered any of them (one
+// round trip, RFC 2920), and the data mark is written after the 354 and
+// before the body. The upstream is a raw script: it reads the four
+// command lines, each within a bound, before it writes a reply, so a
+// client that waits for MAIL's reply fails here instead of passing.
+func TestSendPipelinesEnvelope(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var marked, bodyBeforeMark atomic.Bool
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		line := func() (string, error) {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			return r.ReadString('\n')
+		}
+		say := func(s string) { io.WriteString(c, s) }
+		say("220 upstream\r\n")
+		if _, err := line(); err != nil { // EHLO
+			done <- err
+			return
+		}
+		say("250-upstream\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+		for _, want := range []string{"MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "RCPT TO:<c@example.com>", "DATA"} {
+			got, err := line()
+			if err != nil {
+				done <- fmt.Errorf("waiting for %q before any reply: %v", want, err)
+				return
+			}
+			if !strings.HasPrefix(got, want) {
+				done <- fmt.Errorf("read %q, want %q", got, want)
+				return
+			}
+		}
+		say("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go on\r\n")
+		for {
+			got, err := line()
+			if err != nil {
+				done <- err
+				return
+			}
+			if !marked.Load() {
+				bodyBeforeMark.Store(true)
+			}
+			if got == ".\r\n" {
+				break
+			}
+		}
+		say("250 2.0.0 Ok: queued as UP1\r\n")
+		done <- nil
+		for { // QUIT or RSET at close
+			got, err := line()
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(got, "QUIT") {
+				say("221 bye\r\n")
+				return
+			}
+			say("250 ok\r\n")
+		}
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	portN, _ := strconv.Atoi(port)
+	p := newProvider(t, Config{Host: host, Port: portN, Protocol: smtpproto.None, HeloName: "relay.test",
+		DialTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second})
+	env := envelope("b@example.com", "c@example.com")
+	env.MarkData = func() error { marked.Store(true); return nil }
+	res, err := p.Send(ctxTimeout(t, 10*time.Second), env, []byte(body))
+	if serr := <-done; serr != nil {
+		t.Fatalf("upstream: %v", serr)
+	}
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if res.UpstreamID != "UP1" || !marked.Load() || bodyBeforeMark.Load() {
+		t.Fatalf("result %+v, marked %v, body line read before the mark %v", res, marked.Load(), bodyBeforeMark.Load())
+	}
+}
