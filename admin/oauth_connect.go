@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -60,15 +61,15 @@ func newOAuthFlow(s *Server) *oauthFlow {
 func (f *oauthFlow) start(c *call) error {
 	kind := c.r.PathValue("kind")
 	if kind != "google" && kind != "microsoft" {
-		return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
+		return &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
 	}
 	if f.conn == nil {
-		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+		return httpapi.ErrValidation("kind", httpapi.FieldNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
 	}
 	authURL, state, err := f.conn.Start(c.team(), kind)
 	switch {
 	case errors.Is(err, ErrOAuthNotConfigured):
-		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+		return httpapi.ErrValidation("kind", httpapi.FieldNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
 	case err != nil:
 		return err
 	}
@@ -84,27 +85,27 @@ func (f *oauthFlow) callback(c *call) error {
 	q := c.r.URL.Query()
 	state, code := q.Get("state"), q.Get("code")
 	if f.conn == nil {
-		return errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
+		return httpapi.ErrValidation("state", httpapi.FieldNotSupported, "connected accounts are not configured on this server")
 	}
 	if state == "" || len(state) > 512 {
-		return errInvalidParam("state", "state is missing or invalid")
+		return httpapi.ErrInvalidParam("state", "state is missing or invalid")
 	}
 	if e := q.Get("error"); e != "" {
 		f.conn.Finish(c.r.Context(), state, "") // consume the state
-		return errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
+		return httpapi.ErrValidation("error", httpapi.FieldInvalid, "the account was not connected: "+truncate(e, 200))
 	}
 	if code == "" || len(code) > 4096 {
-		return errInvalidParam("code", "code is missing or invalid")
+		return httpapi.ErrInvalidParam("code", "code is missing or invalid")
 	}
 	g, err := f.conn.Finish(c.r.Context(), state, code)
 	switch {
 	case errors.Is(err, ErrOAuthState):
-		return errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
+		return httpapi.ErrValidation("state", httpapi.FieldInvalid, "this connect link was already used or has expired; start again")
 	case errors.Is(err, ErrOAuthDeclined):
-		return errValidation("code", fcInvalid, err.Error())
+		return httpapi.ErrValidation("code", httpapi.FieldInvalid, err.Error())
 	case err != nil:
 		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
-		return &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
 			Message: "the account could not be connected; try again"}
 	}
 	p, created, err := f.save(g)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -23,7 +24,7 @@ const (
 
 // submission is one message the fake Sender accepted.
 type submission struct {
-	cred  *SendCredential
+	cred  *sendapi.Credential
 	from  string
 	rcpts []string
 	body  []byte
@@ -45,17 +46,17 @@ type fakeSender struct {
 	calls   int
 }
 
-func (f *fakeSender) Authenticate(_, secret string) (*SendCredential, error) {
+func (f *fakeSender) Authenticate(_, secret string) (*sendapi.Credential, error) {
 	switch secret {
 	case testSendKey:
-		return &SendCredential{Kind: store.CredKindKey, ID: "key_sendingkey00000000000000", TeamID: "team_fake"}, nil
+		return &sendapi.Credential{Kind: store.CredKindKey, ID: "key_sendingkey00000000000000", TeamID: "team_fake"}, nil
 	case testMailboxPass:
-		return &SendCredential{Kind: store.CredKindMailboxPassword, ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr}, nil
+		return &sendapi.Credential{Kind: store.CredKindMailboxPassword, ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr}, nil
 	}
 	return nil, senderr.ErrBadCredential
 }
 
-func (f *fakeSender) Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error) {
+func (f *fakeSender) Submit(cred *sendapi.Credential, from string, rcpts []string, body []byte) (string, error) {
 	f.mu.Lock()
 	n := f.calls
 	f.calls++

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 )
 
 // Memory of one large HTTP send (issue 12, item 10): the request is held
@@ -22,7 +24,7 @@ type sinkSender struct {
 	last []byte
 }
 
-func (s *sinkSender) Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error) {
+func (s *sinkSender) Submit(cred *sendapi.Credential, from string, rcpts []string, body []byte) (string, error) {
 	s.last = body
 	return "eml_sink", nil
 }

@@ -1,9 +1,11 @@
 // Package admin is smtpmux's HTTP face: the Management API under /api/v1
 // (providers and their usage and limit requests, delivery groups, API
 // keys, mailboxes and their passwords, domains, webhooks, the message log
-// and metrics, operator endpoints, the OpenAPI document), the Sending API
-// (/api/v1/emails/send and /send/batch), the public handlers (tracking
-// redirects under /t/, the OAuth callback) and /healthz and /readyz.
+// and metrics, operator endpoints, the OpenAPI document), the public
+// handlers (tracking redirects under /t/, the OAuth callback) and /healthz
+// and /readyz. The Sending API (/api/v1/emails/send and /send/batch) is
+// admin/sendapi's, mounted here; the envelope, decoding, request IDs and
+// idempotency both use are internal/httpapi's.
 // Webhook delivery (admin/webhook) is started and stopped by cmd; the
 // retention sweep and the DNS re-check of domains are internal/jobs'.
 //
@@ -14,7 +16,7 @@
 //
 // The package talks to persistence only through *store.Store and to the
 // delivery side only through the small interfaces and functions declared
-// here (Sender, ProviderTester, OAuthConnector, Options.Health,
+// here and in sendapi (sendapi.Sender, ProviderTester, OAuthConnector, Options.Health,
 // Options.ManagedUsage, Options.Ready), whose shared types live in leaf
 // packages (internal/event, internal/provhealth, internal/senderr), so cmd
 // can wire it without admin importing relay.
@@ -22,7 +24,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"path"
@@ -31,7 +32,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/store"
@@ -109,14 +112,14 @@ type Options struct {
 	SendBodyTimeout time.Duration
 	// AuthAttempts, when set, limits failed authentications per client
 	// address (the operator token, root keys), shared with SMTP AUTH.
-	AuthAttempts AuthAttempts
+	AuthAttempts httpapi.AuthAttempts
 	// TrackingListener says that a separate listener serves the tracking
 	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
 	TrackingListener bool
 
 	// Sender is the relay side of the HTTP Sending API (/emails/send…);
 	// nil answers those endpoints with 503.
-	Sender Sender
+	Sender sendapi.Sender
 	// Hostname is the right side of the Message-ID of HTTP sends; empty
 	// uses the sender's domain. No team may use it as a tracking domain.
 	Hostname string
@@ -186,12 +189,11 @@ type Server struct {
 	// hold it from reading who uses which domain to their commit (see
 	// trackingJudge). One process owns the store, as for createMu.
 	trackMu sync.Mutex
-	// boot names this process in in-flight idempotency records, so that
-	// records a dead process left in flight are recognised as abandoned.
-	boot  string
+	// idem is the idempotency layer of every POST, the Sending API's too.
+	idem  *httpapi.Idempotency
 	hooks *webhook.Dispatcher
-	// sendBytes bounds the request bytes of HTTP sends in progress.
-	sendBytes *sendBudget
+	// sending is the Sending API, mounted on its two routes.
+	sending *sendapi.Handler
 	// res are the team-owned record kinds' item routes (resource.go).
 	res resources
 	// track is the public tracking redirect (tracking.go).
@@ -229,16 +231,20 @@ func New(opts Options) *Server {
 	if opts.ManagedHourlyLimit <= 0 {
 		opts.ManagedHourlyLimit = 2
 	}
-	if opts.MaxSendBytesInFlight <= 0 {
-		opts.MaxSendBytesInFlight = defaultSendBytesInFlight
-	}
-	if opts.SendBodyTimeout <= 0 {
-		opts.SendBodyTimeout = defaultSendBodyTimeout
-	}
-	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
-		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.res = newResources(s)
-	s.initSending()
+	s.idem = httpapi.NewIdempotency(s.st, opts.Sealer, s.log, opts.Now)
+	s.hooks = opts.Webhooks
+	if s.hooks == nil {
+		s.hooks = webhook.New(webhook.Options{Store: s.st, Sealer: opts.Sealer, Logger: s.log, Now: opts.Now,
+			AllowPrivateTargets: opts.AllowPrivateWebhookTargets})
+	}
+	s.sending = sendapi.New(sendapi.Options{
+		Config: sendapi.Config{Sender: opts.Sender, Hostname: opts.Hostname,
+			MaxBytesInFlight: opts.MaxSendBytesInFlight, BodyTimeout: opts.SendBodyTimeout},
+		Store: s.st, Idempotency: s.idem, Logger: s.log, Now: opts.Now,
+		AuthAttempts: opts.AuthAttempts, Deadlines: s.deadlines(),
+	})
 	s.track = newTracker(s)
 	s.oauth = newOAuthFlow(s)
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
@@ -258,7 +264,6 @@ const (
 	authNone     authKind = iota // health probes
 	authRoot                     // a team's root key
 	authOperator                 // the operator token
-	authSend                     // a sending key or mailbox password (Sending API)
 )
 
 // route is one endpoint. Keeping the table in one place makes the API
@@ -268,6 +273,20 @@ type route struct {
 	auth         authKind
 	perm         string
 	h            func(*call) error
+}
+
+// mounted is an endpoint served by another package's handler, which
+// authenticates its own requests: the Sending API's.
+type mounted struct {
+	method, path string
+	h            http.Handler
+}
+
+func (s *Server) mounts() []mounted {
+	return []mounted{
+		{"POST", "/api/v1/emails/send", s.sending.Send()},
+		{"POST", "/api/v1/emails/send/batch", s.sending.Batch()},
+	}
 }
 
 func (s *Server) routes() []route {
@@ -320,8 +339,6 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/emails/{id}", authRoot, permEmailRead, s.getEmail},
 		{"GET", "/api/v1/emails/logs", authRoot, permEmailRead, s.emailLogs},
 		{"GET", "/api/v1/emails/metrics", authRoot, permEmailRead, s.emailMetrics},
-		{"POST", "/api/v1/emails/send", authSend, "", s.sendEmail},
-		{"POST", "/api/v1/emails/send/batch", authSend, "", s.sendBatch},
 
 		{"GET", "/api/v1/webhooks", authRoot, permWebhookRead, s.listWebhooks},
 		{"POST", "/api/v1/webhooks", authRoot, permWebhookCreate, s.createWebhook},
@@ -363,12 +380,18 @@ var answeredMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
 func (s *Server) register() {
 	allowed := map[string][]string{}
 	var paths []string // in table order, which decides 405 conflicts (see handleUnlessConflict)
-	for _, rt := range s.routes() {
-		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
-		if _, seen := allowed[rt.path]; !seen {
-			paths = append(paths, rt.path)
+	handle := func(method, path string, h http.Handler) {
+		s.mux.Handle(method+" "+path, h)
+		if _, seen := allowed[path]; !seen {
+			paths = append(paths, path)
 		}
-		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		allowed[path] = append(allowed[path], method)
+	}
+	for _, rt := range s.routes() {
+		handle(rt.method, rt.path, s.wrap(rt))
+	}
+	for _, m := range s.mounts() {
+		handle(m.method, m.path, m.h)
 	}
 	for _, path := range paths {
 		methods := allowed[path]
@@ -379,7 +402,7 @@ func (s *Server) register() {
 		allow := strings.Join(methods, ", ")
 		notAllowed := func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeError(w, requestID(r), &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
+			httpapi.WriteError(w, httpapi.RequestID(r), &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: httpapi.CodeMethodNotAllowed,
 				Message: r.Method + " is not allowed here; allowed: " + allow})
 		}
 		for _, m := range answeredMethods {
@@ -389,7 +412,7 @@ func (s *Server) register() {
 		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, requestID(r), &apiError{Status: http.StatusNotFound, Code: codeNotFound,
+		httpapi.WriteError(w, httpapi.RequestID(r), &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound,
 			Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 }
@@ -431,16 +454,15 @@ type call struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	reqID string
-	key   *store.APIKey   // the authenticated root key (authRoot routes)
-	send  *SendCredential // the authenticated sender (authSend routes)
+	key   *store.APIKey // the authenticated root key (authRoot routes)
 }
 
 // team is the authenticated key's team: every resource is scoped to it.
 func (c *call) team() string { return c.key.TeamID }
 
-func (c *call) ok(status int, data any)             { writeOK(c.w, c.reqID, status, data) }
-func (c *call) list(data any, p pagination)         { writeList(c.w, c.reqID, data, p) }
-func (c *call) fail(err error)                      { c.s.fail(c.w, c.r, err) }
+func (c *call) ok(status int, data any)             { httpapi.WriteOK(c.w, c.reqID, status, data) }
+func (c *call) list(data any, p httpapi.Pagination) { httpapi.WriteList(c.w, c.reqID, data, p) }
+func (c *call) fail(err error)                      { httpapi.Fail(c.s.log, c.w, c.r, err) }
 func (c *call) pathID(prefix string) (string, bool) { return pathID(c.r, prefix) }
 
 // pathID returns {id} when it has the shape of an ID of that kind. Other
@@ -455,16 +477,16 @@ func pathID(r *http.Request, prefix string) (string, bool) {
 // permissions, and a refused permission still counts toward the rate.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
+		c := &call{s: s, w: w, r: r, reqID: httpapi.RequestID(r)}
 		err := s.guard(c, rt)
 		if err != nil {
-			refuseUnread(c, err)
+			httpapi.RefuseUnread(c.w, c.r, err)
 		} else {
 			if rt.auth != authNone {
-				s.authenticatedReadDeadline(c)
+				s.deadlines().Authenticated(c.w, c.r)
 			}
 			conditional(c)
-			err = s.serveWithin(c, rt)
+			err = s.serve(c, rt)
 		}
 		if err != nil {
 			c.fail(err)
@@ -472,20 +494,24 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
-// serveWithin runs the route; an HTTP send's body is read within the send
-// budget and its pace (sendbudget.go). A send refused by the budget is
-// answered 503 without the rest of its body being read.
-func (s *Server) serveWithin(c *call, rt route) error {
-	if rt.auth != authSend {
-		return s.serve(c, rt)
+// serve runs the route's handler through the idempotency layer, which
+// takes over only for a POST with an Idempotency-Key.
+func (s *Server) serve(c *call, rt route) error {
+	scope := "operator"
+	if c.key != nil {
+		scope = c.key.ID
 	}
-	bb, release := s.reserveSend(c)
-	defer release()
-	err := s.serve(c, rt)
-	if bb != nil && bb.refused {
-		refuseUnread(c, err)
-	}
-	return err
+	return s.idem.Serve(c.w, c.r, scope, httpapi.MaxBodyBytes, func(w http.ResponseWriter) error {
+		real := c.w
+		c.w = w
+		defer func() { c.w = real }()
+		return rt.h(c)
+	})
+}
+
+// deadlines are the body read deadlines of Options.
+func (s *Server) deadlines() httpapi.Deadlines {
+	return httpapi.Deadlines{Unauthenticated: s.opts.UnauthenticatedBodyTimeout, Body: s.opts.BodyReadTimeout}
 }
 
 func (s *Server) guard(c *call, rt route) error {
@@ -497,69 +523,20 @@ func (s *Server) guard(c *call, rt route) error {
 			return err
 		}
 		return s.checkRate(c.w, "operator")
-	case authSend:
-		return s.sendAuth(c)
 	}
 	key, err := s.authenticate(c.r)
 	if err != nil {
 		return err
 	}
-	if info := infoFrom(c.r); info != nil {
-		info.keyID = key.ID
-	}
+	httpapi.SetKeyID(c.r, key.ID)
 	if err := s.checkRate(c.w, key.ID); err != nil {
 		return err
 	}
 	if rt.perm != "" && !key.Allows(rt.perm) {
-		return errForbidden("this API key lacks the " + rt.perm + " permission")
+		return httpapi.ErrForbidden("this API key lacks the " + rt.perm + " permission")
 	}
 	c.key = key
 	return nil
-}
-
-// fail renders err. Only *apiError reaches the client as-is; anything else
-// is logged with the request ID and answered with a generic 500, or a 503
-// that says so when the store's disk is full.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		writeError(w, requestID(r), ae)
-		return
-	}
-	s.log.Error("admin request failed", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
-	if ae := storageFull(err); ae != nil {
-		writeError(w, requestID(r), ae)
-		return
-	}
-	writeError(w, requestID(r), &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
-		Message: "internal error; quote request " + requestID(r) + " when reporting it", Retryable: true})
-}
-
-// reqInfo travels in the request context so that the outer ServeHTTP can
-// log what the inner handler learned (the key ID) without the handlers
-// doing their own logging.
-type reqInfo struct {
-	id    string
-	keyID string
-	start time.Time
-	// tracking is set on requests that came in on the tracking listener
-	// (TrackingHandler).
-	tracking bool
-}
-
-type ctxKey struct{}
-
-func infoFrom(r *http.Request) *reqInfo {
-	info, _ := r.Context().Value(ctxKey{}).(*reqInfo)
-	return info
-}
-
-// requestID returns the request's req_… ID.
-func requestID(r *http.Request) string {
-	if info := infoFrom(r); info != nil {
-		return info.id
-	}
-	return ""
 }
 
 // statusWriter remembers the status for the access log and whether the
@@ -592,23 +569,22 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // carry keys and passwords.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqInfo{id: store.NewID(store.PrefixRequest), start: start}
-	if prev := infoFrom(r); prev != nil { // set by TrackingHandler
-		info.tracking = prev.tracking
+	info := &httpapi.Info{ID: store.NewID(store.PrefixRequest), Start: start}
+	if prev := httpapi.InfoFrom(r); prev != nil { // set by TrackingHandler
+		info.Tracking = prev.Tracking
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
+	r = httpapi.WithInfo(r, info)
 	sw := &statusWriter{ResponseWriter: w}
-	s.startReadDeadline(sw)
-	sw.Header().Set("X-Request-Id", info.id)
+	s.deadlines().Start(sw)
+	sw.Header().Set("X-Request-Id", info.ID)
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("admin handler panic", "request_id", info.id, "panic", v)
+			s.log.Error("admin handler panic", "request_id", info.ID, "panic", v)
 			if sw.status == 0 {
-				writeError(sw, info.id, &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
-					Message: "internal error; quote request " + info.id + " when reporting it", Retryable: true})
+				httpapi.WriteError(sw, info.ID, httpapi.ErrInternal(info.ID))
 			}
 		}
 		// Probes hit every few seconds; at Info they would drown the log.
@@ -616,14 +592,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			level = slog.LevelDebug
 		}
-		s.log.Log(r.Context(), level, "http request", "request_id", info.id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "key_id", info.keyID)
+		s.log.Log(r.Context(), level, "http request", "request_id", info.ID, "method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "key_id", info.KeyID)
 	}()
 	// ServeMux answers unclean paths ("//x", "/a/../b") with an HTML
 	// redirect, which a JSON client cannot follow for a PATCH anyway;
 	// such paths name no endpoint, so they get the JSON 404.
 	if p := r.URL.Path; p == "" || p[0] != '/' || cleanPath(p) != p {
-		writeError(sw, info.id, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such endpoint"})
+		httpapi.WriteError(sw, info.ID, &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "no such endpoint"})
 		return
 	}
 	s.mux.ServeHTTP(sw, r)
@@ -653,7 +629,7 @@ func (s *Server) readyz(c *call) error {
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(); err != nil {
 			s.log.Warn("not ready", "request_id", c.reqID, "err", err)
-			return errUnavailable("not ready")
+			return httpapi.ErrUnavailable("not ready")
 		}
 	}
 	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})

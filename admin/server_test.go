@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
@@ -238,9 +239,9 @@ type hide struct{ io.Reader }
 func TestBodyLimits(t *testing.T) {
 	e := newEnv(t)
 	// A valid JSON object of exactly maxBodyBytes+1 bytes.
-	pad := maxBodyBytes + 1 - len(`{"name":""}`)
+	pad := httpapi.MaxBodyBytes + 1 - len(`{"name":""}`)
 	over := `{"name":"` + strings.Repeat("a", pad) + `"}`
-	if len(over) != maxBodyBytes+1 {
+	if len(over) != httpapi.MaxBodyBytes+1 {
 		t.Fatal(len(over))
 	}
 	expectErr(t, e.do("POST", "/api/v1/providers", over), 413, "payload_too_large", "")
