@@ -30,16 +30,7 @@ func headerFromIs(body []byte, want string) bool {
 // mailboxHeadersOK is headerFromIs with complete saying whether body is
 // the whole message (false: only its first bytes were read into memory).
 func mailboxHeadersOK(body []byte, want string, complete bool) bool {
-	block := body
-	if end := bytes.Index(body, []byte("\r\n\r\n")); end >= 0 {
-		block = body[:end+2]
-	} else if !complete {
-		return false // a header block too long to check is not trusted
-	}
-	if bytes.HasPrefix(body, []byte("\r\n")) {
-		return false // no header at all
-	}
-	fields, ok := splitFields(block)
+	fields, ok := strictHeader(body, complete)
 	if !ok {
 		return false
 	}
@@ -60,6 +51,22 @@ func mailboxHeadersOK(body []byte, want string, complete bool) bool {
 		}
 	}
 	return froms == 1
+}
+
+// strictHeader returns the fields of body's header block, parsed
+// strictly (splitFields); false when there is no header, a malformed
+// line, or (complete false) no end of the header block within body.
+func strictHeader(body []byte, complete bool) ([]field, bool) {
+	block := body
+	if end := bytes.Index(body, []byte("\r\n\r\n")); end >= 0 {
+		block = body[:end+2]
+	} else if !complete {
+		return nil, false // a header block too long to check is not trusted
+	}
+	if bytes.HasPrefix(body, []byte("\r\n")) {
+		return nil, false // no header at all
+	}
+	return splitFields(block)
 }
 
 // field is one unfolded header field.

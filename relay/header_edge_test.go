@@ -1,0 +1,102 @@
+package relay
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// headerEdgeCases are the header edge cases every parser's table covers:
+// folded lines, bare LF and mixed endings, a missing header/body
+// separator, malformed lines, and a header over 64 KiB.
+var headerEdgeCases = []struct{ name, msg string }{
+	{"crlf", "A: 1\r\nB: 2\r\n\r\nbody"},
+	{"folded", "A: 1\r\n folded\r\n\tmore\r\nB: 2\r\n\r\nbody"},
+	{"bare-lf", "A: 1\nB: 2\n\nbody"},
+	{"mixed", "A: 1\r\nB: 2\n\r\nbody"},
+	{"no-separator", "A: 1\r\nB: 2"},
+	{"no-separator-crlf", "A: 1\r\nB: 2\r\n"},
+	{"initial-continuation", " lead: x\r\nA: 1\r\n\r\n"},
+	{"no-colon", "A: 1\r\nnocolon\r\nB: 2\r\n\r\n"},
+	{"cr-only-line", "A: 1\r\n\r\r\nB: 2\r\n\r\n"},
+	{"bare-cr", "A: 1\r\nB: x\ry\r\n\r\n"},
+	{"empty-header", "\r\nbody"},
+	{"space-before-colon", "From : a\r\n\r\n"},
+	{"header-in-body", "A: 1\r\n\r\nB: 2\r\n"},
+	{"trailing-cr", "A: 1\r"},
+	{"lf-fold", "A: 1\n  folded \nB: 2\n\n"},
+	{"oversize", "A: " + strings.Repeat("x", 70<<10) + "\r\nB: 2\r\n\r\nbody"},
+}
+
+// short quotes s, cut to its start and length when long.
+func short(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%q…(%d)", s[:20], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func describeStrict(msg string, complete bool) string {
+	fs, ok := strictHeader([]byte(msg), complete)
+	if !ok {
+		return "refused"
+	}
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "%s=%s;", short(f.name), short(f.value))
+	}
+	return b.String()
+}
+
+func describeReadHeader(msg string) string {
+	h := readHeader([]byte(msg))
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=", k)
+		for _, v := range h[k] {
+			fmt.Fprintf(&b, "%s,", short(v))
+		}
+		b.WriteString(";")
+	}
+	return b.String()
+}
+
+// TestHeaderEdges pins how the relay reads a message's header at its two
+// call sites, on every edge case: the strict parse that guards a mailbox
+// password's From (whole message, and only its first bytes), and the
+// lenient one that fills the message log's Subject and Message-ID.
+func TestHeaderEdges(t *testing.T) {
+	want := map[string][3]string{}
+	for _, w := range []struct{ name, strict, partial, lenient string }{
+		{"crlf", "\"A\"=\" 1\";\"B\"=\" 2\";", "\"A\"=\" 1\";\"B\"=\" 2\";", "A=\"1\",;B=\"2\",;"},
+		{"folded", "\"A\"=\" 1 folded\\tmore\";\"B\"=\" 2\";", "\"A\"=\" 1 folded\\tmore\";\"B\"=\" 2\";", "A=\"1 folded more\",;B=\"2\",;"},
+		{"bare-lf", "refused", "refused", "A=\"1\",;B=\"2\",;"},
+		{"mixed", "refused", "refused", "A=\"1\",;B=\"2\",;"},
+		{"no-separator", "\"A\"=\" 1\";\"B\"=\" 2\";", "refused", "A=\"1\",;B=\"2\",;"},
+		{"no-separator-crlf", "\"A\"=\" 1\";\"B\"=\" 2\";", "refused", "A=\"1\",;B=\"2\",;"},
+		{"initial-continuation", "refused", "refused", ""},
+		{"no-colon", "refused", "refused", "A=\"1\",;"},
+		{"cr-only-line", "refused", "refused", "A=\"1\",;"},
+		{"bare-cr", "refused", "refused", "A=\"1\",;"},
+		{"empty-header", "refused", "refused", ""},
+		{"space-before-colon", "refused", "refused", "From =\"a\",;"},
+		{"header-in-body", "\"A\"=\" 1\";", "\"A\"=\" 1\";", "A=\"1\",;"},
+		{"trailing-cr", "refused", "refused", ""},
+		{"lf-fold", "refused", "refused", "A=\"1 folded\",;B=\"2\",;"},
+		{"oversize", "\"A\"=\" xxxxxxxxxxxxxxxxxxx\"…(71681);\"B\"=\" 2\";", "\"A\"=\" xxxxxxxxxxxxxxxxxxx\"…(71681);\"B\"=\" 2\";", "A=\"xxxxxxxxxxxxxxxxxxxx\"…(65533),;"},
+	} {
+		want[w.name] = [3]string{w.strict, w.partial, w.lenient}
+	}
+	for _, c := range headerEdgeCases {
+		got := [3]string{describeStrict(c.msg, true), describeStrict(c.msg, false), describeReadHeader(c.msg)}
+		if got != want[c.name] {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, want[c.name])
+		}
+	}
+}
