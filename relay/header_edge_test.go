@@ -1,7 +1,11 @@
 package relay
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -99,4 +103,37 @@ func TestHeaderEdges(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, got, want[c.name])
 		}
 	}
+}
+
+// textprotoHeader is how readHeader read the header before it used
+// mailhdr: net/textproto over the block before the first CRLFCRLF, at
+// most 64 KiB of it. FuzzReadHeaderAsTextproto holds readHeader to it.
+func textprotoHeader(body []byte) textproto.MIMEHeader {
+	end := bytes.Index(body, []byte("\r\n\r\n"))
+	if end < 0 {
+		end = len(body)
+	}
+	if end > 64<<10 {
+		end = 64 << 10
+	}
+	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(body[:end:end], "\r\n\r\n"...))))
+	h, _ := tr.ReadMIMEHeader()
+	return h
+}
+
+func FuzzReadHeaderAsTextproto(f *testing.F) {
+	for _, c := range headerEdgeCases {
+		f.Add([]byte(c.msg))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, want := readHeader(b), textprotoHeader(b)
+		if len(got) != len(want) {
+			t.Fatalf("%q: %q, textproto %q", b, got, want)
+		}
+		for k, v := range want {
+			if !slices.Equal(got[k], v) {
+				t.Fatalf("%q: %s = %q, textproto %q", b, k, got[k], v)
+			}
+		}
+	})
 }
