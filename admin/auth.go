@@ -21,7 +21,7 @@ func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
 	// One authentication attempt (httpapi.Attempt): guesses at root keys
 	// share the per-address failure limit with SMTP AUTH.
 	var key *store.APIKey
-	err := httpapi.Attempt(s.opts.AuthAttempts, r, func() error {
+	err := httpapi.Attempt(s.opts.HTTP.AuthAttempts, r, func() error {
 		// Anything that does not look like one of our secrets is refused
 		// without a store lookup, and without echoing it back.
 		if !strings.HasPrefix(secret, store.SecretPrefixRoot) && !strings.HasPrefix(secret, store.SecretPrefixSending) {
@@ -71,7 +71,7 @@ func (s *Server) checkRate(w http.ResponseWriter, keyID string) error {
 		return nil
 	}
 	return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, Retryable: true,
-		Message:    "rate limit of " + strconv.Itoa(res.Limit) + " requests per " + s.opts.RateWindow.String() + " exceeded",
+		Message:    "rate limit of " + strconv.Itoa(res.Limit) + " requests per " + s.opts.HTTP.RateWindow.String() + " exceeded",
 		RetryAfter: res.Reset}
 }
 

@@ -25,7 +25,7 @@ func (s *Server) operatorAuth(r *http.Request) error {
 	if !ok {
 		return httpapi.ErrAuthRequired("missing Authorization header: send \"Authorization: Bearer <operator token>\"")
 	}
-	return httpapi.Attempt(s.opts.AuthAttempts, r, func() error {
+	return httpapi.Attempt(s.opts.HTTP.AuthAttempts, r, func() error {
 		a := sha256.Sum256([]byte(tok))
 		b := sha256.Sum256([]byte(s.opts.OperatorToken))
 		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {

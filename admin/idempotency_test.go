@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
@@ -188,7 +189,7 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st, New(Options{Store: st, Sealer: sealer, Sender: fs, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
+		return st, New(Options{Store: st, Sealer: sealer, Sending: sendapi.Config{Sender: fs}, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	}
 	post := func(srv *Server, key string) *resp {
 		e := &testEnv{t: t, srv: srv}

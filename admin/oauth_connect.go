@@ -54,7 +54,7 @@ type oauthFlow struct {
 
 // newOAuthFlow is s's connect flow.
 func newOAuthFlow(s *Server) *oauthFlow {
-	return &oauthFlow{conn: s.opts.OAuth, log: s.log, save: s.saveConnected, view: s.providerView}
+	return &oauthFlow{conn: s.opts.Providers.OAuth, log: s.log, save: s.saveConnected, view: s.providerView}
 }
 
 // start answers POST /api/v1/providers/oauth/{kind}/start.

@@ -80,12 +80,12 @@ func (s *Server) currentLimit(t *store.Team, typ string) int {
 		if t.ProviderLimit != nil {
 			return *t.ProviderLimit
 		}
-		return s.opts.ProviderLimit
+		return s.opts.Providers.Limit
 	}
 	if t.ManagedDailyLimit != nil {
 		return *t.ManagedDailyLimit
 	}
-	return s.opts.ManagedDailyLimit
+	return s.opts.Managed.DailyLimit
 }
 
 // approveLimitRequest is POST /operator/limit-requests/{id}/approve with
@@ -221,7 +221,7 @@ func (s *Server) denyLimitRequest(c *call) error {
 // limitDecided reports a committed decision to Options.OnLimitDecided
 // (limit_request.decided); nil means nobody listens.
 func (s *Server) limitDecided(r *store.LimitRequest) {
-	if s.opts.OnLimitDecided != nil {
-		s.opts.OnLimitDecided(r.TeamID, r.ID, r.Status)
+	if s.opts.Hooks.OnLimitDecided != nil {
+		s.opts.Hooks.OnLimitDecided(r.TeamID, r.ID, r.Status)
 	}
 }

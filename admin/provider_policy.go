@@ -23,8 +23,8 @@ type providerPolicy struct {
 }
 
 func (s *Server) providerPolicy() providerPolicy {
-	return providerPolicy{allowPrivateHosts: s.opts.AllowPrivateProviderHosts,
-		sesDefaultCredentials: s.opts.SESDefaultCredentials}
+	return providerPolicy{allowPrivateHosts: s.opts.Providers.AllowPrivateHosts,
+		sesDefaultCredentials: s.opts.Providers.SESDefaultCredentials}
 }
 
 // hostProblem says why a team may not use host (code "" when it may). It

@@ -151,7 +151,7 @@ func (s *Server) providerLimit(teamID string) (int, error) {
 	if t != nil && t.ProviderLimit != nil {
 		return *t.ProviderLimit, nil
 	}
-	return s.opts.ProviderLimit, nil
+	return s.opts.Providers.Limit, nil
 }
 
 // storeErr maps the store's sentinel errors of a provider write.
@@ -306,13 +306,13 @@ func (s *Server) testProvider(c *call) error {
 	if cur.Managed {
 		return errManaged("tested")
 	}
-	if s.opts.Tester == nil {
+	if s.opts.Providers.Tester == nil {
 		return httpapi.ErrUnavailable("provider testing is not available")
 	}
-	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.TestTimeout)
+	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.Providers.TestTimeout)
 	defer cancel()
 	start := time.Now()
-	tr := s.opts.Tester.TestProvider(ctx, cur)
+	tr := s.opts.Providers.Tester.TestProvider(ctx, cur)
 	latency := time.Since(start)
 	testedAt := s.now()
 

@@ -15,7 +15,7 @@ import (
 // with Retry-After, before its body is read; once the first is done the
 // bytes are free again. Both Content-Length and chunked bodies count.
 func TestSendBudgetRefusesPastBound(t *testing.T) {
-	e, _ := newSendEnv(t, func(o *Options) { o.MaxSendBytesInFlight = 4000 })
+	e, _ := newSendEnv(t, func(o *Options) { o.Sending.MaxBytesInFlight = 4000 })
 	body, _ := json.Marshal(validSend())
 	post := func(r io.Reader, length int64) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", "/api/v1/emails/send", r)

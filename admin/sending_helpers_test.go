@@ -97,7 +97,7 @@ func (f *fakeSender) submitted() []submission {
 // newSendEnv is newEnv with a fake Sender wired in.
 func newSendEnv(t testing.TB, mods ...func(*Options)) (*testEnv, *fakeSender) {
 	fs := &fakeSender{}
-	e := newEnv(t, append([]func(*Options){func(o *Options) { o.Sender = fs; o.Hostname = "mx.smtpmux.test" }}, mods...)...)
+	e := newEnv(t, append([]func(*Options){func(o *Options) { o.Sending.Sender = fs; o.Sending.Hostname = "mx.smtpmux.test" }}, mods...)...)
 	e.secret(testSendKey)
 	e.secret(testMailboxPass)
 	return e, fs

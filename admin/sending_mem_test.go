@@ -47,7 +47,7 @@ func largeSendBody(t testing.TB, n int) (body, attachment []byte) {
 
 func newSinkEnv(t testing.TB) (*testEnv, *sinkSender) {
 	ss := &sinkSender{fakeSender: &fakeSender{}}
-	e, _ := newSendEnv(t, func(o *Options) { o.Sender = ss; o.MaxSendBytesInFlight = 1 << 30 })
+	e, _ := newSendEnv(t, func(o *Options) { o.Sending.Sender = ss; o.Sending.MaxBytesInFlight = 1 << 30 })
 	return e, ss
 }
 

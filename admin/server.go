@@ -49,112 +49,117 @@ type ProviderTester interface {
 	TestProvider(ctx context.Context, p *store.Provider) provhealth.TestResult
 }
 
-// Options configure a Server. Store and Sealer are required.
+// Options configure a Server. Store and Sealer are required; the groups
+// below say which part of the API each setting is for.
 type Options struct {
 	Store  *store.Store
 	Sealer *store.Sealer // seals smtp_password before it is stored
-	// Tester runs provider tests; nil answers 503 on the test endpoint.
-	Tester ProviderTester
-	Logger *slog.Logger // nil discards
-	// Version is reported by /readyz.
+	Logger *slog.Logger  // nil discards
+	// Now is the clock (test seam); nil means time.Now.
+	Now func() time.Time
+	// Version is reported by /readyz; Ready decides readiness (nil:
+	// always ready).
 	Version string
+	Ready   func() error
 	// OperatorToken guards /api/v1/operator/…; empty disables that API.
 	OperatorToken string
-	// ProviderLimit is the default number of own providers per team
-	// (SPEC §2: 200); Team.ProviderLimit overrides it.
-	ProviderLimit int
+	// KeyRotationGrace is how long a rotated key's previous secret keeps
+	// authenticating when the rotate request does not say ([keys]
+	// rotation_grace, whose default is 24 h); 0 ends it at rotation.
+	KeyRotationGrace time.Duration
+	// DNSResolver is the resolver domain verification queries, as
+	// host:port (config [dns] resolver); empty: the system's resolvers.
+	DNSResolver string
+
+	HTTP      HTTPOptions
+	Sending   sendapi.Config
+	Providers ProviderOptions
+	Managed   ManagedOptions
+	Webhooks  WebhookOptions
+	Hooks     Hooks
+}
+
+// HTTPOptions are the limits every request meets, and the names this
+// server answers as.
+type HTTPOptions struct {
 	// RateLimit requests per RateWindow per management key (SPEC §3:
 	// 600 per 60 s, the defaults).
 	RateLimit  int
 	RateWindow time.Duration
+	// Deadlines are the body read deadlines: a short one until the
+	// credential is checked, the full one after (see httpapi.Deadlines).
+	Deadlines httpapi.Deadlines
+	// AuthAttempts, when set, limits failed authentications per client
+	// address (the operator token, root keys, sending credentials),
+	// shared with SMTP AUTH.
+	AuthAttempts httpapi.AuthAttempts
+	// TrackingListener says that a separate listener serves the tracking
+	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
+	TrackingListener bool
+	// ReservedHosts are further names the daemon answers as (the hosts of
+	// its HTTP and tracking listeners): no team may use them, nor
+	// Sending.Hostname, as a tracking domain, which would make this
+	// server's own name an open redirect.
+	ReservedHosts []string
+}
+
+// ProviderOptions configure the providers API.
+type ProviderOptions struct {
+	// Tester runs provider tests; nil answers 503 on the test endpoint.
+	Tester ProviderTester
 	// TestTimeout bounds one provider test (default 30 s).
 	TestTimeout time.Duration
-	// Ready reports readiness for /readyz; nil means always ready.
-	Ready func() error
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
 	// Health returns a provider's breaker state for ProviderItem.health;
 	// nil reports every provider closed.
 	Health func(providerID string) provhealth.Snapshot
-	// ManagedDailyLimit is the default daily limit of the managed account
-	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
-	// overrides it. GET /providers/limits reports it.
-	ManagedDailyLimit int
-	// ManagedHourlyLimit is the default hourly limit of the managed
-	// account in recipients (SPEC §2: 2); Team.ManagedHourlyLimit
-	// overrides it. GET /providers/limits reports it.
-	ManagedHourlyLimit int
-	// ManagedUsage reports the managed account providerID's usage in the
-	// current UTC hour and day as the relay counts it at acceptance (see
-	// ManagedCounts). nil, or ok false, falls back to counting today's
-	// recipients sent through it in the message log, which misses
-	// recipients accepted and still queued.
-	ManagedUsage func(providerID string) (ManagedCounts, bool)
-	// Now is the clock (test seam); nil means time.Now.
-	Now func() time.Time
-
-	// UnauthenticatedBodyTimeout, when > 0, is how long a request may
-	// take to be read before its credential has been checked; an
-	// authenticated request then gets BodyReadTimeout from its start
-	// (0: no deadline beyond the http.Server's). Requests refused before
-	// their handler ran are answered without reading their body, and
-	// their connection is closed.
-	UnauthenticatedBodyTimeout time.Duration
-	BodyReadTimeout            time.Duration
-	// MaxSendBytesInFlight bounds the request bytes that HTTP sends
-	// (/emails/send, /emails/send/batch) hold at once; past it a send
-	// gets 503 with Retry-After. 0 means 64 MiB.
-	MaxSendBytesInFlight int64
-	// SendBodyTimeout is how long an HTTP send's body may take to arrive
-	// beyond what its size needs at 32 KiB/s (never past BodyReadTimeout):
-	// a send that stalls is cut off after it. 0 means 60 s. It applies
-	// where BodyReadTimeout does.
-	SendBodyTimeout time.Duration
-	// AuthAttempts, when set, limits failed authentications per client
-	// address (the operator token, root keys), shared with SMTP AUTH.
-	AuthAttempts httpapi.AuthAttempts
-	// TrackingListener says that a separate listener serves the tracking
-	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
-	TrackingListener bool
-
-	// Sender is the relay side of the HTTP Sending API (/emails/send…);
-	// nil answers those endpoints with 503.
-	Sender sendapi.Sender
-	// Hostname is the right side of the Message-ID of HTTP sends; empty
-	// uses the sender's domain. No team may use it as a tracking domain.
-	Hostname string
-	// ReservedHosts are further names the daemon answers as (the hosts of
-	// its HTTP and tracking listeners): no team may use them as a
-	// tracking domain, which would make this server's own name an open
-	// redirect.
-	ReservedHosts []string
-	// Webhooks queues and delivers webhook events; the same Dispatcher
-	// must be the relay's event sink and be Run by cmd. nil makes one
-	// that only queues (deliveries wait for a running dispatcher).
-	Webhooks *webhook.Dispatcher
-	// AllowPrivateWebhookTargets accepts webhook URLs on loopback and
-	// private addresses (development and tests).
-	AllowPrivateWebhookTargets bool
-	// AllowPrivateProviderHosts lets teams' providers name loopback,
-	// private and other internal hosts, and own-SES endpoints other than
-	// Amazon's ([providers] allow_private_hosts).
-	AllowPrivateProviderHosts bool
+	// Limit is the default number of own providers per team (SPEC §2:
+	// 200); Team.ProviderLimit overrides it.
+	Limit int
+	// AllowPrivateHosts lets teams' providers name loopback, private and
+	// other internal hosts, and own-SES endpoints other than Amazon's
+	// ([providers] allow_private_hosts).
+	AllowPrivateHosts bool
 	// SESDefaultCredentials lets a team's own-SES provider go without
 	// keys and sign with the daemon's AWS credentials
 	// ([providers] ses_default_credentials).
 	SESDefaultCredentials bool
+}
+
+// ManagedOptions configure the managed account's limits.
+type ManagedOptions struct {
+	// DailyLimit is the default daily limit in accepted recipients (SPEC
+	// §2: 50); Team.ManagedDailyLimit overrides it. HourlyLimit likewise
+	// per hour (SPEC §2: 2). GET /providers/limits reports both.
+	DailyLimit  int
+	HourlyLimit int
+	// Usage reports the managed account providerID's usage in the
+	// current UTC hour and day as the relay counts it at acceptance (see
+	// ManagedCounts). nil, or ok false, falls back to counting today's
+	// recipients sent through it in the message log, which misses
+	// recipients accepted and still queued.
+	Usage func(providerID string) (ManagedCounts, bool)
+}
+
+// WebhookOptions configure webhook delivery.
+type WebhookOptions struct {
+	// Dispatcher queues and delivers webhook events; the same one must
+	// be the relay's event sink and be Run by cmd. nil makes one that
+	// only queues (deliveries wait for a running dispatcher).
+	Dispatcher *webhook.Dispatcher
+	// AllowPrivateTargets accepts webhook URLs on loopback and private
+	// addresses (development and tests).
+	AllowPrivateTargets bool
+}
+
+// Hooks are told of events the API causes.
+type Hooks struct {
 	// OnLimitDecided is called once the operator's decision on a
 	// limit-increase request is durable (event limit_request.decided);
 	// decision is "approved" or "denied". Cancellations by the team
 	// are not decisions and are not reported. nil: nobody listens.
 	OnLimitDecided func(teamID, requestID, decision string)
-	// DNSResolver is the resolver domain verification queries, as
-	// host:port (config [dns] resolver); empty: the system's resolvers.
-	DNSResolver string
-	// KeyRotationGrace is how long a rotated key's previous secret keeps
-	// authenticating when the rotate request does not say ([keys]
-	// rotation_grace, whose default is 24 h); 0 ends it at rotation.
-	KeyRotationGrace time.Duration
 	// OnClick, when set, receives every click on a tracking link instead
 	// of the built-in message.clicked event on Webhooks. nil (the usual)
 	// emits that event, with the link index and user agent.
@@ -168,7 +173,7 @@ type Server struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	// limiter is the per-key request limit (SPEC §3: 600 requests per
-	// 60 s); opts.RateLimit is always > 0 here, so it always applies.
+	// 60 s); opts.HTTP.RateLimit is always > 0 here, so it always applies.
 	limiter *ratelimit.Limiter
 	// used throttles root keys' last_used_at writes.
 	used *store.LastUsed
@@ -213,44 +218,40 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.ProviderLimit <= 0 {
-		opts.ProviderLimit = 200
+	if opts.Providers.Limit <= 0 {
+		opts.Providers.Limit = 200
 	}
-	if opts.RateLimit <= 0 {
-		opts.RateLimit = 600
+	if opts.HTTP.RateLimit <= 0 {
+		opts.HTTP.RateLimit = 600
 	}
-	if opts.RateWindow <= 0 {
-		opts.RateWindow = time.Minute
+	if opts.HTTP.RateWindow <= 0 {
+		opts.HTTP.RateWindow = time.Minute
 	}
-	if opts.TestTimeout <= 0 {
-		opts.TestTimeout = 30 * time.Second
+	if opts.Providers.TestTimeout <= 0 {
+		opts.Providers.TestTimeout = 30 * time.Second
 	}
-	if opts.ManagedDailyLimit <= 0 {
-		opts.ManagedDailyLimit = 50
+	if opts.Managed.DailyLimit <= 0 {
+		opts.Managed.DailyLimit = 50
 	}
-	if opts.ManagedHourlyLimit <= 0 {
-		opts.ManagedHourlyLimit = 2
+	if opts.Managed.HourlyLimit <= 0 {
+		opts.Managed.HourlyLimit = 2
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.res = newResources(s)
 	s.idem = httpapi.NewIdempotency(s.st, opts.Sealer, s.log, opts.Now)
-	s.hooks = opts.Webhooks
+	s.hooks = opts.Webhooks.Dispatcher
 	if s.hooks == nil {
 		s.hooks = webhook.New(webhook.Options{Store: s.st, Sealer: opts.Sealer, Logger: s.log, Now: opts.Now,
-			AllowPrivateTargets: opts.AllowPrivateWebhookTargets})
+			AllowPrivateTargets: opts.Webhooks.AllowPrivateTargets})
 	}
-	s.sending = sendapi.New(sendapi.Options{
-		Config: sendapi.Config{Sender: opts.Sender, Hostname: opts.Hostname,
-			MaxBytesInFlight: opts.MaxSendBytesInFlight, BodyTimeout: opts.SendBodyTimeout},
-		Store: s.st, Idempotency: s.idem, Logger: s.log, Now: opts.Now,
-		AuthAttempts: opts.AuthAttempts, Deadlines: s.deadlines(),
-	})
+	s.sending = sendapi.New(sendapi.Options{Config: opts.Sending, Store: s.st, Idempotency: s.idem,
+		Logger: s.log, Now: opts.Now, AuthAttempts: opts.HTTP.AuthAttempts, Deadlines: opts.HTTP.Deadlines})
 	s.track = newTracker(s)
 	s.oauth = newOAuthFlow(s)
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
 	// when a key is used, as before, not while the Server is built.
 	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
-	s.limiter = ratelimit.New(opts.RateLimit, opts.RateWindow, opts.Now)
+	s.limiter = ratelimit.New(opts.HTTP.RateLimit, opts.HTTP.RateWindow, opts.Now)
 	s.register()
 	return s
 }
@@ -483,7 +484,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			httpapi.RefuseUnread(c.w, c.r, err)
 		} else {
 			if rt.auth != authNone {
-				s.deadlines().Authenticated(c.w, c.r)
+				s.opts.HTTP.Deadlines.Authenticated(c.w, c.r)
 			}
 			conditional(c)
 			err = s.serve(c, rt)
@@ -507,11 +508,6 @@ func (s *Server) serve(c *call, rt route) error {
 		defer func() { c.w = real }()
 		return rt.h(c)
 	})
-}
-
-// deadlines are the body read deadlines of Options.
-func (s *Server) deadlines() httpapi.Deadlines {
-	return httpapi.Deadlines{Unauthenticated: s.opts.UnauthenticatedBodyTimeout, Body: s.opts.BodyReadTimeout}
 }
 
 func (s *Server) guard(c *call, rt route) error {
@@ -575,7 +571,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = httpapi.WithInfo(r, info)
 	sw := &statusWriter{ResponseWriter: w}
-	s.deadlines().Start(sw)
+	s.opts.HTTP.Deadlines.Start(sw)
 	sw.Header().Set("X-Request-Id", info.ID)
 	defer func() {
 		if v := recover(); v != nil {

@@ -223,7 +223,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestRateLimitConfigurable(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.RateLimit, o.RateWindow = 3, 10*time.Second })
+	e := newEnv(t, func(o *Options) { o.HTTP.RateLimit, o.HTTP.RateWindow = 3, 10*time.Second })
 	for i := 0; i < 3; i++ {
 		if r := e.do("GET", "/api/v1/providers", nil); r.Code != 200 {
 			t.Fatal(r.Code)
@@ -278,7 +278,7 @@ func TestMalformedBodies(t *testing.T) {
 }
 
 func TestPanicIsJSON500(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Health = func(string) provhealth.Snapshot { panic("boom") } })
+	e := newEnv(t, func(o *Options) { o.Providers.Health = func(string) provhealth.Snapshot { panic("boom") } })
 	r := e.do("GET", "/api/v1/providers/"+e.managed.ID, nil)
 	expectErr(t, r, 500, "internal_error", "")
 	if strings.Contains(r.Body, "boom") {

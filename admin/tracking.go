@@ -58,8 +58,8 @@ type tracker struct {
 // newTracker is s's tracking redirect; New calls it once the webhook
 // dispatcher exists.
 func newTracker(s *Server) *tracker {
-	return &tracker{st: s.st, log: s.log, now: s.now, hooks: s.hooks, onClick: s.opts.OnClick,
-		listenerOnly: s.opts.TrackingListener}
+	return &tracker{st: s.st, log: s.log, now: s.now, hooks: s.hooks, onClick: s.opts.Hooks.OnClick,
+		listenerOnly: s.opts.HTTP.TrackingListener}
 }
 
 // redirect is GET /t/{token}. HEAD answers the same redirect without

@@ -100,7 +100,7 @@ func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *httpapi.Val
 	}
 	switch {
 	case in.url.Set && !in.url.Null && in.url.V != "":
-		if _, problem := webhook.CheckURL(in.url.V, s.opts.AllowPrivateWebhookTargets); problem != "" {
+		if _, problem := webhook.CheckURL(in.url.V, s.opts.Webhooks.AllowPrivateTargets); problem != "" {
 			v.Add("url", httpapi.FieldInvalid, problem)
 		} else {
 			w.URL = in.url.V
