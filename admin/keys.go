@@ -224,20 +224,8 @@ func (s *Server) checkScope(teamID string, in *scopeInput, v *httpapi.Validator)
 		if len(in.providers.V) == 0 {
 			v.Add("send_scope.provider_public_ids", httpapi.FieldRequired, "provider_public_ids must list at least one provider")
 		}
-		for i, id := range in.providers.V {
-			f := "send_scope.provider_public_ids[" + strconv.Itoa(i) + "]"
-			if !store.ValidID(store.PrefixProvider, id) {
-				v.Add(f, httpapi.FieldUnknownRef, "unknown provider "+strconv.Quote(id))
-				continue
-			}
-			if _, err := s.st.TeamProvider(teamID, id); err != nil {
-				v.Add(f, httpapi.FieldUnknownRef, "unknown provider "+strconv.Quote(id))
-				continue
-			}
-			if !containsStr(sc.ProviderPublicIDs, id) {
-				sc.ProviderPublicIDs = append(sc.ProviderPublicIDs, id)
-			}
-		}
+		sc.ProviderPublicIDs = scopeRefs(v, "send_scope.provider_public_ids", "provider", store.PrefixProvider, in.providers.V,
+			func(id string) error { _, err := s.st.TeamProvider(teamID, id); return err })
 	case "group":
 		if len(in.providers.V) > 0 {
 			v.Add("send_scope.provider_public_ids", httpapi.FieldInvalid, `provider_public_ids belongs to a scope of type "providers"`)
@@ -245,26 +233,31 @@ func (s *Server) checkScope(teamID string, in *scopeInput, v *httpapi.Validator)
 		if len(in.groups.V) == 0 {
 			v.Add("send_scope.group_public_ids", httpapi.FieldRequired, "group_public_ids must list at least one delivery group")
 		}
-		for i, id := range in.groups.V {
-			f := "send_scope.group_public_ids[" + strconv.Itoa(i) + "]"
-			if !store.ValidID(store.PrefixGroup, id) {
-				v.Add(f, httpapi.FieldUnknownRef, "unknown delivery group "+strconv.Quote(id))
-				continue
-			}
-			if _, err := s.st.Group(teamID, id); err != nil {
-				v.Add(f, httpapi.FieldUnknownRef, "unknown delivery group "+strconv.Quote(id))
-				continue
-			}
-			if !containsStr(sc.GroupPublicIDs, id) {
-				sc.GroupPublicIDs = append(sc.GroupPublicIDs, id)
-			}
-		}
+		sc.GroupPublicIDs = scopeRefs(v, "send_scope.group_public_ids", "delivery group", store.PrefixGroup, in.groups.V,
+			func(id string) error { _, err := s.st.Group(teamID, id); return err })
 	case "":
 		v.Add("send_scope.type", httpapi.FieldRequired, `send_scope.type is required: "all", "providers" or "group"`)
 	default:
 		v.Add("send_scope.type", httpapi.FieldInvalid, `send_scope.type must be "all", "providers" or "group"`)
 	}
 	return sc
+}
+
+// scopeRefs checks the IDs a send scope lists under field: each must be
+// of the kind prefix names and be the team's (exists answers nil), or it
+// is an unknown_reference; repeats are dropped.
+func scopeRefs(v *httpapi.Validator, field, what, prefix string, ids []string, exists func(id string) error) []string {
+	var out []string
+	for i, id := range ids {
+		if !store.ValidID(prefix, id) || exists(id) != nil {
+			v.Add(field+"["+strconv.Itoa(i)+"]", httpapi.FieldUnknownRef, "unknown "+what+" "+strconv.Quote(id))
+			continue
+		}
+		if !containsStr(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (s *Server) listKeys(c *call) error {

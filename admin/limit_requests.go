@@ -166,6 +166,22 @@ func readOptionalBody(r *http.Request) (*httpapi.Object, error) {
 	return httpapi.ParseObject("", data)
 }
 
+// readReasonBody reads the optional body of a request that may give a
+// "reason" (and the members also named), with the reason checked into a
+// new validator; the caller adds its own checks and answers v.Err().
+func readReasonBody(r *http.Request, also ...string) (*httpapi.Object, *httpapi.Validator, string, error) {
+	o, err := readOptionalBody(r)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := o.Allow(append([]string{"reason"}, also...)...); err != nil {
+		return nil, nil, "", err
+	}
+	v := &httpapi.Validator{}
+	reason, err := checkReason(o, v, "reason")
+	return o, v, reason, err
+}
+
 // checkReason reads an optional free-text member: trimmed, at most
 // maxReasonChars characters, line breaks and tabs allowed but no other
 // control characters. Absent, null and blank are all "no reason".
@@ -300,15 +316,7 @@ func nextPage(rs []*store.LimitRequest, more bool) httpapi.Pagination {
 // with an optional {"reason"}: from 80% of today's daily limit (the
 // usage GET /providers/limits reports) a review of the limit.
 func (s *Server) createManagedSESRequest(c *call) error {
-	o, err := readOptionalBody(c.r)
-	if err != nil {
-		return err
-	}
-	if err := o.Allow("reason"); err != nil {
-		return err
-	}
-	v := &httpapi.Validator{}
-	reason, err := checkReason(o, v, "reason")
+	_, v, reason, err := readReasonBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -332,15 +340,7 @@ func (s *Server) createManagedSESRequest(c *call) error {
 // accounts/request-increase with an optional {"reason","requested_limit"}:
 // from 80% of the own-provider limit, a request for more.
 func (s *Server) requestSendingAccountsIncrease(c *call) error {
-	o, err := readOptionalBody(c.r)
-	if err != nil {
-		return err
-	}
-	if err := o.Allow("reason", "requested_limit"); err != nil {
-		return err
-	}
-	v := &httpapi.Validator{}
-	reason, err := checkReason(o, v, "reason")
+	o, v, reason, err := readReasonBody(c.r, "requested_limit")
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 const sharedReqPath = "/api/v1/providers/shared-amazon-ses-limit-request"
 const accountsReqPath = "/api/v1/providers/limits/sending-accounts/request-increase"
 
-// liveUsage is a concurrency-safe Options.ManagedUsage.
+// liveUsage is a concurrency-safe Options.Managed.Usage.
 type liveUsage struct {
 	mu sync.Mutex
 	n  map[string]int

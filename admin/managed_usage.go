@@ -7,7 +7,7 @@ package admin
 // in the window + reserved (accepted in the window and still queued). It
 // is what the relay enforces at acceptance: a day whose usage reached the
 // daily limit refuses the next recipient. The relay's live counters
-// provide it (Options.ManagedUsage).
+// provide it (Options.Managed.Usage).
 
 import (
 	"errors"

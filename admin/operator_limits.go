@@ -2,7 +2,7 @@ package admin
 
 // Limit-increase requests, the operator's side: the queue of every team's
 // requests, approval with a new limit, denial. A decision emits
-// limit_request.decided through Options.OnLimitDecided.
+// limit_request.decided through Options.Hooks.OnLimitDecided.
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"github.com/smtpmux/smtpmux/store"
 )
 
-// Decisions passed to Options.OnLimitDecided.
+// Decisions passed to Options.Hooks.OnLimitDecided.
 const (
 	DecisionApproved = store.LimitApproved
 	DecisionDenied   = store.LimitDenied
@@ -186,15 +186,7 @@ func (s *Server) denyLimitRequest(c *call) error {
 	if err != nil {
 		return err
 	}
-	o, err := readOptionalBody(c.r)
-	if err != nil {
-		return err
-	}
-	if err := o.Allow("reason"); err != nil {
-		return err
-	}
-	v := &httpapi.Validator{}
-	reason, err := checkReason(o, v, "reason")
+	_, v, reason, err := readReasonBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -218,7 +210,7 @@ func (s *Server) denyLimitRequest(c *call) error {
 	return nil
 }
 
-// limitDecided reports a committed decision to Options.OnLimitDecided
+// limitDecided reports a committed decision to Options.Hooks.OnLimitDecided
 // (limit_request.decided); nil means nobody listens.
 func (s *Server) limitDecided(r *store.LimitRequest) {
 	if s.opts.Hooks.OnLimitDecided != nil {

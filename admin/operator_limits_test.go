@@ -13,7 +13,7 @@ const opLimitPath = "/api/v1/operator/limit-requests"
 
 var opAuth = []string{"Authorization", "Bearer " + testOperatorToken}
 
-// decisions records Options.OnLimitDecided calls.
+// decisions records Options.Hooks.OnLimitDecided calls.
 type decisions struct {
 	mu  sync.Mutex
 	got []string

@@ -16,8 +16,8 @@
 //
 // The package talks to persistence only through *store.Store and to the
 // delivery side only through the small interfaces and functions declared
-// here and in sendapi (sendapi.Sender, ProviderTester, OAuthConnector, Options.Health,
-// Options.ManagedUsage, Options.Ready), whose shared types live in leaf
+// here and in sendapi (sendapi.Sender, ProviderTester, OAuthConnector, Options.Providers.Health,
+// Options.Managed.Usage, Options.Ready), whose shared types live in leaf
 // packages (internal/event, internal/provhealth, internal/senderr), so cmd
 // can wire it without admin importing relay.
 package admin

@@ -9,37 +9,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/internal/mailhdr/hdrcases"
 )
-
-// headerEdgeCases are the header edge cases every parser's table covers:
-// folded lines, bare LF and mixed endings, a missing header/body
-// separator, malformed lines, and a header over 64 KiB.
-var headerEdgeCases = []struct{ name, msg string }{
-	{"crlf", "A: 1\r\nB: 2\r\n\r\nbody"},
-	{"folded", "A: 1\r\n folded\r\n\tmore\r\nB: 2\r\n\r\nbody"},
-	{"bare-lf", "A: 1\nB: 2\n\nbody"},
-	{"mixed", "A: 1\r\nB: 2\n\r\nbody"},
-	{"no-separator", "A: 1\r\nB: 2"},
-	{"no-separator-crlf", "A: 1\r\nB: 2\r\n"},
-	{"initial-continuation", " lead: x\r\nA: 1\r\n\r\n"},
-	{"no-colon", "A: 1\r\nnocolon\r\nB: 2\r\n\r\n"},
-	{"cr-only-line", "A: 1\r\n\r\r\nB: 2\r\n\r\n"},
-	{"bare-cr", "A: 1\r\nB: x\ry\r\n\r\n"},
-	{"empty-header", "\r\nbody"},
-	{"space-before-colon", "From : a\r\n\r\n"},
-	{"header-in-body", "A: 1\r\n\r\nB: 2\r\n"},
-	{"trailing-cr", "A: 1\r"},
-	{"lf-fold", "A: 1\n  folded \nB: 2\n\n"},
-	{"oversize", "A: " + strings.Repeat("x", 70<<10) + "\r\nB: 2\r\n\r\nbody"},
-}
-
-// short quotes s, cut to its start and length when long.
-func short(s string) string {
-	if len(s) > 40 {
-		return fmt.Sprintf("%q…(%d)", s[:20], len(s))
-	}
-	return fmt.Sprintf("%q", s)
-}
 
 func describeStrict(msg string, complete bool) string {
 	fs, ok := strictHeader([]byte(msg), complete)
@@ -48,7 +20,7 @@ func describeStrict(msg string, complete bool) string {
 	}
 	var b strings.Builder
 	for _, f := range fs {
-		fmt.Fprintf(&b, "%s=%s;", short(f.name), short(f.value))
+		fmt.Fprintf(&b, "%s=%s;", hdrcases.Short(f.name), hdrcases.Short(f.value))
 	}
 	return b.String()
 }
@@ -64,7 +36,7 @@ func describeReadHeader(msg string) string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=", k)
 		for _, v := range h[k] {
-			fmt.Fprintf(&b, "%s,", short(v))
+			fmt.Fprintf(&b, "%s,", hdrcases.Short(v))
 		}
 		b.WriteString(";")
 	}
@@ -97,10 +69,10 @@ func TestHeaderEdges(t *testing.T) {
 	} {
 		want[w.name] = [3]string{w.strict, w.partial, w.lenient}
 	}
-	for _, c := range headerEdgeCases {
-		got := [3]string{describeStrict(c.msg, true), describeStrict(c.msg, false), describeReadHeader(c.msg)}
-		if got != want[c.name] {
-			t.Errorf("%s:\n got %q\nwant %q", c.name, got, want[c.name])
+	for _, c := range hdrcases.Edge {
+		got := [3]string{describeStrict(c.Msg, true), describeStrict(c.Msg, false), describeReadHeader(c.Msg)}
+		if got != want[c.Name] {
+			t.Errorf("%s:\n got %q\nwant %q", c.Name, got, want[c.Name])
 		}
 	}
 }
@@ -122,8 +94,8 @@ func textprotoHeader(body []byte) textproto.MIMEHeader {
 }
 
 func FuzzReadHeaderAsTextproto(f *testing.F) {
-	for _, c := range headerEdgeCases {
-		f.Add([]byte(c.msg))
+	for _, c := range hdrcases.Edge {
+		f.Add([]byte(c.Msg))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, want := readHeader(b), textprotoHeader(b)

@@ -3,6 +3,8 @@ package mailhdr
 import (
 	"bytes"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/internal/mailhdr/hdrcases"
 )
 
 func TestSplit(t *testing.T) {
@@ -65,8 +67,8 @@ func TestFieldNameAndLines(t *testing.T) {
 // the fields tile the header from its first byte to End, each line
 // belongs to exactly one field, and the body follows the blank line.
 func FuzzSplit(f *testing.F) {
-	for _, s := range []string{"A: 1\r\nB: 2\r\n\r\nbody", "A: 1\n x\n\nb", " x\r\n\r\r\n\r", "a\rb\r\n\r\n", ""} {
-		f.Add([]byte(s), uint8(0))
+	for _, c := range hdrcases.Edge {
+		f.Add([]byte(c.Msg), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, opt uint8) {
 		o := Options{Mode: Mode(opt & 1), CROnlyBlank: opt&2 != 0}
