@@ -7,49 +7,38 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header.
-// The scheme is case-insensitive (RFC 9110 §11.1).
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
 
 // authenticate resolves the request's root key. Every request re-reads the
 // key from the store, which is what makes revocation immediate.
 func (s *Server) authenticate(r *http.Request) (*store.APIKey, error) {
-	secret, ok := bearer(r)
+	secret, ok := httpapi.Bearer(r)
 	if !ok {
-		return nil, errAuthRequired("missing Authorization header: send \"Authorization: Bearer <root key>\"")
+		return nil, httpapi.ErrAuthRequired("missing Authorization header: send \"Authorization: Bearer <root key>\"")
 	}
-	// One authentication attempt (authAttempt): guesses at root keys
+	// One authentication attempt (httpapi.Attempt): guesses at root keys
 	// share the per-address failure limit with SMTP AUTH.
 	var key *store.APIKey
-	err := s.authAttempt(r, func() error {
+	err := httpapi.Attempt(s.opts.HTTP.AuthAttempts, r, func() error {
 		// Anything that does not look like one of our secrets is refused
 		// without a store lookup, and without echoing it back.
 		if !strings.HasPrefix(secret, store.SecretPrefixRoot) && !strings.HasPrefix(secret, store.SecretPrefixSending) {
-			return errAuthRequired("invalid API key")
+			return httpapi.ErrAuthRequired("invalid API key")
 		}
 		k, err := s.st.KeyBySecret(secret)
 		if errors.Is(err, store.ErrNotFound) {
-			return errAuthRequired("invalid API key")
+			return httpapi.ErrAuthRequired("invalid API key")
 		}
 		if err != nil {
-			return s.authUnavailable(r, err)
+			return httpapi.AuthUnavailable(s.log, r, err)
 		}
 		if !k.Active() {
-			return errAuthRequired("API key has been revoked")
+			return httpapi.ErrAuthRequired("API key has been revoked")
 		}
 		if k.Type != store.KeyRoot {
-			return errForbidden("sending keys cannot use the Management API; use a root key")
+			return httpapi.ErrForbidden("sending keys cannot use the Management API; use a root key")
 		}
 		key = k
 		return nil
@@ -81,8 +70,8 @@ func (s *Server) checkRate(w http.ResponseWriter, keyID string) error {
 	if res.Allowed {
 		return nil
 	}
-	return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
-		Message:    "rate limit of " + strconv.Itoa(res.Limit) + " requests per " + s.opts.RateWindow.String() + " exceeded",
+	return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, Retryable: true,
+		Message:    "rate limit of " + strconv.Itoa(res.Limit) + " requests per " + s.opts.HTTP.RateWindow.String() + " exceeded",
 		RetryAfter: res.Reset}
 }
 

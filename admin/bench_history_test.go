@@ -2,11 +2,12 @@ package admin
 
 import (
 	"fmt"
-	"github.com/smtpmux/smtpmux/internal/state"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 
 	"github.com/smtpmux/smtpmux/store"
 )

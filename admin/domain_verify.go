@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 )
 
@@ -20,7 +21,7 @@ func (s *Server) verifyDomain(c *call) error {
 	defer cancel()
 	d, err = jobs.CheckDomain(ctx, s.st, s.opts.DNSResolver, s.opts.Now, d)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return errUnavailable("DNS did not answer in time; the domain keeps its status, try again")
+		return httpapi.ErrUnavailable("DNS did not answer in time; the domain keeps its status, try again")
 	}
 	if err != nil {
 		return storeErr(err, "domain")

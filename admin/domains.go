@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/relay/dnscheck"
 	"github.com/smtpmux/smtpmux/relay/shape"
@@ -111,35 +112,35 @@ func (s *Server) spfIncludes(teamID string) ([]string, error) {
 type domainInput struct{ domain, algorithm string }
 
 func decodeDomain(c *call) (*domainInput, error) {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return nil, err
 	}
-	if err := o.allow("domain", "dkim_algorithm"); err != nil {
+	if err := o.Allow("domain", "dkim_algorithm"); err != nil {
 		return nil, err
 	}
-	name, err := field[string](o, "domain")
+	name, err := httpapi.Field[string](o, "domain")
 	if err != nil {
 		return nil, err
 	}
-	alg, err := field[string](o, "dkim_algorithm")
+	alg, err := httpapi.Field[string](o, "dkim_algorithm")
 	if err != nil {
 		return nil, err
 	}
 	in := &domainInput{domain: store.NormalizeDomain(name.V), algorithm: strings.ToLower(strings.TrimSpace(alg.V))}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	switch {
 	case in.domain == "":
-		v.add("domain", fcRequired, "domain is required")
-	case !validDomain(in.domain) || !dnscheck.ValidDomain(in.domain):
-		v.add("domain", fcInvalidHost, "domain must be a domain name such as example.com (internationalised names in xn-- form)")
+		v.Add("domain", httpapi.FieldRequired, "domain is required")
+	case !httpapi.ValidDomain(in.domain) || !dnscheck.ValidDomain(in.domain):
+		v.Add("domain", httpapi.FieldInvalidHost, "domain must be a domain name such as example.com (internationalised names in xn-- form)")
 	}
 	if in.algorithm == "" {
 		in.algorithm = dkimAlgorithms[0]
 	} else if !slices.Contains(dkimAlgorithms, in.algorithm) {
-		v.add("dkim_algorithm", fcNotSupported, "dkim_algorithm must be rsa or ed25519")
+		v.Add("dkim_algorithm", httpapi.FieldNotSupported, "dkim_algorithm must be rsa or ed25519")
 	}
-	return in, v.err()
+	return in, v.Err()
 }
 
 func (s *Server) createDomain(c *call) error {
@@ -150,7 +151,7 @@ func (s *Server) createDomain(c *call) error {
 	// Answer a duplicate before spending a key generation on it; the
 	// store checks again atomically.
 	if _, err := s.st.DomainByName(c.team(), in.domain); err == nil {
-		return errConflict("domain " + in.domain + " already exists in this team")
+		return httpapi.ErrConflict("domain " + in.domain + " already exists in this team")
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -171,9 +172,9 @@ func (s *Server) createDomain(c *call) error {
 	}
 	switch err := s.st.CreateDomain(d, maxDomainsPerTeam); {
 	case errors.Is(err, store.ErrConflict):
-		return errConflict("domain " + in.domain + " already exists in this team")
+		return httpapi.ErrConflict("domain " + in.domain + " already exists in this team")
 	case errors.Is(err, store.ErrLimit):
-		return errLimitExceeded("a team may have at most 100 domains")
+		return httpapi.ErrLimitExceeded("a team may have at most 100 domains")
 	case err != nil:
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -64,7 +65,7 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 		for st := range strings.SplitSeq(s, ",") {
 			st = strings.TrimSpace(st)
 			if !containsStr(messageStatuses, state.Message(st)) {
-				return f, errInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
+				return f, httpapi.ErrInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
 			}
 			// Once each: every listed status is a walk of the team's log,
 			// so a repeated one would multiply the work for nothing.
@@ -75,7 +76,7 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 	}
 	if p := q.Get("provider_id"); p != "" {
 		if !store.ValidID(store.PrefixProvider, p) {
-			return f, errInvalidParam("provider_id", "provider_id must be a provider ID (dprov_…)")
+			return f, httpapi.ErrInvalidParam("provider_id", "provider_id must be a provider ID (dprov_…)")
 		}
 		f.providerID = p
 	}
@@ -87,11 +88,11 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 		return f, err
 	}
 	if !f.from.IsZero() && !f.to.IsZero() && !f.from.Before(f.to) {
-		return f, errInvalidParam("to_date", "to_date must not be before from_date")
+		return f, httpapi.ErrInvalidParam("to_date", "to_date must not be before from_date")
 	}
 	if s := strings.TrimSpace(q.Get("search")); s != "" {
 		if len(s) > 256 {
-			return f, errInvalidParam("search", "search must be at most 256 characters")
+			return f, httpapi.ErrInvalidParam("search", "search must be at most 256 characters")
 		}
 		f.search = strings.ToLower(s)
 	}
@@ -113,7 +114,7 @@ func parseDateBound(s, name string, end bool) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, errInvalidParam(name, "%s must be a date (2026-03-01) or an RFC 3339 timestamp (2026-03-01T12:00:00Z)", name)
+		return time.Time{}, httpapi.ErrInvalidParam(name, "%s must be a date (2026-03-01) or an RFC 3339 timestamp (2026-03-01T12:00:00Z)", name)
 	}
 	if end {
 		t = t.Add(time.Nanosecond)
@@ -172,10 +173,10 @@ func (s *Server) emailLogs(c *call) error {
 	for _, m := range page {
 		out = append(out, emailLogView(m))
 	}
-	var pag pagination
+	var pag httpapi.Pagination
 	if more {
 		next := base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
-		pag = pagination{HasMore: true, NextCursor: &next}
+		pag = httpapi.Pagination{HasMore: true, NextCursor: &next}
 	}
 	c.list(out, pag)
 	return nil

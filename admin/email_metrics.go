@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -76,7 +77,7 @@ func (s *Server) emailMetrics(c *call) error {
 	case "day":
 		step, interval = 24*time.Hour, "day"
 	default:
-		return errInvalidParam("interval", `interval must be "hour" or "day"`)
+		return httpapi.ErrInvalidParam("interval", `interval must be "hour" or "day"`)
 	}
 	f, err := parseLogFilter(c.r)
 	if err != nil {
@@ -84,7 +85,7 @@ func (s *Server) emailMetrics(c *call) error {
 	}
 	for _, p := range []string{"search", "status"} {
 		if q.Has(p) {
-			return errInvalidParam(p, "metrics take only interval, from_date, to_date and provider_id")
+			return httpapi.ErrInvalidParam(p, "metrics take only interval, from_date, to_date and provider_id")
 		}
 	}
 	to := f.to
@@ -101,7 +102,7 @@ func (s *Server) emailMetrics(c *call) error {
 	first := from.Truncate(step) // UTC: Truncate works on absolute time
 	n := int((to.Sub(first) + step - 1) / step)
 	if n > maxMetricBuckets {
-		return errInvalidParam("from_date", "the window holds %d buckets; at most %d are allowed (use interval=day or a shorter window)", n, maxMetricBuckets)
+		return httpapi.ErrInvalidParam("from_date", "the window holds %d buckets; at most %d are allowed (use interval=day or a shorter window)", n, maxMetricBuckets)
 	}
 	rep := metricsReport{Interval: interval, From: rfc3339(first), To: rfc3339(to), Series: make([]metricsPoint, n)}
 	for i := range rep.Series {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -60,11 +61,11 @@ type attemptItem struct {
 func (s *Server) getEmail(c *call) error {
 	id, ok := c.pathID(store.PrefixMessage)
 	if !ok {
-		return errNotFound("email")
+		return httpapi.ErrNotFound("email")
 	}
 	m, err := s.st.Message(id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && m.TeamID != c.team() {
-		return errNotFound("email")
+		return httpapi.ErrNotFound("email")
 	}
 	if err != nil {
 		return err

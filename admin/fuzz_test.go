@@ -23,7 +23,7 @@ func FuzzProviderBodies(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newEnv(f, func(o *Options) { o.RateLimit = 1 << 30 })
+	e := newEnv(f, func(o *Options) { o.HTTP.RateLimit = 1 << 30 })
 	const pw = "fuzz-Upstream-PW-123"
 	b := validSMTP()
 	b["smtp_password"] = pw
@@ -61,7 +61,7 @@ func FuzzGroupAndMailboxBodies(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newEnv(f, func(o *Options) { o.RateLimit = 1 << 30 })
+	e := newEnv(f, func(o *Options) { o.HTTP.RateLimit = 1 << 30 })
 	gid := e.createGroup("g")
 	mid := e.createMailbox(map[string]any{"address": "fuzz@example.com"})
 	f.Fuzz(func(t *testing.T, body string) {

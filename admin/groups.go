@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -55,18 +56,18 @@ func groupView(g *store.DeliveryGroup, members map[string][]string) groupItem {
 }
 
 // groupInput is a decoded group body.
-type groupInput struct{ name, description opt[string] }
+type groupInput struct{ name, description httpapi.Opt[string] }
 
-func decodeGroup(o *object) (*groupInput, error) {
-	if err := o.allow("name", "description"); err != nil {
+func decodeGroup(o *httpapi.Object) (*groupInput, error) {
+	if err := o.Allow("name", "description"); err != nil {
 		return nil, err
 	}
 	in := &groupInput{}
 	var err error
-	if in.name, err = field[string](o, "name"); err != nil {
+	if in.name, err = httpapi.Field[string](o, "name"); err != nil {
 		return nil, err
 	}
-	if in.description, err = field[string](o, "description"); err != nil {
+	if in.description, err = httpapi.Field[string](o, "description"); err != nil {
 		return nil, err
 	}
 	return in, nil
@@ -75,12 +76,12 @@ func decodeGroup(o *object) (*groupInput, error) {
 // applyGroup validates in onto g. A PATCH leaves absent fields alone;
 // description "" or null clears it. Deterministic: it may run in a store
 // function more than once.
-func applyGroup(in *groupInput, g *store.DeliveryGroup, v *validator, create bool) {
+func applyGroup(in *groupInput, g *store.DeliveryGroup, v *httpapi.Validator, create bool) {
 	switch {
 	case in.name.Set && !in.name.Null:
-		g.Name = checkName(v, "name", in.name.V, maxGroupName)
+		g.Name = httpapi.CheckName(v, "name", in.name.V, maxGroupName)
 	case in.name.Set || create:
-		v.add("name", fcRequired, "name is required")
+		v.Add("name", httpapi.FieldRequired, "name is required")
 	}
 	if in.description.Set {
 		d := ""
@@ -94,19 +95,19 @@ func applyGroup(in *groupInput, g *store.DeliveryGroup, v *validator, create boo
 // checkDescription validates optional free text shown in UIs only (never
 // in a header or an SMTP command): line breaks and tabs are fine there,
 // other control characters are not.
-func checkDescription(v *validator, field, s string, max int) string {
+func checkDescription(v *httpapi.Validator, field, s string, max int) string {
 	s = strings.TrimSpace(s)
 	switch {
 	case utf8.RuneCountInString(s) > max:
-		v.add(field, fcTooLong, field+" must be at most "+strconv.Itoa(max)+" characters")
-	case hasControl(strings.NewReplacer("\r", "", "\n", "", "\t", "").Replace(s)):
-		v.add(field, fcInvalid, field+" must not contain control characters other than line breaks and tabs")
+		v.Add(field, httpapi.FieldTooLong, field+" must be at most "+strconv.Itoa(max)+" characters")
+	case httpapi.HasControl(strings.NewReplacer("\r", "", "\n", "", "\t", "").Replace(s)):
+		v.Add(field, httpapi.FieldInvalid, field+" must not contain control characters other than line breaks and tabs")
 	}
 	return s
 }
 
 func (s *Server) createGroup(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -116,9 +117,9 @@ func (s *Server) createGroup(c *call) error {
 	}
 	now := s.now()
 	g := &store.DeliveryGroup{ID: store.NewID(store.PrefixGroup), TeamID: c.team(), CreatedAt: now, UpdatedAt: now}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	applyGroup(in, g, v, true)
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	if err := s.st.CreateGroup(g); err != nil {
@@ -159,9 +160,9 @@ func (s *Server) patchGroup(c *call) error {
 	return patch(c, s.res.groups, decodeGroup, func(cur *store.DeliveryGroup, ver int64, in *groupInput) (*store.DeliveryGroup, error) {
 		now := s.now()
 		return s.st.UpdateGroup(c.team(), cur.ID, ver, func(g *store.DeliveryGroup) error {
-			v := &validator{}
+			v := &httpapi.Validator{}
 			applyGroup(in, g, v, false)
-			if err := v.err(); err != nil {
+			if err := v.Err(); err != nil {
 				return err
 			}
 			g.UpdatedAt = now

@@ -83,7 +83,7 @@ func newEnv(t testing.TB, mods ...func(*Options)) *testEnv {
 		clock:  &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
 		tester: &fakeTester{}}
 	opts := Options{
-		Store: st, Sealer: sealer, Tester: e.tester, Now: e.clock.Now,
+		Store: st, Sealer: sealer, Providers: ProviderOptions{Tester: e.tester}, Now: e.clock.Now,
 		Logger: slog.New(slog.DiscardHandler), OperatorToken: testOperatorToken, Version: "test",
 	}
 	for _, m := range mods {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
@@ -129,7 +130,7 @@ func TestIdempotencyConcurrentDuplicate(t *testing.T) {
 func TestIdempotencyExpiresAfter24h(t *testing.T) {
 	e, fs := newSendEnv(t)
 	first := e.send("/api/v1/emails/send", validSend(), "Idempotency-Key", "day")
-	e.clock.Advance(idempotencyTTL - time.Second)
+	e.clock.Advance(store.IdempotencyTTL - time.Second)
 	if r := e.send("/api/v1/emails/send", validSend(), "Idempotency-Key", "day"); r.Body != first.Body {
 		t.Fatal("replay inside 24 h failed")
 	}
@@ -143,7 +144,7 @@ func TestIdempotencyExpiresAfter24h(t *testing.T) {
 		t.Fatalf("%d submissions", n)
 	}
 	// The sweep removes what expired (the fresh record stays).
-	e.clock.Advance(idempotencyTTL)
+	e.clock.Advance(store.IdempotencyTTL)
 	st, err := jobs.NewSweeper(e.st, nil, e.clock.Now, 0, 0).Sweep(t.Context())
 	if err != nil || st.IdempotencyKeys != 1 {
 		t.Fatalf("sweep %+v %v", st, err)
@@ -188,7 +189,7 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st, New(Options{Store: st, Sealer: sealer, Sender: fs, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
+		return st, New(Options{Store: st, Sealer: sealer, Sending: sendapi.Config{Sender: fs}, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	}
 	post := func(srv *Server, key string) *resp {
 		e := &testEnv{t: t, srv: srv}
@@ -197,7 +198,7 @@ func TestIdempotencySurvivesRestart(t *testing.T) {
 	st, srv := open()
 	first := post(srv, "survive")
 	// Another process claimed "orphan" and died before answering.
-	if _, err := st.BeginIdempotent("key_sendingkey00000000000000", "orphan", []byte("whatever"), "dead-process", clock.Now(), idempotencyTTL); err != nil {
+	if _, err := st.BeginIdempotent("key_sendingkey00000000000000", "orphan", []byte("whatever"), "dead-process", clock.Now(), store.IdempotencyTTL); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -61,26 +62,26 @@ func keyView(k *store.APIKey, now time.Time) keyItem {
 const keyPrefixLen = 12
 
 func (s *Server) createKey(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("name", "type", "permissions", "send_scope"); err != nil {
+	if err := o.Allow("name", "type", "permissions", "send_scope"); err != nil {
 		return err
 	}
-	name, err := field[string](o, "name")
+	name, err := httpapi.Field[string](o, "name")
 	if err != nil {
 		return err
 	}
-	typ, err := field[string](o, "type")
+	typ, err := httpapi.Field[string](o, "type")
 	if err != nil {
 		return err
 	}
-	perms, err := field[[]string](o, "permissions")
+	perms, err := httpapi.Field[[]string](o, "permissions")
 	if err != nil {
 		return err
 	}
-	scopeObj, err := o.child("send_scope")
+	scopeObj, err := o.Child("send_scope")
 	if err != nil {
 		return err
 	}
@@ -94,12 +95,12 @@ func (s *Server) createKey(c *call) error {
 	// From the scope check to the commit: see refMu.
 	s.refMu.RLock()
 	defer s.refMu.RUnlock()
-	v := &validator{}
+	v := &httpapi.Validator{}
 	k := &store.APIKey{ID: store.NewID(store.PrefixKey), TeamID: c.team(), CreatedAt: s.now()}
 	if !name.Set || name.Null {
-		v.add("name", fcRequired, "name is required")
+		v.Add("name", httpapi.FieldRequired, "name is required")
 	} else {
-		k.Name = checkName(v, "name", name.V, 100)
+		k.Name = httpapi.CheckName(v, "name", name.V, 100)
 	}
 	// Without a type the key is a sending key: the least privileged kind.
 	k.Type = store.KeySending
@@ -109,23 +110,23 @@ func (s *Server) createKey(c *call) error {
 	switch k.Type {
 	case store.KeyRoot:
 		if scopeObj != nil {
-			v.add("send_scope", fcInvalid, "send_scope applies to sending keys only")
+			v.Add("send_scope", httpapi.FieldInvalid, "send_scope applies to sending keys only")
 		}
 		if k.Permissions, err = s.checkPermissions(c, perms, v); err != nil {
 			return err
 		}
 	case store.KeySending:
 		if perms.Set && !perms.Null {
-			v.add("permissions", fcInvalid, "permissions apply to root keys only")
+			v.Add("permissions", httpapi.FieldInvalid, "permissions apply to root keys only")
 		}
 		k.SendScope = store.Scope{Type: "all"}
 		if scopeIn != nil {
 			k.SendScope = s.checkScope(c.team(), scopeIn, v)
 		}
 	default:
-		v.add("type", fcInvalid, `type must be "sending" or "root"`)
+		v.Add("type", httpapi.FieldInvalid, `type must be "sending" or "root"`)
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 
@@ -149,27 +150,27 @@ func (s *Server) createKey(c *call) error {
 // "*" (full access, as a first root key has); an explicit empty list is
 // refused because such a key could do nothing. A key can only grant what
 // it holds: otherwise key.create alone would escalate to "*".
-func (s *Server) checkPermissions(c *call, perms opt[[]string], v *validator) ([]string, error) {
+func (s *Server) checkPermissions(c *call, perms httpapi.Opt[[]string], v *httpapi.Validator) ([]string, error) {
 	if !perms.Set || perms.Null {
 		if !canGrant(c.key, "*") {
-			return nil, &apiError{Status: http.StatusForbidden, Code: codeForbidden, Param: "permissions",
+			return nil, &httpapi.Error{Status: http.StatusForbidden, Code: httpapi.CodeForbidden, Param: "permissions",
 				Message: `this key cannot grant "*"; list the permissions the new key needs`}
 		}
 		return []string{"*"}, nil
 	}
 	if len(perms.V) == 0 {
-		v.add("permissions", fcRequired, "permissions must list at least one permission")
+		v.Add("permissions", httpapi.FieldRequired, "permissions must list at least one permission")
 		return nil, nil
 	}
 	var out []string
 	for i, p := range perms.V {
 		f := "permissions[" + strconv.Itoa(i) + "]"
 		if expandPermission(p) == nil {
-			v.add(f, fcInvalid, "unknown permission "+strconv.Quote(p)+`; use e.g. "provider.read", "provider.*" or "*"`)
+			v.Add(f, httpapi.FieldInvalid, "unknown permission "+strconv.Quote(p)+`; use e.g. "provider.read", "provider.*" or "*"`)
 			continue
 		}
 		if !canGrant(c.key, p) {
-			return nil, &apiError{Status: http.StatusForbidden, Code: codeForbidden, Param: f,
+			return nil, &httpapi.Error{Status: http.StatusForbidden, Code: httpapi.CodeForbidden, Param: f,
 				Message: "this key cannot grant " + strconv.Quote(p) + " because it does not hold it"}
 		}
 		if !containsStr(out, p) {
@@ -181,24 +182,24 @@ func (s *Server) checkPermissions(c *call, perms opt[[]string], v *validator) ([
 
 // scopeInput is a decoded send_scope object.
 type scopeInput struct {
-	typ       opt[string]
-	providers opt[[]string]
-	groups    opt[[]string]
+	typ       httpapi.Opt[string]
+	providers httpapi.Opt[[]string]
+	groups    httpapi.Opt[[]string]
 }
 
-func decodeScope(o *object) (*scopeInput, error) {
-	if err := o.allow("type", "provider_public_ids", "group_public_ids"); err != nil {
+func decodeScope(o *httpapi.Object) (*scopeInput, error) {
+	if err := o.Allow("type", "provider_public_ids", "group_public_ids"); err != nil {
 		return nil, err
 	}
 	in := &scopeInput{}
 	var err error
-	if in.typ, err = field[string](o, "type"); err != nil {
+	if in.typ, err = httpapi.Field[string](o, "type"); err != nil {
 		return nil, err
 	}
-	if in.providers, err = field[[]string](o, "provider_public_ids"); err != nil {
+	if in.providers, err = httpapi.Field[[]string](o, "provider_public_ids"); err != nil {
 		return nil, err
 	}
-	if in.groups, err = field[[]string](o, "group_public_ids"); err != nil {
+	if in.groups, err = httpapi.Field[[]string](o, "group_public_ids"); err != nil {
 		return nil, err
 	}
 	return in, nil
@@ -209,67 +210,60 @@ func decodeScope(o *object) (*scopeInput, error) {
 // group of another team gets the same answer as a non-existent one, so
 // scopes cannot probe other tenants. Callers hold refMu shared until the
 // scope is stored, so a group cannot be deleted in between.
-func (s *Server) checkScope(teamID string, in *scopeInput, v *validator) store.Scope {
+func (s *Server) checkScope(teamID string, in *scopeInput, v *httpapi.Validator) store.Scope {
 	sc := store.Scope{Type: in.typ.V}
 	switch sc.Type {
 	case "all":
 		if len(in.providers.V) > 0 || len(in.groups.V) > 0 {
-			v.add("send_scope.type", fcInvalid, `a scope of type "all" takes no provider or group IDs`)
+			v.Add("send_scope.type", httpapi.FieldInvalid, `a scope of type "all" takes no provider or group IDs`)
 		}
 	case "providers":
 		if len(in.groups.V) > 0 {
-			v.add("send_scope.group_public_ids", fcInvalid, `group_public_ids belongs to a scope of type "group"`)
+			v.Add("send_scope.group_public_ids", httpapi.FieldInvalid, `group_public_ids belongs to a scope of type "group"`)
 		}
 		if len(in.providers.V) == 0 {
-			v.add("send_scope.provider_public_ids", fcRequired, "provider_public_ids must list at least one provider")
+			v.Add("send_scope.provider_public_ids", httpapi.FieldRequired, "provider_public_ids must list at least one provider")
 		}
-		for i, id := range in.providers.V {
-			f := "send_scope.provider_public_ids[" + strconv.Itoa(i) + "]"
-			if !store.ValidID(store.PrefixProvider, id) {
-				v.add(f, fcUnknownRef, "unknown provider "+strconv.Quote(id))
-				continue
-			}
-			if _, err := s.st.TeamProvider(teamID, id); err != nil {
-				v.add(f, fcUnknownRef, "unknown provider "+strconv.Quote(id))
-				continue
-			}
-			if !containsStr(sc.ProviderPublicIDs, id) {
-				sc.ProviderPublicIDs = append(sc.ProviderPublicIDs, id)
-			}
-		}
+		sc.ProviderPublicIDs = scopeRefs(v, "send_scope.provider_public_ids", "provider", store.PrefixProvider, in.providers.V,
+			func(id string) error { _, err := s.st.TeamProvider(teamID, id); return err })
 	case "group":
 		if len(in.providers.V) > 0 {
-			v.add("send_scope.provider_public_ids", fcInvalid, `provider_public_ids belongs to a scope of type "providers"`)
+			v.Add("send_scope.provider_public_ids", httpapi.FieldInvalid, `provider_public_ids belongs to a scope of type "providers"`)
 		}
 		if len(in.groups.V) == 0 {
-			v.add("send_scope.group_public_ids", fcRequired, "group_public_ids must list at least one delivery group")
+			v.Add("send_scope.group_public_ids", httpapi.FieldRequired, "group_public_ids must list at least one delivery group")
 		}
-		for i, id := range in.groups.V {
-			f := "send_scope.group_public_ids[" + strconv.Itoa(i) + "]"
-			if !store.ValidID(store.PrefixGroup, id) {
-				v.add(f, fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
-				continue
-			}
-			if _, err := s.st.Group(teamID, id); err != nil {
-				v.add(f, fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
-				continue
-			}
-			if !containsStr(sc.GroupPublicIDs, id) {
-				sc.GroupPublicIDs = append(sc.GroupPublicIDs, id)
-			}
-		}
+		sc.GroupPublicIDs = scopeRefs(v, "send_scope.group_public_ids", "delivery group", store.PrefixGroup, in.groups.V,
+			func(id string) error { _, err := s.st.Group(teamID, id); return err })
 	case "":
-		v.add("send_scope.type", fcRequired, `send_scope.type is required: "all", "providers" or "group"`)
+		v.Add("send_scope.type", httpapi.FieldRequired, `send_scope.type is required: "all", "providers" or "group"`)
 	default:
-		v.add("send_scope.type", fcInvalid, `send_scope.type must be "all", "providers" or "group"`)
+		v.Add("send_scope.type", httpapi.FieldInvalid, `send_scope.type must be "all", "providers" or "group"`)
 	}
 	return sc
+}
+
+// scopeRefs checks the IDs a send scope lists under field: each must be
+// of the kind prefix names and be the team's (exists answers nil), or it
+// is an unknown_reference; repeats are dropped.
+func scopeRefs(v *httpapi.Validator, field, what, prefix string, ids []string, exists func(id string) error) []string {
+	var out []string
+	for i, id := range ids {
+		if !store.ValidID(prefix, id) || exists(id) != nil {
+			v.Add(field+"["+strconv.Itoa(i)+"]", httpapi.FieldUnknownRef, "unknown "+what+" "+strconv.Quote(id))
+			continue
+		}
+		if !containsStr(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func (s *Server) listKeys(c *call) error {
 	typ := c.r.URL.Query().Get("type")
 	if typ != "" && typ != store.KeyRoot && typ != store.KeySending {
-		return errInvalidParam("type", `type must be "root" or "sending"`)
+		return httpapi.ErrInvalidParam("type", `type must be "root" or "sending"`)
 	}
 	pg, err := parsePage(c.r)
 	if err != nil {
@@ -297,11 +291,11 @@ func (s *Server) listKeys(c *call) error {
 func (s *Server) getKey(c *call) error {
 	id, ok := c.pathID(store.PrefixKey)
 	if !ok {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	k, err := s.st.Key(id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && k.TeamID != c.team() {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	if err != nil {
 		return err
@@ -317,7 +311,7 @@ func (s *Server) getKey(c *call) error {
 func (s *Server) revokeKey(c *call) error {
 	id, ok := c.pathID(store.PrefixKey)
 	if !ok {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	now := s.now()
 	k, err := s.st.UpdateKey(c.team(), id, func(k *store.APIKey) error {
@@ -327,7 +321,7 @@ func (s *Server) revokeKey(c *call) error {
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	if err != nil {
 		return err
@@ -357,32 +351,32 @@ const maxRotationGrace = 7 * 24 * time.Hour
 func (s *Server) rotateKey(c *call) error {
 	id, ok := c.pathID(store.PrefixKey)
 	if !ok {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	o, err := readOptionalBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("grace_period_seconds"); err != nil {
+	if err := o.Allow("grace_period_seconds"); err != nil {
 		return err
 	}
-	g, err := field[int](o, "grace_period_seconds")
+	g, err := httpapi.Field[int](o, "grace_period_seconds")
 	if err != nil {
 		return err
 	}
 	grace := s.opts.KeyRotationGrace
 	if g.Set && !g.Null {
 		if g.V < 0 || time.Duration(g.V)*time.Second > maxRotationGrace {
-			v := &validator{}
-			v.add("grace_period_seconds", fcOutOfRange, "grace_period_seconds must be between 0 and "+
+			v := &httpapi.Validator{}
+			v.Add("grace_period_seconds", httpapi.FieldOutOfRange, "grace_period_seconds must be between 0 and "+
 				strconv.Itoa(int(maxRotationGrace/time.Second)))
-			return v.err()
+			return v.Err()
 		}
 		grace = time.Duration(g.V) * time.Second
 	}
 	cur, err := s.st.Key(id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && cur.TeamID != c.team() {
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	}
 	if err != nil {
 		return err
@@ -394,7 +388,7 @@ func (s *Server) rotateKey(c *call) error {
 		// it over when it could have created that key (checkPermissions'
 		// rule), or key.update alone would escalate to "*".
 		if !canGrantAll(c.key, cur.Permissions) {
-			return &apiError{Status: http.StatusForbidden, Code: codeForbidden,
+			return &httpapi.Error{Status: http.StatusForbidden, Code: httpapi.CodeForbidden,
 				Message: "this key cannot rotate a root key that holds permissions it does not hold"}
 		}
 	}
@@ -403,9 +397,9 @@ func (s *Server) rotateKey(c *call) error {
 	k, err := s.st.RotateKey(c.team(), id, store.HashSecret(secret), secret[:keyPrefixLen], now, grace)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errNotFound("API key")
+		return httpapi.ErrNotFound("API key")
 	case errors.Is(err, store.ErrConflict):
-		return errConflict("this API key has been revoked; create a new key instead of rotating it")
+		return httpapi.ErrConflict("this API key has been revoked; create a new key instead of rotating it")
 	case err != nil:
 		return err
 	}

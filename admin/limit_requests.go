@@ -18,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -152,42 +153,58 @@ func (s *Server) sendingAccountsUsage(teamID string) (used, limit int, err error
 	return used, limit, err
 }
 
-// readOptionalBody is readBody for endpoints whose body may be left out
+// readOptionalBody is httpapi.ReadBody for endpoints whose body may be left out
 // entirely: no body (or only whitespace) is an empty object.
-func readOptionalBody(r *http.Request) (*object, error) {
-	data, err := readRaw(r, maxBodyBytes)
+func readOptionalBody(r *http.Request) (*httpapi.Object, error) {
+	data, err := httpapi.ReadRaw(r, httpapi.MaxBodyBytes)
 	if err != nil {
 		return nil, err
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return &object{members: nil}, nil
+		return &httpapi.Object{}, nil
 	}
-	return parseObject("", data)
+	return httpapi.ParseObject("", data)
+}
+
+// readReasonBody reads the optional body of a request that may give a
+// "reason" (and the members also named), with the reason checked into a
+// new validator; the caller adds its own checks and answers v.Err().
+func readReasonBody(r *http.Request, also ...string) (*httpapi.Object, *httpapi.Validator, string, error) {
+	o, err := readOptionalBody(r)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := o.Allow(append([]string{"reason"}, also...)...); err != nil {
+		return nil, nil, "", err
+	}
+	v := &httpapi.Validator{}
+	reason, err := checkReason(o, v, "reason")
+	return o, v, reason, err
 }
 
 // checkReason reads an optional free-text member: trimmed, at most
 // maxReasonChars characters, line breaks and tabs allowed but no other
 // control characters. Absent, null and blank are all "no reason".
-func checkReason(o *object, v *validator, name string) (string, error) {
-	f, err := field[string](o, name)
+func checkReason(o *httpapi.Object, v *httpapi.Validator, name string) (string, error) {
+	f, err := httpapi.Field[string](o, name)
 	if err != nil || !f.Set || f.Null {
 		return "", err
 	}
 	s := strings.TrimSpace(f.V)
 	switch {
 	case utf8.RuneCountInString(s) > maxReasonChars:
-		v.add(name, fcTooLong, name+" must be at most "+strconv.Itoa(maxReasonChars)+" characters")
+		v.Add(name, httpapi.FieldTooLong, name+" must be at most "+strconv.Itoa(maxReasonChars)+" characters")
 	case !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool {
 		return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t'
 	}) >= 0:
-		v.add(name, fcInvalid, name+" must not contain control characters other than line breaks and tabs")
+		v.Add(name, httpapi.FieldInvalid, name+" must not contain control characters other than line breaks and tabs")
 	}
 	return s, nil
 }
 
 // errBelowThreshold is the 422 of a request filed under 80% usage.
 func errBelowThreshold(typ string, used, limit int) error {
-	return &apiError{Status: http.StatusUnprocessableEntity, Code: codeValidation,
+	return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: httpapi.CodeValidation,
 		Message: fmt.Sprintf("an increase of the %s can be requested from %d%% usage: %d of %d used, %d needed",
 			limitNames[typ], 80, used, limit, thresholdUsage(limit))}
 }
@@ -197,7 +214,7 @@ func errPendingExists(typ, id string) error {
 	if id != "" {
 		msg += " (" + id + ")"
 	}
-	return errConflict(msg + "; wait for the operator's decision")
+	return httpapi.ErrConflict(msg + "; wait for the operator's decision")
 }
 
 // fileLimitRequest stores a new pending request of typ for the team once
@@ -287,31 +304,23 @@ func limitRequestViews(rs []*store.LimitRequest, operator bool) []any {
 }
 
 // nextPage is the pagination of a newest-first page of requests.
-func nextPage(rs []*store.LimitRequest, more bool) pagination {
+func nextPage(rs []*store.LimitRequest, more bool) httpapi.Pagination {
 	if !more || len(rs) == 0 {
-		return pagination{}
+		return httpapi.Pagination{}
 	}
 	next := base64.RawURLEncoding.EncodeToString([]byte(rs[len(rs)-1].ID))
-	return pagination{HasMore: true, NextCursor: &next}
+	return httpapi.Pagination{HasMore: true, NextCursor: &next}
 }
 
 // createManagedSESRequest is POST /providers/shared-amazon-ses-limit-request
 // with an optional {"reason"}: from 80% of today's daily limit (the
 // usage GET /providers/limits reports) a review of the limit.
 func (s *Server) createManagedSESRequest(c *call) error {
-	o, err := readOptionalBody(c.r)
+	_, v, reason, err := readReasonBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("reason"); err != nil {
-		return err
-	}
-	v := &validator{}
-	reason, err := checkReason(o, v, "reason")
-	if err != nil {
-		return err
-	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	used, limit, err := s.managedSESUsage(c.team())
@@ -331,19 +340,11 @@ func (s *Server) createManagedSESRequest(c *call) error {
 // accounts/request-increase with an optional {"reason","requested_limit"}:
 // from 80% of the own-provider limit, a request for more.
 func (s *Server) requestSendingAccountsIncrease(c *call) error {
-	o, err := readOptionalBody(c.r)
+	o, v, reason, err := readReasonBody(c.r, "requested_limit")
 	if err != nil {
 		return err
 	}
-	if err := o.allow("reason", "requested_limit"); err != nil {
-		return err
-	}
-	v := &validator{}
-	reason, err := checkReason(o, v, "reason")
-	if err != nil {
-		return err
-	}
-	req, err := field[int](o, "requested_limit")
+	req, err := httpapi.Field[int](o, "requested_limit")
 	if err != nil {
 		return err
 	}
@@ -354,11 +355,11 @@ func (s *Server) requestSendingAccountsIncrease(c *call) error {
 	var requested *int
 	if req.Set && !req.Null {
 		if req.V <= limit || req.V > maxRequestableLimit {
-			v.add("requested_limit", fcOutOfRange, fmt.Sprintf("requested_limit must be above the current limit (%d) and at most %d", limit, maxRequestableLimit))
+			v.Add("requested_limit", httpapi.FieldOutOfRange, fmt.Sprintf("requested_limit must be above the current limit (%d) and at most %d", limit, maxRequestableLimit))
 		}
 		requested = &req.V
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	return s.fileLimitRequest(c, store.LimitSendingAccounts, reason, requested, used, limit, func(pending *string) (any, error) {
@@ -372,7 +373,7 @@ func (s *Server) requestSendingAccountsIncrease(c *call) error {
 func (s *Server) cancelManagedSESRequest(c *call) error {
 	id := c.r.PathValue("request_id")
 	if !store.ValidLimitRequestID(id) {
-		return errNotFound("limit request")
+		return httpapi.ErrNotFound("limit request")
 	}
 	// Another team's request, or one of the other limit, is not in this
 	// collection: 404 whatever its status.
@@ -380,7 +381,7 @@ func (s *Server) cancelManagedSESRequest(c *call) error {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		return errNotFound("limit request")
+		return httpapi.ErrNotFound("limit request")
 	}
 	now := s.now()
 	r, _, err := s.st.ResolveLimitRequest(c.team(), id, func(r *store.LimitRequest, _ *store.Team) error {
@@ -403,13 +404,13 @@ func (s *Server) cancelManagedSESRequest(c *call) error {
 func (s *Server) limitRequestErr(err error, id string) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errNotFound("limit request")
+		return httpapi.ErrNotFound("limit request")
 	case errors.Is(err, store.ErrConflict):
 		msg := "this limit request is no longer pending"
 		if r, e := s.st.LimitRequest(id); e == nil {
 			msg = "this limit request is already " + r.Status + "; only a pending request can be changed"
 		}
-		return errConflict(msg)
+		return httpapi.ErrConflict(msg)
 	}
 	return err
 }

@@ -14,7 +14,7 @@ import (
 const sharedReqPath = "/api/v1/providers/shared-amazon-ses-limit-request"
 const accountsReqPath = "/api/v1/providers/limits/sending-accounts/request-increase"
 
-// liveUsage is a concurrency-safe Options.ManagedUsage.
+// liveUsage is a concurrency-safe Options.Managed.Usage.
 type liveUsage struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -33,8 +33,8 @@ func (l *liveUsage) get(id string) (ManagedCounts, bool) {
 func newLimitEnv(t *testing.T, mods ...func(*Options)) (*testEnv, *liveUsage) {
 	live := &liveUsage{n: map[string]int{}}
 	e := newEnv(t, append([]func(*Options){func(o *Options) {
-		o.ManagedDailyLimit = 100
-		o.ManagedUsage = live.get
+		o.Managed.DailyLimit = 100
+		o.Managed.Usage = live.get
 	}}, mods...)...)
 	return e, live
 }
@@ -180,7 +180,7 @@ func TestSharedSESLimitRequest(t *testing.T) {
 func TestSharedSESLimitRequestFallbackUsage(t *testing.T) {
 	// Without a live count the usage is the message log's sent_today,
 	// as in GET /providers/limits.
-	e := newEnv(t, func(o *Options) { o.ManagedDailyLimit = 5 })
+	e := newEnv(t, func(o *Options) { o.Managed.DailyLimit = 5 })
 	now := e.clock.Now()
 	e.addMessage(e.team.ID, now.Add(-time.Hour), now.Add(-time.Hour), "", string(state.MessageSent), e.managed.ID, string(state.MessageSent), e.managed.ID, string(state.MessageSent), e.managed.ID)
 	expectErr(t, e.do("POST", sharedReqPath, nil), 422, "validation_error", "")
@@ -219,7 +219,7 @@ func TestSharedSESLimitRequestConcurrent(t *testing.T) {
 }
 
 func TestSendingAccountsRequestIncrease(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 5 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 5 })
 	for i := 0; i < 3; i++ {
 		e.createProvider(validSMTP())
 	}

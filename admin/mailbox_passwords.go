@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -47,25 +48,25 @@ func (s *Server) createPassword(c *call) error {
 	if err != nil {
 		return err
 	}
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("name"); err != nil {
+	if err := o.Allow("name"); err != nil {
 		return err
 	}
-	name, err := field[string](o, "name")
+	name, err := httpapi.Field[string](o, "name")
 	if err != nil {
 		return err
 	}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	p := &store.MailboxPassword{ID: store.NewID(store.PrefixPassword), MailboxID: m.ID, TeamID: c.team(), CreatedAt: s.now()}
 	if !name.Set || name.Null {
-		v.add("name", fcRequired, "name is required")
+		v.Add("name", httpapi.FieldRequired, "name is required")
 	} else {
-		p.Name = checkName(v, "name", name.V, 100)
+		p.Name = httpapi.CheckName(v, "name", name.V, 100)
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	secret := store.NewSecret(store.SecretPrefixSending)
@@ -83,7 +84,7 @@ func (s *Server) createPassword(c *call) error {
 func (s *Server) listPasswords(c *call) error {
 	id, ok := c.pathID(store.PrefixMailbox)
 	if !ok {
-		return errNotFound("mailbox")
+		return httpapi.ErrNotFound("mailbox")
 	}
 	pg, err := parsePage(c.r)
 	if err != nil {
@@ -91,7 +92,7 @@ func (s *Server) listPasswords(c *call) error {
 	}
 	all, err := s.st.MailboxPasswords(c.team(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("mailbox")
+		return httpapi.ErrNotFound("mailbox")
 	}
 	if err != nil {
 		return err
@@ -113,19 +114,19 @@ func (s *Server) revokePassword(c *call) error {
 	mid, ok := c.pathID(store.PrefixMailbox)
 	pid := c.r.PathValue("password_id")
 	if !ok {
-		return errNotFound("mailbox")
+		return httpapi.ErrNotFound("mailbox")
 	}
 	if !store.ValidID(store.PrefixPassword, pid) {
-		return errNotFound("mailbox password")
+		return httpapi.ErrNotFound("mailbox password")
 	}
 	if _, err := s.st.TeamMailbox(c.team(), mid); errors.Is(err, store.ErrNotFound) {
-		return errNotFound("mailbox")
+		return httpapi.ErrNotFound("mailbox")
 	} else if err != nil {
 		return err
 	}
 	p, err := s.st.RevokeMailboxPassword(c.team(), mid, pid, s.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound("mailbox password")
+		return httpapi.ErrNotFound("mailbox password")
 	}
 	if err != nil {
 		return err

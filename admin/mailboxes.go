@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -37,25 +38,25 @@ func mailboxView(m *store.Mailbox) mailboxItem {
 
 // mailboxInput is a decoded mailbox body.
 type mailboxInput struct {
-	address, displayName opt[string]
+	address, displayName httpapi.Opt[string]
 	scopeSet, scopeNull  bool
 	scope                *scopeInput
 }
 
-func decodeMailbox(o *object) (*mailboxInput, error) {
-	if err := o.allow("address", "display_name", "send_scope"); err != nil {
+func decodeMailbox(o *httpapi.Object) (*mailboxInput, error) {
+	if err := o.Allow("address", "display_name", "send_scope"); err != nil {
 		return nil, err
 	}
 	in := &mailboxInput{}
 	var err error
-	if in.address, err = field[string](o, "address"); err != nil {
+	if in.address, err = httpapi.Field[string](o, "address"); err != nil {
 		return nil, err
 	}
-	if in.displayName, err = field[string](o, "display_name"); err != nil {
+	if in.displayName, err = httpapi.Field[string](o, "display_name"); err != nil {
 		return nil, err
 	}
-	in.scopeSet, in.scopeNull = o.has("send_scope"), o.isNull("send_scope")
-	sc, err := o.child("send_scope")
+	in.scopeSet, in.scopeNull = o.Has("send_scope"), o.IsNull("send_scope")
+	sc, err := o.Child("send_scope")
 	if err != nil {
 		return nil, err
 	}
@@ -70,11 +71,11 @@ func decodeMailbox(o *object) (*mailboxInput, error) {
 // checkMailbox validates the editable fields of in into the returned
 // values; the caller applies them. It reads the store (scope references),
 // so it runs before the store write, never inside it.
-func (s *Server) checkMailbox(teamID string, in *mailboxInput, v *validator, create bool) (display *string, scope *store.Scope) {
+func (s *Server) checkMailbox(teamID string, in *mailboxInput, v *httpapi.Validator, create bool) (display *string, scope *store.Scope) {
 	if in.displayName.Set {
 		d := ""
 		if !in.displayName.Null {
-			d = checkText(v, "display_name", strings.TrimSpace(in.displayName.V), maxDisplayName)
+			d = httpapi.CheckText(v, "display_name", strings.TrimSpace(in.displayName.V), maxDisplayName)
 		}
 		display = &d
 	}
@@ -83,7 +84,7 @@ func (s *Server) checkMailbox(teamID string, in *mailboxInput, v *validator, cre
 		sc := s.checkScope(teamID, in.scope, v)
 		scope = &sc
 	case in.scopeNull && !create:
-		v.add("send_scope", fcRequired, `send_scope cannot be null; use {"type":"all"} for every provider`)
+		v.Add("send_scope", httpapi.FieldRequired, `send_scope cannot be null; use {"type":"all"} for every provider`)
 	case create:
 		scope = &store.Scope{Type: "all"}
 	}
@@ -91,7 +92,7 @@ func (s *Server) checkMailbox(teamID string, in *mailboxInput, v *validator, cre
 }
 
 func (s *Server) createMailbox(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -102,26 +103,26 @@ func (s *Server) createMailbox(c *call) error {
 	// From the scope check to the commit: see refMu.
 	s.refMu.RLock()
 	defer s.refMu.RUnlock()
-	v := &validator{}
+	v := &httpapi.Validator{}
 	now := s.now()
 	m := &store.Mailbox{ID: store.NewID(store.PrefixMailbox), TeamID: c.team(), CreatedAt: now, UpdatedAt: now}
 	switch {
 	case !in.address.Set || in.address.Null || strings.TrimSpace(in.address.V) == "":
-		v.add("address", fcRequired, "address is required")
+		v.Add("address", httpapi.FieldRequired, "address is required")
 	default:
-		m.Address = store.NormalizeAddress(checkEmail(v, "address", in.address.V))
+		m.Address = store.NormalizeAddress(httpapi.CheckEmail(v, "address", in.address.V))
 	}
 	display, scope := s.checkMailbox(c.team(), in, v, true)
 	if display != nil {
 		m.DisplayName = *display
 	}
 	m.SendScope = *scope
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	if err := s.st.CreateMailbox(m); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errConflict("this team already has a mailbox with the address " + m.Address)
+			return httpapi.ErrConflict("this team already has a mailbox with the address " + m.Address)
 		}
 		return err
 	}
@@ -133,7 +134,7 @@ func (s *Server) listMailboxes(c *call) error {
 	q := c.r.URL.Query()
 	status := q.Get("status")
 	if status != "" && status != "active" && status != "suspended" {
-		return errInvalidParam("status", `status must be "active" or "suspended"`)
+		return httpapi.ErrInvalidParam("status", `status must be "active" or "suspended"`)
 	}
 	pg, err := parsePage(c.r)
 	if err != nil {
@@ -165,12 +166,12 @@ func (s *Server) patchMailbox(c *call) error {
 	return patch(c, s.res.mailboxes, decodeMailbox, func(cur *store.Mailbox, ver int64, in *mailboxInput) (*store.Mailbox, error) {
 		s.refMu.RLock()
 		defer s.refMu.RUnlock()
-		v := &validator{}
+		v := &httpapi.Validator{}
 		if in.address.Set && (in.address.Null || store.NormalizeAddress(in.address.V) != cur.Address) {
-			v.add("address", fcNotEditable, "address cannot be changed; create a new mailbox instead")
+			v.Add("address", httpapi.FieldNotEditable, "address cannot be changed; create a new mailbox instead")
 		}
 		display, scope := s.checkMailbox(c.team(), in, v, false)
-		if err := v.err(); err != nil {
+		if err := v.Err(); err != nil {
 			return nil, err
 		}
 		now := s.now()

@@ -7,7 +7,7 @@ package admin
 // in the window + reserved (accepted in the window and still queued). It
 // is what the relay enforces at acceptance: a day whose usage reached the
 // daily limit refuses the next recipient. The relay's live counters
-// provide it (Options.ManagedUsage).
+// provide it (Options.Managed.Usage).
 
 import (
 	"errors"
@@ -89,7 +89,7 @@ func (s *Server) managedLimits(teamID string) (hourly, daily int, err error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return 0, 0, err
 	}
-	hourly, daily = s.opts.ManagedHourlyLimit, s.opts.ManagedDailyLimit
+	hourly, daily = s.opts.Managed.HourlyLimit, s.opts.Managed.DailyLimit
 	if t != nil && t.ManagedHourlyLimit != nil {
 		hourly = *t.ManagedHourlyLimit
 	}
@@ -118,8 +118,8 @@ func (s *Server) managedUsage(teamID string, p *store.Provider, now time.Time) (
 // full daily limit can wait in the queue for days before it is sent).
 // The log knows nothing of the hour or of queued mail: zero there.
 func (s *Server) managedCounts(teamID string, p *store.Provider, now time.Time) (ManagedCounts, error) {
-	if s.opts.ManagedUsage != nil {
-		if u, ok := s.opts.ManagedUsage(p.ID); ok {
+	if s.opts.Managed.Usage != nil {
+		if u, ok := s.opts.Managed.Usage(p.ID); ok {
 			return u, nil
 		}
 	}

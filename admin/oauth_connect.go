@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -49,28 +50,28 @@ type oauthFlow struct {
 	// the provider limit and its lock are the Management API's).
 	save func(*OAuthGrant) (*store.Provider, bool, error)
 	view func(*store.Provider) providerItem
-	// returnTo is Options.OAuthReturnTo.
+	// returnTo is ProviderOptions.OAuthReturnTo.
 	returnTo string
 }
 
 // newOAuthFlow is s's connect flow.
 func newOAuthFlow(s *Server) *oauthFlow {
-	return &oauthFlow{conn: s.opts.OAuth, log: s.log, save: s.saveConnected, view: s.providerView, returnTo: s.opts.OAuthReturnTo}
+	return &oauthFlow{conn: s.opts.Providers.OAuth, log: s.log, save: s.saveConnected, view: s.providerView, returnTo: s.opts.Providers.OAuthReturnTo}
 }
 
 // start answers POST /api/v1/providers/oauth/{kind}/start.
 func (f *oauthFlow) start(c *call) error {
 	kind := c.r.PathValue("kind")
 	if kind != "google" && kind != "microsoft" {
-		return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
+		return &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "unknown OAuth provider " + kind + ` (use "google" or "microsoft")`}
 	}
 	if f.conn == nil {
-		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+		return httpapi.ErrValidation("kind", httpapi.FieldNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
 	}
 	authURL, state, err := f.conn.Start(c.team(), kind)
 	switch {
 	case errors.Is(err, ErrOAuthNotConfigured):
-		return errValidation("kind", fcNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
+		return httpapi.ErrValidation("kind", httpapi.FieldNotSupported, "connected accounts are not configured on this server ([oauth."+kind+"] in the config)")
 	case err != nil:
 		return err
 	}
@@ -119,27 +120,27 @@ func (f *oauthFlow) connect(c *call) (*store.Provider, bool, error) {
 	q := c.r.URL.Query()
 	state, code := q.Get("state"), q.Get("code")
 	if f.conn == nil {
-		return nil, false, errValidation("state", fcNotSupported, "connected accounts are not configured on this server")
+		return nil, false, httpapi.ErrValidation("state", httpapi.FieldNotSupported, "connected accounts are not configured on this server")
 	}
 	if state == "" || len(state) > 512 {
-		return nil, false, errInvalidParam("state", "state is missing or invalid")
+		return nil, false, httpapi.ErrInvalidParam("state", "state is missing or invalid")
 	}
 	if e := q.Get("error"); e != "" {
 		f.conn.Finish(c.r.Context(), state, "") // consume the state
-		return nil, false, errValidation("error", fcInvalid, "the account was not connected: "+truncate(e, 200))
+		return nil, false, httpapi.ErrValidation("error", httpapi.FieldInvalid, "the account was not connected: "+truncate(e, 200))
 	}
 	if code == "" || len(code) > 4096 {
-		return nil, false, errInvalidParam("code", "code is missing or invalid")
+		return nil, false, httpapi.ErrInvalidParam("code", "code is missing or invalid")
 	}
 	g, err := f.conn.Finish(c.r.Context(), state, code)
 	switch {
 	case errors.Is(err, ErrOAuthState):
-		return nil, false, errValidation("state", fcInvalid, "this connect link was already used or has expired; start again")
+		return nil, false, httpapi.ErrValidation("state", httpapi.FieldInvalid, "this connect link was already used or has expired; start again")
 	case errors.Is(err, ErrOAuthDeclined):
-		return nil, false, errValidation("code", fcInvalid, err.Error())
+		return nil, false, httpapi.ErrValidation("code", httpapi.FieldInvalid, err.Error())
 	case err != nil:
 		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
-		return nil, false, &apiError{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
+		return nil, false, &httpapi.Error{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,
 			Message: "the account could not be connected; try again"}
 	}
 	p, created, err := f.save(g)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -84,36 +85,36 @@ func (s *Server) listTeams(c *call) error {
 // with its managed account and first root key, whose secret is in the
 // answer once.
 func (s *Server) createTeam(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("name", "provider_limit"); err != nil {
+	if err := o.Allow("name", "provider_limit"); err != nil {
 		return err
 	}
-	name, err := field[string](o, "name")
+	name, err := httpapi.Field[string](o, "name")
 	if err != nil {
 		return err
 	}
-	limit, err := field[int](o, "provider_limit")
+	limit, err := httpapi.Field[int](o, "provider_limit")
 	if err != nil {
 		return err
 	}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	n := ""
 	if !name.Set || name.Null {
-		v.add("name", fcRequired, "name is required")
+		v.Add("name", httpapi.FieldRequired, "name is required")
 	} else {
-		n = checkName(v, "name", name.V, 100)
+		n = httpapi.CheckName(v, "name", name.V, 100)
 	}
 	var plimit *int
 	if limit.Set && !limit.Null {
 		if limit.V < 0 || limit.V > 100_000 {
-			v.add("provider_limit", fcOutOfRange, "provider_limit must be between 0 and 100000")
+			v.Add("provider_limit", httpapi.FieldOutOfRange, "provider_limit must be between 0 and 100000")
 		}
 		plimit = &limit.V
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	// Names are unique (the bootstrap finds "default" by name). The
@@ -121,7 +122,7 @@ func (s *Server) createTeam(c *call) error {
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
 	if _, err := s.st.TeamByName(n); err == nil {
-		return errConflict("a team named " + n + " already exists")
+		return httpapi.ErrConflict("a team named " + n + " already exists")
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 // ID, the operator rate limit and JSON 405s — and streams a store file
 // that opens, with the team in it.
 func TestOperatorBackupRoute(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.RateLimit = 2 })
+	e := newEnv(t, func(o *Options) { o.HTTP.RateLimit = 2 })
 	get := func(method, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, "/api/v1/operator/backup", nil)
 		if token != "" {

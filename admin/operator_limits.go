@@ -2,17 +2,18 @@ package admin
 
 // Limit-increase requests, the operator's side: the queue of every team's
 // requests, approval with a new limit, denial. A decision emits
-// limit_request.decided through Options.OnLimitDecided.
+// limit_request.decided through Options.Hooks.OnLimitDecided.
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
-// Decisions passed to Options.OnLimitDecided.
+// Decisions passed to Options.Hooks.OnLimitDecided.
 const (
 	DecisionApproved = store.LimitApproved
 	DecisionDenied   = store.LimitDenied
@@ -34,13 +35,13 @@ func (s *Server) listLimitRequests(c *call) error {
 	q := c.r.URL.Query()
 	f := store.LimitRequestFilter{Status: q.Get("status"), Type: q.Get("type"), TeamID: q.Get("team_id")}
 	if f.Status != "" && !containsStr(limitRequestStatuses, f.Status) {
-		return errInvalidParam("status", "status must be one of pending, approved, denied, cancelled")
+		return httpapi.ErrInvalidParam("status", "status must be one of pending, approved, denied, cancelled")
 	}
 	if f.Type != "" && !containsStr(limitRequestTypes, f.Type) {
-		return errInvalidParam("type", "type must be one of shared_amazon_ses, sending_accounts")
+		return httpapi.ErrInvalidParam("type", "type must be one of shared_amazon_ses, sending_accounts")
 	}
 	if f.TeamID != "" && !store.ValidID(store.PrefixTeam, f.TeamID) {
-		return errInvalidParam("team_id", "team_id must be a team ID (team_…)")
+		return httpapi.ErrInvalidParam("team_id", "team_id must be a team ID (team_…)")
 	}
 	rs, more, err := s.st.LimitRequests(f, pg.after, pg.limit)
 	if err != nil {
@@ -54,11 +55,11 @@ func (s *Server) listLimitRequests(c *call) error {
 func (s *Server) loadAnyLimitRequest(c *call) (*store.LimitRequest, error) {
 	id := c.r.PathValue("id")
 	if !store.ValidLimitRequestID(id) {
-		return nil, errNotFound("limit request")
+		return nil, httpapi.ErrNotFound("limit request")
 	}
 	r, err := s.st.LimitRequest(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound("limit request")
+		return nil, httpapi.ErrNotFound("limit request")
 	}
 	return r, err
 }
@@ -79,12 +80,12 @@ func (s *Server) currentLimit(t *store.Team, typ string) int {
 		if t.ProviderLimit != nil {
 			return *t.ProviderLimit
 		}
-		return s.opts.ProviderLimit
+		return s.opts.Providers.Limit
 	}
 	if t.ManagedDailyLimit != nil {
 		return *t.ManagedDailyLimit
 	}
-	return s.opts.ManagedDailyLimit
+	return s.opts.Managed.DailyLimit
 }
 
 // approveLimitRequest is POST /operator/limit-requests/{id}/approve with
@@ -99,22 +100,22 @@ func (s *Server) approveLimitRequest(c *call) error {
 	if err != nil {
 		return err
 	}
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
-	if err := o.allow("daily_limit", "hourly_limit", "provider_limit"); err != nil {
+	if err := o.Allow("daily_limit", "hourly_limit", "provider_limit"); err != nil {
 		return err
 	}
-	daily, err := field[int](o, "daily_limit")
+	daily, err := httpapi.Field[int](o, "daily_limit")
 	if err != nil {
 		return err
 	}
-	hourly, err := field[int](o, "hourly_limit")
+	hourly, err := httpapi.Field[int](o, "hourly_limit")
 	if err != nil {
 		return err
 	}
-	accounts, err := field[int](o, "provider_limit")
+	accounts, err := httpapi.Field[int](o, "provider_limit")
 	if err != nil {
 		return err
 	}
@@ -122,30 +123,30 @@ func (s *Server) approveLimitRequest(c *call) error {
 		return s.limitRequestErr(store.ErrConflict, cur.ID)
 	}
 
-	v := &validator{}
+	v := &httpapi.Validator{}
 	name, limit, other := "daily_limit", daily, []string{"provider_limit"}
 	if cur.Type == store.LimitSendingAccounts {
 		name, limit, other = "provider_limit", accounts, []string{"daily_limit", "hourly_limit"}
 	}
 	for _, f := range other {
-		if o.has(f) {
-			v.add(f, fcNotSupported, f+" does not apply to a "+cur.Type+" request; set "+name)
+		if o.Has(f) {
+			v.Add(f, httpapi.FieldNotSupported, f+" does not apply to a "+cur.Type+" request; set "+name)
 		}
 	}
 	switch {
 	case !limit.Set || limit.Null:
-		v.add(name, fcRequired, name+" is required: the team's new limit")
+		v.Add(name, httpapi.FieldRequired, name+" is required: the team's new limit")
 	case limit.V < 1 || limit.V > maxRequestableLimit:
-		v.add(name, fcOutOfRange, fmt.Sprintf("%s must be between 1 and %d", name, maxRequestableLimit))
+		v.Add(name, httpapi.FieldOutOfRange, fmt.Sprintf("%s must be between 1 and %d", name, maxRequestableLimit))
 	}
 	var newHourly *int
 	if cur.Type == store.LimitManagedSES && hourly.Set && !hourly.Null {
 		if hourly.V < 1 || hourly.V > maxRequestableLimit {
-			v.add("hourly_limit", fcOutOfRange, fmt.Sprintf("hourly_limit must be between 1 and %d", maxRequestableLimit))
+			v.Add("hourly_limit", httpapi.FieldOutOfRange, fmt.Sprintf("hourly_limit must be between 1 and %d", maxRequestableLimit))
 		}
 		newHourly = &hourly.V
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 
@@ -154,7 +155,7 @@ func (s *Server) approveLimitRequest(c *call) error {
 		// Checked against the team as committed, not as read above: an
 		// approval must raise the limit.
 		if old := s.currentLimit(t, r.Type); n <= old {
-			return errValidation(name, fcOutOfRange, fmt.Sprintf("%s must be above the team's current limit (%d)", name, old))
+			return httpapi.ErrValidation(name, httpapi.FieldOutOfRange, fmt.Sprintf("%s must be above the team's current limit (%d)", name, old))
 		}
 		if r.Type == store.LimitSendingAccounts {
 			t.ProviderLimit = &n
@@ -185,22 +186,14 @@ func (s *Server) denyLimitRequest(c *call) error {
 	if err != nil {
 		return err
 	}
-	o, err := readOptionalBody(c.r)
-	if err != nil {
-		return err
-	}
-	if err := o.allow("reason"); err != nil {
-		return err
-	}
-	v := &validator{}
-	reason, err := checkReason(o, v, "reason")
+	_, v, reason, err := readReasonBody(c.r)
 	if err != nil {
 		return err
 	}
 	if cur.Status != store.LimitPending {
 		return s.limitRequestErr(store.ErrConflict, cur.ID)
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	now := s.now()
@@ -217,10 +210,10 @@ func (s *Server) denyLimitRequest(c *call) error {
 	return nil
 }
 
-// limitDecided reports a committed decision to Options.OnLimitDecided
+// limitDecided reports a committed decision to Options.Hooks.OnLimitDecided
 // (limit_request.decided); nil means nobody listens.
 func (s *Server) limitDecided(r *store.LimitRequest) {
-	if s.opts.OnLimitDecided != nil {
-		s.opts.OnLimitDecided(r.TeamID, r.ID, r.Status)
+	if s.opts.Hooks.OnLimitDecided != nil {
+		s.opts.Hooks.OnLimitDecided(r.TeamID, r.ID, r.Status)
 	}
 }

@@ -13,7 +13,7 @@ const opLimitPath = "/api/v1/operator/limit-requests"
 
 var opAuth = []string{"Authorization", "Bearer " + testOperatorToken}
 
-// decisions records Options.OnLimitDecided calls.
+// decisions records Options.Hooks.OnLimitDecided calls.
 type decisions struct {
 	mu  sync.Mutex
 	got []string
@@ -53,7 +53,7 @@ func TestOperatorLimitRequestAuth(t *testing.T) {
 
 func TestOperatorApproveSharedSES(t *testing.T) {
 	dec := &decisions{}
-	e, live := newLimitEnv(t, func(o *Options) { o.OnLimitDecided = dec.hook })
+	e, live := newLimitEnv(t, func(o *Options) { o.Hooks.OnLimitDecided = dec.hook })
 	live.set(e.managed.ID, 85)
 	id := e.do("POST", sharedReqPath, map[string]any{"reason": "launch"}).str("data.id")
 	if id == "" {
@@ -128,7 +128,7 @@ func TestOperatorApproveSharedSES(t *testing.T) {
 
 func TestOperatorApproveSendingAccounts(t *testing.T) {
 	dec := &decisions{}
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 5; o.OnLimitDecided = dec.hook })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 5; o.Hooks.OnLimitDecided = dec.hook })
 	for i := 0; i < 5; i++ {
 		e.createProvider(validSMTP())
 	}
@@ -168,7 +168,7 @@ func TestOperatorApproveSendingAccounts(t *testing.T) {
 
 func TestOperatorDeny(t *testing.T) {
 	dec := &decisions{}
-	e, live := newLimitEnv(t, func(o *Options) { o.OnLimitDecided = dec.hook })
+	e, live := newLimitEnv(t, func(o *Options) { o.Hooks.OnLimitDecided = dec.hook })
 	live.set(e.managed.ID, 80)
 	id := e.do("POST", sharedReqPath, nil).str("data.id")
 	deny := opLimitPath + "/" + id + "/deny"
@@ -208,7 +208,7 @@ func TestOperatorDeny(t *testing.T) {
 }
 
 func TestOperatorLimitRequestList(t *testing.T) {
-	e, live := newLimitEnv(t, func(o *Options) { o.ProviderLimit = 1 })
+	e, live := newLimitEnv(t, func(o *Options) { o.Providers.Limit = 1 })
 	_, bKey, bRoot := e.provision("b")
 	live.set(e.managed.ID, 100)
 	ps, _ := e.st.Providers(bKey.TeamID)

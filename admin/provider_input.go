@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/smtpproto"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -28,10 +29,10 @@ const maxQuota = 1_000_000_000
 // body. Every member keeps its presence, because PATCH leaves absent
 // fields unchanged and treats null specially.
 type providerInput struct {
-	typ, name, host, protocol, username, password opt[string]
-	fromEmail, fromName, replyEmail, replyName    opt[string]
-	tracking, group                               opt[string]
-	port, percentage                              opt[int]
+	typ, name, host, protocol, username, password httpapi.Opt[string]
+	fromEmail, fromName, replyEmail, replyName    httpapi.Opt[string]
+	tracking, group                               httpapi.Opt[string]
+	port, percentage                              httpapi.Opt[int]
 	quotasSet, quotasNull                         bool
 	windows                                       [4]rangeInput
 	ses                                           sesInput
@@ -42,19 +43,19 @@ type providerInput struct {
 type rangeInput struct {
 	set, null bool
 	fixed     *int
-	min, max  opt[int]
+	min, max  httpapi.Opt[int]
 }
 
 // decodeProvider type-checks a provider body; its errors are 400s.
-func decodeProvider(o *object) (*providerInput, error) {
-	if err := o.allow(providerFields...); err != nil {
+func decodeProvider(o *httpapi.Object) (*providerInput, error) {
+	if err := o.Allow(providerFields...); err != nil {
 		return nil, err
 	}
 	in := &providerInput{}
 	var err error
 	strs := []struct {
 		name string
-		dst  *opt[string]
+		dst  *httpapi.Opt[string]
 	}{
 		{"type", &in.typ}, {"name", &in.name}, {"smtp_host", &in.host}, {"smtp_protocol", &in.protocol},
 		{"smtp_username", &in.username}, {"smtp_password", &in.password},
@@ -64,29 +65,29 @@ func decodeProvider(o *object) (*providerInput, error) {
 	}
 	strs = append(strs, in.ses.fields()...)
 	for _, f := range strs {
-		if *f.dst, err = field[string](o, f.name); err != nil {
+		if *f.dst, err = httpapi.Field[string](o, f.name); err != nil {
 			return nil, err
 		}
 	}
-	if in.port, err = field[int](o, "smtp_port"); err != nil {
+	if in.port, err = httpapi.Field[int](o, "smtp_port"); err != nil {
 		return nil, err
 	}
-	if in.percentage, err = field[int](o, "percentage"); err != nil {
+	if in.percentage, err = httpapi.Field[int](o, "percentage"); err != nil {
 		return nil, err
 	}
-	if !o.has("quotas") {
+	if !o.Has("quotas") {
 		return in, nil
 	}
 	in.quotasSet = true
-	if o.isNull("quotas") {
+	if o.IsNull("quotas") {
 		in.quotasNull = true
 		return in, nil
 	}
-	q, err := o.child("quotas")
+	q, err := o.Child("quotas")
 	if err != nil {
 		return nil, err
 	}
-	if err := q.allow(quotaWindows...); err != nil {
+	if err := q.Allow(quotaWindows...); err != nil {
 		return nil, err
 	}
 	for i, w := range quotaWindows {
@@ -97,35 +98,35 @@ func decodeProvider(o *object) (*providerInput, error) {
 	return in, nil
 }
 
-func decodeRange(q *object, name string) (rangeInput, error) {
+func decodeRange(q *httpapi.Object, name string) (rangeInput, error) {
 	var r rangeInput
-	raw, ok := q.members[name]
-	if !ok {
+	raw := q.Raw(name)
+	if raw == nil {
 		return r, nil
 	}
 	r.set = true
 	raw = bytes.TrimSpace(raw)
 	switch {
-	case q.isNull(name):
+	case q.IsNull(name):
 		r.null = true
 	case len(raw) > 0 && raw[0] == '{':
-		obj, err := q.child(name)
+		obj, err := q.Child(name)
 		if err != nil {
 			return r, err
 		}
-		if err := obj.allow("min", "max"); err != nil {
+		if err := obj.Allow("min", "max"); err != nil {
 			return r, err
 		}
-		if r.min, err = field[int](obj, "min"); err != nil {
+		if r.min, err = httpapi.Field[int](obj, "min"); err != nil {
 			return r, err
 		}
-		if r.max, err = field[int](obj, "max"); err != nil {
+		if r.max, err = httpapi.Field[int](obj, "max"); err != nil {
 			return r, err
 		}
 	default:
-		n, err := field[int](q, name)
+		n, err := httpapi.Field[int](q, name)
 		if err != nil {
-			return r, errInvalidParam(q.path+name, "%s must be an integer, an object {\"min\",\"max\"} or null", q.path+name)
+			return r, httpapi.ErrInvalidParam(q.Path()+name, "%s must be an integer, an object {\"min\",\"max\"} or null", q.Path()+name)
 		}
 		r.fixed = &n.V
 	}
@@ -145,13 +146,13 @@ func checkType(in *providerInput) (string, error) {
 	case store.TypeSES:
 		return t, nil
 	case store.TypeManagedSES:
-		return "", errValidation("type", fcNotSupported, "the managed Amazon SES account is created automatically and cannot be added")
+		return "", httpapi.ErrValidation("type", httpapi.FieldNotSupported, "the managed Amazon SES account is created automatically and cannot be added")
 	case store.TypeGmail, store.TypeOutlook:
-		return "", errValidation("type", fcNotSupported, t+" accounts are added through the OAuth connect flow, which is not available yet")
+		return "", httpapi.ErrValidation("type", httpapi.FieldNotSupported, t+" accounts are added through the OAuth connect flow, which is not available yet")
 	case "http":
-		return "", errValidation("type", fcNotSupported, `type "http" is coming soon`)
+		return "", httpapi.ErrValidation("type", httpapi.FieldNotSupported, `type "http" is coming soon`)
 	default:
-		return "", errValidation("type", fcInvalid, `type must be "smtp" or "ses"`)
+		return "", httpapi.ErrValidation("type", httpapi.FieldInvalid, `type must be "smtp" or "ses"`)
 	}
 }
 
@@ -165,15 +166,15 @@ type sealedSecrets struct{ smtpPassword, sesSecret []byte }
 // fields stay as they are.
 //
 // It must be deterministic: the store may run it more than once.
-func applyProvider(in *providerInput, p *store.Provider, v *validator, create bool, sealed sealedSecrets, pol providerPolicy) {
+func applyProvider(in *providerInput, p *store.Provider, v *httpapi.Validator, create bool, sealed sealedSecrets, pol providerPolicy) {
 	if in.typ.Set && !create && (in.typ.Null || in.typ.V != p.Type) {
-		v.add("type", fcNotEditable, "type cannot be changed; create a new provider instead")
+		v.Add("type", httpapi.FieldNotEditable, "type cannot be changed; create a new provider instead")
 	}
 	switch {
 	case in.name.Set && !in.name.Null:
-		p.Name = checkName(v, "name", in.name.V, 100)
+		p.Name = httpapi.CheckName(v, "name", in.name.V, 100)
 	case in.name.Set || create:
-		v.add("name", fcRequired, "name is required")
+		v.Add("name", httpapi.FieldRequired, "name is required")
 	}
 	if in.host.Set {
 		h := ""
@@ -183,8 +184,8 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		switch {
 		case h == "":
 			p.SMTPHost = "" // reported as required below
-		case len(h) > 253 || !validHost(h):
-			v.add("smtp_host", fcInvalidHost, "smtp_host must be a hostname or IP address, without scheme, port or spaces (e.g. smtp.example.com)")
+		case len(h) > 253 || !httpapi.ValidHost(h):
+			v.Add("smtp_host", httpapi.FieldInvalidHost, "smtp_host must be a hostname or IP address, without scheme, port or spaces (e.g. smtp.example.com)")
 		default:
 			p.SMTPHost = strings.ToLower(h)
 		}
@@ -194,21 +195,21 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		case in.port.Null:
 			p.SMTPPort = 0 // reported as required below
 		case in.port.V < 1 || in.port.V > 65535:
-			v.add("smtp_port", fcOutOfRange, "smtp_port must be between 1 and 65535")
+			v.Add("smtp_port", httpapi.FieldOutOfRange, "smtp_port must be between 1 and 65535")
 		default:
 			p.SMTPPort = in.port.V
 		}
 	}
 	switch {
 	case in.protocol.Set && (in.protocol.Null || !smtpproto.Valid(in.protocol.V)):
-		v.add("smtp_protocol", fcInvalid, "smtp_protocol must be one of: "+strings.Join(smtpproto.All(), ", "))
+		v.Add("smtp_protocol", httpapi.FieldInvalid, "smtp_protocol must be one of: "+strings.Join(smtpproto.All(), ", "))
 	case in.protocol.Set:
 		p.SMTPProtocol = in.protocol.V
 	case create:
 		p.SMTPProtocol = smtpproto.Default
 	}
 	if in.username.Set {
-		p.SMTPUsername = checkText(v, "smtp_username", in.username.V, 255)
+		p.SMTPUsername = httpapi.CheckText(v, "smtp_username", in.username.V, 255)
 	}
 	// Password: a value replaces, "" keeps the stored one (forms resend
 	// blank password fields), null removes it (unauthenticated relays).
@@ -218,36 +219,36 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 			p.SMTPPasswordSealed = nil
 		case in.password.V == "":
 		case len(in.password.V) > 1024 || strings.ContainsAny(in.password.V, "\x00\r\n"):
-			v.add("smtp_password", fcInvalid, "smtp_password must be at most 1024 characters without NUL, CR or LF")
+			v.Add("smtp_password", httpapi.FieldInvalid, "smtp_password must be at most 1024 characters without NUL, CR or LF")
 		default:
 			p.SMTPPasswordSealed = sealed.smtpPassword
 		}
 	}
 	if in.fromEmail.Set {
-		p.FromEmail = checkEmail(v, "from_email", in.fromEmail.V)
+		p.FromEmail = httpapi.CheckEmail(v, "from_email", in.fromEmail.V)
 	}
 	if in.fromName.Set {
-		p.FromName = checkText(v, "from_name", strings.TrimSpace(in.fromName.V), 200)
+		p.FromName = httpapi.CheckText(v, "from_name", strings.TrimSpace(in.fromName.V), 200)
 	}
 	if in.replyEmail.Set {
-		p.ReplyToEmail = checkEmail(v, "reply_to_email", in.replyEmail.V)
+		p.ReplyToEmail = httpapi.CheckEmail(v, "reply_to_email", in.replyEmail.V)
 	}
 	if in.replyName.Set {
-		p.ReplyToName = checkText(v, "reply_to_name", strings.TrimSpace(in.replyName.V), 200)
+		p.ReplyToName = httpapi.CheckText(v, "reply_to_name", strings.TrimSpace(in.replyName.V), 200)
 	}
 	if in.tracking.Set {
 		d := strings.ToLower(strings.TrimSpace(in.tracking.V))
-		if d != "" && !validDomain(d) {
-			v.add("tracking_domain", fcInvalidHost, "tracking_domain must be a domain name such as links.example.com")
+		if d != "" && !httpapi.ValidDomain(d) {
+			v.Add("tracking_domain", httpapi.FieldInvalidHost, "tracking_domain must be a domain name such as links.example.com")
 		}
 		p.TrackingDomain = d
 	}
 	// Judged on every write, like smtp_host below: a domain stored before
 	// the rule, or whose verification lapsed, cannot ride along on an
 	// edit of something else.
-	if p.TrackingDomain != "" && !hasField(v, "tracking_domain") {
+	if p.TrackingDomain != "" && !v.Has("tracking_domain") {
 		if code, msg := pol.tracking.problem(p.TrackingDomain); code != "" {
-			v.add("tracking_domain", code, msg)
+			v.Add("tracking_domain", code, msg)
 		}
 	}
 	if in.group.Set {
@@ -255,7 +256,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		case in.group.Null || in.group.V == "":
 			p.GroupID = "" // leaves its group
 		case p.Managed:
-			v.add("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
+			v.Add("group_id", httpapi.FieldNotSupported, "the managed Amazon SES account cannot join a delivery group")
 		default:
 			// That the group exists in the team was checked by the
 			// caller (checkGroupRef), which holds refMu until the write.
@@ -267,7 +268,7 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 		case in.percentage.Null:
 			p.Percentage = nil
 		case in.percentage.V < 0 || in.percentage.V > 100:
-			v.add("percentage", fcOutOfRange, "percentage must be between 0 and 100")
+			v.Add("percentage", httpapi.FieldOutOfRange, "percentage must be between 0 and 100")
 		default:
 			n := in.percentage.V
 			p.Percentage = &n
@@ -277,24 +278,24 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 	applySES(in, p, v, sealed.sesSecret, pol)
 
 	if p.Type == store.TypeSMTP {
-		if p.SMTPHost == "" && !hasField(v, "smtp_host") {
-			v.add("smtp_host", fcRequired, "smtp_host is required")
+		if p.SMTPHost == "" && !v.Has("smtp_host") {
+			v.Add("smtp_host", httpapi.FieldRequired, "smtp_host is required")
 		}
 		// Judged on every write, not only when smtp_host is sent, so that
 		// a host stored before the policy (or while the operator allowed
 		// private hosts) cannot ride along on an edit.
-		if p.SMTPHost != "" && !hasField(v, "smtp_host") {
+		if p.SMTPHost != "" && !v.Has("smtp_host") {
 			if code, msg := pol.hostProblem(p.SMTPHost); code != "" {
-				v.add("smtp_host", code, "smtp_host "+msg)
+				v.Add("smtp_host", code, "smtp_host "+msg)
 			}
 		}
-		if p.SMTPPort == 0 && !hasField(v, "smtp_port") {
-			v.add("smtp_port", fcRequired, "smtp_port is required")
+		if p.SMTPPort == 0 && !v.Has("smtp_port") {
+			v.Add("smtp_port", httpapi.FieldRequired, "smtp_port is required")
 		}
 	}
 }
 
-func applyQuotas(in *providerInput, q *store.Quotas, v *validator) {
+func applyQuotas(in *providerInput, q *store.Quotas, v *httpapi.Validator) {
 	if !in.quotasSet {
 		return
 	}
@@ -311,7 +312,7 @@ func applyQuotas(in *providerInput, q *store.Quotas, v *validator) {
 		if w.fixed != nil {
 			n := *w.fixed
 			if n < 1 || n > maxQuota {
-				v.add(name, fcOutOfRange, name+" must be an integer greater than 0 (or a {min,max} range, or null for unlimited)")
+				v.Add(name, httpapi.FieldOutOfRange, name+" must be an integer greater than 0 (or a {min,max} range, or null for unlimited)")
 				continue
 			}
 			*dst[i] = &store.Range{Min: n, Max: n}
@@ -320,14 +321,14 @@ func applyQuotas(in *providerInput, q *store.Quotas, v *validator) {
 		ok := true
 		for _, part := range []struct {
 			key string
-			o   opt[int]
+			o   httpapi.Opt[int]
 		}{{"min", w.min}, {"max", w.max}} {
 			switch {
 			case !part.o.Set || part.o.Null:
-				v.add(name+"."+part.key, fcRequired, name+"."+part.key+" is required in a range")
+				v.Add(name+"."+part.key, httpapi.FieldRequired, name+"."+part.key+" is required in a range")
 				ok = false
 			case part.o.V < 1 || part.o.V > maxQuota:
-				v.add(name+"."+part.key, fcOutOfRange, name+"."+part.key+" must be greater than 0")
+				v.Add(name+"."+part.key, httpapi.FieldOutOfRange, name+"."+part.key+" must be greater than 0")
 				ok = false
 			}
 		}
@@ -335,18 +336,9 @@ func applyQuotas(in *providerInput, q *store.Quotas, v *validator) {
 			continue
 		}
 		if w.min.V > w.max.V {
-			v.add(name, fcInvalid, name+".min must not exceed "+name+".max")
+			v.Add(name, httpapi.FieldInvalid, name+".min must not exceed "+name+".max")
 			continue
 		}
 		*dst[i] = &store.Range{Min: w.min.V, Max: w.max.V}
 	}
-}
-
-func hasField(v *validator, f string) bool {
-	for _, e := range v.errs {
-		if e.Field == f {
-			return true
-		}
-	}
-	return false
 }

@@ -111,8 +111,8 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 // health asks the delivery side for the provider's breaker state; without
 // one, every provider is in rotation ("closed").
 func (s *Server) health(id string) provhealth.Snapshot {
-	if s.opts.Health != nil {
-		return s.opts.Health(id)
+	if s.opts.Providers.Health != nil {
+		return s.opts.Providers.Health(id)
 	}
 	return provhealth.Snapshot{State: "closed"}
 }

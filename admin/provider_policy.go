@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/netpolicy"
 )
 
@@ -22,8 +23,8 @@ type providerPolicy struct {
 }
 
 func (s *Server) providerPolicy() providerPolicy {
-	return providerPolicy{allowPrivateHosts: s.opts.AllowPrivateProviderHosts,
-		sesDefaultCredentials: s.opts.SESDefaultCredentials}
+	return providerPolicy{allowPrivateHosts: s.opts.Providers.AllowPrivateHosts,
+		sesDefaultCredentials: s.opts.Providers.SESDefaultCredentials}
 }
 
 // hostProblem says why a team may not use host (code "" when it may). It
@@ -39,7 +40,7 @@ func (pol providerPolicy) hostProblem(host string) (code, msg string) {
 	case errors.Is(err, netpolicy.ErrLocalName):
 		return fcNotAllowed, "must be a public, fully qualified host name such as smtp.example.com: local and single-label names are refused"
 	case err != nil:
-		return fcInvalidHost, "must be a host name or an IP address in standard dotted notation"
+		return httpapi.FieldInvalidHost, "must be a host name or an IP address in standard dotted notation"
 	}
 	return "", ""
 }

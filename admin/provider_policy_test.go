@@ -13,7 +13,7 @@ import (
 // provider at the operator's network, whatever notation it writes, on
 // create or on update; the operator's opt-in lets it.
 func TestProviderHostPolicy(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 1000 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 1000 })
 	hostile := []string{"127.0.0.1", "127.0.0.1.", "::1", "[::1]", "[::ffff:127.0.0.1]", "::ffff:7f00:1",
 		"0:0:0:0:0:0:0:1", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.1", "10.0.0.25", "192.168.1.10",
 		"172.16.5.4", "169.254.169.254", "100.100.100.200", "0.0.0.0", "fe80::1", "fd00::25", "fec0::1",
@@ -41,7 +41,7 @@ func TestProviderHostPolicy(t *testing.T) {
 		t.Fatalf("fixing the host: %d %s", r.Code, r.Body)
 	}
 
-	open := newEnv(t, func(o *Options) { o.AllowPrivateProviderHosts = true })
+	open := newEnv(t, func(o *Options) { o.Providers.AllowPrivateHosts = true })
 	for _, h := range []string{"127.0.0.1", "localhost", "10.0.0.25", "mailhog"} {
 		body := validSMTP()
 		body["smtp_host"] = h
@@ -54,7 +54,7 @@ func TestProviderHostPolicy(t *testing.T) {
 // TestSESProviderPolicy: a team's SES provider needs its own keys and an
 // Amazon endpoint unless the operator opted in.
 func TestSESProviderPolicy(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 1000 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 1000 })
 	keys := map[string]any{"ses_access_key_id": "AKIAEXAMPLEEXAMPLE01", "ses_secret_access_key": "secret/key"}
 	ses := func(extra map[string]any) map[string]any {
 		b := map[string]any{"name": "own ses", "type": "ses", "ses_region": "us-east-1"}
@@ -89,12 +89,12 @@ func TestSESProviderPolicy(t *testing.T) {
 	expectErr(t, e.do("PATCH", "/api/v1/providers/"+id, map[string]any{"ses_endpoint": "http://127.0.0.1:8005"}),
 		422, "validation_error", "ses_endpoint")
 
-	open := newEnv(t, func(o *Options) { o.SESDefaultCredentials = true; o.AllowPrivateProviderHosts = true })
+	open := newEnv(t, func(o *Options) { o.Providers.SESDefaultCredentials = true; o.Providers.AllowPrivateHosts = true })
 	if r := open.do("POST", "/api/v1/providers", ses(map[string]any{"ses_endpoint": "http://127.0.0.1:8005"})); r.Code != 201 {
 		t.Fatalf("opt-in: %d %s", r.Code, r.Body)
 	}
 	// Each opt-in is its own: default credentials do not open endpoints.
-	half := newEnv(t, func(o *Options) { o.SESDefaultCredentials = true })
+	half := newEnv(t, func(o *Options) { o.Providers.SESDefaultCredentials = true })
 	if r := half.do("POST", "/api/v1/providers", ses(nil)); r.Code != 201 {
 		t.Fatalf("default credentials: %d %s", r.Code, r.Body)
 	}

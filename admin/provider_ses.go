@@ -5,22 +5,23 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/netpolicy"
 	"github.com/smtpmux/smtpmux/store"
 )
 
 // sesInput is the own-SES part of a provider body (type "ses").
 type sesInput struct {
-	region, keyID, secret, endpoint, configSet opt[string]
+	region, keyID, secret, endpoint, configSet httpapi.Opt[string]
 }
 
 func (s *sesInput) fields() []struct {
 	name string
-	dst  *opt[string]
+	dst  *httpapi.Opt[string]
 } {
 	return []struct {
 		name string
-		dst  *opt[string]
+		dst  *httpapi.Opt[string]
 	}{
 		{"ses_region", &s.region}, {"ses_access_key_id", &s.keyID}, {"ses_secret_access_key", &s.secret},
 		{"ses_endpoint", &s.endpoint}, {"ses_configuration_set", &s.configSet},
@@ -35,17 +36,17 @@ var (
 
 // applySES validates and applies the SES fields. They belong to type ses
 // only; on other types they are an error rather than silently ignored.
-func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret []byte, pol providerPolicy) {
+func applySES(in *providerInput, p *store.Provider, v *httpapi.Validator, sealedSecret []byte, pol providerPolicy) {
 	s := in.ses
 	if p.Type != store.TypeSES {
 		for _, f := range s.fields() {
 			if f.dst.Set {
-				v.add(f.name, fcNotSupported, f.name+" applies to type \"ses\" only")
+				v.Add(f.name, httpapi.FieldNotSupported, f.name+" applies to type \"ses\" only")
 			}
 		}
 		return
 	}
-	str := func(o opt[string]) string {
+	str := func(o httpapi.Opt[string]) string {
 		if o.Null {
 			return ""
 		}
@@ -56,14 +57,14 @@ func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret [
 	}
 	switch {
 	case p.SESRegion == "":
-		v.add("ses_region", fcRequired, "ses_region is required (e.g. us-east-1)")
+		v.Add("ses_region", httpapi.FieldRequired, "ses_region is required (e.g. us-east-1)")
 	case !sesRegionRe.MatchString(p.SESRegion):
-		v.add("ses_region", fcInvalid, "ses_region must be an AWS region such as us-east-1")
+		v.Add("ses_region", httpapi.FieldInvalid, "ses_region must be an AWS region such as us-east-1")
 	}
 	if s.keyID.Set {
 		p.SESAccessKeyID = str(s.keyID)
 		if p.SESAccessKeyID != "" && !sesKeyIDRe.MatchString(p.SESAccessKeyID) {
-			v.add("ses_access_key_id", fcInvalid, "ses_access_key_id must be an AWS access key ID (upper-case letters and digits)")
+			v.Add("ses_access_key_id", httpapi.FieldInvalid, "ses_access_key_id must be an AWS access key ID (upper-case letters and digits)")
 		}
 	}
 	if s.secret.Set {
@@ -72,20 +73,20 @@ func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret [
 			p.SESSecretSealed = nil
 		case s.secret.V == "": // blank keeps the stored one, as for smtp_password
 		case len(s.secret.V) > 256 || strings.ContainsAny(s.secret.V, "\x00\r\n "):
-			v.add("ses_secret_access_key", fcInvalid, "ses_secret_access_key must be at most 256 characters without spaces or control characters")
+			v.Add("ses_secret_access_key", httpapi.FieldInvalid, "ses_secret_access_key must be at most 256 characters without spaces or control characters")
 		default:
 			p.SESSecretSealed = sealedSecret
 		}
 	}
 	keyless := p.SESAccessKeyID == "" && len(p.SESSecretSealed) == 0
 	switch {
-	case hasField(v, "ses_access_key_id") || hasField(v, "ses_secret_access_key"):
+	case v.Has("ses_access_key_id") || v.Has("ses_secret_access_key"):
 	case keyless && !pol.sesDefaultCredentials:
 		// Without keys the SDK would sign with the daemon's own AWS
 		// credentials: the operator's account, outside managed limits.
-		v.add("ses_access_key_id", fcRequired, "ses_access_key_id and ses_secret_access_key are required: a team's SES provider signs with its own AWS credentials")
+		v.Add("ses_access_key_id", httpapi.FieldRequired, "ses_access_key_id and ses_secret_access_key are required: a team's SES provider signs with its own AWS credentials")
 	case (p.SESAccessKeyID == "") != (len(p.SESSecretSealed) == 0):
-		v.add("ses_secret_access_key", fcRequired, "ses_access_key_id and ses_secret_access_key go together")
+		v.Add("ses_secret_access_key", httpapi.FieldRequired, "ses_access_key_id and ses_secret_access_key go together")
 	}
 	if s.endpoint.Set {
 		p.SESEndpoint = str(s.endpoint)
@@ -96,15 +97,15 @@ func applySES(in *providerInput, p *store.Provider, v *validator, sealedSecret [
 		u, err := url.Parse(p.SESEndpoint)
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-			v.add("ses_endpoint", fcInvalid, "ses_endpoint must be an http(s) base URL such as https://email.us-east-1.amazonaws.com")
+			v.Add("ses_endpoint", httpapi.FieldInvalid, "ses_endpoint must be an http(s) base URL such as https://email.us-east-1.amazonaws.com")
 		case !pol.allowPrivateHosts && !netpolicy.AWSSESEndpoint(p.SESEndpoint):
-			v.add("ses_endpoint", fcNotAllowed, "ses_endpoint must be an Amazon SES endpoint (https://email.<region>.amazonaws.com or its email-fips variant), or be left empty for the region's default")
+			v.Add("ses_endpoint", fcNotAllowed, "ses_endpoint must be an Amazon SES endpoint (https://email.<region>.amazonaws.com or its email-fips variant), or be left empty for the region's default")
 		}
 	}
 	if s.configSet.Set {
 		p.SESConfigurationSet = str(s.configSet)
 		if p.SESConfigurationSet != "" && !sesConfigSetRe.MatchString(p.SESConfigurationSet) {
-			v.add("ses_configuration_set", fcInvalid, "ses_configuration_set must be 1–64 letters, digits, _ or -")
+			v.Add("ses_configuration_set", httpapi.FieldInvalid, "ses_configuration_set must be 1–64 letters, digits, _ or -")
 		}
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
@@ -27,10 +27,10 @@ func (s *Server) listProviders(c *call) error {
 	q := c.r.URL.Query()
 	status, typ := q.Get("status"), q.Get("type")
 	if status != "" && !containsStr(providerStatuses, state.Provider(status)) {
-		return errInvalidParam("status", "status must be one of: %s", state.Join(providerStatuses, ", "))
+		return httpapi.ErrInvalidParam("status", "status must be one of: %s", state.Join(providerStatuses, ", "))
 	}
 	if typ != "" && !containsStr(providerTypes, typ) {
-		return errInvalidParam("type", "type must be one of: %s", strings.Join(providerTypes, ", "))
+		return httpapi.ErrInvalidParam("type", "type must be one of: %s", strings.Join(providerTypes, ", "))
 	}
 	pg, err := parsePage(c.r)
 	if err != nil {
@@ -56,7 +56,7 @@ func (s *Server) listProviders(c *call) error {
 }
 
 func (s *Server) createProvider(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (s *Server) createProvider(c *call) error {
 	if pol.tracking, err = s.trackingJudge(c.team(), in, nil); err != nil {
 		return err
 	}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	applyProvider(in, p, v, true, s.sealSecrets(in), pol)
 	// From the group check to the commit: see refMu.
 	s.refMu.RLock()
@@ -88,7 +88,7 @@ func (s *Server) createProvider(c *call) error {
 	if err := s.checkGroupRef(c.team(), in, v); err != nil {
 		return err
 	}
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 
@@ -106,7 +106,7 @@ func (s *Server) createProvider(c *call) error {
 // sealSecrets encrypts new write-only secrets once, before the store
 // transaction (which may run its function more than once).
 func (s *Server) sealSecrets(in *providerInput) sealedSecrets {
-	seal := func(o opt[string]) []byte {
+	seal := func(o httpapi.Opt[string]) []byte {
 		if !o.Set || o.Null || o.V == "" {
 			return nil
 		}
@@ -135,7 +135,7 @@ func (s *Server) checkProviderRoom(teamID string) error {
 		}
 	}
 	if own >= limit {
-		return errLimitExceeded("this team may add " + strconv.Itoa(limit) +
+		return httpapi.ErrLimitExceeded("this team may add " + strconv.Itoa(limit) +
 			" providers of its own (the managed account does not count); delete one or request an increase")
 	}
 	return nil
@@ -151,22 +151,22 @@ func (s *Server) providerLimit(teamID string) (int, error) {
 	if t != nil && t.ProviderLimit != nil {
 		return *t.ProviderLimit, nil
 	}
-	return s.opts.ProviderLimit, nil
+	return s.opts.Providers.Limit, nil
 }
 
 // storeErr maps the store's sentinel errors of a provider write.
 func storeErr(err error, what string) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errNotFound(what)
+		return httpapi.ErrNotFound(what)
 	case errors.Is(err, store.ErrConflict):
-		return errConflict(what + " was modified concurrently; fetch it again and retry")
+		return httpapi.ErrConflict(what + " was modified concurrently; fetch it again and retry")
 	}
 	return err
 }
 
 func errManaged(action string) error {
-	return errValidation("id", fcNotEditable, "the managed Amazon SES account cannot be "+action)
+	return httpapi.ErrValidation("id", httpapi.FieldNotEditable, "the managed Amazon SES account cannot be "+action)
 }
 
 // managedPatchErr answers a PATCH of the managed account. Asking it to
@@ -174,9 +174,9 @@ func errManaged(action string) error {
 // cannot join one), because "cannot be edited" would not tell a client
 // that moving it into a group is specifically unsupported.
 func managedPatchErr(c *call) error {
-	if o, err := readBody(c.r); err == nil && o.has("group_id") && !o.isNull("group_id") {
-		if g, err := field[string](o, "group_id"); err == nil && g.V != "" {
-			return errValidation("group_id", fcNotSupported, "the managed Amazon SES account cannot join a delivery group")
+	if o, err := httpapi.ReadBody(c.r); err == nil && o.Has("group_id") && !o.IsNull("group_id") {
+		if g, err := httpapi.Field[string](o, "group_id"); err == nil && g.V != "" {
+			return httpapi.ErrValidation("group_id", httpapi.FieldNotSupported, "the managed Amazon SES account cannot join a delivery group")
 		}
 	}
 	return errManaged("edited")
@@ -184,18 +184,18 @@ func managedPatchErr(c *call) error {
 
 // checkGroupRef adds a 422 for a group_id that is not a delivery group
 // of the team; another team's group is as unknown as a missing one.
-func (s *Server) checkGroupRef(teamID string, in *providerInput, v *validator) error {
+func (s *Server) checkGroupRef(teamID string, in *providerInput, v *httpapi.Validator) error {
 	if !in.group.Set || in.group.Null || in.group.V == "" {
 		return nil
 	}
 	id := in.group.V
 	if !store.ValidID(store.PrefixGroup, id) {
-		v.add("group_id", fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+		v.Add("group_id", httpapi.FieldUnknownRef, "unknown delivery group "+strconv.Quote(id))
 		return nil
 	}
 	_, err := s.st.Group(teamID, id)
 	if errors.Is(err, store.ErrNotFound) {
-		v.add("group_id", fcUnknownRef, "unknown delivery group "+strconv.Quote(id))
+		v.Add("group_id", httpapi.FieldUnknownRef, "unknown delivery group "+strconv.Quote(id))
 		return nil
 	}
 	return err
@@ -219,7 +219,7 @@ func (s *Server) patchProvider(c *call) error {
 		// once, outside the store function, which may run more than once.
 		s.refMu.RLock()
 		defer s.refMu.RUnlock()
-		pre := &validator{}
+		pre := &httpapi.Validator{}
 		if err := s.checkGroupRef(c.team(), in, pre); err != nil {
 			return nil, err
 		}
@@ -232,9 +232,9 @@ func (s *Server) patchProvider(c *call) error {
 			if p.Managed {
 				return errManaged("edited")
 			}
-			v := &validator{errs: slices.Clone(pre.errs)}
+			v := pre.Clone()
 			applyProvider(in, p, v, false, sealed, pol)
-			if err := v.err(); err != nil {
+			if err := v.Err(); err != nil {
 				return err
 			}
 			p.UpdatedAt = now
@@ -261,7 +261,7 @@ func (s *Server) setStatus(c *call, target state.Provider) error {
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, 0, func(p *store.Provider) error {
 		if target == state.ProviderActive && p.Status == state.ProviderPending {
-			return errValidation("id", fcInvalid, "this account has no usable token; reconnect it instead")
+			return httpapi.ErrValidation("id", httpapi.FieldInvalid, "this account has no usable token; reconnect it instead")
 		}
 		if p.Status == target && p.StatusReason == "" {
 			return errUnchanged
@@ -306,13 +306,13 @@ func (s *Server) testProvider(c *call) error {
 	if cur.Managed {
 		return errManaged("tested")
 	}
-	if s.opts.Tester == nil {
-		return errUnavailable("provider testing is not available")
+	if s.opts.Providers.Tester == nil {
+		return httpapi.ErrUnavailable("provider testing is not available")
 	}
-	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.TestTimeout)
+	ctx, cancel := context.WithTimeout(c.r.Context(), s.opts.Providers.TestTimeout)
 	defer cancel()
 	start := time.Now()
-	tr := s.opts.Tester.TestProvider(ctx, cur)
+	tr := s.opts.Providers.Tester.TestProvider(ctx, cur)
 	latency := time.Since(start)
 	testedAt := s.now()
 
@@ -391,5 +391,5 @@ func ifMatch(r *http.Request, cur int64) (int64, error) {
 			return cur, nil
 		}
 	}
-	return 0, errConflict("If-Match does not match the current version " + etag(cur) + "; fetch the resource again")
+	return 0, httpapi.ErrConflict("If-Match does not match the current version " + etag(cur) + "; fetch the resource again")
 }

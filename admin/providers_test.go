@@ -14,7 +14,7 @@ import (
 )
 
 func TestCreateProviderValidation(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 1000 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 1000 })
 	with := func(k string, v any) map[string]any {
 		b := validSMTP()
 		if v == "<absent>" {
@@ -496,13 +496,13 @@ func TestTestProvider(t *testing.T) {
 }
 
 func TestTestProviderWithoutTester(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Tester = nil })
+	e := newEnv(t, func(o *Options) { o.Providers.Tester = nil })
 	id := e.createProvider(validSMTP())
 	expectErr(t, e.do("POST", "/api/v1/providers/"+id+"/test", nil), 503, "service_unavailable", "")
 }
 
 func TestProviderLimit(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 2 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 2 })
 	e.createProvider(validSMTP())
 	e.createProvider(validSMTP())
 	// The managed account does not count: two own providers fill it.
@@ -518,7 +518,7 @@ func TestProviderLimit(t *testing.T) {
 }
 
 func TestProviderLimitConcurrent(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.ProviderLimit = 5 })
+	e := newEnv(t, func(o *Options) { o.Providers.Limit = 5 })
 	codes := make(chan int, 20)
 	for i := 0; i < 20; i++ {
 		go func() {
@@ -603,7 +603,7 @@ func TestListProvidersPagination(t *testing.T) {
 
 func TestHealthOption(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
-		o.Health = func(id string) provhealth.Snapshot { return provhealth.Snapshot{State: "open", RecentFailures: 3} }
+		o.Providers.Health = func(id string) provhealth.Snapshot { return provhealth.Snapshot{State: "open", RecentFailures: 3} }
 	})
 	r := e.do("GET", "/api/v1/providers/"+e.managed.ID, nil)
 	if r.str("data.health.state") != "open" || r.get("data.health.recent_failures") != 3.0 {

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"github.com/smtpmux/smtpmux/internal/state"
 	"math/rand/v2"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
 
 	"github.com/smtpmux/smtpmux/store"
 )

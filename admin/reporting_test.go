@@ -114,9 +114,9 @@ func TestProviderStats(t *testing.T) {
 func TestProviderLimits(t *testing.T) {
 	live := map[string]ManagedCounts{}
 	e := newEnv(t, func(o *Options) {
-		o.ProviderLimit = 5
-		o.ManagedDailyLimit = 10
-		o.ManagedUsage = func(id string) (ManagedCounts, bool) { u, ok := live[id]; return u, ok }
+		o.Providers.Limit = 5
+		o.Managed.DailyLimit = 10
+		o.Managed.Usage = func(id string) (ManagedCounts, bool) { u, ok := live[id]; return u, ok }
 	})
 	for i := 0; i < 3; i++ {
 		e.createProvider(validSMTP())

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -48,11 +49,11 @@ type resource[T any] struct {
 func (r *resource[T]) load(c *call) (*T, error) {
 	id, ok := c.pathID(r.prefix)
 	if !ok {
-		return nil, errNotFound(r.what)
+		return nil, httpapi.ErrNotFound(r.what)
 	}
 	t, err := r.find(c.team(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errNotFound(r.what)
+		return nil, httpapi.ErrNotFound(r.what)
 	}
 	return t, err
 }
@@ -125,13 +126,13 @@ func (r *resource[T]) del(c *call) error {
 // answered); otherwise update writes in, conditional on ver, and returns
 // the new record. Validation errors from update pass through; the store's
 // sentinels become 404 / 409.
-func patch[T, I any](c *call, r *resource[T], decode func(*object) (I, error),
+func patch[T, I any](c *call, r *resource[T], decode func(*httpapi.Object) (I, error),
 	update func(cur *T, ver int64, in I) (*T, error)) error {
 	cur, ver, err := r.loadForWrite(c, "edited")
 	if err != nil {
 		return err
 	}
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func patch[T, I any](c *call, r *resource[T], decode func(*object) (I, error),
 		return err
 	}
 	t := cur
-	if !o.empty() {
+	if !o.Empty() {
 		if t, err = update(cur, ver, in); err != nil {
 			return storeErr(err, r.what)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/mail"
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -23,7 +24,7 @@ const (
 
 // submission is one message the fake Sender accepted.
 type submission struct {
-	cred  *SendCredential
+	cred  *sendapi.Credential
 	from  string
 	rcpts []string
 	body  []byte
@@ -45,17 +46,17 @@ type fakeSender struct {
 	calls   int
 }
 
-func (f *fakeSender) Authenticate(_, secret string) (*SendCredential, error) {
+func (f *fakeSender) Authenticate(_, secret string) (*sendapi.Credential, error) {
 	switch secret {
 	case testSendKey:
-		return &SendCredential{Kind: store.CredKindKey, ID: "key_sendingkey00000000000000", TeamID: "team_fake"}, nil
+		return &sendapi.Credential{Kind: store.CredKindKey, ID: "key_sendingkey00000000000000", TeamID: "team_fake"}, nil
 	case testMailboxPass:
-		return &SendCredential{Kind: store.CredKindMailboxPassword, ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr}, nil
+		return &sendapi.Credential{Kind: store.CredKindMailboxPassword, ID: "mbxpw_mailboxpw0000000000000", TeamID: "team_fake", RequiredFrom: testMailboxAddr}, nil
 	}
 	return nil, senderr.ErrBadCredential
 }
 
-func (f *fakeSender) Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error) {
+func (f *fakeSender) Submit(cred *sendapi.Credential, from string, rcpts []string, body []byte) (string, error) {
 	f.mu.Lock()
 	n := f.calls
 	f.calls++
@@ -96,7 +97,7 @@ func (f *fakeSender) submitted() []submission {
 // newSendEnv is newEnv with a fake Sender wired in.
 func newSendEnv(t testing.TB, mods ...func(*Options)) (*testEnv, *fakeSender) {
 	fs := &fakeSender{}
-	e := newEnv(t, append([]func(*Options){func(o *Options) { o.Sender = fs; o.Hostname = "mx.smtpmux.test" }}, mods...)...)
+	e := newEnv(t, append([]func(*Options){func(o *Options) { o.Sending.Sender = fs; o.Sending.Hostname = "mx.smtpmux.test" }}, mods...)...)
 	e.secret(testSendKey)
 	e.secret(testMailboxPass)
 	return e, fs

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"testing"
+
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 )
 
 // Memory of one large HTTP send (issue 12, item 10): the request is held
@@ -22,7 +24,7 @@ type sinkSender struct {
 	last []byte
 }
 
-func (s *sinkSender) Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error) {
+func (s *sinkSender) Submit(cred *sendapi.Credential, from string, rcpts []string, body []byte) (string, error) {
 	s.last = body
 	return "eml_sink", nil
 }
@@ -45,7 +47,7 @@ func largeSendBody(t testing.TB, n int) (body, attachment []byte) {
 
 func newSinkEnv(t testing.TB) (*testEnv, *sinkSender) {
 	ss := &sinkSender{fakeSender: &fakeSender{}}
-	e, _ := newSendEnv(t, func(o *Options) { o.Sender = ss; o.MaxSendBytesInFlight = 1 << 30 })
+	e, _ := newSendEnv(t, func(o *Options) { o.Sending.Sender = ss; o.Sending.MaxBytesInFlight = 1 << 30 })
 	return e, ss
 }
 

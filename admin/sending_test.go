@@ -269,7 +269,7 @@ func TestSendBadInput(t *testing.T) {
 		{"attachment bad type", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"type": "pdf"}) }, 422, "validation_error", "attachments[0].type"},
 		{"attachment id", func(b map[string]any) { b["attachments"] = []any{map[string]any{"attachment_id": "att_x"}} }, 422, "validation_error", "attachments[0].attachment_id"},
 		{"attachment extra", func(b map[string]any) { b["attachments"] = okAtt(map[string]any{"size": 5}) }, 400, "invalid_parameter", "attachments[0].size"},
-		{"content over 25 MB", func(b map[string]any) { b["html_body"] = repeat("x", maxContentBytes) }, 413, "payload_too_large", ""},
+		{"content over 25 MB", func(b map[string]any) { b["html_body"] = repeat("x", 25<<20) }, 413, "payload_too_large", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := validSend()
@@ -287,7 +287,7 @@ func TestSendBadInput(t *testing.T) {
 
 func TestSendBodyLimit(t *testing.T) {
 	e, fs := newSendEnv(t)
-	req := httptest.NewRequest("POST", "/api/v1/emails/send", strings.NewReader(`{"x":"`+repeat("a", maxSendBodyBytes)+`"}`))
+	req := httptest.NewRequest("POST", "/api/v1/emails/send", strings.NewReader(`{"x":"`+repeat("a", 35<<20)+`"}`))
 	req.Header.Set("Authorization", "Bearer "+testSendKey)
 	rec := httptest.NewRecorder()
 	e.srv.ServeHTTP(rec, req)

@@ -1,9 +1,11 @@
 // Package admin is smtpmux's HTTP face: the Management API under /api/v1
 // (providers and their usage and limit requests, delivery groups, API
 // keys, mailboxes and their passwords, domains, webhooks, the message log
-// and metrics, operator endpoints, the OpenAPI document), the Sending API
-// (/api/v1/emails/send and /send/batch), the public handlers (tracking
-// redirects under /t/, the OAuth callback) and /healthz and /readyz.
+// and metrics, operator endpoints, the OpenAPI document), the public
+// handlers (tracking redirects under /t/, the OAuth callback) and /healthz
+// and /readyz. The Sending API (/api/v1/emails/send and /send/batch) is
+// admin/sendapi's, mounted here; the envelope, decoding, request IDs and
+// idempotency both use are internal/httpapi's.
 // Webhook delivery (admin/webhook) is started and stopped by cmd; the
 // retention sweep and the DNS re-check of domains are internal/jobs'.
 //
@@ -14,15 +16,14 @@
 //
 // The package talks to persistence only through *store.Store and to the
 // delivery side only through the small interfaces and functions declared
-// here (Sender, ProviderTester, OAuthConnector, Options.Health,
-// Options.ManagedUsage, Options.Ready), whose shared types live in leaf
+// here and in sendapi (sendapi.Sender, ProviderTester, OAuthConnector, Options.Providers.Health,
+// Options.Managed.Usage, Options.Ready), whose shared types live in leaf
 // packages (internal/event, internal/provhealth, internal/senderr), so cmd
 // can wire it without admin importing relay.
 package admin
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"path"
@@ -31,7 +32,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/store"
@@ -46,28 +49,66 @@ type ProviderTester interface {
 	TestProvider(ctx context.Context, p *store.Provider) provhealth.TestResult
 }
 
-// Options configure a Server. Store and Sealer are required.
+// Options configure a Server. Store and Sealer are required; the groups
+// below say which part of the API each setting is for.
 type Options struct {
 	Store  *store.Store
 	Sealer *store.Sealer // seals smtp_password before it is stored
-	// Tester runs provider tests; nil answers 503 on the test endpoint.
-	Tester ProviderTester
-	Logger *slog.Logger // nil discards
-	// Version is reported by /readyz.
+	Logger *slog.Logger  // nil discards
+	// Now is the clock (test seam); nil means time.Now.
+	Now func() time.Time
+	// Version is reported by /readyz; Ready decides readiness (nil:
+	// always ready).
 	Version string
+	Ready   func() error
 	// OperatorToken guards /api/v1/operator/…; empty disables that API.
 	OperatorToken string
-	// ProviderLimit is the default number of own providers per team
-	// (SPEC §2: 200); Team.ProviderLimit overrides it.
-	ProviderLimit int
+	// KeyRotationGrace is how long a rotated key's previous secret keeps
+	// authenticating when the rotate request does not say ([keys]
+	// rotation_grace, whose default is 24 h); 0 ends it at rotation.
+	KeyRotationGrace time.Duration
+	// DNSResolver is the resolver domain verification queries, as
+	// host:port (config [dns] resolver); empty: the system's resolvers.
+	DNSResolver string
+
+	HTTP      HTTPOptions
+	Sending   sendapi.Config
+	Providers ProviderOptions
+	Managed   ManagedOptions
+	Webhooks  WebhookOptions
+	Hooks     Hooks
+}
+
+// HTTPOptions are the limits every request meets, and the names this
+// server answers as.
+type HTTPOptions struct {
 	// RateLimit requests per RateWindow per management key (SPEC §3:
 	// 600 per 60 s, the defaults).
 	RateLimit  int
 	RateWindow time.Duration
+	// Deadlines are the body read deadlines: a short one until the
+	// credential is checked, the full one after (see httpapi.Deadlines).
+	Deadlines httpapi.Deadlines
+	// AuthAttempts, when set, limits failed authentications per client
+	// address (the operator token, root keys, sending credentials),
+	// shared with SMTP AUTH.
+	AuthAttempts httpapi.AuthAttempts
+	// TrackingListener says that a separate listener serves the tracking
+	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
+	TrackingListener bool
+	// ReservedHosts are further names the daemon answers as (the hosts of
+	// its HTTP and tracking listeners): no team may use them, nor
+	// Sending.Hostname, as a tracking domain, which would make this
+	// server's own name an open redirect.
+	ReservedHosts []string
+}
+
+// ProviderOptions configure the providers API.
+type ProviderOptions struct {
+	// Tester runs provider tests; nil answers 503 on the test endpoint.
+	Tester ProviderTester
 	// TestTimeout bounds one provider test (default 30 s).
 	TestTimeout time.Duration
-	// Ready reports readiness for /readyz; nil means always ready.
-	Ready func() error
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
 	// OAuthReturnTo, when set, is where a browser that the provider sent
@@ -78,85 +119,52 @@ type Options struct {
 	// Health returns a provider's breaker state for ProviderItem.health;
 	// nil reports every provider closed.
 	Health func(providerID string) provhealth.Snapshot
-	// ManagedDailyLimit is the default daily limit of the managed account
-	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
-	// overrides it. GET /providers/limits reports it.
-	ManagedDailyLimit int
-	// ManagedHourlyLimit is the default hourly limit of the managed
-	// account in recipients (SPEC §2: 2); Team.ManagedHourlyLimit
-	// overrides it. GET /providers/limits reports it.
-	ManagedHourlyLimit int
-	// ManagedUsage reports the managed account providerID's usage in the
-	// current UTC hour and day as the relay counts it at acceptance (see
-	// ManagedCounts). nil, or ok false, falls back to counting today's
-	// recipients sent through it in the message log, which misses
-	// recipients accepted and still queued.
-	ManagedUsage func(providerID string) (ManagedCounts, bool)
-	// Now is the clock (test seam); nil means time.Now.
-	Now func() time.Time
-
-	// UnauthenticatedBodyTimeout, when > 0, is how long a request may
-	// take to be read before its credential has been checked; an
-	// authenticated request then gets BodyReadTimeout from its start
-	// (0: no deadline beyond the http.Server's). Requests refused before
-	// their handler ran are answered without reading their body, and
-	// their connection is closed.
-	UnauthenticatedBodyTimeout time.Duration
-	BodyReadTimeout            time.Duration
-	// MaxSendBytesInFlight bounds the request bytes that HTTP sends
-	// (/emails/send, /emails/send/batch) hold at once; past it a send
-	// gets 503 with Retry-After. 0 means 64 MiB.
-	MaxSendBytesInFlight int64
-	// SendBodyTimeout is how long an HTTP send's body may take to arrive
-	// beyond what its size needs at 32 KiB/s (never past BodyReadTimeout):
-	// a send that stalls is cut off after it. 0 means 60 s. It applies
-	// where BodyReadTimeout does.
-	SendBodyTimeout time.Duration
-	// AuthAttempts, when set, limits failed authentications per client
-	// address (the operator token, root keys), shared with SMTP AUTH.
-	AuthAttempts AuthAttempts
-	// TrackingListener says that a separate listener serves the tracking
-	// redirect (TrackingHandler); then this handler's own /t/ answers 404.
-	TrackingListener bool
-
-	// Sender is the relay side of the HTTP Sending API (/emails/send…);
-	// nil answers those endpoints with 503.
-	Sender Sender
-	// Hostname is the right side of the Message-ID of HTTP sends; empty
-	// uses the sender's domain. No team may use it as a tracking domain.
-	Hostname string
-	// ReservedHosts are further names the daemon answers as (the hosts of
-	// its HTTP and tracking listeners): no team may use them as a
-	// tracking domain, which would make this server's own name an open
-	// redirect.
-	ReservedHosts []string
-	// Webhooks queues and delivers webhook events; the same Dispatcher
-	// must be the relay's event sink and be Run by cmd. nil makes one
-	// that only queues (deliveries wait for a running dispatcher).
-	Webhooks *webhook.Dispatcher
-	// AllowPrivateWebhookTargets accepts webhook URLs on loopback and
-	// private addresses (development and tests).
-	AllowPrivateWebhookTargets bool
-	// AllowPrivateProviderHosts lets teams' providers name loopback,
-	// private and other internal hosts, and own-SES endpoints other than
-	// Amazon's ([providers] allow_private_hosts).
-	AllowPrivateProviderHosts bool
+	// Limit is the default number of own providers per team (SPEC §2:
+	// 200); Team.ProviderLimit overrides it.
+	Limit int
+	// AllowPrivateHosts lets teams' providers name loopback, private and
+	// other internal hosts, and own-SES endpoints other than Amazon's
+	// ([providers] allow_private_hosts).
+	AllowPrivateHosts bool
 	// SESDefaultCredentials lets a team's own-SES provider go without
 	// keys and sign with the daemon's AWS credentials
 	// ([providers] ses_default_credentials).
 	SESDefaultCredentials bool
+}
+
+// ManagedOptions configure the managed account's limits.
+type ManagedOptions struct {
+	// DailyLimit is the default daily limit in accepted recipients (SPEC
+	// §2: 50); Team.ManagedDailyLimit overrides it. HourlyLimit likewise
+	// per hour (SPEC §2: 2). GET /providers/limits reports both.
+	DailyLimit  int
+	HourlyLimit int
+	// Usage reports the managed account providerID's usage in the
+	// current UTC hour and day as the relay counts it at acceptance (see
+	// ManagedCounts). nil, or ok false, falls back to counting today's
+	// recipients sent through it in the message log, which misses
+	// recipients accepted and still queued.
+	Usage func(providerID string) (ManagedCounts, bool)
+}
+
+// WebhookOptions configure webhook delivery.
+type WebhookOptions struct {
+	// Dispatcher queues and delivers webhook events; the same one must
+	// be the relay's event sink and be Run by cmd. nil makes one that
+	// only queues (deliveries wait for a running dispatcher).
+	Dispatcher *webhook.Dispatcher
+	// AllowPrivateTargets accepts webhook URLs on loopback and private
+	// addresses (development and tests).
+	AllowPrivateTargets bool
+}
+
+// Hooks are told of events the API causes.
+type Hooks struct {
 	// OnLimitDecided is called once the operator's decision on a
 	// limit-increase request is durable (event limit_request.decided);
 	// decision is "approved" or "denied". Cancellations by the team
 	// are not decisions and are not reported. nil: nobody listens.
 	OnLimitDecided func(teamID, requestID, decision string)
-	// DNSResolver is the resolver domain verification queries, as
-	// host:port (config [dns] resolver); empty: the system's resolvers.
-	DNSResolver string
-	// KeyRotationGrace is how long a rotated key's previous secret keeps
-	// authenticating when the rotate request does not say ([keys]
-	// rotation_grace, whose default is 24 h); 0 ends it at rotation.
-	KeyRotationGrace time.Duration
 	// OnClick, when set, receives every click on a tracking link instead
 	// of the built-in message.clicked event on Webhooks. nil (the usual)
 	// emits that event, with the link index and user agent.
@@ -170,7 +178,7 @@ type Server struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	// limiter is the per-key request limit (SPEC §3: 600 requests per
-	// 60 s); opts.RateLimit is always > 0 here, so it always applies.
+	// 60 s); opts.HTTP.RateLimit is always > 0 here, so it always applies.
 	limiter *ratelimit.Limiter
 	// used throttles root keys' last_used_at writes.
 	used *store.LastUsed
@@ -191,12 +199,11 @@ type Server struct {
 	// hold it from reading who uses which domain to their commit (see
 	// trackingJudge). One process owns the store, as for createMu.
 	trackMu sync.Mutex
-	// boot names this process in in-flight idempotency records, so that
-	// records a dead process left in flight are recognised as abandoned.
-	boot  string
+	// idem is the idempotency layer of every POST, the Sending API's too.
+	idem  *httpapi.Idempotency
 	hooks *webhook.Dispatcher
-	// sendBytes bounds the request bytes of HTTP sends in progress.
-	sendBytes *sendBudget
+	// sending is the Sending API, mounted on its two routes.
+	sending *sendapi.Handler
 	// res are the team-owned record kinds' item routes (resource.go).
 	res resources
 	// track is the public tracking redirect (tracking.go).
@@ -216,40 +223,40 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.ProviderLimit <= 0 {
-		opts.ProviderLimit = 200
+	if opts.Providers.Limit <= 0 {
+		opts.Providers.Limit = 200
 	}
-	if opts.RateLimit <= 0 {
-		opts.RateLimit = 600
+	if opts.HTTP.RateLimit <= 0 {
+		opts.HTTP.RateLimit = 600
 	}
-	if opts.RateWindow <= 0 {
-		opts.RateWindow = time.Minute
+	if opts.HTTP.RateWindow <= 0 {
+		opts.HTTP.RateWindow = time.Minute
 	}
-	if opts.TestTimeout <= 0 {
-		opts.TestTimeout = 30 * time.Second
+	if opts.Providers.TestTimeout <= 0 {
+		opts.Providers.TestTimeout = 30 * time.Second
 	}
-	if opts.ManagedDailyLimit <= 0 {
-		opts.ManagedDailyLimit = 50
+	if opts.Managed.DailyLimit <= 0 {
+		opts.Managed.DailyLimit = 50
 	}
-	if opts.ManagedHourlyLimit <= 0 {
-		opts.ManagedHourlyLimit = 2
+	if opts.Managed.HourlyLimit <= 0 {
+		opts.Managed.HourlyLimit = 2
 	}
-	if opts.MaxSendBytesInFlight <= 0 {
-		opts.MaxSendBytesInFlight = defaultSendBytesInFlight
-	}
-	if opts.SendBodyTimeout <= 0 {
-		opts.SendBodyTimeout = defaultSendBodyTimeout
-	}
-	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux(),
-		sendBytes: &sendBudget{limit: opts.MaxSendBytesInFlight}}
+	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.res = newResources(s)
-	s.initSending()
+	s.idem = httpapi.NewIdempotency(s.st, opts.Sealer, s.log, opts.Now)
+	s.hooks = opts.Webhooks.Dispatcher
+	if s.hooks == nil {
+		s.hooks = webhook.New(webhook.Options{Store: s.st, Sealer: opts.Sealer, Logger: s.log, Now: opts.Now,
+			AllowPrivateTargets: opts.Webhooks.AllowPrivateTargets})
+	}
+	s.sending = sendapi.New(sendapi.Options{Config: opts.Sending, Store: s.st, Idempotency: s.idem,
+		Logger: s.log, Now: opts.Now, AuthAttempts: opts.HTTP.AuthAttempts, Deadlines: opts.HTTP.Deadlines})
 	s.track = newTracker(s)
 	s.oauth = newOAuthFlow(s)
 	// A closure, not the method value s.st.TouchKey, so that s.st is read
 	// when a key is used, as before, not while the Server is built.
 	s.used = store.NewLastUsed(func(id string, at time.Time) error { return s.st.TouchKey(id, at) })
-	s.limiter = ratelimit.New(opts.RateLimit, opts.RateWindow, opts.Now)
+	s.limiter = ratelimit.New(opts.HTTP.RateLimit, opts.HTTP.RateWindow, opts.Now)
 	s.register()
 	return s
 }
@@ -263,7 +270,6 @@ const (
 	authNone     authKind = iota // health probes
 	authRoot                     // a team's root key
 	authOperator                 // the operator token
-	authSend                     // a sending key or mailbox password (Sending API)
 )
 
 // route is one endpoint. Keeping the table in one place makes the API
@@ -273,6 +279,20 @@ type route struct {
 	auth         authKind
 	perm         string
 	h            func(*call) error
+}
+
+// mounted is an endpoint served by another package's handler, which
+// authenticates its own requests: the Sending API's.
+type mounted struct {
+	method, path string
+	h            http.Handler
+}
+
+func (s *Server) mounts() []mounted {
+	return []mounted{
+		{"POST", "/api/v1/emails/send", s.sending.Send()},
+		{"POST", "/api/v1/emails/send/batch", s.sending.Batch()},
+	}
 }
 
 func (s *Server) routes() []route {
@@ -325,8 +345,6 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/emails/{id}", authRoot, permEmailRead, s.getEmail},
 		{"GET", "/api/v1/emails/logs", authRoot, permEmailRead, s.emailLogs},
 		{"GET", "/api/v1/emails/metrics", authRoot, permEmailRead, s.emailMetrics},
-		{"POST", "/api/v1/emails/send", authSend, "", s.sendEmail},
-		{"POST", "/api/v1/emails/send/batch", authSend, "", s.sendBatch},
 
 		{"GET", "/api/v1/webhooks", authRoot, permWebhookRead, s.listWebhooks},
 		{"POST", "/api/v1/webhooks", authRoot, permWebhookCreate, s.createWebhook},
@@ -368,12 +386,18 @@ var answeredMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", 
 func (s *Server) register() {
 	allowed := map[string][]string{}
 	var paths []string // in table order, which decides 405 conflicts (see handleUnlessConflict)
-	for _, rt := range s.routes() {
-		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
-		if _, seen := allowed[rt.path]; !seen {
-			paths = append(paths, rt.path)
+	handle := func(method, path string, h http.Handler) {
+		s.mux.Handle(method+" "+path, h)
+		if _, seen := allowed[path]; !seen {
+			paths = append(paths, path)
 		}
-		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		allowed[path] = append(allowed[path], method)
+	}
+	for _, rt := range s.routes() {
+		handle(rt.method, rt.path, s.wrap(rt))
+	}
+	for _, m := range s.mounts() {
+		handle(m.method, m.path, m.h)
 	}
 	for _, path := range paths {
 		methods := allowed[path]
@@ -384,7 +408,7 @@ func (s *Server) register() {
 		allow := strings.Join(methods, ", ")
 		notAllowed := func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			writeError(w, requestID(r), &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed,
+			httpapi.WriteError(w, httpapi.RequestID(r), &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: httpapi.CodeMethodNotAllowed,
 				Message: r.Method + " is not allowed here; allowed: " + allow})
 		}
 		for _, m := range answeredMethods {
@@ -394,7 +418,7 @@ func (s *Server) register() {
 		}
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, requestID(r), &apiError{Status: http.StatusNotFound, Code: codeNotFound,
+		httpapi.WriteError(w, httpapi.RequestID(r), &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound,
 			Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 }
@@ -436,16 +460,15 @@ type call struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	reqID string
-	key   *store.APIKey   // the authenticated root key (authRoot routes)
-	send  *SendCredential // the authenticated sender (authSend routes)
+	key   *store.APIKey // the authenticated root key (authRoot routes)
 }
 
 // team is the authenticated key's team: every resource is scoped to it.
 func (c *call) team() string { return c.key.TeamID }
 
-func (c *call) ok(status int, data any)             { writeOK(c.w, c.reqID, status, data) }
-func (c *call) list(data any, p pagination)         { writeList(c.w, c.reqID, data, p) }
-func (c *call) fail(err error)                      { c.s.fail(c.w, c.r, err) }
+func (c *call) ok(status int, data any)             { httpapi.WriteOK(c.w, c.reqID, status, data) }
+func (c *call) list(data any, p httpapi.Pagination) { httpapi.WriteList(c.w, c.reqID, data, p) }
+func (c *call) fail(err error)                      { httpapi.Fail(c.s.log, c.w, c.r, err) }
 func (c *call) pathID(prefix string) (string, bool) { return pathID(c.r, prefix) }
 
 // pathID returns {id} when it has the shape of an ID of that kind. Other
@@ -460,16 +483,16 @@ func pathID(r *http.Request, prefix string) (string, bool) {
 // permissions, and a refused permission still counts toward the rate.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
+		c := &call{s: s, w: w, r: r, reqID: httpapi.RequestID(r)}
 		err := s.guard(c, rt)
 		if err != nil {
-			refuseUnread(c, err)
+			httpapi.RefuseUnread(c.w, c.r, err)
 		} else {
 			if rt.auth != authNone {
-				s.authenticatedReadDeadline(c)
+				s.opts.HTTP.Deadlines.Authenticated(c.w, c.r)
 			}
 			conditional(c)
-			err = s.serveWithin(c, rt)
+			err = s.serve(c, rt)
 		}
 		if err != nil {
 			c.fail(err)
@@ -477,20 +500,19 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
-// serveWithin runs the route; an HTTP send's body is read within the send
-// budget and its pace (sendbudget.go). A send refused by the budget is
-// answered 503 without the rest of its body being read.
-func (s *Server) serveWithin(c *call, rt route) error {
-	if rt.auth != authSend {
-		return s.serve(c, rt)
+// serve runs the route's handler through the idempotency layer, which
+// takes over only for a POST with an Idempotency-Key.
+func (s *Server) serve(c *call, rt route) error {
+	scope := "operator"
+	if c.key != nil {
+		scope = c.key.ID
 	}
-	bb, release := s.reserveSend(c)
-	defer release()
-	err := s.serve(c, rt)
-	if bb != nil && bb.refused {
-		refuseUnread(c, err)
-	}
-	return err
+	return s.idem.Serve(c.w, c.r, scope, httpapi.MaxBodyBytes, func(w http.ResponseWriter) error {
+		real := c.w
+		c.w = w
+		defer func() { c.w = real }()
+		return rt.h(c)
+	})
 }
 
 func (s *Server) guard(c *call, rt route) error {
@@ -502,69 +524,20 @@ func (s *Server) guard(c *call, rt route) error {
 			return err
 		}
 		return s.checkRate(c.w, "operator")
-	case authSend:
-		return s.sendAuth(c)
 	}
 	key, err := s.authenticate(c.r)
 	if err != nil {
 		return err
 	}
-	if info := infoFrom(c.r); info != nil {
-		info.keyID = key.ID
-	}
+	httpapi.SetKeyID(c.r, key.ID)
 	if err := s.checkRate(c.w, key.ID); err != nil {
 		return err
 	}
 	if rt.perm != "" && !key.Allows(rt.perm) {
-		return errForbidden("this API key lacks the " + rt.perm + " permission")
+		return httpapi.ErrForbidden("this API key lacks the " + rt.perm + " permission")
 	}
 	c.key = key
 	return nil
-}
-
-// fail renders err. Only *apiError reaches the client as-is; anything else
-// is logged with the request ID and answered with a generic 500, or a 503
-// that says so when the store's disk is full.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		writeError(w, requestID(r), ae)
-		return
-	}
-	s.log.Error("admin request failed", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
-	if ae := storageFull(err); ae != nil {
-		writeError(w, requestID(r), ae)
-		return
-	}
-	writeError(w, requestID(r), &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
-		Message: "internal error; quote request " + requestID(r) + " when reporting it", Retryable: true})
-}
-
-// reqInfo travels in the request context so that the outer ServeHTTP can
-// log what the inner handler learned (the key ID) without the handlers
-// doing their own logging.
-type reqInfo struct {
-	id    string
-	keyID string
-	start time.Time
-	// tracking is set on requests that came in on the tracking listener
-	// (TrackingHandler).
-	tracking bool
-}
-
-type ctxKey struct{}
-
-func infoFrom(r *http.Request) *reqInfo {
-	info, _ := r.Context().Value(ctxKey{}).(*reqInfo)
-	return info
-}
-
-// requestID returns the request's req_… ID.
-func requestID(r *http.Request) string {
-	if info := infoFrom(r); info != nil {
-		return info.id
-	}
-	return ""
 }
 
 // statusWriter remembers the status for the access log and whether the
@@ -597,23 +570,22 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // carry keys and passwords.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqInfo{id: store.NewID(store.PrefixRequest), start: start}
-	if prev := infoFrom(r); prev != nil { // set by TrackingHandler
-		info.tracking = prev.tracking
+	info := &httpapi.Info{ID: store.NewID(store.PrefixRequest), Start: start}
+	if prev := httpapi.InfoFrom(r); prev != nil { // set by TrackingHandler
+		info.Tracking = prev.Tracking
 	}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
+	r = httpapi.WithInfo(r, info)
 	sw := &statusWriter{ResponseWriter: w}
-	s.startReadDeadline(sw)
-	sw.Header().Set("X-Request-Id", info.id)
+	s.opts.HTTP.Deadlines.Start(sw)
+	sw.Header().Set("X-Request-Id", info.ID)
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("admin handler panic", "request_id", info.id, "panic", v)
+			s.log.Error("admin handler panic", "request_id", info.ID, "panic", v)
 			if sw.status == 0 {
-				writeError(sw, info.id, &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
-					Message: "internal error; quote request " + info.id + " when reporting it", Retryable: true})
+				httpapi.WriteError(sw, info.ID, httpapi.ErrInternal(info.ID))
 			}
 		}
 		// Probes hit every few seconds; at Info they would drown the log.
@@ -621,14 +593,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			level = slog.LevelDebug
 		}
-		s.log.Log(r.Context(), level, "http request", "request_id", info.id, "method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "key_id", info.keyID)
+		s.log.Log(r.Context(), level, "http request", "request_id", info.ID, "method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "key_id", info.KeyID)
 	}()
 	// ServeMux answers unclean paths ("//x", "/a/../b") with an HTML
 	// redirect, which a JSON client cannot follow for a PATCH anyway;
 	// such paths name no endpoint, so they get the JSON 404.
 	if p := r.URL.Path; p == "" || p[0] != '/' || cleanPath(p) != p {
-		writeError(sw, info.id, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such endpoint"})
+		httpapi.WriteError(sw, info.ID, &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "no such endpoint"})
 		return
 	}
 	s.mux.ServeHTTP(sw, r)
@@ -658,7 +630,7 @@ func (s *Server) readyz(c *call) error {
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(); err != nil {
 			s.log.Warn("not ready", "request_id", c.reqID, "err", err)
-			return errUnavailable("not ready")
+			return httpapi.ErrUnavailable("not ready")
 		}
 	}
 	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/provhealth"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/store"
@@ -222,7 +223,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestRateLimitConfigurable(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.RateLimit, o.RateWindow = 3, 10*time.Second })
+	e := newEnv(t, func(o *Options) { o.HTTP.RateLimit, o.HTTP.RateWindow = 3, 10*time.Second })
 	for i := 0; i < 3; i++ {
 		if r := e.do("GET", "/api/v1/providers", nil); r.Code != 200 {
 			t.Fatal(r.Code)
@@ -238,9 +239,9 @@ type hide struct{ io.Reader }
 func TestBodyLimits(t *testing.T) {
 	e := newEnv(t)
 	// A valid JSON object of exactly maxBodyBytes+1 bytes.
-	pad := maxBodyBytes + 1 - len(`{"name":""}`)
+	pad := httpapi.MaxBodyBytes + 1 - len(`{"name":""}`)
 	over := `{"name":"` + strings.Repeat("a", pad) + `"}`
-	if len(over) != maxBodyBytes+1 {
+	if len(over) != httpapi.MaxBodyBytes+1 {
 		t.Fatal(len(over))
 	}
 	expectErr(t, e.do("POST", "/api/v1/providers", over), 413, "payload_too_large", "")
@@ -277,7 +278,7 @@ func TestMalformedBodies(t *testing.T) {
 }
 
 func TestPanicIsJSON500(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Health = func(string) provhealth.Snapshot { panic("boom") } })
+	e := newEnv(t, func(o *Options) { o.Providers.Health = func(string) provhealth.Snapshot { panic("boom") } })
 	r := e.do("GET", "/api/v1/providers/"+e.managed.ID, nil)
 	expectErr(t, r, 500, "internal_error", "")
 	if strings.Contains(r.Body, "boom") {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -48,7 +49,7 @@ func signInErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ae *apiError
+	var ae *httpapi.Error
 	if errors.As(err, &ae) {
 		return &SignInError{Status: ae.Status, Message: ae.Message, RetryAfter: ae.RetryAfter}
 	}

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -58,8 +58,8 @@ type tracker struct {
 // newTracker is s's tracking redirect; New calls it once the webhook
 // dispatcher exists.
 func newTracker(s *Server) *tracker {
-	return &tracker{st: s.st, log: s.log, now: s.now, hooks: s.hooks, onClick: s.opts.OnClick,
-		listenerOnly: s.opts.TrackingListener}
+	return &tracker{st: s.st, log: s.log, now: s.now, hooks: s.hooks, onClick: s.opts.Hooks.OnClick,
+		listenerOnly: s.opts.HTTP.TrackingListener}
 }
 
 // redirect is GET /t/{token}. HEAD answers the same redirect without
@@ -67,31 +67,31 @@ func newTracker(s *Server) *tracker {
 func (t *tracker) redirect(c *call) error {
 	token := c.r.PathValue("token")
 	if !tokenShape(token) {
-		return errNotFound("link")
+		return httpapi.ErrNotFound("link")
 	}
-	if info := infoFrom(c.r); t.listenerOnly && (info == nil || !info.tracking) {
-		return errNotFound("link")
+	if info := httpapi.InfoFrom(c.r); t.listenerOnly && (info == nil || !info.Tracking) {
+		return httpapi.ErrNotFound("link")
 	}
 	l, err := t.st.TrackingLinkByToken(token)
 	if err != nil {
 		return storeErr(err, "link")
 	}
 	if l.Host == "" || !strings.EqualFold(requestHost(c.r), l.Host) {
-		return errNotFound("link")
+		return httpapi.ErrNotFound("link")
 	}
 	if l.ExpiresAt != nil && !t.now().Before(*l.ExpiresAt) {
-		return errNotFound("link")
+		return httpapi.ErrNotFound("link")
 	}
 	// The team must still own the name (see ownsLinkHost).
 	if ok, err := ownsLinkHost(t.st, l.TeamID, l.Host); err != nil {
 		return err
 	} else if !ok {
-		return errNotFound("link")
+		return httpapi.ErrNotFound("link")
 	}
 	if !redirectTarget(l.URL) {
 		// Only the shaper writes links and it stores http(s) URLs only;
 		// anything else here is not ours to follow.
-		return errNotFound("link")
+		return httpapi.ErrNotFound("link")
 	}
 	if c.r.Method == http.MethodGet {
 		t.click(c, l)
@@ -171,11 +171,11 @@ func (s *Server) TrackingHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/t/") || r.URL.Path == "/healthz" {
 			// Marks the request as the tracking listener's for ServeHTTP.
-			s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &reqInfo{tracking: true})))
+			s.ServeHTTP(w, httpapi.WithInfo(r, &httpapi.Info{Tracking: true}))
 			return
 		}
 		id := store.NewID(store.PrefixRequest)
 		w.Header().Set("X-Request-Id", id)
-		writeError(w, id, &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: "no such endpoint"})
+		httpapi.WriteError(w, id, &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Message: "no such endpoint"})
 	})
 }

@@ -67,7 +67,7 @@ func (s *Server) trackingJudge(teamID string, in *providerInput, cur *store.Prov
 		return nil, nil
 	}
 	j := &trackingJudge{reserved: map[string]bool{}, taken: map[string]bool{}}
-	for _, h := range append([]string{s.opts.Hostname}, s.opts.ReservedHosts...) {
+	for _, h := range append([]string{s.opts.Sending.Hostname}, s.opts.HTTP.ReservedHosts...) {
 		if h = store.NormalizeDomain(h); h != "" {
 			j.reserved[h] = true
 		}

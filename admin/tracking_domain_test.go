@@ -34,8 +34,8 @@ func (e *testEnv) verifiedDomain(teamID, name string, status ...string) *store.D
 // redirect on a name it does not own.
 func TestTrackingDomainOwnership(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
-		o.Hostname = "mx.example.com"
-		o.ReservedHosts = []string{"api.example.com", "127.0.0.1"}
+		o.Sending.Hostname = "mx.example.com"
+		o.HTTP.ReservedHosts = []string{"api.example.com", "127.0.0.1"}
 	})
 	e.verifiedDomain(e.team.ID, "example.com")
 	e.verifiedDomain(e.team.ID, "pending.example", store.DomainPending)

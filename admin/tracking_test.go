@@ -67,7 +67,7 @@ func TestTrackingRedirectAndClick(t *testing.T) {
 	var mu sync.Mutex
 	var clicks []string
 	e := newEnv(t, func(o *Options) {
-		o.OnClick = func(team, msg, url string) {
+		o.Hooks.OnClick = func(team, msg, url string) {
 			mu.Lock()
 			defer mu.Unlock()
 			clicks = append(clicks, team+" "+msg+" "+url)
@@ -166,7 +166,7 @@ func TestTrackingHandlerServesOnlyRedirects(t *testing.T) {
 // (issue 12, item 5). Every refusal is the same JSON 404 and counts no
 // click.
 func TestTrackingRedirectBoundToHostAndExpiry(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.TrackingListener = true })
+	e := newEnv(t, func(o *Options) { o.HTTP.TrackingListener = true })
 	e.verifiedDomain(e.team.ID, "team-a.example")
 	h := e.srv.TrackingHandler()
 	msgID := store.NewID(store.PrefixMessage)

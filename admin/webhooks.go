@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -58,58 +59,61 @@ func webhookView(w *store.Webhook) webhookItem {
 
 // webhookInput is a decoded webhook body.
 type webhookInput struct {
-	name, url  opt[string]
-	eventTypes opt[[]string]
-	enabled    opt[bool]
+	name, url  httpapi.Opt[string]
+	eventTypes httpapi.Opt[[]string]
+	enabled    httpapi.Opt[bool]
 }
 
-func decodeWebhook(o *object) (*webhookInput, error) {
-	if err := o.allow("name", "url", "event_types", "enabled"); err != nil {
+func decodeWebhook(o *httpapi.Object) (*webhookInput, error) {
+	if err := o.Allow("name", "url", "event_types", "enabled"); err != nil {
 		return nil, err
 	}
 	in := &webhookInput{}
 	var err error
-	if in.name, err = field[string](o, "name"); err != nil {
+	if in.name, err = httpapi.Field[string](o, "name"); err != nil {
 		return nil, err
 	}
-	if in.url, err = field[string](o, "url"); err != nil {
+	if in.url, err = httpapi.Field[string](o, "url"); err != nil {
 		return nil, err
 	}
-	if in.eventTypes, err = field[[]string](o, "event_types"); err != nil {
+	if in.eventTypes, err = httpapi.Field[[]string](o, "event_types"); err != nil {
 		return nil, err
 	}
-	if in.enabled, err = field[bool](o, "enabled"); err != nil {
+	if in.enabled, err = httpapi.Field[bool](o, "enabled"); err != nil {
 		return nil, err
 	}
 	return in, nil
 }
 
+// Webhooks returns the dispatcher the server queues webhook events with.
+func (s *Server) Webhooks() *webhook.Dispatcher { return s.hooks }
+
 // applyWebhook validates in onto w; create requires url and event_types.
 // Re-enabling clears the failing flag (the team says the endpoint is
 // fixed). Deterministic: it may run in a store function more than once.
-func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *validator, create bool) {
+func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *httpapi.Validator, create bool) {
 	if in.name.Set {
 		w.Name = ""
 		if !in.name.Null {
-			w.Name = checkText(v, "name", in.name.V, maxWebhookName)
+			w.Name = httpapi.CheckText(v, "name", in.name.V, maxWebhookName)
 		}
 	}
 	switch {
 	case in.url.Set && !in.url.Null && in.url.V != "":
-		if _, problem := webhook.CheckURL(in.url.V, s.opts.AllowPrivateWebhookTargets); problem != "" {
-			v.add("url", fcInvalid, problem)
+		if _, problem := webhook.CheckURL(in.url.V, s.opts.Webhooks.AllowPrivateTargets); problem != "" {
+			v.Add("url", httpapi.FieldInvalid, problem)
 		} else {
 			w.URL = in.url.V
 		}
 	case in.url.Set || create:
-		v.add("url", fcRequired, "url is required: the http(s) endpoint events are POSTed to")
+		v.Add("url", httpapi.FieldRequired, "url is required: the http(s) endpoint events are POSTed to")
 	}
 	switch {
 	case in.eventTypes.Set && !in.eventTypes.Null && len(in.eventTypes.V) > 0:
 		var types []string
 		for i, t := range in.eventTypes.V {
 			if !webhook.ValidType(t) {
-				v.add("event_types["+strconv.Itoa(i)+"]", fcNotSupported, "unknown event type "+strconv.Quote(t)+
+				v.Add("event_types["+strconv.Itoa(i)+"]", httpapi.FieldNotSupported, "unknown event type "+strconv.Quote(t)+
 					"; one of "+joinQuoted(webhook.EventTypes))
 			} else if !slices.Contains(types, t) {
 				types = append(types, t)
@@ -117,7 +121,7 @@ func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *validator, 
 		}
 		w.EventTypes = types
 	case in.eventTypes.Set || create:
-		v.add("event_types", fcRequired, "event_types must list at least one of "+joinQuoted(webhook.EventTypes))
+		v.Add("event_types", httpapi.FieldRequired, "event_types must list at least one of "+joinQuoted(webhook.EventTypes))
 	}
 	if in.enabled.Set && !in.enabled.Null {
 		if in.enabled.V && !w.Enabled {
@@ -125,7 +129,7 @@ func (s *Server) applyWebhook(in *webhookInput, w *store.Webhook, v *validator, 
 		}
 		w.Enabled = in.enabled.V
 	} else if in.enabled.Set {
-		v.add("enabled", fcInvalid, "enabled must be true or false")
+		v.Add("enabled", httpapi.FieldInvalid, "enabled must be true or false")
 	}
 }
 
@@ -147,7 +151,7 @@ func (s *Server) newWebhookSecret() (secret string, sealed []byte) {
 }
 
 func (s *Server) createWebhook(c *call) error {
-	o, err := readBody(c.r)
+	o, err := httpapi.ReadBody(c.r)
 	if err != nil {
 		return err
 	}
@@ -157,16 +161,16 @@ func (s *Server) createWebhook(c *call) error {
 	}
 	now := s.now()
 	w := &store.Webhook{ID: store.NewID(store.PrefixWebhook), TeamID: c.team(), Enabled: true, CreatedAt: now, UpdatedAt: now}
-	v := &validator{}
+	v := &httpapi.Validator{}
 	s.applyWebhook(in, w, v, true)
-	if err := v.err(); err != nil {
+	if err := v.Err(); err != nil {
 		return err
 	}
 	secret, sealed := s.newWebhookSecret()
 	w.SecretSealed, w.SecretPrefix = sealed, secret[:secretShownChars]
 	switch err := s.st.CreateWebhook(w, maxWebhooksPerTeam); {
 	case errors.Is(err, store.ErrLimit):
-		return errLimitExceeded("a team may have at most " + strconv.Itoa(maxWebhooksPerTeam) + " webhooks")
+		return httpapi.ErrLimitExceeded("a team may have at most " + strconv.Itoa(maxWebhooksPerTeam) + " webhooks")
 	case err != nil:
 		return err
 	}
@@ -201,9 +205,9 @@ func (s *Server) patchWebhook(c *call) error {
 	return patch(c, s.res.webhooks, decodeWebhook, func(cur *store.Webhook, ver int64, in *webhookInput) (*store.Webhook, error) {
 		now := s.now()
 		w, err := s.st.UpdateWebhook(c.team(), cur.ID, ver, func(w *store.Webhook) error {
-			v := &validator{}
+			v := &httpapi.Validator{}
 			s.applyWebhook(in, w, v, false)
-			if err := v.err(); err != nil {
+			if err := v.Err(); err != nil {
 				return err
 			}
 			w.UpdatedAt = now
@@ -315,7 +319,7 @@ func (s *Server) listDeliveries(c *call) error {
 	}
 	status := c.r.URL.Query().Get("status")
 	if status != "" && !containsStr(deliveryStatuses, status) {
-		return errInvalidParam("status", "status must be one of pending, succeeded, failed")
+		return httpapi.ErrInvalidParam("status", "status must be one of pending, succeeded, failed")
 	}
 	ds, more, err := s.st.WebhookDeliveries(w.ID, pg.after, status, pg.limit)
 	if err != nil {
@@ -325,10 +329,10 @@ func (s *Server) listDeliveries(c *call) error {
 	for _, d := range ds {
 		out = append(out, deliveryView(d))
 	}
-	var pag pagination
+	var pag httpapi.Pagination
 	if more && len(ds) > 0 {
 		next := base64.RawURLEncoding.EncodeToString([]byte(ds[len(ds)-1].ID))
-		pag = pagination{HasMore: true, NextCursor: &next}
+		pag = httpapi.Pagination{HasMore: true, NextCursor: &next}
 	}
 	c.list(out, pag)
 	return nil

@@ -172,7 +172,7 @@ func newReceiver(t *testing.T) *receiver {
 // TestWebhookEndToEnd creates a webhook through the API, emits an event
 // and a test event, and checks the signed deliveries and the delivery log.
 func TestWebhookEndToEnd(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.AllowPrivateWebhookTargets = true; o.Now = time.Now })
+	e := newEnv(t, func(o *Options) { o.Webhooks.AllowPrivateTargets = true; o.Now = time.Now })
 	rc := newReceiver(t)
 	r := e.do("POST", "/api/v1/webhooks", validWebhook(rc.srv.URL+"/hook"))
 	if r.Code != 201 {

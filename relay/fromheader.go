@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/mail"
 	"strings"
+
+	"github.com/smtpmux/smtpmux/internal/mailhdr"
 )
 
 // headerFromIs reports whether a message sent with a mailbox password
@@ -30,16 +32,7 @@ func headerFromIs(body []byte, want string) bool {
 // mailboxHeadersOK is headerFromIs with complete saying whether body is
 // the whole message (false: only its first bytes were read into memory).
 func mailboxHeadersOK(body []byte, want string, complete bool) bool {
-	block := body
-	if end := bytes.Index(body, []byte("\r\n\r\n")); end >= 0 {
-		block = body[:end+2]
-	} else if !complete {
-		return false // a header block too long to check is not trusted
-	}
-	if bytes.HasPrefix(body, []byte("\r\n")) {
-		return false // no header at all
-	}
-	fields, ok := splitFields(block)
+	fields, ok := strictHeader(body, complete)
 	if !ok {
 		return false
 	}
@@ -62,43 +55,52 @@ func mailboxHeadersOK(body []byte, want string, complete bool) bool {
 	return froms == 1
 }
 
-// field is one unfolded header field.
-type field struct{ name, value string }
-
-// splitFields splits a header block of CRLF-ended lines into fields. It
-// fails on a line that is neither a field nor a continuation.
-func splitFields(block []byte) ([]field, bool) {
-	var out []field
-	for len(block) > 0 {
-		i := bytes.Index(block, []byte("\r\n"))
-		if i < 0 {
-			i = len(block) // the last line of a message with no body
+// strictHeader returns the unfolded fields of body's header block, read
+// strictly: lines end in CRLF only, every line is a field "name:" (RFC
+// 5322 ftext, no space before the colon) or a continuation of one, and
+// no line holds a bare CR, a bare LF or a NUL. It fails on any other line,
+// on a message with no header, and (complete false: body is only the
+// message's first bytes) on a header block not ended within body.
+func strictHeader(body []byte, complete bool) ([]field, bool) {
+	h := mailhdr.Split(body, mailhdr.Options{Mode: mailhdr.CRLF})
+	switch {
+	case !h.Blank && !complete:
+		return nil, false // a header block too long to check is not trusted
+	case h.Blank && h.End == 0:
+		return nil, false // no header at all
+	}
+	out := make([]field, 0, len(h.Fields))
+	for _, f := range h.Fields {
+		lines := f.Lines(body, mailhdr.CRLF)
+		first := lines[0]
+		if first[0] == ' ' || first[0] == '\t' {
+			return nil, false // a continuation of nothing
 		}
-		line := string(block[:i])
-		block = block[min(i+2, len(block)):]
-		if strings.ContainsAny(line, "\r\n\x00") {
+		if f.Colon < 1 {
 			return nil, false
 		}
-		if line != "" && (line[0] == ' ' || line[0] == '\t') {
-			if len(out) == 0 {
-				return nil, false // a continuation of nothing
-			}
-			out[len(out)-1].value += line
-			continue
-		}
-		colon := strings.IndexByte(line, ':')
-		if colon < 1 {
-			return nil, false
-		}
-		for j := 0; j < colon; j++ {
-			if c := line[j]; c < 33 || c > 126 {
+		for _, c := range first[:f.Colon] {
+			if c < 33 || c > 126 {
 				return nil, false
 			}
 		}
-		out = append(out, field{name: line[:colon], value: line[colon+1:]})
+		var value strings.Builder
+		value.Write(first[f.Colon+1:])
+		for i, l := range lines {
+			if bytes.ContainsAny(l, "\r\n\x00") {
+				return nil, false
+			}
+			if i > 0 {
+				value.Write(l)
+			}
+		}
+		out = append(out, field{name: string(first[:f.Colon]), value: value.String()})
 	}
 	return out, true
 }
+
+// field is one unfolded header field.
+type field struct{ name, value string }
 
 // onlyAddress reports whether an address-list value is exactly one
 // mailbox, want. net/mail flattens a group ("staff: a@x;") into its

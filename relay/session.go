@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/crlf"
+	"github.com/smtpmux/smtpmux/internal/mailhdr"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"github.com/smtpmux/smtpmux/routing"
@@ -475,18 +475,48 @@ func (srv *Server) reject(c *Credential, reason string) {
 		slog.String("reason", reason))
 }
 
-// readHeader parses the header block (at most 64 KiB of it).
+// readHeader parses the header block (at most 64 KiB of it) as
+// net/textproto's ReadMIMEHeader does, best effort: values unfolded and
+// trimmed, keys canonical, and the fields before the first malformed one
+// (no colon, a bad key or control bytes in the value) kept.
 func readHeader(body []byte) textproto.MIMEHeader {
-	end := bytes.Index(body, []byte("\r\n\r\n"))
-	if end < 0 {
-		end = len(body)
+	b := body[:min(len(body), 64<<10)]
+	h := textproto.MIMEHeader{}
+	for _, f := range mailhdr.Split(b, mailhdr.Options{Mode: mailhdr.LF}).Fields {
+		lines := f.Lines(b, mailhdr.LF)
+		if lines[0][0] == ' ' || lines[0][0] == '\t' || f.Colon < 0 {
+			return h // a leading continuation, or no colon: malformed
+		}
+		kv := append([]byte(nil), trimWSP(lines[0])...)
+		for _, l := range lines[1:] {
+			kv = append(append(kv, ' '), trimWSP(l)...)
+		}
+		k, v, _ := bytes.Cut(kv, []byte(":"))
+		if !headerKey(k) || bytes.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+			return h
+		}
+		key := textproto.CanonicalMIMEHeaderKey(string(k))
+		h[key] = append(h[key], string(bytes.TrimLeft(v, " \t")))
 	}
-	if end > 64<<10 {
-		end = 64 << 10
-	}
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(body[:end:end], "\r\n\r\n"...))))
-	h, _ := tr.ReadMIMEHeader()
 	return h
+}
+
+// trimWSP trims spaces and tabs at both ends.
+func trimWSP(b []byte) []byte { return bytes.Trim(b, " \t") }
+
+// headerKey reports whether k is a field name net/textproto accepts:
+// token characters, and spaces (kept, not canonicalised).
+func headerKey(k []byte) bool {
+	if len(k) == 0 {
+		return false
+	}
+	for _, c := range k {
+		if c != ' ' && !(c < 0x80 && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0)) {
+			return false
+		}
+	}
+	return true
 }
 
 // headerSummary extracts Subject and Message-ID for the message log. A

@@ -84,9 +84,6 @@ type Verdict struct {
 	Permanent bool
 }
 
-// Breaker reports whether the failure counts toward the provider's breaker.
-func (v Verdict) Breaker() bool { return v.Class.FeedsBreaker() }
-
 // Phase is the step of an upstream conversation a failure happened in.
 type Phase string
 

@@ -91,11 +91,11 @@ func FuzzDecide(f *testing.F) {
 		fl := Failure{Phase: Phase(phase), Code: code, Enhanced: enh, Text: text}
 		v := Decide(fl)
 		e := parseEnhanced(enh)
-		if v.Breaker() && (v.Scope == ScopeRecipient || v.Scope == ScopeMessage || v.Scope == ScopePolicy) {
+		if v.Class.FeedsBreaker() && (v.Scope == ScopeRecipient || v.Scope == ScopeMessage || v.Scope == ScopePolicy) {
 			t.Fatalf("%+v: %+v reaches the breaker", fl, v)
 		}
 		recipientCode := e.subject == 2 || e.subject == 1 && e.detail != 90 || e.subject == 3 && e.detail == 4
-		if code != 0 && fl.Phase != PhaseConnect && fl.Phase != PhaseAuth && fl.Phase != PhaseAPI && recipientCode && !vendorQuota(fl) && v.Breaker() {
+		if code != 0 && fl.Phase != PhaseConnect && fl.Phase != PhaseAuth && fl.Phase != PhaseAPI && recipientCode && !vendorQuota(fl) && v.Class.FeedsBreaker() {
 			t.Fatalf("%+v: recipient/message code reaches the breaker (%+v)", fl, v)
 		}
 		if fl.Phase == PhaseRcpt && code != 0 && code != 421 && v.Class == Quota && !(e.subject == 4 && e.detail == 5) && !(e.subject == 1 && e.detail == 90) {

@@ -85,10 +85,10 @@ func TestRealReplies(t *testing.T) {
 			t.Errorf("%s %s %d %s %q: got %+v, want class %v scope %s permanent %v",
 				tc.src, tc.f.Phase, tc.f.Code, tc.f.Enhanced, tc.f.Text, v, tc.class, tc.scope, tc.perm)
 		}
-		if v.Breaker() != tc.breaker {
-			t.Errorf("%s %d %s %q: reaches the breaker = %v, want %v", tc.src, tc.f.Code, tc.f.Enhanced, tc.f.Text, v.Breaker(), tc.breaker)
+		if v.Class.FeedsBreaker() != tc.breaker {
+			t.Errorf("%s %d %s %q: reaches the breaker = %v, want %v", tc.src, tc.f.Code, tc.f.Enhanced, tc.f.Text, v.Class.FeedsBreaker(), tc.breaker)
 		}
-		if v.Breaker() && !strings.HasPrefix(string(v.Scope), "provider") && v.Scope != ScopeNetwork {
+		if v.Class.FeedsBreaker() && !strings.HasPrefix(string(v.Scope), "provider") && v.Scope != ScopeNetwork {
 			t.Errorf("%s %q: scope %s reaches the breaker", tc.src, tc.f.Text, v.Scope)
 		}
 	}

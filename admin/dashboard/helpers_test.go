@@ -84,7 +84,8 @@ func newEnv(t testing.TB, mods ...func(*admin.Options)) *env {
 	e := &env{t: t, st: st, clock: &clock{t: time.Now().UTC()},
 		limits: &countingAttempts{max: 5, failed: map[string]int{}}}
 	opts := admin.Options{Store: st, Sealer: sealer, Logger: slog.New(slog.DiscardHandler),
-		OperatorToken: testOperator, AuthAttempts: e.limits, AllowPrivateProviderHosts: true}
+		OperatorToken: testOperator, HTTP: admin.HTTPOptions{AuthAttempts: e.limits},
+		Providers: admin.ProviderOptions{AllowPrivateHosts: true}}
 	for _, m := range mods {
 		m(&opts)
 	}

@@ -187,7 +187,7 @@ func TestDomains(t *testing.T) {
 // offers Request increase; the request reaches the operator view, whose
 // Approve raises the limit.
 func TestRequestIncreaseAndApprove(t *testing.T) {
-	e := newEnv(t, func(o *admin.Options) { o.ProviderLimit = 5 })
+	e := newEnv(t, func(o *admin.Options) { o.Providers.Limit = 5 })
 	b := e.browser()
 	b.signIn(e.root)
 	for i := 0; i < 4; i++ {
@@ -299,7 +299,7 @@ func TestMailboxes(t *testing.T) {
 // delivery is listed), rotate the secret, disable, delete; a form without
 // events is the API's 422.
 func TestWebhooks(t *testing.T) {
-	e := newEnv(t, func(o *admin.Options) { o.AllowPrivateWebhookTargets = true })
+	e := newEnv(t, func(o *admin.Options) { o.Webhooks.AllowPrivateTargets = true })
 	b := e.browser()
 	b.signIn(e.root)
 	if p := b.post("/webhooks", "/webhooks", url.Values{"url": {"http://127.0.0.1:9/hook"}}); p.Code != http.StatusUnprocessableEntity || !strings.Contains(p.Body, "event_types") {

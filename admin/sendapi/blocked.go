@@ -19,7 +19,7 @@ func GuessType(name string) string {
 
 // blockedExts are executable, script, installer, disk-image and archive
 // extensions. Names are easy to fake, so content is sniffed as well
-// (SniffBlocked); the name check catches what has no magic number (scripts).
+// (SniffBlockedAt); the name check catches what has no magic number (scripts).
 var blockedExts = map[string]string{}
 
 func init() {
@@ -92,21 +92,16 @@ var magics = []magic{
 	{0x9001, "CD001", "a disk image", nil},
 }
 
-// SniffBlocked reports what forbidden kind of file data is ("" when it is
-// none): executables, scripts with a shebang, archives and disk images, by
-// their magic numbers. ZIP needs a closer look, because Office (OOXML) and
-// OpenDocument files are ZIP containers too and must pass; JARs and APKs
-// are ZIPs that must not.
-func SniffBlocked(data []byte) string {
-	return SniffBlockedAt(bytes.NewReader(data), int64(len(data)))
-}
-
 // sniffHead is how far into a file the magic numbers reach (the last
 // disk-image signature ends at 0x9006).
 const sniffHead = 0x9001 + 5
 
-// SniffBlockedAt is SniffBlocked over content of size bytes that is read,
-// not held: only its head and its last 512 bytes, and for a ZIP its
+// SniffBlockedAt reports what forbidden kind of file the content of size
+// bytes is ("" when it is none): executables, scripts with a shebang,
+// archives and disk images, by their magic numbers. ZIP needs a closer
+// look, because Office (OOXML) and OpenDocument files are ZIP containers
+// too and must pass; JARs and APKs are ZIPs that must not. The content is
+// read, not held: only its head and its last 512 bytes, and for a ZIP its
 // directory and the entries officeDocument opens.
 func SniffBlockedAt(r io.ReaderAt, size int64) string {
 	head := make([]byte, min(size, sniffHead))

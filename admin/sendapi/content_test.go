@@ -43,13 +43,13 @@ func TestSniffBlocked(t *testing.T) {
 		{"png", []byte("\x89PNG\r\n\x1a\n"), false},
 		{"text", []byte("hello"), false},
 	} {
-		if got := SniffBlocked(tc.data) != ""; got != tc.blocked {
-			t.Errorf("%s: blocked=%v, want %v (%q)", tc.name, got, tc.blocked, SniffBlocked(tc.data))
+		if got := sniff(tc.data) != ""; got != tc.blocked {
+			t.Errorf("%s: blocked=%v, want %v (%q)", tc.name, got, tc.blocked, sniff(tc.data))
 		}
 		// The send path sniffs the base64 text, decoding only what it reads.
 		c, ok := ParseBase64([]byte(base64.StdEncoding.EncodeToString(tc.data)))
-		if got := SniffBlockedAt(c, c.Size()); !ok || got != SniffBlocked(tc.data) {
-			t.Errorf("%s: through base64 %q, directly %q", tc.name, got, SniffBlocked(tc.data))
+		if got := SniffBlockedAt(c, c.Size()); !ok || got != sniff(tc.data) {
+			t.Errorf("%s: through base64 %q, directly %q", tc.name, got, sniff(tc.data))
 		}
 	}
 	for name, blocked := range map[string]bool{"a.EXE": true, "b.tar.gz": true, "c.js": true, "d.pdf": false, "noext": false, "e.docx": false,
@@ -168,3 +168,6 @@ func oldDecode(raw []byte) ([]byte, bool) {
 	data, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 	return data, err == nil && len(data) > 0
 }
+
+// sniff is SniffBlockedAt over bytes in memory.
+func sniff(data []byte) string { return SniffBlockedAt(bytes.NewReader(data), int64(len(data))) }

@@ -1,10 +1,13 @@
-// Package sendapi is the message of the HTTP Sending API once its JSON
-// has been validated: the model (Message, Address, Attachment), the
-// attachment content kept as base64 text and the checks that refuse
-// executables and archives by name and by content, and the rendering as
-// the RFC 5322 bytes the relay stores (BuildMIME). It knows nothing of
-// HTTP: admin decodes and validates the request, answers it, and hands
-// the relay what BuildMIME wrote.
+// Package sendapi is the HTTP Sending API: POST /api/v1/emails/send and
+// /emails/send/batch (Handler), mounted by admin's Server. It
+// authenticates sending keys and mailbox passwords through the relay
+// (Sender), refuses root keys, bounds the request bytes sends hold at
+// once (the send budget), decodes and validates the JSON into a Message
+// (attachments kept as base64 text, executables and archives refused by
+// name and by content), renders it as the RFC 5322 bytes the relay stores
+// (BuildMIME) and hands them to the relay. Batches are one request of up
+// to 100 messages with a result each. The envelope, JSON decoding and
+// idempotency are internal/httpapi's, shared with the Management API.
 package sendapi
 
 // Address is a validated address with an optional display name.

@@ -98,7 +98,7 @@ func TestDKIMEndToEnd(t *testing.T) {
 	}
 	ctx := context.Background()
 	opts := &dkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
-		return dnscheck.LookupTXT(ctx, srv.Addr, name)
+		return (&dnscheck.Resolver{Addr: srv.Addr}).LookupTXT(ctx, name)
 	}}
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), opts)
 	if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "mail.example.org" {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/relay"
 )
 
@@ -12,15 +13,15 @@ import (
 // through as they are: relay and admin share internal/senderr's.
 type relaySender struct{ srv *relay.Server }
 
-func (s relaySender) Authenticate(remoteIP, secret string) (*admin.SendCredential, error) {
+func (s relaySender) Authenticate(remoteIP, secret string) (*sendapi.Credential, error) {
 	c, err := s.srv.Authenticate(remoteIP, secret)
 	if err != nil {
 		return nil, err
 	}
-	return &admin.SendCredential{Kind: c.Kind, ID: c.ID, TeamID: c.TeamID, RequiredFrom: c.RequiredFrom}, nil
+	return &sendapi.Credential{Kind: c.Kind, ID: c.ID, TeamID: c.TeamID, RequiredFrom: c.RequiredFrom}, nil
 }
 
-func (s relaySender) Submit(c *admin.SendCredential, from string, rcpts []string, body []byte) (string, error) {
+func (s relaySender) Submit(c *sendapi.Credential, from string, rcpts []string, body []byte) (string, error) {
 	return s.srv.Submit(c.Kind, c.ID, from, rcpts, body)
 }
 

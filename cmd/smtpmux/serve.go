@@ -24,8 +24,10 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/dashboard"
+	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
@@ -303,24 +305,31 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *admin.Server {
 	cfg := d.cfg
 	return admin.New(admin.Options{
-		Store: d.store, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: d.log, Version: version,
-		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
-		OAuthReturnTo:     dashboardAccounts(cfg.file.Dashboard.Enabled),
-		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
-		DNSResolver: cfg.file.DNS.Resolver, KeyRotationGrace: cfg.rotationGrace,
-		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: d.hooks,
-		AllowPrivateWebhookTargets: cfg.file.Webhooks.AllowPrivateTargets,
-		AllowPrivateProviderHosts:  cfg.file.Providers.AllowPrivateHosts,
-		SESDefaultCredentials:      cfg.file.Providers.SESDefaultCredentials,
-		UnauthenticatedBodyTimeout: cfg.unauthBodyTimeout, BodyReadTimeout: httpReadTimeout,
-		MaxSendBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, SendBodyTimeout: cfg.sendBodyTimeout, AuthAttempts: d.smtp, TrackingListener: cfg.file.Tracking.Listen != "",
-		ReservedHosts: listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
-		OnLimitDecided: func(teamID, requestID, decision string) {
+		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
+		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
+		HTTP: admin.HTTPOptions{
+			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
+			AuthAttempts:     d.smtp,
+			TrackingListener: cfg.file.Tracking.Listen != "",
+			ReservedHosts:    listenHosts(cfg.file.HTTP.Listen, cfg.file.Tracking.Listen, cfg.file.Metrics.Listen),
+		},
+		Sending: sendapi.Config{Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname,
+			MaxBytesInFlight: cfg.file.HTTP.MaxSendBytesInFlight, BodyTimeout: cfg.sendBodyTimeout},
+		Providers: admin.ProviderOptions{
+			Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered},
+			OAuth:  oauthOption(connector), Health: d.sched.Health, Limit: cfg.file.Limits.ProvidersPerTeam,
+			OAuthReturnTo:         dashboardAccounts(cfg.file.Dashboard.Enabled),
+			AllowPrivateHosts:     cfg.file.Providers.AllowPrivateHosts,
+			SESDefaultCredentials: cfg.file.Providers.SESDefaultCredentials,
+		},
+		Managed: admin.ManagedOptions{DailyLimit: cfg.file.Managed.DailyLimit, HourlyLimit: cfg.file.Managed.HourlyLimit,
+			Usage: managedUsage(d.sched)},
+		Webhooks: admin.WebhookOptions{Dispatcher: d.hooks, AllowPrivateTargets: cfg.file.Webhooks.AllowPrivateTargets},
+		Hooks: admin.Hooks{OnLimitDecided: func(teamID, requestID, decision string) {
 			d.sched.Wake(teamID) // a raised managed limit may let waiting mail go
 			d.hooks.Emit(event.Event{Type: event.LimitRequestDecided, TeamID: teamID, At: time.Now().UTC(),
 				Extra: map[string]any{"request_id": requestID, "decision": decision}})
-		},
+		}},
 	})
 }
 

@@ -34,7 +34,7 @@ func TestShapeSignVerifyOverDNS(t *testing.T) {
 			for _, r := range dnscheck.Records("mail.example.org", "smx2024", "tok-123", pubDNS) {
 				srv.SetTXT(r.Name, r.Value) // RSA keys arrive as several character-strings
 			}
-			res := dnscheck.Verify(ctx, srv.Addr, "mail.example.org", "smx2024", "tok-123", pubDNS)
+			res := (&dnscheck.Resolver{Addr: srv.Addr}).Verify(ctx, "mail.example.org", "smx2024", "tok-123", pubDNS)
 			if !res.Verified {
 				t.Fatalf("domain not verified: %+v", res)
 			}
@@ -61,7 +61,7 @@ func TestShapeSignVerifyOverDNS(t *testing.T) {
 			}
 
 			lookup := &dkim.VerifyOptions{LookupTXT: func(name string) ([]string, error) {
-				return dnscheck.LookupTXT(ctx, srv.Addr, name)
+				return (&dnscheck.Resolver{Addr: srv.Addr}).LookupTXT(ctx, name)
 			}}
 			vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), lookup)
 			if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "mail.example.org" {

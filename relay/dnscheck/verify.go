@@ -64,19 +64,6 @@ type Resolver struct {
 	Timeout time.Duration
 }
 
-// Verify checks domain's records against resolverAddr ("" for the system
-// resolver) with the default timeouts. See Resolver.Verify.
-func Verify(ctx context.Context, resolverAddr, domain, selector, token, dkimTXT string) Result {
-	return (&Resolver{Addr: resolverAddr}).Verify(ctx, domain, selector, token, dkimTXT)
-}
-
-// LookupTXT returns the TXT records at name through resolverAddr, one
-// string per record with its character-strings joined, like
-// net.LookupTXT. Its signature fits go-msgauth's dkim.VerifyOptions.
-func LookupTXT(ctx context.Context, resolverAddr, name string) ([]string, error) {
-	return (&Resolver{Addr: resolverAddr}).LookupTXT(ctx, name)
-}
-
 // Verify looks up the four records Records describes and reports each.
 // Checks never return an error: every failure, including DNS failures, is
 // a failed check with a Detail, because that is what the team needs to see.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/emersion/go-message/mail"
 	gmtextproto "github.com/emersion/go-message/textproto"
+	"github.com/smtpmux/smtpmux/internal/mailhdr"
 )
 
 // rawHeader locates an entity's header block by byte offsets. We keep our
@@ -52,39 +53,13 @@ type rawField struct {
 // starting with SP/HT continues the previous field, the first empty line ends
 // the header), so that the two views of the header agree.
 func scanHeader(b []byte) rawHeader {
-	h := rawHeader{end: len(b), body: len(b), nl: "\r\n"}
-	for pos, first := 0, true; pos < len(b); first = false {
-		next := len(b)
-		if i := bytes.IndexByte(b[pos:], '\n'); i >= 0 {
-			next = pos + i + 1
-			if first && (i == 0 || b[pos+i-1] != '\r') {
-				h.nl = "\n"
-			}
-		}
-		line := b[pos:next]
-		if bytes.HasSuffix(line, []byte("\n")) {
-			// Only a CR that precedes the LF is part of the line ending,
-			// as bufio.Reader.ReadLine sees it.
-			line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
-		}
-		switch {
-		case len(line) == 0:
-			h.end, h.body = pos, next
-			return h
-		case (line[0] == ' ' || line[0] == '\t') && len(h.fields) > 0:
-			h.fields[len(h.fields)-1].end = next
-		default:
-			key := line
-			if i := bytes.IndexByte(line, ':'); i >= 0 {
-				key = line[:i]
-			}
-			key = bytes.Trim(key, " \t")
-			h.fields = append(h.fields, rawField{
-				key:   textproto.CanonicalMIMEHeaderKey(string(key)),
-				start: pos, end: next,
-			})
-		}
-		pos = next
+	mh := mailhdr.Split(b, mailhdr.Options{Mode: mailhdr.LF})
+	h := rawHeader{end: mh.End, body: mh.Body, nl: mh.NL}
+	for _, f := range mh.Fields {
+		h.fields = append(h.fields, rawField{
+			key:   textproto.CanonicalMIMEHeaderKey(string(bytes.Trim(f.Name(b), " \t"))),
+			start: f.Start, end: f.End,
+		})
 	}
 	return h
 }

@@ -12,6 +12,8 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
+
+	"github.com/smtpmux/smtpmux/internal/mailhdr"
 )
 
 // Prepare rewrites msg for an API that sends as sendAs and delivers to
@@ -227,21 +229,10 @@ type header struct {
 // already and the API will judge it. A message without a blank line is
 // all header.
 func splitHeader(msg []byte) (header, []byte) {
-	var lines [][]byte
-	body := []byte(nil)
-	for pos := 0; pos < len(msg); {
-		end := len(msg)
-		if i := bytes.IndexByte(msg[pos:], '\n'); i >= 0 {
-			end = pos + i + 1
-		}
-		line := msg[pos:end]
-		pos = end
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			lines = append(lines, line)
-			body = msg[end:] // after the blank line (or a stray CR at the very end)
-			break
-		}
-		lines = append(lines, line)
+	mh := mailhdr.Split(msg, mailhdr.Options{Mode: mailhdr.LF, CROnlyBlank: true})
+	var body []byte
+	if mh.Blank {
+		body = msg[mh.Body:] // after the blank line (or a stray CR at the very end)
 	}
 	// Added fields use the header's line ending: LF only when the header,
 	// blank line included, has LF endings and no CRLF at all. Deciding on
@@ -251,27 +242,20 @@ func splitHeader(msg []byte) (header, []byte) {
 	if hdr := msg[:len(msg)-len(body)]; bytes.IndexByte(hdr, '\n') >= 0 && !bytes.Contains(hdr, []byte("\r\n")) {
 		h.eol = "\n"
 	}
-	if body != nil {
-		lines = lines[:len(lines)-1] // the blank line
-	}
-	for _, line := range lines {
-		if line[len(line)-1] != '\n' {
+	for _, f := range mh.Fields {
+		raw := msg[f.Start:f.End:f.End]
+		if raw[len(raw)-1] != '\n' {
 			// The last line lacks its ending; give it one so that a
 			// field added after it starts on a line of its own (a
 			// trailing CR would turn an LF ending into CRLF).
-			t := bytes.TrimRight(line, "\r")
-			line = append(t[:len(t):len(t)], h.eol...)
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(h.fields) > 0 {
-			last := &h.fields[len(h.fields)-1]
-			last.raw = append(last.raw[:len(last.raw):len(last.raw)], line...)
-			continue
+			t := bytes.TrimRight(raw, "\r")
+			raw = append(t[:len(t):len(t)], h.eol...)
 		}
 		name := ""
-		if i := bytes.IndexByte(line, ':'); i > 0 {
-			name = strings.ToLower(strings.TrimSpace(string(line[:i])))
+		if f.Colon > 0 {
+			name = strings.ToLower(strings.TrimSpace(string(f.Name(msg))))
 		}
-		h.fields = append(h.fields, field{name: name, raw: line})
+		h.fields = append(h.fields, field{name: name, raw: raw})
 	}
 	return h, body
 }

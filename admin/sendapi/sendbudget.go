@@ -1,20 +1,22 @@
-package admin
+package sendapi
 
 import (
 	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 )
 
-// defaultSendBytesInFlight is Options.MaxSendBytesInFlight's default.
+// defaultSendBytesInFlight is Config.MaxBytesInFlight's default.
 const defaultSendBytesInFlight = 64 << 20
 
-// defaultSendBodyTimeout is Options.SendBodyTimeout's default.
+// defaultSendBodyTimeout is Config.BodyTimeout's default.
 const defaultSendBodyTimeout = 60 * time.Second
 
 // sendBodyMinRate is the pace an HTTP send's body must keep once its
-// grace (Options.SendBodyTimeout) is spent: 32 KiB/s, so a 35 MB body
+// grace (Config.BodyTimeout) is spent: 32 KiB/s, so a 35 MB body
 // may take 18 minutes plus the grace, and the 10-minute authenticated
 // read timeout is what ends it first.
 const sendBodyMinRate = 32 << 10
@@ -81,7 +83,7 @@ func (b *sendBudget) inFlight() int64 {
 
 // errSendBusy is the answer past the bound.
 func errSendBusy() error {
-	return &apiError{Status: http.StatusServiceUnavailable, Code: codeServiceUnavailable, Retryable: true,
+	return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeServiceUnavailable, Retryable: true,
 		Message:    "too many large sends are in progress on this server; retry shortly",
 		RetryAfter: time.Second}
 }
@@ -90,26 +92,23 @@ func errSendBusy() error {
 // the send budget and keeps the body's read deadline in step with the
 // bytes that arrived; release gives the reservation back once the
 // request is done with its bytes.
-func (s *Server) reserveSend(c *call) (body *budgetBody, release func()) {
+func (s *Handler) reserveSend(c *call) (body *budgetBody, release func()) {
 	if c.r.ContentLength > maxSendBodyBytes {
 		return nil, func() {} // answered 413 before anything is read
 	}
 	bb := &budgetBody{ReadCloser: c.r.Body, b: s.sendBytes, team: c.send.TeamID}
-	if d := s.opts.BodyReadTimeout; d > 0 && s.opts.UnauthenticatedBodyTimeout > 0 {
+	if d := s.opts.Deadlines.Body; d > 0 && s.opts.Deadlines.Unauthenticated > 0 {
 		bb.rc = http.NewResponseController(c.w)
-		bb.start = time.Now()
-		if info := infoFrom(c.r); info != nil {
-			bb.start = info.start
-		}
-		bb.grace, bb.last = s.opts.SendBodyTimeout, bb.start.Add(d)
+		bb.start = httpapi.Started(c.r)
+		bb.grace, bb.last = s.opts.BodyTimeout, bb.start.Add(d)
 		bb.extend(0)
 	}
 	c.r.Body = bb
 	return bb, func() { bb.b.give(bb.team, bb.held) }
 }
 
-// budgetBody is a send's request body. readRaw grows its buffer through
-// grow, which reserves in the budget; Read moves the read deadline.
+// budgetBody is a send's request body. httpapi.ReadRaw grows its buffer
+// through Grow, which reserves in the budget; Read moves the read deadline.
 type budgetBody struct {
 	io.ReadCloser
 	b       *sendBudget
@@ -127,9 +126,9 @@ type budgetBody struct {
 	until       time.Time
 }
 
-// grow reserves n more bytes of buffer; past the bound it fails with
+// Grow reserves n more bytes of buffer; past the bound it fails with
 // errSendBusy.
-func (bb *budgetBody) grow(n int64) error {
+func (bb *budgetBody) Grow(n int64) error {
 	if !bb.b.take(bb.team, n, bb.held) {
 		bb.refused = true
 		return errSendBusy()
@@ -159,14 +158,4 @@ func (bb *budgetBody) extend(n int) {
 	}
 	bb.until = until
 	_ = bb.rc.SetReadDeadline(until)
-}
-
-// bufferGrower returns how readRaw reserves the buffer it reads body
-// into: through the send budget for a send, freely otherwise (the 1 MiB
-// bound of other requests is their limit).
-func bufferGrower(body io.Reader) func(int64) error {
-	if bb, ok := body.(*budgetBody); ok {
-		return bb.grow
-	}
-	return func(int64) error { return nil }
 }

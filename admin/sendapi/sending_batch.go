@@ -1,4 +1,4 @@
-package admin
+package sendapi
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 )
 
 // maxBatchMessages bounds POST /emails/send/batch (SPEC §4).
@@ -13,10 +15,10 @@ const maxBatchMessages = 100
 
 // batchItem is one message's result, in input order.
 type batchItem struct {
-	Index     int       `json:"index"`
-	MessageID *string   `json:"message_id"`
-	Status    string    `json:"status"` // queued | failed
-	Error     *apiError `json:"error,omitempty"`
+	Index     int            `json:"index"`
+	MessageID *string        `json:"message_id"`
+	Status    string         `json:"status"` // queued | failed
+	Error     *httpapi.Error `json:"error,omitempty"`
 }
 
 type batchSummary struct {
@@ -38,27 +40,23 @@ type batchResult struct {
 // failed for reasons that may pass, and nothing was queued, so retrying
 // the whole batch cannot duplicate anything). A 503 is not stored under an
 // Idempotency-Key, so such a retry runs again.
-func (s *Server) sendBatch(c *call) error {
-	data, err := readBodyLimit(c.r, maxSendBodyBytes)
+func (s *Handler) sendBatch(c *call) error {
+	o, err := httpapi.ReadObject(c.r, maxSendBodyBytes)
 	if err != nil {
 		return err
 	}
-	o, err := parseObject("", data)
-	if err != nil {
+	if err := o.Allow("messages"); err != nil {
 		return err
 	}
-	if err := o.allow("messages"); err != nil {
-		return err
-	}
-	msgs, err := rawList(o, "messages")
+	msgs, err := httpapi.RawList(o, "messages")
 	if err != nil {
 		return err
 	}
 	switch {
 	case !msgs.Set || msgs.Null:
-		return errValidation("messages", fcRequired, "messages is required: an array of 1 to 100 messages")
+		return httpapi.ErrValidation("messages", httpapi.FieldRequired, "messages is required: an array of 1 to 100 messages")
 	case len(msgs.V) == 0 || len(msgs.V) > maxBatchMessages:
-		return errValidation("messages", fcOutOfRange, fmt.Sprintf("messages must hold 1 to %d messages, not %d", maxBatchMessages, len(msgs.V)))
+		return httpapi.ErrValidation("messages", httpapi.FieldOutOfRange, fmt.Sprintf("messages must hold 1 to %d messages, not %d", maxBatchMessages, len(msgs.V)))
 	}
 	res := batchResult{Results: make([]batchItem, 0, len(msgs.V)), Summary: batchSummary{Total: len(msgs.V)}}
 	transient := 0
@@ -85,8 +83,8 @@ func (s *Server) sendBatch(c *call) error {
 	return batchFailure(res, transient)
 }
 
-func (s *Server) batchOne(c *call, raw json.RawMessage) (string, error) {
-	o, err := parseObject("", raw)
+func (s *Handler) batchOne(c *call, raw json.RawMessage) (string, error) {
+	o, err := httpapi.ParseObject("", raw)
 	if err != nil {
 		return "", err
 	}
@@ -99,23 +97,22 @@ func (s *Server) batchOne(c *call, raw json.RawMessage) (string, error) {
 
 // itemError renders one message's failure. Internal errors are logged with
 // the request and index and reported generically, as fail does.
-func (s *Server) itemError(c *call, i int, err error) *apiError {
-	var ae *apiError
+func (s *Handler) itemError(c *call, i int, err error) *httpapi.Error {
+	var ae *httpapi.Error
 	if errors.As(err, &ae) {
 		return ae
 	}
 	s.log.Error("batch message failed", "request_id", c.reqID, "index", i, "err", err)
-	if ae := storageFull(err); ae != nil {
+	if ae := httpapi.StorageFull(err); ae != nil {
 		return ae
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Retryable: true,
-		Message: "internal error; quote request " + c.reqID + " when reporting it"}
+	return httpapi.ErrInternal(c.reqID)
 }
 
 // batchFailure is the answer when no message was queued. Its errors[] name
 // each message's problems with their path in the request.
 func batchFailure(res batchResult, transient int) error {
-	var fields []fieldError
+	var fields []httpapi.FieldError
 	for _, it := range res.Results {
 		prefix := fmt.Sprintf("messages[%d]", it.Index)
 		e := it.Error
@@ -124,15 +121,15 @@ func batchFailure(res batchResult, transient int) error {
 			if e.Param != "" {
 				f += "." + e.Param
 			}
-			fields = append(fields, fieldError{Field: f, Code: e.Code, Message: e.Message})
+			fields = append(fields, httpapi.FieldError{Field: f, Code: e.Code, Message: e.Message})
 			continue
 		}
 		for _, fe := range e.Errors {
-			fields = append(fields, fieldError{Field: prefix + "." + fe.Field, Code: fe.Code, Message: fe.Message})
+			fields = append(fields, httpapi.FieldError{Field: prefix + "." + fe.Field, Code: fe.Code, Message: fe.Message})
 		}
 	}
 	if transient == 0 {
-		return &apiError{Status: http.StatusUnprocessableEntity, Code: codeValidation, Param: fields[0].Field,
+		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: httpapi.CodeValidation, Param: fields[0].Field,
 			Message: fmt.Sprintf("all %d messages are invalid; nothing was queued", len(res.Results)), Errors: fields}
 	}
 	// One shared cause (say, no active provider) is reported as itself.
@@ -146,8 +143,8 @@ func batchFailure(res batchResult, transient int) error {
 		}
 	}
 	if !same || code != codeNoActiveProviders {
-		code = codeServiceUnavailable
+		code = httpapi.CodeServiceUnavailable
 	}
-	return &apiError{Status: http.StatusServiceUnavailable, Code: code, Retryable: true, Errors: fields,
+	return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: code, Retryable: true, Errors: fields,
 		Message: "no message of the batch could be queued; retry later", RetryAfter: time.Minute}
 }

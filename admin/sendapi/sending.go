@@ -1,13 +1,12 @@
-package admin
+package sendapi
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/smtpmux/smtpmux/admin/sendapi"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -23,20 +22,20 @@ type Sender interface {
 	// credential, or a root key, is senderr.ErrBadCredential; an address
 	// past its failed-attempt limit (shared with SMTP AUTH) is a
 	// *senderr.AuthLimitedError, and the secret was not checked.
-	Authenticate(remoteIP, secret string) (*SendCredential, error)
+	Authenticate(remoteIP, secret string) (*Credential, error)
 	// Submit accepts one message for the credential cred names (by Kind
 	// and ID): envelope sender, envelope recipients and the
 	// CRLF-terminated MIME bytes. It returns the eml_ ID once the message
 	// is durable.
-	Submit(cred *SendCredential, from string, rcpts []string, body []byte) (string, error)
+	Submit(cred *Credential, from string, rcpts []string, body []byte) (string, error)
 	// Allow counts one request of the credential against the per-key
 	// limit shared with SMTP and reports whether it is within it; if not,
 	// how long until it may retry.
 	Allow(credentialID string) (bool, time.Duration)
 }
 
-// SendCredential is an authenticated sender as admin sees it.
-type SendCredential struct {
+// Credential is an authenticated sender as the Sending API sees it.
+type Credential struct {
 	// Kind and ID name the sending key or mailbox password
 	// (store.CredKind…); Submit re-reads the credential by them.
 	Kind   string
@@ -47,7 +46,7 @@ type SendCredential struct {
 	RequiredFrom string
 }
 
-// Error codes of the Sending API beyond envelope.go's.
+// Error codes of the Sending API beyond httpapi's.
 const (
 	codeNoActiveProviders = "no_active_providers"
 	codeDailyLimit        = "daily_limit_exceeded"
@@ -64,66 +63,51 @@ type sendResult struct {
 // credential's rate limit (a batch is one request, SPEC §4). Root keys are
 // recognised and refused with 403, so a caller who pasted the wrong key
 // learns why rather than getting a bare 401.
-func (s *Server) sendAuth(c *call) error {
+func (s *Handler) sendAuth(c *call) error {
 	if s.opts.Sender == nil {
-		return errUnavailable("the HTTP Sending API is not enabled on this server")
+		return httpapi.ErrUnavailable("the HTTP Sending API is not enabled on this server")
 	}
-	secret, ok := bearer(c.r)
+	secret, ok := httpapi.Bearer(c.r)
 	if !ok {
-		return errAuthRequired(`missing Authorization header: send "Authorization: Bearer <sending key or mailbox password>"`)
+		return httpapi.ErrAuthRequired(`missing Authorization header: send "Authorization: Bearer <sending key or mailbox password>"`)
 	}
 	if strings.HasPrefix(secret, store.SecretPrefixRoot) {
 		// The relay knows no root keys: checked here, as one attempt
-		// against the same per-address limit (authAttempt).
-		return s.authAttempt(c.r, func() error {
-			k, err := s.st.KeyBySecret(secret)
+		// against the same per-address limit (httpapi.Attempt).
+		return httpapi.Attempt(s.opts.AuthAttempts, c.r, func() error {
+			k, err := s.opts.Store.KeyBySecret(secret)
 			if err == nil && k.Active() {
-				return errForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
+				return httpapi.ErrForbidden("root keys manage the account and cannot send mail; use a sending key or a mailbox password")
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return s.authUnavailable(c.r, err)
+				return httpapi.AuthUnavailable(s.log, c.r, err)
 			}
-			return errAuthRequired("invalid API key")
+			return httpapi.ErrAuthRequired("invalid API key")
 		})
 	}
-	cred, err := s.opts.Sender.Authenticate(clientIP(c.r), secret)
+	cred, err := s.opts.Sender.Authenticate(httpapi.ClientIP(c.r), secret)
 	var limited *senderr.AuthLimitedError
 	if errors.As(err, &limited) {
-		return errAuthLimited(limited.RetryAfter)
+		return httpapi.ErrAuthLimited(limited.RetryAfter)
 	}
 	if errors.Is(err, senderr.ErrBadCredential) {
-		return errAuthRequired("invalid, revoked or suspended sending key or mailbox password")
+		return httpapi.ErrAuthRequired("invalid, revoked or suspended sending key or mailbox password")
 	}
 	if err != nil {
-		return s.authUnavailable(c.r, err)
+		return httpapi.AuthUnavailable(s.log, c.r, err)
 	}
-	if info := infoFrom(c.r); info != nil {
-		info.keyID = cred.ID
-	}
+	httpapi.SetKeyID(c.r, cred.ID)
 	if ok, wait := s.opts.Sender.Allow(cred.ID); !ok {
-		return &apiError{Status: http.StatusTooManyRequests, Code: codeRateLimited, Retryable: true,
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, Retryable: true,
 			Message: "sending rate limit exceeded for this credential", RetryAfter: max(wait, time.Second)}
 	}
 	c.send = cred
 	return nil
 }
 
-// clientIP is the address a request came from, for per-address limits.
-// It is the TCP peer: forwarding headers are the client's to forge.
-func clientIP(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
-}
-
 // sendEmail is POST /emails/send.
-func (s *Server) sendEmail(c *call) error {
-	data, err := readBodyLimit(c.r, maxSendBodyBytes)
-	if err != nil {
-		return err
-	}
-	o, err := parseObject("", data)
+func (s *Handler) sendEmail(c *call) error {
+	o, err := httpapi.ReadObject(c.r, maxSendBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -141,22 +125,22 @@ func (s *Server) sendEmail(c *call) error {
 
 // submitOne builds the MIME message and hands it to the relay, turning
 // the Sender's errors into API answers.
-func (s *Server) submitOne(c *call, in *sendapi.Message) (string, error) {
+func (s *Handler) submitOne(c *call, in *Message) (string, error) {
 	cred := c.send
 	if cred.RequiredFrom != "" {
-		v := &validator{}
+		v := &httpapi.Validator{}
 		// ASCII only: Unicode folding takes "ſk@x" for "sk@x".
 		if !sameMailbox(in.From.Email, cred.RequiredFrom) {
-			v.add("from.email", fcSenderNotAllowed, "a mailbox password sends only as its mailbox address "+cred.RequiredFrom)
+			v.Add("from.email", fcSenderNotAllowed, "a mailbox password sends only as its mailbox address "+cred.RequiredFrom)
 		}
 		if in.ReturnPath != "" && !sameMailbox(in.ReturnPath, cred.RequiredFrom) {
-			v.add("return_path", fcSenderNotAllowed, "a mailbox password sends only with its mailbox address as return path")
+			v.Add("return_path", fcSenderNotAllowed, "a mailbox password sends only with its mailbox address as return path")
 		}
-		if err := v.err(); err != nil {
+		if err := v.Err(); err != nil {
 			return "", err
 		}
 	}
-	body, err := sendapi.BuildMIME(in, s.headerMessageID(in.From.Email), s.now())
+	body, err := BuildMIME(in, s.headerMessageID(in.From.Email), s.now())
 	if err != nil {
 		return "", err
 	}
@@ -174,24 +158,24 @@ func (s *Server) submitOne(c *call, in *sendapi.Message) (string, error) {
 			"rcpts", len(in.Recipients()), "size", len(body))
 		return id, nil
 	case errors.Is(err, senderr.ErrBadCredential):
-		return "", errAuthRequired("the sending key or mailbox password was revoked or suspended")
+		return "", httpapi.ErrAuthRequired("the sending key or mailbox password was revoked or suspended")
 	case errors.Is(err, senderr.ErrNoActiveProviders):
-		return "", &apiError{Status: http.StatusServiceUnavailable, Code: codeNoActiveProviders, Retryable: true,
+		return "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeNoActiveProviders, Retryable: true,
 			Message: "no provider in this credential's send scope is active; nothing was queued", RetryAfter: time.Minute}
 	case errors.Is(err, senderr.ErrSenderNotMailbox):
-		return "", errValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
+		return "", httpapi.ErrValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
 	case errors.Is(err, senderr.ErrBadAddress), errors.Is(err, senderr.ErrEmptyMessage):
-		return "", errValidation("to.email", fcInvalidEmail, "the relay refused an address of this message")
+		return "", httpapi.ErrValidation("to.email", httpapi.FieldInvalidEmail, "the relay refused an address of this message")
 	case errors.Is(err, senderr.ErrDailyLimit):
 		now := s.now()
-		return "", &apiError{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,
+		return "", &httpapi.Error{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,
 			Message:    "daily sending limit reached; it resets at 00:00 UTC",
 			RetryAfter: dayStart(now).Add(24 * time.Hour).Sub(now)}
 	case errors.Is(err, senderr.ErrHourlyLimit):
 		// Not retryable as is: the same message never fits an hour.
-		return "", errValidation("to", fcOutOfRange, "this message has more recipients than the managed account's hourly sending limit allows; send them in smaller messages")
+		return "", httpapi.ErrValidation("to", httpapi.FieldOutOfRange, "this message has more recipients than the managed account's hourly sending limit allows; send them in smaller messages")
 	case errors.Is(err, senderr.ErrAuthUnavailable), errors.Is(err, senderr.ErrLimitsUnavailable):
-		return "", s.authUnavailable(c.r, err)
+		return "", httpapi.AuthUnavailable(s.log, c.r, err)
 	}
 	return "", err
 }
@@ -199,7 +183,7 @@ func (s *Server) submitOne(c *call, in *sendapi.Message) (string, error) {
 // headerMessageID makes the Message-ID header: random, at the configured
 // hostname or else the sender's domain (a Message-ID's right side only has
 // to be a domain the sender may speak for, and that one is).
-func (s *Server) headerMessageID(from string) string {
+func (s *Handler) headerMessageID(from string) string {
 	host := s.opts.Hostname
 	if host == "" {
 		if at := strings.LastIndexByte(from, '@'); at >= 0 {
