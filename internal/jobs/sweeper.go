@@ -23,6 +23,9 @@ const (
 	DefaultBodyRetention = 72 * time.Hour
 	DefaultLogRetention  = 30 * 24 * time.Hour
 	deliveryRetention    = 7 * 24 * time.Hour
+	// routeSetMargin is how much longer than the log the routing sets
+	// its attempts refer to are kept (Sweep).
+	routeSetMargin = 48 * time.Hour
 )
 
 // Sweeper deletes expired data in the background: log records (and any
@@ -51,6 +54,8 @@ type Sweeper struct {
 // SweepStats counts what one pass deleted.
 type SweepStats struct {
 	Messages, Bodies, IdempotencyKeys, Deliveries int
+	// RouteSets counts routing sets of days no kept attempt refers to.
+	RouteSets int
 	// RotatedSecrets counts API keys' previous secrets whose rotation
 	// grace period had ended, dropped from the credential index.
 	RotatedSecrets int
@@ -85,7 +90,7 @@ func (w *Sweeper) Run(ctx context.Context) {
 			w.log.Error("retention sweep failed", "err", err)
 		} else if st != (SweepStats{}) {
 			w.log.Info("retention sweep", "messages", st.Messages, "bodies", st.Bodies,
-				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries,
+				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries, "route_sets", st.RouteSets,
 				"rotated_secrets", st.RotatedSecrets)
 		}
 		select {
@@ -122,6 +127,16 @@ func (w *Sweeper) Sweep(ctx context.Context) (SweepStats, error) {
 	if err == nil {
 		err = w.drain(ctx, &st.Deliveries, func() (int, bool, error) {
 			return w.st.SweepWebhookDeliveries(now.Add(-deliveryRetention), w.Batch)
+		})
+	}
+	if err == nil {
+		// An attempt refers to the routing set of its day; its message
+		// is kept until LogRetention after it finished, and a message
+		// finishes at most a retry schedule (about 14 h) after its last
+		// attempt, so sets are kept two days longer.
+		day := logCut.Add(-routeSetMargin).UTC().Format(store.RouteSetDayLayout)
+		err = w.drain(ctx, &st.RouteSets, func() (int, bool, error) {
+			return w.st.SweepRouteSets(day, w.Batch)
 		})
 	}
 	if err == nil {

@@ -71,3 +71,31 @@ func TestSweeperRetention(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestSweeperRouteSets: routing sets go two days after the log retention
+// of their day, so no kept attempt loses the set it refers to.
+func TestSweeperRouteSets(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	for _, day := range []string{"20260307", "20260308", "20260309"} {
+		if err := st.PutRouteSet("team_x", day, "h", []byte("[]")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Log retention 10 days: attempts of 10 March may still be kept, and
+	// with the margin sets from 8 March on stay.
+	stats, err := NewSweeper(st, nil, func() time.Time { return now }, 0, 10*24*time.Hour).Sweep(t.Context())
+	if err != nil || stats.RouteSets != 1 {
+		t.Fatalf("%+v %v", stats, err)
+	}
+	if _, err := st.RouteSet("team_x", "20260307/h"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("7 March: %v", err)
+	}
+	if _, err := st.RouteSet("team_x", "20260308/h"); err != nil {
+		t.Errorf("8 March: %v", err)
+	}
+}
