@@ -195,3 +195,76 @@ func TestLogFilterStatusesOnce(t *testing.T) {
 		t.Fatalf("statuses %v, err %v; want [sent failed]", f.statuses, err)
 	}
 }
+
+// TestEmailLogsSearchBounded: a search looks at no more than
+// searchScanMax messages per index walked for one page; a page that
+// reaches the bound ends early (here often with no item) with a cursor
+// below what it looked at, and paging on yields every match exactly
+// once, newest first — also with two status indexes walked at once.
+func TestEmailLogsSearchBounded(t *testing.T) {
+	e := newEnv(t)
+	saved := searchScanMax
+	searchScanMax = 4
+	t.Cleanup(func() { searchScanMax = saved })
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var wantAll, wantSent []string
+	for i := range 40 {
+		at := start.Add(time.Duration(i) * time.Minute)
+		st := state.MessageSent
+		if i%3 == 0 {
+			st = state.MessageFailed
+		}
+		rcpt := fmt.Sprintf("r%d@example.net", i)
+		if i%7 == 0 {
+			rcpt = fmt.Sprintf("needle%d@example.net", i)
+		}
+		m := &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: e.team.ID, From: "a@example.com",
+			Status: st, State: store.StateQueued, NextAttemptAt: at,
+			Recipients: []store.Recipient{{Address: rcpt, Status: st}}, CreatedAt: at, UpdatedAt: at}
+		if err := e.st.Enqueue(m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if i%7 == 0 {
+			wantAll = append([]string{m.ID}, wantAll...)
+			if st == state.MessageSent {
+				wantSent = append([]string{m.ID}, wantSent...)
+			}
+		}
+	}
+	pageAll := func(query string) (ids []string, short int) {
+		cursor := ""
+		for pages := 0; ; pages++ {
+			r := e.do("GET", "/api/v1/emails/logs?limit=2&"+query+"&cursor="+url.QueryEscape(cursor), nil)
+			if r.Code != 200 || pages > 60 {
+				t.Fatalf("%s: %d %s", query, r.Code, r.Body)
+			}
+			items := r.get("data").([]any)
+			for _, it := range items {
+				ids = append(ids, it.(map[string]any)["id"].(string))
+			}
+			if r.get("pagination.has_more") != true {
+				return ids, short
+			}
+			if len(items) < 2 {
+				short++
+			}
+			cursor = r.str("pagination.next_cursor")
+		}
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+	}{
+		{"search=needle", wantAll},
+		{"search=needle&status=sent,failed", wantAll},
+		{"search=needle&status=sent", wantSent},
+	} {
+		got, short := pageAll(c.query)
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: got %d ids %v, want %d %v", c.query, len(got), got, len(c.want), c.want)
+		}
+		if short == 0 {
+			t.Errorf("%s: no page ended early at the bound", c.query)
+		}
+	}
+}

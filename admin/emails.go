@@ -7,6 +7,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -53,8 +54,8 @@ type attemptItem struct {
 	// Reply is the upstream's reply (or the error) for this attempt.
 	Reply      *string `json:"reply"`
 	UpstreamID *string `json:"upstream_id"`
-	// Routing is the routing explanation recorded with the pick, passed
-	// through as stored: admin does not interpret it.
+	// Routing is the routing explanation recorded with the pick, whole
+	// (expandRouting).
 	Routing json.RawMessage `json:"routing"`
 }
 
@@ -70,13 +71,14 @@ func (s *Server) getEmail(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.ok(http.StatusOK, emailView(m))
+	c.ok(http.StatusOK, s.emailView(m))
 	return nil
 }
 
-func emailView(m *store.Message) emailItem {
+func (s *Server) emailView(m *store.Message) emailItem {
+	sets := map[string][]routing.Weighted{}
 	it := emailItem{
-		ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Waiting: validRaw(m.Waiting), Source: m.Source, From: m.From,
+		ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Waiting: s.expandRouting(m.TeamID, m.Waiting, sets), Source: m.Source, From: m.From,
 		Subject: nullable(m.Subject), Size: m.Size, SentFromEmail: nullable(m.SentFromEmail),
 		Recipients: make([]recipientItem, 0, len(m.Recipients)),
 		Attempts:   make([]attemptItem, 0, len(m.Attempts)),
@@ -96,7 +98,7 @@ func emailView(m *store.Message) emailItem {
 			Number: a.N, ProviderID: nullable(a.ProviderID), ProviderType: nullable(a.ProviderType),
 			StartedAt: rfc3339(a.StartedAt), DurationMS: a.DurationMS, Status: a.Status,
 			Class: nullable(a.Class), Code: nonZero(a.Code), Reply: nullable(a.Reply),
-			UpstreamID: nullable(a.UpstreamID), Routing: validRaw(a.Routing),
+			UpstreamID: nullable(a.UpstreamID), Routing: s.expandRouting(m.TeamID, a.Routing, sets),
 		})
 	}
 	return it
@@ -107,6 +109,40 @@ func nonZero(n int) *int {
 		return nil
 	}
 	return &n
+}
+
+// expandRouting returns a routing explanation as the API shows it. An
+// attempt stores its explanation by reference to the candidate set it was
+// decided over (routing.Stored, relay/routeset.go), which is joined here;
+// sets caches the sets read for one answer. One whose set retention
+// already dropped stays in its stored form (the decision, the pick and
+// the exclusions, without the in-scope list), and older records that
+// hold the whole explanation pass through.
+func (s *Server) expandRouting(teamID string, raw json.RawMessage, sets map[string][]routing.Weighted) json.RawMessage {
+	raw = validRaw(raw)
+	var st routing.Stored
+	if raw == nil || json.Unmarshal(raw, &st) != nil || st.Set == "" {
+		return raw
+	}
+	set, ok := sets[st.Set]
+	if !ok {
+		body, err := s.st.RouteSet(teamID, st.Set)
+		if err == nil && json.Unmarshal(body, &set) != nil {
+			err = errors.New("undecodable")
+		}
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Warn("reading a routing set failed", "team", teamID, "set", st.Set, "err", err)
+			}
+			return raw
+		}
+		sets[st.Set] = set
+	}
+	out, err := json.Marshal(routing.Expand(st.ScopeType, set, st.Decision))
+	if err != nil {
+		return raw
+	}
+	return out
 }
 
 // validRaw guards the envelope: a corrupt routing blob must not make the

@@ -40,24 +40,18 @@ func ManagedProvider(teamID string, now time.Time) *store.Provider {
 // a first root key with "*" holding rootSecret (which the caller
 // generated with store.NewSecret, or took from bootstrap configuration).
 //
-// The three writes are separate transactions; a failure part-way leaves a
-// team without a managed account or key, which the operator can see and
-// retry, rather than a half-written record.
+// The three are one transaction (store.CreateTeam): a team is created whole
+// or not at all, a name already taken is store.ErrConflict, and concurrent
+// creates share commits.
 func ProvisionTeam(st *store.Store, name, rootSecret string, providerLimit *int, now time.Time) (*store.Team, *store.APIKey, error) {
 	now = now.UTC()
 	t := &store.Team{ID: store.NewID(store.PrefixTeam), Name: name, CreatedAt: now, ProviderLimit: providerLimit}
-	if err := st.PutTeam(t); err != nil {
-		return nil, nil, err
-	}
-	if err := st.CreateProvider(ManagedProvider(t.ID, now)); err != nil {
-		return nil, nil, err
-	}
 	k := &store.APIKey{
 		ID: store.NewID(store.PrefixKey), TeamID: t.ID, Name: "root", Type: store.KeyRoot,
 		Prefix: rootSecret[:min(keyPrefixLen, len(rootSecret))], Hash: store.HashSecret(rootSecret),
 		Permissions: []string{"*"}, CreatedAt: now,
 	}
-	if err := st.CreateKey(k); err != nil {
+	if err := st.CreateTeam(t, ManagedProvider(t.ID, now), k); err != nil {
 		return nil, nil, err
 	}
 	return t, k, nil
@@ -117,17 +111,13 @@ func (s *Server) createTeam(c *call) error {
 	if err := v.Err(); err != nil {
 		return err
 	}
-	// Names are unique (the bootstrap finds "default" by name). The
-	// check-then-create race is closed by createMu.
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
-	if _, err := s.st.TeamByName(n); err == nil {
-		return httpapi.ErrConflict("a team named " + n + " already exists")
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
+	// Names are unique (the bootstrap finds "default" by name): the
+	// store checks it in the creating transaction.
 	secret := store.NewSecret(store.SecretPrefixRoot)
 	t, k, err := ProvisionTeam(s.st, n, secret, plimit, s.now())
+	if errors.Is(err, store.ErrConflict) {
+		return httpapi.ErrConflict("a team named " + n + " already exists")
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -42,4 +43,53 @@ func TestOperatorDisabledWithoutToken(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.OperatorToken = "" })
 	expectErr(t, e.do("GET", "/api/v1/operator/teams", nil, "Authorization", "Bearer "), 401, "authentication_required", "")
 	expectErr(t, e.do("GET", "/api/v1/operator/teams", nil, "Authorization", "Bearer anything"), 401, "authentication_required", "")
+}
+
+// TestOperatorTeamsConcurrentSameName: without a process-wide lock around
+// team creation, the store's transaction still lets exactly one of many
+// concurrent creates of a name through; the others answer 409 and leave
+// no team, managed account or key behind.
+func TestOperatorTeamsConcurrentSameName(t *testing.T) {
+	e := newEnv(t)
+	op := []string{"Authorization", "Bearer " + testOperatorToken}
+	codes := make(chan int, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- e.do("POST", "/api/v1/operator/teams", map[string]any{"name": "acme"}, op...).Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	created := 0
+	for c := range codes {
+		switch c {
+		case 201:
+			created++
+		case 409:
+		default:
+			t.Fatalf("create answered %d", c)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d creates of one name succeeded", created)
+	}
+	teams, err := e.st.Teams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tm := range teams {
+		if tm.Name == "acme" {
+			n++
+			if ps, err := e.st.Providers(tm.ID); err != nil || len(ps) != 1 || !ps[0].Managed {
+				t.Fatalf("acme's providers: %v %v", ps, err)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d teams named acme", n)
+	}
 }

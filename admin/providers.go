@@ -73,9 +73,14 @@ func (s *Server) createProvider(c *call) error {
 		ID: store.NewID(store.PrefixProvider), TeamID: c.team(), Type: typ,
 		Status: state.ProviderActive, CreatedAt: now, UpdatedAt: now,
 	}
-	// From reading who uses which tracking domain to the commit: see trackMu.
-	s.trackMu.Lock()
-	defer s.trackMu.Unlock()
+	// From reading who uses which tracking domain to the commit: see
+	// trackMu. A create that names none cannot take one, and must not
+	// wait for every other team's create: holding the lock across each
+	// commit kept concurrent creates from sharing one.
+	if in.tracking.Set && strings.TrimSpace(in.tracking.V) != "" {
+		s.trackMu.Lock()
+		defer s.trackMu.Unlock()
+	}
 	pol := s.providerPolicy()
 	if pol.tracking, err = s.trackingJudge(c.team(), in, nil); err != nil {
 		return err

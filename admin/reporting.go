@@ -209,7 +209,7 @@ type sendingAccountsLimit struct {
 	limitState
 	// Reserved is the hosted API's count of accounts being set up and
 	// not yet counted in usage. smtpmux creates a provider in one step
-	// under a lock (see createMu), so none ever are: always 0.
+	// under a per-team lock (providerLocks), so none ever are: always 0.
 	Reserved int `json:"reserved"`
 }
 

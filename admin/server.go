@@ -182,9 +182,6 @@ type Server struct {
 	limiter *ratelimit.Limiter
 	// used throttles root keys' last_used_at writes.
 	used *store.LastUsed
-	// createMu serialises "is the team name free, then create the team".
-	// One process owns the store, so a process-local lock is enough.
-	createMu sync.Mutex
 	// providerLocks serialise "count the team's own providers, then
 	// create one" per team, so that two concurrent creates cannot both
 	// pass the limit check, and other teams' creates do not wait.
@@ -193,11 +190,11 @@ type Server struct {
 	// to a delivery group (a provider's group_id, a send scope) hold it
 	// shared from the existence check to their commit, and deleting a
 	// group holds it exclusively, so no write can attach to a group that
-	// is being deleted. One process owns the store, as for createMu.
+	// is being deleted. One process owns the store, so a process-local lock is enough.
 	refMu sync.RWMutex
 	// trackMu keeps tracking domains unique across teams: provider writes
 	// hold it from reading who uses which domain to their commit (see
-	// trackingJudge). One process owns the store, as for createMu.
+	// trackingJudge). One process owns the store, as for refMu.
 	trackMu sync.Mutex
 	// idem is the idempotency layer of every POST, the Sending API's too.
 	idem  *httpapi.Idempotency

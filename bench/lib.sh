@@ -250,7 +250,14 @@ setup_smtpmux_relay() {
 	fi
 	shared=$(jq -r '[.. | objects | select(.is_shared == true) | .id] | unique | .[]' <<<"$providers")
 	for id in $shared; do api POST "/api/v1/providers/$id/deactivate" >/dev/null || true; done
-	log "smtpmux: up (pid $SMX_PID, config $SMX_DIR/smtpmux.toml)"
+	# PROVIDERS > 1: as many `smtp` providers in the key's scope, all to
+	# the sink (issue 18: routing among many providers, pools spread).
+	local i
+	for ((i = 2; i <= ${PROVIDERS:-1}; i++)); do
+		api POST /api/v1/providers '{"name":"sink'"$i"'","type":"smtp","smtp_host":"127.0.0.1","smtp_port":'"$SINK_PORT"',"smtp_protocol":"none"}' >/dev/null ||
+			{ log "smtpmux: creating provider $i failed"; SKIP="provider set-up failed"; return 1; }
+	done
+	log "smtpmux: up (pid $SMX_PID, config $SMX_DIR/smtpmux.toml, ${PROVIDERS:-1} provider(s))"
 }
 
 # smtpmux_driver_flags: the driver's flags for smtpmux (STARTTLS + AUTH PLAIN

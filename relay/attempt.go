@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -67,22 +66,18 @@ func (s *Scheduler) attempt(id string) {
 		return
 	}
 	now := s.now()
-	ex, res := s.health.pick(m, ps, team, now, s.draw)
+	rs := s.routes.get(m.TeamID, m.Scope, ps)
+	d, res := s.health.pickSet(m, rs, team, now, s.draw)
 	if res == nil && early {
 		s.repark(m, gen) // still nothing for it: back to its due time
 		return
 	}
-	explanation, _ := json.Marshal(ex)
+	explanation := s.stored(rs, m, d, now)
 	if res == nil {
-		s.noProvider(m, ex, explanation, gen)
+		s.noProvider(m, d, explanation, gen)
 		return
 	}
-	var prov *store.Provider
-	for _, p := range ps {
-		if p.ID == ex.Picked {
-			prov = p
-		}
-	}
+	prov := rs.provs[d.Index]
 
 	// Record the attempt before any network I/O: after a crash the
 	// in-flight index shows exactly which attempts were under way. The
@@ -277,7 +272,7 @@ func (s *Scheduler) repark(m *store.Message, gen uint64) {
 // Otherwise nothing in scope can send: that is recorded as an attempt and
 // counts as a temporary failure, so the schedule bounds how long the
 // message is kept.
-func (s *Scheduler) noProvider(m *store.Message, ex routing.Explanation, explanation []byte, gen uint64) {
+func (s *Scheduler) noProvider(m *store.Message, ex routing.Decision, explanation []byte, gen uint64) {
 	now := s.now().UTC()
 	if ex.Waiting {
 		at := ex.RetryAt

@@ -18,13 +18,28 @@ func routingScope(s store.Scope) routing.Scope {
 func candidates(ps []*store.Provider, authFailed map[string]time.Time) []routing.Candidate {
 	out := make([]routing.Candidate, 0, len(ps))
 	for _, p := range ps {
-		c := routing.Candidate{
-			ID: p.ID, GroupID: p.GroupID, Status: p.Status, Managed: p.Managed, Weight: p.Percentage,
-		}
+		c := candidate(p)
 		if at, ok := authFailed[p.ID]; ok && !p.ActivatedAt.After(at) {
 			c.AuthFailed = true
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// candidate is p as routing sees it before any message.
+func candidate(p *store.Provider) routing.Candidate {
+	return routing.Candidate{ID: p.ID, GroupID: p.GroupID, Status: p.Status, Managed: p.Managed, Weight: p.Percentage}
+}
+
+// activeIn is routing.HasActive over the team's providers ps without
+// building their candidate list: acceptance asks it for every message,
+// and a team may have 200 providers.
+func activeIn(scope routing.Scope, ps []*store.Provider) bool {
+	for _, p := range ps {
+		if routing.HasActive(scope, []routing.Candidate{candidate(p)}) {
+			return true
+		}
+	}
+	return false
 }

@@ -52,7 +52,7 @@ func (f *fakeProvider) count() int {
 
 // harness is a relay with a store, a scheduler and one fake upstream type.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	store  *store.Store
 	srv    *Server
 	sched  *Scheduler
@@ -80,7 +80,7 @@ func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerCo
 
 // newHarnessClock is newHarnessSched with the relay's clock (the
 // scheduler's and the server's) read from now (nil: the real one).
-func newHarnessClock(t *testing.T, mutate func(*Config), sched func(*SchedulerConfig), now func() time.Time) *harness {
+func newHarnessClock(t testing.TB, mutate func(*Config), sched func(*SchedulerConfig), now func() time.Time) *harness {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second)
 	if err != nil {

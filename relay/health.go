@@ -22,6 +22,8 @@ type health struct {
 	mu      sync.Mutex
 	managed ManagedLimits
 	state   map[string]*provState
+	// scratch is pickSet's candidate buffer, reused under mu.
+	scratch []routing.Candidate
 }
 
 type provState struct {
@@ -117,21 +119,45 @@ type reservation struct {
 	limits routing.Limits
 }
 
-// pick chooses a provider for m and reserves its capacity, atomically.
+// pick chooses a provider for m among ps and reserves its capacity,
+// atomically; it builds the route set on the spot (tests, one-offs).
 func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, now time.Time, draw func(int) int) (routing.Explanation, *reservation) {
+	rs := newRouteSet(m.Scope, ps)
+	d, res := h.pickSet(m, rs, team, now, draw)
+	return routing.Expand(m.Scope.Type, rs.set, d), res
+}
+
+// pickSet chooses a provider for m in its route set and reserves its
+// capacity, atomically. The candidates are copied into a scratch slice
+// the health lock guards, so a pick allocates nothing per provider.
+func (h *health) pickSet(m *store.Message, rs *routeSet, team *store.Team, now time.Time, draw func(int) int) (routing.Decision, *reservation) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cands := candidates(ps, m.AuthFailed)
+	cands := append(h.scratch[:0], rs.cands...)
+	h.scratch = cands[:0]
+	if rs.states == nil {
+		// States are never removed from h.state, so the set may keep
+		// them (it is rebuilt with the team's provider list).
+		rs.states = make([]*provState, len(rs.provs))
+		for i, p := range rs.provs {
+			rs.states[i] = h.get(p.ID)
+		}
+	}
 	for i := range cands {
-		p := ps[i]
-		st := h.get(p.ID)
+		p, st := rs.provs[i], rs.states[i]
+		if at, ok := m.AuthFailed[p.ID]; ok && !p.ActivatedAt.After(at) {
+			cands[i].AuthFailed = true
+		}
 		if st.breaker.Pulled(now) {
 			cands[i].Pulled, cands[i].NotBefore = true, st.breaker.PulledUntil
 		} else if st.probing && st.breaker.HalfOpen(now) {
 			// Its probe decides; the probe's success wakes the team.
 			cands[i].Pulled = true
 		}
-		l, n := h.limits(p, team), units(p, m)
+		l, n := rs.limits[i], units(p, m)
+		if p.Managed {
+			l = h.limits(p, team)
+		}
 		if ok, retry := st.usage.Check(p.ID, l, n, now); !ok {
 			cands[i].OverQuota, cands[i].NotBefore = true, retry
 		} else if tooLargeForManaged(p, l, n, now) {
@@ -143,24 +169,23 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			cands[i].Avoid = true
 		}
 	}
-	ex := routing.Pick(routingScope(m.Scope), cands, draw)
-	if ex.Picked == "" {
-		return ex, nil
+	d := routing.Choose(cands, draw)
+	if d.Index < 0 {
+		return d, nil
 	}
-	for _, p := range ps {
-		if p.ID == ex.Picked {
-			st := h.get(p.ID)
-			n := units(p, m)
-			st.usage.Reserve(n, now)
-			probe := st.breaker.HalfOpen(now)
-			st.probing = st.probing || probe
-			u := st.usage
-			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: h.limits(p, team), record: store.UsageRecord{
-				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
-				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
-		}
+	p, st := rs.provs[d.Index], rs.states[d.Index]
+	n := units(p, m)
+	st.usage.Reserve(n, now)
+	probe := st.breaker.HalfOpen(now)
+	st.probing = st.probing || probe
+	u := st.usage
+	l := rs.limits[d.Index]
+	if p.Managed {
+		l = h.limits(p, team)
 	}
-	return ex, nil
+	return d, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: l, record: store.UsageRecord{
+		HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
+		DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 }
 
 // lastFailure is when m's latest attempt on provider id ended (zero if it

@@ -44,14 +44,15 @@ func (srv *Server) managedOnly(c *Credential) (*store.Provider, *store.Team, err
 	}
 	scope := routingScope(c.Scope)
 	var managed *store.Provider
-	for i, cand := range candidates(ps, nil) {
+	for _, p := range ps {
+		cand := candidate(p)
 		if !routing.InScope(scope, cand) || cand.Status != state.ProviderActive || cand.Weight != nil && *cand.Weight <= 0 {
 			continue
 		}
-		if !ps[i].Managed {
+		if !p.Managed {
 			return nil, nil, nil
 		}
-		managed = ps[i]
+		managed = p
 	}
 	if managed == nil {
 		return nil, nil, nil

@@ -58,7 +58,7 @@ func TestManagedReservationFreedWhenNoProviderFailsMessage(t *testing.T) {
 	if err := h.store.Enqueue(m, []byte("body")); err != nil {
 		t.Fatal(err)
 	}
-	sched.noProvider(m, routing.Explanation{}, nil, 0)
+	sched.noProvider(m, routing.Decision{}, nil, 0)
 	if got, _ := h.store.Message(m.ID); got.State != store.StateDone || got.ManagedReserved != 0 {
 		t.Fatalf("message after no provider: state %s, reserved %d", got.State, got.ManagedReserved)
 	}

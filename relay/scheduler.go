@@ -38,6 +38,7 @@ type Scheduler struct {
 	store  *store.Store
 	reg    *Registry
 	health *health
+	routes routeSets       // the teams' candidate sets per scope (routeset.go)
 	used   *store.LastUsed // providers' last_used_at
 	log    *slog.Logger
 	now    func() time.Time

@@ -23,7 +23,6 @@ import (
 	"github.com/smtpmux/smtpmux/internal/mailhdr"
 	"github.com/smtpmux/smtpmux/internal/senderr"
 	"github.com/smtpmux/smtpmux/internal/state"
-	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -466,7 +465,7 @@ func (srv *Server) hasActiveProvider(c *Credential) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return routing.HasActive(routingScope(c.Scope), candidates(ps, nil)), nil
+	return activeIn(routingScope(c.Scope), ps), nil
 }
 
 func (srv *Server) reject(c *Credential, reason string) {

@@ -38,7 +38,7 @@ func (c *testClock) set(t time.Time) {
 const wakeGuard = 5 * time.Second
 
 // waitFor polls cond until it holds, failing after limit with what.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {

@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// BenchmarkPick measures one routing decision over a team's providers.
+// BenchmarkPick measures one routing decision over a team's providers,
+// with the full explanation built (what a log read shows).
 func BenchmarkPick(b *testing.B) {
-	for _, n := range []int{2, 20, 200} {
+	for _, n := range []int{2, 50, 200} {
 		b.Run(fmt.Sprint(n, "providers"), func(b *testing.B) {
 			cands := make([]Candidate, n)
 			for i := range cands {
@@ -20,6 +21,28 @@ func BenchmarkPick(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if Pick(Scope{Type: "all"}, cands, r.IntN).Picked == "" {
+					b.Fatal("no pick")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkChoose measures the per-message part of a decision over a
+// cached, sorted candidate set (what an attempt does).
+func BenchmarkChoose(b *testing.B) {
+	for _, n := range []int{2, 50, 200} {
+		b.Run(fmt.Sprint(n, "providers"), func(b *testing.B) {
+			cands := make([]Candidate, n)
+			for i := range cands {
+				w := 1 + i%100
+				cands[i] = Candidate{ID: fmt.Sprintf("dprov_%04d", i), Status: "active", Weight: &w}
+			}
+			r := rand.New(rand.NewPCG(1, 1))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if Choose(cands, r.IntN).Picked == "" {
 					b.Fatal("no pick")
 				}
 			}

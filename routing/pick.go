@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"sort"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
@@ -121,52 +120,9 @@ func exclusionReason(c Candidate) string {
 // it. The returned Explanation says what happened; Picked is "" when no
 // candidate is eligible, and Waiting tells whether waiting can help.
 func Pick(scope Scope, cands []Candidate, draw func(n int) int) Explanation {
-	ex := Explanation{ScopeType: scope.Type}
-	if ex.ScopeType == "" {
-		ex.ScopeType = "all"
-	}
 	// Deterministic order so that a fixed draw always picks the same.
-	sorted := append([]Candidate(nil), cands...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
-	for _, c := range sorted {
-		if !InScope(scope, c) {
-			continue
-		}
-		ex.InScope = append(ex.InScope, c.ID)
-		if r := exclusionReason(c); r != "" {
-			ex.Excluded = append(ex.Excluded, Exclusion{c.ID, r})
-			if r == ReasonPulled || r == ReasonOverQuota {
-				ex.Waiting = true
-				if ex.RetryAt.IsZero() || c.NotBefore.Before(ex.RetryAt) {
-					ex.RetryAt = c.NotBefore
-				}
-			}
-			continue
-		}
-		w := DefaultWeight
-		if c.Weight != nil {
-			w = *c.Weight
-		}
-		ex.Eligible = append(ex.Eligible, Weighted{c.ID, w})
-		ex.Total += w
-	}
-	if ex.Total == 0 {
-		return ex
-	}
-	ex.Waiting, ex.RetryAt = false, time.Time{}
-	ex.Draw = draw(ex.Total)
-	if ex.Draw < 0 || ex.Draw >= ex.Total {
-		ex.Draw = 0 // a broken draw function must not pick outside the set
-	}
-	acc := 0
-	for _, e := range ex.Eligible {
-		acc += e.Weight
-		if ex.Draw < acc {
-			ex.Picked = e.ProviderID
-			break
-		}
-	}
-	return ex
+	sorted := SortInScope(scope, cands)
+	return Expand(scope.Type, SetOf(sorted), Choose(sorted, draw))
 }
 
 // HasActive reports whether any provider in scope is active and could ever

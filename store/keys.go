@@ -89,16 +89,20 @@ func (k *APIKey) Allows(perm string) bool {
 // CreateKey stores a new key and its hash index. The caller generated the
 // secret and set Hash; the secret itself never reaches the store.
 func (s *Store) CreateKey(k *APIKey) error {
-	return s.update(func(tx *bolt.Tx) error {
-		idx := tx.Bucket(bCredHash)
-		if v := idx.Get(k.Hash); v != nil && string(v) != "key:"+k.ID {
-			return ErrConflict
-		}
-		if err := idx.Put(k.Hash, []byte("key:"+k.ID)); err != nil {
-			return err
-		}
-		return putTeamRecord(tx, kindKeys, k)
-	})
+	return s.update(func(tx *bolt.Tx) error { return putKey(tx, k) })
+}
+
+// putKey stores k and indexes its secret's hash (ErrConflict if another
+// credential holds it).
+func putKey(tx *bolt.Tx, k *APIKey) error {
+	idx := tx.Bucket(bCredHash)
+	if v := idx.Get(k.Hash); v != nil && string(v) != "key:"+k.ID {
+		return ErrConflict
+	}
+	if err := idx.Put(k.Hash, []byte("key:"+k.ID)); err != nil {
+		return err
+	}
+	return putTeamRecord(tx, kindKeys, k)
 }
 
 // Key returns a key by ID.

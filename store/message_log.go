@@ -61,23 +61,57 @@ type LogWalk struct {
 	// From and To bound the creation time as [From, To), zero is open.
 	Before   string
 	From, To time.Time
+	// MaxScan, when > 0, bounds how many index entries the walk looks at
+	// (WalkLogBounded): a search that matches little must not read the
+	// team's whole history for one page.
+	MaxScan int
+}
+
+// WalkLogBounded is WalkLog that stops after w.MaxScan index entries.
+// resume is then the ID of the last entry looked at: a walk with Before
+// set to it continues exactly below (every entry above it and it itself
+// was looked at). resume is "" when the walk ended otherwise (fn said
+// stop, or nothing is left).
+func (s *Store) WalkLogBounded(w LogWalk, fn func(*Message) bool) (resume string, err error) {
+	if w.MaxScan <= 0 {
+		return "", s.WalkLog(w, fn)
+	}
+	bucket, prefix, text := s.logWalkScope(w)
+	scanned := 0
+	err = s.messagesDescVisit(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn, func(id []byte) bool {
+		if scanned == w.MaxScan {
+			return false
+		}
+		scanned++
+		resume = string(id)
+		return true
+	})
+	if scanned < w.MaxScan {
+		resume = ""
+	}
+	return resume, err
 }
 
 // WalkLog calls fn for each message of the walk, newest first, until fn
 // returns false; see MessagesDesc.
 func (s *Store) WalkLog(w LogWalk, fn func(*Message) bool) error {
-	bucket, prefix := bMsgByTeam, teamIndexKey(w.TeamID, "")
+	bucket, prefix, text := s.logWalkScope(w)
+	return s.messagesDesc(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn)
+}
+
+// logWalkScope is the index a walk reads and its text pre-filter.
+func (s *Store) logWalkScope(w LogWalk) (bucket, prefix, text []byte) {
+	bucket, prefix = bMsgByTeam, teamIndexKey(w.TeamID, "")
 	switch {
 	case w.Status != "":
 		bucket, prefix = bMsgByFilter, statusIndexPrefix(w.TeamID, w.Status)
 	case w.ProviderID != "":
 		bucket, prefix = bMsgByFilter, providerIndexPrefix(w.TeamID, w.ProviderID)
 	}
-	var text []byte
 	if w.Text != "" && !strings.ContainsAny(w.Text, "\"\\<>&\u2028\u2029") && !hasControl(w.Text) {
 		text = []byte(w.Text)
 	}
-	return s.messagesDesc(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn)
+	return bucket, prefix, text
 }
 
 func hasControl(s string) bool {
@@ -125,6 +159,13 @@ func inWindow(v []byte, from, to time.Time) bool {
 // messagesDesc walks the index keys prefix ‖ message id of bucket from
 // the newest down; see MessagesDesc.
 func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool) error {
+	return s.messagesDescVisit(bucket, prefix, teamID, before, from, to, text, fn, nil)
+}
+
+// messagesDescVisit is messagesDesc with visit, when not nil, called with
+// the message ID of each index entry before it is looked at; false stops
+// the walk there (that entry not looked at).
+func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool, visit func(id []byte) bool) error {
 	var buf []byte
 	upperID := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
@@ -163,6 +204,10 @@ func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from,
 					// k itself is not processed yet: resume at the key
 					// just above it.
 					upper = append(bytes.Clone(k), 0)
+					return nil
+				}
+				if visit != nil && !visit(k[len(prefix):]) {
+					stop = true
 					return nil
 				}
 				if inWindow(v, from, to) {

@@ -17,7 +17,7 @@ import (
 // encoded, an index that existing records must be entered in) takes a
 // step in migrations and this constant one higher. A new bucket that
 // starts empty needs neither: Open creates missing buckets.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // ErrSchemaTooNew is returned by Open for a file written by a newer
 // smtpmux: its layout is unknown here, and reading it could lose mail.
@@ -41,6 +41,7 @@ var migrations = []migration{
 	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
 	{to: 5, name: "record the due times of waiting messages in their waiting entries", fn: migrateWaitingDue},
 	{to: 6, name: "index messages by team and count them by team, provider and hour", fn: migrateTeamHistory},
+	{to: 7, name: "index teams by name", fn: migrateTeamNames},
 }
 
 var keySchemaVersion = []byte("schema_version")

@@ -31,7 +31,7 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames}
 )
 
 // Errors callers branch on.

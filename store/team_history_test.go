@@ -257,7 +257,7 @@ func TestMigrateTeamHistory(t *testing.T) {
 			len(gotIdx), len(wantIdx), len(got), len(want), fmt.Sprint(maps.Equal(want, got)))
 	}
 	s2.Close()
-	if v, _ := rawVersion(t, path); v != SchemaVersion || SchemaVersion != 6 {
+	if v, _ := rawVersion(t, path); v != SchemaVersion {
 		t.Fatalf("version %d after the migration", v)
 	}
 }

@@ -23,6 +23,9 @@ const (
 	DefaultBodyRetention = 72 * time.Hour
 	DefaultLogRetention  = 30 * 24 * time.Hour
 	deliveryRetention    = 7 * 24 * time.Hour
+	// routeSetMargin is how much longer than the log the routing sets
+	// its attempts refer to are kept (Sweep).
+	routeSetMargin = 48 * time.Hour
 )
 
 // Sweeper deletes expired data in the background: log records (and any
@@ -32,8 +35,11 @@ const (
 // days.
 //
 // Each pass deletes in batches of Batch records, one grouped commit per
-// batch with a Pause between batches, so a large backlog never holds the
-// store's committer (and with it SMTP and HTTP acceptance) for long.
+// batch, and rests between batches at least Pause and long enough that
+// batches take at most Duty of the pass's time: a large backlog (a first
+// sweep of a big store, a retention shortened) never holds the store's
+// committer, nor the CPU its reads and deletes need, from acceptance for
+// more than that share, however long the pass then takes.
 type Sweeper struct {
 	st  *store.Store
 	log *slog.Logger
@@ -46,11 +52,22 @@ type Sweeper struct {
 	Interval time.Duration
 	Batch    int
 	Pause    time.Duration
+	// Duty is the most of a pass's time its batches may take, in (0, 1]
+	// (default 0.1): after a batch that took d the pass rests
+	// d×(1−Duty)/Duty. A value outside (0, 1] rests only Pause.
+	Duty float64
+
+	// clock measures batches; sleep rests. Test seams: the sweep's own
+	// clock (now) decides what expired and is often fixed in tests.
+	clock func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // SweepStats counts what one pass deleted.
 type SweepStats struct {
 	Messages, Bodies, IdempotencyKeys, Deliveries int
+	// RouteSets counts routing sets of days no kept attempt refers to.
+	RouteSets int
 	// RotatedSecrets counts API keys' previous secrets whose rotation
 	// grace period had ended, dropped from the credential index.
 	RotatedSecrets int
@@ -72,7 +89,37 @@ func NewSweeper(st *store.Store, log *slog.Logger, now func() time.Time, bodyRet
 		now = time.Now
 	}
 	return &Sweeper{st: st, log: log, now: now, BodyRetention: bodyRetention, LogRetention: logRetention,
-		Interval: 10 * time.Minute, Batch: 256, Pause: 20 * time.Millisecond}
+		Interval: 10 * time.Minute, Batch: DefaultSweepBatch, Pause: 20 * time.Millisecond, Duty: DefaultSweepDuty,
+		clock: time.Now, sleep: sleepCtx}
+}
+
+// Sweep pacing defaults. 64 records per commit keep each sweep commit
+// short (an SMTP DATA waiting behind it waits for it: 256 cost
+// acceptance's p99 more); a duty of 10 % is issue 18's bound on what a
+// sweep may cost acceptance.
+const (
+	DefaultSweepBatch = 64
+	DefaultSweepDuty  = 0.1
+)
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// rest is how long to wait after a batch that took took.
+func (w *Sweeper) rest(took time.Duration) time.Duration {
+	d := w.Pause
+	if w.Duty > 0 && w.Duty <= 1 {
+		d = max(d, time.Duration(float64(took)*(1-w.Duty)/w.Duty))
+	}
+	return d
 }
 
 // Run sweeps every Interval until ctx ends.
@@ -85,7 +132,7 @@ func (w *Sweeper) Run(ctx context.Context) {
 			w.log.Error("retention sweep failed", "err", err)
 		} else if st != (SweepStats{}) {
 			w.log.Info("retention sweep", "messages", st.Messages, "bodies", st.Bodies,
-				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries,
+				"idempotency_keys", st.IdempotencyKeys, "webhook_deliveries", st.Deliveries, "route_sets", st.RouteSets,
 				"rotated_secrets", st.RotatedSecrets)
 		}
 		select {
@@ -125,6 +172,16 @@ func (w *Sweeper) Sweep(ctx context.Context) (SweepStats, error) {
 		})
 	}
 	if err == nil {
+		// An attempt refers to the routing set of its day; its message
+		// is kept until LogRetention after it finished, and a message
+		// finishes at most a retry schedule (about 14 h) after its last
+		// attempt, so sets are kept two days longer.
+		day := logCut.Add(-routeSetMargin).UTC().Format(store.RouteSetDayLayout)
+		err = w.drain(ctx, &st.RouteSets, func() (int, bool, error) {
+			return w.st.SweepRouteSets(day, w.Batch)
+		})
+	}
+	if err == nil {
 		st.RotatedSecrets, err = w.st.SweepRotatedKeys(now)
 	}
 	return st, err
@@ -140,19 +197,18 @@ func (w *Sweeper) walk(ctx context.Context, count *int, batch func(after string)
 	})
 }
 
-// drain repeats one batch until it reports nothing more, pausing between
-// batches so that other writers get the committer.
+// drain repeats one batch until it reports nothing more, resting between
+// batches (rest) so that other writers get the committer and the CPUs.
 func (w *Sweeper) drain(ctx context.Context, count *int, batch func() (int, bool, error)) error {
 	for {
+		start := w.clock()
 		n, more, err := batch()
 		*count += n
 		if err != nil || !more {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(w.Pause):
+		if err := w.sleep(ctx, w.rest(w.clock().Sub(start))); err != nil {
+			return err
 		}
 	}
 }
