@@ -52,6 +52,7 @@ const (
 	codeNoActiveProviders = "no_active_providers"
 	codeDailyLimit        = "daily_limit_exceeded"
 	fcSenderNotAllowed    = "sender_not_allowed"
+	fcSuppressed          = "recipient_suppressed"
 )
 
 // sendResult is the answer to one accepted message.
@@ -182,6 +183,10 @@ func (s *Server) submitOne(c *call, in *sendapi.Message) (string, error) {
 		return "", errValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
 	case errors.Is(err, senderr.ErrBadAddress), errors.Is(err, senderr.ErrEmptyMessage):
 		return "", errValidation("to.email", fcInvalidEmail, "the relay refused an address of this message")
+	case errors.Is(err, senderr.ErrSuppressed):
+		// The error names the address, which the caller sent: no one
+		// else's data.
+		return "", errValidation("to", fcSuppressed, err.Error()+" (DELETE /api/v1/suppressions/{email} to send to it again); nothing was queued")
 	case errors.Is(err, senderr.ErrDailyLimit):
 		now := s.now()
 		return "", &apiError{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,

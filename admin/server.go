@@ -332,6 +332,11 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
+		{"GET", "/api/v1/suppressions", authRoot, permSuppressionRead, s.listSuppressions},
+		{"POST", "/api/v1/suppressions", authRoot, permSuppressionCreate, s.createSuppression},
+		{"GET", "/api/v1/suppressions/{email}", authRoot, permSuppressionRead, s.getSuppression},
+		{"DELETE", "/api/v1/suppressions/{email}", authRoot, permSuppressionDelete, s.deleteSuppression},
+
 		{"GET", "/api/v1/domains", authRoot, permDomainRead, s.listDomains},
 		{"POST", "/api/v1/domains", authRoot, permDomainCreate, s.createDomain},
 		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.res.domains.get},

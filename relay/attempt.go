@@ -178,6 +178,7 @@ type outcome struct {
 	// decided it ("" when the provider set the class itself).
 	scope       routing.FailureScope
 	code        int
+	enhanced    string // the failure's RFC 3463 code, when it had one
 	reply       string
 	upstreamID  string
 	refused     []RecipientReply
@@ -222,7 +223,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	if de.Class == nil {
 		scope = routing.Decide(de.Failure).Scope
 	}
-	return outcome{class: de.Classified(), scope: scope, code: de.Failure.Code, reply: reply, refused: de.RcptRefused,
+	return outcome{class: de.Classified(), scope: scope, code: de.Failure.Code, enhanced: de.Failure.Enhanced, reply: reply, refused: de.RcptRefused,
 		bodySent: de.Failure.BodySent || de.Failure.Phase == routing.PhaseFinal && de.Failure.Code != 0}
 }
 

@@ -31,7 +31,7 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bSuppressions, bSoftBounces}
 )
 
 // Errors callers branch on.
@@ -66,6 +66,8 @@ type Store struct {
 	// lastTrim is when the committer last dropped the memory map's
 	// resident pages (trimMapped); only the committer touches it.
 	lastTrim time.Time
+	// softLimit is how many soft bounces in a row suppress an address.
+	softLimit int
 }
 
 type op struct {
@@ -83,7 +85,8 @@ type op struct {
 type Option func(*openOptions)
 
 type openOptions struct {
-	log *slog.Logger
+	log       *slog.Logger
+	softLimit int
 }
 
 // WithLogger sets where Open logs schema migrations (default slog.Default()).
@@ -93,7 +96,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.log = l
 // file to SchemaVersion (see migrations). A second process opening the
 // same file fails after timeout instead of corrupting it.
 func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
-	o := openOptions{log: slog.Default()}
+	o := openOptions{log: slog.Default(), softLimit: DefaultSoftBounceLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -125,7 +128,7 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
 	s.wg.Add(1)
 	go s.commitLoop()
 	return s, nil

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// bouncesConfig is the [bounces] section (SPEC §13): the suppression
+// list's soft-bounce rule, and the listener for asynchronous reports
+// (RFC 3464 DSNs, RFC 5965 ARF) sent to the VERP return path.
+type bouncesConfig struct {
+	// SoftBounceLimit is how many soft bounces in a row suppress a
+	// recipient (0: soft bounces never suppress).
+	SoftBounceLimit int `toml:"soft_bounce_limit"`
+	// Listen is the bounce listener's address ("" = off, the default).
+	Listen string `toml:"listen"`
+	// Domain is the default return-path domain of SMTP providers that set
+	// none of their own; "" = providers without return_path_domain keep
+	// the sender's envelope address.
+	Domain string `toml:"domain"`
+	// TokenTTL is how long a VERP token is accepted after the attempt
+	// that issued it.
+	TokenTTL string `toml:"token_ttl"`
+	// MaxMessageBytes caps one report.
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxConnectionsPerIP caps one address's connections to the listener.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+}
+
+func bouncesDefaults(c *bouncesConfig) {
+	c.SoftBounceLimit = 3
+	c.TokenTTL = "30d"
+	c.MaxMessageBytes = 1 << 20
+	c.MaxConnectionsPerIP = 10
+}
+
+// validateBounces checks [bounces] and parses its durations into c.
+func (c *config) validateBounces(b *bouncesConfig) error {
+	if b.SoftBounceLimit < 0 || b.SoftBounceLimit > 1000 {
+		return &configError{"bounces.soft_bounce_limit", fmt.Sprintf("%d is not between 0 and 1000", b.SoftBounceLimit)}
+	}
+	if b.Listen != "" {
+		if err := checkAddr(b.Listen); err != nil {
+			return &configError{"bounces.listen", err.Error()}
+		}
+	}
+	if b.Domain != "" && (!validHostname(b.Domain) || !strings.Contains(b.Domain, ".")) {
+		return &configError{"bounces.domain", fmt.Sprintf("%q is not a domain name", b.Domain)}
+	}
+	d, err := parseDays(b.TokenTTL)
+	if err != nil || d < time.Hour {
+		return &configError{"bounces.token_ttl", fmt.Sprintf("%q is not a duration of at least an hour like \"30d\"", b.TokenTTL)}
+	}
+	c.bounceTokenTTL = d
+	if b.MaxMessageBytes < 4096 || b.MaxMessageBytes > 64<<20 {
+		return &configError{"bounces.max_message_bytes", fmt.Sprintf("%d is not between 4096 and 67108864", b.MaxMessageBytes)}
+	}
+	if b.MaxConnectionsPerIP < 1 {
+		return &configError{"bounces.max_connections_per_ip", "must be at least 1"}
+	}
+	return nil
+}
