@@ -12,7 +12,7 @@ import (
 // fields of ProviderItem (id, status, …) are unknown here on purpose.
 var providerFields = []string{
 	"type", "name", "smtp_host", "smtp_port", "smtp_protocol", "smtp_username", "smtp_password",
-	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain",
+	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain", "return_path_domain",
 	"quotas", "percentage", "group_id",
 	"ses_region", "ses_access_key_id", "ses_secret_access_key", "ses_endpoint", "ses_configuration_set",
 }
@@ -30,7 +30,7 @@ const maxQuota = 1_000_000_000
 type providerInput struct {
 	typ, name, host, protocol, username, password opt[string]
 	fromEmail, fromName, replyEmail, replyName    opt[string]
-	tracking, group                               opt[string]
+	tracking, group, returnPath                   opt[string]
 	port, percentage                              opt[int]
 	quotasSet, quotasNull                         bool
 	windows                                       [4]rangeInput
@@ -60,7 +60,7 @@ func decodeProvider(o *object) (*providerInput, error) {
 		{"smtp_username", &in.username}, {"smtp_password", &in.password},
 		{"from_email", &in.fromEmail}, {"from_name", &in.fromName},
 		{"reply_to_email", &in.replyEmail}, {"reply_to_name", &in.replyName},
-		{"tracking_domain", &in.tracking}, {"group_id", &in.group},
+		{"tracking_domain", &in.tracking}, {"group_id", &in.group}, {"return_path_domain", &in.returnPath},
 	}
 	strs = append(strs, in.ses.fields()...)
 	for _, f := range strs {
@@ -241,6 +241,17 @@ func applyProvider(in *providerInput, p *store.Provider, v *validator, create bo
 			v.add("tracking_domain", fcInvalidHost, "tracking_domain must be a domain name such as links.example.com")
 		}
 		p.TrackingDomain = d
+	}
+	if in.returnPath.Set {
+		d := strings.ToLower(strings.TrimSpace(in.returnPath.V))
+		switch {
+		case d != "" && !validDomain(d):
+			v.add("return_path_domain", fcInvalidHost, "return_path_domain must be a domain name such as bounces.example.com")
+		case d != "" && p.Type != store.TypeSMTP:
+			// Only an SMTP upstream takes our MAIL FROM as it is.
+			v.add("return_path_domain", fcNotSupported, "return_path_domain applies to smtp providers only")
+		}
+		p.ReturnPathDomain = d
 	}
 	// Judged on every write, like smtp_host below: a domain stored before
 	// the rule, or whose verification lapsed, cannot ride along on an

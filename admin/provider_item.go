@@ -42,6 +42,7 @@ type providerItem struct {
 	Percentage            *int                `json:"percentage"`
 	GroupID               *string             `json:"group_id"`
 	TrackingDomain        *string             `json:"tracking_domain"`
+	ReturnPathDomain      *string             `json:"return_path_domain"`
 	Health                provhealth.Snapshot `json:"health"`
 	CreatedAt             string              `json:"created_at"`
 	UpdatedAt             string              `json:"updated_at"`
@@ -95,6 +96,7 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 		Percentage:          p.Percentage,
 		GroupID:             nullable(p.GroupID),
 		TrackingDomain:      nullable(p.TrackingDomain),
+		ReturnPathDomain:    nullable(p.ReturnPathDomain),
 		Health:              s.health(p.ID),
 		CreatedAt:           rfc3339(p.CreatedAt),
 		UpdatedAt:           rfc3339(p.UpdatedAt),

@@ -98,3 +98,24 @@ func TestSuppressionsTeamIsolation(t *testing.T) {
 	ro := e.addKey(e.team.ID, store.KeyRoot, "suppression.read")
 	expectErr(t, e.do("DELETE", "/api/v1/suppressions/victim@example.com", nil, "Authorization", "Bearer "+ro), 403, "insufficient_permissions", "")
 }
+
+// TestProviderReturnPathDomain: an smtp provider takes a return-path
+// domain (shown, editable, cleared with null); other types refuse it, as
+// does a value that is not a domain.
+func TestProviderReturnPathDomain(t *testing.T) {
+	e := newEnv(t)
+	body := validSMTP()
+	body["return_path_domain"] = "Bounces.Example.com"
+	id := e.createProvider(body)
+	if r := e.do("GET", "/api/v1/providers/"+id, nil); r.str("data.return_path_domain") != "bounces.example.com" {
+		t.Fatalf("created: %s", r.Body)
+	}
+	expectErr(t, e.do("PATCH", "/api/v1/providers/"+id, map[string]any{"return_path_domain": "not a domain"}), 422, "validation_error", "return_path_domain")
+	if r := e.do("PATCH", "/api/v1/providers/"+id, map[string]any{"return_path_domain": nil}); r.Code != 200 || r.get("data.return_path_domain") != nil {
+		t.Fatalf("cleared: %d %s", r.Code, r.Body)
+	}
+	ses := map[string]any{"name": "own ses", "type": "ses", "ses_region": "eu-west-1",
+		"ses_access_key_id": "AKIAEXAMPLEEXAMPLE01", "ses_secret_access_key": "very/secret+key",
+		"ses_endpoint": "https://email.eu-west-1.amazonaws.com", "return_path_domain": "bounces.example.com"}
+	expectErr(t, e.do("POST", "/api/v1/providers", ses), 422, "validation_error", "return_path_domain")
+}

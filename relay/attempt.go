@@ -202,7 +202,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	defer cancel()
 	n := len(m.Attempts)
 	markData := func() error { return s.store.MarkDataStarted(m.ID, n) }
-	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(), MarkData: markData}, body)
+	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: s.envelopeFrom(prov, m), To: m.PendingRecipients(), MarkData: markData}, body)
 	if err == nil {
 		return outcome{ok: true, bodySent: true, code: successCode(res.Reply), reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
 	}

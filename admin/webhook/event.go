@@ -31,7 +31,7 @@ import (
 
 // EventTypes lists the subscribable types in documentation order.
 var EventTypes = []string{
-	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked,
+	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked, event.Complained,
 	event.ProviderStatusChanged, event.LimitRequestDecided,
 }
 
@@ -49,7 +49,7 @@ func eventData(e event.Event) map[string]any {
 	}
 	d := map[string]any{}
 	switch e.Type {
-	case event.Delivered, event.Bounced, event.Rejected, event.Delayed:
+	case event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Complained:
 		rcpts := e.Recipients
 		if rcpts == nil {
 			rcpts = []string{}

@@ -28,6 +28,7 @@ import (
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/bounce"
 	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
@@ -61,6 +62,8 @@ type daemon struct {
 	// metrics serves only /metrics on [metrics] listen; nil when that is
 	// empty (then /metrics is on the main listener, operator token only).
 	metrics *http.Server
+	// bounces is the [bounces] listener; nil when it is off.
+	bounces *bounce.Listener
 }
 
 // httpReadTimeout bounds reading one authenticated request on the main
@@ -189,11 +192,17 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		lns.close()
 		return fail(err)
 	}
+	if err := d.startBounces(key, metrics); err != nil {
+		lns.close()
+		d.smtp.Shutdown(context.Background())
+		return fail(err)
+	}
 	// Every listener is bound: only now can a new root key reach its
 	// owner through a daemon that runs.
 	if err := bootstrapRootKey(d.store, team, cfg, stderr); err != nil {
 		lns.close()
 		d.smtp.Shutdown(context.Background())
+		d.stopBounces(context.Background())
 		return fail(fmt.Errorf("bootstrap root key: %w", err))
 	}
 	d.serveHTTP(lns)
@@ -264,6 +273,7 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 		Metrics:        metrics,
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), d.log, shaping.WithLinkTTL(cfg.linkTTL)),
 		Events:         d.hooks.Emit,
+		VERP:           verpSigner(key), BounceDomain: cfg.file.Bounces.Domain, ReturnPathTTL: cfg.bounceTokenTTL,
 	}, st, d.reg, d.log, nil)
 	return connector, nil
 }
@@ -426,6 +436,7 @@ func (d *daemon) shutdown() {
 	if err := d.smtp.Shutdown(ctx); err != nil {
 		d.log.Warn("smtp sessions cut at shutdown", "err", err)
 	}
+	d.stopBounces(ctx)
 	d.cancel()
 	<-d.done
 	d.sched.Stop(ctx)

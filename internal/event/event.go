@@ -9,11 +9,14 @@ import "time"
 
 // Types of events (SPEC §8). All but Test may be subscribed to.
 const (
-	Delivered             = "message.delivered"
-	Bounced               = "message.bounced"  // an upstream permanently refused recipients
-	Rejected              = "message.rejected" // the message finally failed (retries exhausted, uncertain)
-	Delayed               = "message.delivery_delayed"
-	Clicked               = "message.clicked"
+	Delivered = "message.delivered"
+	Bounced   = "message.bounced"  // an upstream permanently refused recipients
+	Rejected  = "message.rejected" // the message finally failed (retries exhausted, uncertain)
+	Delayed   = "message.delivery_delayed"
+	Clicked   = "message.clicked"
+	// Complained: a recipient reported the message as unwanted (an RFC
+	// 5965 ARF report to the VERP return path).
+	Complained            = "message.complained"
 	ProviderStatusChanged = "provider.status_changed"
 	LimitRequestDecided   = "limit_request.decided"
 	// Test is the synthetic event POST /webhooks/{id}/test sends. It goes
