@@ -18,6 +18,7 @@ type Metrics struct {
 	attempts     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	feedback     *prometheus.CounterVec
+	reports      *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -41,8 +42,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		feedback: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_feedback_total",
 			Help: "Bounces and complaints recorded against recipients, by provider, type (hard, soft, complaint) and source (smtp, dsn, arf)."},
 			[]string{"provider", "type", "source"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_bounce_reports_total",
+			Help: "Reports the bounce listener accepted, by kind (dsn, arf, text, none) and outcome (recorded: something was recorded; ignored: a delay notice, a report about no recipient of the message, a repeat, or not a report)."},
+			[]string{"kind", "outcome"}),
 	}
-	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback)
+	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback, m.reports)
 	return m
 }
 
@@ -94,5 +98,12 @@ func (m *Metrics) bounced(provider, typ, source string) { m.Feedback(provider, t
 func (m *Metrics) Feedback(provider, typ, source string) {
 	if m != nil {
 		m.feedback.WithLabelValues(provider, typ, source).Inc()
+	}
+}
+
+// Report counts one report the bounce listener accepted.
+func (m *Metrics) Report(kind, outcome string) {
+	if m != nil {
+		m.reports.WithLabelValues(kind, outcome).Inc()
 	}
 }

@@ -161,6 +161,7 @@ func (s *session) Data(r io.Reader) error {
 		// Accepted and dropped: an auto-reply or junk sent to a return
 		// path. Refusing it would only make its sender bounce it.
 		s.l.log.Info("bounce listener: not a report", "event", "report_ignored", "remote", s.remote)
+		s.l.rec.metrics.Report("none", "ignored")
 		return nil
 	}
 	for _, t := range s.targets {

@@ -79,11 +79,17 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
+		r.metrics.Report(rep.Kind, "ignored")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	outcome := "recorded"
+	if len(adds) == 0 {
+		outcome = "ignored"
+	}
+	r.metrics.Report(rep.Kind, outcome)
 	for _, a := range adds {
 		typ := a.fb.Type
 		if a.fb.Kind == store.FeedbackComplaint {
