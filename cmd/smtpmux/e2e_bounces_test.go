@@ -17,7 +17,7 @@ import (
 func bounceDaemon(t *testing.T, extra string) (d *proc, bounceAddr string) {
 	t.Helper()
 	bounceAddr = freeAddr(t)
-	d = newDaemon(t, map[string]string{"": fmt.Sprintf("operator_token = %q\n[bounces]\nlisten = %q\ndomain = \"bounces.relay.test\"\nmax_message_bytes = 65536\n%s\n",
+	d = newDaemon(t, map[string]string{"": fmt.Sprintf("operator_token = %q\n[webhooks]\nallow_private_targets = true\n[bounces]\nlisten = %q\ndomain = \"bounces.relay.test\"\nmax_message_bytes = 65536\n%s\n",
 		"operator-token-0123456789", bounceAddr, extra)})
 	return d, bounceAddr
 }
@@ -81,6 +81,7 @@ func TestBounceListener(t *testing.T) {
 	up := testpeer.Start(t, testpeer.Options{})
 	d, listener := bounceDaemon(t, "")
 	provID, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	hook := subscribeHook(t, d, "message.bounced", "message.complained")
 	c := d.client(key)
 	defer c.Close()
 
@@ -187,6 +188,15 @@ func TestBounceListener(t *testing.T) {
 	}
 	if from := lastFrom(t, up, 4); from != "" {
 		t.Fatalf("a null sender became %q", from)
+	}
+	// Signed webhooks for both.
+	ev := hook.wait(t, "message.bounced", func(d map[string]any) bool { return d["message_id"] == id })
+	if ev["bounce_type"] != "hard" || ev["source"] != "dsn" || ev["status"] != "5.1.1" || !strings.Contains(fmt.Sprint(ev["diagnostic_code"]), "unknown user") {
+		t.Fatalf("message.bounced %v", ev)
+	}
+	ev = hook.wait(t, "message.complained", func(d map[string]any) bool { return d["message_id"] == id2 })
+	if ev["feedback_type"] != "abuse" || ev["source"] != "arf" || fmt.Sprint(ev["recipients"]) != "[reader@example.net]" {
+		t.Fatalf("message.complained %v", ev)
 	}
 	m := d.metrics()
 	for _, want := range []string{`source="dsn",type="hard"`, `source="arf",type="complaint"`} {

@@ -32,8 +32,9 @@ func recipientOf(t *testing.T, e map[string]any, addr string) map[string]any {
 // soft_bounce_limit in a row.
 func TestSyncBounceSuppresses(t *testing.T) {
 	up := testpeer.Start(t, testpeer.Options{})
-	d := newDaemon(t, map[string]string{"": "[bounces]\nsoft_bounce_limit = 2\n"})
+	d := newDaemon(t, map[string]string{"": "[webhooks]\nallow_private_targets = true\n[bounces]\nsoft_bounce_limit = 2\n"})
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	hook := subscribeHook(t, d, "message.bounced")
 	c := d.client(key)
 	defer c.Close()
 
@@ -52,6 +53,10 @@ func TestSyncBounceSuppresses(t *testing.T) {
 	}
 	if fb, _ := recipientOf(t, e, "ok@example.net")["feedback"].([]any); len(fb) != 0 {
 		t.Fatalf("delivered recipient has feedback %v", fb)
+	}
+	if ev := hook.wait(t, "message.bounced", func(d map[string]any) bool { return d["message_id"] == id }); ev["bounce_type"] != "hard" ||
+		ev["source"] != "smtp" || fmt.Sprint(ev["recipients"]) != "[gone@example.net]" {
+		t.Fatalf("message.bounced %v", ev)
 	}
 	code, resp := d.api("GET", "/suppressions/gone@example.net", nil)
 	if sup := data(resp); code != 200 || sup["reason"] != "hard_bounce" || sup["source"] != "smtp" || sup["message_id"] != id {
@@ -112,6 +117,9 @@ func TestSyncBounceSuppresses(t *testing.T) {
 		if e["status"] != "failed" || len(fb) != 1 || fb[0].(map[string]any)["type"] != "soft" {
 			t.Fatalf("soft %d: %v", i, e)
 		}
+	}
+	if ev := hook.wait(t, "message.bounced", func(d map[string]any) bool { return d["bounce_type"] == "soft" }); fmt.Sprint(ev["recipients"]) != "[full@example.net]" {
+		t.Fatalf("soft message.bounced %v", ev)
 	}
 	code, resp = d.api("GET", "/suppressions/full@example.net", nil)
 	if code != 200 || data(resp)["reason"] != "soft_bounces" {
