@@ -23,6 +23,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"github.com/smtpmux/smtpmux/internal/deliverability"
 	"log/slog"
 	"net/http"
 	"path"
@@ -77,6 +78,9 @@ type Options struct {
 	// in accepted recipients (SPEC §2: 50); Team.ManagedDailyLimit
 	// overrides it. GET /providers/limits reports it.
 	ManagedDailyLimit int
+	// Deliverability are the rate thresholds of GET …/deliverability
+	// (zero: deliverability.Defaults).
+	Deliverability deliverability.Thresholds
 	// ManagedHourlyLimit is the default hourly limit of the managed
 	// account in recipients (SPEC §2: 2); Team.ManagedHourlyLimit
 	// overrides it. GET /providers/limits reports it.
@@ -332,6 +336,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
+		{"GET", "/api/v1/providers/{id}/deliverability", authRoot, permProviderRead, s.providerDeliverability},
+		{"GET", "/api/v1/deliverability", authRoot, permProviderRead, s.teamDeliverability},
 		{"GET", "/api/v1/suppressions", authRoot, permSuppressionRead, s.listSuppressions},
 		{"POST", "/api/v1/suppressions", authRoot, permSuppressionCreate, s.createSuppression},
 		{"GET", "/api/v1/suppressions/{email}", authRoot, permSuppressionRead, s.getSuppression},

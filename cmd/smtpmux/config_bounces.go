@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/smtpmux/smtpmux/internal/deliverability"
 )
 
 // bouncesConfig is the [bounces] section (SPEC §13): the suppression
@@ -26,6 +28,14 @@ type bouncesConfig struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
 	// MaxConnectionsPerIP caps one address's connections to the listener.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// Rate thresholds of GET …/deliverability (fractions).
+	BounceRateWarning    float64 `toml:"bounce_rate_warning"`
+	BounceRateAtRisk     float64 `toml:"bounce_rate_at_risk"`
+	ComplaintRateWarning float64 `toml:"complaint_rate_warning"`
+	ComplaintRateAtRisk  float64 `toml:"complaint_rate_at_risk"`
+	// RateMinVolume is the fewest delivered recipients a window needs
+	// before its rates are judged.
+	RateMinVolume int64 `toml:"rate_min_volume"`
 }
 
 func bouncesDefaults(c *bouncesConfig) {
@@ -33,6 +43,16 @@ func bouncesDefaults(c *bouncesConfig) {
 	c.TokenTTL = "30d"
 	c.MaxMessageBytes = 1 << 20
 	c.MaxConnectionsPerIP = 10
+	d := deliverability.Defaults
+	c.BounceRateWarning, c.BounceRateAtRisk = d.BounceWarning, d.BounceAtRisk
+	c.ComplaintRateWarning, c.ComplaintRateAtRisk = d.ComplaintWarning, d.ComplaintAtRisk
+	c.RateMinVolume = d.MinVolume
+}
+
+// thresholds are [bounces]' rate thresholds.
+func (c *bouncesConfig) thresholds() deliverability.Thresholds {
+	return deliverability.Thresholds{BounceWarning: c.BounceRateWarning, BounceAtRisk: c.BounceRateAtRisk,
+		ComplaintWarning: c.ComplaintRateWarning, ComplaintAtRisk: c.ComplaintRateAtRisk, MinVolume: c.RateMinVolume}
 }
 
 // validateBounces checks [bounces] and parses its durations into c.
@@ -58,6 +78,18 @@ func (c *config) validateBounces(b *bouncesConfig) error {
 	}
 	if b.MaxConnectionsPerIP < 1 {
 		return &configError{"bounces.max_connections_per_ip", "must be at least 1"}
+	}
+	for _, p := range []struct {
+		key             string
+		warning, atRisk float64
+	}{{"bounces.bounce_rate", b.BounceRateWarning, b.BounceRateAtRisk}, {"bounces.complaint_rate", b.ComplaintRateWarning, b.ComplaintRateAtRisk}} {
+		if !(p.warning > 0 && p.warning <= p.atRisk && p.atRisk <= 1) {
+			return &configError{p.key + "_warning", fmt.Sprintf("%s_warning (%g) and %s_at_risk (%g) must satisfy 0 < warning <= at_risk <= 1",
+				p.key, p.warning, p.key, p.atRisk)}
+		}
+	}
+	if b.RateMinVolume < 1 {
+		return &configError{"bounces.rate_min_volume", "must be at least 1"}
 	}
 	return nil
 }
