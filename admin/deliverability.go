@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/deliverability"
-	"github.com/smtpmux/smtpmux/internal/state"
 )
 
 // Deliverability rates (SPEC §13): bounce and complaint rates of the
@@ -87,32 +86,11 @@ func (s *Server) rates(teamID, providerID string) (*deliverabilityReport, error)
 		Thresholds: rateThresholds{t.BounceWarning, t.BounceAtRisk, t.ComplaintWarning, t.ComplaintAtRisk, t.MinVolume}}
 	for _, w := range rateWindows {
 		from := now.Add(-w.d)
-		var c deliverability.Counts
-		var hard, soft int64
-		err := s.st.RecipientCountsBetween(teamID, from, time.Time{}, func(_ time.Time, prov, status string, n int64) {
-			if (providerID == "" || prov == providerID) && status != string(state.MessagePending) {
-				c.Delivered += n
-			}
-		})
+		delivered, hard, soft, complaints, err := s.st.FeedbackWindow(teamID, providerID, from)
 		if err != nil {
 			return nil, err
 		}
-		err = s.st.FeedbackCounts(teamID, from, time.Time{}, func(_ time.Time, prov, typ string, n int64) {
-			if providerID != "" && prov != providerID {
-				return
-			}
-			switch typ {
-			case "hard":
-				hard += n
-			case "soft":
-				soft += n
-			case "complaint":
-				c.Complaints += n
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
+		c := deliverability.Counts{Delivered: delivered, Complaints: complaints}
 		c.Bounces = hard + soft
 		r := deliverability.Judge(c, t)
 		rep.Windows = append(rep.Windows, rateWindow{Window: w.name, From: rfc3339(from), Delivered: c.Delivered,

@@ -358,6 +358,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
 		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
+		{"GET", "/api/v1/operator/held-teams", authOperator, "", s.listHeldTeams},
+		{"POST", "/api/v1/operator/teams/{id}/release-managed-account", authOperator, "", s.releaseHeldTeam},
 	}
 }
 

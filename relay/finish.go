@@ -62,6 +62,9 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	}
 	s.logFinal(final, prov, out)
 	s.emitAttempt(m, final, prov.ID, out)
+	for _, id := range feedbackProviders(m, final) {
+		s.CheckManagedHold(final.TeamID, id)
+	}
 }
 
 // settle applies an attempt's outcome to the stored message: finished,

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"github.com/smtpmux/smtpmux/internal/deliverability"
 	"github.com/smtpmux/smtpmux/internal/verp"
 	"log/slog"
 	"math/rand/v2"
@@ -34,6 +35,9 @@ type SchedulerConfig struct {
 	VERP          *verp.Signer
 	BounceDomain  string
 	ReturnPathTTL time.Duration
+	// Deliverability are the rate thresholds that hold a managed account
+	// (zero: deliverability.Defaults).
+	Deliverability deliverability.Thresholds
 	// Shaper, when set, rewrites each attempt's bytes for its provider.
 	Shaper Shaper
 }

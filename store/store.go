@@ -31,7 +31,7 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter, bSuppressions, bSoftBounces}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bSuppressions, bSoftBounces, bManagedHeld}
 )
 
 // Errors callers branch on.

@@ -80,4 +80,8 @@ func TestDeliverabilityRates(t *testing.T) {
 		t.Fatalf("second provider: %d %v", code, resp)
 	}
 	check("/providers/"+data(resp)["id"].(string)+"/deliverability", 0, 0, 0, "insufficient_volume")
+	// The team's own providers are never held; the operator's list says so.
+	if code, resp := d.apiAs("operator-token-0123456789", "GET", "/operator/held-teams", nil); code != 200 || len(resp["data"].([]any)) != 0 {
+		t.Fatalf("held teams: %d %v", code, resp)
+	}
 }

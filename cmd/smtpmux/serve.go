@@ -274,6 +274,7 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), d.log, shaping.WithLinkTTL(cfg.linkTTL)),
 		Events:         d.hooks.Emit,
 		VERP:           verpSigner(key), BounceDomain: cfg.file.Bounces.Domain, ReturnPathTTL: cfg.bounceTokenTTL,
+		Deliverability: cfg.file.Bounces.thresholds(),
 	}, st, d.reg, d.log, nil)
 	return connector, nil
 }

@@ -19,6 +19,9 @@ const (
 	Complained            = "message.complained"
 	ProviderStatusChanged = "provider.status_changed"
 	LimitRequestDecided   = "limit_request.decided"
+	// ManagedAccountHeld: the team's managed account left rotation for
+	// its bounce or complaint rate until the operator releases it.
+	ManagedAccountHeld = "team.managed_account_held"
 	// Test is the synthetic event POST /webhooks/{id}/test sends. It goes
 	// to that one webhook only, so it is not subscribable.
 	Test = "smtpmux.test"

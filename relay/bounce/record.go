@@ -19,6 +19,10 @@ type Recorder struct {
 	events  relay.EventSink
 	metrics *relay.Metrics
 	now     func() time.Time
+	// OnFeedback, when set, is called after a report added feedback
+	// about mail providerID sent (the scheduler's managed-account hold
+	// check).
+	OnFeedback func(teamID, providerID string)
 }
 
 // NewRecorder returns a Recorder. events and metrics may be nil; now nil
@@ -90,6 +94,9 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 		outcome = "ignored"
 	}
 	r.metrics.Report(rep.Kind, outcome)
+	if len(adds) > 0 && provID != "" && r.OnFeedback != nil {
+		r.OnFeedback(teamID, provID)
+	}
 	for _, a := range adds {
 		typ := a.fb.Type
 		if a.fb.Kind == store.FeedbackComplaint {
