@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
 
@@ -203,5 +204,63 @@ func TestBounceListener(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestBounceListenerLimits: the listener is on the open Internet: one
+// client address gets at most max_connections_per_ip connections (the
+// next is told 421 at once), and a connection that guesses tokens is
+// closed after three wrong ones.
+func TestBounceListenerLimits(t *testing.T) {
+	d, listener := bounceDaemon(t, "max_connections_per_ip = 2\n")
+	_ = d
+	var open []*gosmtp.Client
+	for range 2 {
+		c, err := gosmtp.Dial(listener)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("a.example"); err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	if c, err := gosmtp.Dial(listener); err == nil {
+		err = c.Hello("a.example")
+		c.Close()
+		if smtpCode(err) != 421 {
+			t.Fatalf("third connection: %v, want 421", err)
+		}
+	} else if smtpCode(err) != 421 {
+		t.Fatalf("third connection: %v, want 421", err)
+	}
+	c := open[0]
+	if err := c.Mail("", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		err := c.Rcpt(fmt.Sprintf("b+guess%d-0-zz-aaaaaaaaaaaaaaaa@bounces.relay.test", i), nil)
+		if want := map[bool]int{true: 421, false: 550}[i == 2]; smtpCode(err) != want {
+			t.Fatalf("guess %d: %v, want %d", i, err, want)
+		}
+	}
+	// The guesser's connection is closed: its slot is free again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c2, err := gosmtp.Dial(listener)
+		if err == nil {
+			err = c2.Hello("a.example")
+			c2.Close()
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guesser's connection still holds its slot: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range open {
+		c.Close()
 	}
 }

@@ -103,7 +103,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 type backend struct{ l *Listener }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{l: b.l, remote: c.Conn().RemoteAddr().String()}, nil
+	return &session{l: b.l, conn: c.Conn(), remote: c.Conn().RemoteAddr().String()}, nil
 }
 
 // target is one valid token of a transaction.
@@ -114,6 +114,7 @@ type target struct {
 
 type session struct {
 	l       *Listener
+	conn    net.Conn
 	remote  string
 	targets []target
 	bad     int
@@ -126,6 +127,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err != nil {
 		s.bad++
 		if s.bad >= maxBadTokens {
+			// 421 closes the channel (RFC 5321 §3.8): let the reply go
+			// out, then end the connection, so a guesser must reconnect
+			// (and meets the per-IP connection cap).
+			c := s.conn
+			time.AfterFunc(100*time.Millisecond, func() { c.Close() })
 			return errTooManyBad
 		}
 		return errNoSuchUser
