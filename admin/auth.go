@@ -107,6 +107,8 @@ var permissionCatalogue = map[string][]string{
 	"domain":   {"read", "create", "update", "delete"},
 	"webhook":  {"read", "create", "update", "delete"},
 	"email":    {"read"},
+	// suppression: the team's suppression list (SPEC §13).
+	"suppression": {"read", "create", "delete"},
 }
 
 // expandPermission returns the concrete permissions p stands for, or nil

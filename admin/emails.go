@@ -40,6 +40,19 @@ type recipientItem struct {
 	Code       *int          `json:"code"`
 	Reply      *string       `json:"reply"`
 	ProviderID *string       `json:"provider_id"`
+	// Feedback lists the bounces and complaints recorded against the
+	// recipient, each with its source (smtp, dsn, arf).
+	Feedback []feedbackItem `json:"feedback"`
+}
+
+// feedbackItem is one bounce or complaint of a recipient.
+type feedbackItem struct {
+	Kind       string  `json:"kind"`
+	Type       *string `json:"type"`
+	Source     string  `json:"source"`
+	Status     *string `json:"status"`
+	Diagnostic *string `json:"diagnostic"`
+	At         string  `json:"at"`
 }
 
 type attemptItem struct {
@@ -90,7 +103,7 @@ func (s *Server) emailView(m *store.Message) emailItem {
 	for _, r := range m.Recipients {
 		it.Recipients = append(it.Recipients, recipientItem{
 			Email: r.Address, Status: r.Status, Code: nonZero(r.Code), Reply: nullable(r.Reply),
-			ProviderID: nullable(r.ProviderID),
+			ProviderID: nullable(r.ProviderID), Feedback: feedbackView(r.Feedback),
 		})
 	}
 	for _, a := range m.Attempts {
@@ -152,4 +165,13 @@ func validRaw(raw json.RawMessage) json.RawMessage {
 		return nil
 	}
 	return raw
+}
+
+func feedbackView(fs []store.Feedback) []feedbackItem {
+	out := make([]feedbackItem, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, feedbackItem{Kind: f.Kind, Type: nullable(f.Type), Source: f.Source,
+			Status: nullable(f.Status), Diagnostic: nullable(f.Diagnostic), At: rfc3339(f.At)})
+	}
+	return out
 }

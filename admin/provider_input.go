@@ -13,7 +13,7 @@ import (
 // fields of ProviderItem (id, status, …) are unknown here on purpose.
 var providerFields = []string{
 	"type", "name", "smtp_host", "smtp_port", "smtp_protocol", "smtp_username", "smtp_password",
-	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain",
+	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain", "return_path_domain",
 	"quotas", "percentage", "group_id",
 	"ses_region", "ses_access_key_id", "ses_secret_access_key", "ses_endpoint", "ses_configuration_set",
 }
@@ -31,7 +31,7 @@ const maxQuota = 1_000_000_000
 type providerInput struct {
 	typ, name, host, protocol, username, password httpapi.Opt[string]
 	fromEmail, fromName, replyEmail, replyName    httpapi.Opt[string]
-	tracking, group                               httpapi.Opt[string]
+	tracking, group, returnPath                   httpapi.Opt[string]
 	port, percentage                              httpapi.Opt[int]
 	quotasSet, quotasNull                         bool
 	windows                                       [4]rangeInput
@@ -61,7 +61,7 @@ func decodeProvider(o *httpapi.Object) (*providerInput, error) {
 		{"smtp_username", &in.username}, {"smtp_password", &in.password},
 		{"from_email", &in.fromEmail}, {"from_name", &in.fromName},
 		{"reply_to_email", &in.replyEmail}, {"reply_to_name", &in.replyName},
-		{"tracking_domain", &in.tracking}, {"group_id", &in.group},
+		{"tracking_domain", &in.tracking}, {"group_id", &in.group}, {"return_path_domain", &in.returnPath},
 	}
 	strs = append(strs, in.ses.fields()...)
 	for _, f := range strs {
@@ -242,6 +242,17 @@ func applyProvider(in *providerInput, p *store.Provider, v *httpapi.Validator, c
 			v.Add("tracking_domain", httpapi.FieldInvalidHost, "tracking_domain must be a domain name such as links.example.com")
 		}
 		p.TrackingDomain = d
+	}
+	if in.returnPath.Set {
+		d := strings.ToLower(strings.TrimSpace(in.returnPath.V))
+		switch {
+		case d != "" && !httpapi.ValidDomain(d):
+			v.Add("return_path_domain", httpapi.FieldInvalidHost, "return_path_domain must be a domain name such as bounces.example.com")
+		case d != "" && p.Type != store.TypeSMTP:
+			// Only an SMTP upstream takes our MAIL FROM as it is.
+			v.Add("return_path_domain", httpapi.FieldNotSupported, "return_path_domain applies to smtp providers only")
+		}
+		p.ReturnPathDomain = d
 	}
 	// Judged on every write, like smtp_host below: a domain stored before
 	// the rule, or whose verification lapsed, cannot ride along on an

@@ -27,26 +27,29 @@ type providerItem struct {
 	HasSMTPPassword bool           `json:"has_smtp_password"`
 	// Own Amazon SES account settings (type ses); the secret key is
 	// write-only.
-	SESRegion             *string             `json:"ses_region"`
-	SESAccessKeyID        *string             `json:"ses_access_key_id"`
-	HasSESSecretAccessKey bool                `json:"has_ses_secret_access_key"`
-	SESEndpoint           *string             `json:"ses_endpoint"`
-	SESConfigurationSet   *string             `json:"ses_configuration_set"`
-	FromEmail             *string             `json:"from_email"`
-	FromName              *string             `json:"from_name"`
-	ReplyToEmail          *string             `json:"reply_to_email"`
-	ReplyToName           *string             `json:"reply_to_name"`
-	OAuthEmail            *string             `json:"oauth_email"`
-	HasRefreshToken       bool                `json:"has_refresh_token"`
-	Quotas                store.Quotas        `json:"quotas"`
-	Percentage            *int                `json:"percentage"`
-	GroupID               *string             `json:"group_id"`
-	TrackingDomain        *string             `json:"tracking_domain"`
-	Health                provhealth.Snapshot `json:"health"`
-	CreatedAt             string              `json:"created_at"`
-	UpdatedAt             string              `json:"updated_at"`
-	LastTestedAt          *string             `json:"last_tested_at"`
-	LastUsedAt            *string             `json:"last_used_at"`
+	SESRegion             *string      `json:"ses_region"`
+	SESAccessKeyID        *string      `json:"ses_access_key_id"`
+	HasSESSecretAccessKey bool         `json:"has_ses_secret_access_key"`
+	SESEndpoint           *string      `json:"ses_endpoint"`
+	SESConfigurationSet   *string      `json:"ses_configuration_set"`
+	FromEmail             *string      `json:"from_email"`
+	FromName              *string      `json:"from_name"`
+	ReplyToEmail          *string      `json:"reply_to_email"`
+	ReplyToName           *string      `json:"reply_to_name"`
+	OAuthEmail            *string      `json:"oauth_email"`
+	HasRefreshToken       bool         `json:"has_refresh_token"`
+	Quotas                store.Quotas `json:"quotas"`
+	Percentage            *int         `json:"percentage"`
+	GroupID               *string      `json:"group_id"`
+	TrackingDomain        *string      `json:"tracking_domain"`
+	ReturnPathDomain      *string      `json:"return_path_domain"`
+	// Held is set while the managed account is held for deliverability.
+	Held         *heldView           `json:"held"`
+	Health       provhealth.Snapshot `json:"health"`
+	CreatedAt    string              `json:"created_at"`
+	UpdatedAt    string              `json:"updated_at"`
+	LastTestedAt *string             `json:"last_tested_at"`
+	LastUsedAt   *string             `json:"last_used_at"`
 }
 
 // allowedActions tells a UI which buttons make sense for this provider in
@@ -95,6 +98,8 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 		Percentage:          p.Percentage,
 		GroupID:             nullable(p.GroupID),
 		TrackingDomain:      nullable(p.TrackingDomain),
+		ReturnPathDomain:    nullable(p.ReturnPathDomain),
+		Held:                heldOf(p),
 		Health:              s.health(p.ID),
 		CreatedAt:           rfc3339(p.CreatedAt),
 		UpdatedAt:           rfc3339(p.UpdatedAt),
@@ -115,4 +120,17 @@ func (s *Server) health(id string) provhealth.Snapshot {
 		return s.opts.Providers.Health(id)
 	}
 	return provhealth.Snapshot{State: "closed"}
+}
+
+// heldView is a held managed account's hold.
+type heldView struct {
+	Reason string `json:"reason"`
+	At     string `json:"at"`
+}
+
+func heldOf(p *store.Provider) *heldView {
+	if p.Held == nil {
+		return nil
+	}
+	return &heldView{Reason: p.Held.Reason, At: rfc3339(p.Held.At)}
 }

@@ -265,6 +265,12 @@ func (s *Server) setStatus(c *call, target state.Provider) error {
 	}
 	now := s.now()
 	p, err := s.st.UpdateProvider(c.team(), cur.ID, 0, func(p *store.Provider) error {
+		if target == state.ProviderActive && p.Held != nil {
+			return heldRefusal(p)
+		}
+		if p.Held != nil {
+			return errUnchanged // inactive already; its reason stays the hold's
+		}
 		if target == state.ProviderActive && p.Status == state.ProviderPending {
 			return httpapi.ErrValidation("id", httpapi.FieldInvalid, "this account has no usable token; reconnect it instead")
 		}

@@ -24,6 +24,7 @@ package admin
 
 import (
 	"context"
+	"github.com/smtpmux/smtpmux/internal/deliverability"
 	"log/slog"
 	"net/http"
 	"path"
@@ -70,6 +71,9 @@ type Options struct {
 	// DNSResolver is the resolver domain verification queries, as
 	// host:port (config [dns] resolver); empty: the system's resolvers.
 	DNSResolver string
+	// Deliverability are the rate thresholds of GET …/deliverability
+	// (zero: deliverability.Defaults).
+	Deliverability deliverability.Thresholds
 
 	HTTP      HTTPOptions
 	Sending   sendapi.Config
@@ -352,6 +356,13 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/webhooks/{id}/test", authRoot, permWebhookUpdate, s.testWebhook},
 		{"GET", "/api/v1/webhooks/{id}/deliveries", authRoot, permWebhookRead, s.listDeliveries},
 
+		{"GET", "/api/v1/providers/{id}/deliverability", authRoot, permProviderRead, s.providerDeliverability},
+		{"GET", "/api/v1/deliverability", authRoot, permProviderRead, s.teamDeliverability},
+		{"GET", "/api/v1/suppressions", authRoot, permSuppressionRead, s.listSuppressions},
+		{"POST", "/api/v1/suppressions", authRoot, permSuppressionCreate, s.createSuppression},
+		{"GET", "/api/v1/suppressions/{email}", authRoot, permSuppressionRead, s.getSuppression},
+		{"DELETE", "/api/v1/suppressions/{email}", authRoot, permSuppressionDelete, s.deleteSuppression},
+
 		{"GET", "/api/v1/domains", authRoot, permDomainRead, s.listDomains},
 		{"POST", "/api/v1/domains", authRoot, permDomainCreate, s.createDomain},
 		{"GET", "/api/v1/domains/{id}", authRoot, permDomainRead, s.res.domains.get},
@@ -367,6 +378,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
 		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
+		{"GET", "/api/v1/operator/held-teams", authOperator, "", s.listHeldTeams},
+		{"POST", "/api/v1/operator/teams/{id}/release-managed-account", authOperator, "", s.releaseHeldTeam},
 	}
 }
 

@@ -173,6 +173,7 @@ type outcome struct {
 	// decided it ("" when the provider set the class itself).
 	scope       routing.FailureScope
 	code        int
+	enhanced    string // the failure's RFC 3463 code, when it had one
 	reply       string
 	upstreamID  string
 	refused     []RecipientReply
@@ -196,7 +197,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	defer cancel()
 	n := len(m.Attempts)
 	markData := func() error { return s.store.MarkDataStarted(m.ID, n) }
-	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: m.From, To: m.PendingRecipients(), MarkData: markData}, body)
+	res, err := p.Send(ctx, Envelope{MessageID: m.ID, From: s.envelopeFrom(prov, m), To: m.PendingRecipients(), MarkData: markData}, body)
 	if err == nil {
 		return outcome{ok: true, bodySent: true, code: successCode(res.Reply), reply: res.Reply, upstreamID: res.UpstreamID, refused: res.Refused}
 	}
@@ -217,7 +218,7 @@ func (s *Scheduler) send(prov *store.Provider, m *store.Message, body []byte) ou
 	if de.Class == nil {
 		scope = routing.Decide(de.Failure).Scope
 	}
-	return outcome{class: de.Classified(), scope: scope, code: de.Failure.Code, reply: reply, refused: de.RcptRefused,
+	return outcome{class: de.Classified(), scope: scope, code: de.Failure.Code, enhanced: de.Failure.Enhanced, reply: reply, refused: de.RcptRefused,
 		bodySent: de.Failure.BodySent || de.Failure.Phase == routing.PhaseFinal && de.Failure.Code != 0}
 }
 

@@ -62,6 +62,9 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	}
 	s.logFinal(final, prov, out)
 	s.emitAttempt(m, final, prov.ID, out)
+	for _, id := range feedbackProviders(m, final) {
+		s.CheckManagedHold(final.TeamID, id)
+	}
 }
 
 // settle applies an attempt's outcome to the stored message: finished,
@@ -124,18 +127,31 @@ func applyOutcome(m *store.Message, providerID string, out outcome, now time.Tim
 		if rr, ok := refused[strings.ToLower(r.Address)]; ok {
 			anyRefused = true
 			r.Code, r.Reply, r.UpdatedAt = rr.Code, fmt.Sprintf("%d %s %s", rr.Code, rr.Enhanced, rr.Text), &t
+			kind := routing.BounceOf(routing.Failure{Phase: routing.PhaseRcpt, Code: rr.Code, Enhanced: rr.Enhanced, Text: rr.Text})
+			r.Soft = kind == routing.BounceSoft
 			if rr.Code >= 500 {
 				r.Status = state.MessageRejected
+				if kind == routing.BounceHard {
+					r.Feedback = append(r.Feedback, syncBounce(store.BounceHard, rr.Enhanced, r.Reply, providerID, now))
+				}
 			}
 			continue // a 4xx for this recipient: it stays pending
 		}
 		switch {
 		case out.ok:
 			r.Status, r.ProviderID, r.Code, r.Reply, r.UpdatedAt = state.MessageSent, providerID, 250, out.reply, &t
+			r.Soft = false
 		case out.class == routing.Permanent:
 			r.Status, r.Code, r.Reply, r.UpdatedAt = state.MessageRejected, out.code, out.reply, &t
+			if out.scope == routing.ScopeRecipient {
+				// The whole transaction failed on the recipient (a
+				// one-recipient RCPT, or a final 550 5.1.1).
+				r.Feedback = append(r.Feedback, syncBounce(store.BounceHard, out.enhanced, out.reply, providerID, now))
+			}
 		case out.class == routing.Uncertain:
 			r.Status, r.Reply, r.UpdatedAt = state.MessageFailed, out.reply, &t
+		default:
+			r.Soft = out.scope == routing.ScopeRecipient
 		}
 	}
 	switch {
@@ -174,6 +190,11 @@ func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) 
 	for i := range m.Recipients {
 		if r := &m.Recipients[i]; r.Status == state.MessagePending {
 			r.Status = state.MessageFailed
+			if r.Soft {
+				// Its own temporary trouble until the end: a soft
+				// bounce, which suppresses only after several in a row.
+				r.Feedback = append(r.Feedback, syncBounce(store.BounceSoft, "", r.Reply, "", now))
+			}
 		}
 	}
 	m.Reason = reason
@@ -254,4 +275,11 @@ func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome
 		attrs = append(attrs, "next_attempt_at", m.NextAttemptAt)
 	}
 	s.log.Info(event, attrs...)
+}
+
+// syncBounce is the feedback entry of a bounce the upstream gave in the
+// SMTP (or API) conversation itself.
+func syncBounce(kind, enhanced, reply, providerID string, now time.Time) store.Feedback {
+	return store.Feedback{Kind: store.FeedbackBounce, Type: kind, Source: "smtp", Status: enhanced,
+		Diagnostic: reply, ProviderID: providerID, At: now}
 }

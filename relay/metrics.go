@@ -17,6 +17,8 @@ type Metrics struct {
 	rejected     *prometheus.CounterVec
 	attempts     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
+	feedback     *prometheus.CounterVec
+	reports      *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -37,8 +39,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smtpmux_delivery_attempt_seconds",
 			Help:    "Duration of delivery attempts, connect to final reply.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"provider"}),
+		feedback: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_feedback_total",
+			Help: "Bounces and complaints recorded against recipients, by provider, type (hard, soft, complaint) and source (smtp, dsn, arf)."},
+			[]string{"provider", "type", "source"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_bounce_reports_total",
+			Help: "Reports the bounce listener accepted, by kind (dsn, arf, text, none) and outcome (recorded: something was recorded; ignored: a delay notice, a report about no recipient of the message, a repeat, or not a report)."},
+			[]string{"kind", "outcome"}),
 	}
-	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency)
+	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback, m.reports)
 	return m
 }
 
@@ -80,5 +88,22 @@ func (m *Metrics) attempt(provider, outcome string, d time.Duration) {
 		// duration too.
 		m.latency.WithLabelValues(provider).Observe(d.Seconds())
 		m.attempts.WithLabelValues(provider, outcome).Inc()
+	}
+}
+
+func (m *Metrics) bounced(provider, typ, source string) { m.Feedback(provider, typ, source) }
+
+// Feedback counts one bounce or complaint: typ is hard, soft or
+// complaint, source smtp, dsn or arf. The bounce listener calls it.
+func (m *Metrics) Feedback(provider, typ, source string) {
+	if m != nil {
+		m.feedback.WithLabelValues(provider, typ, source).Inc()
+	}
+}
+
+// Report counts one report the bounce listener accepted.
+func (m *Metrics) Report(kind, outcome string) {
+	if m != nil {
+		m.reports.WithLabelValues(kind, outcome).Inc()
 	}
 }

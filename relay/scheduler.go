@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"github.com/smtpmux/smtpmux/internal/deliverability"
+	"github.com/smtpmux/smtpmux/internal/verp"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -27,6 +29,15 @@ type SchedulerConfig struct {
 	Events EventSink
 	// Metrics, when set, records Prometheus series.
 	Metrics *Metrics
+	// VERP, when set, mints VERP return paths for SMTP providers with a
+	// return-path domain (theirs, else BounceDomain); tokens are valid
+	// for ReturnPathTTL (default 30 days).
+	VERP          *verp.Signer
+	BounceDomain  string
+	ReturnPathTTL time.Duration
+	// Deliverability are the rate thresholds that hold a managed account
+	// (zero: deliverability.Defaults).
+	Deliverability deliverability.Thresholds
 	// Shaper, when set, rewrites each attempt's bytes for its provider.
 	Shaper Shaper
 }

@@ -182,6 +182,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // a duplicate recipient gets one copy
 		}
 	}
+	if err := s.srv.checkSuppressed(s.cred, to); err != nil {
+		return err
+	}
 	managed, team, err := s.srv.managedOnly(s.cred)
 	if err != nil {
 		s.srv.log.Error("reading the team's limits failed", "team", s.cred.TeamID, "err", err)

@@ -61,6 +61,12 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 	if cred.RequiredFrom != "" && (!asciiEqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
 		return "", senderr.ErrSenderNotMailbox
 	}
+	if addr, err := srv.suppressedOf(cred.TeamID, uniq); err != nil {
+		return "", err
+	} else if addr != "" {
+		srv.reject(cred, "suppressed")
+		return "", &SuppressedError{Address: addr}
+	}
 	ok, err := srv.hasActiveProvider(cred)
 	if err != nil {
 		return "", err

@@ -28,6 +28,12 @@ type Recipient struct {
 	Reply      string        `json:"reply,omitempty"`
 	ProviderID string        `json:"provider_id,omitempty"`
 	UpdatedAt  *time.Time    `json:"updated_at,omitempty"`
+	// Soft is set while the recipient's last failure was a temporary one
+	// of its own (recipient scope): if retries run out, a soft bounce.
+	Soft bool `json:"soft,omitempty"`
+	// Feedback lists the bounces and complaints recorded against this
+	// recipient, synchronous or not (suppressions.go).
+	Feedback []Feedback `json:"feedback,omitempty"`
 }
 
 // Attempt is one delivery try. It is written (status in_progress) before
@@ -211,7 +217,11 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
 		oldCounts, oldKeys := messageCounts(&m), filterKeys(&m)
+		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
+			return err
+		}
+		if err := applyFeedback(tx, marks, &m, s.softLimit); err != nil {
 			return err
 		}
 		if err := moveCounts(tx, oldCounts, messageCounts(&m)); err != nil {

@@ -67,7 +67,14 @@ type Provider struct {
 	ReplyToEmail   string `json:"reply_to_email,omitempty"`
 	ReplyToName    string `json:"reply_to_name,omitempty"`
 	TrackingDomain string `json:"tracking_domain,omitempty"`
-	Quotas         Quotas `json:"quotas"`
+	// ReturnPathDomain (smtp providers) makes deliveries use a VERP
+	// envelope sender b+<token>@ReturnPathDomain, so that bounces and
+	// feedback reports come back to the bounce listener (SPEC §13).
+	ReturnPathDomain string `json:"return_path_domain,omitempty"`
+	// Held is set while the managed account is held for deliverability
+	// (managed_hold.go); only the operator releases it.
+	Held   *ManagedHold `json:"held,omitempty"`
+	Quotas Quotas       `json:"quotas"`
 	// Percentage is the routing weight 0–100; nil means unset (equal split).
 	Percentage *int   `json:"percentage,omitempty"`
 	GroupID    string `json:"group_id,omitempty"`

@@ -31,7 +31,7 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld}
 )
 
 // Errors callers branch on.
@@ -70,6 +70,8 @@ type Store struct {
 	lastTrim time.Time
 	trimBase uint64
 	mapTrims atomic.Int64
+	// softLimit is how many soft bounces in a row suppress an address.
+	softLimit int
 }
 
 type op struct {
@@ -87,7 +89,8 @@ type op struct {
 type Option func(*openOptions)
 
 type openOptions struct {
-	log *slog.Logger
+	log       *slog.Logger
+	softLimit int
 }
 
 // WithLogger sets where Open logs schema migrations (default slog.Default()).
@@ -97,7 +100,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.log = l
 // file to SchemaVersion (see migrations). A second process opening the
 // same file fails after timeout instead of corrupting it.
 func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
-	o := openOptions{log: slog.Default()}
+	o := openOptions{log: slog.Default(), softLimit: DefaultSoftBounceLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -129,7 +132,7 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
 	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()

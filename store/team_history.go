@@ -104,6 +104,12 @@ const (
 	// countSentDay: 's' ‖ hour ‖ provider ‖ 0x00 ‖ be64(UTC day) → sent
 	// recipients by the day of their result.
 	countSentDay = "s"
+	// countFeedback: 'f' ‖ hour ‖ provider ‖ 0x00 ‖ type → recipients
+	// with a bounce (type hard or soft: the first bounce recorded) or a
+	// complaint (type complaint), under the provider the feedback names
+	// (else the recipient's result provider); deliverability rates read
+	// them (feedback_counts.go).
+	countFeedback = "f"
 )
 
 func be64Key(v int64) string {
@@ -190,6 +196,13 @@ func messageCounts(m *Message) map[string]int64 {
 			fallthrough
 		case rs == string(state.MessagePending) || rs == string(state.MessageFailed) || rs == string(state.MessageRejected):
 			add(countRecipient, "", hour, p+"\x00"+rs)
+		}
+		for _, f := range feedbackCounted(r) {
+			fp := f.ProviderID
+			if fp == "" {
+				fp = p
+			}
+			add(countFeedback, "", hour, fp+"\x00"+feedbackCountType(f))
 		}
 	}
 	return out

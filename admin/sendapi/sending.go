@@ -51,6 +51,7 @@ const (
 	codeNoActiveProviders = "no_active_providers"
 	codeDailyLimit        = "daily_limit_exceeded"
 	fcSenderNotAllowed    = "sender_not_allowed"
+	fcSuppressed          = "recipient_suppressed"
 )
 
 // sendResult is the answer to one accepted message.
@@ -166,6 +167,10 @@ func (s *Handler) submitOne(c *call, in *Message) (string, error) {
 		return "", httpapi.ErrValidation("from.email", fcSenderNotAllowed, "this credential may not send as "+in.From.Email)
 	case errors.Is(err, senderr.ErrBadAddress), errors.Is(err, senderr.ErrEmptyMessage):
 		return "", httpapi.ErrValidation("to.email", httpapi.FieldInvalidEmail, "the relay refused an address of this message")
+	case errors.Is(err, senderr.ErrSuppressed):
+		// The error names the address, which the caller sent: no one
+		// else's data.
+		return "", httpapi.ErrValidation("to", fcSuppressed, err.Error()+" (DELETE /api/v1/suppressions/{email} to send to it again); nothing was queued")
 	case errors.Is(err, senderr.ErrDailyLimit):
 		now := s.now()
 		return "", &httpapi.Error{Status: http.StatusTooManyRequests, Code: codeDailyLimit, Retryable: true,

@@ -31,8 +31,8 @@ import (
 
 // EventTypes lists the subscribable types in documentation order.
 var EventTypes = []string{
-	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked,
-	event.ProviderStatusChanged, event.LimitRequestDecided,
+	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked, event.Complained,
+	event.ProviderStatusChanged, event.LimitRequestDecided, event.ManagedAccountHeld,
 }
 
 // ValidType reports whether typ is a subscribable event type.
@@ -49,7 +49,7 @@ func eventData(e event.Event) map[string]any {
 	}
 	d := map[string]any{}
 	switch e.Type {
-	case event.Delivered, event.Bounced, event.Rejected, event.Delayed:
+	case event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Complained:
 		rcpts := e.Recipients
 		if rcpts == nil {
 			rcpts = []string{}
@@ -68,6 +68,8 @@ func eventData(e event.Event) map[string]any {
 		d["message_id"], d["recipient"], d["url"] = str(e.MessageID), rcpt, str(e.URL)
 	case event.ProviderStatusChanged:
 		d["provider_id"], d["status"], d["reason"] = str(e.ProviderID), str(e.Status), str(e.Reason)
+	case event.ManagedAccountHeld:
+		d["provider_id"], d["reason"] = str(e.ProviderID), str(e.Reason)
 	}
 	for k, v := range e.Extra {
 		d[k] = v

@@ -130,6 +130,8 @@ type fileConfig struct {
 	Keys struct {
 		RotationGrace string `toml:"rotation_grace"`
 	} `toml:"keys"`
+
+	Bounces bouncesConfig `toml:"bounces"`
 }
 
 // config is the validated, typed form the daemon runs on.
@@ -157,6 +159,7 @@ type config struct {
 	// beyond 32 KiB/s ([http] send_body_timeout).
 	sendBodyTimeout time.Duration
 	linkTTL         time.Duration
+	bounceTokenTTL  time.Duration
 	// rotationGrace is [keys] rotation_grace.
 	rotationGrace time.Duration
 	// dashboardIdle is [dashboard] session_idle.
@@ -204,6 +207,7 @@ func defaults() fileConfig {
 	c.Limits.ProvidersPerTeam = 200
 	c.Limits.SendsPerMinute = 1800
 	c.Keys.RotationGrace = "24h"
+	bouncesDefaults(&c.Bounces)
 	return c
 }
 
@@ -451,6 +455,9 @@ func (c *config) validateRest(fc *fileConfig) error {
 	}
 	if c.linkTTL, err = parseDays(fc.Tracking.LinkTTL); err != nil || c.linkTTL <= 0 {
 		return &configError{"tracking.link_ttl", fmt.Sprintf("%q is not a positive duration like \"365d\" or \"720h\"", fc.Tracking.LinkTTL)}
+	}
+	if err := c.validateBounces(&fc.Bounces); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		key, val string

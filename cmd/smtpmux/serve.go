@@ -31,6 +31,7 @@ import (
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/relay/bounce"
 	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/relay/shaping"
 	"github.com/smtpmux/smtpmux/store"
@@ -64,6 +65,8 @@ type daemon struct {
 	// metrics serves only /metrics on [metrics] listen; nil when that is
 	// empty (then /metrics is on the main listener, operator token only).
 	metrics *http.Server
+	// bounces is the [bounces] listener; nil when it is off.
+	bounces *bounce.Listener
 }
 
 // httpReadTimeout bounds reading one authenticated request on the main
@@ -192,11 +195,17 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		lns.close()
 		return fail(err)
 	}
+	if err := d.startBounces(key, metrics); err != nil {
+		lns.close()
+		d.smtp.Shutdown(context.Background())
+		return fail(err)
+	}
 	// Every listener is bound: only now can a new root key reach its
 	// owner through a daemon that runs.
 	if err := bootstrapRootKey(d.store, team, cfg, stderr); err != nil {
 		lns.close()
 		d.smtp.Shutdown(context.Background())
+		d.stopBounces(context.Background())
 		return fail(fmt.Errorf("bootstrap root key: %w", err))
 	}
 	d.serveHTTP(lns)
@@ -219,7 +228,8 @@ func openDaemon(cfg *config, logger *slog.Logger) (*daemon, string, *store.Seale
 	if err != nil {
 		return nil, "", nil, err
 	}
-	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger))
+	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger),
+		store.WithSoftBounceLimit(cfg.file.Bounces.SoftBounceLimit))
 	if errors.Is(err, store.ErrInUse) {
 		return nil, "", nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
 	}
@@ -266,6 +276,8 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 		Metrics:        metrics,
 		Shaper:         shaping.New(st, sealer, shaping.TrackingKey(key), d.log, shaping.WithLinkTTL(cfg.linkTTL)),
 		Events:         d.hooks.Emit,
+		VERP:           verpSigner(key), BounceDomain: cfg.file.Bounces.Domain, ReturnPathTTL: cfg.bounceTokenTTL,
+		Deliverability: cfg.file.Bounces.thresholds(),
 	}, st, d.reg, d.log, nil)
 	return connector, nil
 }
@@ -307,6 +319,7 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *adm
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
+		Deliverability: cfg.file.Bounces.thresholds(),
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
 			AuthAttempts:     d.smtp,
@@ -450,6 +463,7 @@ func (d *daemon) shutdown() {
 	if err := d.smtp.Shutdown(ctx); err != nil {
 		d.log.Warn("smtp sessions cut at shutdown", "err", err)
 	}
+	d.stopBounces(ctx)
 	d.cancel()
 	<-d.done
 	d.sched.Stop(ctx)

@@ -9,13 +9,19 @@ import "time"
 
 // Types of events (SPEC §8). All but Test may be subscribed to.
 const (
-	Delivered             = "message.delivered"
-	Bounced               = "message.bounced"  // an upstream permanently refused recipients
-	Rejected              = "message.rejected" // the message finally failed (retries exhausted, uncertain)
-	Delayed               = "message.delivery_delayed"
-	Clicked               = "message.clicked"
+	Delivered = "message.delivered"
+	Bounced   = "message.bounced"  // an upstream permanently refused recipients
+	Rejected  = "message.rejected" // the message finally failed (retries exhausted, uncertain)
+	Delayed   = "message.delivery_delayed"
+	Clicked   = "message.clicked"
+	// Complained: a recipient reported the message as unwanted (an RFC
+	// 5965 ARF report to the VERP return path).
+	Complained            = "message.complained"
 	ProviderStatusChanged = "provider.status_changed"
 	LimitRequestDecided   = "limit_request.decided"
+	// ManagedAccountHeld: the team's managed account left rotation for
+	// its bounce or complaint rate until the operator releases it.
+	ManagedAccountHeld = "team.managed_account_held"
 	// Test is the synthetic event POST /webhooks/{id}/test sends. It goes
 	// to that one webhook only, so it is not subscribable.
 	Test = "smtpmux.test"

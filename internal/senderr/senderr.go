@@ -44,6 +44,10 @@ var (
 	// ErrLimitsUnavailable: the team's limits could not be read (a store
 	// error); nothing was queued, the client retries later.
 	ErrLimitsUnavailable = errors.New("team limits unavailable")
+	// ErrSuppressed: a recipient is on the team's suppression list
+	// (SPEC §13); nothing was queued. SMTP refuses such a recipient at
+	// RCPT with 550 5.1.1, HTTP with 422 naming the recipient.
+	ErrSuppressed = errors.New("recipient_suppressed")
 )
 
 // AuthLimitedError is the answer to an authentication attempt from a

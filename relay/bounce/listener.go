@@ -1,0 +1,218 @@
+package bounce
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/smtpmux/smtpmux/internal/connslots"
+)
+
+// Config is the listener's settings, validated by cmd ([bounces]).
+type Config struct {
+	Listen   string
+	Hostname string
+	// MaxMessageBytes caps one report (552 5.3.4 past it).
+	MaxMessageBytes int64
+	// MaxConnectionsPerIP caps one client address's connections.
+	MaxConnectionsPerIP int
+	// MaxConnections caps all connections (0: 200).
+	MaxConnections int
+	// Timeout is the idle time allowed between commands and for a body.
+	Timeout time.Duration
+}
+
+// Replies. The refusal of a recipient says nothing about why (a forged,
+// foreign or expired token look alike), so the listener cannot be used
+// to learn which tokens exist.
+var (
+	errNoSuchUser   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	errTooBig       = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Report too big"}
+	errTooManyRcpts = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients"}
+	errTooManyBad   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many invalid recipients, closing"}
+	errTempFail     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	errNeedRcpt     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+)
+
+const (
+	maxTargets   = 5 // valid tokens per transaction
+	maxBadTokens = 3 // invalid recipients per connection before 421
+)
+
+// Listener is the bounce listener.
+type Listener struct {
+	cfg     Config
+	rec     *Recorder
+	srv     *smtp.Server
+	ln      net.Listener
+	log     *slog.Logger
+	closing atomic.Bool
+}
+
+// NewListener builds a listener recording through rec.
+func NewListener(cfg Config, rec *Recorder, log *slog.Logger) *Listener {
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 200
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	l := &Listener{cfg: cfg, rec: rec, log: log}
+	s := smtp.NewServer(backend{l})
+	s.Domain = cfg.Hostname
+	s.MaxMessageBytes = cfg.MaxMessageBytes
+	s.MaxRecipients = maxTargets
+	s.ReadTimeout, s.WriteTimeout = cfg.Timeout, cfg.Timeout
+	s.MaxLineLength = 4096
+	l.srv = s
+	return l
+}
+
+// Start listens and serves in the background.
+func (l *Listener) Start() error {
+	ln, err := net.Listen("tcp", l.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	l.ln = &capListener{Listener: ln, slots: connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP)}
+	go func() {
+		if err := l.srv.Serve(l.ln); err != nil && !l.closing.Load() {
+			l.log.Error("bounce listener stopped", "err", err)
+		}
+	}()
+	l.log.Info("bounce listener up", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the address listened on (after Start).
+func (l *Listener) Addr() string { return l.ln.Addr().String() }
+
+// Shutdown stops accepting and waits for sessions to end, up to ctx.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.closing.Store(true)
+	return l.srv.Shutdown(ctx)
+}
+
+type backend struct{ l *Listener }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{l: b.l, conn: c.Conn(), remote: c.Conn().RemoteAddr().String()}, nil
+}
+
+// target is one valid token of a transaction.
+type target struct {
+	msgID string
+	rcpt  int
+}
+
+type session struct {
+	l       *Listener
+	conn    net.Conn
+	remote  string
+	targets []target
+	bad     int
+}
+
+func (s *session) Mail(string, *smtp.MailOptions) error { s.targets = s.targets[:0]; return nil }
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	msgID, rcpt, err := s.l.rec.signer.Parse(to, s.l.rec.now())
+	if err != nil {
+		s.bad++
+		if s.bad >= maxBadTokens {
+			// 421 closes the channel (RFC 5321 §3.8): let the reply go
+			// out, then end the connection, so a guesser must reconnect
+			// (and meets the per-IP connection cap).
+			c := s.conn
+			time.AfterFunc(100*time.Millisecond, func() { c.Close() })
+			return errTooManyBad
+		}
+		return errNoSuchUser
+	}
+	if len(s.targets) >= maxTargets {
+		return errTooManyRcpts
+	}
+	for _, t := range s.targets {
+		if t.msgID == msgID && t.rcpt == rcpt {
+			return nil
+		}
+	}
+	s.targets = append(s.targets, target{msgID, rcpt})
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if len(s.targets) == 0 {
+		return errNeedRcpt
+	}
+	max := s.l.cfg.MaxMessageBytes
+	raw, err := io.ReadAll(io.LimitReader(r, max+1))
+	var tooBig *smtp.SMTPError
+	if errors.As(err, &tooBig) && tooBig.Code == 552 || int64(len(raw)) > max {
+		io.Copy(io.Discard, r)
+		return errTooBig
+	}
+	if err != nil {
+		return err
+	}
+	rep, err := Parse(strings.NewReader(string(raw)))
+	if err != nil {
+		// Accepted and dropped: an auto-reply or junk sent to a return
+		// path. Refusing it would only make its sender bounce it.
+		s.l.log.Info("bounce listener: not a report", "event", "report_ignored", "remote", s.remote)
+		s.l.rec.metrics.Report("none", "ignored")
+		return nil
+	}
+	for _, t := range s.targets {
+		if err := s.l.rec.Record(t.msgID, t.rcpt, rep); err != nil {
+			s.l.log.Error("recording a report failed", "msg_id", t.msgID, "err", err)
+			return errTempFail
+		}
+	}
+	return nil
+}
+
+func (s *session) Reset()        { s.targets = s.targets[:0] }
+func (s *session) Logout() error { return nil }
+
+// capListener turns connections over the caps away with 421 at once.
+type capListener struct {
+	net.Listener
+	slots *connslots.Slots
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := connslots.ClientKey(c.RemoteAddr().String())
+		if l.slots.Take(key) == connslots.OK {
+			return &slotConn{Conn: c, release: func() { l.slots.Release(key) }}, nil
+		}
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "421 4.7.0 Too many connections\r\n")
+		c.Close()
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	release func()
+	done    atomic.Bool
+}
+
+func (c *slotConn) Close() error {
+	if c.done.CompareAndSwap(false, true) {
+		c.release()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,51 @@
+package relay
+
+import (
+	"strings"
+	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/internal/verp"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// defaultReturnPathTTL is how long a VERP token is good for when the
+// configuration does not say.
+const defaultReturnPathTTL = 30 * 24 * time.Hour
+
+// envelopeFrom is the MAIL FROM of an attempt of m through prov: the
+// message's own sender, or, for an SMTP provider with a return-path
+// domain, a VERP address b+<token>@<domain> whose token names the
+// message and — when one recipient is left — that recipient, so that a
+// bounce or feedback report sent back can be matched to them (SPEC §13).
+//
+// A null sender stays null: a message sent with MAIL FROM:<> is itself a
+// notification, and must not draw reports back (RFC 5321 §4.5.5), nor
+// may smtpmux make its bounce come back to the listener as one.
+func (s *Scheduler) envelopeFrom(prov *store.Provider, m *store.Message) string {
+	if s.cfg.VERP == nil || m.From == "" || prov.Type != store.TypeSMTP {
+		return m.From
+	}
+	domain := prov.ReturnPathDomain
+	if domain == "" {
+		domain = s.cfg.BounceDomain
+	}
+	if domain == "" {
+		return m.From
+	}
+	ttl := s.cfg.ReturnPathTTL
+	if ttl <= 0 {
+		ttl = defaultReturnPathTTL
+	}
+	rcpt := verp.AllRecipients
+	n := 0
+	for i, r := range m.Recipients {
+		if r.Status == state.MessagePending {
+			rcpt, n = i, n+1
+		}
+	}
+	if n != 1 {
+		rcpt = verp.AllRecipients
+	}
+	return s.cfg.VERP.Address(m.ID, rcpt, s.now().Add(ttl), strings.ToLower(domain))
+}
