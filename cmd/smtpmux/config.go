@@ -123,6 +123,10 @@ type fileConfig struct {
 	Keys struct {
 		RotationGrace string `toml:"rotation_grace"`
 	} `toml:"keys"`
+
+	// Cluster turns cluster mode on (etcd_endpoints set); see
+	// config_cluster.go and docs/cluster.md.
+	Cluster clusterFileConfig `toml:"cluster"`
 }
 
 // config is the validated, typed form the daemon runs on.
@@ -152,6 +156,8 @@ type config struct {
 	linkTTL         time.Duration
 	// rotationGrace is [keys] rotation_grace.
 	rotationGrace time.Duration
+	// cluster is the validated [cluster] section; nil in single-node mode.
+	cluster *clusterConfig
 }
 
 func defaults() fileConfig {
@@ -193,6 +199,7 @@ func defaults() fileConfig {
 	c.Limits.ProvidersPerTeam = 200
 	c.Limits.SendsPerMinute = 1800
 	c.Keys.RotationGrace = "24h"
+	c.Cluster.KeyPrefix = "/smtpmux/"
 	return c
 }
 
@@ -222,6 +229,7 @@ func loadConfig(path string) (*config, error) {
 	for env, dst := range map[string]*string{
 		"SMTPMUX_SECRET_KEY": &fc.SecretKey, "SMTPMUX_BOOTSTRAP_ROOT_KEY": &fc.BootstrapRootKey,
 		"SMTPMUX_OPERATOR_TOKEN": &fc.OperatorToken,
+		"SMTPMUX_ETCD_PASSWORD":  &fc.Cluster.EtcdPassword, "SMTPMUX_CLUSTER_TOKEN": &fc.Cluster.ClusterToken,
 	} {
 		if v := os.Getenv(env); v != "" {
 			*dst = v
@@ -233,7 +241,7 @@ func loadConfig(path string) (*config, error) {
 func validate(fc fileConfig) (*config, error) {
 	c := &config{file: fc, secretKey: fc.SecretKey, bootstrapRootKey: fc.BootstrapRootKey, operatorToken: fc.OperatorToken}
 	for _, check := range []func(*fileConfig) error{
-		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest,
+		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest, c.validateCluster,
 	} {
 		if err := check(&fc); err != nil {
 			return nil, err
