@@ -87,7 +87,7 @@ type Provider struct {
 
 // CreateProvider stores a new provider.
 func (s *Store) CreateProvider(p *Provider) error {
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		if err := createTeamRecord(tx, kindProviders, p); err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 		teamID = anyTeam
 	}
 	var out *Provider
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindProviders, teamID, id, ifVersion, fn)
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 // attempts; the scheduler simply no longer finds it.
 func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 	var owner string
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		p, err := deleteTeamRecord[Provider](tx, kindProviders, teamID, id, ifVersion)
 		if err != nil {
 			return err
@@ -172,7 +172,7 @@ func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 // provider that refreshed it was usable before and is after), so it wakes
 // no one and leaves the team's wake generation alone.
 func (s *Store) SetProviderToken(id string, sealed []byte) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bProviders)
 		var p Provider
 		if err := getJSON(b, id, &p); err != nil {

@@ -66,6 +66,9 @@ type Store struct {
 	// lastTrim is when the committer last dropped the memory map's
 	// resident pages (trimMapped); only the committer touches it.
 	lastTrim time.Time
+	// repl, set in cluster mode, takes the state-of-record writes
+	// (replica.go); nil: this file is the state of record.
+	repl Replicator
 }
 
 type op struct {

@@ -20,7 +20,7 @@ type Team struct {
 
 // PutTeam creates or replaces a team.
 func (s *Store) PutTeam(t *Team) error {
-	return s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bTeams), t.ID, t) })
+	return s.updateRecord(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bTeams), t.ID, t) })
 }
 
 // Team returns one team.
