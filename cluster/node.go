@@ -28,15 +28,15 @@ import (
 
 // Config is what a node needs to join: the [cluster] section, validated.
 type Config struct {
-	Endpoints                 []string
-	TLSCA, TLSCert, TLSKey    string
-	Username, Password        string
-	Prefix                    string // starts and ends with "/"
-	NodeID                    string
-	AdvertiseURL              string
-	Version                   string // smtpmux's version, shown in membership
-	StartedAt                 time.Time
-	Logger                    *slog.Logger
+	Endpoints              []string
+	TLSCA, TLSCert, TLSKey string
+	Username, Password     string
+	Prefix                 string // starts and ends with "/"
+	NodeID                 string
+	AdvertiseURL           string
+	Version                string // smtpmux's version, shown in membership
+	StartedAt              time.Time
+	Logger                 *slog.Logger
 	// OpTimeout bounds one etcd call of a write (0: 3 s); LeaseTTL is
 	// the membership lease in seconds (0: 10).
 	OpTimeout time.Duration
