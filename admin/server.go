@@ -68,6 +68,11 @@ type Options struct {
 	TestTimeout time.Duration
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func() error
+	// Cluster shows cluster mode in /readyz and GET /operator/nodes;
+	// nil: single node.
+	Cluster ClusterView
+	// StartedAt is when the process started (GET /operator/nodes).
+	StartedAt time.Time
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.
 	OAuth OAuthConnector
 	// Health returns a provider's breaker state for ProviderItem.health;
@@ -347,6 +352,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/operator/limit-requests/{id}/approve", authOperator, "", s.approveLimitRequest},
 		{"POST", "/api/v1/operator/limit-requests/{id}/deny", authOperator, "", s.denyLimitRequest},
 		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
+		{"GET", "/api/v1/operator/nodes", authOperator, "", s.listNodes},
 	}
 }
 
@@ -526,6 +532,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, requestID(r), ae)
 		return
 	}
+	if ae := clusterUnavailable(err); ae != nil {
+		s.log.Warn("cluster write refused", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, requestID(r), ae)
+		return
+	}
 	s.log.Error("admin request failed", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
 	if ae := storageFull(err); ae != nil {
 		writeError(w, requestID(r), ae)
@@ -655,6 +666,14 @@ func (s *Server) readyz(c *call) error {
 			s.log.Warn("not ready", "request_id", c.reqID, "err", err)
 			return errUnavailable("not ready")
 		}
+	}
+	if s.opts.Cluster != nil {
+		// Ready (200) even when degraded: the node still takes and
+		// delivers mail on its last view; the block says how it stands.
+		id, st := s.opts.Cluster.Membership()
+		c.ok(http.StatusOK, map[string]any{"status": "ready", "version": s.opts.Version,
+			"cluster": readyCluster{NodeID: id, State: st}})
+		return nil
 	}
 	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})
 	return nil

@@ -97,6 +97,37 @@ func (s *Store) CreateProvider(p *Provider) error {
 	return err
 }
 
+// CreateOwnProvider stores a new provider of the team's own (not the
+// managed account) if the team has fewer than max of those (max <= 0: no
+// cap), else ErrLimit. The count is inside the write's transaction, so
+// the cap holds across concurrent creates, in cluster mode across nodes
+// too (the write is re-run when another write landed first).
+func (s *Store) CreateOwnProvider(p *Provider, max int) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
+		if max > 0 {
+			existing, err := listTeam[Provider](tx, kindProviders, p.TeamID)
+			if err != nil {
+				return err
+			}
+			own := 0
+			for _, e := range existing {
+				if !e.Managed {
+					own++
+				}
+			}
+			if own >= max {
+				return ErrLimit
+			}
+		}
+		if err := createTeamRecord(tx, kindProviders, p); err != nil {
+			return err
+		}
+		return bumpWakeGen(tx, p.TeamID)
+	})
+	s.providersChanged(err, p.TeamID)
+	return err
+}
+
 // Provider returns one provider regardless of team (for the scheduler).
 func (s *Store) Provider(id string) (*Provider, error) {
 	return s.TeamProvider(anyTeam, id)

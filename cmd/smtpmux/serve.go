@@ -24,6 +24,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/cluster"
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
@@ -61,6 +62,9 @@ type daemon struct {
 	// metrics serves only /metrics on [metrics] listen; nil when that is
 	// empty (then /metrics is on the main listener, operator token only).
 	metrics *http.Server
+	// node is this process in cluster mode (cluster.go); nil single node.
+	node      *cluster.Node
+	startedAt time.Time
 }
 
 // httpReadTimeout bounds reading one authenticated request on the main
@@ -159,10 +163,21 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return nil, err
 	}
 	fail := func(err error) (*daemon, error) {
+		if d.node != nil {
+			d.node.Close()
+		}
 		d.store.Close()
 		return nil, err
 	}
-	team, err := bootstrap(d.store, time.Now().UTC())
+	d.startedAt = time.Now().UTC()
+	if err := d.joinCluster(sealer); err != nil {
+		return fail(err)
+	}
+	var team *store.Team
+	err = d.once("bootstrap", func() (err error) {
+		team, err = bootstrap(d.store, time.Now().UTC())
+		return err
+	})
 	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
@@ -191,7 +206,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}
 	// Every listener is bound: only now can a new root key reach its
 	// owner through a daemon that runs.
-	if err := bootstrapRootKey(d.store, team, cfg, stderr); err != nil {
+	if err := d.once("bootstrap", func() error { return bootstrapRootKey(d.store, team, cfg, stderr) }); err != nil {
 		lns.close()
 		d.smtp.Shutdown(context.Background())
 		return fail(fmt.Errorf("bootstrap root key: %w", err))
@@ -304,7 +319,7 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *adm
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: d.log, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, Ready: d.ready, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
+		Health: d.sched.Health, Ready: d.ready, Cluster: d.clusterOption(), StartedAt: d.startedAt, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
 		DNSResolver: cfg.file.DNS.Resolver, KeyRotationGrace: cfg.rotationGrace,
 		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: d.hooks,
@@ -440,6 +455,11 @@ func (d *daemon) shutdown() {
 		d.metrics.Shutdown(hctx)
 	}
 	d.reg.Close()
+	if d.node != nil {
+		// After everything that writes the state of record stopped,
+		// before the store it writes into.
+		d.node.Close()
+	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing store", "err", err)
 	}

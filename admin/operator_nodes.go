@@ -1,0 +1,69 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// NodeInfo is one smtpmux node as GET /operator/nodes shows it.
+type NodeInfo struct {
+	NodeID       string    `json:"node_id"`
+	AdvertiseURL string    `json:"advertise_url"`
+	Version      string    `json:"version"`
+	StartedAt    time.Time `json:"started_at"`
+	// Self marks the node that answered.
+	Self bool `json:"self"`
+}
+
+// ClusterView is what the API shows of cluster mode (cmd adapts the
+// cluster package to it; nil: single node).
+type ClusterView interface {
+	// Nodes lists the registered nodes.
+	Nodes(ctx context.Context) ([]NodeInfo, error)
+	// Membership names this node and its standing: "member", or
+	// "degraded" while etcd cannot be reached.
+	Membership() (nodeID, state string)
+}
+
+// readyCluster is /readyz's cluster block.
+type readyCluster struct {
+	NodeID string `json:"node_id"`
+	State  string `json:"state"`
+}
+
+// codeClusterUnavailable is a management write refused because the
+// cluster's state of record (etcd) cannot be reached.
+const codeClusterUnavailable = "cluster_unavailable"
+
+// clusterUnavailable turns store.ErrUnavailable into its answer: 503 with
+// Retry-After. Nothing was written; reads and mail keep working from the
+// node's last view.
+func clusterUnavailable(err error) *apiError {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return nil
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Code: codeClusterUnavailable, Retryable: true,
+		RetryAfter: 5 * time.Second, Message: "the cluster's configuration store cannot be reached; nothing was changed; retry later"}
+}
+
+// listNodes is GET /operator/nodes: every node of the cluster, or this
+// one alone in single-node mode.
+func (s *Server) listNodes(c *call) error {
+	if s.opts.Cluster == nil {
+		c.ok(http.StatusOK, []NodeInfo{{NodeID: s.opts.Hostname, Version: s.opts.Version, StartedAt: s.opts.StartedAt, Self: true}})
+		return nil
+	}
+	nodes, err := s.opts.Cluster.Nodes(c.r.Context())
+	if err != nil {
+		return err
+	}
+	if nodes == nil {
+		nodes = []NodeInfo{}
+	}
+	c.ok(http.StatusOK, nodes)
+	return nil
+}

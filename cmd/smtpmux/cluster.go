@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/cluster"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// clusterConfig turns the validated [cluster] section into the cluster
+// package's settings.
+func (cc *clusterConfig) nodeConfig() cluster.Config {
+	return cluster.Config{
+		Endpoints: cc.endpoints, TLSCA: cc.tlsCA, TLSCert: cc.tlsCert, TLSKey: cc.tlsKey,
+		Username: cc.username, Password: cc.password, Prefix: cc.prefix, NodeID: cc.nodeID,
+		AdvertiseURL: cc.advertiseURL, Version: version, StartedAt: time.Now().UTC(),
+	}
+}
+
+// joinCluster, in cluster mode, connects to etcd, refuses a secret_key
+// the cluster's secrets were not sealed with, makes the store a view of
+// etcd's state of record and registers the node. Single node, it does
+// nothing. The node is d.node: other cluster features (quotas, shared
+// health) take its Client, Prefix and ID from there.
+func (d *daemon) joinCluster(sealer *store.Sealer) error {
+	cc := d.cfg.cluster
+	if cc == nil {
+		return nil
+	}
+	ncfg := cc.nodeConfig()
+	ncfg.Logger = d.log
+	node, err := cluster.Open(ncfg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := node.CheckCanary(sealer); err != nil {
+		node.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := node.Attach(d.store); err != nil {
+		node.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	node.Register()
+	d.node = node
+	d.startedAt = ncfg.StartedAt
+	d.log.Info("cluster mode", "node_id", node.ID(), "key_prefix", node.Prefix(), "etcd_revision", node.Applied())
+	return nil
+}
+
+// once runs fn under the cluster's lock name (single node: just runs it),
+// for start-up work that every node would otherwise do at the same time:
+// creating the default team, its managed account, the first root key.
+func (d *daemon) once(name string, fn func() error) error {
+	if d.node == nil {
+		return fn()
+	}
+	return d.node.WithLock(name, fn)
+}
+
+// clusterView adapts the node to what the API shows.
+type clusterView struct{ n *cluster.Node }
+
+func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
+	ms, err := v.n.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.NodeInfo, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, admin.NodeInfo{NodeID: m.NodeID, AdvertiseURL: m.AdvertiseURL, Version: m.Version,
+			StartedAt: m.StartedAt, Self: m.NodeID == v.n.ID()})
+	}
+	return out, nil
+}
+
+func (v clusterView) Membership() (string, string) { return v.n.ID(), v.n.State() }
+
+// clusterOption is the API's ClusterView: nil single node.
+func (d *daemon) clusterOption() admin.ClusterView {
+	if d.node == nil {
+		return nil
+	}
+	return clusterView{d.node}
+}
