@@ -14,7 +14,6 @@ import (
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 )
 
-
 // clusterExtra is the config of a cluster node: the [cluster] section on
 // etcd eps under prefix, and an operator token for GET /operator/nodes.
 func clusterExtra(eps []string, prefix, nodeID string, extra map[string]string) map[string]string {
