@@ -86,3 +86,11 @@ func (d *daemon) clusterOption() admin.ClusterView {
 	}
 	return clusterView{d.node}
 }
+
+// nodeID is the node_id message IDs carry; "" single node.
+func (d *daemon) nodeID() string {
+	if d.node == nil {
+		return ""
+	}
+	return d.node.ID()
+}

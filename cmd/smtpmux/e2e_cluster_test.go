@@ -119,9 +119,15 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !strings.HasSuffix(id, "-n3") {
+			t.Fatalf("message ID %q does not name n3", id)
+		}
 		up.WaitMessages(t, 1, 15*time.Second)
 		if e := n3.waitEmail(id); e["status"] != "sent" || !strings.Contains(fmt.Sprint(e), provID) {
 			t.Fatalf("email on n3: %v", e)
+		}
+		if logs := n3.emailLogs(); logs[id] == nil {
+			t.Fatalf("/emails/logs on n3 lacks %s: %v", id, logs)
 		}
 	})
 

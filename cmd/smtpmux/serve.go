@@ -309,7 +309,7 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
-		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines,
+		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines, NodeID: d.nodeID(),
 	}, d.store, d.reg, d.sched, d.log, nil)
 }
 
