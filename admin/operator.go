@@ -45,7 +45,7 @@ func ManagedProvider(teamID string, now time.Time) *store.Provider {
 func ProvisionTeam(st *store.Store, name, rootSecret string, providerLimit *int, now time.Time) (*store.Team, *store.APIKey, error) {
 	now = now.UTC()
 	t := &store.Team{ID: store.NewID(store.PrefixTeam), Name: name, CreatedAt: now, ProviderLimit: providerLimit}
-	if err := st.PutTeam(t); err != nil {
+	if err := st.CreateTeam(t); err != nil {
 		return nil, nil, err
 	}
 	if err := st.CreateProvider(ManagedProvider(t.ID, now)); err != nil {
@@ -127,7 +127,10 @@ func (s *Server) createTeam(c *call) error {
 	}
 	secret := store.NewSecret(store.SecretPrefixRoot)
 	t, k, err := ProvisionTeam(s.st, n, secret, plimit, s.now())
-	if err != nil {
+	if errors.Is(err, store.ErrConflict) {
+		// Another node created the name since the check above.
+		return errConflict("a team named " + n + " already exists")
+	} else if err != nil {
 		return err
 	}
 	s.log.Info("team created", "request_id", c.reqID, "team", t.ID)

@@ -90,6 +90,17 @@ func TestReplicatedWrites(t *testing.T) {
 		t.Fatalf("If-Match across a raced write: %v", err)
 	}
 
+	// Two nodes create the same team name at once: the loser's write is
+	// re-run on the view that has the winner's team, and refused.
+	log.race = func() {
+		if err := b.CreateTeam(&Team{ID: NewID(PrefixTeam), Name: "acme", CreatedAt: now}); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := a.CreateTeam(&Team{ID: NewID(PrefixTeam), Name: "acme", CreatedAt: now}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second team named acme: %v", err)
+	}
+
 	// The log is down: the write fails whole and the writer's view is
 	// unchanged.
 	log.fail = ErrUnavailable

@@ -23,6 +23,27 @@ func (s *Store) PutTeam(t *Team) error {
 	return s.updateRecord(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bTeams), t.ID, t) })
 }
 
+// CreateTeam stores a new team whose name no team has (else
+// ErrConflict). The check is inside the write, so it holds across
+// concurrent creates and, in cluster mode, across nodes. It reads every
+// team's record, as TeamByName does; teams are few.
+func (s *Store) CreateTeam(t *Team) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bTeams)
+		if b.Get([]byte(t.ID)) != nil {
+			return ErrConflict
+		}
+		taken := false
+		if err := forEachJSON(b, func(o *Team) { taken = taken || o.Name == t.Name }); err != nil {
+			return err
+		}
+		if taken {
+			return ErrConflict
+		}
+		return putJSON(b, t.ID, t)
+	})
+}
+
 // Team returns one team.
 func (s *Store) Team(id string) (*Team, error) {
 	var t Team

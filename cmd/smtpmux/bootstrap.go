@@ -65,7 +65,7 @@ func bootstrap(st *store.Store, now time.Time) (*store.Team, error) {
 	team, err := st.TeamByName("default")
 	if errors.Is(err, store.ErrNotFound) {
 		team = &store.Team{ID: store.NewID(store.PrefixTeam), Name: "default", CreatedAt: now}
-		if err := st.PutTeam(team); err != nil {
+		if err := st.CreateTeam(team); err != nil {
 			return nil, err
 		}
 	} else if err != nil {
