@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/cluster"
 	"github.com/smtpmux/smtpmux/store"
@@ -93,4 +95,32 @@ func (d *daemon) nodeID() string {
 		return ""
 	}
 	return d.node.ID()
+}
+
+var (
+	descClusterMember = prometheus.NewDesc("smtpmux_cluster_member",
+		"1 while this node is in the cluster (lease alive, view following etcd), 0 while degraded.", nil, nil)
+	descClusterWrites = prometheus.NewDesc("smtpmux_cluster_etcd_write_txns_total",
+		"etcd write transactions this node made for management writes of the state of record.", nil, nil)
+	descClusterRev = prometheus.NewDesc("smtpmux_cluster_applied_revision",
+		"The etcd revision this node's view of the state of record has applied.", nil, nil)
+)
+
+// clusterCollector reports the node's standing on each scrape.
+type clusterCollector struct{ n *cluster.Node }
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descClusterMember
+	ch <- descClusterWrites
+	ch <- descClusterRev
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	member := 0.0
+	if c.n.State() == "member" {
+		member = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descClusterMember, prometheus.GaugeValue, member)
+	ch <- prometheus.MustNewConstMetric(descClusterWrites, prometheus.CounterValue, float64(c.n.EtcdWrites()))
+	ch <- prometheus.MustNewConstMetric(descClusterRev, prometheus.GaugeValue, float64(c.n.Applied()))
 }

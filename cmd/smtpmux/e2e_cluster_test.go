@@ -113,6 +113,9 @@ func TestCluster(t *testing.T) {
 			return true
 		})
 		t.Logf("a provider created on n1 was on n2 and n3 after %v", took)
+		if m := n2.metrics(); !strings.Contains(m, "smtpmux_cluster_etcd_write_txns_total 0") {
+			t.Fatalf("n2 made etcd writes though no write was made through it")
+		}
 		c := n3.client(key)
 		defer c.Close()
 		id, err := sendOne(c, "app@example.com", []string{"user@example.net"}, msgBody("cluster-1"))
@@ -196,6 +199,9 @@ func TestCluster(t *testing.T) {
 			_, resp := n3.apiAs("", "GET", "//readyz", nil)
 			return data(resp)["cluster"].(map[string]any)["state"] == "degraded"
 		})
+		if m := n3.metrics(); !strings.Contains(m, "smtpmux_cluster_member 0") {
+			t.Fatal("metrics do not show n3 degraded")
+		}
 		etcd.StartAll()
 		var id string
 		within(t, "a write after etcd returned", 30*time.Second, func() bool {
@@ -217,6 +223,9 @@ func TestCluster(t *testing.T) {
 			_, resp := n3.apiAs("", "GET", "//readyz", nil)
 			return data(resp)["cluster"].(map[string]any)["state"] == "member"
 		})
+		if m := n3.metrics(); !strings.Contains(m, "smtpmux_cluster_member 1") {
+			t.Fatal("metrics do not show n3 a member again")
+		}
 	})
 
 	t.Run("import is idempotent", func(t *testing.T) {

@@ -191,6 +191,9 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	promReg.MustRegister(stateCollector{st: d.store, sched: d.sched, reg: d.reg})
+	if d.node != nil {
+		promReg.MustRegister(clusterCollector{d.node})
+	}
 	if err := d.recover(); err != nil {
 		return fail(err)
 	}
