@@ -432,7 +432,15 @@ func (d *daemon) runBackground() {
 	go func() { defer d.background.Done(); sweeper.Run(bgCtx) }()
 	// The DNS re-check of domains; a pass cut by shutdown records nothing.
 	recheck := jobs.NewDomainChecker(d.store, cfg.file.DNS.Resolver, d.log, nil, cfg.recheckInterval)
-	go func() { defer d.background.Done(); recheck.Run(bgCtx) }()
+	go func() {
+		defer d.background.Done()
+		if d.node != nil {
+			// Once per cluster: the elected node re-checks every domain.
+			d.node.Lead(bgCtx, "domain-recheck", recheck.Run)
+			return
+		}
+		recheck.Run(bgCtx)
+	}()
 }
 
 func (d *daemon) shutdown() {
