@@ -27,6 +27,43 @@ type ClusterView interface {
 	// Membership names this node and its standing: "member", or
 	// "degraded" while etcd cannot be reached.
 	Membership() (nodeID, state string)
+	// Forward sends a GET of path to node nodeID's API with the caller's
+	// Authorization and returns that node's answer as it is (ok false:
+	// no such node registered).
+	Forward(ctx context.Context, nodeID, path, authorization string) (status int, body []byte, ok bool, err error)
+}
+
+// ForwardedHeader marks a request one node forwarded to another: the
+// receiver answers it from its own store and never forwards it again.
+const ForwardedHeader = "X-Smtpmux-Forwarded-By"
+
+// forwardEmail answers GET /emails/{id} for a message another node
+// accepted (its ID names that node) by asking that node, with the
+// caller's own credential: the owning node authenticates it and checks
+// the team itself, so forwarding grants nothing the caller lacks. handled
+// is false when the message is not another node's to answer.
+func (s *Server) forwardEmail(c *call, id string) (handled bool, err error) {
+	if s.opts.Cluster == nil || c.r.Header.Get(ForwardedHeader) != "" {
+		return false, nil
+	}
+	owner := store.MessageNode(id)
+	self, _ := s.opts.Cluster.Membership()
+	if owner == "" || owner == self {
+		return false, nil
+	}
+	status, body, ok, err := s.opts.Cluster.Forward(c.r.Context(), owner, "/api/v1/emails/"+id, c.r.Header.Get("Authorization"))
+	if err != nil {
+		s.log.Warn("forwarding to the owning node failed", "request_id", c.reqID, "node", owner, "err", err)
+		return true, &apiError{Status: http.StatusServiceUnavailable, Code: codeServiceUnavailable, Retryable: true,
+			RetryAfter: 5 * time.Second, Message: "the node that accepted this email cannot be reached; retry later"}
+	}
+	if !ok {
+		return false, nil
+	}
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(status)
+	c.w.Write(body)
+	return true, nil
 }
 
 // readyCluster is /readyz's cluster block.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +82,45 @@ func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 }
 
 func (v clusterView) Membership() (string, string) { return v.n.ID(), v.n.State() }
+
+// forwardClient makes node-to-node calls: short, because a client waits.
+var forwardClient = &http.Client{Timeout: 5 * time.Second}
+
+// Forward asks node nodeID's API (its advertise_url) for path with the
+// caller's Authorization.
+func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization string) (int, []byte, bool, error) {
+	ms, err := v.n.Members(ctx)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	var base string
+	for _, m := range ms {
+		if m.NodeID == nodeID {
+			base = m.AdvertiseURL
+		}
+	}
+	if base == "" {
+		// Not registered (down longer than its lease) or no
+		// advertise_url: the message cannot be reached now.
+		return 0, nil, false, fmt.Errorf("node %s is not registered with an advertise_url", nodeID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set(admin.ForwardedHeader, v.n.ID())
+	resp, err := forwardClient.Do(req)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return resp.StatusCode, body, true, nil
+}
 
 // clusterOption is the API's ClusterView: nil single node.
 func (d *daemon) clusterOption() admin.ClusterView {

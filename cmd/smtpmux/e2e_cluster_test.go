@@ -26,10 +26,24 @@ func clusterExtra(eps []string, prefix, nodeID string, extra map[string]string) 
 	return out
 }
 
-// newClusterDaemon is newDaemon as a cluster node.
+// newClusterDaemon is newDaemon as a cluster node (advertising its API
+// address).
 func newClusterDaemon(t *testing.T, eps []string, prefix, nodeID string, extra map[string]string) *proc {
 	t.Helper()
-	return newDaemon(t, clusterExtra(eps, prefix, nodeID, extra))
+	d := clusterProc(t, eps, prefix, nodeID, extra)
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+// clusterProc writes a cluster node's config without starting it.
+func clusterProc(t *testing.T, eps []string, prefix, nodeID string, extra map[string]string) *proc {
+	t.Helper()
+	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	extra = clusterExtra(eps, prefix, nodeID, extra)
+	extra[""] += fmt.Sprintf("advertise_url = %q\n", "http://"+d.httpAddr)
+	writeProcConfig(t, d, extra)
+	return d
 }
 
 // within polls cond every 10 ms until it holds, failing after d; it
@@ -62,8 +76,7 @@ func TestCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i] = &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
-			writeProcConfig(t, nodes[i], clusterExtra(eps, "/e2e/", fmt.Sprintf("n%d", i+1), nil))
+			nodes[i] = clusterProc(t, eps, "/e2e/", fmt.Sprintf("n%d", i+1), nil)
 		}()
 	}
 	wg.Wait()
@@ -131,6 +144,19 @@ func TestCluster(t *testing.T) {
 		}
 		if logs := n3.emailLogs(); logs[id] == nil {
 			t.Fatalf("/emails/logs on n3 lacks %s: %v", id, logs)
+		}
+		// Asked of n1, the email is fetched from n3, which holds it; with
+		// another team's key n3 answers 404, as it would itself.
+		if e := n1.email(id); e["id"] != id || e["status"] != "sent" {
+			t.Fatalf("GET /emails/%s on n1: %v", id, e)
+		}
+		code, resp := n1.apiAs(testOperatorToken, "POST", "/operator/teams", map[string]any{"name": "other"})
+		if code != 201 {
+			t.Fatalf("create team: %d %v", code, resp)
+		}
+		other := data(resp)["root_key"].(map[string]any)["key"].(string)
+		if code, _ := n1.apiAs(other, "GET", "/emails/"+id, nil); code != 404 {
+			t.Fatalf("another team's key, forwarded: %d", code)
 		}
 	})
 
