@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/smtpmux/smtpmux/store"
@@ -31,6 +32,33 @@ type ClusterView interface {
 	// Authorization and returns that node's answer as it is (ok false:
 	// no such node registered).
 	Forward(ctx context.Context, nodeID, path, authorization string) (status int, body []byte, ok bool, err error)
+	// WaitApplied returns once this node's view holds etcd revision rev,
+	// or ctx ends.
+	WaitApplied(ctx context.Context, rev int64)
+}
+
+// RevisionHeader carries, on a forwarded request, the etcd revision the
+// forwarding node's view held: the receiver catches up to it before it
+// authenticates, so a key or record the caller just made through the
+// first node is known to the second (read-your-writes across the hop).
+const RevisionHeader = "X-Smtpmux-Revision"
+
+// maxCatchUp bounds the wait for RevisionHeader: a view that far behind
+// answers from what it has.
+const maxCatchUp = time.Second
+
+// catchUp waits (briefly) for the revision a forwarded request names.
+func (s *Server) catchUp(r *http.Request) {
+	if s.opts.Cluster == nil || r.Header.Get(ForwardedHeader) == "" {
+		return
+	}
+	rev, err := strconv.ParseInt(r.Header.Get(RevisionHeader), 10, 64)
+	if err != nil || rev <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), maxCatchUp)
+	defer cancel()
+	s.opts.Cluster.WaitApplied(ctx, rev)
 }
 
 // ForwardedHeader marks a request one node forwarded to another: the

@@ -462,6 +462,7 @@ func pathID(r *http.Request, prefix string) (string, bool) {
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{s: s, w: w, r: r, reqID: requestID(r)}
+		s.catchUp(r)
 		err := s.guard(c, rt)
 		if err != nil {
 			refuseUnread(c, err)

@@ -74,6 +74,9 @@ type Node struct {
 	// writes (figures for docs and tests).
 	etcdWrites atomic.Int64
 	st         recordStore
+	// refused is set when the canary, checked late (Join), refused this
+	// node's secret_key: every write fails with it.
+	refused atomic.Pointer[error]
 }
 
 // Open dials etcd. It does not wait for etcd to answer: Join does.

@@ -97,7 +97,57 @@ func (n *Node) Attach(st recordStore) error {
 	n.contact()
 	st.SetReplicator(n)
 	n.wg.Add(1)
-	go n.watchLoop()
+	go func() { defer n.wg.Done(); n.watchLoop() }()
+	return nil
+}
+
+// Join checks the canary and attaches st. When etcd cannot be reached
+// and this node has a view from an earlier run, it starts on that view
+// instead of refusing: the node's own spool must keep moving through an
+// etcd outage, restarts included. Management writes answer 503 until
+// etcd returns; then the canary is checked and the view reloaded. A key
+// that fails the canary then stops every write (and says so in the log).
+func (n *Node) Join(st recordStore, s *store.Sealer) error {
+	err := n.CheckCanary(s)
+	if err == nil {
+		return n.Attach(st)
+	}
+	if !errors.Is(err, errUnavailable) {
+		return err
+	}
+	have, cerr := st.CountRecords()
+	if cerr != nil {
+		return cerr
+	}
+	if have == 0 {
+		return err // nothing to serve from
+	}
+	n.log.Warn("etcd cannot be reached at start; serving from this node's last view until it returns", "err", err)
+	n.st = st
+	st.SetReplicator(n)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			err := n.CheckCanary(s)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, errUnavailable) {
+				n.log.Error("refusing every state-of-record write", "err", err)
+				n.refused.Store(&err)
+				return
+			}
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		n.reload()
+		n.log.Info("etcd is back; view reloaded", "etcd_revision", n.Applied())
+		n.watchLoop()
+	}()
 	return nil
 }
 
@@ -163,7 +213,6 @@ func (n *Node) waitApplied(ctx context.Context, rev int64) error {
 // what this node saw, or a watch that ends, restarts it from a fresh
 // snapshot or from the applied revision.
 func (n *Node) watchLoop() {
-	defer n.wg.Done()
 	for n.ctx.Err() == nil {
 		n.mu.Lock()
 		from := n.applied + 1
@@ -256,6 +305,9 @@ func (n *Node) reload() {
 // Begin implements store.Replicator: it asks etcd (a linearizable read)
 // for the last write's revision and waits until the view holds it.
 func (n *Node) Begin() (int64, error) {
+	if err := n.refused.Load(); err != nil {
+		return 0, *err
+	}
 	ctx, cancel := n.opCtx()
 	defer cancel()
 	resp, err := n.cli.Get(ctx, n.seqKey())
@@ -315,6 +367,9 @@ func (n *Node) Commit(token int64, changes []store.Change) error {
 	}
 	return nil
 }
+
+// WaitApplied returns once the view holds etcd revision rev, or ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, rev int64) { n.waitApplied(ctx, rev) }
 
 // Applied is the etcd revision the view holds.
 func (n *Node) Applied() int64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,11 +41,7 @@ func (d *daemon) joinCluster(sealer *store.Sealer) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	if err := node.CheckCanary(sealer); err != nil {
-		node.Close()
-		return fmt.Errorf("cluster: %w", err)
-	}
-	if err := node.Attach(d.store); err != nil {
+	if err := node.Join(d.store, sealer); err != nil {
 		node.Close()
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -58,8 +55,15 @@ func (d *daemon) joinCluster(sealer *store.Sealer) error {
 // once runs fn under the cluster's lock name (single node: just runs it),
 // for start-up work that every node would otherwise do at the same time:
 // creating the default team, its managed account, the first root key.
+//
+// A node whose view already holds records (the cluster was bootstrapped
+// before) runs fn without the lock: fn then finds what it would create,
+// and the lock must not stop a node that starts while etcd is away.
 func (d *daemon) once(name string, fn func() error) error {
 	if d.node == nil {
+		return fn()
+	}
+	if n, err := d.store.CountRecords(); err == nil && n > 0 {
 		return fn()
 	}
 	return d.node.WithLock(name, fn)
@@ -82,6 +86,8 @@ func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 }
 
 func (v clusterView) Membership() (string, string) { return v.n.ID(), v.n.State() }
+
+func (v clusterView) WaitApplied(ctx context.Context, rev int64) { v.n.WaitApplied(ctx, rev) }
 
 // forwardClient makes node-to-node calls: short, because a client waits.
 var forwardClient = &http.Client{Timeout: 5 * time.Second}
@@ -110,6 +116,7 @@ func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization st
 	}
 	req.Header.Set("Authorization", authorization)
 	req.Header.Set(admin.ForwardedHeader, v.n.ID())
+	req.Header.Set(admin.RevisionHeader, strconv.FormatInt(v.n.Applied(), 10))
 	resp, err := forwardClient.Do(req)
 	if err != nil {
 		return 0, nil, false, err

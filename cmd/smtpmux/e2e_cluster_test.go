@@ -228,6 +228,19 @@ func TestCluster(t *testing.T) {
 		if m := n3.metrics(); !strings.Contains(m, "smtpmux_cluster_member 0") {
 			t.Fatal("metrics do not show n3 degraded")
 		}
+		// A node restarted while etcd is away starts on its last view:
+		// its key still authenticates and its mail still goes.
+		n3.stop()
+		n3.start()
+		c := n3.client(key)
+		mid, err := sendOne(c, "app@example.com", []string{"user@example.net"}, msgBody("n3-restarted-while-down"))
+		c.Close()
+		if err != nil {
+			t.Fatalf("SMTP on n3 restarted with etcd down: %v", err)
+		}
+		if e := n3.waitEmail(mid); e["status"] != "sent" {
+			t.Fatalf("delivery on n3 restarted with etcd down: %v", e)
+		}
 		etcd.StartAll()
 		var id string
 		within(t, "a write after etcd returned", 30*time.Second, func() bool {
