@@ -158,6 +158,16 @@ func TestCluster(t *testing.T) {
 		if code, _ := n1.apiAs(other, "GET", "/emails/"+id, nil); code != 404 {
 			t.Fatalf("another team's key, forwarded: %d", code)
 		}
+		// Hostile: another team's provider from another node, and IDs
+		// whose node part tries to leave the path, are not found.
+		if code, _ := n2.apiAs(other, "GET", "/providers/"+provID, nil); code != 404 {
+			t.Fatalf("another team's provider on n2: %d", code)
+		}
+		for _, bad := range []string{id[:28] + "-..%2Fapi", id[:28] + "-N3", id[:28] + "-" + strings.Repeat("a", 40)} {
+			if code, _ := n1.apiBad("GET", "/emails/"+bad, nil); code != 404 {
+				t.Fatalf("GET /emails/%s: %d", bad, code)
+			}
+		}
 	})
 
 	// SPEC §3: a stale If-Match answers 409 conflict (not 412).
