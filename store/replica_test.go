@@ -101,6 +101,23 @@ func TestReplicatedWrites(t *testing.T) {
 		t.Fatalf("a second team named acme: %v", err)
 	}
 
+	// The provider cap holds across nodes: b takes team_c's last place
+	// while a's create is in flight; a's re-run counts it.
+	newP := func(name string) *Provider {
+		return &Provider{ID: NewID(PrefixProvider), TeamID: "team_c", Name: name, Type: TypeSMTP, CreatedAt: now}
+	}
+	if err := a.CreateOwnProvider(newP("first"), 2); err != nil {
+		t.Fatal(err)
+	}
+	log.race = func() {
+		if err := b.CreateOwnProvider(newP("second-b"), 2); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := a.CreateOwnProvider(newP("second-a"), 2); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a third provider under a cap of 2: %v", err)
+	}
+
 	// The log is down: the write fails whole and the writer's view is
 	// unchanged.
 	log.fail = ErrUnavailable
