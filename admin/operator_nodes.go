@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -47,9 +49,26 @@ const RevisionHeader = "X-Smtpmux-Revision"
 // answers from what it has.
 const maxCatchUp = time.Second
 
+// TokenHeader carries [cluster] cluster_token on node-to-node requests.
+const TokenHeader = "X-Smtpmux-Cluster-Token"
+
+// fromNode reports whether r came from another node: it says so, and
+// carries the cluster token when one is configured. Only such a request
+// makes this node wait for a revision (a client cannot make it wait) or
+// stops it forwarding.
+func (s *Server) fromNode(r *http.Request) bool {
+	if s.opts.Cluster == nil || r.Header.Get(ForwardedHeader) == "" {
+		return false
+	}
+	if s.opts.ClusterToken == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.opts.ClusterToken)) == 1
+}
+
 // catchUp waits (briefly) for the revision a forwarded request names.
 func (s *Server) catchUp(r *http.Request) {
-	if s.opts.Cluster == nil || r.Header.Get(ForwardedHeader) == "" {
+	if !s.fromNode(r) {
 		return
 	}
 	rev, err := strconv.ParseInt(r.Header.Get(RevisionHeader), 10, 64)
@@ -71,7 +90,7 @@ const ForwardedHeader = "X-Smtpmux-Forwarded-By"
 // the team itself, so forwarding grants nothing the caller lacks. handled
 // is false when the message is not another node's to answer.
 func (s *Server) forwardEmail(c *call, id string) (handled bool, err error) {
-	if s.opts.Cluster == nil || c.r.Header.Get(ForwardedHeader) != "" {
+	if s.opts.Cluster == nil || s.fromNode(c.r) {
 		return false, nil
 	}
 	owner := store.MessageNode(id)
@@ -88,6 +107,17 @@ func (s *Server) forwardEmail(c *call, id string) (handled bool, err error) {
 	if !ok {
 		return false, nil
 	}
+	// The answer is the owning node's, but under this request's ID: the
+	// one the client sees in X-Request-Id and quotes (this node's log
+	// names the owner).
+	var env map[string]json.RawMessage
+	if json.Unmarshal(body, &env) == nil {
+		env["meta"], _ = json.Marshal(meta{RequestID: c.reqID})
+		if b, err := json.Marshal(env); err == nil {
+			body = b
+		}
+	}
+	s.log.Info("answered by the owning node", "request_id", c.reqID, "node", owner, "status", status)
 	c.w.Header().Set("Content-Type", "application/json")
 	c.w.WriteHeader(status)
 	c.w.Write(body)

@@ -71,6 +71,9 @@ type Options struct {
 	// Cluster shows cluster mode in /readyz and GET /operator/nodes;
 	// nil: single node.
 	Cluster ClusterView
+	// ClusterToken, when set, must be on requests another node forwards
+	// (TokenHeader) for them to be treated as such.
+	ClusterToken string
 	// StartedAt is when the process started (GET /operator/nodes).
 	StartedAt time.Time
 	// OAuth runs the Gmail / Microsoft 365 connect flow; nil: not offered.

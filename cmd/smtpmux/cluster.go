@@ -70,7 +70,10 @@ func (d *daemon) once(name string, fn func() error) error {
 }
 
 // clusterView adapts the node to what the API shows.
-type clusterView struct{ n *cluster.Node }
+type clusterView struct {
+	n     *cluster.Node
+	token string // [cluster] cluster_token
+}
 
 func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 	ms, err := v.n.Members(ctx)
@@ -117,6 +120,9 @@ func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization st
 	req.Header.Set("Authorization", authorization)
 	req.Header.Set(admin.ForwardedHeader, v.n.ID())
 	req.Header.Set(admin.RevisionHeader, strconv.FormatInt(v.n.Applied(), 10))
+	if v.token != "" {
+		req.Header.Set(admin.TokenHeader, v.token)
+	}
 	resp, err := forwardClient.Do(req)
 	if err != nil {
 		return 0, nil, false, err
@@ -134,7 +140,7 @@ func (d *daemon) clusterOption() admin.ClusterView {
 	if d.node == nil {
 		return nil
 	}
-	return clusterView{d.node}
+	return clusterView{n: d.node, token: d.cfg.cluster.token}
 }
 
 // nodeID is the node_id message IDs carry; "" single node.
@@ -171,4 +177,12 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descClusterMember, prometheus.GaugeValue, member)
 	ch <- prometheus.MustNewConstMetric(descClusterWrites, prometheus.CounterValue, float64(c.n.EtcdWrites()))
 	ch <- prometheus.MustNewConstMetric(descClusterRev, prometheus.GaugeValue, float64(c.n.Applied()))
+}
+
+// clusterToken is [cluster] cluster_token; "" single node.
+func (d *daemon) clusterToken() string {
+	if d.cfg.cluster == nil {
+		return ""
+	}
+	return d.cfg.cluster.token
 }

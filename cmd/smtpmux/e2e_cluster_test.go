@@ -21,8 +21,8 @@ func clusterExtra(eps []string, prefix, nodeID string, extra map[string]string) 
 	for k, v := range extra {
 		out[k] = v
 	}
-	out[""] += fmt.Sprintf("operator_token = %q\n[cluster]\netcd_endpoints = [\"%s\"]\nkey_prefix = %q\nnode_id = %q\n",
-		testOperatorToken, strings.Join(eps, `", "`), prefix, nodeID)
+	out[""] += fmt.Sprintf("operator_token = %q\n[cluster]\netcd_endpoints = [\"%s\"]\nkey_prefix = %q\nnode_id = %q\ncluster_token = %q\n",
+		testOperatorToken, strings.Join(eps, `", "`), prefix, nodeID, "e2e-cluster-token-0123456789")
 	return out
 }
 

@@ -322,7 +322,7 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *adm
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Tester: relay.ProviderTester{Registry: d.reg, Recovered: d.sched.ProviderRecovered}, Logger: d.log, Version: version,
 		OperatorToken: cfg.operatorToken, ProviderLimit: cfg.file.Limits.ProvidersPerTeam,
-		Health: d.sched.Health, Ready: d.ready, Cluster: d.clusterOption(), StartedAt: d.startedAt, OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
+		Health: d.sched.Health, Ready: d.ready, Cluster: d.clusterOption(), StartedAt: d.startedAt, ClusterToken: d.clusterToken(), OAuth: oauthOption(connector), ManagedUsage: managedUsage(d.sched),
 		ManagedDailyLimit: cfg.file.Managed.DailyLimit, ManagedHourlyLimit: cfg.file.Managed.HourlyLimit,
 		DNSResolver: cfg.file.DNS.Resolver, KeyRotationGrace: cfg.rotationGrace,
 		Sender: relaySender{d.smtp}, Hostname: cfg.file.Hostname, Webhooks: d.hooks,
