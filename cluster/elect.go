@@ -36,7 +36,17 @@ func (n *Node) leadOnce(ctx context.Context, name string, job func(context.Conte
 	}
 	defer sess.Close()
 	e := concurrency.NewElection(sess, n.cfg.Prefix+"elections/"+name)
-	if err := e.Campaign(ctx, n.cfg.NodeID); err != nil {
+	// Campaign, cut by ctx, resigns with the client's own context, which
+	// blocks while etcd is away: shutdown must not wait for it. The
+	// client's Close ends it.
+	won := make(chan error, 1)
+	go func() { won <- e.Campaign(ctx, n.cfg.NodeID) }()
+	select {
+	case err := <-won:
+		if err != nil {
+			return
+		}
+	case <-ctx.Done():
 		return
 	}
 	n.log.Info("leading a cluster job", "job", name)

@@ -210,6 +210,9 @@ func TestCluster(t *testing.T) {
 
 	t.Run("etcd down: writes 503, mail flows, then converges", func(t *testing.T) {
 		etcd.StopAll()
+		t0 := time.Now()
+		step := func(what string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), what) }
+		defer step("end")
 		code, resp := n1.api("POST", "/providers", plainProvider(up, "while-down", nil))
 		if code != 503 || resp["error"].(map[string]any)["code"] != "cluster_unavailable" {
 			t.Fatalf("write with etcd down: %d %v", code, resp)
@@ -240,8 +243,16 @@ func TestCluster(t *testing.T) {
 		}
 		// A node restarted while etcd is away starts on its last view:
 		// its key still authenticates and its mail still goes.
+		step("degraded seen")
 		n3.stop()
+		step("n3 stopped")
+		// A graceful stop completes with etcd away (stop kills a daemon
+		// that has not exited 15 s after SIGTERM: exit code -1).
+		if ec := n3.cmd.ProcessState.ExitCode(); ec != 0 {
+			t.Fatalf("n3 did not stop by itself with etcd down: exit %d", ec)
+		}
 		n3.start()
+		step("n3 started")
 		c := n3.client(key)
 		mid, err := sendOne(c, "app@example.com", []string{"user@example.net"}, msgBody("n3-restarted-while-down"))
 		c.Close()
@@ -252,6 +263,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("delivery on n3 restarted with etcd down: %v", e)
 		}
 		etcd.StartAll()
+		step("etcd back")
 		var id string
 		within(t, "a write after etcd returned", 30*time.Second, func() bool {
 			code, resp := n1.api("POST", "/providers", plainProvider(up, "after", nil))
@@ -260,6 +272,7 @@ func TestCluster(t *testing.T) {
 			}
 			return code == 201
 		})
+		step("write accepted")
 		within(t, "the write on every node", 2*time.Second, func() bool {
 			for _, d := range []*proc{n2, n3} {
 				if code, _ := d.api("GET", "/providers/"+id, nil); code != 200 {
