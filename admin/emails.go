@@ -78,6 +78,12 @@ func (s *Server) getEmail(c *call) error {
 		return httpapi.ErrNotFound("email")
 	}
 	m, err := s.st.Message(id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Cluster mode: accepted on another node, which holds it.
+		if handled, err := s.forwardEmail(c, id); handled {
+			return err
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) || err == nil && m.TeamID != c.team() {
 		return httpapi.ErrNotFound("email")
 	}

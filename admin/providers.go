@@ -101,7 +101,15 @@ func (s *Server) createProvider(c *call) error {
 	if err := s.checkProviderRoom(c.team()); err != nil {
 		return err
 	}
-	if err := s.st.CreateProvider(p); err != nil {
+	// checkProviderRoom answers most overflows early; the store counts
+	// again inside the write, which is what holds across cluster nodes.
+	limit, err := s.providerLimit(c.team())
+	if err != nil {
+		return err
+	}
+	if err := s.st.CreateOwnProvider(p, limit); errors.Is(err, store.ErrLimit) {
+		return providerLimitExceeded(limit)
+	} else if err != nil {
 		return err
 	}
 	s.log.Info("provider created", "request_id", c.reqID, "provider", p.ID, "type", p.Type, "team", p.TeamID)
@@ -140,10 +148,15 @@ func (s *Server) checkProviderRoom(teamID string) error {
 		}
 	}
 	if own >= limit {
-		return httpapi.ErrLimitExceeded("this team may add " + strconv.Itoa(limit) +
-			" providers of its own (the managed account does not count); delete one or request an increase")
+		return providerLimitExceeded(limit)
 	}
 	return nil
+}
+
+// providerLimitExceeded is the answer to a create past the team's cap.
+func providerLimitExceeded(limit int) error {
+	return httpapi.ErrLimitExceeded("this team may add " + strconv.Itoa(limit) +
+		" providers of its own (the managed account does not count); delete one or request an increase")
 }
 
 // providerLimit is the team's own-provider cap: its override or the

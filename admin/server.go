@@ -71,6 +71,14 @@ type Options struct {
 	// DNSResolver is the resolver domain verification queries, as
 	// host:port (config [dns] resolver); empty: the system's resolvers.
 	DNSResolver string
+	// Cluster shows cluster mode in /readyz and GET /operator/nodes;
+	// nil: single node.
+	Cluster ClusterView
+	// ClusterToken, when set, must be on requests another node forwards
+	// (TokenHeader) for them to be treated as such.
+	ClusterToken string
+	// StartedAt is when the process started (GET /operator/nodes).
+	StartedAt time.Time
 	// Deliverability are the rate thresholds of GET …/deliverability
 	// (zero: deliverability.Defaults).
 	Deliverability deliverability.Thresholds
@@ -380,6 +388,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/operator/backup", authOperator, "", s.backup},
 		{"GET", "/api/v1/operator/held-teams", authOperator, "", s.listHeldTeams},
 		{"POST", "/api/v1/operator/teams/{id}/release-managed-account", authOperator, "", s.releaseHeldTeam},
+		{"GET", "/api/v1/operator/nodes", authOperator, "", s.listNodes},
 	}
 }
 
@@ -494,6 +503,7 @@ func pathID(r *http.Request, prefix string) (string, bool) {
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{s: s, w: w, r: r, reqID: httpapi.RequestID(r)}
+		s.catchUp(r)
 		err := s.guard(c, rt)
 		if err != nil {
 			httpapi.RefuseUnread(c.w, c.r, err)
@@ -642,6 +652,14 @@ func (s *Server) readyz(c *call) error {
 			s.log.Warn("not ready", "request_id", c.reqID, "err", err)
 			return httpapi.ErrUnavailable("not ready")
 		}
+	}
+	if s.opts.Cluster != nil {
+		// Ready (200) even when degraded: the node still takes and
+		// delivers mail on its last view; the block says how it stands.
+		id, st := s.opts.Cluster.Membership()
+		c.ok(http.StatusOK, map[string]any{"status": "ready", "version": s.opts.Version,
+			"cluster": readyCluster{NodeID: id, State: st}})
+		return nil
 	}
 	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})
 	return nil

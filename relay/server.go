@@ -55,6 +55,9 @@ type Config struct {
 	AuthFailLimit int
 	// Metrics, when set, records Prometheus series.
 	Metrics *Metrics
+	// NodeID, set in cluster mode, is appended to message IDs
+	// (store.NodeMessageID) so an ID names the node that holds it.
+	NodeID string
 }
 
 // maxLineLength is the longest command or body line accepted.

@@ -215,7 +215,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.cred == nil {
 		return errNeedAuth
 	}
-	id := newMessageID()
+	id := s.srv.newMessageID()
 	// Bare CR/LF and NUL are dealt with here, before anything is stored,
 	// so no later reader can see line ends other than the DATA reader saw
 	// (SMTP smuggling, internal/crlf).
@@ -269,7 +269,9 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + msg.ID}
 }
 
-func newMessageID() string { return store.NewID(store.PrefixMessage) }
+// newMessageID names a new message; in cluster mode the ID names this
+// node (Config.NodeID), which holds the message and delivers it.
+func (srv *Server) newMessageID() string { return store.NodeMessageID(srv.cfg.NodeID) }
 
 // readBody reads DATA. Up to store.InlineLimit it stays in memory and goes
 // into bbolt with the record; past that it streams into a spool file (the

@@ -75,7 +75,7 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 		srv.reject(cred, "no_active_providers")
 		return "", senderr.ErrNoActiveProviders
 	}
-	m := srv.newMessage(newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
+	m := srv.newMessage(srv.newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
 	managed, team, err := srv.managedOnly(cred)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", senderr.ErrLimitsUnavailable, err)

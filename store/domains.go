@@ -77,7 +77,7 @@ func domainNameKey(teamID, domain string) []byte {
 // insert share one transaction, so concurrent creates cannot both win.
 func (s *Store) CreateDomain(d *Domain, max int) error {
 	d.Domain = NormalizeDomain(d.Domain)
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bDomains), tx.Bucket(bDomainNames)
 		nk := domainNameKey(d.TeamID, d.Domain)
 		if b.Get([]byte(d.ID)) != nil || idx.Get(nk) != nil {
@@ -150,7 +150,7 @@ func (s *Store) Domains(teamID string) ([]*Domain, error) {
 // domain or move it to another team.
 func (s *Store) UpdateDomain(teamID, id string, ifVersion int64, fn func(*Domain) error) (*Domain, error) {
 	var out *Domain
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindDomains, teamID, id, ifVersion, func(d *Domain) error {
 			name := d.Domain
 			err := fn(d)
@@ -168,7 +168,7 @@ func (s *Store) UpdateDomain(teamID, id string, ifVersion int64, fn func(*Domain
 // DeleteDomain removes a team's domain and its name index entry. Mail from
 // it is no longer signed from the next attempt on.
 func (s *Store) DeleteDomain(teamID, id string, ifVersion int64) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		d, err := deleteTeamRecord[Domain](tx, kindDomains, teamID, id, ifVersion)
 		if err != nil {
 			return err

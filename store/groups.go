@@ -41,7 +41,7 @@ type GroupDeletion struct {
 
 // CreateGroup stores a new group with version 1.
 func (s *Store) CreateGroup(g *DeliveryGroup) error {
-	return s.update(func(tx *bolt.Tx) error { return createTeamRecord(tx, kindGroups, g) })
+	return s.updateRecord(func(tx *bolt.Tx) error { return createTeamRecord(tx, kindGroups, g) })
 }
 
 // Group returns a group of teamID; another team's group is ErrNotFound.
@@ -69,7 +69,7 @@ func (s *Store) Groups(teamID string) ([]*DeliveryGroup, error) {
 // more than once and must be deterministic.
 func (s *Store) UpdateGroup(teamID, id string, ifVersion int64, fn func(*DeliveryGroup) error) (*DeliveryGroup, error) {
 	var out *DeliveryGroup
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindGroups, teamID, id, ifVersion, fn)
 		return err
 	})
@@ -87,7 +87,7 @@ func (s *Store) UpdateGroup(teamID, id string, ifVersion int64, fn func(*Deliver
 // mailboxes whose scope still names the group.
 func (s *Store) DeleteGroup(teamID, id string, ifVersion int64, now time.Time) (*GroupDeletion, error) {
 	var res GroupDeletion
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		// The function may be re-run after a sibling in its batch failed:
 		// start from a clean result each time.
 		res = GroupDeletion{}

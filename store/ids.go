@@ -25,6 +25,40 @@ const (
 	PrefixRequest  = "req_"
 )
 
+// NodeMessageID is a message ID that names the cluster node that
+// accepted it (and so holds its spool entry and delivers it): NewID's form,
+// then '-' and the node ID. The time-ordered 24 characters come first, so
+// IDs still sort by creation and the log's time-range seeks still work;
+// single-node IDs stay as they were.
+func NodeMessageID(nodeID string) string {
+	if nodeID == "" {
+		return NewID(PrefixMessage)
+	}
+	return NewID(PrefixMessage) + "-" + nodeID
+}
+
+// MessageNode is the node ID a message ID names ("" for a single-node ID).
+func MessageNode(id string) string {
+	if len(id) > len(PrefixMessage)+25 && id[len(PrefixMessage)+24] == '-' {
+		return id[len(PrefixMessage)+25:]
+	}
+	return ""
+}
+
+// validNodeSuffix is a node ID as [cluster] node_id allows it: 1–32 of
+// a-z, 0-9 and '-', not starting with '-'.
+func validNodeSuffix(s string) bool {
+	if s == "" || len(s) > 32 || s[0] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // NewID returns prefix + 24 lowercase base32 characters encoding 120 bits:
 // 48 bits of millisecond time, a 16-bit per-process sequence, 56 random
 // bits. IDs of one kind made by one process therefore sort strictly by
@@ -67,6 +101,13 @@ func nextTick() (uint64, uint16) {
 // ValidID reports whether id is prefix followed by 24 base32 characters; it
 // guards lookups and file names against hostile input.
 func ValidID(prefix, id string) bool {
+	if prefix == PrefixMessage && len(id) > len(prefix)+24 && id[len(prefix)+24] == '-' {
+		// A cluster node's message ID: the node's ID after a '-'.
+		if !validNodeSuffix(id[len(prefix)+25:]) {
+			return false
+		}
+		id = id[:len(prefix)+24]
+	}
 	if !strings.HasPrefix(id, prefix) || len(id) != len(prefix)+24 {
 		return false
 	}

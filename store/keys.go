@@ -89,7 +89,7 @@ func (k *APIKey) Allows(perm string) bool {
 // CreateKey stores a new key and its hash index. The caller generated the
 // secret and set Hash; the secret itself never reaches the store.
 func (s *Store) CreateKey(k *APIKey) error {
-	return s.update(func(tx *bolt.Tx) error { return putKey(tx, k) })
+	return s.updateRecord(func(tx *bolt.Tx) error { return putKey(tx, k) })
 }
 
 // putKey stores k and indexes its secret's hash (ErrConflict if another
@@ -151,7 +151,7 @@ func (s *Store) Keys(teamID string) ([]*APIKey, error) {
 // UpdateKey applies fn to the stored key of the team and saves it.
 func (s *Store) UpdateKey(teamID, id string, fn func(*APIKey) error) (*APIKey, error) {
 	var out *APIKey
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindKeys, teamID, id, 0, fn)
 		return err
 	})
@@ -168,7 +168,7 @@ func (s *Store) UpdateKey(teamID, id string, fn func(*APIKey) error) (*APIKey, e
 // A revoked key is ErrConflict: rotating cannot bring it back.
 func (s *Store) RotateKey(teamID, id string, newHash []byte, prefix string, now time.Time, grace time.Duration) (*APIKey, error) {
 	var out APIKey
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bKeys), tx.Bucket(bCredHash)
 		var k APIKey
 		if err := getJSON(b, id, &k); err != nil {
@@ -232,7 +232,7 @@ func (s *Store) SweepRotatedKeys(now time.Time) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.updateRecord(func(tx *bolt.Tx) error {
 		n = 0
 		b, idx := tx.Bucket(bKeys), tx.Bucket(bCredHash)
 		for _, id := range expired {

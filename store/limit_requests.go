@@ -103,7 +103,7 @@ func putLimitRequest(tx *bolt.Tx, r *LimitRequest) error {
 // insert share one transaction, so two concurrent requests cannot both be
 // pending.
 func (s *Store) CreateLimitRequest(r *LimitRequest) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		if tx.Bucket(bLimitRequests).Get([]byte(r.ID)) != nil {
 			return ErrConflict
 		}
@@ -208,7 +208,7 @@ func (s *Store) LimitRequests(f LimitRequestFilter, before string, limit int) (o
 func (s *Store) ResolveLimitRequest(teamID, id string, fn func(*LimitRequest, *Team) error) (*LimitRequest, *Team, error) {
 	var outR LimitRequest
 	var outT Team
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		var r LimitRequest
 		if err := getJSON(tx.Bucket(bLimitRequests), id, &r); err != nil {
 			return err

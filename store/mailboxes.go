@@ -69,7 +69,7 @@ func addrKey(teamID, address string) []byte {
 // address. An address the team already uses is ErrConflict.
 func (s *Store) CreateMailbox(m *Mailbox) error {
 	m.Address = NormalizeAddress(m.Address)
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		idx := tx.Bucket(bMailboxAddr)
 		if tx.Bucket(bMailboxes).Get([]byte(m.ID)) != nil {
 			return ErrConflict
@@ -133,7 +133,7 @@ func (s *Store) Mailboxes(teamID string) ([]*Mailbox, error) {
 // the new address is taken). fn may run more than once.
 func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailbox) error) (*Mailbox, error) {
 	var out *Mailbox
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindMailboxes, teamID, id, ifVersion, func(m *Mailbox) error {
 			oldAddr := m.Address
 			if err := fn(m); err != nil {
@@ -164,7 +164,7 @@ func (s *Store) UpdateMailbox(teamID, id string, ifVersion int64, fn func(*Mailb
 // their credential index entries, in one transaction: from the commit on,
 // none of its passwords authenticates any more.
 func (s *Store) DeleteMailbox(teamID, id string, ifVersion int64) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		m, err := deleteTeamRecord[Mailbox](tx, kindMailboxes, teamID, id, ifVersion)
 		if err != nil {
 			return err
@@ -228,7 +228,7 @@ func passwordIndexKey(p *MailboxPassword) []byte {
 // Hash; the secret itself never reaches the store. A mailbox deleted
 // meanwhile is ErrNotFound, so no password can outlive its mailbox.
 func (s *Store) CreateMailboxPassword(p *MailboxPassword) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		if _, err := getTeamRecord[Mailbox](tx, kindMailboxes, p.TeamID, p.MailboxID); err != nil {
 			return err
 		}
@@ -277,7 +277,7 @@ func (s *Store) MailboxPassword(id string) (*MailboxPassword, error) {
 // revoked keys behave.
 func (s *Store) RevokeMailboxPassword(teamID, mailboxID, id string, at time.Time) (*MailboxPassword, error) {
 	var out MailboxPassword
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bMailboxPasswords)
 		var p MailboxPassword
 		if err := getJSON(b, id, &p); err != nil {

@@ -94,7 +94,38 @@ type Provider struct {
 
 // CreateProvider stores a new provider.
 func (s *Store) CreateProvider(p *Provider) error {
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
+		if err := createTeamRecord(tx, kindProviders, p); err != nil {
+			return err
+		}
+		return bumpWakeGen(tx, p.TeamID)
+	})
+	s.providersChanged(err, p.TeamID)
+	return err
+}
+
+// CreateOwnProvider stores a new provider of the team's own (not the
+// managed account) if the team has fewer than max of those (max <= 0: no
+// cap), else ErrLimit. The count is inside the write's transaction, so
+// the cap holds across concurrent creates, in cluster mode across nodes
+// too (the write is re-run when another write landed first).
+func (s *Store) CreateOwnProvider(p *Provider, max int) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
+		if max > 0 {
+			existing, err := listTeam[Provider](tx, kindProviders, p.TeamID)
+			if err != nil {
+				return err
+			}
+			own := 0
+			for _, e := range existing {
+				if !e.Managed {
+					own++
+				}
+			}
+			if own >= max {
+				return ErrLimit
+			}
+		}
 		if err := createTeamRecord(tx, kindProviders, p); err != nil {
 			return err
 		}
@@ -141,7 +172,7 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 		teamID = anyTeam
 	}
 	var out *Provider
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindProviders, teamID, id, ifVersion, fn)
 		if err != nil {
 			return err
@@ -160,7 +191,7 @@ func (s *Store) UpdateProvider(teamID, id string, ifVersion int64, fn func(*Prov
 // attempts; the scheduler simply no longer finds it.
 func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 	var owner string
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		p, err := deleteTeamRecord[Provider](tx, kindProviders, teamID, id, ifVersion)
 		if err != nil {
 			return err
@@ -179,7 +210,7 @@ func (s *Store) DeleteProvider(teamID, id string, ifVersion int64) error {
 // provider that refreshed it was usable before and is after), so it wakes
 // no one and leaves the team's wake generation alone.
 func (s *Store) SetProviderToken(id string, sealed []byte) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bProviders)
 		var p Provider
 		if err := getJSON(b, id, &p); err != nil {

@@ -72,6 +72,9 @@ type Store struct {
 	mapTrims atomic.Int64
 	// softLimit is how many soft bounces in a row suppress an address.
 	softLimit int
+	// repl, set in cluster mode, takes the state-of-record writes
+	// (replica.go); nil: this file is the state of record.
+	repl Replicator
 }
 
 type op struct {

@@ -27,7 +27,7 @@ var bTeamNames = []byte("team_names")
 // PutTeam creates or replaces a team. A team's name does not change; a
 // name another team holds is refused with ErrConflict.
 func (s *Store) PutTeam(t *Team) error {
-	return s.update(func(tx *bolt.Tx) error { return putTeam(tx, t) })
+	return s.updateRecord(func(tx *bolt.Tx) error { return putTeam(tx, t) })
 }
 
 func putTeam(tx *bolt.Tx, t *Team) error {
@@ -46,7 +46,7 @@ func putTeam(tx *bolt.Tx, t *Team) error {
 // for many teams) and a crash leaves a team whole or absent. A name
 // another team holds is refused with ErrConflict, as is a key hash in use.
 func (s *Store) CreateTeam(t *Team, managed *Provider, root *APIKey) error {
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateRecord(func(tx *bolt.Tx) error {
 		if tx.Bucket(bTeamNames).Get([]byte(t.Name)) != nil {
 			return ErrConflict
 		}

@@ -50,7 +50,7 @@ func (w *Webhook) Wants(typ string) bool { return w.Enabled && slices.Contains(w
 // has max webhooks (ErrLimit); count and insert share one transaction, so
 // concurrent creates cannot overshoot.
 func (s *Store) CreateWebhook(w *Webhook, max int) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		if tx.Bucket(bWebhooks).Get([]byte(w.ID)) != nil {
 			return ErrConflict
 		}
@@ -95,7 +95,7 @@ func (s *Store) Webhooks(teamID string) ([]*Webhook, error) {
 // run more than once and must be deterministic.
 func (s *Store) UpdateWebhook(teamID, id string, ifVersion int64, fn func(*Webhook) error) (*Webhook, error) {
 	var out *Webhook
-	err := s.update(func(tx *bolt.Tx) (err error) {
+	err := s.updateRecord(func(tx *bolt.Tx) (err error) {
 		out, err = updateTeamRecord(tx, kindWebhooks, teamID, id, ifVersion, fn)
 		return err
 	})
@@ -110,7 +110,7 @@ func (s *Store) UpdateWebhook(teamID, id string, ifVersion int64, fn func(*Webho
 // their webhook gone, which keeps this a constant-time write however many
 // deliveries the webhook has.
 func (s *Store) DeleteWebhook(teamID, id string, ifVersion int64) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateRecord(func(tx *bolt.Tx) error {
 		_, err := deleteTeamRecord[Webhook](tx, kindWebhooks, teamID, id, ifVersion)
 		return err
 	})

@@ -132,6 +132,9 @@ type fileConfig struct {
 	} `toml:"keys"`
 
 	Bounces bouncesConfig `toml:"bounces"`
+	// Cluster turns cluster mode on (etcd_endpoints set); see
+	// config_cluster.go and docs/cluster.md.
+	Cluster clusterFileConfig `toml:"cluster"`
 }
 
 // config is the validated, typed form the daemon runs on.
@@ -164,6 +167,8 @@ type config struct {
 	rotationGrace time.Duration
 	// dashboardIdle is [dashboard] session_idle.
 	dashboardIdle time.Duration
+	// cluster is the validated [cluster] section; nil in single-node mode.
+	cluster *clusterConfig
 }
 
 func defaults() fileConfig {
@@ -208,6 +213,7 @@ func defaults() fileConfig {
 	c.Limits.SendsPerMinute = 1800
 	c.Keys.RotationGrace = "24h"
 	bouncesDefaults(&c.Bounces)
+	c.Cluster.KeyPrefix = "/smtpmux/"
 	return c
 }
 
@@ -237,6 +243,7 @@ func loadConfig(path string) (*config, error) {
 	for env, dst := range map[string]*string{
 		"SMTPMUX_SECRET_KEY": &fc.SecretKey, "SMTPMUX_BOOTSTRAP_ROOT_KEY": &fc.BootstrapRootKey,
 		"SMTPMUX_OPERATOR_TOKEN": &fc.OperatorToken,
+		"SMTPMUX_ETCD_PASSWORD":  &fc.Cluster.EtcdPassword, "SMTPMUX_CLUSTER_TOKEN": &fc.Cluster.ClusterToken,
 	} {
 		if v := os.Getenv(env); v != "" {
 			*dst = v
@@ -248,7 +255,7 @@ func loadConfig(path string) (*config, error) {
 func validate(fc fileConfig) (*config, error) {
 	c := &config{file: fc, secretKey: fc.SecretKey, bootstrapRootKey: fc.BootstrapRootKey, operatorToken: fc.OperatorToken}
 	for _, check := range []func(*fileConfig) error{
-		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest,
+		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest, c.validateCluster,
 	} {
 		if err := check(&fc); err != nil {
 			return nil, err

@@ -13,7 +13,7 @@ import (
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 )
 
-var emlRe = regexp.MustCompile(`OK queued as (eml_[0-9a-z]{24})`)
+var emlRe = regexp.MustCompile(`OK queued as (eml_[0-9a-z]{24}(?:-[a-z0-9][a-z0-9-]*)?)`)
 
 // upstreamWithTLS starts a STARTTLS+AUTH recording upstream and returns it
 // with the config lines that make the daemon trust its certificate.

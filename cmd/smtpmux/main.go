@@ -44,6 +44,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return backupCmd(args[1:], stdout, stderr)
 	case "restore":
 		return restoreCmd(args[1:], stdout, stderr)
+	case "cluster":
+		if len(args) > 1 && args[1] == "import" {
+			return clusterImportCmd(args[2:], stdout, stderr)
+		}
+		fmt.Fprintln(stderr, "usage: smtpmux cluster import --config FILE --from DATA_DIR/smtpmux.db [--dry-run]")
+		return 2
 	case "keys":
 		if len(args) > 1 && args[1] == "reset-root" {
 			return resetRootCmd(args[2:], stdout, stderr)
@@ -87,6 +93,8 @@ commands:
                               download an online snapshot of the store (and the secret key to FILE.key)
   restore --config FILE --from BACKUP [--secret-key-file FILE.key]
                               put a snapshot in place (daemon stopped)
+  cluster import --config FILE --from DATA_DIR/smtpmux.db [--dry-run]
+                              copy a single node's teams, keys, providers… into the etcd of [cluster] (idempotent)
   keys reset-root --data-dir DIR [--team NAME]  revoke a team's root keys, print a new one (daemon stopped)
   version                     print the version
 

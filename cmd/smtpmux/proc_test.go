@@ -124,6 +124,16 @@ func newDaemonEnv(t *testing.T, extra map[string]string, env []string) *proc {
 
 func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 	t.Helper()
+	writeProcConfig(t, d, extra)
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+// writeProcConfig writes d's config file (see newDaemon) without starting
+// the daemon.
+func writeProcConfig(t *testing.T, d *proc, extra map[string]string) {
+	t.Helper()
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
 	// extra["metrics"] replaces the [metrics] section (an empty listen
 	// serves /metrics on the API listener behind the operator token).
@@ -153,7 +163,7 @@ func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 	cfg := fmt.Sprintf(`data_dir = %q
 hostname = "relay.test"
 bootstrap_root_key = %q
-secret_key = "e2e-secret-key-0123456789"
+secret_key = %q
 %s
 [smtp]
 listen = [%q]
@@ -167,13 +177,18 @@ listen = %q
 %s
 [providers]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, extra[""], d.smtpAddr, smtp, d.httpAddr, extra["http"], metrics, delivery, providers)
+`, filepath.Join(d.dir, "data"), testRootKey, cmpOr(extra["secret_key"], "e2e-secret-key-0123456789"), extra[""], d.smtpAddr, smtp, d.httpAddr, extra["http"], metrics, delivery, providers)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
-	t.Cleanup(d.stop)
-	return d
+}
+
+// cmpOr is cmp.Or for strings, without the import in every test file.
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (d *proc) start() {

@@ -26,6 +26,7 @@ import (
 	"github.com/smtpmux/smtpmux/admin/dashboard"
 	"github.com/smtpmux/smtpmux/admin/sendapi"
 	"github.com/smtpmux/smtpmux/admin/webhook"
+	"github.com/smtpmux/smtpmux/cluster"
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
@@ -67,6 +68,9 @@ type daemon struct {
 	metrics *http.Server
 	// bounces is the [bounces] listener; nil when it is off.
 	bounces *bounce.Listener
+	// node is this process in cluster mode (cluster.go); nil single node.
+	node      *cluster.Node
+	startedAt time.Time
 }
 
 // httpReadTimeout bounds reading one authenticated request on the main
@@ -165,10 +169,21 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return nil, err
 	}
 	fail := func(err error) (*daemon, error) {
+		if d.node != nil {
+			d.node.Close()
+		}
 		d.store.Close()
 		return nil, err
 	}
-	team, err := bootstrap(d.store, time.Now().UTC())
+	d.startedAt = time.Now().UTC()
+	if err := d.joinCluster(sealer); err != nil {
+		return fail(err)
+	}
+	var team *store.Team
+	err = d.once("bootstrap", func() (err error) {
+		team, err = bootstrap(d.store, time.Now().UTC())
+		return err
+	})
 	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
@@ -182,6 +197,9 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	promReg.MustRegister(stateCollector{st: d.store, sched: d.sched, reg: d.reg})
+	if d.node != nil {
+		promReg.MustRegister(clusterCollector{d.node})
+	}
 	if err := d.recover(); err != nil {
 		return fail(err)
 	}
@@ -202,7 +220,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}
 	// Every listener is bound: only now can a new root key reach its
 	// owner through a daemon that runs.
-	if err := bootstrapRootKey(d.store, team, cfg, stderr); err != nil {
+	if err := d.once("bootstrap", func() error { return bootstrapRootKey(d.store, team, cfg, stderr) }); err != nil {
 		lns.close()
 		d.smtp.Shutdown(context.Background())
 		d.stopBounces(context.Background())
@@ -309,7 +327,7 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
-		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines,
+		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines, NodeID: d.nodeID(),
 	}, d.store, d.reg, d.sched, d.log, nil)
 }
 
@@ -319,6 +337,7 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *adm
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
+		Cluster: d.clusterOption(), StartedAt: d.startedAt, ClusterToken: d.clusterToken(),
 		Deliverability: cfg.file.Bounces.thresholds(),
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
@@ -452,7 +471,15 @@ func (d *daemon) runBackground() {
 	go func() { defer d.background.Done(); sweeper.Run(bgCtx) }()
 	// The DNS re-check of domains; a pass cut by shutdown records nothing.
 	recheck := jobs.NewDomainChecker(d.store, cfg.file.DNS.Resolver, d.log, nil, cfg.recheckInterval)
-	go func() { defer d.background.Done(); recheck.Run(bgCtx) }()
+	go func() {
+		defer d.background.Done()
+		if d.node != nil {
+			// Once per cluster: the elected node re-checks every domain.
+			d.node.Lead(bgCtx, "domain-recheck", recheck.Run)
+			return
+		}
+		recheck.Run(bgCtx)
+	}()
 }
 
 func (d *daemon) shutdown() {
@@ -479,6 +506,11 @@ func (d *daemon) shutdown() {
 		d.metrics.Shutdown(hctx)
 	}
 	d.reg.Close()
+	if d.node != nil {
+		// After everything that writes the state of record stopped,
+		// before the store it writes into.
+		d.node.Close()
+	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error("closing store", "err", err)
 	}

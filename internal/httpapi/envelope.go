@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // Error codes of SPEC §3. They are the public contract: clients branch on
@@ -221,4 +223,19 @@ func WriteError(w http.ResponseWriter, reqID string, e *Error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="smtpmux"`)
 	}
 	WriteJSON(w, e.Status, errEnvelope{OK: false, Error: e, Meta: meta{RequestID: reqID}})
+}
+
+// CodeClusterUnavailable is a management write refused because the
+// cluster's state of record (etcd) cannot be reached.
+const CodeClusterUnavailable = "cluster_unavailable"
+
+// ClusterUnavailable turns store.ErrUnavailable into its answer: 503 with
+// Retry-After. Nothing was written; reads and mail keep working from the
+// node's last view.
+func ClusterUnavailable(err error) *Error {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return nil
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeClusterUnavailable, Retryable: true,
+		RetryAfter: 5 * time.Second, Message: "the cluster's configuration store cannot be reached; nothing was changed; retry later"}
 }

@@ -59,6 +59,11 @@ func Fail(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 		WriteError(w, RequestID(r), ae)
 		return
 	}
+	if ae := ClusterUnavailable(err); ae != nil {
+		log.Warn("cluster write refused", "request_id", RequestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+		WriteError(w, RequestID(r), ae)
+		return
+	}
 	log.Error("admin request failed", "request_id", RequestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
 	if ae := StorageFull(err); ae != nil {
 		WriteError(w, RequestID(r), ae)

@@ -1,0 +1,38 @@
+package admin
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+)
+
+// fakeCluster is a test peer for ClusterView: it counts catch-up waits
+// and forwards.
+type fakeCluster struct{ waits, forwards atomic.Int32 }
+
+func (f *fakeCluster) Nodes(context.Context) ([]NodeInfo, error) {
+	return []NodeInfo{{NodeID: "n1", Self: true}}, nil
+}
+func (f *fakeCluster) Membership() (string, string) { return "n1", "member" }
+func (f *fakeCluster) Forward(context.Context, string, string, string) (int, []byte, bool, error) {
+	f.forwards.Add(1)
+	return 404, []byte(`{"ok":false,"error":{"code":"not_found","message":"email not found","retryable":false},"meta":{"request_id":"x"}}`), true, nil
+}
+func (f *fakeCluster) WaitApplied(context.Context, int64) { f.waits.Add(1) }
+
+// TestForwardedNeedsClusterToken: only a request carrying the cluster
+// token counts as forwarded by a node (it makes this node catch up and is
+// not forwarded again); a client that only sets the header gets neither.
+func TestForwardedNeedsClusterToken(t *testing.T) {
+	fc := &fakeCluster{}
+	e := newEnv(t, func(o *Options) { o.Cluster = fc; o.ClusterToken = "cluster-token-0123456789" })
+	const other = "/api/v1/emails/eml_06h4ypqg9g000pkvz61y4tb3-n2" // n2's message
+	e.do("GET", other, nil, ForwardedHeader, "n9", RevisionHeader, "99", TokenHeader, "wrong")
+	if fc.waits.Load() != 0 || fc.forwards.Load() != 1 {
+		t.Fatalf("wrong token: %d waits, %d forwards; want 0 and 1", fc.waits.Load(), fc.forwards.Load())
+	}
+	e.do("GET", other, nil, ForwardedHeader, "n2", RevisionHeader, "99", TokenHeader, "cluster-token-0123456789")
+	if fc.waits.Load() != 1 || fc.forwards.Load() != 1 {
+		t.Fatalf("node request: %d waits, %d forwards; want 1 and 1", fc.waits.Load(), fc.forwards.Load())
+	}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smtpmux/smtpmux/admin"
+	"github.com/smtpmux/smtpmux/cluster"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// clusterConfig turns the validated [cluster] section into the cluster
+// package's settings.
+func (cc *clusterConfig) nodeConfig() cluster.Config {
+	return cluster.Config{
+		Endpoints: cc.endpoints, TLSCA: cc.tlsCA, TLSCert: cc.tlsCert, TLSKey: cc.tlsKey,
+		Username: cc.username, Password: cc.password, Prefix: cc.prefix, NodeID: cc.nodeID,
+		AdvertiseURL: cc.advertiseURL, Version: version, StartedAt: time.Now().UTC(),
+	}
+}
+
+// joinCluster, in cluster mode, connects to etcd, refuses a secret_key
+// the cluster's secrets were not sealed with, makes the store a view of
+// etcd's state of record and registers the node. Single node, it does
+// nothing. The node is d.node: other cluster features (quotas, shared
+// health) take its Client, Prefix and ID from there.
+func (d *daemon) joinCluster(sealer *store.Sealer) error {
+	cc := d.cfg.cluster
+	if cc == nil {
+		return nil
+	}
+	ncfg := cc.nodeConfig()
+	ncfg.Logger = d.log
+	node, err := cluster.Open(ncfg)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := node.Join(d.store, sealer); err != nil {
+		node.Close()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	node.Register()
+	d.node = node
+	d.startedAt = ncfg.StartedAt
+	d.log.Info("cluster mode", "node_id", node.ID(), "key_prefix", node.Prefix(), "etcd_revision", node.Applied())
+	return nil
+}
+
+// once runs fn under the cluster's lock name (single node: just runs it),
+// for start-up work that every node would otherwise do at the same time:
+// creating the default team, its managed account, the first root key.
+//
+// A node whose view already holds records (the cluster was bootstrapped
+// before) runs fn without the lock: fn then finds what it would create,
+// and the lock must not stop a node that starts while etcd is away.
+func (d *daemon) once(name string, fn func() error) error {
+	if d.node == nil {
+		return fn()
+	}
+	if n, err := d.store.CountRecords(); err == nil && n > 0 {
+		return fn()
+	}
+	return d.node.WithLock(name, fn)
+}
+
+// clusterView adapts the node to what the API shows.
+type clusterView struct {
+	n     *cluster.Node
+	token string // [cluster] cluster_token
+}
+
+func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
+	ms, err := v.n.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.NodeInfo, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, admin.NodeInfo{NodeID: m.NodeID, AdvertiseURL: m.AdvertiseURL, Version: m.Version,
+			StartedAt: m.StartedAt, Self: m.NodeID == v.n.ID()})
+	}
+	return out, nil
+}
+
+func (v clusterView) Membership() (string, string) { return v.n.ID(), v.n.State() }
+
+func (v clusterView) WaitApplied(ctx context.Context, rev int64) { v.n.WaitApplied(ctx, rev) }
+
+// forwardClient makes node-to-node calls: short, because a client waits.
+var forwardClient = &http.Client{Timeout: 5 * time.Second}
+
+// Forward asks node nodeID's API (its advertise_url) for path with the
+// caller's Authorization.
+func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization string) (int, []byte, bool, error) {
+	ms, err := v.n.Members(ctx)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	var base string
+	for _, m := range ms {
+		if m.NodeID == nodeID {
+			base = m.AdvertiseURL
+		}
+	}
+	if base == "" {
+		// Not registered (down longer than its lease) or no
+		// advertise_url: the message cannot be reached now.
+		return 0, nil, false, fmt.Errorf("node %s is not registered with an advertise_url", nodeID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set(admin.ForwardedHeader, v.n.ID())
+	req.Header.Set(admin.RevisionHeader, strconv.FormatInt(v.n.Applied(), 10))
+	if v.token != "" {
+		req.Header.Set(admin.TokenHeader, v.token)
+	}
+	resp, err := forwardClient.Do(req)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return 0, nil, false, err
+	}
+	return resp.StatusCode, body, true, nil
+}
+
+// clusterOption is the API's ClusterView: nil single node.
+func (d *daemon) clusterOption() admin.ClusterView {
+	if d.node == nil {
+		return nil
+	}
+	return clusterView{n: d.node, token: d.cfg.cluster.token}
+}
+
+// nodeID is the node_id message IDs carry; "" single node.
+func (d *daemon) nodeID() string {
+	if d.node == nil {
+		return ""
+	}
+	return d.node.ID()
+}
+
+var (
+	descClusterMember = prometheus.NewDesc("smtpmux_cluster_member",
+		"1 while this node is in the cluster (lease alive, view following etcd), 0 while degraded.", nil, nil)
+	descClusterWrites = prometheus.NewDesc("smtpmux_cluster_etcd_write_txns_total",
+		"etcd write transactions this node made for management writes of the state of record.", nil, nil)
+	descClusterRev = prometheus.NewDesc("smtpmux_cluster_applied_revision",
+		"The etcd revision this node's view of the state of record has applied.", nil, nil)
+)
+
+// clusterCollector reports the node's standing on each scrape.
+type clusterCollector struct{ n *cluster.Node }
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descClusterMember
+	ch <- descClusterWrites
+	ch <- descClusterRev
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	member := 0.0
+	if c.n.State() == "member" {
+		member = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descClusterMember, prometheus.GaugeValue, member)
+	ch <- prometheus.MustNewConstMetric(descClusterWrites, prometheus.CounterValue, float64(c.n.EtcdWrites()))
+	ch <- prometheus.MustNewConstMetric(descClusterRev, prometheus.GaugeValue, float64(c.n.Applied()))
+}
+
+// clusterToken is [cluster] cluster_token; "" single node.
+func (d *daemon) clusterToken() string {
+	if d.cfg.cluster == nil {
+		return ""
+	}
+	return d.cfg.cluster.token
+}
