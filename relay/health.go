@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ type health struct {
 	mu      sync.Mutex
 	managed ManagedLimits
 	state   map[string]*provState
+	// gate is the cluster's quota (nil in single-node mode).
+	gate QuotaGate
+	// breakers keeps breaker state beyond the process (nil: memory only).
+	breakers BreakerStore
 }
 
 type provState struct {
@@ -39,8 +44,8 @@ type provState struct {
 	recovered time.Time
 }
 
-func newHealth(managed ManagedLimits) *health {
-	return &health{managed: managed, state: map[string]*provState{}}
+func newHealth(managed ManagedLimits, gate QuotaGate) *health {
+	return &health{managed: managed, state: map[string]*provState{}, gate: gate}
 }
 
 // load seeds the hour and day counters from the store after a restart.
@@ -112,6 +117,7 @@ type reservation struct {
 	at         time.Time
 	record     store.UsageRecord
 	probe      bool // the attempt a half-open breaker let through
+	gated      bool // the cluster's QuotaGate took it too
 	// limits are the provider's limits at the pick, for complete to tell
 	// whether a give back opens a full window.
 	limits routing.Limits
@@ -138,12 +144,27 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			// It waits for a raised limit (a decision wakes the team) or
 			// for another provider; looking again each hour is cheap.
 			cands[i].OverQuota, cands[i].NotBefore = true, routing.WindowStart(routing.Hour, now).Add(time.Hour)
+		} else if h.gate != nil {
+			if ok, retry := h.gate.Check(p.ID, l, n, now); !ok {
+				cands[i].OverQuota, cands[i].NotBefore = true, retry
+			}
 		}
 		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) && !st.recovered.After(lastFailure(m, p.ID)) {
 			cands[i].Avoid = true
 		}
 	}
 	ex := routing.Pick(routingScope(m.Scope), cands, draw)
+	for try := 0; h.gate != nil && ex.Picked != "" && try < len(cands); try++ {
+		// The gate's Take can still say no after its Check said yes (a
+		// hand back to the cluster in between): that provider is over
+		// quota for this pick, and routing draws again.
+		i := slices.IndexFunc(ps, func(p *store.Provider) bool { return p.ID == ex.Picked })
+		if h.gate.Take(ps[i].ID, h.limits(ps[i], team), units(ps[i], m), now) {
+			break
+		}
+		cands[i].OverQuota, cands[i].NotBefore = true, now.Add(50*time.Millisecond)
+		ex = routing.Pick(routingScope(m.Scope), cands, draw)
+	}
 	if ex.Picked == "" {
 		return ex, nil
 	}
@@ -155,7 +176,7 @@ func (h *health) pick(m *store.Message, ps []*store.Provider, team *store.Team, 
 			probe := st.breaker.HalfOpen(now)
 			st.probing = st.probing || probe
 			u := st.usage
-			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: h.limits(p, team), record: store.UsageRecord{
+			return ex, &reservation{providerID: p.ID, n: n, at: now, probe: probe, gated: h.gate != nil, limits: h.limits(p, team), record: store.UsageRecord{
 				HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
 				DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 		}
@@ -181,8 +202,14 @@ func (h *health) recover(id string, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(id)
+	had := st.breaker.Reason != "" || len(st.breaker.Failures) > 0
 	st.breaker.Reset()
 	st.recovered = now
+	if h.breakers != nil && had {
+		// Written under the lock: rare (an operator's test), and a pick
+		// must not see the old state come back from the store after it.
+		h.breakers.UpdateBreaker(id, func(b *routing.Breaker) { b.Reset() })
+	}
 }
 
 // usable reports whether any of the team's providers could take one
@@ -201,7 +228,8 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 		if st.breaker.Pulled(now) {
 			continue
 		}
-		if ok, _ := st.usage.Check(p.ID, h.limits(p, team), 1, now); ok {
+		l := h.limits(p, team)
+		if ok, _ := st.usage.Check(p.ID, l, 1, now); ok && (h.gate == nil || gateRoom(h.gate, p.ID, l, now)) {
 			return true
 		}
 	}
@@ -218,6 +246,9 @@ func (h *health) complete(r *reservation, consumed bool, now time.Time) wakeNeed
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if r.gated {
+		h.gate.Done(r.providerID, r.limits, r.n, r.at, consumed, now)
+	}
 	st := h.get(r.providerID)
 	// Only the minute, hour and day windows: a message held by the
 	// per-second one is due within a second anyway.
@@ -267,14 +298,29 @@ func (s *Scheduler) wakeFor(teamID string, need wakeNeed) {
 
 // outcome feeds an attempt's result to the provider's breaker and reports
 // whether it pulled the provider, or brought it back from half-open.
-func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) (pulled, recovered bool) {
+func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) (pulled, recovered bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st := h.get(providerID)
+	before := st.breaker
+	before.Failures = append([]time.Time(nil), before.Failures...) // Record reuses the array
+	// Only a change of state is written: a failure that feeds the
+	// breaker, or a success that clears failures or a half-open state.
+	// The common case, a success with nothing to clear, writes nothing.
+	changed := !ok && class.FeedsBreaker() || ok && (len(before.Failures) > 0 || before.Reason != "")
 	if ok {
-		return false, st.breaker.Success(now)
+		recovered = st.breaker.Success(now)
+	} else {
+		pulled = st.breaker.Record(class, now)
 	}
-	return st.breaker.Record(class, now), false
+	h.mu.Unlock()
+	if !changed || h.breakers == nil {
+		return pulled, recovered, nil
+	}
+	if p, r, err := h.persistOutcome(providerID, ok, class, now, before); err == nil {
+		return p, r, nil
+	} else {
+		return pulled, recovered, err
+	}
 }
 
 // Health returns a provider's breaker state for the API.
@@ -318,4 +364,12 @@ func (h *health) gauge(p *store.Provider, team *store.Team, now time.Time) Provi
 		g.Headroom[routing.Window(w).String()] = max(0, l.Effective(p.ID, now)-used)
 	}
 	return g
+}
+
+// gateRoom asks the cluster's gate whether provider id could take one
+// message now (a wake decision: a gate still fetching counts as room, the
+// pick finds out).
+func gateRoom(g QuotaGate, id string, l routing.Limits, now time.Time) bool {
+	ok, retry := g.Check(id, l, 1, now)
+	return ok || !retry.After(now.Add(time.Second))
 }

@@ -144,8 +144,25 @@ func (c *Cluster) watch(ctx context.Context) {
 					if _, ok := c.seen[key]; ok || c.ownsKey(key) {
 						c.seen[key] = total
 					}
+					// A window this node found full changed (a hand back):
+					// worth asking again now, not at the end of the back-off.
+					var starved []string
+					for k, s := range c.slots {
+						if s.key == key && !s.fullUntil.IsZero() && total < s.cap {
+							s.fullUntil = time.Time{}
+							if id, ok := strings.CutPrefix(k.name, "p/"); ok {
+								starved = append(starved, id)
+							}
+						}
+					}
+					notify := c.onRefill
 					c.signal()
 					c.mu.Unlock()
+					for _, id := range starved {
+						if notify != nil {
+							notify(id)
+						}
+					}
 				case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, wp):
 					rest := strings.TrimPrefix(key, wp)
 					node, wkeyStr, ok := strings.Cut(rest, "/")

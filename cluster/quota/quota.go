@@ -75,6 +75,10 @@ type Cluster struct {
 	stats  Stats
 	writes atomic.Int64
 
+	// onRefill is told the provider whose block arrived: a pick that was
+	// refused while it was on its way may now succeed.
+	onRefill func(providerID string)
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -153,6 +157,15 @@ func (c *Cluster) Close() {
 	}
 	c.wg.Wait()
 	c.returnIdle(context.Background(), true)
+}
+
+// OnRefill sets f to be called (from a background goroutine) with the
+// provider whose block just arrived. The relay wakes that provider's
+// team: its messages were told "not now" while the block was fetched.
+func (c *Cluster) OnRefill(f func(providerID string)) {
+	c.mu.Lock()
+	c.onRefill = f
+	c.mu.Unlock()
 }
 
 // Stats returns the counters so far.

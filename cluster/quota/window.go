@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -38,6 +39,7 @@ type slot struct {
 	// share, so the total stays within the cap).
 	outage   int
 	fetching bool
+	pending  int // the largest take refused while a refill was under way
 	// fullUntil: etcd had no room for this node; until then a take is
 	// refused without asking again.
 	fullUntil time.Time
@@ -105,6 +107,8 @@ func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 	}
 	if !s.fetching {
 		c.startRefill(k, s, n)
+	} else {
+		s.pending = max(s.pending, n) // the refill under way sizes for it too
 	}
 	return false, now.Add(refillWait)
 }
@@ -239,6 +243,8 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		c.setDown(false)
 		c.seen[s.key] = max(c.seen[s.key], total)
 		reconcile := s.outage
+		need = max(need, s.pending)
+		s.pending = 0
 		remaining := s.cap - total - reconcile
 		deficit := need - max(0, s.held())
 		if need > 0 && deficit <= 0 {
@@ -248,8 +254,10 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		starving := false
 		if remaining >= max(deficit, 1) {
 			block = c.blockSize(k, s, remaining, deficit, now)
-		} else {
-			starving = deficit > 0
+		} else if deficit > 0 {
+			// Only a take that lacks units makes the window "full" for
+			// this node; a prefetch that found no room changes nothing.
+			starving = true
 			s.fullUntil = now.Add(fullBackoff)
 		}
 		postWant := starving && (s.wanted.IsZero() || now.Sub(s.wanted) >= fullBackoff || s.wantedAt != total)
@@ -289,7 +297,11 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			s.granted += reconcile + block
 			s.outage -= reconcile
 		}
+		notify := c.onRefill
 		c.mu.Unlock()
+		if id, ok := strings.CutPrefix(k.name, "p/"); ok && notify != nil && block > 0 {
+			notify(id)
+		}
 		if postWant {
 			c.postWant(ctx, k, s.key, end)
 		}
