@@ -20,7 +20,11 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		outcomeLabel = out.class.String()
 	}
 	s.cfg.Metrics.attempt(prov.ID, outcomeLabel, out.duration)
-	pulled, recovered := s.health.outcome(prov.ID, out.ok, out.class, now)
+	pulled, recovered, berr := s.health.outcome(prov.ID, out.ok, out.class, now)
+	if berr != nil {
+		// The in-memory state decides; a restart would forget this change.
+		s.log.Error("storing breaker state failed", "provider", prov.ID, "err", berr)
+	}
 	if pulled {
 		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
 			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())
