@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	clusterhealth "github.com/smtpmux/smtpmux/cluster/health"
 	"github.com/smtpmux/smtpmux/cluster/quota"
 	"github.com/smtpmux/smtpmux/internal/etcdtest"
 	"github.com/smtpmux/smtpmux/routing"
@@ -15,9 +16,10 @@ import (
 )
 
 var (
-	_ QuotaGate   = (*quota.Cluster)(nil)
-	_ ManagedGate = (*quota.Managed)(nil)
-	_ SendLimiter = (*quota.SendLimiter)(nil)
+	_ QuotaGate    = (*quota.Cluster)(nil)
+	_ ManagedGate  = (*quota.Managed)(nil)
+	_ SendLimiter  = (*quota.SendLimiter)(nil)
+	_ BreakerStore = (*clusterhealth.Shared)(nil)
 )
 
 // TestClusterQuotaGate: a scheduler whose QuotaGate is cluster/quota on a
