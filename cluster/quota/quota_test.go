@@ -154,6 +154,67 @@ func TestSharedCapsNeverExceeded(t *testing.T) {
 		t.Fatalf("%d messages got through, want %d", len(times), 3*perNode)
 	}
 	checkWindows(t, times, 5, 100)
+	// The clock above moves whenever one node waits, so seconds rarely
+	// fill; here it stands still while all three take what they can: the
+	// three shares add up to exactly the cap, second after second (the
+	// unit left over goes round the nodes).
+	l1 := limits(5, 0)
+	now := clk.Now().Truncate(shareTurn).Add(shareTurn + time.Second)
+	clk.advanceTo(now)
+	for step := 0; step < 12; step++ {
+		now := clk.Now()
+		got := 0
+		for _, q := range qs {
+			for {
+				if ok, _ := q.Check("prov3", l1, 1, now); !ok || !q.Take("prov3", l1, 1, now) {
+					break
+				}
+				q.Done("prov3", l1, 1, now, true, now)
+				got++
+			}
+		}
+		if in := now.Sub(now.Truncate(shareTurn)); got != 5 && in >= time.Second {
+			t.Fatalf("at %s the three nodes took %d of a per-second cap of 5", now.Format(time.RFC3339), got)
+		} else if got > 5 {
+			t.Fatalf("at %s the three nodes took %d of a per-second cap of 5", now.Format(time.RFC3339), got)
+		}
+		clk.advanceTo(now.Add(time.Second))
+	}
+
+	// The minute alone, so that nothing else paces the nodes: it must
+	// fill to exactly 100 and never pass it.
+	l = limits(0, 100)
+	var times2 []time.Time
+	for _, q := range qs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perNode; i++ {
+				at := send(t, q, clk, "prov2", l)
+				if at.IsZero() {
+					return
+				}
+				mu.Lock()
+				times2 = append(times2, at)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(times2) != 3*perNode {
+		t.Fatalf("%d messages got through the minute cap, want %d", len(times2), 3*perNode)
+	}
+	checkWindows(t, times2, 0, 100)
+	full := 0
+	for _, n := range perMinute(times2) {
+		if n == 100 {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Errorf("no minute reached the cap of 100: %v", perMinute(times2))
+	}
+	times = append(times, times2...)
 	var writes int64
 	for _, q := range qs {
 		writes += q.Stats().Writes
@@ -164,7 +225,7 @@ func TestSharedCapsNeverExceeded(t *testing.T) {
 
 // checkWindows asserts at most perSecond takes in any [t, t+1s) span and
 // at most perMinute in any UTC minute.
-func checkWindows(t *testing.T, times []time.Time, perSecond, perMinute int) {
+func checkWindows(t *testing.T, times []time.Time, perSecond, minuteCap int) {
 	t.Helper()
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	j := 0
@@ -176,13 +237,9 @@ func checkWindows(t *testing.T, times []time.Time, perSecond, perMinute int) {
 			t.Fatalf("%d takes in the second from %s, cap %d", n, times[i].Format(time.RFC3339Nano), perSecond)
 		}
 	}
-	byMinute := map[int64]int{}
-	for _, at := range times {
-		byMinute[at.Truncate(time.Minute).Unix()]++
-	}
-	for m, n := range byMinute {
-		if n > perMinute {
-			t.Fatalf("%d takes in the minute %s, cap %d", n, time.Unix(m, 0).UTC(), perMinute)
+	for m, n := range perMinute(times) {
+		if n > minuteCap {
+			t.Fatalf("%d takes in the minute %s, cap %d", n, time.Unix(m, 0).UTC(), minuteCap)
 		}
 	}
 }
@@ -416,4 +473,13 @@ func takeNoWait(q *Cluster, clk *clock, id string, l routing.Limits) (bool, time
 		}
 	}
 	return false, time.Time{}, fmt.Errorf("node %s: no verdict", q.node)
+}
+
+// perMinute counts times by UTC minute (unix seconds of its start).
+func perMinute(times []time.Time) map[int64]int {
+	byMinute := map[int64]int{}
+	for _, at := range times {
+		byMinute[at.Truncate(time.Minute).Unix()]++
+	}
+	return byMinute
 }
