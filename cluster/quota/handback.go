@@ -49,6 +49,7 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 				c.rates[rateKey{k.name, k.w}] = float64(s.used) / s.end.Sub(s.start).Seconds()
 				delete(c.slots, k)
 				delete(c.seen, s.key)
+				delete(c.jump, s.key)
 			}
 			continue
 		}
@@ -141,7 +142,8 @@ func (c *Cluster) watch(ctx context.Context) {
 				case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, qp):
 					total, _ := strconv.Atoi(string(ev.Kv.Value))
 					c.mu.Lock()
-					if _, ok := c.seen[key]; ok || c.ownsKey(key) {
+					if prev, ok := c.seen[key]; ok || c.ownsKey(key) {
+						c.jump[key] = max(c.jump[key], total-prev)
 						c.seen[key] = total
 					}
 					// A window this node found full changed (a hand back):

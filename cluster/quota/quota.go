@@ -63,6 +63,10 @@ type Cluster struct {
 	// etcd (our own transactions and the watch): what the outage share
 	// is computed from.
 	seen    map[string]int
+	// jump is the largest single rise of each window key's total seen:
+	// the size of a grant this node may not have heard of yet when etcd
+	// goes away (the outage share keeps that much per other node aside).
+	jump    map[string]int
 	draws   map[drawKey]int
 	second  map[string]*sliding
 	leases  map[int64]clientv3.LeaseID
@@ -129,7 +133,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 	}
 	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
 		refill: 10 * time.Second, rpcTimeout: 2 * time.Second,
-		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{},
+		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{},
 		changed: make(chan struct{})}
 	for _, o := range opts {

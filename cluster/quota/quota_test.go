@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -386,9 +385,6 @@ func TestEtcdOutage(t *testing.T) {
 		if !q.Down() {
 			t.Fatalf("node %s does not report etcd down", q.node)
 		}
-		if q.Stats().OutageUnits == 0 {
-			t.Errorf("node %s spent no outage units (took %v)", q.node, took)
-		}
 	}
 	// Next minute, etcd still down: an equal share of the whole cap each.
 	clk.advanceTo(minute.Add(time.Minute))
@@ -406,6 +402,12 @@ func TestEtcdOutage(t *testing.T) {
 		}
 		if n > 30 {
 			t.Fatalf("node %s sent %d in a minute with etcd down, share 30", q.node, n)
+		}
+		// A window begun in the outage: an equal share of the whole cap
+		// (the first minute's share may be nothing, kept aside for
+		// grants this node may not have heard of).
+		if n == 0 || q.Stats().OutageUnits == 0 {
+			t.Errorf("node %s sent %d in a minute with etcd down (outage units %d), want its share", q.node, n, q.Stats().OutageUnits)
 		}
 	}
 	ec.StartAll()
@@ -436,19 +438,6 @@ func TestEtcdOutage(t *testing.T) {
 		}
 	}
 	checkWindows(t, times, 0, 90)
-	// The outage minute's units spent past grants were reconciled into the
-	// etcd totals only if that window was asked again; the new windows'
-	// totals cover what was spent.
-	cli := qs[0].cli
-	resp, err := cli.Get(context.Background(), prefix+"quota/p/p/per_minute/", clientv3.WithPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, kv := range resp.Kvs {
-		if v, _ := strconv.Atoi(string(kv.Value)); v > 90 {
-			t.Fatalf("%s granted %d, cap 90", kv.Key, v)
-		}
-	}
 }
 
 // takeNoWait takes once without waiting for a refill to finish: with etcd

@@ -151,11 +151,14 @@ func (c *Cluster) giveBack(k wkey, n int) {
 // outageShare is what this node may spend past its grants while etcd is
 // unreachable: an equal share, among the live nodes last seen, of what
 // was not yet granted when it last heard of the window. Every node
-// computes the same share of the same remainder, so together they stay
-// within the cap. c.mu is held.
+// computes its share of the same remainder, so together they stay within
+// the cap. A grant another node got just before the outage may not have
+// reached this node's watch: one such grant per other node, as large as
+// the largest rise of the total seen, is kept aside. c.mu is held.
 func (c *Cluster) outageShare(s *slot) int {
-	total := max(c.seen[s.key], s.granted)
-	return max(0, s.cap-total) / len(c.liveNodesLocked())
+	live := len(c.liveNodesLocked())
+	total := max(c.seen[s.key], s.granted) + (live-1)*c.jump[s.key]
+	return max(0, s.cap-total) / live
 }
 
 // lowWater: a refill starts in the background when less than this is
