@@ -62,7 +62,7 @@ type Cluster struct {
 	// seen is the total granted of each window key as last heard from
 	// etcd (our own transactions and the watch): what the outage share
 	// is computed from.
-	seen    map[string]int
+	seen map[string]int
 	// jump is the largest single rise of each window key's total seen:
 	// the size of a grant this node may not have heard of yet when etcd
 	// goes away (the outage share keeps that much per other node aside).
