@@ -69,6 +69,8 @@ func (s *Scheduler) ApplyBreaker(id string, b routing.Breaker) {
 // with before (the state before this outcome). A store that cannot write
 // leaves the in-memory state in charge.
 func (h *health) persistOutcome(id string, ok bool, class routing.Class, now time.Time, before routing.Breaker) (pulled, recovered bool, err error) {
+	h.persistMu.Lock()
+	defer h.persistMu.Unlock()
 	b, err := h.breakers.UpdateBreaker(id, func(b *routing.Breaker) {
 		if ok {
 			b.Success(now)

@@ -27,6 +27,10 @@ type health struct {
 	gate QuotaGate
 	// breakers keeps breaker state beyond the process (nil: memory only).
 	breakers BreakerStore
+	// persistMu orders store writes with adopting their results, so a
+	// slow write cannot put back an older state over a newer one. Picks
+	// do not take it.
+	persistMu sync.Mutex
 }
 
 type provState struct {
