@@ -27,7 +27,7 @@ var providerCounts = []int{2, 50, 200}
 func BenchmarkHealthPick(b *testing.B) {
 	for _, n := range providerCounts {
 		b.Run(fmt.Sprint(n, "providers"), func(b *testing.B) {
-			h := newHealth(ManagedLimits{})
+			h := newHealth(ManagedLimits{}, nil)
 			ps := make([]*store.Provider, n)
 			team := store.NewID(store.PrefixTeam)
 			for i := range ps {

@@ -14,13 +14,20 @@ import (
 // finish records an attempt's outcome on the message and the provider.
 func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservation, out outcome) {
 	now := s.now().UTC()
-	need := s.health.complete(res, out.bodySent, now)
 	outcomeLabel := "sent"
 	if !out.ok {
 		outcomeLabel = out.class.String()
 	}
 	s.cfg.Metrics.attempt(prov.ID, outcomeLabel, out.duration)
-	pulled, recovered := s.health.outcome(prov.ID, out.ok, out.class, now)
+	// The breaker hears the outcome before the reservation ends: ending a
+	// half-open probe's reservation lets the next probe go, which must
+	// find this failure counted (its store write takes an fsync).
+	pulled, recovered, berr := s.health.outcome(prov.ID, out.ok, out.class, now)
+	if berr != nil {
+		// The in-memory state decides; a restart would forget this change.
+		s.log.Error("storing breaker state failed", "provider", prov.ID, "err", berr)
+	}
+	need := s.health.complete(res, out.bodySent, now)
 	if pulled {
 		s.log.Warn("provider pulled from rotation", "event", "provider_pulled", "provider", prov.ID,
 			"until", s.health.snapshot(prov.ID, now).PulledUntil, "class", out.class.String())

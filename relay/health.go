@@ -24,6 +24,14 @@ type health struct {
 	state   map[string]*provState
 	// scratch is pickSet's candidate buffer, reused under mu.
 	scratch []routing.Candidate
+	// gate is the cluster's quota (nil in single-node mode).
+	gate QuotaGate
+	// breakers keeps breaker state beyond the process (nil: memory only).
+	breakers BreakerStore
+	// persistMu orders store writes with adopting their results, so a
+	// slow write cannot put back an older state over a newer one. Picks
+	// do not take it.
+	persistMu sync.Mutex
 }
 
 type provState struct {
@@ -41,8 +49,8 @@ type provState struct {
 	recovered time.Time
 }
 
-func newHealth(managed ManagedLimits) *health {
-	return &health{managed: managed, state: map[string]*provState{}}
+func newHealth(managed ManagedLimits, gate QuotaGate) *health {
+	return &health{managed: managed, state: map[string]*provState{}, gate: gate}
 }
 
 // load seeds the hour and day counters from the store after a restart.
@@ -114,6 +122,7 @@ type reservation struct {
 	at         time.Time
 	record     store.UsageRecord
 	probe      bool // the attempt a half-open breaker let through
+	gated      bool // the cluster's QuotaGate took it too
 	// limits are the provider's limits at the pick, for complete to tell
 	// whether a give back opens a full window.
 	limits routing.Limits
@@ -164,12 +173,31 @@ func (h *health) pickSet(m *store.Message, rs *routeSet, team *store.Team, now t
 			// It waits for a raised limit (a decision wakes the team) or
 			// for another provider; looking again each hour is cheap.
 			cands[i].OverQuota, cands[i].NotBefore = true, routing.WindowStart(routing.Hour, now).Add(time.Hour)
+		} else if h.gate != nil {
+			if ok, retry := h.gate.Check(p.ID, l, n, now); !ok {
+				cands[i].OverQuota, cands[i].NotBefore = true, retry
+			}
 		}
 		if until, ok := m.Avoid[p.ID]; ok && now.Before(until) && !st.recovered.After(lastFailure(m, p.ID)) {
 			cands[i].Avoid = true
 		}
 	}
 	d := routing.Choose(cands, draw)
+	for try := 0; h.gate != nil && d.Index >= 0 && try < len(cands); try++ {
+		// The gate's Take can still say no after its Check said yes (a
+		// hand back to the cluster in between): that provider is over
+		// quota for this pick, and routing draws again.
+		p := rs.provs[d.Index]
+		l := rs.limits[d.Index]
+		if p.Managed {
+			l = h.limits(p, team)
+		}
+		if h.gate.Take(p.ID, l, units(p, m), now) {
+			break
+		}
+		cands[d.Index].OverQuota, cands[d.Index].NotBefore = true, now.Add(50*time.Millisecond)
+		d = routing.Choose(cands, draw)
+	}
 	if d.Index < 0 {
 		return d, nil
 	}
@@ -183,7 +211,7 @@ func (h *health) pickSet(m *store.Message, rs *routeSet, team *store.Team, now t
 	if p.Managed {
 		l = h.limits(p, team)
 	}
-	return d, &reservation{providerID: p.ID, n: n, at: now, probe: probe, limits: l, record: store.UsageRecord{
+	return d, &reservation{providerID: p.ID, n: n, at: now, probe: probe, gated: h.gate != nil, limits: l, record: store.UsageRecord{
 		HourStart: u.Start[routing.Hour], Hour: u.Count[routing.Hour],
 		DayStart: u.Start[routing.Day], Day: u.Count[routing.Day]}}
 }
@@ -206,8 +234,14 @@ func (h *health) recover(id string, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := h.get(id)
+	had := st.breaker.Reason != "" || len(st.breaker.Failures) > 0
 	st.breaker.Reset()
 	st.recovered = now
+	if h.breakers != nil && had {
+		// Written under the lock: rare (an operator's test), and a pick
+		// must not see the old state come back from the store after it.
+		h.breakers.UpdateBreaker(id, func(b *routing.Breaker) { b.Reset() })
+	}
 }
 
 // usable reports whether any of the team's providers could take one
@@ -226,7 +260,8 @@ func (h *health) usable(ps []*store.Provider, team *store.Team, now time.Time) b
 		if st.breaker.Pulled(now) {
 			continue
 		}
-		if ok, _ := st.usage.Check(p.ID, h.limits(p, team), 1, now); ok {
+		l := h.limits(p, team)
+		if ok, _ := st.usage.Check(p.ID, l, 1, now); ok && (h.gate == nil || gateRoom(h.gate, p.ID, l, now)) {
 			return true
 		}
 	}
@@ -243,6 +278,9 @@ func (h *health) complete(r *reservation, consumed bool, now time.Time) wakeNeed
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if r.gated {
+		h.gate.Done(r.providerID, r.limits, r.n, r.at, consumed, now)
+	}
 	st := h.get(r.providerID)
 	// Only the minute, hour and day windows: a message held by the
 	// per-second one is due within a second anyway.
@@ -292,14 +330,29 @@ func (s *Scheduler) wakeFor(teamID string, need wakeNeed) {
 
 // outcome feeds an attempt's result to the provider's breaker and reports
 // whether it pulled the provider, or brought it back from half-open.
-func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) (pulled, recovered bool) {
+func (h *health) outcome(providerID string, ok bool, class routing.Class, now time.Time) (pulled, recovered bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st := h.get(providerID)
+	before := st.breaker
+	before.Failures = append([]time.Time(nil), before.Failures...) // Record reuses the array
+	// Only a change of state is written: a failure that feeds the
+	// breaker, or a success that clears failures or a half-open state.
+	// The common case, a success with nothing to clear, writes nothing.
+	changed := !ok && class.FeedsBreaker() || ok && (len(before.Failures) > 0 || before.Reason != "")
 	if ok {
-		return false, st.breaker.Success(now)
+		recovered = st.breaker.Success(now)
+	} else {
+		pulled = st.breaker.Record(class, now)
 	}
-	return st.breaker.Record(class, now), false
+	h.mu.Unlock()
+	if !changed || h.breakers == nil {
+		return pulled, recovered, nil
+	}
+	if p, r, err := h.persistOutcome(providerID, ok, class, now, before); err == nil {
+		return p, r, nil
+	} else {
+		return pulled, recovered, err
+	}
 }
 
 // Health returns a provider's breaker state for the API, with the use of
@@ -375,4 +428,12 @@ func (h *health) gauge(p *store.Provider, team *store.Team, now time.Time) Provi
 		g.Headroom[routing.Window(w).String()] = max(0, l.Effective(p.ID, now)-used)
 	}
 	return g
+}
+
+// gateRoom asks the cluster's gate whether provider id could take one
+// message now (a wake decision: a gate still fetching counts as room, the
+// pick finds out).
+func gateRoom(g QuotaGate, id string, l routing.Limits, now time.Time) bool {
+	ok, retry := g.Check(id, l, 1, now)
+	return ok || !retry.After(now.Add(time.Second))
 }

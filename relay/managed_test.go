@@ -13,7 +13,7 @@ import (
 // reservations count again, and giving back one made on an earlier day
 // (its message's first attempt after midnight) frees nothing of today's.
 func TestManagedReservationsAcrossDays(t *testing.T) {
-	h := newHealth(ManagedLimits{Hourly: 100, Daily: 3})
+	h := newHealth(ManagedLimits{Hourly: 100, Daily: 3}, nil)
 	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	yesterday := now.Add(-24 * time.Hour)
@@ -72,7 +72,7 @@ func TestManagedReservationFreedWhenNoProviderFailsMessage(t *testing.T) {
 // not the day); messages within it are accepted whatever the hour holds
 // already, and wait.
 func TestManagedHourlyLimitAtAcceptance(t *testing.T) {
-	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50})
+	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50}, nil)
 	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	now := time.Date(2026, 11, 27, 12, 30, 0, 0, time.UTC)
 	for i, want := range []managedVerdict{managedOK, managedOK, managedOverHourly} {
@@ -102,7 +102,7 @@ func TestManagedHourlyLimitAtAcceptance(t *testing.T) {
 // counts in H+1 only once its attempt is claimed, as sent — and giving
 // its reservation back then frees nothing of H+1.
 func TestManagedUsageAcrossTheHour(t *testing.T) {
-	h := newHealth(ManagedLimits{Hourly: 2, Daily: 4})
+	h := newHealth(ManagedLimits{Hourly: 2, Daily: 4}, nil)
 	p := &store.Provider{ID: "dprov_managed", Managed: true}
 	hourH := time.Date(2026, 11, 27, 12, 59, 0, 0, time.UTC)
 	for i := 0; i < 2; i++ {
@@ -142,7 +142,7 @@ func TestManagedUsageAcrossTheHour(t *testing.T) {
 // was in scope, or before the limit was lowered) is not handed to it even
 // in an empty hour; other providers are not held to that.
 func TestManagedNeverExceedsHourlyLimit(t *testing.T) {
-	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50})
+	h := newHealth(ManagedLimits{Hourly: 2, Daily: 50}, nil)
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	m := &store.Message{Recipients: []store.Recipient{{Status: state.MessagePending}, {Status: state.MessagePending}, {Status: state.MessagePending}}}
 	managed := &store.Provider{ID: "dprov_managed", Managed: true, Status: state.ProviderActive}

@@ -10,10 +10,15 @@ import (
 )
 
 // endPull ends the provider's pull now, as if its hour had passed, and
-// wakes the team, as the waiting messages' due time would.
+// wakes the team, as the waiting messages' due time would. The stored
+// state (BreakerStore) ends too: the next outcome is recorded on it.
 func (h *harness) endPull() {
+	now := time.Now()
+	if _, err := h.sched.health.breakers.UpdateBreaker(h.provID, func(b *routing.Breaker) { b.PulledUntil = now }); err != nil {
+		h.t.Fatal(err)
+	}
 	h.sched.health.mu.Lock()
-	h.sched.health.get(h.provID).breaker.PulledUntil = time.Now()
+	h.sched.health.get(h.provID).breaker.PulledUntil = now
 	h.sched.health.mu.Unlock()
 	h.sched.Wake(h.team)
 }

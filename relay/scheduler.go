@@ -40,6 +40,12 @@ type SchedulerConfig struct {
 	Deliverability deliverability.Thresholds
 	// Shaper, when set, rewrites each attempt's bytes for its provider.
 	Shaper Shaper
+	// Quota, when set, is asked on top of the local quota check for the
+	// providers' quotas across the cluster (cluster mode).
+	Quota QuotaGate
+	// Breakers keeps breaker state beyond the process; nil is the node's
+	// own store (StoreBreakers). Cluster mode shares it through etcd.
+	Breakers BreakerStore
 }
 
 // Scheduler moves due messages to providers: claim (attempt recorded
@@ -93,11 +99,32 @@ func NewScheduler(cfg SchedulerConfig, st *store.Store, reg *Registry, logger *s
 		cfg.IdlePoll = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed),
+	s := &Scheduler{cfg: cfg, store: st, reg: reg, log: logger, now: now, health: newHealth(cfg.Managed, cfg.Quota),
 		used: store.NewLastUsed(st.TouchProvider),
 		draw: func(n int) int { return rand.IntN(n) }, jitter: rand.Float64,
 		kick: make(chan struct{}, 1), slot: make(chan struct{}, cfg.MaxInflight),
 		active: map[string]bool{}, sendCtx: ctx, cancelSend: cancel}
+	// A gate that fetches capacity in the background says when it
+	// arrived, so picks it refused meanwhile need not wait for their due
+	// times.
+	s.health.breakers = cfg.Breakers
+	if s.health.breakers == nil {
+		s.health.breakers = StoreBreakers{St: st}
+	}
+	if n, ok := cfg.Quota.(interface{ OnRefill(func(string)) }); ok {
+		n.OnRefill(s.quotaRefilled)
+	}
+	return s
+}
+
+// quotaRefilled wakes the team of provider id: the cluster's quota gate
+// got capacity for it that picks were refused while it was on its way.
+func (s *Scheduler) quotaRefilled(id string) {
+	p, err := s.store.Provider(id)
+	if err != nil {
+		return // its messages keep their own (short) due times
+	}
+	s.Wake(p.TeamID)
 }
 
 // Kick wakes the scheduler because something became due.
@@ -127,6 +154,11 @@ func (s *Scheduler) Recover() (int, error) {
 		return 0, err
 	}
 	s.health.restoreManaged(reservations, s.now())
+	breakers, err := s.health.breakers.Breakers()
+	if err != nil {
+		return 0, err
+	}
+	s.health.loadBreakers(breakers)
 	ids, err := s.store.Inflight()
 	if err != nil {
 		return 0, err

@@ -47,6 +47,12 @@ type Config struct {
 	AuthFailDelay   time.Duration
 	// Limiter is the per-credential request limit shared with HTTP sends.
 	Limiter *ratelimit.Limiter
+	// SendLimit, when set, replaces Limiter for the per-credential send
+	// limit (cluster mode: counted across nodes).
+	SendLimit SendLimiter
+	// ManagedGate, when set, also counts the managed account's accepted
+	// recipients across the cluster (relay.ManagedGate).
+	ManagedGate ManagedGate
 	// BareNewlines is what DATA/BDAT content with a bare CR or LF gets:
 	// refused (crlf.ModeReject, the zero value) or made CRLF.
 	BareNewlines crlf.Mode

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -150,7 +151,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		s.srv.reject(s.cred, "sender_not_mailbox")
 		return errNotMailbox
 	}
-	if ok, wait := s.srv.limiter.Allow(s.cred.ID); !ok {
+	if ok, wait := s.srv.AllowSend(s.cred.ID); !ok {
 		s.srv.reject(s.cred, "rate_limited")
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
 			Message: fmt.Sprintf("Rate limit exceeded, retry in %d s", int(wait.Seconds())+1)}
@@ -191,7 +192,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errTempFail
 	}
 	if managed != nil {
-		switch s.srv.sched.health.acceptManaged(managed, team, 1, s.reserved+1, s.srv.now()) {
+		switch s.srv.acceptManaged(context.Background(), managed, team, 1, s.reserved+1, s.srv.now()) {
 		case managedOverDaily:
 			s.srv.reject(s.cred, "daily_limit_exceeded")
 			return errDailyLimit
@@ -384,7 +385,7 @@ func dataError(err error) error {
 // transaction that did not end in a queued message.
 func (s *session) releaseReserved() {
 	if s.managed != nil {
-		s.srv.sched.health.releaseManaged(s.managed.ID, s.reserved, s.reservedAt)
+		s.srv.releaseAccepted(s.managed.ID, s.reserved, s.reservedAt)
 	}
 	s.managed, s.reserved = nil, 0
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -82,7 +83,7 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 	}
 	if managed != nil {
 		// One instant for the reservation and its record (m.CreatedAt).
-		switch srv.sched.health.acceptManaged(managed, team, len(uniq), len(uniq), m.CreatedAt) {
+		switch srv.acceptManaged(context.Background(), managed, team, len(uniq), len(uniq), m.CreatedAt) {
 		case managedOverDaily:
 			srv.reject(cred, "daily_limit_exceeded")
 			return "", senderr.ErrDailyLimit
@@ -107,13 +108,13 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 			}
 		}
 		if err != nil {
-			srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
+			srv.releaseAccepted(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
 			return "", err
 		}
 		m.Spooled, inline = true, nil
 	}
 	if err := srv.enqueue(m, inline); err != nil {
-		srv.sched.health.releaseManaged(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
+		srv.releaseAccepted(m.ManagedProviderID, m.ManagedReserved, m.ManagedReservedAt)
 		if sf != nil {
 			// Not stored, not acknowledged: the file is nobody's (on a
 			// full disk it would hold the space until the next start).

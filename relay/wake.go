@@ -81,8 +81,9 @@ func (s *Scheduler) ProviderRecovered(teamID, providerID string) {
 // itself counted up the generation too, in its transaction; this wake
 // covers a pick that read the provider cache before it was reloaded.) At
 // the first turn (*gen < 0) every team with waiting messages is woken as
-// well: the breaker state did not survive a restart, so what pulled their
-// providers is forgotten.
+// well: a pull that held them may have ended while the daemon was down
+// (the breaker state survives a restart; Wake moves nothing for a team
+// whose providers are all still pulled).
 func (s *Scheduler) wakeOnProviderChange(gen *int64) {
 	g := s.store.ProvidersGen()
 	if g == *gen {

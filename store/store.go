@@ -29,7 +29,7 @@ var (
 		bGroups, bMailboxes, bMailboxAddr, bMailboxPasswords,
 		bIdempotency, bIdempotencyExp, bWebhooks, bWebhookDeliveries, bWebhookDelByHook, bWebhookDue,
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
-		bDomains, bDomainNames, bTrackingLinks, bManagedReserved,
+		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
 		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld}
 )

@@ -164,11 +164,11 @@ func TestQueuedBehindDeadUpstreamDrainsAfterTest(t *testing.T) {
 	requireDeliveredOnce(t, d, up, ids, 10*time.Second)
 }
 
-// TestWaitingMailGoesAfterRestart: the breaker's state does not survive a
-// restart, so mail that waited for the pulled provider is looked at again
-// at start instead of at the end of the pull (or of the safety interval).
-// Mail whose own attempt failed keeps its retry time (a restart proves
-// nothing about the upstream) until a successful test releases it.
+// TestWaitingMailGoesAfterRestart: the breaker's state survives a
+// restart (issue 14), so mail that waited for the pulled provider still
+// waits after it — the restart proves nothing about the upstream — and the
+// provider's successful test releases all of it, the mail that waited and
+// the mail whose own attempt failed, each delivered once.
 func TestWaitingMailGoesAfterRestart(t *testing.T) {
 	t.Parallel()
 	up, d, p, key := downUpstream(t)
@@ -181,12 +181,12 @@ func TestWaitingMailGoesAfterRestart(t *testing.T) {
 			t.Fatalf("message %s sent after the pull was attempted: %v", id, at)
 		}
 	}
+	pulled := d.provider(p)["health"].(map[string]any)
 	d.stop()
 	up.ClearScript()
 	d.start()
-	requireDeliveredOnce(t, d, up, waiting, 10*time.Second)
-	if n := fmt.Sprint(d.provider(p)["health"].(map[string]any)["state"]); n != "closed" {
-		t.Fatalf("health after restart: %s", n)
+	if h := d.provider(p)["health"].(map[string]any); h["state"] != "open" || h["pulled_until"] != pulled["pulled_until"] {
+		t.Fatalf("health after restart: %v, want still pulled as before: %v", h, pulled)
 	}
 	for _, id := range failed {
 		if e := d.email(id); e["status"] != "pending" || len(e["attempts"].([]any)) != 1 {
@@ -197,4 +197,7 @@ func TestWaitingMailGoesAfterRestart(t *testing.T) {
 		t.Fatalf("test: %v", res)
 	}
 	requireDeliveredOnce(t, d, up, append(waiting, failed...), 10*time.Second)
+	if n := fmt.Sprint(d.provider(p)["health"].(map[string]any)["state"]); n != "closed" {
+		t.Fatalf("health after the test: %s", n)
+	}
 }

@@ -25,7 +25,7 @@ func (s relaySender) Submit(c *sendapi.Credential, from string, rcpts []string, 
 	return s.srv.Submit(c.Kind, c.ID, from, rcpts, body)
 }
 
-func (s relaySender) Allow(id string) (bool, time.Duration) { return s.srv.Limiter().Allow(id) }
+func (s relaySender) Allow(id string) (bool, time.Duration) { return s.srv.AllowSend(id) }
 
 // managedUsage is the relay's count of a managed account's usage as the
 // Management API reports it (the same figures acceptance enforces).

@@ -1,0 +1,287 @@
+// Package quota makes smtpmux's quotas cluster-wide on etcd: every node
+// reserves BLOCKS of a window's quota in etcd transactions and spends them
+// locally, so that, in any window, everything all nodes send through a
+// provider (or accept for a team, or send with one credential) is at most
+// its cap, while etcd sees far fewer writes than messages.
+//
+// The fixed windows (minute, hour, day) are one etcd key each per counter
+// and window start, whose value is the total granted to all nodes; a node
+// adds a block to it with a transaction that compares the key's
+// ModRevision (retried on conflict). The sliding second window is split
+// between the live nodes without any write (see share.go). When etcd
+// cannot be reached a node spends the grants it holds, then at most an
+// equal share of what was still unallocated when it last heard from etcd
+// (see outage.go), so the invariant holds through the outage.
+//
+// Wiring (cmd/smtpmux, cluster mode):
+//
+//	q := quota.New(cli, cfg.KeyPrefix, cfg.NodeID, time.Now, logger)
+//	q.Start(ctx)               // membership, watch, idle returns
+//	schedCfg.Quota = q         // relay.QuotaGate
+//	srvCfg.ManagedGate = q.Managed()   // relay.ManagedGate
+//	srvCfg.SendLimit = q.SendLimiter(func() int { return cfg.Limits.SendsPerMinute })
+//	defer q.Close()            // hands back unused grants
+package quota
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/smtpmux/smtpmux/routing"
+)
+
+// Cluster is one node's view of the cluster-wide quotas. It is safe for
+// concurrent use.
+type Cluster struct {
+	cli    *clientv3.Client
+	prefix string // ends in "/"
+	node   string
+	now    func() time.Time
+	log    *slog.Logger
+
+	// refill is the period a block is sized to last at the node's recent
+	// rate (the block is twice that rate times this period).
+	refill time.Duration
+	// rpcTimeout bounds one etcd round trip: past it etcd counts as
+	// unreachable for this call.
+	rpcTimeout time.Duration
+	members    func() []string
+
+	mu    sync.Mutex
+	slots map[wkey]*slot
+	// rates are each counter's units per second in its previous window,
+	// to size the first block of a new one.
+	rates map[rateKey]float64
+	// seen is the total granted of each window key as last heard from
+	// etcd (our own transactions and the watch): what the outage share
+	// is computed from.
+	seen map[string]int
+	// jump is the largest single rise of each window key's total seen:
+	// the size of a grant this node may not have heard of yet when etcd
+	// goes away (the outage share keeps that much per other node aside).
+	jump    map[string]int
+	draws   map[drawKey]int
+	second  map[string]*sliding
+	leases  map[int64]clientv3.LeaseID
+	lastMem []string
+	// changed is closed and replaced whenever a refill ends or the watch
+	// reports a change: blocking acquisitions wait on it.
+	changed chan struct{}
+	down    bool // the last etcd call failed
+
+	stats  Stats
+	writes atomic.Int64
+
+	// onRefill is told the provider whose block arrived: a pick that was
+	// refused while it was on its way may now succeed.
+	onRefill func(providerID string)
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Stats are counters for metrics and the figures in docs/cluster-quotas.md.
+type Stats struct {
+	// Writes counts etcd writes (successful transactions that put or
+	// delete, lease grants).
+	Writes int64
+	// Conflicts counts transactions that lost a race and were retried.
+	Conflicts int64
+	// OutageUnits counts units spent past held grants while etcd was
+	// unreachable (the conservative share).
+	OutageUnits int64
+	// OutageRefusals counts takes refused because the share was spent.
+	OutageRefusals int64
+	// Returned counts units handed back (idle, shutdown, another node
+	// starved).
+	Returned int64
+}
+
+// Option changes a default of New.
+type Option func(*Cluster)
+
+// WithMembers sets where the live node IDs come from (the membership
+// registry of the cluster package). By default New reads the keys under
+// <prefix>nodes/ every two seconds.
+func WithMembers(f func() []string) Option { return func(c *Cluster) { c.members = f } }
+
+// WithRefill sets the period a block is sized for (default 10 s).
+func WithRefill(d time.Duration) Option { return func(c *Cluster) { c.refill = d } }
+
+// WithRPCTimeout bounds one etcd call (default 2 s).
+func WithRPCTimeout(d time.Duration) Option { return func(c *Cluster) { c.rpcTimeout = d } }
+
+// New returns the quota view of node nodeID on cli under prefix (e.g.
+// "/smtpmux/"); keys live under <prefix>quota/. now nil is time.Now.
+// Call Start before use and Close at shutdown.
+func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log *slog.Logger, opts ...Option) *Cluster {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
+		refill: 10 * time.Second, rpcTimeout: 2 * time.Second,
+		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
+		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{},
+		changed: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Start reads the membership, starts watching the quota keys and the
+// background loop that hands back idle grants. ctx ends them (as does
+// Close).
+func (c *Cluster) Start(ctx context.Context) {
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.refreshMembers(ctx)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.watch(ctx) }()
+	go func() { defer c.wg.Done(); c.loop(ctx) }()
+}
+
+// Close hands back the unused grants of current windows and stops the
+// background work.
+func (c *Cluster) Close() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	c.returnIdle(context.Background(), true)
+}
+
+// OnRefill sets f to be called (from a background goroutine) with the
+// provider whose block just arrived. The relay wakes that provider's
+// team: its messages were told "not now" while the block was fetched.
+func (c *Cluster) OnRefill(f func(providerID string)) {
+	c.mu.Lock()
+	c.onRefill = f
+	c.mu.Unlock()
+}
+
+// Stats returns the counters so far.
+func (c *Cluster) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Writes = c.writes.Load()
+	return s
+}
+
+// Down reports whether the last etcd call failed (readyz: degraded).
+func (c *Cluster) Down() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down
+}
+
+// loop refreshes the membership and hands back idle grants.
+func (c *Cluster) loop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n++
+		if n%2 == 0 {
+			c.refreshMembers(ctx)
+		}
+		c.returnIdle(ctx, false)
+	}
+}
+
+// liveNodes returns the live node IDs, sorted, always including this one.
+func (c *Cluster) liveNodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.liveNodesLocked()
+}
+
+func (c *Cluster) liveNodesLocked() []string {
+	var ids []string
+	if c.members != nil {
+		ids = c.members()
+	} else {
+		ids = c.lastMem
+	}
+	out := []string{c.node}
+	for _, id := range ids {
+		if id != c.node {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// refreshMembers reads the node registrations (keys only: a read, not a
+// write). On failure the last seen list stays: "live nodes last seen".
+func (c *Cluster) refreshMembers(ctx context.Context) {
+	if c.members != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
+	defer cancel()
+	p := c.prefix + "nodes/"
+	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return
+	}
+	var ids []string
+	for _, kv := range resp.Kvs {
+		if id := strings.TrimPrefix(string(kv.Key), p); id != "" && !strings.Contains(id, "/") {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Lock()
+	c.lastMem = ids
+	c.mu.Unlock()
+}
+
+// signal wakes whoever waits for a change. c.mu is held.
+func (c *Cluster) signal() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// setDown records whether etcd answered. c.mu is held.
+func (c *Cluster) setDown(down bool) {
+	if down != c.down {
+		if down {
+			c.log.Warn("etcd unreachable: quotas fall back to held grants and a conservative share", "event", "quota_degraded")
+		} else {
+			c.log.Info("etcd reachable again: cluster quotas back", "event", "quota_recovered")
+		}
+	}
+	c.down = down
+}
+
+// windowEnd is the end of the fixed window w starting at start.
+func windowEnd(w routing.Window, start time.Time) time.Time {
+	switch w {
+	case routing.Minute:
+		return start.Add(time.Minute)
+	case routing.Hour:
+		return start.Add(time.Hour)
+	case routing.Day:
+		return start.AddDate(0, 0, 1)
+	}
+	return start.Add(time.Second)
+}
