@@ -65,7 +65,10 @@ func (s *Server) listSuppressions(c *call) error {
 	if len(search) > maxSuppressionSearch || httpapi.HasControl(search) {
 		return httpapi.ErrInvalidParam("search", "search must be at most %d characters of text", maxSuppressionSearch)
 	}
-	list, more, err := s.st.Suppressions(c.team(), after, search, pg.limit)
+	// A page reads a bounded number of entries (store.Suppressions): a
+	// search that matches little may answer a short page, even an empty
+	// one, with has_more and a cursor to go on from.
+	list, next, err := s.st.Suppressions(c.team(), after, search, pg.limit)
 	if err != nil {
 		return err
 	}
@@ -73,10 +76,10 @@ func (s *Server) listSuppressions(c *call) error {
 	for _, sup := range list {
 		out = append(out, suppressionView(sup))
 	}
-	p := httpapi.Pagination{HasMore: more}
-	if more && len(list) > 0 {
-		next := base64.RawURLEncoding.EncodeToString([]byte(list[len(list)-1].Address))
-		p.NextCursor = &next
+	p := httpapi.Pagination{HasMore: next != ""}
+	if next != "" {
+		cur := base64.RawURLEncoding.EncodeToString([]byte(next))
+		p.NextCursor = &cur
 	}
 	c.list(out, p)
 	return nil

@@ -143,11 +143,19 @@ func (s *Store) DeleteSuppression(teamID, addr string) error {
 	})
 }
 
+// suppressionScanMax bounds the entries one Suppressions call reads: a
+// search that matches little would otherwise walk the team's whole list
+// (which any root key can grow without end) in every request. A variable
+// so that tests can lower it.
+var suppressionScanMax = 4000
+
 // Suppressions returns up to limit of teamID's entries in address order,
 // after the address after (exclusive) and containing search (lower-case
-// substring of the address; "" for all), and whether more follow. It
-// reads only the team's keys.
-func (s *Store) Suppressions(teamID, after, search string, limit int) (out []*Suppression, more bool, err error) {
+// substring of the address; "" for all). It reads only the team's keys,
+// and no more than suppressionScanMax of them: next, when not "", is the
+// address to continue after (more entries may follow; a page cut short by
+// the bound may hold fewer than limit, even none).
+func (s *Store) Suppressions(teamID, after, search string, limit int) (out []*Suppression, next string, err error) {
 	prefix := teamPrefix(teamID)
 	search = strings.ToLower(search)
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -156,12 +164,20 @@ func (s *Store) Suppressions(teamID, after, search string, limit int) (out []*Su
 		if after != "" {
 			start = append(suppressionKey(teamID, after), 0)
 		}
+		scanned, last := 0, ""
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if search != "" && !strings.Contains(string(k[len(prefix):]), search) {
+			if scanned == suppressionScanMax {
+				next = last // the bound: go on after what was read
+				return nil
+			}
+			scanned++
+			addr := string(k[len(prefix):])
+			if search != "" && !strings.Contains(addr, search) {
+				last = addr
 				continue
 			}
 			if len(out) == limit {
-				more = true
+				next = last // a further match exists
 				return nil
 			}
 			var sup Suppression
@@ -169,10 +185,11 @@ func (s *Store) Suppressions(teamID, after, search string, limit int) (out []*Su
 				return err
 			}
 			out = append(out, &sup)
+			last = addr
 		}
 		return nil
 	})
-	return out, more, err
+	return out, next, err
 }
 
 // feedbackMark is what applyFeedback compares against: per recipient, how

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -73,5 +74,62 @@ func TestFeedbackSuppresses(t *testing.T) {
 	addFeedback(t, s, m.ID, "Hard@x.test", Feedback{}, "")
 	if sup, _ := s.Suppressed("team_a", "hard@x.test"); sup != nil {
 		t.Fatalf("old feedback re-applied: %+v", sup)
+	}
+}
+
+// TestSuppressionsScanBounded: a search that matches nothing must not
+// walk a team's whole list in one call (a root key can grow the list
+// without end): a call reads at most suppressionScanMax entries and says
+// where to go on, and following the cursors still finds every match.
+func TestSuppressionsScanBounded(t *testing.T) {
+	s, _ := openTest(t)
+	defer func(n int) { suppressionScanMax = n }(suppressionScanMax)
+	suppressionScanMax = 10
+	for i := range 35 {
+		addr := fmt.Sprintf("a%02d@x.example", i)
+		if i == 33 {
+			addr = "needle@x.example"
+		}
+		if _, _, err := s.AddSuppression(&Suppression{TeamID: "team_a", Address: addr, Reason: SuppressManual, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, next, err := s.Suppressions("team_a", "", "needle", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 || next == "" {
+		t.Fatalf("first call: %d entries, next %q; want none found in the first 10 read, and a cursor", len(out), next)
+	}
+	var found []string
+	calls := 1
+	for next != "" {
+		if out, next, err = s.Suppressions("team_a", next, "needle", 5); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out {
+			found = append(found, e.Address)
+		}
+		if calls++; calls > 10 {
+			t.Fatal("the cursors do not move on")
+		}
+	}
+	if len(found) != 1 || found[0] != "needle@x.example" {
+		t.Fatalf("following the cursors found %v", found)
+	}
+	// Without a search, pages are full and end.
+	all, after := 0, ""
+	for range 10 {
+		if out, next, err = s.Suppressions("team_a", after, "", 10); err != nil {
+			t.Fatal(err)
+		}
+		all += len(out)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if all != 35 {
+		t.Fatalf("paging without search saw %d entries, want 35", all)
 	}
 }

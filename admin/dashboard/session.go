@@ -18,6 +18,11 @@ const cookieName = "smx_session"
 // maxSessions bounds memory: past it the oldest idle session goes first.
 const maxSessions = 10000
 
+// maxSessionsPerOwner caps one team's (or the operator's) sessions.
+// Signing in is not limited while the key is right, so without it one
+// team could fill the table and push every other team's sessions out.
+const maxSessionsPerOwner = 50
+
 // session is one signed-in browser.
 type session struct {
 	id   string
@@ -38,14 +43,34 @@ type session struct {
 func (s *session) allows(perm string) bool { return s.key != nil && s.key.Allows(perm) }
 
 type sessions struct {
-	mu   sync.Mutex
-	idle time.Duration
-	now  func() time.Time
-	m    map[string]*session
+	mu      sync.Mutex
+	idle    time.Duration
+	now     func() time.Time
+	m       map[string]*session
+	byOwner map[string]int // live sessions per owner (see owner)
 }
 
 func newSessions(idle time.Duration, now func() time.Time) *sessions {
-	return &sessions{idle: idle, now: now, m: map[string]*session{}}
+	return &sessions{idle: idle, now: now, m: map[string]*session{}, byOwner: map[string]int{}}
+}
+
+// owner is whose session s is: its team, or the operator.
+func (s *session) owner() string {
+	if s.operator || s.key == nil {
+		return "\x00operator"
+	}
+	return s.key.TeamID
+}
+
+// deleteLocked removes s, keeping the per-owner count.
+func (ss *sessions) deleteLocked(s *session) {
+	if ss.m[s.id] != s {
+		return
+	}
+	delete(ss.m, s.id)
+	if ss.byOwner[s.owner()]--; ss.byOwner[s.owner()] <= 0 {
+		delete(ss.byOwner, s.owner())
+	}
 }
 
 func randomToken() string {
@@ -63,27 +88,38 @@ func (ss *sessions) create(secret string, key *store.APIKey, operator bool) *ses
 	s := &session{id: randomToken(), csrf: randomToken(), secret: secret, key: key, operator: operator, last: ss.now()}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	// An owner at its cap loses its own oldest session, never anyone
+	// else's; only then can the table as a whole be full.
+	if ss.byOwner[s.owner()] >= maxSessionsPerOwner {
+		ss.evictLocked(s.owner())
+	}
 	if len(ss.m) >= maxSessions {
-		ss.evictLocked()
+		ss.evictLocked("")
 	}
 	ss.m[s.id] = s
+	ss.byOwner[s.owner()]++
 	return s
 }
 
-// evictLocked drops expired sessions, and the oldest one if none was.
-func (ss *sessions) evictLocked() {
+// evictLocked drops expired sessions, and the oldest one (of owner, when
+// not "") if none of those was.
+func (ss *sessions) evictLocked(owner string) {
 	now := ss.now()
 	var oldest *session
 	n := len(ss.m)
-	for id, s := range ss.m {
+	for _, s := range ss.m {
 		if now.Sub(s.last) > ss.idle {
-			delete(ss.m, id)
-		} else if oldest == nil || s.last.Before(oldest.last) {
+			ss.deleteLocked(s)
+		} else if (owner == "" || s.owner() == owner) && (oldest == nil || s.last.Before(oldest.last)) {
 			oldest = s
 		}
 	}
-	if len(ss.m) == n && oldest != nil {
-		delete(ss.m, oldest.id)
+	full := len(ss.m) == n
+	if owner != "" {
+		full = ss.byOwner[owner] >= maxSessionsPerOwner
+	}
+	if full && oldest != nil {
+		ss.deleteLocked(oldest)
 	}
 }
 
@@ -98,7 +134,7 @@ func (ss *sessions) get(id string) *session {
 	}
 	now := ss.now()
 	if now.Sub(s.last) > ss.idle {
-		delete(ss.m, id)
+		ss.deleteLocked(s)
 		return nil
 	}
 	s.last = now
@@ -107,7 +143,9 @@ func (ss *sessions) get(id string) *session {
 
 func (ss *sessions) remove(id string) {
 	ss.mu.Lock()
-	delete(ss.m, id)
+	if s := ss.m[id]; s != nil {
+		ss.deleteLocked(s)
+	}
 	ss.mu.Unlock()
 }
 

@@ -144,14 +144,30 @@ func resolve(m *store.Message, bound int, addr string) int {
 	return -1
 }
 
+// maxReportsPerRecipient caps the entries reports (DSN and ARF, not the
+// relay's own SMTP replies) add to one recipient. A token is seen by
+// everyone the message reaches, and a report's Feedback-Type or status
+// is the sender's to choose: without a cap, one recipient could grow the
+// team's message record and fire its webhooks without end. Rates and
+// suppression need only the first bounce and the first complaint.
+const maxReportsPerRecipient = 8
+
 // addFeedback appends f to recipient i unless the same report was
-// recorded already (a report delivered twice counts once).
+// recorded already (a report delivered twice counts once) or the
+// recipient already has maxReportsPerRecipient entries from reports.
 func addFeedback(m *store.Message, i int, f store.Feedback, adds []added) []added {
 	r := &m.Recipients[i]
+	reports := 0
 	for _, g := range r.Feedback {
 		if g.Kind == f.Kind && g.Type == f.Type && g.Source == f.Source && g.Status == f.Status {
 			return adds
 		}
+		if g.Source == "dsn" || g.Source == "arf" {
+			reports++
+		}
+	}
+	if reports >= maxReportsPerRecipient {
+		return adds
 	}
 	r.Feedback = append(r.Feedback, f)
 	return append(adds, added{rcpt: r.Address, fb: f})
