@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
-	"github.com/smtpmux/smtpmux/internal/verp"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -16,8 +15,15 @@ const defaultReturnPathTTL = 30 * 24 * time.Hour
 // envelopeFrom is the MAIL FROM of an attempt of m through prov: the
 // message's own sender, or, for an SMTP provider with a return-path
 // domain, a VERP address b+<token>@<domain> whose token names the
-// message and — when one recipient is left — that recipient, so that a
-// bounce or feedback report sent back can be matched to them (SPEC §13).
+// message and its one recipient left, so that a bounce or feedback report
+// sent back can be matched to them (SPEC §13).
+//
+// A transaction to several recipients keeps the message's own sender:
+// every recipient sees the envelope sender, so a token good for "any of
+// the message's recipients" would let one recipient forge bounces and
+// complaints about the others — suppressing them and, through the rates,
+// holding the team's managed account. Asynchronous reports are therefore
+// tracked for single-recipient transactions only.
 //
 // A null sender stays null: a message sent with MAIL FROM:<> is itself a
 // notification, and must not draw reports back (RFC 5321 §4.5.5), nor
@@ -37,15 +43,14 @@ func (s *Scheduler) envelopeFrom(prov *store.Provider, m *store.Message) string 
 	if ttl <= 0 {
 		ttl = defaultReturnPathTTL
 	}
-	rcpt := verp.AllRecipients
-	n := 0
+	rcpt, n := -1, 0
 	for i, r := range m.Recipients {
 		if r.Status == state.MessagePending {
 			rcpt, n = i, n+1
 		}
 	}
 	if n != 1 {
-		rcpt = verp.AllRecipients
+		return m.From
 	}
 	return s.cfg.VERP.Address(m.ID, rcpt, s.now().Add(ttl), strings.ToLower(domain))
 }

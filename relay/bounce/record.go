@@ -48,6 +48,12 @@ type added struct {
 // failure that is not the address's (a policy block) record nothing. A
 // message that is gone (retention) is not an error.
 func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
+	if rcpt < 0 {
+		// A token for any of several recipients: any one of them could
+		// forge reports about the others with it. The relay no longer
+		// mints them (envelopeFrom); one that exists is not believed.
+		return nil
+	}
 	now := r.now().UTC()
 	var adds []added
 	var teamID, provID string
