@@ -77,15 +77,23 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 		return res, err
 	}
 	// Every reply is read, whatever the ones before said: the server
-	// answers each command sent.
-	_, _, mailErr := c.readResponse(250)
+	// answers each command sent. Each reply gets CommandTimeout, as each
+	// command does unpipelined: a server that takes its time over every
+	// RCPT (verification, tarpitting) must not fail a long envelope that
+	// it would have taken one command at a time.
+	read := func(expect int) error {
+		c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
+		_, _, err := c.readResponse(expect)
+		return err
+	}
+	mailErr := read(250)
 	if mailErr != nil && !isSMTPError(mailErr) {
 		return res, mailErr
 	}
 	res.Replies++
 	c.rcpts = nil
 	for i, to := range rcpts {
-		_, _, err := c.readResponse(25)
+		err := read(25)
 		if err != nil && !isSMTPError(err) {
 			return res, err
 		}
@@ -95,7 +103,7 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 			c.rcpts = append(c.rcpts, to)
 		}
 	}
-	_, _, dataErr := c.readResponse(354)
+	dataErr := read(354)
 	if dataErr != nil && !isSMTPError(dataErr) {
 		return res, dataErr
 	}
@@ -110,7 +118,7 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 		if err := w.Flush(); err != nil {
 			return res, err
 		}
-		if _, _, err := c.readResponse(250); err != nil && !isSMTPError(err) {
+		if err := read(250); err != nil && !isSMTPError(err) {
 			return res, err
 		}
 		res.DataErr = errors.New("smtp: server accepted DATA without a valid MAIL and RCPT")
