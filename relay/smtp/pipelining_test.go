@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/smtpproto"
+	"github.com/smtpmux/smtpmux/routing"
 )
 
 // TestSendPipelinesEnvelope: to an upstream that advertises PIPELINING,
@@ -194,5 +195,58 @@ func TestSendPipelinedTimeoutPerReply(t *testing.T) {
 	}
 	if res.UpstreamID != "UP2" {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// TestSendPipelinedMailRefusedThenClosed: an upstream that refuses MAIL
+// and hangs up before answering the rest of the pipelined envelope fails
+// the attempt with MAIL's reply, as it did unpipelined (a permanent 5xx
+// stays permanent), not as a network error at RCPT, which would be
+// retried as temporary on the same upstream.
+func TestSendPipelinedMailRefusedThenClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		line := func() (string, error) {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			return r.ReadString('\n')
+		}
+		io.WriteString(c, "220 upstream\r\n")
+		if _, err := line(); err != nil { // EHLO
+			done <- err
+			return
+		}
+		io.WriteString(c, "250-upstream\r\n250 PIPELINING\r\n")
+		for range 3 { // MAIL, RCPT, DATA
+			if _, err := line(); err != nil {
+				done <- err
+				return
+			}
+		}
+		io.WriteString(c, "550 5.7.1 sender rejected\r\n")
+		done <- nil // and the connection closes
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	portN, _ := strconv.Atoi(port)
+	p := newProvider(t, Config{Host: host, Port: portN, Protocol: smtpproto.None, HeloName: "relay.test",
+		DialTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second})
+	_, err = p.Send(ctxTimeout(t, 10*time.Second), envelope(), []byte(body))
+	if serr := <-done; serr != nil {
+		t.Fatalf("upstream: %v", serr)
+	}
+	derr := deliveryError(t, err)
+	if f := derr.Failure; f.Phase != routing.PhaseMail || f.Code != 550 || f.Enhanced != "5.7.1" {
+		t.Fatalf("failure %+v (%v), want MAIL's 550 5.7.1", f, derr.Err)
 	}
 }

@@ -33,8 +33,8 @@ var ErrNoPipelining = errors.New("smtp: server does not support PIPELINING")
 // DATA are written at once, then their replies read in order. The server
 // must advertise PIPELINING (else ErrNoPipelining, and nothing is sent).
 //
-// err is MAIL's *SMTPError, or any other error, after which nothing can
-// be said about the session (the result, when not nil, tells how many
+// err is MAIL's *SMTPError (also when the server hung up after it), or
+// any other error, after which nothing can be said about the session (the result, when not nil, tells how many
 // replies were read). With a nil err the transaction is open: the result
 // says which recipients were accepted and whether DATA was (Data), and
 // the caller writes the body into Data and closes it, or, when DATA was
@@ -92,10 +92,20 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 	}
 	res.Replies++
 	c.rcpts = nil
+	// broken is the error for a session that broke after MAIL's reply:
+	// a server that refused MAIL may hang up before answering the rest,
+	// and then MAIL's refusal, not the hang-up, is what went wrong (as
+	// it is when MAIL is sent alone).
+	broken := func(err error) error {
+		if mailErr != nil {
+			return mailErr
+		}
+		return err
+	}
 	for i, to := range rcpts {
 		err := read(25)
 		if err != nil && !isSMTPError(err) {
-			return res, err
+			return res, broken(err)
 		}
 		res.Replies++
 		res.RcptErrs[i] = err
@@ -105,7 +115,7 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 	}
 	dataErr := read(354)
 	if dataErr != nil && !isSMTPError(dataErr) {
-		return res, dataErr
+		return res, broken(dataErr)
 	}
 	res.Replies++
 	switch {
@@ -116,10 +126,10 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 		// that is refused or meaningless either way.
 		w.WriteString(".\r\n")
 		if err := w.Flush(); err != nil {
-			return res, err
+			return res, broken(err)
 		}
 		if err := read(250); err != nil && !isSMTPError(err) {
-			return res, err
+			return res, broken(err)
 		}
 		res.DataErr = errors.New("smtp: server accepted DATA without a valid MAIL and RCPT")
 	default:
