@@ -204,6 +204,17 @@ func TestSendPipelinedTimeoutPerReply(t *testing.T) {
 // stays permanent), not as a network error at RCPT, which would be
 // retried as temporary on the same upstream.
 func TestSendPipelinedMailRefusedThenClosed(t *testing.T) {
+	// After the refused MAIL, the first RCPT's "503 need MAIL" says
+	// nothing about its address: were it taken for the recipient's
+	// refusal, that address would be rejected and suppressed.
+	for _, rest := range []string{"", "503 5.5.1 Error: need MAIL command\r\n"} {
+		t.Run(map[bool]string{true: "hangup", false: "hangup after a RCPT reply"}[rest == ""], func(t *testing.T) {
+			mailRefusedThenClosed(t, rest)
+		})
+	}
+}
+
+func mailRefusedThenClosed(t *testing.T, rest string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -228,25 +239,25 @@ func TestSendPipelinedMailRefusedThenClosed(t *testing.T) {
 			return
 		}
 		io.WriteString(c, "250-upstream\r\n250 PIPELINING\r\n")
-		for range 3 { // MAIL, RCPT, DATA
+		for range 4 { // MAIL, two RCPTs, DATA
 			if _, err := line(); err != nil {
 				done <- err
 				return
 			}
 		}
-		io.WriteString(c, "550 5.7.1 sender rejected\r\n")
+		io.WriteString(c, "550 5.7.1 sender rejected\r\n"+rest)
 		done <- nil // and the connection closes
 	}()
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	portN, _ := strconv.Atoi(port)
 	p := newProvider(t, Config{Host: host, Port: portN, Protocol: smtpproto.None, HeloName: "relay.test",
 		DialTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second})
-	_, err = p.Send(ctxTimeout(t, 10*time.Second), envelope(), []byte(body))
+	_, err = p.Send(ctxTimeout(t, 10*time.Second), envelope("b@example.com", "c@example.com"), []byte(body))
 	if serr := <-done; serr != nil {
 		t.Fatalf("upstream: %v", serr)
 	}
 	derr := deliveryError(t, err)
-	if f := derr.Failure; f.Phase != routing.PhaseMail || f.Code != 550 || f.Enhanced != "5.7.1" {
-		t.Fatalf("failure %+v (%v), want MAIL's 550 5.7.1", f, derr.Err)
+	if f := derr.Failure; f.Phase != routing.PhaseMail || f.Code != 550 || f.Enhanced != "5.7.1" || len(derr.RcptRefused) != 0 {
+		t.Fatalf("failure %+v (%v), refused %+v; want MAIL's 550 5.7.1 and no recipient refused", f, derr.Err, derr.RcptRefused)
 	}
 }
