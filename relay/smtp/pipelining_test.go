@@ -113,9 +113,9 @@ func TestSendPipelinesEnvelope(t *testing.T) {
 // retry although no single reply was late.
 func TestSendPipelinedTimeoutPerReply(t *testing.T) {
 	const (
-		rcpts = 4
-		gap   = 400 * time.Millisecond // per RCPT reply; rcpts*gap > the timeout
-		limit = time.Second
+		rcpts = 5
+		gap   = 500 * time.Millisecond // per RCPT reply; rcpts*gap > the timeout
+		limit = 2 * time.Second        // leaves a loaded machine 1.5 s per reply
 	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
