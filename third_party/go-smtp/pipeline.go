@@ -34,8 +34,8 @@ var ErrNoPipelining = errors.New("smtp: server does not support PIPELINING")
 // must advertise PIPELINING (else ErrNoPipelining, and nothing is sent).
 //
 // err is MAIL's *SMTPError (also when the server hung up after it), or
-// any other error, after which nothing can be said about the session (the result, when not nil, tells how many
-// replies were read). With a nil err the transaction is open: the result
+// any other error, after which nothing can be said about the session
+// (the result, when not nil, tells how many replies were read). With a nil err the transaction is open: the result
 // says which recipients were accepted and whether DATA was (Data), and
 // the caller writes the body into Data and closes it, or, when DATA was
 // refused, the session is ready for the next transaction (after Reset).
