@@ -33,9 +33,9 @@ var ErrNoPipelining = errors.New("smtp: server does not support PIPELINING")
 // DATA are written at once, then their replies read in order. The server
 // must advertise PIPELINING (else ErrNoPipelining, and nothing is sent).
 //
-// err is MAIL's *SMTPError, or any other error, after which nothing can
-// be said about the session (the result, when not nil, tells how many
-// replies were read). With a nil err the transaction is open: the result
+// err is MAIL's *SMTPError (also when the server hung up after it), or
+// any other error, after which nothing can be said about the session
+// (the result, when not nil, tells how many replies were read). With a nil err the transaction is open: the result
 // says which recipients were accepted and whether DATA was (Data), and
 // the caller writes the body into Data and closes it, or, when DATA was
 // refused, the session is ready for the next transaction (after Reset).
@@ -77,17 +77,35 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 		return res, err
 	}
 	// Every reply is read, whatever the ones before said: the server
-	// answers each command sent.
-	_, _, mailErr := c.readResponse(250)
+	// answers each command sent. Each reply gets CommandTimeout, as each
+	// command does unpipelined: a server that takes its time over every
+	// RCPT (verification, tarpitting) must not fail a long envelope that
+	// it would have taken one command at a time.
+	read := func(expect int) error {
+		c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
+		_, _, err := c.readResponse(expect)
+		return err
+	}
+	mailErr := read(250)
 	if mailErr != nil && !isSMTPError(mailErr) {
 		return res, mailErr
 	}
 	res.Replies++
 	c.rcpts = nil
+	// broken is the error for a session that broke after MAIL's reply:
+	// a server that refused MAIL may hang up before answering the rest,
+	// and then MAIL's refusal, not the hang-up, is what went wrong (as
+	// it is when MAIL is sent alone).
+	broken := func(err error) error {
+		if mailErr != nil {
+			return mailErr
+		}
+		return err
+	}
 	for i, to := range rcpts {
-		_, _, err := c.readResponse(25)
+		err := read(25)
 		if err != nil && !isSMTPError(err) {
-			return res, err
+			return res, broken(err)
 		}
 		res.Replies++
 		res.RcptErrs[i] = err
@@ -95,9 +113,9 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 			c.rcpts = append(c.rcpts, to)
 		}
 	}
-	_, _, dataErr := c.readResponse(354)
+	dataErr := read(354)
 	if dataErr != nil && !isSMTPError(dataErr) {
-		return res, dataErr
+		return res, broken(dataErr)
 	}
 	res.Replies++
 	switch {
@@ -108,10 +126,10 @@ func (c *Client) MailRcptData(from string, opts *MailOptions, rcpts []string) (*
 		// that is refused or meaningless either way.
 		w.WriteString(".\r\n")
 		if err := w.Flush(); err != nil {
-			return res, err
+			return res, broken(err)
 		}
-		if _, _, err := c.readResponse(250); err != nil && !isSMTPError(err) {
-			return res, err
+		if err := read(250); err != nil && !isSMTPError(err) {
+			return res, broken(err)
 		}
 		res.DataErr = errors.New("smtp: server accepted DATA without a valid MAIL and RCPT")
 	default:
