@@ -216,7 +216,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
-		oldCounts, oldKeys := messageCounts(&m), filterKeys(&m)
+		oldCounts, oldKeys, oldUp := messageCounts(&m), filterKeys(&m), upstreamIDs(&m)
 		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
 			return err
@@ -228,6 +228,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
+			return err
+		}
+		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {
 			return err
 		}
 		due := m.NextAttemptAt

@@ -49,6 +49,10 @@ type added struct {
 // message that is gone (retention) is not an error.
 func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 	now := r.now().UTC()
+	bounceSrc, complaintSrc, kind := "dsn", "arf", rep.Kind
+	if rep.Source != "" {
+		bounceSrc, complaintSrc, kind = rep.Source, rep.Source, rep.Source
+	}
 	var adds []added
 	var teamID, provID string
 	_, err := r.st.UpdateMessage(msgID, func(m *store.Message) error {
@@ -62,7 +66,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 			for _, a := range addrs {
 				if i := resolve(m, rcpt, a); i >= 0 {
 					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackComplaint, Type: rep.FeedbackType,
-						Source: "arf", ProviderID: provID, At: now}, adds)
+						Source: complaintSrc, ProviderID: provID, At: now}, adds)
 				}
 			}
 		default:
@@ -70,12 +74,12 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 				if !rr.Failed() {
 					continue
 				}
-				kind := routing.BounceOfStatus(rr.Status)
-				if kind == routing.BounceNone {
+				bk := routing.BounceOfStatus(rr.Status)
+				if bk == routing.BounceNone {
 					continue
 				}
 				if i := resolve(m, rcpt, rr.Address); i >= 0 {
-					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackBounce, Type: string(kind), Source: "dsn",
+					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackBounce, Type: string(bk), Source: bounceSrc,
 						Status: rr.Status, Diagnostic: clip(rr.Diagnostic, 1000), ProviderID: provID, At: now}, adds)
 				}
 			}
@@ -83,7 +87,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		r.metrics.Report(rep.Kind, "ignored")
+		r.metrics.Report(kind, "ignored")
 		return nil
 	}
 	if err != nil {
@@ -93,7 +97,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 	if len(adds) == 0 {
 		outcome = "ignored"
 	}
-	r.metrics.Report(rep.Kind, outcome)
+	r.metrics.Report(kind, outcome)
 	if len(adds) > 0 && provID != "" && r.OnFeedback != nil {
 		r.OnFeedback(teamID, provID)
 	}
