@@ -186,7 +186,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	d.buildSMTP(metrics)
-	api := d.buildAPI(sealer, connector)
+	api := d.buildAPI(sealer, connector, d.sesHook(key, metrics))
 	lns, err := d.listenHTTP(api, promReg)
 	if err != nil {
 		return fail(err)
@@ -314,12 +314,12 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 }
 
 // buildAPI makes the HTTP API on the relay's services.
-func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *admin.Server {
+func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector, sesHook http.Handler) *admin.Server {
 	cfg := d.cfg
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
-		Deliverability: cfg.file.Bounces.thresholds(),
+		Deliverability: cfg.file.Bounces.thresholds(), SESHook: sesHook,
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
 			AuthAttempts:     d.smtp,
