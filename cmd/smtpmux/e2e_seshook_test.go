@@ -29,7 +29,7 @@ func TestSESHookPublic(t *testing.T) {
 			"Timestamp": time.Now().UTC().Format(time.RFC3339), "SignatureVersion": "1", "Signature": "AAAA", "SigningCertURL": certURL})
 		return string(b)
 	}
-	const certOK = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem"
+	const certOK = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"
 	for _, c := range []struct {
 		name, id, body string
 		want           int
@@ -37,7 +37,7 @@ func TestSESHookPublic(t *testing.T) {
 		{"forged on managed", managed, forged(managedTopic, certOK), 403},
 		{"cert URL at the test process", managed, forged(managedTopic, "https://"+d.httpAddr+"/x.pem"), 403},
 		{"managed topic on own provider", own, forged(managedTopic, certOK), 403},
-		{"forged on own", own, forged(ownTopic, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem"), 403},
+		{"forged on own", own, forged(ownTopic, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), 403},
 		{"smtp provider", smtpID, forged(managedTopic, certOK), 403},
 		{"unknown provider", "dprov_nope", forged(managedTopic, certOK), 403},
 		{"junk", managed, "{nope", 400},

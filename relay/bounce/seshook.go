@@ -29,7 +29,7 @@ type SESHookConfig struct {
 	// publishes to ([managed.ses] sns_topic_arn); "" refuses every
 	// notification posted for a managed provider.
 	ManagedTopicARN string
-	// MaxRememberedIDs bounds the replay cache (0: 100,000).
+	// MaxRememberedIDs bounds the replay cache per provider (0: 20,000).
 	MaxRememberedIDs int
 }
 
@@ -61,7 +61,7 @@ func NewSESHook(cfg SESHookConfig, st *store.Store, rec *Recorder, verifier *SNS
 		now = time.Now
 	}
 	if cfg.MaxRememberedIDs <= 0 {
-		cfg.MaxRememberedIDs = 100_000
+		cfg.MaxRememberedIDs = 20_000
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -146,7 +146,7 @@ func (h *SESHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Claimed only after the signature verified, so forged posts cannot
 	// fill the cache or block a real MessageId.
-	if !h.replays.claim(m.MessageID, now, at.Add(replayWindow)) {
+	if !h.replays.claim(p.ID, m.MessageID, now, at.Add(replayWindow)) {
 		h.log.Warn("ses hook: replayed notification", "event", "sns_replay", "provider", providerID)
 		reply(w, http.StatusConflict, "duplicate", "notification already received")
 		return
@@ -172,7 +172,7 @@ func (h *SESHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("ses hook: notification not usable", "event", "sns_unusable", "provider", providerID, "err", err)
 		reply(w, http.StatusUnprocessableEntity, "error", "notification not usable")
 	default:
-		h.replays.drop(m.MessageID) // SNS retries a 5xx: let the retry in
+		h.replays.drop(p.ID, m.MessageID) // SNS retries a 5xx: let the retry in
 		h.log.Error("ses hook: handling a notification failed", "provider", providerID, "err", err)
 		reply(w, http.StatusInternalServerError, "error", "temporary failure")
 	}

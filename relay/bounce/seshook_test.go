@@ -29,7 +29,7 @@ import (
 
 const (
 	testTopic   = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
-	testCertURL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"
+	testCertURL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"
 )
 
 // snsPeer is a stand-in for Amazon SNS: it signs notifications with its
@@ -61,10 +61,10 @@ func newSNSPeer(t *testing.T) *snsPeer {
 	p := &snsPeer{key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.URL.Path == "/SimpleNotificationService-test.pem":
+		case r.URL.Path == "/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem":
 			p.certGets.Add(1)
 			w.Write(p.certPEM)
-		case r.URL.Path == "/huge.pem":
+		case r.URL.Path == "/SimpleNotificationService-0000000000000000.pem":
 			w.Write(bytes.Repeat([]byte("A"), 1<<20))
 		case r.URL.Query().Get("Action") == "ConfirmSubscription":
 			p.confirmed.Add(1)
@@ -312,13 +312,14 @@ func TestSESHookRefuses(t *testing.T) {
 	}{
 		{"forged message", e.own.ID, forged, 403},
 		{"signed by another key", e.own.ID, stranger.sign(t, good(), "2"), 403},
-		{"cert on another host", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://evil.example/SimpleNotificationService-test.pem"), "2"), 403},
-		{"cert on loopback", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://127.0.0.1/SimpleNotificationService-test.pem"), "2"), 403},
+		{"cert on another host", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://evil.example/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), "2"), 403},
+		{"cert on loopback", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://127.0.0.1/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), "2"), 403},
 		{"cert host suffix trick", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.eu-west-1.amazonaws.com.evil.example/x.pem"), "2"), 403},
-		{"cert over http", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"), "2"), 403},
-		{"cert of another region", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"), "2"), 403},
+		{"cert over http", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), "2"), 403},
+		{"cert of another region", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), "2"), 403},
 		{"cert with userinfo", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.eu-west-1.amazonaws.com@evil.example/x.pem"), "2"), 403},
-		{"huge cert", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.eu-west-1.amazonaws.com/huge.pem"), "2"), 403},
+		{"huge cert", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000.pem"), "2"), 403},
+		{"other path on the SNS host", e.own.ID, e.peer.sign(t, with(good(), "SigningCertURL", "https://sns.eu-west-1.amazonaws.com/?Action=Subscribe&x=.pem"), "2"), 403},
 		{"unknown signature version", e.own.ID, e.peer.sign(t, good(), "3"), 403},
 		{"topic not configured", e.own.ID, e.peer.sign(t, notif("arn:aws:sns:eu-west-1:123456789012:other", bounceJSON("ses-r1", "r@x.test", "5.1.1")), "2"), 403},
 		{"stale", e.own.ID, e.peer.sign(t, with(good(), "Timestamp", time.Now().Add(-61*time.Minute).UTC().Format(time.RFC3339Nano)), "2"), 403},
@@ -381,4 +382,29 @@ func TestSESHookSubscription(t *testing.T) {
 func with(m map[string]any, k, v string) map[string]any {
 	m[k] = v
 	return m
+}
+
+// TestReplayCacheBounded: a provider's flood of ids pushes out only its
+// own; another provider's remembered ids stay refused as replays.
+func TestReplayCacheBounded(t *testing.T) {
+	c := replayCache{max: 100}
+	now := time.Unix(1_000_000, 0)
+	exp := now.Add(time.Hour)
+	if !c.claim("victim", "v1", now, exp) || c.claim("victim", "v1", now, exp) {
+		t.Fatal("first claim must pass, the second must not")
+	}
+	for i := 0; i < 1000; i++ {
+		if !c.claim("flooder", fmt.Sprint(i), now, exp) {
+			t.Fatalf("flood id %d refused: a full cache must not refuse new ids", i)
+		}
+	}
+	if len(c.seen["flooder"]) > 100 {
+		t.Fatalf("flooder keeps %d ids, cap 100", len(c.seen["flooder"]))
+	}
+	if c.claim("victim", "v1", now, exp) {
+		t.Fatal("another provider's flood made a replay pass")
+	}
+	if !c.claim("victim", "v1", exp, exp.Add(time.Hour)) {
+		t.Fatal("an expired id must be accepted again")
+	}
 }

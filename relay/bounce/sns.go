@@ -52,6 +52,11 @@ type SNSMessage struct {
 // may live on: Amazon SNS's regional endpoint (and its China partition).
 var snsHostRE = regexp.MustCompile(`^sns\.([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})\.amazonaws\.com(?:\.cn)?$`)
 
+// certPathRE is the path of SNS's signing certificates
+// (/SimpleNotificationService-<hex>.pem): nothing else on the host is
+// fetched.
+var certPathRE = regexp.MustCompile(`^/SimpleNotificationService-[0-9a-f]{16,64}\.pem$`)
+
 // topicARNRE is an SNS topic ARN: arn:<partition>:sns:<region>:<account>:<name>.
 var topicARNRE = regexp.MustCompile(`^arn:aws(?:-cn|-us-gov)?:sns:([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):[0-9]{12}:[A-Za-z0-9_.-]{1,256}$`)
 
@@ -129,9 +134,18 @@ type SNSVerifier struct {
 
 	mu    sync.Mutex
 	certs map[string]*rsa.PublicKey
-	// fetching serialises fetches so that a burst of posts naming one
-	// certificate fetches it once.
-	fetching sync.Mutex
+	// fetching holds the fetch in progress per URL, so that a burst of
+	// posts naming one certificate fetches it once, while a slow or
+	// failing fetch of one URL (someone's made-up name) delays no other.
+	fetching map[string]*certFetch
+}
+
+// certFetch is one certificate fetch that other requests for the same
+// URL wait on.
+type certFetch struct {
+	done chan struct{}
+	key  *rsa.PublicKey
+	err  error
 }
 
 // NewSNSVerifier returns a verifier whose client times out after 10 s
@@ -161,7 +175,7 @@ func (v *SNSVerifier) Verify(ctx context.Context, m *SNSMessage) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasSuffix(u.Path, ".pem") {
+	if !certPathRE.MatchString(u.Path) || u.RawQuery != "" {
 		return errSNSURL
 	}
 	sig, err := base64.StdEncoding.DecodeString(m.Signature)
@@ -201,19 +215,43 @@ func (v *SNSVerifier) Verify(ctx context.Context, m *SNSMessage) error {
 func (v *SNSVerifier) cert(ctx context.Context, u *url.URL) (*rsa.PublicKey, error) {
 	key := u.String()
 	v.mu.Lock()
-	k := v.certs[key]
-	v.mu.Unlock()
-	if k != nil {
+	if k := v.certs[key]; k != nil {
+		v.mu.Unlock()
 		return k, nil
 	}
-	v.fetching.Lock()
-	defer v.fetching.Unlock()
+	if f := v.fetching[key]; f != nil {
+		v.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.key, f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if v.fetching == nil {
+		v.fetching = map[string]*certFetch{}
+	}
+	f := &certFetch{done: make(chan struct{})}
+	v.fetching[key] = f
+	v.mu.Unlock()
+	f.key, f.err = v.fetchCert(ctx, u)
 	v.mu.Lock()
-	k = v.certs[key]
-	v.mu.Unlock()
-	if k != nil {
-		return k, nil
+	delete(v.fetching, key)
+	if f.err == nil {
+		if v.certs == nil || len(v.certs) >= maxCachedSNSCerts {
+			// SNS rotates its certificate rarely; a full cache means
+			// something odd, and starting over keeps it bounded.
+			v.certs = map[string]*rsa.PublicKey{}
+		}
+		v.certs[key] = f.key
 	}
+	v.mu.Unlock()
+	close(f.done)
+	return f.key, f.err
+}
+
+// fetchCert fetches and parses the certificate at u.
+func (v *SNSVerifier) fetchCert(ctx context.Context, u *url.URL) (*rsa.PublicKey, error) {
 	body, err := v.get(ctx, u, maxSNSCertBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sns: fetching the signing certificate: %w", err)
@@ -230,14 +268,6 @@ func (v *SNSVerifier) cert(ctx context.Context, u *url.URL) (*rsa.PublicKey, err
 	if !ok {
 		return nil, errors.New("sns: signing certificate has no RSA key")
 	}
-	v.mu.Lock()
-	if v.certs == nil || len(v.certs) >= maxCachedSNSCerts {
-		// SNS rotates its certificate rarely; a full cache means
-		// something odd, and starting over keeps it bounded.
-		v.certs = map[string]*rsa.PublicKey{}
-	}
-	v.certs[key] = pub
-	v.mu.Unlock()
 	return pub, nil
 }
 
@@ -278,41 +308,53 @@ func (v *SNSVerifier) Confirm(ctx context.Context, m *SNSMessage) error {
 
 // replayCache remembers the SNS MessageIds accepted within the freshness
 // window, so that a captured post cannot be replayed while its Timestamp
-// is still fresh; older ones are refused as stale.
+// is still fresh; older ones are refused as stale. Ids are kept per
+// provider, each provider's set bounded, so that a team publishing a
+// flood to its own topic pushes out only its own ids; a pushed-out id
+// replayed is recorded again, which the Recorder makes harmless (a report
+// counts once per recipient).
 type replayCache struct {
 	mu   sync.Mutex
-	seen map[string]time.Time // MessageId → when it may be forgotten
-	max  int
+	seen map[string]map[string]time.Time // provider → MessageId → when it may be forgotten
+	max  int                             // ids per provider
 }
 
-// claim reserves id until expires; false if it was seen (or is being
-// handled). A reservation whose handling failed is released with drop, so
-// SNS's retry of it is processed.
-func (c *replayCache) claim(id string, now, expires time.Time) bool {
+// claim reserves provider's id until expires; false if it was seen (or is
+// being handled). A reservation whose handling failed is released with
+// drop, so SNS's retry of it is processed.
+func (c *replayCache) claim(provider, id string, now, expires time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {
-		c.seen = map[string]time.Time{}
+		c.seen = map[string]map[string]time.Time{}
 	}
-	if t, ok := c.seen[id]; ok && now.Before(t) {
+	ids := c.seen[provider]
+	if ids == nil {
+		ids = map[string]time.Time{}
+		c.seen[provider] = ids
+	}
+	if t, ok := ids[id]; ok && now.Before(t) {
 		return false
 	}
-	if len(c.seen) >= c.max {
-		for k, t := range c.seen {
+	if len(ids) >= c.max {
+		for k, t := range ids {
 			if !now.Before(t) {
-				delete(c.seen, k)
+				delete(ids, k)
 			}
 		}
-		if len(c.seen) >= c.max {
-			return false // full of fresh ids: refuse rather than forget one
+		for k := range ids { // still full: push out an arbitrary tenth
+			if len(ids) < c.max-c.max/10 {
+				break
+			}
+			delete(ids, k)
 		}
 	}
-	c.seen[id] = expires
+	ids[id] = expires
 	return true
 }
 
-func (c *replayCache) drop(id string) {
+func (c *replayCache) drop(provider, id string) {
 	c.mu.Lock()
-	delete(c.seen, id)
+	delete(c.seen[provider], id)
 	c.mu.Unlock()
 }
