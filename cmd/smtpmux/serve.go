@@ -304,6 +304,7 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 	d.limiter = ratelimit.New(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
 	d.smtp = relay.NewServer(relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
+		SuppressedAction:  cfg.file.Bounces.SuppressedAction,
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
