@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestMessageBySESID: an attempt's SES MessageId (own or managed SES) is
@@ -42,4 +43,10 @@ func TestMessageBySESID(t *testing.T) {
 	if _, err := s.MessageBySESID("ses-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after retention: %v", err)
 	}
+	_ = s.view(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bUpstreamIDs).Stats().KeyN; n != 0 {
+			t.Fatalf("%d index entries left after retention", n)
+		}
+		return nil
+	})
 }
