@@ -35,6 +35,7 @@ func TestSESHookPublic(t *testing.T) {
 		want           int
 	}{
 		{"forged on managed", managed, forged(managedTopic, certOK), 403},
+		{"forged on the account-wide id", "managed", forged(managedTopic, certOK), 403},
 		{"cert URL at the test process", managed, forged(managedTopic, "https://"+d.httpAddr+"/x.pem"), 403},
 		{"managed topic on own provider", own, forged(managedTopic, certOK), 403},
 		{"forged on own", own, forged(ownTopic, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-01d088a6f77103d0fe307c0069e40ed6.pem"), 403},

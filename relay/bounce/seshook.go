@@ -121,7 +121,7 @@ func (h *SESHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if in.Subject != nil {
 		m.Subject, m.subjectSet = *in.Subject, true
 	}
-	p, err := h.st.Provider(providerID)
+	p, err := h.provider(providerID)
 	if err != nil || (p.Type != store.TypeSES && p.Type != store.TypeManagedSES) {
 		h.refuse(w, providerID, "no such SES provider", err)
 		return
@@ -176,6 +176,21 @@ func (h *SESHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Error("ses hook: handling a notification failed", "provider", providerID, "err", err)
 		reply(w, http.StatusInternalServerError, "error", "temporary failure")
 	}
+}
+
+// ManagedHookID is the id under which the managed account's topic may
+// post (POST /hooks/ses/managed): the operator subscribes one URL for the
+// shared SES account instead of some team's managed provider, which
+// would stop working when that team is deleted.
+const ManagedHookID = "managed"
+
+// provider is the provider a post names: a stored one, or for
+// ManagedHookID a stand-in for the managed account as a whole.
+func (h *SESHook) provider(id string) (*store.Provider, error) {
+	if id == ManagedHookID {
+		return &store.Provider{ID: ManagedHookID, Type: store.TypeManagedSES, Managed: true}, nil
+	}
+	return h.st.Provider(id)
 }
 
 // readLimited reads r's body up to limit bytes; more is an error.

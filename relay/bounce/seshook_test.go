@@ -280,6 +280,17 @@ func TestSESHookManaged(t *testing.T) {
 	if s := suppressed(t, e.st, "team_a", "x@y.test"); s != nil {
 		t.Fatalf("recorded on the wrong team: %+v", s)
 	}
+	// The account-wide id takes the managed topic, and only it.
+	e.sent(t, "team_a", e.managedA, "ses-m2", "z@y.test")
+	if c := e.post(t, ManagedHookID, e.peer.sign(t, notif(managed, bounceJSON("ses-m2", "z@y.test", "5.1.1")), "1")); c != 200 {
+		t.Fatalf("managed id: %d", c)
+	}
+	if s := suppressed(t, e.st, "team_a", "z@y.test"); s == nil {
+		t.Fatal("bounce posted to /hooks/ses/managed not recorded")
+	}
+	if c := e.post(t, ManagedHookID, e.peer.sign(t, notif(testTopic, bounceJSON("ses-a0", "z@y.test", "5.1.1")), "1")); c != 403 {
+		t.Fatalf("own topic on the managed id: %d, want 403", c)
+	}
 	// team_b's own SES topic posts about team_a's own-SES message: ignored.
 	e.sent(t, "team_a", e.own, "ses-a1", "victim@x.test")
 	if c := e.post(t, e.otherOwn.ID, e.peer.sign(t, notif(testTopic, bounceJSON("ses-a1", "victim@x.test", "5.1.1")), "2")); c != 200 {
