@@ -65,7 +65,7 @@ func parseLogFilter(r *http.Request) (logFilter, error) {
 		for st := range strings.SplitSeq(s, ",") {
 			st = strings.TrimSpace(st)
 			if !containsStr(messageStatuses, state.Message(st)) {
-				return f, httpapi.ErrInvalidParam("status", "status must be pending, sent, failed or rejected (or several, comma-separated)")
+				return f, httpapi.ErrInvalidParam("status", "status must be pending, sent, failed, rejected or suppressed (or several, comma-separated)")
 			}
 			// Once each: every listed status is a walk of the team's log,
 			// so a repeated one would multiply the work for nothing.

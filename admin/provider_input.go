@@ -16,6 +16,7 @@ var providerFields = []string{
 	"from_email", "from_name", "reply_to_email", "reply_to_name", "tracking_domain", "return_path_domain",
 	"quotas", "percentage", "group_id",
 	"ses_region", "ses_access_key_id", "ses_secret_access_key", "ses_endpoint", "ses_configuration_set",
+	"ses_sns_topic_arn",
 }
 
 // quotaWindows are the quota members in the order they are reported.

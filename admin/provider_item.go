@@ -32,6 +32,7 @@ type providerItem struct {
 	HasSESSecretAccessKey bool         `json:"has_ses_secret_access_key"`
 	SESEndpoint           *string      `json:"ses_endpoint"`
 	SESConfigurationSet   *string      `json:"ses_configuration_set"`
+	SESSNSTopicARN        *string      `json:"ses_sns_topic_arn"`
 	FromEmail             *string      `json:"from_email"`
 	FromName              *string      `json:"from_name"`
 	ReplyToEmail          *string      `json:"reply_to_email"`
@@ -89,22 +90,22 @@ func (s *Server) providerView(p *store.Provider) providerItem {
 		OAuthEmail:      nullable(p.OAuthEmail), HasRefreshToken: len(p.OAuthTokenSealed) > 0,
 		SESRegion: nullable(p.SESRegion), SESAccessKeyID: nullable(p.SESAccessKeyID),
 		HasSESSecretAccessKey: len(p.SESSecretSealed) > 0, SESEndpoint: nullable(p.SESEndpoint),
-		SESConfigurationSet: nullable(p.SESConfigurationSet),
-		FromEmail:           nullable(p.FromEmail),
-		FromName:            nullable(p.FromName),
-		ReplyToEmail:        nullable(p.ReplyToEmail),
-		ReplyToName:         nullable(p.ReplyToName),
-		Quotas:              p.Quotas,
-		Percentage:          p.Percentage,
-		GroupID:             nullable(p.GroupID),
-		TrackingDomain:      nullable(p.TrackingDomain),
-		ReturnPathDomain:    nullable(p.ReturnPathDomain),
-		Held:                heldOf(p),
-		Health:              s.health(p.ID),
-		CreatedAt:           rfc3339(p.CreatedAt),
-		UpdatedAt:           rfc3339(p.UpdatedAt),
-		LastTestedAt:        rfc3339p(p.LastTestedAt),
-		LastUsedAt:          rfc3339p(p.LastUsedAt),
+		SESConfigurationSet: nullable(p.SESConfigurationSet), SESSNSTopicARN: nullable(p.SNSTopicARN),
+		FromEmail:        nullable(p.FromEmail),
+		FromName:         nullable(p.FromName),
+		ReplyToEmail:     nullable(p.ReplyToEmail),
+		ReplyToName:      nullable(p.ReplyToName),
+		Quotas:           p.Quotas,
+		Percentage:       p.Percentage,
+		GroupID:          nullable(p.GroupID),
+		TrackingDomain:   nullable(p.TrackingDomain),
+		ReturnPathDomain: nullable(p.ReturnPathDomain),
+		Held:             heldOf(p),
+		Health:           s.health(p.ID),
+		CreatedAt:        rfc3339(p.CreatedAt),
+		UpdatedAt:        rfc3339(p.UpdatedAt),
+		LastTestedAt:     rfc3339p(p.LastTestedAt),
+		LastUsedAt:       rfc3339p(p.LastUsedAt),
 	}
 	if p.SMTPPort != 0 {
 		port := p.SMTPPort

@@ -12,7 +12,7 @@ import (
 
 // sesInput is the own-SES part of a provider body (type "ses").
 type sesInput struct {
-	region, keyID, secret, endpoint, configSet httpapi.Opt[string]
+	region, keyID, secret, endpoint, configSet, topic httpapi.Opt[string]
 }
 
 func (s *sesInput) fields() []struct {
@@ -25,6 +25,7 @@ func (s *sesInput) fields() []struct {
 	}{
 		{"ses_region", &s.region}, {"ses_access_key_id", &s.keyID}, {"ses_secret_access_key", &s.secret},
 		{"ses_endpoint", &s.endpoint}, {"ses_configuration_set", &s.configSet},
+		{"ses_sns_topic_arn", &s.topic},
 	}
 }
 
@@ -32,6 +33,9 @@ var (
 	sesRegionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d{1,2}$`)
 	sesKeyIDRe     = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
 	sesConfigSetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	// snsTopicRe is relay/bounce's topic ARN shape (admin does not
+	// import relay); group 1 is the region.
+	snsTopicRe = regexp.MustCompile(`^arn:aws(?:-cn|-us-gov)?:sns:([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}):[0-9]{12}:[A-Za-z0-9_.-]{1,256}$`)
 )
 
 // applySES validates and applies the SES fields. They belong to type ses
@@ -106,6 +110,15 @@ func applySES(in *providerInput, p *store.Provider, v *httpapi.Validator, sealed
 		p.SESConfigurationSet = str(s.configSet)
 		if p.SESConfigurationSet != "" && !sesConfigSetRe.MatchString(p.SESConfigurationSet) {
 			v.Add("ses_configuration_set", httpapi.FieldInvalid, "ses_configuration_set must be 1–64 letters, digits, _ or -")
+		}
+	}
+	if s.topic.Set {
+		// The SNS topic POST /hooks/ses/{id} accepts this account's SES
+		// notifications from; its region must be the account's, where
+		// SES publishes them.
+		p.SNSTopicARN = str(s.topic)
+		if m := snsTopicRe.FindStringSubmatch(p.SNSTopicARN); p.SNSTopicARN != "" && (m == nil || m[1] != p.SESRegion) {
+			v.Add("ses_sns_topic_arn", httpapi.FieldInvalid, "ses_sns_topic_arn must be an SNS topic ARN of the provider's region, such as arn:aws:sns:us-east-1:123456789012:ses-feedback")
 		}
 	}
 }

@@ -28,14 +28,21 @@ func TestCreateSESProvider(t *testing.T) {
 		{"bad key id", map[string]any{"ses_access_key_id": "lower case"}, "ses_access_key_id"},
 		{"key id without secret", map[string]any{"ses_secret_access_key": nil}, "ses_secret_access_key"},
 		{"bad config set", map[string]any{"ses_configuration_set": "a b"}, "ses_configuration_set"},
+		{"topic not an ARN", map[string]any{"ses_sns_topic_arn": "https://sns.eu-west-1.amazonaws.com/"}, "ses_sns_topic_arn"},
+		{"topic of another region", map[string]any{"ses_sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:t"}, "ses_sns_topic_arn"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do("PATCH", "/api/v1/providers/"+r.str("data.id"), tc.patch)
 			expectErr(t, r, 422, "validation_error", tc.field)
 		})
 	}
+	// The SNS topic of the hook (POST /hooks/ses/{id}) is stored and shown.
+	rt := e.do("PATCH", "/api/v1/providers/"+r.str("data.id"), map[string]any{"ses_sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ses-feedback"})
+	if rt.Code != 200 || rt.str("data.ses_sns_topic_arn") != "arn:aws:sns:eu-west-1:123456789012:ses-feedback" {
+		t.Fatalf("topic: %d %s", rt.Code, rt.Body)
+	}
 	// Blank secret keeps the stored one.
-	r2 := e.do("PATCH", "/api/v1/providers/"+r.str("data.id"), map[string]any{"ses_secret_access_key": "", "ses_region": "us-east-2"})
+	r2 := e.do("PATCH", "/api/v1/providers/"+r.str("data.id"), map[string]any{"ses_secret_access_key": "", "ses_region": "us-east-2", "ses_sns_topic_arn": nil})
 	if r2.Code != 200 || !(r2.get("data.has_ses_secret_access_key") == true) || r2.str("data.ses_region") != "us-east-2" {
 		t.Fatalf("patch: %d %s", r2.Code, r2.Body)
 	}

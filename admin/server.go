@@ -82,6 +82,10 @@ type Options struct {
 	// Deliverability are the rate thresholds of GET …/deliverability
 	// (zero: deliverability.Defaults).
 	Deliverability deliverability.Thresholds
+	// SESHook serves the public POST /hooks/ses/{id} that Amazon SNS
+	// posts SES notifications to; it authenticates posts itself (SNS
+	// signatures, relay/bounce). nil answers 404 there.
+	SESHook http.Handler
 
 	HTTP      HTTPOptions
 	Sending   sendapi.Config
@@ -301,7 +305,19 @@ func (s *Server) mounts() []mounted {
 	return []mounted{
 		{"POST", "/api/v1/emails/send", s.sending.Send()},
 		{"POST", "/api/v1/emails/send/batch", s.sending.Batch()},
+		{"POST", "/hooks/ses/{id}", s.sesHook()},
 	}
+}
+
+// sesHook is Options.SESHook, or a JSON 404 when none is wired.
+func (s *Server) sesHook() http.Handler {
+	if s.opts.SESHook != nil {
+		return s.opts.SESHook
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, httpapi.RequestID(r), &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound,
+			Message: "SES notifications are not received here"})
+	})
 }
 
 func (s *Server) routes() []route {

@@ -209,10 +209,14 @@ func (s *Scheduler) deferOrFail(m *store.Message, now time.Time, reason string) 
 }
 
 // aggregateStatus is the message status once no recipient is pending:
-// sent if any recipient got it, else failed if any failed, else rejected.
+// sent if any recipient got it, else failed if any failed, else rejected;
+// suppressed when every recipient was (none was tried).
 func aggregateStatus(m *store.Message) state.Message {
-	status := state.MessageRejected
+	status, tried := state.MessageRejected, false
 	for _, r := range m.Recipients {
+		if r.Status != state.MessageSuppressed {
+			tried = true
+		}
 		switch r.Status {
 		case state.MessageSent:
 			return state.MessageSent
@@ -221,6 +225,9 @@ func aggregateStatus(m *store.Message) state.Message {
 		case state.MessageFailed:
 			status = state.MessageFailed
 		}
+	}
+	if !tried {
+		return state.MessageSuppressed
 	}
 	return status
 }

@@ -23,9 +23,13 @@ var holdWindows = []struct {
 // whenever a bounce or complaint was recorded against mail that provider
 // sent, so the rates it reads include that one. Another provider, or an
 // account held already, is left alone.
+//
+// It also judges every provider (managed or not) on the same windows and
+// sends provider.deliverability_warning when the worst level rises into
+// warning or at risk (levels.go).
 func (s *Scheduler) CheckManagedHold(teamID, providerID string) {
 	p, err := s.store.TeamProvider(teamID, providerID)
-	if err != nil || !p.Managed || p.Held != nil {
+	if err != nil {
 		return
 	}
 	t := s.cfg.Deliverability
@@ -33,6 +37,7 @@ func (s *Scheduler) CheckManagedHold(teamID, providerID string) {
 		t = deliverability.Defaults
 	}
 	now := s.now().UTC()
+	var judged []windowRates
 	for _, w := range holdWindows {
 		delivered, hard, soft, complaints, err := s.store.FeedbackWindow(teamID, providerID, now.Add(-w.d))
 		if err != nil {
@@ -40,11 +45,19 @@ func (s *Scheduler) CheckManagedHold(teamID, providerID string) {
 			return
 		}
 		r := deliverability.Judge(deliverability.Counts{Delivered: delivered, Bounces: hard + soft, Complaints: complaints}, t)
+		judged = append(judged, windowRates{window: w.name, recipients: delivered, Rates: r})
+	}
+	s.noteLevel(teamID, providerID, judged, now)
+	if !p.Managed || p.Held != nil {
+		return
+	}
+	for _, j := range judged {
+		w, r, delivered := j, j.Rates, j.recipients
 		if r.Level != deliverability.AtRisk {
 			continue
 		}
 		reason := fmt.Sprintf("deliverability at risk over %s: bounce rate %.1f %%, complaint rate %.2f %% of %d recipients",
-			w.name, 100*r.BounceRate, 100*r.ComplaintRate, delivered)
+			w.window, 100*r.BounceRate, 100*r.ComplaintRate, delivered)
 		held, _, err := s.store.HoldManaged(teamID, providerID, reason, now)
 		if err != nil {
 			s.log.Error("holding the managed account failed", "team", teamID, "provider", providerID, "err", err)
@@ -54,11 +67,11 @@ func (s *Scheduler) CheckManagedHold(teamID, providerID string) {
 			return
 		}
 		s.log.Warn("managed account held", "event", "managed_account_held", "team", teamID, "provider", providerID,
-			"window", w.name, "bounce_rate", r.BounceRate, "complaint_rate", r.ComplaintRate, "recipients", delivered)
+			"window", w.window, "bounce_rate", r.BounceRate, "complaint_rate", r.ComplaintRate, "recipients", delivered)
 		s.emitProvider(teamID, providerID, "inactive", "held: "+reason)
 		if s.cfg.Events != nil {
 			s.cfg.Events(event.Event{Type: event.ManagedAccountHeld, TeamID: teamID, ProviderID: providerID, Reason: reason, At: now,
-				Extra: map[string]any{"window": w.name, "bounce_rate": r.BounceRate, "complaint_rate": r.ComplaintRate}})
+				Extra: map[string]any{"window": w.window, "bounce_rate": r.BounceRate, "complaint_rate": r.ComplaintRate}})
 		}
 		return
 	}

@@ -51,7 +51,11 @@ type SchedulerConfig struct {
 // Scheduler moves due messages to providers: claim (attempt recorded
 // before any network I/O), pick, send, classify, record.
 type Scheduler struct {
-	cfg    SchedulerConfig
+	cfg SchedulerConfig
+	// levels is each provider's worst deliverability level when last
+	// judged (hold.go), so that provider.deliverability_warning is sent
+	// once per upward crossing, not per bounce.
+	levels levelMemory
 	store  *store.Store
 	reg    *Registry
 	health *health

@@ -25,7 +25,10 @@ import (
 
 // Config is the inbound SMTP side's settings, already validated by cmd.
 type Config struct {
-	Hostname          string
+	Hostname string
+	// SuppressedAction is what a recipient on the team's suppression
+	// list gets: SuppressedRefuse ("" too) or SuppressedAccept.
+	SuppressedAction  string
 	Listen            []string // submission with STARTTLS
 	ListenTLS         []string // implicit TLS
 	TLSConfig         *tls.Config

@@ -56,6 +56,9 @@ type session struct {
 	cred   *Credential
 	from   string
 	rcpts  []string
+	// suppressed are the rcpts (lower-case) accepted in
+	// suppressed_action "accept" mode: recorded, not sent.
+	suppressed map[string]bool
 	// inTx is set between MAIL and the end of the transaction; shutdown
 	// lets such a session finish and closes idle ones at once.
 	inTx atomic.Bool
@@ -167,6 +170,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	s.from = from
 	s.rcpts = s.rcpts[:0]
+	clear(s.suppressed)
 	s.inTx.Store(true)
 	return nil
 }
@@ -183,7 +187,16 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // a duplicate recipient gets one copy
 		}
 	}
-	if err := s.srv.checkSuppressed(s.cred, to); err != nil {
+	if err := s.srv.checkSuppressed(s.cred, to); err == errAcceptSuppressed {
+		// Accepted and recorded, never sent: it takes no managed
+		// capacity.
+		if s.suppressed == nil {
+			s.suppressed = map[string]bool{}
+		}
+		s.suppressed[strings.ToLower(to)] = true
+		s.rcpts = append(s.rcpts, to)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	managed, team, err := s.srv.managedOnly(s.cred)
@@ -246,10 +259,15 @@ func (s *session) Data(r io.Reader) error {
 		return errNotMailbox
 	}
 	msg := s.srv.newMessage(id, s.cred, "smtp", s.from, s.rcpts, head, size)
+	markSuppressed(msg, s.suppressed)
 	if s.managed != nil {
 		msg.ManagedReserved, msg.ManagedProviderID, msg.ManagedReservedAt = s.reserved, s.managed.ID, s.reservedAt
 	}
 	var body []byte
+	if spool != nil && len(msg.PendingRecipients()) == 0 {
+		spool.Abort() // every recipient suppressed: nothing to send
+		spool = nil
+	}
 	if spool != nil {
 		msg.Spooled = true
 	} else {
@@ -394,6 +412,7 @@ func (s *session) Reset() {
 	s.releaseReserved()
 	s.from = ""
 	s.rcpts = s.rcpts[:0]
+	clear(s.suppressed)
 	s.inTx.Store(false)
 	if s.srv.draining.Load() {
 		// The transaction shutdown waited for is over and its reply is
@@ -450,9 +469,20 @@ func (srv *Server) newMessage(id string, cred *Credential, source, from string, 
 	return m
 }
 
-// enqueue stores the message durably, then wakes the scheduler.
+// enqueue stores the message durably, then wakes the scheduler. A
+// message with no recipient to send to (all suppressed) is stored
+// finished, without its body.
 func (srv *Server) enqueue(m *store.Message, body []byte) error {
 	start := time.Now()
+	if len(m.PendingRecipients()) == 0 {
+		if err := srv.store.RecordFinished(m); err != nil {
+			return err
+		}
+		srv.metrics.acceptedOne()
+		srv.log.Info("accepted", "event", "suppressed", "msg_id", m.ID, "team", m.TeamID,
+			"rcpts", len(m.Recipients), "size", m.Size, "commit_ms", time.Since(start).Milliseconds())
+		return nil
+	}
 	if err := srv.store.Enqueue(m, body); err != nil {
 		return err
 	}

@@ -62,9 +62,11 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 	if cred.RequiredFrom != "" && (!asciiEqualFold(from, cred.RequiredFrom) || !headerFromIs(body, cred.RequiredFrom)) {
 		return "", senderr.ErrSenderNotMailbox
 	}
-	if addr, err := srv.suppressedOf(cred.TeamID, uniq); err != nil {
+	addr, sup, err := srv.suppressedOf(cred.TeamID, uniq)
+	if err != nil {
 		return "", err
-	} else if addr != "" {
+	}
+	if addr != "" && srv.cfg.SuppressedAction != SuppressedAccept {
 		srv.reject(cred, "suppressed")
 		return "", &SuppressedError{Address: addr}
 	}
@@ -77,13 +79,15 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 		return "", senderr.ErrNoActiveProviders
 	}
 	m := srv.newMessage(srv.newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
+	markSuppressed(m, sup)
+	toSend := len(m.PendingRecipients())
 	managed, team, err := srv.managedOnly(cred)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", senderr.ErrLimitsUnavailable, err)
 	}
-	if managed != nil {
+	if managed != nil && toSend > 0 {
 		// One instant for the reservation and its record (m.CreatedAt).
-		switch srv.acceptManaged(context.Background(), managed, team, len(uniq), len(uniq), m.CreatedAt) {
+		switch srv.acceptManaged(context.Background(), managed, team, toSend, toSend, m.CreatedAt) {
 		case managedOverDaily:
 			srv.reject(cred, "daily_limit_exceeded")
 			return "", senderr.ErrDailyLimit
@@ -91,11 +95,11 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 			srv.reject(cred, "hourly_limit_exceeded")
 			return "", senderr.ErrHourlyLimit
 		}
-		m.ManagedReserved, m.ManagedProviderID, m.ManagedReservedAt = len(uniq), managed.ID, m.CreatedAt
+		m.ManagedReserved, m.ManagedProviderID, m.ManagedReservedAt = toSend, managed.ID, m.CreatedAt
 	}
 	inline := body
 	var sf *store.SpoolFile
-	if len(body) > store.InlineLimit {
+	if len(body) > store.InlineLimit && toSend > 0 {
 		// Large HTTP sends go to a spool file like large SMTP ones, so
 		// they do not bloat the memory-mapped store.
 		var err error

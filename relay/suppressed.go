@@ -2,10 +2,13 @@ package relay
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/senderr"
+	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // ErrSuppressed is the refusal of a recipient on the team's suppression
@@ -16,9 +19,24 @@ import (
 var ErrSuppressed = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 	Message: "Recipient address is on the suppression list; not sent"}
 
+// Suppressed actions ([bounces] suppressed_action).
+const (
+	// SuppressedRefuse refuses a suppressed recipient (550 5.1.1 at
+	// RCPT, 422 over HTTP): the default.
+	SuppressedRefuse = "refuse"
+	// SuppressedAccept accepts it and records it as suppressed without
+	// sending, as Amazon SES does.
+	SuppressedAccept = "accept"
+)
+
+// errAcceptSuppressed tells Rcpt to accept a suppressed recipient
+// without sending to it (never reaches the client).
+var errAcceptSuppressed = errors.New("suppressed recipient accepted")
+
 // checkSuppressed refuses a recipient the credential's team has
-// suppressed. A list that cannot be read answers 451: mail to a
-// suppressed address must not go out because of a read error.
+// suppressed, or in accept mode returns errAcceptSuppressed. A list that
+// cannot be read answers 451: mail to a suppressed address must not go
+// out because of a read error.
 func (srv *Server) checkSuppressed(c *Credential, to string) error {
 	sup, err := srv.store.Suppressed(c.TeamID, to)
 	if err != nil {
@@ -26,25 +44,56 @@ func (srv *Server) checkSuppressed(c *Credential, to string) error {
 		return errTempFail
 	}
 	if sup != nil {
+		if srv.cfg.SuppressedAction == SuppressedAccept {
+			return errAcceptSuppressed
+		}
 		srv.reject(c, "suppressed")
 		return ErrSuppressed
 	}
 	return nil
 }
 
+// markSuppressed records the recipients of m in sup as suppressed: they
+// are not sent to. A message left with no recipient to send to is
+// finished at once (the caller stores it with store.RecordFinished).
+func markSuppressed(m *store.Message, sup map[string]bool) {
+	if len(sup) == 0 {
+		return
+	}
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if sup[strings.ToLower(r.Address)] {
+			t := m.CreatedAt
+			r.Status, r.Reply, r.UpdatedAt = state.MessageSuppressed, "on the suppression list; not sent", &t
+		}
+	}
+	if len(m.PendingRecipients()) == 0 {
+		m.Status, m.Reason = state.MessageSuppressed, "suppressed"
+	}
+}
+
 // suppressedOf returns the first of rcpts the team has suppressed ("" if
-// none), for the HTTP Sending API, which refuses the whole message.
-func (srv *Server) suppressedOf(teamID string, rcpts []string) (string, error) {
+// none), for the HTTP Sending API, which refuses the whole message; and
+// all of them (lower-case), which accept mode records as suppressed.
+func (srv *Server) suppressedOf(teamID string, rcpts []string) (string, map[string]bool, error) {
+	var first string
+	var all map[string]bool
 	for _, a := range rcpts {
 		sup, err := srv.store.Suppressed(teamID, a)
 		if err != nil {
-			return "", errors.Join(senderr.ErrLimitsUnavailable, err)
+			return "", nil, errors.Join(senderr.ErrLimitsUnavailable, err)
 		}
 		if sup != nil {
-			return a, nil
+			if first == "" {
+				first = a
+			}
+			if all == nil {
+				all = map[string]bool{}
+			}
+			all[strings.ToLower(a)] = true
 		}
 	}
-	return "", nil
+	return first, all, nil
 }
 
 // SuppressedError is senderr.ErrSuppressed naming the address.

@@ -304,6 +304,9 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 			if err := unindexMessage(tx, &m); err != nil {
 				return err
 			}
+			if err := unindexUpstreamIDs(tx, &m); err != nil {
+				return err
+			}
 			if err := b.Delete([]byte(id)); err != nil {
 				return err
 			}

@@ -144,13 +144,23 @@ func (s *Store) Enqueue(m *Message, body []byte) error {
 	}})
 }
 
-// putNewMessage writes a new queued message, its inline body and every
+// RecordFinished durably stores a message accepted and finished at once
+// (every recipient suppressed): its record and indexes, no body and no
+// due entry, since nothing will be sent.
+func (s *Store) RecordFinished(m *Message) error {
+	m.State = StateDone
+	return s.submit(&op{done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
+		return putNewMessage(tx, m, nil)
+	}})
+}
+
+// putNewMessage writes a new queued (or, RecordFinished, done) message, its inline body and every
 // index that refers to it, inside tx.
 func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
 	if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
 		return err
 	}
-	if !m.Spooled {
+	if !m.Spooled && m.State != StateDone {
 		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
 			return err
 		}
@@ -160,6 +170,9 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
 	}
 	if err := indexNewMessage(tx, m); err != nil {
 		return err
+	}
+	if m.State == StateDone {
+		return nil
 	}
 	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
@@ -216,7 +229,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
-		oldCounts, oldKeys := messageCounts(&m), filterKeys(&m)
+		oldCounts, oldKeys, oldUp := messageCounts(&m), filterKeys(&m), upstreamIDs(&m)
 		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
 			return err
@@ -228,6 +241,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
+			return err
+		}
+		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {
 			return err
 		}
 		due := m.NextAttemptAt

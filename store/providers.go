@@ -56,6 +56,9 @@ type Provider struct {
 	SESSecretSealed     []byte `json:"ses_secret_sealed,omitempty"`
 	SESEndpoint         string `json:"ses_endpoint,omitempty"`
 	SESConfigurationSet string `json:"ses_configuration_set,omitempty"`
+	// SNSTopicARN is the SNS topic the account's SES notifications come
+	// from (POST /hooks/ses/{id} refuses any other); "" refuses all.
+	SNSTopicARN string `json:"ses_sns_topic_arn,omitempty"`
 
 	// Connected accounts (gmail_api, outlook_api): the authorised address
 	// and the sealed OAuth token (JSON, refresh token included).

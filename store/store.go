@@ -31,7 +31,7 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs}
 )
 
 // Errors callers branch on.

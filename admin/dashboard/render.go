@@ -45,7 +45,7 @@ var funcs = template.FuncMap{
 		return []option{{"starttls", "STARTTLS"}, {"tls", "TLS (implicit)"}, {"none", "None (cleartext)"}}
 	},
 	"trimPer":  func(s string) string { return strings.TrimPrefix(s, "per ") },
-	"statuses": func() []string { return []string{"pending", "sent", "failed", "rejected"} },
+	"statuses": func() []string { return []string{"pending", "sent", "failed", "rejected", "suppressed"} },
 	"rx": func(x *explanation, names, why map[string]string) routingArgs {
 		return routingArgs{X: x, Names: names, Why: why}
 	},

@@ -32,7 +32,7 @@ import (
 // EventTypes lists the subscribable types in documentation order.
 var EventTypes = []string{
 	event.Delivered, event.Bounced, event.Rejected, event.Delayed, event.Clicked, event.Complained,
-	event.ProviderStatusChanged, event.LimitRequestDecided, event.ManagedAccountHeld,
+	event.ProviderStatusChanged, event.LimitRequestDecided, event.ManagedAccountHeld, event.DeliverabilityWarning,
 }
 
 // ValidType reports whether typ is a subscribable event type.
@@ -68,7 +68,7 @@ func eventData(e event.Event) map[string]any {
 		d["message_id"], d["recipient"], d["url"] = str(e.MessageID), rcpt, str(e.URL)
 	case event.ProviderStatusChanged:
 		d["provider_id"], d["status"], d["reason"] = str(e.ProviderID), str(e.Status), str(e.Reason)
-	case event.ManagedAccountHeld:
+	case event.ManagedAccountHeld, event.DeliverabilityWarning:
 		d["provider_id"], d["reason"] = str(e.ProviderID), str(e.Reason)
 	}
 	for k, v := range e.Extra {

@@ -13,6 +13,16 @@ import (
 // scheduler mints return paths with it, the bounce listener checks them.
 func verpSigner(secret string) *verp.Signer { return verp.New(verp.Key(secret)) }
 
+// sesHook is the public SES notification endpoint (POST /hooks/ses/{id}),
+// recording through the same Recorder shape as the bounce listener, so
+// that SES bounces and complaints suppress, count and emit events alike.
+func (d *daemon) sesHook(secret string, metrics *relay.Metrics) *bounce.SESHook {
+	rec := bounce.NewRecorder(d.store, verpSigner(secret), d.hooks.Emit, metrics, nil)
+	rec.OnFeedback = d.sched.CheckManagedHold
+	return bounce.NewSESHook(bounce.SESHookConfig{ManagedTopicARN: d.cfg.file.Managed.SES.SNSTopicARN},
+		d.store, rec, nil, d.log, nil)
+}
+
 // startBounces starts the [bounces] listener when one is configured.
 func (d *daemon) startBounces(secret string, metrics *relay.Metrics) error {
 	b := d.cfg.file.Bounces

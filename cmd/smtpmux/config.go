@@ -13,7 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	lineends "github.com/smtpmux/smtpmux/internal/crlf"
-
+	"github.com/smtpmux/smtpmux/relay/bounce"
 	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
 )
 
@@ -70,6 +70,9 @@ type fileConfig struct {
 			ConfigurationSet string `toml:"configuration_set"`
 			AccessKeyID      string `toml:"access_key_id"`
 			SecretAccessKey  string `toml:"secret_access_key"`
+			// SNSTopicARN is the topic the managed account's SES
+			// notifications come from (POST /hooks/ses/{id}).
+			SNSTopicARN string `toml:"sns_topic_arn"`
 		} `toml:"ses"`
 	} `toml:"managed"`
 
@@ -413,6 +416,9 @@ func (c *config) validateManaged(fc *fileConfig) error {
 		}
 	default:
 		return &configError{"managed.backend", fmt.Sprintf("%q is not available (use \"outbox\" or \"ses\")", fc.Managed.Backend)}
+	}
+	if t := fc.Managed.SES.SNSTopicARN; t != "" && !bounce.ValidTopicARN(t) {
+		return &configError{"managed.ses.sns_topic_arn", "must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:ses-feedback"}
 	}
 	if fc.Managed.HourlyLimit < 0 || fc.Managed.DailyLimit < 0 {
 		return &configError{"managed.hourly_limit", "limits must not be negative"}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/deliverability"
+	"github.com/smtpmux/smtpmux/relay"
 )
 
 // bouncesConfig is the [bounces] section (SPEC §13): the suppression
@@ -15,6 +16,10 @@ type bouncesConfig struct {
 	// SoftBounceLimit is how many soft bounces in a row suppress a
 	// recipient (0: soft bounces never suppress).
 	SoftBounceLimit int `toml:"soft_bounce_limit"`
+	// SuppressedAction is what a suppressed recipient gets: "refuse"
+	// (550 5.1.1 / HTTP 422) or "accept" (recorded as suppressed, not
+	// sent, as Amazon SES does).
+	SuppressedAction string `toml:"suppressed_action"`
 	// Listen is the bounce listener's address ("" = off, the default).
 	Listen string `toml:"listen"`
 	// Domain is the default return-path domain of SMTP providers that set
@@ -40,6 +45,7 @@ type bouncesConfig struct {
 
 func bouncesDefaults(c *bouncesConfig) {
 	c.SoftBounceLimit = 3
+	c.SuppressedAction = relay.SuppressedRefuse
 	c.TokenTTL = "30d"
 	c.MaxMessageBytes = 1 << 20
 	c.MaxConnectionsPerIP = 10
@@ -59,6 +65,9 @@ func (c *bouncesConfig) thresholds() deliverability.Thresholds {
 func (c *config) validateBounces(b *bouncesConfig) error {
 	if b.SoftBounceLimit < 0 || b.SoftBounceLimit > 1000 {
 		return &configError{"bounces.soft_bounce_limit", fmt.Sprintf("%d is not between 0 and 1000", b.SoftBounceLimit)}
+	}
+	if b.SuppressedAction != relay.SuppressedRefuse && b.SuppressedAction != relay.SuppressedAccept {
+		return &configError{"bounces.suppressed_action", fmt.Sprintf("%q is not \"refuse\" or \"accept\"", b.SuppressedAction)}
 	}
 	if b.Listen != "" {
 		if err := checkAddr(b.Listen); err != nil {

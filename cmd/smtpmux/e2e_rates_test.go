@@ -16,6 +16,7 @@ func TestDeliverabilityRates(t *testing.T) {
 	up := testpeer.Start(t, testpeer.Options{})
 	d, listener := bounceDaemon(t, "rate_min_volume = 10\n")
 	provID, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	hook := subscribeHook(t, d, "provider.deliverability_warning")
 	c := d.client(key)
 	defer c.Close()
 	for i := range 2 {
@@ -70,6 +71,13 @@ func TestDeliverabilityRates(t *testing.T) {
 	}
 	check("/providers/"+provID+"/deliverability", 20, 2, 1, "at_risk")
 	check("/deliverability", 20, 2, 1, "at_risk")
+	// The crossing into at risk was announced (a warning may come first,
+	// depending on the order the deliveries finished in).
+	if ev := hook.wait(t, "provider.deliverability_warning", func(d map[string]any) bool {
+		return d["provider_id"] == provID && d["level"] == "at_risk"
+	}); ev["window"] == nil || ev["reason"] == nil {
+		t.Fatalf("provider.deliverability_warning %v", ev)
+	}
 	r := data(func() map[string]any { _, r := d.api("GET", "/deliverability", nil); return r }())
 	if w := r["windows"].([]any)[0].(map[string]any); w["bounce_rate"] != 0.1 || w["complaint_rate"] != 0.05 {
 		t.Fatalf("rates %v", w)

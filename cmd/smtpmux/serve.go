@@ -204,7 +204,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	d.buildSMTP(metrics)
-	api := d.buildAPI(sealer, connector)
+	api := d.buildAPI(sealer, connector, d.sesHook(key, metrics))
 	lns, err := d.listenHTTP(api, promReg)
 	if err != nil {
 		return fail(err)
@@ -322,6 +322,7 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 	d.limiter = ratelimit.New(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
 	d.smtp = relay.NewServer(relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
+		SuppressedAction:  cfg.file.Bounces.SuppressedAction,
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
 		AllowInsecureAuth: cfg.file.SMTP.AllowInsecureAuth, MaxMessageBytes: cfg.file.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.file.SMTP.MaxRecipients, ReadTimeout: cfg.readTimeout, WriteTimeout: cfg.writeTimeout,
@@ -332,13 +333,13 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 }
 
 // buildAPI makes the HTTP API on the relay's services.
-func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector) *admin.Server {
+func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector, sesHook http.Handler) *admin.Server {
 	cfg := d.cfg
 	return admin.New(admin.Options{
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
 		Cluster: d.clusterOption(), StartedAt: d.startedAt, ClusterToken: d.clusterToken(),
-		Deliverability: cfg.file.Bounces.thresholds(),
+		Deliverability: cfg.file.Bounces.thresholds(), SESHook: sesHook,
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
 			AuthAttempts:     d.smtp,

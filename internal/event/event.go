@@ -22,6 +22,9 @@ const (
 	// ManagedAccountHeld: the team's managed account left rotation for
 	// its bounce or complaint rate until the operator releases it.
 	ManagedAccountHeld = "team.managed_account_held"
+	// DeliverabilityWarning: a provider's bounce or complaint rate over
+	// some window crossed up into warning or at risk (once per crossing).
+	DeliverabilityWarning = "provider.deliverability_warning"
 	// Test is the synthetic event POST /webhooks/{id}/test sends. It goes
 	// to that one webhook only, so it is not subscribable.
 	Test = "smtpmux.test"

@@ -32,6 +32,10 @@ const (
 	MessageSent     Message = "sent"
 	MessageFailed   Message = "failed"
 	MessageRejected Message = "rejected"
+	// MessageSuppressed is a recipient on the team's suppression list
+	// accepted without sending ([bounces] suppressed_action = "accept"),
+	// and a message all of whose recipients were.
+	MessageSuppressed Message = "suppressed"
 )
 
 // Attempt is the outcome of one delivery attempt. An attempt is recorded
@@ -67,5 +71,5 @@ func Join[S ~string](xs []S, sep string) string {
 // MessageStatuses returns every public message status, in the order the
 // API lists them.
 func MessageStatuses() []Message {
-	return []Message{MessagePending, MessageSent, MessageFailed, MessageRejected}
+	return []Message{MessagePending, MessageSent, MessageFailed, MessageRejected, MessageSuppressed}
 }

@@ -14,6 +14,7 @@ func TestWireNames(t *testing.T) {
 		{string(MessageSent), "sent"},
 		{string(MessageFailed), "failed"},
 		{string(MessageRejected), "rejected"},
+		{string(MessageSuppressed), "suppressed"},
 		{string(AttemptInProgress), "in_progress"},
 		{string(AttemptSent), "sent"},
 		{string(AttemptPartial), "partial"},
@@ -29,7 +30,7 @@ func TestWireNames(t *testing.T) {
 	if got := Join(ProviderStatuses(), ", "); got != "active, inactive, error, pending" {
 		t.Errorf("ProviderStatuses = %s", got)
 	}
-	if got := Join(MessageStatuses(), ","); got != "pending,sent,failed,rejected" {
+	if got := Join(MessageStatuses(), ","); got != "pending,sent,failed,rejected,suppressed" {
 		t.Errorf("MessageStatuses = %s", got)
 	}
 }

@@ -124,6 +124,13 @@ func (s *session) Mail(string, *smtp.MailOptions) error { s.targets = s.targets[
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	msgID, rcpt, err := s.l.rec.signer.Parse(to, s.l.rec.now())
+	if err == nil && rcpt < 0 {
+		// A token for any of several recipients: every one of them saw
+		// it, so any could forge reports about the others. The relay no
+		// longer mints them (envelopeFrom); one that exists is refused
+		// like a forged one.
+		err = errNoSuchUser
+	}
 	if err != nil {
 		s.bad++
 		if s.bad >= maxBadTokens {

@@ -41,20 +41,19 @@ type added struct {
 }
 
 // Record applies rep to message msgID, whose token named recipient index
-// rcpt (verp.AllRecipients: any of the message's). Only the message the
+// rcpt (verp.AllRecipients: any of the message's, for an SES notification,
+// which its signature vouches for; the listener refuses such tokens). Only the message the
 // token names is touched, and only its own recipients: a report that
 // names another message or an address the message was not sent to
 // changes nothing. A delayed-delivery notice, a success notice, and a
 // failure that is not the address's (a policy block) record nothing. A
 // message that is gone (retention) is not an error.
 func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
-	if rcpt < 0 {
-		// A token for any of several recipients: any one of them could
-		// forge reports about the others with it. The relay no longer
-		// mints them (envelopeFrom); one that exists is not believed.
-		return nil
-	}
 	now := r.now().UTC()
+	bounceSrc, complaintSrc, kind := "dsn", "arf", rep.Kind
+	if rep.Source != "" {
+		bounceSrc, complaintSrc, kind = rep.Source, rep.Source, rep.Source
+	}
 	var adds []added
 	var teamID, provID string
 	_, err := r.st.UpdateMessage(msgID, func(m *store.Message) error {
@@ -68,7 +67,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 			for _, a := range addrs {
 				if i := resolve(m, rcpt, a); i >= 0 {
 					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackComplaint, Type: rep.FeedbackType,
-						Source: "arf", ProviderID: provID, At: now}, adds)
+						Source: complaintSrc, ProviderID: provID, At: now}, adds)
 				}
 			}
 		default:
@@ -76,12 +75,12 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 				if !rr.Failed() {
 					continue
 				}
-				kind := routing.BounceOfStatus(rr.Status)
-				if kind == routing.BounceNone {
+				bk := routing.BounceOfStatus(rr.Status)
+				if bk == routing.BounceNone {
 					continue
 				}
 				if i := resolve(m, rcpt, rr.Address); i >= 0 {
-					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackBounce, Type: string(kind), Source: "dsn",
+					adds = addFeedback(m, i, store.Feedback{Kind: store.FeedbackBounce, Type: string(bk), Source: bounceSrc,
 						Status: rr.Status, Diagnostic: clip(rr.Diagnostic, 1000), ProviderID: provID, At: now}, adds)
 				}
 			}
@@ -89,7 +88,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		r.metrics.Report(rep.Kind, "ignored")
+		r.metrics.Report(kind, "ignored")
 		return nil
 	}
 	if err != nil {
@@ -99,7 +98,7 @@ func (r *Recorder) Record(msgID string, rcpt int, rep *Report) error {
 	if len(adds) == 0 {
 		outcome = "ignored"
 	}
-	r.metrics.Report(rep.Kind, outcome)
+	r.metrics.Report(kind, outcome)
 	if len(adds) > 0 && provID != "" && r.OnFeedback != nil {
 		r.OnFeedback(teamID, provID)
 	}

@@ -68,6 +68,10 @@ type Report struct {
 	FeedbackType string
 	// ComplaintRcpts are the ARF report's Original-Rcpt-To addresses.
 	ComplaintRcpts []string
+	// Source names where the report came from on the feedback it adds
+	// and in the report counter ("ses"); "" means the listener's own
+	// ("dsn" for bounces, "arf" for complaints).
+	Source string
 }
 
 // ErrNotReport is a message that is neither a report nor a recognisable
