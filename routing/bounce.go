@@ -25,6 +25,12 @@ const (
 // (552 5.3.4, 550 5.7.1) rejects the message but is not the address's
 // fault, so it is BounceNone.
 func BounceOf(f Failure) BounceKind {
+	if f.Code >= 500 && f.Code <= 504 && parseEnhanced(f.Enhanced).class == 0 {
+		// A protocol error (syntax, sequence, parameter) without a code
+		// naming the address says nothing about the mailbox: an upstream
+		// that lost the MAIL answers 503 to every RCPT.
+		return BounceNone
+	}
 	v := Decide(f)
 	if v.Scope != ScopeRecipient {
 		return BounceNone

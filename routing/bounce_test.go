@@ -19,6 +19,15 @@ func TestBounceOf(t *testing.T) {
 		{Failure{Phase: PhaseConnect, Code: 421, Text: "busy"}, BounceNone},
 		{Failure{Phase: PhaseData, Code: 0}, BounceNone},
 		{Failure{Phase: PhaseAPI, Code: 400, Enhanced: "5.1.1"}, BounceHard},
+		// 500-504 without an enhanced code are protocol errors (syntax,
+		// command sequence, parameters): the session's trouble, not the
+		// address's; suppressing on them would lose good recipients.
+		{Failure{Phase: PhaseRcpt, Code: 503, Text: "need MAIL command"}, BounceNone},
+		{Failure{Phase: PhaseRcpt, Code: 500, Text: "syntax error"}, BounceNone},
+		{Failure{Phase: PhaseRcpt, Code: 501, Text: "bad address syntax"}, BounceNone},
+		{Failure{Phase: PhaseRcpt, Code: 504, Text: "parameter not implemented"}, BounceNone},
+		// With an enhanced code that names the address, it is one.
+		{Failure{Phase: PhaseRcpt, Code: 501, Enhanced: "5.1.3", Text: "bad recipient address syntax"}, BounceHard},
 	}
 	for _, c := range cases {
 		if got := BounceOf(c.f); got != c.want {
