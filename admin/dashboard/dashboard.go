@@ -159,6 +159,7 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("POST /webhooks/{id}/{action}", d.team(d.webhookAction))
 
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
+	m.HandleFunc("GET /operator/nodes", d.operator(d.operatorNodes))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusNotFound, "error", nil, page{Title: "Not found", Message: "There is no such page."})
