@@ -128,11 +128,12 @@ type message struct {
 	SentFromEmail *string         `json:"sent_from_email"`
 	NextAttemptAt *string         `json:"next_attempt_at"`
 	Recipients    []struct {
-		Email      string  `json:"email"`
-		Status     string  `json:"status"`
-		Code       *int    `json:"code"`
-		Reply      *string `json:"reply"`
-		ProviderID *string `json:"provider_id"`
+		Email      string     `json:"email"`
+		Status     string     `json:"status"`
+		Code       *int       `json:"code"`
+		Reply      *string    `json:"reply"`
+		ProviderID *string    `json:"provider_id"`
+		Feedback   []feedback `json:"feedback"`
 	} `json:"recipients"`
 	Attempts  []attempt `json:"attempts"`
 	CreatedAt string    `json:"created_at"`

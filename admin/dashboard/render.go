@@ -55,9 +55,12 @@ var funcs = template.FuncMap{
 		}
 		return r
 	},
-	"mul":      func(a, b int) int { return a * b },
-	"drawRows": drawRows,
-	"charts":   func(cs ...chart) []chart { return cs },
+	"mul":        func(a, b int) int { return a * b },
+	"levelText":  levelText,
+	"levelClass": levelClass,
+	"rate":       rate,
+	"drawRows":   drawRows,
+	"charts":     func(cs ...chart) []chart { return cs },
 	"groupName": func(names map[string]string, id *string) string {
 		if id == nil {
 			return "none"
