@@ -28,7 +28,7 @@ type page struct {
 // pageNames are the templates in templates/, each rendered inside
 // layout.html.
 var pageNames = []string{"signin", "error", "accounts", "account", "account_new", "confirm_delete", "logs",
-	"message", "overview", "groups", "group_delete", "operator", "nodes", "keys", "domains", "domain", "mailboxes", "mailbox", "webhooks", "webhook"}
+	"message", "overview", "groups", "group_delete", "operator", "nodes", "keys", "domains", "domain", "mailboxes", "mailbox", "webhooks", "webhook", "suppressions"}
 
 var funcs = template.FuncMap{
 	"when":     when,
