@@ -81,7 +81,6 @@ func TestSuppressionsHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	teamB, rootB := e.provision("other")
-	_ = teamB
 	mb := e.browser()
 	mb.signIn(rootB)
 	if p := mb.get("/suppressions?search=victim"); strings.Contains(p.Body, "victim@example.com") || strings.Contains(p.Body, "secret reason") {
@@ -93,6 +92,15 @@ func TestSuppressionsHostile(t *testing.T) {
 	}
 	if sup, _ := e.st.Suppressed(e.team.ID, "victim@example.com"); sup == nil {
 		t.Fatal("another team removed the entry")
+	}
+	// The address goes into the API path escaped: a "remove" naming
+	// another route is no request to that route.
+	keysBefore, _ := e.st.Keys(teamB.ID)
+	for _, hostile := range []string{"../../api-keys/" + keysBefore[0].ID, "..%2F..%2Fapi-keys%2F" + keysBefore[0].ID, "x@example.com/../../api-keys"} {
+		mb.post("/suppressions", "/suppressions/remove", url.Values{"email": {hostile}})
+	}
+	if k, _ := e.st.Key(keysBefore[0].ID); k == nil || !k.Active() {
+		t.Fatal("a suppression form reached the key route")
 	}
 	b := e.browser()
 	b.signIn(e.root)
