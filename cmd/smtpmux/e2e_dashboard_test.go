@@ -397,7 +397,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		// Three pages that between them hold every building block (cards,
 		// meters, the forms, tables, the routing SVG); axe takes about 2 s
 		// a page on a loaded machine.
-		for _, path := range []string{"/accounts", "/accounts/" + providerID, "/messages/" + messageID} {
+		for _, path := range []string{"/accounts", "/accounts/" + providerID, "/messages/" + messageID, "/suppressions"} {
 			var violations []string
 			browse(t, ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)),
 				// DevTools evaluation is not page script: the CSP that keeps
