@@ -16,6 +16,21 @@ type suppression struct {
 	CreatedAt string  `json:"created_at"`
 }
 
+// ReasonText is the entry's reason as the page words it.
+func (x suppression) ReasonText() string {
+	switch x.Reason {
+	case "hard_bounce":
+		return "hard bounce"
+	case "soft_bounces":
+		return "soft bounces in a row"
+	case "complaint":
+		return "complaint"
+	case "manual":
+		return "added by hand"
+	}
+	return x.Reason
+}
+
 type suppressionsData struct {
 	List       []suppression
 	Search     string

@@ -53,6 +53,9 @@ func TestSuppressionsPage(t *testing.T) {
 	if rows != 56 || strings.Contains(second.Body, "Next page") || !strings.Contains(second.Body, "user54@example.net") {
 		t.Fatalf("paging: %d rows over two pages, want 56", rows)
 	}
+	if !strings.Contains(first.Body, ">hard bounce</span>") || !strings.Contains(first.Body, ">added by hand</span>") {
+		t.Fatalf("reasons not worded: %s", first.Body)
+	}
 	if s := b.get("/suppressions?search=USER07"); strings.Count(s.Body, `name="email" value=`) != 1 || !strings.Contains(s.Body, "user07@example.net") {
 		t.Fatalf("search: %s", s.Body)
 	}
