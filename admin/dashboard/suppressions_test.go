@@ -32,6 +32,13 @@ func TestSuppressionsPage(t *testing.T) {
 	if !strings.Contains(p.Body, "shared@example.com") || !strings.Contains(p.Body, "&lt;script&gt;alert(1)&lt;/script&gt;") || strings.Contains(p.Body, xss) {
 		t.Fatalf("added entry not shown as text: %s", p.Body)
 	}
+	// Adding it again keeps the entry as it was, and says so.
+	if p := b.follow(b.post("/suppressions", "/suppressions", url.Values{"email": {"shared@example.com"}, "reason": {"other"}})); !strings.Contains(p.Body, "already on the list") {
+		t.Fatalf("second add: %s", p.Body)
+	}
+	if sup, _ := e.st.Suppressed(e.team.ID, "shared@example.com"); sup == nil || sup.Detail != xss {
+		t.Fatalf("second add changed the entry: %+v", sup)
+	}
 	if p := b.post("/suppressions", "/suppressions", url.Values{"email": {"x@example.com"}}); p.Code != http.StatusUnprocessableEntity ||
 		!strings.Contains(p.Body, `id="reason-error"`) || !strings.Contains(p.Body, `value="x@example.com"`) {
 		t.Fatalf("no reason: %d %s", p.Code, p.Body)
