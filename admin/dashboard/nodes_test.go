@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -46,5 +47,35 @@ func TestOperatorNodes(t *testing.T) {
 	tb.signIn(e.root)
 	if p := tb.get("/operator/nodes"); p.Code != http.StatusNotFound {
 		t.Fatalf("nodes page for a team: %d", p.Code)
+	}
+}
+
+// twoNodes is a cluster of two as admin.ClusterView answers it, this node
+// degraded (etcd out of reach): what cmd's adapter over the cluster
+// package reports, without an etcd.
+type twoNodes struct{}
+
+func (twoNodes) Nodes(context.Context) ([]admin.NodeInfo, error) {
+	return []admin.NodeInfo{{NodeID: "n1", AdvertiseURL: "http://127.0.0.1:8025", Version: "1", Self: true},
+		{NodeID: "n2", AdvertiseURL: "http://127.0.0.1:8026", Version: "1"}}, nil
+}
+func (twoNodes) Membership() (string, string) { return "n1", "degraded" }
+func (twoNodes) Forward(context.Context, string, string, string) (int, []byte, bool, error) {
+	return 0, nil, false, nil
+}
+func (twoNodes) WaitApplied(context.Context, int64) {}
+
+// TestOperatorNodesCluster: in cluster mode every registered node is
+// listed with its advertise URL; this node's state is its membership
+// (here degraded: an amber badge, as it still serves on its last view), the others' "live".
+func TestOperatorNodesCluster(t *testing.T) {
+	e := newEnv(t, func(o *admin.Options) { o.Cluster = twoNodes{} })
+	b := e.browser()
+	b.signIn(testOperator)
+	p := b.get("/operator/nodes")
+	for _, want := range []string{"<code>http://127.0.0.1:8026</code>", `<span class="badge badge-pending">degraded</span>`, `<span class="badge badge-active">live</span>`} {
+		if !strings.Contains(p.Body, want) {
+			t.Fatalf("%q not on the Nodes page: %s", want, p.Body)
+		}
 	}
 }
