@@ -22,6 +22,7 @@ type accountForm struct {
 	CanUpdate bool
 	CanTest   bool
 	CanDel    bool
+	Deliv     *delivReport // this account's bounce and complaint rates
 	HasOAuth  bool
 }
 
@@ -210,7 +211,9 @@ func (d *Dashboard) account(w http.ResponseWriter, r *http.Request, s *session) 
 	if !ok {
 		return
 	}
-	d.render(w, r, http.StatusOK, "account", s, page{Title: p.Name, Nav: "accounts", Data: d.accountForm(r, s, p)})
+	f := d.accountForm(r, s, p)
+	f.Deliv = d.deliverability(r, s, p.ID)
+	d.render(w, r, http.StatusOK, "account", s, page{Title: p.Name, Nav: "accounts", Data: f})
 }
 
 // updateAccount is PATCH /providers/{id} with the form.

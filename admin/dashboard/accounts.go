@@ -124,6 +124,7 @@ type accountsData struct {
 	CanCreate  bool
 	CanUpdate  bool
 	CanDelete  bool
+	Deliv      *delivReport // the team's bounce and complaint rates
 }
 
 // accounts is the Sending accounts page.
@@ -156,6 +157,7 @@ func (d *Dashboard) accounts(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	data.Groups = d.groupNames(r, s)
 	data.CanCreate, data.CanUpdate, data.CanDelete = s.allows("provider.create"), s.allows("provider.update"), s.allows("provider.delete")
+	data.Deliv = d.deliverability(r, s, "")
 	d.render(w, r, http.StatusOK, "accounts", s, page{Title: "Sending accounts", Nav: "accounts", Data: data})
 }
 

@@ -89,6 +89,11 @@ func (w *recorder) Write(b []byte) (int, error) {
 // the access log see the real client). body, when not nil, is sent as
 // JSON.
 func (d *Dashboard) call(r *http.Request, s *session, method, path string, q url.Values, body any) *apiAnswer {
+	return d.callPath(r, s, method, "/api/v1"+path, q, body)
+}
+
+// callPath is call for a path outside /api/v1 (/readyz).
+func (d *Dashboard) callPath(r *http.Request, s *session, method, u string, q url.Values, body any) *apiAnswer {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -97,7 +102,6 @@ func (d *Dashboard) call(r *http.Request, s *session, method, path string, q url
 		}
 		rd = bytes.NewReader(b)
 	}
-	u := "/api/v1" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}

@@ -75,7 +75,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 func BenchmarkPages(b *testing.B) {
 	be := newBenchEnv(b)
 	for _, path := range []string{"/accounts", "/logs", "/logs?status=failed", "/logs?search=user99999%40example.net",
-		"/messages/" + be.message, "/overview", "/groups"} {
+		"/messages/" + be.message, "/overview", "/groups", "/suppressions"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				req := httptest.NewRequest("GET", path, nil)

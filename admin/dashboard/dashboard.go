@@ -94,7 +94,7 @@ func New(opts Options) *Dashboard {
 // everything else to the Management API, whose paths (/api/v1/…,
 // /healthz, /readyz, /t/…, /oauth/callback) none of them overlaps.
 var Patterns = []string{"/{$}", "/signin", "/signout", "/accounts", "/accounts/", "/logs", "/messages/",
-	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/mailboxes", "/mailboxes/", "/webhooks", "/webhooks/", "/operator", "/operator/", "/static/"}
+	"/overview", "/groups", "/groups/", "/keys", "/keys/", "/domains", "/domains/", "/mailboxes", "/mailboxes/", "/webhooks", "/webhooks/", "/suppressions", "/suppressions/", "/operator", "/operator/", "/static/"}
 
 // Mount registers the dashboard's Patterns on mux.
 func (d *Dashboard) Mount(mux *http.ServeMux) {
@@ -158,7 +158,12 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("GET /webhooks/{id}", d.team(d.webhookPage))
 	m.HandleFunc("POST /webhooks/{id}/{action}", d.team(d.webhookAction))
 
+	m.HandleFunc("GET /suppressions", d.team(d.suppressions))
+	m.HandleFunc("POST /suppressions", d.team(d.addSuppression))
+	m.HandleFunc("POST /suppressions/remove", d.team(d.removeSuppression))
+
 	m.HandleFunc("GET /operator", d.operator(d.operatorHome))
+	m.HandleFunc("GET /operator/nodes", d.operator(d.operatorNodes))
 	m.HandleFunc("POST /operator/limit-requests/{id}/{decision}", d.operator(d.decideLimitRequest))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, http.StatusNotFound, "error", nil, page{Title: "Not found", Message: "There is no such page."})

@@ -56,6 +56,10 @@ type groupDeleteData struct {
 	Keys      []string
 	Mailboxes []string
 	Names     map[string]string
+	// Unchecked says what could not be read (no permission, an API
+	// error, more than maxListPages pages): the warning is then partial
+	// and the page says so rather than "nothing depends on it".
+	Unchecked []string
 }
 
 // confirmDeleteGroup warns with the keys and mailboxes whose send scope
@@ -81,9 +85,14 @@ func (d *Dashboard) confirmDeleteGroup(w http.ResponseWriter, r *http.Request, s
 			GroupIDs []string `json:"group_public_ids"`
 		} `json:"send_scope"`
 	}
-	var keys, boxes []scoped
-	d.get(r, s, "/api-keys", url.Values{"limit": {"100"}}, &keys)
-	d.get(r, s, "/mailboxes", url.Values{"limit": {"100"}}, &boxes)
+	keys, err := listAll[scoped](d, r, s, "/api-keys")
+	if err != nil {
+		data.Unchecked = append(data.Unchecked, "API keys: "+err.Error())
+	}
+	boxes, err := listAll[scoped](d, r, s, "/mailboxes")
+	if err != nil {
+		data.Unchecked = append(data.Unchecked, "mailboxes: "+err.Error())
+	}
 	for _, k := range keys {
 		if k.SendScope.Type == "group" && containsString(k.SendScope.GroupIDs, g.ID) {
 			data.Keys = append(data.Keys, k.Name+" ("+k.ID+")")

@@ -168,6 +168,15 @@ func (b *browser) do(method, path string, form url.Values) page_ {
 
 func (b *browser) get(path string) page_ { return b.do("GET", path, nil) }
 
+// follow is the GET a browser makes after a 303.
+func (b *browser) follow(p page_) page_ {
+	b.e.t.Helper()
+	if p.Code != http.StatusSeeOther || p.Header.Get("Location") == "" {
+		b.e.t.Fatalf("not a redirect: %d %s", p.Code, p.Body)
+	}
+	return b.get(p.Header.Get("Location"))
+}
+
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrf is the first form token on the page at path.

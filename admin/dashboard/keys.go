@@ -27,7 +27,7 @@ type keysData struct {
 	Keys       []apiKey
 	Groups     []group
 	Names      map[string]string
-	Created    *apiKey // the key just made: its secret is on this page only
+	Created    *apiKey // the key just made: its secret is on this GET only (reveal.go)
 	Error      string
 	Values     map[string]string
 	NextCursor string
@@ -37,7 +37,8 @@ type keysData struct {
 
 // keys lists API keys with a form to make one.
 func (d *Dashboard) keys(w http.ResponseWriter, r *http.Request, s *session) {
-	d.keysPage(w, r, s, http.StatusOK, keysData{})
+	created, _ := revealed(r, "/keys").(*apiKey)
+	d.keysPage(w, r, s, http.StatusOK, keysData{Created: created})
 }
 
 func (d *Dashboard) keysPage(w http.ResponseWriter, r *http.Request, s *session, status int, data keysData) {
@@ -67,8 +68,8 @@ func (d *Dashboard) keysPage(w http.ResponseWriter, r *http.Request, s *session,
 	d.render(w, r, status, "keys", s, page{Title: "API keys", Nav: "keys", Data: data})
 }
 
-// createKey makes a key and shows its secret once, on the answer to the
-// post itself: it is never stored for a later page.
+// createKey makes a key; its secret is shown once, on the GET the answer
+// redirects to (reveal.go).
 func (d *Dashboard) createKey(w http.ResponseWriter, r *http.Request, s *session) {
 	f := r.PostForm
 	body := map[string]any{"name": strings.TrimSpace(f.Get("name")), "type": f.Get("type")}
@@ -92,7 +93,7 @@ func (d *Dashboard) createKey(w http.ResponseWriter, r *http.Request, s *session
 		d.keysPage(w, r, s, http.StatusUnprocessableEntity, keysData{Error: err.Error(), Values: formValues(r)})
 		return
 	}
-	d.keysPage(w, r, s, http.StatusCreated, keysData{Created: &created})
+	d.revealRedirect(w, r, s, "/keys", &created)
 }
 
 // revokeKey revokes a key at once.

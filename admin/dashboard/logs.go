@@ -25,7 +25,7 @@ type logsData struct {
 	Providers  []provider
 	Names      map[string]string
 	NextCursor string
-	NextQuery  string
+	NextURL    string // the next page, whole: html/template would escape a bare query's = and &
 	Error      string
 	Filtered   bool
 }
@@ -62,7 +62,7 @@ func (d *Dashboard) logs(w http.ResponseWriter, r *http.Request, s *session) {
 			next.Set(k, v)
 		}
 		next.Set("cursor", a.Pagination.NextCursor)
-		data.NextQuery = next.Encode()
+		data.NextURL = "/logs?" + next.Encode()
 	}
 	data.Providers, data.Names = d.providerNames(r, s)
 	d.render(w, r, http.StatusOK, "logs", s, page{Title: "Logs", Nav: "logs", Data: data})
@@ -128,11 +128,12 @@ type message struct {
 	SentFromEmail *string         `json:"sent_from_email"`
 	NextAttemptAt *string         `json:"next_attempt_at"`
 	Recipients    []struct {
-		Email      string  `json:"email"`
-		Status     string  `json:"status"`
-		Code       *int    `json:"code"`
-		Reply      *string `json:"reply"`
-		ProviderID *string `json:"provider_id"`
+		Email      string     `json:"email"`
+		Status     string     `json:"status"`
+		Code       *int       `json:"code"`
+		Reply      *string    `json:"reply"`
+		ProviderID *string    `json:"provider_id"`
+		Feedback   []feedback `json:"feedback"`
 	} `json:"recipients"`
 	Attempts  []attempt `json:"attempts"`
 	CreatedAt string    `json:"created_at"`

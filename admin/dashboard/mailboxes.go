@@ -95,7 +95,8 @@ func (d *Dashboard) createMailbox(w http.ResponseWriter, r *http.Request, s *ses
 
 // mailboxPage is one mailbox with its passwords.
 func (d *Dashboard) mailboxPage(w http.ResponseWriter, r *http.Request, s *session) {
-	d.showMailbox(w, r, s, http.StatusOK, mailboxesData{})
+	created, _ := revealed(r, "/mailboxes/"+pathEscape(r.PathValue("id"))).(*mailboxPassword)
+	d.showMailbox(w, r, s, http.StatusOK, mailboxesData{Created: created})
 }
 
 func (d *Dashboard) showMailbox(w http.ResponseWriter, r *http.Request, s *session, status int, data mailboxesData) {
@@ -118,8 +119,8 @@ func (d *Dashboard) showMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 	d.render(w, r, status, "mailbox", s, page{Title: m.Address, Nav: "mailboxes", Data: data})
 }
 
-// createMailboxPassword shows the new password once, on the answer to
-// the form.
+// createMailboxPassword makes a password; it is shown once, on the GET
+// the answer redirects to (reveal.go).
 func (d *Dashboard) createMailboxPassword(w http.ResponseWriter, r *http.Request, s *session) {
 	body := map[string]any{}
 	if n := strings.TrimSpace(r.PostFormValue("name")); n != "" {
@@ -134,7 +135,7 @@ func (d *Dashboard) createMailboxPassword(w http.ResponseWriter, r *http.Request
 		d.showMailbox(w, r, s, http.StatusUnprocessableEntity, mailboxesData{Error: err.Error()})
 		return
 	}
-	d.showMailbox(w, r, s, http.StatusCreated, mailboxesData{Created: &created})
+	d.revealRedirect(w, r, s, "/mailboxes/"+pathEscape(r.PathValue("id")), &created)
 }
 
 func (d *Dashboard) revokeMailboxPassword(w http.ResponseWriter, r *http.Request, s *session) {

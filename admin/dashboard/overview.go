@@ -123,6 +123,7 @@ type overviewData struct {
 	Troubled  []provider
 	Queue     int
 	Error     string
+	Deliv     *delivReport // the team's bounce and complaint rates
 }
 
 // overview: traffic over 24 h and 7 d, per-provider use, queue depth and
@@ -161,5 +162,6 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, s *session)
 	for _, x := range u.Providers {
 		data.Queue += x.Pending7d
 	}
+	data.Deliv = d.deliverability(r, s, "")
 	d.render(w, r, http.StatusOK, "overview", s, page{Title: "Overview", Nav: "overview", Data: data})
 }

@@ -124,16 +124,17 @@ func TestGroupDeleteWarning(t *testing.T) {
 	}
 }
 
-// TestKeys: a new key's secret is shown once, on the answer to the form,
-// and never again; revoking it stops it at once.
+// TestKeys: a new key's secret is shown once, on the page the form
+// redirects to, and never again; revoking it stops it at once.
 func TestKeys(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
 	b.signIn(e.root)
 	p := b.post("/keys", "/keys", url.Values{"name": {"app <b>"}, "type": {"sending"}})
-	if p.Code != http.StatusCreated {
+	if p.Code != http.StatusSeeOther {
 		t.Fatalf("create: %d %s", p.Code, p.Body)
 	}
+	p = b.follow(p)
 	secret := extract(t, p.Body, `id="new-key" readonly value="(smx_mbx_[^"]+)"`)
 	if strings.Contains(p.Body, "app <b>") {
 		t.Fatal("key name not escaped")
@@ -273,9 +274,10 @@ func TestMailboxes(t *testing.T) {
 	}
 	loc := p.Header.Get("Location")
 	p = b.post(loc, loc+"/passwords", url.Values{"name": {"laptop"}})
-	if p.Code != http.StatusCreated {
+	if p.Code != http.StatusSeeOther {
 		t.Fatalf("password: %d %s", p.Code, p.Body)
 	}
+	p = b.follow(p)
 	pw := extract(t, p.Body, `id="new-pw" readonly value="(smx_mbx_[^"]+)"`)
 	if strings.Contains(b.get(loc).Body, pw) {
 		t.Fatal("the password is shown again")
@@ -306,9 +308,10 @@ func TestWebhooks(t *testing.T) {
 		t.Fatalf("no events: %d %s", p.Code, p.Body)
 	}
 	p := b.post("/webhooks", "/webhooks", url.Values{"name": {"ops"}, "url": {"http://127.0.0.1:9/hook"}, "event_types": webhook.EventTypes[:2]})
-	if p.Code != http.StatusCreated {
+	if p.Code != http.StatusSeeOther {
 		t.Fatalf("create: %d %s", p.Code, p.Body)
 	}
+	p = b.follow(p)
 	secret := extract(t, p.Body, `id="hook-secret" readonly value="([^"]+)"`)
 	id := extract(t, p.Body, `action="/webhooks/([^/"]+)/test"`)
 	loc := "/webhooks/" + id
@@ -321,7 +324,7 @@ func TestWebhooks(t *testing.T) {
 	if page := b.get(loc); !strings.Contains(page.Body, "Test event queued") || !strings.Contains(page.Body, `<th scope="col">Attempts</th>`) {
 		t.Fatalf("no test delivery listed: %s", page.Body)
 	}
-	p = b.post(loc, loc+"/rotate-secret", nil)
+	p = b.follow(b.post(loc, loc+"/rotate-secret", nil))
 	if next := extract(t, p.Body, `id="hook-secret" readonly value="([^"]+)"`); next == secret {
 		t.Fatal("rotation kept the secret")
 	}

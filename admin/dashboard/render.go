@@ -28,7 +28,7 @@ type page struct {
 // pageNames are the templates in templates/, each rendered inside
 // layout.html.
 var pageNames = []string{"signin", "error", "accounts", "account", "account_new", "confirm_delete", "logs",
-	"message", "overview", "groups", "group_delete", "operator", "keys", "domains", "domain", "mailboxes", "mailbox", "webhooks", "webhook"}
+	"message", "overview", "groups", "group_delete", "operator", "nodes", "keys", "domains", "domain", "mailboxes", "mailbox", "webhooks", "webhook", "suppressions"}
 
 var funcs = template.FuncMap{
 	"when":     when,
@@ -55,9 +55,12 @@ var funcs = template.FuncMap{
 		}
 		return r
 	},
-	"mul":      func(a, b int) int { return a * b },
-	"drawRows": drawRows,
-	"charts":   func(cs ...chart) []chart { return cs },
+	"mul":        func(a, b int) int { return a * b },
+	"levelText":  levelText,
+	"levelClass": levelClass,
+	"rate":       rate,
+	"drawRows":   drawRows,
+	"charts":     func(cs ...chart) []chart { return cs },
 	"groupName": func(names map[string]string, id *string) string {
 		if id == nil {
 			return "none"

@@ -35,6 +35,7 @@ type session struct {
 	last     time.Time
 	flash    string // a one-shot notice for the next page ("Provider activated")
 	flashErr bool
+	reveal   *reveal // a secret just made, for the next GET (reveal.go)
 }
 
 // allows reports whether the session's key holds perm, to decide which
@@ -220,7 +221,12 @@ func (d *Dashboard) requireSession(operator bool, h handler) http.HandlerFunc {
 				return
 			}
 		}
+		// Every signed-in answer holds tenant data or a secret: no cache
+		// (the browser's included) may keep it.
 		w.Header().Set("Cache-Control", "no-store")
+		if r.Method == http.MethodGet {
+			r = d.withReveal(r, s)
+		}
 		h(w, r, s)
 	}
 }

@@ -34,7 +34,7 @@ type hooksData struct {
 	Hooks      []hook
 	Hook       *hook
 	Deliveries []delivery
-	Secret     string // a secret just made: shown on this answer only
+	Secret     string // a secret just made: shown on this GET only (reveal.go)
 	Types      []string
 	Checked    map[string]bool
 	Values     map[string]string
@@ -91,11 +91,15 @@ func (d *Dashboard) createWebhook(w http.ResponseWriter, r *http.Request, s *ses
 		d.webhooksPage(w, r, s, http.StatusUnprocessableEntity, hooksData{Error: err.Error(), Values: formValues(r), Checked: checked})
 		return
 	}
-	d.showWebhook(w, r, s, created.ID, http.StatusCreated, hooksData{Secret: created.Secret})
+	d.revealRedirect(w, r, s, "/webhooks/"+pathEscape(created.ID), &created)
 }
 
 func (d *Dashboard) webhookPage(w http.ResponseWriter, r *http.Request, s *session) {
-	d.showWebhook(w, r, s, r.PathValue("id"), http.StatusOK, hooksData{})
+	var data hooksData
+	if h, _ := revealed(r, "/webhooks/"+pathEscape(r.PathValue("id"))).(*hook); h != nil {
+		data.Secret = h.Secret
+	}
+	d.showWebhook(w, r, s, r.PathValue("id"), http.StatusOK, data)
 }
 
 // showWebhook is one webhook with its recent deliveries.
@@ -132,7 +136,7 @@ func (d *Dashboard) webhookAction(w http.ResponseWriter, r *http.Request, s *ses
 			d.showWebhook(w, r, s, id, a.Status, hooksData{Error: err.Error()})
 			return
 		}
-		d.showWebhook(w, r, s, id, http.StatusOK, hooksData{Secret: h.Secret})
+		d.revealRedirect(w, r, s, "/webhooks/"+id, &h)
 	case "test":
 		d.hookCall(w, r, s, http.MethodPost, "/webhooks/"+id+"/test", map[string]any{}, "/webhooks/"+id, "Test event queued; its delivery appears below.")
 	case "enable", "disable":

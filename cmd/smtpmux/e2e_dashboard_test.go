@@ -318,6 +318,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	})
 
+	step("suppress an address with a hostile reason", func(t *testing.T) {
+		reason := `<img src=x onerror=alert(1)>`
+		var shown string
+		var imgs int
+		browse(t, ctx, chromedp.Navigate(base+"/suppressions"), chromedp.WaitVisible(chromedp.CSS(`#sup-email`)),
+			chromedp.SendKeys(chromedp.CSS(`#sup-email`), "gone@example.net"), chromedp.SendKeys(chromedp.CSS(`#sup-reason`), reason),
+			chromedp.Submit(chromedp.CSS(`#sup-reason`)), chromedp.WaitVisible(chromedp.CSS(`main tbody td:nth-child(4)`)),
+			into(&shown, chromedp.TextContent(chromedp.CSS(`main tbody td:nth-child(4)`))),
+			into(&imgs, chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)))
+		if shown != reason || imgs != 0 || dialogs.Load() != 0 {
+			t.Fatalf("reason shown %q, %d images, %d dialogs", shown, imgs, dialogs.Load())
+		}
+		if code, _ := d.api("GET", "/suppressions/gone@example.net", nil); code != 200 {
+			t.Fatalf("not suppressed: %d", code)
+		}
+	})
+
 	step("a form without its CSRF token is refused", func(t *testing.T) {
 		jar, _ := cookiejar.New(nil)
 		c := &http.Client{Jar: jar}
@@ -365,7 +382,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	step("pages fit a phone's width", func(t *testing.T) {
 		t.Cleanup(func() { chromedp.Do(ctx, chromedp.ResetViewport()) })
 		browse(t, ctx, chromedp.EmulateViewport(390, 844))
-		for _, path := range []string{"/overview", "/accounts", "/accounts/" + providerID, "/accounts/new", "/logs", "/messages/" + messageID, "/groups"} {
+		for _, path := range []string{"/overview", "/accounts", "/accounts/" + providerID, "/accounts/new", "/logs", "/messages/" + messageID, "/groups", "/suppressions"} {
 			var fits bool
 			browse(t, ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)),
 				into(&fits, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`)))
@@ -380,7 +397,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		// Three pages that between them hold every building block (cards,
 		// meters, the forms, tables, the routing SVG); axe takes about 2 s
 		// a page on a loaded machine.
-		for _, path := range []string{"/accounts", "/accounts/" + providerID, "/messages/" + messageID} {
+		for _, path := range []string{"/accounts", "/accounts/" + providerID, "/messages/" + messageID, "/suppressions"} {
 			var violations []string
 			browse(t, ctx, chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS(`main h1`)),
 				// DevTools evaluation is not page script: the CSP that keeps
