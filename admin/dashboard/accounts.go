@@ -164,11 +164,8 @@ func (d *Dashboard) accounts(w http.ResponseWriter, r *http.Request, s *session)
 // groupNames maps the team's delivery groups' IDs to names; empty when
 // the key may not read groups (the page then shows IDs).
 func (d *Dashboard) groupNames(r *http.Request, s *session) map[string]string {
-	out := map[string]string{}
-	for _, g := range d.listGroups(r, s) {
-		out[g.ID] = g.Name
-	}
-	return out
+	_, names := d.groupsAndNames(r, s)
+	return names
 }
 
 func (d *Dashboard) listGroups(r *http.Request, s *session) []group {

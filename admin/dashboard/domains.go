@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -51,20 +50,14 @@ func (d *Dashboard) domains(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 func (d *Dashboard) domainsPage(w http.ResponseWriter, r *http.Request, s *session, status int, data domainsData) {
-	q := url.Values{"limit": {"50"}}
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		q.Set("cursor", c)
-	}
-	a, err := d.get(r, s, "/domains", q, &data.Domains)
-	if d.signedOut(w, r, s, a) {
+	next, errText, done := d.listPage(w, r, s, "/domains", &data.Domains)
+	if done {
 		return
 	}
-	if err != nil && data.Error == "" {
-		data.Error = err.Error()
+	if data.Error == "" {
+		data.Error = errText
 	}
-	if a.Pagination.HasMore {
-		data.NextCursor = a.Pagination.NextCursor
-	}
+	data.NextCursor = next
 	d.domainPerms(s, &data)
 	d.render(w, r, status, "domains", s, page{Title: "Domains", Nav: "domains", Data: data})
 }

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -42,25 +41,15 @@ func (d *Dashboard) keys(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func (d *Dashboard) keysPage(w http.ResponseWriter, r *http.Request, s *session, status int, data keysData) {
-	q := url.Values{"limit": {"50"}}
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		q.Set("cursor", c)
-	}
-	a, err := d.get(r, s, "/api-keys", q, &data.Keys)
-	if d.signedOut(w, r, s, a) {
+	next, errText, done := d.listPage(w, r, s, "/api-keys", &data.Keys)
+	if done {
 		return
 	}
-	if err != nil && data.Error == "" {
-		data.Error = err.Error()
+	if data.Error == "" {
+		data.Error = errText
 	}
-	if a.Pagination.HasMore {
-		data.NextCursor = a.Pagination.NextCursor
-	}
-	data.Groups = d.listGroups(r, s)
-	data.Names = map[string]string{}
-	for _, g := range data.Groups {
-		data.Names[g.ID] = g.Name
-	}
+	data.NextCursor = next
+	data.Groups, data.Names = d.groupsAndNames(r, s)
 	data.CanCreate, data.CanDelete = s.allows("key.create"), s.allows("key.delete")
 	if data.Values == nil {
 		data.Values = map[string]string{"type": "sending"}

@@ -34,3 +34,37 @@ func listAll[T any](d *Dashboard, r *http.Request, s *session, path string) ([]T
 	}
 	return out, fmt.Errorf("only the first %d were checked", len(out))
 }
+
+// listPage reads the page of a list route (50 at a time) that the
+// request's cursor names into dst: the page views of keys, mailboxes,
+// domains and accounts. It returns the cursor of the next page ("" on the
+// last) and the error to show; done means the session ended and the
+// answer has been written (signedOut).
+func (d *Dashboard) listPage(w http.ResponseWriter, r *http.Request, s *session, path string, dst any) (next string, errText string, done bool) {
+	q := url.Values{"limit": {"50"}}
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		q.Set("cursor", c)
+	}
+	a, err := d.get(r, s, path, q, dst)
+	if d.signedOut(w, r, s, a) {
+		return "", "", true
+	}
+	if err != nil {
+		errText = err.Error()
+	}
+	if a.Pagination.HasMore {
+		next = a.Pagination.NextCursor
+	}
+	return next, errText, false
+}
+
+// groupsAndNames is the team's delivery groups and their names by ID, for
+// pages that show which group a key or mailbox sends through.
+func (d *Dashboard) groupsAndNames(r *http.Request, s *session) ([]group, map[string]string) {
+	gs := d.listGroups(r, s)
+	names := make(map[string]string, len(gs))
+	for _, g := range gs {
+		names[g.ID] = g.Name
+	}
+	return gs, names
+}

@@ -46,25 +46,15 @@ func (d *Dashboard) mailboxes(w http.ResponseWriter, r *http.Request, s *session
 }
 
 func (d *Dashboard) mailboxesPage(w http.ResponseWriter, r *http.Request, s *session, status int, data mailboxesData) {
-	q := url.Values{"limit": {"50"}}
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		q.Set("cursor", c)
-	}
-	a, err := d.get(r, s, "/mailboxes", q, &data.Mailboxes)
-	if d.signedOut(w, r, s, a) {
+	next, errText, done := d.listPage(w, r, s, "/mailboxes", &data.Mailboxes)
+	if done {
 		return
 	}
-	if err != nil && data.Error == "" {
-		data.Error = err.Error()
+	if data.Error == "" {
+		data.Error = errText
 	}
-	if a.Pagination.HasMore {
-		data.NextCursor = a.Pagination.NextCursor
-	}
-	data.Groups = d.listGroups(r, s)
-	data.Names = map[string]string{}
-	for _, g := range data.Groups {
-		data.Names[g.ID] = g.Name
-	}
+	data.NextCursor = next
+	data.Groups, data.Names = d.groupsAndNames(r, s)
 	data.CanCreate, data.CanUpdate = s.allows("mailbox.create"), s.allows("mailbox.update")
 	if data.Values == nil {
 		data.Values = map[string]string{}
