@@ -23,24 +23,53 @@ const SchemaVersion = 7
 // smtpmux: its layout is unknown here, and reading it could lose mail.
 var ErrSchemaTooNew = errors.New("store schema is newer than this binary supports")
 
-// migration moves a store from version to-1 to version to.
+// migration moves a store from version to-1 to version to. A step has
+// either fn (the whole step in one transaction) or batch (the step in
+// chunks, see migrateChunked).
 type migration struct {
-	to   uint64
-	name string // what it does, for the log
-	fn   func(tx *bolt.Tx) error
+	to    uint64
+	name  string // what it does, for the log
+	fn    func(tx *bolt.Tx) error
+	batch batchFn
+	total func(tx *bolt.Tx) int // records batch walks, for the progress log
 }
 
+// batchFn does the part of a chunked step that follows the record key
+// after (nil: from the start), at most limit records, in tx. It returns
+// the last key it did and how many records, and done once nothing
+// follows. Its writes must be exactly the records' contribution, so that
+// the chunks add up to the whole step: a counter increment commits with
+// the cursor that says it was made, and is never made twice.
+type batchFn func(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, done bool, err error)
+
 // migrations are the forward steps, in order, the last one ending at
-// SchemaVersion. Each runs in its own transaction together with the
-// version bump, so a crash or a failure mid-step leaves the file at the
-// version before it, whole, and the next Open runs the step again.
+// SchemaVersion. The contract:
+//
+//   - A step with fn runs in one transaction together with the version
+//     bump, so a crash or a failure mid-step leaves the file at the
+//     version before it, whole, and the next Open runs the step again.
+//     Only steps whose work is bounded by something small (the queue, the
+//     teams) may do that: one transaction holds every page it dirties in
+//     memory until it commits.
+//   - A step that walks every message (the history) has batch instead: it
+//     commits every migrationBatch records, each batch's writes together
+//     with the resume cursor (step and last key done) in the meta bucket;
+//     only the last batch's transaction bumps the version and deletes the
+//     cursor. A crash or failure mid-step leaves the file at the version
+//     before it with the cursor: the next Open resumes after the cursor,
+//     so no record is counted twice and the version never claims an index
+//     that is half built. Between two runs of such a step, the file must
+//     be opened only by a binary that knows the step (one before it would
+//     change messages without moving the half-built indexes): downgrading
+//     means restoring a backup in any case.
+//
 // Migrations are forward-only: downgrading means restoring a backup.
 var migrations = []migration{
 	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
 	{to: 3, name: "index queued messages holding managed-account reservations", fn: migrateManagedReserved},
 	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
 	{to: 5, name: "record the due times of waiting messages in their waiting entries", fn: migrateWaitingDue},
-	{to: 6, name: "index messages by team and count them by team, provider and hour", fn: migrateTeamHistory},
+	{to: 6, name: "index messages by team and count them by team, provider and hour", batch: migrateTeamHistory, total: countMessages},
 	{to: 7, name: "index teams by name", fn: migrateTeamNames},
 }
 
@@ -54,7 +83,7 @@ var keySchemaVersion = []byte("schema_version")
 func migrate(db *bolt.DB, steps []migration, log *slog.Logger) error {
 	latest := uint64(1)
 	for i, m := range steps {
-		if m.to != uint64(i)+2 || m.fn == nil {
+		if m.to != uint64(i)+2 || (m.fn == nil) == (m.batch == nil) {
 			return fmt.Errorf("store migrations out of order: step %d goes to version %d", i, m.to)
 		}
 		latest = m.to
@@ -106,6 +135,16 @@ func migrate(db *bolt.DB, steps []migration, log *slog.Logger) error {
 			continue
 		}
 		start := time.Now()
+		if m.batch != nil {
+			if err := migrateChunked(db, m, log); err != nil {
+				log.Error("store schema migration failed; the file stays at the previous version, the next start resumes it",
+					"from", m.to-1, "to", m.to, "step", m.name, "err", err)
+				return fmt.Errorf("migrating the store from schema version %d to %d (%s): %w", m.to-1, m.to, m.name, err)
+			}
+			log.Info("store schema migrated", "from", m.to-1, "to", m.to, "step", m.name,
+				"took_ms", time.Since(start).Milliseconds())
+			continue
+		}
 		err := db.Update(func(tx *bolt.Tx) error {
 			// Steps may rely on every current bucket existing; the
 			// creation commits (or not) with the step.

@@ -76,7 +76,7 @@ func withMigrations(t *testing.T, steps []migration) {
 
 func TestMigrationList(t *testing.T) {
 	for i, m := range migrations {
-		if m.to != uint64(i)+2 || m.fn == nil || m.name == "" {
+		if m.to != uint64(i)+2 || (m.fn == nil) == (m.batch == nil) || m.name == "" {
 			t.Fatalf("migration %d: %+v: steps go 1→2, 2→3, … in order, each named", i, m)
 		}
 	}

@@ -9,6 +9,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"maps"
 	"slices"
@@ -370,51 +371,62 @@ func (s *Store) SentCounts(teamID string, from time.Time, fn func(at time.Time, 
 	})
 }
 
-// migrateTeamHistory is step 5 → 6: it enters every existing message in
-// its team's index and filter indexes and adds it to the counters. Counts are summed in
-// memory first (one write per counter, not per message). It only adds
-// keys to the three new buckets: no message record is rewritten.
-func migrateTeamHistory(tx *bolt.Tx) error {
-	// Keys are collected, then written in key order: bbolt appends
-	// sorted keys to a page at a time, while one transaction of keys in
-	// message (not team) order splits and rewrites pages all over.
+// migrateTeamHistory is step 5 → 6, chunked (batchFn): it enters each
+// message after the cursor, up to limit, in its team's index and filter
+// indexes and adds it to the counters. It only adds keys to the three new
+// buckets: no message record is rewritten. Counts are summed in memory
+// per batch and added to what earlier batches committed (one read and one
+// write per counter per batch, not per message); keys are written in key
+// order, since bbolt splits and rewrites fewer pages for sorted puts.
+func migrateTeamHistory(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, done bool, err error) {
 	byTeam, byFilter := map[string][]byte{}, map[string][]byte{}
 	total := map[string]int64{}
-	err := tx.Bucket(bMessages).ForEach(func(id, v []byte) error {
+	c := tx.Bucket(bMessages).Cursor()
+	k, v := c.First()
+	if after != nil {
+		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && n < limit; k, v = c.Next() {
 		var m Message
 		if err := jsonUnmarshal(v, &m); err != nil {
-			return err
+			return nil, 0, false, fmt.Errorf("message %s: %w", k, err)
 		}
-		for k, n := range messageCounts(&m) {
-			total[k] += n
+		for ck, cn := range messageCounts(&m) {
+			total[ck] += cn
 		}
-		for k := range filterKeys(&m) {
-			byFilter[k] = createdValue(&m)
+		for fk := range filterKeys(&m) {
+			byFilter[fk] = createdValue(&m)
 		}
-		byTeam[string(teamIndexKey(m.TeamID, string(id)))] = createdValue(&m)
-		return nil
-	})
-	if err != nil {
-		return err
+		byTeam[string(teamIndexKey(m.TeamID, string(k)))] = createdValue(&m)
+		last, n = k, n+1
 	}
+	last = bytes.Clone(last) // k points into the map, valid only in tx
 	for _, kv := range []struct {
 		b    []byte
 		keys map[string][]byte
 	}{{bMsgByTeam, byTeam}, {bMsgByFilter, byFilter}} {
 		b := tx.Bucket(kv.b)
-		b.FillPercent = 1 // appended in order: full pages
-		for _, k := range slices.Sorted(maps.Keys(kv.keys)) {
-			if err := b.Put([]byte(k), kv.keys[k]); err != nil {
-				return err
+		for _, key := range slices.Sorted(maps.Keys(kv.keys)) {
+			if err := b.Put([]byte(key), kv.keys[key]); err != nil {
+				return nil, 0, false, err
 			}
 		}
 	}
 	counts := tx.Bucket(bMsgCounts)
-	counts.FillPercent = 1
-	for _, k := range slices.Sorted(maps.Keys(total)) {
-		if err := counts.Put([]byte(k), []byte(be64Key(total[k]))); err != nil {
-			return err
+	for _, key := range slices.Sorted(maps.Keys(total)) {
+		sum := total[key]
+		if v := counts.Get([]byte(key)); len(v) == 8 {
+			sum += int64(binary.BigEndian.Uint64(v))
+		}
+		if err := counts.Put([]byte(key), []byte(be64Key(sum))); err != nil {
+			return nil, 0, false, err
 		}
 	}
-	return nil
+	return last, n, k == nil, nil
 }
+
+// countMessages is the number of message records, for the progress log
+// of a step over every message (a walk of the bucket's pages, no decode).
+func countMessages(tx *bolt.Tx) int { return tx.Bucket(bMessages).Stats().KeyN }

@@ -5,6 +5,7 @@
 //
 //	bigstore -db /tmp/big/smtpmux.db -own 1000000 -others 1000000 -teams 1000
 //	bigstore -db /tmp/big/smtpmux.db -open
+//	bigstore -db /tmp/big/smtpmux.db -rewind5   # then -open times the 5 → 6 migration
 //
 // Build mode writes finished messages spread over the last -days days
 // (store.LoadHistory: every index and counter is maintained), the own
@@ -42,9 +43,16 @@ func main() {
 	open := flag.Bool("open", false, "open an existing store and measure instead of building")
 	team := flag.String("team", "", "team to read in -open mode")
 	enqueues = flag.Int("enqueues", 0, "in -open mode, then enqueue this many messages one by one and time them")
+	rewind := flag.Bool("rewind5", false, "drop the history indexes and counters and set schema 5, so the next -open migrates 5 → 6")
 	flag.Parse()
 	if *db == "" {
 		log.Fatal("-db is required")
+	}
+	if *rewind {
+		if err := rewindToSchema5(*db); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if *open {
 		measureOpen(*db, *team)
@@ -119,7 +127,17 @@ func message(team string, at time.Time, i int) *store.Message {
 }
 
 // vmRSS is this process's resident set in MB, from /proc/self/status.
-func vmRSS() float64 {
+func vmRSS() float64 { return procStatus("VmRSS:") }
+
+func maxf(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// procStatus is the field (with its colon) of /proc/self/status in MB.
+func procStatus(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return -1
@@ -127,7 +145,7 @@ func vmRSS() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			var kb float64
 			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb)
 			return kb / 1024
@@ -138,12 +156,30 @@ func vmRSS() float64 {
 
 func measureOpen(path, team string) {
 	out := map[string]any{}
+	// The peak of anonymous memory during Open (a migration's heap): the
+	// file-backed pages of the map are the page cache, and VmHWM counts
+	// them too.
+	stop, peak := make(chan struct{}), make(chan float64)
+	go func() {
+		max := 0.0
+		for t := time.NewTicker(20 * time.Millisecond); ; {
+			max = maxf(max, procStatus("RssAnon:"))
+			select {
+			case <-stop:
+				peak <- max
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	start := time.Now()
-	s, err := store.Open(path, time.Second, store.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := store.Open(path, time.Second, store.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
+	close(stop)
+	out["peak_anon_mb_during_open"] = <-peak
 	out["open_ms"] = time.Since(start).Milliseconds()
 	out["rss_mb_after_open"] = vmRSS()
 	if fi, err := os.Stat(path); err == nil {
