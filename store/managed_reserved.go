@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -63,21 +64,32 @@ func (s *Store) ManagedReservations() ([]ManagedReservation, error) {
 	return out, err
 }
 
-// migrateManagedReserved is step 2 → 3: queued messages written before the
-// index enter it.
-func migrateManagedReserved(tx *bolt.Tx) error {
+// migrateManagedReserved is step 2 → 3, chunked (batchFn): queued
+// messages after the cursor in the due index, up to limit, written before
+// the reservation index, enter it. It writes only the index (a put of a
+// value derived from the record), never the due entries it walks.
+func migrateManagedReserved(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, done bool, err error) {
 	msgs := tx.Bucket(bMessages)
-	return tx.Bucket(bDue).ForEach(func(k, _ []byte) error {
+	c := tx.Bucket(bDue).Cursor()
+	k, _ := seekAfter(c, after)
+	for ; k != nil && n < limit; k, _ = c.Next() {
+		last, n = k, n+1
 		if len(k) <= 8 {
-			return nil
+			continue
 		}
 		var m Message
 		if err := getJSON(msgs, string(k[8:]), &m); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				return nil // an index entry without a record: nothing to count
+				continue // an index entry without a record: nothing to count
 			}
-			return fmt.Errorf("message %s: %w", k[8:], err)
+			return nil, 0, false, fmt.Errorf("message %s: %w", k[8:], err)
 		}
-		return syncManagedReserved(tx, &m, false)
-	})
+		if err := syncManagedReserved(tx, &m, false); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	return bytes.Clone(last), n, k == nil, nil
 }
+
+// countDue is the number of queue entries, for the progress log.
+func countDue(tx *bolt.Tx) int { return tx.Bucket(bDue).Stats().KeyN }

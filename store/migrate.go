@@ -48,11 +48,11 @@ type batchFn func(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, don
 //   - A step with fn runs in one transaction together with the version
 //     bump, so a crash or a failure mid-step leaves the file at the
 //     version before it, whole, and the next Open runs the step again.
-//     Only steps whose work is bounded by something small (the queue, the
-//     teams) may do that: one transaction holds every page it dirties in
-//     memory until it commits.
-//   - A step that walks every message (the history) has batch instead: it
-//     commits every migrationBatch records, each batch's writes together
+//     Only steps whose work is bounded by something small (the messages
+//     in flight, the teams' records) may do that: one transaction holds
+//     every page it dirties in memory until it commits.
+//   - A step that walks every message (the history) or the queue (which
+//     may hold a whole outage's mail) has batch instead: it commits every migrationBatch records, each batch's writes together
 //     with the resume cursor (step and last key done) in the meta bucket;
 //     only the last batch's transaction bumps the version and deletes the
 //     cursor. A crash or failure mid-step leaves the file at the version
@@ -66,7 +66,7 @@ type batchFn func(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, don
 // Migrations are forward-only: downgrading means restoring a backup.
 var migrations = []migration{
 	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
-	{to: 3, name: "index queued messages holding managed-account reservations", fn: migrateManagedReserved},
+	{to: 3, name: "index queued messages holding managed-account reservations", batch: migrateManagedReserved, total: countDue},
 	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
 	{to: 5, name: "record the due times of waiting messages in their waiting entries", fn: migrateWaitingDue},
 	{to: 6, name: "index messages by team and count them by team, provider and hour", batch: migrateTeamHistory, total: countMessages},

@@ -116,3 +116,15 @@ func migrateChunked(db *bolt.DB, m migration, log *slog.Logger) error {
 		}
 	}
 }
+
+// seekAfter positions c on the first key after after (the first key when
+// after is nil): where a chunked step's next batch starts.
+func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
+	if after == nil {
+		return c.First()
+	}
+	if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+		return c.Next()
+	}
+	return k, v
+}

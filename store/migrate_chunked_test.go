@@ -290,3 +290,59 @@ func TestForeignMigrationCursorRefused(t *testing.T) {
 		t.Fatalf("version %d", v)
 	}
 }
+
+// TestInterruptedReservationMigrationResumes: step 2 → 3 walks the queue
+// in batches too; stopped after two batches it leaves the file at version
+// 2, and the next Open finishes the index (every queued message holding a
+// reservation, none other).
+func TestInterruptedReservationMigrationResumes(t *testing.T) {
+	s, path := openTest(t)
+	now := time.Now().UTC()
+	held := map[string]bool{}
+	for i := range 25 {
+		m := newMsg(now.Add(time.Duration(i) * time.Second))
+		if i%5 != 0 { // every fifth holds none
+			m.ManagedReserved, m.ManagedProviderID = 1+i%3, "dprov_managed"
+			held[m.ID] = true
+		}
+		if err := s.Enqueue(m, []byte("body")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bManagedReserved); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(keySchemaVersion, be64(2))
+	})
+	crash := errors.New("injected crash after a batch")
+	withBatch(t, 4, func(to uint64, n int) error {
+		if to == 3 && n == 2 {
+			return crash
+		}
+		return nil
+	})
+	if _, err := Open(path, time.Second); !errors.Is(err, crash) {
+		t.Fatalf("Open: %v, want the injected crash", err)
+	}
+	if v, _ := rawVersion(t, path); v != 2 {
+		t.Fatalf("version %d after an interrupted step 2 → 3, want 2", v)
+	}
+	withBatch(t, 4, nil)
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := reservationsByID(t, s)
+	s.Close()
+	if len(got) != len(held) {
+		t.Fatalf("%d reservations after resuming, want %d", len(got), len(held))
+	}
+	for id := range held {
+		if _, ok := got[id]; !ok {
+			t.Errorf("%s holds a reservation and is not in the index", id)
+		}
+	}
+	assertNoCursor(t, path, SchemaVersion)
+}

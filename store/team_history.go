@@ -382,12 +382,7 @@ func migrateTeamHistory(tx *bolt.Tx, after []byte, limit int) (last []byte, n in
 	byTeam, byFilter := map[string][]byte{}, map[string][]byte{}
 	total := map[string]int64{}
 	c := tx.Bucket(bMessages).Cursor()
-	k, v := c.First()
-	if after != nil {
-		if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
-			k, v = c.Next()
-		}
-	}
+	k, v := seekAfter(c, after)
 	for ; k != nil && n < limit; k, v = c.Next() {
 		var m Message
 		if err := jsonUnmarshal(v, &m); err != nil {
