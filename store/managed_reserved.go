@@ -92,4 +92,4 @@ func migrateManagedReserved(tx *bolt.Tx, after []byte, limit int) (last []byte, 
 }
 
 // countDue is the number of queue entries, for the progress log.
-func countDue(tx *bolt.Tx) int { return tx.Bucket(bDue).Stats().KeyN }
+func countDue(tx *bolt.Tx) int { return keyCount(tx, bDue) }

@@ -68,7 +68,7 @@ var migrations = []migration{
 	{to: 2, name: "copy data-phase marks from attempt records into the data_sent bucket", fn: migrateDataSentMarks},
 	{to: 3, name: "index queued messages holding managed-account reservations", batch: migrateManagedReserved, total: countDue},
 	{to: 4, name: "index team-owned records and mailbox passwords by team", fn: migrateTeamIndexes},
-	{to: 5, name: "record the due times of waiting messages in their waiting entries", fn: migrateWaitingDue},
+	{to: 5, name: "record the due times of waiting messages in their waiting entries", batch: migrateWaitingDue, total: countWaiting},
 	{to: 6, name: "index messages by team and count them by team, provider and hour", batch: migrateTeamHistory, total: countMessages},
 	{to: 7, name: "index teams by name", fn: migrateTeamNames},
 }

@@ -128,3 +128,12 @@ func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
 	}
 	return k, v
 }
+
+// keyCount is the number of keys in the bucket (0 if an old file lacks it:
+// the total is read before the step's first batch creates it).
+func keyCount(tx *bolt.Tx, name []byte) int {
+	if b := tx.Bucket(name); b != nil {
+		return b.Stats().KeyN
+	}
+	return 0
+}

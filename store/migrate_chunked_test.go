@@ -346,3 +346,76 @@ func TestInterruptedReservationMigrationResumes(t *testing.T) {
 	}
 	assertNoCursor(t, path, SchemaVersion)
 }
+
+// TestInterruptedWaitingMigrationResumes: step 4 → 5 walks the waiting
+// index in batches, writing the bucket it walks; stopped after a batch it
+// leaves the file at version 4, and the next Open gives every entry its
+// due value and drops the stray one, whichever batch it fell in.
+func TestInterruptedWaitingMigrationResumes(t *testing.T) {
+	s, path := openTest(t)
+	due := time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 10 {
+		m := newMsg(due.Add(time.Duration(i) * time.Minute))
+		m.Waiting = why
+		if err := s.Enqueue(m, []byte("body")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	s.Close()
+	stray := waitingKey("team_x", ids[4]+"_gone") // sorts between two real entries
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bWaiting)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := b.Put(waitingKey("team_x", id), nil); err != nil { // as version 4 wrote them
+				return err
+			}
+		}
+		if err := b.Put(stray, nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(keySchemaVersion, be64(4))
+	})
+	crash := errors.New("injected crash after a batch")
+	withBatch(t, 3, func(to uint64, n int) error {
+		if to == 5 && n == 2 {
+			return crash
+		}
+		return nil
+	})
+	if _, err := Open(path, time.Second); !errors.Is(err, crash) {
+		t.Fatalf("Open: %v, want the injected crash", err)
+	}
+	if v, _ := rawVersion(t, path); v != 4 {
+		t.Fatalf("version %d after an interrupted step 4 → 5, want 4", v)
+	}
+	withBatch(t, 3, nil)
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	assertNoCursor(t, path, SchemaVersion)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bWaiting)
+		if b.Get(stray) != nil || b.Stats().KeyN != len(ids) {
+			t.Errorf("%d waiting entries, want %d (the stray dropped)", b.Stats().KeyN, len(ids))
+		}
+		for i, id := range ids {
+			at := due.Add(time.Duration(i) * time.Minute)
+			if got := b.Get(waitingKey("team_x", id)); !bytes.Equal(got, waitingValue(at, at)) {
+				t.Errorf("entry of %s: %x, want %x", id, got, waitingValue(at, at))
+			}
+		}
+		return nil
+	})
+}

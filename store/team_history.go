@@ -424,4 +424,4 @@ func migrateTeamHistory(tx *bolt.Tx, after []byte, limit int) (last []byte, n in
 
 // countMessages is the number of message records, for the progress log
 // of a step over every message (a walk of the bucket's pages, no decode).
-func countMessages(tx *bolt.Tx) int { return tx.Bucket(bMessages).Stats().KeyN }
+func countMessages(tx *bolt.Tx) int { return keyCount(tx, bMessages) }

@@ -320,21 +320,27 @@ func (s *Store) WaitingTeams() ([]string, error) {
 	return teams, err
 }
 
-// migrateWaitingDue is step 4 → 5: waiting entries get their value (due
-// entry and NextAttemptAt, both NextAttemptAt then, since no wake moved
-// them), so that a wake can move them without reading the records; an
-// entry whose message no longer waits is dropped. A binary before step 5
-// must not open the file: it would not know a woken entry's due time and
-// leave a stray entry in bDue.
-func migrateWaitingDue(tx *bolt.Tx) error {
+// migrateWaitingDue is step 4 → 5, chunked (batchFn): waiting entries
+// after the cursor, up to limit, get their value (due entry and
+// NextAttemptAt, both NextAttemptAt then, since no wake moved them), so
+// that a wake can move them without reading the records; an entry whose
+// message no longer waits is dropped. A binary before step 5 must not open
+// the file: it would not know a woken entry's due time and leave a stray
+// entry in bDue. Keys are collected before any is written (bbolt cursors
+// do not survive writes to their bucket); the next batch seeks past the
+// last, whether it was kept or dropped.
+func migrateWaitingDue(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, done bool, err error) {
 	b := tx.Bucket(bWaiting)
 	if b == nil {
-		return nil
+		return nil, 0, true, nil // created with the first waiting message
 	}
 	var keys [][]byte
-	if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
-		return err
+	c := b.Cursor()
+	k, _ := seekAfter(c, after)
+	for ; k != nil && len(keys) < limit; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
 	}
+	done = k == nil
 	for _, k := range keys {
 		i := bytes.IndexByte(k, 0)
 		var m Message
@@ -352,10 +358,16 @@ func migrateWaitingDue(tx *bolt.Tx) error {
 			err = b.Delete(k)
 		}
 		if err != nil {
-			return fmt.Errorf("waiting entry %q: %w", k, err)
+			return nil, 0, false, fmt.Errorf("waiting entry %q: %w", k, err)
 		}
 	}
-	return nil
+	if len(keys) > 0 {
+		last = keys[len(keys)-1]
+	}
+	return last, len(keys), done, nil
 }
+
+// countWaiting is the number of waiting entries, for the progress log.
+func countWaiting(tx *bolt.Tx) int { return keyCount(tx, bWaiting) }
 
 var errNotWaiting = errors.New("not waiting")
