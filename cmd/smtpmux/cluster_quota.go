@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/smtpmux/smtpmux/cluster/health"
 	"github.com/smtpmux/smtpmux/cluster/quota"
 	"github.com/smtpmux/smtpmux/relay"
+	"github.com/smtpmux/smtpmux/routing"
 )
 
 // clusterGates are the cluster-wide quotas and the shared breaker health
@@ -21,6 +23,7 @@ type clusterGates struct {
 	health *health.Shared
 	// ctx ends the quota's background work and the health watch; they
 	// stop in close, after the scheduler has drained.
+	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 	watch  sync.WaitGroup
@@ -36,7 +39,7 @@ func (d *daemon) newClusterGates() *clusterGates {
 	if d.node == nil {
 		return nil
 	}
-	g := &clusterGates{}
+	g := &clusterGates{log: d.log}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	cli, prefix, id := d.node.Client(), d.node.Prefix(), d.node.ID()
 	g.quota = quota.New(cli, prefix, id, time.Now, d.log)
@@ -50,7 +53,27 @@ func (g *clusterGates) schedulerConfig(c *relay.SchedulerConfig) {
 	if g == nil {
 		return
 	}
-	c.Quota, c.Breakers = g.quota, g.health
+	c.Quota, c.Breakers = g.quota, startBreakers{g.health, g.log}
+}
+
+// startBreakers is the shared health as the scheduler's BreakerStore,
+// except that etcd out of reach at start is not a reason to refuse to
+// start (a node restarted while etcd is away runs on its last view, as
+// it does for the state of record): the node starts with closed breakers
+// and the health watch brings the cluster's states when etcd answers.
+type startBreakers struct {
+	*health.Shared
+	log *slog.Logger
+}
+
+// Breakers implements relay.BreakerStore.
+func (b startBreakers) Breakers() (map[string]routing.Breaker, error) {
+	m, err := b.Shared.Breakers()
+	if err != nil {
+		b.log.Warn("shared breaker states unreadable at start (etcd unreachable?); starting with closed breakers until the health watch catches up", "err", err)
+		return map[string]routing.Breaker{}, nil
+	}
+	return m, nil
 }
 
 // serverConfig sets the SMTP server's (and the HTTP send API's) seams:
