@@ -472,3 +472,30 @@ func perMinute(times []time.Time) map[int64]int {
 	}
 	return byMinute
 }
+
+// TestManagedDailySequentialAcrossNodes: messages of 2 recipients taken
+// in turn on three nodes fill the day to exactly its limit: a node that
+// finds the window full while the others hold unused units waits for
+// their hand backs (which arrive one transaction per node, among other
+// quota changes) rather than refusing the 49th recipient of 50.
+func TestManagedDailySequentialAcrossNodes(t *testing.T) {
+	clk := newClock()
+	_, qs := nodes(t, 3, clk)
+	for i := 0; i < 25; i++ {
+		for r := 1; r <= 2; r++ { // one RCPT at a time, as SMTP reserves them
+			if !qs[i%3].Managed().Accept(context.Background(), "managed-seq", 50, 1) {
+				t.Fatalf("recipient %d of 50 refused on node %d", 2*i+r, i%3+1)
+			}
+		}
+		// Another counter moving meanwhile (the per-credential limit of
+		// the same sends) must not cut a starving node's wait short.
+		if ok, _ := qs[(i+1)%3].SendLimiter(func() int { return 1000 }).Allow("cred"); !ok {
+			t.Fatal("per-credential limit refused")
+		}
+	}
+	for _, q := range qs {
+		if q.Managed().Accept(context.Background(), "managed-seq", 50, 1) {
+			t.Fatalf("node %s accepted the 51st recipient", q.node)
+		}
+	}
+}
