@@ -18,6 +18,12 @@ func (c *Cluster) Acquire(ctx context.Context, name string, w routing.Window, ca
 	ctx, cancel := context.WithTimeout(ctx, 2*c.rpcTimeout)
 	defer cancel()
 	starvedOnce := false
+	// wantTotal is the window's total (as last heard) when this node
+	// found it full and asked the others to hand back: while hand-backs
+	// keep lowering it, the others are still answering the want (each
+	// hands back in its own transaction), so a window that is full again
+	// after the first of them is not yet a refusal.
+	wantTotal := -1
 	for {
 		now := c.now()
 		k := wkey{name, w, routing.WindowStart(w, now).Unix()}
@@ -37,21 +43,41 @@ func (c *Cluster) Acquire(ctx context.Context, name string, w routing.Window, ca
 			return false, r
 		}
 		if full && !fetching {
-			if starvedOnce {
+			c.mu.Lock()
+			total := c.seen[s.key]
+			c.mu.Unlock()
+			if starvedOnce && total >= wantTotal {
 				return false, windowEnd(w, routing.WindowStart(w, now))
 			}
 			// The others were told (want key): give them a moment to
 			// hand back, then ask once more.
-			starvedOnce = true
+			starvedOnce, wantTotal = true, total
 			c.mu.Lock()
 			s.fullUntil = time.Time{}
 			c.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return false, r
-			case <-time.After(c.rpcTimeout / 2):
+			// Any quota key's change wakes ch (another counter, another
+			// node's refill): only a fall of this window's total (a hand
+			// back) or the end of the moment is worth asking again for.
+			timer := time.NewTimer(c.rpcTimeout / 2)
+		wait:
+			for {
+				select {
+				case <-ch:
+					c.mu.Lock()
+					fell := c.seen[s.key] < wantTotal
+					ch = c.changed
+					c.mu.Unlock()
+					if fell {
+						break wait
+					}
+				case <-ctx.Done():
+					timer.Stop()
+					return false, r
+				case <-timer.C:
+					break wait
+				}
 			}
+			timer.Stop()
 			continue
 		}
 		select {

@@ -71,6 +71,9 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 func (c *Cluster) handBack(ctx context.Context, k wkey) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
+	if ok && s.fetching && s.contended {
+		s.wantPending = true // the refill under way hands back when it ends
+	}
 	if !ok || s.held() <= 0 || s.fetching {
 		c.mu.Unlock()
 		return

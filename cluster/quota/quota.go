@@ -26,6 +26,7 @@ package quota
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -71,6 +72,12 @@ type Cluster struct {
 	second  map[string]*sliding
 	leases  map[int64]clientv3.LeaseID
 	lastMem []string
+	// joinedAt is when this node first saw its own registration; its
+	// per-second share is nothing for joinGrace after that, so that every
+	// older node has re-read the membership (and shrunk its share) before
+	// this one sends: otherwise the old split and the new one overlap.
+	joinedAt  time.Time
+	joinGrace time.Duration
 	// changed is closed and replaced whenever a refill ends or the watch
 	// reports a change: blocking acquisitions wait on it.
 	changed chan struct{}
@@ -87,7 +94,7 @@ type Cluster struct {
 	wg     sync.WaitGroup
 }
 
-// Stats are counters for metrics and the figures in docs/cluster-quotas.md.
+// Stats are counters for metrics and the figures in docs/cluster.md.
 type Stats struct {
 	// Writes counts etcd writes (successful transactions that put or
 	// delete, lease grants).
@@ -115,6 +122,11 @@ func WithMembers(f func() []string) Option { return func(c *Cluster) { c.members
 // WithRefill sets the period a block is sized for (default 10 s).
 func WithRefill(d time.Duration) Option { return func(c *Cluster) { c.refill = d } }
 
+// WithJoinGrace sets how long after this node first sees itself in the
+// membership it leaves its per-second share unused (default 3 s: the
+// others' membership refresh, 2 s, and a second's margin).
+func WithJoinGrace(d time.Duration) Option { return func(c *Cluster) { c.joinGrace = d } }
+
 // WithRPCTimeout bounds one etcd call (default 2 s).
 func WithRPCTimeout(d time.Duration) Option { return func(c *Cluster) { c.rpcTimeout = d } }
 
@@ -132,7 +144,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 		prefix += "/"
 	}
 	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
-		refill: 10 * time.Second, rpcTimeout: 2 * time.Second,
+		refill: 10 * time.Second, rpcTimeout: 2 * time.Second, joinGrace: 3 * time.Second,
 		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{},
 		changed: make(chan struct{})}
@@ -252,6 +264,9 @@ func (c *Cluster) refreshMembers(ctx context.Context) {
 	}
 	c.mu.Lock()
 	c.lastMem = ids
+	if c.joinedAt.IsZero() && slices.Contains(ids, c.node) {
+		c.joinedAt = c.now()
+	}
 	c.mu.Unlock()
 }
 

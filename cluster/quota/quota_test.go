@@ -62,7 +62,7 @@ func nodes(t *testing.T, n int, clk *clock, opts ...Option) (*etcdtest.Cluster, 
 			t.Fatal(err)
 		}
 		cancel()
-		q := New(cli, prefix, id, clk.Now, slog.New(slog.DiscardHandler), append([]Option{WithRPCTimeout(700 * time.Millisecond)}, opts...)...)
+		q := New(cli, prefix, id, clk.Now, slog.New(slog.DiscardHandler), append([]Option{WithRPCTimeout(700 * time.Millisecond), WithJoinGrace(0)}, opts...)...)
 		out = append(out, q)
 	}
 	for _, q := range out {
@@ -471,4 +471,63 @@ func perMinute(times []time.Time) map[int64]int {
 		byMinute[at.Truncate(time.Minute).Unix()]++
 	}
 	return byMinute
+}
+
+// TestManagedDailySequentialAcrossNodes: messages of 2 recipients taken
+// in turn on three nodes fill the day to exactly its limit: a node that
+// finds the window full while the others hold unused units waits for
+// their hand backs (which arrive one transaction per node, among other
+// quota changes) rather than refusing the 49th recipient of 50.
+func TestManagedDailySequentialAcrossNodes(t *testing.T) {
+	clk := newClock()
+	_, qs := nodes(t, 3, clk)
+	for i := 0; i < 25; i++ {
+		for r := 1; r <= 2; r++ { // one RCPT at a time, as SMTP reserves them
+			if !qs[i%3].Managed().Accept(context.Background(), "managed-seq", 50, 1) {
+				t.Fatalf("recipient %d of 50 refused on node %d", 2*i+r, i%3+1)
+			}
+		}
+		// Another counter moving meanwhile (the per-credential limit of
+		// the same sends) must not cut a starving node's wait short.
+		if ok, _ := qs[(i+1)%3].SendLimiter(func() int { return 1000 }).Allow("cred"); !ok {
+			t.Fatal("per-credential limit refused")
+		}
+	}
+	for _, q := range qs {
+		if q.Managed().Accept(context.Background(), "managed-seq", 50, 1) {
+			t.Fatalf("node %s accepted the 51st recipient", q.node)
+		}
+	}
+}
+
+// TestJoiningNodeWaitsForPerSecondShare: a node that joins a running
+// cluster leaves its per-second share unused until the older nodes have
+// re-read the membership (their split without it would otherwise overlap
+// with its own): found through three real nodes, where the first node
+// still sent its whole cap of 5 while the late ones sent theirs.
+func TestJoiningNodeWaitsForPerSecondShare(t *testing.T) {
+	clk := newClock()
+	ec, qs := nodes(t, 1, clk)
+	l := limits(5, 0)
+	if ok, _ := qs[0].Check("p1", l, 5, clk.Now()); !ok {
+		t.Fatal("a node alone cannot use the whole per-second cap")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	if _, err := cli.Put(context.Background(), prefix+"nodes/node2", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	late := New(cli, prefix, "node2", clk.Now, slog.New(slog.DiscardHandler), WithJoinGrace(3*time.Second))
+	late.Start(context.Background())
+	t.Cleanup(late.Close)
+	if ok, _ := late.Check("p1", l, 1, clk.Now()); ok {
+		t.Fatal("the joining node sends at once, while the first may still use the whole cap")
+	}
+	clk.advanceTo(clk.Now().Add(3 * time.Second))
+	if ok, _ := late.Check("p1", l, 2, clk.Now()); !ok {
+		t.Fatal("after the grace the joining node has no share of 5 between 2 nodes")
+	}
 }

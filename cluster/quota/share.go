@@ -47,6 +47,11 @@ func (s *sliding) roll(now time.Time) {
 
 // secondShare is this node's share of a per-second cap at now. c.mu is held.
 func (c *Cluster) secondShare(id string, cap int, now time.Time) int {
+	if c.members == nil && c.joinGrace > 0 && (c.joinedAt.IsZero() || now.Sub(c.joinedAt) < c.joinGrace) {
+		// Not yet registered, or the older nodes may not have seen this
+		// one: they still use the split without it.
+		return 0
+	}
 	live := c.liveNodesLocked()
 	n := len(live)
 	idx := slices.Index(live, c.node)

@@ -44,7 +44,13 @@ type slot struct {
 	// refused without asking again.
 	fullUntil time.Time
 	wanted    time.Time // when this node last said it starves (want key)
-	wantedAt  int       // the window's total when it did
+	// wantedRev is the window key's ModRevision when it did: the same
+	// total can hide a change (one node handed back, another took it),
+	// the same revision cannot, so a want is posted again when it moved.
+	wantedRev int64
+	// wantPending: another node's want arrived while this node was
+	// fetching (handBack skips then); the hand back runs when it ends.
+	wantPending bool
 	// contended: another node starved in this window, so units this node
 	// gives back go straight back to etcd rather than staying held.
 	contended bool
@@ -218,11 +224,18 @@ func (c *Cluster) refillNow(k wkey, need int) {
 	defer cancel()
 	defer func() {
 		c.mu.Lock()
+		handBack := false
 		if s, ok := c.slots[k]; ok {
 			s.fetching = false
+			handBack, s.wantPending = s.wantPending, false
 		}
 		c.signal()
 		c.mu.Unlock()
+		if handBack {
+			// Another node starved while this refill ran: what this
+			// node holds now goes back, as the want asked.
+			c.handBack(context.Background(), k)
+		}
 	}()
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
@@ -263,9 +276,9 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			starving = true
 			s.fullUntil = now.Add(fullBackoff)
 		}
-		postWant := starving && (s.wanted.IsZero() || now.Sub(s.wanted) >= fullBackoff || s.wantedAt != total)
+		postWant := starving && (s.wanted.IsZero() || now.Sub(s.wanted) >= fullBackoff || s.wantedRev != rev)
 		if postWant {
-			s.wanted, s.wantedAt = now, total
+			s.wanted, s.wantedRev = now, rev
 		}
 		end := s.end
 		c.mu.Unlock()

@@ -71,12 +71,15 @@ func TestCluster(t *testing.T) {
 	var wg sync.WaitGroup
 	// The first node alone, then two at once: the bootstrap lock must
 	// leave one default team and one root key however they race.
-	nodes[0] = newClusterDaemon(t, eps, "/e2e/", "n1", nil)
+	// A minute between attempts: the breaker test counts one attempt per
+	// node.
+	slowRetry := map[string]string{"delivery": `retry_schedule = ["1m", "1m"]`}
+	nodes[0] = newClusterDaemon(t, eps, "/e2e/", "n1", slowRetry)
 	for i := 1; i < 3; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i] = clusterProc(t, eps, "/e2e/", fmt.Sprintf("n%d", i+1), nil)
+			nodes[i] = clusterProc(t, eps, "/e2e/", fmt.Sprintf("n%d", i+1), slowRetry)
 		}()
 	}
 	wg.Wait()
@@ -198,6 +201,8 @@ func TestCluster(t *testing.T) {
 			return true
 		})
 	})
+
+	t.Run("quotas and health are cluster-wide", func(t *testing.T) { testClusterQuotas(t, nodes) })
 
 	t.Run("wrong secret_key refuses to start", func(t *testing.T) {
 		d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}

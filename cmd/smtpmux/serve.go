@@ -71,6 +71,12 @@ type daemon struct {
 	// node is this process in cluster mode (cluster.go); nil single node.
 	node      *cluster.Node
 	startedAt time.Time
+	// gates are cluster-wide quotas and shared breaker health
+	// (cluster_quota.go); nil single node.
+	gates *clusterGates
+	// sendsPerMinute is [limits] sends_per_minute as last (re)loaded:
+	// the cluster's per-credential limit reads it at each send.
+	sendsPerMinute atomic.Int64
 }
 
 // httpReadTimeout bounds reading one authenticated request on the main
@@ -169,6 +175,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return nil, err
 	}
 	fail := func(err error) (*daemon, error) {
+		d.gates.close()
 		if d.node != nil {
 			d.node.Close()
 		}
@@ -179,6 +186,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	if err := d.joinCluster(sealer); err != nil {
 		return fail(err)
 	}
+	d.gates = d.newClusterGates()
 	var team *store.Team
 	err = d.once("bootstrap", func() (err error) {
 		team, err = bootstrap(d.store, time.Now().UTC())
@@ -198,7 +206,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}
 	promReg.MustRegister(stateCollector{st: d.store, sched: d.sched, reg: d.reg})
 	if d.node != nil {
-		promReg.MustRegister(clusterCollector{d.node})
+		promReg.MustRegister(clusterCollector{d.node}, quotaCollector{d.gates.quota})
 	}
 	if err := d.recover(); err != nil {
 		return fail(err)
@@ -287,7 +295,7 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 	registerOAuthProviders(d.reg, connector, st, sealer)
 	d.hooks = webhook.New(webhook.Options{Store: st, Sealer: sealer, Logger: d.log,
 		AllowPrivateTargets: cfg.file.Webhooks.AllowPrivateTargets})
-	d.sched = relay.NewScheduler(relay.SchedulerConfig{
+	schedCfg := relay.SchedulerConfig{
 		RetrySchedule: cfg.retrySchedule, MaxInflight: cfg.file.Delivery.MaxInflight,
 		AttemptTimeout: cfg.attemptTimeout,
 		Managed:        relay.ManagedLimits{Hourly: cfg.file.Managed.HourlyLimit, Daily: cfg.file.Managed.DailyLimit},
@@ -296,7 +304,9 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 		Events:         d.hooks.Emit,
 		VERP:           verpSigner(key), BounceDomain: cfg.file.Bounces.Domain, ReturnPathTTL: cfg.bounceTokenTTL,
 		Deliverability: cfg.file.Bounces.thresholds(),
-	}, st, d.reg, d.log, nil)
+	}
+	d.gates.schedulerConfig(&schedCfg) // cluster mode: quotas and breakers on etcd
+	d.sched = relay.NewScheduler(schedCfg, st, d.reg, d.log, nil)
 	return connector, nil
 }
 
@@ -320,7 +330,8 @@ func (d *daemon) recover() error {
 func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 	cfg := d.cfg
 	d.limiter = ratelimit.New(cfg.file.Limits.SendsPerMinute, time.Minute, nil)
-	d.smtp = relay.NewServer(relay.Config{
+	d.sendsPerMinute.Store(int64(cfg.file.Limits.SendsPerMinute))
+	srvCfg := relay.Config{
 		Hostname: cfg.file.Hostname, Listen: cfg.file.SMTP.Listen, ListenTLS: cfg.file.SMTP.ListenTLS,
 		SuppressedAction:  cfg.file.Bounces.SuppressedAction,
 		TLSConfig:         &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12},
@@ -329,7 +340,9 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
 		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines, NodeID: d.nodeID(),
-	}, d.store, d.reg, d.sched, d.log, nil)
+	}
+	d.gates.serverConfig(&srvCfg, func() int { return int(d.sendsPerMinute.Load()) })
+	d.smtp = relay.NewServer(srvCfg, d.store, d.reg, d.sched, d.log, nil)
 }
 
 // buildAPI makes the HTTP API on the relay's services.
@@ -462,6 +475,7 @@ func (d *daemon) runBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.sched.Run(ctx); close(d.done) }()
+	d.gates.watchHealth(d.sched)
 	// Webhook deliveries and the retention sweep stop after the scheduler
 	// (which may still emit events while it drains), before the store.
 	bgCtx, bgCancel := context.WithCancel(context.Background())
@@ -507,6 +521,9 @@ func (d *daemon) shutdown() {
 		d.metrics.Shutdown(hctx)
 	}
 	d.reg.Close()
+	// The scheduler drained and no listener takes mail: hand back the
+	// unused quota grants while the etcd client is still open.
+	d.gates.close()
 	if d.node != nil {
 		// After everything that writes the state of record stopped,
 		// before the store it writes into.
@@ -537,6 +554,7 @@ func (d *daemon) reload(path string) {
 	d.log.Info("tls certificate", "file", certPath, "sha256", certFingerprint(cert))
 	d.logLevel.Set(parseLevel(cfg.file.LogLevel))
 	d.limiter.SetLimit(cfg.file.Limits.SendsPerMinute)
+	d.sendsPerMinute.Store(int64(cfg.file.Limits.SendsPerMinute))
 	if !sameStrings(cfg.file.SMTP.Listen, d.cfg.file.SMTP.Listen) || !sameStrings(cfg.file.SMTP.ListenTLS, d.cfg.file.SMTP.ListenTLS) ||
 		cfg.file.HTTP != d.cfg.file.HTTP || cfg.file.Metrics != d.cfg.file.Metrics || cfg.file.Tracking != d.cfg.file.Tracking ||
 		cfg.dataDir != d.cfg.dataDir {
