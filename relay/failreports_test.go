@@ -1,0 +1,68 @@
+package relay
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// finishedFailed stores a finished message of the harness's team from
+// s@example.com with one refused recipient.
+func (h *harness) finishedFailed() *store.Message {
+	h.t.Helper()
+	now := time.Now().UTC()
+	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, Source: "smtp",
+		Scope: store.Scope{Type: "all"}, From: "s@example.com", Status: state.MessageRejected, CreatedAt: now, UpdatedAt: now,
+		Recipients: []store.Recipient{{Address: "gone@example.net", Status: state.MessageRejected, Code: 550, Reply: "550 5.1.1 no such user"}}}
+	if err := h.store.RecordFinished(m); err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+// TestFailureReportLimitAndScope: past the per-team limit reports are
+// skipped (rate_limited); a message gets at most one report (a second
+// enqueue for the same original is a duplicate, refused in the store); a
+// report goes only through the team's own providers, never the managed
+// account, and none is sent when only the managed account is in scope.
+func TestFailureReportLimitAndScope(t *testing.T) {
+	h := newHarness(t, nil)
+	managed := h.addProviderWith(&store.Provider{Managed: true})
+	fr := newFailureReporter(h.srv, 2)
+	all := store.Scope{Type: "all"}
+	hdr := []byte("Subject: x\r\n")
+
+	m1 := h.finishedFailed()
+	if got := fr.send(m1, all, hdr); got != reportSent {
+		t.Fatalf("first: %s", got)
+	}
+	if got := fr.send(m1, all, hdr); got != reportDuplicate {
+		t.Fatalf("same original again: %s", got)
+	}
+	stored, err := h.store.Message(m1.ID)
+	if err != nil || stored.FailureReportID == "" {
+		t.Fatalf("original: %v %+v", err, stored)
+	}
+	rep, err := h.store.Message(stored.FailureReportID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.From != "" || rep.Source != SourceFailureReport || len(rep.Recipients) != 1 || rep.Recipients[0].Address != "s@example.com" ||
+		rep.Scope.Type != "providers" || strings.Join(rep.Scope.ProviderPublicIDs, ",") != h.provID {
+		t.Fatalf("report record: %+v", rep)
+	}
+	// The duplicate did not count: one more is allowed, then none.
+	if got := fr.send(h.finishedFailed(), all, hdr); got != reportSent {
+		t.Fatalf("second: %s", got)
+	}
+	if got := fr.send(h.finishedFailed(), all, hdr); got != reportRateLimited {
+		t.Fatalf("past the limit: %s", got)
+	}
+	onlyManaged := store.Scope{Type: "providers", ProviderPublicIDs: []string{managed}}
+	if got := newFailureReporter(h.srv, 10).send(h.finishedFailed(), onlyManaged, hdr); got != reportNoOwnProvider {
+		t.Fatalf("managed only: %s", got)
+	}
+}
