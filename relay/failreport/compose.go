@@ -198,11 +198,19 @@ func headersPart(mw *message.Writer, headers []byte) error {
 }
 
 // HeaderSection is the header section of body (up to, not including, the
-// blank line), cut at a line end to MaxHeaderBytes, CRLF-normalised. A
-// line starting with "--" (not a header line: a broken original's) is
-// dropped so that nothing in the part can even look like a boundary.
+// blank line), cut at a line end to MaxHeaderBytes, CRLF-normalised, in a
+// new slice (body may be a read-only mapping of a spool file, released
+// after this returns). A line starting with "--" (not a header line: a
+// broken original's) is dropped so that nothing in the part can even look
+// like a boundary.
 func HeaderSection(body []byte) []byte {
+	if len(body) > MaxHeaderBytes+4 {
+		body = body[:MaxHeaderBytes+4] // only the head is ever quoted
+	}
 	body = crlf.Normalize(body)
+	if bytes.HasPrefix(body, []byte("\r\n")) {
+		return nil // no header section at all
+	}
 	if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
 		body = body[:i+2]
 	}
@@ -219,10 +227,10 @@ func HeaderSection(body []byte) []byte {
 		if len(line) == 0 || bytes.HasPrefix(line, []byte("--")) {
 			continue
 		}
+		out = append(out, line...) // a copy: never append to body itself
 		if !bytes.HasSuffix(line, []byte("\r\n")) {
-			line = append(line, '\r', '\n')
+			out = append(out, '\r', '\n')
 		}
-		out = append(out, line...)
 	}
 	return out
 }
