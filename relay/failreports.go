@@ -34,8 +34,9 @@ const (
 	reportRateLimited   = "rate_limited"
 	reportNoOwnProvider = "no_own_provider"
 	reportError         = "error"
-	reportDuplicate     = "duplicate"  // the original already has its report
-	reportSuppressed    = "suppressed" // the sender is on the team's suppression list
+	reportDuplicate     = "duplicate"           // the original already has its report
+	reportSuppressed    = "suppressed"          // the sender is on the team's suppression list
+	reportInactive      = "credential_inactive" // the key was revoked, the mailbox suspended
 )
 
 // failureReporter sends failure reports for the Server's credentials; the
@@ -70,6 +71,9 @@ func (fr *failureReporter) precheck(m *store.Message) (scope *store.Scope, skip 
 			return nil, reportError
 		case mb.TeamID != m.TeamID || !mb.FailureReports:
 			return nil, reportNotOptedIn
+		case mb.Suspended:
+			// Suspending stops the mailbox's mail; a report is more of it.
+			return nil, reportInactive
 		}
 		return &mb.SendScope, ""
 	}
@@ -81,6 +85,8 @@ func (fr *failureReporter) precheck(m *store.Message) (scope *store.Scope, skip 
 		return nil, reportError
 	case k.TeamID != m.TeamID || !k.FailureReports:
 		return nil, reportNotOptedIn
+	case !k.Active():
+		return nil, reportInactive
 	}
 	return &k.SendScope, ""
 }

@@ -66,3 +66,43 @@ func TestFailureReportLimitAndScope(t *testing.T) {
 		t.Fatalf("managed only: %s", got)
 	}
 }
+
+// TestFailureReportPrecheck: the decision before an attempt's result is
+// stored reads the credential's opt-in now, and refuses null senders,
+// reports and revoked keys.
+func TestFailureReportPrecheck(t *testing.T) {
+	h := newHarness(t, nil)
+	fr := newFailureReporter(h.srv, 10)
+	m := &store.Message{TeamID: h.team, CredentialID: h.keyID, Source: "smtp", From: "s@example.com"}
+	if _, skip := fr.precheck(m); skip != reportNotOptedIn {
+		t.Fatalf("default: %q", skip)
+	}
+	setKey := func(fn func(k *store.APIKey)) {
+		if _, err := h.store.UpdateKey(h.team, h.keyID, func(k *store.APIKey) error { fn(k); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setKey(func(k *store.APIKey) { k.FailureReports = true })
+	if sc, skip := fr.precheck(m); skip != "" || sc.Type != "all" {
+		t.Fatalf("opted in: %q %v", skip, sc)
+	}
+	null := *m
+	null.From = ""
+	if _, skip := fr.precheck(&null); skip != reportNullSender {
+		t.Fatalf("null sender: %q", skip)
+	}
+	rep := *m
+	rep.Source = SourceFailureReport
+	if _, skip := fr.precheck(&rep); skip != reportOfReport {
+		t.Fatalf("a report: %q", skip)
+	}
+	other := *m
+	other.TeamID = store.NewID(store.PrefixTeam)
+	if _, skip := fr.precheck(&other); skip != reportNotOptedIn {
+		t.Fatalf("another team's message naming this key: %q", skip)
+	}
+	setKey(func(k *store.APIKey) { now := time.Now(); k.RevokedAt = &now })
+	if _, skip := fr.precheck(m); skip != reportInactive {
+		t.Fatalf("revoked: %q", skip)
+	}
+}

@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reports the bounce listener accepted, by kind (dsn, arf, text, none) and outcome (recorded: something was recorded; ignored: a delay notice, a report about no recipient of the message, a repeat, or not a report)."},
 			[]string{"kind", "outcome"}),
 		failReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_failure_reports_total",
-			Help: "Messages that finally failed for some recipient, by what became of their failure report to the sender (sent, not_opted_in, null_sender, report, rate_limited, no_own_provider, suppressed, duplicate, error)."},
+			Help: "Messages that finally failed for some recipient, by what became of their failure report to the sender (sent, not_opted_in, null_sender, report, rate_limited, no_own_provider, suppressed, credential_inactive, duplicate, error)."},
 			[]string{"outcome"}),
 	}
 	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback, m.reports, m.failReports)
