@@ -105,4 +105,27 @@ func TestFailureReportPrecheck(t *testing.T) {
 	if _, skip := fr.precheck(m); skip != reportInactive {
 		t.Fatalf("revoked: %q", skip)
 	}
+
+	mb := &store.Mailbox{ID: store.NewID(store.PrefixMailbox), TeamID: h.team, Address: "box@example.com",
+		SendScope: store.Scope{Type: "group", GroupPublicIDs: []string{"dgrp_x"}}, CreatedAt: time.Now()}
+	if err := h.store.CreateMailbox(mb); err != nil {
+		t.Fatal(err)
+	}
+	fromBox := &store.Message{TeamID: h.team, CredentialID: "mbxpw_x", MailboxID: mb.ID, Source: "http", From: "box@example.com"}
+	if _, skip := fr.precheck(fromBox); skip != reportNotOptedIn {
+		t.Fatalf("mailbox default: %q", skip)
+	}
+	setBox := func(fn func(m *store.Mailbox)) {
+		if _, err := h.store.UpdateMailbox(h.team, mb.ID, 0, func(m *store.Mailbox) error { fn(m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setBox(func(m *store.Mailbox) { m.FailureReports = true })
+	if sc, skip := fr.precheck(fromBox); skip != "" || sc.Type != "group" {
+		t.Fatalf("mailbox opted in: %q %v", skip, sc)
+	}
+	setBox(func(m *store.Mailbox) { m.Suspended = true })
+	if _, skip := fr.precheck(fromBox); skip != reportInactive {
+		t.Fatalf("suspended mailbox: %q", skip)
+	}
 }
