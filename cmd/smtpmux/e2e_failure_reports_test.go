@@ -51,7 +51,6 @@ func TestFailureReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.waitEmail(id)
 	var rep testpeer.Message
 	waitFor(t, 15*time.Second, "the failure report at the upstream", func() bool {
 		ms := nullSenderMessages(up)
@@ -75,6 +74,16 @@ func TestFailureReports(t *testing.T) {
 	}
 	if !bytes.Contains(rep.Data, []byte("Subject: e2e report\r\n")) || !bytes.Contains(rep.Data, []byte("Reporting-MTA: dns;")) {
 		t.Fatalf("report lacks the original's headers or Reporting-MTA:\n%s", rep.Data)
+	}
+	// The original names its report, which the message log shows as a
+	// message of its own.
+	orig := d.waitEmail(id)
+	repID, _ := orig["failure_report_id"].(string)
+	if repID == "" {
+		t.Fatalf("original without failure_report_id: %v", orig)
+	}
+	if e := d.waitEmail(repID); e["source"] != "failure_report" || e["from"] != "" || e["status"] != "sent" {
+		t.Fatalf("report record: %v", e)
 	}
 	if !metric("sent") {
 		t.Fatalf("metrics:\n%s", d.metrics())
