@@ -27,6 +27,9 @@ type emailItem struct {
 	Size          int64           `json:"size"`
 	Recipients    []recipientItem `json:"recipients"`
 	SentFromEmail *string         `json:"sent_from_email"`
+	// FailureReportID is the failure report sent for this message
+	// (relay/failreports.go), or null.
+	FailureReportID *string `json:"failure_report_id"`
 	// NextAttemptAt is set while the message waits for a retry.
 	NextAttemptAt *string       `json:"next_attempt_at"`
 	Attempts      []attemptItem `json:"attempts"`
@@ -99,9 +102,10 @@ func (s *Server) emailView(m *store.Message) emailItem {
 	it := emailItem{
 		ID: m.ID, Status: m.Status, Reason: nullable(m.Reason), Waiting: s.expandRouting(m.TeamID, m.Waiting, sets), Source: m.Source, From: m.From,
 		Subject: nullable(m.Subject), Size: m.Size, SentFromEmail: nullable(m.SentFromEmail),
-		Recipients: make([]recipientItem, 0, len(m.Recipients)),
-		Attempts:   make([]attemptItem, 0, len(m.Attempts)),
-		CreatedAt:  rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt),
+		FailureReportID: nullable(m.FailureReportID),
+		Recipients:      make([]recipientItem, 0, len(m.Recipients)),
+		Attempts:        make([]attemptItem, 0, len(m.Attempts)),
+		CreatedAt:       rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt),
 	}
 	if m.State == store.StateQueued && !m.NextAttemptAt.IsZero() {
 		it.NextAttemptAt = rfc3339p(&m.NextAttemptAt)

@@ -24,6 +24,8 @@ type keyItem struct {
 	RevokedAt   *string      `json:"revoked_at"`
 	LastUsedAt  *string      `json:"last_used_at"`
 	RotatedAt   *string      `json:"rotated_at"`
+	// FailureReports: see store.APIKey.FailureReports.
+	FailureReports bool `json:"failure_reports"`
 	// PreviousKeyExpiresAt is when the secret the last rotation replaced
 	// stops authenticating; null when no previous secret is valid.
 	PreviousKeyExpiresAt *string `json:"previous_key_expires_at"`
@@ -39,7 +41,7 @@ func keyView(k *store.APIKey, now time.Time) keyItem {
 	it := keyItem{
 		ID: k.ID, Name: k.Name, Type: k.Type, Prefix: k.Prefix, Status: "active",
 		CreatedAt: rfc3339(k.CreatedAt), RevokedAt: rfc3339p(k.RevokedAt), LastUsedAt: rfc3339p(k.LastUsedAt),
-		RotatedAt: rfc3339p(k.RotatedAt),
+		RotatedAt: rfc3339p(k.RotatedAt), FailureReports: k.FailureReports,
 	}
 	if k.Active() && k.InGrace(now) {
 		it.PreviousKeyExpiresAt = rfc3339p(k.PrevExpiresAt)
@@ -66,7 +68,7 @@ func (s *Server) createKey(c *call) error {
 	if err != nil {
 		return err
 	}
-	if err := o.Allow("name", "type", "permissions", "send_scope"); err != nil {
+	if err := o.Allow("name", "type", "permissions", "send_scope", "failure_reports"); err != nil {
 		return err
 	}
 	name, err := httpapi.Field[string](o, "name")
@@ -78,6 +80,10 @@ func (s *Server) createKey(c *call) error {
 		return err
 	}
 	perms, err := httpapi.Field[[]string](o, "permissions")
+	if err != nil {
+		return err
+	}
+	reports, err := httpapi.Field[bool](o, "failure_reports")
 	if err != nil {
 		return err
 	}
@@ -112,6 +118,9 @@ func (s *Server) createKey(c *call) error {
 		if scopeObj != nil {
 			v.Add("send_scope", httpapi.FieldInvalid, "send_scope applies to sending keys only")
 		}
+		if reports.Set && !reports.Null && reports.V {
+			v.Add("failure_reports", httpapi.FieldInvalid, "failure_reports applies to sending keys only")
+		}
 		if k.Permissions, err = s.checkPermissions(c, perms, v); err != nil {
 			return err
 		}
@@ -123,6 +132,7 @@ func (s *Server) createKey(c *call) error {
 		if scopeIn != nil {
 			k.SendScope = s.checkScope(c.team(), scopeIn, v)
 		}
+		k.FailureReports = reports.Set && !reports.Null && reports.V
 	default:
 		v.Add("type", httpapi.FieldInvalid, `type must be "sending" or "root"`)
 	}

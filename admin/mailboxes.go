@@ -21,14 +21,16 @@ type mailboxItem struct {
 	DisplayName *string     `json:"display_name"`
 	SendScope   store.Scope `json:"send_scope"`
 	Status      string      `json:"status"` // active | suspended
-	CreatedAt   string      `json:"created_at"`
-	UpdatedAt   string      `json:"updated_at"`
+	// FailureReports: see store.Mailbox.FailureReports.
+	FailureReports bool   `json:"failure_reports"`
+	CreatedAt      string `json:"created_at"`
+	UpdatedAt      string `json:"updated_at"`
 }
 
 func mailboxView(m *store.Mailbox) mailboxItem {
 	it := mailboxItem{
 		ID: m.ID, Address: m.Address, DisplayName: nullable(m.DisplayName), SendScope: m.SendScope,
-		Status: "active", CreatedAt: rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt),
+		Status: "active", FailureReports: m.FailureReports, CreatedAt: rfc3339(m.CreatedAt), UpdatedAt: rfc3339(m.UpdatedAt),
 	}
 	if m.Suspended {
 		it.Status = "suspended"
@@ -41,14 +43,18 @@ type mailboxInput struct {
 	address, displayName httpapi.Opt[string]
 	scopeSet, scopeNull  bool
 	scope                *scopeInput
+	failureReports       httpapi.Opt[bool]
 }
 
 func decodeMailbox(o *httpapi.Object) (*mailboxInput, error) {
-	if err := o.Allow("address", "display_name", "send_scope"); err != nil {
+	if err := o.Allow("address", "display_name", "send_scope", "failure_reports"); err != nil {
 		return nil, err
 	}
 	in := &mailboxInput{}
 	var err error
+	if in.failureReports, err = httpapi.Field[bool](o, "failure_reports"); err != nil {
+		return nil, err
+	}
 	if in.address, err = httpapi.Field[string](o, "address"); err != nil {
 		return nil, err
 	}
@@ -117,6 +123,7 @@ func (s *Server) createMailbox(c *call) error {
 		m.DisplayName = *display
 	}
 	m.SendScope = *scope
+	m.FailureReports = in.failureReports.Set && !in.failureReports.Null && in.failureReports.V
 	if err := v.Err(); err != nil {
 		return err
 	}
@@ -171,6 +178,9 @@ func (s *Server) patchMailbox(c *call) error {
 			v.Add("address", httpapi.FieldNotEditable, "address cannot be changed; create a new mailbox instead")
 		}
 		display, scope := s.checkMailbox(c.team(), in, v, false)
+		if in.failureReports.Set && in.failureReports.Null {
+			v.Add("failure_reports", httpapi.FieldRequired, "failure_reports cannot be null; use true or false")
+		}
 		if err := v.Err(); err != nil {
 			return nil, err
 		}
@@ -181,6 +191,9 @@ func (s *Server) patchMailbox(c *call) error {
 			}
 			if scope != nil {
 				m.SendScope = *scope
+			}
+			if in.failureReports.Set && !in.failureReports.Null {
+				m.FailureReports = in.failureReports.V
 			}
 			m.UpdatedAt = now
 			return nil

@@ -49,6 +49,12 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 	if out.ok {
 		s.used.Touch(prov.ID, now)
 	}
+	var plan *reportPlan
+	if !out.ok || len(out.refused) > 0 {
+		// This attempt may finish the message with failed recipients;
+		// the body is gone once that is stored.
+		plan = s.planReport(m)
+	}
 	var final *store.Message
 	err := s.persist("recording attempt result", m.ID, func() (err error) {
 		final, err = s.store.UpdateMessage(m.ID, func(m *store.Message) error { return s.settle(m, prov.ID, out, now) })
@@ -68,6 +74,7 @@ func (s *Scheduler) finish(m *store.Message, prov *store.Provider, res *reservat
 		s.markProviderError(prov, out.reply)
 	}
 	s.logFinal(final, prov, out)
+	s.reportFinal(plan, final)
 	s.emitAttempt(m, final, prov.ID, out)
 	for _, id := range feedbackProviders(m, final) {
 		s.CheckManagedHold(final.TeamID, id)

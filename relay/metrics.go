@@ -19,6 +19,7 @@ type Metrics struct {
 	latency      *prometheus.HistogramVec
 	feedback     *prometheus.CounterVec
 	reports      *prometheus.CounterVec
+	failReports  *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -45,8 +46,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_bounce_reports_total",
 			Help: "Reports the bounce listener accepted, by kind (dsn, arf, text, none) and outcome (recorded: something was recorded; ignored: a delay notice, a report about no recipient of the message, a repeat, or not a report)."},
 			[]string{"kind", "outcome"}),
+		failReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smtpmux_failure_reports_total",
+			Help: "Messages that finally failed for some recipient, by what became of their failure report to the sender (sent, not_opted_in, null_sender, report, rate_limited, no_own_provider, suppressed, credential_inactive, duplicate, error)."},
+			[]string{"outcome"}),
 	}
-	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback, m.reports)
+	reg.MustRegister(m.sessions, m.authFailures, m.limitedBy, m.accepted, m.rejected, m.attempts, m.latency, m.feedback, m.reports, m.failReports)
 	return m
 }
 
@@ -105,5 +109,12 @@ func (m *Metrics) Feedback(provider, typ, source string) {
 func (m *Metrics) Report(kind, outcome string) {
 	if m != nil {
 		m.reports.WithLabelValues(kind, outcome).Inc()
+	}
+}
+
+// failureReport counts one failure report decision (relay/failreports.go).
+func (m *Metrics) failureReport(outcome string) {
+	if m != nil {
+		m.failReports.WithLabelValues(outcome).Inc()
 	}
 }

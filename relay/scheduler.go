@@ -68,6 +68,10 @@ type Scheduler struct {
 	// (routing.NextRetry); a test seam like draw.
 	jitter func() float64
 
+	// reports sends failure reports (failreports.go); set by NewServer,
+	// nil in a Scheduler without one.
+	reports atomic.Pointer[failureReporter]
+
 	kick chan struct{}
 	slot chan struct{}
 	// turns counts Run's finished turns (wake round + dispatch). Tests

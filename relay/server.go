@@ -104,6 +104,9 @@ func NewServer(cfg Config, st *store.Store, reg *Registry, sched *Scheduler, log
 	srv := &Server{cfg: cfg, store: st, reg: reg, sched: sched, log: logger, now: now, limiter: cfg.Limiter, metrics: cfg.Metrics,
 		used: store.NewLastUsed(st.TouchKey), authFails: ratelimit.New(cfg.AuthFailLimit, time.Minute, now),
 		auth: &Authenticator{Store: st, MinDelay: cfg.AuthFailDelay}, sessions: map[*session]struct{}{}}
+	if sched != nil {
+		sched.reports.Store(newFailureReporter(srv, FailureReportsPerHour))
+	}
 	s := smtp.NewServer(smtp.BackendFunc(srv.newSession))
 	s.Domain = cfg.Hostname
 	s.TLSConfig = cfg.TLSConfig

@@ -44,6 +44,10 @@ type APIKey struct {
 	// rotation) drops the old one.
 	PrevHash      []byte     `json:"prev_hash,omitempty"`
 	PrevExpiresAt *time.Time `json:"prev_expires_at,omitempty"`
+	// FailureReports opts the key's mail into RFC 3464 failure reports
+	// to its envelope sender (relay/failreport.go). Off by default: a
+	// report is mail the team sends, through its own providers.
+	FailureReports bool `json:"failure_reports,omitempty"`
 }
 
 // InGrace reports whether the previous secret still authenticates at now.

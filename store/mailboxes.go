@@ -26,14 +26,17 @@ const credRefPassword = "mbxpw:"
 // by one of its passwords must use Address as From and is routed within
 // SendScope.
 type Mailbox struct {
-	ID          string    `json:"id"`
-	TeamID      string    `json:"team_id"`
-	Address     string    `json:"address"` // lowercased; unique per team
-	DisplayName string    `json:"display_name,omitempty"`
-	SendScope   Scope     `json:"send_scope"`
-	Suspended   bool      `json:"suspended"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string `json:"id"`
+	TeamID      string `json:"team_id"`
+	Address     string `json:"address"` // lowercased; unique per team
+	DisplayName string `json:"display_name,omitempty"`
+	SendScope   Scope  `json:"send_scope"`
+	Suspended   bool   `json:"suspended"`
+	// FailureReports opts the mailbox's mail into RFC 3464 failure
+	// reports to its envelope sender (see APIKey.FailureReports).
+	FailureReports bool      `json:"failure_reports,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 	// Version increases with every write; it is the ETag.
 	Version int64 `json:"version"`
 }

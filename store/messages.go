@@ -97,6 +97,10 @@ type Message struct {
 	// connection or quota error to when the message may use them again.
 	Avoid         map[string]time.Time `json:"avoid,omitempty"`
 	SentFromEmail string               `json:"sent_from_email,omitempty"`
+	// FailureReportID is the failure report (an RFC 3464 DSN to From)
+	// enqueued for this message, set in the same transaction that
+	// enqueues it (EnqueueFailureReport): at most one per message.
+	FailureReportID string `json:"failure_report_id,omitempty"`
 	// Waiting is the routing explanation of the last pick that found no
 	// provider it could use yet (quota, breaker): why the message waits.
 	// Cleared when an attempt starts.
@@ -141,6 +145,28 @@ func (s *Store) Enqueue(m *Message, body []byte) error {
 	m.State = StateQueued
 	return s.submit(&op{done: make(chan error, 1), syncSpool: m.Spooled, fn: func(tx *bolt.Tx) error {
 		return putNewMessage(tx, m, body)
+	}})
+}
+
+// EnqueueFailureReport durably enqueues report, the failure report of the
+// finished message origID, and records it on the original in the same
+// transaction: ErrConflict if the original already has one (a second
+// call, a retried write), so a report is never sent twice.
+func (s *Store) EnqueueFailureReport(origID string, report *Message, body []byte) error {
+	report.State = StateQueued
+	return s.submit(&op{done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
+		var orig Message
+		if err := getJSON(tx.Bucket(bMessages), origID, &orig); err != nil {
+			return err
+		}
+		if orig.FailureReportID != "" {
+			return ErrConflict
+		}
+		orig.FailureReportID = report.ID
+		if err := putJSON(tx.Bucket(bMessages), origID, &orig); err != nil {
+			return err
+		}
+		return putNewMessage(tx, report, body)
 	}})
 }
 
