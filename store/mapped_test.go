@@ -100,6 +100,9 @@ func TestBodiesDoNotStayResident(t *testing.T) {
 // TestBodiesDoNotStayResident checks that a large residency still goes.
 func TestSmallMapResidencyIsKept(t *testing.T) {
 	if _, ok := fileRSS(); !ok {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no /proc/self/statm under CI: the map-trim rule cannot be checked")
+		}
 		t.Skip("no /proc/self/statm: the map is dropped at every look there")
 	}
 	s, _ := openTest(t)

@@ -168,16 +168,11 @@ func midCounts(up *testpeer.Server) map[string]int {
 	return out
 }
 
-// waitFor polls cond every 20 ms until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (within, without
+// the figure).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	within(t, what, timeout, cond)
 }
 
 // smtpErr returns the SMTP reply behind err, or fails the test.
