@@ -81,7 +81,7 @@ func (l *Listener) Start() error {
 	if err != nil {
 		return err
 	}
-	l.ln = &capListener{Listener: ln, slots: connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP)}
+	l.ln = connslots.Listener(ln, connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP), refuseBusy)
 	go func() {
 		if err := l.srv.Serve(l.ln); err != nil && !l.closing.Load() {
 			l.log.Error("bounce listener stopped", "err", err)
@@ -189,37 +189,8 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset()        { s.targets = s.targets[:0] }
 func (s *session) Logout() error { return nil }
 
-// capListener turns connections over the caps away with 421 at once.
-type capListener struct {
-	net.Listener
-	slots *connslots.Slots
-}
-
-func (l *capListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		key := connslots.ClientKey(c.RemoteAddr().String())
-		if l.slots.Take(key) == connslots.OK {
-			return &slotConn{Conn: c, release: func() { l.slots.Release(key) }}, nil
-		}
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(c, "421 4.7.0 Too many connections\r\n")
-		c.Close()
-	}
-}
-
-type slotConn struct {
-	net.Conn
-	release func()
-	done    atomic.Bool
-}
-
-func (c *slotConn) Close() error {
-	if c.done.CompareAndSwap(false, true) {
-		c.release()
-	}
-	return c.Conn.Close()
+// refuseBusy turns a connection over the caps away with 421 at once.
+func refuseBusy(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "421 4.7.0 Too many connections\r\n")
 }
