@@ -1,12 +1,12 @@
 package bounce
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -169,7 +169,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	rep, err := Parse(strings.NewReader(string(raw)))
+	rep, err := Parse(bytes.NewReader(raw))
 	if err != nil {
 		// Accepted and dropped: an auto-reply or junk sent to a return
 		// path. Refusing it would only make its sender bounce it.
