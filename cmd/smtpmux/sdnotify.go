@@ -49,3 +49,29 @@ func sdWatchdog(stop <-chan struct{}, check func() error) {
 		}
 	}
 }
+
+// startKeepalive is how often a starting daemon tells systemd it is still
+// starting. Start can take longer than TimeoutStartSec (90 s by default):
+// a schema migration over a large store commits in batches for minutes,
+// and killing it only makes the next start resume it.
+const startKeepalive = 10 * time.Second
+
+// sdExtendStart asks systemd for more start time every interval until
+// stop is closed, each time for three intervals, so a start that is
+// working is never killed while one that wedges runs out within three.
+func sdExtendStart(stop <-chan struct{}, interval time.Duration) {
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return
+	}
+	note := "EXTEND_TIMEOUT_USEC=" + strconv.FormatInt((3*interval).Microseconds(), 10)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			sdNotify(note)
+		}
+	}
+}

@@ -124,7 +124,10 @@ func serve(path string, stderr io.Writer) int {
 			}
 		}()
 	}
+	starting := make(chan struct{})
+	go sdExtendStart(starting, startKeepalive)
 	d, err := start(cfg, logger, stderr)
+	close(starting)
 	if d != nil {
 		d.logLevel = level
 	}
