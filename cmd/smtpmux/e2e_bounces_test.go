@@ -102,7 +102,7 @@ func TestBounceListener(t *testing.T) {
 	tok := strings.TrimSuffix(strings.TrimPrefix(verpAddr, "b+"), "@bounces.relay.test")
 	parts := strings.Split(tok, "-")
 	altered := "b+" + parts[0] + "-" + parts[1] + "-" + "zzzzzz" + "-" + parts[3] + "@bounces.relay.test"
-	for _, rcpt := range []string{"postmaster@bounces.relay.test", "b+forged-0-abc-aaaaaaaaaaaaaaaa@bounces.relay.test", altered} {
+	for _, rcpt := range []string{"b+forged-0-abc-aaaaaaaaaaaaaaaa@bounces.relay.test", altered} {
 		if err := sendReport(listener, rcpt, []byte("Subject: x\r\n\r\nx\r\n")); smtpCode(err) != 550 {
 			t.Fatalf("RCPT %s: %v, want 550", rcpt, err)
 		}
@@ -273,5 +273,37 @@ func TestBounceListenerLimits(t *testing.T) {
 	}
 	for _, c := range open {
 		c.Close()
+	}
+}
+
+// TestBounceListenerPostmasterAndJunk: postmaster is accepted without a
+// token; commands that hand over nothing are bounded.
+func TestBounceListenerPostmasterAndJunk(t *testing.T) {
+	_, listener := bounceDaemon(t, "")
+
+	// postmaster is accepted (RFC 5321 §4.5.1) at any domain,
+	// and needs no token.
+	for _, rcpt := range []string{"postmaster@bounces.relay.test", "PostMaster@other.example"} {
+		if err := sendReport(listener, rcpt, []byte("Subject: hello\r\n\r\nabuse desk here\r\n")); err != nil {
+			t.Fatalf("report to %s: %v", rcpt, err)
+		}
+	}
+
+	// Commands that hand over no report are bounded: a client cannot
+	// hold its slot with NOOPs.
+	c, err := gosmtp.Dial(listener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("a.example"); err != nil {
+		t.Fatal(err)
+	}
+	var noopErr error
+	for i := 0; i < 100 && noopErr == nil; i++ {
+		noopErr = c.Noop()
+	}
+	if smtpCode(noopErr) != 421 {
+		t.Fatalf("100 NOOPs: %v, want 421", noopErr)
 	}
 }

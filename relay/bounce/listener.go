@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,11 +40,16 @@ var (
 	errTooManyBad   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many invalid recipients, closing"}
 	errTempFail     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	errNeedRcpt     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	errJunk         = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands without a report, closing"}
 )
 
 const (
 	maxTargets   = 5 // valid tokens per transaction
 	maxBadTokens = 3 // invalid recipients per connection before 421
+	// maxJunk bounds the commands a connection sends without handing
+	// over a report (EHLO, MAIL, five RCPT and DATA take eight), so a
+	// client cannot hold a slot forever with NOOPs and RSETs.
+	maxJunk = 20
 )
 
 // Listener is the bounce listener.
@@ -71,6 +77,7 @@ func NewListener(cfg Config, rec *Recorder, log *slog.Logger) *Listener {
 	s.MaxRecipients = maxTargets
 	s.ReadTimeout, s.WriteTimeout = cfg.Timeout, cfg.Timeout
 	s.MaxLineLength = 4096
+	s.CommandFilter = filterCommand
 	l.srv = s
 	return l
 }
@@ -118,11 +125,32 @@ type session struct {
 	remote  string
 	targets []target
 	bad     int
+	// postmaster is set when the transaction is addressed to postmaster,
+	// which RFC 5321 §4.5.1 requires every receiving host to accept.
+	postmaster bool
+	junk       int
 }
 
-func (s *session) Mail(string, *smtp.MailOptions) error { s.targets = s.targets[:0]; return nil }
+// filterCommand counts the commands since the last report handed over
+// and closes the connection past maxJunk.
+func filterCommand(c *smtp.Conn, _ string) error {
+	s, ok := c.Session().(*session)
+	if !ok {
+		return nil
+	}
+	if s.junk++; s.junk > maxJunk {
+		return errJunk
+	}
+	return nil
+}
+
+func (s *session) Mail(string, *smtp.MailOptions) error { s.Reset(); return nil }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if isPostmaster(to) {
+		s.postmaster = true
+		return nil
+	}
 	msgID, rcpt, err := s.l.rec.signer.Parse(to, s.l.rec.now())
 	if err == nil && rcpt < 0 {
 		// A token for any of several recipients: every one of them saw
@@ -156,7 +184,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
-	if len(s.targets) == 0 {
+	if len(s.targets) == 0 && !s.postmaster {
 		return errNeedRcpt
 	}
 	max := s.l.cfg.MaxMessageBytes
@@ -168,6 +196,13 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if err != nil {
 		return err
+	}
+	s.junk = 0
+	if len(s.targets) == 0 {
+		// Only for postmaster: nobody reads it, and a report without a
+		// token names no message to record it on.
+		s.l.rec.metrics.Report("none", "ignored")
+		return nil
 	}
 	rep, err := Parse(bytes.NewReader(raw))
 	if err != nil {
@@ -186,11 +221,18 @@ func (s *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *session) Reset()        { s.targets = s.targets[:0] }
+func (s *session) Reset()        { s.targets, s.postmaster = s.targets[:0], false }
 func (s *session) Logout() error { return nil }
 
 // refuseBusy turns a connection over the caps away with 421 at once.
 func refuseBusy(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	io.WriteString(c, "421 4.7.0 Too many connections\r\n")
+}
+
+// isPostmaster reports whether a recipient is postmaster, bare or at any
+// domain (case-insensitive, RFC 5321 §4.5.1).
+func isPostmaster(to string) bool {
+	local, _, _ := strings.Cut(to, "@")
+	return strings.EqualFold(local, "postmaster")
 }
