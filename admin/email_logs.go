@@ -165,6 +165,9 @@ func (s *Server) emailLogs(c *call) error {
 	if err != nil {
 		return err
 	}
+	// Cluster mode: the other nodes' pages of the same request, merged
+	// (fanout.go); nil single node.
+	fo := s.fanOut(c, c.r.URL.Query())
 	page, cursor, err := s.logPage(c.team(), f, pg)
 	if err != nil {
 		return err
@@ -172,6 +175,21 @@ func (s *Server) emailLogs(c *call) error {
 	out := make([]emailLogItem, 0, len(page))
 	for _, m := range page {
 		out = append(out, emailLogView(m))
+	}
+	if fo != nil {
+		bodies, err := fo.wait()
+		if err != nil {
+			return err
+		}
+		parts := []logPart{{items: out, next: cursor}}
+		for _, b := range bodies {
+			p, err := nodeLogPart(b)
+			if err != nil {
+				return s.errNodeAnswer(c, err)
+			}
+			parts = append(parts, p)
+		}
+		out, cursor = mergeLogPages(parts, pg.limit)
 	}
 	var pag httpapi.Pagination
 	if cursor != "" {
