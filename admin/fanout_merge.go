@@ -30,8 +30,8 @@ type logPart struct {
 // takes the limit newest of them. Whatever it leaves out lies below the
 // cursor it returns, and comes on a later page: exactly once.
 func mergeLogPages(parts []logPart, limit int) ([]emailLogItem, string) {
-	floor := "" // items below it were not looked for on every node
-	var all []emailLogItem
+	floor := ""             // items below it were not looked for on every node
+	all := []emailLogItem{} // an empty page is [], not null
 	for _, p := range parts {
 		if p.next > floor {
 			floor = p.next

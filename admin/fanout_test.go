@@ -126,7 +126,7 @@ func TestMergeLogPagesFloor(t *testing.T) {
 	if len(items) != 1 || items[0].ID != "eml_9-a" || next != "eml_9-a" {
 		t.Fatalf("limit 1: got %v next %q", items, next)
 	}
-	if items, next := mergeLogPages([]logPart{{}, {}}, 5); len(items) != 0 || next != "" {
+	if items, next := mergeLogPages([]logPart{{}, {}}, 5); items == nil || len(items) != 0 || next != "" {
 		t.Fatalf("empty: %v %q", items, next)
 	}
 }

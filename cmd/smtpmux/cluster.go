@@ -85,7 +85,13 @@ type lastPeers struct {
 	mu    sync.Mutex
 	nodes []admin.NodeInfo
 	ok    bool
+	at    time.Time // when nodes was read from etcd
 }
+
+// peersFresh is how long a fan-out reuses the list of nodes instead of
+// reading it from etcd again: a node that goes is in it for its lease
+// (10 s) anyway, and a report should not cost an etcd read per call.
+const peersFresh = time.Second
 
 func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 	ms, err := v.n.Members(ctx)
@@ -106,13 +112,22 @@ func (v clusterView) WaitApplied(ctx context.Context, rev int64) { v.n.WaitAppli
 
 // Peers lists the other registered nodes; while etcd cannot be reached,
 // the last list it got (none yet: the error).
+// A degraded node does not try etcd (each try would make the client wait
+// for the etcd timeout).
 func (v clusterView) Peers(ctx context.Context) ([]admin.NodeInfo, error) {
+	p := v.peers
+	p.mu.Lock()
+	if p.ok && (time.Since(p.at) < peersFresh || v.n.State() != "member") {
+		defer p.mu.Unlock()
+		return p.nodes, nil
+	}
+	p.mu.Unlock()
 	all, err := v.Nodes(ctx)
-	v.peers.mu.Lock()
-	defer v.peers.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err != nil {
-		if v.peers.ok {
-			return v.peers.nodes, nil
+		if p.ok {
+			return p.nodes, nil
 		}
 		return nil, err
 	}
@@ -122,7 +137,7 @@ func (v clusterView) Peers(ctx context.Context) ([]admin.NodeInfo, error) {
 			out = append(out, m)
 		}
 	}
-	v.peers.nodes, v.peers.ok = out, true
+	p.nodes, p.ok, p.at = out, true, time.Now()
 	return out, nil
 }
 
