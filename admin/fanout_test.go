@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,5 +284,44 @@ func TestFanOutRefusals(t *testing.T) {
 	asks := fc.asks.Load()
 	if r := n1.do("GET", "/api/v1/providers/stats", nil); r.Code != 200 || fc.asks.Load() != asks {
 		t.Fatalf("stats: %d, %d asks", r.Code, fc.asks.Load()-asks)
+	}
+}
+
+// lockout is an AuthAttempts that refuses every address while on.
+type lockout struct{ on atomic.Bool }
+
+func (l *lockout) ReserveAuth(string) (bool, time.Duration, func(bool)) {
+	return !l.on.Load(), time.Second, func(bool) {}
+}
+
+// TestProvenNodeNotChargedTwice: a request the cluster token proves is a
+// node's is not charged to the key's rate nor to the (asking node's)
+// address's failed-authentication limit: the asking node charged the
+// client already. A client's own request is charged as always.
+func TestProvenNodeNotChargedTwice(t *testing.T) {
+	const token = "cluster-token-0123456789"
+	lim := &lockout{}
+	e := newEnv(t, func(o *Options) {
+		o.Cluster = &fakeCluster{}
+		o.ClusterToken = token
+		o.HTTP.RateLimit, o.HTTP.RateWindow = 1, time.Minute
+		o.HTTP.AuthAttempts = lim
+	})
+	node := []string{ForwardedHeader, "n2", TokenHeader, token}
+	for range 3 {
+		if r := e.do("GET", "/api/v1/emails/logs", nil, node...); r.Code != 200 {
+			t.Fatalf("node request: %d %s", r.Code, r.Body)
+		}
+	}
+	if r := e.do("GET", "/api/v1/emails/logs", nil); r.Code != 200 {
+		t.Fatalf("the client's first request: %d %s", r.Code, r.Body)
+	}
+	expectErr(t, e.do("GET", "/api/v1/emails/logs", nil), 429, "rate_limit_exceeded", "")
+	lim.on.Store(true)
+	if r := e.do("GET", "/api/v1/emails/logs", nil, node...); r.Code != 200 {
+		t.Fatalf("node request from a locked-out address: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("GET", "/api/v1/emails/logs", nil, ForwardedHeader, "n2"); r.Code != 403 {
+		t.Fatalf("a node request without the token: %d %s", r.Code, r.Body)
 	}
 }

@@ -72,6 +72,16 @@ func (s *Server) fromNode(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.opts.ClusterToken)) == 1
 }
 
+// provenNode reports a request the cluster token proves is another
+// node's (not merely says so: without a token configured, anyone can). The
+// asking node already counted the client's credential against the client's
+// own rate and address, so this node does not count it again: charging
+// the asking node's address for a key that failed here (revoked in
+// between) would let one tenant lock every client of that node out.
+func (s *Server) provenNode(r *http.Request) bool {
+	return s.opts.ClusterToken != "" && s.fromNode(r)
+}
+
 // forgedNode reports a request that says another node sent it but lacks
 // the cluster token. It is refused rather than served as a client's: the
 // node-to-node answers (this node's part only, no fan-out, no rate charge)

@@ -574,9 +574,8 @@ func (s *Server) guard(c *call, rt route) error {
 	httpapi.SetKeyID(c.r, key.ID)
 	// A fanned-out request was charged to the key on the node the client
 	// asked; charging it again on every node would make one client call
-	// cost a unit of each node's limit. Only a request the cluster token
-	// proves is a node's skips it (without a token anyone can say so).
-	if s.opts.ClusterToken == "" || !s.fromNode(c.r) {
+	// cost a unit of each node's limit.
+	if !s.provenNode(c.r) {
 		if err := s.checkRate(c.w, key.ID); err != nil {
 			return err
 		}
