@@ -155,7 +155,8 @@ func usedProvider(m *store.Message, id string) bool { return m.UsedProvider(id) 
 
 // emailLogs is GET /emails/logs: the team's messages, newest first, with
 // cursor pagination (the cursor is the last message ID of the page, so a
-// page is stable while new mail arrives).
+// page is stable while new mail arrives). In cluster mode the page merges
+// every node's (fanout.go, mergeLogPages).
 func (s *Server) emailLogs(c *call) error {
 	pg, err := parsePage(c.r)
 	if err != nil {
