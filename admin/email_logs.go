@@ -155,7 +155,8 @@ func usedProvider(m *store.Message, id string) bool { return m.UsedProvider(id) 
 
 // emailLogs is GET /emails/logs: the team's messages, newest first, with
 // cursor pagination (the cursor is the last message ID of the page, so a
-// page is stable while new mail arrives).
+// page is stable while new mail arrives). In cluster mode the page merges
+// every node's (fanout.go, mergeLogPages).
 func (s *Server) emailLogs(c *call) error {
 	pg, err := parsePage(c.r)
 	if err != nil {
@@ -165,6 +166,9 @@ func (s *Server) emailLogs(c *call) error {
 	if err != nil {
 		return err
 	}
+	// Cluster mode: the other nodes' pages of the same request, merged
+	// (fanout.go); nil single node.
+	fo := s.fanOut(c, c.r.URL.Query())
 	page, cursor, err := s.logPage(c.team(), f, pg)
 	if err != nil {
 		return err
@@ -172,6 +176,21 @@ func (s *Server) emailLogs(c *call) error {
 	out := make([]emailLogItem, 0, len(page))
 	for _, m := range page {
 		out = append(out, emailLogView(m))
+	}
+	if fo != nil {
+		bodies, err := fo.wait()
+		if err != nil {
+			return err
+		}
+		parts := []logPart{{items: out, next: cursor}}
+		for _, b := range bodies {
+			p, err := nodeLogPart(b)
+			if err != nil {
+				return s.errNodeAnswer(c, err)
+			}
+			parts = append(parts, p)
+		}
+		out, cursor = mergeLogPages(parts, pg.limit)
 	}
 	var pag httpapi.Pagination
 	if cursor != "" {

@@ -104,6 +104,17 @@ func (s *Server) emailMetrics(c *call) error {
 	if n > maxMetricBuckets {
 		return httpapi.ErrInvalidParam("from_date", "the window holds %d buckets; at most %d are allowed (use interval=day or a shorter window)", n, maxMetricBuckets)
 	}
+	// Cluster mode: the other nodes count their own mail over the same
+	// window, so its end is fixed here (to_date as a timestamp is
+	// inclusive: one nanosecond less gives this very end).
+	var fo *fanout
+	if s.opts.Cluster != nil {
+		fq := c.r.URL.Query()
+		if fq.Get("to_date") == "" {
+			fq.Set("to_date", to.Add(-time.Nanosecond).Format(time.RFC3339Nano))
+		}
+		fo = s.fanOut(c, fq)
+	}
 	rep := metricsReport{Interval: interval, From: rfc3339(first), To: rfc3339(to), Series: make([]metricsPoint, n)}
 	for i := range rep.Series {
 		rep.Series[i].Start = rfc3339(first.Add(time.Duration(i) * step))
@@ -141,6 +152,21 @@ func (s *Server) emailMetrics(c *call) error {
 	}
 	if err != nil {
 		return err
+	}
+	if fo != nil {
+		bodies, err := fo.wait()
+		if err != nil {
+			return err
+		}
+		for _, b := range bodies {
+			var part metricsReport
+			if _, err := nodeData(b, &part); err != nil {
+				return s.errNodeAnswer(c, err)
+			}
+			if err := addMetrics(&rep, part); err != nil {
+				return s.errNodeAnswer(c, err)
+			}
+		}
 	}
 	c.ok(http.StatusOK, rep)
 	return nil

@@ -66,7 +66,8 @@ func parsePage(r *http.Request) (page, error) {
 	return p, nil
 }
 
-// cursorID accepts what our IDs look like (prefix_ + base32) so that a
+// cursorID accepts what our IDs look like (prefix_ + base32, and for a
+// message accepted in cluster mode '-' and the node ID) so that a
 // hand-made cursor cannot smuggle arbitrary bytes into comparisons or logs.
 func cursorID(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -74,7 +75,7 @@ func cursorID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 			return false
 		}
 	}

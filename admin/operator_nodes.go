@@ -34,6 +34,12 @@ type ClusterView interface {
 	// Authorization and returns that node's answer as it is (ok false:
 	// no such node registered).
 	Forward(ctx context.Context, nodeID, path, authorization string) (status int, body []byte, ok bool, err error)
+	// Peers lists the other registered nodes, for a fan-out; while etcd
+	// cannot be reached, the last list it got.
+	Peers(ctx context.Context) ([]NodeInfo, error)
+	// Ask sends a GET of path to the node whose API is at base (its
+	// advertise_url), as Forward does.
+	Ask(ctx context.Context, base, path, authorization string) (status int, body []byte, err error)
 	// WaitApplied returns once this node's view holds etcd revision rev,
 	// or ctx ends.
 	WaitApplied(ctx context.Context, rev int64)
@@ -64,6 +70,30 @@ func (s *Server) fromNode(r *http.Request) bool {
 		return true
 	}
 	return subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.opts.ClusterToken)) == 1
+}
+
+// provenNode reports a request the cluster token proves is another
+// node's (not merely says so: without a token configured, anyone can). The
+// asking node already counted the client's credential against the client's
+// own rate and address, so this node does not count it again: charging
+// the asking node's address for a key that failed here (revoked in
+// between) would let one tenant lock every client of that node out.
+func (s *Server) provenNode(r *http.Request) bool {
+	return s.opts.ClusterToken != "" && s.fromNode(r)
+}
+
+// forgedNode reports a request that says another node sent it but lacks
+// the cluster token. It is refused rather than served as a client's: the
+// node-to-node answers (this node's part only, no fan-out, no rate charge)
+// are for nodes, and a node configured with the wrong token shows at once
+// instead of answering with part of the cluster.
+func (s *Server) forgedNode(r *http.Request) bool {
+	return s.opts.Cluster != nil && r.Header.Get(ForwardedHeader) != "" && !s.fromNode(r)
+}
+
+// errForgedNode answers a forgedNode request.
+func errForgedNode() error {
+	return httpapi.ErrForbidden("a node-to-node request needs this cluster's cluster_token")
 }
 
 // catchUp waits (briefly) for the revision a forwarded request names.

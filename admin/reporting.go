@@ -122,16 +122,34 @@ func (s *Server) countUsage(teamID string, ps []*store.Provider, since, today ti
 // the last 7 days (one key per hour, provider and status; per minute in
 // the first hour) and the messages of the window's first, partial minute, so its cost does not grow
 // with the team's volume, nor depend on other teams at all.
+//
+// Cluster mode: each node counts the mail it accepted, summed here
+// (fanout.go). GET /providers/stats needs no fan-out: it counts
+// providers, which are state of record, the same on every node.
 func (s *Server) providerUsage(c *call) error {
 	ps, err := s.st.Providers(c.team())
 	if err != nil {
 		return err
 	}
+	fo := s.fanOut(c, c.r.URL.Query())
 	now := s.now()
 	since, today := now.Add(-usageWindow), dayStart(now)
 	items, err := s.countUsage(c.team(), ps, since, today)
 	if err != nil {
 		return err
+	}
+	if fo != nil {
+		bodies, err := fo.wait()
+		if err != nil {
+			return err
+		}
+		for _, b := range bodies {
+			var part usageReport
+			if _, err := nodeData(b, &part); err != nil {
+				return s.errNodeAnswer(c, err)
+			}
+			addUsage(items, part.Providers)
+		}
 	}
 	c.ok(http.StatusOK, usageReport{Providers: items, WindowStart: rfc3339(since), DayStart: rfc3339(today)})
 	return nil

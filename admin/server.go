@@ -519,6 +519,12 @@ func pathID(r *http.Request, prefix string) (string, bool) {
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{s: s, w: w, r: r, reqID: httpapi.RequestID(r)}
+		if s.forgedNode(r) {
+			err := errForgedNode()
+			httpapi.RefuseUnread(c.w, c.r, err)
+			c.fail(err)
+			return
+		}
 		s.catchUp(r)
 		err := s.guard(c, rt)
 		if err != nil {
@@ -566,8 +572,13 @@ func (s *Server) guard(c *call, rt route) error {
 		return err
 	}
 	httpapi.SetKeyID(c.r, key.ID)
-	if err := s.checkRate(c.w, key.ID); err != nil {
-		return err
+	// A fanned-out request was charged to the key on the node the client
+	// asked; charging it again on every node would make one client call
+	// cost a unit of each node's limit.
+	if !s.provenNode(c.r) {
+		if err := s.checkRate(c.w, key.ID); err != nil {
+			return err
+		}
 	}
 	if rt.perm != "" && !key.Allows(rt.perm) {
 		return httpapi.ErrForbidden("this API key lacks the " + rt.perm + " permission")

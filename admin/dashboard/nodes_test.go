@@ -63,6 +63,10 @@ func (twoNodes) Membership() (string, string) { return "n1", "degraded" }
 func (twoNodes) Forward(context.Context, string, string, string) (int, []byte, bool, error) {
 	return 0, nil, false, nil
 }
+func (twoNodes) Peers(context.Context) ([]admin.NodeInfo, error) { return nil, nil }
+func (twoNodes) Ask(context.Context, string, string, string) (int, []byte, error) {
+	return 0, nil, nil
+}
 func (twoNodes) WaitApplied(context.Context, int64) {}
 
 // TestOperatorNodesCluster: in cluster mode every registered node is

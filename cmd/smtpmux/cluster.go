@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,7 +74,24 @@ func (d *daemon) once(name string, fn func() error) error {
 type clusterView struct {
 	n     *cluster.Node
 	token string // [cluster] cluster_token
+	// peers is the last list of the other nodes Peers got from etcd.
+	peers *lastPeers
 }
+
+// lastPeers keeps the last list of the other nodes, so that a fan-out
+// still reaches them while etcd cannot be reached (the nodes themselves
+// still answer).
+type lastPeers struct {
+	mu    sync.Mutex
+	nodes []admin.NodeInfo
+	ok    bool
+	at    time.Time // when nodes was read from etcd
+}
+
+// peersFresh is how long a fan-out reuses the list of nodes instead of
+// reading it from etcd again: a node that goes is in it for its lease
+// (10 s) anyway, and a report should not cost an etcd read per call.
+const peersFresh = time.Second
 
 func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 	ms, err := v.n.Members(ctx)
@@ -91,6 +109,37 @@ func (v clusterView) Nodes(ctx context.Context) ([]admin.NodeInfo, error) {
 func (v clusterView) Membership() (string, string) { return v.n.ID(), v.n.State() }
 
 func (v clusterView) WaitApplied(ctx context.Context, rev int64) { v.n.WaitApplied(ctx, rev) }
+
+// Peers lists the other registered nodes; while etcd cannot be reached,
+// the last list it got (none yet: the error).
+// A degraded node does not try etcd (each try would make the client wait
+// for the etcd timeout).
+func (v clusterView) Peers(ctx context.Context) ([]admin.NodeInfo, error) {
+	p := v.peers
+	p.mu.Lock()
+	if p.ok && (time.Since(p.at) < peersFresh || v.n.State() != "member") {
+		defer p.mu.Unlock()
+		return p.nodes, nil
+	}
+	p.mu.Unlock()
+	all, err := v.Nodes(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		if p.ok {
+			return p.nodes, nil
+		}
+		return nil, err
+	}
+	out := make([]admin.NodeInfo, 0, len(all))
+	for _, m := range all {
+		if !m.Self {
+			out = append(out, m)
+		}
+	}
+	p.nodes, p.ok, p.at = out, true, time.Now()
+	return out, nil
+}
 
 // forwardClient makes node-to-node calls: short, because a client waits.
 var forwardClient = &http.Client{Timeout: 5 * time.Second}
@@ -113,9 +162,18 @@ func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization st
 		// advertise_url: the message cannot be reached now.
 		return 0, nil, false, fmt.Errorf("node %s is not registered with an advertise_url", nodeID)
 	}
+	status, body, err := v.Ask(ctx, base, path, authorization)
+	return status, body, err == nil, err
+}
+
+// Ask sends a GET of path to the node whose API is at base, with the
+// caller's Authorization, as a node: the forwarded mark, this node's
+// applied revision (the receiver catches up to it before it
+// authenticates) and the cluster token.
+func (v clusterView) Ask(ctx context.Context, base, path, authorization string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", authorization)
 	req.Header.Set(admin.ForwardedHeader, v.n.ID())
@@ -125,14 +183,14 @@ func (v clusterView) Forward(ctx context.Context, nodeID, path, authorization st
 	}
 	resp, err := forwardClient.Do(req)
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return 0, nil, false, err
+		return 0, nil, err
 	}
-	return resp.StatusCode, body, true, nil
+	return resp.StatusCode, body, nil
 }
 
 // clusterOption is the API's ClusterView: nil single node.
@@ -140,7 +198,7 @@ func (d *daemon) clusterOption() admin.ClusterView {
 	if d.node == nil {
 		return nil
 	}
-	return clusterView{n: d.node, token: d.cfg.cluster.token}
+	return clusterView{n: d.node, token: d.cfg.cluster.token, peers: &lastPeers{}}
 }
 
 // nodeID is the node_id message IDs carry; "" single node.

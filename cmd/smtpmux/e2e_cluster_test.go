@@ -202,6 +202,9 @@ func TestCluster(t *testing.T) {
 		})
 	})
 
+	var fanRoot string
+	t.Run("reports answer for the whole cluster from any node", func(t *testing.T) { fanRoot = testClusterFanOut(t, nodes, up) })
+
 	t.Run("quotas and health are cluster-wide", func(t *testing.T) { testClusterQuotas(t, nodes) })
 
 	t.Run("wrong secret_key refuses to start", func(t *testing.T) {
@@ -251,6 +254,14 @@ func TestCluster(t *testing.T) {
 		step("degraded seen")
 		n3.stop()
 		step("n3 stopped")
+		// A report asked of n1 while n3 is down (and etcd away: n1 uses
+		// the last list of nodes it got) cannot be whole: 503, naming n3.
+		if fanRoot != "" {
+			code, h, body := n1.apiHeaders(fanRoot, "GET", "/emails/logs", nil, nil)
+			if code != 503 || !strings.Contains(string(body), "n3") || h.Get("Retry-After") == "" {
+				t.Fatalf("logs with n3 down: %d %s", code, body)
+			}
+		}
 		// A graceful stop completes with etcd away (stop kills a daemon
 		// that has not exited 15 s after SIGTERM: exit code -1).
 		if ec := n3.cmd.ProcessState.ExitCode(); ec != 0 {
