@@ -329,6 +329,10 @@ func (n *Node) Begin() (int64, error) {
 // be refused by etcd whole, so it is refused here with a clearer error.
 const maxTxnOps = 128
 
+// MaxChanges implements store.ChangeLimiter: the keys of one write, the
+// counter aside.
+func (n *Node) MaxChanges() int { return maxTxnOps - 1 }
+
 // Commit implements store.Replicator: one etcd transaction that writes
 // every changed key and the counter if the counter is still at token.
 func (n *Node) Commit(token int64, changes []store.Change) error {
