@@ -67,8 +67,14 @@ type Node struct {
 	// registered is set while this node's membership lease is alive;
 	// watching while the watch stream is up.
 	registered atomic.Bool
-	watching   atomic.Bool
-	lastOK     atomic.Int64 // unix nanos of the last good contact with etcd
+	// memberLease is the membership lease while it is alive (0 when not):
+	// in-flight idempotency records live on it, so they end with the
+	// process that serves them (idempotency.go).
+	memberLease atomic.Int64
+	idemOnce    sync.Once
+	idem        *Idempotency
+	watching    atomic.Bool
+	lastOK      atomic.Int64 // unix nanos of the last good contact with etcd
 
 	// etcdWrites counts the etcd write transactions of state-of-record
 	// writes (figures for docs and tests).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/cluster"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -141,6 +142,16 @@ func (d *daemon) clusterOption() admin.ClusterView {
 		return nil
 	}
 	return clusterView{n: d.node, token: d.cfg.cluster.token}
+}
+
+// idempotencyRecords is where Idempotency-Key records live: etcd in
+// cluster mode (a retry may land on any node), nil (the store) single
+// node.
+func (d *daemon) idempotencyRecords() httpapi.IdempotencyRecords {
+	if d.node == nil {
+		return nil
+	}
+	return d.node.Idempotency()
 }
 
 // nodeID is the node_id message IDs carry; "" single node.

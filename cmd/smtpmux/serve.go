@@ -352,7 +352,8 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector, sesH
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
 		Cluster: d.clusterOption(), StartedAt: d.startedAt, ClusterToken: d.clusterToken(),
-		Deliverability: cfg.file.Bounces.thresholds(), SESHook: sesHook,
+		IdempotencyRecords: d.idempotencyRecords(),
+		Deliverability:     cfg.file.Bounces.thresholds(), SESHook: sesHook,
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
 			AuthAttempts:     d.smtp,
