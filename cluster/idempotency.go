@@ -159,7 +159,7 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		}
 		return nil
 	}
-	return unavailable("storing an idempotency record", errors.New("its lease is gone"))
+	return unavailable("storing an idempotency record", errLeaseLost)
 }
 
 // ReleaseIdempotent drops the in-flight record this process holds, so

@@ -68,6 +68,9 @@ func (b *bucketLeases) forget(at time.Time, id clientv3.LeaseID) {
 	}
 }
 
+// errLeaseLost is a write whose fresh lease was gone as well.
+var errLeaseLost = errors.New("its lease is gone")
+
 // leaseGone reports etcd's answer to a write under a lease it does not
 // have.
 func leaseGone(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }

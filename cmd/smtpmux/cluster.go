@@ -13,6 +13,7 @@ import (
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/cluster"
 	"github.com/smtpmux/smtpmux/internal/httpapi"
+	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -152,6 +153,16 @@ func (d *daemon) idempotencyRecords() httpapi.IdempotencyRecords {
 		return nil
 	}
 	return d.node.Idempotency()
+}
+
+// oauthStates keeps pending OAuth connect flows in etcd in cluster mode
+// (the provider's redirect may reach another node than the start); nil
+// (in memory) single node.
+func (d *daemon) oauthStates() oauth.StateStore {
+	if d.node == nil {
+		return nil
+	}
+	return cluster.NewOAuthStates(d.node, oauth.StateTTL, nil)
 }
 
 // nodeID is the node_id message IDs carry; "" single node.
