@@ -1,6 +1,7 @@
 // Package cluster is smtpmux's cluster mode on etcd: the state of record
 // (teams, keys, providers, groups, mailboxes, domains, webhooks, limit
-// requests) lives in etcd under one key prefix, every node keeps its
+// requests; Idempotency-Key records and OAuth connect flows, which no
+// node keeps a view of) lives in etcd under one key prefix, every node keeps its
 // bbolt file as a read view kept current by a watch, writes go to etcd as
 // transactions, and nodes register under a lease. Messages never leave
 // the node that accepted them.

@@ -20,6 +20,8 @@ import (
 //	P canary                   the sealed canary (canary.go)
 //	P nodes/<node_id>          membership, under each node's lease (members.go)
 //	P locks/…                  etcd mutexes (bootstrap)
+//	P idem/<cred>/<key>        Idempotency-Key records (idempotency.go)
+//	P oauth/…                  pending OAuth connect flows (oauth_states.go)
 //
 // Records keep bbolt's bucket keys byte for byte, so a node's view is
 // the log's keys with the prefix cut off. Bucket names never contain
