@@ -128,38 +128,34 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 
 // FinishIdempotent stores the answer of the in-flight record this
 // process holds, on its hour's 24 h lease. A record that is gone or
-// taken over meanwhile is left alone.
+// taken over meanwhile is left alone. When etcd does not take the write
+// it is retried in the background (see later): a record left in flight
+// on a live node's lease would answer 409 to every retry.
 func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, header map[string]string, body []byte) error {
 	k := ix.key(credID, key)
 	c, ok := ix.release(k)
 	if !ok {
 		return nil
 	}
-	rec, rev := c.rec, c.rev
-	ctx, cancel := ix.n.opCtx()
-	defer cancel()
+	rec := c.rec
 	rec.State, rec.Owner, rec.Status, rec.Header, rec.Body = store.IdemDone, "", status, header, body
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	for range 2 {
+	finish := func(ctx context.Context) error {
 		lease, err := ix.hours.get(ctx, rec.CreatedAt)
 		if err != nil {
 			return err
 		}
-		_, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+		_, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
 			Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease))).Commit()
 		if leaseGone(err) {
-			ix.hours.forget(rec.CreatedAt, lease)
-			continue
+			ix.hours.forget(rec.CreatedAt, lease) // the next try grants anew
 		}
-		if err != nil {
-			return unavailable("storing an idempotency record", err)
-		}
-		return nil
+		return err
 	}
-	return unavailable("storing an idempotency record", errLeaseLost)
+	return ix.end(k, c.rev, finish)
 }
 
 // ReleaseIdempotent drops the in-flight record this process holds, so
@@ -170,13 +166,66 @@ func (ix *Idempotency) ReleaseIdempotent(credID, key, owner string) error {
 	if !ok {
 		return nil
 	}
-	ctx, cancel := ix.n.opCtx()
-	defer cancel()
-	_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).Then(clientv3.OpDelete(k)).Commit()
-	if err != nil {
-		return unavailable("releasing an idempotency key", err)
+	return ix.end(k, c.rev, nil)
+}
+
+// Patience of later: how long a finished answer is retried, then how long
+// dropping the record is.
+const (
+	finishRetries = 60
+	finishEvery   = time.Second
+)
+
+// end runs write (nil: drop the record) once; if etcd does not take it,
+// later keeps trying, and the error is returned for the caller's log.
+func (ix *Idempotency) end(k string, rev int64, write func(context.Context) error) error {
+	drop := func(ctx context.Context) error {
+		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpDelete(k)).Commit()
+		return err
 	}
-	return nil
+	if write == nil {
+		write = drop
+	}
+	ctx, cancel := ix.n.opCtx()
+	err := write(ctx)
+	cancel()
+	if err == nil {
+		ix.n.contact()
+		return nil
+	}
+	ix.later(write, drop)
+	return unavailable("ending an idempotency record (retrying in the background)", err)
+}
+
+// later retries write every second for a minute, then drop for another:
+// an answer stored late still spares the retries a second run, and a
+// record that cannot be finished must at least not stay in flight (409
+// to every retry) for as long as this node lives. Both compare the
+// record's revision, so a record taken over meanwhile is left alone; if
+// etcd stays away, the record ends with this node's membership lease.
+func (ix *Idempotency) later(write, drop func(context.Context) error) {
+	ix.n.wg.Add(1)
+	go func() {
+		defer ix.n.wg.Done()
+		for i := range 2 * finishRetries {
+			select {
+			case <-ix.n.ctx.Done():
+				return
+			case <-time.After(finishEvery):
+			}
+			try := write
+			if i >= finishRetries {
+				try = drop
+			}
+			ctx, cancel := ix.n.opCtx()
+			err := try(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+		ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
+	}()
 }
 
 func (ix *Idempotency) own(k string, c claimed) {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -101,8 +102,44 @@ func TestIdempotencyOnEtcd(t *testing.T) {
 		t.Fatalf("a record left in flight by a process that is gone: %+v", rec)
 	}
 
+	// etcd away when the answer is to be stored: the claim of a new key
+	// is refused, and the answer is stored once etcd is back, so that
+	// the record does not stay in flight (409 to every retry) while its
+	// node lives. d's membership lease outlasts the outage.
+	d := leasedNode(t, eps, "d", 10)
+	id := d.Idempotency()
+	if rec := claim(id, "k7", "pd", now); rec != nil {
+		t.Fatalf("claim on d: %+v", rec)
+	}
 	etcd.StopAll()
 	if _, err := ia.BeginIdempotent("key_1", "k6", hash, "pa", now, ttl); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("claim with etcd down: %v", err)
 	}
+	if err := id.FinishIdempotent("key_1", "k7", "pd", 200, nil, []byte("late")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("finish with etcd down: %v", err)
+	}
+	etcd.StartAll()
+	waitFor(t, "the answer stored after etcd returned", 20*time.Second, func() bool {
+		rec, err := ib.BeginIdempotent("key_1", "k7", hash, "pb", now, ttl)
+		return err == nil && rec != nil && rec.State == store.IdemDone && string(rec.Body) == "late"
+	})
+}
+
+// leasedNode is testNode with a membership lease of ttl seconds.
+func leasedNode(t *testing.T, eps []string, id string, ttl int64) *Node {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(Config{Endpoints: eps, Prefix: "/t/", NodeID: id, Version: "test", StartedAt: time.Now(), OpTimeout: time.Second, LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Attach(st); err != nil {
+		t.Fatal(err)
+	}
+	n.Register()
+	t.Cleanup(func() { n.Close(); st.Close() })
+	return n
 }
