@@ -89,5 +89,4 @@ func testClusterRecords(t *testing.T, nodes []*proc, key string, idp *oauthtest.
 			t.Fatalf("the connected provider on n3: %d", code)
 		}
 	})
-
 }
