@@ -138,6 +138,8 @@ func (f *oauthFlow) connect(c *call) (*store.Provider, bool, error) {
 		return nil, false, httpapi.ErrValidation("state", httpapi.FieldInvalid, "this connect link was already used or has expired; start again")
 	case errors.Is(err, ErrOAuthDeclined):
 		return nil, false, httpapi.ErrValidation("code", httpapi.FieldInvalid, err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		return nil, false, err // cluster mode, etcd away: 503 cluster_unavailable
 	case err != nil:
 		f.log.Warn("oauth exchange failed", "request_id", c.reqID, "err", err)
 		return nil, false, &httpapi.Error{Status: http.StatusBadGateway, Code: "service_unavailable", Retryable: true,

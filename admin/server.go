@@ -77,6 +77,10 @@ type Options struct {
 	// ClusterToken, when set, must be on requests another node forwards
 	// (TokenHeader) for them to be treated as such.
 	ClusterToken string
+	// IdempotencyRecords keeps the Idempotency-Key records; nil: Store.
+	// Cluster mode passes etcd's, so that a retry on another node is
+	// recognised.
+	IdempotencyRecords httpapi.IdempotencyRecords
 	// StartedAt is when the process started (GET /operator/nodes).
 	StartedAt time.Time
 	// Deliverability are the rate thresholds of GET …/deliverability
@@ -256,7 +260,11 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, mux: http.NewServeMux()}
 	s.res = newResources(s)
-	s.idem = httpapi.NewIdempotency(s.st, opts.Sealer, s.log, opts.Now)
+	var records httpapi.IdempotencyRecords = s.st
+	if opts.IdempotencyRecords != nil {
+		records = opts.IdempotencyRecords
+	}
+	s.idem = httpapi.NewIdempotency(records, opts.Sealer, s.log, opts.Now)
 	s.hooks = opts.Webhooks.Dispatcher
 	if s.hooks == nil {
 		s.hooks = webhook.New(webhook.Options{Store: s.st, Sealer: opts.Sealer, Logger: s.log, Now: opts.Now,

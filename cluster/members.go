@@ -72,6 +72,8 @@ func (n *Node) registerOnce() {
 		return
 	}
 	n.registered.Store(true)
+	n.memberLease.Store(int64(lease.ID))
+	defer n.memberLease.Store(0)
 	n.contact()
 	n.log.Info("joined the cluster", "advertise_url", n.cfg.AdvertiseURL)
 	for range ka {

@@ -1,6 +1,7 @@
 // Package cluster is smtpmux's cluster mode on etcd: the state of record
 // (teams, keys, providers, groups, mailboxes, domains, webhooks, limit
-// requests) lives in etcd under one key prefix, every node keeps its
+// requests; Idempotency-Key records and OAuth connect flows, which no
+// node keeps a view of) lives in etcd under one key prefix, every node keeps its
 // bbolt file as a read view kept current by a watch, writes go to etcd as
 // transactions, and nodes register under a lease. Messages never leave
 // the node that accepted them.
@@ -67,8 +68,14 @@ type Node struct {
 	// registered is set while this node's membership lease is alive;
 	// watching while the watch stream is up.
 	registered atomic.Bool
-	watching   atomic.Bool
-	lastOK     atomic.Int64 // unix nanos of the last good contact with etcd
+	// memberLease is the membership lease while it is alive (0 when not):
+	// in-flight idempotency records live on it, so they end with the
+	// process that serves them (idempotency.go).
+	memberLease atomic.Int64
+	idemOnce    sync.Once
+	idem        *Idempotency
+	watching    atomic.Bool
+	lastOK      atomic.Int64 // unix nanos of the last good contact with etcd
 
 	// etcdWrites counts the etcd write transactions of state-of-record
 	// writes (figures for docs and tests).

@@ -20,6 +20,8 @@ import (
 //	P canary                   the sealed canary (canary.go)
 //	P nodes/<node_id>          membership, under each node's lease (members.go)
 //	P locks/…                  etcd mutexes (bootstrap)
+//	P idem/<cred>/<key>        Idempotency-Key records (idempotency.go)
+//	P oauth/…                  pending OAuth connect flows (oauth_states.go)
 //
 // Records keep bbolt's bucket keys byte for byte, so a node's view is
 // the log's keys with the prefix cut off. Bucket names never contain
@@ -328,6 +330,10 @@ func (n *Node) Begin() (int64, error) {
 // maxTxnOps is etcd's default --max-txn-ops; a write of more keys would
 // be refused by etcd whole, so it is refused here with a clearer error.
 const maxTxnOps = 128
+
+// MaxChanges implements store.ChangeLimiter: the keys of one write, the
+// counter aside.
+func (n *Node) MaxChanges() int { return maxTxnOps - 1 }
 
 // Commit implements store.Replicator: one etcd transaction that writes
 // every changed key and the counter if the counter is still at token.

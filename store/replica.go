@@ -85,6 +85,22 @@ type Replicator interface {
 	Commit(token int64, changes []Change) error
 }
 
+// ChangeLimiter is a Replicator that takes at most MaxChanges keys in one
+// Commit (etcd's --max-txn-ops). The one write that can grow past it, a
+// group deletion that moves its members out of the group, splits itself
+// into steps that fit (DeleteGroup).
+type ChangeLimiter interface {
+	MaxChanges() int
+}
+
+// maxChanges is the replicator's bound on one write's keys; 0: none.
+func (s *Store) maxChanges() int {
+	if l, ok := s.repl.(ChangeLimiter); ok {
+		return l.MaxChanges()
+	}
+	return 0
+}
+
 // maxWriteRetries bounds how often a write is re-run because another
 // node's write landed between its Begin and Commit.
 const maxWriteRetries = 16

@@ -13,6 +13,8 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/cluster"
+	"github.com/smtpmux/smtpmux/internal/httpapi"
+	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -199,6 +201,26 @@ func (d *daemon) clusterOption() admin.ClusterView {
 		return nil
 	}
 	return clusterView{n: d.node, token: d.cfg.cluster.token, peers: &lastPeers{}}
+}
+
+// idempotencyRecords is where Idempotency-Key records live: etcd in
+// cluster mode (a retry may land on any node), nil (the store) single
+// node.
+func (d *daemon) idempotencyRecords() httpapi.IdempotencyRecords {
+	if d.node == nil {
+		return nil
+	}
+	return d.node.Idempotency()
+}
+
+// oauthStates keeps pending OAuth connect flows in etcd in cluster mode
+// (the provider's redirect may reach another node than the start); nil
+// (in memory) single node.
+func (d *daemon) oauthStates() oauth.StateStore {
+	if d.node == nil {
+		return nil
+	}
+	return cluster.NewOAuthStates(d.node, oauth.StateTTL, nil)
 }
 
 // nodeID is the node_id message IDs carry; "" single node.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/etcdtest"
 	"github.com/smtpmux/smtpmux/internal/testpeer"
+	"github.com/smtpmux/smtpmux/relay/oauth/oauthtest"
 )
 
 // clusterExtra is the config of a cluster node: the [cluster] section on
@@ -73,7 +74,10 @@ func TestCluster(t *testing.T) {
 	// leave one default team and one root key however they race.
 	// A minute between attempts: the breaker test counts one attempt per
 	// node.
-	slowRetry := map[string]string{"delivery": `retry_schedule = ["1m", "1m"]`}
+	// The OAuth client (at the end of [delivery]) is for the connect flow
+	// that starts on one node and finishes on another.
+	idp := oauthtest.New(t, "google")
+	slowRetry := map[string]string{"delivery": `retry_schedule = ["1m", "1m"]` + clusterOAuthSection(idp)}
 	nodes[0] = newClusterDaemon(t, eps, "/e2e/", "n1", slowRetry)
 	for i := 1; i < 3; i++ {
 		wg.Add(1)
@@ -204,6 +208,7 @@ func TestCluster(t *testing.T) {
 
 	var fanRoot string
 	t.Run("reports answer for the whole cluster from any node", func(t *testing.T) { fanRoot = testClusterFanOut(t, nodes, up) })
+	t.Run("idempotency, OAuth states and team creation are cluster-wide", func(t *testing.T) { testClusterRecords(t, nodes, key, idp) })
 
 	t.Run("quotas and health are cluster-wide", func(t *testing.T) { testClusterQuotas(t, nodes) })
 

@@ -28,8 +28,9 @@ type oauthClientConfig struct {
 }
 
 // newConnector builds the OAuth connect flow for the kinds the operator
-// configured; nil when none is.
-func newConnector(cfg *config) (*oauth.Connector, error) {
+// configured; nil when none is. states keeps the pending flows (nil: in
+// memory; cluster mode: etcd, so the callback may reach any node).
+func newConnector(cfg *config, states oauth.StateStore) (*oauth.Connector, error) {
 	var ps []oauth.Provider
 	for kind, c := range map[string]oauthClientConfig{oauth.KindGoogle: cfg.file.OAuth.Google, oauth.KindMicrosoft: cfg.file.OAuth.Microsoft} {
 		if c.ClientID == "" {
@@ -42,7 +43,7 @@ func newConnector(cfg *config) (*oauth.Connector, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	conn, err := oauth.New(ps, oauth.Options{})
+	conn, err := oauth.New(ps, oauth.Options{States: states})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
@@ -112,6 +113,8 @@ func (a oauthAPI) Finish(ctx context.Context, state, code string) (*admin.OAuthG
 	switch {
 	case errors.Is(err, oauth.ErrStateInvalid):
 		return nil, admin.ErrOAuthState
+	case errors.Is(err, store.ErrUnavailable):
+		return nil, err // cluster mode, etcd away: the API's 503, the state kept
 	case errors.Is(err, oauth.ErrNoRefreshToken), errors.Is(err, oauth.ErrScopeNotGranted):
 		return nil, fmt.Errorf("%w: %v", admin.ErrOAuthDeclined, err)
 	case err != nil:

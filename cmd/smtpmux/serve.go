@@ -291,7 +291,7 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 	if err := registerProviders(d.reg, cfg, upstreamTLS, d.log); err != nil {
 		return nil, err
 	}
-	connector, err := newConnector(cfg)
+	connector, err := newConnector(cfg, d.oauthStates())
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +355,8 @@ func (d *daemon) buildAPI(sealer *store.Sealer, connector *oauth.Connector, sesH
 		Store: d.store, Sealer: sealer, Logger: d.log, Version: version, Ready: d.ready,
 		OperatorToken: cfg.operatorToken, KeyRotationGrace: cfg.rotationGrace, DNSResolver: cfg.file.DNS.Resolver,
 		Cluster: d.clusterOption(), StartedAt: d.startedAt, ClusterToken: d.clusterToken(),
-		Deliverability: cfg.file.Bounces.thresholds(), SESHook: sesHook,
+		IdempotencyRecords: d.idempotencyRecords(),
+		Deliverability:     cfg.file.Bounces.thresholds(), SESHook: sesHook,
 		HTTP: admin.HTTPOptions{
 			Deadlines:        httpapi.Deadlines{Unauthenticated: cfg.unauthBodyTimeout, Body: httpReadTimeout},
 			AuthAttempts:     d.smtp,

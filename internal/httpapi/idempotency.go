@@ -29,21 +29,31 @@ const (
 // Rate-limit headers are not: they describe the retry, not the answer.
 var replayedHeaders = []string{"Content-Type", "Cache-Control", "X-Content-Type-Options", "Location", "ETag", "X-Request-Id"}
 
+// IdempotencyRecords is where the layer keeps its records: the node's
+// store (*store.Store) on a single node; in cluster mode etcd
+// (cluster.Idempotency), so that a retry another node receives is
+// recognised. Both keep the store's rules (BeginIdempotent).
+type IdempotencyRecords interface {
+	BeginIdempotent(credID, key string, hash []byte, owner string, now time.Time, ttl time.Duration) (*store.IdempotencyRecord, error)
+	FinishIdempotent(credID, key, owner string, status int, header map[string]string, body []byte) error
+	ReleaseIdempotent(credID, key, owner string) error
+}
+
 // Idempotency is the idempotency layer every POST of the Management and
 // Sending APIs goes through. One per process: its boot ID names this
 // process in in-flight records, so that records a dead process left in
 // flight are recognised as abandoned.
 type Idempotency struct {
-	st     *store.Store
+	st     IdempotencyRecords
 	sealer *store.Sealer
 	log    *slog.Logger
 	now    func() time.Time
 	boot   string
 }
 
-// NewIdempotency makes the layer over st; answers are sealed with sealer
+// NewIdempotency makes the layer over records st; answers are sealed with sealer
 // (they may carry secrets shown once). now is the clock (UTC is taken).
-func NewIdempotency(st *store.Store, sealer *store.Sealer, log *slog.Logger, now func() time.Time) *Idempotency {
+func NewIdempotency(st IdempotencyRecords, sealer *store.Sealer, log *slog.Logger, now func() time.Time) *Idempotency {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
 		panic("crypto/rand failed: " + err.Error())

@@ -46,6 +46,10 @@ type Options struct {
 	StateTTL time.Duration
 	// Now is the clock for states and token expiry (a test seam).
 	Now func() time.Time
+	// States keeps the pending flows; nil: an in-memory States (one
+	// node). Cluster mode passes a store every node shares, since the
+	// provider's redirect may reach another node than the start.
+	States StateStore
 }
 
 // Connector runs the connect flow and builds token sources for the kinds
@@ -55,7 +59,7 @@ type Connector struct {
 	client *http.Client
 	early  time.Duration
 	now    func() time.Time
-	states *States
+	states StateStore
 }
 
 type kindConf struct {
@@ -89,7 +93,10 @@ func New(providers []Provider, opts Options) (*Connector, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	c.states = NewStates(opts.StateTTL, c.now)
+	c.states = opts.States
+	if c.states == nil {
+		c.states = NewStates(opts.StateTTL, c.now)
+	}
 	for _, p := range providers {
 		p, err := p.withDefaults()
 		if err != nil {
@@ -117,7 +124,7 @@ func (c *Connector) Provider(kind string) (Provider, bool) {
 }
 
 // States is the connector's store of pending flows.
-func (c *Connector) States() *States { return c.states }
+func (c *Connector) States() StateStore { return c.states }
 
 func (c *Connector) kind(kind string) (kindConf, error) {
 	k, ok := c.kinds[kind]

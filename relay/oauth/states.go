@@ -52,6 +52,26 @@ type State struct {
 	Expires  time.Time
 }
 
+// StateStore keeps pending connect flows: each state is single-use and
+// expires after its TTL. States is the in-memory one; cluster mode keeps
+// them in etcd (cluster.OAuthStates) under the same rules.
+type StateStore interface {
+	// Issue starts a flow for teamID and kind (within MaxStatesPerTeam
+	// and MaxStates, as States.Issue).
+	Issue(teamID, kind string) (State, error)
+	// Consume ends the flow of value: it returns the flow once and never
+	// again, and ErrStateInvalid when it is unknown, used or expired.
+	Consume(value string) (State, error)
+}
+
+var _ StateStore = (*States)(nil)
+
+// NewFlow is a fresh flow for teamID and kind, expiring at expires: a
+// new state value and PKCE verifier (for StateStore implementations).
+func NewFlow(teamID, kind string, expires time.Time) State {
+	return State{Value: NewState(), TeamID: teamID, Kind: kind, Verifier: oauth2.GenerateVerifier(), Expires: expires}
+}
+
 // States is an in-memory store of pending connect flows. A state is
 // single-use and expires after its TTL. Pending flows are lost on restart,
 // which only means the user clicks "connect" again. The zero value is not
@@ -80,8 +100,7 @@ func NewStates(ttl time.Duration, now func() time.Time) *States {
 // started over does not need the abandoned attempts.
 func (s *States) Issue(teamID, kind string) (State, error) {
 	now := s.now()
-	st := State{Value: NewState(), TeamID: teamID, Kind: kind,
-		Verifier: oauth2.GenerateVerifier(), Expires: now.Add(s.ttl)}
+	st := NewFlow(teamID, kind, now.Add(s.ttl))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Issue is rare (a person clicking), so a scan is cheaper to reason

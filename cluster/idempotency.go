@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// Idempotency keeps the records of Idempotency-Key requests (SPEC §3) in
+// etcd, so that a retry that the balancer sends to another node is
+// recognised: the first answer is replayed, or 409 while the first
+// request is still being served, by the same rules as a single node's
+// store (store.BeginIdempotent and its siblings, which it stands in for).
+//
+// Key layout: P idem/<credential ID>/<Idempotency-Key>, value the
+// store.IdempotencyRecord as JSON (its body sealed by the caller).
+//
+// The crash window is covered by where each record lives. A record in
+// flight is written before the work starts, on this node's membership
+// lease: if the process dies mid-request the lease ends (10 s) and takes
+// the record with it, so the client's retry runs the request again,
+// which is the single node's rule for a record a dead process left in
+// flight. A finished record is rewritten, only if it is still the one
+// this request wrote, on a lease shared by every record finished for
+// requests begun in the same hour, which ends 24 h after that hour
+// (IdempotencyTTL): etcd forgets records by itself, and one lease per
+// hour per node keeps that cheap. A record past its 24 h that its lease
+// still holds is treated as absent, as on a single node.
+//
+// With etcd unreachable, Begin answers store.ErrUnavailable (the API's
+// 503 cluster_unavailable, retryable): running the request without a
+// record could send a message twice when the retry lands elsewhere.
+type Idempotency struct {
+	n     *Node
+	hours *bucketLeases
+	// mine holds the records this process put in flight and the etcd
+	// revision it wrote each at, so that Finish and Release change a
+	// record only while it is still that one, in one transaction.
+	mu   sync.Mutex
+	mine map[string]claimed
+}
+
+// claimed is an in-flight record as this process wrote it.
+type claimed struct {
+	rev int64
+	rec store.IdempotencyRecord
+}
+
+// Idempotency returns the node's etcd-backed idempotency records.
+func (n *Node) Idempotency() *Idempotency {
+	n.idemOnce.Do(func() {
+		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL), mine: map[string]claimed{}}
+	})
+	return n.idem
+}
+
+func (ix *Idempotency) key(credID, key string) string {
+	return ix.n.cfg.Prefix + "idem/" + credID + "/" + key
+}
+
+// maxClaimRounds bounds Begin's rounds against concurrent claims of one
+// expired record.
+const maxClaimRounds = 4
+
+// BeginIdempotent claims key for credID, as store.BeginIdempotent: nil
+// when this request now owns an in-flight record (end it with
+// FinishIdempotent or ReleaseIdempotent), else the live record to compare
+// and replay. Claims are etcd transactions, so two nodes can never both
+// own a key.
+func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner string, now time.Time, ttl time.Duration) (*store.IdempotencyRecord, error) {
+	k := ix.key(credID, key)
+	rec := store.IdempotencyRecord{Key: key, CredentialID: credID, RequestHash: hash,
+		State: store.IdemInFlight, Owner: owner, CreatedAt: now}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ix.n.opCtx()
+	defer cancel()
+	lease, err := ix.n.liveMemberLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	claim := clientv3.OpPut(k, string(val), clientv3.WithLease(lease))
+	for range maxClaimRounds {
+		// Claim it if absent, else read it: one round trip either way.
+		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(claim).Else(clientv3.OpGet(k)).Commit()
+		if err != nil {
+			return nil, unavailable("claiming an idempotency key", err)
+		}
+		ix.n.contact()
+		if resp.Succeeded {
+			ix.own(k, claimed{resp.Header.Revision, rec})
+			return nil, nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // its lease ended between the compare and the read
+		}
+		var old store.IdempotencyRecord
+		if err := json.Unmarshal(kvs[0].Value, &old); err != nil {
+			return nil, err
+		}
+		if now.Before(old.CreatedAt.Add(ttl)) {
+			return &old, nil
+		}
+		// Expired, its hour's lease not yet ended: take it over, unless
+		// another request did first.
+		resp, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)).
+			Then(claim).Commit()
+		if err != nil {
+			return nil, unavailable("claiming an idempotency key", err)
+		}
+		if resp.Succeeded {
+			ix.own(k, claimed{resp.Header.Revision, rec})
+			return nil, nil
+		}
+	}
+	return nil, unavailable("claiming an idempotency key", errors.New("too many concurrent claims"))
+}
+
+// FinishIdempotent stores the answer of the in-flight record this
+// process holds, on its hour's 24 h lease. A record that is gone or
+// taken over meanwhile is left alone. When etcd does not take the write
+// it is retried in the background (see later): a record left in flight
+// on a live node's lease would answer 409 to every retry.
+func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, header map[string]string, body []byte) error {
+	k := ix.key(credID, key)
+	c, ok := ix.release(k)
+	if !ok {
+		return nil
+	}
+	rec := c.rec
+	rec.State, rec.Owner, rec.Status, rec.Header, rec.Body = store.IdemDone, "", status, header, body
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	finish := func(ctx context.Context) error {
+		lease, err := ix.hours.get(ctx, rec.CreatedAt)
+		if err != nil {
+			return err
+		}
+		_, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
+			Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease))).Commit()
+		if leaseGone(err) {
+			ix.hours.forget(rec.CreatedAt, lease) // the next try grants anew
+		}
+		return err
+	}
+	return ix.end(k, c.rev, finish)
+}
+
+// ReleaseIdempotent drops the in-flight record this process holds, so
+// that a retry runs the request again.
+func (ix *Idempotency) ReleaseIdempotent(credID, key, owner string) error {
+	k := ix.key(credID, key)
+	c, ok := ix.release(k)
+	if !ok {
+		return nil
+	}
+	return ix.end(k, c.rev, nil)
+}
+
+// Patience of later: how long a finished answer is retried, then how long
+// dropping the record is.
+const (
+	finishRetries = 60
+	finishEvery   = time.Second
+)
+
+// end runs write (nil: drop the record) once; if etcd does not take it,
+// later keeps trying, and the error is returned for the caller's log.
+func (ix *Idempotency) end(k string, rev int64, write func(context.Context) error) error {
+	drop := func(ctx context.Context) error {
+		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpDelete(k)).Commit()
+		return err
+	}
+	if write == nil {
+		write = drop
+	}
+	ctx, cancel := ix.n.opCtx()
+	err := write(ctx)
+	cancel()
+	if err == nil {
+		ix.n.contact()
+		return nil
+	}
+	ix.later(write, drop)
+	return unavailable("ending an idempotency record (retrying in the background)", err)
+}
+
+// later retries write every second for a minute, then drop for another:
+// an answer stored late still spares the retries a second run, and a
+// record that cannot be finished must at least not stay in flight (409
+// to every retry) for as long as this node lives. Both compare the
+// record's revision, so a record taken over meanwhile is left alone; if
+// etcd stays away, the record ends with this node's membership lease.
+func (ix *Idempotency) later(write, drop func(context.Context) error) {
+	ix.n.wg.Add(1)
+	go func() {
+		defer ix.n.wg.Done()
+		for i := range 2 * finishRetries {
+			select {
+			case <-ix.n.ctx.Done():
+				return
+			case <-time.After(finishEvery):
+			}
+			try := write
+			if i >= finishRetries {
+				try = drop
+			}
+			ctx, cancel := ix.n.opCtx()
+			err := try(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+		ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
+	}()
+}
+
+func (ix *Idempotency) own(k string, c claimed) {
+	ix.mu.Lock()
+	ix.mine[k] = c
+	ix.mu.Unlock()
+}
+
+func (ix *Idempotency) release(k string) (claimed, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	rev, ok := ix.mine[k]
+	delete(ix.mine, k)
+	return rev, ok
+}
+
+// liveMemberLease is the node's membership lease, waiting (within ctx)
+// for the node to register when it has not yet, or not again.
+func (n *Node) liveMemberLease(ctx context.Context) (clientv3.LeaseID, error) {
+	for {
+		if id := n.memberLease.Load(); id != 0 {
+			return clientv3.LeaseID(id), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, unavailable("waiting for this node's membership lease", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/smtpmux/smtpmux/internal/etcdtest"
+	"github.com/smtpmux/smtpmux/store"
+)
+
+// TestIdempotencyOnEtcd runs the single node's idempotency rules across
+// two nodes on a real etcd: a key claimed on one node is in flight on the
+// other, its answer is replayed there, a record its process left in
+// flight ends with that process's lease, a released or expired record
+// can be claimed again, finished records share one lease per hour that
+// outlives the 24 h, and with etcd away a claim is refused, not run
+// without a record.
+func TestIdempotencyOnEtcd(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	eps := etcd.Endpoints()
+	a, _ := testNode(t, eps, "a")
+	b, _ := testNode(t, eps, "b")
+	c, _ := testNode(t, eps, "c")
+	ia, ib, ic := a.Idempotency(), b.Idempotency(), c.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	hash := []byte("h1")
+	claim := func(ix *Idempotency, key, owner string, at time.Time) *store.IdempotencyRecord {
+		t.Helper()
+		rec, err := ix.BeginIdempotent("key_1", key, hash, owner, at, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+
+	if rec := claim(ia, "k1", "pa", now); rec != nil {
+		t.Fatalf("first claim: %+v", rec)
+	}
+	if rec := claim(ib, "k1", "pb", now); rec == nil || rec.State != store.IdemInFlight || string(rec.RequestHash) != "h1" {
+		t.Fatalf("claim on b while a serves it: %+v", rec)
+	}
+	if err := ia.FinishIdempotent("key_1", "k1", "pa", 201, map[string]string{"Location": "/x"}, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+	rec := claim(ib, "k1", "pb", now.Add(time.Minute))
+	if rec == nil || rec.State != store.IdemDone || rec.Status != 201 || string(rec.Body) != "sealed" || rec.Header["Location"] != "/x" {
+		t.Fatalf("replay on b: %+v", rec)
+	}
+	// Past its 24 h the record is gone as far as callers can tell, even
+	// while its hour's lease still holds it.
+	if rec := claim(ib, "k1", "pb", now.Add(ttl)); rec != nil {
+		t.Fatalf("an expired record was live: %+v", rec)
+	}
+	ib.ReleaseIdempotent("key_1", "k1", "pb")
+
+	// Finished records of one hour share one lease, ending at least 24 h
+	// after the record (and within the hour after that).
+	claim(ia, "k2", "pa", now)
+	ia.FinishIdempotent("key_1", "k2", "pa", 200, nil, nil)
+	claim(ia, "k3", "pa", now)
+	ia.FinishIdempotent("key_1", "k3", "pa", 200, nil, nil)
+	ctx := context.Background()
+	g2, _ := a.cli.Get(ctx, "/t/idem/key_1/k2")
+	g3, _ := a.cli.Get(ctx, "/t/idem/key_1/k3")
+	if len(g2.Kvs) != 1 || len(g3.Kvs) != 1 || g2.Kvs[0].Lease == 0 || g2.Kvs[0].Lease != g3.Kvs[0].Lease {
+		t.Fatalf("finished records' leases: %v %v", g2.Kvs, g3.Kvs)
+	}
+	ttlResp, err := a.cli.TimeToLive(ctx, clientv3.LeaseID(g2.Kvs[0].Lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Duration(ttlResp.TTL) * time.Second; left < ttl-time.Minute || left > ttl+time.Hour+time.Minute {
+		t.Fatalf("the hour's lease has %v left", left)
+	}
+
+	// Released: the retry runs again, on any node.
+	claim(ia, "k4", "pa", now)
+	if err := ia.ReleaseIdempotent("key_1", "k4", "pa"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := claim(ib, "k4", "pb", now); rec != nil {
+		t.Fatalf("a released key: %+v", rec)
+	}
+
+	// The crash window: c claims, then its process goes before the
+	// answer is stored. The in-flight record lives on c's membership
+	// lease, which ends with it, so the retry is not refused for ever.
+	if rec := claim(ic, "k5", "pc", now); rec != nil {
+		t.Fatalf("claim on c: %+v", rec)
+	}
+	if rec := claim(ib, "k5", "pb", now); rec == nil || rec.State != store.IdemInFlight {
+		t.Fatalf("while c serves it: %+v", rec)
+	}
+	c.Close()
+	if rec := claim(ib, "k5", "pb", now); rec != nil {
+		t.Fatalf("a record left in flight by a process that is gone: %+v", rec)
+	}
+
+	// etcd away when the answer is to be stored: the claim of a new key
+	// is refused, and the answer is stored once etcd is back, so that
+	// the record does not stay in flight (409 to every retry) while its
+	// node lives. d's membership lease outlasts the outage.
+	d := leasedNode(t, eps, "d", 10)
+	id := d.Idempotency()
+	if rec := claim(id, "k7", "pd", now); rec != nil {
+		t.Fatalf("claim on d: %+v", rec)
+	}
+	etcd.StopAll()
+	if _, err := ia.BeginIdempotent("key_1", "k6", hash, "pa", now, ttl); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("claim with etcd down: %v", err)
+	}
+	if err := id.FinishIdempotent("key_1", "k7", "pd", 200, nil, []byte("late")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("finish with etcd down: %v", err)
+	}
+	etcd.StartAll()
+	waitFor(t, "the answer stored after etcd returned", 20*time.Second, func() bool {
+		rec, err := ib.BeginIdempotent("key_1", "k7", hash, "pb", now, ttl)
+		return err == nil && rec != nil && rec.State == store.IdemDone && string(rec.Body) == "late"
+	})
+}
+
+// leasedNode is testNode with a membership lease of ttl seconds.
+func leasedNode(t *testing.T, eps []string, id string, ttl int64) *Node {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(Config{Endpoints: eps, Prefix: "/t/", NodeID: id, Version: "test", StartedAt: time.Now(), OpTimeout: time.Second, LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Attach(st); err != nil {
+		t.Fatal(err)
+	}
+	n.Register()
+	t.Cleanup(func() { n.Close(); st.Close() })
+	return n
+}
