@@ -6,10 +6,11 @@
 //
 // Trust is by source address only, and strict both ways: a connection from
 // a trusted balancer must start with a valid header or it is closed, and a
-// connection from anywhere else is never read for one (its bytes reach the
-// server unchanged, where a PROXY line is just a refused command). So a
-// client cannot claim another address, and a balancer that lost its
-// send-proxy setting fails loudly instead of making every client one.
+// connection from anywhere else that starts with one is closed without
+// the header being read. So a client cannot claim another address, a
+// balancer that lost its send-proxy setting fails loudly instead of making
+// every client one, and a balancer missing from the list is named in the
+// log instead of speaking gibberish to the server.
 //
 // The header is read off the accept path, in a goroutine per trusted
 // connection with a deadline: a balancer connection that sends nothing
@@ -44,6 +45,10 @@ var (
 	ErrTimeout = errors.New("PROXY protocol header not complete in time")
 	// ErrTooManyPending: too many connections were waiting for a header.
 	ErrTooManyPending = errors.New("too many connections waiting for a PROXY protocol header")
+	// ErrUntrusted: a connection from a source not trusted to send a
+	// header started with one (a client claiming another address, or a
+	// balancer missing from the list).
+	ErrUntrusted = errors.New("PROXY protocol header from an address not trusted to send one")
 )
 
 // Options configure Listen.
@@ -56,9 +61,11 @@ type Options struct {
 	// MaxPending caps the connections whose header is still being read
 	// (0: no cap); one past it is closed at once.
 	MaxPending int
-	// Refused, when set, is told of every trusted connection closed for a
-	// missing, bad or late header (for logs and metrics). It may be
-	// called from several goroutines at once.
+	// Refused, when set, is told of every connection closed for its
+	// header: a trusted one's missing, bad or late (ErrNoHeader,
+	// ErrTimeout, ErrTooManyPending or a parse error), an untrusted one's
+	// present (ErrUntrusted). For logs and metrics; it may be called from
+	// several goroutines at once.
 	Refused func(remote net.Addr, err error)
 }
 
@@ -135,7 +142,7 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		if !l.trusted(c.RemoteAddr()) {
-			if !l.deliver(accepted{c: c}) {
+			if !l.deliver(accepted{c: &untrustedConn{Conn: c, l: l}}) {
 				c.Close()
 				return
 			}
@@ -259,6 +266,38 @@ func readHeader(c net.Conn, timeout time.Duration) (net.Addr, []byte, error) {
 		rest = bytes.Clone(b)
 	}
 	return remote, rest, nil
+}
+
+// untrustedConn is a connection from a source not trusted to send a
+// header. Its first read is checked for one: a header there is refused
+// with the connection; anything else passes through untouched. (A
+// balancer sends its header at once, so it is at the start of the first
+// read; the v1 form is matched with its space so that no 5-letter word a
+// protocol might start with is taken for it.)
+type untrustedConn struct {
+	net.Conn
+	l       *listener
+	checked bool
+}
+
+func (c *untrustedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.checked && n > 0 {
+		c.checked = true
+		if b := p[:n]; bytes.HasPrefix(b, []byte("PROXY ")) || bytes.HasPrefix(b, proxyproto.SIGV2) {
+			c.l.refuse(c.Conn, ErrUntrusted)
+			return 0, ErrUntrusted
+		}
+	}
+	return n, err
+}
+
+// CloseWrite: see conn.CloseWrite.
+func (c *untrustedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // conn is a trusted connection after its header: it reports the client's

@@ -222,20 +222,41 @@ func TestTrustedWithoutHeader(t *testing.T) {
 	}
 }
 
-// TestUntrustedNeverRead: a source outside From is passed through as it
-// came: its address stays its own and a PROXY header it sends reaches the
-// server as plain bytes, never parsed.
+// TestUntrustedNeverRead: a source outside From keeps its own address,
+// and a connection of its that starts with a PROXY header (v1 or v2) is
+// closed on its first read, the header never parsed; other bytes pass
+// through untouched.
 func TestUntrustedNeverRead(t *testing.T) {
-	h := newHarness(t, "192.0.2.0/24", Options{})
-	b := header(t, 1, "203.0.113.7:40001", "127.0.0.1:587")
-	client := h.dial(b)
-	c := h.accept()
-	if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
-		t.Fatalf("RemoteAddr %s, want the real %s", got, want)
+	for name, b := range map[string][]byte{
+		"v1": header(t, 1, "203.0.113.7:40001", "127.0.0.1:587"),
+		"v2": header(t, 2, "203.0.113.7:40001", "127.0.0.1:587"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, "192.0.2.0/24", Options{})
+			client := h.dial(b)
+			c := h.accept()
+			if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
+				t.Fatalf("RemoteAddr %s, want the real %s", got, want)
+			}
+			if n, err := c.Read(make([]byte, 512)); n != 0 || !errors.Is(err, ErrUntrusted) {
+				t.Fatalf("server read %d bytes, %v; want nothing and ErrUntrusted", n, err)
+			}
+			h.wantRefused(ErrUntrusted)
+			wantClosed(t, client)
+		})
 	}
-	if got := readLine(t, c); got != string(b) {
-		t.Fatalf("server read %q, want the header bytes unparsed %q", got, b)
-	}
+	t.Run("plain", func(t *testing.T) {
+		h := newHarness(t, "192.0.2.0/24", Options{})
+		h.dial([]byte("PROXYISH words\r\n"))
+		if got := readLine(t, h.accept()); got != "PROXYISH words\r\n" {
+			t.Fatalf("server read %q", got)
+		}
+		select {
+		case err := <-h.refused:
+			t.Fatalf("plain bytes refused: %v", err)
+		default:
+		}
+	})
 }
 
 // TestSlowBalancerDoesNotBlock: a trusted connection that has not sent
