@@ -206,3 +206,38 @@ func TestProxyProtocolUntrustedSource(t *testing.T) {
 		return metricValue(t, d.metrics(), `smtpmux_limited_total{reason="proxy_header"}`) == 1
 	})
 }
+
+// TestProxyProtocolBounceListener: the bounce listener takes PROXY
+// headers from [bounces] proxy_protocol_from the same way: its per-address
+// cap (max_connections_per_ip = 1) counts the proxied clients, a second
+// connection of the same client is refused, and the connection behind the
+// header speaks SMTP.
+func TestProxyProtocolBounceListener(t *testing.T) {
+	t.Parallel()
+	bounceAddr := freeAddr(t)
+	newDaemon(t, map[string]string{"": fmt.Sprintf("[bounces]\nlisten = %q\nmax_connections_per_ip = 1\nproxy_protocol_from = [\"127.0.0.1\"]\n", bounceAddr)})
+	dial := func(header []byte) (*rawClient, int, string) {
+		t.Helper()
+		c, code, text, err := dialProxied(bounceAddr, "", header)
+		if c != nil {
+			t.Cleanup(func() { c.conn.Close() })
+		}
+		if err != nil {
+			t.Fatalf("bounce listener, header %q: %v", header, err)
+		}
+		return c, code, text
+	}
+	a, code, text := dial(proxyV2("192.0.2.25:1"))
+	if code != 220 {
+		t.Fatalf("first MTA: %d %q, want 220", code, text)
+	}
+	if _, code, text := dial(proxyV1("192.0.2.26:1")); code != 220 {
+		t.Fatalf("second MTA: %d %q, want 220", code, text)
+	}
+	if _, code, text := dial(proxyV1("192.0.2.25:2")); code != 421 {
+		t.Fatalf("first MTA again: %d %q, want 421", code, text)
+	}
+	if code, text, err := a.cmd("EHLO mta.example"); code != 250 {
+		t.Fatalf("EHLO behind the header: %d %q %v", code, text, err)
+	}
+}
