@@ -94,11 +94,16 @@ frontend api_b
     tcp-request connection set-src ipv4(203.0.113.8)
     default_backend smtpmux_api
 backend smtpmux_smtp_v2
-    server relay1 %s send-proxy-v2
+    option tcp-check
+    tcp-check connect default
+    tcp-check expect string 220
+    server relay1 %s send-proxy-v2 check inter 300ms
 backend smtpmux_smtp_v1
     server relay1 %s send-proxy
 backend smtpmux_api
-    server relay1 %s send-proxy-v2
+    option httpchk GET /readyz
+    http-check expect status 200
+    server relay1 %s send-proxy-v2 check inter 300ms
 `, smtpA, smtpB, httpA, httpB, d.smtpAddr, d.smtpAddr, d.httpAddr), smtpA, smtpB, httpA, httpB)
 
 	const limit = 3
@@ -112,10 +117,20 @@ backend smtpmux_api
 	d.start()
 	t.Cleanup(d.stop)
 
-	a, code, err := dialRaw(smtpA, "")
-	if err != nil || code != 220 {
-		t.Fatalf("SMTP through HAProxy as 203.0.113.7: %d %v", code, err)
-	}
+	// The health checks (as docs/cluster.md configures them) go through
+	// the PROXY protocol too; HAProxy sends clients on only once they pass.
+	var a *rawClient
+	waitFor(t, 10*time.Second, "SMTP through HAProxy as 203.0.113.7", func() bool {
+		c, code, err := dialRaw(smtpA, "")
+		if err == nil && code == 220 {
+			a = c
+			return true
+		}
+		if c != nil {
+			c.conn.Close()
+		}
+		return false
+	})
 	defer a.conn.Close()
 	b, code, err := dialRaw(smtpB, "")
 	if err != nil || code != 220 {
