@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -97,11 +98,13 @@ func proxiedRefused(t *testing.T, d *proc, header []byte) {
 // connection cap counts the client address of the PROXY header (v1 and
 // v2, IPv4 and IPv6): two clients get in at max_connections_per_ip = 1,
 // the same client again is refused, and its slot comes back when its
-// connection ends. Without the header the balancer would be one client
-// and the second connection already refused.
+// connection ends. The implicit-TLS listener takes the header before the
+// handshake. Without the header the balancer would be one client and the
+// second connection already refused.
 func TestProxyProtocolPerIPCap(t *testing.T) {
 	t.Parallel()
-	d := newDaemon(t, map[string]string{"smtp": "proxy_protocol_from = [\"127.0.0.1/32\"]\nmax_connections_per_ip = 1"})
+	tlsAddr := freeAddr(t)
+	d := newDaemon(t, map[string]string{"smtp": fmt.Sprintf("proxy_protocol_from = [\"127.0.0.1/32\"]\nmax_connections_per_ip = 1\nlisten_tls = [%q]", tlsAddr)})
 	a := proxiedGreeting(t, d, proxyV1("203.0.113.7:40001"))
 	b := proxiedGreeting(t, d, proxyV2("203.0.113.8:40002"))
 	proxiedRefused(t, d, proxyV2("203.0.113.7:40003"))
@@ -110,6 +113,20 @@ func TestProxyProtocolPerIPCap(t *testing.T) {
 	proxiedGreeting(t, d, proxyV2("[2001:db8:1:2::1]:40005"))
 	proxiedRefused(t, d, proxyV1("[2001:db8:1:2::99]:40006"))
 	proxiedGreeting(t, d, proxyV1("[2001:db8:1:3::1]:40007"))
+	// On the implicit-TLS listener the header comes before the TLS
+	// handshake (the balancer passes TLS through untouched).
+	raw, err := net.Dial("tcp", tlsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.Write(proxyV2("203.0.113.20:40010"))
+	tc := tls.Client(raw, insecureTLS())
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	tlsClient := &rawClient{conn: tc, r: bufio.NewReader(tc)}
+	if code, text, err := tlsClient.reply(); code != 220 {
+		t.Fatalf("implicit TLS behind a v2 header: %d %q %v", code, text, err)
+	}
 	if n := metricValue(t, d.metrics(), `smtpmux_limited_total{reason="max_connections_per_ip"}`); n != 3 {
 		t.Fatalf("limited by max_connections_per_ip: %d, want 3", n)
 	}
