@@ -67,7 +67,9 @@ func (m *Metrics) authFailed() {
 }
 
 // limited counts one connection or attempt turned away by reason:
-// max_connections, max_connections_per_ip, junk_commands, auth_failures.
+// max_connections, max_connections_per_ip, junk_commands, auth_failures,
+// proxy_header (a trusted balancer sent no valid PROXY header),
+// proxy_untrusted (a PROXY header from an address not trusted to send one).
 func (m *Metrics) limited(reason string) {
 	if m != nil {
 		m.limitedBy.WithLabelValues(reason).Inc()

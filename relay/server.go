@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/smtpmux/smtpmux/store"
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
+	"github.com/smtpmux/smtpmux/internal/proxied"
 )
 
 // Config is the inbound SMTP side's settings, already validated by cmd.
@@ -67,6 +69,10 @@ type Config struct {
 	// NodeID, set in cluster mode, is appended to message IDs
 	// (store.NodeMessageID) so an ID names the node that holds it.
 	NodeID string
+	// ProxyFrom are the load balancers whose connections must start with
+	// a PROXY protocol header, whose client address then stands for the
+	// connection in every per-address limit and log (empty: off).
+	ProxyFrom []netip.Prefix
 }
 
 // maxLineLength is the longest command or body line accepted.
@@ -158,7 +164,10 @@ func (srv *Server) Start() error {
 		if err != nil {
 			return fmt.Errorf("smtp listen %s: %w", addr, err)
 		}
-		var ln net.Listener = &capListener{Listener: l, slots: slots, hostname: srv.cfg.Hostname,
+		// The PROXY header is read below the slot count, so the caps
+		// count the client, and below TLS, which the balancer passes
+		// through.
+		var ln net.Listener = &capListener{Listener: srv.proxied(l), slots: slots, hostname: srv.cfg.Hostname,
 			preAuth: srv.cfg.PreAuthTimeout, metrics: srv.metrics}
 		if implicitTLS {
 			ln = tls.NewListener(ln, srv.cfg.TLSConfig)
@@ -189,6 +198,21 @@ func (srv *Server) Start() error {
 		}
 	}
 	return nil
+}
+
+// proxied wraps a bound listener to take PROXY headers from the
+// configured balancers (unchanged when there are none). Connections
+// waiting for their header are capped like open ones.
+func (srv *Server) proxied(l net.Listener) net.Listener {
+	return proxied.Listen(l, proxied.Options{From: srv.cfg.ProxyFrom, MaxPending: srv.cfg.MaxConnections,
+		Refused: func(remote net.Addr, err error) {
+			reason := "proxy_header"
+			if errors.Is(err, proxied.ErrUntrusted) {
+				reason = "proxy_untrusted" // a balancer missing from the list, or a spoofing client
+			}
+			srv.metrics.limited(reason)
+			srv.log.Warn("connection closed: PROXY protocol", "event", "proxy_refused", "remote", remote.String(), "err", err)
+		}})
 }
 
 // Addrs returns the bound addresses (useful with port 0 in tests).

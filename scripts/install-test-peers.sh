@@ -2,7 +2,8 @@
 # Installs the third-party programs the test suite talks to, when missing:
 # swaks (an SMTP client nobody here wrote), Python 3 (smtplib), Postfix's
 # smtp-sink (an SMTP server nobody here wrote; the package is installed
-# without configuring or starting a system Postfix), and from npm into
+# without configuring or starting a system Postfix), HAProxy (a TCP load
+# balancer that speaks the PROXY protocol), and from npm into
 # ./node_modules aws-ses-v2-local (a local SES v2 API) and nodemailer; and
 # systemd-analyze (Debian's systemd package: `verify` needs no booted
 # systemd) for the unit file's test. As a non-root user it uses sudo.
@@ -15,6 +16,11 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# HAProxy (TCP mode, send-proxy-v2) fronts the daemon in the PROXY protocol
+# test, which runs its own haproxy as the current user on high ports. The
+# package's system service (if the host starts it) runs Debian's default
+# config, which binds no port.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 # The dashboard's browser tests drive Debian's chromium headless (chromedp).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

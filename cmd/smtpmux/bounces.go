@@ -32,7 +32,8 @@ func (d *daemon) startBounces(secret string, metrics *relay.Metrics) error {
 	rec := bounce.NewRecorder(d.store, verpSigner(secret), d.hooks.Emit, metrics, nil)
 	rec.OnFeedback = d.sched.CheckManagedHold
 	l := bounce.NewListener(bounce.Config{Listen: b.Listen, Hostname: d.cfg.file.Hostname,
-		MaxMessageBytes: b.MaxMessageBytes, MaxConnectionsPerIP: b.MaxConnectionsPerIP, Timeout: d.cfg.readTimeout}, rec, d.log)
+		MaxMessageBytes: b.MaxMessageBytes, MaxConnectionsPerIP: b.MaxConnectionsPerIP, Timeout: d.cfg.readTimeout,
+		ProxyFrom: d.cfg.proxyFrom.bounces}, rec, d.log)
 	if err := l.Start(); err != nil {
 		return fmt.Errorf("bounces listen %s: %w", b.Listen, err)
 	}

@@ -44,6 +44,9 @@ type fileConfig struct {
 		MaxConnsPerIP     int      `toml:"max_connections_per_ip"`
 		PreAuthTimeout    string   `toml:"pre_auth_timeout"`
 		MaxJunkCommands   int      `toml:"max_junk_commands"`
+		// ProxyProtocolFrom: balancers whose PROXY header is required
+		// and trusted (config_proxy.go); empty = off.
+		ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 	} `toml:"smtp"`
 
 	HTTP struct {
@@ -53,6 +56,8 @@ type fileConfig struct {
 		UnauthenticatedBodyTimeout string `toml:"unauthenticated_body_timeout"`
 		MaxSendBytesInFlight       int64  `toml:"max_send_bytes_in_flight"`
 		SendBodyTimeout            string `toml:"send_body_timeout"`
+		// ProxyProtocolFrom is [smtp]'s key for the API listener.
+		ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 	} `toml:"http"`
 
 	Metrics struct {
@@ -172,6 +177,8 @@ type config struct {
 	dashboardIdle time.Duration
 	// cluster is the validated [cluster] section; nil in single-node mode.
 	cluster *clusterConfig
+	// proxyFrom are the parsed proxy_protocol_from lists (config_proxy.go).
+	proxyFrom proxySources
 }
 
 func defaults() fileConfig {
@@ -259,6 +266,7 @@ func validate(fc fileConfig) (*config, error) {
 	c := &config{file: fc, secretKey: fc.SecretKey, bootstrapRootKey: fc.BootstrapRootKey, operatorToken: fc.OperatorToken}
 	for _, check := range []func(*fileConfig) error{
 		c.validateTop, c.validateSMTP, c.validateHTTP, c.validateManaged, c.validateDelivery, c.validateRest, c.validateCluster,
+		c.validateProxy,
 	} {
 		if err := check(&fc); err != nil {
 			return nil, err

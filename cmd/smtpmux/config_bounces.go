@@ -33,6 +33,8 @@ type bouncesConfig struct {
 	MaxMessageBytes int64 `toml:"max_message_bytes"`
 	// MaxConnectionsPerIP caps one address's connections to the listener.
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// ProxyProtocolFrom is [smtp]'s key for the bounce listener.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 	// Rate thresholds of GET …/deliverability (fractions).
 	BounceRateWarning    float64 `toml:"bounce_rate_warning"`
 	BounceRateAtRisk     float64 `toml:"bounce_rate_at_risk"`

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/smtpmux/smtpmux/internal/event"
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
+	"github.com/smtpmux/smtpmux/internal/proxied"
 	"github.com/smtpmux/smtpmux/internal/ratelimit"
 	"github.com/smtpmux/smtpmux/relay"
 	"github.com/smtpmux/smtpmux/relay/bounce"
@@ -343,6 +345,7 @@ func (d *daemon) buildSMTP(metrics *relay.Metrics) {
 		MaxConnections: cfg.file.SMTP.MaxConnections, AuthFailDelay: cfg.authFailDelay, AuthFailLimit: cfg.file.SMTP.AuthFailLimit,
 		MaxConnectionsPerIP: cfg.file.SMTP.MaxConnsPerIP, PreAuthTimeout: cfg.preAuthTimeout, MaxJunkCommands: cfg.file.SMTP.MaxJunkCommands,
 		Limiter: d.limiter, Metrics: metrics, BareNewlines: cfg.bareNewlines, NodeID: d.nodeID(),
+		ProxyFrom: cfg.proxyFrom.smtp,
 	}
 	d.gates.serverConfig(&srvCfg, func() int { return int(d.sendsPerMinute.Load()) })
 	d.smtp = relay.NewServer(srvCfg, d.store, d.reg, d.sched, d.log, nil)
@@ -417,7 +420,12 @@ func (d *daemon) listenHTTP(api *admin.Server, promReg *prometheus.Registry) (ht
 	limit := func(l net.Listener) net.Listener {
 		return admin.LimitListener(l, cfg.file.HTTP.MaxConnections, cfg.file.HTTP.MaxConnectionsPerIP)
 	}
-	lns.api = limit(ln)
+	// A balancer's PROXY header is read first, so that the per-IP cap
+	// and the per-address AUTH failure limit count the client.
+	lns.api = limit(proxied.Listen(ln, proxied.Options{From: cfg.proxyFrom.http, MaxPending: cfg.file.HTTP.MaxConnections,
+		Refused: func(remote net.Addr, err error) {
+			d.log.Warn("http connection closed: PROXY protocol", "event", "proxy_refused", "remote", remote.String(), "err", err)
+		}}))
 	// With a [metrics] listener, /metrics is only there; without, it is on
 	// this listener behind the operator token. Never open to tenants.
 	var apiMetrics http.Handler
@@ -560,9 +568,10 @@ func (d *daemon) reload(path string) {
 	d.limiter.SetLimit(cfg.file.Limits.SendsPerMinute)
 	d.sendsPerMinute.Store(int64(cfg.file.Limits.SendsPerMinute))
 	if !sameStrings(cfg.file.SMTP.Listen, d.cfg.file.SMTP.Listen) || !sameStrings(cfg.file.SMTP.ListenTLS, d.cfg.file.SMTP.ListenTLS) ||
-		cfg.file.HTTP != d.cfg.file.HTTP || cfg.file.Metrics != d.cfg.file.Metrics || cfg.file.Tracking != d.cfg.file.Tracking ||
+		!reflect.DeepEqual(cfg.file.HTTP, d.cfg.file.HTTP) || !sameStrings(cfg.file.SMTP.ProxyProtocolFrom, d.cfg.file.SMTP.ProxyProtocolFrom) ||
+		cfg.file.Metrics != d.cfg.file.Metrics || cfg.file.Tracking != d.cfg.file.Tracking ||
 		cfg.dataDir != d.cfg.dataDir {
-		d.log.Warn("listeners, [http], [metrics], [tracking] and data_dir changed in the file; they take effect at the next restart")
+		d.log.Warn("listeners, proxy_protocol_from, [http], [metrics], [tracking] and data_dir changed in the file; they take effect at the next restart")
 	}
 	d.log.Info("configuration reloaded", "log_level", cfg.file.LogLevel, "sends_per_minute", cfg.file.Limits.SendsPerMinute)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
+	"github.com/smtpmux/smtpmux/internal/proxied"
 )
 
 // Config is the listener's settings, validated by cmd ([bounces]).
@@ -28,6 +30,9 @@ type Config struct {
 	MaxConnections int
 	// Timeout is the idle time allowed between commands and for a body.
 	Timeout time.Duration
+	// ProxyFrom are the load balancers whose connections must start with
+	// a PROXY protocol header (empty: off), as on the SMTP listeners.
+	ProxyFrom []netip.Prefix
 }
 
 // Replies. The refusal of a recipient says nothing about why (a forged,
@@ -88,7 +93,12 @@ func (l *Listener) Start() error {
 	if err != nil {
 		return err
 	}
-	l.ln = connslots.Listener(ln, connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP), refuseBusy)
+	// The PROXY header is read first, so the per-IP cap counts clients.
+	pln := proxied.Listen(ln, proxied.Options{From: l.cfg.ProxyFrom, MaxPending: l.cfg.MaxConnections,
+		Refused: func(remote net.Addr, err error) {
+			l.log.Warn("bounce connection closed: PROXY protocol", "event", "proxy_refused", "remote", remote.String(), "err", err)
+		}})
+	l.ln = connslots.Listener(pln, connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP), refuseBusy)
 	go func() {
 		if err := l.srv.Serve(l.ln); err != nil && !l.closing.Load() {
 			l.log.Error("bounce listener stopped", "err", err)
