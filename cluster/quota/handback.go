@@ -66,8 +66,8 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 
 // handBack subtracts what this node holds of window k from its total in
 // etcd. The units leave the node's grant before the transaction, so they
-// cannot be spent meanwhile; if etcd does not take them back they are
-// held again.
+// cannot be spent meanwhile; if etcd refuses them back (or cannot be read)
+// they are held again, but not when the transaction's answer was lost.
 func (c *Cluster) handBack(ctx context.Context, k wkey) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
@@ -83,11 +83,18 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 	s.fetching = true
 	key := s.key
 	c.mu.Unlock()
-	done := false
+	// lost: the transaction went out and no answer came back. etcd may
+	// have applied it (a frozen or partitioned etcd applies what it had
+	// read once it runs again, after the client gave up): keeping the
+	// units would let them be spent twice, here and by whichever node
+	// etcd grants them to next. So they count as handed back; if etcd
+	// never applied it they stay in the total, unused, until the window
+	// ends — too little sent, never too much.
+	done, lost := false, false
 	defer func() {
 		c.mu.Lock()
 		s.fetching = false
-		if !done {
+		if !done && !lost {
 			s.granted += n
 		} else {
 			c.stats.Returned += int64(n)
@@ -110,6 +117,7 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 		// WithIgnoreLease keeps the key on the lease that outlives its window.
 		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, strconv.Itoa(max(0, total-n)), clientv3.WithIgnoreLease())).Commit()
 		if err != nil {
+			lost = true
 			c.failed(err)
 			return
 		}
