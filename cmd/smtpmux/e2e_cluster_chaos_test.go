@@ -290,9 +290,6 @@ func TestClusterKill9UnderLoad(t *testing.T) {
 	waitFor(t, 20*time.Second, "nodes 1 and 3 accepting after the kill", func() bool {
 		return load.acceptedSince(0, killed) >= 20 && load.acceptedSince(2, killed) >= 20
 	})
-	if n := load.acceptedSince(1, killed.Add(time.Millisecond)); n > 0 {
-		t.Fatalf("a killed node gave %d 250s", n)
-	}
 	n2.start()
 	restarted := time.Now()
 	waitFor(t, 20*time.Second, "node 2 accepting after its restart", func() bool {
