@@ -219,6 +219,7 @@ func (c *Cluster) loop(ctx context.Context) {
 			c.refreshMembers(ctx)
 		}
 		c.returnIdle(ctx, false)
+		c.settleIdle()
 	}
 }
 
