@@ -299,7 +299,8 @@ func TestClusterKill9UnderLoad(t *testing.T) {
 	t.Logf("load: %s; killed %v after the load started, restarted %v later", load.summary(),
 		killed.Sub(start).Round(time.Millisecond), restarted.Sub(killed).Round(time.Millisecond))
 	uncertain := load.settle(t, root, 1, up)
-	t.Logf("%d messages at the upstream; %d flagged uncertain by node 2 (cut after the body was handed over, not delivered)", up.Count(), uncertain)
+	t.Logf("%d messages at the upstream; node 2 requeued %d attempts the kill interrupted, and flagged %d uncertain (cut after the body was handed over, not delivered)",
+		up.Count(), strings.Count(n2.logText(), `"event":"requeued"`), uncertain)
 }
 
 // TestClusterEtcdFrozenUnderLoad: a provider capped at 6 a second and 20
