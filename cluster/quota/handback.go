@@ -138,7 +138,7 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 		if err != nil {
 			lost = true
 			c.mu.Lock()
-			s.lost = &lostOp{rev: resp.Kvs[0].ModRevision, total: total, token: token, back: n}
+			s.lost = &lostOp{rev: resp.Kvs[0].ModRevision, value: resp.Kvs[0].Value, token: token, back: n}
 			c.mu.Unlock()
 			c.failed(err)
 			return

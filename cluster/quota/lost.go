@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,14 +20,15 @@ import (
 // key of the window, and the node settles a lost one before its next
 // transaction on that window (or within a second, in the background):
 // if the window key has not moved since the lost transaction read it,
-// the node moves it (same total), so the lost one can never apply, and
+// the node moves it (same value, whatever its format), so the lost one
+// can never apply, and
 // knows it did not; if the key moved, the op key holds the lost token
 // exactly when the lost transaction was the one that moved it.
 
 // lostOp is a transaction on a window whose answer never came back.
 type lostOp struct {
 	rev   int64  // the window key's ModRevision it compared
-	total int    // the window key's value at rev
+	value []byte // the window key's value at rev (nil: absent), as read
 	token string // what it put in this node's op key
 	back  int    // units it handed back; 0 for a grant
 	// A grant added reconcile outage units and a block (grant in all),
@@ -62,7 +62,7 @@ func (c *Cluster) settleLost(ctx context.Context, s *slot) error {
 		return err
 	}
 	tr, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.key), "=", u.rev)).
-		Then(clientv3.OpPut(s.key, strconv.Itoa(u.total), clientv3.WithLease(lease))).
+		Then(clientv3.OpPut(s.key, string(u.value), clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(c.opKey(s.key))).Commit()
 	if err != nil {
 		return err

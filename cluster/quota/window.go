@@ -262,8 +262,9 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		total, rev := 0, int64(0)
+		total, rev, value := 0, int64(0), []byte(nil)
 		if len(resp.Kvs) > 0 {
+			value = resp.Kvs[0].Value
 			total, _ = strconv.Atoi(string(resp.Kvs[0].Value))
 			rev = resp.Kvs[0].ModRevision
 		}
@@ -314,7 +315,7 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		if err != nil {
 			// Not granted until settleLost knows (lost.go).
 			c.mu.Lock()
-			s.lost = &lostOp{rev: rev, total: total, token: token, grant: reconcile + block, reconcile: reconcile, newTotal: newTotal}
+			s.lost = &lostOp{rev: rev, value: value, token: token, grant: reconcile + block, reconcile: reconcile, newTotal: newTotal}
 			c.mu.Unlock()
 			c.failed(err)
 			return
