@@ -54,7 +54,7 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 			continue
 		}
 		idle := now.Sub(s.lastTake) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
-		if s.held() > 0 && !s.fetching && (final || idle) && !c.down {
+		if (s.held() > 0 || s.lost != nil) && !s.fetching && (final || idle) && !c.down {
 			back = append(back, k)
 		}
 	}
@@ -66,37 +66,61 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 
 // handBack subtracts what this node holds of window k from its total in
 // etcd. The units leave the node's grant before the transaction, so they
-// cannot be spent meanwhile; if etcd does not take them back they are
-// held again.
+// cannot be spent meanwhile; if etcd refuses them back (or cannot be read)
+// they are held again, but not when the transaction's answer was lost.
 func (c *Cluster) handBack(ctx context.Context, k wkey) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
 	if ok && s.fetching && s.contended {
 		s.wantPending = true // the refill under way hands back when it ends
 	}
-	if !ok || s.held() <= 0 || s.fetching {
+	if !ok || (s.held() <= 0 && s.lost == nil) || s.fetching {
 		c.mu.Unlock()
 		return
 	}
-	n := s.held()
-	s.granted -= n
 	s.fetching = true
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
+	defer cancel()
+	// A lost transaction first: it may change what this node holds.
+	err := c.settleLost(ctx, s)
+	c.mu.Lock()
+	n := s.held()
+	if err != nil || n <= 0 {
+		s.fetching = false
+		c.signal()
+		c.mu.Unlock()
+		if err != nil {
+			c.failed(err)
+		}
+		return
+	}
+	s.granted -= n
 	key := s.key
 	c.mu.Unlock()
-	done := false
+	// lost: the transaction went out and no answer came back. etcd may
+	// have applied it (a frozen or partitioned etcd applies what it had
+	// read once it runs again, after the client gave up): keeping the
+	// units would let them be spent twice, here and by whichever node
+	// etcd grants them to next. So they count as handed back until
+	// settleLost knows (lost.go).
+	done, lost := false, false
 	defer func() {
 		c.mu.Lock()
 		s.fetching = false
-		if !done {
+		if !done && !lost {
 			s.granted += n
-		} else {
+		} else if done {
 			c.stats.Returned += int64(n)
 		}
 		c.signal()
 		c.mu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
-	defer cancel()
+	lease, err := c.lease(ctx, s.end)
+	if err != nil {
+		c.failed(err)
+		return
+	}
 	for try := 0; try < 8; try++ {
 		resp, err := c.cli.Get(ctx, key)
 		if err != nil || len(resp.Kvs) == 0 {
@@ -108,8 +132,14 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 		total, _ := strconv.Atoi(string(resp.Kvs[0].Value))
 		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
 		// WithIgnoreLease keeps the key on the lease that outlives its window.
-		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, strconv.Itoa(max(0, total-n)), clientv3.WithIgnoreLease())).Commit()
+		token := opToken()
+		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, strconv.Itoa(max(0, total-n)), clientv3.WithIgnoreLease()),
+			clientv3.OpPut(c.opKey(key), token, clientv3.WithLease(lease))).Commit()
 		if err != nil {
+			lost = true
+			c.mu.Lock()
+			s.lost = &lostOp{rev: resp.Kvs[0].ModRevision, value: resp.Kvs[0].Value, token: token, back: n}
+			c.mu.Unlock()
 			c.failed(err)
 			return
 		}

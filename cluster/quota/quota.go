@@ -72,6 +72,9 @@ type Cluster struct {
 	second  map[string]*sliding
 	leases  map[int64]clientv3.LeaseID
 	lastMem []string
+	// vanished is when each node of lastMem was first found missing from
+	// the registrations (see memberGrace).
+	vanished map[string]time.Time
 	// joinedAt is when this node first saw its own registration; its
 	// per-second share is nothing for joinGrace after that, so that every
 	// older node has re-read the membership (and shrunk its share) before
@@ -146,7 +149,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
 		refill: 10 * time.Second, rpcTimeout: 2 * time.Second, joinGrace: 3 * time.Second,
 		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
-		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{},
+		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{}, vanished: map[string]time.Time{},
 		changed: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
@@ -216,6 +219,7 @@ func (c *Cluster) loop(ctx context.Context) {
 			c.refreshMembers(ctx)
 		}
 		c.returnIdle(ctx, false)
+		c.settleIdle()
 	}
 }
 
@@ -263,11 +267,45 @@ func (c *Cluster) refreshMembers(ctx context.Context) {
 		}
 	}
 	c.mu.Lock()
-	c.lastMem = ids
+	c.lastMem = c.withVanished(ids, c.now())
 	if c.joinedAt.IsZero() && slices.Contains(ids, c.node) {
 		c.joinedAt = c.now()
 	}
 	c.mu.Unlock()
+}
+
+// memberGrace is how long a node whose registration vanished still counts
+// as live. Every share (a per-second cap's split, the outage share) is
+// divided by the live count, and a share that grows on one node while the
+// others still use the old split adds up to more than the cap. After etcd
+// was away longer than the membership lease, every registration vanishes
+// at once and the nodes register again one by one over a second or two:
+// a node that read the list then would think itself (nearly) alone and
+// spend the whole cap. A node that really died is dropped this much later
+// (its lease, 10 s, had already passed): its share stays unused meanwhile.
+const memberGrace = 10 * time.Second
+
+// withVanished is ids plus the nodes of the last list that have been
+// missing from the registrations for less than memberGrace. c.mu is held.
+func (c *Cluster) withVanished(ids []string, now time.Time) []string {
+	out := append([]string(nil), ids...)
+	for _, id := range c.lastMem {
+		if slices.Contains(ids, id) {
+			delete(c.vanished, id)
+			continue
+		}
+		since, ok := c.vanished[id]
+		if !ok {
+			since = now
+			c.vanished[id] = now
+		}
+		if now.Sub(since) < memberGrace {
+			out = append(out, id)
+		} else {
+			delete(c.vanished, id)
+		}
+	}
+	return out
 }
 
 // signal wakes whoever waits for a change. c.mu is held.

@@ -39,7 +39,10 @@ type slot struct {
 	// share, so the total stays within the cap).
 	outage   int
 	fetching bool
-	pending  int // the largest take refused while a refill was under way
+	// lost is a transaction on this window whose answer never came back
+	// (lost.go); nil when there is none.
+	lost    *lostOp
+	pending int // the largest take refused while a refill was under way
 	// fullUntil: etcd had no room for this node; until then a take is
 	// refused without asking again.
 	fullUntil time.Time
@@ -237,6 +240,16 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.handBack(context.Background(), k)
 		}
 	}()
+	c.mu.Lock()
+	s0, ok := c.slots[k]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err := c.settleLost(ctx, s0); err != nil {
+		c.failed(err)
+		return
+	}
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
 		s, ok := c.slots[k]
@@ -249,8 +262,9 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		total, rev := 0, int64(0)
+		total, rev, value := 0, int64(0), []byte(nil)
 		if len(resp.Kvs) > 0 {
+			value = resp.Kvs[0].Value
 			total, _ = strconv.Atoi(string(resp.Kvs[0].Value))
 			rev = resp.Kvs[0].ModRevision
 		}
@@ -295,8 +309,14 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		}
 		newTotal := total + reconcile + block
 		cmp := clientv3.Compare(clientv3.ModRevision(s.key), "=", rev)
-		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, strconv.Itoa(newTotal), clientv3.WithLease(lease))).Commit()
+		token := opToken()
+		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, strconv.Itoa(newTotal), clientv3.WithLease(lease)),
+			clientv3.OpPut(c.opKey(s.key), token, clientv3.WithLease(lease))).Commit()
 		if err != nil {
+			// Not granted until settleLost knows (lost.go).
+			c.mu.Lock()
+			s.lost = &lostOp{rev: rev, value: value, token: token, grant: reconcile + block, reconcile: reconcile, newTotal: newTotal}
+			c.mu.Unlock()
 			c.failed(err)
 			return
 		}

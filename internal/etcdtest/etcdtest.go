@@ -177,6 +177,37 @@ func (c *Cluster) StopMember(i int) {
 	m.cmd = nil
 }
 
+// PauseAll freezes every member with SIGSTOP: the processes keep their
+// sockets, so clients connect and send but get no answer, as with a
+// network that drops packets or a machine that hangs — a harsher outage
+// than a refused connection. ResumeAll (or the test's end) thaws them.
+func (c *Cluster) PauseAll() {
+	c.t.Helper()
+	c.signalAll(syscall.SIGSTOP)
+}
+
+// ResumeAll thaws every member frozen by PauseAll (SIGCONT) and waits
+// until each is healthy again.
+func (c *Cluster) ResumeAll() {
+	c.t.Helper()
+	c.signalAll(syscall.SIGCONT)
+	for i := range c.Members {
+		c.WaitHealthy(i)
+	}
+}
+
+func (c *Cluster) signalAll(sig syscall.Signal) {
+	c.t.Helper()
+	for _, m := range c.Members {
+		if m.cmd == nil {
+			c.t.Fatalf("etcd member %s is not running", m.Name)
+		}
+		if err := m.cmd.Process.Signal(sig); err != nil {
+			c.t.Fatalf("etcd member %s: %v: %v", m.Name, sig, err)
+		}
+	}
+}
+
 // StopAll stops every member.
 func (c *Cluster) StopAll() {
 	for i := range c.Members {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // put and get go through etcd's JSON gateway, so this test needs no client
@@ -45,4 +46,21 @@ func TestClusterSurvivesOneMember(t *testing.T) {
 	}
 	c.StartMember(0)
 	c.WaitHealthy(0)
+}
+
+// A paused cluster takes connections but answers nothing; resumed, it
+// answers again with its data intact.
+func TestPauseResume(t *testing.T) {
+	c := Start(t, 3)
+	kv(t, c.Members[1].ClientURL, "put", "k", "v1")
+	c.PauseAll()
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := client.Get(c.Members[0].ClientURL + "/health"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a paused member answered: %d", resp.StatusCode)
+	}
+	c.ResumeAll()
+	if got := kv(t, c.Members[2].ClientURL, "get", "k", ""); !strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("v1"))) {
+		t.Fatalf("value lost across a pause: %s", got)
+	}
 }
