@@ -44,6 +44,11 @@ type Idempotency struct {
 	// record only while it is still that one, in one transaction.
 	mu   sync.Mutex
 	mine map[string]claimed
+	// busy counts, per key, this process's uses of the record: a Begin
+	// under way, the request that owns it, an end retried in the
+	// background. A record in flight under this process's owner that
+	// nothing here uses is an orphan (see orphan).
+	busy map[string]int
 }
 
 // claimed is an in-flight record as this process wrote it.
@@ -55,7 +60,7 @@ type claimed struct {
 // Idempotency returns the node's etcd-backed idempotency records.
 func (n *Node) Idempotency() *Idempotency {
 	n.idemOnce.Do(func() {
-		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL), mine: map[string]claimed{}}
+		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL), mine: map[string]claimed{}, busy: map[string]int{}}
 	})
 	return n.idem
 }
@@ -88,6 +93,8 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		return nil, err
 	}
 	claim := clientv3.OpPut(k, string(val), clientv3.WithLease(lease))
+	ix.hold(k)
+	defer ix.unhold(k) // a successful claim took a hold of its own (own)
 	for range maxClaimRounds {
 		// Claim it if absent, else read it: one round trip either way.
 		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
@@ -108,11 +115,11 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		if err := json.Unmarshal(kvs[0].Value, &old); err != nil {
 			return nil, err
 		}
-		if now.Before(old.CreatedAt.Add(ttl)) {
+		if now.Before(old.CreatedAt.Add(ttl)) && !ix.orphan(k, &old, owner) {
 			return &old, nil
 		}
-		// Expired, its hour's lease not yet ended: take it over, unless
-		// another request did first.
+		// Expired (its hour's lease not yet ended), or orphaned: take it
+		// over, unless another request did first.
 		resp, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)).
 			Then(claim).Commit()
 		if err != nil {
@@ -191,9 +198,12 @@ func (ix *Idempotency) end(k string, rev int64, write func(context.Context) erro
 	cancel()
 	if err == nil {
 		ix.n.contact()
+		ix.unhold(k)
 		return nil
 	}
-	ix.later(write, drop)
+	// The record stays this process's until later is done with it: an
+	// orphan is taken over, a record whose answer is on its way is not.
+	ix.later(write, drop, func() { ix.unhold(k) })
 	return unavailable("ending an idempotency record (retrying in the background)", err)
 }
 
@@ -203,10 +213,11 @@ func (ix *Idempotency) end(k string, rev int64, write func(context.Context) erro
 // to every retry) for as long as this node lives. Both compare the
 // record's revision, so a record taken over meanwhile is left alone; if
 // etcd stays away, the record ends with this node's membership lease.
-func (ix *Idempotency) later(write, drop func(context.Context) error) {
+func (ix *Idempotency) later(write, drop func(context.Context) error, done func()) {
 	ix.n.wg.Add(1)
 	go func() {
 		defer ix.n.wg.Done()
+		defer done()
 		for i := range 2 * finishRetries {
 			select {
 			case <-ix.n.ctx.Done():
@@ -231,7 +242,37 @@ func (ix *Idempotency) later(write, drop func(context.Context) error) {
 func (ix *Idempotency) own(k string, c claimed) {
 	ix.mu.Lock()
 	ix.mine[k] = c
+	ix.busy[k]++ // let go by end
 	ix.mu.Unlock()
+}
+
+func (ix *Idempotency) hold(k string) {
+	ix.mu.Lock()
+	ix.busy[k]++
+	ix.mu.Unlock()
+}
+
+func (ix *Idempotency) unhold(k string) {
+	ix.mu.Lock()
+	if ix.busy[k]--; ix.busy[k] <= 0 {
+		delete(ix.busy, k)
+	}
+	ix.mu.Unlock()
+}
+
+// orphan reports an in-flight record that this process wrote (its
+// owner) but no request of it serves: the claim's transaction committed
+// in etcd while its answer was lost (a timeout on the way back), so the
+// Begin that wrote it returned an error and nothing will end it. It sits
+// on the live membership lease, and would answer 409 to every retry for
+// its whole 24 h. The caller (Begin) holds the only use of the key.
+func (ix *Idempotency) orphan(k string, rec *store.IdempotencyRecord, owner string) bool {
+	if rec.State != store.IdemInFlight || rec.Owner != owner {
+		return false
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.busy[k] == 1
 }
 
 func (ix *Idempotency) release(k string) (claimed, bool) {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -142,4 +143,52 @@ func leasedNode(t *testing.T, eps []string, id string, ttl int64) *Node {
 	n.Register()
 	t.Cleanup(func() { n.Close(); st.Close() })
 	return n
+}
+
+// TestIdempotencyOrphanedClaim: a claim etcd committed but whose answer
+// never reached this process (the transaction timed out on the way back)
+// leaves a record in flight, owned by this process yet served by no
+// request of it, on the live membership lease. The retry must take it
+// over, not answer 409 for the record's 24 h; a record this process is
+// still serving, or still storing the answer of, must not be taken.
+func TestIdempotencyOrphanedClaim(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a, _ := testNode(t, etcd.Endpoints(), "a")
+	ia := a.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	hash := []byte("h1")
+
+	// What the committed claim wrote, as BeginIdempotent writes it.
+	ctx := context.Background()
+	lease, err := a.liveMemberLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, _ := json.Marshal(store.IdempotencyRecord{Key: "k1", CredentialID: "key_1", RequestHash: hash,
+		State: store.IdemInFlight, Owner: "pa", CreatedAt: now})
+	if _, err := a.cli.Put(ctx, ia.key("key_1", "k1"), string(val), clientv3.WithLease(lease)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ia.BeginIdempotent("key_1", "k1", hash, "pa", now.Add(time.Second), ttl)
+	if err != nil || rec != nil {
+		t.Fatalf("retry of a claim this process lost track of: %+v %v, want it claimed", rec, err)
+	}
+	// Now it is served: a second request of this process gets 409.
+	if rec, err := ia.BeginIdempotent("key_1", "k1", hash, "pa", now.Add(time.Second), ttl); err != nil || rec == nil || rec.State != store.IdemInFlight {
+		t.Fatalf("while this process serves it: %+v %v", rec, err)
+	}
+	if err := ia.FinishIdempotent("key_1", "k1", "pa", 200, nil, []byte("once")); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := ia.BeginIdempotent("key_1", "k1", hash, "pa", now.Add(time.Second), ttl); err != nil || rec == nil || string(rec.Body) != "once" {
+		t.Fatalf("replay: %+v %v", rec, err)
+	}
+	// Another process's (node's) record in flight is never taken.
+	if _, err := a.cli.Put(ctx, ia.key("key_1", "k2"), string(val), clientv3.WithLease(lease)); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := ia.BeginIdempotent("key_1", "k2", hash, "pb", now.Add(time.Second), ttl); err != nil || rec == nil || rec.State != store.IdemInFlight {
+		t.Fatalf("another owner's record: %+v %v, want it in flight", rec, err)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/textproto"
 	"os"
 	"strings"
 	"testing"
@@ -305,5 +306,26 @@ func TestBounceListenerPostmasterAndJunk(t *testing.T) {
 	}
 	if smtpCode(noopErr) != 421 {
 		t.Fatalf("100 NOOPs: %v, want 421", noopErr)
+	}
+
+	// The same before EHLO, which go-smtp serves NOOP and RSET without
+	// (there is no session yet to count them on).
+	raw, err := textproto.Dial("tcp", listener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, _, err := raw.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	code := 0
+	for i := 0; i < 100 && code != 421; i++ {
+		if err := raw.PrintfLine("NOOP"); err != nil {
+			break
+		}
+		code, _, _ = raw.ReadResponse(0)
+	}
+	if code != 421 {
+		t.Fatalf("100 NOOPs before EHLO: last answer %d, want 421", code)
 	}
 }

@@ -98,7 +98,7 @@ func (l *Listener) Start() error {
 		Refused: func(remote net.Addr, err error) {
 			l.log.Warn("bounce connection closed: PROXY protocol", "event", "proxy_refused", "remote", remote.String(), "err", err)
 		}})
-	l.ln = connslots.Listener(pln, connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP), refuseBusy)
+	l.ln = junkListener{connslots.Listener(pln, connslots.New(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerIP), refuseBusy)}
 	go func() {
 		if err := l.srv.Serve(l.ln); err != nil && !l.closing.Load() {
 			l.log.Error("bounce listener stopped", "err", err)
@@ -138,18 +138,46 @@ type session struct {
 	// postmaster is set when the transaction is addressed to postmaster,
 	// which RFC 5321 §4.5.1 requires every receiving host to accept.
 	postmaster bool
-	junk       int
 }
 
 // filterCommand counts the commands since the last report handed over
-// and closes the connection past maxJunk.
+// and closes the connection past maxJunk. The count is the connection's,
+// not the session's: go-smtp makes the session at EHLO/HELO and serves
+// NOOP, RSET and VRFY before it.
 func filterCommand(c *smtp.Conn, _ string) error {
-	s, ok := c.Session().(*session)
+	jc, ok := c.Conn().(*junkConn)
 	if !ok {
 		return nil
 	}
-	if s.junk++; s.junk > maxJunk {
+	if jc.junk.Add(1) > maxJunk {
 		return errJunk
+	}
+	return nil
+}
+
+// junkListener gives every connection its command count (filterCommand).
+type junkListener struct{ net.Listener }
+
+func (l junkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &junkConn{Conn: c}, nil
+}
+
+// junkConn is a connection with the count of its commands since its last
+// report.
+type junkConn struct {
+	net.Conn
+	junk atomic.Int32
+}
+
+// CloseWrite passes go-smtp's half-close through (its lingerClose lets
+// the last reply reach the client), which a plain wrapper would hide.
+func (c *junkConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
 	return nil
 }
@@ -207,7 +235,9 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	s.junk = 0
+	if jc, ok := s.conn.(*junkConn); ok {
+		jc.junk.Store(0)
+	}
 	if len(s.targets) == 0 {
 		// Only for postmaster: nobody reads it, and a report without a
 		// token names no message to record it on.
