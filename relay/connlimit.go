@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,10 +135,15 @@ func (c *trackedConn) progress(authed bool) {
 // countCommand adds cmd to the count of commands without progress and
 // reports whether the connection is still within limit. Every command
 // counts except RCPT within the recipient cap of a transaction the client
-// has opened with MAIL, so a transaction to maxRcpt recipients costs two
-// (MAIL and DATA) whatever its size, and a queued message pays them back.
-func (c *trackedConn) countCommand(cmd string, maxRcpt, limit int) bool {
+// has opened with MAIL, and BDAT chunks that carry a body (BodyChunk), so
+// a transaction to maxRcpt recipients costs two (MAIL and DATA, or the
+// LAST chunk) whatever its size, and a queued message pays them back.
+func (c *trackedConn) countCommand(cmd, arg string, maxRcpt, limit int) bool {
 	switch cmd {
+	case "BDAT":
+		if BodyChunk(arg) {
+			return true
+		}
 	case "MAIL":
 		c.rcptFree.Store(int64(maxRcpt))
 	case "RCPT":
@@ -162,7 +169,7 @@ func trackedOf(c *smtp.Conn) *trackedConn {
 
 // filterCommand is go-smtp's CommandFilter: it bounds the commands a
 // connection may send without progress.
-func (srv *Server) filterCommand(c *smtp.Conn, cmd string) error {
+func (srv *Server) filterCommand(c *smtp.Conn, cmd, arg string) error {
 	t := trackedOf(c)
 	if t == nil {
 		return nil
@@ -174,11 +181,31 @@ func (srv *Server) filterCommand(c *smtp.Conn, cmd string) error {
 	if !t.authed.Load() && (cmd == "MAIL" || cmd == "RCPT") {
 		maxRcpt = 0 // refused anyway before AUTH: they count
 	}
-	if t.countCommand(cmd, maxRcpt, srv.cfg.MaxJunkCommands) {
+	if t.countCommand(cmd, arg, maxRcpt, srv.cfg.MaxJunkCommands) {
 		return nil
 	}
 	srv.metrics.limited("junk_commands")
 	srv.log.Info("connection closed: too many commands without progress", "event", "junk_limit",
 		"remote", c.Conn().RemoteAddr().String(), "last", cmd)
 	return errJunkLimit
+}
+
+// minBodyChunk is the smallest BDAT chunk that counts as moving a body
+// forward. A client may split a message into as many chunks as it likes
+// (RFC 3030), so chunks cannot count as junk; but a client sending
+// "BDAT 0" or one-byte chunks forever would hold its slot without
+// progress. Chunks of at least this size are bounded by the message size
+// limit instead.
+const minBodyChunk = 1024
+
+// BodyChunk reports whether a BDAT argument ("<size> [LAST]") is a chunk
+// that is not the last and carries at least minBodyChunk bytes. The last
+// chunk counts once, as DATA does.
+func BodyChunk(arg string) bool {
+	f := strings.Fields(arg)
+	if len(f) != 1 {
+		return false
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	return err == nil && n >= minBodyChunk
 }

@@ -24,6 +24,9 @@ func TestCountCommand(t *testing.T) {
 		{"RSET ends the free RCPTs", "MAIL RSET RCPT", 5, 2, 2},
 		{"transactions without progress", "MAIL RCPT DATA MAIL RCPT DATA", 5, 3, 5},
 		{"off", strings.Repeat("NOOP ", 100), 5, 0, -1},
+		{"a body in many chunks", "MAIL RCPT " + strings.Repeat("BDAT:65536 ", 50) + "BDAT:100:LAST", 5, 3, -1},
+		{"empty chunks count", "MAIL RCPT " + strings.Repeat("BDAT:0 ", 10), 5, 3, 4},
+		{"small chunks count", "MAIL RCPT BDAT:10 BDAT:1023 BDAT:x BDAT:1024:LAST", 5, 3, 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,7 +38,8 @@ func TestCountCommand(t *testing.T) {
 					c.progress(false)
 					continue
 				}
-				if !c.countCommand(cmd, tc.maxRcpt, tc.limit) {
+				verb, arg, _ := strings.Cut(cmd, ":")
+				if !c.countCommand(verb, strings.ReplaceAll(arg, ":", " "), tc.maxRcpt, tc.limit) {
 					got = n
 					break
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/connslots"
 	"github.com/smtpmux/smtpmux/internal/proxied"
+	"github.com/smtpmux/smtpmux/relay"
 )
 
 // Config is the listener's settings, validated by cmd ([bounces]).
@@ -144,10 +145,10 @@ type session struct {
 // and closes the connection past maxJunk. The count is the connection's,
 // not the session's: go-smtp makes the session at EHLO/HELO and serves
 // NOOP, RSET and VRFY before it.
-func filterCommand(c *smtp.Conn, _ string) error {
+func filterCommand(c *smtp.Conn, cmd, arg string) error {
 	jc, ok := c.Conn().(*junkConn)
-	if !ok {
-		return nil
+	if !ok || cmd == "BDAT" && relay.BodyChunk(arg) {
+		return nil // a report sent in chunks is bounded by its size
 	}
 	if jc.junk.Add(1) > maxJunk {
 		return errJunk

@@ -109,7 +109,7 @@ func (c *Conn) handle(cmd string, arg string) {
 	// smtpmux patch: the backend may refuse any command before it runs
 	// (Server.CommandFilter).
 	if f := c.server.CommandFilter; f != nil {
-		if err := f(c, cmd); err != nil {
+		if err := f(c, cmd, arg); err != nil {
 			c.writeError(421, EnhancedCode{4, 7, 0}, err)
 			c.lingerClose()
 			c.Close()

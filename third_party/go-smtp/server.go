@@ -42,11 +42,11 @@ type Server struct {
 	WriteTimeout      time.Duration
 
 	// CommandFilter, when set, runs before every command with its
-	// upper-cased verb. A non-nil error is written as the reply (an
+	// upper-cased verb and its argument. A non-nil error is written as the reply (an
 	// *SMTPError as is, anything else as 421 4.7.0) and the connection is
 	// closed without running the command. smtpmux patch: NOOP and RSET
 	// never reach the backend, so it could not bound them otherwise.
-	CommandFilter func(c *Conn, cmd string) error
+	CommandFilter func(c *Conn, cmd, arg string) error
 
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.

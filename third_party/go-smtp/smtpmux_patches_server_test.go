@@ -75,7 +75,7 @@ func TestServerLongAuthLine(t *testing.T) {
 func TestServerCommandFilter(t *testing.T) {
 	var seen []string
 	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) {
-		s.CommandFilter = func(_ *smtp.Conn, cmd string) error {
+		s.CommandFilter = func(_ *smtp.Conn, cmd, _ string) error {
 			seen = append(seen, cmd)
 			if len(seen) > 4 { // EHLO, NOOP, RSET, VRFY pass
 				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Enough"}
