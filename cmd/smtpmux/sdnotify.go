@@ -57,8 +57,11 @@ func sdWatchdog(stop <-chan struct{}, check func() error) {
 const startKeepalive = 10 * time.Second
 
 // sdExtendStart asks systemd for more start time every interval until
-// stop is closed, each time for three intervals, so a start that is
-// working is never killed while one that wedges runs out within three.
+// stop is closed, each time for three intervals. It extends for as long
+// as start runs, so it relies on every step of start being bounded on
+// its own (the bbolt open's lock timeout, the cluster join's deadline)
+// or making progress (a migration's batches); a daemon that dies stops
+// extending and systemd's timeout applies again.
 func sdExtendStart(stop <-chan struct{}, interval time.Duration) {
 	if os.Getenv("NOTIFY_SOCKET") == "" {
 		return
