@@ -215,21 +215,24 @@ func (s *Store) Message(id string) (*Message, error) {
 // Body returns a copy of a message's inline bytes.
 func (s *Store) Body(id string) ([]byte, error) {
 	var out []byte
-	err := s.readInline(id, func(v []byte) { out = bytes.Clone(v) })
+	err := s.readInline(id, func(n int) []byte { out = make([]byte, n); return out })
 	return out, err
 }
 
-// readInline hands message id's inline body to copyOut, which must copy
-// what it keeps: the bytes are bbolt's memory map, whose pages are then
-// dropped from the process (unmapValue).
-func (s *Store) readInline(id string, copyOut func(v []byte)) error {
+// readInline copies message id's inline body into the buffer buf(n)
+// returns (n the body's length). A body of several pages is read from the
+// file (readMapped), not through bbolt's memory map, so none of its pages
+// become resident in this process.
+func (s *Store) readInline(id string, buf func(n int) []byte) error {
 	return s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bBodies).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
-		copyOut(v)
-		unmapValue(tx, v)
+		dst := buf(len(v))
+		if !s.readMapped(tx, v, dst) {
+			copy(dst, v)
+		}
 		return nil
 	})
 }

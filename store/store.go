@@ -47,7 +47,11 @@ const maxBatch = 256
 
 // Store is an open bbolt file. Reads run concurrently; writes are grouped.
 type Store struct {
-	db   *bolt.DB
+	db *bolt.DB
+	// file is the bbolt file opened once more, read-only: large values
+	// are read from it rather than through the map (readMapped). nil if
+	// it could not be opened (they are then copied from the map).
+	file *os.File
 	ops  chan *op
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -136,6 +140,9 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
+	if f, err := os.Open(path); err == nil {
+		s.file = f // its own descriptor: closing it leaves bbolt's flock alone
+	}
 	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -149,6 +156,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		s.wg.Wait()
 		err = s.db.Close()
+		if s.file != nil {
+			s.file.Close()
+		}
 	})
 	return err
 }
