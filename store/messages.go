@@ -258,7 +258,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
-		oldCounts, oldKeys, oldUp := messageCounts(&m), filterKeys(&m), upstreamIDs(&m)
+		oldCounts, oldKeys, oldUp := countKeys(&m), indexKeys(&m), upstreamIDs(&m)
+		defer oldCounts.release()
+		defer oldKeys.release()
 		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
 			return err
@@ -266,10 +268,12 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if err := applyFeedback(tx, marks, &m, s.softLimit); err != nil {
 			return err
 		}
-		if err := moveCounts(tx, oldCounts, messageCounts(&m)); err != nil {
+		newCounts := countKeys(&m)
+		defer newCounts.release()
+		if err := moveCountKeys(tx, oldCounts, newCounts); err != nil {
 			return err
 		}
-		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
+		if err := moveIndexKeys(tx, oldKeys, &m); err != nil {
 			return err
 		}
 		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {
