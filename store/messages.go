@@ -203,10 +203,24 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
 	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
 
-// Message returns a message record.
+// Message returns a message record. A queued one is remembered as
+// decoded (recCache) for the write that usually follows, the claim.
 func (s *Store) Message(id string) (*Message, error) {
 	var m Message
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMessages), id, &m) }); err != nil {
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bMessages).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.State == StateQueued {
+			s.recs.put(id, v, &m)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -254,7 +268,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		o.after = o.after[:0] // fn may run again after a sibling failed
 		b := tx.Bucket(bMessages)
 		var m Message
-		if err := getJSON(b, id, &m); err != nil {
+		if c := s.recs.get(id, b.Get([]byte(id))); c != nil {
+			m = *c // the record as decoded by the read just before (Message)
+		} else if err := getJSON(b, id, &m); err != nil {
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
@@ -298,6 +314,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			}
 		}
 		out = m
+		s.recs.drop(id) // rewritten: the cached form is of the old bytes
 		return putJSON(b, id, &m)
 	}
 	if err := s.submit(o); err != nil {

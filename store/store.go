@@ -62,6 +62,9 @@ type Store struct {
 	commits, commitNanos, committedOps atomic.Int64
 	// heldLazy is how many lazy writes wait for a commit to join.
 	heldLazy atomic.Int64
+	// recs holds decoded queued message records between the scheduler's
+	// read and the claim (msgcache.go).
+	recs recCache
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
