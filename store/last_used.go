@@ -19,9 +19,11 @@ func (s *Store) TouchKey(id string, at time.Time) error {
 	return touchRecord(s, bKeys, id, func(k *APIKey) { k.LastUsedAt = &at })
 }
 
-// touchRecord rewrites record id of bucket with set applied, nothing else.
+// touchRecord rewrites record id of bucket with set applied, nothing else,
+// in the next commit of another write (lazyUpdate): a last-use time is
+// not worth an fsync of its own.
 func touchRecord[T any](s *Store, bucket []byte, id string, set func(*T)) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.lazyUpdate(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
 		var v T
 		if err := getJSON(b, id, &v); err != nil {

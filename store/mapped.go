@@ -13,32 +13,34 @@ import (
 
 var pageSize = uintptr(os.Getpagesize())
 
-// unmapValue tells the kernel that this process is done with the pages of
-// v, a value just copied out of bbolt's memory map inside the read-only
-// transaction tx. Every body a delivery reads would otherwise stay mapped
-// and resident, so the process's RSS would grow with the bytes relayed
-// (hundreds of MB at 100 KiB per message) although the data lives in the
-// file and the page cache. bbolt maps the file read-only and shared, so
-// MADV_DONTNEED only drops this process's page-table entries: the data
-// stays in the file and the page cache, and a later read faults it back
-// in. Only whole pages inside v are dropped (a page's other bytes may be
-// another value's), and only when v lies inside the map: a value of a
-// writable transaction may sit in Go memory, where DONTNEED would zero it.
-func unmapValue(tx *bolt.Tx, v []byte) {
-	if tx.Writable() || len(v) < int(2*pageSize) {
-		return
+// readMapped copies v, a value of the read-only transaction tx that spans
+// several pages of bbolt's memory map, into dst (len(v) bytes) by reading
+// the file at v's offset instead of through the map; false when it did
+// not (a small value, a value outside the map, a failed read), and the
+// caller copies v itself.
+//
+// Every body a delivery reads would otherwise be faulted into the map
+// page by page and stay resident, so the process's RSS would grow with
+// the bytes relayed (hundreds of MB at 100 KiB per message) although the
+// data lives in the file and the page cache. Copying through the map and
+// then dropping the pages again (MADV_DONTNEED) kept RSS flat but cost
+// 18 % of the relay's CPU at 100 KiB per message (the faults, and the TLB
+// flush of every drop, dear in a VM; bench/RESULTS.md, issue 19): pread
+// copies the same page-cache pages without mapping them. The bytes are
+// the same ones the map shows: bbolt maps the file from offset 0, writes
+// it with pwrite only, and does not reuse a page an open read transaction
+// can see, so they cannot change while tx is open.
+func (s *Store) readMapped(tx *bolt.Tx, v, dst []byte) bool {
+	if s.file == nil || tx.Writable() || len(v) < int(2*pageSize) || len(dst) != len(v) {
+		return false
 	}
 	base := tx.DB().Info().Data
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
 	if start < base || start+uintptr(len(v)) > base+uintptr(tx.Size()) {
-		return
+		return false
 	}
-	skip := (pageSize - start%pageSize) % pageSize
-	whole := (uintptr(len(v)) - skip) / pageSize * pageSize
-	if whole == 0 {
-		return
-	}
-	syscall.Madvise(v[skip:skip+whole], syscall.MADV_DONTNEED)
+	n, err := s.file.ReadAt(dst, int64(start-base))
+	return err == nil && n == len(v)
 }
 
 // trimEvery bounds how often the committer looks at whether to drop the
@@ -60,9 +62,9 @@ const trimSlack = 8 << 20
 // Commits read the pages they rewrite through the map (bbolt copies a
 // leaf's other values when it adds or removes one, and a leaf of the
 // bodies bucket holds at least two bodies), so every relayed body became
-// resident again at the next commit next to it; unmapValue cannot reach
-// those reads. Dropping is safe for the same reason as in unmapValue (a
-// read-only shared file map), and the read transaction holds bbolt's map
+// resident again at the next commit next to it; readMapped cannot keep
+// those reads out. Dropping is safe (a read-only shared file map:
+// MADV_DONTNEED drops only this process's page-table entries), and the read transaction holds bbolt's map
 // lock, so the map cannot move meanwhile. What is in use is faulted back
 // from the page cache.
 func (s *Store) trimMapped() {
@@ -127,5 +129,9 @@ func dropMap(tx *bolt.Tx) {
 		return
 	}
 	start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(anchor)), -int(at-base))
-	syscall.Madvise(unsafe.Slice((*byte)(start), tx.Size()), syscall.MADV_DONTNEED)
+	dropPages(unsafe.Slice((*byte)(start), tx.Size()))
 }
+
+// dropPages drops this process's page-table entries of b, part of the
+// read-only shared map; a variable so that tests can count the drops.
+var dropPages = func(b []byte) { syscall.Madvise(b, syscall.MADV_DONTNEED) }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,8 +41,10 @@ func mappedRSS(t *testing.T, path string) int {
 var touchSink byte
 
 // TestBodiesDoNotStayResident reads 200 bodies of 100 KiB and checks that
-// the store's memory map does not keep them resident: Body drops what it
-// read, and the committer drops what commits read.
+// the store's memory map does not keep them resident: Body reads them from
+// the file, and the committer drops what lookups and commits mapped (a
+// lookup maps the body's first page and the kernel the pages around that
+// fault; a commit rewriting a leaf reads its values).
 func TestBodiesDoNotStayResident(t *testing.T) {
 	s, path := openTest(t)
 	body := bytes.Repeat([]byte("0123456789abcdef"), 100<<10/16)
@@ -83,9 +86,6 @@ func TestBodiesDoNotStayResident(t *testing.T) {
 		trimmed = mappedRSS(t, path)
 	}
 	t.Logf("resident KiB of the map: before reads %d, after Body reads %d, all touched %d, after trim %d", before, afterReads, touched, trimmed)
-	if afterReads-before > 2<<10 {
-		t.Errorf("reading 20 MiB of bodies left %d KiB more of the map resident", afterReads-before)
-	}
 	if touched < 10<<10 {
 		t.Fatalf("touching every body made only %d KiB resident: the measure is broken", touched)
 	}
@@ -115,5 +115,44 @@ func TestSmallMapResidencyIsKept(t *testing.T) {
 	}
 	if n := s.mapTrims.Load(); n != 0 {
 		t.Errorf("two small commits dropped the map %d times, want 0", n)
+	}
+}
+
+// TestLargeBodyReadsDropNoPages: a delivery's copy of a 100 KiB inline
+// body is read from the file (pread), not through the memory map, so
+// there is nothing to drop from the map after each read. Copying through
+// the map and dropping the body's pages after every read (MADV_DONTNEED)
+// was 18 % of the relay's CPU at 100 KiB per message (issue 19); the
+// committer's trim bounds what reads leave mapped (the fault-around
+// window of a body's first page, TestBodiesDoNotStayResident).
+func TestLargeBodyReadsDropNoPages(t *testing.T) {
+	s, _ := openTest(t)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 100<<10/16)
+	body[len(body)/2] = '!' // a byte in the middle, to check the copy
+	var ids []string
+	for i := 0; i < 20; i++ {
+		m := &Message{ID: fmt.Sprintf("eml_%04d", i), NextAttemptAt: time.Now()}
+		if err := s.Enqueue(m, body); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	var drops atomic.Int64
+	orig := dropPages
+	dropPages = func(b []byte) { drops.Add(1); orig(b) }
+	defer func() { dropPages = orig }()
+	for _, id := range ids {
+		got, err := s.Body(id)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("body %s: %d bytes, %v", id, len(got), err)
+		}
+		b, err := s.OpenBody(&Message{ID: id})
+		if err != nil || !bytes.Equal(b.Bytes(), body) {
+			t.Fatalf("OpenBody %s: %v", id, err)
+		}
+		b.Release()
+	}
+	if n := drops.Load(); n != 0 {
+		t.Errorf("reading %d bodies dropped map pages %d times, want 0", 2*len(ids), n)
 	}
 }

@@ -203,10 +203,24 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
 	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
 
-// Message returns a message record.
+// Message returns a message record. A queued one is remembered as
+// decoded (recCache) for the write that usually follows, the claim.
 func (s *Store) Message(id string) (*Message, error) {
 	var m Message
-	if err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bMessages), id, &m) }); err != nil {
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bMessages).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.State == StateQueued {
+			s.recs.put(id, v, &m)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -215,21 +229,24 @@ func (s *Store) Message(id string) (*Message, error) {
 // Body returns a copy of a message's inline bytes.
 func (s *Store) Body(id string) ([]byte, error) {
 	var out []byte
-	err := s.readInline(id, func(v []byte) { out = bytes.Clone(v) })
+	err := s.readInline(id, func(n int) []byte { out = make([]byte, n); return out })
 	return out, err
 }
 
-// readInline hands message id's inline body to copyOut, which must copy
-// what it keeps: the bytes are bbolt's memory map, whose pages are then
-// dropped from the process (unmapValue).
-func (s *Store) readInline(id string, copyOut func(v []byte)) error {
+// readInline copies message id's inline body into the buffer buf(n)
+// returns (n the body's length). A body of several pages is read from the
+// file (readMapped), not through bbolt's memory map, so none of its pages
+// become resident in this process.
+func (s *Store) readInline(id string, buf func(n int) []byte) error {
 	return s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bBodies).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
 		}
-		copyOut(v)
-		unmapValue(tx, v)
+		dst := buf(len(v))
+		if !s.readMapped(tx, v, dst) {
+			copy(dst, v)
+		}
 		return nil
 	})
 }
@@ -251,11 +268,15 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		o.after = o.after[:0] // fn may run again after a sibling failed
 		b := tx.Bucket(bMessages)
 		var m Message
-		if err := getJSON(b, id, &m); err != nil {
+		if c := s.recs.get(id, b.Get([]byte(id))); c != nil {
+			m = *c // the record as decoded by the read just before (Message)
+		} else if err := getJSON(b, id, &m); err != nil {
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
-		oldCounts, oldKeys, oldUp := messageCounts(&m), filterKeys(&m), upstreamIDs(&m)
+		oldCounts, oldKeys, oldUp := countKeys(&m), indexKeys(&m), upstreamIDs(&m)
+		defer oldCounts.release()
+		defer oldKeys.release()
 		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
 			return err
@@ -263,10 +284,12 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if err := applyFeedback(tx, marks, &m, s.softLimit); err != nil {
 			return err
 		}
-		if err := moveCounts(tx, oldCounts, messageCounts(&m)); err != nil {
+		newCounts := countKeys(&m)
+		defer newCounts.release()
+		if err := moveCountKeys(tx, oldCounts, newCounts); err != nil {
 			return err
 		}
-		if err := moveFilterKeys(tx, oldKeys, &m); err != nil {
+		if err := moveIndexKeys(tx, oldKeys, &m); err != nil {
 			return err
 		}
 		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {
@@ -291,6 +314,7 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 			}
 		}
 		out = m
+		s.recs.drop(id) // rewritten: the cached form is of the old bytes
 		return putJSON(b, id, &m)
 	}
 	if err := s.submit(o); err != nil {

@@ -86,10 +86,10 @@ func (b *Body) Release() {
 func (s *Store) OpenBody(m *Message) (*Body, error) {
 	if !m.Spooled {
 		var b *Body
-		err := s.readInline(m.ID, func(v []byte) {
-			p := GetBuf(len(v))
-			copy(*p, v)
+		err := s.readInline(m.ID, func(n int) []byte {
+			p := GetBuf(n)
 			b = &Body{data: *p, pooled: p}
+			return *p
 		})
 		return b, err
 	}

@@ -47,7 +47,11 @@ const maxBatch = 256
 
 // Store is an open bbolt file. Reads run concurrently; writes are grouped.
 type Store struct {
-	db   *bolt.DB
+	db *bolt.DB
+	// file is the bbolt file opened once more, read-only: large values
+	// are read from it rather than through the map (readMapped). nil if
+	// it could not be opened (they are then copied from the map).
+	file *os.File
 	ops  chan *op
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -56,6 +60,11 @@ type Store struct {
 	spoolDir string
 	// commits and commitNanos measure the grouped commits (fsync included).
 	commits, commitNanos, committedOps atomic.Int64
+	// heldLazy is how many lazy writes wait for a commit to join.
+	heldLazy atomic.Int64
+	// recs holds decoded queued message records between the scheduler's
+	// read and the claim (msgcache.go).
+	recs recCache
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
@@ -86,7 +95,13 @@ type op struct {
 	syncSpool bool
 	// after runs once the transaction committed (file removals).
 	after []func()
+	// lazy: the write may wait (up to lazyWait) for another write to
+	// share its commit (lazyUpdate).
+	lazy bool
 }
+
+// lazyWait bounds how long a lazy write waits for a commit to join.
+const lazyWait = time.Second
 
 // Option adjusts Open.
 type Option func(*openOptions)
@@ -136,6 +151,9 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
+	if f, err := os.Open(path); err == nil {
+		s.file = f // its own descriptor: closing it leaves bbolt's flock alone
+	}
 	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -149,6 +167,9 @@ func (s *Store) Close() error {
 		close(s.quit)
 		s.wg.Wait()
 		err = s.db.Close()
+		if s.file != nil {
+			s.file.Close()
+		}
 	})
 	return err
 }
@@ -173,10 +194,25 @@ func (s *Store) view(fn func(*bolt.Tx) error) error { return s.db.View(fn) }
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	batch := make([]*op, 0, maxBatch)
+	// held are lazy writes waiting for a commit to join, until wake.
+	var held []*op
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
 	for {
 		select {
 		case o := <-s.ops:
-			batch = append(batch[:0], o)
+			if o.lazy && len(held) < maxBatch {
+				if len(held) == 0 {
+					wake.Reset(lazyWait)
+				}
+				held = append(held, o)
+				s.heldLazy.Store(int64(len(held)))
+				continue
+			}
+			batch = append(append(batch[:0], held...), o)
+			held = held[:0]
+			s.heldLazy.Store(0)
+			wake.Stop()
 		drain:
 			for len(batch) < maxBatch {
 				select {
@@ -187,8 +223,17 @@ func (s *Store) commitLoop() {
 				}
 			}
 			s.runBatch(batch)
+		case <-wake.C:
+			if len(held) > 0 {
+				s.runBatch(append(batch[:0], held...))
+				held = held[:0]
+				s.heldLazy.Store(0)
+			}
 		case <-s.quit:
 			// Finish what was already handed over, then refuse.
+			if len(held) > 0 {
+				s.runBatch(held)
+			}
 			for {
 				select {
 				case o := <-s.ops:
@@ -199,6 +244,15 @@ func (s *Store) commitLoop() {
 			}
 		}
 	}
+}
+
+// lazyUpdate is update for a write nobody waits on (a last-use time):
+// it joins the next commit of another write, or commits alone after
+// lazyWait, so it costs no fsync of its own while anything else is
+// written. Single-client team creation made one extra commit (two
+// fdatasyncs) per team for its root key's first use (issue 18).
+func (s *Store) lazyUpdate(fn func(*bolt.Tx) error) error {
+	return s.submit(&op{fn: fn, done: make(chan error, 1), lazy: true})
 }
 
 // runBatch commits all ops in one transaction. When one op fails, the

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"github.com/smtpmux/smtpmux/internal/state"
 	"maps"
 	"slices"
 	"strings"
@@ -49,41 +48,15 @@ func providerIndexPrefix(teamID, providerID string) []byte {
 	return []byte(teamID + "\x00p" + providerID + "\x00")
 }
 
-// filterKeys are m's keys in bMsgByFilter.
+// filterKeys are m's keys in bMsgByFilter (indexKeys, as a set).
 func filterKeys(m *Message) map[string]bool {
-	keys := map[string]bool{string(statusIndexPrefix(m.TeamID, string(m.Status))) + m.ID: true}
-	for _, a := range m.Attempts {
-		if a.ProviderID != "" {
-			keys[string(providerIndexPrefix(m.TeamID, a.ProviderID))+m.ID] = true
-		}
-	}
-	for _, r := range m.Recipients {
-		if r.ProviderID != "" {
-			keys[string(providerIndexPrefix(m.TeamID, r.ProviderID))+m.ID] = true
-		}
+	h := indexKeys(m)
+	defer h.release()
+	keys := make(map[string]bool, h.len())
+	for k := range h.all() {
+		keys[k] = true
 	}
 	return keys
-}
-
-// moveFilterKeys replaces old's filter keys with m's.
-func moveFilterKeys(tx *bolt.Tx, old map[string]bool, m *Message) error {
-	b := tx.Bucket(bMsgByFilter)
-	cur := filterKeys(m)
-	for k := range old {
-		if !cur[k] {
-			if err := b.Delete([]byte(k)); err != nil {
-				return err
-			}
-		}
-	}
-	for k := range cur {
-		if !old[k] {
-			if err := b.Put([]byte(k), createdValue(m)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Counter kinds. hour is be64(unix seconds of the UTC hour the message
@@ -161,102 +134,16 @@ func (m *Message) ResultProvider(r *Recipient) string {
 	return ""
 }
 
-// messageCounts is m's contribution to the counters, by full key.
+// messageCounts is m's contribution to the counters, by full key
+// (countKeys, as a map).
 func messageCounts(m *Message) map[string]int64 {
-	out := make(map[string]int64, 8+4*len(m.Recipients))
-	team, status := m.TeamID+"\x00", string(m.Status)
-	hour, minute := hourKey(m.CreatedAt), be64Key(m.CreatedAt.Truncate(time.Minute).Unix())
-	// add counts one under its hour kind and under its minute kind.
-	add := func(kind, mid, at, rest string) {
-		out[team+kind+mid+at+rest]++
-		out[team+minuteKind(kind)+mid+minute+rest]++
-	}
-	add(countStatus, "", hour, status)
-	seen := map[string]bool{}
-	note := func(p string) {
-		if p != "" && !seen[p] {
-			seen[p] = true
-			add(countProvider, p+"\x00", hour, status)
-		}
-	}
-	for _, a := range m.Attempts {
-		note(a.ProviderID)
-	}
-	for i := range m.Recipients {
-		r := &m.Recipients[i]
-		note(r.ProviderID)
-		p := m.ResultProvider(r)
-		switch rs := string(r.Status); {
-		case p == "":
-		case rs == string(state.MessageSent):
-			at := m.UpdatedAt
-			if r.UpdatedAt != nil {
-				at = *r.UpdatedAt
-			}
-			add(countSentDay, "", hour, p+"\x00"+be64Key(utcDay(at).Unix()))
-			fallthrough
-		case rs == string(state.MessagePending) || rs == string(state.MessageFailed) || rs == string(state.MessageRejected):
-			add(countRecipient, "", hour, p+"\x00"+rs)
-		}
-		for _, f := range feedbackCounted(r) {
-			fp := f.ProviderID
-			if fp == "" {
-				fp = p
-			}
-			add(countFeedback, "", hour, fp+"\x00"+feedbackCountType(f))
-		}
+	h := countKeys(m)
+	defer h.release()
+	out := make(map[string]int64, h.len())
+	for k, n := range h.all() {
+		out[k] = n
 	}
 	return out
-}
-
-// addCounts adds sign × each of counts to the counters.
-func addCounts(tx *bolt.Tx, counts map[string]int64, sign int64) error {
-	delta := make(map[string]int64, len(counts))
-	for k, n := range counts {
-		delta[k] = sign * n
-	}
-	return applyCounts(tx, delta)
-}
-
-// moveCounts moves the counters from a record's old contribution to its
-// new one; most updates (an attempt starting) change none of them.
-func moveCounts(tx *bolt.Tx, old, new map[string]int64) error {
-	delta := make(map[string]int64)
-	for k, n := range new {
-		if d := n - old[k]; d != 0 {
-			delta[k] = d
-		}
-	}
-	for k, n := range old {
-		if _, ok := new[k]; !ok {
-			delta[k] = -n
-		}
-	}
-	return applyCounts(tx, delta)
-}
-
-func applyCounts(tx *bolt.Tx, delta map[string]int64) error {
-	b := tx.Bucket(bMsgCounts)
-	for k, d := range delta {
-		if d == 0 {
-			continue
-		}
-		var n int64
-		if v := b.Get([]byte(k)); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-		n += d
-		var err error
-		if n <= 0 {
-			err = b.Delete([]byte(k))
-		} else {
-			err = b.Put([]byte(k), []byte(be64Key(n)))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // indexNewMessage enters a new message in its team's index and counters.
@@ -264,10 +151,12 @@ func indexNewMessage(tx *bolt.Tx, m *Message) error {
 	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
 		return err
 	}
-	if err := moveFilterKeys(tx, nil, m); err != nil {
+	if err := moveIndexKeys(tx, nil, m); err != nil {
 		return err
 	}
-	return addCounts(tx, messageCounts(m), 1)
+	counts := countKeys(m)
+	defer counts.release()
+	return moveCountKeys(tx, nil, counts)
 }
 
 // unindexMessage removes a message being deleted from its team's index
@@ -276,12 +165,13 @@ func unindexMessage(tx *bolt.Tx, m *Message) error {
 	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
 		return err
 	}
-	for k := range filterKeys(m) {
-		if err := tx.Bucket(bMsgByFilter).Delete([]byte(k)); err != nil {
-			return err
-		}
+	keys, counts := indexKeys(m), countKeys(m)
+	defer keys.release()
+	defer counts.release()
+	if err := moveIndexKeys(tx, keys, nil); err != nil {
+		return err
 	}
-	return addCounts(tx, messageCounts(m), -1)
+	return moveCountKeys(tx, counts, nil)
 }
 
 // forCounts calls fn with the rest of each counter key under prefix ‖

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net"
 	"net/textproto"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -524,5 +525,31 @@ func TestMailRcptDataRefused(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnvelopeLinesAllocateTheirSize (patch 12): MAIL and RCPT lines are
+// built in buffers of about their own size, not 2 KiB each, and read as
+// before, parameters included.
+func TestEnvelopeLinesAllocateTheirSize(t *testing.T) {
+	c := &Client{didHello: true, ext: map[string]string{"8BITMIME": "", "SIZE": "", "DSN": ""}}
+	mail, err := c.mailLine("sender@example.com", &MailOptions{Size: 2048, Return: DSNReturnHeaders})
+	if want := "MAIL FROM:<sender@example.com> BODY=8BITMIME SIZE=2048 RET=HDRS"; err != nil || mail != want {
+		t.Fatalf("MAIL line %q (%v), want %q", mail, err, want)
+	}
+	rcpt, err := c.rcptLine("rcpt@example.com", &RcptOptions{Notify: []DSNNotify{DSNNotifyFailure}})
+	if want := "RCPT TO:<rcpt@example.com> NOTIFY=FAILURE"; err != nil || rcpt != want {
+		t.Fatalf("RCPT line %q (%v), want %q", rcpt, err, want)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 200
+	for i := 0; i < n; i++ {
+		c.mailLine("sender@example.com", nil)
+		c.rcptLine("rcpt@example.com", nil)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 512 {
+		t.Errorf("a MAIL and a RCPT line allocated %d bytes, want under 512", per)
 	}
 }
