@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	gosmtp "github.com/emersion/go-smtp"
+
 	"github.com/smtpmux/smtpmux/internal/testpeer"
 )
 
@@ -42,3 +44,42 @@ func TestBounceReportFloodBounded(t *testing.T) {
 
 // maxFeedbackPerRecipientForTest mirrors relay/bounce's cap.
 const maxFeedbackPerRecipientForTest = 8
+
+// TestBounceListenerPostmasterHoldsNoSlot (hostile sender): a message to
+// postmaster is accepted and dropped (it names no message), so it is not
+// the report whose hand-over resets the junk count. Else a client could
+// hold a connection slot for ever, a tiny postmaster message every few
+// commands, which the junk limit exists to prevent.
+func TestBounceListenerPostmasterHoldsNoSlot(t *testing.T) {
+	_, listener := bounceDaemon(t, "")
+	c, err := gosmtp.Dial(listener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("a.example"); err != nil {
+		t.Fatal(err)
+	}
+	var sendErr error
+	for i := 0; i < 30 && sendErr == nil; i++ {
+		sendErr = func() error {
+			if err := c.Mail("", nil); err != nil {
+				return err
+			}
+			if err := c.Rcpt("postmaster@bounces.relay.test", nil); err != nil {
+				return err
+			}
+			w, err := c.Data()
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write([]byte("Subject: hi\r\n\r\nstill here\r\n")); err != nil {
+				return err
+			}
+			return w.Close()
+		}()
+	}
+	if smtpCode(sendErr) != 421 {
+		t.Fatalf("30 postmaster messages on one connection: %v, want 421 (the junk limit)", sendErr)
+	}
+}

@@ -207,13 +207,15 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	s.junk = 0
 	if len(s.targets) == 0 {
 		// Only for postmaster: nobody reads it, and a report without a
-		// token names no message to record it on.
+		// token names no message to record it on. Nor does it reset the
+		// junk count: a tiny postmaster message every few commands
+		// would hold a connection slot for ever.
 		s.l.rec.metrics.Report("none", "ignored")
 		return nil
 	}
+	s.junk = 0
 	rep, err := Parse(bytes.NewReader(raw))
 	if err != nil {
 		// Accepted and dropped: an auto-reply or junk sent to a return
