@@ -215,15 +215,17 @@ func (s *session) Data(r io.Reader) error {
 		s.l.rec.metrics.Report("none", "ignored")
 		return nil
 	}
-	s.junk = 0
 	rep, err := Parse(bytes.NewReader(raw))
 	if err != nil {
 		// Accepted and dropped: an auto-reply or junk sent to a return
-		// path. Refusing it would only make its sender bounce it.
+		// path. Refusing it would only make its sender bounce it. It is
+		// no report either, so the junk count goes on (anyone who got
+		// one of the team's messages holds a valid return path).
 		s.l.log.Info("bounce listener: not a report", "event", "report_ignored", "remote", s.remote)
 		s.l.rec.metrics.Report("none", "ignored")
 		return nil
 	}
+	s.junk = 0
 	for _, t := range s.targets {
 		if err := s.l.rec.Record(t.msgID, t.rcpt, rep); err != nil {
 			s.l.log.Error("recording a report failed", "msg_id", t.msgID, "err", err)
