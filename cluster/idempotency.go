@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -150,6 +151,13 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 	if err != nil {
 		return err
 	}
+	if len(val) > maxRecordBytes {
+		// etcd would refuse it now and at every retry: drop the record
+		// at once rather than keep it in flight (409 to the client's
+		// retries) while later holds it in memory for two minutes.
+		ix.end(k, c.rev, nil)
+		return fmt.Errorf("idempotency record of %d bytes is too large to keep in etcd (at most %d); a retry runs the request again", len(val), maxRecordBytes)
+	}
 	finish := func(ctx context.Context) error {
 		lease, err := ix.hours.get(ctx, rec.CreatedAt)
 		if err != nil {
@@ -175,6 +183,13 @@ func (ix *Idempotency) ReleaseIdempotent(credID, key, owner string) error {
 	}
 	return ix.end(k, c.rev, nil)
 }
+
+// maxRecordBytes bounds a finished record (its answer sealed, then
+// base64 in JSON), below etcd's default --max-request-bytes (1.5 MiB) and
+// the client's 2 MiB send limit. Answers are small (error echoes are
+// bounded by httpapi); only a batch of 100 sends each with dozens of
+// invalid fields comes near.
+const maxRecordBytes = 1 << 20
 
 // Patience of later: how long a finished answer is retried, then how long
 // dropping the record is.

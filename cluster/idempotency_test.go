@@ -192,3 +192,24 @@ func TestIdempotencyOrphanedClaim(t *testing.T) {
 		t.Fatalf("another owner's record: %+v %v, want it in flight", rec, err)
 	}
 }
+
+// TestIdempotencyAnswerTooLargeForEtcd (hostile tenant): an answer whose
+// record etcd would refuse (past its request limit, 1.5 MiB by default;
+// a batch of invalid sends answers that much) can never be stored. It
+// must not stay in flight, answering 409 to every retry while this node
+// retries the write from memory for two minutes: the record is dropped
+// at once, as a request whose answer is not kept.
+func TestIdempotencyAnswerTooLargeForEtcd(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a, _ := testNode(t, etcd.Endpoints(), "a")
+	ix := a.Idempotency()
+	now := time.Now().UTC()
+	if rec, err := ix.BeginIdempotent("key_1", "big", []byte("h"), "pa", now, store.IdempotencyTTL); rec != nil || err != nil {
+		t.Fatalf("claim: %+v %v", rec, err)
+	}
+	ix.FinishIdempotent("key_1", "big", "pa", 422, nil, make([]byte, 2<<20)) // an error for the log
+	rec, err := ix.BeginIdempotent("key_1", "big", []byte("h"), "pb", now, store.IdempotencyTTL)
+	if err != nil || rec != nil {
+		t.Fatalf("a retry after an answer too large to keep: %+v %v (want a fresh claim)", rec, err)
+	}
+}

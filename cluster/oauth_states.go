@@ -100,9 +100,15 @@ func (s *OAuthStates) Issue(teamID, kind string) (oauth.State, error) {
 			clientv3.OpPut(s.stateKey(st.Value), string(val), clientv3.WithLease(lease)),
 			clientv3.OpPut(s.teamPrefix(teamID)+st.Value, string(exp), clientv3.WithLease(lease)),
 		}
-		if len(live) >= oauth.MaxStatesPerTeam {
-			// A user who started over does not need the abandoned attempts.
-			old := slices.MinFunc(live, func(a, b entry) int { return cmp.Compare(a.expires, b.expires) })
+		// A user who started over does not need the abandoned attempts:
+		// the oldest make room. All of the excess goes, not one: starts
+		// racing (on several nodes, or one client's parallel calls) each
+		// read the same live set and let one through, and dropping a
+		// single flow per start would let that overshoot pile up until
+		// one team held MaxStates and no other team could connect.
+		slices.SortFunc(live, func(a, b entry) int { return cmp.Compare(a.expires, b.expires) })
+		excess := min(len(live)-oauth.MaxStatesPerTeam+1, maxEvictions)
+		for _, old := range live[:max(excess, 0)] {
 			ops = append(ops, clientv3.OpDelete(s.stateKey(old.value)), clientv3.OpDelete(s.teamPrefix(teamID)+old.value))
 		}
 		_, err = s.n.cli.Txn(ctx).Then(ops...).Commit()
@@ -118,6 +124,11 @@ func (s *OAuthStates) Issue(teamID, kind string) (oauth.State, error) {
 	}
 	return oauth.State{}, unavailable("storing an OAuth state", errLeaseLost)
 }
+
+// maxEvictions bounds the flows one Issue drops (two deletes each), so
+// that its transaction stays within etcd's default --max-txn-ops (128);
+// a larger excess shrinks by as much at each further start.
+const maxEvictions = 60
 
 // Consume ends the flow of value once in the whole cluster: the flow is
 // read, then deleted by a transaction that holds only if it is still the

@@ -102,3 +102,52 @@ func TestOAuthStatesOnEtcd(t *testing.T) {
 		t.Fatalf("team index holds %d flows, want %d", n.Count, oauth.MaxStatesPerTeam)
 	}
 }
+
+// TestOAuthStatesTeamBoundUnderRace: a hostile team starting flows many at
+// once (on several nodes) may overshoot its MaxStatesPerTeam for a moment,
+// but its next flow trims it back: the overshoot must not pile up until
+// the team holds the cluster's whole MaxStates and locks every other team
+// out of connecting accounts.
+func TestOAuthStatesTeamBoundUnderRace(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	eps := etcd.Endpoints()
+	a, _ := testNode(t, eps, "a")
+	b, _ := testNode(t, eps, "b")
+	sa, sb := NewOAuthStates(a, 0, nil), NewOAuthStates(b, 0, nil)
+	count := func() int64 {
+		n, err := a.cli.Get(context.Background(), "/t/oauth/states/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Count
+	}
+	// Rounds of concurrent starts: each round every request reads the
+	// same live set and (before the fix) all evicted the same oldest.
+	for range 3 {
+		var wg sync.WaitGroup
+		for i := range 3 * oauth.MaxStatesPerTeam {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := sa
+				if i%2 == 1 {
+					s = sb
+				}
+				if _, err := s.Issue("team_x", oauth.KindGoogle); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// One more start, alone: the team is back within its bound.
+	if _, err := sa.Issue("team_x", oauth.KindGoogle); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n > oauth.MaxStatesPerTeam {
+		t.Fatalf("after a lone start the team holds %d flows, bound %d", n, oauth.MaxStatesPerTeam)
+	}
+	if n, _ := a.cli.Get(context.Background(), "/t/oauth/teams/team_x/", clientv3.WithPrefix(), clientv3.WithCountOnly()); n.Count > oauth.MaxStatesPerTeam {
+		t.Fatalf("team index holds %d flows, bound %d", n.Count, oauth.MaxStatesPerTeam)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smtpmux/smtpmux/store"
 )
@@ -53,6 +54,45 @@ type FieldError struct {
 	Field   string `json:"field"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// Bounds of what an error answer echoes. Field names and messages may
+// quote the client's own input (an unknown member's name, a custom
+// header's), which can be as long as the body: echoed whole, a 25 MB send
+// would answer 50 MB, and that answer is what the Idempotency-Key layer
+// keeps for 24 h (in etcd, a record past its request limit is refused and
+// retried from memory for two minutes). Real names and messages are far
+// shorter.
+const (
+	maxEchoedName    = 200
+	maxEchoedMessage = 1000
+)
+
+// MarshalJSON renders e with its echoes bounded (maxEchoedName,
+// maxEchoedMessage), wherever it is written: an error answer, or an item
+// of a batch answer.
+func (e Error) MarshalJSON() ([]byte, error) {
+	type plain Error
+	e.Message, e.Param = clip(e.Message, maxEchoedMessage), clip(e.Param, maxEchoedName)
+	return json.Marshal(plain(e))
+}
+
+// MarshalJSON renders f with its echoes bounded, as Error does.
+func (f FieldError) MarshalJSON() ([]byte, error) {
+	type plain FieldError
+	f.Field, f.Message = clip(f.Field, maxEchoedName), clip(f.Message, maxEchoedMessage)
+	return json.Marshal(plain(f))
+}
+
+// clip cuts s to at most n bytes at a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // ErrInvalidParam is a 400 naming the parameter (a member or header) at fault.

@@ -236,22 +236,26 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if jc, ok := s.conn.(*junkConn); ok {
-		jc.junk.Store(0)
-	}
 	if len(s.targets) == 0 {
 		// Only for postmaster: nobody reads it, and a report without a
-		// token names no message to record it on.
+		// token names no message to record it on. Nor does it reset the
+		// junk count: a tiny postmaster message every few commands
+		// would hold a connection slot for ever.
 		s.l.rec.metrics.Report("none", "ignored")
 		return nil
 	}
 	rep, err := Parse(bytes.NewReader(raw))
 	if err != nil {
 		// Accepted and dropped: an auto-reply or junk sent to a return
-		// path. Refusing it would only make its sender bounce it.
+		// path. Refusing it would only make its sender bounce it. It is
+		// no report either, so the junk count goes on (anyone who got
+		// one of the team's messages holds a valid return path).
 		s.l.log.Info("bounce listener: not a report", "event", "report_ignored", "remote", s.remote)
 		s.l.rec.metrics.Report("none", "ignored")
 		return nil
+	}
+	if jc, ok := s.conn.(*junkConn); ok {
+		jc.junk.Store(0)
 	}
 	for _, t := range s.targets {
 		if err := s.l.rec.Record(t.msgID, t.rcpt, rep); err != nil {
