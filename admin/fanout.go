@@ -59,12 +59,19 @@ func (f *fanout) wait() ([][]byte, error) {
 // meanwhile). It returns nil when the request is not to be fanned out:
 // single node (no cost beyond this check), or a request another node sent.
 func (s *Server) fanOut(c *call, query url.Values) *fanout {
+	return s.fanOutPath(c, c.r.URL.Path, query)
+}
+
+// fanOutPath is fanOut asking the other nodes for GET path instead of
+// this request's own path: a report another endpoint carries (the
+// managed account's usage in GET /providers/limits, asked by a POST).
+func (s *Server) fanOutPath(c *call, path string, query url.Values) *fanout {
 	if s.opts.Cluster == nil || s.fromNode(c.r) {
 		return nil
 	}
 	f := &fanout{done: make(chan struct{})}
 	auth := c.r.Header.Get("Authorization")
-	path := c.r.URL.Path + "?" + query.Encode()
+	path += "?" + query.Encode()
 	ctx := c.r.Context()
 	go func() {
 		defer close(f.done)

@@ -323,16 +323,23 @@ func (s *Server) createManagedSESRequest(c *call) error {
 	if err := v.Err(); err != nil {
 		return err
 	}
+	// Cluster mode: the 80% threshold and the answer's snapshot count
+	// every node's part of today's usage, as GET /providers/limits does.
+	peers, err := s.peerManagedCounts(c, s.fanOutPath(c, providerLimitsPath, nil))
+	if err != nil {
+		return err
+	}
 	used, limit, err := s.managedSESUsage(c.team())
 	if err != nil {
 		return err
 	}
+	used += peers.DaySent + peers.DayReserved
 	return s.fileLimitRequest(c, store.LimitManagedSES, reason, nil, used, limit, func(pending *string) (any, error) {
 		managed, err := s.managedProvider(c.team())
 		if err != nil {
 			return nil, err
 		}
-		return s.managedSESSnapshot(c.team(), managed, pending)
+		return s.managedSESSnapshot(c.team(), managed, pending, peers)
 	})
 }
 

@@ -57,8 +57,9 @@ type hourlyLimit struct {
 }
 
 // managedSESSnapshot builds the shared_amazon_ses snapshot of the team
-// whose managed account is managed (nil: none, nothing used).
-func (s *Server) managedSESSnapshot(teamID string, managed *store.Provider, pending *string) (managedSESLimit, error) {
+// whose managed account is managed (nil: none, nothing used); peers is
+// the other nodes' part of its usage (cluster mode, managed_peers.go).
+func (s *Server) managedSESSnapshot(teamID string, managed *store.Provider, pending *string, peers ManagedCounts) (managedSESLimit, error) {
 	hourly, daily, err := s.managedLimits(teamID)
 	if err != nil {
 		return managedSESLimit{}, err
@@ -71,6 +72,7 @@ func (s *Server) managedSESSnapshot(teamID string, managed *store.Provider, pend
 		if u, err = s.managedCounts(teamID, managed, now); err != nil {
 			return managedSESLimit{}, err
 		}
+		u.add(peers)
 	}
 	used := u.DaySent + u.DayReserved
 	snap.limitState = newLimitState(used, daily, pending)

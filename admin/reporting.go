@@ -255,11 +255,19 @@ func (s *Server) providerLimits(c *call) error {
 			managed = p
 		}
 	}
+	var fo *fanout
+	if managed != nil {
+		fo = s.fanOut(c, nil) // cluster mode: the other nodes' part of its usage
+	}
 	managedPending, err := s.pendingLimitRequestID(c.team(), store.LimitManagedSES)
 	if err != nil {
 		return err
 	}
-	shared, err := s.managedSESSnapshot(c.team(), managed, managedPending)
+	peers, err := s.peerManagedCounts(c, fo)
+	if err != nil {
+		return err
+	}
+	shared, err := s.managedSESSnapshot(c.team(), managed, managedPending, peers)
 	if err != nil {
 		return err
 	}

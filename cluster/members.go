@@ -132,7 +132,10 @@ func (n *Node) staleAfter() time.Duration {
 
 // WithLock runs fn holding the etcd mutex name (under locks/), so that
 // work every starting node would do (the default team, the first root
-// key) is done once.
+// key) is done once. fn runs on a view that holds every write committed
+// before the lock was taken: the previous holder's writes are in etcd,
+// but this node's watch may not have brought them yet, and fn decides
+// what to create from the view.
 func (n *Node) WithLock(name string, fn func() error) error {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
@@ -146,5 +149,8 @@ func (n *Node) WithLock(name string, fn func() error) error {
 		return unavailable("taking the "+name+" lock", err)
 	}
 	defer mu.Unlock(context.Background())
+	if _, err := n.Begin(); err != nil {
+		return err
+	}
 	return fn()
 }

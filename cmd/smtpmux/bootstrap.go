@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,44 @@ func bootstrap(st *store.Store, now time.Time) (*store.Team, error) {
 		return nil, err
 	}
 	return team, ensureManaged(st, team, now)
+}
+
+// firstTeam runs bootstrap once cluster-wide (single node: runs it) and
+// returns the default team.
+func (d *daemon) firstTeam() (*store.Team, error) {
+	var team *store.Team
+	err := d.once("bootstrap", func() bool { return bootstrapped(d.store) }, func() (err error) {
+		team, err = bootstrap(d.store, time.Now().UTC())
+		return err
+	})
+	return team, err
+}
+
+// bootstrapped reports whether the view holds the default team with its
+// managed account: bootstrap would write nothing.
+func bootstrapped(st *store.Store) bool {
+	team, err := st.TeamByName("default")
+	if err != nil {
+		return false
+	}
+	ps, err := st.Providers(team.ID)
+	if err != nil {
+		return false
+	}
+	for _, p := range ps {
+		if p.Managed {
+			return true
+		}
+	}
+	return false
+}
+
+// firstRootKey runs bootstrapRootKey once cluster-wide: of nodes that
+// start together one creates the key (and prints it, when generated);
+// the others find it and print nothing, since they do not have it.
+func (d *daemon) firstRootKey(team *store.Team, out io.Writer) error {
+	return d.once("bootstrap", func() bool { return hasRootKey(d.store, team.ID) },
+		func() error { return bootstrapRootKey(d.store, team, d.cfg, out) })
 }
 
 // ensureManaged gives a team its managed amazon_ses account, active.

@@ -58,15 +58,16 @@ func (d *daemon) joinCluster(sealer *store.Sealer) error {
 // once runs fn under the cluster's lock name (single node: just runs it),
 // for start-up work that every node would otherwise do at the same time:
 // creating the default team, its managed account, the first root key.
+// fn must find what an earlier holder created and create only the rest.
 //
-// A node whose view already holds records (the cluster was bootstrapped
-// before) runs fn without the lock: fn then finds what it would create,
-// and the lock must not stop a node that starts while etcd is away.
-func (d *daemon) once(name string, fn func() error) error {
-	if d.node == nil {
-		return fn()
-	}
-	if n, err := d.store.CountRecords(); err == nil && n > 0 {
+// done says whether this node's view already holds what fn would create:
+// then fn runs without the lock (it writes nothing), so a node that
+// restarts while etcd is away is not stopped by the lock. Whether the
+// view holds *some* records is not enough: once the default team exists
+// every node would then skip the lock for the root key, and nodes that
+// start together would each create (and print) one.
+func (d *daemon) once(name string, done func() bool, fn func() error) error {
+	if d.node == nil || done() {
 		return fn()
 	}
 	return d.node.WithLock(name, fn)

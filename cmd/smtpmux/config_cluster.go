@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -119,10 +120,39 @@ func (c *config) validateCluster(fc *fileConfig) error {
 			return &configError{"cluster.advertise_url", fmt.Sprintf("%q is not a URL like \"https://node1.example:8025\"", a)}
 		}
 		out.advertiseURL = strings.TrimSuffix(a, "/")
+	} else if derived, why := advertiseFromListen(fc.HTTP.Listen); why == "" {
+		out.advertiseURL = derived
+	} else {
+		return &configError{"cluster.advertise_url", fmt.Sprintf("is required in cluster mode: the other nodes call this node's API there "+
+			"(GET /emails/{id}, the cluster-wide logs and reports, which answer 503 without it); http.listen %q %s, "+
+			"so set advertise_url to an address they reach, like \"http://10.0.0.1:8025\"", fc.HTTP.Listen, why)}
 	}
 	if t := cc.ClusterToken; t != "" && len(t) < 16 {
 		return &configError{"cluster.cluster_token", "must be at least 16 characters"}
 	}
 	c.cluster = out
 	return nil
+}
+
+// advertiseFromListen derives advertise_url from [http] listen when that
+// names one address other nodes can reach: a specific, non-loopback IP or
+// host name with a fixed port. Otherwise why says why it cannot: a
+// wildcard address says nothing of where the node is reached, and a
+// loopback one would make every node call itself (its own mail counted
+// as another node's part of a report).
+func advertiseFromListen(listen string) (url, why string) {
+	host, port, err := net.SplitHostPort(listen)
+	switch {
+	case err != nil:
+		return "", "is not host:port"
+	case host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified():
+		return "", "listens on every interface"
+	case loopbackAddr(listen):
+		return "", "is a loopback address"
+	case port == "0":
+		return "", "has no fixed port"
+	}
+	// The API listener is plain HTTP (TLS, if any, is a proxy in front,
+	// whose address only the operator knows).
+	return "http://" + net.JoinHostPort(host, port), ""
 }

@@ -256,6 +256,7 @@ func testClusterManagedDaily(t *testing.T, nodes []*proc) {
 		wantReply(t, err, 550, "5.7.1", fmt.Sprintf("the 51st recipient of a daily limit of 50, on node %d", i+1))
 		c.Reset()
 	}
+	checkClusterManagedLimits(t, nodes, root, 50)
 }
 
 // testClusterBreaker: the provider's upstream answers 421 to every MAIL.

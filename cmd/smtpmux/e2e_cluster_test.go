@@ -41,10 +41,17 @@ func newClusterDaemon(t *testing.T, eps []string, prefix, nodeID string, extra m
 func clusterProc(t *testing.T, eps []string, prefix, nodeID string, extra map[string]string) *proc {
 	t.Helper()
 	d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
+	writeClusterConfig(t, d, eps, prefix, nodeID, extra)
+	return d
+}
+
+// writeClusterConfig writes d's config as a cluster node advertising its
+// API address (cluster mode requires an advertise_url).
+func writeClusterConfig(t *testing.T, d *proc, eps []string, prefix, nodeID string, extra map[string]string) {
+	t.Helper()
 	extra = clusterExtra(eps, prefix, nodeID, extra)
 	extra[""] += fmt.Sprintf("advertise_url = %q\n", "http://"+d.httpAddr)
 	writeProcConfig(t, d, extra)
-	return d
 }
 
 // within polls cond every 10 ms until it holds, failing after d; it
@@ -214,7 +221,7 @@ func TestCluster(t *testing.T) {
 
 	t.Run("wrong secret_key refuses to start", func(t *testing.T) {
 		d := &proc{t: t, dir: t.TempDir(), smtpAddr: freeAddr(t), httpAddr: freeAddr(t)}
-		writeProcConfig(t, d, clusterExtra(eps, "/e2e/", "n4", map[string]string{"secret_key": "another-secret-key-0123456789"}))
+		writeClusterConfig(t, d, eps, "/e2e/", "n4", map[string]string{"secret_key": "another-secret-key-0123456789"})
 		out, err := exec.Command(binPath, "serve", "--config", d.cfgPath).CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "secret_key cannot open the cluster's canary") {
 			t.Fatalf("serve with another secret_key: %v\n%s", err, out)
@@ -317,7 +324,7 @@ func TestCluster(t *testing.T) {
 		single.stop()
 		db := filepath.Join(single.dir, "data", "smtpmux.db")
 		cfg := &proc{t: t, dir: t.TempDir(), smtpAddr: "127.0.0.1:1", httpAddr: "127.0.0.1:1"}
-		writeProcConfig(t, cfg, clusterExtra(eps, "/imported/", "importer", nil))
+		writeClusterConfig(t, cfg, eps, "/imported/", "importer", nil)
 		run := func(args ...string) string {
 			out, err := exec.Command(binPath, append([]string{"cluster", "import", "--config", cfg.cfgPath, "--from", db}, args...)...).CombinedOutput()
 			if err != nil {

@@ -23,14 +23,8 @@ import (
 // never had one: bootstrap_root_key from the config, or a generated key
 // printed once to out (the terminal or journal, never the structured log).
 func bootstrapRootKey(st *store.Store, team *store.Team, cfg *config, out io.Writer) error {
-	keys, err := st.Keys(team.ID)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if k.Type == store.KeyRoot {
-			return nil // revoked ones too: after that, reset-root is the way
-		}
+	if has, err := rootKeyIn(st, team.ID); err != nil || has {
+		return err // revoked ones count too: after that, reset-root is the way
 	}
 	secret, printed := cfg.bootstrapRootKey, false
 	if secret == "" {
@@ -43,6 +37,27 @@ func bootstrapRootKey(st *store.Store, team *store.Team, cfg *config, out io.Wri
 		fmt.Fprintf(out, "\nsmtpmux: created the default team's root key (shown once, store it now):\n\n    %s\n\n", secret)
 	}
 	return nil
+}
+
+// rootKeyIn reports whether team has ever had a root key (revoked or not).
+func rootKeyIn(st *store.Store, teamID string) (bool, error) {
+	keys, err := st.Keys(teamID)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if k.Type == store.KeyRoot {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// hasRootKey is rootKeyIn for a check that treats a read error as "no"
+// (the caller then takes the lock and reads again).
+func hasRootKey(st *store.Store, teamID string) bool {
+	has, err := rootKeyIn(st, teamID)
+	return err == nil && has
 }
 
 // createRootKey stores a root key with every permission for team.

@@ -192,11 +192,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 		return fail(err)
 	}
 	d.gates = d.newClusterGates()
-	var team *store.Team
-	err = d.once("bootstrap", func() (err error) {
-		team, err = bootstrap(d.store, time.Now().UTC())
-		return err
-	})
+	team, err := d.firstTeam()
 	if err != nil {
 		return fail(fmt.Errorf("bootstrap: %w", err))
 	}
@@ -233,7 +229,7 @@ func start(cfg *config, logger *slog.Logger, stderr io.Writer) (*daemon, error) 
 	}
 	// Every listener is bound: only now can a new root key reach its
 	// owner through a daemon that runs.
-	if err := d.once("bootstrap", func() error { return bootstrapRootKey(d.store, team, cfg, stderr) }); err != nil {
+	if err := d.firstRootKey(team, stderr); err != nil {
 		lns.close()
 		d.smtp.Shutdown(context.Background())
 		d.stopBounces(context.Background())

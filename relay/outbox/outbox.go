@@ -19,8 +19,9 @@ import (
 	"github.com/smtpmux/smtpmux/routing"
 )
 
-// idRE is the shape of message ids; anything else could escape dir.
-var idRE = regexp.MustCompile(`^eml_[a-z0-9]{24}$`)
+// idRE is the shape of message ids, a cluster node's ("-<node_id>", as
+// [cluster] node_id allows it) included; anything else could escape dir.
+var idRE = regexp.MustCompile(`^eml_[a-z0-9]{24}(-[a-z0-9][a-z0-9-]{0,31})?$`)
 
 // Outbox writes messages to a directory. It is safe for concurrent use.
 type Outbox struct {

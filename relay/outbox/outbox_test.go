@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -112,6 +113,8 @@ func TestInvalidID(t *testing.T) {
 		"", "eml_", "../eml_0123456789abcdefghijklmn", "eml_0123456789abcdefghijklm/",
 		"eml_0123456789ABCDEFGHIJKLMN", "eml_0123456789abcdefghijklmno", "msg_0123456789abcdefghijklmn",
 		"eml_0123456789abcdefghijkl\\n", "eml_0123456789abcdefghijklmn\n",
+		"eml_0123456789abcdefghijklmn-", "eml_0123456789abcdefghijklmn--n1", "eml_0123456789abcdefghijklmn-../x",
+		"eml_0123456789abcdefghijklmn-N1", "eml_0123456789abcdefghijklmn-" + strings.Repeat("a", 33),
 	} {
 		_, err := o.Send(context.Background(), relay.Envelope{MessageID: bad}, []byte("x"))
 		derr, ok := err.(*relay.DeliveryError)
@@ -120,6 +123,20 @@ func TestInvalidID(t *testing.T) {
 		}
 	}
 	if names := files(t, o.Dir()); len(names) != 0 {
+		t.Errorf("dir holds %v", names)
+	}
+}
+
+// TestClusterNodeID: a cluster node's message ID (eml_<24>-<node_id>)
+// is written like any other; before, every managed-account message of a
+// cluster node was rejected as "invalid message id".
+func TestClusterNodeID(t *testing.T) {
+	o := newOutbox(t)
+	id := "eml_0123456789abcdefghijklmn-relay-1"
+	if _, err := o.Send(context.Background(), relay.Envelope{MessageID: id}, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if names := files(t, o.Dir()); len(names) != 1 || names[0] != id+".eml" {
 		t.Errorf("dir holds %v", names)
 	}
 }
