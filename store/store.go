@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,8 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs,
+		bFinished, bHistJournal}
 )
 
 // Errors callers branch on.
@@ -75,6 +77,13 @@ type Store struct {
 	// repl, set in cluster mode, takes the state-of-record writes
 	// (replica.go); nil: this file is the state of record.
 	repl Replicator
+	// hist is the finished messages' day files (history.go), filled by
+	// the mover (runMover) with what finished histDelay ago.
+	hist       *history
+	histDelay  time.Duration
+	log        *slog.Logger
+	stopMover  context.CancelFunc
+	moverGroup sync.WaitGroup
 }
 
 type op struct {
@@ -94,7 +103,19 @@ type Option func(*openOptions)
 type openOptions struct {
 	log       *slog.Logger
 	softLimit int
+	// noMover leaves finished messages in the main file (package tests
+	// that drive MoveHistory themselves).
+	noMover bool
 }
+
+// WithoutHistoryMover leaves finished messages in the main file until the
+// caller moves them (MoveHistory): for tests and tools that need to know
+// where each record is.
+func WithoutHistoryMover() Option { return func(o *openOptions) { o.noMover = true } }
+
+// moverAtOpen is false in this package's tests (TestMain), which inspect
+// the main file's buckets and move history themselves.
+var moverAtOpen = true
 
 // WithLogger sets where Open logs schema migrations (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.log = l } }
@@ -135,10 +156,28 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
+	hist, err := openHistory(filepath.Join(filepath.Dir(path), "history"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit,
+		hist: hist, histDelay: historyMoveDelay, log: o.log}
 	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()
+	// A move or restore a crash interrupted is finished before anything
+	// reads: until then a record may be counted in two files.
+	if err := s.recoverHistory(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store %s: finishing an interrupted history move: %w", path, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopMover = cancel
+	if !o.noMover && moverAtOpen {
+		s.moverGroup.Add(1)
+		go s.runMover(ctx)
+	}
 	return s, nil
 }
 
@@ -146,9 +185,14 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		if s.stopMover != nil {
+			s.stopMover()
+		}
+		s.moverGroup.Wait()
 		close(s.quit)
 		s.wg.Wait()
 		err = s.db.Close()
+		s.hist.close()
 	})
 	return err
 }
