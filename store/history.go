@@ -39,6 +39,8 @@ var (
 	// of any record ever written to the day: the day may go once that is
 	// past the retention cutoff.
 	keyMaxUpdated = []byte("max_updated")
+	// keyDayCount (bMeta) is be64 of how many records the day holds.
+	keyDayCount = []byte("count")
 	dayBuckets    = [][]byte{bMeta, bMessages, bMsgByTeam, bMsgByFilter, bMsgCounts, hUpstream}
 )
 

@@ -79,6 +79,8 @@ func putHistory(tx *bolt.Tx, m *Message, raw []byte) error {
 		if err := unindexMessage(tx, &prev); err != nil {
 			return err
 		}
+	} else if err := addDayCount(tx, 1); err != nil {
+		return err
 	}
 	if err := b.Put([]byte(m.ID), raw); err != nil {
 		return err
@@ -119,7 +121,21 @@ func deleteHistory(tx *bolt.Tx, id string) error {
 			return err
 		}
 	}
+	if err := addDayCount(tx, -1); err != nil {
+		return err
+	}
 	return b.Delete([]byte(id))
+}
+
+// addDayCount moves a day file's record count (keyDayCount), which
+// DropHistory reports without walking the file's pages.
+func addDayCount(tx *bolt.Tx, d int64) error {
+	meta := tx.Bucket(bMeta)
+	var n int64
+	if v := meta.Get(keyDayCount); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return meta.Put(keyDayCount, []byte(be64Key(max(n+d, 0))))
 }
 
 // moving is one record of a move step.

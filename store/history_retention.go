@@ -88,7 +88,12 @@ func (s *Store) dropDay(day, cutoff time.Time) (n int, dropped bool, err error) 
 		if d.maxUpdated >= cutoff.UnixNano() {
 			return 0, false, nil
 		}
-		d.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bMessages).Stats().KeyN; return nil })
+		d.db.View(func(tx *bolt.Tx) error {
+			if v := tx.Bucket(bMeta).Get(keyDayCount); len(v) == 8 {
+				n = int(binary.BigEndian.Uint64(v))
+			}
+			return nil
+		})
 		// No reader holds it: readers hold history.rw, which is ours.
 		d.db.Close()
 		d.db = nil

@@ -113,6 +113,9 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 // copyStore copies the store file from and its history day files to the
 // file to (and its directory's history).
 func copyStore(b *testing.B, from, to string) {
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		b.Fatal(err)
+	}
 	copyFile(b, from, to)
 	days, _ := filepath.Glob(filepath.Join(filepath.Dir(from), "history", "*.db"))
 	if err := os.MkdirAll(filepath.Join(filepath.Dir(to), "history"), 0o700); err != nil {
