@@ -41,7 +41,7 @@ var (
 	keyMaxUpdated = []byte("max_updated")
 	// keyDayCount (bMeta) is be64 of how many records the day holds.
 	keyDayCount = []byte("count")
-	dayBuckets    = [][]byte{bMeta, bMessages, bMsgByTeam, bMsgByFilter, bMsgCounts, hUpstream}
+	dayBuckets  = [][]byte{bMeta, bMessages, bMsgByTeam, bMsgByFilter, bMsgCounts, hUpstream}
 )
 
 // dayLayout names day files: the UTC date, so names sort by day.
