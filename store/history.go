@@ -61,6 +61,10 @@ type history struct {
 	// sees a record or its counters in both files or in neither. Writers
 	// hold it for two commits; readers for one chunk.
 	rw sync.RWMutex
+	// pause is held by each two-file step (and DropHistory) around its
+	// work, and by Backup for the whole copy, so that the copy sees no
+	// record move; readers do not take it.
+	pause sync.Mutex
 	mu sync.Mutex // guards days, tick and each dayFile's db, refs, used
 	// days holds every day file that exists, open or not, by day.
 	days map[int64]*dayFile

@@ -237,6 +237,8 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	if err != nil || len(ms)+len(stale) == 0 {
 		return 0, false, err
 	}
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
 	s.hist.rw.Lock()
 	defer s.hist.rw.Unlock()
 	if err := s.update(func(tx *bolt.Tx) error {
@@ -307,6 +309,8 @@ func dropMain(tx *bolt.Tx, m *Message) error {
 // file, where every write of a message happens: (false, nil) when it is in
 // no day file.
 func (s *Store) restoreHistory(id string) (bool, error) {
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
 	s.hist.rw.Lock()
 	defer s.hist.rw.Unlock()
 	raw, d, err := s.findHistory(id)

@@ -23,6 +23,8 @@ const upstreamDropBatch = 1024
 // as long as [retention] log says, and at most until the last message of
 // its creation day has been finished that long.
 func (s *Store) DropHistory(cutoff time.Time) (files, messages int, err error) {
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
 	for _, day := range s.hist.dayList(time.Time{}, time.Time{}) {
 		n, ok, err := s.dropDay(day, cutoff)
 		if err != nil {

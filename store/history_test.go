@@ -468,3 +468,51 @@ func TestMigrateFinishedList(t *testing.T) {
 		t.Fatalf("after the migration and the move, the reads differ:\n%s", firstDiff(before, got))
 	}
 }
+
+// TestBackupHoldsHistory: a backup of a store whose history is in day
+// files is one store file holding every record, with the same reads; a
+// restore puts the old day files aside, and the restored store's mover
+// takes the history to day files again.
+func TestBackupHoldsHistory(t *testing.T) {
+	s, path := openTest(t)
+	teams := historyFixture(t, s, histNow)
+	ids, done := mainIDs(s)
+	before := histSnapshot(t, s, teams, ids)
+	moveAll(t, s, histNow.Add(-3*24*time.Hour), 64) // part moved, part not
+	snapPath := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(snapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backup(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s.Close()
+	if err := CheckFile(snapPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(snapPath, path, histNow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(path), "history.before-restore-20261207T003000Z")); err != nil {
+		t.Fatalf("the replaced store's day files were not kept aside: %v", err)
+	}
+	s2, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, left := mainIDs(s2); left != done {
+		t.Fatalf("the backup holds %d finished messages, want %d", left, done)
+	}
+	checkFiles(t, s2)
+	if got := histSnapshot(t, s2, teams, ids); got != before {
+		t.Fatalf("the restored backup reads differently:\n%s", firstDiff(before, got))
+	}
+	moveAll(t, s2, histNow.Add(time.Hour), 64)
+	if _, left := mainIDs(s2); left != 0 {
+		t.Fatalf("%d finished left after the move", left)
+	}
+	checkFiles(t, s2)
+}

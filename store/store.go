@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -318,16 +317,4 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 // and how many writes they carried (writes per commit is the grouping).
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
-}
-
-// Backup writes a consistent copy of the whole store to w while the
-// daemon keeps running (a read transaction sees one snapshot).
-func (s *Store) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
 }
