@@ -65,7 +65,7 @@ type history struct {
 	// work, and by Backup for the whole copy, so that the copy sees no
 	// record move; readers do not take it.
 	pause sync.Mutex
-	mu sync.Mutex // guards days, tick and each dayFile's db, refs, used
+	mu    sync.Mutex // guards days, tick and each dayFile's db, refs, used
 	// days holds every day file that exists, open or not, by day.
 	days map[int64]*dayFile
 	tick uint64
