@@ -516,3 +516,58 @@ func TestBackupHoldsHistory(t *testing.T) {
 	}
 	checkFiles(t, s2)
 }
+
+// TestStoreStopsGrowing: at a steady rate with retention in force (the
+// mover, then whole days dropped, bodies swept), the main file stops
+// growing once its freed pages are reused, and the history holds only the
+// retained days' files: the space of the dropped ones is given back.
+func TestStoreStopsGrowing(t *testing.T) {
+	s, path := openTest(t)
+	body := make([]byte, 2048)
+	var sizes []int64
+	for round := range 10 {
+		day := histNow.Add(time.Duration(round) * 24 * time.Hour)
+		for i := range 300 {
+			at := day.Add(time.Duration(i) * time.Second)
+			m := &Message{ID: NewIDAt(PrefixMessage, at), TeamID: "team_a", From: "a@example.com",
+				Recipients: []Recipient{{Address: "b@example.net", Status: state.MessagePending}},
+				Status:     state.MessagePending, NextAttemptAt: at, CreatedAt: at}
+			if err := s.Enqueue(m, body); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.UpdateMessage(m.ID, func(m *Message) error {
+				m.State, m.Status, m.UpdatedAt = StateDone, state.MessageSent, at.Add(time.Minute)
+				m.Recipients[0].Status, m.Recipients[0].ProviderID = state.MessageSent, "dprov_1"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end := day.Add(24 * time.Hour)
+		moveAll(t, s, end, 256)
+		for after := ""; ; { // [retention] body: one day
+			_, next, err := s.SweepBodies(end.Add(-24*time.Hour), after, 256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after = next; next == "" {
+				break
+			}
+		}
+		if _, _, err := s.DropHistory(end.Add(-2 * 24 * time.Hour)); err != nil { // [retention] log: two days
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, st.Size())
+		if days := s.hist.dayList(time.Time{}, time.Time{}); len(days) > 3 {
+			t.Fatalf("round %d: %d day files kept, retention keeps 3 at most", round, len(days))
+		}
+	}
+	if sizes[9] > sizes[4] {
+		t.Fatalf("the main file kept growing: %v", sizes)
+	}
+	t.Logf("main file size by round: %v", sizes)
+}
