@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -570,4 +573,104 @@ func TestStoreStopsGrowing(t *testing.T) {
 		t.Fatalf("the main file kept growing: %v", sizes)
 	}
 	t.Logf("main file size by round: %v", sizes)
+}
+
+// TestHistoryMoverConcurrent: with the mover running (no delay) while
+// messages are accepted, finished and written again late (restores), every
+// read meanwhile counts each message exactly once, and once the mover is
+// done every finished message is in exactly one file, consistent.
+func TestHistoryMoverConcurrent(t *testing.T) {
+	s, _ := openTest(t)
+	s.histDelay = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	s.moverGroup.Add(1)
+	go s.runMover(ctx)
+	defer cancel()
+	// started counts enqueues begun, committed those returned: a read
+	// sees between committed (before it) and started (after it).
+	var started, committed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now().UTC()
+	ids := make(chan string, 1000)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				at := start.Add(time.Duration(w*100+i) * time.Millisecond)
+				m := &Message{ID: NewIDAt(PrefixMessage, at), TeamID: "team_a", From: "a@example.com",
+					Recipients: []Recipient{{Address: "b@example.net", Status: state.MessagePending}},
+					Status:     state.MessagePending, NextAttemptAt: at, CreatedAt: at}
+				started.Add(1)
+				if err := s.Enqueue(m, []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+				committed.Add(1)
+				if _, err := s.UpdateMessage(m.ID, func(m *Message) error {
+					m.State, m.Status, m.UpdatedAt = StateDone, state.MessageSent, time.Now()
+					return nil
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- m.ID
+			}
+		}()
+	}
+	// Late writes to finished messages, moved or not.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; n < 100; n++ {
+			id := <-ids
+			if _, err := s.UpdateMessage(id, func(m *Message) error { m.Reason = "late"; return nil }); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	reads := 0
+	for stop := false; !stop; reads++ {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		low := committed.Load()
+		var counted int64
+		if err := s.StatusCounts("team_a", "", start.Add(-time.Hour), time.Time{}, func(_ time.Time, _ string, n int64) { counted += n }); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		if err := s.MessagesBetween("team_a", start.Add(-time.Hour), time.Time{}, func(m *Message) bool {
+			if seen[m.ID] {
+				t.Fatalf("%s read twice", m.ID)
+			}
+			seen[m.ID] = true
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		high := started.Load()
+		if counted < low || counted > high || int64(len(seen)) < low || int64(len(seen)) > high {
+			t.Fatalf("read %d counted, %d walked, with %d–%d messages stored", counted, len(seen), low, high)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, left := mainIDs(s); left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mover did not empty the main file of finished messages")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if inMain, inDays := checkFiles(t, s); inMain != 0 || inDays != 400 {
+		t.Fatalf("main %d, days %d", inMain, inDays)
+	}
+	t.Logf("%d reads during the moves", reads)
 }
