@@ -89,10 +89,16 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				var swept SweepStats
+				var took time.Duration
 				sweepDone := make(chan struct{})
 				if v.sweep {
 					w := NewSweeper(st, nil, nil, 0, 30*24*time.Hour)
-					go func() { defer close(sweepDone); swept, _ = w.Sweep(ctx) }()
+					go func() {
+						defer close(sweepDone)
+						t0 := time.Now()
+						swept, _ = w.Sweep(ctx)
+						took = time.Since(t0)
+					}()
 				} else {
 					close(sweepDone)
 				}
@@ -105,6 +111,7 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(swept.Messages), "swept")
+				b.ReportMetric(float64(took.Microseconds())/1000, "sweep-ms")
 			}
 		})
 	}
