@@ -364,6 +364,12 @@ func (s *Store) recoverHistory() error {
 		raw  []byte
 		m    Message
 	}
+	// At Open nothing else runs; from the mover (a retry), readers and
+	// the other steps must not see the steps half done.
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
+	s.hist.rw.Lock()
+	defer s.hist.rw.Unlock()
 	var es []*entry
 	err := s.view(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bMessages)
@@ -428,7 +434,16 @@ func (s *Store) runMover(ctx context.Context) {
 	defer s.moverGroup.Done()
 	for {
 		start := time.Now()
-		_, more, err := s.MoveHistory(start.Add(-s.histDelay), historyMoveBatch)
+		var more bool
+		var err error
+		if s.recoverPending {
+			if err = s.recoverHistory(); err == nil {
+				s.recoverPending = false
+			}
+		}
+		if err == nil {
+			_, more, err = s.MoveHistory(start.Add(-s.histDelay), historyMoveBatch)
+		}
 		if err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Error("moving finished messages to the history files failed", "err", err)
 		}

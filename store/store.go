@@ -83,6 +83,9 @@ type Store struct {
 	log        *slog.Logger
 	stopMover  context.CancelFunc
 	moverGroup sync.WaitGroup
+	// recoverPending is set when Open could not finish an interrupted
+	// move; only the mover reads and clears it after Open.
+	recoverPending bool
 }
 
 type op struct {
@@ -166,10 +169,13 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 	s.wg.Add(1)
 	go s.commitLoop()
 	// A move or restore a crash interrupted is finished before anything
-	// reads: until then a record may be counted in two files.
+	// reads: until then a record may be counted in two files. If it
+	// cannot be (a full disk), the store opens all the same (the queue
+	// matters more than a report counting a record twice) and the mover
+	// retries first thing.
 	if err := s.recoverHistory(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("store %s: finishing an interrupted history move: %w", path, err)
+		s.log.Error("finishing an interrupted history move failed; the mover retries it", "err", err)
+		s.recoverPending = true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopMover = cancel
