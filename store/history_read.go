@@ -146,16 +146,22 @@ type idxWalk struct {
 	// to visit; each chunk moves one of them.
 	low, high string
 	desc      bool
-	// keep decides on an entry: its index value and a getter of its
-	// record; nil skips the entry.
-	keep func(v []byte, rec func() []byte) (*Message, error)
+	// keep decides on an entry from its index value and, if need be,
+	// its stored record (get), without decoding it: the record to take,
+	// or nil; check decides on
+	// the decoded record, outside any transaction, when fn would get it.
+	keep  func(v []byte, get func() []byte) (rec []byte)
+	check func(m *Message) bool
+	// chunks counts the chunks read: the first ones are small (a log
+	// page is the common request), later ones up to scanChunk.
+	chunks int
 }
 
-// walkEntry is one index entry a chunk visited, with its decoded record
+// walkEntry is one index entry a chunk visited, with a copy of its record
 // when keep took it.
 type walkEntry struct {
-	id string
-	m  *Message
+	id  string
+	raw []byte
 }
 
 // walkSource is one file's cursor in a chunk.
@@ -165,7 +171,7 @@ type walkSource struct {
 	k, v []byte
 }
 
-// chunk visits the next up to scanChunk entries of w in order, under
+// walkChunk visits the next up to scanChunk entries of w in order, under
 // history.rw and in one read transaction per file, so that fn callbacks
 // run outside both. done is set once nothing follows.
 //
@@ -267,7 +273,9 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 			src.k, src.v = src.c.Next()
 		}
 	}
-	for len(out) < scanChunk {
+	limit := min(scanChunk, 64<<min(w.chunks, 3))
+	w.chunks++
+	for len(out) < limit {
 		// The next key in order among the files; the main file (srcs[0])
 		// wins a tie, and the others' copies are passed.
 		var best *walkSource
@@ -293,12 +301,11 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 			return out, hi == w.high, nil
 		}
 		k, v := best.k, best.v
-		m, err := w.keep(v, func() []byte { return best.msgs.Get(k[len(w.prefix):]) })
-		if err != nil {
-			return nil, false, err
+		e := walkEntry{id: string(k[len(w.prefix):])}
+		if rec := w.keep(v, func() []byte { return best.msgs.Get(k[len(w.prefix):]) }); rec != nil {
+			e.raw = bytes.Clone(rec)
 		}
-		id := string(k[len(w.prefix):])
-		out = append(out, walkEntry{id: id, m: m})
+		out = append(out, e)
 		for _, src := range srcs {
 			if in(src.k) && bytes.Equal(src.k, k) {
 				step(src)
@@ -315,8 +322,9 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 }
 
 // walkIndex runs w to its end, calling visit (when not nil) with each
-// entry's ID and fn with each kept record, in order, outside any
-// transaction; either returning false stops the walk.
+// entry's ID and fn with each record keep and check took, in order,
+// outside any transaction (records are decoded only as fn gets to them);
+// either returning false stops the walk.
 func (s *Store) walkIndex(w *idxWalk, visit func(id []byte) bool, fn func(*Message) bool) error {
 	for {
 		out, done, err := s.walkChunk(w)
@@ -327,7 +335,14 @@ func (s *Store) walkIndex(w *idxWalk, visit func(id []byte) bool, fn func(*Messa
 			if visit != nil && !visit([]byte(e.id)) {
 				return nil
 			}
-			if e.m != nil && !fn(e.m) {
+			if e.raw == nil {
+				continue
+			}
+			var m Message
+			if err := jsonUnmarshal(e.raw, &m); err != nil {
+				return err
+			}
+			if w.check(&m) && !fn(&m) {
 				return nil
 			}
 		}

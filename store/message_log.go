@@ -179,22 +179,17 @@ func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, before string, 
 		low = idFloor(PrefixMessage, from.Add(-seekSlack))
 	}
 	w := &idxWalk{bucket: bucket, prefix: prefix, low: low, high: high, desc: true,
-		keep: func(v []byte, get func() []byte) (*Message, error) {
+		keep: func(v []byte, get func() []byte) []byte {
 			if !inWindow(v, from, to) {
-				return nil, nil
+				return nil
 			}
-			rec := get()
-			if rec == nil || text != nil && !containsFold(rec, text, &buf) {
-				return nil, nil
+			if rec := get(); rec != nil && (text == nil || containsFold(rec, text, &buf)) {
+				return rec
 			}
-			var m Message
-			if err := jsonUnmarshal(rec, &m); err != nil {
-				return nil, err
-			}
-			if m.TeamID != teamID || !from.IsZero() && m.CreatedAt.Before(from) || !to.IsZero() && !m.CreatedAt.Before(to) {
-				return nil, nil
-			}
-			return &m, nil
+			return nil
+		},
+		check: func(m *Message) bool {
+			return m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) && (to.IsZero() || m.CreatedAt.Before(to))
 		}}
 	return s.walkIndex(w, visit, fn)
 }

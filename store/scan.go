@@ -70,22 +70,14 @@ func (s *Store) MessagesBetween(teamID string, from, to time.Time, fn func(*Mess
 		high = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
 	w := &idxWalk{bucket: bMsgByTeam, prefix: teamIndexKey(teamID, ""), low: low, high: high,
-		keep: func(v []byte, get func() []byte) (*Message, error) {
+		keep: func(v []byte, get func() []byte) []byte {
 			if !inWindow(v, from, to) {
-				return nil, nil
+				return nil
 			}
-			rec := get()
-			if rec == nil {
-				return nil, nil
-			}
-			var m Message
-			if err := jsonUnmarshal(rec, &m); err != nil {
-				return nil, err
-			}
-			if m.TeamID != teamID || m.CreatedAt.Before(from) || !to.IsZero() && !m.CreatedAt.Before(to) {
-				return nil, nil
-			}
-			return &m, nil
+			return get()
+		},
+		check: func(m *Message) bool {
+			return m.TeamID == teamID && !m.CreatedAt.Before(from) && (to.IsZero() || m.CreatedAt.Before(to))
 		}}
 	return s.walkIndex(w, nil, fn)
 }
