@@ -208,6 +208,7 @@ func (s *Store) undoDays(ms []*moving) error {
 func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err error) {
 	var ms []*moving
 	var stale [][]byte // list entries whose record is gone or not done
+	seen := map[string]bool{}
 	end := uint64(cutoff.UnixNano())
 	err = s.view(func(tx *bolt.Tx) error {
 		c, msgs := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages)
@@ -226,10 +227,15 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 					return err
 				}
 			}
-			if raw == nil || m.State != StateDone {
+			// A second entry of one record (listed again after it was
+			// queued again) is stale too: moving it twice in one step
+			// would find it gone from the main file the second time and
+			// take that for a deletion.
+			if raw == nil || m.State != StateDone || seen[m.ID] {
 				stale = append(stale, bytes.Clone(k))
 				continue
 			}
+			seen[m.ID] = true
 			ms = append(ms, &moving{key: bytes.Clone(k), raw: bytes.Clone(raw), m: m})
 		}
 		return nil

@@ -468,3 +468,36 @@ func TestMigrateFinishedList(t *testing.T) {
 		t.Fatalf("after the migration and the move, the reads differ:\n%s", firstDiff(before, got))
 	}
 }
+
+// TestHistoryMoveTwoListEntries: a record listed twice for the mover (it
+// finished, was queued again and finished again) moves once and is not
+// lost: the second entry is dropped as stale.
+func TestHistoryMoveTwoListEntries(t *testing.T) {
+	s, _ := openTest(t)
+	at := histNow.Add(-30 * time.Hour)
+	m := &Message{ID: NewIDAt(PrefixMessage, at), TeamID: "team_a", From: "a@example.com", Status: state.MessageSent,
+		Recipients: []Recipient{{Address: "b@example.net", Status: state.MessageSent}}, CreatedAt: at, UpdatedAt: at}
+	if err := s.LoadHistory([]*Message{m}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bFinished).Put(finishedKey(at.Add(time.Minute), m.ID), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := moveAll(t, s, histNow, 10); n != 1 {
+		t.Fatalf("moved %d", n)
+	}
+	if _, err := s.Message(m.ID); err != nil {
+		t.Fatalf("the record is lost: %v", err)
+	}
+	if inMain, inDays := checkFiles(t, s); inMain != 0 || inDays != 1 {
+		t.Fatalf("main %d, days %d", inMain, inDays)
+	}
+	s.view(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bFinished).Stats().KeyN; n != 0 {
+			t.Fatalf("%d list entries left", n)
+		}
+		return nil
+	})
+}
