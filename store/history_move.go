@@ -354,10 +354,17 @@ func (s *Store) restoreHistory(id string) (bool, error) {
 			return false, err
 		}
 	}
-	if err := d.db.Update(func(tx *bolt.Tx) error { return deleteHistory(tx, id) }); err != nil {
+	err = d.db.Update(func(tx *bolt.Tx) error { return deleteHistory(tx, id) })
+	if err == nil {
+		err = s.update(func(tx *bolt.Tx) error { return tx.Bucket(bHistJournal).Delete([]byte(id)) })
+	}
+	if err != nil {
+		// The record is in both files, the journal says so: the mover
+		// finishes the step (recoverHistory) rather than the next Open.
+		s.recoverPending.Store(true)
 		return false, err
 	}
-	return true, s.update(func(tx *bolt.Tx) error { return tx.Bucket(bHistJournal).Delete([]byte(id)) })
+	return true, nil
 }
 
 // recoverHistory finishes the moves and restores a crash interrupted,
@@ -442,9 +449,9 @@ func (s *Store) runMover(ctx context.Context) {
 		start := time.Now()
 		var more bool
 		var err error
-		if s.recoverPending {
+		if s.recoverPending.Load() {
 			if err = s.recoverHistory(); err == nil {
-				s.recoverPending = false
+				s.recoverPending.Store(false)
 			}
 		}
 		if err == nil {

@@ -84,8 +84,8 @@ type Store struct {
 	stopMover  context.CancelFunc
 	moverGroup sync.WaitGroup
 	// recoverPending is set when Open could not finish an interrupted
-	// move; only the mover reads and clears it after Open.
-	recoverPending bool
+	// move, or a restore failed half way: the mover finishes it.
+	recoverPending atomic.Bool
 }
 
 type op struct {
@@ -175,7 +175,7 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 	// retries first thing.
 	if err := s.recoverHistory(); err != nil {
 		s.log.Error("finishing an interrupted history move failed; the mover retries it", "err", err)
-		s.recoverPending = true
+		s.recoverPending.Store(true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopMover = cancel
