@@ -24,6 +24,9 @@ func (s *Store) LoadHistory(ms []*Message) error {
 				if err := indexNewMessage(tx, m); err != nil {
 					return err
 				}
+				if err := markFinished(tx, m); err != nil {
+					return err
+				}
 			}
 			return nil
 		})

@@ -167,70 +167,31 @@ func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from,
 // the walk there (that entry not looked at).
 func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool, visit func(id []byte) bool) error {
 	var buf []byte
-	upperID := "" // exclusive; "" means past the prefix's last key
+	high := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
-		upperID = idFloor(PrefixMessage, to.Add(seekSlack))
+		high = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
-	if before != "" && (upperID == "" || before < upperID) {
-		upperID = before
+	if before != "" && (high == "" || before < high) {
+		high = before
 	}
-	upper := append(bytes.Clone(prefix), upperID...)
-	if upperID == "" {
-		// Prefixes end in 0x00: the same with 0x01 is just past them.
-		upper[len(upper)-1] = 1
-	}
-	lower := append(bytes.Clone(prefix), PrefixMessage...)
+	low := PrefixMessage
 	if !from.IsZero() {
-		lower = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
+		low = idFloor(PrefixMessage, from.Add(-seekSlack))
 	}
-	for {
-		stop := false
-		err := s.view(func(tx *bolt.Tx) error {
-			c, msgs := tx.Bucket(bucket).Cursor(), tx.Bucket(bMessages)
-			// The first key at or after the bound, then one back: the
-			// largest key strictly below it, whether or not it exists.
-			k, v := c.Seek(upper)
-			if k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
+	w := &idxWalk{bucket: bucket, prefix: prefix, low: low, high: high, desc: true,
+		keep: func(v []byte, get func() []byte) []byte {
+			if !inWindow(v, from, to) {
+				return nil
 			}
-			for n := 0; ; n++ {
-				if k == nil || !bytes.HasPrefix(k, prefix) || bytes.Compare(k, lower) < 0 {
-					stop = true
-					return nil
-				}
-				if n == scanChunk {
-					// k itself is not processed yet: resume at the key
-					// just above it.
-					upper = append(bytes.Clone(k), 0)
-					return nil
-				}
-				if visit != nil && !visit(k[len(prefix):]) {
-					stop = true
-					return nil
-				}
-				if inWindow(v, from, to) {
-					if rec := msgs.Get(k[len(prefix):]); rec != nil && (text == nil || containsFold(rec, text, &buf)) {
-						var m Message
-						if err := jsonUnmarshal(rec, &m); err != nil {
-							return err
-						}
-						ok := m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) &&
-							(to.IsZero() || m.CreatedAt.Before(to))
-						if ok && !fn(&m) {
-							stop = true
-							return nil
-						}
-					}
-				}
-				k, v = c.Prev()
+			if rec := get(); rec != nil && (text == nil || containsFold(rec, text, &buf)) {
+				return rec
 			}
-		})
-		if err != nil || stop {
-			return err
-		}
-	}
+			return nil
+		},
+		check: func(m *Message) bool {
+			return m.TeamID == teamID && (from.IsZero() || !m.CreatedAt.Before(from)) && (to.IsZero() || m.CreatedAt.Before(to))
+		}}
+	return s.walkIndex(w, visit, fn)
 }
 
 // The retention sweeps delete old data in small batches: each call reads
@@ -328,7 +289,7 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 // display. The bodies bucket mostly holds the live queue, hence the
 // cursor: a long queue must not hide what lies behind it.
 func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, next string, err error) {
-	var ids []string
+	var ids, moved []string
 	err = s.view(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bMessages)
 		c := tx.Bucket(bBodies).Cursor()
@@ -347,15 +308,30 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 			next = string(k)
 			var m Message
 			err := getJSON(msgs, string(k), &m)
-			if errors.Is(err, ErrNotFound) || err == nil && m.State == StateDone && m.UpdatedAt.Before(cutoff) {
+			if errors.Is(err, ErrNotFound) {
+				moved = append(moved, string(k)) // or gone: the day files say
+			} else if err == nil && m.State == StateDone && m.UpdatedAt.Before(cutoff) {
 				ids = append(ids, string(k))
 			}
 		}
 		next = ""
 		return nil
 	})
-	if err != nil || len(ids) == 0 {
-		return 0, next, err
+	if err != nil {
+		return 0, "", err
+	}
+	// A finished message's record moves to its day file while its body
+	// stays here until the body retention.
+	for _, id := range moved {
+		m, err := s.historyMessage(id)
+		if errors.Is(err, ErrNotFound) || err == nil && m.State == StateDone && m.UpdatedAt.Before(cutoff) {
+			ids = append(ids, id)
+		} else if err != nil {
+			return 0, "", err
+		}
+	}
+	if len(ids) == 0 {
+		return 0, next, nil
 	}
 	err = s.update(func(tx *bolt.Tx) error {
 		for _, id := range ids {
@@ -373,9 +349,9 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 
 // SweepSpooled removes spool files of messages that finished before
 // cutoff (a crash between a message's last commit and the file's removal
-// leaves one behind). A file without a record is left alone: it may belong
-// to a message whose DATA is still streaming; SweepSpool clears those at
-// start.
+// leaves one behind), and files whose record went with its day file. A
+// recent file without a record is left alone: it may belong to a message
+// whose DATA is still streaming; SweepSpool clears those at start.
 func (s *Store) SweepSpooled(cutoff time.Time) (int, error) {
 	entries, err := os.ReadDir(s.spoolDir)
 	if err != nil {
@@ -387,7 +363,15 @@ func (s *Store) SweepSpooled(cutoff time.Time) (int, error) {
 			continue
 		}
 		m, err := s.Message(e.Name())
-		if err != nil || m.State != StateDone || !m.UpdatedAt.Before(cutoff) {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// Its record went with its day file (DropHistory). A file
+			// whose DATA is still streaming has an ID of now, not one
+			// older than the cutoff.
+			if t, ok := idTime(PrefixMessage, e.Name()); !ok || !t.Before(cutoff.Add(-seekSlack)) {
+				continue
+			}
+		case err != nil || m.State != StateDone || !m.UpdatedAt.Before(cutoff):
 			continue
 		}
 		if os.Remove(filepath.Join(s.spoolDir, e.Name())) == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
@@ -154,6 +155,9 @@ func (s *Store) Enqueue(m *Message, body []byte) error {
 // call, a retried write), so a report is never sent twice.
 func (s *Store) EnqueueFailureReport(origID string, report *Message, body []byte) error {
 	report.State = StateQueued
+	if err := s.restoreIfMoved(origID); err != nil {
+		return err
+	}
 	return s.submit(&op{done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
 		var orig Message
 		if err := getJSON(tx.Bucket(bMessages), origID, &orig); err != nil {
@@ -198,13 +202,15 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
 		return err
 	}
 	if m.State == StateDone {
-		return nil
+		return markFinished(tx, m)
 	}
 	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
 
-// Message returns a message record. A queued one is remembered as
-// decoded (recCache) for the write that usually follows, the claim.
+// Message returns a message record, from the main file or, once it has
+// moved there, its day file (history.go). A queued one is remembered as
+// decoded (recCache) for the write that usually follows, the claim; a
+// finished one (the only kind that moves) never is.
 func (s *Store) Message(id string) (*Message, error) {
 	var m Message
 	err := s.view(func(tx *bolt.Tx) error {
@@ -220,10 +226,30 @@ func (s *Store) Message(id string) (*Message, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		// A move deletes from the main file only after the day file has
+		// the record, so a miss here finds it there.
+		return s.historyMessage(id)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// restoreIfMoved brings message id back into the main file if it moved to
+// its day file, so that a write finds it (a late bounce, a failure
+// report). A message in neither stays missing: the write's ErrNotFound.
+func (s *Store) restoreIfMoved(id string) error {
+	var inMain bool
+	if err := s.view(func(tx *bolt.Tx) error {
+		inMain = tx.Bucket(bMessages).Get([]byte(id)) != nil
+		return nil
+	}); err != nil || inMain {
+		return err
+	}
+	_, err := s.restoreHistory(id)
+	return err
 }
 
 // Body returns a copy of a message's inline bytes.
@@ -262,6 +288,24 @@ func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, err
 }
 
 func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error, park *parking) (*Message, error) {
+	out, err := s.updateMain(id, fn, also, park)
+	if !errors.Is(err, errNotInMain) {
+		return out, err
+	}
+	// Finished and moved to its day file (a bounce or complaint that
+	// came late): back to the main file, where writes happen, and again.
+	if rerr := s.restoreIfMoved(id); rerr != nil {
+		return nil, rerr
+	}
+	return s.updateMain(id, fn, also, park)
+}
+
+// errNotInMain is updateMain's ErrNotFound: the record is not in the main
+// file (and fn did not run).
+var errNotInMain = fmt.Errorf("%w: not in the main file", ErrNotFound)
+
+// updateMain is updateMessage on the main file's copy.
+func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.Tx) error, park *parking) (*Message, error) {
 	var out Message
 	o := &op{done: make(chan error, 1)}
 	o.fn = func(tx *bolt.Tx) error {
@@ -271,6 +315,9 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		if c := s.recs.get(id, b.Get([]byte(id))); c != nil {
 			m = *c // the record as decoded by the read just before (Message)
 		} else if err := getJSON(b, id, &m); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return errNotInMain
+			}
 			return err
 		}
 		oldState, oldDue, wasWaiting, wasReserved := m.State, dueAt(tx, &m), waits(&m), holdsReservation(&m)
@@ -301,6 +348,11 @@ func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bol
 		}
 		if err := reindex(tx, id, oldState, oldDue, m.State, due); err != nil {
 			return err
+		}
+		if m.State == StateDone && oldState != StateDone {
+			if err := markFinished(tx, &m); err != nil {
+				return err
+			}
 		}
 		if err := syncWaiting(tx, &m, wasWaiting, due); err != nil {
 			return err

@@ -17,7 +17,7 @@ import (
 // encoded, an index that existing records must be entered in) takes a
 // step in migrations and this constant one higher. A new bucket that
 // starts empty needs neither: Open creates missing buckets.
-const SchemaVersion = 7
+const SchemaVersion = 8
 
 // ErrSchemaTooNew is returned by Open for a file written by a newer
 // smtpmux: its layout is unknown here, and reading it could lose mail.
@@ -71,6 +71,7 @@ var migrations = []migration{
 	{to: 5, name: "record the due times of waiting messages in their waiting entries", batch: migrateWaitingDue, total: countWaiting},
 	{to: 6, name: "index messages by team and count them by team, provider and hour", batch: migrateTeamHistory, total: countMessages},
 	{to: 7, name: "index teams by name", fn: migrateTeamNames},
+	{to: 8, name: "list finished messages for the move to the history day files", batch: migrateFinishedList, total: countMessages},
 }
 
 var keySchemaVersion = []byte("schema_version")

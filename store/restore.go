@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,7 +49,8 @@ func (e *InUseError) Unwrap() error { return e.Err }
 // Restore puts the store file src (which should pass CheckFile) in place
 // of dst. An existing dst must not be open in another process (an
 // *InUseError otherwise); it is kept next to it, named after now, and
-// kept is that name ("" when there was none). The new dst is written with
+// kept is that name ("" when there was none); its history directory is
+// kept the same way. The new dst is written with
 // O_EXCL and synced.
 //
 // The lock check opens dst read-only with bbolt rather than with Open, so
@@ -67,6 +69,15 @@ func Restore(src, dst string, now time.Time) (kept string, err error) {
 			return "", err
 		}
 		kept = old
+		// A backup holds the history of the day files too (Backup): the
+		// day files of the store being replaced go aside with it, or
+		// records of both would be read as one store's.
+		hist := filepath.Join(filepath.Dir(dst), "history")
+		if _, err := os.Stat(hist); err == nil {
+			if err := os.Rename(hist, hist+".before-restore-"+now.UTC().Format("20060102T150405Z")); err != nil {
+				return kept, err
+			}
+		}
 	}
 	return kept, copyFile(src, dst)
 }

@@ -1,11 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // NewIDAt is NewID with the time part taken from t instead of the clock.
@@ -65,54 +62,22 @@ func (s *Store) MessagesSince(teamID string, since time.Time, fn func(*Message) 
 // its CreatedAt is not found by a seek that its CreatedAt would match;
 // IDs and CreatedAt are both taken at acceptance, so that does not happen.
 func (s *Store) MessagesBetween(teamID string, from, to time.Time, fn func(*Message) bool) error {
-	prefix := teamIndexKey(teamID, "")
-	seek := append(bytes.Clone(prefix), PrefixMessage...)
+	low, high := PrefixMessage, ""
 	if !from.IsZero() {
-		seek = append(bytes.Clone(prefix), idFloor(PrefixMessage, from.Add(-seekSlack))...)
+		low = idFloor(PrefixMessage, from.Add(-seekSlack))
 	}
-	var end []byte // keys at or past it cannot be in the window
 	if !to.IsZero() {
-		end = append(bytes.Clone(prefix), idFloor(PrefixMessage, to.Add(seekSlack))...)
+		high = idFloor(PrefixMessage, to.Add(seekSlack))
 	}
-	for {
-		var next []byte
-		stop := false
-		err := s.view(func(tx *bolt.Tx) error {
-			c, msgs := tx.Bucket(bMsgByTeam).Cursor(), tx.Bucket(bMessages)
-			n := 0
-			for k, v := c.Seek(seek); ; k, v = c.Next() {
-				if k == nil || !bytes.HasPrefix(k, prefix) || end != nil && bytes.Compare(k, end) >= 0 {
-					stop = true
-					return nil
-				}
-				if n == scanChunk {
-					next = bytes.Clone(k) // resume here in a new transaction
-					return nil
-				}
-				n++
-				if !inWindow(v, from, to) {
-					continue
-				}
-				rec := msgs.Get(k[len(prefix):])
-				if rec == nil {
-					continue
-				}
-				var m Message
-				if err := jsonUnmarshal(rec, &m); err != nil {
-					return err
-				}
-				if m.TeamID != teamID || m.CreatedAt.Before(from) || !to.IsZero() && !m.CreatedAt.Before(to) {
-					continue
-				}
-				if !fn(&m) {
-					stop = true
-					return nil
-				}
+	w := &idxWalk{bucket: bMsgByTeam, prefix: teamIndexKey(teamID, ""), low: low, high: high,
+		keep: func(v []byte, get func() []byte) []byte {
+			if !inWindow(v, from, to) {
+				return nil
 			}
-		})
-		if err != nil || stop || next == nil {
-			return err
-		}
-		seek = next
-	}
+			return get()
+		},
+		check: func(m *Message) bool {
+			return m.TeamID == teamID && !m.CreatedAt.Before(from) && (to.IsZero() || m.CreatedAt.Before(to))
+		}}
+	return s.walkIndex(w, nil, fn)
 }

@@ -1,10 +1,10 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,7 +31,8 @@ var (
 		bLimitRequests, bLimitReqByTeam, bLimitReqPending,
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
-		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs}
+		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs,
+		bFinished, bHistJournal}
 )
 
 // Errors callers branch on.
@@ -84,6 +85,16 @@ type Store struct {
 	// repl, set in cluster mode, takes the state-of-record writes
 	// (replica.go); nil: this file is the state of record.
 	repl Replicator
+	// hist is the finished messages' day files (history.go), filled by
+	// the mover (runMover) with what finished histDelay ago.
+	hist       *history
+	histDelay  time.Duration
+	log        *slog.Logger
+	stopMover  context.CancelFunc
+	moverGroup sync.WaitGroup
+	// recoverPending is set when Open could not finish an interrupted
+	// move, or a restore failed half way: the mover finishes it.
+	recoverPending atomic.Bool
 }
 
 type op struct {
@@ -109,7 +120,19 @@ type Option func(*openOptions)
 type openOptions struct {
 	log       *slog.Logger
 	softLimit int
+	// noMover leaves finished messages in the main file (package tests
+	// that drive MoveHistory themselves).
+	noMover bool
 }
+
+// WithoutHistoryMover leaves finished messages in the main file until the
+// caller moves them (MoveHistory): for tests and tools that need to know
+// where each record is.
+func WithoutHistoryMover() Option { return func(o *openOptions) { o.noMover = true } }
+
+// moverAtOpen is false in this package's tests (TestMain), which inspect
+// the main file's buckets and move history themselves.
+var moverAtOpen = true
 
 // WithLogger sets where Open logs schema migrations (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *openOptions) { o.log = l } }
@@ -150,13 +173,34 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit}
+	hist, err := openHistory(filepath.Join(filepath.Dir(path), "history"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit,
+		hist: hist, histDelay: historyMoveDelay, log: o.log}
 	if f, err := os.Open(path); err == nil {
 		s.file = f // its own descriptor: closing it leaves bbolt's flock alone
 	}
 	s.trimBase, _ = fileRSS()
 	s.wg.Add(1)
 	go s.commitLoop()
+	// A move or restore a crash interrupted is finished before anything
+	// reads: until then a record may be counted in two files. If it
+	// cannot be (a full disk), the store opens all the same (the queue
+	// matters more than a report counting a record twice) and the mover
+	// retries first thing.
+	if err := s.recoverHistory(); err != nil {
+		s.log.Error("finishing an interrupted history move failed; the mover retries it", "err", err)
+		s.recoverPending.Store(true)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopMover = cancel
+	if !o.noMover && moverAtOpen {
+		s.moverGroup.Add(1)
+		go s.runMover(ctx)
+	}
 	return s, nil
 }
 
@@ -164,12 +208,17 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		if s.stopMover != nil {
+			s.stopMover()
+		}
+		s.moverGroup.Wait()
 		close(s.quit)
 		s.wg.Wait()
 		err = s.db.Close()
 		if s.file != nil {
 			s.file.Close()
 		}
+		s.hist.close()
 	})
 	return err
 }
@@ -328,16 +377,4 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 // and how many writes they carried (writes per commit is the grouping).
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
-}
-
-// Backup writes a consistent copy of the whole store to w while the
-// daemon keeps running (a read transaction sees one snapshot).
-func (s *Store) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
 }

@@ -194,35 +194,6 @@ func forCounts(tx *bolt.Tx, prefix string, from, to time.Time, fn func(at time.T
 	}
 }
 
-// readCounts reads the counters of kind (with mid, the provider part of
-// countProvider keys) for [from, to), both rounded down to their minute
-// (a zero to is open): the whole hours inside from the hour counters, the
-// minutes before and after them from the minute counters. It reads at
-// most 118 minute keys per key suffix, and one per hour.
-func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) error {
-	from, to = from.Truncate(time.Minute), to.Truncate(time.Minute)
-	hours, minutes := teamID+"\x00"+kind+mid, teamID+"\x00"+minuteKind(kind)+mid
-	return s.view(func(tx *bolt.Tx) error {
-		h0 := from.Truncate(time.Hour)
-		if h0.Before(from) {
-			h0 = h0.Add(time.Hour)
-		}
-		h1 := to.Truncate(time.Hour)
-		if !to.IsZero() && !h0.Before(h1) {
-			forCounts(tx, minutes, from, to, fn)
-			return nil
-		}
-		forCounts(tx, minutes, from, h0, fn)
-		if to.IsZero() {
-			forCounts(tx, hours, h0, time.Time{}, fn)
-			return nil
-		}
-		forCounts(tx, hours, h0, h1, fn)
-		forCounts(tx, minutes, h1, to, fn)
-		return nil
-	})
-}
-
 // StatusCounts calls fn with the number of teamID's messages created in
 // [from, to) (both rounded down to their UTC minute; a zero to is open) by
 // current status, in time order, per counted span: at is the start of a

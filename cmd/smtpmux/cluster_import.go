@@ -66,7 +66,7 @@ func clusterImport(cfgPath, from string, dryRun bool) (cluster.ImportResult, err
 	if _, err := store.CheckSealedFile(from, sealer); err != nil {
 		return res, fmt.Errorf("%s: its secrets do not open with this secret_key: %w", from, err)
 	}
-	src, err := store.Open(from, 2*time.Second)
+	src, err := store.Open(from, 2*time.Second, store.WithoutHistoryMover()) // read only: its history stays as it is
 	if err != nil {
 		return res, err
 	}

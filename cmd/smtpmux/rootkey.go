@@ -88,7 +88,7 @@ func resetRootCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "keys reset-root: no store at %s: %v\n", path, err)
 		return exitAPI
 	}
-	st, err := store.Open(path, time.Second)
+	st, err := store.Open(path, time.Second, store.WithoutHistoryMover())
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(stderr, "keys reset-root: %s is in use: stop the daemon first (systemctl stop smtpmux)\n", path)
 		return exitAPI

@@ -19,17 +19,20 @@ import (
 // acceptance (issue 18: at most 10 % of throughput or p99). 16 writers
 // enqueue 2 KiB messages (the durable commit an SMTP DATA waits for
 // before its 250) for 4 s on a store holding 100,000 finished messages of
-// 40 days ago, spread over 100 teams: without a sweep ("idle"), with the
-// sweep paced as before this change ("sweep-256-pause20ms": 256 records
-// per commit, 20 ms between commits) and as now ("sweep-paced": the
-// defaults). It reports enqueues/s and their p50 and p99, and how many
-// records the sweep deleted in the window. Run with -benchtime 1x.
+// 40 days ago, spread over 100 teams, in their day files: without a sweep
+// ("idle"), and while a sweep drops them ("sweep": whole day files). A
+// third run ("mover-backlog") has the same history still in the main file,
+// as an upgraded store has it, with the background mover taking it to the
+// day files during the window: the cost of the move itself. It reports
+// enqueues/s and their p50 and p99, and how many records the sweep
+// deleted in the window. Run with -benchtime 1x.
 func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 	dir := b.TempDir()
-	seed := filepath.Join(dir, "seed.db")
+	inMain, moved := filepath.Join(dir, "main", "seed.db"), filepath.Join(dir, "moved", "seed.db")
 	now := time.Now()
 	func() {
-		st, err := store.Open(seed, time.Second)
+		os.MkdirAll(filepath.Dir(inMain), 0o700)
+		st, err := store.Open(inMain, time.Second, store.WithoutHistoryMover())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -47,32 +50,55 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 			b.Fatal(err)
 		}
 	}()
+	func() {
+		copyStore(b, inMain, moved)
+		st, err := store.Open(moved, time.Second, store.WithoutHistoryMover())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		for {
+			if _, more, err := st.MoveHistory(now, 1024); err != nil || !more {
+				if err != nil {
+					b.Fatal(err)
+				}
+				return
+			}
+		}
+	}()
 	for _, v := range []struct {
-		name  string
-		sweep bool
-		pace  func(*Sweeper)
+		name        string
+		seed        string
+		sweep, move bool
 	}{
-		{"idle", false, nil},
-		{"sweep-256-pause20ms", true, func(w *Sweeper) { w.Batch, w.Duty = 256, 0 }},
-		{"sweep-paced", true, nil},
+		{"idle", moved, false, false},
+		{"sweep", moved, true, false},
+		{"mover-backlog", inMain, false, true},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
 				path := filepath.Join(b.TempDir(), "s.db")
-				copyFile(b, seed, path)
-				st, err := store.Open(path, time.Second)
+				copyStore(b, v.seed, path)
+				var opts []store.Option
+				if !v.move {
+					opts = append(opts, store.WithoutHistoryMover())
+				}
+				st, err := store.Open(path, time.Second, opts...)
 				if err != nil {
 					b.Fatal(err)
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				var swept SweepStats
+				var took time.Duration
 				sweepDone := make(chan struct{})
 				if v.sweep {
 					w := NewSweeper(st, nil, nil, 0, 30*24*time.Hour)
-					if v.pace != nil {
-						v.pace(w)
-					}
-					go func() { defer close(sweepDone); swept, _ = w.Sweep(ctx) }()
+					go func() {
+						defer close(sweepDone)
+						t0 := time.Now()
+						swept, _ = w.Sweep(ctx)
+						took = time.Since(t0)
+					}()
 				} else {
 					close(sweepDone)
 				}
@@ -85,8 +111,25 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(swept.Messages), "swept")
+				b.ReportMetric(float64(took.Microseconds())/1000, "sweep-ms")
 			}
 		})
+	}
+}
+
+// copyStore copies the store file from and its history day files to the
+// file to (and its directory's history).
+func copyStore(b *testing.B, from, to string) {
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	copyFile(b, from, to)
+	days, _ := filepath.Glob(filepath.Join(filepath.Dir(from), "history", "*.db"))
+	if err := os.MkdirAll(filepath.Join(filepath.Dir(to), "history"), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range days {
+		copyFile(b, d, filepath.Join(filepath.Dir(to), "history", filepath.Base(d)))
 	}
 }
 

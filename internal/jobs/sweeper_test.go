@@ -13,10 +13,20 @@ import (
 
 // TestSweeperRetention: finished messages past the log retention go (and
 // only they: a message still queued is never swept, a younger one stays),
-// webhook deliveries older than 7 days go, and Run does a pass at once
-// and stops with its context.
+// whether still in the main file or moved to their day file (which then
+// goes whole, file and all), webhook deliveries older than 7 days go, and
+// Run does a pass at once and stops with its context.
 func TestSweeperRetention(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	for _, moved := range []bool{false, true} {
+		t.Run(map[bool]string{false: "in the main file", true: "in day files"}[moved], func(t *testing.T) {
+			sweeperRetention(t, moved)
+		})
+	}
+}
+
+func sweeperRetention(t *testing.T, moved bool) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "smtpmux.db"), time.Second, store.WithoutHistoryMover())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +58,24 @@ func TestSweeperRetention(t *testing.T) {
 		WebhookID: "twhk_x", Status: store.DeliveryFailed, CreatedAt: old}}); err != nil {
 		t.Fatal(err)
 	}
+	wantDays := 0
+	if moved {
+		if n, more, err := st.MoveHistory(now, 10); err != nil || n != 2 || more {
+			t.Fatalf("moved %d (more %v): %v", n, more, err)
+		}
+		wantDays = 1
+	}
 	sw := NewSweeper(st, nil, func() time.Time { return now }, 0, 10*24*time.Hour)
 	if sw.BodyRetention != DefaultBodyRetention || sw.LogRetention != 10*24*time.Hour {
 		t.Fatalf("retention %v %v", sw.BodyRetention, sw.LogRetention)
 	}
 	stats, err := sw.Sweep(t.Context())
-	if err != nil || stats.Messages != 1 || stats.Deliveries != 1 {
+	if err != nil || stats.Messages != 1 || stats.Deliveries != 1 || stats.HistoryDays != wantDays {
 		t.Fatalf("%+v %v", stats, err)
+	}
+	days, _ := filepath.Glob(filepath.Join(dir, "history", "*.db"))
+	if len(days) != wantDays { // the kept message's day only
+		t.Fatalf("day files left: %v", days)
 	}
 	if _, err := st.Message(expired); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("expired message: %v", err)
@@ -75,7 +96,7 @@ func TestSweeperRetention(t *testing.T) {
 // TestSweeperRouteSets: routing sets go two days after the log retention
 // of their day, so no kept attempt loses the set it refers to.
 func TestSweeperRouteSets(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second, store.WithoutHistoryMover())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +125,7 @@ func TestSweeperRouteSets(t *testing.T) {
 // its batches take at most Duty of its time (never less than Pause), so
 // a large backlog cannot take the committer from acceptance.
 func TestSweeperRestsByDuty(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second)
+	st, err := store.Open(filepath.Join(t.TempDir(), "smtpmux.db"), time.Second, store.WithoutHistoryMover())
 	if err != nil {
 		t.Fatal(err)
 	}

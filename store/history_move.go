@@ -1,0 +1,506 @@
+package store
+
+// Moving finished messages from the main file to their day file, and back
+// when one must change again (a bounce or complaint arriving late, a
+// failure report). Two files cannot commit together, so each direction is
+// three steps, each idempotent, with a journal entry in the main file that
+// says which step a record is between:
+//
+//	move:    main: journal 'm'  →  day: put  →  main: delete, journal cleared
+//	restore: main: put, journal 'r'  →  day: delete  →  main: journal cleared
+//
+// Until the last step the record is in both files; the main file's copy is
+// the one read (history_read.go). After a crash, Open finishes what the
+// journal names before anything reads (recoverHistory), so a record is
+// never lost, never counted twice, and no queue entry is touched: only
+// finished messages move, and the queue, its bodies and the due index never
+// leave the main file.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	// bFinished (main file) is be64(unix nanos it finished) ‖ id → nil
+	// for each finished message still in the main file: the mover's
+	// work list, oldest first. It is written in the commit that finishes
+	// a message, so a crash never leaves a finished message unlisted.
+	bFinished = []byte("finished")
+	// bHistJournal (main file) is id → 'm' (moving to its day file) or
+	// 'r' (restoring from it).
+	bHistJournal = []byte("history_journal")
+)
+
+const (
+	// historyMoveDelay is how long a finished message stays in the main
+	// file: most late changes (a DSN a few seconds after the reply, a
+	// failure report) find it there and need no restore.
+	historyMoveDelay = time.Minute
+	// historyMoveBatch is how many records one move step takes: one day
+	// file commit and two small main-file writes for up to that many.
+	historyMoveBatch = 256
+	// historyMoveDuty bounds the mover's share of time while it has a
+	// backlog (after an upgrade): it rests 3× each batch's time.
+	historyMoveDuty = 0.25
+)
+
+// historyStepHook, when set (tests only), runs between the day-file step
+// and the main-file step of a move ("moved") or a restore ("restored"); an
+// error stops there, as a crash would.
+var historyStepHook func(step string) error
+
+func finishedKey(at time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
+	return append(k, id...)
+}
+
+// markFinished lists m, finished in this transaction, for the mover.
+func markFinished(tx *bolt.Tx, m *Message) error {
+	return tx.Bucket(bFinished).Put(finishedKey(m.UpdatedAt, m.ID), nil)
+}
+
+// putHistory writes raw, message m's record, in a day file's transaction
+// with its index keys and counters, replacing a copy already there.
+func putHistory(tx *bolt.Tx, m *Message, raw []byte) error {
+	b := tx.Bucket(bMessages)
+	if old := b.Get([]byte(m.ID)); old != nil {
+		var prev Message
+		if err := jsonUnmarshal(old, &prev); err != nil {
+			return err
+		}
+		if err := unindexMessage(tx, &prev); err != nil {
+			return err
+		}
+	} else if err := addDayCount(tx, 1); err != nil {
+		return err
+	}
+	if err := b.Put([]byte(m.ID), raw); err != nil {
+		return err
+	}
+	if err := indexNewMessage(tx, m); err != nil {
+		return err
+	}
+	up := tx.Bucket(hUpstream)
+	for k := range upstreamIDs(m) {
+		if err := up.Put([]byte(k), []byte(m.ID)); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bMeta)
+	if v := meta.Get(keyMaxUpdated); len(v) != 8 || int64(binary.BigEndian.Uint64(v)) < m.UpdatedAt.UnixNano() {
+		return meta.Put(keyMaxUpdated, []byte(be64Key(m.UpdatedAt.UnixNano())))
+	}
+	return nil
+}
+
+// deleteHistory removes message id and its keys and counters from a day
+// file's transaction, if there.
+func deleteHistory(tx *bolt.Tx, id string) error {
+	b := tx.Bucket(bMessages)
+	old := b.Get([]byte(id))
+	if old == nil {
+		return nil
+	}
+	var m Message
+	if err := jsonUnmarshal(old, &m); err != nil {
+		return err
+	}
+	if err := unindexMessage(tx, &m); err != nil {
+		return err
+	}
+	for k := range upstreamIDs(&m) {
+		if err := tx.Bucket(hUpstream).Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	if err := addDayCount(tx, -1); err != nil {
+		return err
+	}
+	return b.Delete([]byte(id))
+}
+
+// addDayCount moves a day file's record count (keyDayCount), which
+// DropHistory reports without walking the file's pages.
+func addDayCount(tx *bolt.Tx, d int64) error {
+	meta := tx.Bucket(bMeta)
+	var n int64
+	if v := meta.Get(keyDayCount); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return meta.Put(keyDayCount, []byte(be64Key(max(n+d, 0))))
+}
+
+// moving is one record of a move step.
+type moving struct {
+	key []byte // its bFinished key
+	raw []byte // the record as copied
+	m   Message
+}
+
+// writeDays puts each record in its day file (one commit per day).
+func (s *Store) writeDays(ms []*moving) error {
+	byDay := map[int64][]*moving{}
+	for _, mv := range ms {
+		d := utcDay(mv.m.CreatedAt).Unix()
+		byDay[d] = append(byDay[d], mv)
+	}
+	for day, group := range byDay {
+		d, err := s.hist.acquire(time.Unix(day, 0), true)
+		if err != nil {
+			return err
+		}
+		var latest int64
+		err = d.db.Update(func(tx *bolt.Tx) error {
+			for _, mv := range group {
+				if err := putHistory(tx, &mv.m, mv.raw); err != nil {
+					return err
+				}
+			}
+			latest = int64(binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(keyMaxUpdated)))
+			return nil
+		})
+		if err == nil {
+			s.hist.mu.Lock()
+			d.maxUpdated = max(d.maxUpdated, latest)
+			s.hist.mu.Unlock()
+		}
+		s.hist.release(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// undoDays removes records from their day files (a move whose record
+// changed in the main file meanwhile: the main copy stays, the day copy
+// must not count twice).
+func (s *Store) undoDays(ms []*moving) error {
+	for _, mv := range ms {
+		d, err := s.hist.acquire(mv.m.CreatedAt, false)
+		if err != nil {
+			return err
+		}
+		if d == nil {
+			continue
+		}
+		err = d.db.Update(func(tx *bolt.Tx) error { return deleteHistory(tx, mv.m.ID) })
+		s.hist.release(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MoveHistory moves up to limit messages that finished before cutoff
+// from the main file to their day files, oldest first; more reports that
+// others are waiting. It is the mover's step (runMover), exported for
+// tests and tools.
+func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err error) {
+	var ms []*moving
+	var stale [][]byte // list entries whose record is gone or not done
+	seen := map[string]bool{}
+	end := uint64(cutoff.UnixNano())
+	err = s.view(func(tx *bolt.Tx) error {
+		c, msgs := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages)
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= end {
+				return nil
+			}
+			if len(ms)+len(stale) == limit {
+				more = true
+				return nil
+			}
+			raw := msgs.Get(k[8:])
+			var m Message
+			if raw != nil {
+				if err := jsonUnmarshal(raw, &m); err != nil {
+					return err
+				}
+			}
+			// A second entry of one record (listed again after it was
+			// queued again) is stale too: moving it twice in one step
+			// would find it gone from the main file the second time and
+			// take that for a deletion.
+			if raw == nil || m.State != StateDone || seen[m.ID] {
+				stale = append(stale, bytes.Clone(k))
+				continue
+			}
+			seen[m.ID] = true
+			ms = append(ms, &moving{key: bytes.Clone(k), raw: bytes.Clone(raw), m: m})
+		}
+		return nil
+	})
+	if err != nil || len(ms)+len(stale) == 0 {
+		return 0, false, err
+	}
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
+	s.hist.rw.Lock()
+	defer s.hist.rw.Unlock()
+	if err := s.update(func(tx *bolt.Tx) error {
+		j := tx.Bucket(bHistJournal)
+		for _, mv := range ms {
+			if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return 0, false, err
+	}
+	if err := s.writeDays(ms); err != nil {
+		return 0, false, err
+	}
+	if historyStepHook != nil {
+		if err := historyStepHook("moved"); err != nil {
+			return 0, false, err
+		}
+	}
+	var changed []*moving
+	err = s.update(func(tx *bolt.Tx) error {
+		changed, n = changed[:0], 0
+		msgs, fin, j := tx.Bucket(bMessages), tx.Bucket(bFinished), tx.Bucket(bHistJournal)
+		for _, k := range stale {
+			if err := fin.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, mv := range ms {
+			if err := j.Delete([]byte(mv.m.ID)); err != nil {
+				return err
+			}
+			cur := msgs.Get([]byte(mv.m.ID))
+			if !bytes.Equal(cur, mv.raw) {
+				// Written since it was copied (or gone): the main copy
+				// stays the record, and keeps its list entry.
+				changed = append(changed, mv)
+				continue
+			}
+			if err := dropMain(tx, &mv.m); err != nil {
+				return err
+			}
+			if err := fin.Delete(mv.key); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, more, s.undoDays(changed)
+}
+
+// dropMain deletes message m from the main file's records, indexes and
+// counters (its SES upstream ids stay: they name it wherever it is).
+func dropMain(tx *bolt.Tx, m *Message) error {
+	if err := unindexMessage(tx, m); err != nil {
+		return err
+	}
+	return tx.Bucket(bMessages).Delete([]byte(m.ID))
+}
+
+// restoreHistory brings message id back from its day file into the main
+// file, where every write of a message happens: (false, nil) when it is in
+// no day file.
+func (s *Store) restoreHistory(id string) (bool, error) {
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
+	s.hist.rw.Lock()
+	defer s.hist.rw.Unlock()
+	raw, d, err := s.findHistory(id)
+	if err != nil || raw == nil {
+		return false, err
+	}
+	defer s.hist.release(d)
+	var m Message
+	if err := jsonUnmarshal(raw, &m); err != nil {
+		return false, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMessages).Get([]byte(id)) != nil {
+			return nil // already back (a restore that crashed): journal says the rest
+		}
+		if err := tx.Bucket(bMessages).Put([]byte(id), raw); err != nil {
+			return err
+		}
+		if err := indexNewMessage(tx, &m); err != nil {
+			return err
+		}
+		// Listed as of now, not of when it finished: a message that
+		// got one late write may get more soon (the rest of a DSN's
+		// recipients), and it stays here historyMoveDelay for them.
+		if err := tx.Bucket(bFinished).Put(finishedKey(time.Now(), id), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bHistJournal).Put([]byte(id), []byte{'r'})
+	})
+	if err != nil {
+		return false, err
+	}
+	if historyStepHook != nil {
+		if err := historyStepHook("restored"); err != nil {
+			return false, err
+		}
+	}
+	err = d.db.Update(func(tx *bolt.Tx) error { return deleteHistory(tx, id) })
+	if err == nil {
+		err = s.update(func(tx *bolt.Tx) error { return tx.Bucket(bHistJournal).Delete([]byte(id)) })
+	}
+	if err != nil {
+		// The record is in both files, the journal says so: the mover
+		// finishes the step (recoverHistory) rather than the next Open.
+		s.recoverPending.Store(true)
+		return false, err
+	}
+	return true, nil
+}
+
+// recoverHistory finishes the moves and restores a crash interrupted,
+// before the store is read: for 'm', the record goes (again) to its day
+// file and leaves the main file; for 'r', the day copy goes.
+func (s *Store) recoverHistory() error {
+	type entry struct {
+		id   string
+		kind byte
+		raw  []byte
+		m    Message
+	}
+	// At Open nothing else runs; from the mover (a retry), readers and
+	// the other steps must not see the steps half done.
+	s.hist.pause.Lock()
+	defer s.hist.pause.Unlock()
+	s.hist.rw.Lock()
+	defer s.hist.rw.Unlock()
+	var es []*entry
+	err := s.view(func(tx *bolt.Tx) error {
+		msgs := tx.Bucket(bMessages)
+		return tx.Bucket(bHistJournal).ForEach(func(k, v []byte) error {
+			e := &entry{id: string(k), kind: 'm'}
+			if len(v) == 1 {
+				e.kind = v[0]
+			}
+			if raw := msgs.Get(k); raw != nil {
+				e.raw = bytes.Clone(raw)
+				if err := jsonUnmarshal(raw, &e.m); err != nil {
+					return err
+				}
+			}
+			es = append(es, e)
+			return nil
+		})
+	})
+	if err != nil || len(es) == 0 {
+		return err
+	}
+	var moves, undo []*moving
+	for _, e := range es {
+		switch {
+		case e.raw == nil:
+			// Deleted from the main file already: the step's last
+			// commit only lost its journal entry.
+		case e.kind == 'm' && e.m.State == StateDone:
+			moves = append(moves, &moving{raw: e.raw, m: e.m})
+		default: // a restore, or a record no longer finished: the main copy wins
+			undo = append(undo, &moving{raw: e.raw, m: e.m})
+		}
+	}
+	if err := s.writeDays(moves); err != nil {
+		return err
+	}
+	if err := s.undoDays(undo); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		j := tx.Bucket(bHistJournal)
+		for _, mv := range moves {
+			if err := dropMain(tx, &mv.m); err != nil {
+				return err
+			}
+			// Its list entry's time is not known here: the mover drops
+			// the entry as stale when it reaches it.
+		}
+		for _, e := range es {
+			if err := j.Delete([]byte(e.id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// runMover moves finished messages to their day files until ctx ends:
+// at once while there is a backlog (resting so it takes at most
+// historyMoveDuty of the time), else once a second.
+func (s *Store) runMover(ctx context.Context) {
+	defer s.moverGroup.Done()
+	for {
+		start := time.Now()
+		var more bool
+		var err error
+		if s.recoverPending.Load() {
+			if err = s.recoverHistory(); err == nil {
+				s.recoverPending.Store(false)
+			}
+		}
+		if err == nil {
+			_, more, err = s.MoveHistory(start.Add(-s.histDelay), historyMoveBatch)
+		}
+		if err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("moving finished messages to the history files failed", "err", err)
+		}
+		wait := time.Second
+		if more && err == nil {
+			wait = time.Duration(float64(time.Since(start)) * (1 - historyMoveDuty) / historyMoveDuty)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// migrateFinishedList is step 7 → 8, chunked (batchFn): every finished
+// message after the cursor, up to limit, enters the mover's list
+// (bFinished) by the time it finished. The step only adds list keys; the
+// mover then moves the old history to its day files in the background,
+// at its own pace and with its own crash-safe steps, so an upgrade of a
+// large store is ready as soon as the list is written (a key per message,
+// no record rewritten) and reads see every record throughout (in the main
+// file until moved).
+func migrateFinishedList(tx *bolt.Tx, after []byte, limit int) (last []byte, n int, done bool, err error) {
+	fin := tx.Bucket(bFinished)
+	c := tx.Bucket(bMessages).Cursor()
+	k, v := seekAfter(c, after)
+	var m struct {
+		State     string    `json:"state"`
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	for ; k != nil && n < limit; k, v = c.Next() {
+		m.State, m.UpdatedAt = "", time.Time{}
+		if err := jsonUnmarshal(v, &m); err != nil {
+			return nil, 0, false, fmt.Errorf("message %s: %w", k, err)
+		}
+		if m.State == StateDone {
+			if err := fin.Put(finishedKey(m.UpdatedAt, string(k)), nil); err != nil {
+				return nil, 0, false, err
+			}
+		}
+		last, n = k, n+1
+	}
+	return bytes.Clone(last), n, k == nil, nil
+}
