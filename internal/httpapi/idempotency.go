@@ -149,12 +149,16 @@ func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope strin
 	return nil
 }
 
-// storable says which answers are replayed. Server errors, rate limits and
-// authentication failures are not: they say nothing about the request
-// itself, and a retry deserves a fresh attempt. Everything else, including
-// validation errors, is part of the request's outcome and is replayed.
+// storable says which answers are kept and replayed: only successes (and
+// redirects). An error answer did nothing: a 4xx (validation, auth,
+// permissions, limits, a conflict) refused the request before it changed
+// anything, a 5xx failed it, so a retry runs again and gets the same
+// refusal (or, if what refused it changed meanwhile, its fresh outcome)
+// without any risk of doing the work twice. Not keeping them bounds what
+// one tenant can make the node keep (in etcd, in cluster mode, shared by
+// every team) to requests that did something.
 func storable(status int) bool {
-	return status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized
+	return status < http.StatusBadRequest
 }
 
 // replay writes a stored answer.
