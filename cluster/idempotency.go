@@ -163,10 +163,21 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		if err != nil {
 			return err
 		}
-		_, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
-			Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease))).Commit()
+		put := clientv3.OpPut(k, string(val), clientv3.WithLease(lease))
+		// Still our claim: finish it. Gone: the membership lease it sat
+		// on ended while the request ran (etcd out of reach for the
+		// lease's life), yet the work was done, so the answer is
+		// written if no other request claimed the key meanwhile; without
+		// it a retry on another node would run the request again.
+		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
+			Then(put).
+			Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)}, []clientv3.Op{put}, nil)).
+			Commit()
 		if leaseGone(err) {
 			ix.hours.forget(rec.CreatedAt, lease) // the next try grants anew
+		}
+		if err == nil && !resp.Succeeded && resp.Responses[0].GetResponseTxn().GetSucceeded() {
+			ix.n.log.Warn("an idempotency record in flight was gone when its answer was ready (its membership lease ended); the answer was stored anyway")
 		}
 		return err
 	}

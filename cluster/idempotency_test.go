@@ -213,3 +213,47 @@ func TestIdempotencyAnswerTooLargeForEtcd(t *testing.T) {
 		t.Fatalf("a retry after an answer too large to keep: %+v %v (want a fresh claim)", rec, err)
 	}
 }
+
+// TestIdempotencyFinishAfterLeaseLost: the membership lease the
+// in-flight record sat on ended while the request ran (etcd out of reach
+// for the lease's life), taking the record. The work was done, so its
+// answer must still be stored when the key is free: otherwise a retry on
+// another node runs the request again. A key another request claimed
+// meanwhile is left alone.
+func TestIdempotencyFinishAfterLeaseLost(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a := leasedNode(t, etcd.Endpoints(), "a", 30)
+	b, _ := testNode(t, etcd.Endpoints(), "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	for _, k := range []string{"k1", "k2"} {
+		if rec, err := ia.BeginIdempotent("key_1", k, []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+			t.Fatalf("claim %s: %+v %v", k, rec, err)
+		}
+	}
+	ctx := context.Background()
+	lease, err := a.liveMemberLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cli.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	// k2 is claimed by another request meanwhile: its record stays.
+	if rec, err := ib.BeginIdempotent("key_1", "k2", []byte("h"), "pb", now, ttl); rec != nil || err != nil {
+		t.Fatalf("claim of k2 on b: %+v %v", rec, err)
+	}
+	for _, k := range []string{"k1", "k2"} {
+		if err := ia.FinishIdempotent("key_1", k, "pa", 200, nil, []byte("done")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl)
+	if err != nil || rec == nil || rec.State != store.IdemDone || string(rec.Body) != "done" {
+		t.Fatalf("retry on b after a's lease ended mid-request: %+v %v (want the answer replayed)", rec, err)
+	}
+	if rec, err := ia.BeginIdempotent("key_1", "k2", []byte("h"), "pa", now, ttl); err != nil || rec == nil || rec.State != store.IdemInFlight || rec.Owner != "pb" {
+		t.Fatalf("k2, claimed by b meanwhile: %+v %v", rec, err)
+	}
+}
