@@ -216,11 +216,11 @@ func (d *daemon) idempotencyRecords() httpapi.IdempotencyRecords {
 // oauthStates keeps pending OAuth connect flows in etcd in cluster mode
 // (the provider's redirect may reach another node than the start); nil
 // (in memory) single node.
-func (d *daemon) oauthStates() oauth.StateStore {
+func (d *daemon) oauthStates(sealer *store.Sealer) oauth.StateStore {
 	if d.node == nil {
 		return nil
 	}
-	return cluster.NewOAuthStates(d.node, oauth.StateTTL, nil)
+	return cluster.NewOAuthStates(d.node, sealer, oauth.StateTTL, nil)
 }
 
 // nodeID is the node_id message IDs carry; "" single node.
