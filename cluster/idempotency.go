@@ -38,8 +38,9 @@ import (
 // 503 cluster_unavailable, retryable): running the request without a
 // record could send a message twice when the retry lands elsewhere.
 type Idempotency struct {
-	n     *Node
-	hours *bucketLeases
+	n      *Node
+	hours  *bucketLeases
+	budget *idemBudget
 	// mine holds the records this process put in flight and the etcd
 	// revision it wrote each at, so that Finish and Release change a
 	// record only while it is still that one, in one transaction.
@@ -61,9 +62,28 @@ type claimed struct {
 // Idempotency returns the node's etcd-backed idempotency records.
 func (n *Node) Idempotency() *Idempotency {
 	n.idemOnce.Do(func() {
-		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL), mine: map[string]claimed{}, busy: map[string]int{}}
+		total := n.cfg.IdemTeamBytes
+		if total == 0 {
+			total = DefaultIdemTeamBytes
+		}
+		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL),
+			budget: &idemBudget{n: n, total: total, teams: map[string]*[24]hourUse{}},
+			mine:   map[string]claimed{}, busy: map[string]int{}}
 	})
 	return n.idem
+}
+
+// AdmitIdempotent reports whether team may have one more record kept in
+// etcd now (httpapi.IdempotencyBudget); when not, the team's budget in
+// bytes per 24 h and how long until room frees up.
+func (ix *Idempotency) AdmitIdempotent(team string, now time.Time) (bool, int64, time.Duration) {
+	ok, retry := ix.budget.admit(team, now)
+	return ok, ix.budget.total, retry
+}
+
+// ChargeIdempotent counts a record of about size bytes kept for team.
+func (ix *Idempotency) ChargeIdempotent(team string, now time.Time, size int) {
+	ix.budget.charge(team, now, size)
 }
 
 func (ix *Idempotency) key(credID, key string) string {

@@ -25,6 +25,7 @@ func (cc *clusterConfig) nodeConfig() cluster.Config {
 		Endpoints: cc.endpoints, TLSCA: cc.tlsCA, TLSCert: cc.tlsCert, TLSKey: cc.tlsKey,
 		Username: cc.username, Password: cc.password, Prefix: cc.prefix, NodeID: cc.nodeID,
 		AdvertiseURL: cc.advertiseURL, Version: version, StartedAt: time.Now().UTC(),
+		IdemTeamBytes: cc.idemTeamBytes,
 	}
 }
 
