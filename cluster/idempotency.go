@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +52,14 @@ type Idempotency struct {
 	// background. A record in flight under this process's owner that
 	// nothing here uses is an orphan (see orphan).
 	busy map[string]int
+
+	// later's queue of ends etcd did not take (see later).
+	lateMu       sync.Mutex
+	late         []*lateEnd
+	lateBytes    int
+	lateRunning  bool
+	lateMaxBytes int
+	lateMaxEnds  int
 }
 
 // claimed is an in-flight record as this process wrote it.
@@ -68,7 +77,7 @@ func (n *Node) Idempotency() *Idempotency {
 		}
 		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL),
 			budget: &idemBudget{n: n, total: total, teams: map[string]*[24]hourUse{}},
-			mine:   map[string]claimed{}, busy: map[string]int{}}
+			mine:   map[string]claimed{}, busy: map[string]int{}, lateMaxBytes: lateMaxBytes, lateMaxEnds: lateMaxEnds}
 	})
 	return n.idem
 }
@@ -175,7 +184,7 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		// etcd would refuse it now and at every retry: drop the record
 		// at once rather than keep it in flight (409 to the client's
 		// retries) while later holds it in memory for two minutes.
-		ix.end(k, c.rev, nil)
+		ix.end(k, c.rev, 0, nil)
 		return fmt.Errorf("idempotency record of %d bytes is too large to keep in etcd (at most %d); a retry runs the request again", len(val), maxRecordBytes)
 	}
 	finish := func(ctx context.Context) error {
@@ -201,7 +210,7 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		}
 		return err
 	}
-	return ix.end(k, c.rev, finish)
+	return ix.end(k, c.rev, len(val), finish)
 }
 
 // ReleaseIdempotent drops the in-flight record this process holds, so
@@ -212,7 +221,7 @@ func (ix *Idempotency) ReleaseIdempotent(credID, key, owner string) error {
 	if !ok {
 		return nil
 	}
-	return ix.end(k, c.rev, nil)
+	return ix.end(k, c.rev, 0, nil)
 }
 
 // maxRecordBytes bounds a finished record (its answer sealed, then
@@ -231,13 +240,14 @@ const (
 
 // end runs write (nil: drop the record) once; if etcd does not take it,
 // later keeps trying, and the error is returned for the caller's log.
-func (ix *Idempotency) end(k string, rev int64, write func(context.Context) error) error {
+// size is what write holds in memory (the answer) while it waits.
+func (ix *Idempotency) end(k string, rev int64, size int, write func(context.Context) error) error {
 	drop := func(ctx context.Context) error {
 		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpDelete(k)).Commit()
 		return err
 	}
 	if write == nil {
-		write = drop
+		write, size = drop, 0
 	}
 	ctx, cancel := ix.n.opCtx()
 	err := write(ctx)
@@ -249,40 +259,112 @@ func (ix *Idempotency) end(k string, rev int64, write func(context.Context) erro
 	}
 	// The record stays this process's until later is done with it: an
 	// orphan is taken over, a record whose answer is on its way is not.
-	ix.later(write, drop, func() { ix.unhold(k) })
+	ix.later(&lateEnd{write: write, drop: drop, done: func() { ix.unhold(k) }, size: size, since: time.Now()})
 	return unavailable("ending an idempotency record (retrying in the background)", err)
 }
 
-// later retries write every second for a minute, then drop for another:
-// an answer stored late still spares the retries a second run, and a
-// record that cannot be finished must at least not stay in flight (409
-// to every retry) for as long as this node lives. Both compare the
-// record's revision, so a record taken over meanwhile is left alone; if
-// etcd stays away, the record ends with this node's membership lease.
-func (ix *Idempotency) later(write, drop func(context.Context) error, done func()) {
-	ix.n.wg.Add(1)
-	go func() {
-		defer ix.n.wg.Done()
-		defer done()
-		for i := range 2 * finishRetries {
-			select {
-			case <-ix.n.ctx.Done():
-				return
-			case <-time.After(finishEvery):
+// Bounds of later's queue during an outage: the answers it holds, and
+// the ends it keeps at all. Past the first an end only drops its record
+// (as an answer too large to keep: a retry runs again); past the second
+// it is given up, and the record ends with this node's membership lease.
+const (
+	lateMaxBytes = 16 << 20
+	lateMaxEnds  = 4096
+)
+
+// lateEnd is one record end waiting for etcd.
+type lateEnd struct {
+	write, drop func(context.Context) error
+	done        func()
+	size        int
+	since       time.Time
+}
+
+// later queues an end that etcd did not take. One worker retries the
+// queue in order every second: the answer for a minute, then dropping
+// the record for another (an answer stored late still spares the
+// retries a second run, and a record that cannot be finished must at
+// least not stay in flight, 409 to every retry, for as long as this node
+// lives). Both compare the record's revision, so a record taken over
+// meanwhile is left alone. One worker and a capped queue keep an outage
+// from costing a goroutine and an answer in memory per request.
+func (ix *Idempotency) later(e *lateEnd) {
+	ix.lateMu.Lock()
+	defer ix.lateMu.Unlock()
+	if len(ix.late) >= ix.lateMaxEnds {
+		e.done()
+		ix.n.log.Warn("too many idempotency records wait for etcd; this one ends with this node's membership lease")
+		return
+	}
+	if e.size > 0 && ix.lateBytes+e.size > ix.lateMaxBytes {
+		e.write, e.size = e.drop, 0 // not kept: a retry runs again
+	}
+	ix.late = append(ix.late, e)
+	ix.lateBytes += e.size
+	if !ix.lateRunning {
+		ix.lateRunning = true
+		ix.n.wg.Add(1)
+		go ix.lateWorker()
+	}
+}
+
+// lateWorker runs later's queue until it is empty or the node closes.
+func (ix *Idempotency) lateWorker() {
+	defer ix.n.wg.Done()
+	for {
+		select {
+		case <-ix.n.ctx.Done():
+			ix.lateMu.Lock()
+			for _, e := range ix.late {
+				e.done()
 			}
-			try := write
-			if i >= finishRetries {
-				try = drop
+			ix.late, ix.lateBytes, ix.lateRunning = nil, 0, false
+			ix.lateMu.Unlock()
+			return
+		case <-time.After(finishEvery):
+		}
+		ix.lateMu.Lock()
+		queue := slices.Clone(ix.late)
+		ix.lateMu.Unlock()
+		finished := map[*lateEnd]bool{}
+		for _, e := range queue {
+			age := time.Since(e.since)
+			if age >= 2*finishRetries*finishEvery {
+				ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
+				finished[e] = true
+				continue
+			}
+			try := e.write
+			if age >= finishRetries*finishEvery {
+				try = e.drop
 			}
 			ctx, cancel := ix.n.opCtx()
 			err := try(ctx)
 			cancel()
-			if err == nil {
-				return
+			if err != nil {
+				break // etcd is still away: the rest waits for the next round
+			}
+			ix.n.contact()
+			finished[e] = true
+		}
+		ix.lateMu.Lock()
+		kept := ix.late[:0]
+		for _, e := range ix.late {
+			if finished[e] {
+				ix.lateBytes -= e.size
+				e.done()
+			} else {
+				kept = append(kept, e)
 			}
 		}
-		ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
-	}()
+		ix.late = kept
+		if len(ix.late) == 0 {
+			ix.lateRunning = false
+			ix.lateMu.Unlock()
+			return
+		}
+		ix.lateMu.Unlock()
+	}
 }
 
 func (ix *Idempotency) own(k string, c claimed) {

@@ -257,3 +257,66 @@ func TestIdempotencyFinishAfterLeaseLost(t *testing.T) {
 		t.Fatalf("k2, claimed by b meanwhile: %+v %v", rec, err)
 	}
 }
+
+// TestIdempotencyLaterBounded: during an etcd outage the answers that
+// wait in memory to be stored are bounded: past the cap a record is only
+// dropped once etcd is back (a retry runs again, as for an answer too
+// large to keep), and past the count cap it is left to the membership
+// lease, instead of one goroutine holding one answer per request.
+func TestIdempotencyLaterBounded(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	eps := etcd.Endpoints()
+	a := leasedNode(t, eps, "a", 30)
+	b, _ := testNode(t, eps, "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	ia.lateMaxBytes = 1500 // room for one answer of ~1 KB
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	keys := []string{"k1", "k2", "k3"}
+	for _, k := range keys {
+		if rec, err := ia.BeginIdempotent("key_1", k, []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+			t.Fatalf("claim %s: %+v %v", k, rec, err)
+		}
+	}
+	etcd.StopAll()
+	body := make([]byte, 600)
+	for _, k := range keys {
+		if err := ia.FinishIdempotent("key_1", k, "pa", 200, nil, body); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("finish %s with etcd down: %v", k, err)
+		}
+	}
+	ia.lateMu.Lock()
+	held, queued := ia.lateBytes, len(ia.late)
+	ia.lateMu.Unlock()
+	if held > 1500 || queued != 3 {
+		t.Fatalf("%d answer bytes held for %d ends during the outage", held, queued)
+	}
+	etcd.StartAll()
+	waitFor(t, "the queue done after etcd returned", 20*time.Second, func() bool {
+		ia.lateMu.Lock()
+		defer ia.lateMu.Unlock()
+		return len(ia.late) == 0
+	})
+	if rec, err := ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl); err != nil || rec == nil || rec.State != store.IdemDone {
+		t.Fatalf("k1, within the cap: %+v %v (want its answer)", rec, err)
+	}
+	for _, k := range keys[1:] {
+		if rec, err := ib.BeginIdempotent("key_1", k, []byte("h"), "pb", now, ttl); err != nil || rec != nil {
+			t.Fatalf("%s, past the cap: %+v %v (want it dropped: a fresh claim)", k, rec, err)
+		}
+	}
+	// Past the count cap an end is not queued at all.
+	ia.lateMaxEnds = 0
+	if rec, err := ia.BeginIdempotent("key_1", "k4", []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+		t.Fatalf("claim k4: %+v %v", rec, err)
+	}
+	etcd.StopAll()
+	ia.FinishIdempotent("key_1", "k4", "pa", 200, nil, body)
+	ia.lateMu.Lock()
+	queued = len(ia.late)
+	ia.lateMu.Unlock()
+	etcd.StartAll()
+	if queued != 0 {
+		t.Fatalf("%d ends queued past the count cap", queued)
+	}
+}
