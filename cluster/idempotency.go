@@ -130,6 +130,7 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 			Then(claim).Else(clientv3.OpGet(k)).Commit()
 		if err != nil {
+			ix.forgetLostClaim(k, string(val))
 			return nil, unavailable("claiming an idempotency key", err)
 		}
 		ix.n.contact()
@@ -153,6 +154,7 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		resp, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)).
 			Then(claim).Commit()
 		if err != nil {
+			ix.forgetLostClaim(k, string(val))
 			return nil, unavailable("claiming an idempotency key", err)
 		}
 		if resp.Succeeded {
@@ -161,6 +163,22 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		}
 	}
 	return nil, unavailable("claiming an idempotency key", errors.New("too many concurrent claims"))
+}
+
+// forgetLostClaim deletes, in the background (later's queue), the claim
+// of a Begin whose transaction errored: etcd may have committed it with
+// the answer lost on the way back, and then nothing ends it. A retry on
+// this node takes such an orphan over (orphan), but one on another node
+// would get 409 for as long as this node's membership lease lives. The
+// delete holds only while the value is still the one this Begin wrote
+// (its owner and nanosecond time name it): a claim that never committed,
+// or one taken over since, is left alone.
+func (ix *Idempotency) forgetLostClaim(k, val string) {
+	del := func(ctx context.Context) error {
+		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", val)).Then(clientv3.OpDelete(k)).Commit()
+		return err
+	}
+	ix.later(&lateEnd{write: del, drop: del, done: func() {}, since: time.Now()})
 }
 
 // FinishIdempotent stores the answer of the in-flight record this

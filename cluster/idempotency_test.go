@@ -320,3 +320,53 @@ func TestIdempotencyLaterBounded(t *testing.T) {
 		t.Fatalf("%d ends queued past the count cap", queued)
 	}
 }
+
+// TestIdempotencyLostClaimForgotten: a claim whose transaction errored
+// may have been committed with its answer lost; the node deletes it in
+// the background, only while it is still the value it wrote, so that a
+// retry reaching another node is not 409 for the membership lease's
+// life. A claim taken over since is left alone.
+func TestIdempotencyLostClaimForgotten(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a, _ := testNode(t, etcd.Endpoints(), "a")
+	b, _ := testNode(t, etcd.Endpoints(), "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	ctx := context.Background()
+	lease, err := a.liveMemberLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the committed claims wrote, as BeginIdempotent writes them.
+	vals := map[string]string{}
+	for _, k := range []string{"lost", "taken"} {
+		v, _ := json.Marshal(store.IdempotencyRecord{Key: k, CredentialID: "key_1", RequestHash: []byte("h"),
+			State: store.IdemInFlight, Owner: "pa", CreatedAt: now})
+		vals[k] = string(v)
+		if _, err := a.cli.Put(ctx, ia.key("key_1", k), string(v), clientv3.WithLease(lease)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "taken" was taken over by another request before the delete ran.
+	other, _ := json.Marshal(store.IdempotencyRecord{Key: "taken", CredentialID: "key_1", RequestHash: []byte("h"),
+		State: store.IdemInFlight, Owner: "pa", CreatedAt: now.Add(time.Nanosecond)})
+	if _, err := a.cli.Put(ctx, ia.key("key_1", "taken"), string(other), clientv3.WithLease(lease)); err != nil {
+		t.Fatal(err)
+	}
+	ia.forgetLostClaim(ia.key("key_1", "lost"), vals["lost"])
+	ia.forgetLostClaim(ia.key("key_1", "taken"), vals["taken"])
+	waitFor(t, "the lost claim forgotten", 10*time.Second, func() bool {
+		rec, err := ib.BeginIdempotent("key_1", "lost", []byte("h"), "pb", now, ttl)
+		return err == nil && rec == nil
+	})
+	waitFor(t, "the queue done", 10*time.Second, func() bool {
+		ia.lateMu.Lock()
+		defer ia.lateMu.Unlock()
+		return len(ia.late) == 0
+	})
+	g, err := a.cli.Get(ctx, ia.key("key_1", "taken"))
+	if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != string(other) {
+		t.Fatalf("a claim taken over since was touched: %v %v", g.Kvs, err)
+	}
+}
