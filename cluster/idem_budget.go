@@ -37,8 +37,10 @@ type idemBudget struct {
 
 	mu    sync.Mutex
 	teams map[string]*[24]hourUse
-	nodes int       // live nodes when last counted
-	at    time.Time // when nodes was counted
+
+	nodesMu sync.Mutex // held over the recount, not under mu
+	nodes   int        // live nodes when last counted
+	at      time.Time  // when nodes was counted
 }
 
 // hourUse is the bytes kept in one hour (unix hour number).
@@ -51,7 +53,9 @@ type hourUse struct {
 const nodesEvery = 30 * time.Second
 
 // share is this node's part of the budget.
-func (b *idemBudget) share(now time.Time) int64 {
+func (b *idemBudget) share() int64 {
+	b.nodesMu.Lock()
+	defer b.nodesMu.Unlock()
 	if time.Since(b.at) > nodesEvery || b.nodes == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), b.n.opTimeout)
 		resp, err := b.n.cli.Get(ctx, b.n.cfg.Prefix+"nodes/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -72,21 +76,20 @@ func (b *idemBudget) admit(team string, now time.Time) (bool, time.Duration) {
 		return true, 0
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	use := b.teams[team]
-	if use == nil {
-		return true, 0
-	}
 	h := now.Unix() / 3600
 	var sum int64
 	oldest := h
-	for _, u := range use {
-		if u.bytes > 0 && u.hour > h-24 {
-			sum += u.bytes
-			oldest = min(oldest, u.hour)
+	if use != nil {
+		for _, u := range use {
+			if u.bytes > 0 && u.hour > h-24 {
+				sum += u.bytes
+				oldest = min(oldest, u.hour)
+			}
 		}
 	}
-	if sum < b.share(now) {
+	b.mu.Unlock()
+	if sum == 0 || sum < b.share() {
 		return true, 0
 	}
 	return false, time.Unix((oldest+24)*3600, 0).Sub(now)
