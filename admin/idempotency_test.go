@@ -54,14 +54,20 @@ func TestIdempotentSendReplaysByteForByte(t *testing.T) {
 	expectErr(t, e.send("/api/v1/emails/send/batch", validSend(), "Idempotency-Key", "order-2"), 409, "idempotency_conflict", "")
 }
 
-func TestIdempotencyReplaysValidationErrorsNotServerErrors(t *testing.T) {
+// TestIdempotencyKeepsOnlySuccesses: error answers did nothing, so they
+// are not kept (a retry runs again); the key stays free for the request
+// once it is fixed.
+func TestIdempotencyKeepsOnlySuccesses(t *testing.T) {
 	e, fs := newSendEnv(t)
 	bad := validSend()
 	bad["subject"] = ""
 	r1 := e.send("/api/v1/emails/send", bad, "Idempotency-Key", "k-invalid")
 	r2 := e.send("/api/v1/emails/send", bad, "Idempotency-Key", "k-invalid")
-	if r1.Code != 422 || r2.Body != r1.Body || r2.Header.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("422 not replayed: %s / %s", r1.Body, r2.Body)
+	if r1.Code != 422 || r2.Code != 422 || r2.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("a 422 was kept: %d %s / %d replayed=%q", r1.Code, r1.Body, r2.Code, r2.Header.Get("Idempotent-Replayed"))
+	}
+	if n := len(fs.submitted()); n != 0 {
+		t.Fatalf("%d submissions of an invalid send", n)
 	}
 	// A transient failure is not stored: the retry runs and succeeds.
 	fs.fail = func(n int) error {

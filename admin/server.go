@@ -553,11 +553,11 @@ func (s *Server) wrap(rt route) http.Handler {
 // serve runs the route's handler through the idempotency layer, which
 // takes over only for a POST with an Idempotency-Key.
 func (s *Server) serve(c *call, rt route) error {
-	scope := "operator"
+	scope, team := "operator", ""
 	if c.key != nil {
-		scope = c.key.ID
+		scope, team = c.key.ID, c.key.TeamID
 	}
-	return s.idem.Serve(c.w, c.r, scope, httpapi.MaxBodyBytes, func(w http.ResponseWriter) error {
+	return s.idem.Serve(c.w, c.r, scope, team, httpapi.MaxBodyBytes, func(w http.ResponseWriter) error {
 		real := c.w
 		c.w = w
 		defer func() { c.w = real }()

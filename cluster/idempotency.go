@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,8 +39,9 @@ import (
 // 503 cluster_unavailable, retryable): running the request without a
 // record could send a message twice when the retry lands elsewhere.
 type Idempotency struct {
-	n     *Node
-	hours *bucketLeases
+	n      *Node
+	hours  *bucketLeases
+	budget *idemBudget
 	// mine holds the records this process put in flight and the etcd
 	// revision it wrote each at, so that Finish and Release change a
 	// record only while it is still that one, in one transaction.
@@ -50,6 +52,14 @@ type Idempotency struct {
 	// background. A record in flight under this process's owner that
 	// nothing here uses is an orphan (see orphan).
 	busy map[string]int
+
+	// later's queue of ends etcd did not take (see later).
+	lateMu       sync.Mutex
+	late         []*lateEnd
+	lateBytes    int
+	lateRunning  bool
+	lateMaxBytes int
+	lateMaxEnds  int
 }
 
 // claimed is an in-flight record as this process wrote it.
@@ -61,9 +71,28 @@ type claimed struct {
 // Idempotency returns the node's etcd-backed idempotency records.
 func (n *Node) Idempotency() *Idempotency {
 	n.idemOnce.Do(func() {
-		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL), mine: map[string]claimed{}, busy: map[string]int{}}
+		total := n.cfg.IdemTeamBytes
+		if total == 0 {
+			total = DefaultIdemTeamBytes
+		}
+		n.idem = &Idempotency{n: n, hours: newBucketLeases(n, time.Hour, store.IdempotencyTTL),
+			budget: &idemBudget{n: n, total: total, teams: map[string]*[24]hourUse{}},
+			mine:   map[string]claimed{}, busy: map[string]int{}, lateMaxBytes: lateMaxBytes, lateMaxEnds: lateMaxEnds}
 	})
 	return n.idem
+}
+
+// AdmitIdempotent reports whether team may have one more record kept in
+// etcd now (httpapi.IdempotencyBudget); when not, the team's budget in
+// bytes per 24 h and how long until room frees up.
+func (ix *Idempotency) AdmitIdempotent(team string, now time.Time) (bool, int64, time.Duration) {
+	ok, retry := ix.budget.admit(team, now)
+	return ok, ix.budget.total, retry
+}
+
+// ChargeIdempotent counts a record of about size bytes kept for team.
+func (ix *Idempotency) ChargeIdempotent(team string, now time.Time, size int) {
+	ix.budget.charge(team, now, size)
 }
 
 func (ix *Idempotency) key(credID, key string) string {
@@ -101,6 +130,7 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 			Then(claim).Else(clientv3.OpGet(k)).Commit()
 		if err != nil {
+			ix.forgetLostClaim(k, string(val))
 			return nil, unavailable("claiming an idempotency key", err)
 		}
 		ix.n.contact()
@@ -124,6 +154,7 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		resp, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision)).
 			Then(claim).Commit()
 		if err != nil {
+			ix.forgetLostClaim(k, string(val))
 			return nil, unavailable("claiming an idempotency key", err)
 		}
 		if resp.Succeeded {
@@ -132,6 +163,22 @@ func (ix *Idempotency) BeginIdempotent(credID, key string, hash []byte, owner st
 		}
 	}
 	return nil, unavailable("claiming an idempotency key", errors.New("too many concurrent claims"))
+}
+
+// forgetLostClaim deletes, in the background (later's queue), the claim
+// of a Begin whose transaction errored: etcd may have committed it with
+// the answer lost on the way back, and then nothing ends it. A retry on
+// this node takes such an orphan over (orphan), but one on another node
+// would get 409 for as long as this node's membership lease lives. The
+// delete holds only while the value is still the one this Begin wrote
+// (its owner and nanosecond time name it): a claim that never committed,
+// or one taken over since, is left alone.
+func (ix *Idempotency) forgetLostClaim(k, val string) {
+	del := func(ctx context.Context) error {
+		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", val)).Then(clientv3.OpDelete(k)).Commit()
+		return err
+	}
+	ix.later(&lateEnd{write: del, drop: del, done: func() {}, since: time.Now()})
 }
 
 // FinishIdempotent stores the answer of the in-flight record this
@@ -155,7 +202,7 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		// etcd would refuse it now and at every retry: drop the record
 		// at once rather than keep it in flight (409 to the client's
 		// retries) while later holds it in memory for two minutes.
-		ix.end(k, c.rev, nil)
+		ix.end(k, c.rev, 0, nil)
 		return fmt.Errorf("idempotency record of %d bytes is too large to keep in etcd (at most %d); a retry runs the request again", len(val), maxRecordBytes)
 	}
 	finish := func(ctx context.Context) error {
@@ -163,14 +210,25 @@ func (ix *Idempotency) FinishIdempotent(credID, key, owner string, status int, h
 		if err != nil {
 			return err
 		}
-		_, err = ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
-			Then(clientv3.OpPut(k, string(val), clientv3.WithLease(lease))).Commit()
+		put := clientv3.OpPut(k, string(val), clientv3.WithLease(lease))
+		// Still our claim: finish it. Gone: the membership lease it sat
+		// on ended while the request ran (etcd out of reach for the
+		// lease's life), yet the work was done, so the answer is
+		// written if no other request claimed the key meanwhile; without
+		// it a retry on another node would run the request again.
+		resp, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", c.rev)).
+			Then(put).
+			Else(clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(k), "=", 0)}, []clientv3.Op{put}, nil)).
+			Commit()
 		if leaseGone(err) {
 			ix.hours.forget(rec.CreatedAt, lease) // the next try grants anew
 		}
+		if err == nil && !resp.Succeeded && resp.Responses[0].GetResponseTxn().GetSucceeded() {
+			ix.n.log.Warn("an idempotency record in flight was gone when its answer was ready (its membership lease ended); the answer was stored anyway")
+		}
 		return err
 	}
-	return ix.end(k, c.rev, finish)
+	return ix.end(k, c.rev, len(val), finish)
 }
 
 // ReleaseIdempotent drops the in-flight record this process holds, so
@@ -181,7 +239,7 @@ func (ix *Idempotency) ReleaseIdempotent(credID, key, owner string) error {
 	if !ok {
 		return nil
 	}
-	return ix.end(k, c.rev, nil)
+	return ix.end(k, c.rev, 0, nil)
 }
 
 // maxRecordBytes bounds a finished record (its answer sealed, then
@@ -200,13 +258,14 @@ const (
 
 // end runs write (nil: drop the record) once; if etcd does not take it,
 // later keeps trying, and the error is returned for the caller's log.
-func (ix *Idempotency) end(k string, rev int64, write func(context.Context) error) error {
+// size is what write holds in memory (the answer) while it waits.
+func (ix *Idempotency) end(k string, rev int64, size int, write func(context.Context) error) error {
 	drop := func(ctx context.Context) error {
 		_, err := ix.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpDelete(k)).Commit()
 		return err
 	}
 	if write == nil {
-		write = drop
+		write, size = drop, 0
 	}
 	ctx, cancel := ix.n.opCtx()
 	err := write(ctx)
@@ -218,40 +277,112 @@ func (ix *Idempotency) end(k string, rev int64, write func(context.Context) erro
 	}
 	// The record stays this process's until later is done with it: an
 	// orphan is taken over, a record whose answer is on its way is not.
-	ix.later(write, drop, func() { ix.unhold(k) })
+	ix.later(&lateEnd{write: write, drop: drop, done: func() { ix.unhold(k) }, size: size, since: time.Now()})
 	return unavailable("ending an idempotency record (retrying in the background)", err)
 }
 
-// later retries write every second for a minute, then drop for another:
-// an answer stored late still spares the retries a second run, and a
-// record that cannot be finished must at least not stay in flight (409
-// to every retry) for as long as this node lives. Both compare the
-// record's revision, so a record taken over meanwhile is left alone; if
-// etcd stays away, the record ends with this node's membership lease.
-func (ix *Idempotency) later(write, drop func(context.Context) error, done func()) {
-	ix.n.wg.Add(1)
-	go func() {
-		defer ix.n.wg.Done()
-		defer done()
-		for i := range 2 * finishRetries {
-			select {
-			case <-ix.n.ctx.Done():
-				return
-			case <-time.After(finishEvery):
+// Bounds of later's queue during an outage: the answers it holds, and
+// the ends it keeps at all. Past the first an end only drops its record
+// (as an answer too large to keep: a retry runs again); past the second
+// it is given up, and the record ends with this node's membership lease.
+const (
+	lateMaxBytes = 16 << 20
+	lateMaxEnds  = 4096
+)
+
+// lateEnd is one record end waiting for etcd.
+type lateEnd struct {
+	write, drop func(context.Context) error
+	done        func()
+	size        int
+	since       time.Time
+}
+
+// later queues an end that etcd did not take. One worker retries the
+// queue in order every second: the answer for a minute, then dropping
+// the record for another (an answer stored late still spares the
+// retries a second run, and a record that cannot be finished must at
+// least not stay in flight, 409 to every retry, for as long as this node
+// lives). Both compare the record's revision, so a record taken over
+// meanwhile is left alone. One worker and a capped queue keep an outage
+// from costing a goroutine and an answer in memory per request.
+func (ix *Idempotency) later(e *lateEnd) {
+	ix.lateMu.Lock()
+	defer ix.lateMu.Unlock()
+	if len(ix.late) >= ix.lateMaxEnds {
+		e.done()
+		ix.n.log.Warn("too many idempotency records wait for etcd; this one ends with this node's membership lease")
+		return
+	}
+	if e.size > 0 && ix.lateBytes+e.size > ix.lateMaxBytes {
+		e.write, e.size = e.drop, 0 // not kept: a retry runs again
+	}
+	ix.late = append(ix.late, e)
+	ix.lateBytes += e.size
+	if !ix.lateRunning {
+		ix.lateRunning = true
+		ix.n.wg.Add(1)
+		go ix.lateWorker()
+	}
+}
+
+// lateWorker runs later's queue until it is empty or the node closes.
+func (ix *Idempotency) lateWorker() {
+	defer ix.n.wg.Done()
+	for {
+		select {
+		case <-ix.n.ctx.Done():
+			ix.lateMu.Lock()
+			for _, e := range ix.late {
+				e.done()
 			}
-			try := write
-			if i >= finishRetries {
-				try = drop
+			ix.late, ix.lateBytes, ix.lateRunning = nil, 0, false
+			ix.lateMu.Unlock()
+			return
+		case <-time.After(finishEvery):
+		}
+		ix.lateMu.Lock()
+		queue := slices.Clone(ix.late)
+		ix.lateMu.Unlock()
+		finished := map[*lateEnd]bool{}
+		for _, e := range queue {
+			age := time.Since(e.since)
+			if age >= 2*finishRetries*finishEvery {
+				ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
+				finished[e] = true
+				continue
+			}
+			try := e.write
+			if age >= finishRetries*finishEvery {
+				try = e.drop
 			}
 			ctx, cancel := ix.n.opCtx()
 			err := try(ctx)
 			cancel()
-			if err == nil {
-				return
+			if err != nil {
+				break // etcd is still away: the rest waits for the next round
+			}
+			ix.n.contact()
+			finished[e] = true
+		}
+		ix.lateMu.Lock()
+		kept := ix.late[:0]
+		for _, e := range ix.late {
+			if finished[e] {
+				ix.lateBytes -= e.size
+				e.done()
+			} else {
+				kept = append(kept, e)
 			}
 		}
-		ix.n.log.Warn("an idempotency record could not be ended in etcd; it ends with this node's membership lease")
-	}()
+		ix.late = kept
+		if len(ix.late) == 0 {
+			ix.lateRunning = false
+			ix.lateMu.Unlock()
+			return
+		}
+		ix.lateMu.Unlock()
+	}
 }
 
 func (ix *Idempotency) own(k string, c claimed) {

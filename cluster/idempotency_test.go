@@ -213,3 +213,160 @@ func TestIdempotencyAnswerTooLargeForEtcd(t *testing.T) {
 		t.Fatalf("a retry after an answer too large to keep: %+v %v (want a fresh claim)", rec, err)
 	}
 }
+
+// TestIdempotencyFinishAfterLeaseLost: the membership lease the
+// in-flight record sat on ended while the request ran (etcd out of reach
+// for the lease's life), taking the record. The work was done, so its
+// answer must still be stored when the key is free: otherwise a retry on
+// another node runs the request again. A key another request claimed
+// meanwhile is left alone.
+func TestIdempotencyFinishAfterLeaseLost(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a := leasedNode(t, etcd.Endpoints(), "a", 30)
+	b, _ := testNode(t, etcd.Endpoints(), "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	for _, k := range []string{"k1", "k2"} {
+		if rec, err := ia.BeginIdempotent("key_1", k, []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+			t.Fatalf("claim %s: %+v %v", k, rec, err)
+		}
+	}
+	ctx := context.Background()
+	lease, err := a.liveMemberLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cli.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	// k2 is claimed by another request meanwhile: its record stays.
+	if rec, err := ib.BeginIdempotent("key_1", "k2", []byte("h"), "pb", now, ttl); rec != nil || err != nil {
+		t.Fatalf("claim of k2 on b: %+v %v", rec, err)
+	}
+	for _, k := range []string{"k1", "k2"} {
+		if err := ia.FinishIdempotent("key_1", k, "pa", 200, nil, []byte("done")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl)
+	if err != nil || rec == nil || rec.State != store.IdemDone || string(rec.Body) != "done" {
+		t.Fatalf("retry on b after a's lease ended mid-request: %+v %v (want the answer replayed)", rec, err)
+	}
+	if rec, err := ia.BeginIdempotent("key_1", "k2", []byte("h"), "pa", now, ttl); err != nil || rec == nil || rec.State != store.IdemInFlight || rec.Owner != "pb" {
+		t.Fatalf("k2, claimed by b meanwhile: %+v %v", rec, err)
+	}
+}
+
+// TestIdempotencyLaterBounded: during an etcd outage the answers that
+// wait in memory to be stored are bounded: past the cap a record is only
+// dropped once etcd is back (a retry runs again, as for an answer too
+// large to keep), and past the count cap it is left to the membership
+// lease, instead of one goroutine holding one answer per request.
+func TestIdempotencyLaterBounded(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	eps := etcd.Endpoints()
+	a := leasedNode(t, eps, "a", 30)
+	b, _ := testNode(t, eps, "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	ia.lateMaxBytes = 1500 // room for one answer of ~1 KB
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	keys := []string{"k1", "k2", "k3"}
+	for _, k := range keys {
+		if rec, err := ia.BeginIdempotent("key_1", k, []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+			t.Fatalf("claim %s: %+v %v", k, rec, err)
+		}
+	}
+	etcd.StopAll()
+	body := make([]byte, 600)
+	for _, k := range keys {
+		if err := ia.FinishIdempotent("key_1", k, "pa", 200, nil, body); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("finish %s with etcd down: %v", k, err)
+		}
+	}
+	ia.lateMu.Lock()
+	held, queued := ia.lateBytes, len(ia.late)
+	ia.lateMu.Unlock()
+	if held > 1500 || queued != 3 {
+		t.Fatalf("%d answer bytes held for %d ends during the outage", held, queued)
+	}
+	etcd.StartAll()
+	waitFor(t, "the queue done after etcd returned", 20*time.Second, func() bool {
+		ia.lateMu.Lock()
+		defer ia.lateMu.Unlock()
+		return len(ia.late) == 0
+	})
+	if rec, err := ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl); err != nil || rec == nil || rec.State != store.IdemDone {
+		t.Fatalf("k1, within the cap: %+v %v (want its answer)", rec, err)
+	}
+	for _, k := range keys[1:] {
+		if rec, err := ib.BeginIdempotent("key_1", k, []byte("h"), "pb", now, ttl); err != nil || rec != nil {
+			t.Fatalf("%s, past the cap: %+v %v (want it dropped: a fresh claim)", k, rec, err)
+		}
+	}
+	// Past the count cap an end is not queued at all.
+	ia.lateMaxEnds = 0
+	if rec, err := ia.BeginIdempotent("key_1", "k4", []byte("h"), "pa", now, ttl); rec != nil || err != nil {
+		t.Fatalf("claim k4: %+v %v", rec, err)
+	}
+	etcd.StopAll()
+	ia.FinishIdempotent("key_1", "k4", "pa", 200, nil, body)
+	ia.lateMu.Lock()
+	queued = len(ia.late)
+	ia.lateMu.Unlock()
+	etcd.StartAll()
+	if queued != 0 {
+		t.Fatalf("%d ends queued past the count cap", queued)
+	}
+}
+
+// TestIdempotencyLostClaimForgotten: a claim whose transaction errored
+// may have been committed with its answer lost; the node deletes it in
+// the background, only while it is still the value it wrote, so that a
+// retry reaching another node is not 409 for the membership lease's
+// life. A claim taken over since is left alone.
+func TestIdempotencyLostClaimForgotten(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a, _ := testNode(t, etcd.Endpoints(), "a")
+	b, _ := testNode(t, etcd.Endpoints(), "b")
+	ia, ib := a.Idempotency(), b.Idempotency()
+	now := time.Now().UTC()
+	ttl := store.IdempotencyTTL
+	ctx := context.Background()
+	lease, err := a.liveMemberLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the committed claims wrote, as BeginIdempotent writes them.
+	vals := map[string]string{}
+	for _, k := range []string{"lost", "taken"} {
+		v, _ := json.Marshal(store.IdempotencyRecord{Key: k, CredentialID: "key_1", RequestHash: []byte("h"),
+			State: store.IdemInFlight, Owner: "pa", CreatedAt: now})
+		vals[k] = string(v)
+		if _, err := a.cli.Put(ctx, ia.key("key_1", k), string(v), clientv3.WithLease(lease)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "taken" was taken over by another request before the delete ran.
+	other, _ := json.Marshal(store.IdempotencyRecord{Key: "taken", CredentialID: "key_1", RequestHash: []byte("h"),
+		State: store.IdemInFlight, Owner: "pa", CreatedAt: now.Add(time.Nanosecond)})
+	if _, err := a.cli.Put(ctx, ia.key("key_1", "taken"), string(other), clientv3.WithLease(lease)); err != nil {
+		t.Fatal(err)
+	}
+	ia.forgetLostClaim(ia.key("key_1", "lost"), vals["lost"])
+	ia.forgetLostClaim(ia.key("key_1", "taken"), vals["taken"])
+	waitFor(t, "the lost claim forgotten", 10*time.Second, func() bool {
+		rec, err := ib.BeginIdempotent("key_1", "lost", []byte("h"), "pb", now, ttl)
+		return err == nil && rec == nil
+	})
+	waitFor(t, "the queue done", 10*time.Second, func() bool {
+		ia.lateMu.Lock()
+		defer ia.lateMu.Unlock()
+		return len(ia.late) == 0
+	})
+	g, err := a.cli.Get(ctx, ia.key("key_1", "taken"))
+	if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != string(other) {
+		t.Fatalf("a claim taken over since was touched: %v %v", g.Kvs, err)
+	}
+}

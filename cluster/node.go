@@ -42,6 +42,10 @@ type Config struct {
 	// the membership lease in seconds (0: 10).
 	OpTimeout time.Duration
 	LeaseTTL  int64
+	// IdemTeamBytes is each team's budget of Idempotency-Key records
+	// kept in etcd per 24 h (see idemBudget); 0: DefaultIdemTeamBytes,
+	// negative: none.
+	IdemTeamBytes int64
 }
 
 // defaultOpTimeout bounds one etcd round trip of a management write: past

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/smtpmux/smtpmux/relay/oauth"
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // OAuthStates keeps the pending Gmail / Microsoft 365 connect flows in
@@ -27,23 +28,28 @@ import (
 // an abandoned flow leaves etcd by itself. Consume is a compare-and-delete
 // transaction on the flow's mod_revision, so a state is used once in the
 // whole cluster however many callbacks race.
+//
+// The flow's PKCE verifier is a secret (with an intercepted code it
+// completes the exchange), so it is sealed with the node's secret_key,
+// as every other secret kept in etcd; all nodes share that key.
 type OAuthStates struct {
 	n      *Node
+	sealer *store.Sealer
 	ttl    time.Duration
 	now    func() time.Time
 	leases *bucketLeases
 }
 
-// NewOAuthStates keeps n's connect flows in etcd; ttl ≤ 0 is
-// oauth.StateTTL, nil now is time.Now.
-func NewOAuthStates(n *Node, ttl time.Duration, now func() time.Time) *OAuthStates {
+// NewOAuthStates keeps n's connect flows in etcd, their verifiers sealed
+// with sealer; ttl ≤ 0 is oauth.StateTTL, nil now is time.Now.
+func NewOAuthStates(n *Node, sealer *store.Sealer, ttl time.Duration, now func() time.Time) *OAuthStates {
 	if ttl <= 0 {
 		ttl = oauth.StateTTL
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &OAuthStates{n: n, ttl: ttl, now: now, leases: newBucketLeases(n, time.Minute, ttl)}
+	return &OAuthStates{n: n, sealer: sealer, ttl: ttl, now: now, leases: newBucketLeases(n, time.Minute, ttl)}
 }
 
 var _ oauth.StateStore = (*OAuthStates)(nil)
@@ -61,7 +67,9 @@ func (s *OAuthStates) teamPrefix(team string) string {
 func (s *OAuthStates) Issue(teamID, kind string) (oauth.State, error) {
 	now := s.now()
 	st := oauth.NewFlow(teamID, kind, now.Add(s.ttl))
-	val, err := json.Marshal(st)
+	kept := storedState{State: st, SealedVerifier: s.sealer.Seal(st.Verifier)}
+	kept.Verifier = ""
+	val, err := json.Marshal(kept)
 	if err != nil {
 		return oauth.State{}, err
 	}
@@ -144,8 +152,12 @@ func (s *OAuthStates) Consume(value string) (oauth.State, error) {
 	if len(resp.Kvs) == 0 {
 		return oauth.State{}, oauth.ErrStateInvalid
 	}
-	var st oauth.State
-	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil || st.Value != value {
+	var kept storedState
+	if err := json.Unmarshal(resp.Kvs[0].Value, &kept); err != nil || kept.Value != value {
+		return oauth.State{}, oauth.ErrStateInvalid
+	}
+	st := kept.State
+	if st.Verifier, err = s.sealer.Open(kept.SealedVerifier); err != nil || st.Verifier == "" {
 		return oauth.State{}, oauth.ErrStateInvalid
 	}
 	txn, err := s.n.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
@@ -158,4 +170,10 @@ func (s *OAuthStates) Consume(value string) (oauth.State, error) {
 		return oauth.State{}, oauth.ErrStateInvalid
 	}
 	return st, nil
+}
+
+// storedState is a flow as etcd keeps it: its verifier only sealed.
+type storedState struct {
+	oauth.State
+	SealedVerifier []byte `json:"verifier_sealed"`
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/internal/etcdtest"
 	"github.com/smtpmux/smtpmux/relay/oauth"
+	"github.com/smtpmux/smtpmux/store"
 )
 
 // TestOAuthStatesOnEtcd: a connect flow issued on one node is consumed on
@@ -25,7 +27,7 @@ func TestOAuthStatesOnEtcd(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	sa, sb := NewOAuthStates(a, 0, now), NewOAuthStates(b, 0, now)
+	sa, sb := NewOAuthStates(a, testSealer(t), 0, now), NewOAuthStates(b, testSealer(t), 0, now)
 
 	st, err := sa.Issue("team_o", oauth.KindGoogle)
 	if err != nil {
@@ -113,7 +115,7 @@ func TestOAuthStatesTeamBoundUnderRace(t *testing.T) {
 	eps := etcd.Endpoints()
 	a, _ := testNode(t, eps, "a")
 	b, _ := testNode(t, eps, "b")
-	sa, sb := NewOAuthStates(a, 0, nil), NewOAuthStates(b, 0, nil)
+	sa, sb := NewOAuthStates(a, testSealer(t), 0, nil), NewOAuthStates(b, testSealer(t), 0, nil)
 	count := func() int64 {
 		n, err := a.cli.Get(context.Background(), "/t/oauth/states/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil {
@@ -149,5 +151,39 @@ func TestOAuthStatesTeamBoundUnderRace(t *testing.T) {
 	}
 	if n, _ := a.cli.Get(context.Background(), "/t/oauth/teams/team_x/", clientv3.WithPrefix(), clientv3.WithCountOnly()); n.Count > oauth.MaxStatesPerTeam {
 		t.Fatalf("team index holds %d flows, bound %d", n.Count, oauth.MaxStatesPerTeam)
+	}
+}
+
+// testSealer is the secret_key every test node shares.
+func testSealer(t *testing.T) *store.Sealer {
+	t.Helper()
+	s, err := store.NewSealer("shared-secret-key-0123456789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestOAuthStateVerifierSealedInEtcd: the PKCE verifier is a secret and
+// must not sit in etcd in clear; another node (same secret_key) still
+// completes the flow with it.
+func TestOAuthStateVerifierSealedInEtcd(t *testing.T) {
+	etcd := etcdtest.Start(t, 1)
+	a, _ := testNode(t, etcd.Endpoints(), "a")
+	b, _ := testNode(t, etcd.Endpoints(), "b")
+	sa, sb := NewOAuthStates(a, testSealer(t), 0, nil), NewOAuthStates(b, testSealer(t), 0, nil)
+	st, err := sa.Issue("team_s", oauth.KindGoogle)
+	if err != nil || st.Verifier == "" {
+		t.Fatalf("issue: %+v %v", st, err)
+	}
+	kv, err := a.cli.Get(context.Background(), "/t/oauth/states/"+st.Value)
+	if err != nil || len(kv.Kvs) != 1 {
+		t.Fatalf("stored flow: %v %v", kv, err)
+	}
+	if strings.Contains(string(kv.Kvs[0].Value), st.Verifier) {
+		t.Fatalf("the PKCE verifier is in etcd in clear: %s", kv.Kvs[0].Value)
+	}
+	if got, err := sb.Consume(st.Value); err != nil || got.Verifier != st.Verifier {
+		t.Fatalf("consumed on b: %+v %v", got, err)
 	}
 }

@@ -117,7 +117,7 @@ func (s *Handler) route(h func(*call) error) http.Handler {
 func (s *Handler) serve(c *call, h func(*call) error) error {
 	bb, release := s.reserveSend(c)
 	defer release()
-	err := s.opts.Idempotency.Serve(c.w, c.r, c.send.ID, maxSendBodyBytes, func(w http.ResponseWriter) error {
+	err := s.opts.Idempotency.Serve(c.w, c.r, c.send.ID, c.send.TeamID, maxSendBodyBytes, func(w http.ResponseWriter) error {
 		real := c.w
 		c.w = w
 		defer func() { c.w = real }()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 )
@@ -77,6 +78,9 @@ func (s *Handler) sendBatch(c *call) error {
 		res.Results = append(res.Results, it)
 	}
 	if res.Summary.Queued > 0 {
+		for i := range res.Results {
+			res.Results[i].Error = trimItemError(res.Results[i].Error)
+		}
 		c.ok(http.StatusOK, res)
 		return nil
 	}
@@ -93,6 +97,44 @@ func (s *Handler) batchOne(c *call, raw json.RawMessage) (string, error) {
 		return "", err
 	}
 	return s.submitOne(c, in)
+}
+
+// maxItemFieldErrors bounds the field problems a failed item of a
+// partly queued batch lists. That answer is the one large answer the
+// Idempotency-Key layer keeps (in etcd, in cluster mode, for 24 h): with
+// it an item is at most ~3.5 KB of ASCII (its error's message 1,000
+// bytes and param 200, each field problem's name 200 and message ~300,
+// docs/cluster.md), 99 failed items ~350 KB, well within the 1 MiB a
+// kept record may take. A message's 50 custom headers could otherwise
+// list 60 problems each, megabytes per batch.
+const maxItemFieldErrors = 3
+
+// trimItemError returns e with at most maxItemFieldErrors field
+// problems, its message saying how many there were (e is not changed:
+// it may be shared).
+func trimItemError(e *httpapi.Error) *httpapi.Error {
+	if e == nil || len(e.Errors) <= maxItemFieldErrors {
+		return e
+	}
+	t := *e
+	t.Errors = e.Errors[:maxItemFieldErrors]
+	t.Message = fmt.Sprintf("%s (%d problems; the first %d are listed: send the message alone for all of them)", clipMessage(e.Message), len(e.Errors), maxItemFieldErrors)
+	return &t
+}
+
+// clipMessage keeps a message short enough that the note after it fits
+// the envelope's 1,000-byte bound.
+func clipMessage(m string) string {
+	const room = 880
+	if len(m) <= room {
+		return m
+	}
+	for i := room; i > 0; i-- {
+		if utf8.RuneStart(m[i]) {
+			return m[:i] + "…"
+		}
+	}
+	return ""
 }
 
 // itemError renders one message's failure. Internal errors are logged with

@@ -25,6 +25,7 @@ func (cc *clusterConfig) nodeConfig() cluster.Config {
 		Endpoints: cc.endpoints, TLSCA: cc.tlsCA, TLSCert: cc.tlsCert, TLSKey: cc.tlsKey,
 		Username: cc.username, Password: cc.password, Prefix: cc.prefix, NodeID: cc.nodeID,
 		AdvertiseURL: cc.advertiseURL, Version: version, StartedAt: time.Now().UTC(),
+		IdemTeamBytes: cc.idemTeamBytes,
 	}
 }
 
@@ -217,11 +218,11 @@ func (d *daemon) idempotencyRecords() httpapi.IdempotencyRecords {
 // oauthStates keeps pending OAuth connect flows in etcd in cluster mode
 // (the provider's redirect may reach another node than the start); nil
 // (in memory) single node.
-func (d *daemon) oauthStates() oauth.StateStore {
+func (d *daemon) oauthStates(sealer *store.Sealer) oauth.StateStore {
 	if d.node == nil {
 		return nil
 	}
-	return cluster.NewOAuthStates(d.node, oauth.StateTTL, nil)
+	return cluster.NewOAuthStates(d.node, sealer, oauth.StateTTL, nil)
 }
 
 // nodeID is the node_id message IDs carry; "" single node.

@@ -15,6 +15,8 @@ import (
 	lineends "github.com/smtpmux/smtpmux/internal/crlf"
 	"github.com/smtpmux/smtpmux/relay/bounce"
 	smtpprov "github.com/smtpmux/smtpmux/relay/smtp"
+
+	"github.com/smtpmux/smtpmux/cluster"
 )
 
 // fileConfig is the TOML file as written. Every key is documented, with
@@ -224,6 +226,7 @@ func defaults() fileConfig {
 	c.Keys.RotationGrace = "24h"
 	bouncesDefaults(&c.Bounces)
 	c.Cluster.KeyPrefix = "/smtpmux/"
+	c.Cluster.IdempotencyTeamBytes = cluster.DefaultIdemTeamBytes
 	return c
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/smtpmux/smtpmux/cluster"
 )
 
 // clusterFileConfig is [cluster] as written. Cluster mode is on when
@@ -23,6 +25,9 @@ type clusterFileConfig struct {
 	NodeID        string   `toml:"node_id"`
 	AdvertiseURL  string   `toml:"advertise_url"`
 	ClusterToken  string   `toml:"cluster_token"`
+	// IdempotencyTeamBytes is each team's budget of Idempotency-Key
+	// records kept in etcd per 24 h; 0 turns it off.
+	IdempotencyTeamBytes int64 `toml:"idempotency_team_bytes"`
 }
 
 // clusterConfig is the validated [cluster] section.
@@ -35,6 +40,7 @@ type clusterConfig struct {
 	nodeID             string
 	advertiseURL       string
 	token              string
+	idemTeamBytes      int64 // < 0: no budget
 }
 
 // maxNodeID bounds node_id: it is part of etcd keys and message IDs.
@@ -68,6 +74,9 @@ func (c *config) validateCluster(fc *fileConfig) error {
 			if v != "" {
 				return &configError{"cluster." + key, "is set but cluster.etcd_endpoints is empty (cluster mode is off)"}
 			}
+		}
+		if cc.IdempotencyTeamBytes != cluster.DefaultIdemTeamBytes {
+			return &configError{"cluster.idempotency_team_bytes", "is set but cluster.etcd_endpoints is empty (cluster mode is off)"}
 		}
 		if cc.KeyPrefix != "/smtpmux/" {
 			return &configError{"cluster.key_prefix", "is set but cluster.etcd_endpoints is empty (cluster mode is off)"}
@@ -126,6 +135,14 @@ func (c *config) validateCluster(fc *fileConfig) error {
 		return &configError{"cluster.advertise_url", fmt.Sprintf("is required in cluster mode: the other nodes call this node's API there "+
 			"(GET /emails/{id}, the cluster-wide logs and reports, which answer 503 without it); http.listen %q %s, "+
 			"so set advertise_url to an address they reach, like \"http://10.0.0.1:8025\"", fc.HTTP.Listen, why)}
+	}
+	switch b := cc.IdempotencyTeamBytes; {
+	case b == 0:
+		out.idemTeamBytes = -1
+	case b < 1<<20:
+		return &configError{"cluster.idempotency_team_bytes", "must be 0 (no budget) or at least 1048576 (1 MiB)"}
+	default:
+		out.idemTeamBytes = b
 	}
 	if t := cc.ClusterToken; t != "" && len(t) < 16 {
 		return &configError{"cluster.cluster_token", "must be at least 16 characters"}

@@ -289,7 +289,7 @@ func (d *daemon) buildDelivery(key string, sealer *store.Sealer, upstreamTLS *tl
 	if err := registerProviders(d.reg, cfg, upstreamTLS, d.log); err != nil {
 		return nil, err
 	}
-	connector, err := newConnector(cfg, d.oauthStates())
+	connector, err := newConnector(cfg, d.oauthStates(sealer))
 	if err != nil {
 		return nil, err
 	}

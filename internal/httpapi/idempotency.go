@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,18 @@ type IdempotencyRecords interface {
 	ReleaseIdempotent(credID, key, owner string) error
 }
 
+// IdempotencyBudget is implemented by records kept where space is shared
+// by every team (etcd, in cluster mode): a team past its budget of kept
+// records is refused a keyed request (429 limit_exceeded) rather than
+// served without protection.
+type IdempotencyBudget interface {
+	// AdmitIdempotent reports whether team may have one more record
+	// kept now; when not, the budget (bytes per 24 h) and when to retry.
+	AdmitIdempotent(team string, now time.Time) (ok bool, budget int64, retry time.Duration)
+	// ChargeIdempotent counts a kept record of about size bytes.
+	ChargeIdempotent(team string, now time.Time, size int)
+}
+
 // Idempotency is the idempotency layer every POST of the Management and
 // Sending APIs goes through. One per process: its boot ID names this
 // process in in-flight records, so that records a dead process left in
@@ -62,11 +75,12 @@ func NewIdempotency(st IdempotencyRecords, sealer *store.Sealer, log *slog.Logge
 }
 
 // Serve runs h, through the idempotency layer when r asks for it. scope
-// is the credential's ID (one client's keys never meet another's), limit
-// the request's body limit. Errors h returns are rendered into the
+// is the credential's ID (one client's keys never meet another's), team
+// its team ("" for the operator: not budgeted), limit the request's body
+// limit. Errors h returns are rendered into the
 // answer that is stored; errors Serve returns (a bad key header, a body
 // that cannot be read, a conflict) are the caller's to render.
-func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope string, limit int64, h func(http.ResponseWriter) error) error {
+func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope, team string, limit int64, h func(http.ResponseWriter) error) error {
 	vals, has := r.Header[headerIdempotencyKey]
 	if r.Method != http.MethodPost || !has {
 		return h(w)
@@ -88,6 +102,14 @@ func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope strin
 	hh.Write(body)
 	hash := hh.Sum(nil)
 
+	budget, _ := ix.st.(IdempotencyBudget)
+	if budget != nil {
+		if ok, total, retry := budget.AdmitIdempotent(team, ix.now().UTC()); !ok {
+			return &Error{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, Param: headerIdempotencyKey,
+				Retryable: true, RetryAfter: retry,
+				Message: fmt.Sprintf("this team's Idempotency-Key budget (%d MiB of records kept per 24 h, cluster.idempotency_team_bytes) is used up; nothing was done: retry later or without the header", total>>20)}
+		}
+	}
 	rec, err := ix.st.BeginIdempotent(scope, key, hash, ix.boot, ix.now().UTC(), idempotencyTTL)
 	if err != nil {
 		return err
@@ -135,7 +157,17 @@ func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope strin
 		}
 		// Sealed: answers may carry secrets shown once (a new key, a
 		// webhook secret), which must not sit in the store in clear.
-		err = ix.st.FinishIdempotent(scope, key, ix.boot, cw.status, saved, ix.sealer.Seal(cw.buf.String()))
+		sealed := ix.sealer.Seal(cw.buf.String())
+		err = ix.st.FinishIdempotent(scope, key, ix.boot, cw.status, saved, sealed)
+		if budget != nil {
+			// About the record as kept: the body base64 in JSON, the
+			// headers, the key twice (etcd key and record), the rest.
+			size := len(sealed)*4/3 + 2*(len(scope)+len(key)) + 300
+			for k, v := range saved {
+				size += len(k) + len(v) + 6
+			}
+			budget.ChargeIdempotent(team, ix.now().UTC(), size)
+		}
 	} else {
 		err = ix.st.ReleaseIdempotent(scope, key, ix.boot)
 	}
@@ -149,12 +181,16 @@ func (ix *Idempotency) Serve(w http.ResponseWriter, r *http.Request, scope strin
 	return nil
 }
 
-// storable says which answers are replayed. Server errors, rate limits and
-// authentication failures are not: they say nothing about the request
-// itself, and a retry deserves a fresh attempt. Everything else, including
-// validation errors, is part of the request's outcome and is replayed.
+// storable says which answers are kept and replayed: only successes (and
+// redirects). An error answer did nothing: a 4xx (validation, auth,
+// permissions, limits, a conflict) refused the request before it changed
+// anything, a 5xx failed it, so a retry runs again and gets the same
+// refusal (or, if what refused it changed meanwhile, its fresh outcome)
+// without any risk of doing the work twice. Not keeping them bounds what
+// one tenant can make the node keep (in etcd, in cluster mode, shared by
+// every team) to requests that did something.
 func storable(status int) bool {
-	return status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized
+	return status < http.StatusBadRequest
 }
 
 // replay writes a stored answer.
