@@ -297,7 +297,15 @@ func TestIdempotencyLaterBounded(t *testing.T) {
 		defer ia.lateMu.Unlock()
 		return len(ia.late) == 0
 	})
-	if rec, err := ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl); err != nil || rec == nil || rec.State != store.IdemDone {
+	// b lost its membership lease in the outage too: until it has one
+	// again its claims answer unavailable (and claim nothing).
+	var rec *store.IdempotencyRecord
+	var err error
+	waitFor(t, "b a member again", 20*time.Second, func() bool {
+		rec, err = ib.BeginIdempotent("key_1", "k1", []byte("h"), "pb", now, ttl)
+		return !errors.Is(err, store.ErrUnavailable)
+	})
+	if err != nil || rec == nil || rec.State != store.IdemDone {
 		t.Fatalf("k1, within the cap: %+v %v (want its answer)", rec, err)
 	}
 	for _, k := range keys[1:] {
