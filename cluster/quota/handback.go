@@ -11,9 +11,14 @@ import (
 
 // Unused grants go back to etcd in three cases, so that a node never sits
 // on quota another node needs: the node went idle on a window that still
-// has a while to run, another node said it starves (a want key), or the
-// node shuts down. A window that ends needs nothing: the next window is a
-// new key, and the old one expires with its lease.
+// has a while to run; another node starves in the window (its want key
+// stands) and this node took nothing for a moment; or the node shuts
+// down. A window that ends needs nothing: the next window is a new key,
+// and the old one expires with its lease.
+//
+// A node that holds units and keeps spending them does not hand them back
+// to a starving node: under a pressed cap every node starves in turn, and
+// units passed back and forth would cost writes without sending more.
 
 // idleAfter is how long without a take before a node hands back what it
 // holds of a window, in refill periods.
@@ -22,8 +27,13 @@ const idleAfter = 2
 // wantPrefix holds the "I starve" markers: quota-want/<node>/<window key>.
 func (c *Cluster) wantPrefix() string { return c.prefix + "quota-want/" }
 
+// wantGrace is how long a node that sees a want waits for a take of its
+// own before it hands back what it holds of the window.
+func (c *Cluster) wantGrace() time.Duration { return c.rpcTimeout / 8 }
+
 // postWant tells the other nodes that this node found window key full
-// while they may hold unused grants of it. One write, only when starving.
+// while they may hold unused grants of it. One write, by the first node
+// that starves in the window.
 func (c *Cluster) postWant(ctx context.Context, k wkey, key string, end time.Time) {
 	lease, err := c.lease(ctx, end)
 	if err != nil {
@@ -35,10 +45,14 @@ func (c *Cluster) postWant(ctx context.Context, k wkey, key string, end time.Tim
 		return
 	}
 	c.writes.Add(1)
+	c.mu.Lock()
+	c.stats.WantWrites++
+	c.mu.Unlock()
 }
 
 // returnIdle hands back idle grants (all of them when final), and forgets
-// the slots of ended windows, keeping their rate for the next block size.
+// the slots of ended windows, keeping their rate for the next block size
+// and whether they were pressed for the next window's first block.
 func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 	now := c.now()
 	var back []wkey
@@ -46,34 +60,58 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 	for k, s := range c.slots {
 		if !now.Before(s.end) {
 			if !s.fetching {
-				c.rates[rateKey{k.name, k.w}] = float64(s.used) / s.end.Sub(s.start).Seconds()
+				rk := rateKey{k.name, k.w}
+				c.rates[rk] = float64(s.used) / s.end.Sub(s.start).Seconds()
+				if s.starved || s.contended {
+					c.pressed[rk] = k.start
+				}
 				delete(c.slots, k)
 				delete(c.seen, s.key)
 				delete(c.jump, s.key)
 			}
 			continue
 		}
-		idle := now.Sub(s.lastTake) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
-		if s.held() > 0 && !s.fetching && (final || idle) && !c.down {
+		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
+		// Another node starves in this window and this one took nothing
+		// since the last tick: what it holds lies idle.
+		stale := s.contended && s.takes == s.takesAtTick
+		s.takesAtTick = s.takes
+		if s.held() > 0 && !s.fetching && (final || idle || stale) && !c.down {
 			back = append(back, k)
+		}
+	}
+	for key, end := range c.wantSeen {
+		if !now.Before(end) {
+			delete(c.wantSeen, key)
 		}
 	}
 	c.mu.Unlock()
 	for _, k := range back {
-		c.handBack(ctx, k)
+		c.handBack(ctx, k, !final)
 	}
 }
 
-// handBack subtracts what this node holds of window k from its total in
-// etcd. The units leave the node's grant before the transaction, so they
-// cannot be spent meanwhile; if etcd does not take them back they are
-// held again.
-func (c *Cluster) handBack(ctx context.Context, k wkey) {
+// handBackIfIdle hands back what this node holds of window k if it took
+// nothing since its takes counter was at `takes` (a want arrived then).
+func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, takes int) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
-	if ok && s.fetching && s.contended {
-		s.wantPending = true // the refill under way hands back when it ends
+	idle := ok && s.takes == takes && s.held() > 0
+	c.mu.Unlock()
+	if idle {
+		c.handBack(ctx, k, true)
 	}
+}
+
+// handBack lowers this node's entry in window k's grants by what it holds.
+// The units leave the node's grant before the transaction, so they cannot
+// be spent meanwhile; if etcd surely did not take them back they are held
+// again (a transaction whose outcome is unknown leaves them out: lost for
+// the window, never counted twice). markIdle: a node that spent nothing
+// in the window says so (grants.Idle), so splits leave it out.
+func (c *Cluster) handBack(ctx context.Context, k wkey, markIdle bool) {
+	c.mu.Lock()
+	s, ok := c.slots[k]
 	if !ok || s.held() <= 0 || s.fetching {
 		c.mu.Unlock()
 		return
@@ -82,15 +120,14 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 	s.granted -= n
 	s.fetching = true
 	key := s.key
+	idle := markIdle && s.used == 0
 	c.mu.Unlock()
-	done := false
+	restore := true
 	defer func() {
 		c.mu.Lock()
 		s.fetching = false
-		if !done {
+		if restore {
 			s.granted += n
-		} else {
-			c.stats.Returned += int64(n)
 		}
 		c.signal()
 		c.mu.Unlock()
@@ -105,19 +142,26 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 			}
 			return
 		}
-		total, _ := strconv.Atoi(string(resp.Kvs[0].Value))
+		g := parseGrants(resp.Kvs[0].Value)
+		g.By = c.node
+		g.G[c.node] = max(0, g.G[c.node]-n)
+		g.setIdle(c.node, idle)
 		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
 		// WithIgnoreLease keeps the key on the lease that outlives its window.
-		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, strconv.Itoa(max(0, total-n)), clientv3.WithIgnoreLease())).Commit()
+		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, g.encode(), clientv3.WithIgnoreLease())).Commit()
 		if err != nil {
+			restore = false // it may have committed
 			c.failed(err)
 			return
 		}
 		if tr.Succeeded {
 			c.writes.Add(1)
-			done = true
+			restore = false
 			c.mu.Lock()
-			c.seen[key] = max(0, total-n)
+			c.stats.Returned += int64(n)
+			c.stats.HandBackWrites++
+			c.seen[key] = g.total()
+			s.known = g.G[c.node]
 			c.mu.Unlock()
 			return
 		}
@@ -128,59 +172,30 @@ func (c *Cluster) handBack(ctx context.Context, k wkey) {
 }
 
 // watch follows the quota keys: totals keep the outage share current, a
-// want key of another node makes this one hand back what it holds of
-// that window, and any change wakes blocked acquisitions. The watch is
-// re-established after etcd comes back (the client retries by itself).
+// rise of this node's entry written by another node is a gift (a split)
+// this node may spend, a fall of a window's total below its cap (a hand
+// back) makes a node that found it full ask again, a want key of another
+// node marks the window contended, and any change wakes blocked
+// acquisitions. The watch is re-established after etcd comes back (the
+// client retries by itself), from the revision after the last one seen.
 func (c *Cluster) watch(ctx context.Context) {
-	qp, wp := c.prefix+"quota/", c.wantPrefix()
+	var next int64 // revision to resume from; 0: now
 	for ctx.Err() == nil {
-		wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.prefix+"quota", clientv3.WithPrefix())
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
+		if next > 0 {
+			opts = append(opts, clientv3.WithRev(next))
+		}
+		wch := c.cli.Watch(clientv3.WithRequireLeader(ctx), c.prefix+"quota", opts...)
 		for resp := range wch {
 			if resp.Err() != nil {
+				if resp.CompactRevision > 0 {
+					next = 0 // what was missed is gone: from now on
+				}
 				break
 			}
 			for _, ev := range resp.Events {
-				key := string(ev.Kv.Key)
-				switch {
-				case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, qp):
-					total, _ := strconv.Atoi(string(ev.Kv.Value))
-					c.mu.Lock()
-					if prev, ok := c.seen[key]; ok || c.ownsKey(key) {
-						c.jump[key] = max(c.jump[key], total-prev)
-						c.seen[key] = total
-					}
-					// A window this node found full changed (a hand back):
-					// worth asking again now, not at the end of the back-off.
-					var starved []string
-					for k, s := range c.slots {
-						if s.key == key && !s.fullUntil.IsZero() && total < s.cap {
-							s.fullUntil = time.Time{}
-							if id, ok := strings.CutPrefix(k.name, "p/"); ok {
-								starved = append(starved, id)
-							}
-						}
-					}
-					notify := c.onRefill
-					c.signal()
-					c.mu.Unlock()
-					for _, id := range starved {
-						if notify != nil {
-							notify(id)
-						}
-					}
-				case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, wp):
-					rest := strings.TrimPrefix(key, wp)
-					node, wkeyStr, ok := strings.Cut(rest, "/")
-					if !ok || node == c.node {
-						continue
-					}
-					if k, ok := c.slotByKey(wkeyStr); ok {
-						c.mu.Lock()
-						c.slots[k].contended = true
-						c.mu.Unlock()
-						go c.handBack(ctx, k)
-					}
-				}
+				c.apply(ctx, ev)
+				next = max(next, ev.Kv.ModRevision+1)
 			}
 		}
 		select {
@@ -191,6 +206,127 @@ func (c *Cluster) watch(ctx context.Context) {
 	}
 }
 
+// apply handles one watch event.
+func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
+	qp, wp := c.prefix+"quota/", c.wantPrefix()
+	key := string(ev.Kv.Key)
+	switch {
+	case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, qp):
+		g := parseGrants(ev.Kv.Value)
+		total := g.total()
+		// The gift is the rise of this node's entry in a value another
+		// node wrote, against the value before it. Without the previous
+		// value (a key created here has none) nothing is assumed.
+		gift := 0
+		if g.By != c.node {
+			var prev grants
+			switch {
+			case ev.PrevKv != nil:
+				prev = parseGrants(ev.PrevKv.Value)
+			case ev.IsCreate():
+				prev = parseGrants(nil)
+			default:
+				prev = grants{G: map[string]int{c.node: g.G[c.node]}}
+			}
+			gift = max(0, g.G[c.node]-prev.G[c.node])
+		}
+		now := c.now()
+		c.mu.Lock()
+		if prev, ok := c.seen[key]; ok || c.ownsKey(key) {
+			c.jump[key] = max(c.jump[key], total-prev)
+			c.seen[key] = total
+		}
+		k, kok := c.parseWindowKey(key)
+		if kok {
+			c.noteIdle(k, g.Idle)
+		}
+		var wake []string
+		if gift > 0 && kok && now.Before(windowEnd(k.w, time.Unix(k.start, 0))) {
+			s := c.slotOf(k)
+			s.granted += gift
+			s.known = g.G[c.node]
+			s.since = now
+			s.fullUntil, s.prefetchAfter = time.Time{}, time.Time{}
+			c.seen[key] = total
+			if id, ok := strings.CutPrefix(k.name, "p/"); ok {
+				wake = append(wake, id)
+			}
+		}
+		// A window this node found full changed (a hand back): worth
+		// asking again now, not at the end of the back-off.
+		for k, s := range c.slots {
+			if s.key != key || total >= s.cap {
+				continue
+			}
+			s.prefetchAfter = time.Time{}
+			if !s.fullUntil.IsZero() {
+				s.fullUntil = time.Time{}
+				if id, ok := strings.CutPrefix(k.name, "p/"); ok {
+					wake = append(wake, id)
+				}
+			}
+		}
+		notify := c.onRefill
+		c.signal()
+		c.mu.Unlock()
+		for _, id := range wake {
+			if notify != nil {
+				notify(id)
+			}
+		}
+	case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, wp):
+		node, wkeyStr, ok := strings.Cut(strings.TrimPrefix(key, wp), "/")
+		if !ok {
+			return
+		}
+		k, kok := c.parseWindowKey(wkeyStr)
+		if !kok {
+			return
+		}
+		c.mu.Lock()
+		c.wantSeen[wkeyStr] = windowEnd(k.w, time.Unix(k.start, 0))
+		s, have := c.slots[k]
+		takes := 0
+		if have && node != c.node {
+			s.contended = true
+			takes = s.takes
+		}
+		c.mu.Unlock()
+		if !have || node == c.node {
+			return
+		}
+		// Hand back what lies idle here: if this node takes nothing for a
+		// moment (a node still spending its share keeps it).
+		c.handBackLater(k, takes)
+	}
+}
+
+// handBackLater hands back what this node holds of window k after
+// wantGrace, if it took nothing meanwhile (takes is its takes counter
+// now). It runs in the background.
+func (c *Cluster) handBackLater(k wkey, takes int) {
+	ctx := c.ctx // set by Start before any caller runs
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTimer(c.wantGrace())
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.handBackIfIdle(ctx, k, takes)
+	}()
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // ownsKey reports whether key belongs to a slot of this node. c.mu is held.
 func (c *Cluster) ownsKey(key string) bool {
 	for _, s := range c.slots {
@@ -199,15 +335,4 @@ func (c *Cluster) ownsKey(key string) bool {
 		}
 	}
 	return false
-}
-
-func (c *Cluster) slotByKey(key string) (wkey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, s := range c.slots {
-		if s.key == key {
-			return k, true
-		}
-	}
-	return wkey{}, false
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,32 +39,44 @@ type slot struct {
 	outage   int
 	fetching bool
 	pending  int // the largest take refused while a refill was under way
-	// fullUntil: etcd had no room for this node; until then a take is
-	// refused without asking again.
+	// fullUntil: etcd had no room for a take of this node; until then (or
+	// until the watch reports units handed back) a take that lacks units
+	// is refused without asking etcd again.
 	fullUntil time.Time
-	wanted    time.Time // when this node last said it starves (want key)
-	// wantedRev is the window key's ModRevision when it did: the same
-	// total can hide a change (one node handed back, another took it),
-	// the same revision cannot, so a want is posted again when it moved.
-	wantedRev int64
-	// wantPending: another node's want arrived while this node was
-	// fetching (handBack skips then); the hand back runs when it ends.
-	wantPending bool
-	// contended: another node starved in this window, so units this node
-	// gives back go straight back to etcd rather than staying held.
+	// prefetchAfter: a refill ahead of need found no room; no other is
+	// started before then (or before a hand back is seen), so a window
+	// that is known full costs no etcd call per take.
+	prefetchAfter time.Time
+	// starved: this node lacked units in this window while it was full;
+	// contended: another node did (its want key was seen). Either makes
+	// the next window of the counter start with a split (see grants.go).
+	starved   bool
 	contended bool
-	lastTake  time.Time
+	// known is this node's entry in the window's value as this process
+	// accounts for it (its own transactions and the gifts it adopted): an
+	// entry seen higher is a gift still on its way through the watch.
+	known    int
+	lastTake time.Time
 	// firstTake is when this node first spent in the window: its rate is
 	// measured from there, not from the window's start (a node that
 	// starts at 10:00 has not been idle since midnight).
 	firstTake time.Time
+	// since is when the slot was made or last given units by another
+	// node: idleness counts from the later of it and the last take.
+	since time.Time
+	// takes counts spends; takesAtTick is its value at the last tick of
+	// the background loop: a contended slot with no take between two
+	// ticks hands back what it holds.
+	takes, takesAtTick int
 }
 
 func (s *slot) held() int { return s.granted - s.used }
 
-// fullBackoff is how long a node that found a window full waits before
-// asking etcd again (unless the watch reports a hand back sooner).
-const fullBackoff = time.Second
+// fullRecheck is how long a node that found a window full waits before
+// reading it again, unless the watch reports a hand back or a gift sooner
+// (which it does as they commit): only a guard against a lost watch
+// event, and a read, not a write.
+const fullRecheck = 30 * time.Second
 
 // refillWait is when a take refused while a block is on its way is worth
 // trying again.
@@ -75,15 +86,22 @@ func (c *Cluster) windowKey(k wkey) string {
 	return fmt.Sprintf("%squota/%s/%s/%d", c.prefix, k.name, k.w, k.start)
 }
 
-// slotFor returns the slot of k, creating it; c.mu is held.
+// slotFor returns the slot of k, creating it, with its cap; c.mu is held.
 func (c *Cluster) slotFor(k wkey, cap int) *slot {
+	s := c.slotOf(k)
+	s.cap = cap
+	return s
+}
+
+// slotOf returns the slot of k, creating it (cap unknown until a check
+// sets it); c.mu is held.
+func (c *Cluster) slotOf(k wkey) *slot {
 	s, ok := c.slots[k]
 	if !ok {
 		start := time.Unix(k.start, 0).UTC()
-		s = &slot{key: c.windowKey(k), start: start, end: windowEnd(k.w, start)}
+		s = &slot{key: c.windowKey(k), start: start, end: windowEnd(k.w, start), since: c.now()}
 		c.slots[k] = s
 	}
-	s.cap = cap
 	return s
 }
 
@@ -93,7 +111,7 @@ func (c *Cluster) slotFor(k wkey, cap int) *slot {
 func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 	s := c.slotFor(k, cap)
 	if s.used+n <= s.granted {
-		if !c.down && !s.fetching && s.held()-n < c.lowWater(k, s, now) && !now.Before(s.fullUntil) {
+		if !c.down && !s.fetching && s.held()-n < c.lowWater(k, s, now) && !now.Before(s.fullUntil) && !now.Before(s.prefetchAfter) {
 			c.startRefill(k, s, 0)
 		}
 		return true, time.Time{}
@@ -124,6 +142,7 @@ func (c *Cluster) spend(k wkey, n int, now time.Time) {
 	s := c.slots[k]
 	before := max(0, s.used-s.granted)
 	s.used += n
+	s.takes++
 	s.lastTake = now
 	if s.firstTake.IsZero() {
 		s.firstTake = now
@@ -136,7 +155,8 @@ func (c *Cluster) spend(k wkey, n int, now time.Time) {
 
 // giveBack returns n units spent at `at` that the upstream never got, if
 // their window is still the current one: they are held again by this
-// node (handed back to etcd only when idle or asked). c.mu is held.
+// node (handed back to etcd when it goes idle, or, in a window another
+// node starves in, when it takes nothing for a moment). c.mu is held.
 func (c *Cluster) giveBack(k wkey, n int) {
 	s, ok := c.slots[k]
 	if !ok {
@@ -148,8 +168,7 @@ func (c *Cluster) giveBack(k wkey, n int) {
 	}
 	s.used = max(0, s.used-n)
 	if s.contended && !c.down {
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.handBack(context.Background(), k) }()
+		c.handBackLater(k, s.takes)
 	}
 	c.signal()
 }
@@ -189,21 +208,41 @@ func (c *Cluster) rate(k wkey, s *slot, now time.Time) float64 {
 }
 
 // blockSize is how much to ask for: twice the recent rate over a refill
-// period, but at most an equal share of what remains among the live
-// nodes (near the cap blocks shrink to 1, so no node sits on what
-// another needs); at least what this take lacks. c.mu is held.
-func (c *Cluster) blockSize(k wkey, s *slot, remaining, deficit int, now time.Time) int {
+// period, but at most an equal share of what remains among the nodes a
+// split would serve, and at least what this take lacks. When that
+// appetite is at least the equal share — the window is nearly exhausted
+// for the demand on it — or when the counter's previous window was
+// pressed (some node found it full), the node grants the whole remainder
+// at once in equal shares (g.split): one write where shrinking blocks
+// would cost one per unit near the cap. The shares of the other nodes are
+// added to g; the result is this node's part. c.mu is held.
+func (c *Cluster) blockSize(k wkey, s *slot, g *grants, remaining, deficit int, now time.Time) (block int, split bool) {
 	period := min(c.refill, s.end.Sub(s.start))
 	if k.w >= routing.Hour {
 		// Long windows have room to spare for longer blocks: an hour or
 		// a day is rarely near its cap at the scale of a minute, and the
-		// hand backs (idle, want) return what is not needed.
+		// hand backs (idle, starving nodes) return what is not needed.
 		period = 6 * c.refill
 	}
 	want := int(math.Ceil(2 * c.rate(k, s, now) * period.Seconds()))
-	per := (remaining + len(c.liveNodesLocked()) - 1) / len(c.liveNodesLocked())
+	live := c.liveNodesLocked()
+	n := g.splitters(c.node, live)
+	per := (remaining + n - 1) / n
+	if (want >= per || c.pressedBefore(k, s)) && deficit <= remaining/n {
+		return g.split(c.node, live, remaining), true
+	}
 	b := max(min(want, per), deficit, 1)
-	return min(b, remaining)
+	return min(b, remaining), false
+}
+
+// pressedBefore reports whether the window before k's was pressed: this
+// node starved in it or saw another node's want. c.mu is held.
+func (c *Cluster) pressedBefore(k wkey, s *slot) bool {
+	prev := routing.WindowStart(k.w, s.start.Add(-time.Second)).Unix()
+	if ps, ok := c.slots[wkey{k.name, k.w, prev}]; ok {
+		return ps.starved || ps.contended
+	}
+	return c.pressed[rateKey{k.name, k.w}] == prev
 }
 
 func (c *Cluster) startRefill(k wkey, s *slot, need int) {
@@ -215,27 +254,22 @@ func (c *Cluster) startRefill(k wkey, s *slot, need int) {
 	}()
 }
 
-// refillNow adds a block to window k's total in etcd and to this node's
-// grant: Get, then a transaction that puts total+block if the key's
+// refillNow adds a block to window k's grants in etcd and to this node's
+// grant: Get, then a transaction that puts the new grants if the key's
 // ModRevision did not move (another node's grant), retried on conflict.
-// The block is sized under c.mu from the value read.
+// The block is sized under c.mu from the value read. A node that finds
+// the window full writes nothing, except the window's one want key if no
+// node has posted it yet.
 func (c *Cluster) refillNow(k wkey, need int) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.rpcTimeout)
 	defer cancel()
 	defer func() {
 		c.mu.Lock()
-		handBack := false
 		if s, ok := c.slots[k]; ok {
 			s.fetching = false
-			handBack, s.wantPending = s.wantPending, false
 		}
 		c.signal()
 		c.mu.Unlock()
-		if handBack {
-			// Another node starved while this refill ran: what this
-			// node holds now goes back, as the want asked.
-			c.handBack(context.Background(), k)
-		}
 	}()
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
@@ -249,15 +283,22 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		total, rev := 0, int64(0)
+		var g grants
+		rev := int64(0)
 		if len(resp.Kvs) > 0 {
-			total, _ = strconv.Atoi(string(resp.Kvs[0].Value))
-			rev = resp.Kvs[0].ModRevision
+			g, rev = parseGrants(resp.Kvs[0].Value), resp.Kvs[0].ModRevision
+		} else {
+			g = parseGrants(nil)
 		}
+		total := g.total()
 		now := c.now()
 		c.mu.Lock()
 		c.setDown(false)
 		c.seen[s.key] = max(c.seen[s.key], total)
+		if rev == 0 {
+			g.Idle = c.idleHint(k) // carried from the counter's previous window
+		}
+		c.noteIdle(k, g.Idle)
 		reconcile := s.outage
 		need = max(need, s.pending)
 		s.pending = 0
@@ -266,19 +307,27 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		if need > 0 && deficit <= 0 {
 			deficit = 0 // a hand back while we waited covers it
 		}
-		block := 0
-		starving := false
-		if remaining >= max(deficit, 1) {
-			block = c.blockSize(k, s, remaining, deficit, now)
-		} else if deficit > 0 {
+		mine := g.G[c.node]
+		block, split, postWant := 0, false, false
+		switch {
+		case remaining >= max(deficit, 1):
+			block, split = c.blockSize(k, s, &g, remaining, deficit, now)
+		case deficit > 0:
 			// Only a take that lacks units makes the window "full" for
-			// this node; a prefetch that found no room changes nothing.
-			starving = true
-			s.fullUntil = now.Add(fullBackoff)
-		}
-		postWant := starving && (s.wanted.IsZero() || now.Sub(s.wanted) >= fullBackoff || s.wantedRev != rev)
-		if postWant {
-			s.wanted, s.wantedRev = now, rev
+			// this node. It asks no more until a hand back or a gift
+			// shows in the watch, or the window ends.
+			s.starved = true
+			s.fullUntil = earliest(s.end, now.Add(fullRecheck))
+			// One want per window for the whole cluster: the others keep
+			// handing back whatever lies idle while it stands. None while
+			// this node's entry is above what it knows of (a gift on its
+			// way through the watch).
+			if _, seen := c.wantSeen[s.key]; !seen && mine <= s.known {
+				c.wantSeen[s.key] = s.end
+				postWant = true
+			}
+		default:
+			s.prefetchAfter = earliest(s.end, now.Add(fullRecheck))
 		}
 		end := s.end
 		c.mu.Unlock()
@@ -293,9 +342,13 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		newTotal := total + reconcile + block
+		g.By = c.node
+		g.G[c.node] = mine + reconcile + block
+		if block > 0 {
+			g.setIdle(c.node, false)
+		}
 		cmp := clientv3.Compare(clientv3.ModRevision(s.key), "=", rev)
-		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, strconv.Itoa(newTotal), clientv3.WithLease(lease))).Commit()
+		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, g.encode(), clientv3.WithLease(lease))).Commit()
 		if err != nil {
 			c.failed(err)
 			return
@@ -308,18 +361,20 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		}
 		c.writes.Add(1)
 		c.mu.Lock()
-		c.seen[s.key] = max(c.seen[s.key], newTotal)
+		c.stats.BlockWrites++
+		if split {
+			c.stats.Splits++
+		}
+		c.seen[s.key] = max(c.seen[s.key], g.total())
 		if cur, ok := c.slots[k]; ok && cur == s {
 			s.granted += reconcile + block
 			s.outage -= reconcile
+			s.known = g.G[c.node]
 		}
 		notify := c.onRefill
 		c.mu.Unlock()
 		if id, ok := strings.CutPrefix(k.name, "p/"); ok && notify != nil && block > 0 {
 			notify(id)
-		}
-		if postWant {
-			c.postWant(ctx, k, s.key, end)
 		}
 		return
 	}
@@ -352,6 +407,7 @@ func (c *Cluster) lease(ctx context.Context, end time.Time) (clientv3.LeaseID, e
 	}
 	c.writes.Add(1)
 	c.mu.Lock()
+	c.stats.LeaseWrites++
 	c.leases[bucket] = g.ID
 	for b := range c.leases {
 		if b < c.now().Unix() {
