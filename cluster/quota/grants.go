@@ -38,6 +38,11 @@ type grants struct {
 	// that never sends through a provider is not handed a share of it in
 	// every window only to give it back.
 	Idle []string `json:"idle,omitempty"`
+	// Contended: the counter's previous window was pressed, so this one
+	// was split from its start; it stands for every node's want (a node
+	// that starves in it posts none) and makes holders hand back what
+	// they leave unspent.
+	Contended bool `json:"contended,omitempty"`
 }
 
 // unreadable is the grant assumed for a value that is not one: the window
@@ -103,6 +108,17 @@ func (g *grants) split(self string, live []string, r int) int {
 		g.G[n] += q
 	}
 	return r - q*len(to)
+}
+
+// othersHold reports whether any other node has units of the window: if
+// none has, a want could not be answered.
+func (g grants) othersHold(self string) bool {
+	for n, v := range g.G {
+		if n != self && v > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // splitters returns how many nodes a split would serve.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/smtpmux/smtpmux/routing"
 )
 
 // Unused grants go back to etcd in three cases, so that a node never sits
@@ -68,13 +70,15 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 				delete(c.slots, k)
 				delete(c.seen, s.key)
 				delete(c.jump, s.key)
+				delete(c.revs, s.key)
 			}
 			continue
 		}
 		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
-		// Another node starves in this window and this one took nothing
-		// since the last tick: what it holds lies idle.
-		stale := s.contended && s.takes == s.takesAtTick
+		// A node starved in this window (another, or this one earlier)
+		// and this one took nothing since the last tick: what it holds
+		// lies idle, and the window's one want has been posted already.
+		stale := (s.contended || s.starved) && s.takes == s.takesAtTick
 		s.takesAtTick = s.takes
 		if s.held() > 0 && !s.fetching && (final || idle || stale) && !c.down {
 			back = append(back, k)
@@ -156,6 +160,7 @@ func (c *Cluster) handBack(ctx context.Context, k wkey, markIdle bool) {
 		}
 		if tr.Succeeded {
 			c.writes.Add(1)
+			c.log.Debug("quota hand back", "key", key, "units", n, "grants", g.encode())
 			restore = false
 			c.mu.Lock()
 			c.stats.Returned += int64(n)
@@ -232,6 +237,7 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		}
 		now := c.now()
 		c.mu.Lock()
+		c.revs[key] = max(c.revs[key], ev.Kv.ModRevision)
 		if prev, ok := c.seen[key]; ok || c.ownsKey(key) {
 			c.jump[key] = max(c.jump[key], total-prev)
 			c.seen[key] = total
@@ -239,8 +245,15 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		k, kok := c.parseWindowKey(key)
 		if kok {
 			c.noteIdle(k, g.Idle)
+			if g.Contended {
+				c.wantSeen[key] = windowEnd(k.w, time.Unix(k.start, 0))
+				if s, ok := c.slots[k]; ok {
+					s.contended = true
+				}
+			}
 		}
 		var wake []string
+		passive := false
 		if gift > 0 && kok && now.Before(windowEnd(k.w, time.Unix(k.start, 0))) {
 			s := c.slotOf(k)
 			s.granted += gift
@@ -251,6 +264,11 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 			if id, ok := strings.CutPrefix(k.name, "p/"); ok {
 				wake = append(wake, id)
 			}
+			// A node that spent nothing of the counter's previous window
+			// gives a share back at once (and is marked idle, so the
+			// splits leave it out): waiting to find it idle would keep
+			// the units from the node that needs them for a while.
+			passive = s.used == 0 && c.unusedBefore(k)
 		}
 		// A window this node found full changed (a hand back): worth
 		// asking again now, not at the end of the back-off.
@@ -269,6 +287,10 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		notify := c.onRefill
 		c.signal()
 		c.mu.Unlock()
+		if passive {
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.handBack(ctx, k, true) }()
+		}
 		for _, id := range wake {
 			if notify != nil {
 				notify(id)
@@ -318,6 +340,19 @@ func (c *Cluster) handBackLater(k wkey, takes int) {
 		}
 		c.handBackIfIdle(ctx, k, takes)
 	}()
+}
+
+// unusedBefore reports whether this node was given units of k's counter
+// in an earlier window and spent none. A counter this node never had a
+// window of is not "unused": it may be about to send (the first window
+// after a start). c.mu is held.
+func (c *Cluster) unusedBefore(k wkey) bool {
+	prev := routing.WindowStart(k.w, time.Unix(k.start, 0).Add(-time.Second)).Unix()
+	if ps, ok := c.slots[wkey{k.name, k.w, prev}]; ok {
+		return ps.used == 0
+	}
+	r, ok := c.rates[rateKey{k.name, k.w}]
+	return ok && r == 0
 }
 
 func latest(a, b time.Time) time.Time {

@@ -67,7 +67,10 @@ type Cluster struct {
 	// jump is the largest single rise of each window key's total seen:
 	// the size of a grant this node may not have heard of yet when etcd
 	// goes away (the outage share keeps that much per other node aside).
-	jump  map[string]int
+	jump map[string]int
+	// revs is the latest ModRevision of each window key the watch applied:
+	// a refill that read an older value reads again.
+	revs  map[string]int64
 	draws map[drawKey]int
 	// pressed is, per counter, the start of its last ended window that
 	// was pressed (a node starved in it): the next one starts with a split.
@@ -161,7 +164,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 	}
 	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
 		refill: 10 * time.Second, rpcTimeout: 2 * time.Second, joinGrace: 3 * time.Second,
-		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
+		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{}, revs: map[string]int64{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{},
 		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{},
 		changed: make(chan struct{}), ctx: context.Background()}

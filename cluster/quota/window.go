@@ -52,6 +52,7 @@ type slot struct {
 	// the next window of the counter start with a split (see grants.go).
 	starved   bool
 	contended bool
+	wanted    bool // this node posted its want for the window
 	// known is this node's entry in the window's value as this process
 	// accounts for it (its own transactions and the gifts it adopted): an
 	// entry seen higher is a gift still on its way through the watch.
@@ -100,6 +101,7 @@ func (c *Cluster) slotOf(k wkey) *slot {
 	if !ok {
 		start := time.Unix(k.start, 0).UTC()
 		s = &slot{key: c.windowKey(k), start: start, end: windowEnd(k.w, start), since: c.now()}
+		_, s.contended = c.wantSeen[s.key] // a want posted before this node had the window
 		c.slots[k] = s
 	}
 	return s
@@ -228,7 +230,9 @@ func (c *Cluster) blockSize(k wkey, s *slot, g *grants, remaining, deficit int, 
 	live := c.liveNodesLocked()
 	n := g.splitters(c.node, live)
 	per := (remaining + n - 1) / n
-	if (want >= per || c.pressedBefore(k, s)) && deficit <= remaining/n {
+	pressed := c.pressedBefore(k, s)
+	if (want >= per || pressed) && deficit <= remaining/n {
+		g.Contended = g.Contended || pressed
 		return g.split(c.node, live, remaining), true
 	}
 	b := max(min(want, per), deficit, 1)
@@ -263,13 +267,21 @@ func (c *Cluster) startRefill(k wkey, s *slot, need int) {
 func (c *Cluster) refillNow(k wkey, need int) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.rpcTimeout)
 	defer cancel()
+	wake := false // the provider's messages may go: tell the relay once the refill is over
 	defer func() {
 		c.mu.Lock()
 		if s, ok := c.slots[k]; ok {
 			s.fetching = false
 		}
 		c.signal()
+		notify := c.onRefill
 		c.mu.Unlock()
+		// After fetching is cleared: a pick the wake-up runs at once must
+		// not find the refill still under way (it would be told "in
+		// 50 ms", and nothing would wake it again).
+		if id, ok := strings.CutPrefix(k.name, "p/"); ok && wake && notify != nil {
+			notify(id)
+		}
 	}()
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
@@ -293,12 +305,23 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		total := g.total()
 		now := c.now()
 		c.mu.Lock()
+		if c.revs[s.key] > rev && try < 7 {
+			// The watch has already applied a later value (a hand back
+			// or a gift): what was read is stale, and deciding "full" on
+			// it would miss the wake-up that value brought.
+			c.mu.Unlock()
+			continue
+		}
 		c.setDown(false)
 		c.seen[s.key] = max(c.seen[s.key], total)
 		if rev == 0 {
 			g.Idle = c.idleHint(k) // carried from the counter's previous window
 		}
 		c.noteIdle(k, g.Idle)
+		if g.Contended {
+			s.contended = true
+			c.wantSeen[s.key] = s.end
+		}
 		reconcile := s.outage
 		need = max(need, s.pending)
 		s.pending = 0
@@ -318,19 +341,21 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			// shows in the watch, or the window ends.
 			s.starved = true
 			s.fullUntil = earliest(s.end, now.Add(fullRecheck))
-			// One want per window for the whole cluster: the others keep
-			// handing back whatever lies idle while it stands. None while
-			// this node's entry is above what it knows of (a gift on its
-			// way through the watch).
-			if _, seen := c.wantSeen[s.key]; !seen && mine <= s.known {
-				c.wantSeen[s.key] = s.end
-				postWant = true
+			// One want per node per window: the others keep handing back
+			// whatever lies idle while it stands. None if the window was
+			// split as contended from its start (that split stands for
+			// every node's want), none if no other node has anything to
+			// hand back, none while this node's entry is above what it
+			// knows of (a gift on its way through the watch).
+			if !s.wanted && !g.Contended && mine <= s.known && g.othersHold(c.node) {
+				s.wanted, postWant = true, true
 			}
 		default:
 			s.prefetchAfter = earliest(s.end, now.Add(fullRecheck))
 		}
 		end := s.end
 		c.mu.Unlock()
+		c.log.Debug("quota refill", "key", s.key, "need", need, "deficit", deficit, "remaining", remaining, "block", block, "want", postWant, "rev", rev)
 		if block == 0 && reconcile == 0 {
 			if postWant {
 				c.postWant(ctx, k, s.key, end)
@@ -360,6 +385,7 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			continue
 		}
 		c.writes.Add(1)
+		c.log.Debug("quota block", "key", s.key, "block", block, "split", split, "grants", g.encode())
 		c.mu.Lock()
 		c.stats.BlockWrites++
 		if split {
@@ -371,11 +397,8 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			s.outage -= reconcile
 			s.known = g.G[c.node]
 		}
-		notify := c.onRefill
 		c.mu.Unlock()
-		if id, ok := strings.CutPrefix(k.name, "p/"); ok && notify != nil && block > 0 {
-			notify(id)
-		}
+		wake = block > 0
 		return
 	}
 }
