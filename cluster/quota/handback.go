@@ -29,9 +29,12 @@ const idleAfter = 2
 // wantPrefix holds the "I starve" markers: quota-want/<node>/<window key>.
 func (c *Cluster) wantPrefix() string { return c.prefix + "quota-want/" }
 
-// wantGrace is how long a node that sees a want waits for a take of its
-// own before it hands back what it holds of the window.
-func (c *Cluster) wantGrace() time.Duration { return c.rpcTimeout / 8 }
+// wantGrace is how long a node that sees a want waits for an ask of its
+// own before it hands back what it holds of the window: half the RPC
+// timeout (1 s by default), the scale at which a node whose mail is paced
+// by a per-second cap asks again. Acquire waits a whole RPC timeout for
+// the hand backs.
+func (c *Cluster) wantGrace() time.Duration { return c.rpcTimeout / 2 }
 
 // postWant tells the other nodes that this node found window key full
 // while they may hold unused grants of it. One write, by the first node
@@ -76,10 +79,10 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 		}
 		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
 		// A node starved in this window (another, or this one earlier)
-		// and this one took nothing since the last tick: what it holds
-		// lies idle, and the window's one want has been posted already.
-		stale := (s.contended || s.starved) && s.takes == s.takesAtTick
-		s.takesAtTick = s.takes
+		// and this one has not asked since the last tick: what it holds
+		// lies idle, and the want has been posted already.
+		stale := (s.contended || s.starved) && s.asks == s.asksAtTick
+		s.asksAtTick = s.asks
 		if s.held() > 0 && !s.fetching && (final || idle || stale) && !c.down {
 			back = append(back, k)
 		}
@@ -95,12 +98,13 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 	}
 }
 
-// handBackIfIdle hands back what this node holds of window k if it took
-// nothing since its takes counter was at `takes` (a want arrived then).
-func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, takes int) {
+// handBackIfIdle hands back what this node holds of window k if it has
+// not asked for the window since its asks counter was at `asks` (when a
+// want arrived, or units came back from a send that failed).
+func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, asks int) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
-	idle := ok && s.takes == takes && s.held() > 0
+	idle := ok && s.asks == asks && s.held() > 0
 	c.mu.Unlock()
 	if idle {
 		c.handBack(ctx, k, true)
@@ -308,25 +312,25 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		c.mu.Lock()
 		c.wantSeen[wkeyStr] = windowEnd(k.w, time.Unix(k.start, 0))
 		s, have := c.slots[k]
-		takes := 0
+		asks := 0
 		if have && node != c.node {
 			s.contended = true
-			takes = s.takes
+			asks = s.asks
 		}
 		c.mu.Unlock()
 		if !have || node == c.node {
 			return
 		}
-		// Hand back what lies idle here: if this node takes nothing for a
-		// moment (a node still spending its share keeps it).
-		c.handBackLater(k, takes)
+		// Hand back what lies idle here: if this node does not ask for
+		// the window for a moment (a node with mail waiting keeps it).
+		c.handBackLater(k, asks)
 	}
 }
 
 // handBackLater hands back what this node holds of window k after
-// wantGrace, if it took nothing meanwhile (takes is its takes counter
-// now). It runs in the background.
-func (c *Cluster) handBackLater(k wkey, takes int) {
+// wantGrace, if it did not ask for the window meanwhile (asks is its asks
+// counter now). It runs in the background.
+func (c *Cluster) handBackLater(k wkey, asks int) {
 	ctx := c.ctx // set by Start before any caller runs
 	c.wg.Add(1)
 	go func() {
@@ -338,7 +342,7 @@ func (c *Cluster) handBackLater(k wkey, takes int) {
 			return
 		case <-t.C:
 		}
-		c.handBackIfIdle(ctx, k, takes)
+		c.handBackIfIdle(ctx, k, asks)
 	}()
 }
 

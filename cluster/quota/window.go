@@ -65,10 +65,13 @@ type slot struct {
 	// since is when the slot was made or last given units by another
 	// node: idleness counts from the later of it and the last take.
 	since time.Time
-	// takes counts spends; takesAtTick is its value at the last tick of
-	// the background loop: a contended slot with no take between two
-	// ticks hands back what it holds.
-	takes, takesAtTick int
+	// asks counts the checks of the window (every take is checked first;
+	// a check refused by another window, the per-second one, still says
+	// the node has mail for the provider); asksAtTick is its value at the
+	// last tick of the background loop. A node that starves, or sees
+	// another node's want, hands back what it holds once it has not
+	// asked for a moment: a node with mail waiting keeps its share.
+	asks, asksAtTick int
 }
 
 func (s *slot) held() int { return s.granted - s.used }
@@ -112,6 +115,7 @@ func (c *Cluster) slotOf(k wkey) *slot {
 // and when to look again. c.mu is held.
 func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 	s := c.slotFor(k, cap)
+	s.asks++
 	if s.used+n <= s.granted {
 		if !c.down && !s.fetching && s.held()-n < c.lowWater(k, s, now) && !now.Before(s.fullUntil) && !now.Before(s.prefetchAfter) {
 			c.startRefill(k, s, 0)
@@ -144,7 +148,6 @@ func (c *Cluster) spend(k wkey, n int, now time.Time) {
 	s := c.slots[k]
 	before := max(0, s.used-s.granted)
 	s.used += n
-	s.takes++
 	s.lastTake = now
 	if s.firstTake.IsZero() {
 		s.firstTake = now
@@ -157,8 +160,8 @@ func (c *Cluster) spend(k wkey, n int, now time.Time) {
 
 // giveBack returns n units spent at `at` that the upstream never got, if
 // their window is still the current one: they are held again by this
-// node (handed back to etcd when it goes idle, or, in a window another
-// node starves in, when it takes nothing for a moment). c.mu is held.
+// node (handed back to etcd when it goes idle, or, in a window a node
+// starves in, when this one stops asking for a moment). c.mu is held.
 func (c *Cluster) giveBack(k wkey, n int) {
 	s, ok := c.slots[k]
 	if !ok {
@@ -170,7 +173,7 @@ func (c *Cluster) giveBack(k wkey, n int) {
 	}
 	s.used = max(0, s.used-n)
 	if s.contended && !c.down {
-		c.handBackLater(k, s.takes)
+		c.handBackLater(k, s.asks)
 	}
 	c.signal()
 }
