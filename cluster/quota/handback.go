@@ -13,9 +13,9 @@ import (
 
 // Unused grants go back to etcd in three cases, so that a node never sits
 // on quota another node needs: the node went idle on a window that still
-// has a while to run; another node starves in the window (its want key
-// stands) and this node took nothing for a moment; or the node shuts
-// down. A window that ends needs nothing: the next window is a new key,
+// has a while to run and is short of units; a node starves in the window
+// (a want key stands, or the window was split as contended) and this one
+// has not asked for it for a moment; or the node shuts down. A window that ends needs nothing: the next window is a new key,
 // and the old one expires with its lease.
 //
 // A node that holds units and keeps spending them does not hand them back
@@ -77,7 +77,12 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 			}
 			continue
 		}
-		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill
+		// Idle units go back only when the window is short of them: while
+		// what is left unallocated covers what this node holds, any node
+		// can have as much from etcd directly, and a hand back would be a
+		// write for nothing.
+		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill &&
+			s.cap-c.seen[s.key] < s.held()
 		// A node starved in this window (another, or this one earlier)
 		// and this one has not asked since the last tick: what it holds
 		// lies idle, and the want has been posted already.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,7 +127,7 @@ func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 		if !s.fetching {
 			c.startRefill(k, s, n) // finds out whether etcd is back
 		}
-		if s.used+n <= s.granted+c.outageShare(s) {
+		if s.used+n <= s.granted+c.outageShare(k, s) {
 			return true, time.Time{}
 		}
 		c.stats.OutageRefusals++
@@ -185,7 +186,14 @@ func (c *Cluster) giveBack(k wkey, n int) {
 // the cap. A grant another node got just before the outage may not have
 // reached this node's watch: one such grant per other node, as large as
 // the largest rise of the total seen, is kept aside. c.mu is held.
-func (c *Cluster) outageShare(s *slot) int {
+//
+// A node the splits leave out (marked idle) gets no share: a split it did
+// not hear of gave it nothing, while every other node's part of it is at
+// least the share it computes from the total before the split.
+func (c *Cluster) outageShare(k wkey, s *slot) int {
+	if cur, ok := c.idle[rateKey{k.name, k.w}]; ok && slices.Contains(cur.nodes, c.node) {
+		return 0
+	}
 	live := len(c.liveNodesLocked())
 	total := max(c.seen[s.key], s.granted) + (live-1)*c.jump[s.key]
 	return max(0, s.cap-total) / live
