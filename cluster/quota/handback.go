@@ -83,10 +83,13 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 		// write for nothing.
 		idle := now.Sub(latest(s.lastTake, s.since)) >= idleAfter*c.refill && s.end.Sub(now) > c.refill &&
 			s.cap-c.seen[s.key] < s.held()
-		// A node starved in this window (another, or this one earlier)
-		// and this one has not asked since the last tick: what it holds
-		// lies idle, and the want has been posted already.
-		stale := (s.contended || s.starved) && s.asks == s.asksAtTick
+		// A node starved in this window (another, or this one earlier),
+		// or what is left unallocated would not cover what this node
+		// holds, and this one has not asked since the last tick: what it
+		// holds lies idle where another node may need it (its want, one
+		// per window, may have come before this node ran out of mail).
+		short := s.cap-c.seen[s.key] < s.held()
+		stale := (s.contended || s.starved || short) && s.asks == s.asksAtTick
 		s.asksAtTick = s.asks
 		if s.held() > 0 && !s.fetching && (final || idle || stale) && !c.down {
 			back = append(back, k)
@@ -99,6 +102,12 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 	}
 	c.mu.Unlock()
 	for _, k := range back {
+		if c.Down() {
+			// One hand back found etcd away: the others would each wait
+			// out the RPC timeout too (a node stopping while etcd is
+			// down would take seconds per window it holds).
+			return
+		}
 		c.handBack(ctx, k, !final)
 	}
 }
@@ -266,7 +275,10 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		if gift > 0 && kok && now.Before(windowEnd(k.w, time.Unix(k.start, 0))) {
 			s := c.slotOf(k)
 			s.granted += gift
-			s.known = g.G[c.node]
+			// max: this node's own transaction may have read the gift and
+			// been answered before the watch brought it (known is then
+			// already past this value).
+			s.known = max(s.known, g.G[c.node])
 			s.since = now
 			s.fullUntil, s.prefetchAfter = time.Time{}, time.Time{}
 			c.seen[key] = total

@@ -79,9 +79,9 @@ func (s *slot) held() int { return s.granted - s.used }
 
 // fullRecheck is how long a node that found a window full waits before
 // reading it again, unless the watch reports a hand back or a gift sooner
-// (which it does as they commit): only a guard against a lost watch
-// event, and a read, not a write.
-const fullRecheck = 30 * time.Second
+// (which it does as they commit): a guard against a wake-up lost between
+// the watch and the relay, and a read, not a write.
+const fullRecheck = 2 * time.Second
 
 // refillWait is when a take refused while a block is on its way is worth
 // trying again.
