@@ -2,7 +2,6 @@ package quota
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,8 +89,7 @@ func (n *lossyNodes) total() int {
 	if len(resp.Kvs) == 0 {
 		return 0
 	}
-	total, _ := strconv.Atoi(string(resp.Kvs[0].Value))
-	return total
+	return parseGrants(resp.Kvs[0].Value).total()
 }
 
 // TestLostHandBackAnswerIsNotSpentTwice: node1 holds 5 units of a minute
@@ -105,7 +103,7 @@ func TestLostHandBackAnswerIsNotSpentTwice(t *testing.T) {
 		t.Fatalf("node1 holds %d after asking for the whole cap, want 5", got)
 	}
 	n.lose.Store(true)
-	n.q1.handBack(context.Background(), n.k)
+	n.q1.handBack(context.Background(), n.k, false)
 	if n.lose.Load() {
 		t.Fatal("the hand back made no transaction")
 	}
@@ -149,7 +147,7 @@ func TestLostAnswersAreSettled(t *testing.T) {
 	// A hand back that never reached etcd: the units are held again.
 	before := n.held(n.q1)
 	n.drop.Store(true)
-	n.q1.handBack(context.Background(), n.k)
+	n.q1.handBack(context.Background(), n.k, false)
 	if n.drop.Load() || n.held(n.q1) != 0 {
 		t.Fatalf("dropped hand back: node1 holds %d, want 0 until it knows", n.held(n.q1))
 	}
