@@ -92,9 +92,13 @@ func (c *Cluster) settleLost(ctx context.Context, s *slot) (granted bool, err er
 	s.lost = nil
 	switch {
 	case applied && u.back > 0:
+		c.writes.Add(1) // the lost one was a write after all
+		c.stats.HandBackWrites++
 		c.stats.Returned += int64(u.back)
 		s.known = u.entry
 	case applied:
+		c.writes.Add(1)
+		c.stats.BlockWrites++
 		s.granted += u.grant
 		s.outage = max(0, s.outage-u.reconcile)
 		s.known = max(s.known, u.entry)
