@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -116,14 +117,28 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 
 // handBackIfIdle hands back what this node holds of window k if it has
 // not asked for the window since its asks counter was at `asks` (when a
-// want arrived, or units came back from a send that failed).
-func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, asks int) {
+// want arrived, or units came back from a send that failed). want: a node
+// starves in the window (its want arrived); then a node that did ask
+// keeps what it spends in a refill period at its rate and hands back the
+// rest. Without that, a node that a split left out — one restarted (its
+// earlier run's grant cannot be its own again), one that joined, one
+// marked idle — would get nothing until the window ends while the others,
+// each with mail waiting, sat on shares they need minutes to spend. One
+// want per node per window bounds what this costs.
+func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, asks int, want bool) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
-	idle := ok && s.asks == asks && s.held() > 0
+	keep := 0
+	if ok && s.asks != asks {
+		keep = s.held() // it asked: it keeps what it holds, unless
+		if want {
+			keep = int(math.Ceil(c.rate(k, s, c.now()) * c.refill.Seconds()))
+		}
+	}
+	back := ok && s.held() > keep
 	c.mu.Unlock()
-	if idle {
-		c.handBack(ctx, k, true)
+	if back {
+		c.handBackKeep(ctx, k, keep == 0, keep)
 	}
 }
 
@@ -135,9 +150,14 @@ func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, asks int) {
 // node that spent nothing in the window says so (grants.Idle), so splits
 // leave it out.
 func (c *Cluster) handBack(ctx context.Context, k wkey, markIdle bool) {
+	c.handBackKeep(ctx, k, markIdle, 0)
+}
+
+// handBackKeep is handBack of all but keep units of what the node holds.
+func (c *Cluster) handBackKeep(ctx context.Context, k wkey, markIdle bool, keep int) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
-	if !ok || (s.held() <= 0 && s.lost == nil) || s.fetching {
+	if !ok || (s.held() <= keep && s.lost == nil) || s.fetching {
 		c.mu.Unlock()
 		return
 	}
@@ -148,7 +168,7 @@ func (c *Cluster) handBack(ctx context.Context, k wkey, markIdle bool) {
 	// A lost transaction first: it may change what this node holds.
 	_, err := c.settleLost(ctx, s)
 	c.mu.Lock()
-	n := s.held()
+	n := s.held() - keep
 	if err != nil || n <= 0 {
 		s.fetching = false
 		c.signal()
@@ -236,6 +256,22 @@ func (c *Cluster) handBack(ctx context.Context, k wkey, markIdle bool) {
 func (c *Cluster) watch(ctx context.Context) {
 	var next int64 // revision to resume from; 0: now
 	for ctx.Err() == nil {
+		if next == 0 {
+			// From a revision read here, kept as watchFrom: a value no
+			// later than it came before this watch, so a rise of this
+			// node's entry in it is no gift on its way (an earlier run's
+			// grant, or one the watch missed) and must not hold back a
+			// want (refillNow).
+			gctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
+			r, err := c.cli.Get(gctx, c.prefix+"quota", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			cancel()
+			if err == nil { // else from now, as before
+				next = r.Header.Revision + 1
+				c.mu.Lock()
+				c.watchFrom = r.Header.Revision
+				c.mu.Unlock()
+			}
+		}
 		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
 		if next > 0 {
 			opts = append(opts, clientv3.WithRev(next))
@@ -370,16 +406,19 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		if !have || node == c.node {
 			return
 		}
-		// Hand back what lies idle here: if this node does not ask for
-		// the window for a moment (a node with mail waiting keeps it).
-		c.handBackLater(k, asks)
+		// Hand back what lies idle here: all of it if this node does not
+		// ask for the window for a moment; a node with mail waiting keeps
+		// what it spends in a refill period and hands back the rest.
+		c.handBackLater(k, asks, true)
 	}
 }
 
 // handBackLater hands back what this node holds of window k after
 // wantGrace, if it did not ask for the window meanwhile (asks is its asks
-// counter now). It runs in the background.
-func (c *Cluster) handBackLater(k wkey, asks int) {
+// counter now); want: another node starves in the window, so a node that
+// did ask still hands back what it holds beyond a refill period's
+// spending. It runs in the background.
+func (c *Cluster) handBackLater(k wkey, asks int, want bool) {
 	ctx := c.ctx // set by Start before any caller runs
 	c.wg.Add(1)
 	go func() {
@@ -391,7 +430,7 @@ func (c *Cluster) handBackLater(k wkey, asks int) {
 			return
 		case <-t.C:
 		}
-		c.handBackIfIdle(ctx, k, asks)
+		c.handBackIfIdle(ctx, k, asks, want)
 	}()
 }
 

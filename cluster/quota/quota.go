@@ -70,8 +70,11 @@ type Cluster struct {
 	jump map[string]int
 	// revs is the latest ModRevision of each window key the watch applied:
 	// a refill that read an older value reads again.
-	revs  map[string]int64
-	draws map[drawKey]int
+	revs map[string]int64
+	// watchFrom is the revision the watch started after (0: unknown):
+	// values no later than it will never come through the watch.
+	watchFrom int64
+	draws     map[drawKey]int
 	// pressed is, per counter, the start of its last ended window that
 	// was pressed (a node starved in it): the next one starts with a split.
 	pressed map[rateKey]int64

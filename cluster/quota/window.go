@@ -177,7 +177,7 @@ func (c *Cluster) giveBack(k wkey, n int) {
 	}
 	s.used = max(0, s.used-n)
 	if s.contended && !c.down {
-		c.handBackLater(k, s.asks)
+		c.handBackLater(k, s.asks, false)
 	}
 	c.signal()
 }
@@ -375,8 +375,11 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			// split as contended from its start (that split stands for
 			// every node's want), none if no other node has anything to
 			// hand back, none while this node's entry is above what it
-			// knows of (a gift on its way through the watch).
-			if !s.wanted && !g.Contended && mine <= s.known && g.othersHold(c.node) {
+			// knows of in a value the watch has yet to bring (a gift on
+			// its way; in a value from before the watch began, the rise
+			// is an earlier run's grant, lost to this one).
+			gift := mine > s.known && rev > max(c.revs[s.key], c.watchFrom)
+			if !s.wanted && !g.Contended && !gift && g.othersHold(c.node) {
 				s.wanted, postWant = true, true
 			}
 		default:
