@@ -253,24 +253,10 @@ func (c *Cluster) handBackKeep(ctx context.Context, k wkey, markIdle bool, keep 
 // node marks the window contended, and any change wakes blocked
 // acquisitions. The watch is re-established after etcd comes back (the
 // client retries by itself), from the revision after the last one seen.
-func (c *Cluster) watch(ctx context.Context) {
-	var next int64 // revision to resume from; 0: now
+func (c *Cluster) watch(ctx context.Context, next int64) { // next: revision to resume from; 0: now
 	for ctx.Err() == nil {
 		if next == 0 {
-			// From a revision read here, kept as watchFrom: a value no
-			// later than it came before this watch, so a rise of this
-			// node's entry in it is no gift on its way (an earlier run's
-			// grant, or one the watch missed) and must not hold back a
-			// want (refillNow).
-			gctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
-			r, err := c.cli.Get(gctx, c.prefix+"quota", clientv3.WithPrefix(), clientv3.WithCountOnly())
-			cancel()
-			if err == nil { // else from now, as before
-				next = r.Header.Revision + 1
-				c.mu.Lock()
-				c.watchFrom = r.Header.Revision
-				c.mu.Unlock()
-			}
+			next = c.watchRev(ctx)
 		}
 		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
 		if next > 0 {
@@ -411,6 +397,24 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		// what it spends in a refill period and hands back the rest.
 		c.handBackLater(k, asks, true)
 	}
+}
+
+// watchRev reads the current revision and keeps it as watchFrom; the
+// watch starts after it. A value no later than it came before the watch,
+// so a rise of this node's entry in it is no gift on its way (an earlier
+// run's grant, or one the watch missed) and must not hold back a want
+// (refillNow). 0 if etcd does not answer: the watch starts from now.
+func (c *Cluster) watchRev(ctx context.Context) int64 {
+	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
+	defer cancel()
+	r, err := c.cli.Get(ctx, c.prefix+"quota", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0
+	}
+	c.mu.Lock()
+	c.watchFrom = r.Header.Revision
+	c.mu.Unlock()
+	return r.Header.Revision + 1
 }
 
 // handBackLater hands back what this node holds of window k after

@@ -189,8 +189,9 @@ func (c *Cluster) Start(ctx context.Context) {
 	c.ctx = ctx
 	c.mu.Unlock()
 	c.refreshMembers(ctx)
+	from := c.watchRev(ctx) // before any refill can read a value
 	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.watch(ctx) }()
+	go func() { defer c.wg.Done(); c.watch(ctx, from) }()
 	go func() { defer c.wg.Done(); c.loop(ctx) }()
 }
 

@@ -379,7 +379,10 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			// its way; in a value from before the watch began, the rise
 			// is an earlier run's grant, lost to this one).
 			gift := mine > s.known && rev > max(c.revs[s.key], c.watchFrom)
-			if !s.wanted && !g.Contended && !gift && g.othersHold(c.node) {
+			// A contended split stands for the wants of the nodes it
+			// served, not of one it left out (restarted, joined since,
+			// marked idle): one that has had nothing of the window posts.
+			if !s.wanted && (!g.Contended || s.granted == 0) && !gift && g.othersHold(c.node) {
 				s.wanted, postWant = true, true
 			}
 		default:
