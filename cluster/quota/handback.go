@@ -39,14 +39,19 @@ func (c *Cluster) wantGrace() time.Duration { return c.rpcTimeout / 2 }
 
 // postWant tells the other nodes that this node found window key full
 // while they may hold unused grants of it. One write, by the first node
-// that starves in the window.
-func (c *Cluster) postWant(ctx context.Context, k wkey, key string, end time.Time) {
+// that starves in the window. empty: this node has had nothing of the
+// window (a split left it out); the value then ends in wantEmpty.
+func (c *Cluster) postWant(ctx context.Context, k wkey, key string, end time.Time, empty bool) {
 	lease, err := c.lease(ctx, end)
 	if err != nil {
 		c.failed(err)
 		return
 	}
-	if _, err := c.cli.Put(ctx, c.wantPrefix()+c.node+"/"+key, strconv.FormatInt(c.now().UnixNano(), 10), clientv3.WithLease(lease)); err != nil {
+	v := strconv.FormatInt(c.now().UnixNano(), 10)
+	if empty {
+		v += wantEmpty
+	}
+	if _, err := c.cli.Put(ctx, c.wantPrefix()+c.node+"/"+key, v, clientv3.WithLease(lease)); err != nil {
 		c.failed(err)
 		return
 	}
@@ -118,13 +123,16 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 // handBackIfIdle hands back what this node holds of window k if it has
 // not asked for the window since its asks counter was at `asks` (when a
 // want arrived, or units came back from a send that failed). want: a node
-// starves in the window (its want arrived); then a node that did ask
-// keeps what it spends in a refill period at its rate and hands back the
-// rest. Without that, a node that a split left out — one restarted (its
-// earlier run's grant cannot be its own again), one that joined, one
-// marked idle — would get nothing until the window ends while the others,
-// each with mail waiting, sat on shares they need minutes to spend. One
-// want per node per window bounds what this costs.
+// that has had nothing of the window starves in it (its want arrived);
+// then a node that did ask keeps what it spends in a refill period at its
+// rate and hands back the rest. Without that, a node that a split left
+// out — one restarted (its earlier run's grant cannot be its own again),
+// one that joined, one marked idle — would get nothing until the window
+// ends while the others, each with mail waiting, sat on shares they need
+// most of it to spend. A node that had its share and spent it gets
+// nothing so: under a pressed cap every node starves in turn, and units
+// passed back and forth would cost writes without sending more. One want
+// per node per window bounds what this costs.
 func (c *Cluster) handBackIfIdle(ctx context.Context, k wkey, asks int, want bool) {
 	c.mu.Lock()
 	s, ok := c.slots[k]
@@ -394,8 +402,9 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		}
 		// Hand back what lies idle here: all of it if this node does not
 		// ask for the window for a moment; a node with mail waiting keeps
-		// what it spends in a refill period and hands back the rest.
-		c.handBackLater(k, asks, true)
+		// it, or, when the wanting node has had nothing of the window,
+		// what it spends in a refill period, handing back the rest.
+		c.handBackLater(k, asks, strings.HasSuffix(string(ev.Kv.Value), wantEmpty))
 	}
 }
 
@@ -417,11 +426,15 @@ func (c *Cluster) watchRev(ctx context.Context) int64 {
 	return r.Header.Revision + 1
 }
 
+// wantEmpty ends the value of a want posted by a node that has had
+// nothing of the window.
+const wantEmpty = "/empty"
+
 // handBackLater hands back what this node holds of window k after
 // wantGrace, if it did not ask for the window meanwhile (asks is its asks
-// counter now); want: another node starves in the window, so a node that
-// did ask still hands back what it holds beyond a refill period's
-// spending. It runs in the background.
+// counter now); want: another node that has had nothing of the window
+// starves in it, so a node that did ask still hands back what it holds
+// beyond a refill period's spending. It runs in the background.
 func (c *Cluster) handBackLater(k wkey, asks int, want bool) {
 	ctx := c.ctx // set by Start before any caller runs
 	c.wg.Add(1)

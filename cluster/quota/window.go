@@ -360,7 +360,7 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			deficit = 0 // a hand back while we waited covers it
 		}
 		mine := g.G[c.node]
-		block, split, postWant := 0, false, false
+		block, split, postWant, empty := 0, false, false, false
 		switch {
 		case remaining >= max(deficit, 1):
 			block, split = c.blockSize(k, s, &g, remaining, deficit, now)
@@ -383,7 +383,7 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			// served, not of one it left out (restarted, joined since,
 			// marked idle): one that has had nothing of the window posts.
 			if !s.wanted && (!g.Contended || s.granted == 0) && !gift && g.othersHold(c.node) {
-				s.wanted, postWant = true, true
+				s.wanted, postWant, empty = true, true, s.granted == 0
 			}
 		default:
 			s.prefetchAfter = earliest(s.end, now.Add(fullRecheck))
@@ -393,7 +393,7 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		c.log.Debug("quota refill", "key", s.key, "need", need, "deficit", deficit, "remaining", remaining, "block", block, "want", postWant, "rev", rev)
 		if block == 0 && reconcile == 0 {
 			if postWant {
-				c.postWant(ctx, k, s.key, end)
+				c.postWant(ctx, k, s.key, end, empty)
 			}
 			return
 		}
