@@ -190,11 +190,11 @@ api() {
 }
 
 # start_smtpmux: builds ./cmd/smtpmux and starts it on a fresh data
-# directory under $WORK/smtpmux; sets SMX_DIR, SMX_PID and SMX_ROOT.
-# Returns 1 with a SKIP reason when it does not build or start.
+# directory under $WORK/${SMX_NAME:-smtpmux}; sets SMX_DIR, SMX_PID and
+# SMX_ROOT. Returns 1 with a SKIP reason when it does not build or start.
 SKIP=""
 start_smtpmux() {
-	SMX_DIR=$WORK/smtpmux
+	SMX_DIR=$WORK/${SMX_NAME:-smtpmux}
 	local smx=$SMX_DIR
 	mkdir -p "$smx/data"
 	if [[ ! -d $REPO/cmd/smtpmux ]] ||
@@ -240,8 +240,12 @@ start_smtpmux() {
 # managed account deactivated so that every message goes there, and a
 # sending key. Sets SMX_PROVIDER and SMX_KEY.
 setup_smtpmux_relay() {
-	local providers shared id
-	if ! SMX_PROVIDER=$(api POST /api/v1/providers '{"name":"sink","type":"smtp","smtp_host":"127.0.0.1","smtp_port":'"$SINK_PORT"',"smtp_protocol":"none"}' | jq -er '.data.id') ||
+	local providers shared id quotas=""
+	# PROVIDER_QUOTAS (a JSON object, e.g. '{"per_minute":100000}'): caps on
+	# the bench providers, so that the quota path (and in cluster mode its
+	# etcd writes) is measured too.
+	[[ -z ${PROVIDER_QUOTAS:-} ]] || quotas=',"quotas":'"$PROVIDER_QUOTAS"
+	if ! SMX_PROVIDER=$(api POST /api/v1/providers '{"name":"sink","type":"smtp","smtp_host":"127.0.0.1","smtp_port":'"$SINK_PORT"',"smtp_protocol":"none"'"$quotas"'}' | jq -er '.data.id') ||
 		! providers=$(api GET /api/v1/providers) ||
 		! SMX_KEY=$(api POST /api/v1/api-keys '{"name":"bench","type":"sending"}' | jq -er '.data.key'); then
 		log "smtpmux: Management API set-up failed (log: $SMX_DIR/smtpmux.log)"
@@ -254,7 +258,7 @@ setup_smtpmux_relay() {
 	# the sink (issue 18: routing among many providers, pools spread).
 	local i
 	for ((i = 2; i <= ${PROVIDERS:-1}; i++)); do
-		api POST /api/v1/providers '{"name":"sink'"$i"'","type":"smtp","smtp_host":"127.0.0.1","smtp_port":'"$SINK_PORT"',"smtp_protocol":"none"}' >/dev/null ||
+		api POST /api/v1/providers '{"name":"sink'"$i"'","type":"smtp","smtp_host":"127.0.0.1","smtp_port":'"$SINK_PORT"',"smtp_protocol":"none"'"$quotas"'}' >/dev/null ||
 			{ log "smtpmux: creating provider $i failed"; SKIP="provider set-up failed"; return 1; }
 	done
 	log "smtpmux: up (pid $SMX_PID, config $SMX_DIR/smtpmux.toml, ${PROVIDERS:-1} provider(s))"

@@ -31,14 +31,19 @@ SMTPMUX_HTTP_PORT=${SMTPMUX_HTTP_PORT:-10080}
 DRIVER_TIMEOUT=${DRIVER_TIMEOUT:-600}  # seconds, one driver run
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-$((120 + N / 100))} # seconds for the queue to drain after the driver
 KEEP=${KEEP:-0}                        # 1: keep the work directory (logs, configs, per-run JSON)
+ETCD_PORT=${ETCD_PORT:-12379}          # smtpmux-etcd: the single etcd member's client port
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-12381}
+SMTPMUX_METRICS_PORT=${SMTPMUX_METRICS_PORT:-19464} # smtpmux-etcd: the node's /metrics
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PF_ETC=""     # Postfix config directory once an instance runs
 MADDY_PID=""  # maddy while it runs
+ETCD_PID=""   # etcd while smtpmux-etcd runs
 cleanup_extra() {
 	stop_postfix
 	stop_maddy
+	stop_etcd
 }
 
 # ---------------------------------------------------------------- setup
@@ -249,6 +254,91 @@ run_smtpmux() {
 	stop_smtpmux
 }
 
+# ---------------------------------------------------------------- (e) smtpmux on etcd
+# The same smtpmux, same config, as one node in cluster mode on a local
+# single-member etcd (the real binary: .peers/bin/etcd from
+# scripts/install-test-peers.sh, or SMTPMUX_ETCD, or etcd on PATH): the
+# state of record and the quotas in etcd, messages in the node's bbolt
+# file as always. Its summary line adds etcd's CPU and, from the two
+# daemons' /metrics, the quota's etcd writes and etcd's committed
+# proposals per delivered message (warm-up included). With
+# PROVIDER_QUOTAS='{"per_minute":…}' the bench provider has caps.
+stop_etcd() {
+	[[ -z $ETCD_PID ]] || stop_pid "$ETCD_PID"
+	ETCD_PID=""
+}
+
+etcd_bin() {
+	local p
+	for p in "${SMTPMUX_ETCD:-}" "$REPO/.peers/bin/etcd" "$(command -v etcd || true)"; do
+		[[ -n $p && -x $p ]] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# metric URL NAME: the value of an unlabelled Prometheus sample (0 if absent).
+metric() {
+	curl -fsS --max-time 10 "$1" | awk -v m="$2" '$1 == m { v = $2 } END { printf "%d\n", v + 0 }'
+}
+
+run_smtpmux_etcd() {
+	local sys=smtpmux-etcd bin ed=$WORK/etcd i
+	if ! bin=$(etcd_bin); then
+		log "$sys: skipped — no etcd binary (run scripts/install-test-peers.sh or set SMTPMUX_ETCD)"
+		jq -nc --arg s "$sys" '{system: $s, skipped: "no etcd binary"}'
+		return 0
+	fi
+	for p in $ETCD_PORT $ETCD_PEER_PORT $SMTPMUX_METRICS_PORT; do port_free "$p" || die "port $p is in use (set ETCD_PORT/ETCD_PEER_PORT/SMTPMUX_METRICS_PORT)"; done
+	mkdir -p "$ed"
+	"$bin" --name bench --data-dir "$ed/data" \
+		--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+		--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+		--initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new \
+		--log-level warn >"$ed/etcd.log" 2>&1 &
+	ETCD_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		curl -fsS --max-time 1 "http://127.0.0.1:$ETCD_PORT/health" 2>/dev/null | jq -e '.health == "true"' >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	((i < 200)) || die "etcd did not become healthy: $(tail -5 "$ed/etcd.log")"
+	log "$sys: etcd up (pid $ETCD_PID, $bin, client 127.0.0.1:$ETCD_PORT)"
+	local cluster
+	cluster=$(printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n[cluster]\netcd_endpoints = ["http://127.0.0.1:%s"]\nnode_id = "bench"\n' \
+		"$SMTPMUX_METRICS_PORT" "$ETCD_PORT")
+	if ! SMX_NAME=$sys SMTPMUX_EXTRA="${SMTPMUX_EXTRA:-}$cluster" start_smtpmux || ! setup_smtpmux_relay; then
+		log "$sys: skipped — $SKIP"
+		jq -nc --arg s "$sys" --arg why "$SKIP" '{system: $s, skipped: $why}'
+		stop_smtpmux
+		stop_etcd
+		return 0
+	fi
+	local smx_m="http://127.0.0.1:$SMTPMUX_METRICS_PORT/metrics" etcd_m="http://127.0.0.1:$ETCD_PORT/metrics"
+	local w0 p0 c0 w1 p1 c1 delivered
+	w0=$(metric "$smx_m" smtpmux_cluster_quota_etcd_writes_total)
+	p0=$(metric "$etcd_m" etcd_server_proposals_committed_total)
+	c0=$(proc_cpu "$ETCD_PID")
+	smtpmux_driver_flags
+	run_system "$sys" "$SMX_PID" "${SMX_FLAGS[@]}" >"$WORK/$sys.raw.json"
+	w1=$(metric "$smx_m" smtpmux_cluster_quota_etcd_writes_total)
+	p1=$(metric "$etcd_m" etcd_server_proposals_committed_total)
+	c1=$(proc_cpu "$ETCD_PID")
+	delivered=$(jq -s --arg s "$sys" 'map(select(.system == $s) | .delivered) | add // 0' "$RUNLOG")
+	delivered=$((delivered + WARMUP))
+	jq -c --argjson w $((w1 - w0)) --argjson p $((p1 - p0)) --argjson d "$delivered" \
+		--argjson cpu "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" --arg quotas "${PROVIDER_QUOTAS:-}" '
+		. + {etcd_cpu_s: ($cpu * 100 | round / 100), delivered_total: $d, provider_quotas: (if $quotas == "" then null else $quotas end),
+		     quota_etcd_writes: $w, quota_writes_per_msg: (if $d > 0 then ($w / $d * 10000 | round / 10000) else null end),
+		     etcd_proposals: $p, etcd_proposals_per_msg: (if $d > 0 then ($p / $d * 10000 | round / 10000) else null end)}' \
+		"$WORK/$sys.raw.json" | tee "$WORK/$sys.json"
+	stop_smtpmux
+	stop_etcd
+}
+
+# proc_cpu PID: the process's CPU seconds so far (user + system).
+proc_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # ---------------------------------------------------------------- main
 log "N=$N SIZE=$SIZE C=$C RUNS=$RUNS WARMUP=$WARMUP, $(nproc) cores, work dir $WORK"
 for sys in $SYSTEMS; do
@@ -257,7 +347,8 @@ for sys in $SYSTEMS; do
 	postfix) run_postfix ;;
 	maddy) run_maddy ;;
 	smtpmux) run_smtpmux ;;
-	*) die "unknown system $sys (ceiling, postfix, maddy, smtpmux)" ;;
+	smtpmux-etcd) run_smtpmux_etcd ;;
+	*) die "unknown system $sys (ceiling, postfix, maddy, smtpmux, smtpmux-etcd)" ;;
 	esac
 done
 
@@ -274,6 +365,18 @@ if [[ -s $WORK/postfix.json && -s $WORK/smtpmux.json ]]; then
 			p99: "<= 0.5", p99_met: (.p99_ms != null and .p99_ms <= 0.5),
 			smtpmux_rss_mb: "<= 150", smtpmux_rss_met: (($m.peak_rss_mb // 1e9) <= 150)}' \
 		"$WORK/postfix.json" "$WORK/smtpmux.json"
+fi
+
+# Cluster mode against a single node on bbolt, when both ran.
+if [[ -s $WORK/smtpmux.json && -s $WORK/smtpmux-etcd.json ]] && jq -e '.delivered_per_s != null' "$WORK/smtpmux-etcd.json" >/dev/null; then
+	jq -sc '.[0] as $b | .[1] as $e |
+		def ratio(f): if ($b[f] // 0) == 0 or $e[f] == null then null else ($e[f] / $b[f] * 100 | round) / 100 end;
+		{ratio: "smtpmux-etcd/smtpmux", size: $e.size,
+		 accepted_per_s: ratio("accepted_per_s"), delivered_per_s: ratio("delivered_per_s"),
+		 p50_ms: ratio("p50_ms"), p99_ms: ratio("p99_ms"), relay_cpu_s: ratio("relay_cpu_s"),
+		 etcd_cpu_s: $e.etcd_cpu_s, quota_writes_per_msg: $e.quota_writes_per_msg, etcd_proposals_per_msg: $e.etcd_proposals_per_msg,
+		 target: "delivered_per_s >= 0.85", target_met: ((ratio("delivered_per_s") // 0) >= 0.85)}' \
+		"$WORK/smtpmux.json" "$WORK/smtpmux-etcd.json"
 fi
 
 # smtpmux against maddy, when both ran.

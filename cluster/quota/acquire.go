@@ -58,7 +58,7 @@ func (c *Cluster) Acquire(ctx context.Context, name string, w routing.Window, ca
 			// Any quota key's change wakes ch (another counter, another
 			// node's refill): only a fall of this window's total (a hand
 			// back) or the end of the moment is worth asking again for.
-			timer := time.NewTimer(c.rpcTimeout / 2)
+			timer := time.NewTimer(c.rpcTimeout) // wantGrace, then the hand back's transaction
 		wait:
 			for {
 				select {

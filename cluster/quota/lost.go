@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -31,9 +32,12 @@ type lostOp struct {
 	value []byte // the window key's value at rev (nil: absent), as read
 	token string // what it put in this node's op key
 	back  int    // units it handed back; 0 for a grant
-	// A grant added reconcile outage units and a block (grant in all),
-	// making the total newTotal.
+	// A grant added reconcile outage units and a block (grant in all) to
+	// this node's entry, making the window's total newTotal (a split's
+	// shares of other nodes included).
 	grant, reconcile, newTotal int
+	// entry is this node's entry in the value it put (grants.go).
+	entry int
 }
 
 // opKey is this node's op key of window key: <prefix>qops/<node>/<window
@@ -47,25 +51,32 @@ func (c *Cluster) opKey(key string) string {
 func opToken() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
 // settleLost finds out whether the lost transaction of slot s, if any,
-// was applied, and books it. An error leaves it unknown (etcd still out
-// of reach). The slot is being fetched by the caller (s.fetching), so no
-// other transaction of this node on the window runs meanwhile.
-func (c *Cluster) settleLost(ctx context.Context, s *slot) error {
+// was applied, and books it; granted reports a lost grant that was. An
+// error leaves it unknown (etcd still out of reach). The slot is being
+// fetched by the caller (s.fetching), so no other transaction of this
+// node on the window runs meanwhile.
+//
+// The watch cannot book a lost grant instead: the value it put names this
+// node as its writer (grants.By), and a node skips the rise of its own
+// entry in its own values (its answer counted it) — so without this, a
+// grant etcd applied after the answer was lost stays unspendable in the
+// window until it ends.
+func (c *Cluster) settleLost(ctx context.Context, s *slot) (granted bool, err error) {
 	c.mu.Lock()
 	u := s.lost
 	c.mu.Unlock()
 	if u == nil {
-		return nil
+		return false, nil
 	}
 	lease, err := c.lease(ctx, s.end)
 	if err != nil {
-		return err
+		return false, err
 	}
 	tr, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.key), "=", u.rev)).
 		Then(clientv3.OpPut(s.key, string(u.value), clientv3.WithLease(lease))).
 		Else(clientv3.OpGet(c.opKey(s.key))).Commit()
 	if err != nil {
-		return err
+		return false, err
 	}
 	applied := false
 	if tr.Succeeded {
@@ -81,16 +92,25 @@ func (c *Cluster) settleLost(ctx context.Context, s *slot) error {
 	s.lost = nil
 	switch {
 	case applied && u.back > 0:
+		c.writes.Add(1) // the lost one was a write after all
+		c.stats.HandBackWrites++
 		c.stats.Returned += int64(u.back)
+		s.known = u.entry
 	case applied:
+		c.writes.Add(1)
+		c.stats.BlockWrites++
 		s.granted += u.grant
 		s.outage = max(0, s.outage-u.reconcile)
+		s.known = max(s.known, u.entry)
 		c.seen[s.key] = max(c.seen[s.key], u.newTotal)
+		// Units came: a take refused as "full" may now go.
+		s.fullUntil, s.prefetchAfter = time.Time{}, time.Time{}
+		granted = u.grant > 0
 	case u.back > 0:
 		s.granted += u.back // etcd never took them back
 	}
 	c.signal()
-	return nil
+	return granted, nil
 }
 
 // settleIdle settles, in the background, the lost transactions of windows
@@ -114,14 +134,14 @@ func (c *Cluster) settleIdle() {
 			s := c.slots[k]
 			c.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), c.rpcTimeout)
-			err := c.settleLost(ctx, s)
+			got, err := c.settleLost(ctx, s)
 			cancel()
 			if err != nil {
 				c.failed(err)
 			}
 			c.mu.Lock()
 			s.fetching = false
-			granted := s.held() > 0
+			granted := got || s.held() > 0
 			notify := c.onRefill
 			c.signal()
 			c.mu.Unlock()

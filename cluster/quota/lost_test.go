@@ -2,7 +2,6 @@ package quota
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,8 +89,7 @@ func (n *lossyNodes) total() int {
 	if len(resp.Kvs) == 0 {
 		return 0
 	}
-	total, _ := strconv.Atoi(string(resp.Kvs[0].Value))
-	return total
+	return parseGrants(resp.Kvs[0].Value).total()
 }
 
 // TestLostHandBackAnswerIsNotSpentTwice: node1 holds 5 units of a minute
@@ -105,7 +103,7 @@ func TestLostHandBackAnswerIsNotSpentTwice(t *testing.T) {
 		t.Fatalf("node1 holds %d after asking for the whole cap, want 5", got)
 	}
 	n.lose.Store(true)
-	n.q1.handBack(context.Background(), n.k)
+	n.q1.handBack(context.Background(), n.k, false)
 	if n.lose.Load() {
 		t.Fatal("the hand back made no transaction")
 	}
@@ -149,12 +147,64 @@ func TestLostAnswersAreSettled(t *testing.T) {
 	// A hand back that never reached etcd: the units are held again.
 	before := n.held(n.q1)
 	n.drop.Store(true)
-	n.q1.handBack(context.Background(), n.k)
+	n.q1.handBack(context.Background(), n.k, false)
 	if n.drop.Load() || n.held(n.q1) != 0 {
 		t.Fatalf("dropped hand back: node1 holds %d, want 0 until it knows", n.held(n.q1))
 	}
 	n.grant(n.q1, before) // settles first
 	if got := n.held(n.q1); got < before || got != n.total() {
 		t.Fatalf("after a hand back of %d that never reached etcd: node1 holds %d, etcd counts %d", before, got, n.total())
+	}
+}
+
+// entry is q's entry in the window's grants value in etcd.
+func (n *lossyNodes) entry(q *Cluster) int {
+	n.t.Helper()
+	resp, err := n.q2.cli.Get(context.Background(), n.q1.windowKey(n.k))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0
+	}
+	return parseGrants(resp.Kvs[0].Value).G[q.node]
+}
+
+// TestLostSplitIsSettled: node1 splits the remainder of a pressed window
+// (its previous window was pressed) between itself and node2, and the
+// answer is lost though etcd applied it. node2 learns of its share from
+// the watch, as of any split; node1 cannot (the value names node1 as its
+// writer, and a node takes no gift from its own values), so only the
+// settling makes its share its own before the window ends. Neither node
+// asks for the window afterwards, so each may hand its share back (the
+// split was contended): what each holds plus what it handed back is its
+// share, and etcd counts exactly what they hold.
+func TestLostSplitIsSettled(t *testing.T) {
+	n := newLossyNodes(t, 10)
+	n.q1.mu.Lock()
+	prev := routing.WindowStart(routing.Minute, time.Unix(n.k.start, 0).Add(-time.Second)).Unix()
+	n.q1.pressed[rateKey{n.k.name, n.k.w}] = prev
+	n.q1.mu.Unlock()
+	n.lose.Store(true)
+	n.grant(n.q1, 1)
+	if n.lose.Load() || n.total() != 10 || n.entry(n.q2) != 5 {
+		t.Fatalf("lost split: total %d, node2's entry %d; want the cap, 10, split 5 and 5", n.total(), n.entry(n.q2))
+	}
+	if got := n.held(n.q1); got != 0 {
+		t.Fatalf("node1 holds %d of a split whose answer was lost; want 0 until it knows", got)
+	}
+	share := func(q *Cluster) int {
+		h := n.held(q)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return h + int(q.stats.Returned)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for share(n.q1) != 5 || share(n.q2) != 5 || n.total() != n.held(n.q1)+n.held(n.q2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node1 holds %d (entry %d), node2 %d (entry %d), etcd counts %d: a share of the lost split left unused",
+				n.held(n.q1), n.entry(n.q1), n.held(n.q2), n.entry(n.q2), n.total())
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
 	}
 }

@@ -67,8 +67,23 @@ type Cluster struct {
 	// jump is the largest single rise of each window key's total seen:
 	// the size of a grant this node may not have heard of yet when etcd
 	// goes away (the outage share keeps that much per other node aside).
-	jump    map[string]int
-	draws   map[drawKey]int
+	jump map[string]int
+	// revs is the latest ModRevision of each window key the watch applied:
+	// a refill that read an older value reads again.
+	revs map[string]int64
+	// watchFrom is the revision the watch started after (0: unknown):
+	// values no later than it will never come through the watch.
+	watchFrom int64
+	draws     map[drawKey]int
+	// pressed is, per counter, the start of its last ended window that
+	// was pressed (a node starved in it): the next one starts with a split.
+	pressed map[rateKey]int64
+	// wantSeen holds the window keys some node has posted a want for
+	// (value: the window's end, to forget it): one want per window.
+	wantSeen map[string]time.Time
+	// idle is, per counter, the nodes the latest value seen lists as idle
+	// (left out of splits), and the window it was seen in.
+	idle    map[rateKey]idleNodes
 	second  map[string]*sliding
 	leases  map[int64]clientv3.LeaseID
 	lastMem []string
@@ -93,6 +108,8 @@ type Cluster struct {
 	// refused while it was on its way may now succeed.
 	onRefill func(providerID string)
 
+	// ctx ends with Start's context or Close: background hand backs stop.
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -112,6 +129,11 @@ type Stats struct {
 	// Returned counts units handed back (idle, shutdown, another node
 	// starved).
 	Returned int64
+	// BlockWrites, HandBackWrites, WantWrites and LeaseWrites break
+	// Writes down by kind (draws of {min,max} caps are the rest);
+	// Splits counts the block writes that granted the remainder of a
+	// window to all live nodes at once.
+	BlockWrites, HandBackWrites, WantWrites, LeaseWrites, Splits int64
 }
 
 // Option changes a default of New.
@@ -148,9 +170,10 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 	}
 	c := &Cluster{cli: cli, prefix: prefix, node: nodeID, now: now, log: log,
 		refill: 10 * time.Second, rpcTimeout: 2 * time.Second, joinGrace: 3 * time.Second,
-		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{},
+		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{}, revs: map[string]int64{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{}, vanished: map[string]time.Time{},
-		changed: make(chan struct{})}
+		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{},
+		changed: make(chan struct{}), ctx: context.Background()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -162,9 +185,13 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 // Close).
 func (c *Cluster) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
 	c.refreshMembers(ctx)
+	from := c.watchRev(ctx) // before any refill can read a value
 	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.watch(ctx) }()
+	go func() { defer c.wg.Done(); c.watch(ctx, from) }()
 	go func() { defer c.wg.Done(); c.loop(ctx) }()
 }
 

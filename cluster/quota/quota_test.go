@@ -42,7 +42,7 @@ const prefix = "/smtpmux/"
 
 // nodes starts an etcd cluster and n quota nodes, each with its own client
 // and node ID, registered under <prefix>nodes/ as the membership would be.
-func nodes(t *testing.T, n int, clk *clock, opts ...Option) (*etcdtest.Cluster, []*Cluster) {
+func nodes(t testing.TB, n int, clk *clock, opts ...Option) (*etcdtest.Cluster, []*Cluster) {
 	t.Helper()
 	ec := etcdtest.Start(t, 3)
 	var out []*Cluster
@@ -86,7 +86,7 @@ func (q *Cluster) changedCh() <-chan struct{} {
 // same decision, then Done once the upstream has it. It returns the time
 // it was taken, waiting for refills and moving the clock to the retry
 // time when a window is full.
-func send(t *testing.T, q *Cluster, clk *clock, id string, l routing.Limits) time.Time {
+func send(t testing.TB, q *Cluster, clk *clock, id string, l routing.Limits) time.Time {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		ch := q.changedCh()
@@ -224,7 +224,7 @@ func TestSharedCapsNeverExceeded(t *testing.T) {
 
 // checkWindows asserts at most perSecond takes in any [t, t+1s) span and
 // at most perMinute in any UTC minute.
-func checkWindows(t *testing.T, times []time.Time, perSecond, minuteCap int) {
+func checkWindows(t testing.TB, times []time.Time, perSecond, minuteCap int) {
 	t.Helper()
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	j := 0

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,32 +43,48 @@ type slot struct {
 	// (lost.go); nil when there is none.
 	lost    *lostOp
 	pending int // the largest take refused while a refill was under way
-	// fullUntil: etcd had no room for this node; until then a take is
-	// refused without asking again.
+	// fullUntil: etcd had no room for a take of this node; until then (or
+	// until the watch reports units handed back) a take that lacks units
+	// is refused without asking etcd again.
 	fullUntil time.Time
-	wanted    time.Time // when this node last said it starves (want key)
-	// wantedRev is the window key's ModRevision when it did: the same
-	// total can hide a change (one node handed back, another took it),
-	// the same revision cannot, so a want is posted again when it moved.
-	wantedRev int64
-	// wantPending: another node's want arrived while this node was
-	// fetching (handBack skips then); the hand back runs when it ends.
-	wantPending bool
-	// contended: another node starved in this window, so units this node
-	// gives back go straight back to etcd rather than staying held.
+	// prefetchAfter: a refill ahead of need found no room; no other is
+	// started before then (or before a hand back is seen), so a window
+	// that is known full costs no etcd call per take.
+	prefetchAfter time.Time
+	// starved: this node lacked units in this window while it was full;
+	// contended: another node did (its want key was seen). Either makes
+	// the next window of the counter start with a split (see grants.go).
+	starved   bool
 	contended bool
-	lastTake  time.Time
+	wanted    bool // this node posted its want for the window
+	// known is this node's entry in the window's value as this process
+	// accounts for it (its own transactions and the gifts it adopted): an
+	// entry seen higher is a gift still on its way through the watch.
+	known    int
+	lastTake time.Time
 	// firstTake is when this node first spent in the window: its rate is
 	// measured from there, not from the window's start (a node that
 	// starts at 10:00 has not been idle since midnight).
 	firstTake time.Time
+	// since is when the slot was made or last given units by another
+	// node: idleness counts from the later of it and the last take.
+	since time.Time
+	// asks counts the checks of the window (every take is checked first;
+	// a check refused by another window, the per-second one, still says
+	// the node has mail for the provider); asksAtTick is its value at the
+	// last tick of the background loop. A node that starves, or sees
+	// another node's want, hands back what it holds once it has not
+	// asked for a moment: a node with mail waiting keeps its share.
+	asks, asksAtTick int
 }
 
 func (s *slot) held() int { return s.granted - s.used }
 
-// fullBackoff is how long a node that found a window full waits before
-// asking etcd again (unless the watch reports a hand back sooner).
-const fullBackoff = time.Second
+// fullRecheck is how long a node that found a window full waits before
+// reading it again, unless the watch reports a hand back or a gift sooner
+// (which it does as they commit): a guard against a wake-up lost between
+// the watch and the relay, and a read, not a write.
+const fullRecheck = 2 * time.Second
 
 // refillWait is when a take refused while a block is on its way is worth
 // trying again.
@@ -78,15 +94,23 @@ func (c *Cluster) windowKey(k wkey) string {
 	return fmt.Sprintf("%squota/%s/%s/%d", c.prefix, k.name, k.w, k.start)
 }
 
-// slotFor returns the slot of k, creating it; c.mu is held.
+// slotFor returns the slot of k, creating it, with its cap; c.mu is held.
 func (c *Cluster) slotFor(k wkey, cap int) *slot {
+	s := c.slotOf(k)
+	s.cap = cap
+	return s
+}
+
+// slotOf returns the slot of k, creating it (cap unknown until a check
+// sets it); c.mu is held.
+func (c *Cluster) slotOf(k wkey) *slot {
 	s, ok := c.slots[k]
 	if !ok {
 		start := time.Unix(k.start, 0).UTC()
-		s = &slot{key: c.windowKey(k), start: start, end: windowEnd(k.w, start)}
+		s = &slot{key: c.windowKey(k), start: start, end: windowEnd(k.w, start), since: c.now()}
+		_, s.contended = c.wantSeen[s.key] // a want posted before this node had the window
 		c.slots[k] = s
 	}
-	s.cap = cap
 	return s
 }
 
@@ -95,8 +119,9 @@ func (c *Cluster) slotFor(k wkey, cap int) *slot {
 // and when to look again. c.mu is held.
 func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 	s := c.slotFor(k, cap)
+	s.asks++
 	if s.used+n <= s.granted {
-		if !c.down && !s.fetching && s.held()-n < c.lowWater(k, s, now) && !now.Before(s.fullUntil) {
+		if !c.down && !s.fetching && s.held()-n < c.lowWater(k, s, now) && !now.Before(s.fullUntil) && !now.Before(s.prefetchAfter) {
 			c.startRefill(k, s, 0)
 		}
 		return true, time.Time{}
@@ -105,7 +130,7 @@ func (c *Cluster) check(k wkey, cap, n int, now time.Time) (bool, time.Time) {
 		if !s.fetching {
 			c.startRefill(k, s, n) // finds out whether etcd is back
 		}
-		if s.used+n <= s.granted+c.outageShare(s) {
+		if s.used+n <= s.granted+c.outageShare(k, s) {
 			return true, time.Time{}
 		}
 		c.stats.OutageRefusals++
@@ -139,7 +164,8 @@ func (c *Cluster) spend(k wkey, n int, now time.Time) {
 
 // giveBack returns n units spent at `at` that the upstream never got, if
 // their window is still the current one: they are held again by this
-// node (handed back to etcd only when idle or asked). c.mu is held.
+// node (handed back to etcd when it goes idle, or, in a window a node
+// starves in, when this one stops asking for a moment). c.mu is held.
 func (c *Cluster) giveBack(k wkey, n int) {
 	s, ok := c.slots[k]
 	if !ok {
@@ -151,8 +177,7 @@ func (c *Cluster) giveBack(k wkey, n int) {
 	}
 	s.used = max(0, s.used-n)
 	if s.contended && !c.down {
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.handBack(context.Background(), k) }()
+		c.handBackLater(k, s.asks, false)
 	}
 	c.signal()
 }
@@ -164,7 +189,14 @@ func (c *Cluster) giveBack(k wkey, n int) {
 // the cap. A grant another node got just before the outage may not have
 // reached this node's watch: one such grant per other node, as large as
 // the largest rise of the total seen, is kept aside. c.mu is held.
-func (c *Cluster) outageShare(s *slot) int {
+//
+// A node the splits leave out (marked idle) gets no share: a split it did
+// not hear of gave it nothing, while every other node's part of it is at
+// least the share it computes from the total before the split.
+func (c *Cluster) outageShare(k wkey, s *slot) int {
+	if cur, ok := c.idle[rateKey{k.name, k.w}]; ok && slices.Contains(cur.nodes, c.node) {
+		return 0
+	}
 	live := len(c.liveNodesLocked())
 	total := max(c.seen[s.key], s.granted) + (live-1)*c.jump[s.key]
 	return max(0, s.cap-total) / live
@@ -192,21 +224,43 @@ func (c *Cluster) rate(k wkey, s *slot, now time.Time) float64 {
 }
 
 // blockSize is how much to ask for: twice the recent rate over a refill
-// period, but at most an equal share of what remains among the live
-// nodes (near the cap blocks shrink to 1, so no node sits on what
-// another needs); at least what this take lacks. c.mu is held.
-func (c *Cluster) blockSize(k wkey, s *slot, remaining, deficit int, now time.Time) int {
+// period, but at most an equal share of what remains among the nodes a
+// split would serve, and at least what this take lacks. When that
+// appetite is at least the equal share — the window is nearly exhausted
+// for the demand on it — or when the counter's previous window was
+// pressed (some node found it full), the node grants the whole remainder
+// at once in equal shares (g.split): one write where shrinking blocks
+// would cost one per unit near the cap. The shares of the other nodes are
+// added to g; the result is this node's part. c.mu is held.
+func (c *Cluster) blockSize(k wkey, s *slot, g *grants, remaining, deficit int, now time.Time) (block int, split bool) {
 	period := min(c.refill, s.end.Sub(s.start))
 	if k.w >= routing.Hour {
 		// Long windows have room to spare for longer blocks: an hour or
 		// a day is rarely near its cap at the scale of a minute, and the
-		// hand backs (idle, want) return what is not needed.
+		// hand backs (idle, starving nodes) return what is not needed.
 		period = 6 * c.refill
 	}
 	want := int(math.Ceil(2 * c.rate(k, s, now) * period.Seconds()))
-	per := (remaining + len(c.liveNodesLocked()) - 1) / len(c.liveNodesLocked())
+	live := c.liveNodesLocked()
+	n := g.splitters(c.node, live)
+	per := (remaining + n - 1) / n
+	pressed := c.pressedBefore(k, s)
+	if (want >= per || pressed) && deficit <= remaining/n {
+		g.Contended = g.Contended || pressed
+		return g.split(c.node, live, remaining), true
+	}
 	b := max(min(want, per), deficit, 1)
-	return min(b, remaining)
+	return min(b, remaining), false
+}
+
+// pressedBefore reports whether the window before k's was pressed: this
+// node starved in it or saw another node's want. c.mu is held.
+func (c *Cluster) pressedBefore(k wkey, s *slot) bool {
+	prev := routing.WindowStart(k.w, s.start.Add(-time.Second)).Unix()
+	if ps, ok := c.slots[wkey{k.name, k.w, prev}]; ok {
+		return ps.starved || ps.contended
+	}
+	return c.pressed[rateKey{k.name, k.w}] == prev
 }
 
 func (c *Cluster) startRefill(k wkey, s *slot, need int) {
@@ -218,26 +272,29 @@ func (c *Cluster) startRefill(k wkey, s *slot, need int) {
 	}()
 }
 
-// refillNow adds a block to window k's total in etcd and to this node's
-// grant: Get, then a transaction that puts total+block if the key's
+// refillNow adds a block to window k's grants in etcd and to this node's
+// grant: Get, then a transaction that puts the new grants if the key's
 // ModRevision did not move (another node's grant), retried on conflict.
-// The block is sized under c.mu from the value read.
+// The block is sized under c.mu from the value read. A node that finds
+// the window full writes nothing, except the window's one want key if no
+// node has posted it yet.
 func (c *Cluster) refillNow(k wkey, need int) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.rpcTimeout)
 	defer cancel()
+	wake := false // the provider's messages may go: tell the relay once the refill is over
 	defer func() {
 		c.mu.Lock()
-		handBack := false
 		if s, ok := c.slots[k]; ok {
 			s.fetching = false
-			handBack, s.wantPending = s.wantPending, false
 		}
 		c.signal()
+		notify := c.onRefill
 		c.mu.Unlock()
-		if handBack {
-			// Another node starved while this refill ran: what this
-			// node holds now goes back, as the want asked.
-			c.handBack(context.Background(), k)
+		// After fetching is cleared: a pick the wake-up runs at once must
+		// not find the refill still under way (it would be told "in
+		// 50 ms", and nothing would wake it again).
+		if id, ok := strings.CutPrefix(k.name, "p/"); ok && wake && notify != nil {
+			notify(id)
 		}
 	}()
 	c.mu.Lock()
@@ -246,10 +303,14 @@ func (c *Cluster) refillNow(k wkey, need int) {
 	if !ok {
 		return
 	}
-	if err := c.settleLost(ctx, s0); err != nil {
+	// A lost transaction first: the value it would write decides what
+	// this one reads and grants.
+	got, err := c.settleLost(ctx, s0)
+	if err != nil {
 		c.failed(err)
 		return
 	}
+	wake = got
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
 		s, ok := c.slots[k]
@@ -262,16 +323,34 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		total, rev, value := 0, int64(0), []byte(nil)
+		var g grants
+		rev, value := int64(0), []byte(nil)
 		if len(resp.Kvs) > 0 {
 			value = resp.Kvs[0].Value
-			total, _ = strconv.Atoi(string(resp.Kvs[0].Value))
-			rev = resp.Kvs[0].ModRevision
+			g, rev = parseGrants(value), resp.Kvs[0].ModRevision
+		} else {
+			g = parseGrants(nil)
 		}
+		total := g.total()
 		now := c.now()
 		c.mu.Lock()
+		if c.revs[s.key] > rev && try < 7 {
+			// The watch has already applied a later value (a hand back
+			// or a gift): what was read is stale, and deciding "full" on
+			// it would miss the wake-up that value brought.
+			c.mu.Unlock()
+			continue
+		}
 		c.setDown(false)
 		c.seen[s.key] = max(c.seen[s.key], total)
+		if rev == 0 {
+			g.Idle = c.idleHint(k) // carried from the counter's previous window
+		}
+		c.noteIdle(k, g.Idle)
+		if g.Contended {
+			s.contended = true
+			c.wantSeen[s.key] = s.end
+		}
 		reconcile := s.outage
 		need = max(need, s.pending)
 		s.pending = 0
@@ -280,25 +359,41 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		if need > 0 && deficit <= 0 {
 			deficit = 0 // a hand back while we waited covers it
 		}
-		block := 0
-		starving := false
-		if remaining >= max(deficit, 1) {
-			block = c.blockSize(k, s, remaining, deficit, now)
-		} else if deficit > 0 {
+		mine := g.G[c.node]
+		block, split, postWant, empty := 0, false, false, false
+		switch {
+		case remaining >= max(deficit, 1):
+			block, split = c.blockSize(k, s, &g, remaining, deficit, now)
+		case deficit > 0:
 			// Only a take that lacks units makes the window "full" for
-			// this node; a prefetch that found no room changes nothing.
-			starving = true
-			s.fullUntil = now.Add(fullBackoff)
-		}
-		postWant := starving && (s.wanted.IsZero() || now.Sub(s.wanted) >= fullBackoff || s.wantedRev != rev)
-		if postWant {
-			s.wanted, s.wantedRev = now, rev
+			// this node. It asks no more until a hand back or a gift
+			// shows in the watch, or the window ends.
+			s.starved = true
+			s.fullUntil = earliest(s.end, now.Add(fullRecheck))
+			// One want per node per window: the others keep handing back
+			// whatever lies idle while it stands. None if the window was
+			// split as contended from its start (that split stands for
+			// every node's want), none if no other node has anything to
+			// hand back, none while this node's entry is above what it
+			// knows of in a value the watch has yet to bring (a gift on
+			// its way; in a value from before the watch began, the rise
+			// is an earlier run's grant, lost to this one).
+			gift := mine > s.known && rev > max(c.revs[s.key], c.watchFrom)
+			// A contended split stands for the wants of the nodes it
+			// served, not of one it left out (restarted, joined since,
+			// marked idle): one that has had nothing of the window posts.
+			if !s.wanted && (!g.Contended || s.granted == 0) && !gift && g.othersHold(c.node) {
+				s.wanted, postWant, empty = true, true, s.granted == 0
+			}
+		default:
+			s.prefetchAfter = earliest(s.end, now.Add(fullRecheck))
 		}
 		end := s.end
 		c.mu.Unlock()
+		c.log.Debug("quota refill", "key", s.key, "need", need, "deficit", deficit, "remaining", remaining, "block", block, "want", postWant, "rev", rev)
 		if block == 0 && reconcile == 0 {
 			if postWant {
-				c.postWant(ctx, k, s.key, end)
+				c.postWant(ctx, k, s.key, end, empty)
 			}
 			return
 		}
@@ -307,15 +402,20 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			c.failed(err)
 			return
 		}
-		newTotal := total + reconcile + block
+		g.By = c.node
+		g.G[c.node] = mine + reconcile + block
+		if block > 0 {
+			g.setIdle(c.node, false)
+		}
 		cmp := clientv3.Compare(clientv3.ModRevision(s.key), "=", rev)
 		token := opToken()
-		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, strconv.Itoa(newTotal), clientv3.WithLease(lease)),
+		tr, err := c.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(s.key, g.encode(), clientv3.WithLease(lease)),
 			clientv3.OpPut(c.opKey(s.key), token, clientv3.WithLease(lease))).Commit()
 		if err != nil {
 			// Not granted until settleLost knows (lost.go).
 			c.mu.Lock()
-			s.lost = &lostOp{rev: rev, value: value, token: token, grant: reconcile + block, reconcile: reconcile, newTotal: newTotal}
+			s.lost = &lostOp{rev: rev, value: value, token: token, grant: reconcile + block, reconcile: reconcile,
+				newTotal: g.total(), entry: g.G[c.node]}
 			c.mu.Unlock()
 			c.failed(err)
 			return
@@ -327,20 +427,20 @@ func (c *Cluster) refillNow(k wkey, need int) {
 			continue
 		}
 		c.writes.Add(1)
+		c.log.Debug("quota block", "key", s.key, "block", block, "split", split, "grants", g.encode())
 		c.mu.Lock()
-		c.seen[s.key] = max(c.seen[s.key], newTotal)
+		c.stats.BlockWrites++
+		if split {
+			c.stats.Splits++
+		}
+		c.seen[s.key] = max(c.seen[s.key], g.total())
 		if cur, ok := c.slots[k]; ok && cur == s {
 			s.granted += reconcile + block
 			s.outage -= reconcile
+			s.known = g.G[c.node]
 		}
-		notify := c.onRefill
 		c.mu.Unlock()
-		if id, ok := strings.CutPrefix(k.name, "p/"); ok && notify != nil && block > 0 {
-			notify(id)
-		}
-		if postWant {
-			c.postWant(ctx, k, s.key, end)
-		}
+		wake = wake || block > 0
 		return
 	}
 }
@@ -372,6 +472,7 @@ func (c *Cluster) lease(ctx context.Context, end time.Time) (clientv3.LeaseID, e
 	}
 	c.writes.Add(1)
 	c.mu.Lock()
+	c.stats.LeaseWrites++
 	c.leases[bucket] = g.ID
 	for b := range c.leases {
 		if b < c.now().Unix() {

@@ -120,6 +120,10 @@ var (
 		"Sends or acceptances refused while etcd was unreachable because the conservative share was spent.", nil, nil)
 	descQuotaReturned = prometheus.NewDesc("smtpmux_cluster_quota_returned_units_total",
 		"Quota units handed back to the cluster (idle, shutdown, another node starved).", nil, nil)
+	descQuotaWritesByKind = prometheus.NewDesc("smtpmux_cluster_quota_etcd_writes_by_kind_total",
+		"The quota's etcd writes by kind: block (a grant, splits included), hand_back, want, lease.", []string{"kind"}, nil)
+	descQuotaSplits = prometheus.NewDesc("smtpmux_cluster_quota_splits_total",
+		"Block writes that granted what was left of a window to all live nodes at once (a window near its cap).", nil, nil)
 )
 
 // quotaCollector reports the cluster quotas' standing on each scrape.
@@ -127,7 +131,7 @@ type quotaCollector struct{ q *quota.Cluster }
 
 func (c quotaCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQuotaDown, descQuotaWrites, descQuotaConflicts,
-		descQuotaOutageUnits, descQuotaOutageRefusals, descQuotaReturned} {
+		descQuotaOutageUnits, descQuotaOutageRefusals, descQuotaReturned, descQuotaWritesByKind, descQuotaSplits} {
 		ch <- d
 	}
 }
@@ -144,4 +148,8 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQuotaOutageUnits, prometheus.CounterValue, float64(s.OutageUnits))
 	ch <- prometheus.MustNewConstMetric(descQuotaOutageRefusals, prometheus.CounterValue, float64(s.OutageRefusals))
 	ch <- prometheus.MustNewConstMetric(descQuotaReturned, prometheus.CounterValue, float64(s.Returned))
+	for kind, n := range map[string]int64{"block": s.BlockWrites, "hand_back": s.HandBackWrites, "want": s.WantWrites, "lease": s.LeaseWrites} {
+		ch <- prometheus.MustNewConstMetric(descQuotaWritesByKind, prometheus.CounterValue, float64(n), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(descQuotaSplits, prometheus.CounterValue, float64(s.Splits))
 }
