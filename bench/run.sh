@@ -303,8 +303,10 @@ run_smtpmux_etcd() {
 	((i < 200)) || die "etcd did not become healthy: $(tail -5 "$ed/etcd.log")"
 	log "$sys: etcd up (pid $ETCD_PID, $bin, client 127.0.0.1:$ETCD_PORT)"
 	local cluster
-	cluster=$(printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n[cluster]\netcd_endpoints = ["http://127.0.0.1:%s"]\nnode_id = "bench"\n' \
-		"$SMTPMUX_METRICS_PORT" "$ETCD_PORT")
+	# advertise_url: a cluster node must say where the others reach its
+	# API (one node here: never called, but required).
+	cluster=$(printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n[cluster]\netcd_endpoints = ["http://127.0.0.1:%s"]\nnode_id = "bench"\nadvertise_url = "http://127.0.0.1:%s"\n' \
+		"$SMTPMUX_METRICS_PORT" "$ETCD_PORT" "$SMTPMUX_HTTP_PORT")
 	if ! SMX_NAME=$sys SMTPMUX_EXTRA="${SMTPMUX_EXTRA:-}$cluster" start_smtpmux || ! setup_smtpmux_relay; then
 		log "$sys: skipped — $SKIP"
 		jq -nc --arg s "$sys" --arg why "$SKIP" '{system: $s, skipped: $why}'
