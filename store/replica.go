@@ -34,16 +34,6 @@ var recordBuckets = [][]byte{
 	bMailboxPwByMailbox, bTeamNames,
 }
 
-// RecordBuckets names the state-of-record buckets (for the cluster
-// backend's key layout and its import).
-func RecordBuckets() []string {
-	out := make([]string, len(recordBuckets))
-	for i, b := range recordBuckets {
-		out[i] = string(b)
-	}
-	return out
-}
-
 // IsRecordBucket reports whether name is a state-of-record bucket. A
 // change naming any other bucket is refused: the shared log must not be
 // able to write a node's spool.

@@ -144,9 +144,6 @@ type Option func(*Cluster)
 // <prefix>nodes/ every two seconds.
 func WithMembers(f func() []string) Option { return func(c *Cluster) { c.members = f } }
 
-// WithRefill sets the period a block is sized for (default 10 s).
-func WithRefill(d time.Duration) Option { return func(c *Cluster) { c.refill = d } }
-
 // WithJoinGrace sets how long after this node first sees itself in the
 // membership it leaves its per-second share unused (default 3 s: the
 // others' membership refresh, 2 s, and a second's margin).
