@@ -19,6 +19,9 @@ import (
 func mappedRSS(t *testing.T, path string) int {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no /proc/self/smaps under CI: residency cannot be checked:", err)
+		}
 		t.Skip("no /proc/self/smaps:", err)
 	}
 	defer f.Close()
