@@ -135,6 +135,19 @@ func startProc(t *testing.T, d *proc, extra map[string]string) *proc {
 func writeProcConfig(t *testing.T, d *proc, extra map[string]string) {
 	t.Helper()
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
+	// A key the template does not place would be dropped without a word
+	// (a test's setting silently not applied): refuse it.
+	for k := range extra {
+		switch k {
+		case "", "secret_key", "smtp", "http", "metrics", "delivery", "providers", "limits":
+		default:
+			t.Fatalf("writeProcConfig: unknown extra key %q", k)
+		}
+	}
+	limits := ""
+	if extra["limits"] != "" {
+		limits = "[limits]\n" + extra["limits"] + "\n"
+	}
 	// extra["metrics"] replaces the [metrics] section (an empty listen
 	// serves /metrics on the API listener behind the operator token).
 	metrics, ok := extra["metrics"]
@@ -177,7 +190,7 @@ listen = %q
 %s
 [providers]
 %s
-`, filepath.Join(d.dir, "data"), testRootKey, cmpOr(extra["secret_key"], "e2e-secret-key-0123456789"), extra[""], d.smtpAddr, smtp, d.httpAddr, extra["http"], metrics, delivery, providers)
+%s`, filepath.Join(d.dir, "data"), testRootKey, cmpOr(extra["secret_key"], "e2e-secret-key-0123456789"), extra[""], d.smtpAddr, smtp, d.httpAddr, extra["http"], metrics, delivery, providers, limits)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
