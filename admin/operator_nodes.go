@@ -154,10 +154,26 @@ func (s *Server) forwardEmail(c *call, id string) (handled bool, err error) {
 	return true, nil
 }
 
-// readyCluster is /readyz's cluster block.
+// readyCluster is /readyz's cluster block. Quotas says whether the
+// cluster quotas reach etcd; QuotaVouch is set only for another node
+// asking (cluster/quota, peers.go): this node's word that it cannot.
 type readyCluster struct {
-	NodeID string `json:"node_id"`
-	State  string `json:"state"`
+	NodeID     string `json:"node_id"`
+	State      string `json:"state"`
+	Quotas     string `json:"quotas,omitempty"`
+	QuotaVouch int64  `json:"quota_vouch,omitempty"`
+}
+
+// QuotasUnreachable is readyCluster.Quotas while the cluster quotas
+// cannot reach etcd ("ok" otherwise).
+const QuotasUnreachable = "etcd_unreachable"
+
+// QuotaPeer is the part of a ClusterView that answers another node
+// asking whether this one reaches etcd: asker is that node's ID ("" for
+// a probe that is not a node), seq the number of this node's word that it
+// cannot (0 when it can, or for a probe).
+type QuotaPeer interface {
+	AnswerPeer(asker string) (down bool, seq int64)
 }
 
 // listNodes is GET /operator/nodes: every node of the cluster, or this

@@ -692,8 +692,21 @@ func (s *Server) readyz(c *call) error {
 		// Ready (200) even when degraded: the node still takes and
 		// delivers mail on its last view; the block says how it stands.
 		id, st := s.opts.Cluster.Membership()
-		c.ok(http.StatusOK, map[string]any{"status": "ready", "version": s.opts.Version,
-			"cluster": readyCluster{NodeID: id, State: st}})
+		rc := readyCluster{NodeID: id, State: st}
+		if qp, ok := s.opts.Cluster.(QuotaPeer); ok {
+			// Only a node (proven by the cluster token when one is set)
+			// gets a vouch: it makes this node reserve the asker's share.
+			asker := ""
+			if s.fromNode(c.r) {
+				asker = c.r.Header.Get(ForwardedHeader)
+			}
+			down, seq := qp.AnswerPeer(asker)
+			rc.Quotas, rc.QuotaVouch = "ok", seq
+			if down {
+				rc.Quotas = QuotasUnreachable
+			}
+		}
+		c.ok(http.StatusOK, map[string]any{"status": "ready", "version": s.opts.Version, "cluster": rc})
 		return nil
 	}
 	c.ok(http.StatusOK, map[string]string{"status": "ready", "version": s.opts.Version})

@@ -25,6 +25,7 @@ package quota
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sort"
@@ -101,6 +102,19 @@ type Cluster struct {
 	changed chan struct{}
 	down    bool // the last etcd call failed
 
+	// urls are the live nodes' advertise_urls, from their registrations.
+	urls map[string]string
+	// peersDown asks the others whether they reach etcd (peers.go);
+	// vouchedUntil is until when their last "we cannot either" lets this
+	// node spend its outage share, and vouchesHeld the vouch numbers it
+	// got (to name in its back marker). vouchedTo is what this node told
+	// each asker (its share stays out of grants until settled).
+	peersDown    PeersDown
+	vouchedUntil time.Time
+	vouchesHeld  map[string]int64
+	vouchSeq     int64
+	vouchedTo    map[string]vouch
+
 	stats  Stats
 	writes atomic.Int64
 
@@ -169,7 +183,8 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 		refill: 10 * time.Second, rpcTimeout: 2 * time.Second, joinGrace: 3 * time.Second,
 		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{}, revs: map[string]int64{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{}, vanished: map[string]time.Time{},
-		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{},
+		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{}, urls: map[string]string{},
+		vouchesHeld: map[string]int64{}, vouchedTo: map[string]vouch{},
 		changed: make(chan struct{}), ctx: context.Background()}
 	for _, o := range opts {
 		o(c)
@@ -242,6 +257,8 @@ func (c *Cluster) loop(ctx context.Context) {
 		if n%2 == 0 {
 			c.refreshMembers(ctx)
 		}
+		c.askPeers(ctx)
+		c.settleVouches(ctx)
 		c.returnIdle(ctx, false)
 		c.settleIdle()
 	}
@@ -271,8 +288,10 @@ func (c *Cluster) liveNodesLocked() []string {
 	return out
 }
 
-// refreshMembers reads the node registrations (keys only: a read, not a
-// write). On failure the last seen list stays: "live nodes last seen".
+// refreshMembers reads the node registrations (a read, not a write), with
+// their advertise_urls (where to ask a peer whether it reaches etcd). On
+// failure the last seen list stays: "live nodes last seen", and etcd
+// counts as unreachable; an answer counts as reachable again.
 func (c *Cluster) refreshMembers(ctx context.Context) {
 	if c.members != nil {
 		return
@@ -280,18 +299,35 @@ func (c *Cluster) refreshMembers(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
 	defer cancel()
 	p := c.prefix + "nodes/"
-	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix())
 	if err != nil {
+		c.failed(err)
 		return
 	}
 	var ids []string
+	urls := map[string]string{}
 	for _, kv := range resp.Kvs {
 		if id := strings.TrimPrefix(string(kv.Key), p); id != "" && !strings.Contains(id, "/") {
 			ids = append(ids, id)
+			var m struct {
+				URL string `json:"advertise_url"`
+			}
+			if json.Unmarshal(kv.Value, &m) == nil {
+				urls[id] = m.URL
+			}
 		}
 	}
 	c.mu.Lock()
+	c.setDown(false)
 	c.lastMem = c.withVanished(ids, c.now())
+	for id := range c.urls {
+		if _, ok := urls[id]; !ok && !slices.Contains(c.lastMem, id) {
+			delete(c.urls, id) // gone past its grace
+		}
+	}
+	for id, u := range urls {
+		c.urls[id] = u
+	}
 	if c.joinedAt.IsZero() && slices.Contains(ids, c.node) {
 		c.joinedAt = c.now()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,32 +48,87 @@ func nodes(t testing.TB, n int, clk *clock, opts ...Option) (*etcdtest.Cluster, 
 	ec := etcdtest.Start(t, 3)
 	var out []*Cluster
 	for i := 0; i < n; i++ {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: ec.Endpoints(), DialTimeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
+		out = append(out, newNode(t, ec.Endpoints(), fmt.Sprintf("node%d", i+1), clk, opts...))
+	}
+	startNodes(t, out)
+	return ec, out
+}
+
+// newNode makes quota node id on a client of eps, registered under
+// <prefix>nodes/ as the membership would register it; startNodes starts
+// a set of them.
+func newNode(t testing.TB, eps []string, id string, clk *clock, opts ...Option) *Cluster {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lease, err := cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, prefix+"nodes/"+id, "{}", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	return New(cli, prefix, id, clk.Now, slog.New(slog.DiscardHandler), append([]Option{WithRPCTimeout(700 * time.Millisecond), WithJoinGrace(0)}, opts...)...)
+}
+
+func startNodes(t testing.TB, out []*Cluster) {
+	t.Helper()
+	for _, q := range out {
+		if q.peersDown == nil {
+			q.peersDown = askInProcess(out, q.node)
 		}
-		t.Cleanup(func() { cli.Close() })
-		id := fmt.Sprintf("node%d", i+1)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		lease, err := cli.Grant(ctx, 600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cli.Put(ctx, prefix+"nodes/"+id, "{}", clientv3.WithLease(lease.ID)); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-		q := New(cli, prefix, id, clk.Now, slog.New(slog.DiscardHandler), append([]Option{WithRPCTimeout(700 * time.Millisecond), WithJoinGrace(0)}, opts...)...)
-		out = append(out, q)
 	}
 	for _, q := range out {
 		q.Start(context.Background())
 		t.Cleanup(q.Close)
-		if got := len(q.liveNodes()); got != n {
-			t.Fatalf("node %s sees %d live nodes, want %d", q.node, got, n)
+		if got := len(q.liveNodes()); got != len(out) {
+			t.Fatalf("node %s sees %d live nodes, want %d", q.node, got, len(out))
 		}
 	}
-	return ec, out
+}
+
+// askInProcess is PeersDown for node self among the nodes of one test
+// process: each peer's AnswerPeer, as its /readyz would give it.
+func askInProcess(all []*Cluster, self string) PeersDown {
+	return func(_ context.Context, peers []Peer) (map[string]int64, bool) {
+		seqs := map[string]int64{}
+		for _, p := range peers {
+			i := slices.IndexFunc(all, func(q *Cluster) bool { return q.node == p.ID })
+			if i < 0 {
+				return nil, false
+			}
+			down, seq := all[i].AnswerPeer(self)
+			if !down {
+				return nil, false
+			}
+			seqs[p.ID] = seq
+		}
+		return seqs, true
+	}
+}
+
+// waitVouched waits until q may spend its outage share at the clock's
+// time: its background loop asked the others and they all said they
+// cannot reach etcd either.
+func waitVouched(t testing.TB, q *Cluster, clk *clock) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		q.mu.Lock()
+		ok := q.vouched(clk.Now())
+		q.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s: the others never vouched that etcd is away for them too", q.node)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
 }
 
 // changed returns the channel closed at q's next refill end or watch event.
@@ -351,6 +407,9 @@ func TestEtcdOutage(t *testing.T) {
 	ec.StopAll()
 	minute := clk.Now().Truncate(time.Minute)
 	took := make([]int, len(qs))
+	for _, q := range qs {
+		waitVouched(t, q, clk) // each learns etcd is away from its membership read
+	}
 	for i, q := range qs {
 		shareBound := 0
 		q.mu.Lock()
@@ -391,6 +450,7 @@ func TestEtcdOutage(t *testing.T) {
 	// Next minute, etcd still down: an equal share of the whole cap each.
 	clk.advanceTo(minute.Add(time.Minute))
 	for _, q := range qs {
+		waitVouched(t, q, clk)
 		n := 0
 		for {
 			ok, _, err := takeNoWait(q, clk, "p", l)
@@ -412,26 +472,11 @@ func TestEtcdOutage(t *testing.T) {
 			t.Errorf("node %s sent %d in a minute with etcd down (outage units %d), want its share", q.node, n, q.Stats().OutageUnits)
 		}
 	}
+	// Back, in no particular order: a node whose client is still
+	// reconnecting when the next window begins asks the others, hears
+	// that they reach etcd, and spends only what it holds
+	// (TestNodeCutOffAlone pins that case down).
 	ec.StartAll()
-	// Every node's client must reach etcd again before the next window: a
-	// node whose client is still reconnecting when the window begins
-	// spends its outage share on top of what the others are granted —
-	// the "node partitioned alone" limit (docs/cluster.md, issue 14),
-	// which this test does not claim to cover.
-	for _, q := range qs {
-		for reached := time.Now().Add(30 * time.Second); ; {
-			ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-			_, err := q.cli.Get(ctx, prefix+"nodes/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Now().After(reached) {
-				t.Fatalf("node %s does not reach etcd 30 s after it came back: %v", q.node, err)
-			}
-			time.Sleep(20 * time.Millisecond) // poll interval
-		}
-	}
 	// Converge: a new minute, every node gets grants again, Down clears.
 	clk.advanceTo(minute.Add(2 * time.Minute))
 	var times []time.Time

@@ -193,7 +193,13 @@ func (c *Cluster) giveBack(k wkey, n int) {
 // A node the splits leave out (marked idle) gets no share: a split it did
 // not hear of gave it nothing, while every other node's part of it is at
 // least the share it computes from the total before the split.
+//
+// And only while every other live node says it cannot reach etcd either
+// (peers.go): otherwise they may be granting the whole cap meanwhile.
 func (c *Cluster) outageShare(k wkey, s *slot) int {
+	if !c.vouched(c.now()) {
+		return 0
+	}
 	if cur, ok := c.idle[rateKey{k.name, k.w}]; ok && slices.Contains(cur.nodes, c.node) {
 		return 0
 	}
@@ -354,7 +360,9 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		reconcile := s.outage
 		need = max(need, s.pending)
 		s.pending = 0
-		remaining := s.cap - total - reconcile
+		// Nodes that spent their outage share on this node's word that
+		// etcd was away may still be spending it (peers.go).
+		remaining := s.cap - total - reconcile - c.recoveryReserve(s)
 		deficit := need - max(0, s.held())
 		if need > 0 && deficit <= 0 {
 			deficit = 0 // a hand back while we waited covers it

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smtpmux/smtpmux/admin"
 	"github.com/smtpmux/smtpmux/cluster"
+	"github.com/smtpmux/smtpmux/cluster/quota"
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/relay/oauth"
 	"github.com/smtpmux/smtpmux/store"
@@ -80,6 +81,16 @@ type clusterView struct {
 	token string // [cluster] cluster_token
 	// peers is the last list of the other nodes Peers got from etcd.
 	peers *lastPeers
+	// quota answers another node asking whether this one reaches etcd.
+	quota *quota.Cluster
+}
+
+// AnswerPeer implements admin.QuotaPeer.
+func (v clusterView) AnswerPeer(asker string) (bool, int64) {
+	if v.quota == nil {
+		return false, 0
+	}
+	return v.quota.AnswerPeer(asker)
 }
 
 // lastPeers keeps the last list of the other nodes, so that a fan-out
@@ -202,7 +213,11 @@ func (d *daemon) clusterOption() admin.ClusterView {
 	if d.node == nil {
 		return nil
 	}
-	return clusterView{n: d.node, token: d.cfg.cluster.token, peers: &lastPeers{}}
+	v := clusterView{n: d.node, token: d.cfg.cluster.token, peers: &lastPeers{}}
+	if d.gates != nil {
+		v.quota = d.gates.quota
+	}
+	return v
 }
 
 // idempotencyRecords is where Idempotency-Key records live: etcd in

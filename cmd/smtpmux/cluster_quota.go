@@ -42,7 +42,7 @@ func (d *daemon) newClusterGates() *clusterGates {
 	g := &clusterGates{log: d.log}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	cli, prefix, id := d.node.Client(), d.node.Prefix(), d.node.ID()
-	g.quota = quota.New(cli, prefix, id, time.Now, d.log)
+	g.quota = quota.New(cli, prefix, id, time.Now, d.log, quota.WithPeersDown(peersDownOverHTTP(id, d.cfg.cluster.token)))
 	g.quota.Start(g.ctx)
 	g.health = health.New(cli, prefix, id, time.Now, d.log)
 	return g
@@ -109,7 +109,9 @@ func (g *clusterGates) close() {
 
 var (
 	descQuotaDown = prometheus.NewDesc("smtpmux_cluster_quota_down",
-		"1 while the cluster quotas cannot reach etcd (held grants, then a conservative share, are spent), else 0.", nil, nil)
+		"1 while the cluster quotas cannot reach etcd (held grants are spent, and a conservative share while every other node vouches that etcd is away for it too), else 0.", nil, nil)
+	descQuotaVouched = prometheus.NewDesc("smtpmux_cluster_quota_vouched",
+		"1 while etcd is unreachable and every other node has just said it cannot reach it either: only then is the conservative share spent past held grants.", nil, nil)
 	descQuotaWrites = prometheus.NewDesc("smtpmux_cluster_quota_etcd_writes_total",
 		"etcd writes the cluster quotas made: block grants, hand-backs, want keys, lease grants.", nil, nil)
 	descQuotaConflicts = prometheus.NewDesc("smtpmux_cluster_quota_conflicts_total",
@@ -130,7 +132,7 @@ var (
 type quotaCollector struct{ q *quota.Cluster }
 
 func (c quotaCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQuotaDown, descQuotaWrites, descQuotaConflicts,
+	for _, d := range []*prometheus.Desc{descQuotaDown, descQuotaVouched, descQuotaWrites, descQuotaConflicts,
 		descQuotaOutageUnits, descQuotaOutageRefusals, descQuotaReturned, descQuotaWritesByKind, descQuotaSplits} {
 		ch <- d
 	}
@@ -143,6 +145,11 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := c.q.Stats()
 	ch <- prometheus.MustNewConstMetric(descQuotaDown, prometheus.GaugeValue, down)
+	vouched := 0.0
+	if c.q.Vouched() {
+		vouched = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descQuotaVouched, prometheus.GaugeValue, vouched)
 	ch <- prometheus.MustNewConstMetric(descQuotaWrites, prometheus.CounterValue, float64(s.Writes))
 	ch <- prometheus.MustNewConstMetric(descQuotaConflicts, prometheus.CounterValue, float64(s.Conflicts))
 	ch <- prometheus.MustNewConstMetric(descQuotaOutageUnits, prometheus.CounterValue, float64(s.OutageUnits))

@@ -406,6 +406,20 @@ func TestClusterEtcdFrozenUnderLoad(t *testing.T) {
 		return true
 	})
 	step("every node accepted mail during the freeze")
+	// Each node asked the others over HTTP whether etcd is away for them
+	// too, and they all said so: only then is the outage share spent.
+	waitFor(t, 10*time.Second, "every node vouched for by the others", func() bool {
+		for _, d := range nodes {
+			if metricValue(t, d.metrics(), "smtpmux_cluster_quota_vouched") != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if q, vouch := readyQuotas(t, n1); q != "etcd_unreachable" || vouch != 0 {
+		t.Errorf("/readyz asked by a probe during the freeze: quotas %q, quota_vouch %d; want etcd_unreachable and no vouch", q, vouch)
+	}
+	step("the nodes vouched for each other")
 	for _, d := range nodes {
 		if m := d.metrics(); !strings.Contains(m, "\nsmtpmux_cluster_member 0\n") {
 			t.Errorf("node %s: metrics do not show it out of the cluster", d.httpAddr)
@@ -531,6 +545,29 @@ func readyState(t *testing.T, d *proc) string {
 		t.Fatalf("/readyz: %v", err)
 	}
 	return body.Data.Cluster.State
+}
+
+// readyQuotas is /readyz's cluster.quotas and quota_vouch of d, asked as
+// a probe (not a node).
+func readyQuotas(t *testing.T, d *proc) (string, int64) {
+	t.Helper()
+	resp, err := http.Get("http://" + d.httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Cluster struct {
+				Quotas string `json:"quotas"`
+				Vouch  int64  `json:"quota_vouch"`
+			} `json:"cluster"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("/readyz: %v", err)
+	}
+	return body.Data.Cluster.Quotas, body.Data.Cluster.Vouch
 }
 
 // relTimes lists times as seconds after t0, sorted.
