@@ -186,6 +186,13 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{}, urls: map[string]string{},
 		vouchesHeld: map[string]int64{}, vouchedTo: map[string]vouch{},
 		changed: make(chan struct{}), ctx: context.Background()}
+	// Vouch numbers must rise across restarts: an asker's back marker
+	// (it lives 25 h) names the last number it got from this node, and a
+	// new process counting from 1 again would find its new vouches
+	// settled by an old marker. Microseconds since the epoch at start
+	// are past any number an earlier run can have reached (a few answers
+	// a second), and stay exact in a JSON number.
+	c.vouchSeq = now().UnixMicro()
 	for _, o := range opts {
 		o(c)
 	}

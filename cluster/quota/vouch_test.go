@@ -1,0 +1,121 @@
+package quota
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/smtpmux/smtpmux/internal/etcdtest"
+	"github.com/smtpmux/smtpmux/routing"
+)
+
+// Review tests of the vouch protocol (peers.go): each pins one way the
+// cap could be exceeded, or a reserve kept for good, after an outage in
+// which node 3 spent its share on the others' word.
+
+// outageSpend stops all of etcd and cuts px (node 3's way to it), waits
+// until every node knows, moves to a fresh minute and lets node 3 spend
+// its share there on the others' word. It returns the minute and what
+// node 3 spent.
+func outageSpend(t *testing.T, ec *etcdtest.Cluster, px *etcdtest.Proxy, qs []*Cluster, clk *clock, l routing.Limits) (time.Time, int) {
+	t.Helper()
+	ec.StopAll()
+	px.Cut()
+	for _, q := range qs {
+		waitDown(t, q, true)
+	}
+	minute := clk.Now().Truncate(time.Minute).Add(time.Minute)
+	clk.advanceTo(minute)
+	waitVouched(t, qs[2], clk)
+	third := drain(t, qs[2], clk, l)
+	if third == 0 {
+		t.Fatal("node 3 spent nothing on the others' word")
+	}
+	return minute, third
+}
+
+// etcdTotal is everything granted of provider "p"'s minute in etcd, read
+// by q's client.
+func etcdTotal(t *testing.T, q *Cluster, minute time.Time) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key := q.windowKey(wkey{provName("p"), routing.Minute, minute.Unix()})
+	resp, err := q.cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0
+	}
+	return parseGrants(resp.Kvs[0].Value).total()
+}
+
+// waitSettled waits until q keeps no reserve for any node.
+func waitSettled(t *testing.T, q *Cluster) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		q.mu.Lock()
+		left := len(q.vouchedTo)
+		q.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s still keeps %d reserve(s) 20 s after every node reconnected", q.node, left)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// TestVoucherRestartKeepsReserve: node 3's back marker from an earlier
+// outage (it lives 25 h) names node 1's vouch numbers of then. Node 1
+// restarts; in a second outage node 3 spends on its word again and is
+// still cut off when node 1 is back. The old marker must not settle the
+// new vouch: node 1's vouch numbers start again from 1 in a new process
+// unless they are made to rise across restarts.
+func TestVoucherRestartKeepsReserve(t *testing.T) {
+	clk := newClock()
+	ec, px, qs := cutOffCluster(t, clk)
+	l := limits(0, 90)
+	for i := 0; i < 5; i++ {
+		for _, q := range qs {
+			send(t, q, clk, "p", l)
+		}
+	}
+	// A node that has been up a while has answered many times.
+	qs[0].mu.Lock()
+	qs[0].vouchSeq += 1000
+	qs[0].mu.Unlock()
+	outageSpend(t, ec, px, qs, clk, l)
+	ec.StartAll()
+	px.Heal()
+	for _, q := range qs {
+		waitDown(t, q, false)
+	}
+	waitSettled(t, qs[0]) // node 3's marker names node 1's vouch
+
+	// Node 1 restarts (same node ID, a new process).
+	qs[0].Close()
+	qs[0] = newNode(t, ec.Endpoints(), "node1", clk)
+	qs[0].peersDown = askInProcess(qs, "node1")
+	qs[0].Start(context.Background())
+	t.Cleanup(qs[0].Close)
+	if got := len(qs[0].liveNodes()); got != 3 {
+		t.Fatalf("restarted node 1 sees %d live nodes, want 3", got)
+	}
+
+	minute, third := outageSpend(t, ec, px, qs, clk, l)
+	ec.StartAll()
+	waitDown(t, qs[0], false)
+	waitDown(t, qs[1], false)
+	clk.advanceTo(minute.Add(10 * time.Second)) // node 3's word has run out; the minute has not
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qs[0].readBacks(ctx) // what its loop does every second: node 3's old marker is there
+	drain(t, qs[0], clk, l)
+	drain(t, qs[1], clk, l)
+	if got := etcdTotal(t, qs[0], minute); got+third > 90 {
+		t.Fatalf("minute cap 90: node 3 spent %d on the others' word (not yet in etcd), and %d are granted", third, got)
+	}
+}
