@@ -201,10 +201,16 @@ func (c *Cluster) settleVouches(ctx context.Context) {
 				c.wg.Done()
 			}
 		}
+		// Every current window, not only those reconciled here: a window
+		// whose refill was under way (one started during the outage, say)
+		// was skipped above and may still hold units etcd has not heard
+		// of. A marker written now would let the vouchers grant them
+		// again.
 		c.mu.Lock()
 		left := false
-		for _, k := range owed {
-			if s, ok := c.slots[k]; ok && s.outage > 0 {
+		now := c.now()
+		for _, s := range c.slots {
+			if s.outage > 0 && now.Before(s.end) {
 				left = true
 			}
 		}

@@ -119,3 +119,62 @@ func TestVoucherRestartKeepsReserve(t *testing.T) {
 		t.Fatalf("minute cap 90: node 3 spent %d on the others' word (not yet in etcd), and %d are granted", third, got)
 	}
 }
+
+// TestBackMarkerWaitsForRefillInFlight: node 3 is back on etcd while a
+// refill of the window it spent its share in is still on its way (one
+// started during the outage: check starts one on every take that lacks
+// units). Its back marker must wait until those outage units are in
+// etcd: otherwise the others drop the reserve and grant them again.
+func TestBackMarkerWaitsForRefillInFlight(t *testing.T) {
+	clk := newClock()
+	ec, px, qs := cutOffCluster(t, clk)
+	l := limits(0, 90)
+	for i := 0; i < 5; i++ {
+		for _, q := range qs {
+			send(t, q, clk, "p", l)
+		}
+	}
+	minute, third := outageSpend(t, ec, px, qs, clk, l)
+	k := wkey{provName("p"), routing.Minute, minute.Unix()}
+	// Hold the slot as a refill under way holds it (the refill that the
+	// drain started fails against the cut first).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		qs[2].mu.Lock()
+		s := qs[2].slots[k]
+		held := s != nil && !s.fetching && s.outage > 0
+		if held {
+			s.fetching = true
+		}
+		qs[2].mu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 3's slot of the outage minute never settled")
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	ec.StartAll()
+	px.Heal()
+	for _, q := range qs {
+		waitDown(t, q, false)
+	}
+	clk.advanceTo(minute.Add(10 * time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qs[2].settleVouches(ctx) // what its loop does every second
+	qs[0].readBacks(ctx)
+	qs[1].readBacks(ctx)
+	drain(t, qs[0], clk, l)
+	drain(t, qs[1], clk, l)
+	if got := etcdTotal(t, qs[0], minute); got+third > 90 {
+		t.Fatalf("minute cap 90: node 3 spent %d on the others' word (its refill still on its way), and %d are granted", third, got)
+	}
+	// The refill ends (failed, say): the loop writes the units, then the
+	// marker, and the reserves go.
+	qs[2].mu.Lock()
+	qs[2].slots[k].fetching = false
+	qs[2].mu.Unlock()
+	waitSettled(t, qs[0])
+	waitSettled(t, qs[1])
+}
