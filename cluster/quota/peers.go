@@ -111,14 +111,19 @@ func (c *Cluster) askPeers(ctx context.Context) {
 	cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Every vouch heard is named in the back marker, also those of an
+	// ask that another peer refused: the voucher keeps this node's share
+	// out until a marker names its latest vouch, and a vouch left out
+	// (peers reconnecting one by one) would keep it out until its
+	// windows end (a day).
+	for id, seq := range seqs {
+		c.vouchesHeld[id] = max(c.vouchesHeld[id], seq)
+	}
 	if !ok {
 		c.vouchedUntil = time.Time{}
 		return
 	}
 	c.vouchedUntil = start.Add(peerVouch)
-	for id, seq := range seqs {
-		c.vouchesHeld[id] = max(c.vouchesHeld[id], seq)
-	}
 }
 
 // Vouched reports whether this node may spend its outage share now: etcd

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,6 +176,81 @@ func TestBackMarkerWaitsForRefillInFlight(t *testing.T) {
 	qs[2].mu.Lock()
 	qs[2].slots[k].fetching = false
 	qs[2].mu.Unlock()
+	waitSettled(t, qs[0])
+	waitSettled(t, qs[1])
+}
+
+// askAll is PeersDown as cmd/smtpmux asks over HTTP: every peer is asked
+// (at once), and the vouches of those that said "cannot" come back even
+// when another peer said it can.
+func askAll(all []*Cluster, self string) PeersDown {
+	return func(_ context.Context, peers []Peer) (map[string]int64, bool) {
+		seqs, ok := map[string]int64{}, true
+		for _, p := range peers {
+			for _, q := range all {
+				if q.node != p.ID {
+					continue
+				}
+				if down, seq := q.AnswerPeer(self); down && seq > 0 {
+					seqs[p.ID] = seq
+				} else {
+					ok = false
+				}
+			}
+		}
+		return seqs, ok
+	}
+}
+
+// TestReserveClearsAfterStaggeredReconnect: after a full outage node 1
+// is back first while nodes 2 and 3 are still cut off. Node 3 goes on
+// asking; node 2 still vouches (a new number), node 1 no longer, so node
+// 3 spends nothing more. Once all are back, node 3's marker must settle
+// node 2's latest vouch too, or node 2 keeps node 3's share out of its
+// grants until the windows end (a day's window: the rest of the day).
+func TestReserveClearsAfterStaggeredReconnect(t *testing.T) {
+	clk := newClock()
+	ec := etcdtest.Start(t, 3)
+	p2 := etcdtest.NewProxy(t, strings.TrimPrefix(ec.Endpoints()[1], "http://"))
+	p3 := etcdtest.NewProxy(t, strings.TrimPrefix(ec.Endpoints()[2], "http://"))
+	qs := []*Cluster{
+		newNode(t, ec.Endpoints(), "node1", clk),
+		newNode(t, []string{p2.Endpoint()}, "node2", clk),
+		newNode(t, []string{p3.Endpoint()}, "node3", clk),
+	}
+	qs[2].peersDown = askAll(qs, "node3")
+	startNodes(t, qs)
+	l := limits(0, 90)
+	for i := 0; i < 5; i++ {
+		for _, q := range qs {
+			send(t, q, clk, "p", l)
+		}
+	}
+	p2.Cut()
+	outageSpend(t, ec, p3, qs, clk, l)
+	ec.StartAll()
+	waitDown(t, qs[0], false)
+	// A vouch node 2 gives after node 1 is back is part of an ask that
+	// node 1 refused.
+	qs[1].mu.Lock()
+	before := qs[1].vouchedTo["node3"].seq
+	qs[1].mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		qs[1].mu.Lock()
+		now := qs[1].vouchedTo["node3"].seq
+		qs[1].mu.Unlock()
+		if now > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 3 did not ask node 2 again within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	p2.Heal()
+	waitDown(t, qs[1], false)
+	p3.Heal()
+	waitDown(t, qs[2], false)
 	waitSettled(t, qs[0])
 	waitSettled(t, qs[1])
 }
