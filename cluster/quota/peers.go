@@ -64,6 +64,10 @@ func WithPeersDown(f PeersDown) Option { return func(c *Cluster) { c.peersDown =
 type vouch struct {
 	seq int64
 	at  time.Time
+	// live is how many live nodes this node counted when it vouched: the
+	// asker's share is at most cap over about that many, and a node that
+	// joins later must not shrink the reserve below it.
+	live int
 }
 
 // AnswerPeer reports whether this node cannot reach etcd, for node asker
@@ -79,7 +83,7 @@ func (c *Cluster) AnswerPeer(asker string) (down bool, seq int64) {
 		return c.down, 0
 	}
 	c.vouchSeq++
-	c.vouchedTo[asker] = vouch{seq: c.vouchSeq, at: c.now()}
+	c.vouchedTo[asker] = vouch{seq: c.vouchSeq, at: c.now(), live: len(c.liveNodesLocked())}
 	return true, c.vouchSeq
 }
 
@@ -145,15 +149,17 @@ func (c *Cluster) recoveryReserve(s *slot) int {
 	if len(c.vouchedTo) == 0 {
 		return 0
 	}
-	live := len(c.liveNodesLocked())
-	share := (s.cap + live - 1) / live
 	n := 0
 	for _, v := range c.vouchedTo {
 		if s.start.Before(v.at.Add(peerVouch + vouchMargin)) {
-			n++
+			// The share the asker computed, over the live count of
+			// then: a node that joined since does not shrink it, and one
+			// that left (the asker itself, dead) does not grow it.
+			l := max(1, v.live)
+			n += (s.cap + l - 1) / l
 		}
 	}
-	return n * share
+	return n
 }
 
 // backPrefix holds each node's back marker: the last vouch number of each
