@@ -93,22 +93,26 @@ func startNodes(t testing.TB, out []*Cluster) {
 }
 
 // askInProcess is PeersDown for node self among the nodes of one test
-// process: each peer's AnswerPeer, as its /readyz would give it.
+// process: each peer's AnswerPeer, as its /readyz would give it. Like the
+// HTTP asker (cmd/smtpmux) it asks every peer and returns the vouches of
+// those that gave one even when another refused: a vouch given is kept
+// by the voucher until a back marker names it.
 func askInProcess(all []*Cluster, self string) PeersDown {
 	return func(_ context.Context, peers []Peer) (map[string]int64, bool) {
-		seqs := map[string]int64{}
+		seqs, ok := map[string]int64{}, true
 		for _, p := range peers {
 			i := slices.IndexFunc(all, func(q *Cluster) bool { return q.node == p.ID })
 			if i < 0 {
-				return nil, false
+				ok = false
+				continue
 			}
-			down, seq := all[i].AnswerPeer(self)
-			if !down {
-				return nil, false
+			if down, seq := all[i].AnswerPeer(self); down && seq > 0 {
+				seqs[p.ID] = seq
+			} else {
+				ok = false
 			}
-			seqs[p.ID] = seq
 		}
-		return seqs, true
+		return seqs, ok
 	}
 }
 

@@ -180,28 +180,6 @@ func TestBackMarkerWaitsForRefillInFlight(t *testing.T) {
 	waitSettled(t, qs[1])
 }
 
-// askAll is PeersDown as cmd/smtpmux asks over HTTP: every peer is asked
-// (at once), and the vouches of those that said "cannot" come back even
-// when another peer said it can.
-func askAll(all []*Cluster, self string) PeersDown {
-	return func(_ context.Context, peers []Peer) (map[string]int64, bool) {
-		seqs, ok := map[string]int64{}, true
-		for _, p := range peers {
-			for _, q := range all {
-				if q.node != p.ID {
-					continue
-				}
-				if down, seq := q.AnswerPeer(self); down && seq > 0 {
-					seqs[p.ID] = seq
-				} else {
-					ok = false
-				}
-			}
-		}
-		return seqs, ok
-	}
-}
-
 // TestReserveClearsAfterStaggeredReconnect: after a full outage node 1
 // is back first while nodes 2 and 3 are still cut off. Node 3 goes on
 // asking; node 2 still vouches (a new number), node 1 no longer, so node
@@ -218,7 +196,6 @@ func TestReserveClearsAfterStaggeredReconnect(t *testing.T) {
 		newNode(t, []string{p2.Endpoint()}, "node2", clk),
 		newNode(t, []string{p3.Endpoint()}, "node3", clk),
 	}
-	qs[2].peersDown = askAll(qs, "node3")
 	startNodes(t, qs)
 	l := limits(0, 90)
 	for i := 0; i < 5; i++ {
