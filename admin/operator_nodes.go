@@ -162,6 +162,7 @@ type readyCluster struct {
 	State      string `json:"state"`
 	Quotas     string `json:"quotas,omitempty"`
 	QuotaVouch int64  `json:"quota_vouch,omitempty"`
+	QuotaRev   int64  `json:"quota_rev,omitempty"`
 }
 
 // QuotasUnreachable is readyCluster.Quotas while the cluster quotas
@@ -171,9 +172,10 @@ const QuotasUnreachable = "etcd_unreachable"
 // QuotaPeer is the part of a ClusterView that answers another node
 // asking whether this one reaches etcd: asker is that node's ID ("" for
 // a probe that is not a node), seq the number of this node's word that it
-// cannot (0 when it can, or for a probe).
+// cannot (0 when it can, or for a probe), rev the latest quota revision
+// it knows of (the asker must have heard of everything up to it).
 type QuotaPeer interface {
-	AnswerPeer(asker string) (down bool, seq int64)
+	AnswerPeer(asker string) (down bool, seq, rev int64)
 }
 
 // listNodes is GET /operator/nodes: every node of the cluster, or this

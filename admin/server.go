@@ -700,8 +700,11 @@ func (s *Server) readyz(c *call) error {
 			if s.fromNode(c.r) {
 				asker = c.r.Header.Get(ForwardedHeader)
 			}
-			down, seq := qp.AnswerPeer(asker)
+			down, seq, rev := qp.AnswerPeer(asker)
 			rc.Quotas, rc.QuotaVouch = "ok", seq
+			if seq > 0 {
+				rc.QuotaRev = rev
+			}
 			if down {
 				rc.Quotas = QuotasUnreachable
 			}

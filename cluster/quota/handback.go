@@ -68,6 +68,14 @@ func (c *Cluster) returnIdle(ctx context.Context, final bool) {
 	now := c.now()
 	var back []wkey
 	c.mu.Lock()
+	for key, end := range c.seenEnd {
+		if !now.Before(end) && !c.ownsKey(key) {
+			delete(c.seen, key)
+			delete(c.jump, key)
+			delete(c.revs, key)
+			delete(c.seenEnd, key)
+		}
+	}
 	for k, s := range c.slots {
 		if !now.Before(s.end) {
 			if !s.fetching {
@@ -278,6 +286,12 @@ func (c *Cluster) watch(ctx context.Context, next int64) { // next: revision to 
 				}
 				break
 			}
+			if resp.IsProgressNotify() {
+				// Every change up to this revision has been delivered.
+				c.mu.Lock()
+				c.completeRev = max(c.completeRev, resp.Header.Revision)
+				c.mu.Unlock()
+			}
 			for _, ev := range resp.Events {
 				c.apply(ctx, ev)
 				next = max(next, ev.Kv.ModRevision+1)
@@ -318,11 +332,21 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 		now := c.now()
 		c.mu.Lock()
 		c.revs[key] = max(c.revs[key], ev.Kv.ModRevision)
-		if prev, ok := c.seen[key]; ok || c.ownsKey(key) {
-			c.jump[key] = max(c.jump[key], total-prev)
-			c.seen[key] = total
-		}
+		c.completeRev = max(c.completeRev, ev.Kv.ModRevision)
 		k, kok := c.parseWindowKey(key)
+		// Every window's total, not only this node's: a node that never
+		// sent through a provider may have to, with etcd away, and its
+		// outage share must count what the others were granted.
+		if prev, ok := c.seen[key]; ok || c.ownsKey(key) || kok {
+			if ok {
+				c.jump[key] = max(c.jump[key], total-prev)
+			}
+			c.seen[key] = total
+			if kok {
+				c.knownRev = max(c.knownRev, ev.Kv.ModRevision)
+				c.seenEnd[key] = windowEnd(k.w, time.Unix(k.start, 0))
+			}
+		}
 		if kok {
 			c.noteIdle(k, g.Idle)
 			if g.Contended {
@@ -413,17 +437,46 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 // so a rise of this node's entry in it is no gift on its way (an earlier
 // run's grant, or one the watch missed) and must not hold back a want
 // (refillNow). 0 if etcd does not answer: the watch starts from now.
+//
+// It reads every window's total as of that revision too (what the watch
+// will not bring again), so that this node's outage share of a window it
+// never asked for counts what the others were granted; the watch then
+// keeps those totals current.
 func (c *Cluster) watchRev(ctx context.Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
 	defer cancel()
-	r, err := c.cli.Get(ctx, c.prefix+"quota", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	r, err := c.cli.Get(ctx, c.prefix+"quota/", clientv3.WithPrefix())
 	if err != nil {
 		return 0
 	}
+	now := c.now()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.watchFrom = r.Header.Revision
-	c.mu.Unlock()
+	for _, kv := range r.Kvs {
+		key := string(kv.Key)
+		k, ok := c.parseWindowKey(key)
+		if !ok || !now.Before(windowEnd(k.w, time.Unix(k.start, 0))) {
+			continue
+		}
+		c.seen[key] = max(c.seen[key], parseGrants(kv.Value).total())
+		c.seenEnd[key] = windowEnd(k.w, time.Unix(k.start, 0))
+		c.knownRev = max(c.knownRev, kv.ModRevision)
+	}
+	c.completeRev = max(c.completeRev, r.Header.Revision)
 	return r.Header.Revision + 1
+}
+
+// requestProgress asks etcd to tell the watch how far it has delivered
+// (a progress notice), so that completeRev follows the store's revision
+// between quota changes: a vouch is only taken from peers whose latest
+// quota revision this node's view reaches (peers.go).
+func (c *Cluster) requestProgress(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
+	defer cancel()
+	// The watch's stream is the one whose context carries the
+	// require-leader mark: the request must name the same.
+	c.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
 }
 
 // wantEmpty ends the value of a want posted by a node that has had

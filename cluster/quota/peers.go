@@ -49,11 +49,17 @@ type Peer struct {
 	URL string // its advertise_url ("" if its registration did not say)
 }
 
+// Vouch is one peer's word that it cannot reach etcd: its number (see
+// AnswerPeer) and Rev, the latest quota revision it knows of (a grant it
+// made or saw). The asker's view of the windows is as fresh as the
+// peer's only if the asker's watch has delivered everything up to Rev.
+type Vouch struct{ Seq, Rev int64 }
+
 // PeersDown asks each peer whether it can reach etcd. ok is true only if
-// every one answered that it cannot; seqs are their vouch numbers (see
-// AnswerPeer). Nil (the default): never, so a node spends only the grants
-// it holds while etcd is away.
-type PeersDown func(ctx context.Context, peers []Peer) (seqs map[string]int64, ok bool)
+// every one answered that it cannot; vouches are those given (also when
+// another peer refused). Nil (the default): never, so a node spends only
+// the grants it holds while etcd is away.
+type PeersDown func(ctx context.Context, peers []Peer) (vouches map[string]Vouch, ok bool)
 
 // WithPeersDown sets how a node whose etcd calls fail asks the others
 // whether they fail too (cmd/smtpmux: each peer's /readyz).
@@ -74,17 +80,22 @@ type vouch struct {
 // asking. A "cannot" answer carries a number that rises with every such
 // answer; after etcd is back this node keeps the asker's share out of its
 // grants until the asker's back marker names that number (or more).
-func (c *Cluster) AnswerPeer(asker string) (down bool, seq int64) {
+//
+// rev is the latest quota revision this node knows of: an asker whose
+// view stops short of it has not heard of every grant this node has (it
+// was cut off before the others went down), and must not spend a share
+// computed from that view.
+func (c *Cluster) AnswerPeer(asker string) (down bool, v Vouch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Only a live node's word counts: a reserve for a name that is not
 	// one would only shrink the grants (and grow this map).
 	if !c.down || asker == "" || asker == c.node || !slices.Contains(c.liveNodesLocked(), asker) {
-		return c.down, 0
+		return c.down, Vouch{}
 	}
 	c.vouchSeq++
 	c.vouchedTo[asker] = vouch{seq: c.vouchSeq, at: c.now(), live: len(c.liveNodesLocked())}
-	return true, c.vouchSeq
+	return true, Vouch{Seq: c.vouchSeq, Rev: c.knownRev}
 }
 
 // askPeers runs from the background loop: while etcd is away it asks the
@@ -108,9 +119,9 @@ func (c *Cluster) askPeers(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	seqs, ok := map[string]int64{}, true
+	vouches, ok := map[string]Vouch{}, true
 	if len(peers) > 0 {
-		seqs, ok = ask(ctx, peers)
+		vouches, ok = ask(ctx, peers)
 	}
 	cancel()
 	c.mu.Lock()
@@ -120,8 +131,11 @@ func (c *Cluster) askPeers(ctx context.Context) {
 	// out until a marker names its latest vouch, and a vouch left out
 	// (peers reconnecting one by one) would keep it out until its
 	// windows end (a day).
-	for id, seq := range seqs {
-		c.vouchesHeld[id] = max(c.vouchesHeld[id], seq)
+	for id, v := range vouches {
+		c.vouchesHeld[id] = max(c.vouchesHeld[id], v.Seq)
+		// A peer that knows of a later quota revision than this node's
+		// watch delivered has heard of grants this node has not.
+		ok = ok && v.Rev <= c.completeRev
 	}
 	if !ok {
 		c.vouchedUntil = time.Time{}

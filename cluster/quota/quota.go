@@ -109,7 +109,15 @@ type Cluster struct {
 	// node spend its outage share, and vouchesHeld the vouch numbers it
 	// got (to name in its back marker). vouchedTo is what this node told
 	// each asker (its share stays out of grants until settled).
-	peersDown    PeersDown
+	peersDown PeersDown
+	// completeRev is the revision up to which this node has heard every
+	// quota change (its start-up read, the watch's events and progress
+	// notices); knownRev the latest quota revision it knows of (events
+	// and its own transactions). seenEnd is when each window key in seen
+	// ends, to forget it.
+	completeRev  int64
+	knownRev     int64
+	seenEnd      map[string]time.Time
 	vouchedUntil time.Time
 	vouchesHeld  map[string]int64
 	vouchSeq     int64
@@ -184,7 +192,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 		slots: map[wkey]*slot{}, rates: map[rateKey]float64{}, seen: map[string]int{}, jump: map[string]int{}, revs: map[string]int64{},
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{}, vanished: map[string]time.Time{},
 		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{}, urls: map[string]string{},
-		vouchesHeld: map[string]int64{}, vouchedTo: map[string]vouch{},
+		vouchesHeld: map[string]int64{}, vouchedTo: map[string]vouch{}, seenEnd: map[string]time.Time{},
 		changed: make(chan struct{}), ctx: context.Background()}
 	// Vouch numbers must rise across restarts: an asker's back marker
 	// (it lives 25 h) names the last number it got from this node, and a
@@ -263,6 +271,7 @@ func (c *Cluster) loop(ctx context.Context) {
 		n++
 		if n%2 == 0 {
 			c.refreshMembers(ctx)
+			c.requestProgress(ctx)
 		}
 		c.askPeers(ctx)
 		c.settleVouches(ctx)

@@ -98,21 +98,21 @@ func startNodes(t testing.TB, out []*Cluster) {
 // those that gave one even when another refused: a vouch given is kept
 // by the voucher until a back marker names it.
 func askInProcess(all []*Cluster, self string) PeersDown {
-	return func(_ context.Context, peers []Peer) (map[string]int64, bool) {
-		seqs, ok := map[string]int64{}, true
+	return func(_ context.Context, peers []Peer) (map[string]Vouch, bool) {
+		vouches, ok := map[string]Vouch{}, true
 		for _, p := range peers {
 			i := slices.IndexFunc(all, func(q *Cluster) bool { return q.node == p.ID })
 			if i < 0 {
 				ok = false
 				continue
 			}
-			if down, seq := all[i].AnswerPeer(self); down && seq > 0 {
-				seqs[p.ID] = seq
+			if down, v := all[i].AnswerPeer(self); down && v.Seq > 0 {
+				vouches[p.ID] = v
 			} else {
 				ok = false
 			}
 		}
-		return seqs, ok
+		return vouches, ok
 	}
 }
 

@@ -86,11 +86,12 @@ type clusterView struct {
 }
 
 // AnswerPeer implements admin.QuotaPeer.
-func (v clusterView) AnswerPeer(asker string) (bool, int64) {
+func (v clusterView) AnswerPeer(asker string) (down bool, seq, rev int64) {
 	if v.quota == nil {
-		return false, 0
+		return false, 0, 0
 	}
-	return v.quota.AnswerPeer(asker)
+	down, vouch := v.quota.AnswerPeer(asker)
+	return down, vouch.Seq, vouch.Rev
 }
 
 // lastPeers keeps the last list of the other nodes, so that a fan-out

@@ -18,8 +18,8 @@ import (
 // outage share; a peer that does not answer (dead, or cut off from this
 // node too) counts as one that can.
 func peersDownOverHTTP(self, token string) quota.PeersDown {
-	return func(ctx context.Context, peers []quota.Peer) (map[string]int64, bool) {
-		seqs := make(map[string]int64, len(peers))
+	return func(ctx context.Context, peers []quota.Peer) (map[string]quota.Vouch, bool) {
+		seqs := make(map[string]quota.Vouch, len(peers))
 		var mu sync.Mutex
 		all := true
 		var wg sync.WaitGroup
@@ -27,14 +27,14 @@ func peersDownOverHTTP(self, token string) quota.PeersDown {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				seq, down := askPeerDown(ctx, p.URL, self, token)
+				v, down := askPeerDown(ctx, p.URL, self, token)
 				mu.Lock()
 				defer mu.Unlock()
 				if !down {
 					all = false
 					return
 				}
-				seqs[p.ID] = seq
+				seqs[p.ID] = v
 			}()
 		}
 		wg.Wait()
@@ -44,13 +44,13 @@ func peersDownOverHTTP(self, token string) quota.PeersDown {
 
 // askPeerDown asks one peer; down is true only for a clear "cannot reach
 // etcd" answer carrying its vouch number.
-func askPeerDown(ctx context.Context, base, self, token string) (seq int64, down bool) {
+func askPeerDown(ctx context.Context, base, self, token string) (v quota.Vouch, down bool) {
 	if base == "" {
-		return 0, false
+		return v, false
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 	if err != nil {
-		return 0, false
+		return v, false
 	}
 	req.Header.Set(admin.ForwardedHeader, self)
 	if token != "" {
@@ -58,7 +58,7 @@ func askPeerDown(ctx context.Context, base, self, token string) (seq int64, down
 	}
 	resp, err := forwardClient.Do(req)
 	if err != nil {
-		return 0, false
+		return v, false
 	}
 	defer resp.Body.Close()
 	var ans struct {
@@ -66,12 +66,13 @@ func askPeerDown(ctx context.Context, base, self, token string) (seq int64, down
 			Cluster struct {
 				Quotas string `json:"quotas"`
 				Vouch  int64  `json:"quota_vouch"`
+				Rev    int64  `json:"quota_rev"`
 			} `json:"cluster"`
 		} `json:"data"`
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans) != nil {
-		return 0, false
+		return v, false
 	}
 	c := ans.Data.Cluster
-	return c.Vouch, c.Quotas == admin.QuotasUnreachable && c.Vouch > 0
+	return quota.Vouch{Seq: c.Vouch, Rev: c.Rev}, c.Quotas == admin.QuotasUnreachable && c.Vouch > 0
 }
