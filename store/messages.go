@@ -366,8 +366,28 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 			}
 		}
 		out = m
-		s.recs.drop(id) // rewritten: the cached form is of the old bytes
-		return putJSON(b, id, &m)
+		data, err := json.Marshal(&m)
+		if err != nil {
+			s.recs.drop(id)
+			return err
+		}
+		if err := b.Put([]byte(id), data); err != nil {
+			s.recs.drop(id)
+			return err
+		}
+		if m.State == StateDone {
+			s.recs.drop(id) // rewritten, and the last write: nothing to keep
+		} else {
+			// A claimed (or deferred) record is written again by the
+			// attempt's result: keep the decoded form of these bytes for
+			// it. Should this transaction not commit, the stored bytes
+			// differ and the entry is never used. The kept form is the
+			// one just encoded, not a decode of it: its times may keep a
+			// monotonic reading and their location, which no key or
+			// comparison here depends on (keys use UTC and Unix times).
+			s.recs.keep(id, data, m.clone())
+		}
+		return nil
 	}
 	if err := s.submit(o); err != nil {
 		return nil, err
