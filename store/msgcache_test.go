@@ -135,8 +135,8 @@ func TestClaimAfterReadDecodesOnce(t *testing.T) {
 	if !reflect.DeepEqual(&seen, read) {
 		t.Errorf("the write started from\n%+v\nnot the record as read\n%+v", seen, *read)
 	}
-	if s.recs.hits != 1 {
-		t.Errorf("the write after the read decoded the record again (%d cache hits, want 1)", s.recs.hits)
+	if s.recs.hits != 2 {
+		t.Errorf("the read after Enqueue, or the write after the read, decoded the record (%d cache hits, want 2)", s.recs.hits)
 	}
 	checkCachedIsStored(t, s, m.ID)
 
@@ -148,12 +148,13 @@ func TestClaimAfterReadDecodesOnce(t *testing.T) {
 	if err := s.EnqueueFailureReport(m.ID, report, []byte("report")); err != nil {
 		t.Fatal(err)
 	}
+	hits := s.recs.hits
 	got, err := s.UpdateMessage(m.ID, func(r *Message) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.recs.hits != 1 {
-		t.Errorf("a rewritten record was taken from the cache (%d hits, want 1)", s.recs.hits)
+	if s.recs.hits != hits {
+		t.Errorf("a rewritten record was taken from the cache (%d hits, want %d)", s.recs.hits, hits)
 	}
 	if got.FailureReportID != report.ID || got.Retries != 1 {
 		t.Errorf("the write saw failure report %q, retries %d: a stale cached record (want %q, 1)",
@@ -162,7 +163,9 @@ func TestClaimAfterReadDecodesOnce(t *testing.T) {
 }
 
 // checkCachedIsStored: the cache's entry for id, if any, is of the bytes
-// stored now and decodes to its cached form.
+// stored now, and its decoded form encodes to exactly them. (It may not
+// be DeepEqual to a decode of them: a form kept at a write has its times
+// as written, with their location and monotonic reading.)
 func checkCachedIsStored(t *testing.T, s *Store, id string) {
 	t.Helper()
 	e, ok := s.recs.recs[id]
@@ -170,23 +173,26 @@ func checkCachedIsStored(t *testing.T, s *Store, id string) {
 		return
 	}
 	var stored []byte
-	var decoded Message
 	if err := s.view(func(tx *bolt.Tx) error {
 		stored = bytes.Clone(tx.Bucket(bMessages).Get([]byte(id)))
-		return json.Unmarshal(stored, &decoded)
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(e.raw, stored) || !reflect.DeepEqual(e.m, &decoded) {
-		t.Errorf("the cached form of %s is not of its stored record", id)
+	enc, err := json.Marshal(e.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.raw, stored) || !bytes.Equal(enc, stored) {
+		t.Errorf("the cached form of %s is not of its stored record:\n%s\n%s", id, enc, stored)
 	}
 }
 
 // TestResultAfterClaimDecodesNothing: the scheduler's three steps on one
-// message — read, claim, result — decode its record once (the read): the
-// claim starts from the read's decoded form and the result from the
-// claim's (issue 19: the result's decode was 2 % of the relay's CPU). The
-// final write leaves nothing cached.
+// message — read, claim, result — never decode its record: the read gets
+// what Enqueue encoded, the claim starts from the read's form and the
+// result from the claim's (issue 19: the read's and the result's decodes
+// were 3.5 % of the relay's CPU). The final write leaves nothing cached.
 func TestResultAfterClaimDecodesNothing(t *testing.T) {
 	s, _ := openTest(t)
 	m := newMsg(time.Now())
@@ -215,8 +221,8 @@ func TestResultAfterClaimDecodesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.recs.hits != 2 {
-		t.Errorf("claim and result decoded the record again (%d cache hits, want 2)", s.recs.hits)
+	if s.recs.hits != 3 {
+		t.Errorf("read, claim or result decoded the record (%d cache hits, want 3)", s.recs.hits)
 	}
 	if len(seen.Attempts) != 1 || seen.Attempts[0].ProviderID != "prv_1" || seen.State != StateInflight {
 		t.Errorf("the result started from %+v, not the claimed record", seen)
