@@ -1,6 +1,7 @@
 package store
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -57,5 +58,44 @@ func TestCredentialRecheckDecodesOnce(t *testing.T) {
 	}
 	if c, err := s.CredentialByHash(h); err != nil || c.Active {
 		t.Fatalf("after a revocation: %+v %v", c, err)
+	}
+}
+
+// TestTeamReadDecodesOnce: the team read before every attempt decodes an
+// unchanged team once, a caller editing what it got (every field filled,
+// so a new pointer field left shared fails here) changes nothing for the
+// next reader, and a write is seen at once.
+func TestTeamReadDecodesOnce(t *testing.T) {
+	s, _ := openTest(t)
+	var team Team
+	fill(reflect.ValueOf(&team).Elem())
+	team.ID, team.Name = NewID(PrefixTeam), "acme"
+	if err := s.PutTeam(&team); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Team(team.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *first
+	want.ManagedHourlyLimit, want.ManagedDailyLimit, want.ProviderLimit = cloneInt(first.ManagedHourlyLimit), cloneInt(first.ManagedDailyLimit), cloneInt(first.ProviderLimit)
+	scribble(reflect.ValueOf(first).Elem())
+	second, err := s.Team(team.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*second, want) {
+		t.Fatalf("a caller's edit reached the next reader:\n%+v\nwant\n%+v", *second, want)
+	}
+	if s.teamRecs.hits != 1 {
+		t.Fatalf("two reads of an unchanged team: %d served without decoding, want 1", s.teamRecs.hits)
+	}
+	limit := 5
+	second.ProviderLimit = &limit
+	if err := s.PutTeam(second); err != nil {
+		t.Fatal(err)
+	}
+	if third, err := s.Team(team.ID); err != nil || third.ProviderLimit == nil || *third.ProviderLimit != 5 {
+		t.Fatalf("after a write: %+v %v", third, err)
 	}
 }

@@ -72,6 +72,8 @@ type Store struct {
 	keyRecs rawCache[APIKey]
 	pwRecs  rawCache[MailboxPassword]
 	mbxRecs rawCache[Mailbox]
+	// teamRecs holds decoded teams, read for every attempt (Team).
+	teamRecs rawCache[Team]
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64
