@@ -331,7 +331,7 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		o.after = o.after[:0] // fn may run again after a sibling failed
 		b := tx.Bucket(bMessages)
 		var m Message
-		if c := s.recs.get(id, b.Get([]byte(id))); c != nil {
+		if c := s.recs.take(id, b.Get([]byte(id))); c != nil {
 			m = *c // the record as decoded by the read just before (Message)
 		} else if err := getJSON(b, id, &m); err != nil {
 			if errors.Is(err, ErrNotFound) {

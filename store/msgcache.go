@@ -43,6 +43,20 @@ func (c *recCache) get(id string, raw []byte) *Message {
 	return nil
 }
 
+// take is get for a writer that replaces the record: it hands over the
+// cached form itself, no copy, and forgets it (the write keeps its own
+// result). nil if raw is not what it was decoded from.
+func (c *recCache) take(id string, raw []byte) *Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.recs[id]; ok && bytes.Equal(r.raw, raw) {
+		c.hits++
+		delete(c.recs, id)
+		return r.m
+	}
+	return nil
+}
+
 // put remembers m, decoded from raw (a value of a read transaction, so it
 // is copied), for the next get of id.
 func (c *recCache) put(id string, raw []byte, m *Message) {
