@@ -63,7 +63,7 @@ func (s *Store) CredentialByHash(h []byte) (*Credential, error) {
 			return ErrNotFound
 		}
 		var err error
-		c, match, err = credentialTx(tx, string(ref))
+		c, match, err = s.credentialTx(tx, string(ref))
 		return err
 	})
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *Store) CredentialByID(kind, id string) (*Credential, error) {
 	var c *Credential
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		c, _, err = credentialTx(tx, ref)
+		c, _, err = s.credentialTx(tx, ref)
 		return err
 	})
 	if err != nil {
@@ -106,27 +106,28 @@ func (s *Store) CredentialByID(kind, id string) (*Credential, error) {
 // credentialTx builds the Credential a cred_hash reference ("key:<id>" or
 // "mbxpw:<id>") points at, and returns the comparison of a presented
 // hash with the stored one(s) (a rotated key has two for a while).
-func credentialTx(tx *bolt.Tx, ref string) (*Credential, func([]byte) (bool, *time.Time), error) {
+func (s *Store) credentialTx(tx *bolt.Tx, ref string) (*Credential, func([]byte) (bool, *time.Time), error) {
 	switch {
 	case strings.HasPrefix(ref, "key:"):
+		// Decoded through the cache (rawCache): read-only from here on.
 		var k APIKey
-		if err := getJSON(tx.Bucket(bKeys), ref[len("key:"):], &k); err != nil {
+		if err := decodeCached(tx.Bucket(bKeys), ref[len("key:"):], &s.keyRecs, &k); err != nil {
 			return nil, nil, err
 		}
 		match := func(h []byte) (bool, *time.Time) { return k.matchHash(h, time.Now()) }
 		return &Credential{
 			Kind: CredKindKey, ID: k.ID, TeamID: k.TeamID, KeyType: k.Type,
-			Scope: k.SendScope, Active: k.Active(),
+			Scope: k.SendScope.clone(), Active: k.Active(),
 		}, match, nil
 	case strings.HasPrefix(ref, credRefPassword):
 		var p MailboxPassword
-		if err := getJSON(tx.Bucket(bMailboxPasswords), ref[len(credRefPassword):], &p); err != nil {
+		if err := decodeCached(tx.Bucket(bMailboxPasswords), ref[len(credRefPassword):], &s.pwRecs, &p); err != nil {
 			return nil, nil, err
 		}
 		c := &Credential{Kind: CredKindMailboxPassword, ID: p.ID, TeamID: p.TeamID, MailboxID: p.MailboxID}
 		match := func(h []byte) (bool, *time.Time) { return EqualHash(p.Hash, h), nil }
 		var m Mailbox
-		err := getJSON(tx.Bucket(bMailboxes), p.MailboxID, &m)
+		err := decodeCached(tx.Bucket(bMailboxes), p.MailboxID, &s.mbxRecs, &m)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			// Deleting a mailbox removes its passwords, so this is
@@ -137,9 +138,18 @@ func credentialTx(tx *bolt.Tx, ref string) (*Credential, func([]byte) (bool, *ti
 		case m.TeamID != p.TeamID:
 			return c, match, nil
 		}
-		c.Scope, c.MailboxAddress = m.SendScope, m.Address
+		c.Scope, c.MailboxAddress = m.SendScope.clone(), m.Address
 		c.Active = p.Active() && !m.Suspended
 		return c, match, nil
 	}
 	return nil, nil, ErrNotFound
+}
+
+// decodeCached is getJSON through a rawCache.
+func decodeCached[T any](b *bolt.Bucket, id string, c *rawCache[T], dst *T) error {
+	raw := b.Get([]byte(id))
+	if raw == nil {
+		return ErrNotFound
+	}
+	return c.decode(id, raw, dst)
 }

@@ -145,7 +145,14 @@ func dueKey(at time.Time, id string) []byte {
 func (s *Store) Enqueue(m *Message, body []byte) error {
 	m.State = StateQueued
 	return s.submit(&op{done: make(chan error, 1), syncSpool: m.Spooled, fn: func(tx *bolt.Tx) error {
-		return putNewMessage(tx, m, body)
+		data, err := putNewMessage(tx, m, body)
+		if err == nil {
+			// The scheduler reads it next (Message), then claims it:
+			// neither needs to decode what was just encoded. A clone,
+			// since the caller keeps m.
+			s.recs.keep(m.ID, data, m.clone())
+		}
+		return err
 	}})
 }
 
@@ -170,7 +177,8 @@ func (s *Store) EnqueueFailureReport(origID string, report *Message, body []byte
 		if err := putJSON(tx.Bucket(bMessages), origID, &orig); err != nil {
 			return err
 		}
-		return putNewMessage(tx, report, body)
+		_, err := putNewMessage(tx, report, body)
+		return err
 	}})
 }
 
@@ -180,43 +188,54 @@ func (s *Store) EnqueueFailureReport(origID string, report *Message, body []byte
 func (s *Store) RecordFinished(m *Message) error {
 	m.State = StateDone
 	return s.submit(&op{done: make(chan error, 1), fn: func(tx *bolt.Tx) error {
-		return putNewMessage(tx, m, nil)
+		_, err := putNewMessage(tx, m, nil)
+		return err
 	}})
 }
 
 // putNewMessage writes a new queued (or, RecordFinished, done) message, its inline body and every
-// index that refers to it, inside tx.
-func putNewMessage(tx *bolt.Tx, m *Message, body []byte) error {
-	if err := putJSON(tx.Bucket(bMessages), m.ID, m); err != nil {
-		return err
+// index that refers to it, inside tx. It returns the record as stored
+// (not to be modified: the transaction holds it until the commit).
+func putNewMessage(tx *bolt.Tx, m *Message, body []byte) ([]byte, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bMessages).Put([]byte(m.ID), data); err != nil {
+		return nil, err
 	}
 	if !m.Spooled && m.State != StateDone {
 		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := syncManagedReserved(tx, m, false); err != nil {
-		return err
+		return nil, err
 	}
 	if err := indexNewMessage(tx, m); err != nil {
-		return err
+		return nil, err
 	}
 	if m.State == StateDone {
-		return markFinished(tx, m)
+		return data, markFinished(tx, m)
 	}
-	return tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
+	return data, tx.Bucket(bDue).Put(dueKey(m.NextAttemptAt, m.ID), nil)
 }
 
 // Message returns a message record, from the main file or, once it has
 // moved there, its day file (history.go). A queued one is remembered as
 // decoded (recCache) for the write that usually follows, the claim; a
-// finished one (the only kind that moves) never is.
+// finished one (the only kind that moves) never is. A record whose stored
+// bytes are the ones cached (Enqueue keeps what it wrote) is not decoded.
 func (s *Store) Message(id string) (*Message, error) {
 	var m Message
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bMessages).Get([]byte(id))
 		if v == nil {
 			return ErrNotFound
+		}
+		if c := s.recs.get(id, v); c != nil {
+			m = *c // as Enqueue (or the last write) encoded these bytes
+			return nil
 		}
 		if err := json.Unmarshal(v, &m); err != nil {
 			return err
@@ -312,7 +331,7 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		o.after = o.after[:0] // fn may run again after a sibling failed
 		b := tx.Bucket(bMessages)
 		var m Message
-		if c := s.recs.get(id, b.Get([]byte(id))); c != nil {
+		if c := s.recs.take(id, b.Get([]byte(id))); c != nil {
 			m = *c // the record as decoded by the read just before (Message)
 		} else if err := getJSON(b, id, &m); err != nil {
 			if errors.Is(err, ErrNotFound) {
@@ -366,8 +385,28 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 			}
 		}
 		out = m
-		s.recs.drop(id) // rewritten: the cached form is of the old bytes
-		return putJSON(b, id, &m)
+		data, err := json.Marshal(&m)
+		if err != nil {
+			s.recs.drop(id)
+			return err
+		}
+		if err := b.Put([]byte(id), data); err != nil {
+			s.recs.drop(id)
+			return err
+		}
+		if m.State == StateDone {
+			s.recs.drop(id) // rewritten, and the last write: nothing to keep
+		} else {
+			// A claimed (or deferred) record is written again by the
+			// attempt's result: keep the decoded form of these bytes for
+			// it. Should this transaction not commit, the stored bytes
+			// differ and the entry is never used. The kept form is the
+			// one just encoded, not a decode of it: its times may keep a
+			// monotonic reading and their location, which no key or
+			// comparison here depends on (keys use UTC and Unix times).
+			s.recs.keep(id, data, m.clone())
+		}
+		return nil
 	}
 	if err := s.submit(o); err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 // decoding the JSON a second time (issue 19: JSON decoding was 7 % of the
 // relay's CPU per message, the claim's a third of it). Only a byte-for-byte
 // match is used: a record rewritten by anyone, or restored, decodes again.
+// A write of a record not yet finished (the claim) keeps what it encoded
+// (keep), so that the attempt's result starts from it without a decode.
 type recCache struct {
 	mu   sync.Mutex
 	recs map[string]cachedRec
@@ -41,10 +43,29 @@ func (c *recCache) get(id string, raw []byte) *Message {
 	return nil
 }
 
+// take is get for a writer that replaces the record: it hands over the
+// cached form itself, no copy, and forgets it (the write keeps its own
+// result). nil if raw is not what it was decoded from.
+func (c *recCache) take(id string, raw []byte) *Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.recs[id]; ok && bytes.Equal(r.raw, raw) {
+		c.hits++
+		delete(c.recs, id)
+		return r.m
+	}
+	return nil
+}
+
 // put remembers m, decoded from raw (a value of a read transaction, so it
 // is copied), for the next get of id.
 func (c *recCache) put(id string, raw []byte, m *Message) {
-	e := cachedRec{raw: bytes.Clone(raw), m: m.clone()}
+	c.keep(id, bytes.Clone(raw), m.clone())
+}
+
+// keep is put for a record this process just encoded: raw and m are
+// the caller's to give away (neither is used by it again).
+func (c *recCache) keep(id string, raw []byte, m *Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.recs == nil {
@@ -56,7 +77,7 @@ func (c *recCache) put(id string, raw []byte, m *Message) {
 			break
 		}
 	}
-	c.recs[id] = e
+	c.recs[id] = cachedRec{raw: raw, m: m}
 }
 
 // drop forgets id (its record was rewritten).

@@ -66,6 +66,14 @@ type Store struct {
 	// recs holds decoded queued message records between the scheduler's
 	// read and the claim (msgcache.go).
 	recs recCache
+	// keyRecs, pwRecs and mbxRecs hold decoded sending keys, mailbox
+	// passwords and mailboxes for the credential re-check before each
+	// SMTP transaction (credentialTx).
+	keyRecs rawCache[APIKey]
+	pwRecs  rawCache[MailboxPassword]
+	mbxRecs rawCache[Mailbox]
+	// teamRecs holds decoded teams, read for every attempt (Team).
+	teamRecs rawCache[Team]
 	// providersGen increases after every committed provider write, so
 	// readers can cache provider lists and reload only when it moved.
 	providersGen atomic.Int64

@@ -68,11 +68,25 @@ func (s *Store) CreateTeam(t *Team, managed *Provider, root *APIKey) error {
 // Team returns one team.
 func (s *Store) Team(id string) (*Team, error) {
 	var t Team
-	err := s.view(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bTeams), id, &t) })
+	// Read for every attempt (its managed-account limits): decoded
+	// through the cache (rawCache), and the copy handed out shares no
+	// pointer with it, since callers may edit and put it.
+	err := s.view(func(tx *bolt.Tx) error { return decodeCached(tx.Bucket(bTeams), id, &s.teamRecs, &t) })
 	if err != nil {
 		return nil, err
 	}
+	t.ManagedHourlyLimit = cloneInt(t.ManagedHourlyLimit)
+	t.ManagedDailyLimit = cloneInt(t.ManagedDailyLimit)
+	t.ProviderLimit = cloneInt(t.ProviderLimit)
 	return &t, nil
+}
+
+func cloneInt(p *int) *int {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // TeamByName returns the team with that name (names are unique).

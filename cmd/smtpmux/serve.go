@@ -102,7 +102,12 @@ func serve(path string, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.file.LogLevel))
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Message lines are written in batches (logoutput.go); the rest, and
+	// what start prints (a generated root key), at once and in order.
+	logOut := newLogOutput(stderr)
+	defer logOut.Close()
+	stderr = logOut
+	logger := newDaemonLogger(logOut, &slog.HandlerOptions{Level: level})
 	if path := os.Getenv("SMTPMUX_CPUPROFILE"); path != "" {
 		// A development aid for bench/: profile the whole run.
 		if f, err := os.Create(path); err == nil {
@@ -154,6 +159,7 @@ func serve(path string, stderr io.Writer) int {
 			// next start.
 			<-sigs
 			logger.Warn("second signal, exiting now")
+			logOut.Flush() // os.Exit runs no defers
 			os.Exit(1)
 		}()
 		break

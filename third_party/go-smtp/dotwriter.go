@@ -3,6 +3,8 @@ package smtp
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"sync"
 )
 
 // dotWriter dot-stuffs a message body for DATA, byte for byte the same
@@ -12,10 +14,26 @@ import (
 // smtpmux patch: textproto's DotWriter writes one byte at a time through
 // bufio.Writer.WriteByte, which was the largest CPU cost of relaying
 // 100 KiB messages. This one writes each line in one call.
+//
+// smtpmux patch: the body is staged in a pooled dotBufSize buffer (w, in
+// front of the connection's own 4 KiB one, out) for the DATA phase only,
+// so a 100 KiB body reaches the connection in a few writes instead of one
+// system call per 4 KiB: those calls were 11 % of the relay's CPU at
+// 100 KiB (issue 19). Idle pooled connections keep only their 4 KiB.
 type dotWriter struct {
-	w     *bufio.Writer
-	state int
+	w      *bufio.Writer // staging; nil once closed
+	out    *bufio.Writer
+	state  int
+	closed bool
 }
+
+// dotBufSize is the staging size: two TLS records' worth.
+const dotBufSize = 32 << 10
+
+var dotBufs = sync.Pool{New: func() interface{} { return bufio.NewWriterSize(nil, dotBufSize) }}
+
+// errDotClosed is Write after Close.
+var errDotClosed = errors.New("smtp: data writer closed")
 
 const (
 	dotBegin     = iota // nothing written yet
@@ -25,10 +43,15 @@ const (
 )
 
 func newDotWriter(w *bufio.Writer) *dotWriter {
-	return &dotWriter{w: w}
+	staged := dotBufs.Get().(*bufio.Writer)
+	staged.Reset(w)
+	return &dotWriter{w: staged, out: w}
 }
 
 func (d *dotWriter) Write(b []byte) (n int, err error) {
+	if d.closed {
+		return 0, errDotClosed
+	}
 	for n < len(b) {
 		if d.state == dotData {
 			m, err := d.writeRun(b[n:])
@@ -102,6 +125,9 @@ func (d *dotWriter) writeRun(b []byte) (int, error) {
 }
 
 func (d *dotWriter) Close() error {
+	if d.closed {
+		return errDotClosed
+	}
 	switch d.state {
 	case dotBegin, dotData:
 		d.w.WriteByte('\r')
@@ -110,5 +136,12 @@ func (d *dotWriter) Close() error {
 		d.w.WriteByte('\n')
 	}
 	d.w.WriteString(".\r\n")
-	return d.w.Flush()
+	err := d.w.Flush() // the staged bytes into out (past its size: straight to the connection)
+	if err == nil {
+		err = d.out.Flush()
+	}
+	d.w.Reset(nil)
+	dotBufs.Put(d.w)
+	d.w, d.closed = nil, true
+	return err
 }

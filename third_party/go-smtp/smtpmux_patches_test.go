@@ -553,3 +553,55 @@ func TestEnvelopeLinesAllocateTheirSize(t *testing.T) {
 		t.Errorf("a MAIL and a RCPT line allocated %d bytes, want under 512", per)
 	}
 }
+
+// countingWriter counts the writes that reach it (the connection).
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Buffer.Write(p)
+}
+
+// TestDotWriterFewWrites: a 100 KiB body written a line at a time, as the
+// relay does, reaches the connection in a few large writes (one system
+// call each), not one per 4 KiB of the connection's buffer (26 before
+// this patch), with output byte for byte textproto's; and the writer
+// refuses use after Close instead of writing into the next command.
+func TestDotWriterFewWrites(t *testing.T) {
+	var body []byte
+	for len(body) < 100<<10 {
+		body = append(body, strings.Repeat("x", 76)+"\r\n"...)
+		body = append(body, ".leading dot\r\n"...)
+	}
+	conn := &countingWriter{}
+	w := newDotWriter(bufio.NewWriter(conn)) // 4 KiB, as textproto.NewConn's
+	for rest := body; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n') + 1
+		if _, err := w.Write(rest[:i]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[i:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := dotStuffBoth(t, body, nil)
+	if !bytes.Equal(conn.Bytes(), want) {
+		t.Fatal("output differs from textproto's DotWriter")
+	}
+	if max := len(want)/dotBufSize + 2; conn.writes > max {
+		t.Fatalf("%d KiB reached the connection in %d writes, want at most %d", len(want)>>10, conn.writes, max)
+	}
+	if _, err := w.Write([]byte("late")); err == nil {
+		t.Fatal("Write after Close succeeded")
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("a second Close succeeded")
+	}
+	if bytes.Contains(conn.Bytes(), []byte("late")) {
+		t.Fatal("a write after Close reached the connection")
+	}
+}
