@@ -378,3 +378,11 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
 }
+
+// PageWrites is how many pages the main file's commits have written so
+// far (bbolt's TxStats): with CommitStats, the pages a commit dirties,
+// which is what the history keys' layout decides (issue 18).
+func (s *Store) PageWrites() int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
+}
