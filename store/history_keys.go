@@ -208,21 +208,23 @@ func indexKeys(m *Message) *histKeys {
 }
 
 // moveCountKeys moves the counters by the difference between a record's
-// old and new contribution (nil: none).
+// old and new contribution (nil: none): in the main file through the
+// counter log (count_log.go), in a day file in place.
 func moveCountKeys(tx *bolt.Tx, old, new *histKeys) error {
-	b := tx.Bucket(bMsgCounts)
-	return diff(old, new, func(k []byte, d int64) error {
-		var n int64
-		if v := b.Get(k); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
+	b, log := tx.Bucket(bMsgCounts), tx.Bucket(bMsgCountLog)
+	var logged [][]byte
+	var ds []int64
+	err := diff(old, new, func(k []byte, d int64) error {
+		if log != nil {
+			logged, ds = append(logged, k), append(ds, d)
+			return nil
 		}
-		if n += d; n <= 0 {
-			return b.Delete(k)
-		}
-		v := make([]byte, 8) // bbolt keeps the value until the commit
-		binary.BigEndian.PutUint64(v, uint64(n))
-		return b.Put(k, v)
+		return addCount(b, k, d)
 	})
+	if err != nil || len(logged) == 0 {
+		return err
+	}
+	return logCounts(tx, log, logged, ds)
 }
 
 // moveIndexKeys replaces a record's old filter index entries with m's

@@ -69,7 +69,8 @@ type countSpan struct {
 
 // readCounts reads the counters of kind (with mid, the provider part of
 // countProvider keys) for [from, to), both rounded down to their minute
-// (a zero to is open), from the main file and the days the window covers:
+// (a zero to is open), from the main file (its counters plus the changes
+// pending in its counter log, count_log.go) and the days the window covers:
 // the whole hours inside from the hour counters, the minutes before and
 // after them from the minute counters. It reads at most 118 minute keys
 // per key suffix and file, and one per hour. fn gets each span once, in
@@ -80,6 +81,10 @@ func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func
 	sums := map[countSpan]int64{}
 	add := func(at time.Time, rest []byte, n int64) { sums[countSpan{at: at, rest: string(rest)}] += n }
 	read := func(tx *bolt.Tx) error {
+		pending := pendingCounts(tx, teamID)
+		forCounts := func(tx *bolt.Tx, prefix string, from, to time.Time, fn func(time.Time, []byte, int64)) {
+			forCounts(tx, pending, prefix, from, to, fn)
+		}
 		h0 := from.Truncate(time.Hour)
 		if h0.Before(from) {
 			h0 = h0.Add(time.Hour)

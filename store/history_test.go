@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,7 +136,7 @@ func fileState(t *testing.T, tx *bolt.Tx) (recs map[string]bool, consistent bool
 	for _, b := range [][]byte{bMsgByTeam, bMsgByFilter} {
 		tx.Bucket(b).ForEach(func(k, _ []byte) error { gotIdx[string(k)] = true; return nil })
 	}
-	tx.Bucket(bMsgCounts).ForEach(func(k, v []byte) error { got[string(k)] = int64(binary.BigEndian.Uint64(v)); return nil })
+	got = countsOf(tx)
 	return recs, maps.Equal(wantIdx, gotIdx) && maps.Equal(want, got)
 }
 

@@ -54,7 +54,7 @@ func schema5History(t *testing.T, path string, n int) map[string]map[string]stri
 		t.Fatalf("live history: %d counters, %d index keys for %d messages", len(live["msg_counts"]), len(live["msg_by_team"]), n)
 	}
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, name := range historyBuckets {
+		for _, name := range append(historyBuckets, string(bMsgCountLog)) {
 			if err := tx.DeleteBucket([]byte(name)); err != nil {
 				return err
 			}
@@ -76,6 +76,12 @@ func dumpBuckets(t *testing.T, path string) map[string]map[string]string {
 	db.View(func(tx *bolt.Tx) error {
 		for _, name := range historyBuckets {
 			out[name] = map[string]string{}
+			if name == "msg_counts" {
+				for k, n := range countsOf(tx) {
+					out[name][k] = be64Key(n)
+				}
+				continue
+			}
 			if b := tx.Bucket([]byte(name)); b != nil {
 				b.ForEach(func(k, v []byte) error { out[name][string(k)] = string(v); return nil })
 			}

@@ -175,21 +175,32 @@ func unindexMessage(tx *bolt.Tx, m *Message) error {
 }
 
 // forCounts calls fn with the rest of each counter key under prefix ‖
-// be64(time) for times in [from, to) (a zero to is open) and its count.
-func forCounts(tx *bolt.Tx, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
+// be64(time) for times in [from, to) (a zero to is open) and its count:
+// the folded counters, then the changes pending in the log (pendingCounts;
+// fn sums them).
+func forCounts(tx *bolt.Tx, pending map[string]int64, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
 	end := int64(1<<63 - 1)
 	if !to.IsZero() {
 		end = to.Unix()
 	}
-	c := tx.Bucket(bMsgCounts).Cursor()
+	start := max(from.Unix(), 0)
 	p := []byte(prefix)
-	for k, v := c.Seek([]byte(prefix + be64Key(max(from.Unix(), 0)))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
+	c := tx.Bucket(bMsgCounts).Cursor()
+	for k, v := c.Seek([]byte(prefix + be64Key(start))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
 		at := int64(binary.BigEndian.Uint64(k[len(p):]))
 		if at >= end {
-			return
+			break
 		}
 		if len(v) == 8 {
 			fn(time.Unix(at, 0).UTC(), k[len(p)+8:], int64(binary.BigEndian.Uint64(v)))
+		}
+	}
+	for k, n := range pending {
+		if len(k) < len(p)+8 || k[:len(p)] != prefix {
+			continue
+		}
+		if at := int64(binary.BigEndian.Uint64([]byte(k[len(p) : len(p)+8]))); at >= start && at < end {
+			fn(time.Unix(at, 0).UTC(), []byte(k[len(p)+8:]), n)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"maps"
@@ -112,10 +111,7 @@ func recount(t *testing.T, s *Store) (wantIdx, gotIdx []string, want, got map[st
 				return nil
 			})
 		}
-		tx.Bucket(bMsgCounts).ForEach(func(k, v []byte) error {
-			got[string(k)] = int64(binary.BigEndian.Uint64(v))
-			return nil
-		})
+		maps.Copy(got, countsOf(tx))
 		return nil
 	})
 	slices.Sort(wantIdx)
@@ -239,7 +235,7 @@ func TestMigrateTeamHistory(t *testing.T) {
 	_, _, want, _ := recount(t, s)
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter} {
+		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter, bMsgCountLog} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
