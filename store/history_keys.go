@@ -227,10 +227,13 @@ func moveCountKeys(tx *bolt.Tx, old, new *histKeys) error {
 	return logCounts(tx, log, logged, ds)
 }
 
-// moveIndexKeys replaces a record's old filter index entries with m's
-// (old nil: none; m nil: delete them all).
-func moveIndexKeys(tx *bolt.Tx, old *histKeys, m *Message) error {
-	b := tx.Bucket(bMsgByFilter)
+// moveIndexKeys replaces the old filter index entries of record id of
+// teamID with m's (old nil: none; m nil: delete them all). In the main
+// file the providers go to bMsgProviders instead of provider keys
+// (msg_providers.go); a record that has no entry there yet may have
+// provider keys from a file of an earlier version, which go then.
+func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) error {
+	b, provs := tx.Bucket(bMsgByFilter), tx.Bucket(bMsgProviders)
 	var cur *histKeys
 	var created []byte
 	if m != nil {
@@ -238,10 +241,26 @@ func moveIndexKeys(tx *bolt.Tx, old *histKeys, m *Message) error {
 		defer cur.release()
 		created = createdValue(m)
 	}
-	return diff(old, cur, func(k []byte, d int64) error {
+	err := diff(old, cur, func(k []byte, d int64) error {
+		if provs != nil && isProviderIndexKey(k, teamID) {
+			return nil
+		}
 		if d < 0 {
 			return b.Delete(k)
 		}
 		return b.Put(k, created)
 	})
+	if err != nil || provs == nil {
+		return err
+	}
+	if old != nil && provs.Get(teamIndexKey(teamID, id)) == nil {
+		for i := range old.len() {
+			if k := old.key(i); isProviderIndexKey(k, teamID) {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return syncProviders(provs, teamID, id, m)
 }

@@ -54,7 +54,7 @@ func schema5History(t *testing.T, path string, n int) map[string]map[string]stri
 		t.Fatalf("live history: %d counters, %d index keys for %d messages", len(live["msg_counts"]), len(live["msg_by_team"]), n)
 	}
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, name := range append(historyBuckets, string(bMsgCountLog)) {
+		for _, name := range append(historyBuckets, string(bMsgCountLog), string(bMsgProviders)) {
 			if err := tx.DeleteBucket([]byte(name)); err != nil {
 				return err
 			}
@@ -76,9 +76,15 @@ func dumpBuckets(t *testing.T, path string) map[string]map[string]string {
 	db.View(func(tx *bolt.Tx) error {
 		for _, name := range historyBuckets {
 			out[name] = map[string]string{}
-			if name == "msg_counts" {
+			switch name {
+			case "msg_counts":
 				for k, n := range countsOf(tx) {
 					out[name][k] = be64Key(n)
+				}
+				continue
+			case "msg_by_filter":
+				if tx.Bucket(bMsgByFilter) != nil {
+					out[name] = filterIndexOf(tx)
 				}
 				continue
 			}

@@ -151,7 +151,7 @@ func indexNewMessage(tx *bolt.Tx, m *Message) error {
 	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
 		return err
 	}
-	if err := moveIndexKeys(tx, nil, m); err != nil {
+	if err := moveIndexKeys(tx, m.TeamID, m.ID, nil, m); err != nil {
 		return err
 	}
 	counts := countKeys(m)
@@ -168,7 +168,7 @@ func unindexMessage(tx *bolt.Tx, m *Message) error {
 	keys, counts := indexKeys(m), countKeys(m)
 	defer keys.release()
 	defer counts.release()
-	if err := moveIndexKeys(tx, keys, nil); err != nil {
+	if err := moveIndexKeys(tx, m.TeamID, m.ID, keys, nil); err != nil {
 		return err
 	}
 	return moveCountKeys(tx, counts, nil)

@@ -102,14 +102,18 @@ func recount(t *testing.T, s *Store) (wantIdx, gotIdx []string, want, got map[st
 			}
 			return nil
 		})
-		for _, b := range [][]byte{bMsgByTeam, bMsgByFilter} {
-			tx.Bucket(b).ForEach(func(k, v []byte) error {
-				if len(v) != 8 {
-					t.Fatalf("index key %q has no creation time", k)
-				}
-				gotIdx = append(gotIdx, string(k))
-				return nil
-			})
+		tx.Bucket(bMsgByTeam).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				t.Fatalf("index key %q has no creation time", k)
+			}
+			gotIdx = append(gotIdx, string(k))
+			return nil
+		})
+		for k, v := range filterIndexOf(tx) {
+			if len(v) != 8 {
+				t.Fatalf("index key %q has no creation time", k)
+			}
+			gotIdx = append(gotIdx, k)
 		}
 		maps.Copy(got, countsOf(tx))
 		return nil
@@ -235,7 +239,7 @@ func TestMigrateTeamHistory(t *testing.T) {
 	_, _, want, _ := recount(t, s)
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter, bMsgCountLog} {
+		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter, bMsgCountLog, bMsgProviders} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
