@@ -212,8 +212,9 @@ func indexKeys(m *Message) *histKeys {
 // counter log (count_log.go), in a day file in place.
 func moveCountKeys(tx *bolt.Tx, old, new *histKeys) error {
 	b, log := tx.Bucket(bMsgCounts), tx.Bucket(bMsgCountLog)
-	var logged [][]byte
-	var ds []int64
+	var kb [32][]byte // a write moves up to ~16 counters: no allocation
+	var db [32]int64
+	logged, ds := kb[:0], db[:0]
 	err := diff(old, new, func(k []byte, d int64) error {
 		if log != nil {
 			logged, ds = append(logged, k), append(ds, d)
