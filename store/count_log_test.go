@@ -41,12 +41,12 @@ func countsOf(tx *bolt.Tx) map[string]int64 {
 
 // filterIndexOf is the filter index tx answers with, in the provider-first
 // form of bMsgByFilter: its keys plus, in the main file, a provider key
-// for each provider bMsgProviders lists (msg_providers.go), with their
-// values (the creation time).
+// for each provider a team index value lists (msg_providers.go), with
+// their values (the creation time).
 func filterIndexOf(tx *bolt.Tx) map[string]string {
 	out := map[string]string{}
 	tx.Bucket(bMsgByFilter).ForEach(func(k, v []byte) error { out[string(k)] = string(v); return nil })
-	if b := tx.Bucket(bMsgProviders); b != nil {
+	if b := tx.Bucket(bMsgByTeam); b != nil {
 		b.ForEach(func(k, v []byte) error {
 			i := bytes.IndexByte(k, 0)
 			team, id := string(k[:i]), string(k[i+1:])
@@ -144,8 +144,8 @@ func historyPagesPerMessage(t *testing.T, n int) float64 {
 // 20 % of 2). With the counters and the provider index written in place,
 // a commit of 8 messages over 200 providers dirtied a page per provider
 // and key family (9.2 pages per message against 3.3 with 2 providers);
-// through the counter log and bMsgProviders its writes stay on the last
-// pages of the two.
+// through the counter log and the team index values its writes stay on
+// the last pages of the two.
 func TestHistoryWritesDoNotSpreadWithProviders(t *testing.T) {
 	two, many := historyPagesPerMessage(t, 2), historyPagesPerMessage(t, 200)
 	t.Logf("pages written per message: %.2f with 2 providers, %.2f with 200", two, many)
@@ -205,7 +205,8 @@ func TestCountLogFoldKeepsAnswers(t *testing.T) {
 }
 
 // TestProviderIndexOfEarlierFiles: a main file written before the
-// provider index moved to bMsgProviders (provider keys in bMsgByFilter)
+// provider index moved to the team index values (provider keys in
+// bMsgByFilter)
 // answers every provider walk as one written since, also when half its
 // messages are of each kind, and a message written again loses its old
 // key.
@@ -242,27 +243,32 @@ func TestProviderIndexOfEarlierFiles(t *testing.T) {
 	if strings.Count(want, " eml_") < 100 {
 		t.Fatalf("the fixture's provider walks found little:%s", want)
 	}
-	// As an earlier version left it: provider keys, no bMsgProviders
-	// entry, for every other message.
+	// As an earlier version left it: provider keys, the creation time
+	// alone in the team index value, for every other message.
 	odd := 0
 	if err := s.update(func(tx *bolt.Tx) error {
-		provs := tx.Bucket(bMsgProviders)
+		byTeam := tx.Bucket(bMsgByTeam)
 		var ks [][]byte
-		provs.ForEach(func(k, _ []byte) error { ks = append(ks, bytes.Clone(k)); return nil })
+		byTeam.ForEach(func(k, v []byte) error {
+			if listsProviders(v) {
+				ks = append(ks, bytes.Clone(k))
+			}
+			return nil
+		})
 		for i, k := range ks {
 			if i%2 == 0 {
 				continue
 			}
-			v := provs.Get(k)
+			v := bytes.Clone(byTeam.Get(k))
 			i := bytes.IndexByte(k, 0)
 			for _, p := range bytes.Split(v[8:], []byte{0}) {
 				if len(p) > 0 {
-					if err := tx.Bucket(bMsgByFilter).Put([]byte(string(providerIndexPrefix(string(k[:i]), string(p)))+string(k[i+1:])), bytes.Clone(v[:8])); err != nil {
+					if err := tx.Bucket(bMsgByFilter).Put([]byte(string(providerIndexPrefix(string(k[:i]), string(p)))+string(k[i+1:])), v[:8]); err != nil {
 						return err
 					}
 				}
 			}
-			if err := provs.Delete(k); err != nil {
+			if err := byTeam.Put(k, v[:8]); err != nil {
 				return err
 			}
 			odd++

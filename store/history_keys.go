@@ -230,11 +230,11 @@ func moveCountKeys(tx *bolt.Tx, old, new *histKeys) error {
 
 // moveIndexKeys replaces the old filter index entries of record id of
 // teamID with m's (old nil: none; m nil: delete them all). In the main
-// file the providers go to bMsgProviders instead of provider keys
-// (msg_providers.go); a record that has no entry there yet may have
+// file the providers go to the team index value instead of provider keys
+// (msg_providers.go); a record whose value lists none yet may have
 // provider keys from a file of an earlier version, which go then.
 func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) error {
-	b, provs := tx.Bucket(bMsgByFilter), tx.Bucket(bMsgProviders)
+	b, main := tx.Bucket(bMsgByFilter), isMainTx(tx)
 	var cur *histKeys
 	var created []byte
 	if m != nil {
@@ -243,7 +243,7 @@ func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) er
 		created = createdValue(m)
 	}
 	err := diff(old, cur, func(k []byte, d int64) error {
-		if provs != nil && isProviderIndexKey(k, teamID) {
+		if main && isProviderIndexKey(k, teamID) {
 			return nil
 		}
 		if d < 0 {
@@ -251,10 +251,11 @@ func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) er
 		}
 		return b.Put(k, created)
 	})
-	if err != nil || provs == nil {
+	if err != nil || !main {
 		return err
 	}
-	if old != nil && provs.Get(teamIndexKey(teamID, id)) == nil {
+	byTeam := tx.Bucket(bMsgByTeam)
+	if old != nil && !listsProviders(byTeam.Get(teamIndexKey(teamID, id))) {
 		for i := range old.len() {
 			if k := old.key(i); isProviderIndexKey(k, teamID) {
 				if err := b.Delete(k); err != nil {
@@ -263,5 +264,8 @@ func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) er
 			}
 		}
 	}
-	return syncProviders(provs, teamID, id, m)
+	if m == nil {
+		return nil // unindexMessage deletes the team index key
+	}
+	return syncProviders(byTeam, m)
 }

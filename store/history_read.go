@@ -162,7 +162,7 @@ type idxWalk struct {
 	chunks int
 	// provider, when set, is the provider of a provider walk (bucket
 	// bMsgByFilter, prefix its provider prefix): the main file's part is
-	// also read from bMsgProviders (msg_providers.go), the team's keys
+	// also read from the team index (msg_providers.go), the team's keys
 	// whose value names it.
 	provider, team string
 }
@@ -301,8 +301,8 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 	}
 	for i, tx := range txs {
 		add(tx, w.bucket, w.prefix, nil)
-		if i == 0 && w.provider != "" && tx.Bucket(bMsgProviders) != nil {
-			add(tx, bMsgProviders, teamIndexKey(w.team, ""), func(v []byte) bool { return namesProvider(v, w.provider) })
+		if i == 0 && w.provider != "" && isMainTx(tx) {
+			add(tx, bMsgByTeam, teamIndexKey(w.team, ""), func(v []byte) bool { return namesProvider(v, w.provider) })
 		}
 	}
 	limit := min(scanChunk, 64<<min(w.chunks, 3))
@@ -334,7 +334,7 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 		}
 		id, v := best.id(), best.v
 		if len(v) > 8 {
-			v = v[:8] // a bMsgProviders value starts with the creation time
+			v = v[:8] // a main file's team index value: the creation time, then providers
 		}
 		e := walkEntry{id: string(id)}
 		if rec := w.keep(v, func() []byte { return best.msgs.Get(id) }); rec != nil {

@@ -7,11 +7,13 @@ package store
 // message id keys (bMsgByFilter): one region per provider, so a commit of
 // claims spread over 200 providers wrote a leaf page per provider where 2
 // providers shared two. In the main file, where every claim and result
-// commits, a message's providers are kept instead in bMsgProviders under
-// team ‖ 0x00 ‖ message id: the keys of the messages being delivered are
-// adjacent (IDs start with the acceptance time), whatever their provider.
-// A provider walk reads the main file's part by walking the team's keys
-// there and taking those whose value names the provider: the main file
+// commits, a message's providers are kept instead in the value of its
+// team index key (bMsgByTeam, team ‖ 0x00 ‖ message id), which the
+// enqueue wrote: the keys of the messages being delivered are adjacent (IDs
+// start with the acceptance time), whatever their provider, and no other
+// page is written for them. A provider walk reads the main file's part by
+// walking the team's index there and taking the keys whose value names
+// the provider: the main file
 // holds the queue and the last minutes of finished mail, not the history.
 // The day files, written by the mover in batches, keep the provider-first
 // keys, which answer a provider walk over 30 days without a scan. Keys a
@@ -25,12 +27,27 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// bMsgProviders (main file) is team ‖ 0x00 ‖ message id → be64(CreatedAt
-// unix nanos) ‖ each provider the message used (Message.UsedProvider),
-// sorted, each followed by 0x00. Messages that used none have no key.
-var bMsgProviders = []byte("msg_providers")
+// In the main file a bMsgByTeam value is be64(CreatedAt unix nanos) ‖ each
+// provider the message used (Message.UsedProvider), sorted, each followed
+// by 0x00; in a day file (and for a message that used none) the creation
+// time alone. Readers of the creation time take the first 8 bytes.
 
-// providersValue is m's bMsgProviders value, nil when it used no provider.
+// isMainTx reports whether tx is the main file's (day files have no
+// counter log).
+func isMainTx(tx *bolt.Tx) bool { return tx.Bucket(bMsgCountLog) != nil }
+
+// teamIndexValue is m's bMsgByTeam value in tx's file.
+func teamIndexValue(tx *bolt.Tx, m *Message) []byte {
+	if isMainTx(tx) {
+		if v := providersValue(m); v != nil {
+			return v
+		}
+	}
+	return createdValue(m)
+}
+
+// providersValue is m's main-file bMsgByTeam value, nil when it used no
+// provider.
 func providersValue(m *Message) []byte {
 	var ps []string
 	for i := range m.Attempts {
@@ -54,27 +71,25 @@ func providersValue(m *Message) []byte {
 	return v
 }
 
-// syncProviders makes m's key in b say m's providers (m nil: the message
-// is gone).
-func syncProviders(b *bolt.Bucket, teamID, id string, m *Message) error {
-	k := teamIndexKey(teamID, id)
-	var v []byte
-	if m != nil {
-		v = providersValue(m)
+// syncProviders makes m's team index value in the main file (b) say m's
+// providers.
+func syncProviders(b *bolt.Bucket, m *Message) error {
+	k := teamIndexKey(m.TeamID, m.ID)
+	v := providersValue(m)
+	if v == nil {
+		v = createdValue(m)
 	}
-	cur := b.Get(k)
-	switch {
-	case v == nil && cur == nil:
-		return nil
-	case v == nil:
-		return b.Delete(k)
-	case bytes.Equal(cur, v):
+	if bytes.Equal(b.Get(k), v) {
 		return nil
 	}
 	return b.Put(k, v)
 }
 
-// namesProvider reports whether a bMsgProviders value lists providerID.
+// listsProviders reports whether a bMsgByTeam value names providers (a
+// main-file value of a message written since schema 9 that used any).
+func listsProviders(v []byte) bool { return len(v) > 8 }
+
+// namesProvider reports whether a bMsgByTeam value lists providerID.
 func namesProvider(v []byte, providerID string) bool {
 	if len(v) < 8 {
 		return false

@@ -32,7 +32,7 @@ var (
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
 		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs,
-		bFinished, bHistJournal, bMsgCountLog, bMsgProviders}
+		bFinished, bHistJournal, bMsgCountLog}
 )
 
 // Errors callers branch on.

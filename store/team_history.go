@@ -148,7 +148,7 @@ func messageCounts(m *Message) map[string]int64 {
 
 // indexNewMessage enters a new message in its team's index and counters.
 func indexNewMessage(tx *bolt.Tx, m *Message) error {
-	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
+	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), teamIndexValue(tx, m)); err != nil {
 		return err
 	}
 	if err := moveIndexKeys(tx, m.TeamID, m.ID, nil, m); err != nil {
@@ -162,13 +162,15 @@ func indexNewMessage(tx *bolt.Tx, m *Message) error {
 // unindexMessage removes a message being deleted from its team's index
 // and counters.
 func unindexMessage(tx *bolt.Tx, m *Message) error {
-	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
-		return err
-	}
 	keys, counts := indexKeys(m), countKeys(m)
 	defer keys.release()
 	defer counts.release()
+	// Before the team index key goes: its value says whether the record
+	// has provider keys of an earlier version to delete.
 	if err := moveIndexKeys(tx, m.TeamID, m.ID, keys, nil); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
 		return err
 	}
 	return moveCountKeys(tx, counts, nil)
