@@ -72,11 +72,13 @@ var migrations = []migration{
 	{to: 6, name: "index messages by team and count them by team, provider and hour", batch: migrateTeamHistory, total: countMessages},
 	{to: 7, name: "index teams by name", fn: migrateTeamNames},
 	{to: 8, name: "list finished messages for the move to the history day files", batch: migrateFinishedList, total: countMessages},
-	// The counter log (count_log.go) starts empty and the folded counters
-	// keep their layout, so the step has nothing to rewrite; it exists so
-	// that a binary before it, which would neither read nor fold the log,
-	// refuses the file instead of answering without the pending counts.
-	{to: 9, name: "keep per-provider history counter changes in a log folded in bulk", fn: func(*bolt.Tx) error { return nil }},
+	// The counter log (count_log.go) starts empty, the folded counters
+	// keep their layout, and provider keys a file has stay readable until
+	// their message is next written (msg_providers.go), so the step has
+	// nothing to rewrite; it exists so that a binary before it, which
+	// would neither read the log nor the providers in team index values,
+	// refuses the file instead of answering without them.
+	{to: 9, name: "keep history counter changes in a log folded in bulk, a message's providers in its team index value", fn: func(*bolt.Tx) error { return nil }},
 }
 
 var keySchemaVersion = []byte("schema_version")
