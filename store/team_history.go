@@ -26,18 +26,23 @@ var (
 	// bMsgCounts is team ‖ 0x00 ‖ kind ‖ … → be64 count; see the count*
 	// kinds. A message's contribution is derived from the record alone
 	// (messageCounts), so every write that changes a record moves the
-	// counters by the difference, in the same transaction.
+	// counters by the difference, in the same transaction (in the main
+	// file through the counter log, count_log.go).
 	bMsgCounts = []byte("msg_counts")
 	// bMsgByFilter is team ‖ 0x00 ‖ 's' ‖ status ‖ 0x00 ‖ message id and
 	// team ‖ 0x00 ‖ 'p' ‖ provider ‖ 0x00 ‖ message id (every provider the
 	// message used, Message.UsedProvider): the log's status and provider
 	// filters walk only the matching messages. Both can change, so every
 	// write moves a record's keys (filterKeys) as it moves its counters.
+	// The main file has no provider keys of its own since schema 9: a
+	// message's providers are in its bMsgByTeam value (msg_providers.go).
 	bMsgByFilter = []byte("msg_by_filter")
 )
 
 // Values of bMsgByTeam and bMsgByFilter are be64(CreatedAt unix nanos),
-// so a time window is checked on the index, not on the decoded record.
+// so a time window is checked on the index, not on the decoded record; in
+// the main file a bMsgByTeam value goes on with the message's providers
+// (msg_providers.go), and readers take the first 8 bytes.
 func createdValue(m *Message) []byte { return []byte(be64Key(m.CreatedAt.UnixNano())) }
 
 func statusIndexPrefix(teamID, status string) []byte {
