@@ -13,8 +13,8 @@ package store
 // start with the acceptance time), whatever their provider, and no other
 // page is written for them. A provider walk reads the main file's part by
 // walking the team's index there and taking the keys whose value names
-// the provider: the main file
-// holds the queue and the last minutes of finished mail, not the history.
+// the provider: the main file holds the queue and the last minutes of
+// finished mail, not the history.
 // The day files, written by the mover in batches, keep the provider-first
 // keys, which answer a provider walk over 30 days without a scan. Keys a
 // file of an earlier version has in bMsgByFilter stay readable (the walk
