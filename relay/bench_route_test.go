@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +16,13 @@ import (
 	"github.com/smtpmux/smtpmux/routing"
 	"github.com/smtpmux/smtpmux/store"
 )
+
+// cpuTime is the process's user+system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
 
 // providerCounts are the team sizes the routing benchmarks compare: the
 // issue asks that 200 providers in scope cost about what 2 do.
@@ -93,6 +101,10 @@ func BenchmarkDelivery(b *testing.B) {
 				return total
 			}
 			base := delivered()
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			commits0, _, _ := h.store.CommitStats()
+			writes0 := h.store.PageWrites()
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			errs := make(chan error, clients)
@@ -123,6 +135,15 @@ func BenchmarkDelivery(b *testing.B) {
 					b.Fatalf("delivered %d of %d", delivered()-base, b.N)
 				}
 				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
+			// CPU and page writes per message: steadier than ns/op on a
+			// shared machine (bench/RESULTS.md).
+			b.ReportMetric(float64(cpuTime()-cpu0)/1e3/float64(b.N), "cpu-µs/op")
+			commits1, _, _ := h.store.CommitStats()
+			b.ReportMetric(float64(h.store.PageWrites()-writes0)/float64(b.N), "pagewrites/op")
+			if commits1 > commits0 {
+				b.ReportMetric(float64(h.store.PageWrites()-writes0)/float64(commits1-commits0), "pages/commit")
 			}
 		})
 	}

@@ -208,27 +208,33 @@ func indexKeys(m *Message) *histKeys {
 }
 
 // moveCountKeys moves the counters by the difference between a record's
-// old and new contribution (nil: none).
+// old and new contribution (nil: none): in the main file through the
+// counter log (count_log.go), in a day file in place.
 func moveCountKeys(tx *bolt.Tx, old, new *histKeys) error {
-	b := tx.Bucket(bMsgCounts)
-	return diff(old, new, func(k []byte, d int64) error {
-		var n int64
-		if v := b.Get(k); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
+	b, log := tx.Bucket(bMsgCounts), tx.Bucket(bMsgCountLog)
+	var kb [32][]byte // a write moves up to ~16 counters: no allocation
+	var db [32]int64
+	logged, ds := kb[:0], db[:0]
+	err := diff(old, new, func(k []byte, d int64) error {
+		if log != nil {
+			logged, ds = append(logged, k), append(ds, d)
+			return nil
 		}
-		if n += d; n <= 0 {
-			return b.Delete(k)
-		}
-		v := make([]byte, 8) // bbolt keeps the value until the commit
-		binary.BigEndian.PutUint64(v, uint64(n))
-		return b.Put(k, v)
+		return addCount(b, k, d)
 	})
+	if err != nil || len(logged) == 0 {
+		return err
+	}
+	return logCounts(tx, log, logged, ds)
 }
 
-// moveIndexKeys replaces a record's old filter index entries with m's
-// (old nil: none; m nil: delete them all).
-func moveIndexKeys(tx *bolt.Tx, old *histKeys, m *Message) error {
-	b := tx.Bucket(bMsgByFilter)
+// moveIndexKeys replaces the old filter index entries of record id of
+// teamID with m's (old nil: none; m nil: delete them all). In the main
+// file the providers go to the team index value instead of provider keys
+// (msg_providers.go); a record whose value lists none yet may have
+// provider keys from a file of an earlier version, which go then.
+func moveIndexKeys(tx *bolt.Tx, teamID, id string, old *histKeys, m *Message) error {
+	b, main := tx.Bucket(bMsgByFilter), isMainTx(tx)
 	var cur *histKeys
 	var created []byte
 	if m != nil {
@@ -236,10 +242,30 @@ func moveIndexKeys(tx *bolt.Tx, old *histKeys, m *Message) error {
 		defer cur.release()
 		created = createdValue(m)
 	}
-	return diff(old, cur, func(k []byte, d int64) error {
+	err := diff(old, cur, func(k []byte, d int64) error {
+		if main && isProviderIndexKey(k, teamID) {
+			return nil
+		}
 		if d < 0 {
 			return b.Delete(k)
 		}
 		return b.Put(k, created)
 	})
+	if err != nil || !main {
+		return err
+	}
+	byTeam := tx.Bucket(bMsgByTeam)
+	if old != nil && !listsProviders(byTeam.Get(teamIndexKey(teamID, id))) {
+		for i := range old.len() {
+			if k := old.key(i); isProviderIndexKey(k, teamID) {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if m == nil {
+		return nil // unindexMessage deletes the team index key
+	}
+	return syncProviders(byTeam, m)
 }

@@ -45,7 +45,7 @@ func BenchmarkHistoryKeys(b *testing.B) {
 			if err := moveCountKeys(tx, oldCounts, newCounts); err != nil {
 				b.Fatal(err)
 			}
-			if err := moveIndexKeys(tx, oldKeys, m); err != nil {
+			if err := moveIndexKeys(tx, m.TeamID, m.ID, oldKeys, m); err != nil {
 				b.Fatal(err)
 			}
 			oldCounts.release()

@@ -69,7 +69,8 @@ type countSpan struct {
 
 // readCounts reads the counters of kind (with mid, the provider part of
 // countProvider keys) for [from, to), both rounded down to their minute
-// (a zero to is open), from the main file and the days the window covers:
+// (a zero to is open), from the main file (its counters plus the changes
+// pending in its counter log, count_log.go) and the days the window covers:
 // the whole hours inside from the hour counters, the minutes before and
 // after them from the minute counters. It reads at most 118 minute keys
 // per key suffix and file, and one per hour. fn gets each span once, in
@@ -80,6 +81,10 @@ func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func
 	sums := map[countSpan]int64{}
 	add := func(at time.Time, rest []byte, n int64) { sums[countSpan{at: at, rest: string(rest)}] += n }
 	read := func(tx *bolt.Tx) error {
+		pending := pendingCounts(tx, teamID)
+		forCounts := func(tx *bolt.Tx, prefix string, from, to time.Time, fn func(time.Time, []byte, int64)) {
+			forCounts(tx, pending, prefix, from, to, fn)
+		}
 		h0 := from.Truncate(time.Hour)
 		if h0.Before(from) {
 			h0 = h0.Add(time.Hour)
@@ -155,6 +160,11 @@ type idxWalk struct {
 	// chunks counts the chunks read: the first ones are small (a log
 	// page is the common request), later ones up to scanChunk.
 	chunks int
+	// provider, when set, is the provider of a provider walk (bucket
+	// bMsgByFilter, prefix its provider prefix): the main file's part is
+	// also read from the team index (msg_providers.go), the team's keys
+	// whose value names it.
+	provider, team string
 }
 
 // walkEntry is one index entry a chunk visited, with a copy of its record
@@ -164,11 +174,37 @@ type walkEntry struct {
 	raw []byte
 }
 
-// walkSource is one file's cursor in a chunk.
+// walkSource is one index's cursor in a chunk: keys prefix ‖ message id
+// in [lower, upper), those match (when set) takes.
 type walkSource struct {
-	c    *bolt.Cursor
-	msgs *bolt.Bucket
-	k, v []byte
+	c                    *bolt.Cursor
+	msgs                 *bolt.Bucket
+	prefix, lower, upper []byte
+	match                func(v []byte) bool
+	k, v                 []byte
+}
+
+func (src *walkSource) in() bool {
+	return src.k != nil && bytes.HasPrefix(src.k, src.prefix) && bytes.Compare(src.k, src.lower) >= 0 && bytes.Compare(src.k, src.upper) < 0
+}
+
+func (src *walkSource) id() []byte { return src.k[len(src.prefix):] }
+
+// step moves to the next entry in the walk's order that match takes.
+func (src *walkSource) step(desc, first bool) {
+	for {
+		if !first {
+			if desc {
+				src.k, src.v = src.c.Prev()
+			} else {
+				src.k, src.v = src.c.Next()
+			}
+		}
+		first = false
+		if src.match == nil || !src.in() || src.match(src.v) {
+			return
+		}
+	}
 }
 
 // walkChunk visits the next up to scanChunk entries of w in order, under
@@ -243,51 +279,47 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 		}
 		txs = append(txs, tx)
 	}
-	lower := append(bytes.Clone(w.prefix), lo...)
-	upper := append(bytes.Clone(w.prefix), hi...)
-	if hi == "" {
-		// Prefixes end in 0x00: the same with 0x01 is just past them.
-		upper[len(upper)-1] = 1
-	}
-	srcs := make([]*walkSource, len(txs))
-	for i, tx := range txs {
-		src := &walkSource{c: tx.Bucket(w.bucket).Cursor(), msgs: tx.Bucket(bMessages)}
+	srcs := make([]*walkSource, 0, len(txs)+1)
+	add := func(tx *bolt.Tx, bucket, prefix []byte, match func([]byte) bool) {
+		src := &walkSource{c: tx.Bucket(bucket).Cursor(), msgs: tx.Bucket(bMessages), prefix: prefix, match: match,
+			lower: append(bytes.Clone(prefix), lo...), upper: append(bytes.Clone(prefix), hi...)}
+		if hi == "" {
+			// Prefixes end in 0x00: the same with 0x01 is just past them.
+			src.upper[len(src.upper)-1] = 1
+		}
 		if w.desc {
-			if src.k, src.v = src.c.Seek(upper); src.k == nil {
+			if src.k, src.v = src.c.Seek(src.upper); src.k == nil {
 				src.k, src.v = src.c.Last()
 			} else {
 				src.k, src.v = src.c.Prev()
 			}
 		} else {
-			src.k, src.v = src.c.Seek(lower)
+			src.k, src.v = src.c.Seek(src.lower)
 		}
-		srcs[i] = src
+		src.step(w.desc, true)
+		srcs = append(srcs, src)
 	}
-	in := func(k []byte) bool {
-		return k != nil && bytes.HasPrefix(k, w.prefix) && bytes.Compare(k, lower) >= 0 && bytes.Compare(k, upper) < 0
-	}
-	step := func(src *walkSource) {
-		if w.desc {
-			src.k, src.v = src.c.Prev()
-		} else {
-			src.k, src.v = src.c.Next()
+	for i, tx := range txs {
+		add(tx, w.bucket, w.prefix, nil)
+		if i == 0 && w.provider != "" && isMainTx(tx) {
+			add(tx, bMsgByTeam, teamIndexKey(w.team, ""), func(v []byte) bool { return namesProvider(v, w.provider) })
 		}
 	}
 	limit := min(scanChunk, 64<<min(w.chunks, 3))
 	w.chunks++
 	for len(out) < limit {
-		// The next key in order among the files; the main file (srcs[0])
-		// wins a tie, and the others' copies are passed.
+		// The next ID in order among the indexes; the main file's
+		// (srcs[0]) wins a tie, and the others' copies are passed.
 		var best *walkSource
 		for _, src := range srcs {
-			if !in(src.k) {
+			if !src.in() {
 				continue
 			}
 			if best == nil {
 				best = src
 				continue
 			}
-			if c := bytes.Compare(src.k, best.k); (w.desc && c > 0) || (!w.desc && c < 0) {
+			if c := bytes.Compare(src.id(), best.id()); (w.desc && c > 0) || (!w.desc && c < 0) {
 				best = src
 			}
 		}
@@ -300,15 +332,18 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 			w.low = hi
 			return out, hi == w.high, nil
 		}
-		k, v := best.k, best.v
-		e := walkEntry{id: string(k[len(w.prefix):])}
-		if rec := w.keep(v, func() []byte { return best.msgs.Get(k[len(w.prefix):]) }); rec != nil {
+		id, v := best.id(), best.v
+		if len(v) > 8 {
+			v = v[:8] // a main file's team index value: the creation time, then providers
+		}
+		e := walkEntry{id: string(id)}
+		if rec := w.keep(v, func() []byte { return best.msgs.Get(id) }); rec != nil {
 			e.raw = bytes.Clone(rec)
 		}
 		out = append(out, e)
 		for _, src := range srcs {
-			if in(src.k) && bytes.Equal(src.k, k) {
-				step(src)
+			if src.in() && string(src.id()) == e.id {
+				src.step(w.desc, false)
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,10 +133,11 @@ func fileState(t *testing.T, tx *bolt.Tx) (recs map[string]bool, consistent bool
 		return nil
 	})
 	gotIdx, got := map[string]bool{}, map[string]int64{}
-	for _, b := range [][]byte{bMsgByTeam, bMsgByFilter} {
-		tx.Bucket(b).ForEach(func(k, _ []byte) error { gotIdx[string(k)] = true; return nil })
+	tx.Bucket(bMsgByTeam).ForEach(func(k, _ []byte) error { gotIdx[string(k)] = true; return nil })
+	for k := range filterIndexOf(tx) {
+		gotIdx[k] = true
 	}
-	tx.Bucket(bMsgCounts).ForEach(func(k, v []byte) error { got[string(k)] = int64(binary.BigEndian.Uint64(v)); return nil })
+	got = countsOf(tx)
 	return recs, maps.Equal(wantIdx, gotIdx) && maps.Equal(want, got)
 }
 

@@ -78,7 +78,7 @@ func (s *Store) WalkLogBounded(w LogWalk, fn func(*Message) bool) (resume string
 	}
 	bucket, prefix, text := s.logWalkScope(w)
 	scanned := 0
-	err = s.messagesDescVisit(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn, func(id []byte) bool {
+	err = s.messagesDescVisit(bucket, prefix, w.TeamID, w.ProviderID, w.Before, w.From, w.To, text, fn, func(id []byte) bool {
 		if scanned == w.MaxScan {
 			return false
 		}
@@ -96,7 +96,7 @@ func (s *Store) WalkLogBounded(w LogWalk, fn func(*Message) bool) (resume string
 // returns false; see MessagesDesc.
 func (s *Store) WalkLog(w LogWalk, fn func(*Message) bool) error {
 	bucket, prefix, text := s.logWalkScope(w)
-	return s.messagesDesc(bucket, prefix, w.TeamID, w.Before, w.From, w.To, text, fn)
+	return s.messagesDescVisit(bucket, prefix, w.TeamID, w.ProviderID, w.Before, w.From, w.To, text, fn, nil)
 }
 
 // logWalkScope is the index a walk reads and its text pre-filter.
@@ -159,13 +159,14 @@ func inWindow(v []byte, from, to time.Time) bool {
 // messagesDesc walks the index keys prefix ‖ message id of bucket from
 // the newest down; see MessagesDesc.
 func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool) error {
-	return s.messagesDescVisit(bucket, prefix, teamID, before, from, to, text, fn, nil)
+	return s.messagesDescVisit(bucket, prefix, teamID, "", before, from, to, text, fn, nil)
 }
 
 // messagesDescVisit is messagesDesc with visit, when not nil, called with
 // the message ID of each index entry before it is looked at; false stops
-// the walk there (that entry not looked at).
-func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool, visit func(id []byte) bool) error {
+// the walk there (that entry not looked at). providerID is the provider of
+// a walk of its provider index (logWalkScope), else "".
+func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, providerID, before string, from, to time.Time, text []byte, fn func(*Message) bool, visit func(id []byte) bool) error {
 	var buf []byte
 	high := "" // exclusive; "" means past the prefix's last key
 	if !to.IsZero() {
@@ -178,7 +179,10 @@ func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, before string, 
 	if !from.IsZero() {
 		low = idFloor(PrefixMessage, from.Add(-seekSlack))
 	}
-	w := &idxWalk{bucket: bucket, prefix: prefix, low: low, high: high, desc: true,
+	if !bytes.Equal(prefix, providerIndexPrefix(teamID, providerID)) {
+		providerID = "" // a status walk: the status filter wins (logWalkScope)
+	}
+	w := &idxWalk{bucket: bucket, prefix: prefix, low: low, high: high, desc: true, provider: providerID, team: teamID,
 		keep: func(v []byte, get func() []byte) []byte {
 			if !inWindow(v, from, to) {
 				return nil

@@ -355,7 +355,7 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		if err := moveCountKeys(tx, oldCounts, newCounts); err != nil {
 			return err
 		}
-		if err := moveIndexKeys(tx, oldKeys, &m); err != nil {
+		if err := moveIndexKeys(tx, m.TeamID, m.ID, oldKeys, &m); err != nil {
 			return err
 		}
 		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {

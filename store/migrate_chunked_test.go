@@ -54,7 +54,7 @@ func schema5History(t *testing.T, path string, n int) map[string]map[string]stri
 		t.Fatalf("live history: %d counters, %d index keys for %d messages", len(live["msg_counts"]), len(live["msg_by_team"]), n)
 	}
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, name := range historyBuckets {
+		for _, name := range append(historyBuckets, string(bMsgCountLog)) {
 			if err := tx.DeleteBucket([]byte(name)); err != nil {
 				return err
 			}
@@ -76,6 +76,25 @@ func dumpBuckets(t *testing.T, path string) map[string]map[string]string {
 	db.View(func(tx *bolt.Tx) error {
 		for _, name := range historyBuckets {
 			out[name] = map[string]string{}
+			switch name {
+			case "msg_counts":
+				for k, n := range countsOf(tx) {
+					out[name][k] = be64Key(n)
+				}
+				continue
+			case "msg_by_filter":
+				if tx.Bucket(bMsgByFilter) != nil {
+					out[name] = filterIndexOf(tx)
+				}
+				continue
+			case "msg_by_team":
+				// The creation time; providers a main file's value lists
+				// are in msg_by_filter's answer above.
+				if b := tx.Bucket(bMsgByTeam); b != nil {
+					b.ForEach(func(k, v []byte) error { out[name][string(k)] = string(v[:8]); return nil })
+				}
+				continue
+			}
 			if b := tx.Bucket([]byte(name)); b != nil {
 				b.ForEach(func(k, v []byte) error { out[name][string(k)] = string(v); return nil })
 			}

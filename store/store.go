@@ -32,7 +32,7 @@ var (
 		bDomains, bDomainNames, bTrackingLinks, bManagedReserved, bBreakers,
 		bProvidersByTeam, bKeysByTeam, bGroupsByTeam, bMailboxesByTeam, bWebhooksByTeam, bDomainsByTeam, bMailboxPwByMailbox,
 		bMsgByTeam, bMsgCounts, bMsgByFilter, bRouteSets, bTeamNames, bSuppressions, bSoftBounces, bManagedHeld, bUpstreamIDs,
-		bFinished, bHistJournal}
+		bFinished, bHistJournal, bMsgCountLog}
 )
 
 // Errors callers branch on.
@@ -385,4 +385,12 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 // and how many writes they carried (writes per commit is the grouping).
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
+}
+
+// PageWrites is how many pages the main file's commits have written so
+// far (bbolt's TxStats): with CommitStats, the pages a commit dirties,
+// which is what the history keys' layout decides (issue 18).
+func (s *Store) PageWrites() int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
 }

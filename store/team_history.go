@@ -26,18 +26,23 @@ var (
 	// bMsgCounts is team ‖ 0x00 ‖ kind ‖ … → be64 count; see the count*
 	// kinds. A message's contribution is derived from the record alone
 	// (messageCounts), so every write that changes a record moves the
-	// counters by the difference, in the same transaction.
+	// counters by the difference, in the same transaction (in the main
+	// file through the counter log, count_log.go).
 	bMsgCounts = []byte("msg_counts")
 	// bMsgByFilter is team ‖ 0x00 ‖ 's' ‖ status ‖ 0x00 ‖ message id and
 	// team ‖ 0x00 ‖ 'p' ‖ provider ‖ 0x00 ‖ message id (every provider the
 	// message used, Message.UsedProvider): the log's status and provider
 	// filters walk only the matching messages. Both can change, so every
 	// write moves a record's keys (filterKeys) as it moves its counters.
+	// The main file has no provider keys of its own since schema 9: a
+	// message's providers are in its bMsgByTeam value (msg_providers.go).
 	bMsgByFilter = []byte("msg_by_filter")
 )
 
 // Values of bMsgByTeam and bMsgByFilter are be64(CreatedAt unix nanos),
-// so a time window is checked on the index, not on the decoded record.
+// so a time window is checked on the index, not on the decoded record; in
+// the main file a bMsgByTeam value goes on with the message's providers
+// (msg_providers.go), and readers take the first 8 bytes.
 func createdValue(m *Message) []byte { return []byte(be64Key(m.CreatedAt.UnixNano())) }
 
 func statusIndexPrefix(teamID, status string) []byte {
@@ -148,10 +153,10 @@ func messageCounts(m *Message) map[string]int64 {
 
 // indexNewMessage enters a new message in its team's index and counters.
 func indexNewMessage(tx *bolt.Tx, m *Message) error {
-	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), createdValue(m)); err != nil {
+	if err := tx.Bucket(bMsgByTeam).Put(teamIndexKey(m.TeamID, m.ID), teamIndexValue(tx, m)); err != nil {
 		return err
 	}
-	if err := moveIndexKeys(tx, nil, m); err != nil {
+	if err := moveIndexKeys(tx, m.TeamID, m.ID, nil, m); err != nil {
 		return err
 	}
 	counts := countKeys(m)
@@ -162,34 +167,47 @@ func indexNewMessage(tx *bolt.Tx, m *Message) error {
 // unindexMessage removes a message being deleted from its team's index
 // and counters.
 func unindexMessage(tx *bolt.Tx, m *Message) error {
-	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
-		return err
-	}
 	keys, counts := indexKeys(m), countKeys(m)
 	defer keys.release()
 	defer counts.release()
-	if err := moveIndexKeys(tx, keys, nil); err != nil {
+	// Before the team index key goes: its value says whether the record
+	// has provider keys of an earlier version to delete.
+	if err := moveIndexKeys(tx, m.TeamID, m.ID, keys, nil); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
 		return err
 	}
 	return moveCountKeys(tx, counts, nil)
 }
 
 // forCounts calls fn with the rest of each counter key under prefix ‖
-// be64(time) for times in [from, to) (a zero to is open) and its count.
-func forCounts(tx *bolt.Tx, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
+// be64(time) for times in [from, to) (a zero to is open) and its count:
+// the folded counters, then the changes pending in the log (pendingCounts;
+// fn sums them).
+func forCounts(tx *bolt.Tx, pending map[string]int64, prefix string, from, to time.Time, fn func(at time.Time, rest []byte, n int64)) {
 	end := int64(1<<63 - 1)
 	if !to.IsZero() {
 		end = to.Unix()
 	}
-	c := tx.Bucket(bMsgCounts).Cursor()
+	start := max(from.Unix(), 0)
 	p := []byte(prefix)
-	for k, v := c.Seek([]byte(prefix + be64Key(max(from.Unix(), 0)))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
+	c := tx.Bucket(bMsgCounts).Cursor()
+	for k, v := c.Seek([]byte(prefix + be64Key(start))); k != nil && len(k) >= len(p)+8 && string(k[:len(p)]) == prefix; k, v = c.Next() {
 		at := int64(binary.BigEndian.Uint64(k[len(p):]))
 		if at >= end {
-			return
+			break
 		}
 		if len(v) == 8 {
 			fn(time.Unix(at, 0).UTC(), k[len(p)+8:], int64(binary.BigEndian.Uint64(v)))
+		}
+	}
+	for k, n := range pending {
+		if len(k) < len(p)+8 || k[:len(p)] != prefix {
+			continue
+		}
+		if at := int64(binary.BigEndian.Uint64([]byte(k[len(p) : len(p)+8]))); at >= start && at < end {
+			fn(time.Unix(at, 0).UTC(), []byte(k[len(p)+8:]), n)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"github.com/smtpmux/smtpmux/internal/state"
 	"maps"
@@ -103,19 +102,20 @@ func recount(t *testing.T, s *Store) (wantIdx, gotIdx []string, want, got map[st
 			}
 			return nil
 		})
-		for _, b := range [][]byte{bMsgByTeam, bMsgByFilter} {
-			tx.Bucket(b).ForEach(func(k, v []byte) error {
-				if len(v) != 8 {
-					t.Fatalf("index key %q has no creation time", k)
-				}
-				gotIdx = append(gotIdx, string(k))
-				return nil
-			})
-		}
-		tx.Bucket(bMsgCounts).ForEach(func(k, v []byte) error {
-			got[string(k)] = int64(binary.BigEndian.Uint64(v))
+		tx.Bucket(bMsgByTeam).ForEach(func(k, v []byte) error {
+			if len(v) < 8 {
+				t.Fatalf("index key %q has no creation time", k)
+			}
+			gotIdx = append(gotIdx, string(k))
 			return nil
 		})
+		for k, v := range filterIndexOf(tx) {
+			if len(v) != 8 {
+				t.Fatalf("index key %q has no creation time", k)
+			}
+			gotIdx = append(gotIdx, k)
+		}
+		maps.Copy(got, countsOf(tx))
 		return nil
 	})
 	slices.Sort(wantIdx)
@@ -239,7 +239,7 @@ func TestMigrateTeamHistory(t *testing.T) {
 	_, _, want, _ := recount(t, s)
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter} {
+		for _, b := range [][]byte{bMsgByTeam, bMsgCounts, bMsgByFilter, bMsgCountLog} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
