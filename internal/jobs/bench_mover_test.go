@@ -20,7 +20,9 @@ import (
 // day files. Each run copies it, adds a backlog of 100,000 finished
 // messages still in the main file (what a 1,500 msg/s intake leaves in
 // about a minute, or an upgrade) and enqueues 2 KiB messages from 16
-// writers for 4 s:
+// writers for BENCH_WINDOW (default 12 s: the mover works in steps of a
+// few hundred milliseconds and then rests up to 9× as long, so a window of
+// a few seconds catches one step or none and says little about its share):
 //
 //   - idle: the mover off (the baseline);
 //   - mover: the mover on, the backlog finished 1 to 2 minutes ago (the
@@ -99,11 +101,14 @@ func loadFinished(b *testing.B, st *store.Store, from time.Time, span time.Durat
 	}
 }
 
-// runMoverWindow runs one 4-second window of BenchmarkAcceptanceWithMover
+// runMoverWindow runs one window of BenchmarkAcceptanceWithMover
 // on a copy of seed with a backlog whose newest finished age ago, and
 // reports its metrics.
 func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, writers bool) {
-	const window = 4 * time.Second
+	window := 12 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("BENCH_WINDOW")); err == nil && d > 0 {
+		window = d
+	}
 	b.StopTimer()
 	path := filepath.Join(b.TempDir(), "s.db")
 	copyStore(b, seed, path)
