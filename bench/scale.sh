@@ -14,14 +14,15 @@
 #   routing cost at 2 / 50 / 200 providers         routing BenchmarkChoose, relay BenchmarkHealthPick
 #   delivery at 2 / 50 / 200 providers (in process) relay BenchmarkDelivery
 #   acceptance during a retention sweep            internal/jobs BenchmarkAcceptanceDuringSweep
+#   acceptance with the history mover / a drop     internal/jobs BenchmarkAcceptanceWithMover
 # The restart row needs a multi-GB store: bench/cmd/bigstore (-open) builds
 # and measures it (see bench/RESULTS.md), not run here.
 #
 # Parameters (environment): ROWS (space-separated subset of: providers
-# teams reports routing delivery sweep), E2E=1, N for the e2e runs.
+# teams reports routing delivery sweep mover), E2E=1, N for the e2e runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROWS=${ROWS:-"providers teams reports routing delivery sweep"}
+ROWS=${ROWS:-"providers teams reports routing delivery sweep mover"}
 E2E=${E2E:-0}
 N=${N:-10000}
 out=$(mktemp)
@@ -39,6 +40,7 @@ for row in $ROWS; do
 	routing) bench ./routing/ 'Choose' 1s && bench ./relay/ 'HealthPick' 1s ;;
 	delivery) bench ./relay/ 'Delivery' 4000x ;;
 	sweep) bench ./internal/jobs/ 'AcceptanceDuringSweep' 1x ;;
+	mover) bench ./internal/jobs/ 'AcceptanceWithMover' 1x ;;
 	*) echo "scale: unknown row $row" >&2 ;;
 	esac
 done

@@ -256,12 +256,15 @@ func firstDiff(a, b string) string {
 }
 
 // TestHistoryMoveCrashIsIdempotent: a move stopped between the day file's
-// commit and the main file's (a crash: the record is in both), and a
-// restore stopped between its main-file and day-file commits, are finished
-// by the next Open: every record in exactly one file, indexes and counters
-// exact, every read as before.
+// commit and the main file's (a crash: the record is in both), or between
+// two of the main file's delete chunks, and a restore stopped between its
+// main-file and day-file commits, are finished by the next Open: every
+// record in exactly one file, indexes and counters exact, every read as
+// before.
 func TestHistoryMoveCrashIsIdempotent(t *testing.T) {
-	for _, step := range []string{"moved", "restored"} {
+	defer func(n int) { historyDeleteChunk = n }(historyDeleteChunk)
+	historyDeleteChunk = 4
+	for _, step := range []string{"moved", "deleted", "restored"} {
 		t.Run(step, func(t *testing.T) {
 			s, path := openTest(t)
 			teams := historyFixture(t, s, histNow)
@@ -279,7 +282,7 @@ func TestHistoryMoveCrashIsIdempotent(t *testing.T) {
 			}
 			defer func() { historyStepHook = nil }()
 			var victim string
-			if step == "moved" {
+			if step != "restored" {
 				if _, _, err := s.MoveHistory(histNow.Add(time.Hour), 64); !errors.Is(err, crash) {
 					t.Fatalf("move: %v", err)
 				}

@@ -308,15 +308,18 @@ func (s *Store) UpdateMessage(id string, fn func(*Message) error) (*Message, err
 
 func (s *Store) updateMessage(id string, fn func(*Message) error, also func(*bolt.Tx) error, park *parking) (*Message, error) {
 	out, err := s.updateMain(id, fn, also, park)
-	if !errors.Is(err, errNotInMain) {
-		return out, err
-	}
 	// Finished and moved to its day file (a bounce or complaint that
 	// came late): back to the main file, where writes happen, and again.
-	if rerr := s.restoreIfMoved(id); rerr != nil {
-		return nil, rerr
+	// The mover may take it once more between the restore and the write
+	// (it is listed again as of the restore, so only with a move delay
+	// shorter than that gap), hence a few rounds.
+	for try := 0; try < 3 && errors.Is(err, errNotInMain); try++ {
+		if rerr := s.restoreIfMoved(id); rerr != nil {
+			return nil, rerr
+		}
+		out, err = s.updateMain(id, fn, also, park)
 	}
-	return s.updateMain(id, fn, also, park)
+	return out, err
 }
 
 // errNotInMain is updateMain's ErrNotFound: the record is not in the main

@@ -103,6 +103,11 @@ type Store struct {
 	// recoverPending is set when Open could not finish an interrupted
 	// move, or a restore failed half way: the mover finishes it.
 	recoverPending atomic.Bool
+	// foreignWrites counts the writes submitted that someone waits on,
+	// other than the mover's: the mover rests while it moves (pacing,
+	// history_pace.go). moverOldest is the finish time (unix nanos) of
+	// the oldest message the mover last saw waiting, 0 for none.
+	foreignWrites, moverOldest atomic.Int64
 }
 
 type op struct {
@@ -117,6 +122,9 @@ type op struct {
 	// lazy: the write may wait (up to lazyWait) for another write to
 	// share its commit (lazyUpdate).
 	lazy bool
+	// background: the history mover's own write (moverUpdate), not
+	// counted in foreignWrites.
+	background bool
 }
 
 // lazyWait bounds how long a lazy write waits for a commit to join.
@@ -238,6 +246,9 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 }
 
 func (s *Store) submit(o *op) error {
+	if !o.lazy && !o.background {
+		s.foreignWrites.Add(1)
+	}
 	select {
 	case s.ops <- o:
 	case <-s.quit:

@@ -1,0 +1,127 @@
+package store
+
+// The mover's pace: how fast finished messages leave the main file for
+// their day files, and what that may cost acceptance (issue 18).
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// HistoryBacklog reports how many finished messages wait in the main file
+// for the mover (entries of its work list, a few of them possibly stale)
+// and when the oldest of them finished (zero when none): an operator's
+// and a benchmark's view of whether the mover keeps up.
+func (s *Store) HistoryBacklog() (n int, oldest time.Time, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bFinished).Cursor()
+		k, _ := c.First()
+		if k != nil && len(k) >= 8 {
+			oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+		}
+		n = tx.Bucket(bFinished).Stats().KeyN
+		return nil
+	})
+	return n, oldest, err
+}
+
+// The mover's pacing. Moving a message costs the main file about as much
+// as accepting one (its record, index keys and counters are deleted in a
+// grouped commit that acceptance writes share), so a mover that runs
+// flat out while mail is accepted costs acceptance a large share: 26–68 %
+// of throughput and 4–5× its p99 with 256-record steps resting 3× their
+// time (bench/RESULTS.md, session 8). It therefore runs flat out only
+// while no other write reached the committer during its step, and
+// otherwise rests so that its steps take historyMoveDuty of the time. A
+// fixed share can fall behind a sustained intake for good, so the share
+// grows with how far behind the mover is (moverDuty), up to
+// historyMoveMaxDuty: a backlog drains, and acceptance pays more only
+// while one is that old.
+const (
+	// historyMoveDuty is the mover's share of time while other writes
+	// wait and its backlog is at most historyLagFree behind.
+	historyMoveDuty = 0.1
+	// historyMoveMaxDuty is its share once historyLagMax behind.
+	historyMoveMaxDuty = 0.5
+	historyLagFree     = time.Minute
+	historyLagMax      = 10 * time.Minute
+)
+
+// moverDuty is the mover's share of time while other writes wait, when
+// the oldest message it has to move finished lag past historyMoveDelay.
+func moverDuty(lag time.Duration) float64 {
+	switch {
+	case lag <= historyLagFree:
+		return historyMoveDuty
+	case lag >= historyLagMax:
+		return historyMoveMaxDuty
+	}
+	f := float64(lag-historyLagFree) / float64(historyLagMax-historyLagFree)
+	return historyMoveDuty + f*(historyMoveMaxDuty-historyMoveDuty)
+}
+
+// moverRest is how long the mover rests after a step that took took:
+// nothing if no other write was committed meanwhile (nobody waited for
+// its commits), else what keeps its steps to moverDuty(lag) of the time.
+func moverRest(took time.Duration, othersWrote bool, lag time.Duration) time.Duration {
+	if !othersWrote {
+		return 0
+	}
+	d := moverDuty(lag)
+	return time.Duration(float64(took) * (1 - d) / d)
+}
+
+// moverUpdate is update for the mover's own commits, which do not count
+// as other writes (foreignWrites) in its pacing.
+func (s *Store) moverUpdate(fn func(*bolt.Tx) error) error {
+	return s.submit(&op{fn: fn, done: make(chan error, 1), background: true})
+}
+
+// runMover moves finished messages to their day files until ctx ends:
+// step after step while there is a backlog (paced by moverRest), else
+// once a second.
+func (s *Store) runMover(ctx context.Context) {
+	defer s.moverGroup.Done()
+	for {
+		start := time.Now()
+		w0 := s.foreignWrites.Load()
+		var more bool
+		var err error
+		if s.recoverPending.Load() {
+			if err = s.recoverHistory(); err == nil {
+				s.recoverPending.Store(false)
+			}
+		}
+		if err == nil {
+			_, more, err = s.MoveHistory(start.Add(-s.histDelay), historyMoveBatch)
+		}
+		if err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("moving finished messages to the history files failed", "err", err)
+		}
+		wait := time.Second
+		if more && err == nil {
+			var lag time.Duration
+			if o := s.moverOldest.Load(); o != 0 {
+				lag = start.Sub(time.Unix(0, o)) - s.histDelay
+			}
+			wait = moverRest(time.Since(start), s.foreignWrites.Load() != w0, lag)
+		}
+		if wait <= 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
