@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,7 +103,17 @@ func TestHTTPSendIdempotencyAndWebhook(t *testing.T) {
 // durable, so a client retrying after the daemon was killed gets it back
 // byte for byte instead of a second message.
 func TestIdempotentReplayAfterKill9(t *testing.T) {
-	up := testpeer.Start(t, testpeer.Options{})
+	// The upstream refuses MAIL (451) until the daemon is back: otherwise
+	// the kill may fall while the body is on its way, and the relay then
+	// never resends (SPEC: an uncertain delivery is not repeated), which
+	// is another test's subject.
+	var back atomic.Bool
+	up := testpeer.Start(t, testpeer.Options{Behave: func(step testpeer.Step, _ string) testpeer.Action {
+		if step == testpeer.StepMail && !back.Load() {
+			return testpeer.Reply(451, "4.3.0", "not yet")
+		}
+		return testpeer.Continue
+	}})
 	d := newDaemon(t, nil)
 	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
 	send := func() (int, []byte) {
@@ -115,6 +126,7 @@ func TestIdempotentReplayAfterKill9(t *testing.T) {
 	}
 	d.kill9()
 	d.start()
+	back.Store(true)
 	code2, body2 := send()
 	if code2 != 200 || !bytes.Equal(body1, body2) {
 		t.Fatalf("after kill -9 the retry got %d %s, want the first answer %s", code2, body2, body1)
