@@ -103,6 +103,7 @@ func TestLateReconnectAfterOutage(t *testing.T) {
 			send(t, q, clk, "p", l)
 		}
 	}
+	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()
 	for _, q := range qs {
@@ -146,6 +147,7 @@ func TestVouchedShareStaysOutUntilSettled(t *testing.T) {
 			send(t, q, clk, "p", l)
 		}
 	}
+	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()
 	for _, q := range qs {
@@ -224,6 +226,7 @@ func TestOutageShareCountsOthersGrants(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // poll interval
 		}
 	}
+	waitQuiet(t, qs)
 	ec.StopAll()
 	for _, q := range qs {
 		waitVouched(t, q, clk)

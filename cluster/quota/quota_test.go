@@ -116,6 +116,28 @@ func askInProcess(all []*Cluster, self string) PeersDown {
 	}
 }
 
+// waitQuiet waits until every node's watch has delivered every window
+// change any node's watch has (a cluster at rest): a node whose view
+// lags a peer's when etcd goes away does not take that peer's word.
+func waitQuiet(t testing.TB, qs []*Cluster) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		known, complete := int64(0), int64(1<<62)
+		for _, q := range qs {
+			q.mu.Lock()
+			known, complete = max(known, q.knownRev), min(complete, q.completeRev)
+			q.mu.Unlock()
+		}
+		if complete >= known {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes' watches did not catch up: known %d, complete %d", known, complete)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
 // waitVouched waits until q may spend its outage share at the clock's
 // time: its background loop asked the others and they all said they
 // cannot reach etcd either.
@@ -408,6 +430,7 @@ func TestEtcdOutage(t *testing.T) {
 			send(t, q, clk, "p", l)
 		}
 	}
+	waitQuiet(t, qs)
 	ec.StopAll()
 	minute := clk.Now().Truncate(time.Minute)
 	took := make([]int, len(qs))

@@ -20,6 +20,7 @@ import (
 // node 3 spent.
 func outageSpend(t *testing.T, ec *etcdtest.Cluster, px *etcdtest.Proxy, qs []*Cluster, clk *clock, l routing.Limits) (time.Time, int) {
 	t.Helper()
+	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()
 	for _, q := range qs {

@@ -441,7 +441,6 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		if split {
 			c.stats.Splits++
 		}
-		c.knownRev = max(c.knownRev, tr.Header.Revision)
 		c.seen[s.key] = max(c.seen[s.key], g.total())
 		if cur, ok := c.slots[k]; ok && cur == s {
 			s.granted += reconcile + block

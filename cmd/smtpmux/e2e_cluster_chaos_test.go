@@ -406,15 +406,18 @@ func TestClusterEtcdFrozenUnderLoad(t *testing.T) {
 		return true
 	})
 	step("every node accepted mail during the freeze")
-	// Each node asked the others over HTTP whether etcd is away for them
-	// too, and they all said so: only then is the outage share spent.
-	waitFor(t, 10*time.Second, "every node vouched for by the others", func() bool {
+	// Each node asks the others over HTTP whether etcd is away for them
+	// too; only when they all say so (and its view of the quotas is as
+	// fresh as theirs: a grant still on its way to one watch when etcd
+	// froze makes that node spend only what it holds) is the outage share
+	// spent. At least one node's view is the freshest.
+	waitFor(t, 10*time.Second, "a node vouched for by the others", func() bool {
 		for _, d := range nodes {
-			if metricValue(t, d.metrics(), "smtpmux_cluster_quota_vouched") != 1 {
-				return false
+			if metricValue(t, d.metrics(), "smtpmux_cluster_quota_vouched") == 1 {
+				return true
 			}
 		}
-		return true
+		return false
 	})
 	if q, vouch := readyQuotas(t, n1); q != "etcd_unreachable" || vouch != 0 {
 		t.Errorf("/readyz asked by a probe during the freeze: quotas %q, quota_vouch %d; want etcd_unreachable and no vouch", q, vouch)

@@ -86,7 +86,57 @@ type Cluster struct {
 
 // Start starts an n-member cluster on 127.0.0.1 and waits until every
 // member answers /health.
+//
+// The members' ports are picked free and released before etcd binds them;
+// with many tests starting clusters and dialling at once, another socket
+// sometimes takes one in between: a cluster whose member then cannot
+// bind is stopped and started again on other ports (three tries).
 func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	for try := 1; ; try++ {
+		c := startOnce(t, n)
+		if c.bindFailed() == "" {
+			for i := range c.Members {
+				c.WaitHealthy(i)
+			}
+			return c
+		}
+		c.StopAll()
+		if try == 3 {
+			t.Fatalf("etcd member could not bind its port three times:\n%s", c.bindFailed())
+		}
+	}
+}
+
+// bindFailed waits until every member is either answering or has exited,
+// and returns the log of one that exited because its port was taken.
+func (c *Cluster) bindFailed() string {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, m := range c.Members {
+		for time.Now().Before(deadline) {
+			select {
+			case <-m.exited:
+				log, _ := os.ReadFile(m.logPath)
+				if bytes.Contains(log, []byte("address already in use")) {
+					return tail(log)
+				}
+				return "" // another failure: WaitHealthy reports it
+			default:
+			}
+			// Listening: /health answers (healthy or not, the port is
+			// this member's).
+			if resp, err := client.Get(m.ClientURL + "/health"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+		}
+	}
+	return ""
+}
+
+func startOnce(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, bin: Binary(t)}
 	dir := t.TempDir()
@@ -107,9 +157,6 @@ func Start(t testing.TB, n int) *Cluster {
 		c.StartMember(i)
 	}
 	t.Cleanup(c.StopAll)
-	for i := range c.Members {
-		c.WaitHealthy(i)
-	}
 	return c
 }
 
