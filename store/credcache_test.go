@@ -99,3 +99,76 @@ func TestTeamReadDecodesOnce(t *testing.T) {
 		t.Fatalf("after a write: %+v %v", third, err)
 	}
 }
+
+// TestMailboxCredentialCacheNeverStale: a mailbox password re-resolved
+// through the decode caches (password and mailbox) sees the mailbox's scope
+// change, its suspension, the password's revocation and the mailbox's
+// deletion on the very next lookup, and a caller writing into the scope it
+// got (in place, not only appending) changes nothing for the next caller.
+func TestMailboxCredentialCacheNeverStale(t *testing.T) {
+	s, _ := openTest(t)
+	m := newMailbox(t, s, "t1", "a@example.com")
+	if _, err := s.UpdateMailbox("t1", m.ID, 0, func(x *Mailbox) error {
+		x.SendScope = Scope{Type: "providers", ProviderPublicIDs: []string{"dprv_a"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, secret := newPassword(t, s, m)
+	h := HashSecret(secret)
+	lookup := func(what string) *Credential {
+		t.Helper()
+		c, err := s.CredentialByHash(h)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return c
+	}
+	for range 3 {
+		c := lookup("unchanged")
+		if !c.Active || c.TeamID != "t1" || c.MailboxAddress != "a@example.com" || c.Scope.ProviderPublicIDs[0] != "dprv_a" {
+			t.Fatalf("unchanged: %+v", c)
+		}
+		c.Scope.ProviderPublicIDs[0] = "dprv_evil" // in place
+		c.Scope.GroupPublicIDs = append(c.Scope.GroupPublicIDs, "grp_evil")
+	}
+	if s.mbxRecs.hits == 0 || s.pwRecs.hits == 0 {
+		t.Fatalf("cache not used: %d mailbox and %d password hits", s.mbxRecs.hits, s.pwRecs.hits)
+	}
+	if c, err := s.CredentialByID(CredKindMailboxPassword, p.ID); err != nil || c.Scope.ProviderPublicIDs[0] != "dprv_a" || len(c.Scope.GroupPublicIDs) != 0 {
+		t.Fatalf("a caller's edit reached the next lookup: %+v %v", c, err)
+	}
+	if _, err := s.UpdateMailbox("t1", m.ID, 0, func(x *Mailbox) error {
+		x.SendScope = Scope{Type: "providers", ProviderPublicIDs: []string{"dprv_b"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c := lookup("scope change"); c.Scope.ProviderPublicIDs[0] != "dprv_b" {
+		t.Fatalf("after a scope change: %+v", c)
+	}
+	if _, err := s.UpdateMailbox("t1", m.ID, 0, func(x *Mailbox) error { x.Suspended = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c := lookup("suspension"); c.Active {
+		t.Fatalf("suspended mailbox's password still active: %+v", c)
+	}
+	if _, err := s.UpdateMailbox("t1", m.ID, 0, func(x *Mailbox) error { x.Suspended = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c := lookup("unsuspension"); !c.Active {
+		t.Fatalf("unsuspended: %+v", c)
+	}
+	if _, err := s.RevokeMailboxPassword("t1", m.ID, p.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.CredentialByHash(h); err == nil && c.Active {
+		t.Fatalf("revoked password still active: %+v", c)
+	}
+	if err := s.DeleteMailbox("t1", m.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.CredentialByID(CredKindMailboxPassword, p.ID); err == nil && c.Active {
+		t.Fatalf("deleted mailbox's password still active: %+v", c)
+	}
+}

@@ -605,3 +605,48 @@ func TestDotWriterFewWrites(t *testing.T) {
 		t.Fatal("a write after Close reached the connection")
 	}
 }
+
+// failingWriter takes limit bytes, then fails every write.
+type failingWriter struct {
+	bytes.Buffer
+	limit int
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if room := f.limit - f.Len(); room < len(p) {
+		if room < 0 {
+			room = 0
+		}
+		f.Buffer.Write(p[:room])
+		return room, errors.New("connection reset")
+	}
+	return f.Buffer.Write(p)
+}
+
+// TestDotWriterPooledAfterError: a body whose connection failed halfway
+// (its staging buffer still holding part of it when Close gives up)
+// leaves nothing of itself in the pooled buffer: the next DATA on another
+// connection carries its own body only.
+func TestDotWriterPooledAfterError(t *testing.T) {
+	secret := bytes.Repeat([]byte("SECRET-BODY-A\r\n"), 5000) // ~73 KiB
+	for _, limit := range []int{0, 100, 34 << 10} {
+		for i := 0; i < 4; i++ { // the pool may hand out another buffer: try a few
+			bad := newDotWriter(bufio.NewWriter(&failingWriter{limit: limit}))
+			bad.Write(secret[:len(secret)/2+7]) // may fail: the staged rest stays
+			if err := bad.Close(); err == nil {
+				t.Fatalf("limit %d: Close on a failed connection succeeded", limit)
+			}
+			var conn bytes.Buffer
+			good := newDotWriter(bufio.NewWriter(&conn))
+			if _, err := good.Write([]byte("hello\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			if err := good.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := conn.String(); got != "hello\r\n.\r\n" {
+				t.Fatalf("limit %d: next message's DATA carried %d bytes: %.60q", limit, len(got), got)
+			}
+		}
+	}
+}
