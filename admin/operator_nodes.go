@@ -163,6 +163,7 @@ type readyCluster struct {
 	Quotas     string `json:"quotas,omitempty"`
 	QuotaVouch int64  `json:"quota_vouch,omitempty"`
 	QuotaRev   int64  `json:"quota_rev,omitempty"`
+	QuotaLive  int    `json:"quota_live,omitempty"`
 }
 
 // QuotasUnreachable is readyCluster.Quotas while the cluster quotas
@@ -173,9 +174,11 @@ const QuotasUnreachable = "etcd_unreachable"
 // asking whether this one reaches etcd: asker is that node's ID ("" for
 // a probe that is not a node), seq the number of this node's word that it
 // cannot (0 when it can, or for a probe), rev the latest quota revision
-// it knows of (the asker must have heard of everything up to it).
+// it knows of (the asker must have heard of everything up to it), live
+// how many live nodes it counts (the asker divides its share by at least
+// that many).
 type QuotaPeer interface {
-	AnswerPeer(asker string) (down bool, seq, rev int64)
+	AnswerPeer(asker string) (down bool, seq, rev int64, live int)
 }
 
 // listNodes is GET /operator/nodes: every node of the cluster, or this

@@ -700,10 +700,10 @@ func (s *Server) readyz(c *call) error {
 			if s.fromNode(c.r) {
 				asker = c.r.Header.Get(ForwardedHeader)
 			}
-			down, seq, rev := qp.AnswerPeer(asker)
+			down, seq, rev, live := qp.AnswerPeer(asker)
 			rc.Quotas, rc.QuotaVouch = "ok", seq
 			if seq > 0 {
-				rc.QuotaRev = rev
+				rc.QuotaRev, rc.QuotaLive = rev, live
 			}
 			if down {
 				rc.Quotas = QuotasUnreachable

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,64 @@ func TestStaleViewIsNotVouched(t *testing.T) {
 	}
 	if total > 90 {
 		t.Fatalf("minute cap 90: %d sent, the cut-off node spending on a view older than the others' grants", total)
+	}
+}
+
+// TestAskerDividesByVouchersCount: the third node counts three live nodes
+// while the others count four (one joined just before etcd went away and
+// the third had not re-read the registrations). Each voucher keeps
+// ceil(cap/4) of the third node's out of its grants afterwards, so the
+// third divides its share by four too, not by the three it knows of.
+func TestAskerDividesByVouchersCount(t *testing.T) {
+	clk := newClock()
+	ec := etcdtest.Start(t, 3)
+	px := etcdtest.NewProxy(t, strings.TrimPrefix(ec.Endpoints()[0], "http://"))
+	known := []string{"node1", "node2", "node3"}
+	qs := []*Cluster{
+		newNode(t, ec.Endpoints(), "node1", clk),
+		newNode(t, ec.Endpoints(), "node2", clk),
+		newNode(t, []string{px.Endpoint()}, "node3", clk, WithMembers(func() []string { return known })),
+		newNode(t, ec.Endpoints(), "node4", clk),
+	}
+	for _, q := range qs {
+		q.peersDown = askInProcess(qs, q.node)
+	}
+	for _, q := range qs {
+		q.Start(context.Background())
+		t.Cleanup(q.Close)
+	}
+	l := limits(0, 90)
+	for i := 0; i < 3; i++ {
+		for _, q := range qs {
+			send(t, q, clk, "p", l)
+		}
+	}
+	waitQuiet(t, qs)
+	ec.StopAll()
+	px.Cut()
+	takeNoWait(qs[2], clk, "p", l) // its refill fails: it learns etcd is away (it reads no registrations)
+	for _, q := range qs {
+		waitDown(t, q, true)
+	}
+	minute := clk.Now().Truncate(time.Minute).Add(time.Minute)
+	clk.advanceTo(minute)
+	waitVouched(t, qs[2], clk)
+	third := drain(t, qs[2], clk, l)
+	ec.StartAll()
+	for _, i := range []int{0, 1, 3} {
+		waitDown(t, qs[i], false)
+	}
+	clk.advanceTo(minute.Add(10 * time.Second))
+	total := 0
+	for _, i := range []int{0, 1, 3} {
+		total += drain(t, qs[i], clk, l)
+	}
+	// What each voucher keeps out for it afterwards is ceil(90/4): more
+	// would be spent on top of the others' grants.
+	if third > (90+3)/4 {
+		t.Fatalf("node 3 spent %d on the word of nodes that keep ceil(90/4) = 23 out for it", third)
+	}
+	if total+third > 90 {
+		t.Fatalf("minute cap 90: the node that knew of three spent %d on the word of nodes that counted four, and they then took %d", third, total)
 	}
 }

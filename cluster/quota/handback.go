@@ -403,6 +403,8 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 				notify(id)
 			}
 		}
+	case strings.HasPrefix(key, c.vouchRecordPrefix()):
+		c.applyVouchRecord(ev)
 	case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, wp):
 		node, wkeyStr, ok := strings.Cut(strings.TrimPrefix(key, wp), "/")
 		if !ok {
@@ -445,7 +447,9 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 func (c *Cluster) watchRev(ctx context.Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
 	defer cancel()
-	r, err := c.cli.Get(ctx, c.prefix+"quota/", clientv3.WithPrefix())
+	// One read (at start etcd may be away: each call waits its timeout)
+	// for the windows and the vouchers' records (vouch_records.go).
+	r, err := c.cli.Get(ctx, c.prefix+"quota", clientv3.WithPrefix())
 	if err != nil {
 		return 0
 	}
@@ -455,6 +459,10 @@ func (c *Cluster) watchRev(ctx context.Context) int64 {
 	c.watchFrom = r.Header.Revision
 	for _, kv := range r.Kvs {
 		key := string(kv.Key)
+		if voucher, ok := strings.CutPrefix(key, c.vouchRecordPrefix()); ok {
+			c.noteVouchRecord(voucher, kv.Value)
+			continue
+		}
 		k, ok := c.parseWindowKey(key)
 		if !ok || !now.Before(windowEnd(k.w, time.Unix(k.start, 0))) {
 			continue

@@ -53,7 +53,14 @@ type Peer struct {
 // AnswerPeer) and Rev, the latest quota revision it knows of (a grant it
 // made or saw). The asker's view of the windows is as fresh as the
 // peer's only if the asker's watch has delivered everything up to Rev.
-type Vouch struct{ Seq, Rev int64 }
+//
+// Live is how many live nodes the peer counts: it keeps ceil(cap/Live) of
+// the asker's out of its grants afterwards, so an asker that knows fewer
+// nodes (one joined just before etcd went away) divides by Live instead.
+type Vouch struct {
+	Seq, Rev int64
+	Live     int
+}
 
 // PeersDown asks each peer whether it can reach etcd. ok is true only if
 // every one answered that it cannot; vouches are those given (also when
@@ -94,8 +101,10 @@ func (c *Cluster) AnswerPeer(asker string) (down bool, v Vouch) {
 		return c.down, Vouch{}
 	}
 	c.vouchSeq++
-	c.vouchedTo[asker] = vouch{seq: c.vouchSeq, at: c.now(), live: len(c.liveNodesLocked())}
-	return true, Vouch{Seq: c.vouchSeq, Rev: c.knownRev}
+	live := len(c.liveNodesLocked())
+	c.vouchedTo[asker] = vouch{seq: c.vouchSeq, at: c.now(), live: live}
+	c.vouchUnsaved = true
+	return true, Vouch{Seq: c.vouchSeq, Rev: c.knownRev, Live: live}
 }
 
 // askPeers runs from the background loop: while etcd is away it asks the
@@ -131,8 +140,10 @@ func (c *Cluster) askPeers(ctx context.Context) {
 	// out until a marker names its latest vouch, and a vouch left out
 	// (peers reconnecting one by one) would keep it out until its
 	// windows end (a day).
+	vouchLive := 0
 	for id, v := range vouches {
 		c.vouchesHeld[id] = max(c.vouchesHeld[id], v.Seq)
+		vouchLive = max(vouchLive, v.Live)
 		// A peer that knows of a later quota revision than this node's
 		// watch delivered has heard of grants this node has not.
 		ok = ok && v.Rev <= c.completeRev
@@ -142,6 +153,7 @@ func (c *Cluster) askPeers(ctx context.Context) {
 		return
 	}
 	c.vouchedUntil = start.Add(peerVouch)
+	c.vouchLive = vouchLive
 }
 
 // Vouched reports whether this node may spend its outage share now: etcd
@@ -160,18 +172,22 @@ func (c *Cluster) vouched(now time.Time) bool { return now.Before(c.vouchedUntil
 // the share of each node it vouched for that may have been spent in s and
 // not yet written to etcd (see the top of this file). c.mu is held.
 func (c *Cluster) recoveryReserve(s *slot) int {
-	if len(c.vouchedTo) == 0 {
+	if len(c.vouchedTo) == 0 && len(c.recorded) == 0 {
 		return 0
 	}
-	n := 0
-	for _, v := range c.vouchedTo {
+	// Per asker, once, however many nodes vouched for it: the share it
+	// computed over the live count of then (a node that joined since does
+	// not shrink it, one that left does not grow it).
+	per := map[string]int{}
+	c.activeVouches(func(_, asker string, v vouch) {
 		if s.start.Before(v.at.Add(peerVouch + vouchMargin)) {
-			// The share the asker computed, over the live count of
-			// then: a node that joined since does not shrink it, and one
-			// that left (the asker itself, dead) does not grow it.
 			l := max(1, v.live)
-			n += (s.cap + l - 1) / l
+			per[asker] = max(per[asker], (s.cap+l-1)/l)
 		}
+	})
+	n := 0
+	for _, share := range per {
+		n += share
 	}
 	return n
 }
@@ -207,7 +223,8 @@ func (c *Cluster) settleVouches(ctx context.Context) {
 			owed = append(owed, k)
 		}
 	}
-	pending := len(c.vouchedTo) > 0
+	pending := false
+	c.activeVouches(func(string, string, vouch) { pending = true })
 	c.mu.Unlock()
 
 	if len(held) > 0 {
@@ -292,6 +309,10 @@ func (c *Cluster) readBacks(ctx context.Context) {
 		}
 		if v, ok := c.vouchedTo[id]; ok && held[c.node] >= v.seq {
 			delete(c.vouchedTo, id)
+		}
+		for voucher, seq := range held {
+			k := voucher + "\x00" + id
+			c.settled[k] = max(c.settled[k], seq)
 		}
 	}
 }

@@ -121,6 +121,16 @@ type Cluster struct {
 	knownRev     int64
 	seenEnd      map[string]time.Time
 	vouchedUntil time.Time
+	// vouchLive is the largest live count the vouchers named: the outage
+	// share divides by at least that many.
+	vouchLive int
+	// vouchUnsaved: this node vouched since it last wrote its record;
+	// recorded are the vouchers' records read from etcd, by voucher, and
+	// settled the vouch numbers the askers' back markers settle, by
+	// voucher and asker (vouch_records.go).
+	vouchUnsaved bool
+	recorded     map[string]map[string]vouch
+	settled      map[string]int64
 	vouchesHeld  map[string]int64
 	vouchSeq     int64
 	vouchedTo    map[string]vouch
@@ -195,6 +205,7 @@ func New(cli *clientv3.Client, prefix, nodeID string, now func() time.Time, log 
 		draws: map[drawKey]int{}, second: map[string]*sliding{}, leases: map[int64]clientv3.LeaseID{}, vanished: map[string]time.Time{},
 		pressed: map[rateKey]int64{}, wantSeen: map[string]time.Time{}, idle: map[rateKey]idleNodes{}, urls: map[string]string{},
 		vouchesHeld: map[string]int64{}, vouchedTo: map[string]vouch{}, seenEnd: map[string]time.Time{},
+		recorded: map[string]map[string]vouch{}, settled: map[string]int64{},
 		changed: make(chan struct{}), ctx: context.Background()}
 	// Vouch numbers must rise across restarts: an asker's back marker
 	// (it lives 25 h) names the last number it got from this node, and a
@@ -218,7 +229,7 @@ func (c *Cluster) Start(ctx context.Context) {
 	c.ctx = ctx
 	c.mu.Unlock()
 	c.refreshMembers(ctx)
-	from := c.watchRev(ctx) // before any refill can read a value
+	from := c.watchRev(ctx) // before any refill can read a value (and the vouchers' records)
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.watch(ctx, from) }()
 	go func() { defer c.wg.Done(); c.loop(ctx) }()

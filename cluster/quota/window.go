@@ -203,7 +203,9 @@ func (c *Cluster) outageShare(k wkey, s *slot) int {
 	if cur, ok := c.idle[rateKey{k.name, k.w}]; ok && slices.Contains(cur.nodes, c.node) {
 		return 0
 	}
-	live := len(c.liveNodesLocked())
+	// Divided among at least as many nodes as any voucher counts: each
+	// keeps ceil(cap/its count) out for this node afterwards.
+	live := max(len(c.liveNodesLocked()), c.vouchLive)
 	total := max(c.seen[s.key], s.granted) + (live-1)*c.jump[s.key]
 	return max(0, s.cap-total) / live
 }
@@ -317,6 +319,12 @@ func (c *Cluster) refillNow(k wkey, need int) {
 		return
 	}
 	wake = got
+	// What this node vouched must be in etcd before it grants: a node that
+	// restarts or joins then keeps those shares out too.
+	if err := c.saveVouches(ctx); err != nil {
+		c.failed(err)
+		return
+	}
 	for try := 0; try < 8; try++ {
 		c.mu.Lock()
 		s, ok := c.slots[k]

@@ -86,12 +86,12 @@ type clusterView struct {
 }
 
 // AnswerPeer implements admin.QuotaPeer.
-func (v clusterView) AnswerPeer(asker string) (down bool, seq, rev int64) {
+func (v clusterView) AnswerPeer(asker string) (down bool, seq, rev int64, live int) {
 	if v.quota == nil {
-		return false, 0, 0
+		return false, 0, 0, 0
 	}
 	down, vouch := v.quota.AnswerPeer(asker)
-	return down, vouch.Seq, vouch.Rev
+	return down, vouch.Seq, vouch.Rev, vouch.Live
 }
 
 // lastPeers keeps the last list of the other nodes, so that a fan-out

@@ -67,6 +67,7 @@ func askPeerDown(ctx context.Context, base, self, token string) (v quota.Vouch, 
 				Quotas string `json:"quotas"`
 				Vouch  int64  `json:"quota_vouch"`
 				Rev    int64  `json:"quota_rev"`
+				Live   int    `json:"quota_live"`
 			} `json:"cluster"`
 		} `json:"data"`
 	}
@@ -74,5 +75,5 @@ func askPeerDown(ctx context.Context, base, self, token string) (v quota.Vouch, 
 		return v, false
 	}
 	c := ans.Data.Cluster
-	return quota.Vouch{Seq: c.Vouch, Rev: c.Rev}, c.Quotas == admin.QuotasUnreachable && c.Vouch > 0
+	return quota.Vouch{Seq: c.Vouch, Rev: c.Rev, Live: c.Live}, c.Quotas == admin.QuotasUnreachable && c.Vouch > 0
 }

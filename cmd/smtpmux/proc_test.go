@@ -221,7 +221,9 @@ func (d *proc) tryStart() error {
 	if err := d.cmd.Start(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	// A node started while etcd is away waits out a few etcd timeouts
+	// (2 s each) before it serves on its last view: ~9 s seen.
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + d.httpAddr + "/healthz")
 		if err == nil {
