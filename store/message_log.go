@@ -156,14 +156,9 @@ func inWindow(v []byte, from, to time.Time) bool {
 	return (from.IsZero() || at >= from.UnixNano()) && (to.IsZero() || at < to.UnixNano())
 }
 
-// messagesDesc walks the index keys prefix ‖ message id of bucket from
-// the newest down; see MessagesDesc.
-func (s *Store) messagesDesc(bucket, prefix []byte, teamID, before string, from, to time.Time, text []byte, fn func(*Message) bool) error {
-	return s.messagesDescVisit(bucket, prefix, teamID, "", before, from, to, text, fn, nil)
-}
-
-// messagesDescVisit is messagesDesc with visit, when not nil, called with
-// the message ID of each index entry before it is looked at; false stops
+// messagesDescVisit walks the index keys prefix ‖ message id of bucket
+// from the newest down (see MessagesDesc), with visit, when not nil, called
+// with the message ID of each index entry before it is looked at; false stops
 // the walk there (that entry not looked at). providerID is the provider of
 // a walk of its provider index (logWalkScope), else "".
 func (s *Store) messagesDescVisit(bucket, prefix []byte, teamID, providerID, before string, from, to time.Time, text []byte, fn func(*Message) bool, visit func(id []byte) bool) error {
