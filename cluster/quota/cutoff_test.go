@@ -26,6 +26,17 @@ func cutOffCluster(t *testing.T, clk *clock) (*etcdtest.Cluster, *etcdtest.Proxy
 	return ec, px, qs
 }
 
+// warmUp sends rounds messages through each node in turn, so that every
+// node holds grants (and the windows have totals) before the test's event.
+func warmUp(t *testing.T, qs []*Cluster, clk *clock, l routing.Limits, rounds int) {
+	t.Helper()
+	for i := 0; i < rounds; i++ {
+		for _, q := range qs {
+			send(t, q, clk, "p", l)
+		}
+	}
+}
+
 // drain takes from q until it is refused, and returns how many it took.
 func drain(t *testing.T, q *Cluster, clk *clock, l routing.Limits) int {
 	t.Helper()
@@ -64,11 +75,7 @@ func TestNodeCutOffAlone(t *testing.T) {
 	clk := newClock()
 	_, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	px.Cut()
 	waitDown(t, qs[2], true)
 	minute := clk.Now().Truncate(time.Minute).Add(time.Minute)
@@ -99,11 +106,7 @@ func TestLateReconnectAfterOutage(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()
@@ -143,11 +146,7 @@ func TestVouchedShareStaysOutUntilSettled(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()
@@ -253,11 +252,7 @@ func TestStaleViewIsNotVouched(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	px.Cut()
 	waitDown(t, qs[2], true)
 	minute := clk.Now().Truncate(time.Minute).Add(time.Minute)
@@ -305,11 +300,7 @@ func TestAskerDividesByVouchersCount(t *testing.T) {
 		t.Cleanup(q.Close)
 	}
 	l := limits(0, 90)
-	for i := 0; i < 3; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 3)
 	waitQuiet(t, qs)
 	ec.StopAll()
 	px.Cut()

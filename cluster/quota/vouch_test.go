@@ -80,11 +80,7 @@ func TestVoucherRestartKeepsReserve(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	// A node that has been up a while has answered many times.
 	qs[0].mu.Lock()
 	qs[0].vouchSeq += 1000
@@ -131,11 +127,7 @@ func TestBackMarkerWaitsForRefillInFlight(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	minute, third := outageSpend(t, ec, px, qs, clk, l)
 	k := wkey{provName("p"), routing.Minute, minute.Unix()}
 	// Hold the slot as a refill under way holds it (the refill that the
@@ -199,11 +191,7 @@ func TestReserveClearsAfterStaggeredReconnect(t *testing.T) {
 	}
 	startNodes(t, qs)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	p2.Cut()
 	outageSpend(t, ec, p3, qs, clk, l)
 	ec.StartAll()
@@ -241,11 +229,7 @@ func TestReserveKeepsShareWhenNodeJoins(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	minute, third := outageSpend(t, ec, px, qs, clk, l)
 	ec.StartAll()
 	waitDown(t, qs[0], false)
@@ -277,11 +261,7 @@ func TestRestartedVoucherKeepsReserveFromRecord(t *testing.T) {
 	clk := newClock()
 	ec, px, qs := cutOffCluster(t, clk)
 	l := limits(0, 90)
-	for i := 0; i < 5; i++ {
-		for _, q := range qs {
-			send(t, q, clk, "p", l)
-		}
-	}
+	warmUp(t, qs, clk, l, 5)
 	minute, third := outageSpend(t, ec, px, qs, clk, l)
 	ec.StartAll()
 	waitDown(t, qs[0], false)
