@@ -37,6 +37,27 @@ func warmUp(t *testing.T, qs []*Cluster, clk *clock, l routing.Limits, rounds in
 	}
 }
 
+// waitAsked waits until q has asked its peers twice more from now: the
+// second ask began after this call, so it saw the cluster as it is now.
+func waitAsked(t *testing.T, q *Cluster) {
+	t.Helper()
+	q.mu.Lock()
+	from := q.asked
+	q.mu.Unlock()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		q.mu.Lock()
+		n := q.asked
+		q.mu.Unlock()
+		if n >= from+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not ask its peers within 20 s", q.node)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
 // drain takes from q until it is refused, and returns how many it took.
 func drain(t *testing.T, q *Cluster, clk *clock, l routing.Limits) int {
 	t.Helper()
@@ -83,7 +104,7 @@ func TestNodeCutOffAlone(t *testing.T) {
 	total := drain(t, qs[0], clk, l) + drain(t, qs[1], clk, l)
 	// The cut-off node has had time to ask the others (its loop asks
 	// every second while etcd is away).
-	time.Sleep(1500 * time.Millisecond) // let its loop ask; the assertion is on the count, not the time
+	waitAsked(t, qs[2])
 	third := drain(t, qs[2], clk, l)
 	if total+third > 90 {
 		t.Fatalf("minute cap 90: nodes 1 and 2 took %d and the cut-off node %d more", total, third)
@@ -126,7 +147,7 @@ func TestLateReconnectAfterOutage(t *testing.T) {
 	next := outage.Add(time.Minute)
 	clk.advanceTo(next)
 	total := drain(t, qs[0], clk, l) + drain(t, qs[1], clk, l)
-	time.Sleep(1500 * time.Millisecond) // let node 3's loop ask again; the assertion is on the count
+	waitAsked(t, qs[2])
 	third := drain(t, qs[2], clk, l)
 	if total+third > 90 {
 		t.Fatalf("minute cap 90 after the outage: nodes 1 and 2 took %d and the late node %d more", total, third)
@@ -267,7 +288,7 @@ func TestStaleViewIsNotVouched(t *testing.T) {
 	ec.StopAll()
 	waitDown(t, qs[0], true)
 	waitDown(t, qs[1], true)
-	time.Sleep(2500 * time.Millisecond) // node 3's loop asks every second; the assertion is on what it spends
+	waitAsked(t, qs[2])
 	for _, q := range qs {
 		total += drain(t, q, clk, l)
 	}

@@ -135,6 +135,7 @@ func (c *Cluster) askPeers(ctx context.Context) {
 	cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.asked++
 	// Every vouch heard is named in the back marker, also those of an
 	// ask that another peer refused: the voucher keeps this node's share
 	// out until a marker names its latest vouch, and a vouch left out

@@ -129,6 +129,9 @@ type Cluster struct {
 	// settled the vouch numbers the askers' back markers settle, by
 	// voucher and asker (vouch_records.go).
 	vouchUnsaved bool
+	// asked counts the asks of the peers that got all their answers (a
+	// test waits on it).
+	asked int64
 	recorded     map[string]map[string]vouch
 	settled      map[string]int64
 	vouchesHeld  map[string]int64
