@@ -131,12 +131,12 @@ type Cluster struct {
 	vouchUnsaved bool
 	// asked counts the asks of the peers that got all their answers (a
 	// test waits on it).
-	asked int64
-	recorded     map[string]map[string]vouch
-	settled      map[string]int64
-	vouchesHeld  map[string]int64
-	vouchSeq     int64
-	vouchedTo    map[string]vouch
+	asked       int64
+	recorded    map[string]map[string]vouch
+	settled     map[string]int64
+	vouchesHeld map[string]int64
+	vouchSeq    int64
+	vouchedTo   map[string]vouch
 
 	stats  Stats
 	writes atomic.Int64
