@@ -342,8 +342,17 @@ func (c *Cluster) apply(ctx context.Context, ev *clientv3.Event) {
 				c.jump[key] = max(c.jump[key], total-prev)
 			}
 			c.seen[key] = total
-			if kok {
+			// Only a rise (a grant) is what an asker must have heard of
+			// to take this node's word (peers.go): one that missed a hand
+			// back counts more granted than there is, the safe side.
+			var before int
+			if ev.PrevKv != nil {
+				before = parseGrants(ev.PrevKv.Value).total()
+			}
+			if kok && total > before {
 				c.knownRev = max(c.knownRev, ev.Kv.ModRevision)
+			}
+			if kok {
 				c.seenEnd[key] = windowEnd(k.w, time.Unix(k.start, 0))
 			}
 		}

@@ -112,7 +112,8 @@ type Cluster struct {
 	peersDown PeersDown
 	// completeRev is the revision up to which this node has heard every
 	// quota change (its start-up read, the watch's events and progress
-	// notices); knownRev the latest window change its watch delivered. A
+	// notices); knownRev the latest grant (a rise of a window's total) its
+	// watch delivered. A
 	// grant of its own the watch has not yet brought back is not in it:
 	// like any grant still on its way to the others' watches when etcd
 	// went away, the outage share keeps one such grant per node aside. seenEnd is when each window key in seen

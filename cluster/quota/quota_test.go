@@ -116,19 +116,27 @@ func askInProcess(all []*Cluster, self string) PeersDown {
 	}
 }
 
-// waitQuiet waits until every node's watch has delivered every window
-// change any node's watch has (a cluster at rest): a node whose view
-// lags a peer's when etcd goes away does not take that peer's word.
+// waitQuiet waits until no node that reaches etcd has a refill under way
+// and each one's watch has delivered every grant any of them has (a
+// cluster at rest): a node whose view lags a peer's when etcd goes away does not
+// take that peer's word.
 func waitQuiet(t testing.TB, qs []*Cluster) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		known, complete := int64(0), int64(1<<62)
+		known, complete, busy := int64(0), int64(1<<62), false
 		for _, q := range qs {
 			q.mu.Lock()
+			if q.down { // cut off already: its view stays where it is
+				q.mu.Unlock()
+				continue
+			}
 			known, complete = max(known, q.knownRev), min(complete, q.completeRev)
+			for _, s := range q.slots {
+				busy = busy || s.fetching
+			}
 			q.mu.Unlock()
 		}
-		if complete >= known {
+		if complete >= known && !busy {
 			return
 		}
 		if time.Now().After(deadline) {
