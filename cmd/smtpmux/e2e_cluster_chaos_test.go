@@ -419,8 +419,8 @@ func TestClusterEtcdFrozenUnderLoad(t *testing.T) {
 		}
 		return false
 	})
-	if q, vouch := readyQuotas(t, n1); q != "etcd_unreachable" || vouch != 0 {
-		t.Errorf("/readyz asked by a probe during the freeze: quotas %q, quota_vouch %d; want etcd_unreachable and no vouch", q, vouch)
+	if r := readyOf(t, n1); r.Quotas != "etcd_unreachable" || r.Vouch != 0 {
+		t.Errorf("/readyz asked by a probe during the freeze: quotas %q, quota_vouch %d; want etcd_unreachable and no vouch", r.Quotas, r.Vouch)
 	}
 	step("the nodes vouched for each other")
 	for _, d := range nodes {
@@ -529,30 +529,15 @@ func TestClusterEtcdFrozenUnderLoad(t *testing.T) {
 	}
 }
 
-// readyState is /readyz's cluster.state of d.
-func readyState(t *testing.T, d *proc) string {
-	t.Helper()
-	resp, err := http.Get("http://" + d.httpAddr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data struct {
-			Cluster struct {
-				State string `json:"state"`
-			} `json:"cluster"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("/readyz: %v", err)
-	}
-	return body.Data.Cluster.State
+// readyBlock is /readyz's cluster block of d, asked as a probe (not a
+// node).
+type readyBlock struct {
+	State  string `json:"state"`
+	Quotas string `json:"quotas"`
+	Vouch  int64  `json:"quota_vouch"`
 }
 
-// readyQuotas is /readyz's cluster.quotas and quota_vouch of d, asked as
-// a probe (not a node).
-func readyQuotas(t *testing.T, d *proc) (string, int64) {
+func readyOf(t *testing.T, d *proc) readyBlock {
 	t.Helper()
 	resp, err := http.Get("http://" + d.httpAddr + "/readyz")
 	if err != nil {
@@ -561,17 +546,17 @@ func readyQuotas(t *testing.T, d *proc) (string, int64) {
 	defer resp.Body.Close()
 	var body struct {
 		Data struct {
-			Cluster struct {
-				Quotas string `json:"quotas"`
-				Vouch  int64  `json:"quota_vouch"`
-			} `json:"cluster"`
+			Cluster readyBlock `json:"cluster"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatalf("/readyz: %v", err)
 	}
-	return body.Data.Cluster.Quotas, body.Data.Cluster.Vouch
+	return body.Data.Cluster
 }
+
+// readyState is /readyz's cluster.state of d.
+func readyState(t *testing.T, d *proc) string { t.Helper(); return readyOf(t, d).State }
 
 // relTimes lists times as seconds after t0, sorted.
 func relTimes(times []time.Time, t0 time.Time) string {
