@@ -484,18 +484,6 @@ func (c *Cluster) watchRev(ctx context.Context) int64 {
 	return r.Header.Revision + 1
 }
 
-// requestProgress asks etcd to tell the watch how far it has delivered
-// (a progress notice), so that completeRev follows the store's revision
-// between quota changes: a vouch is only taken from peers whose latest
-// quota revision this node's view reaches (peers.go).
-func (c *Cluster) requestProgress(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, c.rpcTimeout)
-	defer cancel()
-	// The watch's stream is the one whose context carries the
-	// require-leader mark: the request must name the same.
-	c.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
-}
-
 // wantEmpty ends the value of a want posted by a node that has had
 // nothing of the window.
 const wantEmpty = "/empty"

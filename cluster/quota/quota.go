@@ -111,8 +111,7 @@ type Cluster struct {
 	// each asker (its share stays out of grants until settled).
 	peersDown PeersDown
 	// completeRev is the revision up to which this node has heard every
-	// quota change (its start-up read, the watch's events and progress
-	// notices); knownRev the latest grant (a rise of a window's total) its
+	// quota change (its start-up read and the watch's events); knownRev the latest grant (a rise of a window's total) its
 	// watch delivered. A
 	// grant of its own the watch has not yet brought back is not in it:
 	// like any grant still on its way to the others' watches when etcd
@@ -288,7 +287,6 @@ func (c *Cluster) loop(ctx context.Context) {
 		n++
 		if n%2 == 0 {
 			c.refreshMembers(ctx)
-			c.requestProgress(ctx)
 		}
 		c.askPeers(ctx)
 		c.settleVouches(ctx)
