@@ -162,10 +162,8 @@ func (s *Store) writeDays(ms []*moving) error {
 		}
 		var latest int64
 		err = d.db.Update(func(tx *bolt.Tx) error {
-			for _, mv := range group {
-				if err := putHistory(tx, &mv.m, mv.raw); err != nil {
-					return err
-				}
+			if err := putHistories(tx, group); err != nil {
+				return err
 			}
 			latest = int64(binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(keyMaxUpdated)))
 			return nil
@@ -174,6 +172,12 @@ func (s *Store) writeDays(ms []*moving) error {
 			s.hist.mu.Lock()
 			d.maxUpdated = max(d.maxUpdated, latest)
 			s.hist.mu.Unlock()
+			// The pages this step faulted into the day file's map would
+			// count as the process's file-backed memory, which the
+			// committer keeps in check by dropping the main file's map
+			// (trimMapped): every step then cost the next commits their
+			// hot pages. The mover drops its own instead.
+			d.db.View(func(tx *bolt.Tx) error { dropMap(tx); return nil })
 		}
 		s.hist.release(d)
 		if err != nil {
@@ -278,25 +282,26 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	// The main file's deletes go in chunks, each its own grouped commit:
 	// the acceptance writes that share a commit with one wait for its
 	// deletes and their index and counter pages, so one chunk must stay
-	// short however large the step (issue 18). Each chunk clears its own
-	// journal entries; a crash between chunks leaves the rest journaled,
-	// and recoverHistory finishes them.
+	// short however large the step (issue 18): at most historyDeleteChunk
+	// records, and no longer than moverSlice while other writes wait
+	// (deleteMoved). Each chunk clears its own journal entries; a crash
+	// between chunks leaves the rest journaled, and recoverHistory
+	// finishes them.
 	var changed []*moving
-	for i := 0; i == 0 || i < len(ms); i += historyDeleteChunk {
-		chunk := ms[i:min(len(ms), i+historyDeleteChunk)]
-		if i > 0 && historyStepHook != nil {
+	for rest, first := ms, true; first || len(rest) > 0; first = false {
+		if !first && historyStepHook != nil {
 			if err := historyStepHook("deleted"); err != nil {
 				return n, false, err
 			}
 		}
-		k, ch, err := s.deleteMoved(chunk, stale)
+		k, took, ch, err := s.deleteMoved(rest[:min(len(rest), historyDeleteChunk)], stale)
 		if err != nil {
 			// The journal names what is left: the mover finishes it
 			// before its next step.
 			s.recoverPending.Store(true)
 			return n, false, err
 		}
-		n, changed, stale = n+k, append(changed, ch...), nil
+		n, changed, stale, rest = n+k, append(changed, ch...), nil, rest[took:]
 	}
 	if len(changed) == 0 {
 		return n, more, nil
@@ -321,46 +326,68 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	return n, more, err
 }
 
-// deleteMoved is a move's last step for ms, whose day copies are durable:
-// in one main-file commit, each record still as copied leaves the main
-// file with its list entry and journal entry, and the stale list entries
-// go. It returns how many left and the records written
-// since they were copied (their day copies must go).
-func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n int, changed []*moving, err error) {
+// moverSlice bounds the time one main-file commit spends on the mover's
+// deletes while other writes wait for the committer: they wait for all of
+// it (a 256-record chunk took ~10 ms, and doubled acceptance's p99).
+const moverSlice = 500 * time.Microsecond
+
+// moverSubChunk is how many records deleteMoved deletes between two looks
+// at the time.
+const moverSubChunk = 32
+
+// moverYield reports whether the mover's commit that started at start
+// should leave the rest of its chunk to the next commit: other writes
+// wait and it has had its slice (a variable for tests).
+var moverYield = func(s *Store, start time.Time) bool {
+	return len(s.ops) > 0 && time.Since(start) > moverSlice
+}
+
+// deleteMoved is a move's last step for a prefix of ms, whose day copies
+// are durable: in one main-file commit, each record of it still as copied
+// leaves the main file with its list entry and journal entry, and the
+// stale list entries go. The prefix is all of ms unless other writes wait
+// for the committer, then what fits in about moverSlice (at least
+// moverSubChunk records). It returns how many left the main file, the
+// prefix's length, and the records of it written since they were copied
+// (their day copies must go).
+func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed []*moving, err error) {
 	err = s.moverUpdate(func(tx *bolt.Tx) error {
-		changed, n = changed[:0], 0
-		msgs, fin, j := tx.Bucket(bMessages), tx.Bucket(bFinished), tx.Bucket(bHistJournal)
+		changed, n, took = changed[:0], 0, 0
+		start := time.Now()
+		msgs, fin := tx.Bucket(bMessages), tx.Bucket(bFinished)
 		for _, k := range stale {
 			if err := fin.Delete(k); err != nil {
 				return err
 			}
 		}
-		for _, mv := range ms {
-			cur := msgs.Get([]byte(mv.m.ID))
-			if !bytes.Equal(cur, mv.raw) {
-				// Written since it was copied (or gone): the main copy
-				// stays the record, and keeps its list entry; its
-				// journal entry stays until the day copy is gone.
-				changed = append(changed, mv)
-				continue
+		gone := make([]*moving, 0, moverSubChunk)
+		for took < len(ms) {
+			if took > 0 && moverYield(s, start) {
+				return nil
 			}
-			if err := j.Delete([]byte(mv.m.ID)); err != nil {
+			sub := ms[took:min(len(ms), took+moverSubChunk)]
+			gone = gone[:0]
+			for _, mv := range sub {
+				if !equalRaw(msgs, mv) {
+					// Written since it was copied (or gone): the main
+					// copy stays the record, and keeps its list entry;
+					// its journal entry stays until the day copy is gone.
+					changed = append(changed, mv)
+					continue
+				}
+				gone = append(gone, mv)
+			}
+			if err := dropMains(tx, gone); err != nil {
 				return err
 			}
-			if err := dropMain(tx, &mv.m); err != nil {
-				return err
-			}
-			if err := fin.Delete(mv.key); err != nil {
-				return err
-			}
-			n++
+			n, took = n+len(gone), took+len(sub)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	return n, changed, nil
+	return n, took, changed, nil
 }
 
 // dropMain deletes message m from the main file's records, indexes and

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,9 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	if err != nil {
 		b.Fatal(err)
 	}
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	trims0 := st.MapTrims()
 	ctx, cancel := context.WithCancel(context.Background())
 	var swept SweepStats
 	var took time.Duration
@@ -159,6 +163,11 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	if err != nil {
 		b.Fatal(err)
 	}
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	b.ReportMetric(float64(st.MapTrims()-trims0), "trims")
+	b.ReportMetric(float64(ru1.Minflt-ru0.Minflt)/window.Seconds(), "faults/s")
+	b.ReportMetric(float64(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())/1e9/window.Seconds(), "cpus")
 	cancel()
 	<-sweepDone
 	st.Close()
