@@ -110,13 +110,12 @@ func putHistories(tx *bolt.Tx, ms []*moving) error {
 }
 
 // dropMains deletes ms, records still as the mover copied them, from the
-// main file's records, indexes, counters (one counter-log entry per team)
-// and the mover's list and journal, as dropMain and deleteMoved do one by
-// one.
-func dropMains(tx *bolt.Tx, ms []*moving) error {
+// main file's records, indexes, and the mover's list and journal, as
+// dropMain and deleteMoved do one by one, and adds their counters' changes
+// to sums (team → counter key → change) for logSums.
+func dropMains(tx *bolt.Tx, ms []*moving, sums map[string]map[string]int64) error {
 	byTeamB := tx.Bucket(bMsgByTeam)
 	recs, byTeam, byFilter, fin, journal := keyOps{}, keyOps{}, keyOps{}, keyOps{}, keyOps{}
-	sums := map[string]map[string]int64{} // team → counter key → change
 	for _, mv := range ms {
 		m := &mv.m
 		recs[m.ID], journal[m.ID], fin[string(mv.key)] = nil, nil, nil
@@ -148,6 +147,12 @@ func dropMains(tx *bolt.Tx, ms []*moving) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// logSums writes counter changes summed by dropMains to the counter log:
+// one entry per team.
+func logSums(tx *bolt.Tx, sums map[string]map[string]int64) error {
 	for _, team := range slices.Sorted(maps.Keys(sums)) {
 		var keys [][]byte
 		var ds []int64

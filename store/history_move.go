@@ -361,9 +361,10 @@ func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed 
 			}
 		}
 		gone := make([]*moving, 0, moverSubChunk)
+		sums := map[string]map[string]int64{}
 		for took < len(ms) {
 			if took > 0 && moverYield(s, start) {
-				return nil
+				break
 			}
 			sub := ms[took:min(len(ms), took+moverSubChunk)]
 			gone = gone[:0]
@@ -377,12 +378,12 @@ func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed 
 				}
 				gone = append(gone, mv)
 			}
-			if err := dropMains(tx, gone); err != nil {
+			if err := dropMains(tx, gone, sums); err != nil {
 				return err
 			}
 			n, took = n+len(gone), took+len(sub)
 		}
-		return nil
+		return logSums(tx, sums)
 	})
 	if err != nil {
 		return 0, 0, nil, err
