@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,12 +38,16 @@ var (
 	descBreaker   = prometheus.NewDesc("smtpmux_provider_pulled", "1 while the breaker keeps the provider out of rotation.", []string{"provider"}, nil)
 	descHeadroom  = prometheus.NewDesc("smtpmux_provider_quota_headroom", "What a quota window can still take now.", []string{"provider", "window"}, nil)
 	descWebhooks  = prometheus.NewDesc("smtpmux_webhook_deliveries_pending", "Webhook deliveries waiting for their next attempt (the backlog).", nil, nil)
+	descHistory   = prometheus.NewDesc("smtpmux_history_backlog_messages",
+		"Finished messages still in the main store file, waiting for the mover to take them to their day file (a minute after they finish).", nil, nil)
+	descHistAge = prometheus.NewDesc("smtpmux_history_backlog_oldest_seconds",
+		"How long ago the oldest of them finished (0 when none): past a minute or two, the mover is behind.", nil, nil)
 	descConnLimit = prometheus.NewDesc("smtpmux_provider_connection_limit",
 		"Connections the provider's pool opens at most now: connections_per_provider less those the upstream turned away.", []string{"provider"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descWebhooks, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom, descConnLimit} {
+	for _, d := range []*prometheus.Desc{descQueue, descWebhooks, descHistory, descHistAge, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom, descConnLimit} {
 		ch <- d
 	}
 }
@@ -52,6 +57,14 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.Queued), "queued")
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.InFlight), "inflight")
 		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.GaugeValue, float64(d.WebhookPending))
+	}
+	if n, oldest, err := c.st.HistoryBacklog(); err == nil {
+		age := 0.0
+		if !oldest.IsZero() {
+			age = max(time.Since(oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(descHistAge, prometheus.GaugeValue, age)
 	}
 	n, total, ops := c.st.CommitStats()
 	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n))
