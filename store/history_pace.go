@@ -15,18 +15,22 @@ import (
 // HistoryBacklog reports how many finished messages wait in the main file
 // for the mover (entries of its work list, a few of them possibly stale)
 // and when the oldest of them finished (zero when none): an operator's
-// and a benchmark's view of whether the mover keeps up.
+// (Depths, on /metrics) and a benchmark's view of whether the mover keeps
+// up.
 func (s *Store) HistoryBacklog() (n int, oldest time.Time, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bFinished).Cursor()
-		k, _ := c.First()
-		if k != nil && len(k) >= 8 {
-			oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
-		}
-		n = tx.Bucket(bFinished).Stats().KeyN
+		n, oldest = historyBacklog(tx)
 		return nil
 	})
 	return n, oldest, err
+}
+
+func historyBacklog(tx *bolt.Tx) (n int, oldest time.Time) {
+	c := tx.Bucket(bFinished).Cursor()
+	if k, _ := c.First(); len(k) >= 8 {
+		oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
+	}
+	return tx.Bucket(bFinished).Stats().KeyN, oldest
 }
 
 // The mover's pacing. Moving a message costs the main file about as much

@@ -521,6 +521,11 @@ func (s *Store) Inflight() ([]string, error) {
 // deliveries pending (for the gauges at /metrics).
 type Depths struct {
 	Queued, InFlight, WebhookPending int
+	// HistoryBacklog is the finished messages still in the main file,
+	// waiting for the history mover; HistoryOldest when the oldest of
+	// them finished (zero when none).
+	HistoryBacklog int
+	HistoryOldest  time.Time
 }
 
 // Depths reads the counts from the index buckets' statistics.
@@ -529,6 +534,7 @@ func (s *Store) Depths() (d Depths, err error) {
 		d.Queued = tx.Bucket(bDue).Stats().KeyN
 		d.InFlight = tx.Bucket(bInflight).Stats().KeyN
 		d.WebhookPending = tx.Bucket(bWebhookDue).Stats().KeyN
+		d.HistoryBacklog, d.HistoryOldest = historyBacklog(tx)
 		// Counting walked every page of the indexes through the map
 		// (150 MB resident with 100,000 queued): not worth keeping.
 		dropMap(tx)

@@ -57,13 +57,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.Queued), "queued")
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(d.InFlight), "inflight")
 		ch <- prometheus.MustNewConstMetric(descWebhooks, prometheus.GaugeValue, float64(d.WebhookPending))
-	}
-	if n, oldest, err := c.st.HistoryBacklog(); err == nil {
 		age := 0.0
-		if !oldest.IsZero() {
-			age = max(time.Since(oldest).Seconds(), 0)
+		if !d.HistoryOldest.IsZero() {
+			age = max(time.Since(d.HistoryOldest).Seconds(), 0)
 		}
-		ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(d.HistoryBacklog))
 		ch <- prometheus.MustNewConstMetric(descHistAge, prometheus.GaugeValue, age)
 	}
 	n, total, ops := c.st.CommitStats()
