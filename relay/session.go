@@ -515,25 +515,53 @@ func (srv *Server) reject(c *Credential, reason string) {
 // trimmed, keys canonical, and the fields before the first malformed one
 // (no colon, a bad key or control bytes in the value) kept.
 func readHeader(body []byte) textproto.MIMEHeader {
-	b := body[:min(len(body), 64<<10)]
 	h := textproto.MIMEHeader{}
+	walkHeader(body, func(k, v []byte) {
+		key := textproto.CanonicalMIMEHeaderKey(string(k))
+		h[key] = append(h[key], string(v))
+	})
+	return h
+}
+
+// walkHeader calls fn with each well-formed field's name and unfolded,
+// trimmed value, in order, up to the first malformed field: readHeader's
+// reading, without building a map. k and v are only valid during the call
+// (they share one buffer), so a caller after a few fields copies only
+// those: the message log wants two of a header's dozen fields, and this
+// runs for every accepted message.
+func walkHeader(body []byte, fn func(k, v []byte)) {
+	b := body[:min(len(body), 64<<10)]
+	var kv []byte
 	for _, f := range mailhdr.Split(b, mailhdr.Options{Mode: mailhdr.LF}).Fields {
-		lines := f.Lines(b, mailhdr.LF)
-		if lines[0][0] == ' ' || lines[0][0] == '\t' || f.Colon < 0 {
-			return h // a leading continuation, or no colon: malformed
+		if b[f.Start] == ' ' || b[f.Start] == '\t' || f.Colon < 0 {
+			return // a leading continuation, or no colon: malformed
 		}
-		kv := append([]byte(nil), trimWSP(lines[0])...)
-		for _, l := range lines[1:] {
-			kv = append(append(kv, ' '), trimWSP(l)...)
+		kv = kv[:0]
+		for pos := f.Start; pos < f.End; {
+			l, next := fieldLine(b[:f.End], pos)
+			if pos > f.Start {
+				kv = append(kv, ' ')
+			}
+			kv = append(kv, trimWSP(l)...)
+			pos = next
 		}
 		k, v, _ := bytes.Cut(kv, []byte(":"))
 		if !headerKey(k) || bytes.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
-			return h
+			return
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(k))
-		h[key] = append(h[key], string(bytes.TrimLeft(v, " \t")))
+		fn(k, bytes.TrimLeft(v, " \t"))
 	}
-	return h
+}
+
+// fieldLine returns the line at pos without its ending (LF, or CRLF) and
+// where the next one starts: mailhdr's LF mode, one line at a time.
+func fieldLine(b []byte, pos int) (text []byte, next int) {
+	rest := b[pos:]
+	i := bytes.IndexByte(rest, '\n')
+	if i < 0 {
+		return rest, len(b)
+	}
+	return bytes.TrimSuffix(rest[:i], []byte("\r")), pos + i + 1
 }
 
 // trimWSP trims spaces and tabs at both ends.
@@ -554,16 +582,31 @@ func headerKey(k []byte) bool {
 	return true
 }
 
+// canonicalIs reports whether textproto.CanonicalMIMEHeaderKey(k) is
+// canon (a canonical key without spaces) without allocating the key: a
+// name with a space is left as it is by canonicalisation, so it is never
+// equal; any other name headerKey passed canonicalises case-insensitively.
+func canonicalIs(k []byte, canon string) bool {
+	return bytes.IndexByte(k, ' ') < 0 && bytes.EqualFold(k, []byte(canon))
+}
+
 // headerSummary extracts Subject and Message-ID for the message log. A
 // malformed header block is not an error: the message is relayed as is.
 func headerSummary(body []byte) (subject, messageID string) {
-	h := readHeader(body)
-	subject = h.Get("Subject")
+	seenSubject, seenID := false, false
+	walkHeader(body, func(k, v []byte) {
+		switch {
+		case !seenSubject && canonicalIs(k, "Subject"):
+			subject, seenSubject = string(v), true
+		case !seenID && canonicalIs(k, "Message-Id"):
+			messageID, seenID = string(v), true
+		}
+	})
 	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = dec
 	}
 	if len(subject) > 998 {
 		subject = subject[:998]
 	}
-	return subject, strings.Trim(h.Get("Message-Id"), "<> ")
+	return subject, strings.Trim(messageID, "<> ")
 }
