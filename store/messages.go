@@ -197,7 +197,7 @@ func (s *Store) RecordFinished(m *Message) error {
 // index that refers to it, inside tx. It returns the record as stored
 // (not to be modified: the transaction holds it until the commit).
 func putNewMessage(tx *bolt.Tx, m *Message, body []byte) ([]byte, error) {
-	data, err := json.Marshal(m)
+	data, err := encodeMessage(m)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +388,7 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 			}
 		}
 		out = m
-		data, err := json.Marshal(&m)
+		data, err := encodeMessage(&m)
 		if err != nil {
 			s.recs.drop(id)
 			return err
