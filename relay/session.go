@@ -583,11 +583,27 @@ func headerKey(k []byte) bool {
 }
 
 // canonicalIs reports whether textproto.CanonicalMIMEHeaderKey(k) is
-// canon (a canonical key without spaces) without allocating the key: a
-// name with a space is left as it is by canonicalisation, so it is never
-// equal; any other name headerKey passed canonicalises case-insensitively.
+// canon (a canonical key of letters and dashes) without allocating the
+// key: a name canonicalisation leaves alone (a space, a byte outside the
+// token set) cannot equal it, and any other canonicalises by ASCII case
+// (not Unicode folding, under which "ſubject" would match).
 func canonicalIs(k []byte, canon string) bool {
-	return bytes.IndexByte(k, ' ') < 0 && bytes.EqualFold(k, []byte(canon))
+	if len(k) != len(canon) {
+		return false
+	}
+	for i, c := range k {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		d := canon[i]
+		if 'a' <= d && d <= 'z' {
+			d -= 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
 }
 
 // headerSummary extracts Subject and Message-ID for the message log. A
