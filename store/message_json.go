@@ -21,12 +21,22 @@ import (
 // years 0–9999 or with an offset of a day or more, invalid raw JSON) is
 // handed to json.Marshal for its error.
 func encodeMessage(m *Message) ([]byte, error) {
-	e := msgEncoder{b: make([]byte, 0, 1024)}
+	e := msgEncoder{b: make([]byte, 0, sizeHint(m))}
 	e.message(m)
 	if e.bad {
 		return json.Marshal(m)
 	}
 	return e.b, nil
+}
+
+// sizeHint is about what m encodes to, so the buffer grows rarely: the
+// routing explanations are most of a record with attempts.
+func sizeHint(m *Message) int {
+	n := 384 + len(m.Waiting) + 128*len(m.Recipients)
+	for i := range m.Attempts {
+		n += 256 + len(m.Attempts[i].Routing)
+	}
+	return n
 }
 
 // msgEncoder appends one record; bad notes a value only json.Marshal
