@@ -264,7 +264,7 @@ func (s *session) Data(r io.Reader) error {
 		msg.ManagedReserved, msg.ManagedProviderID, msg.ManagedReservedAt = s.reserved, s.managed.ID, s.reservedAt
 	}
 	var body []byte
-	if spool != nil && len(msg.PendingRecipients()) == 0 {
+	if spool != nil && msg.PendingCount() == 0 {
 		spool.Abort() // every recipient suppressed: nothing to send
 		spool = nil
 	}
@@ -474,7 +474,7 @@ func (srv *Server) newMessage(id string, cred *Credential, source, from string, 
 // finished, without its body.
 func (srv *Server) enqueue(m *store.Message, body []byte) error {
 	start := time.Now()
-	if len(m.PendingRecipients()) == 0 {
+	if m.PendingCount() == 0 {
 		if err := srv.store.RecordFinished(m); err != nil {
 			return err
 		}

@@ -131,6 +131,18 @@ func (m *Message) PendingRecipients() []string {
 	return out
 }
 
+// PendingCount is len(m.PendingRecipients()) without building the list:
+// several per-message checks only ask whether any (or how many) remain.
+func (m *Message) PendingCount() int {
+	n := 0
+	for i := range m.Recipients {
+		if m.Recipients[i].Status == state.MessagePending {
+			n++
+		}
+	}
+	return n
+}
+
 func dueKey(at time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
 	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
