@@ -17,6 +17,14 @@ import (
 	"github.com/smtpmux/smtpmux/store"
 )
 
+// minorFaults is the process's count of minor page faults (pages mapped
+// in from the page cache, e.g. bbolt's map after a drop).
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
+}
+
 // cpuTime is the process's user+system CPU time in nanoseconds.
 func cpuTime() int64 {
 	var ru syscall.Rusage
@@ -103,6 +111,7 @@ func BenchmarkDelivery(b *testing.B) {
 			base := delivered()
 			b.ReportAllocs()
 			cpu0 := cpuTime()
+			faults0 := minorFaults()
 			commits0, _, _ := h.store.CommitStats()
 			writes0 := h.store.PageWrites()
 			b.ResetTimer()
@@ -140,6 +149,7 @@ func BenchmarkDelivery(b *testing.B) {
 			// CPU and page writes per message: steadier than ns/op on a
 			// shared machine (bench/RESULTS.md).
 			b.ReportMetric(float64(cpuTime()-cpu0)/1e3/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(minorFaults()-faults0)/float64(b.N), "minflt/op")
 			commits1, _, _ := h.store.CommitStats()
 			b.ReportMetric(float64(h.store.PageWrites()-writes0)/float64(b.N), "pagewrites/op")
 			if commits1 > commits0 {

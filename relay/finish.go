@@ -94,7 +94,7 @@ func (s *Scheduler) settle(m *store.Message, provID string, out outcome, now tim
 	if out.ok {
 		m.SentFromEmail = out.sentFrom
 	}
-	if len(m.PendingRecipients()) == 0 {
+	if m.PendingCount() == 0 {
 		m.State, m.Status = store.StateDone, aggregateStatus(m)
 		return nil
 	}

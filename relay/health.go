@@ -110,7 +110,7 @@ func (h *health) limits(p *store.Provider, team *store.Team) routing.Limits {
 // accepted recipients (SPEC §2), other providers count messages.
 func units(p *store.Provider, m *store.Message) int {
 	if p.Managed {
-		return max(1, len(m.PendingRecipients()))
+		return max(1, m.PendingCount())
 	}
 	return 1
 }

@@ -275,10 +275,10 @@ func (s *Scheduler) dispatch() time.Time {
 	}
 }
 
-func (s *Scheduler) isActive(id string) bool {
+func (s *Scheduler) isActive(id []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.active[id]
+	return s.active[string(id)] // no copy: a map index converts in place
 }
 
 // start runs an attempt of message id in its own goroutine.

@@ -264,7 +264,7 @@ func (s *session) Data(r io.Reader) error {
 		msg.ManagedReserved, msg.ManagedProviderID, msg.ManagedReservedAt = s.reserved, s.managed.ID, s.reservedAt
 	}
 	var body []byte
-	if spool != nil && len(msg.PendingRecipients()) == 0 {
+	if spool != nil && msg.PendingCount() == 0 {
 		spool.Abort() // every recipient suppressed: nothing to send
 		spool = nil
 	}
@@ -474,7 +474,7 @@ func (srv *Server) newMessage(id string, cred *Credential, source, from string, 
 // finished, without its body.
 func (srv *Server) enqueue(m *store.Message, body []byte) error {
 	start := time.Now()
-	if len(m.PendingRecipients()) == 0 {
+	if m.PendingCount() == 0 {
 		if err := srv.store.RecordFinished(m); err != nil {
 			return err
 		}
@@ -515,25 +515,53 @@ func (srv *Server) reject(c *Credential, reason string) {
 // trimmed, keys canonical, and the fields before the first malformed one
 // (no colon, a bad key or control bytes in the value) kept.
 func readHeader(body []byte) textproto.MIMEHeader {
-	b := body[:min(len(body), 64<<10)]
 	h := textproto.MIMEHeader{}
+	walkHeader(body, func(k, v []byte) {
+		key := textproto.CanonicalMIMEHeaderKey(string(k))
+		h[key] = append(h[key], string(v))
+	})
+	return h
+}
+
+// walkHeader calls fn with each well-formed field's name and unfolded,
+// trimmed value, in order, up to the first malformed field: readHeader's
+// reading, without building a map. k and v are only valid during the call
+// (they share one buffer), so a caller after a few fields copies only
+// those: the message log wants two of a header's dozen fields, and this
+// runs for every accepted message.
+func walkHeader(body []byte, fn func(k, v []byte)) {
+	b := body[:min(len(body), 64<<10)]
+	var kv []byte
 	for _, f := range mailhdr.Split(b, mailhdr.Options{Mode: mailhdr.LF}).Fields {
-		lines := f.Lines(b, mailhdr.LF)
-		if lines[0][0] == ' ' || lines[0][0] == '\t' || f.Colon < 0 {
-			return h // a leading continuation, or no colon: malformed
+		if b[f.Start] == ' ' || b[f.Start] == '\t' || f.Colon < 0 {
+			return // a leading continuation, or no colon: malformed
 		}
-		kv := append([]byte(nil), trimWSP(lines[0])...)
-		for _, l := range lines[1:] {
-			kv = append(append(kv, ' '), trimWSP(l)...)
+		kv = kv[:0]
+		for pos := f.Start; pos < f.End; {
+			l, next := fieldLine(b[:f.End], pos)
+			if pos > f.Start {
+				kv = append(kv, ' ')
+			}
+			kv = append(kv, trimWSP(l)...)
+			pos = next
 		}
 		k, v, _ := bytes.Cut(kv, []byte(":"))
 		if !headerKey(k) || bytes.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
-			return h
+			return
 		}
-		key := textproto.CanonicalMIMEHeaderKey(string(k))
-		h[key] = append(h[key], string(bytes.TrimLeft(v, " \t")))
+		fn(k, bytes.TrimLeft(v, " \t"))
 	}
-	return h
+}
+
+// fieldLine returns the line at pos without its ending (LF, or CRLF) and
+// where the next one starts: mailhdr's LF mode, one line at a time.
+func fieldLine(b []byte, pos int) (text []byte, next int) {
+	rest := b[pos:]
+	i := bytes.IndexByte(rest, '\n')
+	if i < 0 {
+		return rest, len(b)
+	}
+	return bytes.TrimSuffix(rest[:i], []byte("\r")), pos + i + 1
 }
 
 // trimWSP trims spaces and tabs at both ends.
@@ -554,16 +582,47 @@ func headerKey(k []byte) bool {
 	return true
 }
 
+// canonicalIs reports whether textproto.CanonicalMIMEHeaderKey(k) is
+// canon (a canonical key of letters and dashes) without allocating the
+// key: a name canonicalisation leaves alone (a space, a byte outside the
+// token set) cannot equal it, and any other canonicalises by ASCII case
+// (not Unicode folding, under which "ſubject" would match).
+func canonicalIs(k []byte, canon string) bool {
+	if len(k) != len(canon) {
+		return false
+	}
+	for i, c := range k {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		d := canon[i]
+		if 'a' <= d && d <= 'z' {
+			d -= 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
 // headerSummary extracts Subject and Message-ID for the message log. A
 // malformed header block is not an error: the message is relayed as is.
 func headerSummary(body []byte) (subject, messageID string) {
-	h := readHeader(body)
-	subject = h.Get("Subject")
+	seenSubject, seenID := false, false
+	walkHeader(body, func(k, v []byte) {
+		switch {
+		case !seenSubject && canonicalIs(k, "Subject"):
+			subject, seenSubject = string(v), true
+		case !seenID && canonicalIs(k, "Message-Id"):
+			messageID, seenID = string(v), true
+		}
+	})
 	if dec, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = dec
 	}
 	if len(subject) > 998 {
 		subject = subject[:998]
 	}
-	return subject, strings.Trim(h.Get("Message-Id"), "<> ")
+	return subject, strings.Trim(messageID, "<> ")
 }

@@ -80,7 +80,7 @@ func (srv *Server) Submit(kind, id, from string, rcpts []string, body []byte) (s
 	}
 	m := srv.newMessage(srv.newMessageID(), cred, "http", from, uniq, body, int64(len(body)))
 	markSuppressed(m, sup)
-	toSend := len(m.PendingRecipients())
+	toSend := m.PendingCount()
 	managed, team, err := srv.managedOnly(cred)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", senderr.ErrLimitsUnavailable, err)

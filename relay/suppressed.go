@@ -67,7 +67,7 @@ func markSuppressed(m *store.Message, sup map[string]bool) {
 			r.Status, r.Reply, r.UpdatedAt = state.MessageSuppressed, "on the suppression list; not sent", &t
 		}
 	}
-	if len(m.PendingRecipients()) == 0 {
+	if m.PendingCount() == 0 {
 		m.Status, m.Reason = state.MessageSuppressed, "suppressed"
 	}
 }

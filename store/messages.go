@@ -131,6 +131,18 @@ func (m *Message) PendingRecipients() []string {
 	return out
 }
 
+// PendingCount is len(m.PendingRecipients()) without building the list:
+// several per-message checks only ask whether any (or how many) remain.
+func (m *Message) PendingCount() int {
+	n := 0
+	for i := range m.Recipients {
+		if m.Recipients[i].Status == state.MessagePending {
+			n++
+		}
+	}
+	return n
+}
+
 func dueKey(at time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
 	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
@@ -197,7 +209,7 @@ func (s *Store) RecordFinished(m *Message) error {
 // index that refers to it, inside tx. It returns the record as stored
 // (not to be modified: the transaction holds it until the commit).
 func putNewMessage(tx *bolt.Tx, m *Message, body []byte) ([]byte, error) {
-	data, err := json.Marshal(m)
+	data, err := encodeMessage(m)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +400,7 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 			}
 		}
 		out = m
-		data, err := json.Marshal(&m)
+		data, err := encodeMessage(&m)
 		if err != nil {
 			s.recs.drop(id)
 			return err
@@ -444,7 +456,12 @@ func reindex(tx *bolt.Tx, id, oldState string, oldDue time.Time, newState string
 // Due returns up to limit IDs of queued messages due at or before now, in
 // due order, skipping those skip reports true for; and the due time of the
 // first queued message after now (zero if none), for the scheduler's timer.
-func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) (ids []string, next time.Time, err error) {
+//
+// skip gets the ID as bytes valid only during the call (a string of it
+// for every entry, kept or not, was most of the scheduler's allocations:
+// each dispatch walks past every message it has started and not yet
+// claimed); a lookup m[string(id)] does not copy it.
+func (s *Store) Due(now time.Time, limit int, skip func(id []byte) bool) (ids []string, next time.Time, err error) {
 	end := uint64(now.UnixNano())
 	err = s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bDue).Cursor()
@@ -454,14 +471,13 @@ func (s *Store) Due(now time.Time, limit int, skip func(id string) bool) (ids []
 				next = time.Unix(0, int64(at))
 				return nil
 			}
-			id := string(k[8:])
-			if skip != nil && skip(id) {
+			if skip != nil && skip(k[8:]) {
 				continue
 			}
 			if len(ids) >= limit {
 				return nil
 			}
-			ids = append(ids, id)
+			ids = append(ids, string(k[8:]))
 		}
 		return nil
 	})

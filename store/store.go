@@ -372,7 +372,13 @@ func (s *Store) runBatch(batch []*op) {
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {
-	data, err := json.Marshal(v)
+	var data []byte
+	var err error
+	if m, ok := v.(*Message); ok {
+		data, err = encodeMessage(m) // the same bytes, without reflection
+	} else {
+		data, err = json.Marshal(v)
+	}
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func TestDueIndexFollowsState(t *testing.T) {
 		t.Fatalf("depth = %d queued %d inflight, want 1/0", d.Queued, d.InFlight)
 	}
 	// skip and limit
-	if ids, _, _ := s.Due(now.Add(2*time.Hour), 10, func(id string) bool { return id == later.ID }); len(ids) != 0 {
+	if ids, _, _ := s.Due(now.Add(2*time.Hour), 10, func(id []byte) bool { return string(id) == later.ID }); len(ids) != 0 {
 		t.Fatalf("skip ignored: %v", ids)
 	}
 }

@@ -69,7 +69,10 @@ type Header struct {
 // field of its own (callers that refuse such a header check the first
 // field's first byte).
 func Split(b []byte, o Options) Header {
-	h := Header{End: len(b), Body: len(b), NL: "\r\n"}
+	// Room for a typical header's fields at once: growing from nil took
+	// four or five allocations per split, and a message is split at DATA
+	// and again for each attempt's shaping.
+	h := Header{End: len(b), Body: len(b), NL: "\r\n", Fields: make([]Field, 0, 16)}
 	for pos := 0; pos < len(b); {
 		text, next := line(b, pos, o.Mode)
 		if pos == 0 && o.Mode == LF && next <= len(b) && next > 0 && b[next-1] == '\n' && (next-pos == 1 || b[next-2] != '\r') {

@@ -98,3 +98,14 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+// TestSplitAllocatesOnce: a header of up to 16 fields costs one
+// allocation (the field list), not one per doubling of it.
+func TestSplitAllocatesOnce(t *testing.T) {
+	b := []byte("A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: 8\r\nI: 9\r\nJ: 10\r\n\r\nbody")
+	var n int
+	allocs := testing.AllocsPerRun(100, func() { n = len(Split(b, Options{}).Fields) })
+	if n != 10 || allocs > 1 {
+		t.Fatalf("%d fields, %v allocations; want 10 fields, 1 allocation", n, allocs)
+	}
+}

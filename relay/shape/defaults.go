@@ -35,15 +35,27 @@ var ErrBadAddress = errors.New("shape: invalid address")
 //
 // On error out is msg unchanged.
 func ApplyDefaults(msg []byte, d SenderDefaults) (out []byte, sentFrom string, err error) {
-	h, rh, err := parseHeader(msg)
-	if err != nil {
+	rh := scanHeader(msg)
+	vals, ok := quickValues(msg, rh, "From", "Reply-To")
+	if !ok {
+		// go-message refuses this header: its error says why.
+		_, _, err := parseHeader(msg)
+		if err == nil {
+			err = errors.New("shape: malformed header") // unreachable: quickValues follows ReadHeader
+		}
 		return msg, "", err
+	}
+	get := func(key string) string {
+		if key == "From" {
+			return vals[0]
+		}
+		return vals[1]
 	}
 	var ss []splice
 	var added [][]byte
-	sentFrom = fromAddress(h.Get("From"))
+	sentFrom = fromAddress(get("From"))
 	fill := func(key, email, name string) error {
-		if email == "" || strings.TrimSpace(h.Get(key)) != "" {
+		if email == "" || strings.TrimSpace(get(key)) != "" {
 			return nil
 		}
 		addr, err := checkAddress(email, name)
@@ -82,11 +94,15 @@ func ApplyDefaults(msg []byte, d SenderDefaults) (out []byte, sentFrom string, e
 // domain lower-cased, or "" when there is none or it cannot be read. The
 // wiring uses it to decide whether the From domain is a verified domain.
 func FromAddress(msg []byte) (string, error) {
-	h, _, err := parseHeader(msg)
-	if err != nil {
+	vals, ok := quickValues(msg, scanHeader(msg), "From")
+	if !ok {
+		_, _, err := parseHeader(msg)
+		if err == nil {
+			err = errors.New("shape: malformed header") // unreachable: quickValues follows ReadHeader
+		}
 		return "", err
 	}
-	return fromAddress(h.Get("From")), nil
+	return fromAddress(vals[0]), nil
 }
 
 // fromAddress extracts the first mailbox of a From value. Unparseable

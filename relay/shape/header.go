@@ -46,6 +46,7 @@ type rawHeader struct {
 type rawField struct {
 	key        string // canonical form, as go-message reports it
 	start, end int    // raw bytes including the terminating line ending
+	colon      int    // offset of the first line's first colon from start, or -1
 }
 
 // scanHeader splits b into header fields and body following the same line
@@ -54,14 +55,60 @@ type rawField struct {
 // the header), so that the two views of the header agree.
 func scanHeader(b []byte) rawHeader {
 	mh := mailhdr.Split(b, mailhdr.Options{Mode: mailhdr.LF})
-	h := rawHeader{end: mh.End, body: mh.Body, nl: mh.NL}
+	h := rawHeader{end: mh.End, body: mh.Body, nl: mh.NL, fields: make([]rawField, 0, len(mh.Fields))}
 	for _, f := range mh.Fields {
 		h.fields = append(h.fields, rawField{
-			key:   textproto.CanonicalMIMEHeaderKey(string(bytes.Trim(f.Name(b), " \t"))),
-			start: f.Start, end: f.End,
+			key:   canonicalKey(bytes.Trim(f.Name(b), " \t")),
+			start: f.Start, end: f.End, colon: f.Colon,
 		})
 	}
 	return h
+}
+
+// commonKeys are the canonical names most messages carry: canonicalKey
+// returns these strings instead of allocating a new one per field and
+// attempt.
+var commonKeys = []string{
+	"From", "To", "Cc", "Bcc", "Subject", "Date", "Message-Id", "Mime-Version",
+	"Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Reply-To",
+	"Received", "Return-Path", "Sender", "Dkim-Signature", "References",
+	"In-Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post", "X-Mailer",
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey(string(name)). A name
+// equal to a common key under ASCII case folding consists of letters and
+// dashes only, so that key is its canonical form.
+func canonicalKey(name []byte) string {
+	for _, k := range commonKeys {
+		if asciiFoldEqual(name, k) {
+			return k
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
+}
+
+// asciiFoldEqual compares under ASCII case folding only (Unicode folding
+// would match "ſubject" to "Subject", which canonicalisation does not).
+func asciiFoldEqual(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i, c := range b {
+		d := s[i]
+		if c == d {
+			continue
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d || c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseHeader returns both views of msg's header: go-message's parsed one
