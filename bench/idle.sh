@@ -22,10 +22,12 @@ SINK_PORT=${SINK_PORT:-12525}
 SINK_STATUS_PORT=${SINK_STATUS_PORT:-12580}
 SMTPMUX_PORT=${SMTPMUX_PORT:-10587}
 SMTPMUX_HTTP_PORT=${SMTPMUX_HTTP_PORT:-10080}
+SMTPMUX_METRICS_PORT=${SMTPMUX_METRICS_PORT:-19465}
 DRIVER_TIMEOUT=${DRIVER_TIMEOUT:-300}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-120}
 IDLE_TIMEOUT=${IDLE_TIMEOUT:-60}     # seconds for the daemon to go quiet (before and after)
 SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-30} # seconds for the RSS to settle with the sessions open
+LINGER=${LINGER:-0}                  # seconds to hold on after the measurement, RSS read again (< read_timeout, 2m)
 KEEP=${KEEP:-0}
 
 # shellcheck source=bench/lib.sh
@@ -33,10 +35,11 @@ KEEP=${KEEP:-0}
 
 # The memory helpers below read /proc before /metrics, as queued.sh does: a
 # scrape walks the store's due index and maps store pages into the daemon.
-# (/metrics is on the API listener, behind the operator token, which the
-# bootstrap root key is.)
+# /metrics is on the daemon's [metrics] listener (default 127.0.0.1:9464,
+# which another daemon on the machine may hold): its own port here.
+SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n%s' "$SMTPMUX_METRICS_PORT" "${SMTPMUX_EXTRA:-}")
 metric() {
-	curl -fsS --max-time 30 -H "Authorization: Bearer $SMX_ROOT" "http://127.0.0.1:$SMTPMUX_HTTP_PORT/metrics" |
+	curl -fsS --max-time 30 "http://127.0.0.1:$SMTPMUX_METRICS_PORT/metrics" |
 		awk -v m="$1" '$1 == m { v = $2 } END { printf "%d\n", v + 0 }'
 }
 # status_kb FIELD: a /proc/<pid>/status figure in KiB (VmRSS, RssAnon, RssFile).
@@ -133,6 +136,12 @@ wait_quiet "$IDLE_TIMEOUT" || quiet_after=false
 after=$(snapshot)
 log "after: settled=$settled quiet=$quiet_after $after"
 open_after=$(ss -Htn state established "( sport = :$SMTPMUX_PORT )" 2>/dev/null | wc -l)
+linger=null
+if ((LINGER > 0)); then
+	sleep "$LINGER"
+	linger=$(snapshot)
+	log "after $LINGER s more: $linger"
+fi
 
 exec 3>&-
 wait "$JOB_PID" || true
@@ -143,7 +152,7 @@ log "quit: $done_line"
 stop_smtpmux
 
 jq -nc --argjson up "$up" --argjson done "$done_line" --argjson b "$before" --argjson a "$after" \
-	--argjson settled "$settled" --argjson qb "$quiet_before" --argjson qa "$quiet_after" --argjson open "$open_after" '
+	--argjson settled "$settled" --argjson qb "$quiet_before" --argjson qa "$quiet_after" --argjson open "$open_after" --argjson linger "$linger" '
 	def mb: (. / 1024 * 10 | round) / 10;
 	def per(x): if $up.up > 0 then (x / $up.up * 10 | round) / 10 else null end;
 	{system: "smtpmux-idle", c: '"$C"', per_ip: '"$PER_IP"', warmup: '"$WARMUP"',
@@ -157,5 +166,6 @@ jq -nc --argjson up "$up" --argjson done "$done_line" --argjson b "$before" --ar
 	 go_stack_per_session_kib: per($a.go_stack_inuse_kb - $b.go_stack_inuse_kb),
 	 goroutines_per_session: (if $up.up > 0 then (($a.goroutines - $b.goroutines) / $up.up * 100 | round) / 100 else null end),
 	 target_20mb: ((($a.rss_kb - $b.rss_kb) / 1024) <= 20),
-	 before: $b, after: $a, rss_settled: $settled, quiet_before: $qb, quiet_after: $qa,
+	 rss_after_linger_mb: (if $linger == null then null else ($linger.rss_kb | mb) end),
+	 before: $b, after: $a, after_linger: $linger, rss_settled: $settled, quiet_before: $qb, quiet_after: $qa,
 	 first_error: ($up.first_error // $done.first_error // null)}'
