@@ -46,9 +46,6 @@ func TestIdleSessionMemory(t *testing.T) {
 		idleClients(t, addr)
 		return
 	}
-	if testing.Short() {
-		t.Skip("opens 200 TLS sessions")
-	}
 	if os.Getenv("RELAY_IDLE_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 1 // every allocation, for a profile per session
 	}
