@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -44,6 +45,10 @@ type Conn struct {
 	fromReceived bool
 	recipients   []string
 	didAuth      bool
+
+	// smtpmux patch (14): the command reader's buffer is lent out only
+	// while there is input; see idle.go.
+	idle idleReader
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -83,7 +88,23 @@ func (c *Conn) init() {
 		}
 	}
 
-	c.text = textproto.NewConn(rwc)
+	// smtpmux patch (14): textproto.NewConn's 4 KiB buffers, each held for
+	// the life of the connection, were a third of what an idle session
+	// cost. The reader's buffer is pooled between commands (idle.go); the
+	// writer only ever holds one reply line, flushed at once, so 512
+	// bytes (RFC 5321's longest reply line) make the same writes.
+	// (textproto.Conn's own Close is never called on the server side.)
+	// After STARTTLS, nothing read before it may be taken as a command
+	// (the plaintext injection CVE-2011-0411 is about): the old reader
+	// and any bytes the idle wait held are dropped.
+	if c.text != nil {
+		putCommandReader(c.text.R)
+	}
+	c.idle = idleReader{src: rwc.Reader}
+	c.text = &textproto.Conn{
+		Reader: *textproto.NewReader(getCommandReader(&c.idle)),
+		Writer: *textproto.NewWriter(bufio.NewWriterSize(rwc.Writer, replyBufferSize)),
+	}
 }
 
 // Commands are dispatched to the appropriate handler functions.
@@ -1366,6 +1387,10 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
+	// smtpmux patch (14): wait for the next command without a buffer.
+	if err := c.waitCommand(); err != nil {
+		return "", err
+	}
 	return readCommandLine(c.text.R, c.server.MaxLineLength)
 }
 

@@ -18,6 +18,7 @@ import (
 // the driver, not the system under test, the bottleneck for large messages.
 type client struct {
 	conn    net.Conn
+	wsize   int // write buffer size (0: 64 KiB, for whole message bodies)
 	r       *bufio.Reader
 	w       *bufio.Writer
 	timeout time.Duration
@@ -35,12 +36,17 @@ func (e *replyError) Error() string { return fmt.Sprintf("SMTP %d %s", e.code, e
 
 // dial connects, reads the greeting, says EHLO and, as configured, runs
 // STARTTLS and AUTH PLAIN.
-func dial(o options) (*client, error) {
-	conn, err := net.DialTimeout("tcp", o.addr, o.timeout)
+func dial(o options) (*client, error) { return dialFrom(o, nil, 0) }
+
+// dialFrom is dial from a given local address (nil: the system's choice)
+// and with a write buffer of wsize bytes (0: 64 KiB).
+func dialFrom(o options, local net.Addr, wsize int) (*client, error) {
+	d := net.Dialer{Timeout: o.timeout, LocalAddr: local}
+	conn, err := d.Dial("tcp", o.addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{timeout: o.timeout}
+	c := &client{timeout: o.timeout, wsize: wsize}
 	c.setConn(conn)
 	err = c.handshake(o)
 	if err != nil {
@@ -84,7 +90,11 @@ func (c *client) handshake(o options) error {
 func (c *client) setConn(conn net.Conn) {
 	c.conn = conn
 	c.r = bufio.NewReaderSize(conn, 4096)
-	c.w = bufio.NewWriterSize(conn, 64<<10)
+	ws := c.wsize
+	if ws == 0 {
+		ws = 64 << 10
+	}
+	c.w = bufio.NewWriterSize(conn, ws)
 }
 
 // ehlo greets the server and records its extensions.

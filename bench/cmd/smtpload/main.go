@@ -38,6 +38,12 @@ type options struct {
 	n, size, c                      int
 	startTLS, insecure              bool
 	timeout                         time.Duration
+	// idle mode (idle.go): -c sessions held open, perIP of them per
+	// source address from source on.
+	idle   bool
+	hold   time.Duration
+	perIP  int
+	source string
 }
 
 // Result is the JSON line printed at the end.
@@ -73,6 +79,10 @@ func main() {
 	flag.StringVar(&o.to, "to", "rcpt@sink.example", "envelope and header recipient")
 	flag.StringVar(&o.run, "run", "", "run identifier in Message-IDs (default: random)")
 	flag.DurationVar(&o.timeout, "timeout", time.Minute, "per-command timeout")
+	flag.BoolVar(&o.idle, "idle", false, "idle mode: open -c sessions, print one JSON line, hold them until stdin closes, a signal or -hold, then QUIT (see idle.go)")
+	flag.DurationVar(&o.hold, "hold", 0, "idle mode: the longest hold (0: until stdin closes or SIGINT/SIGTERM)")
+	flag.IntVar(&o.perIP, "per-ip", 0, "idle mode: sessions per source address, spread over -source, the next address, … (0: all from the system's choice)")
+	flag.StringVar(&o.source, "source", "127.0.0.2", "idle mode: the first source address when -per-ip is set")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the driver to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -92,6 +102,9 @@ func main() {
 	if o.c < 1 || o.n < 1 {
 		fmt.Fprintln(os.Stderr, "smtpload: -n and -c must be positive")
 		os.Exit(2)
+	}
+	if o.idle {
+		os.Exit(runIdle(o))
 	}
 	res := run(o)
 	json.NewEncoder(os.Stdout).Encode(res)
