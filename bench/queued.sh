@@ -23,6 +23,7 @@ SINK_PORT=${SINK_PORT:-12525}
 SINK_STATUS_PORT=${SINK_STATUS_PORT:-12580}
 SMTPMUX_PORT=${SMTPMUX_PORT:-10587}
 SMTPMUX_HTTP_PORT=${SMTPMUX_HTTP_PORT:-10080}
+SMTPMUX_METRICS_PORT=${SMTPMUX_METRICS_PORT:-19466}
 DRIVER_TIMEOUT=${DRIVER_TIMEOUT:-1800} # seconds, the fill
 IDLE_TIMEOUT=${IDLE_TIMEOUT:-$((120 + N / 200))} # seconds for the daemon to settle after the fill
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-$((120 + N / 100))} # seconds for every message to reach the sink
@@ -33,7 +34,11 @@ WARMUP=0
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-metrics() { curl -fsS --max-time 30 "http://127.0.0.1:$SMTPMUX_HTTP_PORT/metrics"; }
+# /metrics is on the daemon's [metrics] listener (default 127.0.0.1:9464,
+# which another daemon on the machine may hold; the API port answers 404):
+# its own port here.
+SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n%s' "$SMTPMUX_METRICS_PORT" "${SMTPMUX_EXTRA:-}")
+metrics() { curl -fsS --max-time 30 "http://127.0.0.1:$SMTPMUX_METRICS_PORT/metrics"; }
 
 # metric NAME [LABEL-MATCH]: sum of the series of NAME whose labels contain
 # LABEL-MATCH (e.g. 'outcome="sent"').
