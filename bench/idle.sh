@@ -45,23 +45,6 @@ metric() {
 # status_kb FIELD: a /proc/<pid>/status figure in KiB (VmRSS, RssAnon, RssFile).
 status_kb() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$SMX_PID/status"; }
 
-# wait_quiet SECONDS: until the daemon writes less than 4 KiB a second for
-# 3 s (queued.sh's wait_idle: /proc/<pid>/io, not /metrics).
-wait_quiet() {
-	local last=-1 quiet=0 w i
-	for ((i = 0; i < $1; i++)); do
-		w=$(awk '/^wchar:/ {print $2}' "/proc/$SMX_PID/io")
-		if ((last >= 0 && w - last < 4096)); then
-			((++quiet >= 3)) && return 0
-		else
-			quiet=0
-		fi
-		last=$w
-		sleep 1
-	done
-	return 1
-}
-
 # wait_rss_settled SECONDS: until VmRSS moves less than 128 KiB over 3 s.
 wait_rss_settled() {
 	local prev r i quiet=0
@@ -108,7 +91,7 @@ if ((WARMUP > 0)); then
 	measure smtpmux warmup 0 "${SMX_FLAGS[@]}"
 fi
 quiet_before=true
-wait_quiet "$IDLE_TIMEOUT" || quiet_before=false
+wait_idle "$IDLE_TIMEOUT" || quiet_before=false
 before=$(snapshot)
 log "before: quiet=$quiet_before $before"
 
@@ -132,7 +115,7 @@ log "sessions: $up"
 settled=true
 wait_rss_settled "$SETTLE_TIMEOUT" || settled=false
 quiet_after=true
-wait_quiet "$IDLE_TIMEOUT" || quiet_after=false
+wait_idle "$IDLE_TIMEOUT" || quiet_after=false
 after=$(snapshot)
 log "after: settled=$settled quiet=$quiet_after $after"
 open_after=$(ss -Htn state established "( sport = :$SMTPMUX_PORT )" 2>/dev/null | wc -l)

@@ -55,6 +55,28 @@ wait_port() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# wait_idle SECONDS: until the daemon has written (store commits, log
+# lines) less than 4 KiB a second for 3 s: the scheduler has looked at
+# every queued message and has nothing due. (The Go runtime's timer
+# wake-ups write a few bytes now and then.) It watches /proc, not
+# /metrics: a scrape reads the store's due index (queue depth), which maps
+# pages of the store file into the daemon and would inflate the RSS being
+# measured.
+wait_idle() {
+	local last=-1 quiet=0 w i
+	for ((i = 0; i < $1; i++)); do
+		w=$(awk '/^wchar:/ {print $2}' "/proc/$SMX_PID/io")
+		if ((last >= 0 && w - last < 4096)); then
+			((++quiet >= 3)) && return 0
+		else
+			quiet=0
+		fi
+		last=$w
+		sleep 1
+	done
+	return 1
+}
+
 # job OUT CMD...: runs CMD with stdout to OUT in the background and waits for
 # it, so that a signal to this script is acted on at once (bash defers traps
 # until a foreground command ends).

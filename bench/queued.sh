@@ -55,28 +55,6 @@ attempts() {
 		END { printf "{"; sep = ""; for (o in s) { printf "%s\"%s\":%d", sep, o, s[o]; sep = "," } printf "}\n" }'
 }
 
-# wait_idle SECONDS: until the daemon has written (store commits, log
-# lines) less than 4 KiB a second for 3 s: the scheduler has looked at
-# every queued message and has nothing due. (The Go runtime's timer
-# wake-ups write a few bytes now and then.) It watches /proc, not
-# /metrics: a scrape reads the store's due index (queue depth), which maps
-# pages of the store file into the daemon and would inflate the RSS being
-# measured.
-wait_idle() {
-	local last=-1 quiet=0 w i
-	for ((i = 0; i < $1; i++)); do
-		w=$(awk '/^wchar:/ {print $2}' "/proc/$SMX_PID/io")
-		if ((last >= 0 && w - last < 4096)); then
-			((++quiet >= 3)) && return 0
-		else
-			quiet=0
-		fi
-		last=$w
-		sleep 1
-	done
-	return 1
-}
-
 rss_now() { awk '/^VmRSS:/ {printf "%.1f\n", $2 / 1024}' "/proc/$SMX_PID/status"; }
 # mem_split: the daemon's resident memory now, split into anonymous (Go
 # heap, stacks, runtime) and file-backed (bbolt's memory map, the binary),

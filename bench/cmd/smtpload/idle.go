@@ -83,33 +83,20 @@ func runIdle(o options) int {
 		up, bad  atomic.Int64
 		errOnce  sync.Once
 		firstErr string
-		wg       sync.WaitGroup
-		next     atomic.Int64
 	)
 	t0 := time.Now()
-	for w := 0; w < min(idleDialers, o.c); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= o.c {
-					return
-				}
-				// A 4 KiB write buffer: an idle session sends commands only.
-				c, err := dialFrom(o, sourceAddr(o, first, i), 4096)
-				if err != nil {
-					bad.Add(1)
-					errOnce.Do(func() { firstErr = fmt.Sprintf("session %d: %v", i, err) })
-					continue
-				}
-				c.conn.SetDeadline(time.Time{}) // idle for as long as the hold lasts
-				clients[i] = c
-				up.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	eachSession(o.c, func(i int) {
+		// A 4 KiB write buffer: an idle session sends commands only.
+		c, err := dialFrom(o, sourceAddr(o, first, i), 4096)
+		if err != nil {
+			bad.Add(1)
+			errOnce.Do(func() { firstErr = fmt.Sprintf("session %d: %v", i, err) })
+			return
+		}
+		c.conn.SetDeadline(time.Time{}) // idle for as long as the hold lasts
+		clients[i] = c
+		up.Add(1)
+	})
 	sources := 1
 	if o.perIP > 0 {
 		sources = (o.c + o.perIP - 1) / o.perIP
@@ -136,37 +123,43 @@ func runIdle(o options) int {
 	done := IdleDone{Phase: "quit", HeldS: time.Since(held).Seconds(), Reason: why}
 	var ok, failed atomic.Int64
 	errOnce = sync.Once{}
-	next.Store(0)
-	for w := 0; w < min(idleDialers, o.c); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= o.c {
-					return
-				}
-				c := clients[i]
-				if c == nil {
-					continue
-				}
-				c.conn.SetDeadline(time.Now().Add(c.timeout))
-				err := c.cmd(221, "QUIT")
-				c.conn.Close()
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { done.FirstError = fmt.Sprintf("session %d: %v", i, err) })
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	eachSession(o.c, func(i int) {
+		c := clients[i]
+		if c == nil {
+			return
+		}
+		c.conn.SetDeadline(time.Now().Add(c.timeout))
+		err := c.cmd(221, "QUIT")
+		c.conn.Close()
+		if err != nil {
+			failed.Add(1)
+			errOnce.Do(func() { done.FirstError = fmt.Sprintf("session %d: %v", i, err) })
+			return
+		}
+		ok.Add(1)
+	})
 	done.QuitOK, done.QuitFailed = ok.Load(), failed.Load()
 	enc.Encode(done)
 	if up.Load() == 0 {
 		return 1
 	}
 	return 0
+}
+
+// eachSession calls fn for every session index below n, from idleDialers
+// goroutines at most (the handshakes and QUITs go a few dozen at a time),
+// and returns when all are done.
+func eachSession(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < min(idleDialers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
