@@ -44,17 +44,13 @@ func waitAsked(t *testing.T, q *Cluster) {
 	q.mu.Lock()
 	from := q.asked
 	q.mu.Unlock()
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	asked := eventually(20*time.Second, func() bool {
 		q.mu.Lock()
-		n := q.asked
-		q.mu.Unlock()
-		if n >= from+2 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s did not ask its peers within 20 s", q.node)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		defer q.mu.Unlock()
+		return q.asked >= from+2
+	})
+	if !asked {
+		t.Fatalf("node %s did not ask its peers within 20 s", q.node)
 	}
 }
 
@@ -78,11 +74,8 @@ func drain(t *testing.T, q *Cluster, clk *clock, l routing.Limits) int {
 // two seconds, finds out).
 func waitDown(t *testing.T, q *Cluster, down bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); q.Down() != down; {
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s: Down() is not %v within 20 s", q.node, down)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+	if !eventually(20*time.Second, func() bool { return q.Down() == down }) {
+		t.Fatalf("node %s: Down() is not %v within 20 s", q.node, down)
 	}
 }
 
@@ -191,18 +184,7 @@ func TestVouchedShareStaysOutUntilSettled(t *testing.T) {
 	}
 	px.Heal()
 	waitDown(t, qs[2], false)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		qs[0].mu.Lock()
-		left := len(qs[0].vouchedTo)
-		qs[0].mu.Unlock()
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node 1 still keeps node 3's share out 20 s after node 3 reconnected")
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+	waitSettled(t, qs[0]) // node 1 no longer keeps node 3's share out
 	more := drain(t, qs[0], clk, l) + drain(t, qs[1], clk, l)
 	if total+third+more > 90 {
 		t.Fatalf("minute cap 90: %d + %d, then %d more after node 3 settled", third, total, more)
@@ -231,20 +213,18 @@ func TestOutageShareCountsOthersGrants(t *testing.T) {
 	// The others' watches have the first node's grants.
 	key := qs[0].windowKey(wkey{provName("p"), routing.Minute, minute.Unix()})
 	for _, q := range qs[1:] {
-		for deadline := time.Now().Add(10 * time.Second); ; {
+		var got, want int
+		seen := eventually(10*time.Second, func() bool {
 			qs[0].mu.Lock()
-			want := qs[0].seen[key]
+			want = qs[0].seen[key]
 			qs[0].mu.Unlock()
 			q.mu.Lock()
-			got := q.seen[key]
+			got = q.seen[key]
 			q.mu.Unlock()
-			if got >= want && got > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s sees %d granted of the window, node 1 %d", q.node, got, want)
-			}
-			time.Sleep(20 * time.Millisecond) // poll interval
+			return got >= want && got > 0
+		})
+		if !seen {
+			t.Fatalf("node %s sees %d granted of the window, node 1 %d", q.node, got, want)
 		}
 	}
 	waitQuiet(t, qs)

@@ -38,12 +38,8 @@ func TestRestartedNodeGetsUnitsFromBusyNodes(t *testing.T) {
 		}
 		return 0
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for held(busy) != 5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("node2 holds %d after node1's split of 10, want 5", held(busy))
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	if !eventually(10*time.Second, func() bool { return held(busy) == 5 }) {
+		t.Fatalf("node2 holds %d after node1's split of 10, want 5", held(busy))
 	}
 	send(t, busy, clk, "p", l)
 	send(t, busy, clk, "p", l)
@@ -76,7 +72,7 @@ func TestRestartedNodeGetsUnitsFromBusyNodes(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ok, _, err := takeNoWait(again, clk, "p", l)
 		if err != nil {

@@ -129,12 +129,8 @@ func TestLostAnswersAreSettled(t *testing.T) {
 		t.Fatalf("lost grant: total %d, node1 holds %d; want 3 and 0 until it knows", n.total(), n.held(n.q1))
 	}
 	// In the background: the loop settles it within a second or two.
-	deadline := time.Now().Add(10 * time.Second)
-	for n.held(n.q1) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("node1 holds %d of a lost grant of 3 that etcd applied", n.held(n.q1))
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	if !eventually(10*time.Second, func() bool { return n.held(n.q1) == 3 }) {
+		t.Fatalf("node1 holds %d of a lost grant of 3 that etcd applied", n.held(n.q1))
 	}
 	// At the next transaction: a lost grant, then another take.
 	n.lose.Store(true)
@@ -199,12 +195,10 @@ func TestLostSplitIsSettled(t *testing.T) {
 		defer q.mu.Unlock()
 		return h + int(q.stats.Returned)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for share(n.q1) != 5 || share(n.q2) != 5 || n.total() != n.held(n.q1)+n.held(n.q2) {
-		if time.Now().After(deadline) {
-			t.Fatalf("node1 holds %d (entry %d), node2 %d (entry %d), etcd counts %d: a share of the lost split left unused",
-				n.held(n.q1), n.entry(n.q1), n.held(n.q2), n.entry(n.q2), n.total())
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	if !eventually(10*time.Second, func() bool {
+		return share(n.q1) == 5 && share(n.q2) == 5 && n.total() == n.held(n.q1)+n.held(n.q2)
+	}) {
+		t.Fatalf("node1 holds %d (entry %d), node2 %d (entry %d), etcd counts %d: a share of the lost split left unused",
+			n.held(n.q1), n.entry(n.q1), n.held(n.q2), n.entry(n.q2), n.total())
 	}
 }

@@ -116,14 +116,29 @@ func askInProcess(all []*Cluster, self string) PeersDown {
 	}
 }
 
+// eventually polls cond until it holds, for at most within, and reports
+// whether it did: the tests' one wait on another goroutine's progress
+// (the caller says what did not happen).
+func eventually(within time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(within); !cond(); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+	return true
+}
+
 // waitQuiet waits until no node that reaches etcd has a refill under way
 // and each one's watch has delivered every grant any of them has (a
 // cluster at rest): a node whose view lags a peer's when etcd goes away does not
 // take that peer's word.
 func waitQuiet(t testing.TB, qs []*Cluster) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		known, complete, busy := int64(0), int64(1<<62), false
+	var known, complete int64
+	quiet := eventually(10*time.Second, func() bool {
+		known, complete = 0, 1<<62
+		busy := false
 		for _, q := range qs {
 			q.mu.Lock()
 			if q.down { // cut off already: its view stays where it is
@@ -136,13 +151,10 @@ func waitQuiet(t testing.TB, qs []*Cluster) {
 			}
 			q.mu.Unlock()
 		}
-		if complete >= known && !busy {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the nodes' watches did not catch up: known %d, complete %d", known, complete)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		return complete >= known && !busy
+	})
+	if !quiet {
+		t.Fatalf("the nodes' watches did not catch up: known %d, complete %d", known, complete)
 	}
 }
 
@@ -151,17 +163,13 @@ func waitQuiet(t testing.TB, qs []*Cluster) {
 // cannot reach etcd either.
 func waitVouched(t testing.TB, q *Cluster, clk *clock) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	vouched := eventually(15*time.Second, func() bool {
 		q.mu.Lock()
-		ok := q.vouched(clk.Now())
-		q.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s: the others never vouched that etcd is away for them too", q.node)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		defer q.mu.Unlock()
+		return q.vouched(clk.Now())
+	})
+	if !vouched {
+		t.Fatalf("node %s: the others never vouched that etcd is away for them too", q.node)
 	}
 }
 

@@ -56,17 +56,15 @@ func etcdTotal(t *testing.T, q *Cluster, minute time.Time) int {
 // waitSettled waits until q keeps no reserve for any node.
 func waitSettled(t *testing.T, q *Cluster) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	left := 0
+	settled := eventually(20*time.Second, func() bool {
 		q.mu.Lock()
-		left := len(q.vouchedTo)
-		q.mu.Unlock()
-		if left == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s still keeps %d reserve(s) 20 s after every node reconnected", q.node, left)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		defer q.mu.Unlock()
+		left = len(q.vouchedTo)
+		return left == 0
+	})
+	if !settled {
+		t.Fatalf("node %s still keeps %d reserve(s) 20 s after every node reconnected", q.node, left)
 	}
 }
 
@@ -132,21 +130,18 @@ func TestBackMarkerWaitsForRefillInFlight(t *testing.T) {
 	k := wkey{provName("p"), routing.Minute, minute.Unix()}
 	// Hold the slot as a refill under way holds it (the refill that the
 	// drain started fails against the cut first).
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	held := eventually(10*time.Second, func() bool {
 		qs[2].mu.Lock()
+		defer qs[2].mu.Unlock()
 		s := qs[2].slots[k]
-		held := s != nil && !s.fetching && s.outage > 0
-		if held {
-			s.fetching = true
+		if s == nil || s.fetching || s.outage == 0 {
+			return false
 		}
-		qs[2].mu.Unlock()
-		if held {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node 3's slot of the outage minute never settled")
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		s.fetching = true
+		return true
+	})
+	if !held {
+		t.Fatal("node 3's slot of the outage minute never settled")
 	}
 	ec.StartAll()
 	px.Heal()
@@ -201,17 +196,13 @@ func TestReserveClearsAfterStaggeredReconnect(t *testing.T) {
 	qs[1].mu.Lock()
 	before := qs[1].vouchedTo["node3"].seq
 	qs[1].mu.Unlock()
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	askedAgain := eventually(10*time.Second, func() bool {
 		qs[1].mu.Lock()
-		now := qs[1].vouchedTo["node3"].seq
-		qs[1].mu.Unlock()
-		if now > before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node 3 did not ask node 2 again within 10 s")
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+		defer qs[1].mu.Unlock()
+		return qs[1].vouchedTo["node3"].seq > before
+	})
+	if !askedAgain {
+		t.Fatal("node 3 did not ask node 2 again within 10 s")
 	}
 	p2.Heal()
 	waitDown(t, qs[1], false)
@@ -237,11 +228,8 @@ func TestReserveKeepsShareWhenNodeJoins(t *testing.T) {
 	// Node 4 registers (its quotas not yet started: its part of a split
 	// is then granted to it and unspent here, which the total shows).
 	newNode(t, ec.Endpoints(), "node4", clk)
-	for deadline := time.Now().Add(10 * time.Second); len(qs[0].liveNodes()) != 4 || len(qs[1].liveNodes()) != 4; {
-		if time.Now().After(deadline) {
-			t.Fatal("nodes 1 and 2 do not see node 4 within 10 s")
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+	if !eventually(10*time.Second, func() bool { return len(qs[0].liveNodes()) == 4 && len(qs[1].liveNodes()) == 4 }) {
+		t.Fatal("nodes 1 and 2 do not see node 4 within 10 s")
 	}
 	clk.advanceTo(minute.Add(10 * time.Second))
 	drain(t, qs[0], clk, l)
