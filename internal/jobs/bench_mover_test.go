@@ -138,20 +138,7 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	trims0 := st.MapTrims()
 	ctx, cancel := context.WithCancel(context.Background())
-	var swept SweepStats
-	var took time.Duration
-	sweepDone := make(chan struct{})
-	if sweep {
-		w := NewSweeper(st, nil, nil, 0, 30*24*time.Hour)
-		go func() {
-			defer close(sweepDone)
-			t0 := time.Now()
-			swept, _ = w.Sweep(ctx)
-			took = time.Since(t0)
-		}()
-	} else {
-		close(sweepDone)
-	}
+	sweepWait := startSweep(ctx, st, sweep)
 	var lat []time.Duration
 	if writers {
 		lat, _ = acceptFor(b, st, window)
@@ -169,7 +156,7 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	b.ReportMetric(float64(ru1.Minflt-ru0.Minflt)/window.Seconds(), "faults/s")
 	b.ReportMetric(float64(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())/1e9/window.Seconds(), "cpus")
 	cancel()
-	<-sweepDone
+	swept, took := sweepWait()
 	st.Close()
 	if len(lat) > 0 {
 		slices.Sort(lat)

@@ -88,23 +88,10 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 					b.Fatal(err)
 				}
 				ctx, cancel := context.WithCancel(context.Background())
-				var swept SweepStats
-				var took time.Duration
-				sweepDone := make(chan struct{})
-				if v.sweep {
-					w := NewSweeper(st, nil, nil, 0, 30*24*time.Hour)
-					go func() {
-						defer close(sweepDone)
-						t0 := time.Now()
-						swept, _ = w.Sweep(ctx)
-						took = time.Since(t0)
-					}()
-				} else {
-					close(sweepDone)
-				}
+				sweepWait := startSweep(ctx, st, v.sweep)
 				lat, n := acceptFor(b, st, 4*time.Second)
 				cancel()
-				<-sweepDone
+				swept, took := sweepWait()
 				st.Close()
 				slices.Sort(lat)
 				b.ReportMetric(float64(n)/4, "enq/s")
@@ -180,5 +167,28 @@ func copyFile(b *testing.B, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// startSweep runs one retention pass (30 days) over st in the background
+// when on; wait blocks until it ended and returns what it dropped and how
+// long it took (nothing when off).
+func startSweep(ctx context.Context, st *store.Store, on bool) (wait func() (SweepStats, time.Duration)) {
+	var swept SweepStats
+	var took time.Duration
+	done := make(chan struct{})
+	if !on {
+		close(done)
+	} else {
+		go func() {
+			defer close(done)
+			t0 := time.Now()
+			swept, _ = NewSweeper(st, nil, nil, 0, 30*24*time.Hour).Sweep(ctx)
+			took = time.Since(t0)
+		}()
+	}
+	return func() (SweepStats, time.Duration) {
+		<-done
+		return swept, took
 	}
 }
