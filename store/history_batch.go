@@ -13,7 +13,6 @@ package store
 // exactly what the one-by-one path writes (TestMoveBatchMatchesOneByOne).
 
 import (
-	"bytes"
 	"encoding/binary"
 	"maps"
 	"slices"
@@ -170,10 +169,4 @@ func logSums(tx *bolt.Tx, sums map[string]map[string]int64) error {
 		}
 	}
 	return nil
-}
-
-// equalRaw reports whether the main file's record of mv is still the one
-// the mover copied.
-func equalRaw(msgs *bolt.Bucket, mv *moving) bool {
-	return bytes.Equal(msgs.Get([]byte(mv.m.ID)), mv.raw)
 }

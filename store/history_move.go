@@ -173,10 +173,9 @@ func (s *Store) writeDays(ms []*moving) error {
 			d.maxUpdated = max(d.maxUpdated, latest)
 			s.hist.mu.Unlock()
 			// The pages this step faulted into the day file's map would
-			// count as the process's file-backed memory, which the
-			// committer keeps in check by dropping the main file's map
-			// (trimMapped): every step then cost the next commits their
-			// hot pages. The mover drops its own instead.
+			// stay resident (the process's RSS) until the file is
+			// closed: nothing reads them again soon, and the committer's
+			// trim (trimMapped) drops only the main file's map.
 			d.db.View(func(tx *bolt.Tx) error { dropMap(tx); return nil })
 		}
 		s.hist.release(d)
@@ -369,7 +368,7 @@ func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed 
 			sub := ms[took:min(len(ms), took+moverSubChunk)]
 			gone = gone[:0]
 			for _, mv := range sub {
-				if !equalRaw(msgs, mv) {
+				if !bytes.Equal(msgs.Get([]byte(mv.m.ID)), mv.raw) {
 					// Written since it was copied (or gone): the main
 					// copy stays the record, and keeps its list entry;
 					// its journal entry stays until the day copy is gone.

@@ -25,6 +25,8 @@ func (s *Store) HistoryBacklog() (n int, oldest time.Time, err error) {
 	return n, oldest, err
 }
 
+// historyBacklog is HistoryBacklog in tx (a walk of the work list's
+// pages: callers that keep RSS low drop the map after it, as Depths does).
 func historyBacklog(tx *bolt.Tx) (n int, oldest time.Time) {
 	c := tx.Bucket(bFinished).Cursor()
 	if k, _ := c.First(); len(k) >= 8 {
