@@ -139,6 +139,16 @@ type openOptions struct {
 	// noMover leaves finished messages in the main file (package tests
 	// that drive MoveHistory themselves).
 	noMover bool
+	// moveAfter is the mover's delay (histDelay); 0: historyMoveDelay.
+	moveAfter time.Duration
+}
+
+// WithHistoryMoveAfter sets how long a finished message stays in the main
+// file before the mover takes it to its day file (default
+// historyMoveDelay): longer keeps more late changes (bounces, complaints)
+// from needing a restore, at the cost of a larger main file.
+func WithHistoryMoveAfter(d time.Duration) Option {
+	return func(o *openOptions) { o.moveAfter = d }
 }
 
 // WithoutHistoryMover leaves finished messages in the main file until the
@@ -196,6 +206,9 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 	}
 	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit,
 		hist: hist, histDelay: historyMoveDelay, log: o.log}
+	if o.moveAfter > 0 {
+		s.histDelay = o.moveAfter
+	}
 	if f, err := os.Open(path); err == nil {
 		s.file = f // its own descriptor: closing it leaves bbolt's flock alone
 	}
