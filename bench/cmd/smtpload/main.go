@@ -38,6 +38,9 @@ type options struct {
 	n, size, c                      int
 	startTLS, insecure              bool
 	timeout                         time.Duration
+	// interval, when set, splits the run into windows of that length
+	// reported one by one (windows.go).
+	interval time.Duration
 	// idle mode (idle.go): -c sessions held open, perIP of them per
 	// source address from source on.
 	idle   bool
@@ -63,6 +66,8 @@ type Result struct {
 	C            int     `json:"c"`
 	Run          string  `json:"run"`
 	FirstError   string  `json:"first_error,omitempty"`
+	// Windows: with -interval, the acceptances of each window of the run.
+	Windows []Window `json:"windows,omitempty"`
 }
 
 func main() {
@@ -79,6 +84,7 @@ func main() {
 	flag.StringVar(&o.to, "to", "rcpt@sink.example", "envelope and header recipient")
 	flag.StringVar(&o.run, "run", "", "run identifier in Message-IDs (default: random)")
 	flag.DurationVar(&o.timeout, "timeout", time.Minute, "per-command timeout")
+	flag.DurationVar(&o.interval, "interval", 0, "also report each window of this length (accepted, rate, p50, p99 of the messages whose 250 came in it)")
 	flag.BoolVar(&o.idle, "idle", false, "idle mode: open -c sessions, print one JSON line, hold them until stdin closes, a signal or -hold, then QUIT (see idle.go)")
 	flag.DurationVar(&o.hold, "hold", 0, "idle mode: the longest hold (0: until stdin closes or SIGINT/SIGTERM)")
 	flag.IntVar(&o.perIP, "per-ip", 0, "idle mode: sessions per source address, spread over -source, the next address, … (0: all from the system's choice)")
@@ -125,6 +131,8 @@ func run(o options) Result {
 		ready        sync.WaitGroup
 		start        = make(chan struct{})
 		lats         = make([][]time.Duration, o.c)
+		ends         = make([][]time.Duration, o.c) // each 250's time since t0
+		t0           time.Time
 	)
 	noteErr := func(err error) {
 		failed.Add(1)
@@ -147,6 +155,9 @@ func run(o options) Result {
 				return // nobody could connect: fail fast instead of retrying n times
 			}
 			lats[w] = make([]time.Duration, 0, o.n/o.c+1)
+			if o.interval > 0 {
+				ends[w] = make([]time.Duration, 0, o.n/o.c+1)
+			}
 			for {
 				seq := next.Add(1)
 				if seq > int64(o.n) {
@@ -158,13 +169,16 @@ func run(o options) Result {
 					continue
 				}
 				lats[w] = append(lats[w], d)
+				if o.interval > 0 {
+					ends[w] = append(ends[w], time.Since(t0))
+				}
 			}
 			s.quit()
 		}(w)
 	}
 	ready.Wait()
 	cpu0 := cpuTime()
-	t0 := time.Now()
+	t0 = time.Now()
 	close(start)
 	wg.Wait()
 	t1 := time.Now()
@@ -173,11 +187,16 @@ func run(o options) Result {
 	if connected.Load() == 0 {
 		failed.Store(int64(o.n))
 	}
+	var windows []Window
+	if o.interval > 0 {
+		windows = splitWindows(o.interval, lats, ends)
+	}
 	all := slices.Concat(lats...)
 	slices.Sort(all)
 	r := Result{
 		Sent: int64(len(all)), Failed: failed.Load(), N: o.n, Size: o.size, C: o.c, Run: o.run,
 		ElapsedS: t1.Sub(t0).Seconds(), CPUs: cpu.Seconds(), StartNS: t0.UnixNano(), EndNS: t1.UnixNano(), FirstError: errText,
+		Windows: windows,
 	}
 	r.AcceptedPerS = float64(r.Sent) / r.ElapsedS
 	if len(all) > 0 {
