@@ -95,6 +95,9 @@ func (b *Bucket) seekCursor() *Cursor {
 	b.tx.stats.IncCursorCount(1)
 	c := &b.tx.seekCursor
 	c.bucket = b
+	if c.stack == nil {
+		c.stack = b.tx.seekStack[:0]
+	}
 	c.stack = c.stack[:0]
 	return c
 }

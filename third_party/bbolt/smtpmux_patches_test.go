@@ -3,6 +3,7 @@ package bbolt
 import (
 	"encoding/binary"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -45,6 +46,24 @@ func TestSeekAllocations(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new transaction's first seeks allocate nothing either: the
+	// stack starts in the Tx.
+	tx, err := db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tx.Bucket(name)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.Get(k) // once: AllocsPerRun's warm-up call would be the first
+	runtime.ReadMemStats(&m1)
+	if a := m1.Mallocs - m0.Mallocs; a != 0 {
+		t.Errorf("the first Get of a transaction: %v allocations, want 0", a)
+	}
+	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
 

@@ -34,8 +34,11 @@ type Tx struct {
 	stats          TxStats
 	commitHandlers []func()
 
-	// smtpmux patch: the cursor of the one-seek calls (Bucket.seekCursor).
+	// smtpmux patch: the cursor of the one-seek calls (Bucket.seekCursor)
+	// and the first backing of its stack, enough for a tree four levels
+	// deep, so that a transaction's seeks allocate nothing at all.
 	seekCursor Cursor
+	seekStack  [4]elemRef
 
 	// WriteFlag specifies the flag for write-related methods like WriteTo().
 	// Tx opens the database file with the specified flag to copy the data.
