@@ -133,3 +133,52 @@ func TestSeekCursorLeavesUserCursors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestInsertAllocations: inserting a key into a node just read from its
+// page does not grow the node's inode slice (smtpmux patch, PATCHES.md 2):
+// a new key costs what overwriting one does.
+func TestInsertAllocations(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("b")
+	key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 20000; i += 2 { // even keys: an odd one lands among them
+			if err := b.Put(key(i), make([]byte, 16)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// allocs is what one Put of k costs in a new transaction, where it
+	// reads its path of nodes from the pages first.
+	allocs := func(k []byte) uint64 {
+		tx, err := db.Begin(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		b := tx.Bucket(name)
+		val := make([]byte, 16)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		if err := b.Put(k, val); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m1)
+		return m1.Mallocs - m0.Mallocs
+	}
+	overwrite, insert := allocs(key(10000)), allocs(key(10001))
+	if insert != overwrite {
+		t.Errorf("Put of a new key: %d allocations, of an existing one %d: want the same", insert, overwrite)
+	}
+}

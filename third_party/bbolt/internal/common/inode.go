@@ -47,7 +47,12 @@ func (in *Inode) SetValue(value []byte) {
 }
 
 func ReadInodeFromPage(p *Page) Inodes {
-	inodes := make(Inodes, int(p.Count()))
+	// smtpmux patch: room for a few inserts. A node is read to be written,
+	// and the first insert into an exactly sized slice copied it into one
+	// twice its size: a quarter of the bytes smtpmux allocated per relayed
+	// message (issue 19).
+	n := int(p.Count())
+	inodes := make(Inodes, n, n+n/8+4)
 	isLeaf := p.IsLeafPage()
 	for i := 0; i < int(p.Count()); i++ {
 		inode := &inodes[i]
