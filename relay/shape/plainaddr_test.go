@@ -34,7 +34,7 @@ func TestPlainAddressMatchesNetMail(t *testing.T) {
 			t.Fatalf("plainAddress(%q) = %q; net/mail: %v, %v", v, a, list, err)
 		}
 	}
-	for range 200000 {
+	for range 100000 {
 		var b strings.Builder
 		for range r.IntN(12) {
 			b.WriteString(pieces[r.IntN(len(pieces))])
@@ -53,7 +53,7 @@ func TestPlainAddressMatchesNetMail(t *testing.T) {
 			check(pieces[r.IntN(len(pieces))] + atom() + " <" + addr + ">")
 		}
 	}
-	if taken < 100000 {
+	if taken < 50000 {
 		t.Fatalf("only %d forms taken: the comparison covers too little", taken)
 	}
 	for _, v := range []string{"a@example.com", "<a@example.com>", "Ann Example <a@Example.COM>", "a.b+c@d.e"} {
