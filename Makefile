@@ -10,6 +10,8 @@ test: test-peers
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	cd third_party/go-smtp && $(GO) vet . && $(GO) test -count=1 .
+	cd third_party/bbolt && $(GO) test -count=1 -short -run 'Seek|Insert|Cursor|Bucket|Tx|Node' \
+		-skip 'ValueTooLarge|MoveBucket|TruncateBeforeWrite' .
 
 test-peers:
 	./scripts/install-test-peers.sh

@@ -68,3 +68,9 @@ require (
 // command lines cut by a read deadline or the line limit were run as
 // commands, and the DATA reader and dot-writer went a byte at a time.
 replace github.com/emersion/go-smtp => ./third_party/go-smtp
+
+// bbolt v1.5.0 with smtpmux's patches (third_party/bbolt/PATCHES.md): Get,
+// Put, Delete and Bucket reuse the transaction's cursor instead of growing
+// a new cursor stack per call; a node read from a page has room for a few
+// inserts.
+replace go.etcd.io/bbolt => ./third_party/bbolt

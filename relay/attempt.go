@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -116,8 +117,10 @@ func (s *Scheduler) attempt(id string) {
 		s.finish(m, prov, res, outcome{class: routing.Transient, reply: "internal: body unreadable"})
 		return
 	}
-	s.log.Info("attempt", "event", "attempt", "msg_id", id, "team", m.TeamID, "provider", prov.ID,
-		"n", len(m.Attempts))
+	// Typed attributes (LogAttrs): Info's ...any boxed each value.
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "attempt", slog.String("event", "attempt"),
+		slog.String("msg_id", id), slog.String("team", m.TeamID), slog.String("provider", prov.ID),
+		slog.Int("n", len(m.Attempts)))
 
 	// Whatever its source (a message queued before bare line ends were
 	// refused, a future path), no body reaches a provider with a bare CR

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -282,20 +284,24 @@ func (s *Scheduler) logFinal(m *store.Message, prov *store.Provider, out outcome
 	case m.State == store.StateDone:
 		event = "failed"
 	}
-	attrs := []any{"event", event, "msg_id", m.ID, "team", m.TeamID, "provider", provID}
+	// Typed attributes in an array on the stack: Info's ...any boxed each
+	// value, 7–10 allocations per line (issue 19). Same kinds, same line.
+	var buf [10]slog.Attr
+	attrs := append(buf[:0], slog.String("event", event), slog.String("msg_id", m.ID),
+		slog.String("team", m.TeamID), slog.String("provider", provID))
 	if out.code != 0 { // no reply code (a connection error): none logged rather than a made-up 0
-		attrs = append(attrs, "code", out.code)
+		attrs = append(attrs, slog.Int("code", out.code))
 	}
 	if !out.ok {
-		attrs = append(attrs, "class", out.class.String(), "reply", out.reply)
+		attrs = append(attrs, slog.String("class", out.class.String()), slog.String("reply", out.reply))
 		if out.scope != "" {
-			attrs = append(attrs, "scope", string(out.scope))
+			attrs = append(attrs, slog.String("scope", string(out.scope)))
 		}
 	}
 	if m.State == store.StateQueued {
-		attrs = append(attrs, "next_attempt_at", m.NextAttemptAt)
+		attrs = append(attrs, slog.Time("next_attempt_at", m.NextAttemptAt))
 	}
-	s.log.Info(event, attrs...)
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
 }
 
 // syncBounce is the feedback entry of a bounce the upstream gave in the

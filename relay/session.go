@@ -490,8 +490,11 @@ func (srv *Server) enqueue(m *store.Message, body []byte) error {
 		srv.used.Touch(m.CredentialID, srv.now())
 	}
 	srv.metrics.acceptedOne()
-	srv.log.Info("accepted", "event", "accepted", "msg_id", m.ID, "team", m.TeamID,
-		"rcpts", len(m.Recipients), "size", m.Size, "commit_ms", time.Since(start).Milliseconds())
+	// LogAttrs with typed attributes: Info's ...any boxed each value
+	// (issue 19); the same line.
+	srv.log.LogAttrs(context.Background(), slog.LevelInfo, "accepted", slog.String("event", "accepted"),
+		slog.String("msg_id", m.ID), slog.String("team", m.TeamID), slog.Int("rcpts", len(m.Recipients)),
+		slog.Int64("size", m.Size), slog.Int64("commit_ms", time.Since(start).Milliseconds()))
 	srv.sched.Kick()
 	return nil
 }

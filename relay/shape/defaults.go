@@ -113,6 +113,9 @@ func fromAddress(v string) string {
 	if v == "" {
 		return ""
 	}
+	if a, ok := plainAddress(v); ok {
+		return lowerDomain(a)
+	}
 	if list, err := netmail.ParseAddressList(v); err == nil && len(list) > 0 {
 		return lowerDomain(list[0].Address)
 	}

@@ -1357,17 +1357,66 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 		}
 	}
 
-	// transform each single line with \n, into separate lines
-	text = strings.Split(strings.Join(text, "\n"), "\n")
-
-	lastLineIndex := len(text) - 1
-	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+	// smtpmux patch: the lines go straight into the reply writer. Upstream
+	// joined and split text and formatted each line with PrintfLine,
+	// 4–5 allocations per reply and four replies per relayed message
+	// (issue 19). Same lines (every "\n" in text, and every boundary
+	// between its elements, starts a new one), each flushed as before.
+	w := c.text.W
+	line := func(s string, last bool) {
+		writeReplyInt(w, code)
+		if !last {
+			w.WriteByte('-')
+		} else {
+			w.WriteByte(' ')
+			if enhCode != NoEnhancedCode {
+				writeReplyInt(w, enhCode[0])
+				w.WriteByte('.')
+				writeReplyInt(w, enhCode[1])
+				w.WriteByte('.')
+				writeReplyInt(w, enhCode[2])
+				w.WriteByte(' ')
+			}
+		}
+		w.WriteString(s)
+		w.WriteString("\r\n")
+		w.Flush()
 	}
-	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
-	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	if len(text) == 0 {
+		line("", true)
+		return
+	}
+	for i, t := range text {
+		for {
+			j := strings.IndexByte(t, '\n')
+			if j < 0 {
+				break
+			}
+			line(t[:j], false)
+			t = t[j+1:]
+		}
+		line(t, i == len(text)-1)
+	}
+}
+
+// writeReplyInt writes n in decimal, as %v did (smtpmux patch).
+func writeReplyInt(w *bufio.Writer, n int) {
+	u := uint64(n)
+	if n < 0 {
+		w.WriteByte('-')
+		u = -u
+	}
+	var digits [20]byte
+	i := len(digits)
+	for {
+		i--
+		digits[i] = byte('0' + u%10)
+		if u /= 10; u == 0 {
+			break
+		}
+	}
+	for _, d := range digits[i:] {
+		w.WriteByte(d)
 	}
 }
 

@@ -650,3 +650,79 @@ func TestDotWriterPooledAfterError(t *testing.T) {
 		}
 	}
 }
+
+// upstreamResponse is v0.25.1's writeResponse without the write
+// deadline: what patch 15 must write.
+func upstreamResponse(w *textproto.Writer, code int, enhCode EnhancedCode, text ...string) {
+	if enhCode == EnhancedCodeNotSet {
+		cat := code / 100
+		switch cat {
+		case 2, 4, 5:
+			enhCode = EnhancedCode{cat, 0, 0}
+		default:
+			enhCode = NoEnhancedCode
+		}
+	}
+	text = strings.Split(strings.Join(text, "\n"), "\n")
+	lastLineIndex := len(text) - 1
+	for i := 0; i < lastLineIndex; i++ {
+		w.PrintfLine("%d-%v", code, text[i])
+	}
+	if enhCode == NoEnhancedCode {
+		w.PrintfLine("%d %v", code, text[lastLineIndex])
+	} else {
+		w.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	}
+}
+
+// recordingWriter keeps each Write apart, to compare the writes made.
+type recordingWriter struct{ writes []string }
+
+func (r *recordingWriter) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, string(p))
+	return len(p), nil
+}
+
+// TestWriteResponseMatchesUpstream: patch 15 writes the same replies, in
+// the same writes, as upstream's Join/Split and PrintfLine did.
+func TestWriteResponseMatchesUpstream(t *testing.T) {
+	long := strings.Repeat("x", 3*replyBufferSize)
+	cases := []struct {
+		code int
+		enh  EnhancedCode
+		text []string
+	}{
+		{250, EnhancedCode{2, 0, 0}, []string{"OK: queued as eml_1"}},
+		{354, NoEnhancedCode, []string{"Go ahead. End your data with <CR><LF>.<CR><LF>"}},
+		{250, NoEnhancedCode, []string{"Hello localhost", "PIPELINING", "8BITMIME", "SIZE 1000"}},
+		{550, EnhancedCode{5, 7, 1}, []string{"first\nsecond", "", "third\n"}},
+		{421, EnhancedCode{4, 4, 2}, nil},
+		{220, EnhancedCode{-1, 10, 123}, []string{""}},
+		{-7, EnhancedCode{0, 0, 0}, []string{"\n\n"}},
+		{451, EnhancedCodeNotSet, []string{"later"}},
+		{599, EnhancedCode{9, 99, 999}, []string{"a", "b"}},
+		{554, EnhancedCode{5, 0, 0}, []string{long, "short", long}},
+	}
+	for _, tc := range cases {
+		var got, want recordingWriter
+		upstreamResponse(textproto.NewWriter(bufio.NewWriterSize(&want, replyBufferSize)), tc.code, tc.enh, tc.text...)
+		c := &Conn{server: &Server{}}
+		c.text = &textproto.Conn{Writer: *textproto.NewWriter(bufio.NewWriterSize(&got, replyBufferSize))}
+		c.writeResponse(tc.code, tc.enh, tc.text...)
+		if strings.Join(got.writes, "") != strings.Join(want.writes, "") {
+			t.Errorf("%d %v %q:\ngot  %q\nwant %q", tc.code, tc.enh, tc.text, got.writes, want.writes)
+		} else if len(tc.text) == 0 || len(tc.text[0]) < replyBufferSize {
+			// Lines within the buffer: one write per line, as upstream's
+			// flush per PrintfLine made.
+			if len(got.writes) != len(want.writes) {
+				t.Errorf("%d %q: %d writes, want %d", tc.code, tc.text, len(got.writes), len(want.writes))
+			}
+		}
+	}
+	// A one-line reply allocates nothing.
+	c := &Conn{server: &Server{}}
+	c.text = &textproto.Conn{Writer: *textproto.NewWriter(bufio.NewWriterSize(io.Discard, replyBufferSize))}
+	if a := testing.AllocsPerRun(100, func() { c.writeResponse(250, EnhancedCode{2, 0, 0}, "OK: queued") }); a != 0 {
+		t.Errorf("writeResponse: %v allocations, want 0", a)
+	}
+}

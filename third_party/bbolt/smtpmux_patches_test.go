@@ -1,0 +1,184 @@
+package bbolt
+
+import (
+	"encoding/binary"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// TestSeekAllocations: Get, Put and Delete reuse the transaction's seek
+// cursor (smtpmux patch, PATCHES.md 1) instead of growing a new cursor
+// stack per call. The tree is three levels deep, so upstream's stack took
+// at least one allocation per seek.
+func TestSeekAllocations(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("b")
+	key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+	const n = 50000
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if err := b.Put(key(i), make([]byte, 32)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	k, missing, val := key(n/2), key(n+1), make([]byte, 32)
+
+	if err := db.View(func(tx *Tx) error {
+		b := tx.Bucket(name)
+		if got := b.Stats().Depth; got < 3 {
+			t.Fatalf("tree depth %d, want at least 3", got)
+		}
+		if a := testing.AllocsPerRun(100, func() { b.Get(k) }); a != 0 {
+			t.Errorf("Get in a read transaction: %v allocations, want 0", a)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new transaction's first seeks allocate nothing either: the
+	// stack starts in the Tx.
+	tx, err := db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tx.Bucket(name)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.Get(k) // once: AllocsPerRun's warm-up call would be the first
+	runtime.ReadMemStats(&m1)
+	if a := m1.Mallocs - m0.Mallocs; a != 0 {
+		t.Errorf("the first Get of a transaction: %v allocations, want 0", a)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := db.Update(func(tx *Tx) error {
+		b := tx.Bucket(name)
+		if err := b.Put(k, val); err != nil { // the first Put reads the path into nodes
+			return err
+		}
+		if a := testing.AllocsPerRun(100, func() { b.Get(k) }); a != 0 {
+			t.Errorf("Get in a write transaction: %v allocations, want 0", a)
+		}
+		// Put copies the key (one allocation); overwriting a key of a
+		// node already read takes nothing more.
+		if a := testing.AllocsPerRun(100, func() { _ = b.Put(k, val) }); a != 1 {
+			t.Errorf("Put: %v allocations, want 1 (the key's copy)", a)
+		}
+		if a := testing.AllocsPerRun(100, func() { _ = b.Delete(missing) }); a != 0 {
+			t.Errorf("Delete of a missing key: %v allocations, want 0", a)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSeekCursorLeavesUserCursors: the shared seek cursor is not the one
+// Bucket.Cursor returns, so Get, Put and Delete between a cursor's moves
+// do not move it.
+func TestSeekCursorLeavesUserCursors(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"a", "c", "e", "g"} {
+			if err := b.Put([]byte(k), []byte(k)); err != nil {
+				return err
+			}
+		}
+		c := b.Cursor()
+		var seen []string
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			seen = append(seen, string(k))
+			b.Get([]byte("g"))
+			if string(k) == "c" {
+				if err := b.Put([]byte("c"), []byte("C")); err != nil {
+					return err
+				}
+			}
+			if err := b.Delete([]byte("zzz")); err != nil {
+				return err
+			}
+		}
+		if got := string(b.Get([]byte("c"))); got != "C" {
+			t.Errorf("Get(c) = %q after the Put", got)
+		}
+		if len(seen) != 4 || seen[0] != "a" || seen[3] != "g" {
+			t.Errorf("cursor saw %q, want a c e g", seen)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInsertAllocations: inserting a key into a node just read from its
+// page does not grow the node's inode slice (smtpmux patch, PATCHES.md 2):
+// a new key costs what overwriting one does.
+func TestInsertAllocations(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	name := []byte("b")
+	key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 20000; i += 2 { // even keys: an odd one lands among them
+			if err := b.Put(key(i), make([]byte, 16)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// allocs is what one Put of k costs in a new transaction, where it
+	// reads its path of nodes from the pages first.
+	allocs := func(k []byte) uint64 {
+		tx, err := db.Begin(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		b := tx.Bucket(name)
+		val := make([]byte, 16)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		if err := b.Put(k, val); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m1)
+		return m1.Mallocs - m0.Mallocs
+	}
+	overwrite, insert := allocs(key(10000)), allocs(key(10001))
+	if insert != overwrite {
+		t.Errorf("Put of a new key: %d allocations, of an existing one %d: want the same", insert, overwrite)
+	}
+}
