@@ -37,3 +37,46 @@ func TestQueuedBareNewlinesLeaveClean(t *testing.T) {
 		t.Fatalf("provider got %q, want %q", got, want)
 	}
 }
+
+// prependShaper adds its header bytes, bare line ends and all, to every
+// body; with nothing to add it returns the body it was given.
+type prependShaper struct{ add string }
+
+func (p prependShaper) Shape(m *store.Message, _ *store.Provider, body []byte) ([]byte, string, error) {
+	if p.add == "" {
+		return body, m.From, nil
+	}
+	return append([]byte(p.add), body...), m.From, nil
+}
+
+// TestShapedBytesLeaveClean: bytes a shaper writes are held to the same
+// line ends as the stored body (the body itself is checked once, before
+// shaping, and not again when the shaper passed it through).
+func TestShapedBytesLeaveClean(t *testing.T) {
+	for _, tc := range []struct{ add, want string }{
+		{"", "Subject: s\r\n\r\nhi\r\n"},
+		{"X-Shaped: a\nb\r", "X-Shaped: a\r\nb\r\nSubject: s\r\n\r\nhi\r\n"},
+	} {
+		h := newHarnessClock(t, nil, func(c *SchedulerConfig) { c.Shaper = prependShaper{tc.add} }, nil)
+		now := time.Now().UTC()
+		m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
+			Status: state.MessagePending, Recipients: []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}},
+			CreatedAt: now, NextAttemptAt: now}
+		if err := h.store.Enqueue(m, []byte("Subject: s\r\n\r\nhi\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		h.sched.Kick()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.fake.count() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // poll with a deadline
+		}
+		h.fake.mu.Lock()
+		if len(h.fake.bodies) != 1 {
+			t.Fatalf("shaper adding %q: %d sends", tc.add, len(h.fake.bodies))
+		}
+		if got := h.fake.bodies[0]; !bytes.Equal(got, []byte(tc.want)) {
+			t.Errorf("shaper adding %q: provider got %q, want %q", tc.add, got, tc.want)
+		}
+		h.fake.mu.Unlock()
+	}
+}

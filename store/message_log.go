@@ -336,7 +336,7 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 	}
 	err = s.update(func(tx *bolt.Tx) error {
 		for _, id := range ids {
-			if err := tx.Bucket(bBodies).Delete([]byte(id)); err != nil {
+			if err := deleteBody(tx, id); err != nil {
 				return err
 			}
 		}

@@ -217,7 +217,7 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) ([]byte, error) {
 		return nil, err
 	}
 	if !m.Spooled && m.State != StateDone {
-		if err := tx.Bucket(bBodies).Put([]byte(m.ID), body); err != nil {
+		if err := putBody(tx, m.ID, body); err != nil {
 			return nil, err
 		}
 	}
@@ -296,7 +296,7 @@ func (s *Store) Body(id string) ([]byte, error) {
 // become resident in this process.
 func (s *Store) readInline(id string, buf func(n int) []byte) error {
 	return s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bBodies).Get([]byte(id))
+		v := getBody(tx, id)
 		if v == nil {
 			return ErrNotFound
 		}

@@ -128,7 +128,7 @@ func (s *Store) syncSpoolDir() error {
 // dropBody deletes a finished message's body wherever it is: the bbolt
 // value in the same transaction, the spool file after the commit.
 func (s *Store) dropBody(tx *bolt.Tx, m *Message, after *[]func()) error {
-	if err := tx.Bucket(bBodies).Delete([]byte(m.ID)); err != nil {
+	if err := deleteBody(tx, m.ID); err != nil {
 		return err
 	}
 	if m.Spooled {
