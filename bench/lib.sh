@@ -219,9 +219,8 @@ start_smtpmux() {
 	SMX_DIR=$WORK/${SMX_NAME:-smtpmux}
 	local smx=$SMX_DIR
 	mkdir -p "$smx/data"
-	local bin=${SMTPMUX_BIN:-$BIN/smtpmux} # SMTPMUX_BIN: a prebuilt binary (bench/mover.sh's revisions)
-	if [[ -z ${SMTPMUX_BIN:-} ]] && { [[ ! -d $REPO/cmd/smtpmux ]] ||
-		! (cd "$REPO" && go build -o "$BIN/smtpmux" ./cmd/smtpmux) >"$WORK/smtpmux-build.log" 2>&1; }; then
+	if [[ ! -d $REPO/cmd/smtpmux ]] ||
+		! (cd "$REPO" && go build -o "$BIN/smtpmux" ./cmd/smtpmux) >"$WORK/smtpmux-build.log" 2>&1; then
 		log "smtpmux: ./cmd/smtpmux does not build: $(head -3 "$WORK/smtpmux-build.log" 2>/dev/null)"
 		SKIP="./cmd/smtpmux does not build yet"
 		return 1
@@ -248,7 +247,7 @@ start_smtpmux() {
 		sends_per_minute = 100000000
 		${SMTPMUX_EXTRA:-}
 	EOF
-	(cd "$smx" && exec "$bin" serve --config "$smx/smtpmux.toml") >"$smx/smtpmux.log" 2>&1 &
+	(cd "$smx" && exec "$BIN/smtpmux" serve --config "$smx/smtpmux.toml") >"$smx/smtpmux.log" 2>&1 &
 	SMX_PID=$!
 	if ! wait_port "$SMTPMUX_HTTP_PORT" 30 || ! wait_port "$SMTPMUX_PORT" 10; then
 		log "smtpmux: did not start: $(tail -5 "$smx/smtpmux.log")"

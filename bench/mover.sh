@@ -1,38 +1,31 @@
 #!/usr/bin/env bash
 # bench/mover.sh — issue 18's "a retention sweep never costs acceptance more
-# than 10 % of throughput or p99", end to end: what writing the history
-# (the finished messages' day files, which make retention a file drop:
-# docs/flow.md) costs the real daemon's acceptance under a sustained
-# saturating load, measured against builds of other revisions.
+# than 10 % of throughput or p99", end to end: what the history mover (the
+# step that makes retention a file drop, docs/flow.md) costs the real
+# daemon's acceptance under a sustained saturating load.
 #
-# VARIANTS is a list of name=rev[=move_after]: each is a build of git
-# revision rev of this repository (HEAD: the working tree as committed)
-# run with, when given, `[retention] move_after` (revisions ce7c6cd to the
-# one before the history flusher had it: how long finished mail stayed in
-# the main file before the mover took it; 1h keeps the mover idle for the
-# whole run — the history deferred, the baseline). The default compares
-# this tree with that baseline and with the old mover:
-#
-#	flush=HEAD  deferred=f09382a=1h  mover=f09382a=1m
-#
-# Each round runs every variant once, on a fresh daemon and sink, in turn
-# (the order rotating by round). The driver sends N messages of SIZE bytes
-# over C sessions (STARTTLS + AUTH, as bench/run.sh) and reports each
-# INTERVAL's acceptances (smtpload -interval); /metrics is sampled as often
-# for the history backlog. Runs are compared over the windows from FROM_S
-# seconds on (default 90: a minute-delayed mover has been at work for half
-# a minute) up to the last full window: accepted/s (mean) and the median of
-# the windows' p99. One JSON line per run and a summary per variant, with
-# its cost against the first variant named `deferred` (if any).
+# Each pair runs the same load twice on a fresh daemon and sink: `mover`
+# with the default `[retention] move_after = "1m"` (the mover starts taking
+# delivered messages to their day files a minute in and works for the
+# rest of the run), and `control` with move_after = "1h" (the mover never
+# starts during the run). The driver sends N messages of SIZE bytes over C
+# sessions (STARTTLS + AUTH, as bench/run.sh) and reports each INTERVAL's
+# acceptances (smtpload -interval); /metrics is sampled at the same pace
+# for the mover's backlog. The comparison is over the windows from FROM_S
+# seconds on (default 90: the mover has work and has been at it for half a
+# minute) up to the last full window: accepted/s (mean) and the median
+# of the windows' p99, mover against control. Pairs alternate which goes
+# first. One JSON line per run and a summary line on stdout.
 set -euo pipefail
 
 N=${N:-300000}
 SIZE=${SIZE:-2048}
 C=${C:-20}
-ROUNDS=${ROUNDS:-1}
+PAIRS=${PAIRS:-1}
 INTERVAL=${INTERVAL:-10}              # seconds per window
 FROM_S=${FROM_S:-90}                  # first window compared
-VARIANTS=${VARIANTS:-"flush=HEAD deferred=08e4afb=1h mover=08e4afb=1m"}
+MOVE_AFTER=${MOVE_AFTER:-1m}
+CONTROL_MOVE_AFTER=${CONTROL_MOVE_AFTER:-1h}
 SINK_PORT=${SINK_PORT:-12525}
 SINK_STATUS_PORT=${SINK_STATUS_PORT:-12580}
 SMTPMUX_PORT=${SMTPMUX_PORT:-10587}
@@ -45,20 +38,7 @@ WARMUP=0 WAIT_TIMEOUT=0
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SAMPLER_PID=""
-cleanup_extra() {
-	[[ -z $SAMPLER_PID ]] || stop_pid "$SAMPLER_PID"
-	git -C "$REPO" worktree prune 2>/dev/null || true
-}
-
-# build_rev REV: the daemon built from REV into $BIN/smtpmux-REV.
-build_rev() {
-	local rev=$1 src=$WORK/src-$1
-	[[ -x $BIN/smtpmux-$rev ]] && return 0
-	log "building smtpmux at $rev"
-	git -C "$REPO" worktree add -q --detach "$src" "$rev" || die "no revision $rev"
-	(cd "$src" && go build -o "$BIN/smtpmux-$rev" ./cmd/smtpmux) >"$WORK/build-$rev.log" 2>&1 || die "$rev does not build: $(head -3 "$WORK/build-$rev.log")"
-	git -C "$REPO" worktree remove --force "$src"
-}
+cleanup_extra() { [[ -z $SAMPLER_PID ]] || stop_pid "$SAMPLER_PID"; }
 
 # sample_backlog OUT: every INTERVAL seconds, one line "seconds backlog".
 sample_backlog() {
@@ -72,35 +52,32 @@ sample_backlog() {
 	done >"$1"
 }
 
-# one_run NAME REV MOVE_AFTER ROUND: a fresh sink and daemon, the load, one
-# JSON line.
+# one_run VARIANT MOVE_AFTER: a fresh sink and daemon, the load, one JSON line.
 one_run() {
-	local name=$1 rev=$2 after=$3 round=$4 load backlog
+	local variant=$1 after=$2 load backlog
 	start_sink
-	SMX_NAME=smtpmux-$name-$round
-	SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n' "$SMTPMUX_METRICS_PORT")
-	[[ -z $after ]] || SMTPMUX_EXTRA+=$(printf '\n[retention]\nmove_after = "%s"\n' "$after")
-	if ! SMTPMUX_BIN=$BIN/smtpmux-$rev start_smtpmux || ! setup_smtpmux_relay; then
-		die "smtpmux ($name) did not start: $SKIP"
+	SMX_NAME=smtpmux-$variant
+	SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n[retention]\nmove_after = "%s"\n' "$SMTPMUX_METRICS_PORT" "$after")
+	if ! start_smtpmux || ! setup_smtpmux_relay; then
+		die "smtpmux did not start: $SKIP"
 	fi
 	smtpmux_driver_flags
-	sample_backlog "$WORK/backlog-$name-$round.txt" &
+	sample_backlog "$WORK/backlog-$variant.txt" &
 	SAMPLER_PID=$!
-	log "$name (round $round): $rev${after:+, move_after=$after}, $N × $SIZE B over $C sessions"
-	job "$WORK/load-$name-$round.json" timeout "$DRIVER_TIMEOUT" "$BIN/smtpload" -n "$N" -size "$SIZE" -c "$C" \
-		-interval "${INTERVAL}s" -run "mover-$name-$round-$$" "${SMX_FLAGS[@]}" 2>>"$WORK/driver.log"
+	log "$variant: $N × $SIZE B over $C sessions, move_after=$after"
+	job "$WORK/load-$variant.json" timeout "$DRIVER_TIMEOUT" "$BIN/smtpload" -n "$N" -size "$SIZE" -c "$C" \
+		-interval "${INTERVAL}s" -run "mover-$variant-$$" "${SMX_FLAGS[@]}" 2>>"$WORK/driver.log"
 	stop_pid "$SAMPLER_PID"
 	SAMPLER_PID=""
 	stop_smtpmux
 	stop_pid "$SINK_PID"
 	SINK_PID=""
-	load=$(cat "$WORK/load-$name-$round.json")
-	[[ -n $load ]] || die "$name: the driver timed out or crashed"
-	backlog=$(awk '{printf "%s[%s,%s]", (NR > 1 ? "," : ""), $1, ($2 == "?" ? "null" : $2)}' "$WORK/backlog-$name-$round.txt")
-	jq -c --arg v "$name" --arg rev "$rev" --arg after "$after" --argjson round "$round" --argjson from "$FROM_S" \
-		--argjson iv "$INTERVAL" --argjson backlog "[$backlog]" '
+	load=$(cat "$WORK/load-$variant.json")
+	[[ -n $load ]] || die "$variant: the driver timed out or crashed"
+	backlog=$(awk '{printf "%s[%s,%s]", (NR > 1 ? "," : ""), $1, ($2 == "?" ? "null" : $2)}' "$WORK/backlog-$variant.txt")
+	jq -c --arg v "$variant" --arg after "$after" --argjson from "$FROM_S" --argjson iv "$INTERVAL" --argjson backlog "[$backlog]" '
 		. as $r | ([.windows[] | select(.start_s >= $from and .start_s + $iv <= ($r.elapsed_s | floor))]) as $w |
-		{variant: $v, rev: $rev, move_after: $after, round: $round, sent, failed, accepted_per_s, p99_ms, elapsed_s,
+		{variant: $v, move_after: $after, sent, failed, accepted_per_s, p99_ms, elapsed_s,
 		 compared_windows: ($w | length),
 		 window_accepted_per_s: (if ($w | length) > 0 then ([$w[].accepted_per_s] | add / length) else null end),
 		 window_p99_ms: (if ($w | length) > 0 then ([$w[].p99_ms] | sort | .[length / 2 | floor]) else null end),
@@ -110,23 +87,22 @@ one_run() {
 
 require_tools
 build_harness
-read -r -a specs <<<"$VARIANTS"
-for spec in "${specs[@]}"; do
-	IFS== read -r _ rev _ <<<"$spec"
-	build_rev "$rev"
-done
-log "N=$N SIZE=$SIZE C=$C ROUNDS=$ROUNDS INTERVAL=${INTERVAL}s FROM_S=$FROM_S VARIANTS=$VARIANTS, $(nproc) cores, work dir $WORK"
-for ((r = 1; r <= ROUNDS; r++)); do
-	for ((i = 0; i < ${#specs[@]}; i++)); do
-		IFS== read -r name rev after <<<"${specs[(i + r - 1) % ${#specs[@]}]}"
-		one_run "$name" "$rev" "${after:-}" "$r"
-	done
+log "N=$N SIZE=$SIZE C=$C PAIRS=$PAIRS INTERVAL=${INTERVAL}s FROM_S=$FROM_S, $(nproc) cores, work dir $WORK"
+for ((p = 1; p <= PAIRS; p++)); do
+	if ((p % 2)); then
+		one_run mover "$MOVE_AFTER"
+		one_run control "$CONTROL_MOVE_AFTER"
+	else
+		one_run control "$CONTROL_MOVE_AFTER"
+		one_run mover "$MOVE_AFTER"
+	fi
 done
 jq -sc '
-	def med: map(select(. != null)) | sort | if length > 0 then .[length / 2 | floor] else null end;
-	(group_by(.variant) | map({variant: .[0].variant, rev: .[0].rev, move_after: .[0].move_after, runs: length,
-		accepted_per_s: ([.[].window_accepted_per_s] | med), p99_ms: ([.[].window_p99_ms] | med),
-		backlog_end: [.[].backlog[-1][1]]})) as $vs |
-	($vs | map(select(.variant == "deferred")) | first) as $base |
-	$vs[] | . + (if $base == null or .variant == "deferred" or .accepted_per_s == null or $base.accepted_per_s == null then {} else
-		{throughput_cost: (1 - .accepted_per_s / $base.accepted_per_s), p99_cost: (.p99_ms / $base.p99_ms - 1)} end)' "$RUNLOG"
+	def med: map(select(. != null)) | sort | .[length / 2 | floor];
+	(map(select(.variant == "mover"))) as $m | (map(select(.variant == "control"))) as $c |
+	{system: "smtpmux-mover", pairs: ($m | length),
+	 mover_accepted_per_s: ([$m[].window_accepted_per_s] | med), control_accepted_per_s: ([$c[].window_accepted_per_s] | med),
+	 mover_p99_ms: ([$m[].window_p99_ms] | med), control_p99_ms: ([$c[].window_p99_ms] | med),
+	 throughput_cost: (1 - ([$m[].window_accepted_per_s] | med) / ([$c[].window_accepted_per_s] | med)),
+	 p99_cost: (([$m[].window_p99_ms] | med) / ([$c[].window_p99_ms] | med) - 1),
+	 mover_backlog_end: [$m[].backlog[-1][1]]}' "$RUNLOG"

@@ -82,15 +82,7 @@ func newHarnessSched(t *testing.T, mutate func(*Config), sched func(*SchedulerCo
 // scheduler's and the server's) read from now (nil: the real one).
 func newHarnessClock(t testing.TB, mutate func(*Config), sched func(*SchedulerConfig), now func() time.Time) *harness {
 	t.Helper()
-	var opts []store.Option
-	if now != nil {
-		// A fake clock's creation times are days from the message IDs'
-		// (the real clock's), and a record in a day file is found by
-		// its ID's day: the finished messages stay in the main file
-		// (journaled for the flusher), where reads find them by ID.
-		opts = append(opts, store.WithoutHistoryMover())
-	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second, opts...)
+	st, err := store.Open(filepath.Join(t.TempDir(), "relay.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

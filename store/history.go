@@ -1,15 +1,15 @@
 package store
 
 // Finished messages in day files (issue 18): a finished message's record,
-// with its team, status and provider index keys and its counters, goes
+// with its team, status and provider index keys and its counters, moves
 // from the main file to a bbolt file of the UTC day it was created on,
-// <data>/history/2026-12-07.db, as it finishes (history_flush.go; the
-// mover, history_move.go, for what is written again later). Retention closes and
+// <data>/history/2026-12-07.db (history_move.go). Retention closes and
 // unlinks whole day files (DropHistory): O(1) per day, no per-message
 // deletes competing with acceptance, and the space goes back to the
 // filesystem at once. Reads open only the days their window covers
 // (history_read.go). The queue, bodies and state of record stay in the
-// main file, which stays as small as the queue.
+// main file, which stays as small as the queue plus the last minutes of
+// finished mail.
 //
 // A day file has the main file's bucket names and key shapes for what it
 // holds (bMessages, bMsgByTeam, bMsgByFilter, bMsgCounts), so the index and
@@ -84,10 +84,6 @@ type dayFile struct {
 	used uint64
 	// maxUpdated caches keyMaxUpdated (0: not read yet).
 	maxUpdated int64
-	// mapDropped is when writeDays last dropped the file's resident
-	// pages (read and written under history.pause, which every writer
-	// of day files holds).
-	mapDropped time.Time
 }
 
 func openHistory(dir string) (*history, error) {

@@ -2,13 +2,9 @@ package store
 
 // Moving finished messages from the main file to their day file, and back
 // when one must change again (a bounce or complaint arriving late, a
-// failure report). A message that finishes goes to its day file at once
-// through the flusher (history_flush.go); the mover takes what its list
-// holds: messages written again after they moved (restored), written
-// finished at once (every recipient suppressed), loaded in bulk, or left
-// in the main file by an earlier version. Two files cannot commit
-// together, so each direction is three steps, each idempotent, with a
-// journal entry in the main file that says which step a record is between:
+// failure report). Two files cannot commit together, so each direction is
+// three steps, each idempotent, with a journal entry in the main file that
+// says which step a record is between:
 //
 //	move:    main: journal 'm'  →  day: put  →  main: delete, journal cleared
 //	restore: main: put, journal 'r'  →  day: delete  →  main: journal cleared
@@ -41,10 +37,9 @@ var (
 )
 
 const (
-	// historyMoveDelay is how long a message on the mover's list stays
-	// in the main file: a restored one that got a late write (the first
-	// of a DSN's recipients, say) may get more soon, and finds itself
-	// there without another restore.
+	// historyMoveDelay is how long a finished message stays in the main
+	// file: most late changes (a DSN a few seconds after the reply, a
+	// failure report) find it there and need no restore.
 	historyMoveDelay = time.Minute
 	// historyMoveBatch is how many records one move step takes: one
 	// journal commit and one day-file commit for all of them, then the
@@ -54,18 +49,14 @@ const (
 	historyMoveBatch = 1024
 )
 
-// dayMapDropEvery is how often writeDays drops a day file's resident
-// pages at most.
-const dayMapDropEvery = time.Second
-
 // historyDeleteChunk is how many records one main-file commit of a move
 // step deletes (a variable for the crash tests).
 var historyDeleteChunk = 256
 
 // historyStepHook, when set (tests only), runs between the day-file step
-// and the main-file step of a move ("moved"), a restore ("restored") or a
-// flush ("flushed", history_flush.go), and between two main-file delete
-// chunks of a move ("deleted"); an error stops there, as a crash would.
+// and the main-file step of a move ("moved") or a restore ("restored"), and
+// between two main-file delete chunks of a move ("deleted"); an error stops
+// there, as a crash would.
 var historyStepHook func(step string) error
 
 func finishedKey(at time.Time, id string) []byte {
@@ -152,10 +143,9 @@ func addDayCount(tx *bolt.Tx, d int64) error {
 
 // moving is one record of a move step.
 type moving struct {
-	key  []byte // its bFinished key
-	raw  []byte // the record as copied
-	m    Message
-	kind byte // its journal entry's kind (the flusher's)
+	key []byte // its bFinished key
+	raw []byte // the record as copied
+	m   Message
 }
 
 // writeDays puts each record in its day file (one commit per day).
@@ -185,14 +175,8 @@ func (s *Store) writeDays(ms []*moving) error {
 			// The pages this step faulted into the day file's map would
 			// stay resident (the process's RSS) until the file is
 			// closed: nothing reads them again soon, and the committer's
-			// trim (trimMapped) drops only the main file's map. At most
-			// once a second: the flusher writes a few records many times
-			// a second, each time to the same last pages, which a drop
-			// after each would fault in again.
-			if now := time.Now(); now.Sub(d.mapDropped) >= dayMapDropEvery {
-				d.mapDropped = now
-				d.db.View(func(tx *bolt.Tx) error { dropMap(tx); return nil })
-			}
+			// trim (trimMapped) drops only the main file's map.
+			d.db.View(func(tx *bolt.Tx) error { dropMap(tx); return nil })
 		}
 		s.hist.release(d)
 		if err != nil {
@@ -233,7 +217,7 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	seen := map[string]bool{}
 	end := uint64(cutoff.UnixNano())
 	err = s.view(func(tx *bolt.Tx) error {
-		c, msgs, journal := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages), tx.Bucket(bHistJournal)
+		c, msgs := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages)
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) >= 8 && len(ms)+len(stale) == 0 {
 				s.moverOldest.Store(int64(binary.BigEndian.Uint64(k[:8])))
@@ -256,10 +240,7 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 			// queued again) is stale too: moving it twice in one step
 			// would find it gone from the main file the second time and
 			// take that for a deletion.
-			// Journaled for the flusher (history_flush.go): finished
-			// again after it was listed, the flusher's now. (Not a
-			// restore's 'r': that record stays on this list.)
-			if raw == nil || m.State != StateDone || seen[m.ID] || flushersRecord(journal.Get(k[8:])) {
+			if raw == nil || m.State != StateDone || seen[m.ID] {
 				stale = append(stale, bytes.Clone(k))
 				continue
 			}
@@ -330,13 +311,8 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	err = s.undoDays(changed)
 	if err == nil {
 		err = s.update(func(tx *bolt.Tx) error {
-			j := tx.Bucket(bHistJournal)
 			for _, mv := range changed {
-				// Unless finished again meanwhile: the flusher's entry.
-				if v := j.Get([]byte(mv.m.ID)); len(v) == 1 && v[0] != 'm' {
-					continue
-				}
-				if err := j.Delete([]byte(mv.m.ID)); err != nil {
+				if err := tx.Bucket(bHistJournal).Delete([]byte(mv.m.ID)); err != nil {
 					return err
 				}
 			}
@@ -502,9 +478,6 @@ func (s *Store) recoverHistory() error {
 			e := &entry{id: string(k), kind: 'm'}
 			if len(v) == 1 {
 				e.kind = v[0]
-			}
-			if e.kind == journalFinished || e.kind == journalUnfinished {
-				return nil // the flusher's, after this (Open)
 			}
 			if raw := msgs.Get(k); raw != nil {
 				e.raw = bytes.Clone(raw)

@@ -32,9 +32,7 @@ func historyBacklog(tx *bolt.Tx) (n int, oldest time.Time) {
 	if k, _ := c.First(); len(k) >= 8 {
 		oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC()
 	}
-	// With the records journaled for the flusher (history_flush.go),
-	// which are usually gone within milliseconds.
-	return tx.Bucket(bFinished).Stats().KeyN + tx.Bucket(bHistJournal).Stats().KeyN, oldest
+	return tx.Bucket(bFinished).Stats().KeyN, oldest
 }
 
 // The mover's pacing. Moving a message costs the main file about as much

@@ -82,14 +82,6 @@ func (s *Store) readCounts(teamID, kind, mid string, from, to time.Time, fn func
 	add := func(at time.Time, rest []byte, n int64) { sums[countSpan{at: at, rest: string(rest)}] += n }
 	read := func(tx *bolt.Tx) error {
 		pending := pendingCounts(tx, teamID)
-		if isMainTx(tx) {
-			// Finished and on their way to their day files
-			// (history_flush.go): counted here until they are there.
-			var err error
-			if pending, err = journaledCounts(tx, teamID, pending); err != nil {
-				return err
-			}
-		}
 		forCounts := func(tx *bolt.Tx, prefix string, from, to time.Time, fn func(time.Time, []byte, int64)) {
 			forCounts(tx, pending, prefix, from, to, fn)
 		}
@@ -185,7 +177,7 @@ type walkEntry struct {
 // walkSource is one index's cursor in a chunk: keys prefix ‖ message id
 // in [lower, upper), those match (when set) takes.
 type walkSource struct {
-	c                    kvCursor
+	c                    *bolt.Cursor
 	msgs                 *bolt.Bucket
 	prefix, lower, upper []byte
 	match                func(v []byte) bool
@@ -288,8 +280,8 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 		txs = append(txs, tx)
 	}
 	srcs := make([]*walkSource, 0, len(txs)+1)
-	add := func(tx *bolt.Tx, c kvCursor, prefix []byte, match func([]byte) bool) {
-		src := &walkSource{c: c, msgs: tx.Bucket(bMessages), prefix: prefix, match: match,
+	add := func(tx *bolt.Tx, bucket, prefix []byte, match func([]byte) bool) {
+		src := &walkSource{c: tx.Bucket(bucket).Cursor(), msgs: tx.Bucket(bMessages), prefix: prefix, match: match,
 			lower: append(bytes.Clone(prefix), lo...), upper: append(bytes.Clone(prefix), hi...)}
 		if hi == "" {
 			// Prefixes end in 0x00: the same with 0x01 is just past them.
@@ -308,21 +300,9 @@ func (s *Store) walkChunk(w *idxWalk) (out []walkEntry, done bool, err error) {
 		srcs = append(srcs, src)
 	}
 	for i, tx := range txs {
-		add(tx, tx.Bucket(w.bucket).Cursor(), w.prefix, nil)
-		if i != 0 || !isMainTx(tx) {
-			continue
-		}
-		if w.provider != "" {
-			add(tx, tx.Bucket(bMsgByTeam).Cursor(), teamIndexKey(w.team, ""), func(v []byte) bool { return namesProvider(v, w.provider) })
-		}
-		// Finished and on their way to their day files
-		// (history_flush.go): indexed nowhere until they are there.
-		jc, err := journaledIndex(tx, w.bucket, w.prefix)
-		if err != nil {
-			return nil, false, err
-		}
-		if len(jc.keys) > 0 {
-			add(tx, jc, w.prefix, nil)
+		add(tx, w.bucket, w.prefix, nil)
+		if i == 0 && w.provider != "" && isMainTx(tx) {
+			add(tx, bMsgByTeam, teamIndexKey(w.team, ""), func(v []byte) bool { return namesProvider(v, w.provider) })
 		}
 	}
 	limit := min(scanChunk, 64<<min(w.chunks, 3))

@@ -117,18 +117,12 @@ func fileState(t *testing.T, tx *bolt.Tx) (recs map[string]bool, consistent bool
 	t.Helper()
 	recs = map[string]bool{}
 	wantIdx, want := map[string]bool{}, map[string]int64{}
-	journal := tx.Bucket(bHistJournal) // nil in a day file
 	tx.Bucket(bMessages).ForEach(func(k, v []byte) error {
 		var m Message
 		if err := jsonUnmarshal(v, &m); err != nil {
 			t.Fatal(err)
 		}
 		recs[m.ID] = true
-		if journal != nil {
-			if j := journal.Get(k); len(j) == 1 && j[0] == journalFinished {
-				return nil // on its way to its day file: indexed nowhere yet
-			}
-		}
 		wantIdx[string(teamIndexKey(m.TeamID, m.ID))] = true
 		for k := range filterKeys(&m) {
 			wantIdx[k] = true
@@ -210,9 +204,8 @@ func mainIDs(s *Store) (ids []string, done int) {
 // TestHistoryReadsAcrossDayFiles: every history read (the log walks with
 // each filter, cursor pages and bounded resumes, both directions, the
 // counters of windows with and without whole hours, records by ID) gives
-// the same answer with every finished message in the main file (journaled
-// for the flusher, or on the mover's list), with part of them moved to
-// their day files, and with all of them moved, including
+// the same answer with every finished message in the main file, with part
+// of them moved to their day files, and with all of them moved, including
 // messages whose ID and creation time are on two sides of a midnight.
 func TestHistoryReadsAcrossDayFiles(t *testing.T) {
 	s, _ := openTest(t)
@@ -228,13 +221,7 @@ func TestHistoryReadsAcrossDayFiles(t *testing.T) {
 	if got := histSnapshot(t, s, teams, ids); got != before {
 		t.Fatalf("with part of the history moved, the reads differ:\n%s", firstDiff(before, got))
 	}
-	// The finished messages are journaled for their day files
-	// (history_flush.go) or, loaded in bulk, on the mover's list: the
-	// reads above took the journaled ones from the journal.
 	moveAll(t, s, histNow.Add(time.Hour), 50)
-	if err := s.FlushHistory(); err != nil {
-		t.Fatal(err)
-	}
 	inMain, inDays := checkFiles(t, s)
 	if _, left := mainIDs(s); left != 0 || inDays != done || inMain != len(ids)-done {
 		t.Fatalf("after moving all: %d finished left in main, %d in day files (want %d), %d in main", left, inDays, done, inMain)
@@ -281,7 +268,6 @@ func TestHistoryMoveCrashIsIdempotent(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			s, path := openTest(t)
 			teams := historyFixture(t, s, histNow)
-			asLegacyFinished(t, s) // the mover's records (history_flush_test.go has the flusher's crashes)
 			ids, _ := mainIDs(s)
 			before := histSnapshot(t, s, teams, ids)
 			crash := errors.New("crash")
@@ -455,7 +441,6 @@ func TestDropHistory(t *testing.T) {
 func TestMigrateFinishedList(t *testing.T) {
 	s, path := openTest(t)
 	teams := historyFixture(t, s, histNow)
-	asLegacyFinished(t, s) // a version 7 file: finished messages in the main file
 	ids, done := mainIDs(s)
 	before := histSnapshot(t, s, teams, ids)
 	s.Close()

@@ -255,9 +255,7 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 				continue // already gone
 			}
 			// Re-checked inside the write: the read above is a snapshot.
-			// A journaled record is a two-file step's (history_flush.go,
-			// history_move.go): not indexed here as this delete assumes.
-			if m.State != StateDone || !m.UpdatedAt.Before(cutoff) || tx.Bucket(bHistJournal).Get([]byte(id)) != nil {
+			if m.State != StateDone || !m.UpdatedAt.Before(cutoff) {
 				continue
 			}
 			if err := s.dropBody(tx, &m, &o.after); err != nil {

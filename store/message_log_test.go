@@ -34,9 +34,6 @@ func finished(t *testing.T, s *Store, team string, created, done time.Time) *Mes
 	if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bBodies).Put([]byte(m.ID), []byte("left")) }); err != nil {
 		t.Fatal(err)
 	}
-	// The main file's sweep is for finished messages an earlier version
-	// left there (they now go to their day files: history_flush.go).
-	asLegacyFinished(t, s)
 	return got
 }
 

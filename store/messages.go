@@ -358,7 +358,6 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		oldCounts, oldKeys, oldUp := countKeys(&m), indexKeys(&m), upstreamIDs(&m)
 		defer oldCounts.release()
 		defer oldKeys.release()
-		journaled := tx.Bucket(bHistJournal).Get([]byte(id))
 		marks := markFeedback(&m)
 		if err := fn(&m); err != nil {
 			return err
@@ -366,15 +365,13 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		if err := applyFeedback(tx, marks, &m, s.softLimit); err != nil {
 			return err
 		}
-		// The index keys and counters: moved to the new version's, or,
-		// for a message finishing now, dropped from the main file with
-		// the record journaled for its day file (history_flush.go).
-		toDay, err := reindexHistory(tx, &m, oldState, journaled, oldKeys, oldCounts)
-		if err != nil {
+		newCounts := countKeys(&m)
+		defer newCounts.release()
+		if err := moveCountKeys(tx, oldCounts, newCounts); err != nil {
 			return err
 		}
-		if toDay {
-			o.after = append(o.after, s.kickFlusher)
+		if err := moveIndexKeys(tx, m.TeamID, m.ID, oldKeys, &m); err != nil {
+			return err
 		}
 		if err := syncUpstreamIDs(tx, oldUp, &m); err != nil {
 			return err
@@ -385,6 +382,11 @@ func (s *Store) updateMain(id string, fn func(*Message) error, also func(*bolt.T
 		}
 		if err := reindex(tx, id, oldState, oldDue, m.State, due); err != nil {
 			return err
+		}
+		if m.State == StateDone && oldState != StateDone {
+			if err := markFinished(tx, &m); err != nil {
+				return err
+			}
 		}
 		if err := syncWaiting(tx, &m, wasWaiting, due); err != nil {
 			return err

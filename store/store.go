@@ -108,10 +108,6 @@ type Store struct {
 	// history_pace.go). moverOldest is the finish time (unix nanos) of
 	// the oldest message the mover last saw waiting, 0 for none.
 	foreignWrites, moverOldest atomic.Int64
-	// flushMu serializes flushes (history_flush.go); flushKick wakes
-	// the flusher.
-	flushMu   sync.Mutex
-	flushKick chan struct{}
 }
 
 type op struct {
@@ -143,6 +139,16 @@ type openOptions struct {
 	// noMover leaves finished messages in the main file (package tests
 	// that drive MoveHistory themselves).
 	noMover bool
+	// moveAfter is the mover's delay (histDelay); 0: historyMoveDelay.
+	moveAfter time.Duration
+}
+
+// WithHistoryMoveAfter sets how long a finished message stays in the main
+// file before the mover takes it to its day file (default
+// historyMoveDelay): longer keeps more late changes (bounces, complaints)
+// from needing a restore, at the cost of a larger main file.
+func WithHistoryMoveAfter(d time.Duration) Option {
+	return func(o *openOptions) { o.moveAfter = d }
 }
 
 // WithoutHistoryMover leaves finished messages in the main file until the
@@ -199,7 +205,10 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, ops: make(chan *op, maxBatch), quit: make(chan struct{}), spoolDir: spool, softLimit: o.softLimit,
-		hist: hist, histDelay: historyMoveDelay, log: o.log, flushKick: make(chan struct{}, 1)}
+		hist: hist, histDelay: historyMoveDelay, log: o.log}
+	if o.moveAfter > 0 {
+		s.histDelay = o.moveAfter
+	}
 	if f, err := os.Open(path); err == nil {
 		s.file = f // its own descriptor: closing it leaves bbolt's flock alone
 	}
@@ -215,15 +224,11 @@ func Open(path string, timeout time.Duration, opts ...Option) (*Store, error) {
 		s.log.Error("finishing an interrupted history move failed; the mover retries it", "err", err)
 		s.recoverPending.Store(true)
 	}
-	if err := s.FlushHistory(); err != nil {
-		s.log.Error("writing finished messages to the history files failed; the flusher retries", "err", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopMover = cancel
 	if !o.noMover && moverAtOpen {
-		s.moverGroup.Add(2)
+		s.moverGroup.Add(1)
 		go s.runMover(ctx)
-		go s.runFlusher(ctx)
 	}
 	return s, nil
 }

@@ -170,19 +170,12 @@ func unindexMessage(tx *bolt.Tx, m *Message) error {
 	keys, counts := indexKeys(m), countKeys(m)
 	defer keys.release()
 	defer counts.release()
-	return dropIndexKeys(tx, m.TeamID, m.ID, keys, counts)
-}
-
-// dropIndexKeys removes message id of teamID, whose index keys and
-// counter contributions are keys and counts, from the team index, the
-// filter index and the counters.
-func dropIndexKeys(tx *bolt.Tx, teamID, id string, keys, counts *histKeys) error {
 	// Before the team index key goes: its value says whether the record
 	// has provider keys of an earlier version to delete.
-	if err := moveIndexKeys(tx, teamID, id, keys, nil); err != nil {
+	if err := moveIndexKeys(tx, m.TeamID, m.ID, keys, nil); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(teamID, id)); err != nil {
+	if err := tx.Bucket(bMsgByTeam).Delete(teamIndexKey(m.TeamID, m.ID)); err != nil {
 		return err
 	}
 	return moveCountKeys(tx, counts, nil)

@@ -130,12 +130,6 @@ func TestTeamHistoryFollowsRecords(t *testing.T) {
 	s, _ := openTest(t)
 	now := time.Now().UTC()
 	historyFixture(t, s, now)
-	// The finished messages journaled for their day files are in the
-	// main file unindexed until the flush; then each file is consistent.
-	if err := s.FlushHistory(); err != nil {
-		t.Fatal(err)
-	}
-	checkFiles(t, s)
 	wantIdx, gotIdx, want, got := recount(t, s)
 	if n, _ := s.messageCount(); n == 0 || n == 350 {
 		t.Fatalf("%d messages left: the fixture should have swept some", len(wantIdx))
@@ -242,7 +236,6 @@ func TestTeamHistoryReads(t *testing.T) {
 func TestMigrateTeamHistory(t *testing.T) {
 	s, path := openTest(t)
 	historyFixture(t, s, time.Now().UTC())
-	asLegacyFinished(t, s) // a version 5 file: finished messages in the main file
 	_, _, want, _ := recount(t, s)
 	s.Close()
 	rawUpdate(t, path, func(tx *bolt.Tx) error {

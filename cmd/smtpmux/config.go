@@ -115,8 +115,9 @@ type fileConfig struct {
 	} `toml:"dashboard"`
 
 	Retention struct {
-		Body string `toml:"body"`
-		Log  string `toml:"log"`
+		Body      string `toml:"body"`
+		Log       string `toml:"log"`
+		MoveAfter string `toml:"move_after"`
 	} `toml:"retention"`
 
 	Webhooks struct {
@@ -161,6 +162,7 @@ type config struct {
 	retrySchedule    []time.Duration
 	bodyRetention    time.Duration
 	logRetention     time.Duration
+	moveAfter        time.Duration
 	attemptTimeout   time.Duration
 	shutdownGrace    time.Duration
 	recheckInterval  time.Duration
@@ -221,6 +223,7 @@ func defaults() fileConfig {
 	c.DNS.RecheckInterval = "6h"
 	c.Retention.Body = "72h"
 	c.Retention.Log = "30d"
+	c.Retention.MoveAfter = "1m"
 	c.Limits.ProvidersPerTeam = 200
 	c.Limits.SendsPerMinute = 1800
 	c.Keys.RotationGrace = "24h"
@@ -492,6 +495,13 @@ func (c *config) validateRest(fc *fileConfig) error {
 			return &configError{r.key, fmt.Sprintf("%q is not a positive duration like \"72h\" or \"30d\"", r.val)}
 		}
 		*r.dst = d
+	}
+	// The mover's delay: at least a second (the mover looks once a
+	// second), at most a day (the main file holds what waits).
+	if d, err := parseDays(fc.Retention.MoveAfter); err != nil || d < time.Second || d > 24*time.Hour {
+		return &configError{"retention.move_after", fmt.Sprintf("%q is not a duration from \"1s\" to \"24h\" like \"1m\"", fc.Retention.MoveAfter)}
+	} else {
+		c.moveAfter = d
 	}
 	if fc.Limits.SendsPerMinute < 1 {
 		return &configError{"limits.sends_per_minute", "must be at least 1"}

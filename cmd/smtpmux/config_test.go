@@ -21,7 +21,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.file.SMTP.MaxMessageBytes != d.SMTP.MaxMessageBytes || len(cfg.retrySchedule) != 3 ||
 		cfg.file.HTTP.Listen != "127.0.0.1:8025" || cfg.file.Managed.DailyLimit != 50 ||
 		cfg.file.SMTP.MaxConnsPerIP != d.SMTP.MaxConnsPerIP || cfg.file.SMTP.PreAuthTimeout != d.SMTP.PreAuthTimeout ||
-		cfg.file.SMTP.MaxJunkCommands != d.SMTP.MaxJunkCommands {
+		cfg.file.SMTP.MaxJunkCommands != d.SMTP.MaxJunkCommands || cfg.file.Retention != d.Retention {
 		t.Fatalf("example config differs from the defaults it documents: %+v", cfg.file)
 	}
 }
@@ -47,6 +47,12 @@ func TestCheckConfig(t *testing.T) {
 		{"huge message size", "[smtp]\nmax_message_bytes = 999999999999", "smtp.max_message_bytes"},
 		{"unknown backend", "[managed]\nbackend = \"carrier-pigeon\"", "managed.backend"},
 		{"zero rate limit", "[limits]\nsends_per_minute = 0", "limits.sends_per_minute"},
+		{"move delay in days", "[retention]\nmove_after = \"1d\"", ""},
+		{"move delay garbage", "[retention]\nmove_after = \"soon\"", "retention.move_after"},
+		{"move delay missing", "[retention]\nmove_after = \"\"", "retention.move_after"},
+		{"move delay too short", "[retention]\nmove_after = \"500ms\"", "retention.move_after"},
+		{"move delay too long", "[retention]\nmove_after = \"2d\"", "retention.move_after"},
+		{"move delay negative", "[retention]\nmove_after = \"-1m\"", "retention.move_after"},
 		{"syntax error", "[smtp\nlisten = 1", "line"},
 		{"insecure auth on loopback", "[smtp]\nallow_insecure_auth = true\nlisten = [\"127.0.0.1:2525\", \"[::1]:2525\", \"localhost:2526\"]", ""},
 		{"insecure auth on every interface", "[smtp]\nallow_insecure_auth = true\nlisten = [\"127.0.0.1:2525\", \"0.0.0.0:587\"]", "smtp.allow_insecure_auth"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
+	"github.com/smtpmux/smtpmux/internal/testpeer"
 	"github.com/smtpmux/smtpmux/store"
 )
 
@@ -84,3 +85,28 @@ func TestRetentionDropsHistoryFiles(t *testing.T) {
 }
 
 func utcDayName(t time.Time) string { return t.UTC().Format("2006-01-02") + ".db" }
+
+// TestMoveAfterSetsTheMoversDelay: with [retention] move_after = "1s" a
+// delivered message leaves the main file for its day file within seconds
+// (the history backlog gauge falls back to 0 and the day's file appears),
+// where the default minute keeps it in the main file (the backlog of 1 that
+// TestSystemdNotifyReadyzAndMetrics sees).
+func TestMoveAfterSetsTheMoversDelay(t *testing.T) {
+	up := testpeer.Start(t, testpeer.Options{})
+	d := newDaemon(t, map[string]string{"": "[retention]\nmove_after = \"1s\""})
+	_, key := d.setupRelay(map[string]any{"name": "up", "smtp_host": up.Host(), "smtp_port": up.Port(), "smtp_protocol": "none"})
+	c := d.client(key)
+	if _, err := sendOne(c, "a@example.com", []string{"b@example.net"}, msgBody("moved")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	up.WaitMessages(t, 1, 10*time.Second)
+	waitFor(t, 20*time.Second, "the delivered message to move to its day file", func() bool {
+		body := d.metrics()
+		if !strings.Contains(body, `outcome="sent"`) || metricValue(t, body, "smtpmux_history_backlog_messages") != 0 {
+			return false
+		}
+		days, _ := filepath.Glob(filepath.Join(d.dir, "data", "history", "*.db"))
+		return len(days) == 1
+	})
+}

@@ -56,18 +56,19 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 	c.Close()
 	up.WaitMessages(t, 1, 10*time.Second)
 	var body string
-	// The attempt's result is recorded just after the upstream's 250,
-	// and the finished message goes to its day file within moments (the
-	// history flusher): the backlog gauge is back at 0.
-	waitFor(t, 10*time.Second, "the delivery on /metrics and its history flushed", func() bool {
-		body = d.metrics()
-		return strings.Contains(body, `outcome="sent"`) && metricValue(t, body, "smtpmux_history_backlog_messages") == 0
-	})
+	for i := 0; i < 250; i++ { // the attempt's result is recorded just after the upstream's 250
+		// The finished message waits a minute in the main file for the
+		// history mover: the backlog gauge counts it.
+		if body = d.metrics(); strings.Contains(body, `outcome="sent"`) && metricValue(t, body, "smtpmux_history_backlog_messages") == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, want := range []string{"smtpmux_messages_accepted_total 1", "smtpmux_smtp_sessions_total",
 		`smtpmux_queue_messages{state="queued"}`, `smtpmux_delivery_attempts_total{outcome="sent"`,
 		"smtpmux_store_commits_total", "smtpmux_provider_pulled", "smtpmux_delivery_attempt_seconds_bucket",
 		"smtpmux_provider_connection_limit{provider=", "smtpmux_webhook_deliveries_pending 0",
-		"smtpmux_history_backlog_messages 0", "smtpmux_history_backlog_oldest_seconds "} {
+		"smtpmux_history_backlog_messages 1", "smtpmux_history_backlog_oldest_seconds "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -262,7 +262,7 @@ func openDaemon(cfg *config, logger *slog.Logger) (*daemon, string, *store.Seale
 		return nil, "", nil, err
 	}
 	st, err := store.Open(filepath.Join(cfg.dataDir, "smtpmux.db"), 2*time.Second, store.WithLogger(logger),
-		store.WithSoftBounceLimit(cfg.file.Bounces.SoftBounceLimit))
+		store.WithSoftBounceLimit(cfg.file.Bounces.SoftBounceLimit), store.WithHistoryMoveAfter(cfg.moveAfter))
 	if errors.Is(err, store.ErrInUse) {
 		return nil, "", nil, fmt.Errorf("%w (is another smtpmux running on this data_dir?)", err)
 	}

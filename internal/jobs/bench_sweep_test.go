@@ -122,13 +122,6 @@ func copyStore(b *testing.B, from, to string) {
 
 // acceptFor runs 16 enqueuers for d and returns every enqueue's latency.
 func acceptFor(b *testing.B, st *store.Store, d time.Duration) ([]time.Duration, int) {
-	return acceptAndFinishFor(b, st, d, false)
-}
-
-// acceptAndFinishFor is acceptFor where, with finish, each writer also
-// finishes every message it enqueued (sent through dprov_live), as a
-// delivery does: the history each message leaves behind.
-func acceptAndFinishFor(b *testing.B, st *store.Store, d time.Duration, finish bool) ([]time.Duration, int) {
 	body := make([]byte, 2048)
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -149,18 +142,6 @@ func acceptAndFinishFor(b *testing.B, st *store.Store, d time.Duration, finish b
 					return
 				}
 				mine = append(mine, time.Since(now))
-				if !finish {
-					continue
-				}
-				if _, err := st.UpdateMessage(m.ID, func(m *store.Message) error {
-					m.Attempts = append(m.Attempts, store.Attempt{N: 1, ProviderID: "dprov_live", Status: state.AttemptSent})
-					m.Recipients[0].Status, m.Recipients[0].ProviderID = state.MessageSent, "dprov_live"
-					m.State, m.Status, m.UpdatedAt = store.StateDone, state.MessageSent, time.Now()
-					return nil
-				}); err != nil {
-					b.Error(err)
-					return
-				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
