@@ -515,9 +515,19 @@ func (s *Store) recoverHistory() error {
 	if err := s.undoDays(undo); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		j := tx.Bucket(bHistJournal)
+	// From the mover, writes go on meanwhile (updateMain takes no history
+	// lock): a record written since it was read stays in the main file,
+	// its stale day copy goes, and its journal entry stays until then.
+	var changed []*moving
+	err = s.update(func(tx *bolt.Tx) error {
+		changed = changed[:0]
+		j, msgs := tx.Bucket(bHistJournal), tx.Bucket(bMessages)
+		keep := map[string]bool{}
 		for _, mv := range moves {
+			if !bytes.Equal(msgs.Get([]byte(mv.m.ID)), mv.raw) {
+				changed, keep[mv.m.ID] = append(changed, mv), true
+				continue
+			}
 			if err := dropMain(tx, &mv.m); err != nil {
 				return err
 			}
@@ -525,8 +535,28 @@ func (s *Store) recoverHistory() error {
 			// the entry as stale when it reaches it.
 		}
 		for _, e := range es {
+			if keep[e.id] {
+				continue
+			}
 			if err := j.Delete([]byte(e.id)); err != nil {
 				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(changed) == 0 {
+		return err
+	}
+	if err := s.undoDays(changed); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		j := tx.Bucket(bHistJournal)
+		for _, mv := range changed {
+			if v := j.Get([]byte(mv.m.ID)); len(v) == 1 && v[0] == 'm' {
+				if err := j.Delete([]byte(mv.m.ID)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

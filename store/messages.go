@@ -239,6 +239,19 @@ func putNewMessage(tx *bolt.Tx, m *Message, body []byte) ([]byte, error) {
 // finished one (the only kind that moves) never is. A record whose stored
 // bytes are the ones cached (Enqueue keeps what it wrote) is not decoded.
 func (s *Store) Message(id string) (*Message, error) {
+	m, err := s.message(id)
+	if !errors.Is(err, ErrNotFound) {
+		return m, err
+	}
+	// A move deletes from the main file only after the day file has the
+	// record, so a miss in the main file finds it there; but a restore (a
+	// late write to a finished message) puts it in the main file before it
+	// deletes it from the day file: one that ran between the two reads
+	// left it in the main file, read again here.
+	return s.message(id)
+}
+
+func (s *Store) message(id string) (*Message, error) {
 	var m Message
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bMessages).Get([]byte(id))
@@ -258,8 +271,9 @@ func (s *Store) Message(id string) (*Message, error) {
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
-		// A move deletes from the main file only after the day file has
-		// the record, so a miss here finds it there.
+		if messageMissHook != nil {
+			messageMissHook(id)
+		}
 		return s.historyMessage(id)
 	}
 	if err != nil {
@@ -267,6 +281,10 @@ func (s *Store) Message(id string) (*Message, error) {
 	}
 	return &m, nil
 }
+
+// messageMissHook, when set (tests only), runs between message's miss in
+// the main file and its look in the day files.
+var messageMissHook func(id string)
 
 // restoreIfMoved brings message id back into the main file if it moved to
 // its day file, so that a write finds it (a late bounce, a failure
