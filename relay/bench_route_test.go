@@ -124,15 +124,7 @@ func benchDelivery(b *testing.B, n int, text string) {
 	body := "From: a@example.com\r\nTo: b@example.com\r\nSubject: bench\r\n\r\n" + text
 	conns := make([]*smtp.Client, clients)
 	for i := range conns {
-		c, err := smtp.Dial(h.addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Auth(plainAuth(h.secret)); err != nil {
-			b.Fatal(err)
-		}
-		conns[i] = c
+		conns[i] = dialAuthed(b, h)
 	}
 	delivered := func() int {
 		h.fakeMu.Lock()

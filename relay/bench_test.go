@@ -17,14 +17,7 @@ func BenchmarkSessionTransaction(b *testing.B) {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
 			t := &testing.T{}
 			h := newHarness(t, func(c *Config) { c.MaxMessageBytes = 1 << 20 })
-			c, err := smtp.Dial(h.addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			if err := c.Auth(plainAuth(h.secret)); err != nil {
-				b.Fatal(err)
-			}
+			c := dialAuthed(b, h)
 			body := []byte("From: a@example.com\r\nSubject: bench\r\n\r\n" + string(bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), size/64)))
 			b.SetBytes(int64(len(body)))
 			b.ResetTimer()
@@ -35,4 +28,19 @@ func BenchmarkSessionTransaction(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dialAuthed opens an SMTP session to h authenticated with its sending
+// key, closed when b ends.
+func dialAuthed(b *testing.B, h *harness) *smtp.Client {
+	b.Helper()
+	c, err := smtp.Dial(h.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if err := c.Auth(plainAuth(h.secret)); err != nil {
+		b.Fatal(err)
+	}
+	return c
 }

@@ -14,19 +14,7 @@ import (
 // provider with CRLF line ends only, so an upstream cannot split it.
 func TestQueuedBareNewlinesLeaveClean(t *testing.T) {
 	h := newHarness(t, nil)
-	now := time.Now().UTC()
-	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
-		Status: state.MessagePending, Recipients: []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}},
-		CreatedAt: now, NextAttemptAt: now}
-	body := "Subject: old\r\n\r\nhi\r.\rMAIL FROM:<evil@x.test>\nRCPT TO:<v@y.test>\r\n"
-	if err := h.store.Enqueue(m, []byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	h.sched.Kick()
-	deadline := time.Now().Add(10 * time.Second)
-	for h.fake.count() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // poll with a deadline
-	}
+	enqueueAndWaitSend(t, h, "Subject: old\r\n\r\nhi\r.\rMAIL FROM:<evil@x.test>\nRCPT TO:<v@y.test>\r\n")
 	h.fake.mu.Lock()
 	defer h.fake.mu.Unlock()
 	if len(h.fake.bodies) != 1 {
@@ -35,6 +23,25 @@ func TestQueuedBareNewlinesLeaveClean(t *testing.T) {
 	want := "Subject: old\r\n\r\nhi\r\n.\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<v@y.test>\r\n"
 	if got := h.fake.bodies[0]; !bytes.Equal(got, []byte(want)) {
 		t.Fatalf("provider got %q, want %q", got, want)
+	}
+}
+
+// enqueueAndWaitSend puts a message with body straight into h's queue
+// (as a version before a check would have) and waits, 10 s at most, for
+// the fake provider's first send.
+func enqueueAndWaitSend(t *testing.T, h *harness, body string) {
+	t.Helper()
+	now := time.Now().UTC()
+	m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
+		Status: state.MessagePending, Recipients: []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}},
+		CreatedAt: now, NextAttemptAt: now}
+	if err := h.store.Enqueue(m, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	h.sched.Kick()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.fake.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // poll with a deadline
 	}
 }
 
@@ -58,18 +65,7 @@ func TestShapedBytesLeaveClean(t *testing.T) {
 		{"X-Shaped: a\nb\r", "X-Shaped: a\r\nb\r\nSubject: s\r\n\r\nhi\r\n"},
 	} {
 		h := newHarnessClock(t, nil, func(c *SchedulerConfig) { c.Shaper = prependShaper{tc.add} }, nil)
-		now := time.Now().UTC()
-		m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: h.team, CredentialID: h.keyID, From: "a@example.com",
-			Status: state.MessagePending, Recipients: []store.Recipient{{Address: "b@example.com", Status: state.MessagePending}},
-			CreatedAt: now, NextAttemptAt: now}
-		if err := h.store.Enqueue(m, []byte("Subject: s\r\n\r\nhi\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		h.sched.Kick()
-		deadline := time.Now().Add(10 * time.Second)
-		for h.fake.count() == 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // poll with a deadline
-		}
+		enqueueAndWaitSend(t, h, "Subject: s\r\n\r\nhi\r\n")
 		h.fake.mu.Lock()
 		if len(h.fake.bodies) != 1 {
 			t.Fatalf("shaper adding %q: %d sends", tc.add, len(h.fake.bodies))
