@@ -191,14 +191,7 @@ func (e *msgEncoder) message(m *Message) {
 	if m.Recipients == nil {
 		e.b = append(e.b, "null"...)
 	} else {
-		e.b = append(e.b, '[')
-		for i := range m.Recipients {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.recipient(&m.Recipients[i])
-		}
-		e.b = append(e.b, ']')
+		encodeList(e, m.Recipients, e.recipient)
 	}
 	e.int("size", m.Size)
 	e.intOmit("managed_reserved", int64(m.ManagedReserved))
@@ -221,14 +214,7 @@ func (e *msgEncoder) message(m *Message) {
 	e.raw("waiting", m.Waiting)
 	if len(m.Attempts) > 0 {
 		e.key("attempts")
-		e.b = append(e.b, '[')
-		for i := range m.Attempts {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.attempt(&m.Attempts[i])
-		}
-		e.b = append(e.b, ']')
+		encodeList(e, m.Attempts, e.attempt)
 	}
 	e.time("created_at", m.CreatedAt)
 	e.time("updated_at", m.UpdatedAt)
@@ -248,25 +234,33 @@ func (e *msgEncoder) recipient(r *Recipient) {
 	e.boolOmit("soft", r.Soft)
 	if len(r.Feedback) > 0 {
 		e.key("feedback")
-		e.b = append(e.b, '[')
-		for i := range r.Feedback {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			f := &r.Feedback[i]
-			e.b = append(e.b, '{')
-			e.str("kind", f.Kind)
-			e.strOmit("type", f.Type)
-			e.str("source", f.Source)
-			e.strOmit("status", f.Status)
-			e.strOmit("diagnostic", f.Diagnostic)
-			e.strOmit("provider_id", f.ProviderID)
-			e.time("at", f.At)
-			e.b = append(e.b, '}')
-		}
-		e.b = append(e.b, ']')
+		encodeList(e, r.Feedback, e.feedback)
 	}
 	e.b = append(e.b, '}')
+}
+
+func (e *msgEncoder) feedback(f *Feedback) {
+	e.b = append(e.b, '{')
+	e.str("kind", f.Kind)
+	e.strOmit("type", f.Type)
+	e.str("source", f.Source)
+	e.strOmit("status", f.Status)
+	e.strOmit("diagnostic", f.Diagnostic)
+	e.strOmit("provider_id", f.ProviderID)
+	e.time("at", f.At)
+	e.b = append(e.b, '}')
+}
+
+// encodeList writes items as a JSON array, each by one.
+func encodeList[T any](e *msgEncoder, items []T, one func(*T)) {
+	e.b = append(e.b, '[')
+	for i := range items {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		one(&items[i])
+	}
+	e.b = append(e.b, ']')
 }
 
 func (e *msgEncoder) attempt(a *Attempt) {
