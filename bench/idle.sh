@@ -80,11 +80,7 @@ cleanup_extra() { exec 3>&- 2>/dev/null || true; }
 require_tools
 build_harness
 log "C=$C PER_IP=$PER_IP WARMUP=$WARMUP, $(nproc) cores, work dir $WORK"
-if ! start_smtpmux || ! setup_smtpmux_relay; then
-	jq -nc --arg why "$SKIP" '{system: "smtpmux-idle", skipped: $why}'
-	exit 0
-fi
-smtpmux_driver_flags
+smtpmux_or_skip smtpmux-idle
 if ((WARMUP > 0)); then
 	start_sink
 	log "warm-up: $WARMUP messages through smtpmux to the sink"

@@ -292,6 +292,17 @@ smtpmux_driver_flags() {
 	SMX_FLAGS=(-addr "127.0.0.1:$SMTPMUX_PORT" -starttls -insecure -auth-user bench -auth-pass "$SMX_KEY")
 }
 
+# smtpmux_or_skip SYSTEM: start_smtpmux, setup_smtpmux_relay and the
+# driver's flags; if smtpmux does not start, prints SYSTEM's skipped line
+# and exits 0 (a benchmark of one system has nothing else to run).
+smtpmux_or_skip() {
+	if ! start_smtpmux || ! setup_smtpmux_relay; then
+		jq -nc --arg system "$1" --arg why "$SKIP" '{system: $system, skipped: $why}'
+		exit 0
+	fi
+	smtpmux_driver_flags
+}
+
 stop_smtpmux() {
 	[[ -z $SMX_PID ]] || stop_pid "$SMX_PID"
 	wait "$SMX_PID" 2>/dev/null || true

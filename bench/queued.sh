@@ -74,11 +74,7 @@ dir_mb() { du -sb "$1" 2>/dev/null | awk '{printf "%.1f\n", $1 / 1048576}'; }
 require_tools
 build_harness
 log "N=$N SIZE=$SIZE C=$C NORMAL_N=$NORMAL_N, $(nproc) cores, work dir $WORK"
-if ! start_smtpmux || ! setup_smtpmux_relay; then
-	jq -nc --arg why "$SKIP" '{system: "smtpmux-queued", skipped: $why}'
-	exit 0
-fi
-smtpmux_driver_flags
+smtpmux_or_skip smtpmux-queued
 DB=$SMX_DIR/data/smtpmux.db
 
 # ---------------------------------------------------------------- fill
