@@ -141,11 +141,25 @@ func startOnce(t testing.TB, n int) *Cluster {
 	c := &Cluster{t: t, bin: Binary(t)}
 	dir := t.TempDir()
 	var initial []string
+	// Every listener stays open until all 2n ports are picked: the kernel
+	// hands a just-released port out again, and two members given the same
+	// peer URL make etcd refuse the cluster ("has duplicate url").
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	pick := func() string {
+		l := freeListener(t)
+		held = append(held, l)
+		return l.Addr().String()
+	}
 	for i := 0; i < n; i++ {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: "http://" + freeAddr(t),
-			peerURL:   "http://" + freeAddr(t),
+			ClientURL: "http://" + pick(),
+			peerURL:   "http://" + pick(),
 			dataDir:   filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			logPath:   filepath.Join(dir, fmt.Sprintf("m%d.log", i)),
 		}
@@ -313,14 +327,14 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-// freeAddr picks a free 127.0.0.1 port. The port is released before etcd
-// binds it; on a test machine the window for a collision is negligible.
-func freeAddr(t testing.TB) string {
+// freeListener holds a free 127.0.0.1 port. The caller releases it
+// before etcd binds the port; Start retries a cluster whose member lost
+// its port to another socket in between.
+func freeListener(t testing.TB) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return l
 }
