@@ -16,12 +16,18 @@
 # minute) up to the last full window: accepted/s (mean) and the median
 # of the windows' p99, mover against control. Pairs alternate which goes
 # first. One JSON line per run and a summary line on stdout.
+#
+# RATE (messages/s) offers the load open-loop at a set pace below what the
+# daemon can take (smtpload -rate): throughput is then the offered rate
+# and the comparison is p99 (counted from each message's due time) and
+# whether the mover keeps up (the backlog's last sample).
 set -euo pipefail
 
 N=${N:-300000}
 SIZE=${SIZE:-2048}
 C=${C:-20}
 PAIRS=${PAIRS:-1}
+RATE=${RATE:-0}                       # offered messages/s (0: as fast as accepted)
 INTERVAL=${INTERVAL:-10}              # seconds per window
 FROM_S=${FROM_S:-90}                  # first window compared
 MOVE_AFTER=${MOVE_AFTER:-1m}
@@ -40,14 +46,18 @@ WARMUP=0 WAIT_TIMEOUT=0
 SAMPLER_PID=""
 cleanup_extra() { [[ -z $SAMPLER_PID ]] || stop_pid "$SAMPLER_PID"; }
 
-# sample_backlog OUT: every INTERVAL seconds, one line "seconds backlog".
+# sample_backlog OUT: every INTERVAL seconds, one line "seconds backlog
+# free_pages freelist_bytes file_bytes" (the main file's freelist, which
+# every commit writes, grows with its free pages).
 sample_backlog() {
 	local t0 v
 	t0=$(date +%s)
 	while :; do
 		v=$(curl -fsS --max-time 5 "http://127.0.0.1:$SMTPMUX_METRICS_PORT/metrics" 2>/dev/null |
-			awk '/^smtpmux_history_backlog_messages / {print $2}') || v=""
-		echo "$(($(date +%s) - t0)) ${v:-?}"
+			awk '/^smtpmux_history_backlog_messages / {b = $2} /^smtpmux_store_free_pages\{state="free"\}/ {f = $2}
+				/^smtpmux_store_freelist_bytes / {l = $2} /^smtpmux_store_file_bytes / {s = $2}
+				END {printf "%s %s %s %s", b, f, l, s}') || v=""
+		echo "$(($(date +%s) - t0)) ${v:-? ? ? ?}"
 		sleep "$INTERVAL"
 	done >"$1"
 }
@@ -57,6 +67,8 @@ one_run() {
 	local variant=$1 after=$2 load backlog
 	start_sink
 	SMX_NAME=smtpmux-$variant
+	# PROFILE_DIR: each variant's daemon CPU profile, <variant>.prof there.
+	[[ -z ${PROFILE_DIR:-} ]] || export SMTPMUX_CPUPROFILE=$PROFILE_DIR/$variant.prof
 	SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n[retention]\nmove_after = "%s"\n' "$SMTPMUX_METRICS_PORT" "$after")
 	if ! start_smtpmux || ! setup_smtpmux_relay; then
 		die "smtpmux did not start: $SKIP"
@@ -66,7 +78,7 @@ one_run() {
 	SAMPLER_PID=$!
 	log "$variant: $N × $SIZE B over $C sessions, move_after=$after"
 	job "$WORK/load-$variant.json" timeout "$DRIVER_TIMEOUT" "$BIN/smtpload" -n "$N" -size "$SIZE" -c "$C" \
-		-interval "${INTERVAL}s" -run "mover-$variant-$$" "${SMX_FLAGS[@]}" 2>>"$WORK/driver.log"
+		-interval "${INTERVAL}s" -rate "$RATE" -run "mover-$variant-$$" "${SMX_FLAGS[@]}" 2>>"$WORK/driver.log"
 	stop_pid "$SAMPLER_PID"
 	SAMPLER_PID=""
 	stop_smtpmux
@@ -74,7 +86,8 @@ one_run() {
 	SINK_PID=""
 	load=$(cat "$WORK/load-$variant.json")
 	[[ -n $load ]] || die "$variant: the driver timed out or crashed"
-	backlog=$(awk '{printf "%s[%s,%s]", (NR > 1 ? "," : ""), $1, ($2 == "?" ? "null" : $2)}' "$WORK/backlog-$variant.txt")
+	backlog=$(awk 'function v(x) { return (x == "?" || x == "") ? "null" : x }
+		{printf "%s[%s,%s,%s,%s,%s]", (NR > 1 ? "," : ""), $1, v($2), v($3), v($4), v($5)}' "$WORK/backlog-$variant.txt")
 	jq -c --arg v "$variant" --arg after "$after" --argjson from "$FROM_S" --argjson iv "$INTERVAL" --argjson backlog "[$backlog]" '
 		. as $r | ([.windows[] | select(.start_s >= $from and .start_s + $iv <= ($r.elapsed_s | floor))]) as $w |
 		{variant: $v, move_after: $after, sent, failed, accepted_per_s, p99_ms, elapsed_s,
@@ -87,7 +100,7 @@ one_run() {
 
 require_tools
 build_harness
-log "N=$N SIZE=$SIZE C=$C PAIRS=$PAIRS INTERVAL=${INTERVAL}s FROM_S=$FROM_S, $(nproc) cores, work dir $WORK"
+log "N=$N SIZE=$SIZE C=$C RATE=$RATE PAIRS=$PAIRS INTERVAL=${INTERVAL}s FROM_S=$FROM_S, $(nproc) cores, work dir $WORK"
 for ((p = 1; p <= PAIRS; p++)); do
 	if ((p % 2)); then
 		one_run mover "$MOVE_AFTER"

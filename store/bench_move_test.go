@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smtpmux/smtpmux/internal/state"
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkMoveHistory measures the history mover's own cost per moved
@@ -73,8 +74,27 @@ func BenchmarkMoveHistory(b *testing.B) {
 		b.ReportMetric(float64(moved)/time.Since(t0).Seconds(), "moved/s")
 		b.ReportMetric(float64(s.mapTrims.Load()-t0trims), "trims")
 		b.ReportMetric(float64(minorFaults()-f0)/float64(moved), "faults/moved")
+		dir := filepath.Join(filepath.Dir(s.db.Path()), "history")
 		s.Close()
+		b.ReportMetric(float64(dayFilesUsed(b, dir))/float64(moved), "dayB/moved")
 	}
+}
+
+// dayFilesUsed is the used part (high-water mark) of the day files in dir.
+func dayFilesUsed(b *testing.B, dir string) (n int64) {
+	names, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil || len(names) == 0 {
+		b.Fatalf("no day files in %s (%v)", dir, err)
+	}
+	for _, name := range names {
+		db, err := bolt.Open(name, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.View(func(tx *bolt.Tx) error { n += tx.Size(); return nil })
+		db.Close()
+	}
+	return n
 }
 
 // minorFaults is the process's minor page faults so far.

@@ -63,3 +63,55 @@ func TestFreelistWritten(t *testing.T) {
 		t.Fatal("opening the store did not write the freelist of a file that had none")
 	}
 }
+
+// TestFileStatsCountsFreedPages: what /metrics reports of the main file
+// (smtpmux_store_free_pages, _freelist_bytes, _file_bytes) follows the
+// file: pages freed by deletes show as free or pending, and the freelist
+// that lists them has bytes.
+func TestFileStatsCountsFreedPages(t *testing.T) {
+	s, _ := openTest(t)
+	before := s.FileStats()
+	if before.SizeBytes <= 0 {
+		t.Fatalf("SizeBytes = %d on an open store", before.SizeBytes)
+	}
+	scratch := []byte("test_scratch")
+	val := make([]byte, 3000) // one leaf page each, about
+	if err := s.update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(scratch)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 2000; i++ {
+			if err := b.Put(binary.BigEndian.AppendUint32(nil, uint32(i)), val); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	grown := s.FileStats()
+	if grown.SizeBytes < before.SizeBytes+2000*3000 {
+		t.Errorf("SizeBytes %d after writing 6 MB, was %d", grown.SizeBytes, before.SizeBytes)
+	}
+	for i := 0; i < 2; i++ { // the second commit releases the first one's pending pages
+		if err := s.update(func(tx *bolt.Tx) error {
+			if tx.Bucket(scratch) == nil {
+				return nil
+			}
+			return tx.DeleteBucket(scratch)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := s.FileStats()
+	if freed := after.FreePages + after.PendingPages; freed < 1000 {
+		t.Errorf("free %d + pending %d pages after deleting ~1,500 pages of values", after.FreePages, after.PendingPages)
+	}
+	if after.FreelistBytes < 8*after.FreePages {
+		t.Errorf("FreelistBytes %d for %d free pages (8 bytes each at least)", after.FreelistBytes, after.FreePages)
+	}
+	if after.SizeBytes != grown.SizeBytes {
+		t.Errorf("SizeBytes %d after deletes, want %d (bbolt never shrinks the file)", after.SizeBytes, grown.SizeBytes)
+	}
+}

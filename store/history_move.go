@@ -162,6 +162,7 @@ func (s *Store) writeDays(ms []*moving) error {
 		}
 		var latest int64
 		err = d.db.Update(func(tx *bolt.Tx) error {
+			packAppends(tx) // a step's keys go in in key order (putHistories)
 			if err := putHistories(tx, group); err != nil {
 				return err
 			}

@@ -356,6 +356,7 @@ func (s *Store) runBatch(batch []*op) {
 		}
 		start := time.Now()
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			packAppends(tx)
 			for i, o := range batch {
 				if err := o.fn(tx); err != nil {
 					failed, failErr = i, err
@@ -415,6 +416,27 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 // and how many writes they carried (writes per commit is the grouping).
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
+}
+
+// FileStats is the main file's size and its free space as bbolt sees it:
+// pages free for reuse and pages freed by commits some reader may still
+// see, and the bytes of the freelist itself, which every commit writes
+// (its cost grows with the free pages; issue 18).
+type FileStats struct {
+	SizeBytes     int64
+	FreePages     int
+	PendingPages  int
+	FreelistBytes int
+}
+
+// FileStats reads the main file's figures (cheap: no page is read).
+func (s *Store) FileStats() FileStats {
+	st := s.db.Stats()
+	fs := FileStats{FreePages: st.FreePageN, PendingPages: st.PendingPageN, FreelistBytes: st.FreelistInuse}
+	if fi, err := os.Stat(s.db.Path()); err == nil {
+		fs.SizeBytes = fi.Size()
+	}
+	return fs
 }
 
 // PageWrites is how many pages the main file's commits have written so

@@ -68,10 +68,14 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 		`smtpmux_queue_messages{state="queued"}`, `smtpmux_delivery_attempts_total{outcome="sent"`,
 		"smtpmux_store_commits_total", "smtpmux_provider_pulled", "smtpmux_delivery_attempt_seconds_bucket",
 		"smtpmux_provider_connection_limit{provider=", "smtpmux_webhook_deliveries_pending 0",
-		"smtpmux_history_backlog_messages 1", "smtpmux_history_backlog_oldest_seconds "} {
+		"smtpmux_history_backlog_messages 1", "smtpmux_history_backlog_oldest_seconds ",
+		`smtpmux_store_free_pages{state="free"} `, `smtpmux_store_free_pages{state="pending"} `, "smtpmux_store_freelist_bytes "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	if n := metricValue(t, body, "smtpmux_store_file_bytes"); n < 32<<10 {
+		t.Errorf("smtpmux_store_file_bytes = %v, want the main file's size (≥ 32 KiB)", n)
 	}
 	if strings.Contains(body, "b@example.net") {
 		t.Error("/metrics must not carry recipient addresses")

@@ -35,10 +35,14 @@ var (
 	descCommits   = prometheus.NewDesc("smtpmux_store_commits_total", "Grouped bbolt commits (each one fsync).", nil, nil)
 	descCommitSec = prometheus.NewDesc("smtpmux_store_commit_seconds_total", "Time spent in bbolt commits, fsync included.", nil, nil)
 	descCommitOps = prometheus.NewDesc("smtpmux_store_committed_writes_total", "Writes carried by the commits (writes per commit is the grouping).", nil, nil)
-	descBreaker   = prometheus.NewDesc("smtpmux_provider_pulled", "1 while the breaker keeps the provider out of rotation.", []string{"provider"}, nil)
-	descHeadroom  = prometheus.NewDesc("smtpmux_provider_quota_headroom", "What a quota window can still take now.", []string{"provider", "window"}, nil)
-	descWebhooks  = prometheus.NewDesc("smtpmux_webhook_deliveries_pending", "Webhook deliveries waiting for their next attempt (the backlog).", nil, nil)
-	descHistory   = prometheus.NewDesc("smtpmux_history_backlog_messages",
+	descFileBytes = prometheus.NewDesc("smtpmux_store_file_bytes", "Size of the main store file (bodies, queue, the last minutes' history).", nil, nil)
+	descFreePages = prometheus.NewDesc("smtpmux_store_free_pages",
+		"Pages of the main store file free for reuse (state=free) or freed by commits a reader may still see (state=pending).", []string{"state"}, nil)
+	descFreelist = prometheus.NewDesc("smtpmux_store_freelist_bytes", "Bytes of the main file's freelist, which every commit writes.", nil, nil)
+	descBreaker  = prometheus.NewDesc("smtpmux_provider_pulled", "1 while the breaker keeps the provider out of rotation.", []string{"provider"}, nil)
+	descHeadroom = prometheus.NewDesc("smtpmux_provider_quota_headroom", "What a quota window can still take now.", []string{"provider", "window"}, nil)
+	descWebhooks = prometheus.NewDesc("smtpmux_webhook_deliveries_pending", "Webhook deliveries waiting for their next attempt (the backlog).", nil, nil)
+	descHistory  = prometheus.NewDesc("smtpmux_history_backlog_messages",
 		"Finished messages still in the main store file, waiting for the mover to take them to their day file (a minute after they finish).", nil, nil)
 	descHistAge = prometheus.NewDesc("smtpmux_history_backlog_oldest_seconds",
 		"How long ago the oldest of them finished (0 when none): past a minute or two, the mover is behind.", nil, nil)
@@ -47,7 +51,7 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descWebhooks, descHistory, descHistAge, descCommits, descCommitSec, descCommitOps, descBreaker, descHeadroom, descConnLimit} {
+	for _, d := range []*prometheus.Desc{descQueue, descWebhooks, descHistory, descHistAge, descCommits, descCommitSec, descCommitOps, descFileBytes, descFreePages, descFreelist, descBreaker, descHeadroom, descConnLimit} {
 		ch <- d
 	}
 }
@@ -68,6 +72,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(descCommitSec, prometheus.CounterValue, total.Seconds())
 	ch <- prometheus.MustNewConstMetric(descCommitOps, prometheus.CounterValue, float64(ops))
+	fs := c.st.FileStats()
+	ch <- prometheus.MustNewConstMetric(descFileBytes, prometheus.GaugeValue, float64(fs.SizeBytes))
+	ch <- prometheus.MustNewConstMetric(descFreePages, prometheus.GaugeValue, float64(fs.FreePages), "free")
+	ch <- prometheus.MustNewConstMetric(descFreePages, prometheus.GaugeValue, float64(fs.PendingPages), "pending")
+	ch <- prometheus.MustNewConstMetric(descFreelist, prometheus.GaugeValue, float64(fs.FreelistBytes))
 	for id, n := range c.reg.ConnectionLimits() {
 		ch <- prometheus.MustNewConstMetric(descConnLimit, prometheus.GaugeValue, float64(n), id)
 	}

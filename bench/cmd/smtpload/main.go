@@ -41,6 +41,9 @@ type options struct {
 	// interval, when set, splits the run into windows of that length
 	// reported one by one (windows.go).
 	interval time.Duration
+	// rate, when set, paces the run open-loop (pace.go): message seq is
+	// due at seq/rate seconds in, and its latency counts from then.
+	rate float64
 	// idle mode (idle.go): -c sessions held open, perIP of them per
 	// source address from source on.
 	idle   bool
@@ -89,6 +92,7 @@ func main() {
 	flag.DurationVar(&o.hold, "hold", 0, "idle mode: the longest hold (0: until stdin closes or SIGINT/SIGTERM)")
 	flag.IntVar(&o.perIP, "per-ip", 0, "idle mode: sessions per source address, spread over -source, the next address, … (0: all from the system's choice)")
 	flag.StringVar(&o.source, "source", "127.0.0.2", "idle mode: the first source address when -per-ip is set")
+	flag.Float64Var(&o.rate, "rate", 0, "offered load in messages per second over all sessions (0: as fast as the server answers); a message's latency counts from its due time (pace.go)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the driver to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -105,8 +109,8 @@ func main() {
 		rand.Read(b)
 		o.run = hex.EncodeToString(b)
 	}
-	if o.c < 1 || o.n < 1 {
-		fmt.Fprintln(os.Stderr, "smtpload: -n and -c must be positive")
+	if o.c < 1 || o.n < 1 || o.rate < 0 {
+		fmt.Fprintln(os.Stderr, "smtpload: -n and -c must be positive, -rate not negative")
 		os.Exit(2)
 	}
 	if o.idle {
@@ -163,11 +167,13 @@ func run(o options) Result {
 				if seq > int64(o.n) {
 					break
 				}
+				late := pace(o.rate, t0, seq)
 				d, err := s.send(int(seq))
 				if err != nil {
 					noteErr(err)
 					continue
 				}
+				d += late
 				lats[w] = append(lats[w], d)
 				if o.interval > 0 {
 					ends[w] = append(ends[w], time.Since(t0))
