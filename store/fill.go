@@ -12,6 +12,16 @@ import bolt "go.etcd.io/bbolt"
 // size, issue 19's writes per message).
 var appendFill = 1.0
 
+// bodyFill is the bodies bucket's FillPercent: above 1, a node of it
+// fills that many pages before it splits (bbolt patch 3,
+// third_party/bbolt/PATCHES.md). bbolt keeps two keys on a page at
+// least, so two bodies of about 2 KiB made a two-page node and the bucket
+// stayed 51 % full whatever appendFill said: bodies were two thirds of
+// the main file's bytes (72 hours of them by default, [retention] body).
+// Four pages hold seven such bodies; each commit rewrites the last,
+// partly filled node, which stays within four pages.
+var bodyFill = 4.0
+
 // appendBuckets take their keys in ascending order: message IDs (time
 // first, ids.go), keys that start with a time, or with a team and then an
 // ID or a time (ascending within each team's range, where the split that
@@ -27,5 +37,8 @@ func packAppends(tx *bolt.Tx) {
 		if b := tx.Bucket(name); b != nil {
 			b.FillPercent = appendFill
 		}
+	}
+	if b := tx.Bucket(bBodies); b != nil {
+		b.FillPercent = bodyFill
 	}
 }

@@ -19,7 +19,10 @@ const (
 
 const (
 	minFillPercent = 0.1
-	maxFillPercent = 1.0
+	// smtpmux patch: up to 8 (upstream 1.0). Above 1, a node fills that
+	// many pages' worth before it splits (an overflow node): see
+	// Bucket.FillPercent.
+	maxFillPercent = 8.0
 )
 
 // DefaultFillPercent is the percentage that split pages are filled.
@@ -40,6 +43,13 @@ type Bucket struct {
 	// amount if you know that your write workloads are mostly append-only.
 	//
 	// This is non-persisted across transactions so it must be set in every Tx.
+	//
+	// smtpmux patch: a value above 1 (at most 8) lets a node grow to that
+	// many pages before it splits. bbolt keeps at least two keys on a
+	// page, so values of about half a page or more (two of them just
+	// overflow one page) otherwise leave every node half empty; with
+	// FillPercent 4 a node of such values fills four pages before the
+	// next one starts.
 	FillPercent float64
 }
 

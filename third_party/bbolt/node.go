@@ -227,12 +227,6 @@ func (n *node) split(pageSize uintptr) []*node {
 // splitTwo breaks up a node into two smaller nodes, if appropriate.
 // This should only be called from the split() function.
 func (n *node) splitTwo(pageSize uintptr) (*node, *node) {
-	// Ignore the split if the page doesn't have at least enough nodes for
-	// two pages or if the nodes can fit in a single page.
-	if len(n.inodes) <= (common.MinKeysPerPage*2) || n.sizeLessThan(pageSize) {
-		return n, nil
-	}
-
 	// Determine the threshold before starting a new node.
 	var fillPercent = n.bucket.FillPercent
 	if fillPercent < minFillPercent {
@@ -241,6 +235,13 @@ func (n *node) splitTwo(pageSize uintptr) (*node, *node) {
 		fillPercent = maxFillPercent
 	}
 	threshold := int(float64(pageSize) * fillPercent)
+
+	// Ignore the split if the page doesn't have at least enough nodes for
+	// two pages or if the nodes can fit in a single page (smtpmux patch:
+	// or in the threshold's pages, when FillPercent is above 1).
+	if len(n.inodes) <= (common.MinKeysPerPage*2) || n.sizeLessThan(max(pageSize, uintptr(threshold))) {
+		return n, nil
+	}
 
 	// Determine split position and sizes of the two pages.
 	splitIndex, _ := n.splitIndex(threshold)

@@ -182,3 +182,97 @@ func TestInsertAllocations(t *testing.T) {
 		t.Errorf("Put of a new key: %d allocations, of an existing one %d: want the same", insert, overwrite)
 	}
 }
+
+// TestMultiPageNodes: with FillPercent above 1 (smtpmux patch, PATCHES.md
+// 3), values of about half a page fill nodes of several pages instead of
+// two values per two pages, and the tree stays consistent (tx.Check)
+// through appends, overwrites and deletes.
+func TestMultiPageNodes(t *testing.T) {
+	usage := func(fill float64) (pages int, fillRatio float64) {
+		db, err := Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		name := []byte("bodies")
+		val := func(i int) []byte {
+			v := make([]byte, 2100) // a 2 KiB body and its headers
+			binary.BigEndian.PutUint64(v, uint64(i))
+			return v
+		}
+		key := func(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+		const n, perCommit = 600, 5
+		for c := 0; c < n/perCommit; c++ { // appends, a few per commit
+			if err := db.Update(func(tx *Tx) error {
+				b, err := tx.CreateBucketIfNotExists(name)
+				if err != nil {
+					return err
+				}
+				b.FillPercent = fill
+				for i := c * perCommit; i < (c+1)*perCommit; i++ {
+					if err := b.Put(key(i), val(i)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.View(func(tx *Tx) error {
+			st := tx.Bucket(name).Stats()
+			pages = st.LeafPageN + st.LeafOverflowN
+			fillRatio = float64(st.LeafInuse) / float64(pages*db.pageSize)
+			return nil
+		})
+		// Overwrites and deletes in the middle and at the start, as the
+		// retention sweep and rewrites do.
+		if err := db.Update(func(tx *Tx) error {
+			b := tx.Bucket(name)
+			b.FillPercent = fill
+			for i := 0; i < n; i += 7 {
+				if err := b.Delete(key(i)); err != nil {
+					return err
+				}
+			}
+			for i := 3; i < n; i += 11 {
+				if i%7 != 0 {
+					if err := b.Put(key(i), append(val(i), make([]byte, 500)...)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.View(func(tx *Tx) error {
+			for err := range tx.Check() {
+				t.Errorf("fill %v: %v", fill, err)
+			}
+			b := tx.Bucket(name)
+			for i := 0; i < n; i++ {
+				v := b.Get(key(i))
+				switch {
+				case i%7 == 0 && v != nil:
+					t.Errorf("fill %v: key %d deleted but read", fill, i)
+				case i%7 != 0 && (len(v) < 2100 || binary.BigEndian.Uint64(v) != uint64(i)):
+					t.Errorf("fill %v: key %d reads %d bytes", fill, i, len(v))
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return pages, fillRatio
+	}
+	halfPages, halfFill := usage(1.0)
+	multiPages, multiFill := usage(4.0)
+	t.Logf("appended: FillPercent 1: %d leaf pages, %.0f %% full; 4: %d, %.0f %%", halfPages, 100*halfFill, multiPages, 100*multiFill)
+	if halfFill > 0.6 {
+		t.Errorf("FillPercent 1 fills %.0f %%: the test no longer shows the half-empty nodes", 100*halfFill)
+	}
+	if multiFill < 0.85 {
+		t.Errorf("FillPercent 4 fills %.0f %% of its pages, want ≥ 85 %%", 100*multiFill)
+	}
+}
