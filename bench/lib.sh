@@ -96,6 +96,7 @@ require_tools() {
 	for tool in go jq curl timeout; do
 		command -v "$tool" >/dev/null || die "$tool is required (apt-get install -y $tool)"
 	done
+	local p
 	for p in $SINK_PORT $SINK_STATUS_PORT; do port_free "$p" || die "port $p is in use (set SINK_PORT/SINK_STATUS_PORT)"; done
 }
 
@@ -225,6 +226,7 @@ start_smtpmux() {
 		SKIP="./cmd/smtpmux does not build yet"
 		return 1
 	fi
+	local p
 	for p in $SMTPMUX_PORT $SMTPMUX_HTTP_PORT; do port_free "$p" || die "port $p is in use (set SMTPMUX_PORT/SMTPMUX_HTTP_PORT)"; done
 	SMX_ROOT=smx_root_$(od -An -tx1 -N22 /dev/urandom | tr -d ' \n')
 	cat >"$smx/smtpmux.toml" <<-EOF
