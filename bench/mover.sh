@@ -47,8 +47,10 @@ SAMPLER_PID=""
 cleanup_extra() { [[ -z $SAMPLER_PID ]] || stop_pid "$SAMPLER_PID"; }
 
 # sample_backlog OUT: every INTERVAL seconds, one line "seconds backlog
-# free_pages freelist_bytes file_bytes" (the main file's freelist, which
-# every commit writes, grows with its free pages).
+# free_pages freelist_bytes file_bytes commits commit_seconds" (the main
+# file's freelist, which every commit writes, grows with its free pages;
+# the last two are running totals: their differences give each window's
+# mean commit time).
 sample_backlog() {
 	local t0 v
 	t0=$(date +%s)
@@ -56,8 +58,9 @@ sample_backlog() {
 		v=$(curl -fsS --max-time 5 "http://127.0.0.1:$SMTPMUX_METRICS_PORT/metrics" 2>/dev/null |
 			awk '/^smtpmux_history_backlog_messages / {b = $2} /^smtpmux_store_free_pages\{state="free"\}/ {f = $2}
 				/^smtpmux_store_freelist_bytes / {l = $2} /^smtpmux_store_file_bytes / {s = $2}
-				END {printf "%s %s %s %s", b, f, l, s}') || v=""
-		echo "$(($(date +%s) - t0)) ${v:-? ? ? ?}"
+				/^smtpmux_store_commits_total / {c = $2} /^smtpmux_store_commit_seconds_total / {cs = $2}
+				END {printf "%s %s %s %s %s %s", b, f, l, s, c, cs}') || v=""
+		echo "$(($(date +%s) - t0)) ${v:-? ? ? ? ? ?}"
 		sleep "$INTERVAL"
 	done >"$1"
 }
@@ -87,7 +90,7 @@ one_run() {
 	load=$(cat "$WORK/load-$variant.json")
 	[[ -n $load ]] || die "$variant: the driver timed out or crashed"
 	backlog=$(awk 'function v(x) { return (x == "?" || x == "") ? "null" : x }
-		{printf "%s[%s,%s,%s,%s,%s]", (NR > 1 ? "," : ""), $1, v($2), v($3), v($4), v($5)}' "$WORK/backlog-$variant.txt")
+		{printf "%s[%s,%s,%s,%s,%s,%s,%s]", (NR > 1 ? "," : ""), $1, v($2), v($3), v($4), v($5), v($6), v($7)}' "$WORK/backlog-$variant.txt")
 	jq -c --arg v "$variant" --arg after "$after" --argjson from "$FROM_S" --argjson iv "$INTERVAL" --argjson backlog "[$backlog]" '
 		. as $r | ([.windows[] | select(.start_s >= $from and .start_s + $iv <= ($r.elapsed_s | floor))]) as $w |
 		{variant: $v, move_after: $after, sent, failed, accepted_per_s, p99_ms, elapsed_s,
