@@ -232,6 +232,7 @@ start_smtpmux() {
 	cat >"$smx/smtpmux.toml" <<-EOF
 		data_dir = "$smx/data"
 		hostname = "bench-smtpmux.localdomain"
+		log_level = "${SMTPMUX_LOG_LEVEL:-info}"
 		bootstrap_root_key = "$SMX_ROOT"
 		[smtp]
 		listen = ["127.0.0.1:$SMTPMUX_PORT"]

@@ -54,9 +54,10 @@ const (
 var historyDeleteChunk = 256
 
 // historyStepHook, when set (tests only), runs between the day-file step
-// and the main-file step of a move ("moved") or a restore ("restored"), and
-// between two main-file delete chunks of a move ("deleted"); an error stops
-// there, as a crash would.
+// and the main-file step of a move ("moved") or a restore ("restored"),
+// between two journal commits of a move ("journaled") and between two
+// main-file delete chunks of a move ("deleted"); an error stops there, as
+// a crash would.
 var historyStepHook func(step string) error
 
 func finishedKey(at time.Time, id string) []byte {
@@ -155,6 +156,7 @@ func (s *Store) writeDays(ms []*moving) error {
 		d := utcDay(mv.m.CreatedAt).Unix()
 		byDay[d] = append(byDay[d], mv)
 	}
+	defer s.chargeMover(time.Now())
 	for day, group := range byDay {
 		d, err := s.hist.acquire(time.Unix(day, 0), true)
 		if err != nil {
@@ -218,6 +220,7 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	seen := map[string]bool{}
 	end := uint64(cutoff.UnixNano())
 	err = s.view(func(tx *bolt.Tx) error {
+		defer s.chargeMover(time.Now())
 		c, msgs := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages)
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if len(k) >= 8 && len(ms)+len(stale) == 0 {
@@ -260,16 +263,31 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 	defer s.hist.pause.Unlock()
 	s.hist.rw.Lock()
 	defer s.hist.rw.Unlock()
-	if err := s.moverUpdate(func(tx *bolt.Tx) error {
-		j := tx.Bucket(bHistJournal)
-		for _, mv := range ms {
-			if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
-				return err
+	// The journal goes in commits of moverSubChunk entries, for the same
+	// reason as the deletes: acceptance writes share the commit. A crash
+	// between two leaves some records journaled and none in a day file;
+	// recoverHistory moves those.
+	for rest := ms; len(rest) > 0; {
+		if len(rest) < len(ms) && historyStepHook != nil {
+			if err := historyStepHook("journaled"); err != nil {
+				return 0, false, err
 			}
 		}
-		return nil
-	}); err != nil {
-		return 0, false, err
+		chunk := rest[:min(len(rest), moverSubChunk)]
+		rest = rest[len(chunk):]
+		if err := s.moverUpdate(func(tx *bolt.Tx) error {
+			j := tx.Bucket(bHistJournal)
+			for _, mv := range chunk {
+				if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			// What is journaled already is recoverHistory's.
+			s.recoverPending.Store(true)
+			return 0, false, err
+		}
 	}
 	if err := s.writeDays(ms); err != nil {
 		return 0, false, err
@@ -329,11 +347,12 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 // moverSlice bounds the time one main-file commit spends on the mover's
 // deletes while other writes wait for the committer: they wait for all of
 // it (a 256-record chunk took ~10 ms, and doubled acceptance's p99).
-const moverSlice = 500 * time.Microsecond
+const moverSlice = 100 * time.Microsecond
 
-// moverSubChunk is how many records deleteMoved deletes between two looks
-// at the time.
-const moverSubChunk = 32
+// moverSubChunk is how many records one of the mover's journal commits
+// writes, and how many deleteMoved deletes between two looks at the time
+// (a variable for the crash tests).
+var moverSubChunk = 8
 
 // moverYield reports whether the mover's commit that started at start
 // should leave the rest of its chunk to the next commit: other writes

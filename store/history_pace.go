@@ -42,7 +42,13 @@ func historyBacklog(tx *bolt.Tx) (n int, oldest time.Time) {
 // of throughput and 4–5× its p99 with 256-record steps resting 3× their
 // time (bench/RESULTS.md, session 8). It therefore runs flat out only
 // while no other write reached the committer during its step, and
-// otherwise rests so that its steps take historyMoveDuty of the time. A
+// otherwise rests so that its work takes historyMoveDuty of the time: the
+// time its commits run in the committer, its reads and its day-file
+// writes (moverBusy), not its waits for the committer. Its commits are
+// small (moverSubChunk records), so a step spends most of its wall time
+// waiting through acceptance commits; charged for that wait, it rested
+// so long that it moved ~1,000/s only with larger commits, which tripled
+// acceptance's p99 at a steady 2,500/s (bench/RESULTS.md, session 11). A
 // fixed share can fall behind a sustained intake for good, so the share
 // grows with how far behind the mover is (moverDuty), up to
 // historyMoveMaxDuty: a backlog drains, and acceptance pays more only
@@ -82,10 +88,18 @@ func moverRest(took time.Duration, othersWrote bool, lag time.Duration) time.Dur
 }
 
 // moverUpdate is update for the mover's own commits, which do not count
-// as other writes (foreignWrites) in its pacing.
+// as other writes (foreignWrites) in its pacing. The time fn runs is the
+// step's (moverBusy).
 func (s *Store) moverUpdate(fn func(*bolt.Tx) error) error {
-	return s.submit(&op{fn: fn, done: make(chan error, 1), background: true})
+	timed := func(tx *bolt.Tx) error {
+		defer s.chargeMover(time.Now())
+		return fn(tx)
+	}
+	return s.submit(&op{fn: timed, done: make(chan error, 1), background: true})
 }
+
+// chargeMover adds the time since start to the mover's step (moverBusy).
+func (s *Store) chargeMover(start time.Time) { s.moverBusy.Add(int64(time.Since(start))) }
 
 // runMover moves finished messages to their day files until ctx ends:
 // step after step while there is a backlog (paced by moverRest), else
@@ -95,6 +109,7 @@ func (s *Store) runMover(ctx context.Context) {
 	for {
 		start := time.Now()
 		w0 := s.foreignWrites.Load()
+		s.moverBusy.Store(0)
 		var more bool
 		var err error
 		if s.recoverPending.Load() {
@@ -114,7 +129,10 @@ func (s *Store) runMover(ctx context.Context) {
 			if o := s.moverOldest.Load(); o != 0 {
 				lag = start.Sub(time.Unix(0, o)) - s.histDelay
 			}
-			wait = moverRest(time.Since(start), s.foreignWrites.Load() != w0, lag)
+			// Charged for what the step did, not for its waits for the
+			// committer: its commits are small (moverSubChunk records),
+			// so a step waits through many acceptance commits.
+			wait = moverRest(time.Duration(s.moverBusy.Load()), s.foreignWrites.Load() != w0, lag)
 		}
 		if wait <= 0 {
 			if ctx.Err() != nil {

@@ -255,16 +255,17 @@ func firstDiff(a, b string) string {
 	return fmt.Sprintf("%d lines, want %d", len(bl), len(al))
 }
 
-// TestHistoryMoveCrashIsIdempotent: a move stopped between the day file's
-// commit and the main file's (a crash: the record is in both), or between
-// two of the main file's delete chunks, and a restore stopped between its
+// TestHistoryMoveCrashIsIdempotent: a move stopped between two of its
+// journal commits (some records journaled, none in a day file), between
+// the day file's commit and the main file's (a crash: the record is in
+// both), or between two of the main file's delete chunks, and a restore stopped between its
 // main-file and day-file commits, are finished by the next Open: every
 // record in exactly one file, indexes and counters exact, every read as
 // before.
 func TestHistoryMoveCrashIsIdempotent(t *testing.T) {
-	defer func(n int) { historyDeleteChunk = n }(historyDeleteChunk)
-	historyDeleteChunk = 4
-	for _, step := range []string{"moved", "deleted", "restored"} {
+	defer func(n, m int) { historyDeleteChunk, moverSubChunk = n, m }(historyDeleteChunk, moverSubChunk)
+	historyDeleteChunk, moverSubChunk = 4, 2
+	for _, step := range []string{"journaled", "moved", "deleted", "restored"} {
 		t.Run(step, func(t *testing.T) {
 			s, path := openTest(t)
 			teams := historyFixture(t, s, histNow)

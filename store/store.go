@@ -108,6 +108,10 @@ type Store struct {
 	// history_pace.go). moverOldest is the finish time (unix nanos) of
 	// the oldest message the mover last saw waiting, 0 for none.
 	foreignWrites, moverOldest atomic.Int64
+	// moverBusy is the time the mover's current step has held the
+	// committer, read the main file and written day files (nanoseconds):
+	// what its pacing charges it, not the time it waited for its turn.
+	moverBusy atomic.Int64
 }
 
 type op struct {
