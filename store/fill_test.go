@@ -2,6 +2,7 @@ package store
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,13 +16,14 @@ func TestAppendBucketsPacked(t *testing.T) {
 	s, _ := openTest(t)
 	now := time.Now().UTC()
 	var wg sync.WaitGroup
+	var seq atomic.Int64 // due times ascending across the writers, as "now" is for new mail
 	errs := make(chan error, 8)
 	for w := 0; w < 8; w++ { // concurrent, so that commits group several
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 400; i++ {
-				m := newMsg(now.Add(time.Duration(i) * time.Millisecond))
+				m := newMsg(now.Add(time.Duration(seq.Add(1)) * time.Millisecond))
 				if err := s.Enqueue(m, []byte("Subject: hi\r\n\r\nbody\r\n")); err != nil {
 					errs <- err
 					return
