@@ -25,11 +25,13 @@ var bodyFill = 4.0
 // appendBuckets take their keys in ascending order: message IDs (time
 // first, ids.go), keys that start with a time, or with a team and then an
 // ID or a time (ascending within each team's range, where the split that
-// leaves one page full leaves the team's next keys the other).
-var appendBuckets = [][]byte{bMessages, bBodies, bDue, bInflight, bDataSent, bFinished, bHistJournal,
+// leaves one page full leaves the team's next keys the other). The bodies
+// bucket, keyed by message ID too, gets bodyFill instead.
+var appendBuckets = [][]byte{bMessages, bDue, bInflight, bDataSent, bFinished, bHistJournal,
 	bMsgByTeam, bMsgByFilter, bMsgCounts, bMsgCountLog}
 
-// packAppends sets appendFill on tx's append buckets. FillPercent is not
+// packAppends sets appendFill on tx's append buckets and bodyFill on its
+// bodies bucket. FillPercent is not
 // stored in the file: it holds for the Bucket values of this transaction,
 // which tx.Bucket hands out again for the rest of it.
 func packAppends(tx *bolt.Tx) {

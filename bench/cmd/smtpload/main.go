@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -109,8 +110,8 @@ func main() {
 		rand.Read(b)
 		o.run = hex.EncodeToString(b)
 	}
-	if o.c < 1 || o.n < 1 || o.rate < 0 {
-		fmt.Fprintln(os.Stderr, "smtpload: -n and -c must be positive, -rate not negative")
+	if o.c < 1 || o.n < 1 || !(o.rate >= 0) || math.IsInf(o.rate, 1) {
+		fmt.Fprintln(os.Stderr, "smtpload: -n and -c must be positive, -rate a number ≥ 0")
 		os.Exit(2)
 	}
 	if o.idle {
