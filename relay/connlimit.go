@@ -2,12 +2,14 @@ package relay
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -101,6 +103,16 @@ func (c *trackedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// SyscallConn passes the socket through, which go-smtp's idle wait
+// (third_party/go-smtp/idle_wait.go) waits on so that an idle session's
+// goroutine parks at a shallow stack; a plain wrapper would hide it.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // SetReadDeadline shortens the deadline go-smtp asks for while the client

@@ -49,6 +49,8 @@ type Conn struct {
 	// smtpmux patch (14): the command reader's buffer is lent out only
 	// while there is input; see idle.go.
 	idle idleReader
+	// smtpmux patch (16): the socket idleRead waits on; see idle_wait.go.
+	idleWait shallowWaiter
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -1430,14 +1432,17 @@ func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
 
 // Reads a line of input
 func (c *Conn) readLine() (string, error) {
+	var deadline time.Time
 	if c.server.ReadTimeout != 0 {
-		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
+		deadline = time.Now().Add(c.server.ReadTimeout)
+		if err := c.conn.SetReadDeadline(deadline); err != nil {
 			return "", err
 		}
 	}
 
-	// smtpmux patch (14): wait for the next command without a buffer.
-	if err := c.waitCommand(); err != nil {
+	// smtpmux patch (14, 16): wait for the next command without a buffer,
+	// and outside a transaction at a shallow stack.
+	if err := c.waitCommand(deadline); err != nil {
 		return "", err
 	}
 	return readCommandLine(c.text.R, c.server.MaxLineLength)

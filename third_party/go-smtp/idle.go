@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"io"
 	"sync"
+	"time"
 )
 
 const (
@@ -62,13 +63,15 @@ func (r *idleReader) Read(p []byte) (int, error) {
 
 // waitCommand blocks until the client sends something, holding no command
 // buffer meanwhile. Its error is the read's (a timeout, EOF), which the
-// caller treats as it treats readCommandLine's.
-func (c *Conn) waitCommand() error {
+// caller treats as it treats readCommandLine's. deadline is the read
+// deadline the caller set (zero: none), which idleRead may change and puts
+// back.
+func (c *Conn) waitCommand(deadline time.Time) error {
 	if c.text.R.Buffered() > 0 || c.idle.off < c.idle.end {
 		return nil // pipelined input: read on
 	}
 	putCommandReader(c.text.R)
-	n, err := c.idle.src.Read(c.idle.buf[:])
+	n, err := c.idleRead(deadline)
 	c.idle.off, c.idle.end = 0, n
 	// Always back to a usable reader, so nothing after an error finds nil.
 	c.text.R = getCommandReader(&c.idle)
