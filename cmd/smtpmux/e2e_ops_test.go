@@ -39,8 +39,12 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 		}
 	}()
 	up := testpeer.Start(t, testpeer.Options{})
-	d := newDaemonEnv(t, nil, []string{"NOTIFY_SOCKET=" + sock})
+	// GOGC empty whatever the test's environment: the collector's tuner runs.
+	d := newDaemonEnv(t, nil, []string{"NOTIFY_SOCKET=" + sock, "GOGC="})
 	expectNote(t, notes, "READY=1")
+	if p := metricValue(t, d.metrics(), "go_gc_gogc_percent"); p != 50 {
+		t.Errorf("go_gc_gogc_percent = %v at start, want 50 (quiet)", p)
+	}
 
 	resp, err := http.Get("http://" + d.httpAddr + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
@@ -73,6 +77,14 @@ func TestSystemdNotifyReadyzAndMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// Mail flowed: within a tick or two of the tuner (1 s) the collector
+	// works at more than +50 % (internal/gctune).
+	for i := 0; metricValue(t, d.metrics(), "go_gc_gogc_percent") <= 50; i++ {
+		if i == 250 {
+			t.Fatal("go_gc_gogc_percent stayed at 50 while mail flowed")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if n := metricValue(t, body, "smtpmux_store_file_bytes"); n < 32<<10 {
 		t.Errorf("smtpmux_store_file_bytes = %v, want the main file's size (≥ 32 KiB)", n)

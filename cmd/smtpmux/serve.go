@@ -29,6 +29,7 @@ import (
 	"github.com/smtpmux/smtpmux/admin/webhook"
 	"github.com/smtpmux/smtpmux/cluster"
 	"github.com/smtpmux/smtpmux/internal/event"
+	"github.com/smtpmux/smtpmux/internal/gctune"
 	"github.com/smtpmux/smtpmux/internal/httpapi"
 	"github.com/smtpmux/smtpmux/internal/jobs"
 	"github.com/smtpmux/smtpmux/internal/proxied"
@@ -116,10 +117,9 @@ func serve(path string, stderr io.Writer) int {
 		}
 	}
 	if os.Getenv("GOGC") == "" {
-		// Most of the heap is message bodies (pointer-free buffers), so a
-		// collection costs little; collecting at +50 % instead of +100 %
-		// cut peak RSS at 100 KiB × 20 sessions from ~130 to ~108 MB with
-		// the same throughput and CPU (bench/RESULTS.md). GOGC overrides.
+		// Collect at +50 % until mail flows (internal/gctune, started
+		// with the background work): a quiet daemon stays small, a busy
+		// one spends less CPU on collections. GOGC overrides both.
 		debug.SetGCPercent(50)
 	}
 	if path := os.Getenv("SMTPMUX_MEMPROFILE"); path != "" {
@@ -496,6 +496,11 @@ func (d *daemon) runBackground() {
 	d.stopBackground = bgCancel
 	d.background.Add(3)
 	go func() { defer d.background.Done(); d.hooks.Run(bgCtx) }()
+	if os.Getenv("GOGC") == "" {
+		tuner := gctune.New(func() int64 { _, _, ops := d.store.CommitStats(); return ops })
+		d.background.Add(1)
+		go func() { defer d.background.Done(); tuner.Run(bgCtx) }()
+	}
 	sweeper := jobs.NewSweeper(d.store, d.log, nil, cfg.bodyRetention, cfg.logRetention)
 	go func() { defer d.background.Done(); sweeper.Run(bgCtx) }()
 	// The DNS re-check of domains; a pass cut by shutdown records nothing.
