@@ -33,6 +33,22 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
+	// smtpmux patch (17): when the line so far and all of this read fit in
+	// the limit, no line in it can be over, and only the bytes after its
+	// last '\n' carry on: one backward scan of a few bytes instead of an
+	// IndexByte per line (a 100 KiB body of 78-byte lines made ~1,300
+	// calls, part of the 10 % of the relay's CPU IndexByte took; the
+	// limit is 64 KiB in smtpmux, a read at most the 4 KiB reader's). The
+	// state after it is the loop's below, exactly.
+	if r.curLineLength+n <= r.LineLimit {
+		if j := bytes.LastIndexByte(b[:n], '\n'); j >= 0 {
+			r.curLineLength = n - j
+		} else {
+			r.curLineLength += n
+		}
+		return n, nil
+	}
+
 	// smtpmux patch: the same count as a byte loop (curLineLength counts
 	// the bytes since the last '\n', that '\n' included), found with
 	// IndexByte.
