@@ -282,12 +282,21 @@ func (s *Store) SweepMessages(cutoff time.Time, after string, limit int) (n int,
 
 // SweepBodies deletes up to limit inline message bodies of messages that
 // finished before cutoff, and bodies whose record is gone, looking at IDs
-// above after; next is where to resume ("" when done). Finishing a message
-// already drops its body, so this collects leftovers — and it is what
-// enforces [retention] body should finished bodies ever be kept for
-// display. The bodies bucket mostly holds the live queue, hence the
-// cursor: a long queue must not hide what lies behind it.
+// above after; next is where to resume ("" when done). A finished
+// message's record moves to its day file a minute after it finished, but
+// its body stays in the main file until this sweep ([retention] body),
+// so most bodies it deletes are of moved records. The bodies bucket holds
+// the live queue and the last [retention] body of finished mail, hence
+// the cursor: a long queue must not hide what lies behind it.
+//
+// A message is accepted (its ID's time) before it finishes, so the walk
+// ends at the first ID accepted at or after cutoff, as SweepMessages'
+// does. (Before, it went on through every body of the retention window,
+// and looked each one up in the day files, on every pass.) Each call
+// deletes at most limit bodies, counting those of moved records, in one
+// commit that acceptance writes share.
 func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, next string, err error) {
+	floor := []byte(idFloor(PrefixMessage, cutoff))
 	var ids, moved []string
 	err = s.view(func(tx *bolt.Tx) error {
 		msgs := tx.Bucket(bMessages)
@@ -300,7 +309,10 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 		}
 		visited := 0
 		for ; k != nil; k, _ = c.Next() {
-			if visited == sweepVisitMax || len(ids) == limit {
+			if bytes.HasPrefix(k, []byte(PrefixMessage)) && bytes.Compare(k, floor) >= 0 {
+				break // accepted at or after cutoff: none finished before it
+			}
+			if visited == sweepVisitMax || len(ids)+len(moved) == limit {
 				return nil
 			}
 			visited++
@@ -332,19 +344,43 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 	if len(ids) == 0 {
 		return 0, next, nil
 	}
+	if sweepBodiesHook != nil {
+		sweepBodiesHook()
+	}
+	// Re-checked inside the write: a record brought back from its day
+	// file (a late write, a message queued again) is in the main file
+	// again before its day copy goes, so one the lookups above missed in
+	// both is seen here and keeps its body unless it is done and old.
+	deleted := 0
 	err = s.update(func(tx *bolt.Tx) error {
+		deleted = 0 // the function may run again
+		msgs := tx.Bucket(bMessages)
 		for _, id := range ids {
+			if raw := msgs.Get([]byte(id)); raw != nil {
+				var m Message
+				if err := jsonUnmarshal(raw, &m); err != nil {
+					return err
+				}
+				if m.State != StateDone || !m.UpdatedAt.Before(cutoff) {
+					continue
+				}
+			}
 			if err := deleteBody(tx, id); err != nil {
 				return err
 			}
+			deleted++
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, "", err
 	}
-	return len(ids), next, nil
+	return deleted, next, nil
 }
+
+// sweepBodiesHook, when set (tests only), runs between SweepBodies' reads
+// and its write.
+var sweepBodiesHook func()
 
 // SweepSpooled removes spool files of messages that finished before
 // cutoff (a crash between a message's last commit and the file's removal

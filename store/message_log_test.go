@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +23,8 @@ func finished(t *testing.T, s *Store, team string, created, done time.Time) *Mes
 	if done.IsZero() {
 		return m
 	}
-	// A finished message normally loses its body when it finishes; keep
-	// one here to check the sweeps remove leftovers.
+	// A finished message keeps its body in the main file until the body
+	// retention's sweep (SweepBodies), or the log's (SweepMessages).
 	got, err := s.UpdateMessage(m.ID, func(x *Message) error {
 		x.State, x.Status, x.UpdatedAt = StateDone, state.MessageSent, done
 		return nil
@@ -151,5 +152,83 @@ func TestMessagesDesc(t *testing.T) {
 	})
 	if strings.Join(got, " ") != "1h43m0s 1h41m0s 1h40m0s" {
 		t.Fatalf("window below cursor: %v", got)
+	}
+}
+
+// TestSweepBodiesOfMovedRecords: in a steady store the records have moved
+// to their day files and the bodies wait in the main file for the body
+// retention. A call deletes at most limit of them (it deleted up to
+// sweepVisitMax in one commit), and the walk ends at the cutoff's IDs
+// (it walked, and looked up in the day files, every body of the window).
+func TestSweepBodiesOfMovedRecords(t *testing.T) {
+	s, _ := openTest(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var old []string
+	for i := range 30 {
+		old = append(old, finished(t, s, "team_a", t0.Add(time.Duration(i)*time.Second), t0.Add(time.Hour)).ID)
+	}
+	cut := t0.Add(72 * time.Hour)
+	// More than one visit's worth of bodies accepted after the cutoff.
+	var newer []*Message
+	var newerIDs []string
+	for i := range sweepVisitMax + 100 {
+		at := cut.Add(time.Duration(i) * time.Millisecond)
+		m := &Message{ID: NewIDAt(PrefixMessage, at), TeamID: "team_a", From: "a@example.com", Status: state.MessageSent,
+			Recipients: []Recipient{{Address: "b@example.net", Status: state.MessageSent}}, CreatedAt: at, UpdatedAt: at}
+		newer, newerIDs = append(newer, m), append(newerIDs, m.ID)
+	}
+	if err := s.LoadHistory(newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LoadBodies(newerIDs, []byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	moveAll(t, s, cut.Add(time.Hour), 1024)
+
+	n, next, err := s.SweepBodies(cut, "", 10)
+	if err != nil || n != 10 || next == "" {
+		t.Fatalf("first call: %d bodies, next %q, %v; want 10 and more to come", n, next, err)
+	}
+	n2, next, err := s.SweepBodies(cut, next, 64)
+	if err != nil || n2 != 20 || next != "" {
+		t.Fatalf("second call: %d bodies, next %q, %v; want the other 20 and the walk ended at the cutoff", n2, next, err)
+	}
+	for _, id := range old {
+		if _, err := s.Body(id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("body %s of a message finished before the cutoff: %v, want gone", id, err)
+		}
+	}
+	for _, id := range []string{newerIDs[0], newerIDs[len(newerIDs)-1]} {
+		if _, err := s.Body(id); err != nil {
+			t.Fatalf("body %s accepted after the cutoff: %v", id, err)
+		}
+	}
+}
+
+// TestSweepBodiesKeepsRequeuedBody: a moved message queued again between
+// the sweep's reads (its day copy said done and old) and its delete keeps
+// its body: the write looks at the main file again.
+func TestSweepBodiesKeepsRequeuedBody(t *testing.T) {
+	s, _ := openTest(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := finished(t, s, "team_a", t0, t0.Add(time.Hour))
+	moveAll(t, s, t0.Add(2*time.Hour), 1024)
+	if got, err := s.Message(m.ID); err != nil || got.State != StateDone {
+		t.Fatalf("moved message: %v %v", got, err)
+	}
+	sweepBodiesHook = func() {
+		if _, err := s.UpdateMessage(m.ID, func(x *Message) error {
+			x.State, x.Status = StateQueued, state.MessagePending
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { sweepBodiesHook = nil })
+	if n, _, err := s.SweepBodies(t0.Add(72*time.Hour), "", 64); err != nil || n != 0 {
+		t.Fatalf("sweep: %d bodies, %v; want none (the message is queued again)", n, err)
+	}
+	if _, err := s.Body(m.ID); err != nil {
+		t.Fatalf("the queued message's body: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -23,49 +24,25 @@ import (
 // ("idle"), and while a sweep drops them ("sweep": whole day files). A
 // third run ("mover-backlog") has the same history still in the main file,
 // as an upgraded store has it, with the background mover taking it to the
-// day files during the window: the cost of the move itself. It reports
-// enqueues/s and their p50 and p99, and how many records the sweep
-// deleted in the window. Run with -benchtime 1x.
+// day files during the window: the cost of the move itself. The last two
+// have the history of four days ago, past the body retention (72 h) but
+// not the log's, with its 2 KiB bodies still in the main file, as a
+// steady daemon holds them: without a sweep ("bodies-idle") and while the
+// sweep deletes the bodies ("body-sweep", the per-message deletes that
+// remain in the main file). It reports enqueues/s and their p50 and p99,
+// and how many records and bodies the sweep deleted in the window. Run
+// with -benchtime 1x.
 func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 	dir := b.TempDir()
 	inMain, moved := filepath.Join(dir, "main", "seed.db"), filepath.Join(dir, "moved", "seed.db")
+	withBodies := filepath.Join(dir, "bodies", "seed.db")
 	now := time.Now()
-	func() {
-		os.MkdirAll(filepath.Dir(inMain), 0o700)
-		st, err := store.Open(inMain, time.Second, store.WithoutHistoryMover())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer st.Close()
-		old := now.Add(-40 * 24 * time.Hour)
-		ms := make([]*store.Message, 0, 100_000)
-		for i := range 100_000 {
-			at := old.Add(time.Duration(i) * 10 * time.Millisecond)
-			ms = append(ms, &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: fmt.Sprint("team_", i%100),
-				From: "app@example.com", Subject: "history", Size: 2048, Status: state.MessageSent,
-				Recipients: []store.Recipient{{Address: fmt.Sprintf("user%d@example.net", i), Status: state.MessageSent, ProviderID: "dprov_x"}},
-				CreatedAt:  at, UpdatedAt: at})
-		}
-		if err := st.LoadHistory(ms); err != nil {
-			b.Fatal(err)
-		}
-	}()
-	func() {
-		copyStore(b, inMain, moved)
-		st, err := store.Open(moved, time.Second, store.WithoutHistoryMover())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer st.Close()
-		for {
-			if _, more, err := st.MoveHistory(now, 1024); err != nil || !more {
-				if err != nil {
-					b.Fatal(err)
-				}
-				return
-			}
-		}
-	}()
+	seedHistory(b, inMain, now.Add(-40*24*time.Hour), false)
+	copyStore(b, inMain, moved)
+	moveAll(b, moved, now)
+	// Four days ago: past the body retention (72 h), not the log's.
+	seedHistory(b, withBodies, now.Add(-4*24*time.Hour), true)
+	moveAll(b, withBodies, now)
 	for _, v := range []struct {
 		name        string
 		seed        string
@@ -74,6 +51,8 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 		{"idle", moved, false, false},
 		{"sweep", moved, true, false},
 		{"mover-backlog", inMain, false, true},
+		{"bodies-idle", withBodies, false, false},
+		{"body-sweep", withBodies, true, false},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			for range b.N {
@@ -98,9 +77,57 @@ func BenchmarkAcceptanceDuringSweep(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(swept.Messages), "swept")
+				b.ReportMetric(float64(swept.Bodies), "bodies-swept")
 				b.ReportMetric(float64(took.Microseconds())/1000, "sweep-ms")
 			}
 		})
+	}
+}
+
+// seedHistory writes 100,000 finished 2 KiB messages of 100 teams, one
+// every 10 ms from old on, to a new store at path, with their 2 KiB
+// bodies when bodies.
+func seedHistory(b *testing.B, path string, old time.Time, bodies bool) {
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	st, err := store.Open(path, time.Second, store.WithoutHistoryMover())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ms := make([]*store.Message, 0, 100_000)
+	ids := make([]string, 0, 100_000)
+	for i := range 100_000 {
+		at := old.Add(time.Duration(i) * 10 * time.Millisecond)
+		ms = append(ms, &store.Message{ID: store.NewIDAt(store.PrefixMessage, at), TeamID: fmt.Sprint("team_", i%100),
+			From: "app@example.com", Subject: "history", Size: 2048, Status: state.MessageSent,
+			Recipients: []store.Recipient{{Address: fmt.Sprintf("user%d@example.net", i), Status: state.MessageSent, ProviderID: "dprov_x"}},
+			CreatedAt:  at, UpdatedAt: at})
+		ids = append(ids, ms[i].ID)
+	}
+	if err := st.LoadHistory(ms); err != nil {
+		b.Fatal(err)
+	}
+	if bodies {
+		if err := st.LoadBodies(ids, bytes.Repeat([]byte("x"), 2048)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// moveAll moves the history of the store at path to its day files.
+func moveAll(b *testing.B, path string, now time.Time) {
+	st, err := store.Open(path, time.Second, store.WithoutHistoryMover())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	for {
+		if _, more, err := st.MoveHistory(now, 1024); err != nil || !more {
+			if err != nil {
+				b.Fatal(err)
+			}
+			return
+		}
 	}
 }
 
