@@ -397,6 +397,12 @@ func (s *Store) SweepSpooled(cutoff time.Time) (int, error) {
 		if !ValidID(PrefixMessage, e.Name()) {
 			continue
 		}
+		// Accepted at or after cutoff, so finished after it if at all:
+		// not looked up (the spool holds the last [retention] body of
+		// large mail, whose records are mostly in day files).
+		if t, ok := idTime(PrefixMessage, e.Name()); ok && !t.Before(cutoff) {
+			continue
+		}
 		m, err := s.Message(e.Name())
 		switch {
 		case errors.Is(err, ErrNotFound):
