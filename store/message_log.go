@@ -358,11 +358,8 @@ func (s *Store) SweepBodies(cutoff time.Time, after string, limit int) (n int, n
 		for _, id := range ids {
 			if raw := msgs.Get([]byte(id)); raw != nil {
 				var m Message
-				if err := jsonUnmarshal(raw, &m); err != nil {
-					return err
-				}
-				if m.State != StateDone || !m.UpdatedAt.Before(cutoff) {
-					continue
+				if jsonUnmarshal(raw, &m) != nil || m.State != StateDone || !m.UpdatedAt.Before(cutoff) {
+					continue // an unreadable record keeps its body, as in the reads above
 				}
 			}
 			if err := deleteBody(tx, id); err != nil {

@@ -374,6 +374,12 @@ func (c *config) validateSMTP(fc *fileConfig) error {
 			return &configError{d.key, fmt.Sprintf("%q is not a duration like \"30s\"", d.val)}
 		}
 	}
+	// Without a read deadline go-smtp sets none at all, so neither this
+	// nor pre_auth_timeout would ever close a silent connection: a client
+	// could hold its share of max_connections for good.
+	if c.readTimeout == 0 {
+		return &configError{"smtp.read_timeout", "must be more than 0 (\"2m\" by default): a silent client is closed after it"}
+	}
 	return nil
 }
 

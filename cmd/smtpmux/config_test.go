@@ -37,6 +37,7 @@ func TestCheckConfig(t *testing.T) {
 		{"unknown nested key", "[smtp]\nlisten_port = 25", "smtp.listen_port: unknown key"},
 		{"wrong type", "[smtp]\nmax_recipients = \"many\"", "max_recipients"},
 		{"bad duration", "[smtp]\nread_timeout = \"soon\"", "smtp.read_timeout"},
+		{"no read timeout", "[smtp]\nread_timeout = \"0s\"", "smtp.read_timeout: must be more than 0"},
 		{"bad retry step", "[delivery]\nretry_schedule = [\"5m\", \"-1h\"]", "delivery.retry_schedule"},
 		{"empty retry schedule", "[delivery]\nretry_schedule = []", "delivery.retry_schedule"},
 		{"bad listen address", "[smtp]\nlisten = [\"localhost\"]", "smtp.listen"},

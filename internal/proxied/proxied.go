@@ -302,6 +302,11 @@ func (c *untrustedConn) CloseWrite() error {
 
 // conn is a trusted connection after its header: it reports the client's
 // address and first returns what was read past the header.
+//
+// It has no SyscallConn on purpose: rest holds input read past the header,
+// which go-smtp's wait on the socket between transactions (patch 16,
+// third_party/go-smtp/idle_wait.go) would not see, so sessions behind a
+// proxy wait by reading, as before.
 type conn struct {
 	net.Conn
 	remote net.Addr

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -49,8 +50,9 @@ type Conn struct {
 	// smtpmux patch (14): the command reader's buffer is lent out only
 	// while there is input; see idle.go.
 	idle idleReader
-	// smtpmux patch (16): the socket idleRead waits on; see idle_wait.go.
-	idleWait shallowWaiter
+	// smtpmux patch (16): the socket idleRead waits on (nil: none, or
+	// not on this system); see idle_wait.go.
+	idleSocket syscall.RawConn
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -64,6 +66,10 @@ func newConn(c net.Conn, s *Server) *Conn {
 }
 
 func (c *Conn) init() {
+	c.idleSocket = nil
+	if socketPeekSupported {
+		c.idleSocket = rawConnOf(c.conn) // smtpmux patch (16)
+	}
 	c.lineLimitReader = &lineLimitReader{
 		R:         c.conn,
 		LineLimit: c.server.MaxLineLength,

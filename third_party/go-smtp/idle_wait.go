@@ -38,44 +38,31 @@ import (
 // os.ErrDeadlineExceeded unless it has buffered input to return.
 var longAgo = time.Unix(1, 0)
 
-// shallowWaiter waits for a connection's socket to become readable.
-type shallowWaiter struct {
-	raw  syscall.RawConn
-	conn net.Conn // the socket's connection, raw's source (raw nil: it has none)
-}
-
 // rawConnOf returns the socket under c, unwrapping TLS, or nil when c has
-// none (a pipe in tests, a wrapper that hides it).
-func rawConnOf(c net.Conn) (syscall.RawConn, net.Conn) {
+// none (a pipe in tests, a wrapper that hides it). Conn.init sets
+// idleSocket with it, for the connection as it is then (plain, and again
+// after STARTTLS). A wrapper that buffers input of its own must not pass
+// its socket through: the wait would not see those bytes.
+func rawConnOf(c net.Conn) syscall.RawConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, nil
+		return nil
 	}
-	return raw, c
+	return raw
 }
 
 // idleRead reads the first bytes of the next command into c.idle.buf.
 // deadline is the one readLine set (zero: none).
 func (c *Conn) idleRead(deadline time.Time) (int, error) {
 	buf := c.idle.buf[:]
-	if c.fromReceived || !socketPeekSupported {
-		return c.idle.src.Read(buf)
-	}
-	w := &c.idleWait
-	if w.conn == nil || w.conn != netConnOf(c.conn) {
-		w.raw, w.conn = rawConnOf(c.conn)
-		if w.raw == nil {
-			w.conn = netConnOf(c.conn) // remembered: no socket to wait on
-		}
-	}
-	if w.raw == nil {
+	if c.fromReceived || c.idleSocket == nil {
 		return c.idle.src.Read(buf)
 	}
 	if _, isTLS := c.conn.(*tls.Conn); isTLS {
@@ -84,22 +71,14 @@ func (c *Conn) idleRead(deadline time.Time) (int, error) {
 		}
 		n, err := c.idle.src.Read(buf)
 		if err := c.conn.SetReadDeadline(deadline); err != nil {
-			return n, err
+			return 0, err // the connection is closed: what was read goes with it
 		}
 		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
 	}
-	if err := w.raw.Read(socketReadable); err != nil {
+	if err := c.idleSocket.Read(socketReadable); err != nil {
 		return 0, err
 	}
 	return c.idle.src.Read(buf)
-}
-
-// netConnOf is the connection under TLS, or c itself.
-func netConnOf(c net.Conn) net.Conn {
-	if tc, ok := c.(*tls.Conn); ok {
-		return tc.NetConn()
-	}
-	return c
 }

@@ -1,3 +1,7 @@
+//go:build linux && !386
+
+// (linux/386 has no recvfrom system call of its own: socketcall.)
+
 package smtp
 
 import (
