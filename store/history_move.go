@@ -355,10 +355,15 @@ const moverSlice = 100 * time.Microsecond
 var moverSubChunk = 8
 
 // moverYield reports whether the mover's commit that started at start
-// should leave the rest of its chunk to the next commit: other writes
-// wait and it has had its slice (a variable for tests).
+// should leave the rest of its chunk to the next commit: it has had its
+// slice, and other writes wait or flow (a variable for tests). Waiting
+// writes alone were not enough: at a steady intake the mover often found
+// the committer free, deleted up to a whole chunk of 256 records in one
+// commit, and the acceptances that arrived during it waited for its
+// write and fsync (in process at 3,000 enqueues/s, p99 15–19 ms against
+// 4 without the mover; 7.6 with this).
 var moverYield = func(s *Store, start time.Time) bool {
-	return len(s.ops) > 0 && time.Since(start) > moverSlice
+	return time.Since(start) > moverSlice && (len(s.ops) > 0 || s.writesFlowing())
 }
 
 // deleteMoved is a move's last step for a prefix of ms, whose day copies

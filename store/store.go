@@ -108,6 +108,9 @@ type Store struct {
 	// history_pace.go). moverOldest is the finish time (unix nanos) of
 	// the oldest message the mover last saw waiting, 0 for none.
 	foreignWrites, moverOldest atomic.Int64
+	// lastForeign is when (Unix nanoseconds) the last commit that carried
+	// a write other than the mover's or a lazy one ended.
+	lastForeign atomic.Int64
 	// moverBusy is the time the mover's current step has held the
 	// committer, read the main file and written day files (nanoseconds):
 	// what its pacing charges it, not the time it waited for its turn.
@@ -133,6 +136,20 @@ type op struct {
 
 // lazyWait bounds how long a lazy write waits for a commit to join.
 const lazyWait = time.Second
+
+// The history mover's writes (background) ride other writes' commits
+// while those flow: one that arrives within riderWindow of the last
+// commit that carried another write waits up to riderWait for the next
+// one to join, rather than committing alone. A commit of its own is an
+// fdatasync that an acceptance write arriving meanwhile waits through
+// (issue 18: at a steady intake the mover's own commits were most of its
+// cost to acceptance's p99). When nothing else is written the mover's
+// writes commit at once, so it moves at full speed while the daemon idles.
+// (Variables for the tests.)
+var (
+	riderWindow = 20 * time.Millisecond
+	riderWait   = 10 * time.Millisecond
+)
 
 // Option adjusts Open.
 type Option func(*openOptions)
@@ -279,16 +296,26 @@ func (s *Store) view(fn func(*bolt.Tx) error) error { return s.db.View(fn) }
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	batch := make([]*op, 0, maxBatch)
-	// held are lazy writes waiting for a commit to join, until wake.
+	// held are lazy and riding writes waiting for a commit to join,
+	// until wake (at wakeAt).
 	var held []*op
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()
+	var wakeAt, lastForeign time.Time
 	for {
 		select {
 		case o := <-s.ops:
-			if o.lazy && len(held) < maxBatch {
-				if len(held) == 0 {
-					wake.Reset(lazyWait)
+			wait := time.Duration(0)
+			switch {
+			case o.lazy:
+				wait = lazyWait
+			case o.background && time.Since(lastForeign) < riderWindow:
+				wait = riderWait
+			}
+			if wait > 0 && len(held) < maxBatch {
+				if at := time.Now().Add(wait); len(held) == 0 || at.Before(wakeAt) {
+					wakeAt = at
+					wake.Reset(wait)
 				}
 				held = append(held, o)
 				s.heldLazy.Store(int64(len(held)))
@@ -307,7 +334,12 @@ func (s *Store) commitLoop() {
 					break drain
 				}
 			}
+			foreign := carriesForeign(batch)
 			s.runBatch(batch)
+			if foreign {
+				lastForeign = time.Now() // as of its commit's end
+				s.lastForeign.Store(lastForeign.UnixNano())
+			}
 		case <-wake.C:
 			if len(held) > 0 {
 				s.runBatch(append(batch[:0], held...))
@@ -329,6 +361,24 @@ func (s *Store) commitLoop() {
 			}
 		}
 	}
+}
+
+// writesFlowing reports whether a commit carried another write than the
+// mover's or a lazy one within riderWindow: the mover then keeps its
+// commits short and lets them ride (commitLoop, moverYield).
+func (s *Store) writesFlowing() bool {
+	return time.Since(time.Unix(0, s.lastForeign.Load())) < riderWindow
+}
+
+// carriesForeign reports whether batch holds a write other than lazy or
+// the mover's: one a caller waits for, whose commits the mover rides.
+func carriesForeign(batch []*op) bool {
+	for _, o := range batch {
+		if !o.lazy && !o.background {
+			return true
+		}
+	}
+	return false
 }
 
 // lazyUpdate is update for a write nobody waits on (a last-use time):
@@ -421,6 +471,11 @@ func (s *Store) ProvidersGen() int64 { return s.providersGen.Load() }
 func (s *Store) CommitStats() (commits int64, total time.Duration, ops int64) {
 	return s.commits.Load(), time.Duration(s.commitNanos.Load()), s.committedOps.Load()
 }
+
+// ForegroundWrites counts the writes callers waited for: neither the
+// history mover's nor lazy ones (last-use times). It moves while mail
+// flows or the Management API writes.
+func (s *Store) ForegroundWrites() int64 { return s.foreignWrites.Load() }
 
 // FileStats is the main file's size and its free space as bbolt sees it:
 // pages free for reuse and pages freed by commits some reader may still

@@ -497,7 +497,7 @@ func (d *daemon) runBackground() {
 	d.background.Add(3)
 	go func() { defer d.background.Done(); d.hooks.Run(bgCtx) }()
 	if os.Getenv("GOGC") == "" {
-		tuner := gctune.New(func() int64 { _, _, ops := d.store.CommitStats(); return ops })
+		tuner := gctune.New(d.store.ForegroundWrites)
 		d.background.Add(1)
 		go func() { defer d.background.Done(); tuner.Run(bgCtx) }()
 	}

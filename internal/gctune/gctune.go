@@ -7,6 +7,7 @@
 // mail flows, collections are the relay's largest adjustable cost: at
 // +100 % a 2 KiB message costs ~10 % less CPU and a 100 KiB one ~10–20 %
 // less (bench/RESULTS.md, session 12). So while the store commits writes
+// that callers wait for (mail, the API; not the history mover's)
 // the daemon lets the heap grow to twice its live size, but to no more
 // than HeapCap unless +50 % is already more: the peak RSS under load and
 // with 100,000 messages queued stays within issue 19's 64 MB. QuietAfter
@@ -28,7 +29,7 @@ import (
 // Tuner watches an activity counter and sets the GC percentage.
 type Tuner struct {
 	// Activity is a counter that moves while the daemon works (the
-	// store's committed writes).
+	// store's writes that callers wait for: not the history mover's).
 	Activity func() int64
 	// Busy and Quiet are the percentages while active (at most) and
 	// once quiet; HeapCap bounds the heap goal while active, down to

@@ -32,7 +32,11 @@ import (
 //     far behind: its largest share, historyMoveMaxDuty);
 //   - drop: the mover off, a retention pass (30 days) dropping the ten
 //     old day files at the window's start;
-//   - mover-alone: the mover on (on time) and no writer: its own rate.
+//   - mover-alone: the mover on (on time) and no writer: its own rate;
+//   - idle-paced, mover-paced: idle and mover with the writers offering
+//     BENCH_RATE enqueues a second (default 3,000, below what 16 writers
+//     take closed-loop) open-loop, latency from each enqueue's due time:
+//     the cost at a steady intake rather than at saturation.
 //
 // The variants run in turn, BENCH_ROUNDS times (default 3), so that a
 // busy machine's drift hits each alike; read each round's line. It reports
@@ -63,23 +67,30 @@ func BenchmarkAcceptanceWithMover(b *testing.B) {
 			}
 		}
 	}()
+	rate := 3000.0
+	if v, err := strconv.ParseFloat(os.Getenv("BENCH_RATE"), 64); err == nil && v > 0 {
+		rate = v
+	}
 	type variant struct {
 		name                  string
 		age                   time.Duration // of the backlog's newest
 		mover, sweep, writers bool
+		rate                  float64 // offered enqueues/s (0: closed loop)
 	}
 	variants := []variant{
-		{"idle", time.Minute, false, false, true},
-		{"mover", time.Minute, true, false, true},
-		{"mover-behind", 12 * time.Minute, true, false, true},
-		{"drop", time.Minute, false, true, true},
-		{"mover-alone", time.Minute, true, false, false},
+		{"idle", time.Minute, false, false, true, 0},
+		{"mover", time.Minute, true, false, true, 0},
+		{"mover-behind", 12 * time.Minute, true, false, true, 0},
+		{"drop", time.Minute, false, true, true, 0},
+		{"mover-alone", time.Minute, true, false, false, 0},
+		{"idle-paced", time.Minute, false, false, true, rate},
+		{"mover-paced", time.Minute, true, false, true, rate},
 	}
 	for r := 1; r <= rounds; r++ {
 		for _, v := range variants {
 			b.Run(fmt.Sprintf("%s/round=%d", v.name, r), func(b *testing.B) {
 				for range b.N {
-					runMoverWindow(b, seed, v.age, v.mover, v.sweep, v.writers)
+					runMoverWindow(b, seed, v.age, v.mover, v.sweep, v.writers, v.rate)
 				}
 			})
 		}
@@ -103,9 +114,10 @@ func loadFinished(b *testing.B, st *store.Store, from time.Time, span time.Durat
 }
 
 // runMoverWindow runs one window of BenchmarkAcceptanceWithMover
-// on a copy of seed with a backlog whose newest finished age ago, and
-// reports its metrics.
-func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, writers bool) {
+// on a copy of seed with a backlog whose newest finished age ago, writers
+// offering rate enqueues a second (0: closed loop), and reports its
+// metrics.
+func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, writers bool, rate float64) {
 	window := 12 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("BENCH_WINDOW")); err == nil && d > 0 {
 		window = d
@@ -141,7 +153,7 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	sweepWait := startSweep(ctx, st, sweep)
 	var lat []time.Duration
 	if writers {
-		lat, _ = acceptFor(b, st, window)
+		lat, _ = accept(b, st, window, rate)
 	} else {
 		t := time.NewTimer(window)
 		<-t.C

@@ -149,17 +149,38 @@ func copyStore(b *testing.B, from, to string) {
 
 // acceptFor runs 16 enqueuers for d and returns every enqueue's latency.
 func acceptFor(b *testing.B, st *store.Store, d time.Duration) ([]time.Duration, int) {
+	return accept(b, st, d, 0)
+}
+
+// accept runs 16 enqueuers for d, each closed-loop (rate 0) or offering
+// its share of rate enqueues a second open-loop: the k-th enqueue of the
+// whole is due at start + k/rate and its latency counts from then, so a
+// stall shows in the latencies of those due during it (as bench/'s
+// smtpload -rate). It returns every enqueue's latency.
+func accept(b *testing.B, st *store.Store, d time.Duration, rate float64) ([]time.Duration, int) {
+	const writers = 16
 	body := make([]byte, 2048)
 	var mu sync.Mutex
 	var lat []time.Duration
-	end := time.Now().Add(d)
+	start := time.Now()
+	end := start.Add(d)
 	var wg sync.WaitGroup
-	for range 16 {
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
-			for time.Now().Before(end) {
+			for k := 0; ; k++ {
+				due := time.Now()
+				if rate > 0 {
+					due = start.Add(time.Duration(float64(k*writers+w) / rate * float64(time.Second)))
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait) // pacing the offered load, not synchronisation
+					}
+				}
+				if !due.Before(end) {
+					break
+				}
 				now := time.Now()
 				m := &store.Message{ID: store.NewID(store.PrefixMessage), TeamID: "team_live", From: "a@example.com",
 					Status: state.MessagePending, NextAttemptAt: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now,
@@ -168,7 +189,7 @@ func acceptFor(b *testing.B, st *store.Store, d time.Duration) ([]time.Duration,
 					b.Error(err)
 					return
 				}
-				mine = append(mine, time.Since(now))
+				mine = append(mine, time.Since(due))
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
