@@ -137,19 +137,11 @@ type op struct {
 // lazyWait bounds how long a lazy write waits for a commit to join.
 const lazyWait = time.Second
 
-// The history mover's writes (background) ride other writes' commits
-// while those flow: one that arrives within riderWindow of the last
-// commit that carried another write waits up to riderWait for the next
-// one to join, rather than committing alone. A commit of its own is an
-// fdatasync that an acceptance write arriving meanwhile waits through
-// (issue 18: at a steady intake the mover's own commits were most of its
-// cost to acceptance's p99). When nothing else is written the mover's
-// writes commit at once, so it moves at full speed while the daemon idles.
-// (Variables for the tests.)
-var (
-	riderWindow = 20 * time.Millisecond
-	riderWait   = 10 * time.Millisecond
-)
+// flowWindow is how recently a commit must have carried another write
+// than the mover's or a lazy one for writes to count as flowing: the
+// mover then keeps each of its commits within its slice (moverYield).
+// (A variable for the tests.)
+var flowWindow = 20 * time.Millisecond
 
 // Option adjusts Open.
 type Option func(*openOptions)
@@ -296,26 +288,16 @@ func (s *Store) view(fn func(*bolt.Tx) error) error { return s.db.View(fn) }
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	batch := make([]*op, 0, maxBatch)
-	// held are lazy and riding writes waiting for a commit to join,
-	// until wake (at wakeAt).
+	// held are lazy writes waiting for a commit to join, until wake.
 	var held []*op
 	wake := time.NewTimer(time.Hour)
 	wake.Stop()
-	var wakeAt, lastForeign time.Time
 	for {
 		select {
 		case o := <-s.ops:
-			wait := time.Duration(0)
-			switch {
-			case o.lazy:
-				wait = lazyWait
-			case o.background && time.Since(lastForeign) < riderWindow:
-				wait = riderWait
-			}
-			if wait > 0 && len(held) < maxBatch {
-				if at := time.Now().Add(wait); len(held) == 0 || at.Before(wakeAt) {
-					wakeAt = at
-					wake.Reset(wait)
+			if o.lazy && len(held) < maxBatch {
+				if len(held) == 0 {
+					wake.Reset(lazyWait)
 				}
 				held = append(held, o)
 				s.heldLazy.Store(int64(len(held)))
@@ -337,8 +319,7 @@ func (s *Store) commitLoop() {
 			foreign := carriesForeign(batch)
 			s.runBatch(batch)
 			if foreign {
-				lastForeign = time.Now() // as of its commit's end
-				s.lastForeign.Store(lastForeign.UnixNano())
+				s.lastForeign.Store(time.Now().UnixNano()) // as of its commit's end
 			}
 		case <-wake.C:
 			if len(held) > 0 {
@@ -364,14 +345,13 @@ func (s *Store) commitLoop() {
 }
 
 // writesFlowing reports whether a commit carried another write than the
-// mover's or a lazy one within riderWindow: the mover then keeps its
-// commits short and lets them ride (commitLoop, moverYield).
+// mover's or a lazy one within flowWindow.
 func (s *Store) writesFlowing() bool {
-	return time.Since(time.Unix(0, s.lastForeign.Load())) < riderWindow
+	return time.Since(time.Unix(0, s.lastForeign.Load())) < flowWindow
 }
 
 // carriesForeign reports whether batch holds a write other than lazy or
-// the mover's: one a caller waits for, whose commits the mover rides.
+// the mover's: one a caller waits for.
 func carriesForeign(batch []*op) bool {
 	for _, o := range batch {
 		if !o.lazy && !o.background {
