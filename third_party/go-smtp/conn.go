@@ -984,7 +984,12 @@ func (c *Conn) handleStartTLS() {
 	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
 
 	if err := tlsConn.Handshake(); err != nil {
-		c.writeResponse(550, EnhancedCode{5, 0, 0}, "Handshake error")
+		// smtpmux patch (18): the connection is neither plain text nor
+		// TLS any more (the client may be mid-handshake and reads what
+		// comes as TLS records), so it ends here. Upstream wrote a 550
+		// in plain text, which no TLS client reads, and went on with the
+		// session in plain text for another command timeout.
+		c.Close()
 		return
 	}
 

@@ -160,3 +160,27 @@ func BenchmarkIdleWaitTLS(b *testing.B) {
 		})
 	}
 }
+
+// TestServerStartTLSFailedHandshakeCloses (patch 18): after a failed
+// handshake the server closes the connection; it does not answer in plain
+// text and carry on with the session.
+func TestServerStartTLSFailedHandshakeCloses(t *testing.T) {
+	cfg := testTLSConfig(t)
+	_, s, c, scanner, _ := testServerEhlo(t, func(s *smtp.Server) { s.TLSConfig = cfg })
+	defer s.Close()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "STARTTLS\r\n")
+	if !scanner.Scan() || !strings.HasPrefix(scanner.Text(), "220 ") {
+		t.Fatalf("STARTTLS: %q", scanner.Text())
+	}
+	// Not a TLS record: the handshake fails at once.
+	io.WriteString(c, "NOOP\r\nNOOP\r\n")
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading to the end: %v (want the server to close, not the deadline)", err)
+	}
+	if strings.Contains(string(got), "250") || strings.Contains(string(got), "550") {
+		t.Fatalf("after the failed handshake the server sent %q, want it to close without a reply", got)
+	}
+}
