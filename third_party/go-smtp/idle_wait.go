@@ -30,9 +30,14 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
+
+// idleWaitHook, when set (tests only), runs as a connection starts to
+// wait on its socket.
+var idleWaitHook atomic.Value // of func()
 
 // longAgo is a read deadline that has passed: a read fails at once with
 // os.ErrDeadlineExceeded unless it has buffered input to return.
@@ -76,6 +81,9 @@ func (c *Conn) idleRead(deadline time.Time) (int, error) {
 		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
+	}
+	if h, _ := idleWaitHook.Load().(func()); h != nil {
+		h()
 	}
 	if err := c.idleSocket.Read(socketReadable); err != nil {
 		return 0, err

@@ -102,9 +102,23 @@ func TestServerIdleWaitTLSRecordsTogether(t *testing.T) {
 	expectReply(t, r, "NOOP (first record)", "250 ")
 	expectReply(t, r, "RSET (second record, already read by crypto/tls)", "250 ")
 
-	// The deadline the probe moved is back: a command that comes after
-	// the server has gone back to waiting is answered, not timed out.
-	time.Sleep(50 * time.Millisecond) // not synchronisation: any delay under ReadTimeout must work
+	// The deadline the probe moved is back: a command sent once the
+	// server waits on its socket again is answered, not timed out.
+	waiting := make(chan struct{}, 1)
+	smtp.SetIdleWaitHook(func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	})
+	defer smtp.SetIdleWaitHook(nil)
+	io.WriteString(tc, "NOOP\r\n")
+	expectReply(t, r, "NOOP", "250 ")
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never waited on its socket")
+	}
 	io.WriteString(tc, "NOOP\r\n")
 	expectReply(t, r, "NOOP after a pause", "250 ")
 
