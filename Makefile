@@ -11,7 +11,7 @@ test: test-peers
 	$(GO) test -count=1 -timeout 15m ./...
 	cd third_party/go-smtp && $(GO) vet . && $(GO) test -count=1 .
 	cd third_party/bbolt && $(GO) test -count=1 -short -run 'Seek|Insert|Cursor|Bucket|Tx|Node' \
-		-skip 'ValueTooLarge|MoveBucket|TruncateBeforeWrite' .
+		-skip 'ValueTooLarge|MoveBucket|TruncateBeforeWrite' . && $(GO) test -count=1 ./internal/freelist
 
 test-peers:
 	./scripts/install-test-peers.sh

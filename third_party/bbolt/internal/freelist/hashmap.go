@@ -2,6 +2,7 @@ package freelist
 
 import (
 	"fmt"
+	"math/bits"
 	"reflect"
 	"sort"
 
@@ -18,6 +19,13 @@ type hashMap struct {
 	freemaps       map[uint64]pidSet      // key is the size of continuous pages(span), value is a set which contains the starting pgids of same size
 	forwardMap     map[common.Pgid]uint64 // key is start pgid, value is its span size
 	backwardMap    map[common.Pgid]uint64 // key is end pgid, value is its span size
+
+	// smtpmux patch 4: free holds one bit per page, set while the page is
+	// in a free span (the spans' pages exactly), so that freePageIds,
+	// which every commit's freelist write calls, lists them in order by
+	// scanning words instead of sorting every span's start: with tens of
+	// thousands of spans that sort was a fifth of the committer's CPU.
+	free []uint64
 }
 
 func (f *hashMap) Init(pgids common.Pgids) {
@@ -26,6 +34,7 @@ func (f *hashMap) Init(pgids common.Pgids) {
 	f.freemaps = make(map[uint64]pidSet)
 	f.forwardMap = make(map[common.Pgid]uint64)
 	f.backwardMap = make(map[common.Pgid]uint64)
+	f.free = f.free[:0]
 
 	if len(pgids) == 0 {
 		return
@@ -44,6 +53,7 @@ func (f *hashMap) Init(pgids common.Pgids) {
 			size++
 		} else {
 			f.addSpan(start, size)
+			f.setFree(start, size, true)
 
 			size = 1
 			start = pgids[i]
@@ -53,6 +63,7 @@ func (f *hashMap) Init(pgids common.Pgids) {
 	// init the tail
 	if size != 0 && start != 0 {
 		f.addSpan(start, size)
+		f.setFree(start, size, true)
 	}
 
 	f.reindex()
@@ -68,6 +79,7 @@ func (f *hashMap) Allocate(txid common.Txid, n int) common.Pgid {
 		for pid := range bm {
 			// remove the span
 			f.delSpan(pid, uint64(n))
+			f.setFree(pid, uint64(n), false)
 
 			f.allocs[pid] = txid
 
@@ -87,6 +99,7 @@ func (f *hashMap) Allocate(txid common.Txid, n int) common.Pgid {
 		for pid := range bm {
 			// remove the initial
 			f.delSpan(pid, size)
+			f.setFree(pid, uint64(n), false)
 
 			f.allocs[pid] = txid
 
@@ -122,23 +135,46 @@ func (f *hashMap) freePageIds() common.Pgids {
 		return common.Pgids{}
 	}
 
+	// smtpmux patch 4: the set bits, in order (upstream sorted the
+	// spans' starts, O(spans·log spans) at every commit).
 	m := make([]common.Pgid, 0, count)
-
-	startPageIds := make([]common.Pgid, 0, len(f.forwardMap))
-	for k := range f.forwardMap {
-		startPageIds = append(startPageIds, k)
-	}
-	sort.Sort(common.Pgids(startPageIds))
-
-	for _, start := range startPageIds {
-		if size, ok := f.forwardMap[start]; ok {
-			for i := 0; i < int(size); i++ {
-				m = append(m, start+common.Pgid(i))
-			}
+	for w, word := range f.free {
+		for word != 0 {
+			m = append(m, common.Pgid(w*64+bits.TrailingZeros64(word)))
+			word &= word - 1
 		}
 	}
-
 	return m
+}
+
+// setFree sets (on) or clears the free bits of pages [start, start+size)
+// (smtpmux patch 4), a word at a time.
+func (f *hashMap) setFree(start common.Pgid, size uint64, on bool) {
+	if size == 0 {
+		return
+	}
+	end := uint64(start) + size // exclusive
+	if need := int((end + 63) / 64); need > len(f.free) {
+		if on {
+			f.free = append(f.free, make([]uint64, need-len(f.free))...)
+		} else {
+			end = uint64(len(f.free)) * 64 // nothing set past the slice
+		}
+	}
+	for i := uint64(start); i < end; {
+		w, b := i/64, i%64
+		n := min(64-b, end-i)
+		mask := ^uint64(0)
+		if n < 64 {
+			mask = (uint64(1)<<n - 1) << b
+		}
+		if on {
+			f.free[w] |= mask
+		} else {
+			f.free[w] &^= mask
+		}
+		i += n
+	}
 }
 
 func (f *hashMap) hashmapFreeCountSlow() int {
@@ -244,6 +280,8 @@ func (f *hashMap) mergeWithExistingSpan(start, end common.Pgid) {
 	}
 
 	f.addSpan(newStart, newSize)
+	// smtpmux patch 4: the neighbours' pages were free already.
+	f.setFree(start, uint64(end-start+1), true)
 }
 
 // idsFromFreemaps get all free page IDs from f.freemaps.

@@ -151,6 +151,7 @@ func TestFreelistHashmap_GetFreePageIDs(t *testing.T) {
 	for i = 0; i < N; {
 		val = rand.Int31n(1000)
 		fm[common.Pgid(i)] = uint64(val)
+		f.setFree(common.Pgid(i), uint64(val), true) // smtpmux patch 4
 		i += val
 		f.freePagesCount += uint64(val)
 	}
@@ -194,6 +195,8 @@ func Benchmark_freelist_hashmapGetFreePageIDs(b *testing.B) {
 	for i = 0; i < N; {
 		val = rand.Int31n(1000)
 		fm[common.Pgid(i)] = uint64(val)
+		f.setFree(common.Pgid(i), uint64(val), true) // smtpmux patch 4
+		f.freePagesCount += uint64(val)
 		i += val
 	}
 
