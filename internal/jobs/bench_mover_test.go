@@ -167,6 +167,7 @@ func runMoverWindow(b *testing.B, seed string, age time.Duration, mover, sweep, 
 	b.ReportMetric(float64(st.MapTrims()-trims0), "trims")
 	b.ReportMetric(float64(ru1.Minflt-ru0.Minflt)/window.Seconds(), "faults/s")
 	b.ReportMetric(float64(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())/1e9/window.Seconds(), "cpus")
+	b.ReportMetric(float64(st.FileStats().FreePages), "free-pages")
 	cancel()
 	swept, took := sweepWait()
 	st.Close()
