@@ -144,6 +144,11 @@ func (f *hashMap) freePageIds() common.Pgids {
 			word &= word - 1
 		}
 	}
+	common.Verify(func() {
+		if len(m) != count {
+			panic(fmt.Sprintf("assertion failed: %d free bits, %d free pages in the spans", len(m), count))
+		}
+	})
 	return m
 }
 

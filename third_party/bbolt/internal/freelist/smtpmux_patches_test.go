@@ -37,8 +37,8 @@ func TestFreeBitsFollowSpans(t *testing.T) {
 		if len(want) == 0 {
 			want = common.Pgids{}
 		}
-		if !slices.Equal(want, got) {
-			t.Fatalf("%s: free bits %v, spans %v", step, got, want)
+		if !slices.Equal(want, got) || len(got) != f.FreeCount() {
+			t.Fatalf("%s: free bits %v, spans %v, FreeCount %d", step, got, want, f.FreeCount())
 		}
 		all := make([]common.Pgid, f.Count())
 		f.Copyall(all)
@@ -84,6 +84,20 @@ func TestFreeBitsFollowSpans(t *testing.T) {
 	check("reinit")
 	if got := f.freePageIds(); !slices.Equal(got, common.Pgids{5, 6, 700}) {
 		t.Fatalf("after Init: %v", got)
+	}
+
+	// A smaller Init keeps the bits' array: growing it again must not
+	// bring the earlier file's bits back.
+	var many []common.Pgid
+	for id := common.Pgid(2); id < 5000; id++ {
+		many = append(many, id)
+	}
+	f.Init(many)
+	f.Init([]common.Pgid{5})
+	f.mergeSpans(common.Pgids{4000})
+	check("shrunk and grown")
+	if got := f.freePageIds(); !slices.Equal(got, common.Pgids{5, 4000}) {
+		t.Fatalf("after a smaller Init and a release past it: %v", got)
 	}
 }
 
