@@ -24,8 +24,9 @@ import (
 // applied in key order.
 type keyOps map[string][]byte
 
-func (o keyOps) apply(b *bolt.Bucket) error {
+func (o keyOps) apply(b *bolt.Bucket, p *moverPacer) error {
 	for _, k := range slices.Sorted(maps.Keys(o)) {
+		p.tick()
 		var err error
 		if v := o[k]; v != nil {
 			err = b.Put([]byte(k), v)
@@ -50,13 +51,18 @@ func sumCounts(sums map[string]int64, h *histKeys, sign int64) {
 // file's transaction with their index keys and counters, as putHistory
 // does one by one. A record already in the file (moved before, restored,
 // moved again) goes through putHistory, which replaces its keys.
-func putHistories(tx *bolt.Tx, ms []*moving) error {
+//
+// p (nil: none) pauses the work between records and keys; the day file's
+// transaction stays open meanwhile, which holds up no acceptance (the
+// main file's writes do not wait for it).
+func putHistories(tx *bolt.Tx, ms []*moving, p *moverPacer) error {
 	msgs := tx.Bucket(bMessages)
 	recs, byTeam, byFilter, upstream := keyOps{}, keyOps{}, keyOps{}, keyOps{}
 	sums := map[string]int64{}
 	var fresh int64
 	var latest int64
 	for _, mv := range ms {
+		p.tick()
 		m := &mv.m
 		latest = max(latest, m.UpdatedAt.UnixNano())
 		if msgs.Get([]byte(m.ID)) != nil {
@@ -84,12 +90,13 @@ func putHistories(tx *bolt.Tx, ms []*moving) error {
 		bucket []byte
 		ops    keyOps
 	}{{bMessages, recs}, {bMsgByTeam, byTeam}, {bMsgByFilter, byFilter}, {hUpstream, upstream}} {
-		if err := w.ops.apply(tx.Bucket(w.bucket)); err != nil {
+		if err := w.ops.apply(tx.Bucket(w.bucket), p); err != nil {
 			return err
 		}
 	}
 	counters := tx.Bucket(bMsgCounts)
 	for _, k := range slices.Sorted(maps.Keys(sums)) {
+		p.tick()
 		if d := sums[k]; d != 0 {
 			if err := addCount(counters, []byte(k), d); err != nil {
 				return err
@@ -142,7 +149,8 @@ func dropMains(tx *bolt.Tx, ms []*moving, sums map[string]map[string]int64) erro
 		bucket []byte
 		ops    keyOps
 	}{{bHistJournal, journal}, {bFinished, fin}, {bMsgByFilter, byFilter}, {bMsgByTeam, byTeam}, {bMessages, recs}} {
-		if err := w.ops.apply(tx.Bucket(w.bucket)); err != nil {
+		// In the committer: a pause here would hold every write.
+		if err := w.ops.apply(tx.Bucket(w.bucket), nil); err != nil {
 			return err
 		}
 	}

@@ -149,14 +149,21 @@ type moving struct {
 	m   Message
 }
 
-// writeDays puts each record in its day file (one commit per day).
-func (s *Store) writeDays(ms []*moving) error {
+// writeDays puts each record in its day file (one commit per day), its
+// work paced by p (nil: not paced).
+func (s *Store) writeDays(ms []*moving, p *moverPacer) error {
 	byDay := map[int64][]*moving{}
 	for _, mv := range ms {
 		d := utcDay(mv.m.CreatedAt).Unix()
 		byDay[d] = append(byDay[d], mv)
 	}
-	defer s.chargeMover(time.Now())
+	var paused time.Duration
+	if p != nil {
+		defer func(before time.Duration) { paused = p.rests - before }(p.rests)
+	}
+	// Charged for its work, not its pauses (deferred calls run last
+	// first: paused is known by then).
+	defer func(start time.Time) { s.moverBusy.Add(int64(time.Since(start) - paused)) }(time.Now())
 	for day, group := range byDay {
 		d, err := s.hist.acquire(time.Unix(day, 0), true)
 		if err != nil {
@@ -165,7 +172,7 @@ func (s *Store) writeDays(ms []*moving) error {
 		var latest int64
 		err = d.db.Update(func(tx *bolt.Tx) error {
 			packAppends(tx) // a step's keys go in in key order (putHistories)
-			if err := putHistories(tx, group); err != nil {
+			if err := putHistories(tx, group, p); err != nil {
 				return err
 			}
 			latest = int64(binary.BigEndian.Uint64(tx.Bucket(bMeta).Get(keyMaxUpdated)))
@@ -215,29 +222,42 @@ func (s *Store) undoDays(ms []*moving) error {
 // others are waiting. It is the mover's step (runMover), exported for
 // tests and tools.
 func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err error) {
+	return s.moveHistory(cutoff, limit, nil)
+}
+
+// moveHistory is MoveHistory with its own CPU work paced by p (nil: not
+// paced). The list is read in one read transaction per burst: a pause
+// inside one would keep the pages freed meanwhile from reuse, and hold
+// up a remap of the main file (which waits for every reader).
+func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, more bool, err error) {
 	var ms []*moving
 	var stale [][]byte // list entries whose record is gone or not done
 	seen := map[string]bool{}
 	end := uint64(cutoff.UnixNano())
-	err = s.view(func(tx *bolt.Tx) error {
-		defer s.chargeMover(time.Now())
-		c, msgs := tx.Bucket(bFinished).Cursor(), tx.Bucket(bMessages)
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	// list reads the list from k on until a stop (the cutoff, the limit)
+	// or the burst's end; k is the entry to go on from after a pause.
+	list := func(tx *bolt.Tx, c *bolt.Cursor, k []byte) (next []byte, err error) {
+		msgs := tx.Bucket(bMessages)
+		for read := 0; k != nil; k, _ = c.Next() {
 			if len(k) >= 8 && len(ms)+len(stale) == 0 {
 				s.moverOldest.Store(int64(binary.BigEndian.Uint64(k[:8])))
 			}
 			if len(k) < 8 || binary.BigEndian.Uint64(k[:8]) >= end {
-				return nil
+				return nil, nil
 			}
 			if len(ms)+len(stale) == limit {
 				more = true
-				return nil
+				return nil, nil
 			}
+			if read > 0 && p.due() { // at least one per read: progress
+				return bytes.Clone(k), nil
+			}
+			read++
 			raw := msgs.Get(k[8:])
 			var m Message
 			if raw != nil {
 				if err := jsonUnmarshal(raw, &m); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			// A second entry of one record (listed again after it was
@@ -251,8 +271,28 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 			seen[m.ID] = true
 			ms = append(ms, &moving{key: bytes.Clone(k), raw: bytes.Clone(raw), m: m})
 		}
-		return nil
-	})
+		return nil, nil
+	}
+	var next []byte // where the read goes on after a pause
+	for first := true; err == nil && (first || next != nil); first = false {
+		if next != nil {
+			p.pause()
+		}
+		err = s.view(func(tx *bolt.Tx) error {
+			defer s.chargeMover(time.Now())
+			c := tx.Bucket(bFinished).Cursor()
+			var k []byte
+			if first {
+				k, _ = c.First()
+			} else {
+				// Entries before next are read; one added meanwhile
+				// (a restore lists as of now) is newer.
+				k, _ = c.Seek(next)
+			}
+			next, err = list(tx, c, k)
+			return err
+		})
+	}
 	if err != nil || len(ms)+len(stale) == 0 {
 		if err == nil {
 			s.moverOldest.Store(0)
@@ -289,7 +329,7 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 			return 0, false, err
 		}
 	}
-	if err := s.writeDays(ms); err != nil {
+	if err := s.writeDays(ms, p); err != nil {
 		return 0, false, err
 	}
 	if historyStepHook != nil {
@@ -534,7 +574,7 @@ func (s *Store) recoverHistory() error {
 			undo = append(undo, &moving{raw: e.raw, m: e.m})
 		}
 	}
-	if err := s.writeDays(moves); err != nil {
+	if err := s.writeDays(moves, nil); err != nil {
 		return err
 	}
 	if err := s.undoDays(undo); err != nil {

@@ -87,6 +87,60 @@ func moverRest(took time.Duration, othersWrote bool, lag time.Duration) time.Dur
 	return time.Duration(float64(took) * (1 - d) / d)
 }
 
+// moverBurst bounds how long the mover's own CPU work runs without a
+// pause while other writes flow: its reads and decoding of a step's
+// records, and its puts into their day file. A step's 1,024 records took
+// the mover's goroutine tens of milliseconds of CPU, run in slices of up
+// to 10 ms (the runtime's preemption), each holding one of the machine's
+// two cores from the sessions, the committer and, end to end, the load
+// driver: acceptance's p99 rose 60–80 % with the mover's CPU at 3 % of a
+// core (a runtime trace of bench/mover.sh, bench/RESULTS.md session 14).
+// runtime.Gosched between records did not help: it hands the P to a
+// runnable goroutine but keeps the core busy. A pause does not. (A
+// variable for tests.)
+var moverBurst = 500 * time.Microsecond
+
+// moverPacer breaks a step's CPU work into bursts of at most moverBurst,
+// each followed by a pause as long while other writes flow (rests counts
+// the pauses, which the step's rest after it then leaves out). A nil
+// pacer never pauses (MoveHistory from tests and tools, recoverHistory).
+type moverPacer struct {
+	s      *Store
+	start  time.Time
+	rests  time.Duration
+	pauses int
+}
+
+func newMoverPacer(s *Store) *moverPacer { return &moverPacer{s: s, start: time.Now()} }
+
+// due reports whether the current burst has had its time.
+func (p *moverPacer) due() bool { return p != nil && time.Since(p.start) >= moverBurst }
+
+// pause ends the current burst: a pause of moverBurst if other writes
+// flow, then a new burst. It returns how long it paused.
+func (p *moverPacer) pause() time.Duration {
+	if p == nil {
+		return 0
+	}
+	var slept time.Duration
+	if p.s.writesFlowing() {
+		t0 := time.Now()
+		time.Sleep(moverBurst)
+		slept = time.Since(t0)
+		p.rests, p.pauses = p.rests+slept, p.pauses+1
+	}
+	p.start = time.Now()
+	return slept
+}
+
+// tick pauses if the burst is due: between two records or keys.
+func (p *moverPacer) tick() time.Duration {
+	if p.due() {
+		return p.pause()
+	}
+	return 0
+}
+
 // moverUpdate is update for the mover's own commits, which do not count
 // as other writes (foreignWrites) in its pacing. The time fn runs is the
 // step's (moverBusy).
@@ -117,8 +171,9 @@ func (s *Store) runMover(ctx context.Context) {
 				s.recoverPending.Store(false)
 			}
 		}
+		pacer := newMoverPacer(s)
 		if err == nil {
-			_, more, err = s.MoveHistory(start.Add(-s.histDelay), historyMoveBatch)
+			_, more, err = s.moveHistory(start.Add(-s.histDelay), historyMoveBatch, pacer)
 		}
 		if err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Error("moving finished messages to the history files failed", "err", err)
@@ -132,7 +187,8 @@ func (s *Store) runMover(ctx context.Context) {
 			// Charged for what the step did, not for its waits for the
 			// committer: its commits are small (moverSubChunk records),
 			// so a step waits through many acceptance commits.
-			wait = moverRest(time.Duration(s.moverBusy.Load()), s.foreignWrites.Load() != w0, lag)
+			// Less the pauses the step took already.
+			wait = moverRest(time.Duration(s.moverBusy.Load()), s.foreignWrites.Load() != w0, lag) - pacer.rests
 		}
 		if wait <= 0 {
 			if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -40,4 +41,96 @@ func TestMoverSlicesWhileWritesFlow(t *testing.T) {
 	if s.writesFlowing() || moverYield(s, past) {
 		t.Fatal("writes count as flowing after flowWindow")
 	}
+}
+
+// TestPacedMoveReadsInBursts: a step whose bursts end after every record
+// (its list read in a read transaction per record, a pause between
+// records and between the day file's keys) moves the same records as an
+// unpaced one: every finished record once, a second list entry of one
+// record dropped, the files consistent and every history read the same.
+// While no other write flows it never pauses.
+func TestPacedMoveReadsInBursts(t *testing.T) {
+	b0, w0 := moverBurst, flowWindow
+	t.Cleanup(func() { moverBurst, flowWindow = b0, w0 })
+	moverBurst = 0
+
+	s, _ := openTest(t)
+	teams := historyFixture(t, s, histNow)
+	edgeMessages(t, s, teams)
+	ids, done := mainIDs(s)
+	before := histSnapshot(t, s, teams, ids)
+	// A second list entry of a finished record: stale, read in its own
+	// burst like the others.
+	if err := s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bFinished).Put(finishedKey(histNow.Add(-time.Hour), ids[0]), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	listed := func() (keys []string) {
+		s.view(func(tx *bolt.Tx) error {
+			return tx.Bucket(bFinished).ForEach(func(k, _ []byte) error {
+				keys = append(keys, string(k))
+				return nil
+			})
+		})
+		return keys
+	}
+
+	flowWindow = 0 // nothing flows: no pause
+	quiet := newMoverPacer(s)
+	list0 := listed()
+	total, _, err := s.moveHistory(histNow.Add(time.Hour), 16, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quiet.pauses != 0 {
+		t.Fatalf("%d pauses while no other write flows", quiet.pauses)
+	}
+	// The fixture lists many records that are not finished (stale
+	// entries, dropped as they are read): each step takes 16 entries.
+	if left := listed(); !slices.Equal(left, list0[16:]) {
+		t.Fatalf("the first step left %d entries, not the list's tail after 16", len(left))
+	}
+
+	flowWindow = time.Hour
+	if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
+		t.Fatal(err) // another write: writes flow from now on
+	}
+	pauses := 0
+	for step := 1; ; step++ {
+		p := newMoverPacer(s)
+		n, more, err := s.moveHistory(histNow.Add(time.Hour), 16, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, pauses = total+n, pauses+p.pauses
+		// Oldest first across its bursts: what is left is the list
+		// but the first 16 entries of each step.
+		if left := listed(); more && !slices.Equal(left, list0[16*(step+1):]) {
+			t.Fatalf("step %d left %d entries, not the list's tail after %d", step, len(left), 16*(step+1))
+		}
+		if !more {
+			break
+		}
+	}
+	if total != done {
+		t.Fatalf("moved %d of %d", total, done)
+	}
+	inMain, inDays := checkFiles(t, s)
+	if _, left := mainIDs(s); left != 0 || inDays != done || inMain != len(ids)-done {
+		t.Fatalf("paced: %d finished left in main, %d in day files (want %d), %d in main", left, inDays, done, inMain)
+	}
+	if pauses < done {
+		t.Fatalf("%d pauses for %d records whose every burst ended", pauses, done)
+	}
+	if got := histSnapshot(t, s, teams, ids); got != before {
+		t.Fatalf("after paced moves, the reads differ:\n%s", firstDiff(before, got))
+	}
+	s.view(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bFinished).Stats().KeyN; n != 0 {
+			t.Fatalf("%d list entries left", n)
+		}
+		return nil
+	})
 }
