@@ -69,9 +69,11 @@ sample_backlog() {
 one_run() {
 	local variant=$1 after=$2 load backlog
 	start_sink
-	SMX_NAME=smtpmux-$variant
-	# PROFILE_DIR: each variant's daemon CPU profile, <variant>.prof there.
-	[[ -z ${PROFILE_DIR:-} ]] || export SMTPMUX_CPUPROFILE=$PROFILE_DIR/$variant.prof
+	# A daemon directory per pair: a second pair on the first one's store
+	# would find its root key (and 2 GB of history) there.
+	SMX_NAME=smtpmux-$variant-$p
+	# PROFILE_DIR: each run's daemon CPU profile, <variant>-<pair>.prof there.
+	[[ -z ${PROFILE_DIR:-} ]] || export SMTPMUX_CPUPROFILE=$PROFILE_DIR/$variant-$p.prof
 	SMTPMUX_EXTRA=$(printf '[metrics]\nlisten = "127.0.0.1:%s"\n[retention]\nmove_after = "%s"\n' "$SMTPMUX_METRICS_PORT" "$after")
 	if ! start_smtpmux || ! setup_smtpmux_relay; then
 		die "smtpmux did not start: $SKIP"
@@ -87,6 +89,7 @@ one_run() {
 	stop_smtpmux
 	stop_pid "$SINK_PID"
 	SINK_PID=""
+	((KEEP)) || rm -rf "$SMX_DIR/data"
 	load=$(cat "$WORK/load-$variant.json")
 	[[ -n $load ]] || die "$variant: the driver timed out or crashed"
 	backlog=$(awk 'function v(x) { return (x == "?" || x == "") ? "null" : x }

@@ -303,8 +303,10 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 	defer s.hist.pause.Unlock()
 	s.hist.rw.Lock()
 	defer s.hist.rw.Unlock()
-	// The journal goes in commits of moverSubChunk entries, for the same
-	// reason as the deletes: acceptance writes share the commit. A crash
+	// The journal goes in commits of at most about moverSlice each while
+	// other writes flow, as the deletes do: acceptance writes share the
+	// commit. (Commits of a fixed moverSubChunk entries took a step's
+	// 1,024 records 128 commits, most of the step's time.) A crash
 	// between two leaves some records journaled and none in a day file;
 	// recoverHistory moves those.
 	for rest := ms; len(rest) > 0; {
@@ -313,14 +315,17 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 				return 0, false, err
 			}
 		}
-		chunk := rest[:min(len(rest), moverSubChunk)]
-		rest = rest[len(chunk):]
+		var took int
 		if err := s.moverUpdate(func(tx *bolt.Tx) error {
-			j := tx.Bucket(bHistJournal)
-			for _, mv := range chunk {
-				if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
-					return err
+			took = 0
+			start, j := time.Now(), tx.Bucket(bHistJournal)
+			for took < len(rest) && (took == 0 || !moverYield(s, start)) {
+				for _, mv := range rest[took:min(len(rest), took+moverSubChunk)] {
+					if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
+						return err
+					}
 				}
+				took = min(len(rest), took+moverSubChunk)
 			}
 			return nil
 		}); err != nil {
@@ -328,6 +333,7 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 			s.recoverPending.Store(true)
 			return 0, false, err
 		}
+		rest = rest[took:]
 	}
 	if err := s.writeDays(ms, p); err != nil {
 		return 0, false, err
@@ -389,9 +395,9 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 // it (a 256-record chunk took ~10 ms, and doubled acceptance's p99).
 const moverSlice = 100 * time.Microsecond
 
-// moverSubChunk is how many records one of the mover's journal commits
-// writes, and how many deleteMoved deletes between two looks at the time
-// (a variable for the crash tests).
+// moverSubChunk is how many records the mover's journal and delete
+// commits write between two looks at the time (a variable for the crash
+// tests).
 var moverSubChunk = 8
 
 // moverYield reports whether the mover's commit that started at start

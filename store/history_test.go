@@ -263,8 +263,13 @@ func firstDiff(a, b string) string {
 // record in exactly one file, indexes and counters exact, every read as
 // before.
 func TestHistoryMoveCrashIsIdempotent(t *testing.T) {
-	defer func(n, m int) { historyDeleteChunk, moverSubChunk = n, m }(historyDeleteChunk, moverSubChunk)
+	defer func(n, m int, y func(*Store, time.Time) bool) {
+		historyDeleteChunk, moverSubChunk, moverYield = n, m, y
+	}(historyDeleteChunk, moverSubChunk, moverYield)
+	// Commits of two records each: journal and deletes as while other
+	// writes flow.
 	historyDeleteChunk, moverSubChunk = 4, 2
+	moverYield = func(*Store, time.Time) bool { return true }
 	for _, step := range []string{"journaled", "moved", "deleted", "restored"} {
 		t.Run(step, func(t *testing.T) {
 			s, path := openTest(t)
