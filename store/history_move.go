@@ -157,13 +157,9 @@ func (s *Store) writeDays(ms []*moving, p *moverPacer) error {
 		d := utcDay(mv.m.CreatedAt).Unix()
 		byDay[d] = append(byDay[d], mv)
 	}
-	var paused time.Duration
-	if p != nil {
-		defer func(before time.Duration) { paused = p.rests - before }(p.rests)
-	}
-	// Charged for its work, not its pauses (deferred calls run last
-	// first: paused is known by then).
-	defer func(start time.Time) { s.moverBusy.Add(int64(time.Since(start) - paused)) }(time.Now())
+	// Charged for its work, not its pauses.
+	start, rested := time.Now(), p.rested()
+	defer func() { s.moverBusy.Add(int64(time.Since(start) - (p.rested() - rested))) }()
 	for day, group := range byDay {
 		d, err := s.hist.acquire(time.Unix(day, 0), true)
 		if err != nil {

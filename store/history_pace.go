@@ -117,28 +117,32 @@ func newMoverPacer(s *Store) *moverPacer { return &moverPacer{s: s, start: time.
 func (p *moverPacer) due() bool { return p != nil && time.Since(p.start) >= moverBurst }
 
 // pause ends the current burst: a pause of moverBurst if other writes
-// flow, then a new burst. It returns how long it paused.
-func (p *moverPacer) pause() time.Duration {
+// flow, then a new burst.
+func (p *moverPacer) pause() {
 	if p == nil {
-		return 0
+		return
 	}
-	var slept time.Duration
 	if p.s.writesFlowing() {
 		t0 := time.Now()
 		time.Sleep(moverBurst)
-		slept = time.Since(t0)
-		p.rests, p.pauses = p.rests+slept, p.pauses+1
+		p.rests, p.pauses = p.rests+time.Since(t0), p.pauses+1
 	}
 	p.start = time.Now()
-	return slept
 }
 
 // tick pauses if the burst is due: between two records or keys.
-func (p *moverPacer) tick() time.Duration {
+func (p *moverPacer) tick() {
 	if p.due() {
-		return p.pause()
+		p.pause()
 	}
-	return 0
+}
+
+// rested is how long p has paused so far.
+func (p *moverPacer) rested() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.rests
 }
 
 // moverUpdate is update for the mover's own commits, which do not count

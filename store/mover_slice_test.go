@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtpmux/smtpmux/internal/state"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -133,4 +134,42 @@ func TestPacedMoveReadsInBursts(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWriteDaysChargesWorkNotPauses: the day-file writes' pauses are not
+// charged to the step as work (the rest after it would count them
+// again).
+func TestWriteDaysChargesWorkNotPauses(t *testing.T) {
+	b0, w0 := moverBurst, flowWindow
+	t.Cleanup(func() { moverBurst, flowWindow = b0, w0 })
+	moverBurst, flowWindow = 20*time.Millisecond, time.Hour
+	s, _ := openTest(t)
+	if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
+		t.Fatal(err) // another write: writes flow
+	}
+	var ms []*moving
+	for i := range 3 {
+		at := histNow.Add(-time.Duration(i) * time.Minute)
+		m := Message{ID: NewIDAt(PrefixMessage, at), TeamID: "team_a", State: StateDone, Status: state.MessageSent,
+			Recipients: []Recipient{{Address: "a@example.net", Status: state.MessageSent}}, CreatedAt: at, UpdatedAt: at}
+		raw, err := encodeMessage(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, &moving{raw: raw, m: m})
+	}
+	p := newMoverPacer(s)
+	p.start = time.Now().Add(-time.Hour) // the burst is over: the first record pauses
+	s.moverBusy.Store(0)
+	t0 := time.Now()
+	if err := s.writeDays(ms, p); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t0)
+	if p.pauses == 0 {
+		t.Fatal("no pause")
+	}
+	if busy := time.Duration(s.moverBusy.Load()); busy > took-p.rests {
+		t.Fatalf("charged %v of %v, of which %v were pauses", busy, took, p.rests)
+	}
 }
