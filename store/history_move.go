@@ -226,6 +226,8 @@ func (s *Store) MoveHistory(cutoff time.Time, limit int) (n int, more bool, err 
 // inside one would keep the pages freed meanwhile from reuse, and hold
 // up a remap of the main file (which waits for every reader).
 func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, more bool, err error) {
+	s.moving.Lock()
+	defer s.moving.Unlock()
 	var ms []*moving
 	var stale [][]byte // list entries whose record is gone or not done
 	seen := map[string]bool{}
@@ -534,6 +536,8 @@ func (s *Store) recoverHistory() error {
 	}
 	// At Open nothing else runs; from the mover (a retry), readers and
 	// the other steps must not see the steps half done.
+	s.moving.Lock()
+	defer s.moving.Unlock()
 	s.hist.pause.Lock()
 	defer s.hist.pause.Unlock()
 	s.hist.rw.Lock()

@@ -29,9 +29,7 @@ func TestMoverSlicesWhileWritesFlow(t *testing.T) {
 	w0 := flowWindow
 	flowWindow = time.Hour // no timing in the test
 	t.Cleanup(func() { flowWindow = w0 })
-	if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	flowWrites(t, s)
 	if !s.writesFlowing() || !moverYield(s, past) {
 		t.Fatal("after another write the mover does not keep to its slice")
 	}
@@ -95,9 +93,7 @@ func TestPacedMoveReadsInBursts(t *testing.T) {
 	}
 
 	flowWindow = time.Hour
-	if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
-		t.Fatal(err) // another write: writes flow from now on
-	}
+	flowWrites(t, s)
 	pauses := 0
 	for step := 1; ; step++ {
 		p := newMoverPacer(s)
@@ -144,9 +140,7 @@ func TestWriteDaysChargesWorkNotPauses(t *testing.T) {
 	t.Cleanup(func() { moverBurst, flowWindow = b0, w0 })
 	moverBurst, flowWindow = 20*time.Millisecond, time.Hour
 	s, _ := openTest(t)
-	if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
-		t.Fatal(err) // another write: writes flow
-	}
+	flowWrites(t, s)
 	var ms []*moving
 	for i := range 3 {
 		at := histNow.Add(-time.Duration(i) * time.Minute)
@@ -171,5 +165,17 @@ func TestWriteDaysChargesWorkNotPauses(t *testing.T) {
 	}
 	if busy := time.Duration(s.moverBusy.Load()); busy > took-p.rests {
 		t.Fatalf("charged %v of %v, of which %v were pauses", busy, took, p.rests)
+	}
+}
+
+// flowWrites commits two other writes: the committer records the first
+// one's end (lastForeign) after its reply, but before it starts the
+// second, so writes count as flowing once the second returns.
+func flowWrites(t *testing.T, s *Store) {
+	t.Helper()
+	for range 2 {
+		if err := s.update(func(*bolt.Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -103,6 +103,12 @@ type Store struct {
 	// recoverPending is set when Open could not finish an interrupted
 	// move, or a restore failed half way: the mover finishes it.
 	recoverPending atomic.Bool
+	// moving orders the mover's steps (moveHistory, recoverHistory): a
+	// step that read a record while another moved it would journal it,
+	// find it gone from the main file, take it for changed, and delete
+	// the day copy the other wrote (MoveHistory from a test or tool
+	// while the mover runs).
+	moving sync.Mutex
 	// foreignWrites counts the writes submitted that someone waits on,
 	// other than the mover's: the mover rests while it moves (pacing,
 	// history_pace.go). moverOldest is the finish time (unix nanos) of
