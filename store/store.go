@@ -322,11 +322,7 @@ func (s *Store) commitLoop() {
 					break drain
 				}
 			}
-			foreign := carriesForeign(batch)
 			s.runBatch(batch)
-			if foreign {
-				s.lastForeign.Store(time.Now().UnixNano()) // as of its commit's end
-			}
 		case <-wake.C:
 			if len(held) > 0 {
 				s.runBatch(append(batch[:0], held...))
@@ -409,6 +405,11 @@ func (s *Store) runBatch(batch []*op) {
 		s.commitNanos.Add(int64(time.Since(start)))
 		if failed < 0 {
 			s.committedOps.Add(int64(len(batch)))
+			if carriesForeign(batch) {
+				// As of the commit's end, before the replies: a caller
+				// whose write returned finds writes flowing.
+				s.lastForeign.Store(time.Now().UnixNano())
+			}
 			for _, o := range batch {
 				if err == nil {
 					for _, f := range o.after {
