@@ -271,25 +271,21 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 		}
 		return nil, nil
 	}
-	var next []byte // where the read goes on after a pause
-	for first := true; err == nil && (first || next != nil); first = false {
-		if next != nil {
-			p.pause()
-		}
+	var next []byte // where the read goes on after a pause (nil: the first entry)
+	for {
 		err = s.view(func(tx *bolt.Tx) error {
 			defer s.chargeMover(time.Now())
+			// Entries before next are read; one added meanwhile (a
+			// restore lists as of now) is newer.
 			c := tx.Bucket(bFinished).Cursor()
-			var k []byte
-			if first {
-				k, _ = c.First()
-			} else {
-				// Entries before next are read; one added meanwhile
-				// (a restore lists as of now) is newer.
-				k, _ = c.Seek(next)
-			}
+			k, _ := c.Seek(next)
 			next, err = list(tx, c, k)
 			return err
 		})
+		if err != nil || next == nil {
+			break
+		}
+		p.pause()
 	}
 	if err != nil || len(ms)+len(stale) == 0 {
 		if err == nil {
@@ -314,18 +310,17 @@ func (s *Store) moveHistory(cutoff time.Time, limit int, p *moverPacer) (n int, 
 			}
 		}
 		var took int
-		if err := s.moverUpdate(func(tx *bolt.Tx) error {
-			took = 0
-			start, j := time.Now(), tx.Bucket(bHistJournal)
-			for took < len(rest) && (took == 0 || !moverYield(s, start)) {
-				for _, mv := range rest[took:min(len(rest), took+moverSubChunk)] {
+		if err := s.moverUpdate(func(tx *bolt.Tx) (err error) {
+			j := tx.Bucket(bHistJournal)
+			took, err = s.moverSlices(time.Now(), len(rest), func(lo, hi int) error {
+				for _, mv := range rest[lo:hi] {
 					if err := j.Put([]byte(mv.m.ID), []byte{'m'}); err != nil {
 						return err
 					}
 				}
-				took = min(len(rest), took+moverSubChunk)
-			}
-			return nil
+				return nil
+			})
+			return err
 		}); err != nil {
 			// What is journaled already is recoverHistory's.
 			s.recoverPending.Store(true)
@@ -410,6 +405,21 @@ var moverYield = func(s *Store, start time.Time) bool {
 	return time.Since(start) > moverSlice && (len(s.ops) > 0 || s.writesFlowing())
 }
 
+// moverSlices runs fn over [0, n) in sub-ranges of moverSubChunk, in one
+// of the mover's commits that started at start, until the commit has had
+// its slice (moverYield; at least one sub-range) or all are done: it
+// returns how far it got.
+func (s *Store) moverSlices(start time.Time, n int, fn func(lo, hi int) error) (took int, err error) {
+	for took < n && (took == 0 || !moverYield(s, start)) {
+		hi := min(n, took+moverSubChunk)
+		if err := fn(took, hi); err != nil {
+			return took, err
+		}
+		took = hi
+	}
+	return took, nil
+}
+
 // deleteMoved is a move's last step for a prefix of ms, whose day copies
 // are durable: in one main-file commit, each record of it still as copied
 // leaves the main file with its list entry and journal entry, and the
@@ -430,13 +440,10 @@ func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed 
 		}
 		gone := make([]*moving, 0, moverSubChunk)
 		sums := map[string]map[string]int64{}
-		for took < len(ms) {
-			if took > 0 && moverYield(s, start) {
-				break
-			}
-			sub := ms[took:min(len(ms), took+moverSubChunk)]
+		var err error
+		took, err = s.moverSlices(start, len(ms), func(lo, hi int) error {
 			gone = gone[:0]
-			for _, mv := range sub {
+			for _, mv := range ms[lo:hi] {
 				if !bytes.Equal(msgs.Get([]byte(mv.m.ID)), mv.raw) {
 					// Written since it was copied (or gone): the main
 					// copy stays the record, and keeps its list entry;
@@ -446,10 +453,11 @@ func (s *Store) deleteMoved(ms []*moving, stale [][]byte) (n, took int, changed 
 				}
 				gone = append(gone, mv)
 			}
-			if err := dropMains(tx, gone, sums); err != nil {
-				return err
-			}
-			n, took = n+len(gone), took+len(sub)
+			n += len(gone)
+			return dropMains(tx, gone, sums)
+		})
+		if err != nil {
+			return err
 		}
 		return logSums(tx, sums)
 	})
