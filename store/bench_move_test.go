@@ -19,8 +19,23 @@ import (
 // relay leaves one (an attempt with its routing explanation, a sent
 // recipient), moved from the main file to their day file in steps of
 // historyMoveBatch. It reports CPU, main-file page writes and commits per
-// moved message.
+// moved message. Its main-file deletes go in chunks of historyDeleteChunk
+// (an idle committer's) or of moverSubChunk, about what one commit takes
+// while acceptance writes flow (moverYield): there each moved message
+// writes about four times as many main-file pages, about as many as an
+// accepted message (bench/RESULTS.md, session 15), which is what the
+// mover costs acceptance.
 func BenchmarkMoveHistory(b *testing.B) {
+	for _, chunk := range []int{historyDeleteChunk, moverSubChunk} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
+			defer func(c int) { historyDeleteChunk = c }(historyDeleteChunk)
+			historyDeleteChunk = chunk
+			benchmarkMoveHistory(b)
+		})
+	}
+}
+
+func benchmarkMoveHistory(b *testing.B) {
 	routingJSON, _ := json.Marshal(map[string]any{"scope": "team", "picked": "prov_1", "weights": map[string]int{"prov_1": 100}})
 	for range b.N {
 		b.StopTimer()
