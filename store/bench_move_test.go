@@ -21,10 +21,11 @@ import (
 // historyMoveBatch. It reports CPU, main-file page writes and commits per
 // moved message. Its main-file deletes go in chunks of historyDeleteChunk
 // (an idle committer's) or of moverSubChunk, about what one commit takes
-// while acceptance writes flow (moverYield): there each moved message
-// writes about four times as many main-file pages, about as many as an
-// accepted message (bench/RESULTS.md, session 15), which is what the
-// mover costs acceptance.
+// while acceptance writes flow (moverYield): in commits of its own, each
+// moved message then writes about four times as many main-file pages,
+// most of them each commit's fixed root-to-leaf paths (bench/RESULTS.md,
+// session 15; in commits shared with acceptance the mover adds fewer, and
+// BenchmarkAcceptanceWithMover's pages/s shows those).
 func BenchmarkMoveHistory(b *testing.B) {
 	for _, chunk := range []int{historyDeleteChunk, moverSubChunk} {
 		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
