@@ -157,9 +157,10 @@ func (s *Store) writeDays(ms []*moving, p *moverPacer) error {
 		d := utcDay(mv.m.CreatedAt).Unix()
 		byDay[d] = append(byDay[d], mv)
 	}
-	// Charged for its work, not its pauses.
+	// Charged for its work, not its pauses: the charge starts later by
+	// as long as it paused.
 	start, rested := time.Now(), p.rested()
-	defer func() { s.moverBusy.Add(int64(time.Since(start) - (p.rested() - rested))) }()
+	defer func() { s.chargeMover(start.Add(p.rested() - rested)) }()
 	for day, group := range byDay {
 		d, err := s.hist.acquire(time.Unix(day, 0), true)
 		if err != nil {
